@@ -1,0 +1,136 @@
+package bucket
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Limits are the quotas of one lane: one (project, model class). Zero TPM means
+// tokens per minute are not enforced; RPM and RPD must be positive.
+type Limits struct {
+	RPM int // requests per minute, over any sliding 60 s window
+	RPD int // requests per Pacific calendar day
+	TPM int // estimated input tokens per minute, over any sliding 60 s window; 0 = off
+}
+
+func (l Limits) validate(field string) error {
+	if l.RPM <= 0 {
+		return fmt.Errorf("%s.rpm: %d: must be > 0", field, l.RPM)
+	}
+	if l.RPD <= 0 {
+		return fmt.Errorf("%s.rpd: %d: must be > 0", field, l.RPD)
+	}
+	if l.TPM < 0 {
+		return fmt.Errorf("%s.tpm: %d: must be >= 0 (0 = not enforced)", field, l.TPM)
+	}
+	return nil
+}
+
+// Key is an API key, by id (never its secret), and the project it belongs to.
+// Keys of one project share that project's lanes. Project must be set; callers
+// that give each key its own project use the key's id as its project.
+type Key struct {
+	ID      string
+	Project string
+}
+
+// ClassConfig describes one model class: its name and the limits each project
+// has on it.
+type ClassConfig struct {
+	Name   string
+	Limits Limits
+}
+
+// Config describes a Pool.
+type Config struct {
+	// Classes are the model classes; at least one.
+	Classes []ClassConfig
+	// Keys are the API keys; at least one. Ids must be unique and non-empty.
+	Keys []Key
+	// Location is the time zone whose midnight starts a new quota day.
+	// Default: America/Los_Angeles.
+	Location *time.Location
+	// Critical is the fraction of a class's summed daily limits at which
+	// Critical reports true. Default 0.9.
+	Critical float64
+	// Chunk returns how many daily units a lane leases from durable storage
+	// at a time (see Lease.Chunk). Default: DefaultChunk. A Chunk of 0 from the
+	// function means the same as 1.
+	Chunk func(Limits) int
+}
+
+// DefaultChunk sizes daily-unit chunks so that a lane at full RPM leases about
+// once a second: RPM/60 units, at least 1, at most RPD.
+func DefaultChunk(l Limits) int {
+	n := (l.RPM + 59) / 60
+	if n < 1 {
+		n = 1
+	}
+	if n > l.RPD {
+		n = l.RPD
+	}
+	return n
+}
+
+// Pacific is America/Los_Angeles, where Gemini's daily quotas reset.
+// It is nil when the time zone database is missing; Config falls back to an
+// error in that case (import time/tzdata to embed it).
+var Pacific, _ = time.LoadLocation("America/Los_Angeles")
+
+func (c *Config) withDefaults() {
+	if c.Location == nil {
+		c.Location = Pacific
+	}
+	if c.Critical == 0 {
+		c.Critical = 0.9
+	}
+	if c.Chunk == nil {
+		c.Chunk = DefaultChunk
+	}
+}
+
+// Validate reports the first problem with the configuration, naming the field
+// and value.
+func (c Config) Validate() error {
+	c.withDefaults()
+	if c.Location == nil {
+		return errors.New("location: America/Los_Angeles not found: import time/tzdata")
+	}
+	if c.Critical < 0 || c.Critical > 1 {
+		return fmt.Errorf("critical: %v: must be in (0, 1]", c.Critical)
+	}
+	if len(c.Classes) == 0 {
+		return errors.New("classes: none configured: need at least one model class")
+	}
+	seen := make(map[string]bool)
+	for i, cl := range c.Classes {
+		if cl.Name == "" {
+			return fmt.Errorf("classes[%d].name: empty", i)
+		}
+		if seen[cl.Name] {
+			return fmt.Errorf("classes[%d].name: %q: duplicate class", i, cl.Name)
+		}
+		seen[cl.Name] = true
+		if err := cl.Limits.validate(fmt.Sprintf("classes[%d] (%s)", i, cl.Name)); err != nil {
+			return err
+		}
+	}
+	if len(c.Keys) == 0 {
+		return errors.New("keys: none configured: a class with no lanes cannot serve; need at least one key")
+	}
+	ids := make(map[string]bool)
+	for i, k := range c.Keys {
+		if k.ID == "" {
+			return fmt.Errorf("keys[%d].id: empty", i)
+		}
+		if ids[k.ID] {
+			return fmt.Errorf("keys[%d].id: %q: duplicate key id", i, k.ID)
+		}
+		ids[k.ID] = true
+		if k.Project == "" {
+			return fmt.Errorf("keys[%d].project: empty for key %q: every key belongs to a project (use the key id for a project of its own)", i, k.ID)
+		}
+	}
+	return nil
+}

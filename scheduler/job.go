@@ -1,0 +1,184 @@
+package scheduler
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Priority orders jobs within a class. The zero value is PriorityNormal.
+type Priority int8
+
+const (
+	PriorityLow    Priority = -1
+	PriorityNormal Priority = 0
+	PriorityHigh   Priority = 1
+)
+
+func (p Priority) String() string {
+	switch p {
+	case PriorityLow:
+		return "low"
+	case PriorityNormal:
+		return "normal"
+	case PriorityHigh:
+		return "high"
+	}
+	return "priority(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParsePriority parses "high", "normal" (or "") and "low".
+func ParsePriority(s string) (Priority, bool) {
+	switch s {
+	case "high":
+		return PriorityHigh, true
+	case "normal", "":
+		return PriorityNormal, true
+	case "low":
+		return PriorityLow, true
+	}
+	return 0, false
+}
+
+// A Job is one request to run on some key of a model class.
+type Job struct {
+	// Class is the model class ("text", "image", ...); it must be configured.
+	Class string
+	// Priority orders the job within its class; the zero value is normal.
+	Priority Priority
+	// Tokens is the estimated input tokens of the request, checked against
+	// the lanes' TPM. 0 means unknown (counted as 0).
+	Tokens int
+	// Name is an optional label for events and logs.
+	Name string
+	// Work makes the request with the key the lease names. Its error is
+	// classified (Config.Classifier); nil means success. ctx is cancelled
+	// when the job's context ends or the scheduler stops.
+	Work func(ctx context.Context, l Lease) error
+}
+
+// A Lease is the right to send one request on one lane: the key to use, its
+// project and class. It is valid only during the Work call that received it.
+type Lease struct {
+	Class   string
+	KeyID   string
+	Project string
+	// Attempt counts the tries of this job, from 1.
+	Attempt int
+
+	tokens *atomic.Int64 // actual tokens reported by the work; -1 when none
+}
+
+// ReportTokens records the actual input tokens the request used (from the
+// answer's usage metadata), so the lane's TPM accounting is reconciled.
+func (l Lease) ReportTokens(n int) {
+	if l.tokens != nil && n >= 0 {
+		l.tokens.Store(int64(n))
+	}
+}
+
+// State is the life-cycle stage of a submitted job.
+type State int32
+
+const (
+	StateQueued State = iota
+	StateRunning
+	StateDone
+	StateFailed
+	StateCanceled
+)
+
+func (s State) String() string {
+	switch s {
+	case StateQueued:
+		return "queued"
+	case StateRunning:
+		return "running"
+	case StateDone:
+		return "done"
+	case StateFailed:
+		return "failed"
+	case StateCanceled:
+		return "canceled"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Final reports whether s is an end state.
+func (s State) Final() bool { return s >= StateDone }
+
+// EventKind names what an Event reports.
+type EventKind int
+
+const (
+	// EventDispatched: a job was handed to a worker with a lease.
+	EventDispatched EventKind = iota
+	// EventFinished: one attempt of a job ended; Err holds its classified
+	// outcome (nil on success), Final whether the job ended with it.
+	EventFinished
+	// EventLaneCooled: a lane cools down until Until after a rate limit.
+	EventLaneCooled
+	// EventLaneExhausted: a lane is out for the day, until Until.
+	EventLaneExhausted
+	// EventKeyDisabled: a key was disabled on every class (Reason says why).
+	EventKeyDisabled
+	// EventRetry: a job goes back to its queue; Until is when it may run again.
+	EventRetry
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventDispatched:
+		return "dispatched"
+	case EventFinished:
+		return "finished"
+	case EventLaneCooled:
+		return "lane_cooled"
+	case EventLaneExhausted:
+		return "lane_exhausted"
+	case EventKeyDisabled:
+		return "key_disabled"
+	case EventRetry:
+		return "retry"
+	}
+	return "event(" + strconv.Itoa(int(k)) + ")"
+}
+
+// An Event is what the scheduler reports to its Observer. Fields that do not
+// apply to a kind are zero. It never carries a secret: keys appear by id.
+type Event struct {
+	Kind     EventKind
+	Time     time.Time
+	Class    string
+	JobID    uint64
+	JobName  string
+	Priority Priority
+	KeyID    string
+	Project  string
+	Attempt  int
+	// Outcome is "ok", "rate_limited", "key", "transient", "permanent",
+	// "canceled" or "not_sent" for EventFinished.
+	Outcome string
+	Scope   Scope
+	Err     error
+	Final   bool
+	Until   time.Time
+	Reason  string
+	// Waited is, for EventDispatched, the time the job spent queued since it
+	// was (re)queued; Latency, for EventFinished, how long the work ran.
+	Waited  time.Duration
+	Latency time.Duration
+}
+
+// An Observer receives the scheduler's events, synchronously: it must be
+// quick and must not call back into the scheduler. Safe implementations log
+// or update metrics.
+type Observer interface {
+	Observe(Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Event)
+
+func (f ObserverFunc) Observe(e Event) { f(e) }
