@@ -1,0 +1,684 @@
+package bucket
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// never is the readiness time of a lane that cannot serve until something
+// outside changes (an operator, a refund).
+const never = math.MaxInt64
+
+// Pool holds the lanes of every model class and the keys that serve them.
+// It is safe for concurrent use; each class has its own lock, so classes never
+// contend with each other. Create one with New; the zero value is not usable.
+type Pool struct {
+	mu       sync.Mutex // guards keys; taken before a class's lock
+	loc      *time.Location
+	classes  []*Class
+	byName   map[string]*Class
+	keys     map[string]*keyState
+	keyOrder []string
+}
+
+type keyState struct {
+	project  string
+	disabled string // reason; "" when enabled
+}
+
+// New builds a Pool from cfg. Every lane starts ready with empty counters.
+func New(cfg Config) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.withDefaults()
+	p := &Pool{
+		loc:    cfg.Location,
+		byName: make(map[string]*Class, len(cfg.Classes)),
+		keys:   make(map[string]*keyState, len(cfg.Keys)),
+	}
+	for _, k := range cfg.Keys {
+		p.keys[k.ID] = &keyState{project: k.Project}
+		p.keyOrder = append(p.keyOrder, k.ID)
+	}
+	for _, cc := range cfg.Classes {
+		c := &Class{
+			name:     cc.Name,
+			limits:   cc.Limits,
+			loc:      cfg.Location,
+			critical: cfg.Critical,
+			chunk:    max(1, min(cfg.Chunk(cc.Limits), cc.Limits.RPD)),
+			byProj:   make(map[string]*lane),
+		}
+		for _, k := range cfg.Keys {
+			l := c.byProj[k.Project]
+			if l == nil {
+				l = c.newLane(k.Project)
+				c.byProj[k.Project] = l
+				c.lanes = append(c.lanes, l)
+			}
+			l.allKeys = append(l.allKeys, k.ID)
+			l.keys = append(l.keys, k.ID)
+		}
+		for _, l := range c.lanes {
+			c.pushReady(l)
+		}
+		p.classes = append(p.classes, c)
+		p.byName[cc.Name] = c
+	}
+	return p, nil
+}
+
+// Class returns the named class, or nil.
+func (p *Pool) Class(name string) *Class { return p.byName[name] }
+
+// Classes returns every class in configuration order.
+func (p *Pool) Classes() []*Class { return append([]*Class(nil), p.classes...) }
+
+// Location returns the time zone of the quota day.
+func (p *Pool) Location() *time.Location { return p.loc }
+
+// Disable takes a key out of every class, with a reason (e.g. "invalid",
+// "leaked"). A lane whose keys are all disabled stops serving. It reports
+// whether the key exists; disabling a disabled key updates the reason.
+func (p *Pool) Disable(keyID, reason string) bool {
+	if reason == "" {
+		reason = "disabled"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.keys[keyID]
+	if k == nil {
+		return false
+	}
+	was := k.disabled != ""
+	k.disabled = reason
+	if !was {
+		for _, c := range p.classes {
+			c.setKeyEnabled(k.project, keyID, false)
+		}
+	}
+	return true
+}
+
+// Enable puts a disabled key back into every class. It reports whether the key exists.
+func (p *Pool) Enable(keyID string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.keys[keyID]
+	if k == nil {
+		return false
+	}
+	if k.disabled != "" {
+		k.disabled = ""
+		for _, c := range p.classes {
+			c.setKeyEnabled(k.project, keyID, true)
+		}
+	}
+	return true
+}
+
+// KeyState describes one key.
+type KeyState struct {
+	ID       string
+	Project  string
+	Disabled string // reason; "" when enabled
+}
+
+// Keys returns every key in configuration order.
+func (p *Pool) Keys() []KeyState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]KeyState, 0, len(p.keyOrder))
+	for _, id := range p.keyOrder {
+		k := p.keys[id]
+		out = append(out, KeyState{ID: id, Project: k.project, Disabled: k.disabled})
+	}
+	return out
+}
+
+// KeyProject returns the project of a key.
+func (p *Pool) KeyProject(keyID string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := p.keys[keyID]
+	if k == nil {
+		return "", false
+	}
+	return k.project, true
+}
+
+// Class is the set of lanes of one model class: one lane per project. It is
+// safe for concurrent use.
+//
+// Ready lanes sit in a ring that Acquire walks round-robin; lanes that cannot
+// serve now sit in a min-heap ordered by the time they can, so Acquire never
+// scans lanes that are cooling down, exhausted or out of RPM.
+type Class struct {
+	name     string
+	limits   Limits
+	loc      *time.Location
+	critical float64
+	chunk    int
+
+	mu      sync.Mutex
+	lanes   []*lane
+	byProj  map[string]*lane
+	cursor  *lane // next ready lane to try; nil when none is ready
+	nready  int
+	waiting []*lane // min-heap by readyAt
+}
+
+// lane states.
+const (
+	inNone = iota
+	inReady
+	inWaiting
+)
+
+type lane struct {
+	project string
+	allKeys []string
+	keys     []string        // enabled keys
+	disabled map[string]bool // disabled key ids
+	nextKey  int
+
+	pace *rate.Limiter // RPM pacing; the window enforces the bound
+	tpm  *rate.Limiter // nil when TPM is not enforced
+	win  window
+
+	dayStart, dayEnd int64 // current Pacific day, unix nanoseconds
+	day              string
+	used             int // daily units used today
+	reserved         int // daily units durably recorded today (>= used)
+
+	coolUntil      int64
+	exhaustedUntil int64
+
+	where      int
+	prev, next *lane // ready ring
+	heapIdx    int
+	readyAt    int64 // when waiting
+}
+
+func (c *Class) newLane(project string) *lane {
+	l := &lane{project: project, heapIdx: -1}
+	// Pace at exactly RPM per minute with a burst of one second's worth: the
+	// long-run rate can use the whole RPM while the window check below keeps
+	// every sliding 60 s window at or under it.
+	burst := max(1, c.limits.RPM/60)
+	l.pace = rate.NewLimiter(rate.Limit(float64(c.limits.RPM)/60), burst)
+	if c.limits.TPM > 0 {
+		l.tpm = rate.NewLimiter(rate.Limit(float64(c.limits.TPM)/60), c.limits.TPM)
+	}
+	return l
+}
+
+// Name returns the class name.
+func (c *Class) Name() string { return c.name }
+
+// Limits returns the per-project limits of the class.
+func (c *Class) Limits() Limits { return c.limits }
+
+// A Lease is one acquired request on a lane: the key to send it with, the
+// project whose quota it spends, and the Pacific day it counts on.
+type Lease struct {
+	Class   string
+	KeyID   string
+	Project string
+	Day     string // store.DayFormat date of the Pacific day the request counts on
+	Tokens  int    // estimated input tokens taken from the lane's TPM
+	// Chunk, when positive, is the number of daily units the caller must
+	// durably record for (Day, Project, Class) before sending the request
+	// (write-ahead). If recording fails, call ChunkFailed and Refund.
+	Chunk int
+
+	lane     *lane
+	seq      uint64
+	dayStart int64
+}
+
+// Valid reports whether l came from a successful Acquire.
+func (l Lease) Valid() bool { return l.lane != nil }
+
+// Acquire takes one request, with an estimate of its input tokens, on a ready
+// lane of the class, rotating over ready lanes and over the enabled keys of
+// each lane's project.
+//
+// When no lane can serve at now, ok is false and next is the earliest time one
+// could (RPM or TPM refill, end of a cooldown, next Pacific midnight); next is
+// the zero Time when none can until something else changes: every key is
+// disabled, or tokens exceed the class's TPM.
+func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next time.Time) {
+	n := now.UnixNano()
+	tok := int64(max(tokens, 0))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.limits.TPM > 0 && tok > int64(c.limits.TPM) {
+		return Lease{}, false, time.Time{}
+	}
+	c.promote(n)
+	for c.cursor != nil {
+		l := c.cursor
+		at := c.readyAt(l, now, n, tok)
+		if at <= n && l.pace.AllowN(now, 1) {
+			c.cursor = l.next
+			if l.tpm != nil && tok > 0 {
+				l.tpm.AllowN(now, int(tok)) // checked in readyAt: cannot fail
+			}
+			return c.take(l, n, tok), true, time.Time{}
+		}
+		if at <= n { // only pacing holds it back
+			at = n + paceWait(l.pace, now)
+		}
+		c.removeReady(l)
+		l.readyAt = at
+		c.pushWaiting(l)
+	}
+	if len(c.waiting) == 0 || c.waiting[0].readyAt == never {
+		return Lease{}, false, time.Time{}
+	}
+	return Lease{}, false, time.Unix(0, c.waiting[0].readyAt).In(now.Location())
+}
+
+// Earliest returns when the class could serve a request of tokens without
+// taking anything: now when a lane is ready, the zero Time when none can
+// until something else changes.
+func (c *Class) Earliest(now time.Time, tokens int) time.Time {
+	n := now.UnixNano()
+	tok := int64(max(tokens, 0))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.limits.TPM > 0 && tok > int64(c.limits.TPM) {
+		return time.Time{}
+	}
+	c.promote(n)
+	best := int64(never)
+	if c.cursor != nil {
+		l := c.cursor
+		for {
+			at := c.readyAt(l, now, n, tok)
+			if at <= n {
+				at = n + paceWait(l.pace, now)
+			}
+			best = min(best, at)
+			if best <= n {
+				return now
+			}
+			l = l.next
+			if l == c.cursor {
+				break
+			}
+		}
+	}
+	if len(c.waiting) > 0 {
+		best = min(best, c.waiting[0].readyAt)
+	}
+	if best == never {
+		return time.Time{}
+	}
+	return time.Unix(0, best).In(now.Location())
+}
+
+func paceWait(lim *rate.Limiter, now time.Time) int64 {
+	have := lim.TokensAt(now)
+	if have >= 1 {
+		return 0
+	}
+	return max(1, int64((1-have)/float64(lim.Limit())*1e9))
+}
+
+// promote moves waiting lanes whose time has come into the ready ring.
+func (c *Class) promote(n int64) {
+	for len(c.waiting) > 0 && c.waiting[0].readyAt <= n {
+		l := c.popWaiting()
+		c.pushReady(l)
+	}
+}
+
+// rollDay moves the lane to the Pacific day containing now when its day has ended.
+func (c *Class) rollDay(l *lane, now time.Time, n int64) {
+	if n >= l.dayStart && n < l.dayEnd {
+		return
+	}
+	start, end := dayBounds(now, c.loc)
+	l.dayStart, l.dayEnd = start.UnixNano(), end.UnixNano()
+	l.day = start.Format("2006-01-02")
+	l.used, l.reserved = 0, 0
+}
+
+// dayBounds returns the midnights that start and end the day of t in loc.
+func dayBounds(t time.Time, loc *time.Location) (time.Time, time.Time) {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, loc), time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+}
+
+// NextMidnight returns the first midnight in loc after t: when a quota day
+// that contains t ends.
+func NextMidnight(t time.Time, loc *time.Location) time.Time {
+	_, end := dayBounds(t, loc)
+	return end
+}
+
+// Day returns the quota day (store.DayFormat) that contains t in loc.
+func Day(t time.Time, loc *time.Location) string {
+	start, _ := dayBounds(t, loc)
+	return start.Format("2006-01-02")
+}
+
+// readyAt returns when l can take a request of tok tokens, not counting
+// pacing: n or earlier when it can now.
+func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
+	if l.exhaustedUntil > n {
+		return l.exhaustedUntil
+	}
+	if l.coolUntil > n {
+		return l.coolUntil
+	}
+	c.rollDay(l, now, n)
+	if l.used >= c.limits.RPD {
+		return l.dayEnd
+	}
+	l.win.expire(n)
+	if l.win.live >= c.limits.RPM {
+		at, _ := l.win.oldestLive()
+		return at + windowNanos
+	}
+	if tpm := int64(c.limits.TPM); tpm > 0 {
+		if l.win.tokens+tok > tpm {
+			return l.win.tokensFreeAt(tok, tpm)
+		}
+		if have := l.tpm.TokensAt(now); have < float64(tok) {
+			return n + max(1, int64((float64(tok)-have)/float64(l.tpm.Limit())*1e9))
+		}
+	}
+	return n
+}
+
+func (c *Class) take(l *lane, n, tok int64) Lease {
+	l.used++
+	chunk := 0
+	if l.used > l.reserved {
+		chunk = min(c.chunk, c.limits.RPD-l.reserved)
+		l.reserved += chunk
+	}
+	seq := l.win.push(n, tok)
+	if l.nextKey >= len(l.keys) {
+		l.nextKey = 0
+	}
+	key := l.keys[l.nextKey]
+	l.nextKey++
+	return Lease{
+		Class:    c.name,
+		KeyID:    key,
+		Project:  l.project,
+		Day:      l.day,
+		Tokens:   int(tok),
+		Chunk:    chunk,
+		lane:     l,
+		seq:      seq,
+		dayStart: l.dayStart,
+	}
+}
+
+// Release ends a lease whose request was sent, with the actual input tokens
+// the answer reported (negative: unknown, keep the estimate). The lane's TPM
+// accounting is reconciled to the actual count.
+func (c *Class) Release(l Lease, now time.Time, actualTokens int) {
+	if l.lane == nil || actualTokens < 0 || actualTokens == l.Tokens {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	diff := int64(actualTokens - l.Tokens)
+	if e := ln.win.find(l.seq); e != nil && !e.dead {
+		e.tok += diff
+		ln.win.tokens += diff
+	}
+	if ln.tpm != nil && diff > 0 {
+		// Put the limiter in debt for the tokens spent beyond the estimate.
+		ln.tpm.ReserveN(now, int(min(diff, int64(c.limits.TPM))))
+	}
+}
+
+// Refund returns a lease whose request never left the process: its RPM and
+// TPM window slots and its daily unit come back. (The pacing token is not
+// returned: pacing smooths, the window bounds.)
+func (c *Class) Refund(l Lease, now time.Time) {
+	if l.lane == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	if e := ln.win.find(l.seq); e != nil && !e.dead {
+		e.dead = true
+		ln.win.live--
+		ln.win.tokens -= e.tok
+	}
+	if l.dayStart == ln.dayStart && ln.used > 0 {
+		ln.used--
+	}
+	if ln.where == inWaiting {
+		c.removeWaiting(ln)
+		c.pushReady(ln)
+	}
+}
+
+// ChunkFailed undoes the reservation of a lease's Chunk after the caller
+// failed to record it durably. Call Refund as well.
+func (c *Class) ChunkFailed(l Lease) {
+	if l.lane == nil || l.Chunk <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l.dayStart == l.lane.dayStart {
+		l.lane.reserved = max(l.lane.reserved-l.Chunk, l.lane.used-1)
+	}
+}
+
+// CoolDown keeps the project's lane of this class from serving until until (a
+// per-minute 429). The same project's lanes of other classes are untouched.
+// It reports whether the project has a lane here.
+func (c *Class) CoolDown(project string, until time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	if u := until.UnixNano(); u > l.coolUntil {
+		l.coolUntil = u
+		c.park(l, u)
+	}
+	return true
+}
+
+// Exhaust marks the project's lane of this class out for the day that
+// contains now (a per-day 429): it serves nothing until the next Pacific
+// midnight, which it returns.
+func (c *Class) Exhaust(project string, now time.Time) time.Time {
+	until := NextMidnight(now, c.loc)
+	c.ExhaustUntil(project, until)
+	return until
+}
+
+// ExhaustUntil marks the project's lane out until until (used to restore a
+// persisted state). It reports whether the project has a lane here.
+func (c *Class) ExhaustUntil(project string, until time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	if u := until.UnixNano(); u > l.exhaustedUntil {
+		l.exhaustedUntil = u
+		c.park(l, u)
+	}
+	return true
+}
+
+// Restore sets the project's daily count for day (store.DayFormat) from
+// durable storage: used and reserved both become count, so the lane never
+// serves more than RPD - count more that day. Counts of other days than the
+// one containing now are ignored. It reports whether they were applied.
+func (c *Class) Restore(project, day string, count int, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	n := now.UnixNano()
+	c.rollDay(l, now, n)
+	if l.day != day {
+		return false
+	}
+	l.used = max(l.used, count)
+	l.reserved = max(l.reserved, l.used)
+	return true
+}
+
+// park moves a lane that is ready into the waiting heap until at, or moves it
+// later in the heap.
+func (c *Class) park(l *lane, at int64) {
+	switch l.where {
+	case inReady:
+		c.removeReady(l)
+		l.readyAt = at
+		c.pushWaiting(l)
+	case inWaiting:
+		if at > l.readyAt {
+			l.readyAt = at
+			c.fixWaiting(l)
+		}
+	}
+}
+
+func (c *Class) setKeyEnabled(project, keyID string, enabled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return
+	}
+	if l.disabled == nil {
+		l.disabled = make(map[string]bool)
+	}
+	if enabled {
+		delete(l.disabled, keyID)
+	} else {
+		l.disabled[keyID] = true
+	}
+	l.keys = l.keys[:0]
+	for _, id := range l.allKeys {
+		if !l.disabled[id] {
+			l.keys = append(l.keys, id)
+		}
+	}
+	switch {
+	case len(l.keys) == 0 && l.where == inReady:
+		c.removeReady(l)
+	case len(l.keys) == 0 && l.where == inWaiting:
+		c.removeWaiting(l)
+	case len(l.keys) > 0 && l.where == inNone:
+		c.pushReady(l)
+	}
+}
+
+// ClassUsage is a snapshot of a class's quota use.
+type ClassUsage struct {
+	Class     string
+	Limits    Limits // per project
+	Day       string // the Pacific day the counts are for
+	Used      int    // daily units used today over enabled lanes
+	Limit     int    // summed RPD of enabled lanes
+	Remaining int    // Limit - Used, never negative
+	RPMLimit  int    // summed RPM of enabled lanes
+	Critical  bool   // Used >= Critical fraction of Limit
+	Lanes     []LaneUsage
+}
+
+// LaneUsage is a snapshot of one lane.
+type LaneUsage struct {
+	Project        string
+	Keys           []string // enabled key ids
+	DisabledKeys   []string
+	Enabled        bool // some key of the project is enabled
+	RPMUsed        int  // acquisitions in the last 60 s
+	TPMUsed        int  // estimated (reconciled) tokens in the last 60 s
+	DayUsed        int
+	Reserved       int // daily units durably recorded
+	CoolUntil      time.Time
+	ExhaustedUntil time.Time
+}
+
+// Usage returns the class's use at now.
+func (c *Class) Usage(now time.Time) ClassUsage {
+	n := now.UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	u := ClassUsage{Class: c.name, Limits: c.limits, Day: Day(now, c.loc)}
+	for _, l := range c.lanes {
+		c.rollDay(l, now, n)
+		l.win.expire(n)
+		lu := LaneUsage{
+			Project:  l.project,
+			Keys:     append([]string(nil), l.keys...),
+			Enabled:  len(l.keys) > 0,
+			RPMUsed:  l.win.live,
+			TPMUsed:  int(l.win.tokens),
+			DayUsed:  l.used,
+			Reserved: l.reserved,
+		}
+		for _, id := range l.allKeys {
+			if l.disabled[id] {
+				lu.DisabledKeys = append(lu.DisabledKeys, id)
+			}
+		}
+		if l.coolUntil > n {
+			lu.CoolUntil = time.Unix(0, l.coolUntil).In(now.Location())
+		}
+		if l.exhaustedUntil > n {
+			lu.ExhaustedUntil = time.Unix(0, l.exhaustedUntil).In(now.Location())
+		}
+		if lu.Enabled {
+			u.Used += l.used
+			u.Limit += c.limits.RPD
+			u.RPMLimit += c.limits.RPM
+		}
+		u.Lanes = append(u.Lanes, lu)
+	}
+	sort.Slice(u.Lanes, func(i, j int) bool { return u.Lanes[i].Project < u.Lanes[j].Project })
+	u.Remaining = max(0, u.Limit-u.Used)
+	u.Critical = u.Limit > 0 && float64(u.Used) >= c.critical*float64(u.Limit)
+	return u
+}
+
+// Critical reports whether the class has used at least the configured
+// fraction (default 90 %) of its enabled lanes' summed daily limits.
+func (c *Class) Critical(now time.Time) bool {
+	n := now.UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	used, limit := 0, 0
+	for _, l := range c.lanes {
+		if len(l.keys) == 0 {
+			continue
+		}
+		c.rollDay(l, now, n)
+		used += l.used
+		limit += c.limits.RPD
+	}
+	return limit > 0 && float64(used) >= c.critical*float64(limit)
+}
+
+func (c *Class) String() string { return fmt.Sprintf("bucket.Class(%s)", c.name) }

@@ -1,0 +1,574 @@
+package bucket
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: random)")
+
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	s := *seedFlag
+	if s == 0 {
+		s = rand.Uint64()
+	}
+	t.Logf("seed %d (rerun with -seed %d)", s, s)
+	return s
+}
+
+func mustPool(t testing.TB, cfg Config) *Pool {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func keysN(n int) []Key {
+	keys := make([]Key, n)
+	for i := range keys {
+		id := fmt.Sprintf("key%d", i+1)
+		keys[i] = Key{ID: id, Project: id}
+	}
+	return keys
+}
+
+var t0 = time.Date(2026, 11, 27, 9, 0, 0, 0, Pacific)
+
+func TestConfigValidate(t *testing.T) {
+	good := ClassConfig{Name: "text", Limits: Limits{RPM: 10, RPD: 100}}
+	tests := []struct {
+		name string
+		cfg  Config
+		want string // substring of the error; "" for none
+	}{
+		{"ok", Config{Classes: []ClassConfig{good}, Keys: keysN(2)}, ""},
+		{"no classes", Config{Keys: keysN(1)}, "classes"},
+		{"no keys", Config{Classes: []ClassConfig{good}}, "keys: none"},
+		{"rpm zero", Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 0, RPD: 1}}}, Keys: keysN(1)}, "classes[0] (text).rpm: 0"},
+		{"rpd negative", Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1, RPD: -3}}}, Keys: keysN(1)}, "classes[0] (image).rpd: -3"},
+		{"tpm negative", Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 1, RPD: 1, TPM: -1}}}, Keys: keysN(1)}, ".tpm: -1"},
+		{"duplicate class", Config{Classes: []ClassConfig{good, good}, Keys: keysN(1)}, `classes[1].name: "text": duplicate`},
+		{"empty class name", Config{Classes: []ClassConfig{{Limits: good.Limits}}, Keys: keysN(1)}, "classes[0].name: empty"},
+		{"duplicate key", Config{Classes: []ClassConfig{good}, Keys: []Key{{ID: "a", Project: "p"}, {ID: "a", Project: "q"}}}, `keys[1].id: "a": duplicate`},
+		{"empty key id", Config{Classes: []ClassConfig{good}, Keys: []Key{{Project: "p"}}}, "keys[0].id: empty"},
+		{"no project", Config{Classes: []ClassConfig{good}, Keys: []Key{{ID: "k"}}}, `keys[0].project: empty for key "k"`},
+		{"critical", Config{Classes: []ClassConfig{good}, Keys: keysN(1), Critical: 1.5}, "critical: 1.5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("New: %v", err)
+			case tt.want != "" && err == nil:
+				t.Fatalf("New: no error, want one containing %q", tt.want)
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("New: %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSpreadOverLanes(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 1_000_000, RPD: 1_000_000}}}, Keys: keysN(5)})
+	c := p.Class("text")
+	got := map[string]int{}
+	now := t0
+	for range 10_000 {
+		l, ok, next := c.Acquire(now, 0)
+		if !ok {
+			now = next
+			continue
+		}
+		got[l.KeyID]++
+	}
+	for _, k := range keysN(5) {
+		share := float64(got[k.ID]) / 10_000
+		if share < 0.19 || share > 0.21 {
+			t.Errorf("%s got %.2f%% of acquisitions, want 20%% ± 1%%: %v", k.ID, share*100, got)
+		}
+	}
+}
+
+func TestSpreadOverKeysOfOneProject(t *testing.T) {
+	keys := []Key{{ID: "a", Project: "p"}, {ID: "b", Project: "p"}, {ID: "c", Project: "p"}}
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 100_000, RPD: 100_000}}}, Keys: keys})
+	c := p.Class("text")
+	got := map[string]int{}
+	now := t0
+	for n := 0; n < 3000; {
+		l, ok, next := c.Acquire(now, 0)
+		if !ok {
+			now = next
+			continue
+		}
+		n++
+		if l.Project != "p" {
+			t.Fatalf("project %q", l.Project)
+		}
+		got[l.KeyID]++
+	}
+	if got["a"] != 1000 || got["b"] != 1000 || got["c"] != 1000 {
+		t.Fatalf("keys of one project not rotated evenly: %v", got)
+	}
+	if u := c.Usage(t0); len(u.Lanes) != 1 || u.Lanes[0].DayUsed != 3000 {
+		t.Fatalf("three keys of one project must share one lane: %+v", u.Lanes)
+	}
+}
+
+func TestRPMNextAndWindow(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(1)})
+	c := p.Class("image")
+	now := t0
+	var times []time.Time
+	for len(times) < 60 {
+		_, ok, next := c.Acquire(now, 0)
+		if ok {
+			times = append(times, now)
+			continue
+		}
+		if !next.After(now) {
+			t.Fatalf("next %v is not after now %v", next, now)
+		}
+		now = next
+	}
+	// 60 acquisitions at 20 RPM take 3 minutes less one pacing interval.
+	if d := times[59].Sub(times[0]); d < 2*time.Minute+55*time.Second || d > 3*time.Minute {
+		t.Fatalf("60 acquisitions at 20 RPM took %v, want ~2m57s", d)
+	}
+	for i := 20; i < len(times); i++ {
+		if times[i].Sub(times[i-20]) < time.Minute {
+			t.Fatalf("acquisitions %d and %d are %v apart: 21 in one minute", i-20, i, times[i].Sub(times[i-20]))
+		}
+	}
+}
+
+func TestCoolDownTouchesOneClassOnly(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{
+		{Name: "text", Limits: Limits{RPM: 1000, RPD: 10000}},
+		{Name: "image", Limits: Limits{RPM: 20, RPD: 250}},
+	}, Keys: keysN(1)})
+	img, txt := p.Class("image"), p.Class("text")
+	l, ok, _ := img.Acquire(t0, 0)
+	if !ok {
+		t.Fatal("image not ready")
+	}
+	until := t0.Add(26 * time.Second)
+	img.CoolDown(l.Project, until)
+	if _, ok, next := img.Acquire(t0.Add(time.Second), 0); ok || !next.Equal(until) {
+		t.Fatalf("image after cooldown: ok=%v next=%v, want not ok until %v", ok, next, until)
+	}
+	if _, ok, _ := txt.Acquire(t0.Add(time.Second), 0); !ok {
+		t.Fatal("a 429 on image must not slow text of the same key")
+	}
+	if _, ok, _ := img.Acquire(until, 0); !ok {
+		t.Fatal("image not ready when its cooldown ended")
+	}
+	u := img.Usage(t0.Add(time.Second))
+	if !u.Lanes[0].CoolUntil.Equal(until) {
+		t.Fatalf("usage cool until %v, want %v", u.Lanes[0].CoolUntil, until)
+	}
+}
+
+func TestExhaustUntilPacificMidnight(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(2)})
+	c := p.Class("image")
+	now := time.Date(2026, 11, 27, 23, 30, 0, 0, Pacific)
+	until := c.Exhaust("key1", now)
+	if want := time.Date(2026, 11, 28, 0, 0, 0, 0, Pacific); !until.Equal(want) {
+		t.Fatalf("exhausted until %v, want %v", until, want)
+	}
+	for range 10 {
+		l, ok, _ := c.Acquire(now, 0)
+		if ok && l.KeyID == "key1" {
+			t.Fatal("exhausted lane served")
+		}
+		if ok {
+			c.Refund(l, now)
+		}
+	}
+	c.Exhaust("key2", now)
+	if _, ok, next := c.Acquire(now, 0); ok || !next.Equal(until) {
+		t.Fatalf("all exhausted: ok=%v next=%v, want next Pacific midnight %v", ok, next, until)
+	}
+	if l, ok, _ := c.Acquire(until, 0); !ok || l.Day != "2026-11-28" {
+		t.Fatalf("after midnight: ok=%v day=%q", ok, l.Day)
+	}
+}
+
+func TestDisableKeyEveryClass(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{
+		{Name: "text", Limits: Limits{RPM: 1000, RPD: 10000}},
+		{Name: "image", Limits: Limits{RPM: 1000, RPD: 10000}},
+	}, Keys: keysN(2)})
+	if !p.Disable("key1", "leaked") {
+		t.Fatal("Disable: unknown key")
+	}
+	if p.Disable("nope", "x") {
+		t.Fatal("Disable of an unknown key reported true")
+	}
+	for _, c := range p.Classes() {
+		for range 10 {
+			l, ok, _ := c.Acquire(t0, 0)
+			if !ok || l.KeyID != "key2" {
+				t.Fatalf("%s: got %q ok=%v, want only key2", c.Name(), l.KeyID, ok)
+			}
+		}
+		u := c.Usage(t0)
+		if u.Limit != 10000 || u.RPMLimit != 1000 {
+			t.Fatalf("%s usage counts a disabled lane: %+v", c.Name(), u)
+		}
+	}
+	p.Disable("key2", "invalid")
+	if _, ok, next := p.Class("text").Acquire(t0, 0); ok || !next.IsZero() {
+		t.Fatalf("all disabled: ok=%v next=%v, want not ok and zero next", ok, next)
+	}
+	ks := p.Keys()
+	if ks[0].Disabled != "leaked" || ks[1].Disabled != "invalid" {
+		t.Fatalf("Keys: %+v", ks)
+	}
+	p.Enable("key1")
+	if l, ok, _ := p.Class("image").Acquire(t0, 0); !ok || l.KeyID != "key1" {
+		t.Fatalf("after Enable: %q ok=%v", l.KeyID, ok)
+	}
+}
+
+func TestRefundReturnsUnits(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 2, RPD: 3, TPM: 100}}}, Keys: keysN(1)})
+	c := p.Class("text")
+	a, ok, _ := c.Acquire(t0, 60)
+	if !ok {
+		t.Fatal("first acquire")
+	}
+	if _, ok, _ := c.Acquire(t0.Add(31*time.Second), 60); ok {
+		t.Fatal("TPM 100 admitted 120 tokens in a minute")
+	}
+	c.Refund(a, t0.Add(31*time.Second))
+	u := c.Usage(t0.Add(31 * time.Second))
+	if u.Used != 0 || u.Lanes[0].RPMUsed != 0 || u.Lanes[0].TPMUsed != 0 {
+		t.Fatalf("after refund: %+v", u.Lanes[0])
+	}
+	if _, ok, _ := c.Acquire(t0.Add(31*time.Second), 60); !ok {
+		t.Fatal("refunded units did not come back")
+	}
+}
+
+func TestReleaseReconcilesTokens(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 100, RPD: 1000, TPM: 1000}}}, Keys: keysN(1)})
+	c := p.Class("text")
+	l, ok, _ := c.Acquire(t0, 100)
+	if !ok {
+		t.Fatal("acquire")
+	}
+	c.Release(l, t0.Add(time.Second), 900)
+	if got := c.Usage(t0.Add(time.Second)).Lanes[0].TPMUsed; got != 900 {
+		t.Fatalf("TPM used after release with 900 actual tokens: %d", got)
+	}
+	if _, ok, next := c.Acquire(t0.Add(2*time.Second), 200); ok || !next.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("200 more tokens: ok=%v next=%v, want wait until %v", ok, next, t0.Add(time.Minute))
+	}
+	if _, ok, _ := c.Acquire(t0.Add(2*time.Second), 2000); ok {
+		t.Fatal("a request above TPM can never be served")
+	}
+	if _, ok, next := c.Acquire(t0.Add(2*time.Second), 2000); ok || !next.IsZero() {
+		t.Fatalf("request above TPM: next %v, want zero", next)
+	}
+}
+
+func TestChunksCoverUse(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 1000, RPD: 100}}}, Keys: keysN(1)})
+	c := p.Class("text")
+	recorded := 0
+	used := 0
+	now := t0
+	for {
+		l, ok, next := c.Acquire(now, 0)
+		if !ok {
+			if next.IsZero() || used == 100 {
+				break
+			}
+			now = next
+			continue
+		}
+		used++
+		if l.Chunk > DefaultChunk(c.Limits()) {
+			t.Fatalf("chunk %d larger than %d", l.Chunk, DefaultChunk(c.Limits()))
+		}
+		recorded += l.Chunk
+		if recorded < used {
+			t.Fatalf("used %d units with only %d recorded", used, recorded)
+		}
+		if recorded-used >= DefaultChunk(c.Limits()) {
+			t.Fatalf("recorded %d for %d used: more than one chunk ahead", recorded, used)
+		}
+	}
+	if recorded != 100 || used != 100 {
+		t.Fatalf("day: used %d recorded %d, want 100/100", used, recorded)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(1)})
+	c := p.Class("image")
+	if c.Restore("key1", "2026-11-26", 100, t0) {
+		t.Fatal("restored a count of another day")
+	}
+	if !c.Restore("key1", "2026-11-27", 249, t0) {
+		t.Fatal("Restore today")
+	}
+	if _, ok, _ := c.Acquire(t0, 0); !ok {
+		t.Fatal("one unit left")
+	}
+	if _, ok, next := c.Acquire(t0.Add(time.Hour), 0); ok || !next.Equal(NextMidnight(t0, Pacific)) {
+		t.Fatalf("day used up: ok=%v next=%v", ok, next)
+	}
+}
+
+func TestCritical(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1000, RPD: 10}}}, Keys: keysN(2)})
+	c := p.Class("image")
+	for i := range 18 {
+		if c.Critical(t0) {
+			t.Fatalf("critical after %d of 20", i)
+		}
+		if _, ok, _ := c.Acquire(t0, 0); !ok {
+			t.Fatal("acquire")
+		}
+	}
+	if !c.Critical(t0) || !c.Usage(t0).Critical {
+		t.Fatal("18 of 20 used: not critical")
+	}
+	if u := c.Usage(t0); u.Used != 18 || u.Limit != 20 || u.Remaining != 2 {
+		t.Fatalf("usage %+v", u)
+	}
+	if c.Critical(NextMidnight(t0, Pacific)) {
+		t.Fatal("still critical on the next day")
+	}
+}
+
+func TestEarliest(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1, RPD: 250}}}, Keys: keysN(1)})
+	c := p.Class("image")
+	if e := c.Earliest(t0, 0); !e.Equal(t0) {
+		t.Fatalf("Earliest on a ready class: %v", e)
+	}
+	if _, ok, _ := c.Acquire(t0, 0); !ok {
+		t.Fatal("acquire")
+	}
+	if e := c.Earliest(t0, 0); !e.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("Earliest after the minute's request: %v, want %v", e, t0.Add(time.Minute))
+	}
+}
+
+// The day boundaries on DST changes in America/Los_Angeles.
+func TestPacificDays(t *testing.T) {
+	for _, tt := range []struct {
+		day   time.Time
+		hours int
+	}{
+		{time.Date(2026, 3, 8, 12, 0, 0, 0, Pacific), 23},
+		{time.Date(2026, 11, 1, 12, 0, 0, 0, Pacific), 25},
+		{time.Date(2026, 11, 27, 12, 0, 0, 0, Pacific), 24},
+	} {
+		start, end := dayBounds(tt.day, Pacific)
+		if got := end.Sub(start); got != time.Duration(tt.hours)*time.Hour {
+			t.Errorf("%s lasts %v, want %dh", Day(tt.day, Pacific), got, tt.hours)
+		}
+	}
+}
+
+// simulate drives a class with random arrivals in virtual time and returns,
+// per project, the times and token counts of the acquisitions kept (refunded
+// ones excluded).
+type acq struct {
+	at     time.Time
+	tokens int
+}
+
+type simConfig struct {
+	start, end time.Time
+	tokens     func(r *rand.Rand) int
+	// gap returns the time to the next arrival.
+	gap    func(r *rand.Rand, now time.Time) time.Duration
+	refund float64 // probability that a lease is refunded at once
+}
+
+func simulate(t *testing.T, r *rand.Rand, c *Class, sc simConfig) map[string][]acq {
+	t.Helper()
+	got := map[string][]acq{}
+	now := sc.start
+	pending := 0
+	nextArrival := sc.start
+	for now.Before(sc.end) {
+		for !nextArrival.After(now) {
+			pending++
+			nextArrival = nextArrival.Add(sc.gap(r, nextArrival))
+		}
+		var wake time.Time
+		for pending > 0 {
+			tok := sc.tokens(r)
+			l, ok, next := c.Acquire(now, tok)
+			if !ok {
+				wake = next
+				break
+			}
+			if r.Float64() < sc.refund {
+				c.Refund(l, now)
+				continue
+			}
+			pending--
+			got[l.Project] = append(got[l.Project], acq{now, tok})
+		}
+		switch {
+		case pending == 0 || wake.IsZero() || wake.After(nextArrival):
+			now = nextArrival
+		default:
+			if !wake.After(now) {
+				t.Fatalf("Acquire at %v said to wait until %v", now, wake)
+			}
+			now = wake
+		}
+	}
+	return got
+}
+
+// checkWindows fails when any sliding 60 s window holds more than rpm
+// acquisitions or more than tpm tokens (tpm 0: not checked).
+func checkWindows(t *testing.T, project string, as []acq, rpm, tpm int) {
+	t.Helper()
+	for i := rpm; i < len(as); i++ {
+		if d := as[i].at.Sub(as[i-rpm].at); d < time.Minute {
+			t.Fatalf("%s: %d acquisitions within %v (from %v): RPM %d exceeded", project, rpm+1, d, as[i-rpm].at, rpm)
+		}
+	}
+	if tpm == 0 {
+		return
+	}
+	sum, j := 0, 0
+	for i := range as {
+		sum += as[i].tokens
+		for as[i].at.Sub(as[j].at) >= time.Minute {
+			sum -= as[j].tokens
+			j++
+		}
+		if sum > tpm {
+			t.Fatalf("%s: %d tokens in the 60 s window ending %v: TPM %d exceeded", project, sum, as[i].at, tpm)
+		}
+	}
+}
+
+func TestWindowBoundRandomized(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for run := range 6 {
+		rpm := []int{1, 3, 20, 60, 100, 1000}[r.IntN(6)]
+		tpm := 0
+		if r.IntN(2) == 0 {
+			tpm = 1000 * (1 + r.IntN(20))
+		}
+		nkeys := 1 + r.IntN(4)
+		limits := Limits{RPM: rpm, RPD: 1 << 30, TPM: tpm}
+		p := mustPool(t, Config{Classes: []ClassConfig{{Name: "c", Limits: limits}}, Keys: keysN(nkeys)})
+		c := p.Class("c")
+		// Phases of random intensity: idle, bursty, saturating.
+		mean := time.Duration(float64(time.Minute) / float64(rpm*nkeys) * (0.2 + 3*r.Float64()))
+		start := t0.Add(time.Duration(r.IntN(86400)) * time.Second)
+		end := start.Add(2*time.Hour + time.Duration(r.IntN(3600))*time.Second)
+		sc := simConfig{
+			start: start, end: end,
+			tokens: func(r *rand.Rand) int {
+				if tpm == 0 {
+					return r.IntN(500)
+				}
+				return r.IntN(tpm/5 + 1)
+			},
+			gap: func(r *rand.Rand, now time.Time) time.Duration {
+				if now.Minute()%20 < 3 { // a burst
+					return time.Duration(r.IntN(int(50 * time.Millisecond)))
+				}
+				return time.Duration(r.ExpFloat64() * float64(mean))
+			},
+			refund: 0.05,
+		}
+		got := simulate(t, r, c, sc)
+		for proj, as := range got {
+			checkWindows(t, fmt.Sprintf("run %d (rpm %d tpm %d) %s", run, rpm, tpm, proj), as, rpm, tpm)
+		}
+	}
+}
+
+func TestSaturationUsesRPM(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 2))
+	for _, rpm := range []int{1, 7, 20, 1000} {
+		p := mustPool(t, Config{Classes: []ClassConfig{{Name: "c", Limits: Limits{RPM: rpm, RPD: 1 << 30}}}, Keys: keysN(2)})
+		c := p.Class("c")
+		start := t0
+		end := start.Add(2 * time.Hour)
+		got := simulate(t, r, c, simConfig{
+			start: start, end: end,
+			tokens: func(*rand.Rand) int { return 0 },
+			gap: func(r *rand.Rand, _ time.Time) time.Duration {
+				return time.Duration(r.IntN(int(time.Minute) / (rpm * 3))) // always more demand than 2 x RPM
+			},
+		})
+		for proj, as := range got {
+			checkWindows(t, proj, as, rpm, 0)
+			capacity := rpm * 120
+			if share := float64(len(as)) / float64(capacity); share < 0.98 {
+				t.Errorf("rpm %d %s: %d of %d (%.2f%%) under saturation, want >= 98%%", rpm, proj, len(as), capacity, share*100)
+			}
+		}
+	}
+}
+
+func TestRPDPerPacificDayRandomized(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 3))
+	for _, day := range []time.Time{
+		time.Date(2026, 3, 7, 0, 0, 0, 0, Pacific),  // the next day has 23 hours
+		time.Date(2026, 10, 31, 0, 0, 0, 0, Pacific), // the next day has 25 hours
+	} {
+		rpd := 50 + r.IntN(200)
+		p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: rpd}}}, Keys: keysN(2)})
+		c := p.Class("image")
+		got := simulate(t, r, c, simConfig{
+			start: day.Add(time.Duration(r.IntN(20)) * time.Hour), end: day.AddDate(0, 0, 3),
+			tokens: func(*rand.Rand) int { return 0 },
+			gap: func(r *rand.Rand, _ time.Time) time.Duration {
+				return time.Duration(r.ExpFloat64() * float64(time.Second))
+			},
+			refund: 0.02,
+		})
+		for proj, as := range got {
+			perDay := map[string]int{}
+			for _, a := range as {
+				perDay[Day(a.at, Pacific)]++
+			}
+			days := slices.Sorted(func(yield func(string) bool) {
+				for d := range perDay {
+					if !yield(d) {
+						return
+					}
+				}
+			})
+			for i, d := range days {
+				if perDay[d] > rpd {
+					t.Fatalf("%s: %d requests on Pacific day %s, RPD %d", proj, perDay[d], d, rpd)
+				}
+				// Full days under saturation use the whole day.
+				if i > 0 && i < len(days)-1 && perDay[d] != rpd {
+					t.Errorf("%s: %d of %d used on saturated day %s", proj, perDay[d], rpd, d)
+				}
+			}
+		}
+	}
+}

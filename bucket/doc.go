@@ -1,0 +1,45 @@
+// Package bucket holds the quota state of slideshowd: the lanes of each model
+// class and the choice of the lane and key for the next request.
+//
+// # Basics
+//
+// A lane is one (project, model class): Gemini quotas belong to projects, so
+// the keys of one project share its lanes. Each lane enforces its Limits:
+//
+//   - RPM over any sliding 60 s window, exactly: a log of the window's
+//     acquisitions refuses the RPM+1st. A golang.org/x/time/rate limiter at
+//     RPM/60 per second (burst: one second's worth) paces requests within the
+//     minute; the window check is what bounds them, since a token bucket alone
+//     admits burst + RPM in a window.
+//   - TPM (estimated input tokens) the same way, when set, with a rate limiter
+//     at TPM/60 per second.
+//   - RPD per Pacific calendar day: the count resets at midnight
+//     America/Los_Angeles, so a quota day lasts 23 or 25 hours on
+//     daylight-saving changes.
+//
+// Class.Acquire returns a Lease (key id, project, day) on a ready lane,
+// rotating round-robin over ready lanes and over each lane's enabled keys, or,
+// when none is ready, the earliest time one will be. Ready lanes sit in a
+// ring and waiting lanes in a heap by readiness time, so Acquire costs the
+// same with 5 lanes or 500 and never scans lanes that are cooling down.
+//
+// A lease's outcome: Release (actual tokens, TPM reconciled), Refund (the
+// request never left the process: window slots and the day unit come back),
+// CoolDown (per-minute 429: this lane of this class only), Exhaust (per-day
+// 429: until the next Pacific midnight), and Pool.Disable (invalid or leaked
+// key: out of every class).
+//
+// # Durability
+//
+// The package does no I/O. A lease whose Chunk is positive asks the caller to
+// record that many daily units durably before sending the request
+// (write-ahead; see package store). Restore loads a recorded count after a
+// restart. So the recorded count never falls below the true count, and a crash
+// over-counts by at most one chunk per lane.
+//
+// # Caveats
+//
+// Time is an argument (like rate.Limiter.AllowN): callers pass a monotonic,
+// non-decreasing now per class. A lane waiting for TPM room for a large
+// request waits for that request's size; smaller requests on it wait too.
+package bucket
