@@ -182,8 +182,8 @@ const (
 )
 
 type lane struct {
-	project string
-	allKeys []string
+	project  string
+	allKeys  []string
 	keys     []string        // enabled keys
 	disabled map[string]bool // disabled key ids
 	nextKey  int

@@ -534,7 +534,7 @@ func TestRPDPerPacificDayRandomized(t *testing.T) {
 	seed := testSeed(t)
 	r := rand.New(rand.NewPCG(seed, 3))
 	for _, day := range []time.Time{
-		time.Date(2026, 3, 7, 0, 0, 0, 0, Pacific),  // the next day has 23 hours
+		time.Date(2026, 3, 7, 0, 0, 0, 0, Pacific),   // the next day has 23 hours
 		time.Date(2026, 10, 31, 0, 0, 0, 0, Pacific), // the next day has 25 hours
 	} {
 		rpd := 50 + r.IntN(200)
