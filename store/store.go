@@ -1,50 +1,26 @@
-// Package store keeps what slideshowd must not forget across restarts and
-// crashes: the daily request counters of every lane, lane cooldowns and
-// exhaustion, disabled keys, and job records.
-//
-// # Basics
-//
-// A Store is an interface with two implementations: Memory (for tests and
-// embedding without durability) and Bolt, backed by one go.etcd.io/bbolt file.
-// Every method is safe for concurrent use.
-//
-// Daily counters are keyed by (Pacific day, project, class). Callers lease
-// daily units in chunks and record the chunk with AddDaily before any of its
-// units is used (write-ahead), so the stored count is never below the true
-// count: a crash can only over-count, by at most one chunk per lane.
-//
-// # Caveats
-//
-// A Bolt file can be opened by one process at a time; Open gives up after
-// Options.Timeout with ErrLocked instead of hanging.
 package store
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"time"
-)
-
-// Sentinel errors.
-var (
-	// ErrLocked: another process holds the database file.
-	ErrLocked = errors.New("store: database file is held by another process")
-	// ErrNotFound: no record with that id.
-	ErrNotFound = errors.New("store: not found")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("store: closed")
-	// ErrSchema: the file was written by an incompatible version.
-	ErrSchema = errors.New("store: unsupported schema version")
 )
 
 // DayFormat is the layout of a day key: the Pacific calendar date.
 const DayFormat = "2006-01-02"
+
+// MaxIDLen is the longest project, class, key id or job id a store accepts, in
+// bytes.
+const MaxIDLen = 1024
 
 // LaneID names a lane: one (project, model class).
 type LaneID struct {
 	Project string
 	Class   string
 }
+
+// String returns "project/class", for messages.
+func (l LaneID) String() string { return l.Project + "/" + l.Class }
 
 // DailyCount is the number of daily units recorded for a lane on a day.
 type DailyCount struct {
@@ -68,33 +44,41 @@ type DisabledKey struct {
 }
 
 // JobRecord is an opaque job document (the daemon stores JSON) under an id.
+// A store keeps its own copy of Data and returns fresh copies; empty Data comes
+// back as nil.
 type JobRecord struct {
 	ID   string
 	Data []byte
 }
 
 // Store is the durable state of slideshowd. Implementations are safe for
-// concurrent use.
+// concurrent use. Every method returns ctx.Err() if ctx is already done,
+// ErrClosed after Close, and an error wrapping ErrInvalid for a malformed
+// argument.
 type Store interface {
-	// AddDaily adds n units to the lane's counter for day and returns the new
-	// total. The units are durable when it returns without error.
+	// AddDaily adds n units (n > 0) to the lane's counter for day and returns
+	// the new total. The units are durable when it returns without error. A
+	// day older than the history kept gives ErrTooOld.
 	AddDaily(ctx context.Context, day string, lane LaneID, n int) (int, error)
-	// Daily returns every lane's count for day (lanes never counted are absent).
+	// Daily returns every lane's count for day, by project then class (lanes
+	// never counted are absent; a day not kept gives none).
 	Daily(ctx context.Context, day string) ([]DailyCount, error)
-	// History returns the counts of the days kept, oldest day first.
+	// History returns the counts of the days kept, oldest day first, then by
+	// project and class.
 	History(ctx context.Context) ([]DailyCount, error)
 
 	// SetLaneState stores the lane's state, replacing the previous one; a
 	// state with both times zero removes it.
 	SetLaneState(ctx context.Context, s LaneState) error
-	// LaneStates returns every stored lane state.
+	// LaneStates returns every stored lane state, by project then class.
 	LaneStates(ctx context.Context) ([]LaneState, error)
 
-	// DisableKey marks a key disabled (on every class) with a reason.
+	// DisableKey marks a key disabled (on every class) with a reason,
+	// replacing an earlier mark.
 	DisableKey(ctx context.Context, d DisabledKey) error
 	// EnableKey removes a key's disabled mark; enabling an enabled key is not an error.
 	EnableKey(ctx context.Context, keyID string) error
-	// DisabledKeys returns every disabled key.
+	// DisabledKeys returns every disabled key, by key id.
 	DisabledKeys(ctx context.Context) ([]DisabledKey, error)
 
 	// PutJob stores (creates or replaces) a job record durably.
@@ -102,10 +86,62 @@ type Store interface {
 	// Job returns the record with id, or ErrNotFound.
 	Job(ctx context.Context, id string) (JobRecord, error)
 	// Jobs calls fn for every job record in id order until fn returns false.
+	// fn runs without any lock or transaction held, so it may call the store
+	// (for example PutJob or DeleteJob); a record deleted before the iteration
+	// reaches it is not visited, and one added during the iteration may or may
+	// not be.
 	Jobs(ctx context.Context, fn func(JobRecord) bool) error
 	// DeleteJob removes a job record; deleting a missing one is not an error.
 	DeleteJob(ctx context.Context, id string) error
 
-	// Close releases the store. Further calls return ErrClosed.
+	// Close releases the store. Further calls return ErrClosed; closing twice
+	// is not an error.
 	Close() error
+}
+
+// Options configure a store. The zero value gives the defaults. Memory uses
+// only History.
+type Options struct {
+	// Timeout is how long Open waits for the file lock before it gives up with
+	// ErrLocked. Default 1s.
+	Timeout time.Duration
+	// History is how many calendar days of daily counters are kept, counted
+	// back from the newest day written. Default 7.
+	History int
+	// NoSync skips fsync on commit: counts are then NOT durable across a
+	// machine crash. For tests and benchmarks only. Default false.
+	NoSync bool
+}
+
+// Defaults of Options.
+const (
+	DefaultTimeout = time.Second
+	DefaultHistory = 7
+)
+
+// maxHistory bounds Options.History (about 100 years), so that date arithmetic
+// stays far from overflow.
+const maxHistory = 36600
+
+func (o Options) withDefaults() Options {
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.History == 0 {
+		o.History = DefaultHistory
+	}
+	return o
+}
+
+// Validate reports the first invalid field of o, after defaults are applied
+// (so zero fields are valid).
+func (o Options) Validate() error {
+	o = o.withDefaults()
+	if o.Timeout < 0 {
+		return fmt.Errorf("%w: Options.Timeout: %v: must be > 0 (0 = default %v)", ErrInvalid, o.Timeout, DefaultTimeout)
+	}
+	if o.History < 0 || o.History > maxHistory {
+		return fmt.Errorf("%w: Options.History: %d: must be in 1..%d days (0 = default %d)", ErrInvalid, o.History, maxHistory, DefaultHistory)
+	}
+	return nil
 }

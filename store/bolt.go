@@ -1,0 +1,561 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// SchemaVersion is the version of the Bolt file layout this package reads and
+// writes. Open records it in a new file and refuses a file of another version.
+const SchemaVersion = 1
+
+// The layout of a Bolt file (schema version 1). Top-level buckets:
+//
+//	meta      "schema" -> decimal ASCII version ("1")
+//	daily     one nested bucket per day, named by the day ("2026-03-08");
+//	          inside: laneKey -> count, 8-byte big-endian uint64
+//	lanes     laneKey -> 0x01, time, time (CoolUntil, ExhaustedUntil)
+//	disabled  key id -> 0x01, time (At), reason bytes (the rest)
+//	jobs      job id -> the job's Data as given
+//
+// laneKey is uvarint(len(project)), project, class. A time is uvarint(len),
+// then time.Time.MarshalBinary of the UTC time (the zero time included).
+var (
+	bucketMeta     = []byte("meta")
+	bucketDaily    = []byte("daily")
+	bucketLanes    = []byte("lanes")
+	bucketDisabled = []byte("disabled")
+	bucketJobs     = []byte("jobs")
+
+	keySchema = []byte("schema")
+)
+
+// valueVersion is the first byte of encoded lane states and disabled keys.
+const valueVersion = 1
+
+// Bolt is a Store in one go.etcd.io/bbolt file; see the package doc for the
+// guarantees. A Bolt is safe for concurrent use; writes are serialised by
+// bbolt, each in its own synced transaction. Its zero value is not usable:
+// create one with Open.
+type Bolt struct {
+	path    string
+	history int
+
+	mu sync.RWMutex // held shared by calls, exclusively by Close
+	db *bolt.DB     // nil after Close
+
+	jobDeletes atomic.Uint64 // DeleteJob calls that returned; see Jobs
+}
+
+var _ Store = (*Bolt)(nil)
+
+// Open opens (creating with mode 0600 if needed) the Bolt file at path,
+// records or checks its schema version and deletes daily counters outside the
+// kept history. If another process, or another Open in this process, holds the
+// file, Open gives up after opts.Timeout with an error wrapping ErrLocked. A
+// file of another schema version gives an error wrapping ErrSchema.
+func Open(path string, opts Options) (*Bolt, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: open %s: %w (for example a running slideshowd); gave up after %v", path, ErrLocked, opts.Timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return initFile(tx, opts.History) }); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return &Bolt{path: path, history: opts.History, db: db}, nil
+}
+
+// initFile records or checks the schema version, creates the buckets and
+// compacts the daily counters.
+func initFile(tx *bolt.Tx, history int) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		var other []byte
+		_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+			other = bytes.Clone(name)
+			return errors.New("stop")
+		})
+		if other != nil {
+			return fmt.Errorf("%w: the file has bucket %q but no schema version; this slideshowd reads version %d",
+				ErrSchema, other, SchemaVersion)
+		}
+		var err error
+		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return err
+		}
+		if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+			return err
+		}
+	}
+	raw := meta.Get(keySchema)
+	if v, err := strconv.ParseUint(string(raw), 10, 64); err != nil || v != SchemaVersion {
+		found := quote(string(raw))
+		if err == nil {
+			found = strconv.FormatUint(v, 10)
+		} else if raw == nil {
+			found = "none"
+		}
+		return fmt.Errorf("%w: the file has schema version %s, this slideshowd reads version %d", ErrSchema, found, SchemaVersion)
+	}
+	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	newest, err := newestDay(tx.Bucket(bucketDaily))
+	if err != nil || newest == "" {
+		return err
+	}
+	return compact(tx.Bucket(bucketDaily), oldestKept(newest, history))
+}
+
+// newestDay returns the newest day in the daily bucket, "" if none.
+func newestDay(daily *bolt.Bucket) (string, error) {
+	k, _ := daily.Cursor().Last()
+	if k == nil {
+		return "", nil
+	}
+	if err := checkDay(string(k)); err != nil {
+		return "", fmt.Errorf("store: corrupt daily bucket: %w", err)
+	}
+	return string(k), nil
+}
+
+// compact deletes the days before oldest.
+func compact(daily *bolt.Bucket, oldest string) error {
+	var old [][]byte
+	c := daily.Cursor()
+	for k, _ := c.First(); k != nil && string(k) < oldest; k, _ = c.Next() {
+		old = append(old, bytes.Clone(k))
+	}
+	for _, k := range old {
+		if err := daily.DeleteBucket(k); err != nil {
+			return fmt.Errorf("store: compact day %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// Path returns the file's path.
+func (s *Bolt) Path() string { return s.path }
+
+// view runs fn in a read transaction, holding s.mu shared.
+func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// update runs fn in a write transaction (synced unless Options.NoSync),
+// holding s.mu shared.
+func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.Update(fn)
+}
+
+// AddDaily implements Store, in one synced transaction.
+func (s *Bolt) AddDaily(ctx context.Context, day string, lane LaneID, n int) (int, error) {
+	if err := checkAdd(day, lane, n); err != nil {
+		return 0, err
+	}
+	var total int
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		daily := tx.Bucket(bucketDaily)
+		newest, err := newestDay(daily)
+		if err != nil {
+			return err
+		}
+		if newest != "" {
+			if oldest := oldestKept(newest, s.history); day < oldest {
+				return tooOld(day, oldest, s.history)
+			}
+		}
+		counts := daily.Bucket([]byte(day))
+		if counts == nil {
+			if day > newest {
+				if err := compact(daily, oldestKept(day, s.history)); err != nil {
+					return err
+				}
+			}
+			if counts, err = daily.CreateBucket([]byte(day)); err != nil {
+				return err
+			}
+		}
+		key := laneKey(lane)
+		old, err := decodeCount(counts.Get(key))
+		if err != nil {
+			return fmt.Errorf("store: day %s lane %s: %w", day, quote(lane.String()), err)
+		}
+		if total, err = addCount(day, lane, old, n); err != nil {
+			return err
+		}
+		return counts.Put(key, binary.BigEndian.AppendUint64(nil, uint64(total)))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+// Daily implements Store.
+func (s *Bolt) Daily(ctx context.Context, day string) ([]DailyCount, error) {
+	if err := checkDay(day); err != nil {
+		return nil, err
+	}
+	var out []DailyCount
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, err = appendDay(out, day, tx.Bucket(bucketDaily).Bucket([]byte(day)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, compareCounts)
+	return out, nil
+}
+
+// History implements Store.
+func (s *Bolt) History(ctx context.Context) ([]DailyCount, error) {
+	var out []DailyCount
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		daily := tx.Bucket(bucketDaily)
+		return daily.ForEachBucket(func(day []byte) error {
+			var err error
+			out, err = appendDay(out, string(day), daily.Bucket(day))
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, compareCounts)
+	return out, nil
+}
+
+// appendDay appends the counts of one day's bucket (nil: none).
+func appendDay(out []DailyCount, day string, counts *bolt.Bucket) ([]DailyCount, error) {
+	if counts == nil {
+		return out, nil
+	}
+	err := counts.ForEach(func(k, v []byte) error {
+		lane, err := decodeLaneKey(k)
+		if err != nil {
+			return fmt.Errorf("store: day %s: %w", day, err)
+		}
+		c, err := decodeCount(v)
+		if err != nil {
+			return fmt.Errorf("store: day %s lane %s: %w", day, quote(lane.String()), err)
+		}
+		out = append(out, DailyCount{Day: day, Lane: lane, Count: c})
+		return nil
+	})
+	return out, err
+}
+
+// SetLaneState implements Store.
+func (s *Bolt) SetLaneState(ctx context.Context, st LaneState) error {
+	if err := checkLane(st.Lane); err != nil {
+		return err
+	}
+	key := laneKey(st.Lane)
+	if st.CoolUntil.IsZero() && st.ExhaustedUntil.IsZero() {
+		return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketLanes).Delete(key) })
+	}
+	v := []byte{valueVersion}
+	v = appendTime(v, st.CoolUntil)
+	v = appendTime(v, st.ExhaustedUntil)
+	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketLanes).Put(key, v) })
+}
+
+// LaneStates implements Store.
+func (s *Bolt) LaneStates(ctx context.Context) ([]LaneState, error) {
+	var out []LaneState
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketLanes).ForEach(func(k, v []byte) error {
+			st, err := decodeLaneState(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, st)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b LaneState) int { return compareLanes(a.Lane, b.Lane) })
+	return out, nil
+}
+
+// DisableKey implements Store.
+func (s *Bolt) DisableKey(ctx context.Context, d DisabledKey) error {
+	if err := checkID("KeyID", d.KeyID); err != nil {
+		return err
+	}
+	v := appendTime([]byte{valueVersion}, d.At)
+	v = append(v, d.Reason...)
+	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketDisabled).Put([]byte(d.KeyID), v) })
+}
+
+// EnableKey implements Store.
+func (s *Bolt) EnableKey(ctx context.Context, keyID string) error {
+	if err := checkID("keyID", keyID); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketDisabled).Delete([]byte(keyID)) })
+}
+
+// DisabledKeys implements Store.
+func (s *Bolt) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
+	var out []DisabledKey
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDisabled).ForEach(func(k, v []byte) error {
+			d, err := decodeDisabled(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutJob implements Store.
+func (s *Bolt) PutJob(ctx context.Context, j JobRecord) error {
+	if err := checkID("ID", j.ID); err != nil {
+		return err
+	}
+	data := j.Data
+	if data == nil {
+		data = []byte{}
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Put([]byte(j.ID), data) })
+}
+
+// Job implements Store.
+func (s *Bolt) Job(ctx context.Context, id string) (JobRecord, error) {
+	if err := checkID("id", id); err != nil {
+		return JobRecord{}, err
+	}
+	var (
+		rec   JobRecord
+		found bool
+	)
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		// A cursor, not Get: an empty value must still count as found.
+		k, v := tx.Bucket(bucketJobs).Cursor().Seek([]byte(id))
+		if k != nil && string(k) == id {
+			rec, found = JobRecord{ID: id, Data: cloneData(v)}, true
+		}
+		return nil
+	})
+	if err != nil {
+		return JobRecord{}, err
+	}
+	if !found {
+		return JobRecord{}, fmt.Errorf("job %s: %w", quote(id), ErrNotFound)
+	}
+	return rec, nil
+}
+
+// Jobs implements Store. It reads the records in batches, each in its own
+// read transaction, and calls fn between transactions. If a record was
+// deleted since the batch was read, it reads the rest of the batch again, so
+// that deleted records are not visited.
+func (s *Bolt) Jobs(ctx context.Context, fn func(JobRecord) bool) error {
+	var after []byte // last id visited; nil before the first one
+	for {
+		deletes := s.jobDeletes.Load()
+		batch, err := s.jobBatch(ctx, after)
+		if err != nil {
+			return err
+		}
+		stale := false
+		for i, r := range batch {
+			if i > 0 && s.jobDeletes.Load() != deletes {
+				stale = true
+				break
+			}
+			if !fn(r) {
+				return nil
+			}
+			after = []byte(r.ID)
+		}
+		if !stale && len(batch) < jobsBatch {
+			return nil
+		}
+	}
+}
+
+// jobBatch reads up to jobsBatch records with ids after after (from the first
+// if after is nil).
+func (s *Bolt) jobBatch(ctx context.Context, after []byte) ([]JobRecord, error) {
+	batch := make([]JobRecord, 0, jobsBatch)
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketJobs).Cursor()
+		var k, v []byte
+		if after == nil {
+			k, v = c.First()
+		} else if k, v = c.Seek(after); bytes.Equal(k, after) {
+			k, v = c.Next()
+		}
+		for ; k != nil && len(batch) < jobsBatch; k, v = c.Next() {
+			batch = append(batch, JobRecord{ID: string(k), Data: cloneData(v)})
+		}
+		return nil
+	})
+	return batch, err
+}
+
+// DeleteJob implements Store.
+func (s *Bolt) DeleteJob(ctx context.Context, id string) error {
+	if err := checkID("id", id); err != nil {
+		return err
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketJobs).Delete([]byte(id)) })
+	// Counted after the commit, so that Jobs, seeing the count unchanged,
+	// knows its batch predates no delete.
+	s.jobDeletes.Add(1)
+	return err
+}
+
+// Close waits for running calls, then closes the file and releases its lock.
+// Closing twice is not an error.
+func (s *Bolt) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	if err != nil {
+		return fmt.Errorf("store: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// laneKey encodes a lane as uvarint(len(project)), project, class.
+func laneKey(l LaneID) []byte {
+	b := make([]byte, 0, binary.MaxVarintLen64+len(l.Project)+len(l.Class))
+	b = binary.AppendUvarint(b, uint64(len(l.Project)))
+	b = append(b, l.Project...)
+	return append(b, l.Class...)
+}
+
+func decodeLaneKey(k []byte) (LaneID, error) {
+	n, w := binary.Uvarint(k)
+	if w <= 0 || n > uint64(len(k)-w) {
+		return LaneID{}, fmt.Errorf("store: corrupt lane key %q", k)
+	}
+	rest := k[w:]
+	return LaneID{Project: string(rest[:n]), Class: string(rest[n:])}, nil
+}
+
+func decodeCount(v []byte) (int, error) {
+	if v == nil {
+		return 0, nil
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("store: corrupt counter %x", v)
+	}
+	c := binary.BigEndian.Uint64(v)
+	if c > uint64(^uint(0)>>1) {
+		return 0, fmt.Errorf("store: corrupt counter %d", c)
+	}
+	return int(c), nil
+}
+
+// appendTime appends uvarint(len) and the binary form of t in UTC.
+func appendTime(b []byte, t time.Time) []byte {
+	tb, err := t.UTC().MarshalBinary()
+	if err != nil {
+		// MarshalBinary fails only for zone offsets that are not whole
+		// seconds or out of range; UTC has offset 0.
+		panic("store: marshal UTC time: " + err.Error())
+	}
+	b = binary.AppendUvarint(b, uint64(len(tb)))
+	return append(b, tb...)
+}
+
+// readTime reads what appendTime wrote and returns the rest of b.
+func readTime(b []byte) (time.Time, []byte, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n > uint64(len(b)-w) {
+		return time.Time{}, nil, errors.New("bad time length")
+	}
+	var t time.Time
+	if err := t.UnmarshalBinary(b[w : w+int(n)]); err != nil {
+		return time.Time{}, nil, err
+	}
+	return t.UTC(), b[w+int(n):], nil
+}
+
+func decodeLaneState(k, v []byte) (LaneState, error) {
+	lane, err := decodeLaneKey(k)
+	if err != nil {
+		return LaneState{}, err
+	}
+	st := LaneState{Lane: lane}
+	if len(v) == 0 || v[0] != valueVersion {
+		return LaneState{}, fmt.Errorf("store: corrupt state of lane %s: %x", quote(lane.String()), v)
+	}
+	rest := v[1:]
+	if st.CoolUntil, rest, err = readTime(rest); err == nil {
+		st.ExhaustedUntil, rest, err = readTime(rest)
+	}
+	if err != nil || len(rest) != 0 {
+		return LaneState{}, fmt.Errorf("store: corrupt state of lane %s: %x", quote(lane.String()), v)
+	}
+	return st, nil
+}
+
+func decodeDisabled(k, v []byte) (DisabledKey, error) {
+	d := DisabledKey{KeyID: string(k)}
+	if len(v) == 0 || v[0] != valueVersion {
+		return DisabledKey{}, fmt.Errorf("store: corrupt disabled key %s: %x", quote(d.KeyID), v)
+	}
+	at, rest, err := readTime(v[1:])
+	if err != nil {
+		return DisabledKey{}, fmt.Errorf("store: corrupt disabled key %s: %w", quote(d.KeyID), err)
+	}
+	d.At, d.Reason = at, string(rest)
+	return d, nil
+}

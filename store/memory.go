@@ -1,0 +1,316 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+)
+
+// Memory is a Store that keeps everything in memory: nothing survives the
+// process. It is meant for tests and for embedding where durability is not
+// needed. A Memory is safe for concurrent use. The zero value is an empty,
+// open Memory that keeps DefaultHistory days.
+type Memory struct {
+	history int // days kept; 0 means DefaultHistory
+
+	mu       sync.RWMutex
+	closed   bool
+	daily    map[string]map[LaneID]int // day -> lane -> count
+	newest   string                    // newest day in daily, "" when none
+	lanes    map[LaneID]LaneState
+	disabled map[string]DisabledKey
+	jobs     map[string][]byte
+}
+
+var _ Store = (*Memory)(nil)
+
+// NewMemory returns an empty Memory. It takes at most one Options, of which
+// only History applies. Like time.NewTicker with a bad duration, it panics on
+// invalid options or more than one Options: those are programming errors.
+func NewMemory(opts ...Options) *Memory {
+	var o Options
+	switch len(opts) {
+	case 0:
+	case 1:
+		o = opts[0]
+	default:
+		panic(fmt.Sprintf("store: NewMemory: %d Options, want at most 1", len(opts)))
+	}
+	if err := o.Validate(); err != nil {
+		panic("store: NewMemory: " + err.Error())
+	}
+	return &Memory{history: o.withDefaults().History}
+}
+
+func (m *Memory) historyDays() int {
+	if m.history == 0 {
+		return DefaultHistory
+	}
+	return m.history
+}
+
+// ready reports why a call cannot run; the caller holds m.mu.
+func (m *Memory) ready(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if m.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// AddDaily implements Store.
+func (m *Memory) AddDaily(ctx context.Context, day string, lane LaneID, n int) (int, error) {
+	if err := checkAdd(day, lane, n); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return 0, err
+	}
+	h := m.historyDays()
+	if m.newest != "" {
+		if oldest := oldestKept(m.newest, h); day < oldest {
+			return 0, tooOld(day, oldest, h)
+		}
+	}
+	counts := m.daily[day]
+	total, err := addCount(day, lane, counts[lane], n)
+	if err != nil {
+		return 0, err
+	}
+	if counts == nil {
+		if m.daily == nil {
+			m.daily = make(map[string]map[LaneID]int)
+		}
+		counts = make(map[LaneID]int)
+		m.daily[day] = counts
+		if day > m.newest {
+			m.newest = day
+			oldest := oldestKept(day, h)
+			for d := range m.daily {
+				if d < oldest {
+					delete(m.daily, d)
+				}
+			}
+		}
+	}
+	counts[lane] = total
+	return total, nil
+}
+
+// Daily implements Store.
+func (m *Memory) Daily(ctx context.Context, day string) ([]DailyCount, error) {
+	if err := checkDay(day); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return nil, err
+	}
+	var out []DailyCount
+	for lane, c := range m.daily[day] {
+		out = append(out, DailyCount{Day: day, Lane: lane, Count: c})
+	}
+	slices.SortFunc(out, compareCounts)
+	return out, nil
+}
+
+// History implements Store.
+func (m *Memory) History(ctx context.Context) ([]DailyCount, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return nil, err
+	}
+	var out []DailyCount
+	for day, counts := range m.daily {
+		for lane, c := range counts {
+			out = append(out, DailyCount{Day: day, Lane: lane, Count: c})
+		}
+	}
+	slices.SortFunc(out, compareCounts)
+	return out, nil
+}
+
+// SetLaneState implements Store.
+func (m *Memory) SetLaneState(ctx context.Context, s LaneState) error {
+	if err := checkLane(s.Lane); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	if s.CoolUntil.IsZero() && s.ExhaustedUntil.IsZero() {
+		delete(m.lanes, s.Lane)
+		return nil
+	}
+	if m.lanes == nil {
+		m.lanes = make(map[LaneID]LaneState)
+	}
+	s.CoolUntil = s.CoolUntil.UTC()
+	s.ExhaustedUntil = s.ExhaustedUntil.UTC()
+	m.lanes[s.Lane] = s
+	return nil
+}
+
+// LaneStates implements Store.
+func (m *Memory) LaneStates(ctx context.Context) ([]LaneState, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return nil, err
+	}
+	var out []LaneState
+	for _, s := range m.lanes {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b LaneState) int { return compareLanes(a.Lane, b.Lane) })
+	return out, nil
+}
+
+// DisableKey implements Store.
+func (m *Memory) DisableKey(ctx context.Context, d DisabledKey) error {
+	if err := checkID("KeyID", d.KeyID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	if m.disabled == nil {
+		m.disabled = make(map[string]DisabledKey)
+	}
+	d.At = d.At.UTC()
+	m.disabled[d.KeyID] = d
+	return nil
+}
+
+// EnableKey implements Store.
+func (m *Memory) EnableKey(ctx context.Context, keyID string) error {
+	if err := checkID("keyID", keyID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	delete(m.disabled, keyID)
+	return nil
+}
+
+// DisabledKeys implements Store.
+func (m *Memory) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return nil, err
+	}
+	var out []DisabledKey
+	for _, id := range slices.Sorted(maps.Keys(m.disabled)) {
+		out = append(out, m.disabled[id])
+	}
+	return out, nil
+}
+
+// PutJob implements Store.
+func (m *Memory) PutJob(ctx context.Context, j JobRecord) error {
+	if err := checkID("ID", j.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	if m.jobs == nil {
+		m.jobs = make(map[string][]byte)
+	}
+	m.jobs[j.ID] = cloneData(j.Data)
+	return nil
+}
+
+// Job implements Store.
+func (m *Memory) Job(ctx context.Context, id string) (JobRecord, error) {
+	if err := checkID("id", id); err != nil {
+		return JobRecord{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return JobRecord{}, err
+	}
+	data, ok := m.jobs[id]
+	if !ok {
+		return JobRecord{}, fmt.Errorf("job %s: %w", quote(id), ErrNotFound)
+	}
+	return JobRecord{ID: id, Data: cloneData(data)}, nil
+}
+
+// Jobs implements Store. It lists the ids first, then looks each record up
+// again just before calling fn, without holding the lock while fn runs.
+func (m *Memory) Jobs(ctx context.Context, fn func(JobRecord) bool) error {
+	m.mu.RLock()
+	if err := m.ready(ctx); err != nil {
+		m.mu.RUnlock()
+		return err
+	}
+	ids := slices.Sorted(maps.Keys(m.jobs))
+	m.mu.RUnlock()
+
+	for _, id := range ids {
+		m.mu.RLock()
+		err := m.ready(ctx)
+		data, ok := m.jobs[id]
+		data = cloneData(data)
+		m.mu.RUnlock()
+		if err != nil {
+			return err
+		}
+		if ok && !fn(JobRecord{ID: id, Data: data}) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// DeleteJob implements Store.
+func (m *Memory) DeleteJob(ctx context.Context, id string) error {
+	if err := checkID("id", id); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	delete(m.jobs, id)
+	return nil
+}
+
+// Close implements Store. It drops the contents.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.daily, m.lanes, m.disabled, m.jobs = nil, nil, nil, nil
+	m.newest = ""
+	return nil
+}
+
+// cloneData copies job data; empty data becomes nil.
+func cloneData(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
