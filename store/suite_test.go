@@ -300,8 +300,8 @@ func testHistory(t *testing.T, open opener) {
 			wantDays: []string{day(5), day(7)},
 		},
 		{
-			name: "older day inside the window is accepted, outside is ErrTooOld",
-			adds: []add{{10, nil}, {4, nil}, {3, store.ErrTooOld}, {-20, store.ErrTooOld}, {9, nil}},
+			name:     "older day inside the window is accepted, outside is ErrTooOld",
+			adds:     []add{{10, nil}, {4, nil}, {3, store.ErrTooOld}, {-20, store.ErrTooOld}, {9, nil}},
 			wantDays: []string{day(4), day(9), day(10)},
 		},
 		{
@@ -317,7 +317,7 @@ func testHistory(t *testing.T, open opener) {
 			wantDays: []string{day(1)},
 		},
 		{
-			name:     "across a year boundary",
+			name: "across a year boundary",
 			// day(-59) is 2026-01-01; day(-52), 2026-01-08, keeps 01-02..01-08.
 			adds:     []add{{-65, nil}, {-62, nil}, {-59, nil}, {-53, nil}, {-52, nil}, {-59, store.ErrTooOld}},
 			wantDays: []string{"2026-01-07", "2026-01-08"},
