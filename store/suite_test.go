@@ -742,3 +742,8 @@ func testContextDone(t *testing.T, open opener) {
 		t.Errorf("cancelled PutJob stored: %v", got)
 	}
 }
+
+// bg is the context of the random operations, which are built without a *testing.T.
+var bg = context.Background()
+
+func isTooOld(err error) bool { return errors.Is(err, store.ErrTooOld) }
