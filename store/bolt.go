@@ -46,8 +46,8 @@ const valueVersion = 1
 
 // Bolt is a Store in one go.etcd.io/bbolt file; see the package doc for the
 // guarantees. A Bolt is safe for concurrent use; writes are serialised by
-// bbolt, each in its own synced transaction. Its zero value is not usable:
-// create one with Open.
+// bbolt, each in its own transaction, synced to disk before the call returns
+// (unless Options.NoSync). Its zero value is not usable: create one with Open.
 type Bolt struct {
 	path    string
 	history int

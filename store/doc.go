@@ -6,10 +6,11 @@
 //
 // A Store is an interface with two implementations: Memory (for tests and
 // embedding without durability) and Bolt, backed by one go.etcd.io/bbolt file
-// opened with Open. Every method of both is safe for concurrent use, takes a
-// context first, returns ctx.Err() if the context is already done, and returns
-// ErrClosed after Close. Invalid arguments give an error wrapping ErrInvalid
-// that names the field and the value.
+// opened with Open. Every method of both is safe for concurrent use. Every
+// method but Close takes a context first and returns ctx.Err() if it is
+// already done, and ErrClosed after Close. Invalid arguments give an error
+// wrapping ErrInvalid that names the field and the value (arguments are
+// checked first, so that error comes even after Close).
 //
 // Daily counters are keyed by (Pacific day, project, class); a day is a string
 // in DayFormat ("2006-01-02"). Callers lease daily units in chunks and record
