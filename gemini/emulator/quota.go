@@ -1,0 +1,130 @@
+package emulator
+
+import "time"
+
+// window is the length of the sliding per-minute window. An admitted request
+// occupies the window for [t, t+window): at t+window it no longer counts.
+const window = 60 * time.Second
+
+// quotaKind names one quota dimension.
+type quotaKind int
+
+const (
+	perDay quotaKind = iota
+	perMinute
+	tokensPerMinute
+)
+
+// violation is one quota a request would exceed.
+type violation struct {
+	kind  quotaKind
+	limit int
+	delay time.Duration // until the quota can take the request; 0 for perDay
+}
+
+// civilDate is a calendar day in the emulator's location.
+type civilDate struct {
+	y int
+	m time.Month
+	d int
+}
+
+func dateOf(t time.Time, loc *time.Location) civilDate {
+	y, m, d := t.In(loc).Date()
+	return civilDate{y, m, d}
+}
+
+// admission is one admitted request in the sliding window.
+type admission struct {
+	t      time.Time
+	tokens int
+}
+
+// lane is the quota state of one (project, model). Pure: time is passed in.
+// Not safe for concurrent use; the Emulator's lock guards it.
+type lane struct {
+	win    []admission // admitted requests younger than window, oldest first, from head
+	head   int
+	winTok int // input tokens of win[head:]
+
+	day  civilDate
+	dayN int // requests admitted on day
+
+	maxWin int // most requests in any window so far
+	spent  int // requests admitted through Spend
+}
+
+// prune drops admissions that left the window by now; memory stays bounded
+// by what one window can hold.
+func (l *lane) prune(now time.Time) {
+	for l.head < len(l.win) && !now.Before(l.win[l.head].t.Add(window)) {
+		l.winTok -= l.win[l.head].tokens
+		l.win[l.head] = admission{}
+		l.head++
+	}
+	if l.head == len(l.win) {
+		l.win, l.head = l.win[:0], 0
+	} else if l.head > 64 && l.head*2 > len(l.win) {
+		n := copy(l.win, l.win[l.head:])
+		clear(l.win[n:])
+		l.win, l.head = l.win[:n], 0
+	}
+}
+
+func (l *lane) rollDay(now time.Time, loc *time.Location) {
+	if d := dateOf(now, loc); d != l.day {
+		l.day, l.dayN = d, 0
+	}
+}
+
+// check returns every quota of lim that one more request of tokens input
+// tokens would exceed at now, per-day first (the order the real API lists
+// them in). It does not change the counts beyond pruning and rolling the day.
+func (l *lane) check(now time.Time, lim Limits, tokens int, loc *time.Location) []violation {
+	l.prune(now)
+	l.rollDay(now, loc)
+	var vs []violation
+	if lim.RPD > 0 && l.dayN >= lim.RPD {
+		vs = append(vs, violation{kind: perDay, limit: lim.RPD})
+	}
+	active := l.win[l.head:]
+	if lim.RPM > 0 && len(active) >= lim.RPM {
+		// The request fits when the (len-RPM)th oldest admission leaves.
+		vs = append(vs, violation{kind: perMinute, limit: lim.RPM, delay: active[len(active)-lim.RPM].t.Add(window).Sub(now)})
+	}
+	if lim.TPM > 0 && l.winTok+tokens > lim.TPM {
+		excess := l.winTok + tokens - lim.TPM
+		var delay time.Duration
+		freed := 0
+		for _, a := range active {
+			freed += a.tokens
+			delay = a.t.Add(window).Sub(now)
+			if freed >= excess {
+				break
+			}
+		}
+		// A request larger than TPM never fits: delay is when the window is empty.
+		vs = append(vs, violation{kind: tokensPerMinute, limit: lim.TPM, delay: delay})
+	}
+	return vs
+}
+
+// admit counts one request of tokens input tokens at now. Call check first.
+func (l *lane) admit(now time.Time, tokens int, loc *time.Location) {
+	l.prune(now)
+	l.rollDay(now, loc)
+	l.win = append(l.win, admission{t: now, tokens: tokens})
+	l.winTok += tokens
+	l.dayN++
+	if n := len(l.win) - l.head; n > l.maxWin {
+		l.maxWin = n
+	}
+}
+
+// today is the number of requests admitted on now's day.
+func (l *lane) today(now time.Time, loc *time.Location) int {
+	if dateOf(now, loc) != l.day {
+		return 0
+	}
+	return l.dayN
+}

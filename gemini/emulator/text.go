@@ -1,0 +1,259 @@
+package emulator
+
+import (
+	"hash/fnv"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// hashBytes is FNV-1a 64 of b.
+func hashBytes(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+// tokensOf estimates tokens as Gemini's rule of thumb does: about four
+// characters a token, at least one for a non-empty text.
+func tokensOf(s string) int {
+	n := utf8.RuneCountInString(s)
+	return (n + 3) / 4
+}
+
+// mediaTokens is what one image (or other inline media part) costs, as
+// Gemini charges a small image.
+const mediaTokens = 258
+
+// promptTokens counts the request's input tokens: text of every part,
+// including the system instruction, at about four characters a token, plus
+// mediaTokens for each inline or file media part. The same count is used for
+// TPM, usageMetadata.promptTokenCount and countTokens.
+func (req *request) promptTokens() int {
+	n := 0
+	add := func(c *content) {
+		chars := 0
+		for _, p := range c.parts {
+			if p.media {
+				n += mediaTokens
+			}
+			if p.text != "" {
+				chars += utf8.RuneCountInString(p.text)
+			}
+		}
+		n += (chars + 3) / 4
+	}
+	if req.system != nil {
+		add(req.system)
+	}
+	for i := range req.contents {
+		add(&req.contents[i])
+	}
+	return n
+}
+
+// stopWords are left out of keywords: function words and the vocabulary of
+// instructions ("return a JSON summary of the following slides").
+var stopWords = names(
+	"the", "and", "for", "are", "but", "not", "you", "all", "any", "can", "her", "was", "one", "our", "out",
+	"his", "has", "had", "how", "its", "may", "new", "now", "old", "see", "two", "who", "did", "get", "let",
+	"put", "say", "she", "too", "use", "via", "per", "with", "that", "this", "from", "they", "will", "would",
+	"there", "their", "what", "about", "which", "when", "make", "like", "time", "just", "into", "than",
+	"then", "them", "these", "those", "some", "could", "other", "each", "more", "most", "very", "also",
+	"been", "were", "have", "your", "yours", "should", "must", "shall", "such", "only", "over", "under",
+	"where", "while", "being", "both", "does", "doing", "here", "because", "between", "after", "before",
+	"return", "returns", "json", "following", "please", "describe", "generate", "create", "write",
+	"provide", "based", "using", "include", "includes", "including", "given", "output", "format",
+	"response", "respond", "answer", "prompt", "prompts", "analyse", "analyze", "analysis", "summary",
+	"summarize", "summarise", "slide", "slides", "slideshow", "image", "images", "text", "field", "fields",
+	"schema", "object", "array", "string", "list", "item", "items", "exactly", "least", "within", "without",
+	"task", "you're", "it's", "don't", "make", "made", "one's", "every", "many", "much", "own", "same",
+)
+
+// fallbackWords stand in when a prompt has no usable words.
+var fallbackWords = []string{"horizon", "journey", "light", "harbor", "garden", "morning", "pattern", "story"}
+
+// keywords returns the prompt's content words, most frequent first (ties
+// in order of first appearance), lower-case, at most 48.
+func keywords(texts []string) []string {
+	count := make(map[string]int)
+	first := make(map[string]int)
+	var order []string
+	for _, t := range texts {
+		for _, w := range strings.FieldsFunc(t, func(r rune) bool {
+			return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' && r != '-'
+		}) {
+			w = strings.ToLower(strings.Trim(w, "'-"))
+			if utf8.RuneCountInString(w) < 3 || stopWords[w] || isNumber(w) {
+				continue
+			}
+			if _, ok := count[w]; !ok {
+				first[w] = len(order)
+				order = append(order, w)
+			}
+			count[w]++
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool { return count[order[i]] > count[order[j]] })
+	if len(order) > 48 {
+		order = order[:48]
+	}
+	if len(order) == 0 {
+		return fallbackWords
+	}
+	return order
+}
+
+func isNumber(w string) bool {
+	for _, r := range w {
+		if !unicode.IsDigit(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// writer makes prose from the prompt's keywords. Not safe for concurrent use.
+type writer struct {
+	r     *rand.Rand
+	words []string
+	next  int // rotates through words so consecutive phrases differ
+}
+
+func newWriter(seed uint64, texts []string) *writer {
+	return &writer{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), words: keywords(texts)}
+}
+
+// word returns the next keyword, mostly in frequency order with some jumps.
+func (w *writer) word() string {
+	i := w.next % len(w.words)
+	if w.r.IntN(4) == 0 {
+		i = w.r.IntN(len(w.words))
+	}
+	w.next++
+	return w.words[i]
+}
+
+// distinct returns n keywords, all different when the prompt has n.
+func (w *writer) distinct(n int) []any {
+	out := make([]any, 0, n)
+	seen := make(map[string]bool, n)
+	for tries := 0; len(out) < n; tries++ {
+		x := w.word()
+		if seen[x] && tries < 4*n {
+			continue
+		}
+		seen[x] = true
+		out = append(out, x)
+	}
+	return out
+}
+
+func (w *writer) pick(opts []string) string { return opts[w.r.IntN(len(opts))] }
+
+var sentenceForms = []string{
+	"The material opens with %s and connects it to %s.",
+	"%s is presented alongside %s, with attention to %s.",
+	"A central theme is %s, framed through %s.",
+	"It highlights how %s shapes %s and %s.",
+	"The narrative moves from %s toward %s.",
+	"Key points include %s, %s and %s.",
+	"%s and %s recur as the main motifs.",
+	"Visually, %s sets the tone while %s adds contrast.",
+	"The closing part returns to %s and %s.",
+	"Throughout, %s gives context to %s.",
+}
+
+// sentence is one sentence built from keywords.
+func (w *writer) sentence() string {
+	form := w.pick(sentenceForms)
+	args := w.distinct(strings.Count(form, "%s"))
+	s := sprintf(form, args...)
+	return upperFirst(s)
+}
+
+func (w *writer) paragraph(sentences int) string {
+	parts := make([]string, sentences)
+	for i := range parts {
+		parts[i] = w.sentence()
+	}
+	return strings.Join(parts, " ")
+}
+
+// title is 2-4 keywords in title case.
+func (w *writer) title() string {
+	n := 2 + w.r.IntN(3)
+	ws := make([]string, 0, n+1)
+	for i, x := range w.distinct(n) {
+		ws = append(ws, titleCase(x.(string)))
+		if i == n-2 && n > 2 {
+			ws = append(ws, "and")
+		}
+	}
+	return strings.Join(ws, " ")
+}
+
+var (
+	imageStyles   = []string{"cinematic", "watercolor", "minimalist", "isometric", "photorealistic", "flat vector", "soft pastel", "editorial"}
+	imageMedia    = []string{"illustration", "photograph", "painting", "render", "poster", "collage"}
+	imageLights   = []string{"golden hour light", "soft diffused light", "dramatic side lighting", "bright studio light", "cool morning light"}
+	imageFraming  = []string{"wide shot", "close-up", "centered composition", "rule-of-thirds composition", "top-down view"}
+	plainOpenings = []string{"Here is an overview of", "This response covers", "In short, the input is about", "The main subject is"}
+)
+
+// imagePrompt is a prompt for an image model built from keywords.
+func (w *writer) imagePrompt() string {
+	ws := w.distinct(3)
+	return upperFirst(sprintf("a %s %s of %s with %s, %s in the background, %s, %s",
+		w.pick(imageStyles), w.pick(imageMedia), ws[0].(string), ws[1].(string), ws[2].(string), w.pick(imageLights), w.pick(imageFraming)))
+}
+
+// plain is a plain-text answer.
+func (w *writer) plain() string {
+	ws := w.distinct(3)
+	head := sprintf("%s %s, %s and %s.", w.pick(plainOpenings), ws[0].(string), ws[1].(string), ws[2].(string))
+	return head + "\n\n" + w.paragraph(3+w.r.IntN(3))
+}
+
+func upperFirst(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
+}
+
+func titleCase(s string) string { return upperFirst(s) }
+
+// sprintf substitutes %s verbs only (no fmt formatting surprises from words).
+func sprintf(form string, args ...any) string {
+	var b strings.Builder
+	i := 0
+	for {
+		j := strings.Index(form, "%s")
+		if j < 0 || i >= len(args) {
+			b.WriteString(form)
+			return b.String()
+		}
+		b.WriteString(form[:j])
+		b.WriteString(args[i].(string))
+		form = form[j+2:]
+		i++
+	}
+}
+
+// excerpt is the first n words of the prompt, for an image answer's text.
+func excerpt(texts []string, n int) string {
+	var ws []string
+	for _, t := range texts {
+		for _, w := range strings.Fields(t) {
+			if len(ws) == n {
+				return strings.Join(ws, " ") + "..."
+			}
+			ws = append(ws, w)
+		}
+	}
+	return strings.Join(ws, " ")
+}
