@@ -1,0 +1,154 @@
+package gemini
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// Defaults of Config.
+const (
+	DefaultTextModel  = "gemini-3-flash-preview"
+	DefaultImageModel = "gemini-3-pro-image-preview"
+	DefaultTextClass  = "text"
+	DefaultImageClass = "image"
+	// DefaultBaseURL is Google's Gemini API endpoint.
+	DefaultBaseURL = "https://generativelanguage.googleapis.com/"
+	// BaseURLEnv is the environment variable read when Config.BaseURL is "".
+	BaseURLEnv = "GEMINI_BASE_URL"
+	// RequestTimeout bounds one request of the default HTTP client, long
+	// enough for a 4K image.
+	RequestTimeout = 5 * time.Minute
+)
+
+// Key is one Gemini API key. ID names it in errors, logs and the scheduler's
+// lanes (it must match a scheduler key id); Secret is the key itself and
+// never appears in an error, a log line or String. Keys are plain values,
+// safe to copy; the zero value is not a usable key.
+type Key struct {
+	ID     string
+	Secret string `json:"-" yaml:"-"`
+}
+
+// String returns the key's id, never its secret.
+func (k Key) String() string { return "key " + k.ID }
+
+// GoString hides the secret from %#v.
+func (k Key) GoString() string { return fmt.Sprintf("gemini.Key{ID: %q, Secret: <redacted>}", k.ID) }
+
+// Config describes a Client. Field comments give the defaults that New fills
+// in; the zero value is not valid (it has no keys).
+type Config struct {
+	// Keys are the API keys, one *genai.Client each; at least one. Ids must
+	// be unique and non-empty, secrets non-empty (an empty secret would let
+	// the SDK fall back to GOOGLE_API_KEY / GEMINI_API_KEY).
+	Keys []Key
+	// BaseURL of the Gemini API. Default: the environment variable
+	// GEMINI_BASE_URL, then DefaultBaseURL. It is always passed to the SDK
+	// explicitly, so GOOGLE_GEMINI_BASE_URL is never used.
+	BaseURL string
+	// HTTPClient sends the requests of every key. Default: a client with
+	// dial, TLS-handshake and response-header timeouts, a RequestTimeout
+	// overall timeout and connection reuse (see DefaultHTTPClient).
+	HTTPClient *http.Client
+	// TextModel analyses slideshows. Default DefaultTextModel.
+	TextModel string
+	// ImageModel generates images. Default DefaultImageModel.
+	ImageModel string
+	// TextClass and ImageClass are the scheduler classes of the two calls.
+	// Defaults DefaultTextClass and DefaultImageClass.
+	TextClass, ImageClass string
+	// Scheduler runs the calls; AnalyzeSlideshow and GenerateImage return
+	// ErrNoScheduler without it. Configure it with Classify as its
+	// Classifier and the same key ids.
+	Scheduler *scheduler.Scheduler
+}
+
+// DefaultHTTPClient returns the HTTP client New uses when Config.HTTPClient
+// is nil: 10 s to dial and for the TLS handshake, up to 4 min for the
+// response headers (image generation answers only when done), RequestTimeout
+// overall, HTTP/2 and up to 32 idle connections per host kept for reuse.
+func DefaultHTTPClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Timeout: RequestTimeout,
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 4 * time.Minute,
+			ExpectContinueTimeout: time.Second,
+			MaxIdleConns:          100,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+		},
+	}
+}
+
+func (c *Config) withDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = os.Getenv(BaseURLEnv)
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = DefaultHTTPClient()
+	}
+	if c.TextModel == "" {
+		c.TextModel = DefaultTextModel
+	}
+	if c.ImageModel == "" {
+		c.ImageModel = DefaultImageModel
+	}
+	if c.TextClass == "" {
+		c.TextClass = DefaultTextClass
+	}
+	if c.ImageClass == "" {
+		c.ImageClass = DefaultImageClass
+	}
+}
+
+// Validate reports the first problem with the configuration (after
+// defaults), naming the field and value. It never shows a secret.
+func (c Config) Validate() error {
+	c.withDefaults()
+	if len(c.Keys) == 0 {
+		return errors.New("gemini: keys: none configured: need at least one key")
+	}
+	ids := make(map[string]bool, len(c.Keys))
+	for i, k := range c.Keys {
+		if k.ID == "" {
+			return fmt.Errorf("gemini: keys[%d].id: empty", i)
+		}
+		if ids[k.ID] {
+			return fmt.Errorf("gemini: keys[%d].id: %q: duplicate key id", i, k.ID)
+		}
+		ids[k.ID] = true
+		if k.Secret == "" {
+			return fmt.Errorf("gemini: keys[%d].secret: empty for key %q (an empty key would fall back to GOOGLE_API_KEY/GEMINI_API_KEY)", i, k.ID)
+		}
+	}
+	u, err := url.Parse(c.BaseURL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold credentials
+		}
+		return fmt.Errorf("gemini: base_url: not a URL: %v", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("gemini: base_url: %q: want an absolute http or https URL", u.Redacted())
+	}
+	if u.User != nil {
+		return fmt.Errorf("gemini: base_url: %s: must not carry credentials", u.Redacted())
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package gemini
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"google.golang.org/genai"
+
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// Prompt describes an image to generate, e.g. one of Analysis.ImagePrompts.
+type Prompt string
+
+// aspectRatios and imageSizes are what GenerateImage accepts.
+var (
+	aspectRatios = []string{"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+	imageSizes   = []string{"1K", "2K", "4K"}
+)
+
+// ImageOptions shape a generated image. The zero value asks for a 1K image
+// in 9:16 at normal priority.
+type ImageOptions struct {
+	// AspectRatio: "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16",
+	// "16:9" or "21:9". Default "9:16".
+	AspectRatio string
+	// Size: "1K", "2K" or "4K". Default "1K".
+	Size string
+	// Priority of the job in the image class.
+	Priority scheduler.Priority
+}
+
+func (o *ImageOptions) withDefaults() {
+	if o.AspectRatio == "" {
+		o.AspectRatio = "9:16"
+	}
+	if o.Size == "" {
+		o.Size = "1K"
+	}
+}
+
+// Image is a generated image: its encoded bytes and their MIME type.
+type Image struct {
+	Data     []byte
+	MIMEType string
+}
+
+// GenerateImage asks the image model for an image of p, as one job of the
+// image class with o.Priority, and blocks until the job ends or ctx does. It
+// returns the first image of the answer (thought images, drafts the model
+// may show before its final one, are skipped). Invalid input is refused
+// before anything is submitted, with an error wrapping ErrInvalidInput that
+// names the field. An answer without an image fails with an *AnswerError
+// naming the finishReason and blockReason; a safety block fails the job at
+// once, any other missing image is retried once.
+func (c *Client) GenerateImage(ctx context.Context, p Prompt, o ImageOptions) (Image, error) {
+	req, err := c.imageRequest(p, o)
+	if err != nil {
+		return Image{}, err
+	}
+	return run(ctx, c.cfg.Scheduler, scheduler.Job{
+		Class:    c.cfg.ImageClass,
+		Priority: o.Priority,
+		Tokens:   req.tokens,
+		Name:     jobName("image", string(p)),
+	}, func(ctx context.Context, l scheduler.Lease) (Image, error) {
+		return c.imageAttempt(ctx, l, req)
+	})
+}
+
+// image is one attempt of GenerateImage on the lease's key, without the
+// scheduler. Its error is a classified outcome.
+func (c *Client) image(ctx context.Context, l scheduler.Lease, p Prompt, o ImageOptions) (Image, error) {
+	req, err := c.imageRequest(p, o)
+	if err != nil {
+		return Image{}, scheduler.NotSent(Classify(err))
+	}
+	return c.imageAttempt(ctx, l, req)
+}
+
+type imageRequest struct {
+	contents []*genai.Content
+	config   *genai.GenerateContentConfig
+	tokens   int
+}
+
+func (c *Client) imageRequest(p Prompt, o ImageOptions) (imageRequest, error) {
+	o.withDefaults()
+	text := strings.TrimSpace(string(p))
+	if text == "" {
+		return imageRequest{}, fmt.Errorf("%w: prompt: empty", ErrInvalidInput)
+	}
+	if !utf8.ValidString(text) {
+		return imageRequest{}, fmt.Errorf("%w: prompt: not valid UTF-8", ErrInvalidInput)
+	}
+	if !slices.Contains(aspectRatios, o.AspectRatio) {
+		return imageRequest{}, fmt.Errorf("%w: aspect_ratio: %q: want one of %s", ErrInvalidInput, o.AspectRatio, strings.Join(aspectRatios, ", "))
+	}
+	if !slices.Contains(imageSizes, o.Size) {
+		return imageRequest{}, fmt.Errorf("%w: size: %q: want one of %s", ErrInvalidInput, o.Size, strings.Join(imageSizes, ", "))
+	}
+	return imageRequest{
+		contents: []*genai.Content{genai.NewContentFromText(text, genai.RoleUser)},
+		config: &genai.GenerateContentConfig{
+			ResponseModalities: []string{string(genai.ModalityText), string(genai.ModalityImage)},
+			ImageConfig:        &genai.ImageConfig{AspectRatio: o.AspectRatio, ImageSize: o.Size},
+		},
+		tokens: EstimateTokens(text, 0),
+	}, nil
+}
+
+func (c *Client) imageAttempt(ctx context.Context, l scheduler.Lease, req imageRequest) (Image, error) {
+	gcfg := *req.config
+	resp, err := c.generate(ctx, l, c.cfg.ImageModel, req.contents, &gcfg)
+	if err != nil {
+		return Image{}, err
+	}
+	c.reportUsage(l, resp)
+	img, err := firstImage(c.cfg.ImageModel, resp)
+	if err != nil {
+		return Image{}, Classify(err)
+	}
+	return img, nil
+}
+
+// firstImage returns the first inline image of the first candidate that is
+// not a thought, or an *AnswerError.
+func firstImage(model string, resp *genai.GenerateContentResponse) (Image, error) {
+	if ae := blockedAnswer(model, resp); ae != nil {
+		return Image{}, ae
+	}
+	if len(resp.Candidates) == 0 || resp.Candidates[0] == nil {
+		return Image{}, answerError(model, resp, "answer has no candidates")
+	}
+	var text string
+	if content := resp.Candidates[0].Content; content != nil {
+		for _, p := range content.Parts {
+			if p == nil || p.Thought {
+				continue
+			}
+			if b := p.InlineData; b != nil && len(b.Data) > 0 {
+				mime := b.MIMEType
+				if mime == "" {
+					mime = http.DetectContentType(b.Data)
+				}
+				if strings.HasPrefix(mime, "image/") {
+					return Image{Data: b.Data, MIMEType: mime}, nil
+				}
+			}
+			if text == "" {
+				text = strings.TrimSpace(p.Text)
+			}
+		}
+	}
+	problem := "answer has no image"
+	if text != "" {
+		problem += fmt.Sprintf("; the model said %q", excerpt(text))
+	}
+	return Image{}, answerError(model, resp, problem)
+}
