@@ -26,6 +26,7 @@ type Emulator struct {
 	loc        *time.Location
 	imageScale float64
 	maxBody    int64
+	pngBuffers pngBuffers
 
 	mu          sync.Mutex
 	bySecret    map[string]*Key

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"image"
-	"image/color"
 	"image/png"
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 )
 
 // AspectRatios are the aspect ratios image requests may ask for, and
@@ -89,7 +89,8 @@ func imageOutputTokens(size string) int {
 // renderPNG draws a picture determined by seed: a two-colour gradient sky,
 // a sun, layered hills and a band of shapes, with a fine grain, so images
 // differ per prompt and are never blank or of one colour.
-func renderPNG(seed uint64, w, h int) []byte {
+// pool may be nil.
+func renderPNG(seed uint64, w, h int, pool png.EncoderBufferPool) []byte {
 	r := rand.New(rand.NewPCG(seed, seed>>17^0x5bd1e995))
 	hue := r.Float64() * 360
 	sky0 := hsv(hue, 0.35+0.3*r.Float64(), 0.95)
@@ -126,44 +127,70 @@ func renderPNG(seed uint64, w, h int) []byte {
 		boxes[i] = box{x0, y1 - bh - int(waves[0].amp), x0 + bw, y1, hsv(math.Mod(hue+200+40*r.Float64(), 360), 0.4, 0.3+0.4*r.Float64())}
 	}
 	norm := math.Abs(dx)*float64(w) + math.Abs(dy)*float64(h)
+	off := 0.0
+	if dx < 0 {
+		off = math.Abs(dx) * float64(w) / norm
+	}
+	// Hill heights per column.
+	ridge := make([][]float64, len(waves))
+	for i, wv := range waves {
+		ridge[i] = make([]float64, w)
+		for x := range ridge[i] {
+			ridge[i][x] = wv.base + wv.amp*math.Sin(float64(x)*wv.freq+wv.phase)
+		}
+	}
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	glowR := sunR * 1.6
 	for y := 0; y < h; y++ {
+		fy := float64(y)
+		row := img.Pix[y*img.Stride:]
 		for x := 0; x < w; x++ {
-			fx, fy := float64(x), float64(y)
-			t := (fx*dx + fy*dy) / norm
-			if dx < 0 {
-				t += math.Abs(dx) * float64(w) / norm
-			}
-			c := mix(sky0, sky1, t)
-			if d := math.Hypot(fx-sunX, fy-sunY); d < sunR*1.6 {
-				glow := 1 - d/(sunR*1.6)
-				if d < sunR {
-					glow = 1
+			fx := float64(x)
+			c := mix(sky0, sky1, (fx*dx+fy*dy)/norm+off)
+			if ddx, ddy := fx-sunX, fy-sunY; math.Abs(ddx) < glowR && math.Abs(ddy) < glowR {
+				if d := math.Hypot(ddx, ddy); d < glowR {
+					glow := 1 - d/glowR
+					if d < sunR {
+						glow = 1
+					}
+					c = mix(c, sun, glow*0.9)
 				}
-				c = mix(c, sun, glow*0.9)
 			}
 			for _, b := range boxes {
 				if x >= b.x0 && x < b.x1 && y >= b.y0 && y < b.y1 {
 					c = b.c
 				}
 			}
-			for i, wv := range waves {
-				if fy > wv.base+wv.amp*math.Sin(fx*wv.freq+wv.phase) {
+			for i := range waves {
+				if fy > ridge[i][x] {
 					c = mix(hills[i], sky1, 0.15*(fy/float64(h)))
 				}
 			}
 			// Fine grain so the picture has many distinct colours.
 			n := int(grain(seed, x, y)%9) - 4
-			img.SetRGBA(x, y, color.RGBA{clamp(c.r + n), clamp(c.g + n), clamp(c.b + n), 255})
+			p := row[4*x : 4*x+4 : 4*x+4]
+			p[0], p[1], p[2], p[3] = clamp(c.r+n), clamp(c.g+n), clamp(c.b+n), 255
 		}
 	}
 	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	enc := png.Encoder{CompressionLevel: png.BestSpeed, BufferPool: pool}
 	if err := enc.Encode(&buf, img); err != nil {
 		panic("emulator: encoding a PNG to memory cannot fail: " + err.Error())
 	}
 	return buf.Bytes()
 }
+
+// pngBuffers reuses the PNG encoder's buffers (about 1 MB each) across images.
+type pngBuffers struct{ p sync.Pool }
+
+func (b *pngBuffers) Get() *png.EncoderBuffer {
+	if x, ok := b.p.Get().(*png.EncoderBuffer); ok {
+		return x
+	}
+	return nil
+}
+
+func (b *pngBuffers) Put(x *png.EncoderBuffer) { b.p.Put(x) }
 
 type rgb struct{ r, g, b int }
 

@@ -133,7 +133,7 @@ func (e *Emulator) answer(req *request, model string, cf contentFaults, seq uint
 		}
 		parts = append(parts, respPart{InlineData: &blob{
 			MimeType: "image/png",
-			Data:     base64.StdEncoding.EncodeToString(renderPNG(h, w, hh)),
+			Data:     base64.StdEncoding.EncodeToString(renderPNG(h, w, hh, &e.pngBuffers)),
 		}})
 		imgTokens := imageOutputTokens(req.imageSize)
 		out += imgTokens
