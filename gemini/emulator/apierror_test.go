@@ -243,6 +243,8 @@ func TestBadRequests(t *testing.T) {
 		{"schema without JSON", genPath, `{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseSchema":{"type":"STRING"}}}`, "response_schema"},
 		{"bad schema type", genPath, `{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseMimeType":"application/json","responseSchema":{"type":"OBJECT","properties":{"a":{"type":"WORD"}}}}}`, `response_schema.properties["a"].type: invalid value "WORD"`},
 		{"required not defined", genPath, `{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseMimeType":"application/json","responseSchema":{"type":"OBJECT","required":["b"]}}}`, `"b" is required`},
+		{"too many states", genPath, `{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseMimeType":"application/json","responseSchema":{"type":"ARRAY","minItems":1000,"maxItems":1000,"items":{"type":"ARRAY","minItems":1000,"maxItems":1000,"items":{"type":"STRING"}}}}}`, "too many states for serving"},
+		{"required cycle", genPath, `{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseMimeType":"application/json","responseJsonSchema":{"$ref":"#/$defs/n","$defs":{"n":{"type":"object","required":["next"],"properties":{"next":{"$ref":"#/$defs/n"}}}}}}}`, "too many states for serving"},
 		{"min above max", genPath, `{"contents":[{"parts":[{"text":"x"}]}],"generationConfig":{"responseMimeType":"application/json","responseSchema":{"type":"ARRAY","minItems":3,"maxItems":2}}}`, "min_items (3) is greater than max_items (2)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

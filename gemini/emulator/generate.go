@@ -11,9 +11,9 @@ import (
 	"unicode/utf8"
 )
 
-// maxGeneratedItems bounds minItems so a schema cannot make the emulator
-// build an enormous answer.
-const maxGeneratedItems = 10000
+// maxStringLength bounds minLength so a schema cannot make the emulator
+// build an enormous string.
+const maxStringLength = 100000
 
 // maxGenDepth bounds recursion through $ref cycles: deeper, optional
 // properties are left out and arrays get their minimum.
@@ -62,15 +62,7 @@ func (g *jsonGen) value(s *schema, name string, idx, depth int) {
 		return
 	}
 	if len(s.anyOf) > 0 && s.typ == "" && len(s.props) == 0 {
-		// Prefer the first option that is not null.
-		choice := s.anyOf[0]
-		for _, a := range s.anyOf {
-			if r := g.resolve(a); r.typ != "null" {
-				choice = a
-				break
-			}
-		}
-		g.value(choice, name, idx, depth+1)
+		g.value(g.anyOfChoice(s), name, idx, depth+1)
 		return
 	}
 	switch typ := s.inferType(); typ {
@@ -121,32 +113,36 @@ func (g *jsonGen) object(s *schema, depth int) {
 	g.buf.WriteByte('}')
 }
 
-func (g *jsonGen) array(s *schema, name string, depth int) {
+// arrayCount returns how many items an array of s gets at depth: usually
+// the likely count, or one more when extra (drawn 1 in 3) and allowed.
+func arrayCount(s *schema, depth int, extra bool) int {
 	lo, hi := s.minItems, s.maxItems
 	if lo < 0 {
 		lo = 0
 	}
+	if s.minItems < 0 && s.maxItems < 0 && len(s.prefixItems) > 0 {
+		return len(s.prefixItems)
+	}
 	if hi < 0 {
-		hi = max(lo, 3)
+		hi = max(lo, 3) + 1
 	}
-	var n int
 	switch {
-	case depth > maxGenDepth:
-		n = lo
-	case lo == hi:
-		n = lo
-	default:
-		// Mostly three items, within the bounds; at least one if allowed.
-		n = min(max(3, lo), hi)
-		if n == 0 && hi > 0 {
-			n = 1
-		}
-		if g.w.r.IntN(3) == 0 && hi > n {
-			n++
-		}
+	case depth > maxGenDepth, lo == hi:
+		return lo
 	}
-	n = max(n, len(s.prefixItems)*boolInt(lo >= len(s.prefixItems)))
-	n = min(n, maxGeneratedItems)
+	// Mostly three items, within the bounds; at least one if allowed.
+	n := min(max(3, lo), hi)
+	if n == 0 && hi > 0 {
+		n = 1
+	}
+	if extra && hi > n {
+		n++
+	}
+	return n
+}
+
+func (g *jsonGen) array(s *schema, name string, depth int) {
+	n := arrayCount(s, depth, g.w.r.IntN(3) == 0)
 	g.buf.WriteByte('[')
 	elem := singular(name)
 	for i := 0; i < n; i++ {
@@ -165,11 +161,73 @@ func (g *jsonGen) array(s *schema, name string, depth int) {
 	g.buf.WriteByte(']')
 }
 
-func boolInt(b bool) int {
-	if b {
+// Limits on what a schema may ask for. The real API refuses schemas that
+// are too complex with msgTooManyStates; the emulator does so when an
+// answer would exceed maxAnswerValues values or nest deeper than
+// maxSchemaDepth through $ref.
+const (
+	maxAnswerValues  = 200000
+	maxEstimateSteps = 100000
+	msgTooManyStates = "The specified schema produces a constraint that has too many states for serving. Typical causes of this error are schemas with lots of text (for example, very long property or enum names), schemas with long array length limits (especially when nested), or schemas using complex value matchers (for example, integers or numbers with minimum/maximum bounds or strings with complex formats like date-time)"
+)
+
+// tooComplex reports whether an answer for s could exceed the limits.
+func tooComplex(s *schema) bool {
+	g := &jsonGen{defs: s.defs}
+	steps := 0
+	return g.estimate(s, 0, &steps) > maxAnswerValues
+}
+
+// estimate bounds the number of values value(s, ..., depth) writes; it
+// follows value's choices and is +Inf past the limits.
+func (g *jsonGen) estimate(s *schema, depth int, steps *int) float64 {
+	*steps++
+	if *steps > maxEstimateSteps || depth > maxSchemaDepth {
+		return math.Inf(1)
+	}
+	s = g.resolve(s)
+	if s.hasConst || len(s.enum) > 0 {
 		return 1
 	}
-	return 0
+	if len(s.anyOf) > 0 && s.typ == "" && len(s.props) == 0 {
+		return g.estimate(g.anyOfChoice(s), depth+1, steps)
+	}
+	switch s.inferType() {
+	case "object":
+		n := 1.0
+		for _, p := range s.props {
+			if depth > maxGenDepth && !s.required[p.name] {
+				continue
+			}
+			n += g.estimate(p.s, depth+1, steps)
+		}
+		return n
+	case "array":
+		count := arrayCount(s, depth, true)
+		n := 1.0
+		for i := 0; i < count && i < len(s.prefixItems); i++ {
+			n += g.estimate(s.prefixItems[i], depth+1, steps)
+		}
+		if rest := count - len(s.prefixItems); rest > 0 && s.items != nil {
+			n += float64(rest) * g.estimate(s.items, depth+1, steps)
+		} else if rest > 0 {
+			n += float64(rest)
+		}
+		return n
+	case "string":
+		return 1 + float64(max(0, s.minLength))/8 // long strings cost like many values
+	}
+	return 1
+}
+
+// anyOfChoice is the option value uses: the first that is not null.
+func (g *jsonGen) anyOfChoice(s *schema) *schema {
+	for _, a := range s.anyOf {
+		if g.resolve(a).typ != "null" {
+			return a
+		}
+	}
+	return s.anyOf[0]
 }
 
 // singular makes an array's property name name one element: "prompts" -> "prompt".
@@ -287,14 +345,19 @@ func (g *jsonGen) stringFor(s *schema, name string, idx int) string {
 	default:
 		v = upperFirst(sprintf("%s %s %s", w.word(), w.pick([]string{"and", "with", "beyond", "for"}), w.word()))
 	}
-	if s.maxLength >= 0 && utf8.RuneCountInString(v) > s.maxLength {
-		v = string([]rune(v)[:s.maxLength])
-	}
-	for s.minLength >= 0 && utf8.RuneCountInString(v) < s.minLength {
-		v += " " + w.word()
-		if s.maxLength >= 0 && utf8.RuneCountInString(v) > s.maxLength {
-			v = string([]rune(v)[:s.maxLength])
+	if n := utf8.RuneCountInString(v); n < s.minLength {
+		var b strings.Builder
+		b.WriteString(v)
+		for n < s.minLength {
+			x := w.word()
+			b.WriteByte(' ')
+			b.WriteString(x)
+			n += 1 + utf8.RuneCountInString(x)
 		}
+		v = b.String()
+	}
+	if s.maxLength >= 0 && utf8.RuneCountInString(v) > s.maxLength {
+		v = string([]rune(v)[:s.maxLength]) // still >= minLength: Validate checks min <= max
 	}
 	return v
 }

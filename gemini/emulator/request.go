@@ -397,7 +397,7 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-func (req *request) parseGenConfig(raw json.RawMessage, path string) *apiError {
+func (req *request) parseGenConfig(raw json.RawMessage, path string) (ae *apiError) {
 	f, ae := object(raw, path, protoGenConf, genConfFields)
 	if ae != nil {
 		return ae
@@ -464,6 +464,11 @@ func (req *request) parseGenConfig(raw json.RawMessage, path string) *apiError {
 	if (hasRS || hasJS) && req.mimeType != "application/json" && req.mimeType != "text/x.enum" {
 		return badRequestError(fmt.Sprintf("* GenerateContentRequest.%s: only supported for the following mime types: application/json, text/x.enum; got response_mime_type %q\n", join(path, "responseSchema"), req.mimeType))
 	}
+	defer func() {
+		if req.schema != nil && ae == nil && tooComplex(req.schema) {
+			ae = badRequestError(msgTooManyStates)
+		}
+	}()
 	switch {
 	case hasRS:
 		s, err := parseSchema(rs, false)

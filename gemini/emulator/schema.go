@@ -217,8 +217,8 @@ func parseNode(raw json.RawMessage, path string, jsonSchema bool, depth int) (*s
 	if s.minLength >= 0 && s.maxLength >= 0 && s.minLength > s.maxLength {
 		return nil, serr(path, "min_length (%d) is greater than max_length (%d)", s.minLength, s.maxLength)
 	}
-	if s.minItems > maxGeneratedItems {
-		return nil, serr(path+".min_items", "%d exceeds the emulator's limit of %d items", s.minItems, maxGeneratedItems)
+	if s.minLength > maxStringLength {
+		return nil, serr(path+".min_length", "%d exceeds the emulator's limit of %d characters", s.minLength, maxStringLength)
 	}
 	for _, f := range []struct {
 		name string
