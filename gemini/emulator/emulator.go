@@ -155,11 +155,12 @@ func (e *Emulator) SetFaults(f Faults) {
 	e.faults = f.clone()
 }
 
-// Spend records n requests of tokens input tokens each, made by a consumer
-// the emulator's clients do not see, on project's quotas for model: they
-// count against RPM, TPM and RPD like requests made through HTTP. Requests
-// are admitted one by one until one would exceed a quota; Spend returns how
-// many were admitted. A model the emulator does not serve admits none.
+// Spend records n requests of tokens input tokens each, made now by a
+// consumer the emulator's clients do not see, on project's quotas for model:
+// they count against RPM, TPM and RPD like requests made through HTTP (and
+// in Stats.MaxWindow and Stats.Day). As many are admitted as the quotas
+// take; Spend returns that number. A model the emulator does not serve
+// admits none.
 func (e *Emulator) Spend(project, model string, n int, tokens int) int {
 	lim, ok := e.models[model]
 	if !ok || n <= 0 {
@@ -169,14 +170,13 @@ func (e *Emulator) Spend(project, model string, n int, tokens int) int {
 	defer e.mu.Unlock()
 	now := time.Now()
 	l := e.laneLocked(project, model)
-	for i := 0; i < n; i++ {
-		if len(l.check(now, lim, tokens, e.loc)) > 0 {
-			return i
-		}
-		l.admit(now, tokens, e.loc)
-		l.spent++
+	l.check(now, lim, tokens, e.loc) // prunes the window and rolls the day
+	k := l.room(lim, max(tokens, 0), n)
+	if k > 0 {
+		l.admit(now, k, max(tokens, 0), e.loc)
+		l.spent += k
 	}
-	return n
+	return k
 }
 
 func (e *Emulator) laneLocked(project, model string) *lane {
@@ -379,7 +379,7 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 	}
 	var cf contentFaults
 	if fault == nil {
-		l.admit(now, tokens, e.loc)
+		l.admit(now, 1, tokens, e.loc)
 		cf = contentFaults{
 			malformed: e.rng.Float64() < e.faults.MalformedJSON,
 			noImage:   e.rng.Float64() < e.faults.NoImage,

@@ -34,17 +34,19 @@ func dateOf(t time.Time, loc *time.Location) civilDate {
 	return civilDate{y, m, d}
 }
 
-// admission is one admitted request in the sliding window.
+// admission is one or more requests admitted at the same instant.
 type admission struct {
 	t      time.Time
-	tokens int
+	n      int // requests
+	tokens int // input tokens of all n
 }
 
 // lane is the quota state of one (project, model). Pure: time is passed in.
 // Not safe for concurrent use; the Emulator's lock guards it.
 type lane struct {
-	win    []admission // admitted requests younger than window, oldest first, from head
+	win    []admission // admissions younger than window, oldest first, from head
 	head   int
+	winN   int // requests in win[head:]
 	winTok int // input tokens of win[head:]
 
 	day  civilDate
@@ -58,6 +60,7 @@ type lane struct {
 // by what one window can hold.
 func (l *lane) prune(now time.Time) {
 	for l.head < len(l.win) && !now.Before(l.win[l.head].t.Add(window)) {
+		l.winN -= l.win[l.head].n
 		l.winTok -= l.win[l.head].tokens
 		l.win[l.head] = admission{}
 		l.head++
@@ -87,38 +90,61 @@ func (l *lane) check(now time.Time, lim Limits, tokens int, loc *time.Location) 
 	if lim.RPD > 0 && l.dayN >= lim.RPD {
 		vs = append(vs, violation{kind: perDay, limit: lim.RPD})
 	}
-	active := l.win[l.head:]
-	if lim.RPM > 0 && len(active) >= lim.RPM {
-		// The request fits when the (len-RPM)th oldest admission leaves.
-		vs = append(vs, violation{kind: perMinute, limit: lim.RPM, delay: active[len(active)-lim.RPM].t.Add(window).Sub(now)})
+	if lim.RPM > 0 && l.winN >= lim.RPM {
+		// The request fits once winN-RPM+1 requests have left the window.
+		vs = append(vs, violation{kind: perMinute, limit: lim.RPM, delay: l.freedAt(now, func(a admission) int { return a.n }, l.winN-lim.RPM+1)})
 	}
 	if lim.TPM > 0 && l.winTok+tokens > lim.TPM {
-		excess := l.winTok + tokens - lim.TPM
-		var delay time.Duration
-		freed := 0
-		for _, a := range active {
-			freed += a.tokens
-			delay = a.t.Add(window).Sub(now)
-			if freed >= excess {
-				break
-			}
-		}
-		// A request larger than TPM never fits: delay is when the window is empty.
-		vs = append(vs, violation{kind: tokensPerMinute, limit: lim.TPM, delay: delay})
+		// A request larger than TPM never fits: its delay is when the window is empty.
+		vs = append(vs, violation{kind: tokensPerMinute, limit: lim.TPM, delay: l.freedAt(now, func(a admission) int { return a.tokens }, l.winTok+tokens-lim.TPM)})
 	}
 	return vs
 }
 
-// admit counts one request of tokens input tokens at now. Call check first.
-func (l *lane) admit(now time.Time, tokens int, loc *time.Location) {
+// freedAt returns how long until admissions worth need (as measured by size)
+// have left the window, or until the window is empty if they never do.
+func (l *lane) freedAt(now time.Time, size func(admission) int, need int) time.Duration {
+	var d time.Duration
+	freed := 0
+	for _, a := range l.win[l.head:] {
+		freed += size(a)
+		d = a.t.Add(window).Sub(now)
+		if freed >= need {
+			break
+		}
+	}
+	return d
+}
+
+// room returns how many requests of tokens input tokens each lim admits at
+// now, at most n. Call after check (which prunes and rolls the day).
+func (l *lane) room(lim Limits, tokens, n int) int {
+	if lim.RPD > 0 {
+		n = min(n, lim.RPD-l.dayN)
+	}
+	if lim.RPM > 0 {
+		n = min(n, lim.RPM-l.winN)
+	}
+	if lim.TPM > 0 && tokens > 0 {
+		n = min(n, (lim.TPM-l.winTok)/tokens)
+	}
+	return max(n, 0)
+}
+
+// admit counts n requests of tokens input tokens each at now. Call check first.
+func (l *lane) admit(now time.Time, n, tokens int, loc *time.Location) {
 	l.prune(now)
 	l.rollDay(now, loc)
-	l.win = append(l.win, admission{t: now, tokens: tokens})
-	l.winTok += tokens
-	l.dayN++
-	if n := len(l.win) - l.head; n > l.maxWin {
-		l.maxWin = n
+	if k := len(l.win); k > l.head && l.win[k-1].t.Equal(now) {
+		l.win[k-1].n += n
+		l.win[k-1].tokens += n * tokens
+	} else {
+		l.win = append(l.win, admission{t: now, n: n, tokens: n * tokens})
 	}
+	l.winN += n
+	l.winTok += n * tokens
+	l.dayN += n
+	l.maxWin = max(l.maxWin, l.winN)
 }
 
 // today is the number of requests admitted on now's day.

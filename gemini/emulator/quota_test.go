@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"context"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -398,8 +399,8 @@ func TestLaneWindowIsBounded(t *testing.T) {
 		if len(l.check(now, Limits{}, 1, loc)) != 0 {
 			t.Fatal("unlimited lane rejected a request")
 		}
-		l.admit(now, 1, loc)
-		if n := len(l.win) - l.head; n > 600 {
+		l.admit(now, 1, 1, loc)
+		if n := len(l.win) - l.head; n > 600 || l.winN != n {
 			t.Fatalf("after %d admissions the window holds %d (> 600 per minute)", i, n)
 		}
 		if cap(l.win) > 2048 {
@@ -439,4 +440,90 @@ func TestConcurrentRequestsRespectRPM(t *testing.T) {
 			t.Errorf("MaxWindow %d, want 50", got)
 		}
 	})
+}
+
+// TestLaneAgainstModel drives a lane with random traffic and checks every
+// decision against a brute-force model that keeps the whole history.
+func TestLaneAgainstModel(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(uint64(seed), 1))
+	loc := pacific(t)
+	for round := range 50 {
+		lim := Limits{RPM: r.IntN(6), TPM: r.IntN(3) * (50 + r.IntN(200)), RPD: r.IntN(3) * (5 + r.IntN(40))}
+		var l lane
+		var hist []admission // every admission, one request each
+		// Around the midnight that starts the 23 h day of 2026-03-08.
+		now := time.Date(2026, 3, 7, 23, 30, 0, 0, loc).Add(time.Duration(r.IntN(1800)) * time.Second)
+		for step := range 400 {
+			now = now.Add(time.Duration(r.ExpFloat64() * float64(4*time.Second)))
+			tokens := r.IntN(60)
+			// The model: what the last 60 s and the day hold.
+			inWin, tokWin, today := 0, 0, 0
+			var winTimes []time.Time
+			var winToks []int
+			for _, a := range hist {
+				if now.Before(a.t.Add(window)) {
+					inWin++
+					tokWin += a.tokens
+					winTimes = append(winTimes, a.t)
+					winToks = append(winToks, a.tokens)
+				}
+				if dateOf(a.t, loc) == dateOf(now, loc) {
+					today++
+				}
+			}
+			want := map[quotaKind]time.Duration{}
+			if lim.RPD > 0 && today >= lim.RPD {
+				want[perDay] = 0
+			}
+			if lim.RPM > 0 && inWin >= lim.RPM {
+				want[perMinute] = winTimes[inWin-lim.RPM].Add(window).Sub(now)
+			}
+			if lim.TPM > 0 && tokWin+tokens > lim.TPM {
+				excess, freed := tokWin+tokens-lim.TPM, 0
+				var d time.Duration
+				for i := range winTimes {
+					freed += winToks[i]
+					d = winTimes[i].Add(window).Sub(now)
+					if freed >= excess {
+						break
+					}
+				}
+				want[tokensPerMinute] = d
+			}
+			got := l.check(now, lim, tokens, loc)
+			if len(got) != len(want) {
+				t.Fatalf("round %d step %d (%v, %+v): violations %+v, want %v", round, step, now, lim, got, want)
+			}
+			for _, v := range got {
+				if d, ok := want[v.kind]; !ok || d != v.delay {
+					t.Fatalf("round %d step %d: violation %+v, want %v", round, step, v, want)
+				}
+			}
+			if len(got) == 0 {
+				l.admit(now, 1, tokens, loc)
+				hist = append(hist, admission{t: now, n: 1, tokens: tokens})
+			}
+			if lim.RPM > 0 && l.maxWin > lim.RPM {
+				t.Fatalf("round %d: %d requests in a window, limit %d", round, l.maxWin, lim.RPM)
+			}
+		}
+	}
+}
+
+func TestSpendIsConstantTime(t *testing.T) {
+	e := mustNew(t, Config{Models: map[string]Limits{textModel: {}}})
+	if got := e.Spend("p", textModel, 1_000_000, 10); got != 1_000_000 {
+		t.Fatalf("Spend = %d", got)
+	}
+	e.mu.Lock()
+	entries := len(e.lanes[LaneKey{"p", textModel}].win)
+	e.mu.Unlock()
+	if entries != 1 {
+		t.Errorf("one Spend made %d window entries", entries)
+	}
+	if s := e.Stats(); s.MaxWindow[LaneKey{"p", textModel}] != 1_000_000 || s.Spent[LaneKey{"p", textModel}] != 1_000_000 {
+		t.Errorf("stats %+v", s)
+	}
 }
