@@ -1,13 +1,16 @@
-// Package scheduler runs jobs on the lanes of model classes: per class a
-// priority queue, a bounded worker pool and a dispatcher that starts a job
-// when a lane has capacity, with retries on the right lane.
 package scheduler
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sourcegraph/conc/pool"
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/store"
@@ -25,59 +28,690 @@ type ClassConfig struct {
 
 // Config describes a Scheduler. Field comments give the defaults.
 type Config struct {
+	// Classes are the model classes; at least one.
 	Classes []ClassConfig
-	Keys    []bucket.Key
+	// Keys are the API keys by id, with their projects; at least one.
+	Keys []bucket.Key
 	// Store keeps counters, cooldowns and disabled keys. Default: store.NewMemory().
 	Store store.Store
 	// Logger; default zerolog.Nop().
 	Logger zerolog.Logger
 	// Observer receives events; default none.
 	Observer Observer
-	// Classifier maps work errors to outcomes; default: typed errors as they
-	// are, everything else transient.
+	// Classifier maps work errors to outcomes; default DefaultClassifier.
 	Classifier Classifier
-	// MaxAttempts is the retry budget for transient failures. Default 5.
+	// MaxAttempts is the retry budget: the most times a job is tried after
+	// transient failures. Default 5. Rate limits and disabled keys do not
+	// spend it (the job moves to another lane), up to MaxAttempts*4 tries in all.
 	MaxAttempts int
 	// Critical is the fraction of a class's day at which it becomes critical. Default 0.9.
 	Critical float64
 	// Protect is the lowest priority still dispatched while a class is
 	// critical; lower ones wait for the next day. Default PriorityHigh.
-	Protect Priority
+	// Set to PriorityLow to turn daily protection off.
+	Protect *Priority
 	// Aging is how long a queued job waits before it counts one priority
-	// higher. Default 30s.
+	// higher, so low priority cannot starve. Default 30s.
 	Aging time.Duration
-	// BackoffBase and BackoffMax bound transient-retry backoff. Defaults 1s and 1m.
+	// BackoffBase and BackoffMax bound transient-retry backoff (exponential
+	// with jitter). Defaults 1s and 1m.
 	BackoffBase, BackoffMax time.Duration
+	// Cooldown is how long a lane rests after a 429 that gave no retry delay.
+	// Default 30s.
+	Cooldown time.Duration
+	// ShutdownGrace is how long running jobs may go on after Run's context
+	// ends before their contexts are cancelled. Default 0: at once.
+	ShutdownGrace time.Duration
 	// Location of the quota day. Default America/Los_Angeles.
 	Location *time.Location
+	// Seed for backoff jitter; 0: random.
+	Seed uint64
 }
 
-// Scheduler runs jobs. Safe for concurrent use.
+func (c *Config) withDefaults() {
+	if c.Store == nil {
+		c.Store = store.NewMemory()
+	}
+	if c.Classifier == nil {
+		c.Classifier = DefaultClassifier
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 5
+	}
+	if c.Critical == 0 {
+		c.Critical = 0.9
+	}
+	if c.Protect == nil {
+		p := PriorityHigh
+		c.Protect = &p
+	}
+	if c.Aging == 0 {
+		c.Aging = 30 * time.Second
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = time.Second
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = time.Minute
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = 30 * time.Second
+	}
+	if c.Location == nil {
+		c.Location = bucket.Pacific
+	}
+	for i := range c.Classes {
+		if c.Classes[i].Concurrency == 0 {
+			c.Classes[i].Concurrency = 8
+		}
+	}
+}
+
+// Validate reports the first problem with the configuration, naming the field and value.
+func (c Config) Validate() error {
+	c.withDefaults()
+	for i, cl := range c.Classes {
+		if cl.Concurrency < 0 {
+			return fmt.Errorf("classes[%d] (%s).concurrency: %d: must be > 0", i, cl.Name, cl.Concurrency)
+		}
+	}
+	if c.MaxAttempts < 0 {
+		return fmt.Errorf("max_attempts: %d: must be > 0", c.MaxAttempts)
+	}
+	if c.Aging < 0 {
+		return fmt.Errorf("aging: %v: must be > 0", c.Aging)
+	}
+	if c.BackoffBase < 0 || c.BackoffMax < c.BackoffBase {
+		return fmt.Errorf("backoff: base %v, max %v: need 0 < base <= max", c.BackoffBase, c.BackoffMax)
+	}
+	if c.ShutdownGrace < 0 {
+		return fmt.Errorf("shutdown_grace: %v: must be >= 0", c.ShutdownGrace)
+	}
+	return c.bucketConfig().Validate()
+}
+
+func (c Config) bucketConfig() bucket.Config {
+	bc := bucket.Config{Keys: c.Keys, Location: c.Location, Critical: c.Critical}
+	for _, cl := range c.Classes {
+		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits})
+	}
+	return bc
+}
+
+// Scheduler runs jobs on the lanes of its classes. Submit and Do may be
+// called before Run (jobs wait) and from any goroutine; Summary works
+// without Run. It is safe for concurrent use. The zero value is not usable.
 type Scheduler struct {
-	cfg Config
+	cfg     Config
+	pool    *bucket.Pool
+	store   store.Store
+	log     zerolog.Logger
+	classes map[string]*runner
+	order   []*runner
+	nextID  atomic.Uint64
+
+	mu      sync.Mutex
+	state   int // 0 new, 1 running, 2 stopped
+	stopped chan struct{}
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
 }
 
-// New checks cfg and builds a Scheduler; Run starts it.
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
+// New checks cfg, builds a Scheduler and restores its state (today's
+// counters, cooldowns, exhausted lanes, disabled keys) from cfg.Store.
 func New(cfg Config) (*Scheduler, error) {
-	return &Scheduler{cfg: cfg}, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	cfg.withDefaults()
+	p, err := bucket.New(cfg.bucketConfig())
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	s := &Scheduler{
+		cfg:     cfg,
+		pool:    p,
+		store:   cfg.Store,
+		log:     cfg.Logger.With().Str("component", "scheduler").Logger(),
+		classes: make(map[string]*runner),
+		stopped: make(chan struct{}),
+		rng:     rand.New(rand.NewPCG(seed, seed^0x5eed)),
+	}
+	for _, cc := range cfg.Classes {
+		r := newRunner(s, cc, p.Class(cc.Name))
+		s.classes[cc.Name] = r
+		s.order = append(s.order, r)
+	}
+	if err := s.restore(context.Background()); err != nil {
+		return nil, fmt.Errorf("scheduler: restoring state: %w", err)
+	}
+	return s, nil
 }
 
-// Run dispatches jobs until ctx ends, then waits for every goroutine it
-// started. It returns nil after a shutdown by ctx.
-func (s *Scheduler) Run(ctx context.Context) error {
-	<-ctx.Done()
+// restore loads today's counters, lane states and disabled keys.
+func (s *Scheduler) restore(ctx context.Context) error {
+	now := time.Now()
+	day := bucket.Day(now, s.cfg.Location)
+	counts, err := s.store.Daily(ctx, day)
+	if err != nil {
+		return err
+	}
+	for _, dc := range counts {
+		if r := s.classes[dc.Lane.Class]; r != nil {
+			r.class.Restore(dc.Lane.Project, dc.Day, dc.Count, now)
+		}
+	}
+	states, err := s.store.LaneStates(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ls := range states {
+		r := s.classes[ls.Lane.Class]
+		if r == nil {
+			continue
+		}
+		if ls.CoolUntil.After(now) {
+			r.class.CoolDown(ls.Lane.Project, ls.CoolUntil)
+		}
+		if ls.ExhaustedUntil.After(now) {
+			r.class.ExhaustUntil(ls.Lane.Project, ls.ExhaustedUntil)
+		}
+	}
+	disabled, err := s.store.DisabledKeys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range disabled {
+		s.pool.Disable(d.KeyID, d.Reason)
+	}
 	return nil
 }
 
-// Handle follows a submitted job.
-type Handle struct{}
+// Run dispatches jobs until ctx ends. Then it stops dispatching, gives
+// running jobs Config.ShutdownGrace to finish before cancelling them, ends
+// every queued job with ErrClosed, waits for every goroutine it started and
+// returns nil. Run may be called once; a second call returns ErrClosed.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.state != stateNew {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.state = stateRunning
+	s.mu.Unlock()
 
-// Submit queues a job and returns its handle.
-func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
-	return nil, ErrClosed
+	// Work contexts end ShutdownGrace after ctx.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var wg sync.WaitGroup
+	for _, r := range s.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.dispatch(ctx, workCtx)
+		}()
+	}
+	<-ctx.Done()
+
+	s.mu.Lock()
+	s.state = stateStopped
+	close(s.stopped)
+	s.mu.Unlock()
+
+	var grace *time.Timer
+	if s.cfg.ShutdownGrace > 0 {
+		grace = time.AfterFunc(s.cfg.ShutdownGrace, cancelWork)
+	} else {
+		cancelWork()
+	}
+	wg.Wait() // dispatchers return after their workers
+	if grace != nil {
+		grace.Stop()
+	}
+	for _, r := range s.order {
+		r.closeQueued()
+	}
+	return nil
 }
 
-// Do submits a job and waits for it to end.
+// Submit queues a job and returns its handle. The job leaves the queue, and
+// never runs, if ctx ends first; while it runs, ctx is its work's context.
+// A job whose ctx deadline falls before the earliest time its class could
+// start it fails at once with a *NoCapacityError.
+func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
+	r := s.classes[j.Class]
+	if r == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownClass, j.Class)
+	}
+	if j.Work == nil {
+		return nil, errors.New("scheduler: job has no Work")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	t := &task{
+		job:      j,
+		id:       s.nextID.Add(1),
+		ctx:      ctx,
+		enqueued: now,
+		queuedAt: now,
+		heapIdx:  -1,
+	}
+	t.handle = &Handle{id: t.id, class: j.Class, done: make(chan struct{})}
+	if d, ok := ctx.Deadline(); ok {
+		t.deadline = d
+		earliest := r.class.Earliest(now, j.Tokens)
+		if earliest.IsZero() || earliest.After(d) {
+			err := &NoCapacityError{Class: j.Class, Earliest: earliest, Deadline: d}
+			t.handle.finish(StateFailed, err)
+			return t.handle, nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateStopped {
+		return nil, ErrClosed
+	}
+	if ctx.Done() != nil {
+		t.stop = context.AfterFunc(ctx, func() { r.cancelQueued(t) })
+	}
+	r.enqueue(t, now)
+	return t.handle, nil
+}
+
+// Do submits a job and waits for it to end; it returns the job's error. If
+// ctx ends first, the job leaves the queue (or its work is cancelled) and Do
+// returns ctx.Err().
 func (s *Scheduler) Do(ctx context.Context, j Job) error {
-	return ErrClosed
+	h, err := s.Submit(ctx, j)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-h.Done():
+		return h.Err()
+	case <-ctx.Done():
+		<-h.Done() // the cancellation hook ends it promptly
+		return h.Err()
+	}
+}
+
+// EnableKey puts a disabled key back into service on every class, durably.
+func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
+	if !s.pool.Enable(keyID) {
+		return fmt.Errorf("scheduler: unknown key %q", keyID)
+	}
+	if err := s.store.EnableKey(ctx, keyID); err != nil {
+		return fmt.Errorf("scheduler: enabling key %q: %w", keyID, err)
+	}
+	for _, r := range s.order {
+		r.signal()
+	}
+	return nil
+}
+
+// Pool returns the quota state the scheduler dispatches on (read it; do not
+// acquire from it while the scheduler runs).
+func (s *Scheduler) Pool() *bucket.Pool { return s.pool }
+
+func (s *Scheduler) emit(e Event) {
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.Observe(e)
+	}
+}
+
+// backoff returns the delay before transient retry n (1-based): exponential
+// from BackoffBase, capped at BackoffMax, with jitter in [d/2, d].
+func (s *Scheduler) backoff(n int) time.Duration {
+	d := s.cfg.BackoffBase
+	for i := 1; i < n && d < s.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.BackoffMax)
+	s.rngMu.Lock()
+	j := s.rng.Int64N(int64(d)/2 + 1)
+	s.rngMu.Unlock()
+	return d/2 + time.Duration(j)
+}
+
+// runner is the queue, pool and dispatcher of one class.
+type runner struct {
+	s     *Scheduler
+	name  string
+	cfg   ClassConfig
+	class *bucket.Class
+	wake  chan struct{}
+
+	wakes   atomic.Int64 // dispatcher wake-ups, for tests
+
+	mu      sync.Mutex
+	queues  [3]deque // by priority: low, normal, high
+	delayed delayHeap
+	running int
+}
+
+func newRunner(s *Scheduler, cc ClassConfig, c *bucket.Class) *runner {
+	return &runner{s: s, name: cc.Name, cfg: cc, class: c, wake: make(chan struct{}, 1)}
+}
+
+func level(p Priority) int { return int(min(max(p, PriorityLow), PriorityHigh) - PriorityLow) }
+
+func (r *runner) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *runner) enqueue(t *task, now time.Time) {
+	r.mu.Lock()
+	q := &r.queues[level(t.job.Priority)]
+	ahead := 0
+	for i := level(t.job.Priority); i < len(r.queues); i++ {
+		ahead += r.queues[i].live
+	}
+	q.pushBack(t)
+	r.mu.Unlock()
+	t.handle.start.Store(r.estimate(now, t.job.Tokens, ahead).UnixNano())
+	r.signal()
+}
+
+// estimate guesses when a job with ahead jobs before it starts: when a lane
+// is free for it, plus the time the class's summed RPM needs for those ahead.
+func (r *runner) estimate(now time.Time, tokens, ahead int) time.Time {
+	at := r.class.Earliest(now, tokens)
+	if at.IsZero() {
+		at = now
+	}
+	if rpm := r.class.Limits().RPM * max(1, r.enabledLanes()); ahead > 0 {
+		at = at.Add(time.Duration(ahead) * time.Minute / time.Duration(rpm))
+	}
+	return at
+}
+
+func (r *runner) enabledLanes() int {
+	n := 0
+	for _, k := range r.s.pool.Keys() {
+		if k.Disabled == "" {
+			n++ // an upper bound on lanes: projects may hold several keys
+		}
+	}
+	return n
+}
+
+// requeue puts a task back at the head of its priority, or in the delay
+// heap until notBefore.
+func (r *runner) requeue(t *task, notBefore time.Time) {
+	now := time.Now()
+	est := r.class.Earliest(now, t.job.Tokens)
+	if notBefore.After(est) {
+		est = notBefore
+	}
+	r.mu.Lock()
+	t.queuedAt = now
+	t.handle.state.Store(int32(StateQueued))
+	t.handle.start.Store(est.UnixNano())
+	if t.ctx.Done() != nil {
+		t.stop = context.AfterFunc(t.ctx, func() { r.cancelQueued(t) })
+	}
+	if notBefore.After(now) {
+		t.notBefore = notBefore
+		r.delayed.push(t)
+	} else {
+		r.queues[level(t.job.Priority)].pushFront(t)
+	}
+	r.mu.Unlock()
+	r.signal()
+}
+
+// cancelQueued ends a queued task whose context ended.
+func (r *runner) cancelQueued(t *task) {
+	r.mu.Lock()
+	if t.canceled || t.handle.State() != StateQueued {
+		r.mu.Unlock()
+		return
+	}
+	t.canceled = true
+	if t.heapIdx >= 0 {
+		i := t.heapIdx
+		last := len(r.delayed) - 1
+		r.delayed.swap(i, last)
+		r.delayed[last] = nil
+		r.delayed = r.delayed[:last]
+		if i < last {
+			r.delayed.down(i)
+			r.delayed.up(i)
+		}
+		t.heapIdx = -1
+	} else {
+		r.queues[level(t.job.Priority)].live--
+	}
+	r.mu.Unlock()
+	err := t.ctx.Err()
+	if t.lastErr != nil {
+		err = fmt.Errorf("%w (last attempt: %v)", err, t.lastErr)
+	}
+	if t.handle.finish(StateCanceled, err) {
+		r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
+			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "canceled", Err: err, Final: true})
+	}
+	r.signal()
+}
+
+// closeQueued ends every queued job with ErrClosed after Run stopped.
+func (r *runner) closeQueued() {
+	r.mu.Lock()
+	var ts []*task
+	for i := range r.queues {
+		for r.queues[i].n > 0 {
+			if t := r.queues[i].popFront(); !t.canceled {
+				ts = append(ts, t)
+			}
+		}
+	}
+	for len(r.delayed) > 0 {
+		ts = append(ts, r.delayed.pop())
+	}
+	r.mu.Unlock()
+	for _, t := range ts {
+		if t.stop != nil {
+			t.stop()
+		}
+		if t.handle.finish(StateFailed, ErrClosed) {
+			r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
+				Priority: t.job.Priority, Attempt: t.attempts, Outcome: "closed", Err: ErrClosed, Final: true})
+		}
+	}
+}
+
+// pick returns the next task to dispatch: among the heads of the priority
+// queues, the highest effective priority (priority plus one level per Aging
+// waited), then the oldest. While the class
+// is critical, queues below Protect are passed over; held reports that some
+// were.
+func (r *runner) pick(now time.Time, critical bool) (best *task, held bool) {
+	var bestEff int64
+	for i := len(r.queues) - 1; i >= 0; i-- {
+		t := r.queues[i].front()
+		if t == nil {
+			continue
+		}
+		if critical && t.job.Priority < *r.s.cfg.Protect {
+			held = true
+			continue
+		}
+		eff := int64(i) + int64(now.Sub(t.enqueued)/r.s.cfg.Aging)
+		if best == nil || eff > bestEff || (eff == bestEff && t.enqueued.Before(best.enqueued)) {
+			best, bestEff = t, eff
+		}
+	}
+	return best, held
+}
+
+// dispatch is the class's dispatcher loop. It sleeps until the earliest of:
+// a signal (new job, finished job, cancellation, key enabled), the time a
+// lane has capacity, the end of a backoff, shutdown. With nothing to do it
+// sets no timer.
+func (r *runner) dispatch(ctx, workCtx context.Context) {
+	workers := pool.New().WithMaxGoroutines(r.cfg.Concurrency)
+	defer workers.Wait()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		wait := r.dispatchReady(workers, workCtx)
+		var tc <-chan time.Time
+		if !wait.IsZero() {
+			timer.Reset(time.Until(wait))
+			tc = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-tc:
+		}
+		r.wakes.Add(1)
+		timer.Stop()
+	}
+}
+
+// dispatchReady starts every job it can now and returns when to look again
+// (zero: only on a signal).
+func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time.Time {
+	for {
+		now := time.Now()
+		r.mu.Lock()
+		for len(r.delayed) > 0 && !r.delayed[0].notBefore.After(now) {
+			t := r.delayed.pop()
+			r.queues[level(t.job.Priority)].pushFront(t)
+		}
+		var wait time.Time
+		if len(r.delayed) > 0 {
+			wait = r.delayed[0].notBefore
+		}
+		if r.running >= r.cfg.Concurrency {
+			r.mu.Unlock()
+			return wait
+		}
+		critical := r.s.cfg.Critical < 1 && *r.s.cfg.Protect > PriorityLow && r.class.Critical(now)
+		t, held := r.pick(now, critical)
+		if t == nil {
+			r.mu.Unlock()
+			if held {
+				// Protected jobs wait for the next quota day.
+				wait = earliest(wait, bucket.NextMidnight(now, r.s.cfg.Location))
+			}
+			return wait
+		}
+		lease, ok, next := r.class.Acquire(now, t.job.Tokens)
+		if !ok {
+			r.mu.Unlock()
+			switch {
+			case next.IsZero():
+				r.failHead(t, r.noLaneError(t))
+				continue
+			case !t.deadline.IsZero() && next.After(t.deadline):
+				r.failHead(t, &NoCapacityError{Class: r.name, Earliest: next, Deadline: t.deadline})
+				continue
+			}
+			t.handle.start.Store(next.UnixNano())
+			return earliest(wait, next)
+		}
+		r.queues[level(t.job.Priority)].popFront()
+		r.running++
+		t.handle.state.Store(int32(StateRunning)) // under r.mu: cancelQueued now leaves it alone
+		r.mu.Unlock()
+
+		if t.stop != nil && !t.stop() {
+			// The job's context ended just now: its cancellation hook is
+			// running and will find it no longer queued; end it here.
+			r.class.Refund(lease, now)
+			r.mu.Lock()
+			r.running--
+			r.mu.Unlock()
+			r.endCanceled(t, t.ctx.Err())
+			continue
+		}
+		if lease.Chunk > 0 {
+			_, err := r.s.store.AddDaily(context.Background(), lease.Day, store.LaneID{Project: lease.Project, Class: r.name}, lease.Chunk)
+			if err != nil {
+				r.class.ChunkFailed(lease)
+				r.class.Refund(lease, now)
+				r.s.log.Error().Err(err).Str("class", r.name).Str("project", lease.Project).
+					Msg("recording daily units failed; retrying the job later")
+				r.mu.Lock()
+				r.running--
+				r.mu.Unlock()
+				r.requeue(t, now.Add(r.s.cfg.BackoffBase))
+				continue
+			}
+		}
+		t.attempts++
+		t.handle.start.Store(0)
+		r.s.emit(Event{Kind: EventDispatched, Time: now, Class: r.name, JobID: t.id, JobName: t.job.Name,
+			Priority: t.job.Priority, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts,
+			Waited: now.Sub(t.queuedAt)})
+		workers.Go(func() { r.run(workCtx, t, lease) })
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+func (r *runner) noLaneError(t *task) error {
+	if tpm := r.class.Limits().TPM; tpm > 0 && t.job.Tokens > tpm {
+		return &PermanentError{Err: fmt.Errorf("job needs %d input tokens, above the class %q TPM of %d", t.job.Tokens, r.name, tpm)}
+	}
+	return fmt.Errorf("%w: class %q", ErrNoLanes, r.name)
+}
+
+// failHead removes the head task t and fails it.
+func (r *runner) failHead(t *task, err error) {
+	r.mu.Lock()
+	if r.queues[level(t.job.Priority)].front() == t {
+		r.queues[level(t.job.Priority)].popFront()
+	}
+	r.mu.Unlock()
+	if t.stop != nil {
+		t.stop()
+	}
+	if t.handle.finish(StateFailed, err) {
+		r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
+			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "no_capacity", Err: err, Final: true})
+	}
+}
+
+func (r *runner) endCanceled(t *task, err error) {
+	if t.handle.finish(StateCanceled, err) {
+		r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
+			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "canceled", Err: err, Final: true})
+	}
+	r.signal()
+}
+
+// wakeups returns how often the dispatchers have woken (for tests).
+func (s *Scheduler) wakeups() int64 {
+	var n int64
+	for _, r := range s.order {
+		n += r.wakes.Load()
+	}
+	return n
 }

@@ -1,0 +1,249 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// DefaultClassifier keeps the outcome errors the work returned itself
+// (*RateLimitedError, *KeyError, *TransientError, *PermanentError, possibly
+// inside *NotSentError) and treats every other error as transient.
+func DefaultClassifier(err error) error {
+	var (
+		rl *RateLimitedError
+		ke *KeyError
+		te *TransientError
+		pe *PermanentError
+	)
+	if errors.As(err, &rl) || errors.As(err, &ke) || errors.As(err, &te) || errors.As(err, &pe) {
+		return err
+	}
+	var ns *NotSentError
+	if errors.As(err, &ns) {
+		return &NotSentError{Err: &TransientError{Err: ns.Err}}
+	}
+	return &TransientError{Err: err}
+}
+
+// run executes one attempt of t on a pool worker and applies its outcome.
+func (r *runner) run(workCtx context.Context, t *task, lease bucket.Lease) {
+	ctx, cancel := context.WithCancel(t.ctx)
+	stop := context.AfterFunc(workCtx, cancel)
+	var tokens atomic.Int64
+	tokens.Store(-1)
+	l := Lease{Class: r.name, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, tokens: &tokens}
+	start := time.Now()
+	err := callWork(ctx, t.job.Work, l)
+	stop()
+	cancel()
+	r.outcome(workCtx, t, lease, err, int(tokens.Load()), start)
+}
+
+// callWork calls work, turning a panic into a permanent failure of the job
+// (with the stack) so one bad job cannot take the process down.
+func callWork(ctx context.Context, work func(context.Context, Lease) error, l Lease) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PermanentError{Err: fmt.Errorf("work panicked: %v\n%s", v, debug.Stack())}
+		}
+	}()
+	return work(ctx, l)
+}
+
+func outcomeName(err error) string {
+	var (
+		rl *RateLimitedError
+		ke *KeyError
+		pe *PermanentError
+	)
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.As(err, &rl):
+		return "rate_limited"
+	case errors.As(err, &ke):
+		return "key"
+	case errors.As(err, &pe):
+		return "permanent"
+	default:
+		return "transient"
+	}
+}
+
+func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, err error, tokens int, start time.Time) {
+	now := time.Now()
+	ev := Event{Kind: EventFinished, Time: now, Class: r.name, JobID: t.id, JobName: t.job.Name, Priority: t.job.Priority,
+		KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, Latency: now.Sub(start)}
+
+	if err == nil {
+		r.class.Release(lease, now, tokens)
+		r.end(t, StateDone, nil, ev, "ok")
+		return
+	}
+	var classified error
+	var ns *NotSentError
+	if errors.As(err, &ns) {
+		classified = err // the work said so itself
+	} else {
+		classified = r.s.cfg.Classifier(err)
+		if classified == nil {
+			classified = &TransientError{Err: err}
+		}
+	}
+	notSent := errors.As(classified, &ns)
+	if notSent {
+		r.class.Refund(lease, now)
+	} else {
+		r.class.Release(lease, now, tokens)
+	}
+
+	switch {
+	case t.ctx.Err() != nil:
+		r.end(t, StateCanceled, t.ctx.Err(), ev, "canceled")
+		return
+	case workCtx.Err() != nil:
+		r.end(t, StateFailed, fmt.Errorf("%w: job stopped by shutdown: %v", ErrClosed, err), ev, "closed")
+		return
+	}
+
+	var (
+		rl *RateLimitedError
+		ke *KeyError
+		pe *PermanentError
+	)
+	switch {
+	case errors.As(classified, &rl):
+		r.rateLimited(lease, rl, now)
+		r.retryElsewhere(t, classified, ev, "rate_limited")
+	case errors.As(classified, &ke):
+		r.keyUnusable(lease, ke, now)
+		r.retryElsewhere(t, classified, ev, "key")
+	case errors.As(classified, &pe):
+		r.end(t, StateFailed, classified, ev, "permanent")
+	default:
+		name := "transient"
+		if notSent {
+			name = "not_sent"
+		}
+		t.failures++
+		if t.failures >= r.s.cfg.MaxAttempts {
+			r.end(t, StateFailed, fmt.Errorf("%w (%d attempts): %w", ErrRetriesExhausted, t.failures, classified), ev, name)
+			return
+		}
+		ev.Outcome, ev.Err = name, classified
+		r.s.emit(ev)
+		at := now.Add(r.s.backoff(t.failures))
+		r.s.emit(Event{Kind: EventRetry, Time: now, Class: r.name, JobID: t.id, JobName: t.job.Name,
+			Priority: t.job.Priority, Attempt: t.attempts, Until: at, Err: classified})
+		t.lastErr = classified
+		r.release()
+		r.requeue(t, at)
+	}
+}
+
+// retryElsewhere sends t back to the head of its priority to try another
+// lane, unless it has been tried too often in all.
+func (r *runner) retryElsewhere(t *task, err error, ev Event, name string) {
+	if t.attempts >= 4*r.s.cfg.MaxAttempts {
+		r.end(t, StateFailed, fmt.Errorf("%w (%d attempts in all): %w", ErrRetriesExhausted, t.attempts, err), ev, name)
+		return
+	}
+	ev.Outcome, ev.Err = name, err
+	r.s.emit(ev)
+	r.s.emit(Event{Kind: EventRetry, Time: ev.Time, Class: r.name, JobID: t.id, JobName: t.job.Name,
+		Priority: t.job.Priority, Attempt: t.attempts, Until: ev.Time, Err: err})
+	t.lastErr = err
+	r.release()
+	r.requeue(t, time.Time{})
+}
+
+// end finishes t for good.
+func (r *runner) end(t *task, st State, err error, ev Event, name string) {
+	ev.Outcome, ev.Err, ev.Final = name, err, true
+	if t.handle.finish(st, err) {
+		r.s.emit(ev)
+	}
+	r.release()
+}
+
+// release frees t's worker slot.
+func (r *runner) release() {
+	r.mu.Lock()
+	r.running--
+	r.mu.Unlock()
+	r.signal()
+}
+
+func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, now time.Time) {
+	ctx := context.Background()
+	if rl.Scope == ScopeDay {
+		until := r.class.Exhaust(lease.Project, now)
+		r.persistLane(ctx, lease.Project, now)
+		r.s.log.Warn().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
+			Str("quota", rl.Quota).Time("until", until).Msg("lane exhausted for the day")
+		r.s.emit(Event{Kind: EventLaneExhausted, Time: now, Class: r.name, KeyID: lease.KeyID, Project: lease.Project,
+			Scope: rl.Scope, Until: until, Reason: rl.Quota})
+		return
+	}
+	d := rl.RetryAfter
+	if d <= 0 {
+		d = r.s.cfg.Cooldown
+	}
+	until := now.Add(d)
+	r.class.CoolDown(lease.Project, until)
+	r.persistLane(ctx, lease.Project, now)
+	r.s.log.Info().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
+		Str("scope", rl.Scope.String()).Dur("cooldown", d).Msg("lane cooling down")
+	r.s.emit(Event{Kind: EventLaneCooled, Time: now, Class: r.name, KeyID: lease.KeyID, Project: lease.Project,
+		Scope: rl.Scope, Until: until, Reason: rl.Quota})
+}
+
+// persistLane writes the lane's current blocking state to the store.
+func (r *runner) persistLane(ctx context.Context, project string, now time.Time) {
+	for _, lu := range r.class.Usage(now).Lanes {
+		if lu.Project != project {
+			continue
+		}
+		err := r.s.store.SetLaneState(ctx, store.LaneState{
+			Lane:      store.LaneID{Project: project, Class: r.name},
+			CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
+		})
+		if err != nil {
+			r.s.log.Error().Err(err).Str("class", r.name).Str("project", project).Msg("storing lane state failed")
+		}
+	}
+}
+
+func (r *runner) keyUnusable(lease bucket.Lease, ke *KeyError, now time.Time) {
+	ids := []string{lease.KeyID}
+	if ke.Project {
+		ids = ids[:0]
+		for _, k := range r.s.pool.Keys() {
+			if k.Project == lease.Project {
+				ids = append(ids, k.ID)
+			}
+		}
+	}
+	for _, id := range ids {
+		r.s.pool.Disable(id, ke.Reason)
+		err := r.s.store.DisableKey(context.Background(), store.DisabledKey{KeyID: id, Reason: ke.Reason, At: now})
+		if err != nil {
+			r.s.log.Error().Err(err).Str("key", id).Msg("storing disabled key failed")
+		}
+		r.s.log.Error().Str("key", id).Str("project", lease.Project).Str("reason", ke.Reason).
+			Msg("key disabled on every class until an operator enables it")
+		r.s.emit(Event{Kind: EventKeyDisabled, Time: now, Class: r.name, KeyID: id, Project: lease.Project, Reason: ke.Reason})
+	}
+	for _, other := range r.s.order {
+		if other != r {
+			other.signal()
+		}
+	}
+}

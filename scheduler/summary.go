@@ -1,0 +1,97 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+)
+
+// Summary is a snapshot of the scheduler: queues, running jobs and the
+// quota use of every lane. It never holds a secret.
+type Summary struct {
+	Time         time.Time      `json:"time"`
+	Classes      []ClassSummary `json:"classes"`
+	DisabledKeys []DisabledKey  `json:"disabled_keys"`
+}
+
+// DisabledKey is a key out of service.
+type DisabledKey struct {
+	ID      string `json:"id"`
+	Project string `json:"project"`
+	Reason  string `json:"reason"`
+}
+
+// ClassSummary describes one class.
+type ClassSummary struct {
+	Name        string `json:"name"`
+	Concurrency int    `json:"concurrency"`
+	Running     int    `json:"running"`
+	// Queued by priority; Delayed counts jobs waiting out a retry backoff.
+	QueuedHigh   int `json:"queued_high"`
+	QueuedNormal int `json:"queued_normal"`
+	QueuedLow    int `json:"queued_low"`
+	Delayed      int `json:"delayed"`
+	// Day totals over enabled lanes.
+	Day          string        `json:"day"`
+	DayUsed      int           `json:"day_used"`
+	DayLimit     int           `json:"day_limit"`
+	DayRemaining int           `json:"day_remaining"`
+	RPMLimit     int           `json:"rpm_limit"`
+	Keys         int           `json:"keys"` // enabled keys
+	Critical     bool          `json:"critical"`
+	Limits       bucket.Limits `json:"limits"`
+	Lanes        []LaneSummary `json:"lanes"`
+}
+
+// LaneSummary describes one lane: a project on a class.
+type LaneSummary struct {
+	Project        string    `json:"project"`
+	Keys           []string  `json:"keys"`
+	DisabledKeys   []string  `json:"disabled_keys,omitempty"`
+	Enabled        bool      `json:"enabled"`
+	RPMUsed        int       `json:"rpm_used"` // requests in the last 60 s
+	RPMLimit       int       `json:"rpm_limit"`
+	TPMUsed        int       `json:"tpm_used,omitempty"`
+	TPMLimit       int       `json:"tpm_limit,omitempty"`
+	DayUsed        int       `json:"day_used"`
+	DayLimit       int       `json:"day_limit"`
+	CoolUntil      time.Time `json:"cool_until,omitzero"`
+	ExhaustedUntil time.Time `json:"exhausted_until,omitzero"`
+}
+
+// Summary returns a snapshot at the current time. It works before Run.
+func (s *Scheduler) Summary() Summary {
+	now := time.Now()
+	sum := Summary{Time: now}
+	keys := s.pool.Keys()
+	for _, k := range keys {
+		if k.Disabled != "" {
+			sum.DisabledKeys = append(sum.DisabledKeys, DisabledKey{ID: k.ID, Project: k.Project, Reason: k.Disabled})
+		}
+	}
+	for _, r := range s.order {
+		u := r.class.Usage(now)
+		cs := ClassSummary{
+			Name: r.name, Concurrency: r.cfg.Concurrency, Limits: u.Limits,
+			Day: u.Day, DayUsed: u.Used, DayLimit: u.Limit, DayRemaining: u.Remaining,
+			RPMLimit: u.RPMLimit, Critical: u.Critical,
+		}
+		r.mu.Lock()
+		cs.Running = r.running
+		cs.QueuedLow = r.queues[level(PriorityLow)].live
+		cs.QueuedNormal = r.queues[level(PriorityNormal)].live
+		cs.QueuedHigh = r.queues[level(PriorityHigh)].live
+		cs.Delayed = len(r.delayed)
+		r.mu.Unlock()
+		for _, lu := range u.Lanes {
+			cs.Keys += len(lu.Keys)
+			cs.Lanes = append(cs.Lanes, LaneSummary{
+				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Enabled: lu.Enabled,
+				RPMUsed: lu.RPMUsed, RPMLimit: u.Limits.RPM, TPMUsed: lu.TPMUsed, TPMLimit: u.Limits.TPM,
+				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
+			})
+		}
+		sum.Classes = append(sum.Classes, cs)
+	}
+	return sum
+}
