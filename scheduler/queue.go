@@ -9,20 +9,20 @@ import (
 
 // task is a submitted job while the scheduler holds it.
 type task struct {
-	job      Job
-	id       uint64
-	ctx      context.Context
-	stop     func() bool // unregisters the queued-cancellation hook
-	handle   *Handle
-	enqueued time.Time // first submission: aging counts from here
-	queuedAt time.Time // latest (re)queue, for Waited
-	deadline time.Time // zero: none
-	attempts int       // attempts made
-	failures int       // transient failures so far
+	job       Job
+	id        uint64
+	ctx       context.Context
+	stop      func() bool // unregisters the queued-cancellation hook
+	handle    *Handle
+	enqueued  time.Time // first submission: aging counts from here
+	queuedAt  time.Time // latest (re)queue, for Waited
+	deadline  time.Time // zero: none
+	attempts  int       // attempts made
+	failures  int       // transient failures so far
 	notBefore time.Time
-	canceled bool // left the queue (context ended); skipped when met
-	heapIdx  int
-	lastErr  error
+	canceled  bool // left the queue (context ended); skipped when met
+	heapIdx   int
+	lastErr   error
 }
 
 // deque is a FIFO of tasks with push at either end.

@@ -395,7 +395,7 @@ type runner struct {
 	class *bucket.Class
 	wake  chan struct{}
 
-	wakes   atomic.Int64 // dispatcher wake-ups, for tests
+	wakes atomic.Int64 // dispatcher wake-ups, for tests
 
 	mu      sync.Mutex
 	queues  [3]deque // by priority: low, normal, high
