@@ -1,0 +1,69 @@
+package pipeline
+
+import (
+	"time"
+
+	"github.com/slideshowd/slideshowd/gemini"
+)
+
+// SlideInput is one slide of a request: its text and an optional image.
+type SlideInput struct {
+	Text      string
+	Image     []byte // optional; PNG, JPEG, WebP or GIF
+	ImageMIME string // detected from the bytes when empty
+}
+
+// Request asks for one slideshow: an analysis (text class) then Images
+// images (image class) from the analysis' prompts.
+type Request struct {
+	Source   string
+	Slides   []SlideInput
+	Images   int    // 1..20
+	Priority string // "high", "normal" (default) or "low"
+	// Key, when set, makes Submit idempotent: a second Submit with the same
+	// Key returns the first job's id (the batch command uses it to resume).
+	Key string
+}
+
+// JobState is the stage of a slideshow job.
+type JobState string
+
+const (
+	JobQueued     JobState = "queued"
+	JobAnalyzing  JobState = "analyzing"
+	JobGenerating JobState = "generating"
+	JobDone       JobState = "done"
+	JobFailed     JobState = "failed"
+)
+
+// ImageState is the stage of one image of a job.
+type ImageState string
+
+const (
+	ImagePending ImageState = "pending"
+	ImageRunning ImageState = "running"
+	ImageDone    ImageState = "done"
+	ImageFailed  ImageState = "failed"
+)
+
+// ImageStatus describes one image of a job.
+type ImageStatus struct {
+	N        int        `json:"n"` // 1-based
+	State    ImageState `json:"state"`
+	Prompt   string     `json:"prompt,omitempty"`
+	MIMEType string     `json:"mime_type,omitempty"`
+	Error    string     `json:"error,omitempty"`
+}
+
+// Status is what a client sees of a job.
+type Status struct {
+	ID        string           `json:"id"`
+	Source    string           `json:"source"`
+	Priority  string           `json:"priority"`
+	State     JobState         `json:"state"`
+	Error     string           `json:"error,omitempty"`
+	Analysis  *gemini.Analysis `json:"analysis,omitempty"`
+	Images    []ImageStatus    `json:"images"`
+	CreatedAt time.Time        `json:"created_at"`
+	UpdatedAt time.Time        `json:"updated_at"`
+}
