@@ -67,7 +67,7 @@ func (g *jsonGen) value(s *schema, name string, idx, depth int) {
 	}
 	switch typ := s.inferType(); typ {
 	case "object":
-		g.object(s, depth)
+		g.object(s, idx, depth)
 	case "array":
 		g.array(s, name, depth)
 	case "integer":
@@ -95,7 +95,15 @@ func (s *schema) inferType() string {
 	return "string"
 }
 
-func (g *jsonGen) object(s *schema, depth int) {
+// object writes an object of s; idx is the index of the array element it
+// is, or -1, so that properties like "index" can number the elements.
+func (g *jsonGen) object(s *schema, idx, depth int) {
+	if idx >= 0 {
+		// Element i of an array is about "Slide i+1" when the prompt has one.
+		prev := g.w.focus
+		g.w.about(idx + 1)
+		defer func() { g.w.focus = prev }()
+	}
 	g.buf.WriteByte('{')
 	n := 0
 	for _, p := range s.props {
@@ -107,7 +115,7 @@ func (g *jsonGen) object(s *schema, depth int) {
 		}
 		g.str(p.name)
 		g.buf.WriteByte(':')
-		g.value(p.s, p.name, -1, depth+1)
+		g.value(p.s, p.name, idx, depth+1)
 		n++
 	}
 	g.buf.WriteByte('}')

@@ -507,3 +507,118 @@ func TestImageScale(t *testing.T) {
 		t.Errorf("1K square at 1/32: %v", img.Bounds())
 	}
 }
+
+// TestArrayElementsAreNumbered checks that an "index" property of array
+// elements numbers them 1..n, as a client asking for one note per slide
+// expects.
+func TestArrayElementsAreNumbered(t *testing.T) {
+	e := mustNew(t, oneKey(Limits{}))
+	n := int64(6)
+	s := &genai.Schema{Type: genai.TypeObject, Required: []string{"slides"}, Properties: map[string]*genai.Schema{
+		"slides": {Type: genai.TypeArray, MinItems: &n, MaxItems: &n, Items: &genai.Schema{
+			Type: genai.TypeObject, Required: []string{"index", "notes"}, PropertyOrdering: []string{"index", "notes"},
+			Properties: map[string]*genai.Schema{"index": {Type: genai.TypeInteger}, "notes": str()},
+		}},
+	}}
+	resp, err := client(t, e, "secret-1").Models.GenerateContent(t.Context(), textModel, genai.Text(slidesPrompt),
+		&genai.GenerateContentConfig{ResponseMIMEType: "application/json", ResponseSchema: s,
+			SystemInstruction: genai.NewContentFromText("You are Bartholomew, a meticulous zookeeper.", genai.RoleUser)})
+	mustOK(t, err)
+	var v struct {
+		Slides []struct {
+			Index int
+			Notes string
+		}
+	}
+	mustOK(t, json.Unmarshal([]byte(resp.Text()), &v))
+	if len(v.Slides) != int(n) {
+		t.Fatalf("%d slides", len(v.Slides))
+	}
+	for i, sl := range v.Slides {
+		if sl.Index != i+1 || sl.Notes == "" {
+			t.Errorf("slide %d: %+v", i, sl)
+		}
+		if low := strings.ToLower(sl.Notes); strings.Contains(low, "bartholomew") || strings.Contains(low, "zookeeper") {
+			t.Errorf("notes %q use the system instruction's words", sl.Notes)
+		}
+	}
+}
+
+// TestElementsFollowTheirSlide checks that the notes of slide i are made
+// mostly of the words of "Slide i:" in the prompt.
+func TestElementsFollowTheirSlide(t *testing.T) {
+	e := mustNew(t, oneKey(Limits{}))
+	slides := []string{
+		"The old lighthouse keeper climbs the spiral stairs at dusk.",
+		"Fishing boats return through the fog, their lanterns glowing.",
+		"Bakers knead sourdough while ovens crackle and flour drifts.",
+	}
+	parts := []*genai.Part{{Text: "Source: https://example.com/deck\nNumber of slides: 3"}}
+	for i, s := range slides {
+		parts = append(parts, &genai.Part{Text: fmt.Sprintf("Slide %d:\n%s", i+1, s)})
+	}
+	n := int64(3)
+	s := &genai.Schema{Type: genai.TypeObject, Required: []string{"slides"}, Properties: map[string]*genai.Schema{
+		"slides": {Type: genai.TypeArray, MinItems: &n, MaxItems: &n, Items: &genai.Schema{
+			Type: genai.TypeObject, Required: []string{"index", "notes"},
+			Properties: map[string]*genai.Schema{"index": {Type: genai.TypeInteger}, "notes": str()},
+		}},
+	}}
+	resp, err := client(t, e, "secret-1").Models.GenerateContent(t.Context(), textModel,
+		[]*genai.Content{genai.NewContentFromParts(parts, genai.RoleUser)},
+		&genai.GenerateContentConfig{ResponseMIMEType: "application/json", ResponseSchema: s})
+	mustOK(t, err)
+	var v struct {
+		Slides []struct {
+			Index int
+			Notes string
+		}
+	}
+	mustOK(t, json.Unmarshal([]byte(resp.Text()), &v))
+	for i, sl := range v.Slides {
+		own, other := 0, 0
+		for _, w := range strings.FieldsFunc(strings.ToLower(sl.Notes), func(r rune) bool { return r < 'a' || r > 'z' }) {
+			if len(w) < 4 || stopWords[w] {
+				continue
+			}
+			for j, text := range slides {
+				if strings.Contains(strings.ToLower(text), w) {
+					if j == i {
+						own++
+					} else {
+						other++
+					}
+				}
+			}
+		}
+		if own == 0 || own < 2*other {
+			t.Errorf("slide %d notes %q: %d words of its slide, %d of others", i+1, sl.Notes, own, other)
+		}
+		if strings.Contains(sl.Notes, "example") || strings.Contains(sl.Notes, "https") {
+			t.Errorf("notes %q use words of a URL", sl.Notes)
+		}
+	}
+}
+
+func TestSlideMarkers(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		n    int
+		rest string
+		ok   bool
+	}{
+		{"Slide 3: boats", 3, " boats", true},
+		{"  slide 12.", 12, "", true},
+		{"SLIDE #4 - fog", 4, " fog", true},
+		{"Slide 2", 2, "", true},
+		{"Slides 2: x", 0, "", false},
+		{"Slide two: x", 0, "", false},
+		{"Slide 3x", 0, "", false},
+		{"Slideshow", 0, "", false},
+	} {
+		n, rest, ok := slideMarker(tc.line)
+		if n != tc.n || rest != tc.rest || ok != tc.ok {
+			t.Errorf("slideMarker(%q) = %d %q %v, want %d %q %v", tc.line, n, rest, ok, tc.n, tc.rest, tc.ok)
+		}
+	}
+}

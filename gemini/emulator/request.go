@@ -530,8 +530,9 @@ func (req *request) wantsModality(m string) bool {
 	return false
 }
 
-// promptText is the text of the request's parts (system instruction, then
-// contents), thoughts left out.
+// promptText is the text of the contents' parts, thoughts left out: what
+// answers are made of. The system instruction is left out (it says how to
+// answer, not what about) unless the contents have no text.
 func (req *request) promptText() []string {
 	var out []string
 	add := func(c *content) {
@@ -541,11 +542,11 @@ func (req *request) promptText() []string {
 			}
 		}
 	}
-	if req.system != nil {
-		add(req.system)
-	}
 	for i := range req.contents {
 		add(&req.contents[i])
+	}
+	if len(out) == 0 && req.system != nil {
+		add(req.system)
 	}
 	return out
 }

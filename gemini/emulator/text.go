@@ -70,18 +70,25 @@ var stopWords = names(
 	"summarize", "summarise", "slide", "slides", "slideshow", "image", "images", "text", "field", "fields",
 	"schema", "object", "array", "string", "list", "item", "items", "exactly", "least", "within", "without",
 	"task", "you're", "it's", "don't", "make", "made", "one's", "every", "many", "much", "own", "same",
+	"source", "number", "wanted", "http", "https", "www", "com", "org", "net", "html",
+	"through", "across", "along", "around", "against", "toward", "towards", "upon", "onto", "during",
+	"until", "since", "among", "again", "still", "even", "ever", "never", "always", "often", "really",
+	"quite", "rather", "yet", "already", "almost", "either", "neither", "whose", "whom", "him", "himself",
+	"herself", "itself", "themselves", "ourselves", "myself", "yourself", "off", "down", "away", "back",
+	"our", "ours", "mine", "theirs", "being", "having", "get", "gets", "got", "going", "goes", "went",
 )
 
 // fallbackWords stand in when a prompt has no usable words.
 var fallbackWords = []string{"horizon", "journey", "light", "harbor", "garden", "morning", "pattern", "story"}
 
 // keywords returns the prompt's content words, most frequent first (ties
-// in order of first appearance), lower-case, at most 48.
+// in order of first appearance), lower-case, at most 48; nil if none.
 func keywords(texts []string) []string {
 	count := make(map[string]int)
 	first := make(map[string]int)
 	var order []string
 	for _, t := range texts {
+		t = stripURLs(t)
 		for _, w := range strings.FieldsFunc(t, func(r rune) bool {
 			return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '\'' && r != '-'
 		}) {
@@ -100,10 +107,23 @@ func keywords(texts []string) []string {
 	if len(order) > 48 {
 		order = order[:48]
 	}
-	if len(order) == 0 {
-		return fallbackWords
-	}
 	return order
+}
+
+// stripURLs drops whitespace-separated fields that are URLs: their parts
+// are not words of the content.
+func stripURLs(t string) string {
+	if !strings.Contains(t, "://") && !strings.Contains(t, "www.") {
+		return t
+	}
+	fs := strings.Fields(t)
+	out := fs[:0]
+	for _, f := range fs {
+		if !strings.Contains(f, "://") && !strings.HasPrefix(f, "www.") {
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 func isNumber(w string) bool {
@@ -117,17 +137,92 @@ func isNumber(w string) bool {
 
 // writer makes prose from the prompt's keywords. Not safe for concurrent use.
 type writer struct {
-	r     *rand.Rand
-	words []string
-	next  int // rotates through words so consecutive phrases differ
+	r        *rand.Rand
+	words    []string
+	segments map[int][]string // keywords of "Slide N:" sections, by N
+	focus    []string         // keywords of the section being written about, if any
+	next     int              // rotates through words so consecutive phrases differ
+	forms    []int            // sentence forms not used yet in the current paragraph
 }
 
 func newWriter(seed uint64, texts []string) *writer {
-	return &writer{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), words: keywords(texts)}
+	w := &writer{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), words: keywords(texts)}
+	if len(w.words) == 0 {
+		w.words = fallbackWords
+	}
+	for n, sec := range sections(texts) {
+		if kw := keywords([]string{sec}); len(kw) > 0 {
+			if w.segments == nil {
+				w.segments = make(map[int][]string)
+			}
+			w.segments[n] = kw
+		}
+	}
+	return w
 }
 
-// word returns the next keyword, mostly in frequency order with some jumps.
+// sections splits texts at "Slide N:" markers (at the start of a line) and
+// returns the text after each marker, by N.
+func sections(texts []string) map[int]string {
+	var out map[int]string
+	for _, t := range texts {
+		cur := -1
+		for _, line := range strings.Split(t, "\n") {
+			if n, rest, ok := slideMarker(line); ok {
+				cur = n
+				line = rest
+				if out == nil {
+					out = make(map[int]string)
+				}
+			}
+			if cur >= 0 {
+				out[cur] += line + "\n"
+			}
+		}
+	}
+	return out
+}
+
+// slideMarker parses "Slide 3: text" (also "slide 3." or "Slide 3 -").
+func slideMarker(line string) (int, string, bool) {
+	l := strings.TrimSpace(line)
+	if len(l) < 6 || !strings.EqualFold(l[:5], "slide") {
+		return 0, "", false
+	}
+	l = strings.TrimLeft(l[5:], " #")
+	i := 0
+	for i < len(l) && l[i] >= '0' && l[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 4 {
+		return 0, "", false
+	}
+	n := 0
+	for _, c := range l[:i] {
+		n = n*10 + int(c-'0')
+	}
+	rest := strings.TrimLeft(l[i:], " ")
+	if rest != "" && !strings.ContainsRune(":.-)", rune(rest[0])) {
+		return 0, "", false
+	}
+	if rest != "" {
+		rest = rest[1:]
+	}
+	return n, rest, true
+}
+
+// about makes the next words come mostly from section n ("Slide n:"), when
+// the prompt has one; n < 0 returns to the whole prompt.
+func (w *writer) about(n int) {
+	w.focus = w.segments[n]
+}
+
+// word returns the next keyword: mostly from the section in focus, else in
+// frequency order with some jumps.
 func (w *writer) word() string {
+	if len(w.focus) > 0 && w.r.IntN(10) != 0 {
+		return w.focus[w.r.IntN(len(w.focus))]
+	}
 	i := w.next % len(w.words)
 	if w.r.IntN(4) == 0 {
 		i = w.r.IntN(len(w.words))
@@ -168,13 +263,18 @@ var sentenceForms = []string{
 
 // sentence is one sentence built from keywords.
 func (w *writer) sentence() string {
-	form := w.pick(sentenceForms)
+	if len(w.forms) == 0 {
+		w.forms = w.r.Perm(len(sentenceForms))
+	}
+	form := sentenceForms[w.forms[0]]
+	w.forms = w.forms[1:]
 	args := w.distinct(strings.Count(form, "%s"))
 	s := sprintf(form, args...)
 	return upperFirst(s)
 }
 
 func (w *writer) paragraph(sentences int) string {
+	w.forms = nil // each paragraph varies its sentence forms
 	parts := make([]string, sentences)
 	for i := range parts {
 		parts[i] = w.sentence()
@@ -206,8 +306,9 @@ var (
 // imagePrompt is a prompt for an image model built from keywords.
 func (w *writer) imagePrompt() string {
 	ws := w.distinct(3)
-	return upperFirst(sprintf("a %s %s of %s with %s, %s in the background, %s, %s",
-		w.pick(imageStyles), w.pick(imageMedia), ws[0].(string), ws[1].(string), ws[2].(string), w.pick(imageLights), w.pick(imageFraming)))
+	style := w.pick(imageStyles)
+	return upperFirst(sprintf("%s %s %s of %s with %s, %s in the background, %s, %s",
+		article(style), style, w.pick(imageMedia), ws[0].(string), ws[1].(string), ws[2].(string), w.pick(imageLights), w.pick(imageFraming)))
 }
 
 // plain is a plain-text answer.
@@ -215,6 +316,14 @@ func (w *writer) plain() string {
 	ws := w.distinct(3)
 	head := sprintf("%s %s, %s and %s.", w.pick(plainOpenings), ws[0].(string), ws[1].(string), ws[2].(string))
 	return head + "\n\n" + w.paragraph(3+w.r.IntN(3))
+}
+
+// article is "an" before a vowel, else "a".
+func article(word string) string {
+	if word != "" && strings.ContainsRune("aeiouAEIOU", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }
 
 func upperFirst(s string) string {
