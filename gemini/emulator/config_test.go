@@ -74,14 +74,15 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
-func TestSetFaultsPanicsOnBadRates(t *testing.T) {
-	e := mustNew(t, Config{})
-	defer func() {
-		if recover() == nil {
-			t.Fatal("SetFaults accepted a rate of 2")
-		}
-	}()
-	e.SetFaults(Faults{Rate500: 2})
+func TestSetFaultsRejectsBadRates(t *testing.T) {
+	e := mustNew(t, Config{Keys: []Key{{Name: "k", Secret: "s"}}, Faults: Faults{Rate503: 1}})
+	if err := e.SetFaults(Faults{Rate500: 2}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("SetFaults(rate 2) = %v, want ErrInvalidConfig", err)
+	}
+	// The faults in force did not change.
+	if code, _ := rawPost(t, e, genPath, "s", simpleBody); code != 503 {
+		t.Fatalf("status %d, want the 503 still injected", code)
+	}
 }
 
 func TestLayoutString(t *testing.T) {

@@ -144,15 +144,16 @@ func (e *Emulator) SetModelDown(model string, down bool) {
 }
 
 // SetFaults replaces the injected faults, Down included, from the next
-// request on. It panics on rates outside [0, 1] (a programming error);
-// check them with Config.Validate first when they come from input.
-func (e *Emulator) SetFaults(f Faults) {
+// request on. Invalid rates leave the faults as they were and return an
+// error wrapping ErrInvalidConfig.
+func (e *Emulator) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
-		panic(err)
+		return err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.faults = f.clone()
+	return nil
 }
 
 // Spend records n requests of tokens input tokens each, made now by a

@@ -92,7 +92,7 @@ func TestFaultsDoNotUseQuota(t *testing.T) {
 			t.Fatalf("got %+v", ae)
 		}
 	}
-	e.SetFaults(Faults{})
+	mustOK(t, e.SetFaults(Faults{}))
 	_, err := generate(t.Context(), c, textModel, "hi")
 	mustOK(t, err)
 }
