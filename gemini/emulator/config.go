@@ -35,10 +35,10 @@ type Limits struct {
 	RPD int // requests per calendar day in Config.Location
 }
 
-// Key is an API key the emulator accepts. Name is what statistics and errors
-// show; Secret is what a client sends and is never shown. Keys of one Project
-// share that project's quotas; an empty Project means the key is a project of
-// its own (Project = Name).
+// Key is an API key the emulator accepts (a plain value). Name is what
+// statistics and errors show; Secret is what a client sends and is never
+// shown. Keys of one Project share that project's quotas; an empty Project
+// means the key is a project of its own (Project = Name).
 type Key struct {
 	Name    string
 	Secret  string

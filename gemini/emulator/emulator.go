@@ -40,12 +40,12 @@ type Emulator struct {
 	seq         uint64
 }
 
-// LaneKey names the quotas of one project on one model.
+// LaneKey names the quotas of one project on one model (a plain value).
 type LaneKey struct {
 	Project, Model string
 }
 
-// RequestKey groups served requests: by key name ("" when the request had
+// RequestKey (a plain value) groups served requests: by key name ("" when the request had
 // no valid key), model and the status answered. A fault delivered inside a
 // stream counts with its error code although the HTTP status was 200; a
 // request whose client went away during the latency counts as 499.

@@ -7,15 +7,20 @@ import (
 	"image/png"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 )
 
-// AspectRatios are the aspect ratios image requests may ask for, and
+// aspectRatios are the aspect ratios image requests may ask for, and
 // imageSizes1K the real pixel sizes of a "1K" image of each (as Gemini 3 Pro
 // Image answers). "2K" doubles both sides, "4K" quadruples them; the
 // emulator then multiplies by Config.ImageScale.
-var AspectRatios = []string{"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+var aspectRatios = []string{"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
+
+// AspectRatios returns the aspect ratios image requests may ask for
+// (imageConfig.aspectRatio); others answer 400 INVALID_ARGUMENT.
+func AspectRatios() []string { return slices.Clone(aspectRatios) }
 
 var imageSizes1K = map[string][2]int{
 	"1:1":  {1024, 1024},
@@ -67,7 +72,7 @@ func imageConfigError(req *request) *apiError {
 	if req.aspectRatio != "" {
 		if _, ok := imageSizes1K[req.aspectRatio]; !ok {
 			return badRequestError(fmt.Sprintf("%saspect_ratio: unsupported aspect ratio %q; supported values are %s\n",
-				path, req.aspectRatio, strings.Join(AspectRatios, ", ")))
+				path, req.aspectRatio, strings.Join(aspectRatios, ", ")))
 		}
 	}
 	if req.imageSize != "" {

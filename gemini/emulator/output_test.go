@@ -390,7 +390,7 @@ func distinctColours(img image.Image) int {
 func TestImages(t *testing.T) {
 	e := mustNew(t, oneKey(Limits{}))
 	c := client(t, e, "secret-1")
-	for _, ar := range append([]string{""}, AspectRatios...) {
+	for _, ar := range append([]string{""}, AspectRatios()...) {
 		sizes := []string{"", "1K"}
 		if ar == "9:16" || ar == "21:9" {
 			sizes = append(sizes, "2K")
