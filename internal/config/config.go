@@ -1,0 +1,394 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// Defaults.
+const (
+	DefaultFile          = "slideshowd.yaml"
+	DefaultListen        = "127.0.0.1:8080"
+	DefaultData          = "data"
+	DefaultDailyCritical = 0.9
+	DefaultShutdownGrace = 30 * time.Second
+	DefaultMaxBodyBytes  = 32 << 20
+	DefaultMaxActive     = 64
+	DefaultLogLevel      = "info"
+
+	DefaultTextRPM         = 900
+	DefaultTextRPD         = 9000
+	DefaultTextConcurrency = 64
+
+	DefaultImageRPM         = 18
+	DefaultImageRPD         = 240
+	DefaultImageConcurrency = 32
+)
+
+// Environment variables read by Load.
+const (
+	EnvKeys    = "GEMINI_API_KEYS"
+	EnvBaseURL = "GEMINI_BASE_URL"
+	EnvData    = "SLIDESHOWD_DATA"
+	EnvToken   = "SLIDESHOWD_TOKEN"
+)
+
+// Config is slideshowd's configuration. Field comments give the defaults
+// that Load fills in. A Config is a plain value: not safe for concurrent
+// mutation, safe to read from many goroutines. The zero value, after
+// withDefaults, has no keys and so does not validate.
+type Config struct {
+	// Listen is the address of the HTTP API (serve) and where usage looks
+	// for a running daemon. Default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// Data is the data directory: the bbolt file slideshowd.db and the jobs'
+	// files. Default "data" (relative to the working directory); env
+	// SLIDESHOWD_DATA overrides it.
+	Data string `yaml:"data"`
+	// BaseURL of the Gemini API. Default: Google's endpoint; env
+	// GEMINI_BASE_URL overrides it.
+	BaseURL string `yaml:"base_url"`
+	// DailyCritical is the fraction of a class's day at which only high
+	// priority work is still started. Default 0.9.
+	DailyCritical float64 `yaml:"daily_critical"`
+	// ShutdownGrace is how long running calls may go on after SIGTERM.
+	// Default 30s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// MaxBodyBytes bounds a request body of the HTTP API. Default 32 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxActive is the most slideshow jobs in progress at once; the others
+	// wait, stored. Default 64.
+	MaxActive int `yaml:"max_active"`
+	// Log configures the logger.
+	Log Log `yaml:"log"`
+	// Keys are the Gemini API keys; at least one. Env GEMINI_API_KEYS
+	// replaces them.
+	Keys []Key `yaml:"keys"`
+	// Classes are the limits of the two model classes.
+	Classes Classes `yaml:"classes"`
+
+	// Token is the HTTP API's bearer token, from SLIDESHOWD_TOKEN only
+	// (never from the file); "" means no authentication.
+	Token string `yaml:"-"`
+	// File is the file the configuration was read from; "" when none.
+	File string `yaml:"-"`
+}
+
+// Log configures the logger.
+type Log struct {
+	// Format: "json" or "console"; "" (default) means console when stderr
+	// is a terminal, else JSON.
+	Format string `yaml:"format"`
+	// Level: trace, debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+}
+
+// Key is one Gemini API key: its id (shown everywhere instead of the
+// secret), the environment variable holding its secret and its project.
+// String and GoString never show the secret.
+type Key struct {
+	// ID names the key in logs, usage and metrics; required, unique,
+	// letters, digits, '.', '_' and '-'.
+	ID string `yaml:"id"`
+	// SecretEnv is the environment variable holding the key.
+	SecretEnv string `yaml:"secret_env"`
+	// Project is the Google Cloud project the key belongs to: keys of one
+	// project share its quotas. Default: the key's id (a project of its own).
+	Project string `yaml:"project"`
+	// Secret is a literal key in the file: accepted, with a warning. After
+	// Load with Options.NeedSecrets it holds the key's secret, wherever it
+	// came from.
+	Secret string `yaml:"secret"`
+}
+
+// String returns the key's id, never its secret.
+func (k Key) String() string { return "key " + k.ID }
+
+// GoString hides the secret from %#v.
+func (k Key) GoString() string {
+	return fmt.Sprintf("config.Key{ID: %q, SecretEnv: %q, Project: %q, Secret: <redacted>}", k.ID, k.SecretEnv, k.Project)
+}
+
+// Classes are the two model classes.
+type Classes struct {
+	// Text analyses slideshows. Defaults: gemini-3-flash-preview, 900 RPM,
+	// 9,000 RPD, no TPM, concurrency 64.
+	Text Class `yaml:"text"`
+	// Image generates images. Defaults: gemini-3-pro-image-preview, 18 RPM,
+	// 240 RPD, no TPM, concurrency 32.
+	Image Class `yaml:"image"`
+}
+
+// Class is the model and per-project limits of one class.
+type Class struct {
+	// Model is the Gemini model name.
+	Model string `yaml:"model"`
+	// RPM is each project's requests per minute on the model.
+	RPM int `yaml:"rpm"`
+	// RPD is each project's requests per Pacific day on the model.
+	RPD int `yaml:"rpd"`
+	// TPM is each project's estimated input tokens per minute; 0 (default)
+	// means not enforced.
+	TPM int `yaml:"tpm"`
+	// Concurrency is the most calls of the class running at once.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// Duration is a time.Duration written as in Go ("30s", "1m30s").
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: not a duration: want a string like 30s", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q: not a duration: want a string like 30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// String returns the duration as a string.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (c *Config) withDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Data == "" {
+		c.Data = DefaultData
+	}
+	if c.DailyCritical == 0 {
+		c.DailyCritical = DefaultDailyCritical
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = Duration(DefaultShutdownGrace)
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxActive == 0 {
+		c.MaxActive = DefaultMaxActive
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = DefaultLogLevel
+	}
+	for i := range c.Keys {
+		if c.Keys[i].Project == "" {
+			c.Keys[i].Project = c.Keys[i].ID
+		}
+	}
+	c.Classes.Text.defaults(gemini.DefaultTextModel, DefaultTextRPM, DefaultTextRPD, DefaultTextConcurrency)
+	c.Classes.Image.defaults(gemini.DefaultImageModel, DefaultImageRPM, DefaultImageRPD, DefaultImageConcurrency)
+}
+
+func (cl *Class) defaults(model string, rpm, rpd, conc int) {
+	if cl.Model == "" {
+		cl.Model = model
+	}
+	if cl.RPM == 0 {
+		cl.RPM = rpm
+	}
+	if cl.RPD == 0 {
+		cl.RPD = rpd
+	}
+	if cl.Concurrency == 0 {
+		cl.Concurrency = conc
+	}
+}
+
+// Default returns the configuration with every default filled in and no keys.
+func Default() Config {
+	var c Config
+	c.withDefaults()
+	return c
+}
+
+var (
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	envPattern   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	modelPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+)
+
+// Validate reports the first problem of c, after defaults, as one line
+// naming the field, the value and why. It does not check that secrets are
+// present (Load does, when asked).
+func (c Config) Validate() error {
+	c.Keys = append([]Key(nil), c.Keys...)
+	c.withDefaults()
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return fieldErr("listen", strconv.Quote(c.Listen), "want host:port, e.g. 127.0.0.1:8080")
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fieldErr("listen", strconv.Quote(c.Listen), "port must be a number in 0..65535")
+	}
+	if c.BaseURL != "" {
+		if err := checkBaseURL(c.BaseURL); err != nil {
+			return err
+		}
+	}
+	if math.IsNaN(c.DailyCritical) || c.DailyCritical <= 0 || c.DailyCritical > 1 {
+		return fieldErr("daily_critical", fmt.Sprint(c.DailyCritical), "must be in (0, 1]")
+	}
+	if c.ShutdownGrace < 0 {
+		return fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0")
+	}
+	if c.MaxBodyBytes < 0 {
+		return fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), "must be > 0")
+	}
+	if c.MaxActive < 0 {
+		return fieldErr("max_active", strconv.Itoa(c.MaxActive), "must be > 0")
+	}
+	switch c.Log.Format {
+	case "", "json", "console":
+	default:
+		return fieldErr("log.format", strconv.Quote(c.Log.Format), `want "json" or "console" (or nothing: console on a terminal, else json)`)
+	}
+	if _, err := zerolog.ParseLevel(c.Log.Level); err != nil || c.Log.Level == "" {
+		return fieldErr("log.level", strconv.Quote(c.Log.Level), "want trace, debug, info, warn or error")
+	}
+	if err := c.Classes.Text.validate("classes.text"); err != nil {
+		return err
+	}
+	if err := c.Classes.Image.validate("classes.image"); err != nil {
+		return err
+	}
+	if len(c.Keys) == 0 {
+		return fmt.Errorf("config: keys: none: set %s or list keys (id, secret_env) in the config file", EnvKeys)
+	}
+	ids := make(map[string]bool, len(c.Keys))
+	for i, k := range c.Keys {
+		f := fmt.Sprintf("keys[%d]", i)
+		if !idPattern.MatchString(k.ID) {
+			return fieldErr(f+".id", strconv.Quote(k.ID), "want 1 to 64 letters, digits, '.', '_' or '-'")
+		}
+		if ids[k.ID] {
+			return fieldErr(f+".id", strconv.Quote(k.ID), "duplicate key id")
+		}
+		ids[k.ID] = true
+		if !idPattern.MatchString(k.Project) {
+			return fieldErr(f+".project", strconv.Quote(k.Project), "want 1 to 64 letters, digits, '.', '_' or '-'")
+		}
+		switch {
+		case k.SecretEnv != "" && !envPattern.MatchString(k.SecretEnv):
+			return fieldErr(f+".secret_env", strconv.Quote(k.SecretEnv), "not an environment variable name")
+		case k.SecretEnv == "" && k.Secret == "":
+			return fmt.Errorf("config: %s.secret_env: empty for key %q: name the environment variable that holds the key", f, k.ID)
+		}
+	}
+	return nil
+}
+
+func (cl Class) validate(f string) error {
+	if !modelPattern.MatchString(cl.Model) {
+		return fieldErr(f+".model", strconv.Quote(cl.Model), "not a model name")
+	}
+	if cl.RPM <= 0 {
+		return fieldErr(f+".rpm", strconv.Itoa(cl.RPM), "must be > 0")
+	}
+	if cl.RPD <= 0 {
+		return fieldErr(f+".rpd", strconv.Itoa(cl.RPD), "must be > 0")
+	}
+	if cl.TPM < 0 {
+		return fieldErr(f+".tpm", strconv.Itoa(cl.TPM), "must be >= 0 (0 = not enforced)")
+	}
+	if cl.Concurrency <= 0 {
+		return fieldErr(f+".concurrency", strconv.Itoa(cl.Concurrency), "must be > 0")
+	}
+	return nil
+}
+
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL: it may hold credentials
+		}
+		return fmt.Errorf("config: base_url: not a URL: %v", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fieldErr("base_url", strconv.Quote(u.Redacted()), "want an absolute http or https URL")
+	}
+	if u.User != nil {
+		return fieldErr("base_url", strconv.Quote(u.Redacted()), "must not carry credentials")
+	}
+	return nil
+}
+
+func fieldErr(field, value, why string) error {
+	return fmt.Errorf("config: %s: %s: %s", field, value, why)
+}
+
+// BucketKeys returns the keys by id and project, for the scheduler.
+func (c Config) BucketKeys() []bucket.Key {
+	out := make([]bucket.Key, len(c.Keys))
+	for i, k := range c.Keys {
+		out[i] = bucket.Key{ID: k.ID, Project: k.Project}
+	}
+	return out
+}
+
+// GeminiKeys returns the keys with their secrets (after Load with
+// NeedSecrets).
+func (c Config) GeminiKeys() []gemini.Key {
+	out := make([]gemini.Key, len(c.Keys))
+	for i, k := range c.Keys {
+		out[i] = gemini.Key{ID: k.ID, Secret: k.Secret}
+	}
+	return out
+}
+
+// Scheduler returns the scheduler configuration of c: classes "text" and
+// "image" with their limits and concurrency, the keys by id, the critical
+// fraction, the shutdown grace and gemini.Classify. The caller adds the
+// store, logger and observer.
+func (c Config) Scheduler() scheduler.Config {
+	return scheduler.Config{
+		Classes: []scheduler.ClassConfig{
+			c.Classes.Text.scheduler(gemini.DefaultTextClass),
+			c.Classes.Image.scheduler(gemini.DefaultImageClass),
+		},
+		Keys:          c.BucketKeys(),
+		Classifier:    gemini.Classify,
+		Critical:      c.DailyCritical,
+		ShutdownGrace: time.Duration(c.ShutdownGrace),
+	}
+}
+
+func (cl Class) scheduler(name string) scheduler.ClassConfig {
+	return scheduler.ClassConfig{
+		Name:        name,
+		Limits:      bucket.Limits{RPM: cl.RPM, RPD: cl.RPD, TPM: cl.TPM},
+		Concurrency: cl.Concurrency,
+	}
+}
+
+// Gemini returns the gemini.Client configuration of c (keys with secrets,
+// base URL, models); the caller adds the scheduler and, if wanted, an HTTP
+// client.
+func (c Config) Gemini() gemini.Config {
+	return gemini.Config{
+		Keys:       c.GeminiKeys(),
+		BaseURL:    c.BaseURL,
+		TextModel:  c.Classes.Text.Model,
+		ImageModel: c.Classes.Image.Model,
+	}
+}

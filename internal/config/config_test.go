@@ -1,0 +1,311 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env returns a Getenv over m.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// load writes yaml to a temporary file and loads it with secrets.
+func load(t *testing.T, yaml string, vars map[string]string) (Config, []string, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "slideshowd.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(Options{Path: path, Getenv: env(vars), NeedSecrets: true})
+}
+
+const minimal = `
+keys:
+  - id: k1
+    secret_env: K1
+`
+
+func TestDefaults(t *testing.T) {
+	c, warn, err := load(t, minimal, map[string]string{"K1": "s3cr3t-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warn) != 0 {
+		t.Errorf("warnings %q, want none", warn)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", c.Listen, DefaultListen},
+		{"data", c.Data, DefaultData},
+		{"daily_critical", c.DailyCritical, 0.9},
+		{"shutdown_grace", time.Duration(c.ShutdownGrace), 30 * time.Second},
+		{"log.level", c.Log.Level, "info"},
+		{"log.format", c.Log.Format, ""},
+		{"text.model", c.Classes.Text.Model, "gemini-3-flash-preview"},
+		{"text.rpm", c.Classes.Text.RPM, 900},
+		{"text.rpd", c.Classes.Text.RPD, 9000},
+		{"text.tpm", c.Classes.Text.TPM, 0},
+		{"image.model", c.Classes.Image.Model, "gemini-3-pro-image-preview"},
+		{"image.rpm", c.Classes.Image.RPM, 18},
+		{"image.rpd", c.Classes.Image.RPD, 240},
+		{"keys[0].project", c.Keys[0].Project, "k1"},
+		{"keys[0].secret", c.Keys[0].Secret, "s3cr3t-one"},
+		{"max_active", c.MaxActive, DefaultMaxActive},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	sc := c.Scheduler()
+	if len(sc.Classes) != 2 || sc.Classes[1].Limits.RPM != 18 || sc.Keys[0].Project != "k1" {
+		t.Errorf("scheduler config %+v", sc)
+	}
+	if err := sc.Validate(); err != nil {
+		t.Errorf("scheduler config invalid: %v", err)
+	}
+	gc := c.Gemini()
+	if gc.Keys[0].Secret != "s3cr3t-one" || gc.ImageModel != "gemini-3-pro-image-preview" {
+		t.Errorf("gemini config %+v", gc)
+	}
+}
+
+func TestEnvironment(t *testing.T) {
+	vars := map[string]string{
+		EnvKeys:    " AAA-secret , BBB-secret,CCC-secret",
+		EnvBaseURL: "http://127.0.0.1:9999/",
+		EnvData:    "/var/lib/slideshowd",
+		EnvToken:   "tok",
+	}
+	c, _, err := load(t, minimal+"data: /elsewhere\nbase_url: https://example.com/\n", vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Keys) != 3 {
+		t.Fatalf("keys %v, want 3 from %s", c.Keys, EnvKeys)
+	}
+	for i, k := range c.Keys {
+		id := fmt.Sprintf("key%d", i+1)
+		if k.ID != id || k.Project != id {
+			t.Errorf("keys[%d] = %s/%s, want %s/%s", i, k.ID, k.Project, id, id)
+		}
+	}
+	if c.Keys[0].Secret != "AAA-secret" {
+		t.Errorf("secret not trimmed: %q", c.Keys[0].Secret)
+	}
+	if c.BaseURL != "http://127.0.0.1:9999/" || c.Data != "/var/lib/slideshowd" || c.Token != "tok" {
+		t.Errorf("overrides not applied: %q %q %q", c.BaseURL, c.Data, c.Token)
+	}
+}
+
+func TestNoFile(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, _, err := Load(Options{Getenv: env(map[string]string{EnvKeys: "x"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != "" || len(c.Keys) != 1 {
+		t.Errorf("file %q keys %v", c.File, c.Keys)
+	}
+	if err := os.WriteFile(DefaultFile, []byte("listen: 127.0.0.1:1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err = Load(Options{Getenv: env(map[string]string{EnvKeys: "x"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != DefaultFile || c.Listen != "127.0.0.1:1234" {
+		t.Errorf("default file not read: file %q listen %q", c.File, c.Listen)
+	}
+}
+
+func TestWithoutSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(minimal), 0o600)
+	c, _, err := Load(Options{Path: path, Getenv: env(nil)})
+	if err != nil {
+		t.Fatalf("without NeedSecrets an unset secret_env is fine: %v", err)
+	}
+	if c.Keys[0].Secret != "" {
+		t.Error("secret read without NeedSecrets")
+	}
+}
+
+func TestLiteralSecretWarns(t *testing.T) {
+	c, warn, err := load(t, "keys:\n  - id: k1\n    secret: literal-secret-value\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Keys[0].Secret != "literal-secret-value" {
+		t.Errorf("secret %q", c.Keys[0].Secret)
+	}
+	if len(warn) != 1 || !strings.Contains(warn[0], `keys[0].secret (key "k1")`) {
+		t.Errorf("warnings %q", warn)
+	}
+	for _, w := range warn {
+		if strings.Contains(w, "literal-secret-value") {
+			t.Errorf("warning shows the secret: %q", w)
+		}
+	}
+	for _, s := range []string{c.Keys[0].String(), fmt.Sprintf("%v %+v %#v", c.Keys[0], c.Keys[0], c.Keys[0])} {
+		if strings.Contains(s, "literal-secret-value") && !strings.Contains(s, "Secret:literal") {
+			t.Errorf("formatting shows the secret: %q", s)
+		}
+	}
+	if strings.Contains(fmt.Sprintf("%v %#v", c.Keys[0], c.Keys[0]), "literal-secret-value") {
+		t.Errorf("%%v or %%#v shows the secret")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	secret := "SUPER-SECRET-VALUE"
+	vars := map[string]string{"K1": secret}
+	tests := []struct {
+		name string
+		yaml string
+		vars map[string]string
+		want string // the whole error
+	}{
+		{"negative rpm", minimal + "classes:\n  image:\n    rpm: -3\n", vars,
+			"config: classes.image.rpm: -3: must be > 0"},
+		{"zero-ish rpd", minimal + "classes:\n  text:\n    rpd: -1\n", vars,
+			"config: classes.text.rpd: -1: must be > 0"},
+		{"negative tpm", minimal + "classes:\n  text:\n    tpm: -5\n", vars,
+			"config: classes.text.tpm: -5: must be >= 0 (0 = not enforced)"},
+		{"concurrency", minimal + "classes:\n  image:\n    concurrency: -1\n", vars,
+			"config: classes.image.concurrency: -1: must be > 0"},
+		{"unknown top-level field", minimal + "lissten: x\n", vars,
+			"config: FILE: line 5: lissten: unknown field"},
+		{"unknown nested field", minimal + "classes:\n  text:\n    rmp: 5\n", vars,
+			"config: FILE: line 7: classes.text.rmp: unknown field"},
+		{"unknown class", minimal + "classes:\n  video:\n    rpm: 5\n", vars,
+			"config: FILE: line 6: classes.video: unknown field"},
+		{"unknown key field", "keys:\n  - id: k1\n    secret_env: K1\n    projekt: p\n", vars,
+			"config: FILE: line 4: keys[0].projekt: unknown field"},
+		{"string for int", minimal + "classes:\n  image:\n    rpm: lots\n", vars,
+			`config: FILE: line 7: classes.image.rpm: "lots": want an integer`},
+		{"bad duration", minimal + "shutdown_grace: soon\n", vars,
+			`config: FILE: line 5: shutdown_grace: "soon": not a duration: want a string like 30s`},
+		{"syntax", "keys: [\n", vars,
+			"config: FILE: line 1: did not find expected node content"},
+		{"tab indentation", "keys:\n\t- id: k1\n", vars,
+			"config: FILE: line 2: found character that cannot start any token"},
+		{"not a mapping", "- a\n- b\n", vars,
+			"config: FILE: line 1: want a mapping of settings (listen, keys, classes, ...)"},
+		{"unset secret_env", minimal, nil,
+			`config: keys[0].secret_env: K1: not set in the environment (key "k1")`},
+		{"no secret at all", "keys:\n  - id: k1\n", vars,
+			`config: keys[0].secret_env: empty for key "k1": name the environment variable that holds the key`},
+		{"no keys", "listen: 127.0.0.1:8080\n", vars,
+			"config: keys: none: set GEMINI_API_KEYS or list keys (id, secret_env) in the config file"},
+		{"duplicate id", minimal + "  - id: k1\n    secret_env: K1\n", vars,
+			`config: keys[1].id: "k1": duplicate key id`},
+		{"bad id", "keys:\n  - id: 'a b'\n    secret_env: K1\n", vars,
+			`config: keys[0].id: "a b": want 1 to 64 letters, digits, '.', '_' or '-'`},
+		{"bad env name", "keys:\n  - id: k1\n    secret_env: 1X\n", vars,
+			`config: keys[0].secret_env: "1X": not an environment variable name`},
+		{"critical", minimal + "daily_critical: 1.5\n", vars,
+			"config: daily_critical: 1.5: must be in (0, 1]"},
+		{"listen", minimal + "listen: nowhere\n", vars,
+			`config: listen: "nowhere": want host:port, e.g. 127.0.0.1:8080`},
+		{"log format", minimal + "log:\n  format: xml\n", vars,
+			`config: log.format: "xml": want "json" or "console" (or nothing: console on a terminal, else json)`},
+		{"log level", minimal + "log:\n  level: loud\n", vars,
+			`config: log.level: "loud": want trace, debug, info, warn or error`},
+		{"base url", minimal + "base_url: ftp://x\n", vars,
+			`config: base_url: "ftp://x": want an absolute http or https URL`},
+		{"base url credentials", minimal + "base_url: https://u:" + secret + "@x/\n", vars,
+			`config: base_url: "https://u:xxxxx@x/": must not carry credentials`},
+		{"empty env entry", minimal, map[string]string{EnvKeys: "a,,b"},
+			"config: GEMINI_API_KEYS: entry 2 of 3 is empty"},
+		{"duplicate env entry", minimal, map[string]string{EnvKeys: secret + "," + secret},
+			"config: GEMINI_API_KEYS: entry 2 is the same key as entry 1"},
+		{"model", minimal + "classes:\n  text:\n    model: 'a/b'\n", vars,
+			`config: classes.text.model: "a/b": not a model name`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "slideshowd.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := Load(Options{Path: path, Getenv: env(tt.vars), NeedSecrets: true})
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			want := strings.ReplaceAll(tt.want, "FILE", path)
+			if err.Error() != want {
+				t.Errorf("error\n got %q\nwant %q", err, want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error has several lines: %q", err)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error shows the secret: %q", err)
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, _, err := Load(Options{Path: filepath.Join(t.TempDir(), "nope.yaml"), Getenv: env(nil)})
+	if err == nil || !strings.HasSuffix(err.Error(), "nope.yaml: no such file") {
+		t.Errorf("error %v", err)
+	}
+}
+
+func TestEmptyFile(t *testing.T) {
+	for _, body := range []string{"", "\n# only a comment\n", "~\n"} {
+		c, err := Parse("x.yaml", []byte(body))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", body, err)
+		}
+		if c.Listen != "" {
+			t.Errorf("Parse(%q) set fields", body)
+		}
+	}
+}
+
+// TestExampleFile checks that examples/slideshowd.yaml, the documented
+// example with every field, loads and is not all defaults.
+func TestExampleFile(t *testing.T) {
+	path := filepath.Join("..", "..", "examples", "slideshowd.yaml")
+	vars := map[string]string{}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range c.Keys {
+		if k.SecretEnv != "" {
+			vars[k.SecretEnv] = "test-secret-" + k.ID
+		}
+	}
+	full, _, err := Load(Options{Path: path, Getenv: env(vars), NeedSecrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(full.Keys) < 2 || full.Keys[0].Project == full.Keys[0].ID && full.Keys[1].Project == full.Keys[1].ID {
+		t.Errorf("the example should show keys sharing a project: %v", full.Keys)
+	}
+	// Every field of the example is spelled out: re-encoding the defaults
+	// and parsing both shows no field is missing from it.
+	for _, field := range []string{"listen:", "data:", "base_url:", "daily_critical:", "shutdown_grace:",
+		"max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
+		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:"} {
+		if !strings.Contains(string(data), field) {
+			t.Errorf("example lacks %s", field)
+		}
+	}
+}

@@ -1,0 +1,28 @@
+// Package config reads slideshowd's configuration: a YAML file plus
+// environment overrides, with defaults and a validation that names the field,
+// the value and the reason of the first problem, on one line.
+//
+// # Basics
+//
+// Load reads the file named by Options.Path, or slideshowd.yaml in the
+// working directory when that exists, or nothing (all defaults). Decoding is
+// strict: an unknown field is an error naming it and its line. Then the
+// environment overrides the file:
+//
+//   - GEMINI_API_KEYS: comma-separated secrets, each its own project, with
+//     ids key1..keyN; they replace the keys of the file.
+//   - GEMINI_BASE_URL: the Gemini API base URL (base_url).
+//   - SLIDESHOWD_DATA: the data directory (data): the bbolt file and the
+//     jobs' inputs and outputs.
+//   - SLIDESHOWD_TOKEN: the bearer token of the HTTP API (never in the file).
+//
+// Keys in the file name the environment variable that holds their secret
+// (secret_env); a literal secret is accepted with a warning. Secrets never
+// appear in an error, a warning or the String of a Key: keys are named by id.
+//
+// # Caveats
+//
+// Load reads secrets from the environment only when Options.NeedSecrets is
+// set: commands that only show usage know the keys by id and project and do
+// not need them.
+package config

@@ -1,0 +1,303 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Options say where Load reads from.
+type Options struct {
+	// Path of the config file; "" means DefaultFile in the working directory
+	// when it exists, else none (defaults and environment only).
+	Path string
+	// Getenv reads the environment. Default os.Getenv.
+	Getenv func(string) string
+	// NeedSecrets makes Load read every key's secret (secret_env) and fail
+	// when one is missing. Without it, keys are known by id and project only.
+	NeedSecrets bool
+}
+
+// MaxFileBytes bounds the size of a config file.
+const MaxFileBytes = 1 << 20
+
+// Load reads the config file (see Options.Path), applies the environment
+// overrides, fills in the defaults and validates. Warnings (a literal secret
+// in the file) are for the caller to log; they never hold a secret. Errors
+// are one line naming the field, the value and why.
+func Load(opts Options) (Config, []string, error) {
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var c Config
+	path := opts.Path
+	if path == "" {
+		if _, err := os.Stat(DefaultFile); err == nil {
+			path = DefaultFile
+		}
+	}
+	if path != "" {
+		data, err := readFile(path)
+		if err != nil {
+			return Config{}, nil, err
+		}
+		if c, err = Parse(path, data); err != nil {
+			return Config{}, nil, err
+		}
+		c.File = path
+	}
+	var warnings []string
+	for i, k := range c.Keys {
+		if k.Secret != "" {
+			warnings = append(warnings, fmt.Sprintf("config: keys[%d].secret (key %q): a literal secret in the config file; prefer secret_env", i, k.ID))
+		}
+	}
+	if err := c.applyEnv(getenv, opts.NeedSecrets); err != nil {
+		return Config{}, nil, err
+	}
+	c.withDefaults()
+	if err := c.Validate(); err != nil {
+		return Config{}, nil, err
+	}
+	return c, warnings, nil
+}
+
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config: %s: no such file", path)
+		}
+		return nil, fmt.Errorf("config: %v", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %v", path, err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("config: %s: larger than %d bytes", path, MaxFileBytes)
+	}
+	return data, nil
+}
+
+// applyEnv applies the environment overrides and, with secrets, reads each
+// key's secret.
+func (c *Config) applyEnv(getenv func(string) string, secrets bool) error {
+	if v := getenv(EnvBaseURL); v != "" {
+		c.BaseURL = v
+	}
+	if v := getenv(EnvData); v != "" {
+		c.Data = v
+	}
+	c.Token = getenv(EnvToken)
+	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
+		parts := strings.Split(v, ",")
+		keys := make([]Key, 0, len(parts))
+		seen := make(map[string]int, len(parts))
+		for i, p := range parts {
+			p = strings.TrimSpace(p)
+			if p == "" {
+				return fmt.Errorf("config: %s: entry %d of %d is empty", EnvKeys, i+1, len(parts))
+			}
+			if j, dup := seen[p]; dup {
+				return fmt.Errorf("config: %s: entry %d is the same key as entry %d", EnvKeys, i+1, j+1)
+			}
+			seen[p] = i
+			id := "key" + strconv.Itoa(i+1)
+			keys = append(keys, Key{ID: id, Project: id, Secret: p})
+		}
+		c.Keys = keys
+		return nil
+	}
+	if !secrets {
+		return nil
+	}
+	for i := range c.Keys {
+		k := &c.Keys[i]
+		if k.SecretEnv == "" {
+			continue // a literal secret, or none: Validate names it
+		}
+		if !envPattern.MatchString(k.SecretEnv) {
+			return fieldErr(fmt.Sprintf("keys[%d].secret_env", i), strconv.Quote(k.SecretEnv), "not an environment variable name")
+		}
+		v := strings.TrimSpace(getenv(k.SecretEnv))
+		if v == "" {
+			return fmt.Errorf("config: keys[%d].secret_env: %s: not set in the environment (key %q)", i, k.SecretEnv, k.ID)
+		}
+		k.Secret = v
+	}
+	return nil
+}
+
+// Parse decodes a config file strictly (unknown fields are errors) without
+// defaults, environment or validation. name is the file's name, for errors.
+// Errors are one line: the file, the line, and the field's path when known.
+func Parse(name string, data []byte) (Config, error) {
+	var c Config
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Config{}, fmt.Errorf("config: %s: %s", name, oneLine(syntaxMessage(err)))
+	}
+	if root.Kind == 0 { // empty document
+		return c, nil
+	}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 && root.Content[0].Kind != yaml.MappingNode {
+		n := root.Content[0]
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return c, nil
+		}
+		return Config{}, fmt.Errorf("config: %s: line %d: want a mapping of settings (listen, keys, classes, ...)", name, n.Line)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(&c)
+	if err == nil || errors.Is(err, io.EOF) {
+		return c, nil
+	}
+	return Config{}, fmt.Errorf("config: %s: %s", name, describe(err, &root))
+}
+
+var (
+	lineRe    = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	typeRe    = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+)
+
+// describe turns a decoding error into one line with the field's path.
+func describe(err error, root *yaml.Node) string {
+	var te *yaml.TypeError
+	msg := err.Error()
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	m := lineRe.FindStringSubmatch(msg)
+	if m == nil {
+		return oneLine(syntaxMessage(err))
+	}
+	line, _ := strconv.Atoi(m[1])
+	rest := m[2]
+	if u := unknownRe.FindStringSubmatch(rest); u != nil {
+		path := keyPathAt(root, line, u[1])
+		if path == "" {
+			path = u[1]
+		}
+		return fmt.Sprintf("line %d: %s: unknown field", line, path)
+	}
+	path := valuePathAt(root, line)
+	if t := typeRe.FindStringSubmatch(rest); t != nil {
+		want := t[3]
+		switch {
+		case strings.HasPrefix(want, "int"):
+			want = "an integer"
+		case strings.HasPrefix(want, "float"):
+			want = "a number"
+		case want == "string":
+			want = "a string"
+		case strings.HasPrefix(want, "[]"):
+			want = "a list"
+		default:
+			want = "a mapping"
+		}
+		val := t[2]
+		if t[1] == "map" || t[1] == "seq" {
+			val = t[1]
+		} else {
+			val = strconv.Quote(val)
+		}
+		if path == "" {
+			return fmt.Sprintf("line %d: %s: want %s", line, val, want)
+		}
+		return fmt.Sprintf("line %d: %s: %s: want %s", line, path, val, want)
+	}
+	if path != "" {
+		return fmt.Sprintf("line %d: %s: %s", line, path, oneLine(rest))
+	}
+	return fmt.Sprintf("line %d: %s", line, oneLine(rest))
+}
+
+func syntaxMessage(err error) string {
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// keyPathAt returns the dotted path of the mapping key named name on line.
+func keyPathAt(root *yaml.Node, line int, name string) string {
+	var found string
+	walk(root, "", func(n *yaml.Node, key *yaml.Node, path string) bool {
+		if key != nil && key.Line == line && key.Value == name {
+			found = path
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// valuePathAt returns the dotted path of the scalar value on line, or else
+// of the value whose key is on line.
+func valuePathAt(root *yaml.Node, line int) string {
+	var found string
+	walk(root, "", func(n *yaml.Node, key *yaml.Node, path string) bool {
+		if n.Line == line && n.Kind == yaml.ScalarNode {
+			found = path
+			return false
+		}
+		return true
+	})
+	if found != "" {
+		return found
+	}
+	walk(root, "", func(n *yaml.Node, key *yaml.Node, path string) bool {
+		if (key != nil && key.Line == line) || (key == nil && n.Line == line) {
+			found = path
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// walk visits every node below n with its path; key is the mapping key of
+// a mapping value, nil otherwise. fn returns false to stop.
+func walk(n *yaml.Node, path string, fn func(n, key *yaml.Node, path string) bool) bool {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if !walk(c, path, fn) {
+				return false
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if !fn(v, k, p) || !walk(v, p, fn) {
+				return false
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			if !fn(c, nil, p) || !walk(c, p, fn) {
+				return false
+			}
+		}
+	}
+	return true
+}
