@@ -100,8 +100,10 @@
 //     4K, multiplied by Config.ImageScale (default 1/8, so a 1K square is
 //     128x128; the short side is never below 16 pixels).
 //   - usageMetadata: promptTokenCount (text at about four characters a
-//     token, each inline or file media part 258 tokens, the system
-//     instruction included; the same count TPM uses and countTokens answers),
+//     token, each inline or file media part as MediaTokens says: 1120 tokens
+//     on Gemini 3 models at the default media resolution, 258 on older ones;
+//     the system instruction included; the same count TPM uses and
+//     countTokens answers),
 //     candidatesTokenCount (text likewise; an image 1120 tokens, 2000 at 4K),
 //     totalTokenCount, per-modality details. modelVersion is the model name;
 //     finishReason STOP; never a continuationToken.

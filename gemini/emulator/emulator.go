@@ -346,6 +346,7 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 		fail(ae)
 		return
 	}
+	req.mediaCost = MediaTokens(rt.model, req.mediaRes)
 	tokens := req.promptTokens()
 
 	e.mu.Lock()
@@ -437,6 +438,7 @@ func (e *Emulator) serveCount(w http.ResponseWriter, r *http.Request, rt route) 
 		writeError(w, ae)
 		return
 	}
+	req.mediaCost = MediaTokens(rt.model, req.mediaRes)
 	e.mu.Lock()
 	e.countTokens++
 	e.mu.Unlock()

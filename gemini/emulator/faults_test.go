@@ -22,7 +22,7 @@ func TestRate503AtConfiguredFraction(t *testing.T) {
 		})
 		c := client(t, e, "s")
 		var codes []int
-		for range 1000 {
+		for range 600 {
 			_, err := generate(t.Context(), c, textModel, "hi")
 			if err == nil {
 				codes = append(codes, 200)
@@ -55,8 +55,9 @@ func TestRate503AtConfiguredFraction(t *testing.T) {
 	for _, c := range a {
 		count[c]++
 	}
-	// 1000 draws at p=0.2: mean 200, sd 12.6; at p=0.05: mean 50, sd 6.9.
-	if count[503] < 150 || count[503] > 250 || count[500] < 25 || count[500] > 75 {
+	// 600 draws at p=0.2: mean 120, sd 9.8; at p=0.05: mean 30, sd 5.3.
+	// The bounds are 3.5 sd wide; the seed is fixed, so this cannot flake.
+	if count[503] < 86 || count[503] > 154 || count[500] < 12 || count[500] > 48 {
 		t.Errorf("counts %v for rates 0.2 / 0.05", count)
 	}
 	if b := run(7); !equalInts(a, b) {

@@ -340,14 +340,27 @@ func TestPromptTokens(t *testing.T) {
 	}}}
 	ct, err := c.Models.CountTokens(t.Context(), textModel, contents, nil)
 	mustOK(t, err)
-	if want := int32(11 + mediaTokens); ct.TotalTokens != want {
+	if want := int32(11 + 1120); ct.TotalTokens != want {
 		t.Errorf("countTokens %d, want %d", ct.TotalTokens, want)
 	}
 	resp, err := c.Models.GenerateContent(t.Context(), textModel, contents, &genai.GenerateContentConfig{
 		SystemInstruction: genai.NewContentFromText(strings.Repeat("s", 8), genai.RoleUser)})
 	mustOK(t, err)
-	if want := int32(11 + mediaTokens + 2); resp.UsageMetadata.PromptTokenCount != want {
+	if want := int32(11 + 1120 + 2); resp.UsageMetadata.PromptTokenCount != want {
 		t.Errorf("promptTokenCount %d, want %d (system instruction included)", resp.UsageMetadata.PromptTokenCount, want)
+	}
+	resp, err = c.Models.GenerateContent(t.Context(), textModel, contents, &genai.GenerateContentConfig{MediaResolution: genai.MediaResolutionLow})
+	mustOK(t, err)
+	if want := int32(11 + 280); resp.UsageMetadata.PromptTokenCount != want {
+		t.Errorf("promptTokenCount at low media resolution %d, want %d", resp.UsageMetadata.PromptTokenCount, want)
+	}
+	if d := resp.UsageMetadata.PromptTokensDetails; len(d) != 2 || d[0].TokenCount != 11 || d[1].Modality != genai.MediaModalityImage || d[1].TokenCount != 280 {
+		t.Errorf("promptTokensDetails %+v", d)
+	}
+	for model, want := range map[string]int{"gemini-3-flash-preview": 1120, "gemini-3-pro-image-preview": 1120, "gemini-2.5-flash": 258} {
+		if got := MediaTokens(model, ""); got != want {
+			t.Errorf("MediaTokens(%s) = %d, want %d", model, got, want)
+		}
 	}
 }
 
@@ -388,7 +401,10 @@ func distinctColours(img image.Image) int {
 }
 
 func TestImages(t *testing.T) {
-	e := mustNew(t, oneKey(Limits{}))
+	const scale = 1.0 / 16 // small images keep the test fast
+	cfg := oneKey(Limits{})
+	cfg.ImageScale = scale
+	e := mustNew(t, cfg)
 	c := client(t, e, "secret-1")
 	for _, ar := range append([]string{""}, AspectRatios()...) {
 		sizes := []string{"", "1K"}
@@ -411,7 +427,7 @@ func TestImages(t *testing.T) {
 					t.Fatalf("RealImageSize(%q, %q) not ok", ar, size)
 				}
 				w, h := img.Bounds().Dx(), img.Bounds().Dy()
-				if ww, wh := scaledSize(rw, rh, DefaultImageScale); w != ww || h != wh {
+				if ww, wh := scaledSize(rw, rh, scale); w != ww || h != wh {
 					t.Errorf("%dx%d, want %dx%d", w, h, ww, wh)
 				}
 				if ar == "" {
@@ -436,8 +452,8 @@ func TestImages(t *testing.T) {
 			ImageConfig: &genai.ImageConfig{AspectRatio: "16:9", ImageSize: "4K"}})
 		mustOK(t, err)
 		img, _ := decodePNG(t, resp)
-		if img.Bounds().Dx() != 688 || img.Bounds().Dy() != 384 {
-			t.Errorf("4K 16:9 at 1/8: %v", img.Bounds())
+		if img.Bounds().Dx() != 344 || img.Bounds().Dy() != 192 {
+			t.Errorf("4K 16:9 (5504x3072) at 1/16: %v", img.Bounds())
 		}
 		if resp.UsageMetadata.CandidatesTokensDetails[0].TokenCount != 2000 {
 			t.Errorf("usage %+v", resp.UsageMetadata.CandidatesTokensDetails[0])

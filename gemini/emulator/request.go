@@ -22,7 +22,9 @@ type request struct {
 	aspectRatio    string
 	imageSize      string
 	candidateCount int
-	maxOutput      int // generationConfig.maxOutputTokens; 0 = model default
+	maxOutput      int    // generationConfig.maxOutputTokens; 0 = model default
+	mediaRes       string // generationConfig.mediaResolution
+	mediaCost      int    // input tokens of one media part; set by the handler (MediaTokens)
 
 	hash uint64 // of everything that shapes the answer
 }
@@ -415,6 +417,14 @@ func (req *request) parseGenConfig(raw json.RawMessage, path string) (ae *apiErr
 	}
 	if req.candidateCount < 0 || req.candidateCount > 8 {
 		return badRequestError(fmt.Sprintf("* GenerateContentRequest.%s: candidate_count must be in [1, 8], got %d\n", join(path, "candidateCount"), req.candidateCount))
+	}
+	if req.mediaRes, ae = f.str("mediaResolution", path); ae != nil {
+		return ae
+	}
+	switch req.mediaRes {
+	case "", "MEDIA_RESOLUTION_UNSPECIFIED", "MEDIA_RESOLUTION_LOW", "MEDIA_RESOLUTION_MEDIUM", "MEDIA_RESOLUTION_HIGH":
+	default:
+		return invalidValue(join(path, "mediaResolution"), protoPrefix+"GenerationConfig.MediaResolution", f["mediaResolution"])
 	}
 	if req.maxOutput, ae = f.int("maxOutputTokens", path); ae != nil {
 		return ae

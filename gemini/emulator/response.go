@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"strings"
-	"unicode/utf8"
 )
 
 // The GenerateContentResponse, in the member order the real API writes.
@@ -65,23 +64,7 @@ type contentFaults struct {
 func isImageModel(model string) bool { return strings.Contains(model, "image") }
 
 func promptDetails(req *request) []modalityCount {
-	text, media := 0, 0
-	add := func(c *content) {
-		chars := 0
-		for _, p := range c.parts {
-			if p.media {
-				media += mediaTokens
-			}
-			chars += utf8.RuneCountInString(p.text)
-		}
-		text += (chars + 3) / 4
-	}
-	if req.system != nil {
-		add(req.system)
-	}
-	for i := range req.contents {
-		add(&req.contents[i])
-	}
+	text, media := req.tokenCounts()
 	var d []modalityCount
 	if text > 0 {
 		d = append(d, modalityCount{"TEXT", text})

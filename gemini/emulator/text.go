@@ -23,27 +23,38 @@ func tokensOf(s string) int {
 	return (n + 3) / 4
 }
 
-// mediaTokens is what one image (or other inline media part) costs, as
-// Gemini charges a small image.
-const mediaTokens = 258
+// MediaTokens returns what one inline or file media part (an image) costs
+// in input tokens on model at generationConfig.mediaResolution res ("" for
+// the default): Gemini 3 models read images at high resolution by default,
+// 1120 tokens (MEDIA_RESOLUTION_MEDIUM 560, _LOW 280); older models 258.
+func MediaTokens(model, res string) int {
+	if !strings.HasPrefix(model, "gemini-3") {
+		return 258
+	}
+	switch res {
+	case "MEDIA_RESOLUTION_LOW":
+		return 280
+	case "MEDIA_RESOLUTION_MEDIUM":
+		return 560
+	}
+	return 1120
+}
 
-// promptTokens counts the request's input tokens: text of every part,
-// including the system instruction, at about four characters a token, plus
-// mediaTokens for each inline or file media part. The same count is used for
-// TPM, usageMetadata.promptTokenCount and countTokens.
-func (req *request) promptTokens() int {
-	n := 0
+// tokenCounts counts the request's input tokens: text of every part,
+// including the system instruction, at about four characters a token
+// (rounded up per content), and mediaCost for each inline or file media
+// part. The same count is used for TPM, usageMetadata.promptTokenCount and
+// countTokens.
+func (req *request) tokenCounts() (text, media int) {
 	add := func(c *content) {
 		chars := 0
 		for _, p := range c.parts {
 			if p.media {
-				n += mediaTokens
+				media += req.mediaCost
 			}
-			if p.text != "" {
-				chars += utf8.RuneCountInString(p.text)
-			}
+			chars += utf8.RuneCountInString(p.text)
 		}
-		n += (chars + 3) / 4
+		text += (chars + 3) / 4
 	}
 	if req.system != nil {
 		add(req.system)
@@ -51,7 +62,12 @@ func (req *request) promptTokens() int {
 	for i := range req.contents {
 		add(&req.contents[i])
 	}
-	return n
+	return text, media
+}
+
+func (req *request) promptTokens() int {
+	t, m := req.tokenCounts()
+	return t + m
 }
 
 // stopWords are left out of keywords: function words and the vocabulary of
