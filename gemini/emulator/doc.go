@@ -88,9 +88,15 @@
 //     properties in the order sent). Arrays get minItems..maxItems elements
 //     (exactly N when both are N). Strings depend on the property name:
 //     titles, summaries, image prompts, keywords, ids, dates, URLs, colours,
-//     each made from the words of the prompt, so answers differ per input.
-//     text/x.enum answers one enum value. maxOutputTokens cuts the text and
-//     ends with finishReason MAX_TOKENS.
+//     each made from the words of the prompt (contents, not the system
+//     instruction), so answers differ per input. Element i of an array of
+//     objects is written about the prompt's "Slide i+1:" section when there
+//     is one, and an integer property named like "index" numbers the
+//     elements 1..n. A schema whose answer would exceed 200,000 values (or
+//     recurse without end) answers the real 400 "...too many states for
+//     serving...". text/x.enum answers one enum value. maxOutputTokens cuts
+//     the text and ends with finishReason MAX_TOKENS. candidateCount (up to
+//     8) gives that many different text candidates.
 //   - Images (an image model and responseModalities empty or with IMAGE): a
 //     text part (unless only IMAGE was asked) and an inlineData image/png
 //     part: a landscape of gradients and shapes chosen by a hash of the
