@@ -21,7 +21,8 @@ import (
 const MaxImagePrompts = 20
 
 // Slide is one slide of a slideshow: its text and, optionally, its image,
-// sent inline. A slide needs text or an image.
+// sent inline. A slide needs text or an image, so the zero value is refused.
+// A plain value; the calls only read it.
 type Slide struct {
 	Text string
 	// Image is the encoded image (PNG, JPEG, WebP...); nil for none.
@@ -30,7 +31,8 @@ type Slide struct {
 	ImageMIME string
 }
 
-// Slideshow is what AnalyzeSlideshow analyses.
+// Slideshow is what AnalyzeSlideshow analyses. A plain value, read during
+// the call only; the zero value is refused (no slides).
 type Slideshow struct {
 	// Source names the slideshow (a URL, a title): context for the model.
 	Source string
@@ -42,14 +44,14 @@ type Slideshow struct {
 	Priority scheduler.Priority
 }
 
-// SlideNote is the analysis of one slide. Index is the slide's 1-based
-// position in Slideshow.Slides.
+// SlideNote is the analysis of one slide (a plain value). Index is the
+// slide's 1-based position in Slideshow.Slides.
 type SlideNote struct {
 	Index int    `json:"index"`
 	Notes string `json:"notes"`
 }
 
-// Analysis is the answer of AnalyzeSlideshow: a summary, a hook, one note per
+// Analysis (a plain value) is the answer of AnalyzeSlideshow: a summary, a hook, one note per
 // slide (sorted by Index, each slide exactly once) and exactly
 // Slideshow.Images image prompts, none empty.
 type Analysis struct {
@@ -350,7 +352,7 @@ func blockedAnswer(model string, resp *genai.GenerateContentResponse) *AnswerErr
 	switch {
 	case ae.BlockReason != "" && ae.BlockReason != string(genai.BlockedReasonUnspecified):
 		ae.Problem = "the prompt was blocked"
-	case safetyFinish[genai.FinishReason(ae.FinishReason)]:
+	case safetyFinish(genai.FinishReason(ae.FinishReason)):
 		ae.Problem = "the answer was stopped by safety filters"
 	default:
 		return nil
@@ -359,15 +361,15 @@ func blockedAnswer(model string, resp *genai.GenerateContentResponse) *AnswerErr
 	return ae
 }
 
-// safetyFinish are the finish reasons that mean "the same request will be
-// refused again".
-var safetyFinish = map[genai.FinishReason]bool{
-	genai.FinishReasonSafety:                 true,
-	genai.FinishReasonBlocklist:              true,
-	genai.FinishReasonProhibitedContent:      true,
-	genai.FinishReasonSPII:                   true,
-	genai.FinishReasonImageSafety:            true,
-	genai.FinishReasonImageProhibitedContent: true,
+// safetyFinish reports whether a finish reason means "the same request will
+// be refused again".
+func safetyFinish(r genai.FinishReason) bool {
+	switch r {
+	case genai.FinishReasonSafety, genai.FinishReasonBlocklist, genai.FinishReasonProhibitedContent,
+		genai.FinishReasonSPII, genai.FinishReasonImageSafety, genai.FinishReasonImageProhibitedContent:
+		return true
+	}
+	return false
 }
 
 func answerError(model string, resp *genai.GenerateContentResponse, problem string) *AnswerError {

@@ -144,24 +144,34 @@ func nonNil[T any](p *T, err error) (error, bool) {
 	return err, true
 }
 
-// grpcHTTP maps the status names of Google's errors to HTTP codes.
-var grpcHTTP = map[string]int{
-	"INVALID_ARGUMENT":    400,
-	"FAILED_PRECONDITION": 400,
-	"OUT_OF_RANGE":        400,
-	"UNAUTHENTICATED":     401,
-	"PERMISSION_DENIED":   403,
-	"NOT_FOUND":           404,
-	"ABORTED":             409,
-	"ALREADY_EXISTS":      409,
-	"RESOURCE_EXHAUSTED":  429,
-	"CANCELLED":           499,
-	"UNKNOWN":             500,
-	"INTERNAL":            500,
-	"DATA_LOSS":           500,
-	"UNIMPLEMENTED":       501,
-	"UNAVAILABLE":         503,
-	"DEADLINE_EXCEEDED":   504,
+// grpcHTTP maps the status names of Google's errors to HTTP codes; 0 for
+// names it does not know.
+func grpcHTTP(status string) int {
+	switch strings.ToUpper(strings.TrimSpace(status)) {
+	case "INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE":
+		return 400
+	case "UNAUTHENTICATED":
+		return 401
+	case "PERMISSION_DENIED":
+		return 403
+	case "NOT_FOUND":
+		return 404
+	case "ABORTED", "ALREADY_EXISTS":
+		return 409
+	case "RESOURCE_EXHAUSTED":
+		return 429
+	case "CANCELLED":
+		return 499
+	case "UNKNOWN", "INTERNAL", "DATA_LOSS":
+		return 500
+	case "UNIMPLEMENTED":
+		return 501
+	case "UNAVAILABLE":
+		return 503
+	case "DEADLINE_EXCEEDED":
+		return 504
+	}
+	return 0
 }
 
 func isHTTPError(code int) bool { return code >= 400 && code <= 599 }
@@ -173,7 +183,7 @@ func classifyAPIError(err error, ae genai.APIError) error {
 	if !isHTTPError(code) {
 		if ce != nil && isHTTPError(ce.status) {
 			code = ce.status
-		} else if c, ok := grpcHTTP[strings.ToUpper(strings.TrimSpace(ae.Status))]; ok {
+		} else if c := grpcHTTP(ae.Status); c != 0 {
 			code = c
 		}
 	}

@@ -31,7 +31,8 @@ var (
 
 // AnswerError reports a call that succeeded (HTTP 200) but whose answer
 // cannot be used: a safety block, no image, or JSON that does not match the
-// requested schema. Problem says exactly what was wrong.
+// requested schema. Problem says exactly what was wrong. It is not changed
+// after it is returned, so it may be shared between goroutines.
 //
 // Classify maps a blocked answer to *scheduler.PermanentError and any other
 // to *scheduler.TransientError; the jobs of AnalyzeSlideshow and

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -16,14 +15,24 @@ import (
 // Prompt describes an image to generate, e.g. one of Analysis.ImagePrompts.
 type Prompt string
 
-// aspectRatios and imageSizes are what GenerateImage accepts.
-var (
-	aspectRatios = []string{"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"}
-	imageSizes   = []string{"1K", "2K", "4K"}
+// The aspect ratios and sizes GenerateImage accepts.
+const (
+	aspectRatioList = "1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9"
+	imageSizeList   = "1K, 2K, 4K"
 )
 
-// ImageOptions shape a generated image. The zero value asks for a 1K image
-// in 9:16 at normal priority.
+func validAspectRatio(r string) bool {
+	switch r {
+	case "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9":
+		return true
+	}
+	return false
+}
+
+func validImageSize(s string) bool { return s == "1K" || s == "2K" || s == "4K" }
+
+// ImageOptions shape a generated image (a plain value). The zero value asks
+// for a 1K image in 9:16 at normal priority.
 type ImageOptions struct {
 	// AspectRatio: "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16",
 	// "16:9" or "21:9". Default "9:16".
@@ -43,7 +52,8 @@ func (o *ImageOptions) withDefaults() {
 	}
 }
 
-// Image is a generated image: its encoded bytes and their MIME type.
+// Image is a generated image: its encoded bytes and their MIME type. A plain
+// value owned by the caller.
 type Image struct {
 	Data     []byte
 	MIMEType string
@@ -97,11 +107,11 @@ func (c *Client) imageRequest(p Prompt, o ImageOptions) (imageRequest, error) {
 	if !utf8.ValidString(text) {
 		return imageRequest{}, fmt.Errorf("%w: prompt: not valid UTF-8", ErrInvalidInput)
 	}
-	if !slices.Contains(aspectRatios, o.AspectRatio) {
-		return imageRequest{}, fmt.Errorf("%w: aspect_ratio: %q: want one of %s", ErrInvalidInput, o.AspectRatio, strings.Join(aspectRatios, ", "))
+	if !validAspectRatio(o.AspectRatio) {
+		return imageRequest{}, fmt.Errorf("%w: aspect_ratio: %q: want one of %s", ErrInvalidInput, o.AspectRatio, aspectRatioList)
 	}
-	if !slices.Contains(imageSizes, o.Size) {
-		return imageRequest{}, fmt.Errorf("%w: size: %q: want one of %s", ErrInvalidInput, o.Size, strings.Join(imageSizes, ", "))
+	if !validImageSize(o.Size) {
+		return imageRequest{}, fmt.Errorf("%w: size: %q: want one of %s", ErrInvalidInput, o.Size, imageSizeList)
 	}
 	return imageRequest{
 		contents: []*genai.Content{genai.NewContentFromText(text, genai.RoleUser)},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -142,10 +143,14 @@ func TestImageValidation(t *testing.T) {
 			}
 		})
 	}
-	for _, r := range aspectRatios {
+	for _, r := range strings.Split(aspectRatioList, ", ") {
 		if _, err := c.imageRequest("a cat", ImageOptions{AspectRatio: r}); err != nil {
 			t.Errorf("aspect ratio %s refused: %v", r, err)
 		}
+	}
+	// The emulator accepts exactly the same aspect ratios.
+	if got, want := strings.Join(emulator.AspectRatios(), ", "), aspectRatioList; got != want {
+		t.Errorf("emulator aspect ratios %q, this package's %q", got, want)
 	}
 	if _, err := c.GenerateImage(t.Context(), "a cat", ImageOptions{}); !errors.Is(err, ErrNoScheduler) {
 		t.Errorf("error %v, want ErrNoScheduler", err)
