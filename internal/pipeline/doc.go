@@ -2,4 +2,35 @@
 // text class, then the requested images on the image class, each step's
 // state and output stored before it is reported done, so a restart resumes
 // where it stopped.
+//
+// # Basics
+//
+// New builds a Pipeline on a store.Store (job records, JSON), a
+// *gemini.Client (whose scheduler runs the calls) and a data directory.
+// Submit validates a Request (an *InputError names the bad field), writes
+// the slides' images under DataDir/jobs/<id>/ and stores the job's record
+// before it returns the id: an accepted job is durable. Run works the
+// stored jobs: the analysis (gemini.AnalyzeSlideshow) is written to
+// analysis.json, then the images (gemini.GenerateImage, all submitted at
+// once so the scheduler spreads them over the keys) to image-01.png,
+// image-02.png, ...; each file is written to a temporary name, synced and
+// renamed, and the step's state is stored after it. Status, ImagePath, Wait
+// and List read the stored records.
+//
+// A job ends done when every image is done, failed when its analysis or any
+// image failed; the reason is recorded per image and for the job. Request
+// priorities map to scheduler priorities, and the jobs waiting for one of the
+// Config.MaxActive slots are taken highest priority first.
+//
+// # Caveats
+//
+// After a restart or a kill -9, Run resumes every job that is not final:
+// a step whose output file exists is taken as done even when its state was
+// not stored yet (the file is complete by construction), so a finished
+// analysis or image is never asked for again. A step that was running is
+// asked for again: the API may have answered it, but nothing was kept.
+//
+// When Run's context ends, steps already running get Config.ShutdownGrace;
+// steps cut short by the shutdown (scheduler.ErrClosed, a cancelled
+// context) are not failures: they stay pending for the next Run.
 package pipeline

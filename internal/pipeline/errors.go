@@ -1,0 +1,30 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound: no job with that id, or the job has no such image (yet).
+	ErrNotFound = errors.New("pipeline: not found")
+	// ErrClosed: Submit after Run has returned, or a second Run.
+	ErrClosed = errors.New("pipeline: closed")
+)
+
+// InputError is a Request that Submit refuses: Field names the field
+// ("images", "slides[2].image"), Value shows the value (shortened; never
+// image bytes) and Reason says why. The HTTP API maps it to 400.
+type InputError struct {
+	Field  string
+	Value  string
+	Reason string
+}
+
+func (e *InputError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("pipeline: %s: %s", e.Field, e.Reason)
+	}
+	return fmt.Sprintf("pipeline: %s: %s: %s", e.Field, e.Value, e.Reason)
+}

@@ -1,0 +1,467 @@
+package pipeline
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/scheduler"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// DefaultMaxActive is Config.MaxActive's default.
+const DefaultMaxActive = 64
+
+// Config describes a Pipeline. Field comments give the defaults.
+type Config struct {
+	// Store keeps the job records (JSON, one per job); required.
+	Store store.Store
+	// Gemini makes the calls, through its scheduler; required.
+	Gemini *gemini.Client
+	// DataDir holds each job's files under jobs/<id>/: the slides' images,
+	// analysis.json and image-01.png...; required.
+	DataDir string
+	// Logger; default zerolog.Nop().
+	Logger zerolog.Logger
+	// MaxActive is the most jobs in progress at once; the others wait,
+	// stored, highest priority first. Default DefaultMaxActive.
+	MaxActive int
+	// AspectRatio and ImageSize of generated images (see
+	// gemini.ImageOptions). Defaults "9:16" and "1K".
+	AspectRatio, ImageSize string
+	// ShutdownGrace is how long steps already running may go on after Run's
+	// context ends before their contexts are cancelled. Default 0: at once.
+	// Give the scheduler the same grace.
+	ShutdownGrace time.Duration
+	// OnChange, when set, is called with a job's status after each change
+	// is stored. It runs on the pipeline's goroutines: it must be quick and
+	// must not call back into the Pipeline.
+	OnChange func(Status)
+}
+
+func (c *Config) withDefaults() {
+	if c.MaxActive == 0 {
+		c.MaxActive = DefaultMaxActive
+	}
+	if c.AspectRatio == "" {
+		c.AspectRatio = "9:16"
+	}
+	if c.ImageSize == "" {
+		c.ImageSize = "1K"
+	}
+}
+
+// Validate reports the first problem with the configuration, naming the field.
+func (c Config) Validate() error {
+	c.withDefaults()
+	switch {
+	case c.Store == nil:
+		return errors.New("pipeline: store: none")
+	case c.Gemini == nil:
+		return errors.New("pipeline: gemini: none")
+	case c.DataDir == "":
+		return errors.New("pipeline: data_dir: empty")
+	case c.MaxActive < 0:
+		return fmt.Errorf("pipeline: max_active: %d: must be > 0", c.MaxActive)
+	case c.ShutdownGrace < 0:
+		return fmt.Errorf("pipeline: shutdown_grace: %v: must be >= 0", c.ShutdownGrace)
+	}
+	return nil
+}
+
+// Pipeline runs slideshow jobs: Submit stores a job durably, Run works the
+// stored jobs to their end. Safe for concurrent use; Submit, Status,
+// ImagePath, Wait and List work before Run (jobs then wait for it). The zero
+// value is not usable: build one with New.
+type Pipeline struct {
+	cfg     Config
+	log     zerolog.Logger
+	jobsDir string
+
+	submitMu sync.Mutex // one Submit at a time: keyed Submits are idempotent
+
+	mu      sync.Mutex
+	state   int // stateNew, stateRunning, stateStopped
+	active  map[string]*job
+	queue   [3][]*job // waiting for a slot, by priority level (low, normal, high)
+	waiters map[string][]chan struct{}
+	wake    chan struct{}
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
+// New checks cfg and builds a Pipeline; it creates DataDir/jobs.
+func New(cfg Config) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.withDefaults()
+	jobsDir := filepath.Join(cfg.DataDir, "jobs")
+	if err := os.MkdirAll(jobsDir, 0o700); err != nil {
+		return nil, fmt.Errorf("pipeline: data dir: %w", err)
+	}
+	return &Pipeline{
+		cfg:     cfg,
+		log:     cfg.Logger.With().Str("component", "pipeline").Logger(),
+		jobsDir: jobsDir,
+		active:  make(map[string]*job),
+		waiters: make(map[string][]chan struct{}),
+		wake:    make(chan struct{}, 1),
+	}, nil
+}
+
+// Run works jobs until ctx ends. On start it resumes every stored job that
+// is not done or failed, skipping the steps whose output is stored. When ctx
+// ends it starts nothing new, gives running steps Config.ShutdownGrace, and
+// leaves the unfinished work stored for the next Run; it returns when every
+// goroutine it started has ended. Run may be called once.
+func (p *Pipeline) Run(ctx context.Context) error {
+	p.mu.Lock()
+	if p.state != stateNew {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.state = stateRunning
+	p.mu.Unlock()
+
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	var wg sync.WaitGroup
+	defer func() {
+		p.mu.Lock()
+		p.state = stateStopped
+		p.mu.Unlock()
+		if p.cfg.ShutdownGrace > 0 {
+			t := time.AfterFunc(p.cfg.ShutdownGrace, cancelWork)
+			defer t.Stop()
+		} else {
+			cancelWork()
+		}
+		wg.Wait()
+	}()
+
+	if err := p.resume(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	running := 0
+	done := make(chan struct{}, p.cfg.MaxActive)
+	for {
+		for running < p.cfg.MaxActive {
+			j := p.next()
+			if j == nil {
+				break
+			}
+			running++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				p.work(workCtx, ctx, j)
+				done <- struct{}{}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+			running--
+		case <-p.wake:
+		}
+	}
+}
+
+// resume queues the stored jobs that are not final.
+func (p *Pipeline) resume(ctx context.Context) error {
+	var recs []record
+	err := p.cfg.Store.Jobs(ctx, func(jr store.JobRecord) bool {
+		var r record
+		if err := json.Unmarshal(jr.Data, &r); err != nil {
+			p.log.Error().Str("job", jr.ID).Err(err).Msg("unreadable job record; skipped")
+			return true
+		}
+		if !r.State.Final() {
+			recs = append(recs, r)
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("pipeline: reading stored jobs: %w", err)
+	}
+	slices.SortFunc(recs, func(a, b record) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	for _, r := range recs {
+		if p.enqueue(r) {
+			p.log.Info().Str("job", r.ID).Str("state", string(r.State)).Msg("resuming job")
+		}
+	}
+	return nil
+}
+
+// enqueue queues a job unless it is already active; it reports whether it did.
+func (p *Pipeline) enqueue(r record) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.active[r.ID]; ok {
+		return false
+	}
+	j := &job{p: p, rec: r, dir: filepath.Join(p.jobsDir, r.ID)}
+	p.active[r.ID] = j
+	lv := priorityLevel(r.Priority)
+	p.queue[lv] = append(p.queue[lv], j)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// next pops the next queued job, highest priority first.
+func (p *Pipeline) next() *job {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for lv := len(p.queue) - 1; lv >= 0; lv-- {
+		if len(p.queue[lv]) > 0 {
+			j := p.queue[lv][0]
+			p.queue[lv][0] = nil
+			p.queue[lv] = p.queue[lv][1:]
+			return j
+		}
+	}
+	return nil
+}
+
+func priorityLevel(s string) int {
+	pr, _ := scheduler.ParsePriority(s)
+	return int(pr - scheduler.PriorityLow)
+}
+
+// release forgets an active job and, when it is final, wakes its waiters.
+func (p *Pipeline) release(j *job, final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.active, j.rec.ID)
+	if final {
+		for _, ch := range p.waiters[j.rec.ID] {
+			close(ch)
+		}
+		delete(p.waiters, j.rec.ID)
+	}
+}
+
+// Submit validates r, stores the job (its record and the slides' images)
+// durably and queues it; it returns the job's id. Invalid input gives an
+// *InputError naming the field. With r.Key set, Submit is idempotent: a job
+// already stored under that key keeps its id and is not submitted again.
+func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	pr, err := validate(r)
+	if err != nil {
+		return "", err
+	}
+	p.mu.Lock()
+	stopped := p.state == stateStopped
+	p.mu.Unlock()
+	if stopped {
+		return "", ErrClosed
+	}
+
+	p.submitMu.Lock()
+	defer p.submitMu.Unlock()
+	var id string
+	if r.Key != "" {
+		id = keyID(r.Key)
+		_, err := p.cfg.Store.Job(ctx, id)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return "", fmt.Errorf("pipeline: %w", err)
+		}
+	} else {
+		id = randomID()
+	}
+	dir := filepath.Join(p.jobsDir, id)
+	if err := mkdirSync(dir); err != nil {
+		return "", fmt.Errorf("pipeline: job %s: %w", id, err)
+	}
+	now := time.Now().UTC()
+	rec := record{
+		V: recordVersion, ID: id, Key: r.Key, Source: r.Source, Priority: pr.String(),
+		Images: r.Images, State: JobQueued, CreatedAt: now, UpdatedAt: now,
+		ImageStates: make([]ImageStatus, r.Images),
+	}
+	for i := range rec.ImageStates {
+		rec.ImageStates[i] = ImageStatus{N: i + 1, State: ImagePending}
+	}
+	for i, s := range r.Slides {
+		sr := slideRecord{Text: s.Text}
+		if len(s.Image) > 0 {
+			sr.MIME = imageMIME(s)
+			sr.File = fmt.Sprintf("slide-%02d%s", i+1, extension(sr.MIME))
+			if err := writeFileAtomic(dir, sr.File, s.Image); err != nil {
+				return "", fmt.Errorf("pipeline: job %s: %w", id, err)
+			}
+		}
+		rec.Slides = append(rec.Slides, sr)
+	}
+	if err := p.put(ctx, rec); err != nil {
+		return "", err
+	}
+	p.log.Info().Str("job", id).Str("source", excerpt(r.Source)).Int("slides", len(r.Slides)).
+		Int("images", r.Images).Str("priority", rec.Priority).Msg("job accepted")
+	p.enqueue(rec)
+	p.notify(rec)
+	return id, nil
+}
+
+func (p *Pipeline) put(ctx context.Context, rec record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("pipeline: job %s: encoding the record: %w", rec.ID, err)
+	}
+	if err := p.cfg.Store.PutJob(ctx, store.JobRecord{ID: rec.ID, Data: data}); err != nil {
+		return fmt.Errorf("pipeline: job %s: storing the record: %w", rec.ID, err)
+	}
+	return nil
+}
+
+func (p *Pipeline) notify(rec record) {
+	if p.cfg.OnChange != nil {
+		p.cfg.OnChange(rec.status())
+	}
+}
+
+var idPattern = regexp.MustCompile(`^[0-9a-f]{24}$`)
+
+// keyID derives a job's id from a Request.Key.
+func keyID(key string) string {
+	sum := sha256.Sum256([]byte("slideshowd job key\x00" + key))
+	return hex.EncodeToString(sum[:12])
+}
+
+func randomID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// load returns the stored record of id.
+func (p *Pipeline) load(ctx context.Context, id string) (record, error) {
+	if !idPattern.MatchString(id) {
+		return record{}, fmt.Errorf("%w: job %q", ErrNotFound, excerpt(id))
+	}
+	jr, err := p.cfg.Store.Job(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return record{}, fmt.Errorf("%w: job %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return record{}, fmt.Errorf("pipeline: %w", err)
+	}
+	var r record
+	if err := json.Unmarshal(jr.Data, &r); err != nil {
+		return record{}, fmt.Errorf("pipeline: job %s: unreadable record: %w", id, err)
+	}
+	return r, nil
+}
+
+// Status returns the stored state of job id, or an error wrapping ErrNotFound.
+func (p *Pipeline) Status(ctx context.Context, id string) (Status, error) {
+	r, err := p.load(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	return r.status(), nil
+}
+
+// ImagePath returns the file of image n (1-based) of job id. It wraps
+// ErrNotFound when the job is unknown, n is out of range or the image is
+// not done.
+func (p *Pipeline) ImagePath(ctx context.Context, id string, n int) (string, error) {
+	r, err := p.load(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if n < 1 || n > len(r.ImageStates) {
+		return "", fmt.Errorf("%w: job %s has no image %d (it has %d)", ErrNotFound, id, n, len(r.ImageStates))
+	}
+	is := r.ImageStates[n-1]
+	if is.State != ImageDone {
+		return "", fmt.Errorf("%w: image %d of job %s is %s", ErrNotFound, n, id, is.State)
+	}
+	return filepath.Join(p.jobsDir, id, imageFile(n, is.MIMEType)), nil
+}
+
+// Wait blocks until job id is done or failed and returns its status, or
+// until ctx ends (ctx.Err()). Jobs progress only while Run runs.
+func (p *Pipeline) Wait(ctx context.Context, id string) (Status, error) {
+	p.mu.Lock()
+	r, err := p.load(ctx, id)
+	if err != nil || r.State.Final() {
+		p.mu.Unlock()
+		return r.status(), err
+	}
+	ch := make(chan struct{})
+	p.waiters[id] = append(p.waiters[id], ch)
+	p.mu.Unlock()
+	select {
+	case <-ch:
+		return p.Status(ctx, id)
+	case <-ctx.Done():
+		p.mu.Lock()
+		ws := p.waiters[id]
+		if i := slices.Index(ws, ch); i >= 0 {
+			p.waiters[id] = slices.Delete(ws, i, i+1)
+			if len(p.waiters[id]) == 0 {
+				delete(p.waiters, id)
+			}
+		}
+		p.mu.Unlock()
+		return Status{}, ctx.Err()
+	}
+}
+
+// List returns the status of every stored job, oldest first.
+func (p *Pipeline) List(ctx context.Context) ([]Status, error) {
+	var out []Status
+	var bad error
+	err := p.cfg.Store.Jobs(ctx, func(jr store.JobRecord) bool {
+		var r record
+		if err := json.Unmarshal(jr.Data, &r); err != nil {
+			bad = fmt.Errorf("pipeline: job %s: unreadable record: %w", jr.ID, err)
+			return false
+		}
+		out = append(out, r.status())
+		return true
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}

@@ -1,0 +1,170 @@
+package pipeline
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// Limits of a Request.
+const (
+	MaxSlides      = 200
+	MaxImages      = gemini.MaxImagePrompts
+	MaxSourceBytes = 2048
+	MaxTextBytes   = 20000
+	// MaxInlineBytes bounds the slides' images together: they travel base64
+	// encoded in one request, which the API takes up to 20 MB.
+	MaxInlineBytes = 14 << 20
+)
+
+// imageTypes are the slide image types accepted.
+var imageTypes = []string{"image/png", "image/jpeg", "image/webp", "image/gif"}
+
+// recordVersion is the version of the stored job document.
+const recordVersion = 1
+
+// record is the stored job document (JSON).
+type record struct {
+	V           int              `json:"v"`
+	ID          string           `json:"id"`
+	Key         string           `json:"key,omitempty"`
+	Source      string           `json:"source"`
+	Priority    string           `json:"priority"`
+	Images      int              `json:"images"`
+	Slides      []slideRecord    `json:"slides"`
+	State       JobState         `json:"state"`
+	Error       string           `json:"error,omitempty"`
+	Analysis    *gemini.Analysis `json:"analysis,omitempty"`
+	ImageStates []ImageStatus    `json:"image_states"`
+	CreatedAt   time.Time        `json:"created_at"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+}
+
+// slideRecord is a stored slide: its text and the file of its image in the
+// job's directory.
+type slideRecord struct {
+	Text string `json:"text"`
+	File string `json:"file,omitempty"`
+	MIME string `json:"mime,omitempty"`
+}
+
+// Final reports whether the state is an end state (done or failed).
+func (s JobState) Final() bool { return s == JobDone || s == JobFailed }
+
+func (r record) status() Status {
+	s := Status{
+		ID: r.ID, Source: r.Source, Priority: r.Priority, State: r.State, Error: r.Error,
+		Images: slices.Clone(r.ImageStates), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	if r.Analysis != nil {
+		a := *r.Analysis
+		s.Analysis = &a
+	}
+	if s.Images == nil {
+		s.Images = []ImageStatus{}
+	}
+	return s
+}
+
+// validate checks a request and returns its priority.
+func validate(r Request) (scheduler.Priority, error) {
+	pr, ok := scheduler.ParsePriority(r.Priority)
+	if !ok {
+		return 0, &InputError{Field: "priority", Value: quote(r.Priority), Reason: `want "high", "normal" or "low"`}
+	}
+	switch {
+	case strings.TrimSpace(r.Source) == "":
+		return 0, &InputError{Field: "source", Reason: "empty: name the slideshow (a title or a URL)"}
+	case len(r.Source) > MaxSourceBytes:
+		return 0, &InputError{Field: "source", Value: quote(r.Source), Reason: fmt.Sprintf("longer than %d bytes", MaxSourceBytes)}
+	case !utf8.ValidString(r.Source):
+		return 0, &InputError{Field: "source", Reason: "not valid UTF-8"}
+	}
+	if r.Images < 1 || r.Images > MaxImages {
+		return 0, &InputError{Field: "images", Value: fmt.Sprint(r.Images), Reason: fmt.Sprintf("must be 1..%d", MaxImages)}
+	}
+	if len(r.Slides) == 0 {
+		return 0, &InputError{Field: "slides", Reason: "none: need at least one slide"}
+	}
+	if len(r.Slides) > MaxSlides {
+		return 0, &InputError{Field: "slides", Value: fmt.Sprint(len(r.Slides)), Reason: fmt.Sprintf("more than %d slides", MaxSlides)}
+	}
+	inline := 0
+	for i, s := range r.Slides {
+		f := fmt.Sprintf("slides[%d]", i)
+		if strings.TrimSpace(s.Text) == "" && len(s.Image) == 0 {
+			return 0, &InputError{Field: f, Reason: "no text and no image"}
+		}
+		if !utf8.ValidString(s.Text) {
+			return 0, &InputError{Field: f + ".text", Reason: "not valid UTF-8"}
+		}
+		if len(s.Text) > MaxTextBytes {
+			return 0, &InputError{Field: f + ".text", Value: quote(s.Text), Reason: fmt.Sprintf("longer than %d bytes", MaxTextBytes)}
+		}
+		if len(s.Image) == 0 {
+			if s.ImageMIME != "" {
+				return 0, &InputError{Field: f + ".image_mime", Value: quote(s.ImageMIME), Reason: "set without an image"}
+			}
+			continue
+		}
+		if s.ImageMIME != "" && !slices.Contains(imageTypes, s.ImageMIME) {
+			return 0, &InputError{Field: f + ".image_mime", Value: quote(s.ImageMIME), Reason: "want one of " + strings.Join(imageTypes, ", ")}
+		}
+		if got := http.DetectContentType(s.Image); !slices.Contains(imageTypes, got) {
+			return 0, &InputError{Field: f + ".image", Value: fmt.Sprintf("%d bytes of %s", len(s.Image), got),
+				Reason: "not a PNG, JPEG, WebP or GIF image"}
+		}
+		inline += len(s.Image)
+	}
+	if inline > MaxInlineBytes {
+		return 0, &InputError{Field: "slides", Value: fmt.Sprintf("%d bytes of images", inline),
+			Reason: fmt.Sprintf("above the %d bytes one request can carry", MaxInlineBytes)}
+	}
+	return pr, nil
+}
+
+func imageMIME(s SlideInput) string {
+	if s.ImageMIME != "" {
+		return s.ImageMIME
+	}
+	return http.DetectContentType(s.Image)
+}
+
+func extension(mime string) string {
+	switch mime {
+	case "image/jpeg":
+		return ".jpg"
+	case "image/webp":
+		return ".webp"
+	case "image/gif":
+		return ".gif"
+	default:
+		return ".png"
+	}
+}
+
+// imageFile is the name of generated image n (1-based).
+func imageFile(n int, mime string) string {
+	return fmt.Sprintf("image-%02d%s", n, extension(mime))
+}
+
+// excerpt shortens s for logs and errors.
+func excerpt(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", excerpt(s)) }
