@@ -51,9 +51,9 @@ type SlideNote struct {
 	Notes string `json:"notes"`
 }
 
-// Analysis (a plain value) is the answer of AnalyzeSlideshow: a summary, a hook, one note per
-// slide (sorted by Index, each slide exactly once) and exactly
-// Slideshow.Images image prompts, none empty.
+// Analysis (a plain value) is the answer of AnalyzeSlideshow: a summary, a
+// hook, one note per slide (sorted by Index, each slide exactly once) and
+// exactly Slideshow.Images image prompts, none empty.
 type Analysis struct {
 	Summary      string      `json:"summary"`
 	Hook         string      `json:"hook"`

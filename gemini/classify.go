@@ -36,7 +36,8 @@ const maxRetryAfter = 25 * time.Hour
 //     violations the longest-lasting wins (day over minute); no QuotaFailure
 //     (no details, only Help) is ScopeUnknown. RetryAfter comes from
 //     RetryInfo.retryDelay, else from "Please retry in 7.96s." in the message,
-//     else from a Retry-After header; "0s" gives 0. A per-day violation is
+//     else from a Retry-After header (seen only by this package's Client);
+//     "0s" gives 0. A per-day violation is
 //     ScopeDay whatever the delay says.
 //   - An invalid key (ErrorInfo reason API_KEY_INVALID, usually a 400):
 //     *KeyError "invalid"; an expired one: "expired"; a leaked one (403

@@ -140,6 +140,12 @@ func (c *Client) reportUsage(l scheduler.Lease, resp *genai.GenerateContentRespo
 // value of the successful attempt. An unusable answer is retried once: the
 // second one fails the job (see the package documentation).
 func run[T any](ctx context.Context, s *scheduler.Scheduler, j scheduler.Job, attempt func(context.Context, scheduler.Lease) (T, error)) (T, error) {
+	var zero T
+	if s == nil {
+		return zero, ErrNoScheduler
+	}
+	// The work may run several times (on other keys), never concurrently;
+	// the mutex orders its writes before the read after Do.
 	var (
 		mu         sync.Mutex
 		result     T
@@ -154,10 +160,6 @@ func run[T any](ctx context.Context, s *scheduler.Scheduler, j scheduler.Job, at
 		}
 		result = v
 		return nil
-	}
-	var zero T
-	if s == nil {
-		return zero, ErrNoScheduler
 	}
 	if err := s.Do(ctx, j); err != nil {
 		return zero, err
