@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +18,13 @@ import (
 	"github.com/slideshowd/slideshowd/store"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(crashChildEnv); path != "" {
+		crashChild(path)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func keys(n int) []bucket.Key {
 	ks := make([]bucket.Key, n)
