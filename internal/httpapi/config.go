@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// Service is what the HTTP API needs of the pipeline. Implementations must be
+// safe for concurrent use.
+type Service interface {
+	// Submit stores a new job durably and returns its id; the handler
+	// answers 202 only after it returned. It returns a *pipeline.InputError
+	// for input it refuses.
+	Submit(ctx context.Context, r pipeline.Request) (string, error)
+	// Status returns the state of a job, or pipeline.ErrNotFound.
+	Status(ctx context.Context, id string) (pipeline.Status, error)
+	// ImagePath returns the path of the finished image n (1-based) of job
+	// id, or pipeline.ErrNotFound when the job or the file is missing or the
+	// image is not done.
+	ImagePath(ctx context.Context, id string, n int) (string, error)
+}
+
+// The pipeline is the Service the daemon serves.
+var _ Service = (*pipeline.Pipeline)(nil)
+
+// DefaultMaxBodyBytes is the default limit of a POST body: 32 MiB, room for
+// a slideshow with about 24 MiB of base64-encoded slide images.
+const DefaultMaxBodyBytes int64 = 32 << 20
+
+// MinTokenLength is the shortest bearer token Validate accepts.
+const MinTokenLength = 16
+
+// Config describes the handler New builds. Field comments give the defaults.
+type Config struct {
+	// Service runs the jobs; required.
+	Service Service
+	// Summary returns the scheduler's usage snapshot for GET /v1/usage
+	// (typically (*scheduler.Scheduler).Summary). Default none: GET /v1/usage
+	// answers 503.
+	Summary func() scheduler.Summary
+	// Token, when set, is the bearer token every /v1/ request (and /metrics,
+	// unless PublicMetrics) must carry: "Authorization: Bearer <Token>". At
+	// least MinTokenLength characters, printable, without spaces. Default
+	// none: no authentication (bind the server to loopback then).
+	Token string
+	// PublicMetrics serves GET /metrics without the token. Default false:
+	// /metrics shows the same key ids, projects and usage as /v1/usage, so it
+	// is protected like it; Prometheus sends the token with
+	// `authorization: {credentials_file: ...}` in its scrape config.
+	PublicMetrics bool
+	// MaxBodyBytes limits a POST body; larger bodies get 413. Default
+	// DefaultMaxBodyBytes (32 MiB).
+	MaxBodyBytes int64
+	// Secrets are strings (the Gemini API keys) that must never appear in a
+	// response or a log line; the handler replaces them with "[REDACTED]"
+	// wherever foreign text reaches its output (errors, paths, JSON bodies).
+	// The Token is always included.
+	Secrets []string
+	// Logger receives one line per request; default zerolog.Nop().
+	Logger zerolog.Logger
+	// Metrics, when set, counts the requests and serves GET /metrics.
+	// Default none: GET /metrics answers 404.
+	Metrics *Metrics
+	// Gatherer is what GET /metrics exposes. Default: the registry given to
+	// NewMetrics when it is a prometheus.Gatherer.
+	Gatherer prometheus.Gatherer
+}
+
+func (c *Config) withDefaults() {
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Gatherer == nil && c.Metrics != nil {
+		c.Gatherer = c.Metrics.gatherer
+	}
+}
+
+// Validate reports the first problem with the configuration, naming the
+// field (and the value, except for the token).
+func (c Config) Validate() error {
+	c.withDefaults()
+	if c.Service == nil {
+		return errors.New("httpapi: service: nil: required")
+	}
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("httpapi: max_body_bytes: %d: must be > 0", c.MaxBodyBytes)
+	}
+	if c.Token != "" {
+		if n := len(c.Token); n < MinTokenLength {
+			return fmt.Errorf("httpapi: token: %d characters: must be at least %d", n, MinTokenLength)
+		}
+		if i := strings.IndexFunc(c.Token, func(r rune) bool { return r > unicode.MaxASCII || !unicode.IsGraphic(r) || r == ' ' }); i >= 0 {
+			return fmt.Errorf("httpapi: token: character %d: must be printable ASCII without spaces", i+1)
+		}
+	}
+	return nil
+}

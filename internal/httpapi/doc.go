@@ -1,0 +1,80 @@
+// Package httpapi is the HTTP API of `slideshowd serve`: an http.Handler
+// over the pipeline (submit a slideshow, poll it, fetch its images), the
+// scheduler's usage, a health check and Prometheus metrics.
+//
+// # Basics
+//
+// New(Config) returns the handler; serve it with an http.Server that sets
+// read, write and idle timeouts. Endpoints (JSON unless said otherwise):
+//
+//	POST /v1/slideshows                 submit; 202 {"id": ...} with Location, once the job is stored
+//	GET  /v1/slideshows/{id}            the job's pipeline.Status (state, analysis, per-image state)
+//	GET  /v1/slideshows/{id}/images/{n} image n (1-based) of a job, as stored (PNG)
+//	GET  /v1/usage                      scheduler.Summary: per class, project and key
+//	GET  /healthz                       {"status":"ok"}; never needs the token
+//	GET  /metrics                       Prometheus exposition (with Config.Metrics)
+//
+// The body of POST /v1/slideshows is
+//
+//	{"source": "deck.pptx", "slides": [{"text": "...", "image": "<base64>"}], "images": 5, "priority": "normal"}
+//
+// source names the slideshow; slides need a text, an image or both; images
+// is 1..20; priority is "high", "normal" (default) or "low". A slide's image
+// is standard base64 (RFC 4648 section 4, padded; line breaks ignored) of a
+// PNG, JPEG or WebP file, or a data URL "data:image/png;base64,...". The type
+// is sniffed from the bytes; a data URL's type must match them. Decoding is
+// strict: one JSON object, field names exactly as above (case-sensitive),
+// no unknown or duplicate field, null counts as absent. An Idempotency-Key
+// header makes the request idempotent: a retry with the same key answers
+// 202 with the first job's id.
+//
+// Errors are {"error":{"code":400,"status":"INVALID_ARGUMENT","message":"slides[2].image: not valid base64: ..."}};
+// a 400 message starts with the field it is about. Codes:
+//
+//	400 INVALID_ARGUMENT        bad JSON, unknown field, wrong type, value out of range
+//	401 UNAUTHENTICATED         token missing or wrong (with WWW-Authenticate: Bearer)
+//	404 NOT_FOUND               unknown job, endpoint or image; an image that failed or will never be made
+//	405 METHOD_NOT_ALLOWED      with an Allow header
+//	409 FAILED_PRECONDITION     the image exists but is still pending or running: poll the job
+//	413 PAYLOAD_TOO_LARGE       body above Config.MaxBodyBytes (32 MiB by default)
+//	415 UNSUPPORTED_MEDIA_TYPE  POST without Content-Type: application/json
+//	500 INTERNAL                the message carries only the request id; the cause is logged
+//	503 UNAVAILABLE             shutting down (Retry-After), or no scheduler for /v1/usage
+//
+// With Config.Token set, every /v1/ request, and /metrics unless
+// Config.PublicMetrics, needs "Authorization: Bearer <token>" (compared in
+// constant time). /metrics shows the same key ids, projects and usage as
+// /v1/usage, so it is protected the same way by default.
+//
+// Every answer carries an X-Request-Id (the client's, when it is a short
+// token of letters, digits, '.', '_' and '-'; else a new one). Each request
+// is logged once with zerolog: method, path without query, route, status,
+// size, duration, remote address and request id, never a header value or a
+// body. A panicking handler is logged with its stack and answered 500.
+//
+// Metrics (NewMetrics) is a scheduler.Observer: set it as
+// scheduler.Config.Observer and Attach the scheduler's Summary.
+//
+// Examples, with SLIDESHOWD_TOKEN set on the daemon:
+//
+//	curl -sS -X POST http://127.0.0.1:8080/v1/slideshows \
+//	  -H "Authorization: Bearer $SLIDESHOWD_TOKEN" -H 'Content-Type: application/json' \
+//	  -d '{"source":"deck.pptx","slides":[{"text":"Q3 revenue grew 12%"}],"images":3}'
+//	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/slideshows/ID
+//	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" -o image-1.png http://127.0.0.1:8080/v1/slideshows/ID/images/1
+//	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/usage
+//	curl -sS http://127.0.0.1:8080/healthz
+//	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/metrics
+//
+// README-section.md in this directory has the same with more detail.
+//
+// # Caveats
+//
+//   - A request body is read whole into memory (at most MaxBodyBytes) and its
+//     images decoded before Submit: concurrent large uploads cost memory;
+//     bound them with the server's connection limits.
+//   - The pipeline accepts GIF slide images in batch files; the HTTP API
+//     takes PNG, JPEG and WebP only.
+//   - Config.Secrets are removed from every JSON answer and logged error, but
+//     image files are served as stored.
+package httpapi

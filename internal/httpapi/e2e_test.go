@@ -1,0 +1,165 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// TestEndToEnd serves the real pipeline, scheduler and gemini client
+// against the emulator (through its in-process transport, in a synctest
+// bubble): create, poll, fetch every image, usage and metrics, with one
+// key leaked on the way. No response, header or log line shows a secret.
+func TestEndToEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		keys := []emulator.Key{
+			{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"},
+			{Name: "k2", Secret: "AIzaE2E-secret-number-two-000000000"},
+		}
+		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := emu.SetLeaked("k1", true); err != nil {
+			t.Fatal(err)
+		}
+		var bkeys []bucket.Key
+		var gkeys []gemini.Key
+		secrets := []string{testToken}
+		for _, k := range keys {
+			bkeys = append(bkeys, bucket.Key{ID: k.Name, Project: k.Name})
+			gkeys = append(gkeys, gemini.Key{ID: k.Name, Secret: k.Secret})
+			secrets = append(secrets, k.Secret)
+		}
+		logs := &syncBuffer{}
+		log := zerolog.New(logs).Level(zerolog.DebugLevel)
+		metrics := NewMetrics(prometheus.NewRegistry())
+		st := store.NewMemory()
+		sch, err := scheduler.New(scheduler.Config{
+			Classes: []scheduler.ClassConfig{
+				{Name: "text", Limits: bucket.Limits{RPM: 900, RPD: 9000}},
+				{Name: "image", Limits: bucket.Limits{RPM: 18, RPD: 240}},
+			},
+			Keys: bkeys, Store: st, Classifier: gemini.Classify, Logger: log, Observer: metrics, Seed: 1,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics.Attach(sch.Summary)
+		gc, err := gemini.New(t.Context(), gemini.Config{
+			Keys: gkeys, BaseURL: "http://emulator.test", Scheduler: sch,
+			HTTPClient: &http.Client{Transport: emu.Transport()},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := pipeline.New(pipeline.Config{Store: st, Gemini: gc, DataDir: t.TempDir(), Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = sch.Run(ctx) })
+		wg.Go(func() {
+			if err := p.Run(ctx); err != nil {
+				t.Errorf("pipeline Run: %v", err)
+			}
+		})
+		defer wg.Wait()
+		defer cancel()
+
+		env := &testEnv{logs: logs, h: New(Config{
+			Service: p, Summary: sch.Summary, Token: testToken, Secrets: secrets,
+			Logger: log, Metrics: metrics,
+		})}
+		auth := withToken(testToken)
+		var seen strings.Builder // every response, headers and body
+		call := func(method, path, body string, want int) *bytes.Buffer {
+			t.Helper()
+			w := env.do(t, method, path, body, auth)
+			for k, v := range w.Header() {
+				fmt.Fprintf(&seen, "%s: %s\n", k, v)
+			}
+			seen.Write(w.Body.Bytes())
+			if w.Code != want {
+				t.Fatalf("%s %s: %d %s, want %d", method, path, w.Code, w.Body, want)
+			}
+			return w.Body
+		}
+
+		body := fmt.Sprintf(`{"source":"quarterly.pptx","slides":[{"text":"Revenue grew"},{"text":"Chart","image":%q}],"images":3,"priority":"high"}`,
+			"data:image/png;base64,"+b64(pngBytes(t)))
+		var created struct{ ID string }
+		if err := json.Unmarshal(call("POST", "/v1/slideshows", body, 202).Bytes(), &created); err != nil {
+			t.Fatal(err)
+		}
+		// 202 means stored: the status is readable at once.
+		var status pipeline.Status
+		if err := json.Unmarshal(call("GET", "/v1/slideshows/"+created.ID, "", 200).Bytes(), &status); err != nil {
+			t.Fatal(err)
+		}
+		if status.ID != created.ID || status.Source != "quarterly.pptx" || status.Priority != "high" {
+			t.Fatalf("status %+v", status)
+		}
+		if _, err := p.Wait(ctx, created.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(call("GET", "/v1/slideshows/"+created.ID, "", 200).Bytes(), &status); err != nil {
+			t.Fatal(err)
+		}
+		if status.State != pipeline.JobDone || status.Analysis == nil || len(status.Images) != 3 {
+			t.Fatalf("final status %+v", status)
+		}
+		for n := 1; n <= 3; n++ {
+			img := call("GET", fmt.Sprintf("/v1/slideshows/%s/images/%d", created.ID, n), "", 200)
+			if _, err := png.Decode(img); err != nil {
+				t.Errorf("image %d: %v", n, err)
+			}
+		}
+		call("GET", fmt.Sprintf("/v1/slideshows/%s/images/4", created.ID), "", 404)
+		call("GET", "/v1/slideshows/unknown-id", "", 404)
+		call("POST", "/v1/slideshows", `{"source":" ","slides":[{"text":"a"}],"images":1}`, 400)
+
+		var usage scheduler.Summary
+		if err := json.Unmarshal(call("GET", "/v1/usage", "", 200).Bytes(), &usage); err != nil {
+			t.Fatal(err)
+		}
+		used := map[string]int{}
+		for _, c := range usage.Classes {
+			used[c.Name] = c.DayUsed
+		}
+		// The leaked key was tried once (counted), then disabled.
+		if used["text"] < 1 || used["image"] < 3 || len(usage.DisabledKeys) != 1 || usage.DisabledKeys[0].ID != "k1" {
+			t.Errorf("usage %+v", usage)
+		}
+		expo := call("GET", "/metrics", "", 200).String()
+		for _, want := range []string{
+			`slideshowd_calls_total{class="image",key="k2",outcome="ok"} 3`,
+			`slideshowd_keys_disabled_total{key="k1",reason="`,
+			`slideshowd_key_disabled{key="k1",project="k1",reason="`,
+			`slideshowd_http_requests_total{code="202",method="POST",route="POST /v1/slideshows"} 1`,
+		} {
+			if !strings.Contains(expo, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		assertNoSecret(t, seen.String()+logs.String(), secrets...)
+	})
+}

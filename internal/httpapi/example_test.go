@@ -1,0 +1,99 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/slideshowd/slideshowd/internal/httpapi"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// memService keeps jobs in a map; the daemon serves a *pipeline.Pipeline.
+type memService struct{ jobs map[string]pipeline.Status }
+
+func (m *memService) Submit(ctx context.Context, r pipeline.Request) (string, error) {
+	id := fmt.Sprintf("job%d", len(m.jobs)+1)
+	m.jobs[id] = pipeline.Status{ID: id, Source: r.Source, Priority: r.Priority, State: pipeline.JobQueued,
+		Images: []pipeline.ImageStatus{}, CreatedAt: time.Unix(0, 0).UTC(), UpdatedAt: time.Unix(0, 0).UTC()}
+	return id, nil
+}
+
+func (m *memService) Status(ctx context.Context, id string) (pipeline.Status, error) {
+	st, ok := m.jobs[id]
+	if !ok {
+		return pipeline.Status{}, pipeline.ErrNotFound
+	}
+	return st, nil
+}
+
+func (m *memService) ImagePath(ctx context.Context, id string, n int) (string, error) {
+	return "", pipeline.ErrNotFound
+}
+
+// Serve the API with a bearer token: submit a slideshow, poll it, and see
+// what an unauthenticated client gets.
+func ExampleNew() {
+	h := httpapi.New(httpapi.Config{
+		Service: &memService{jobs: map[string]pipeline.Status{}},
+		Token:   "s3cret-token-for-the-example",
+	})
+	send := func(method, path, body, token string) {
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Print(w.Code, " ", w.Header().Get("Location"), " ", w.Body)
+	}
+	send("POST", "/v1/slideshows", `{"source":"deck.pptx","slides":[{"text":"Hello"}],"images":2}`, "s3cret-token-for-the-example")
+	send("GET", "/v1/slideshows/job1", "", "s3cret-token-for-the-example")
+	send("POST", "/v1/slideshows", `{"source":"deck.pptx","slides":[{"text":"Hello"}],"images":30}`, "s3cret-token-for-the-example")
+	send("GET", "/v1/slideshows/job1", "", "")
+	// Output:
+	// 202 /v1/slideshows/job1 {"id":"job1"}
+	// 200  {"id":"job1","source":"deck.pptx","priority":"normal","state":"queued","images":[],"created_at":"1970-01-01T00:00:00Z","updated_at":"1970-01-01T00:00:00Z"}
+	// 400  {"error":{"code":400,"status":"INVALID_ARGUMENT","message":"images: 30: must be in 1..20"}}
+	// 401  {"error":{"code":401,"status":"UNAUTHENTICATED","message":"missing bearer token: send \"Authorization: Bearer <token>\""}}
+}
+
+// Metrics observe the scheduler's events and read its Summary at scrape
+// time; New serves them at GET /metrics.
+func ExampleNewMetrics() {
+	reg := prometheus.NewRegistry()
+	m := httpapi.NewMetrics(reg)
+	// In the daemon: scheduler.Config{Observer: m, ...}, then m.Attach(s.Summary).
+	m.Observe(scheduler.Event{Kind: scheduler.EventFinished, Class: "image", KeyID: "key1", Outcome: "ok", Latency: 8 * time.Second})
+	m.Observe(scheduler.Event{Kind: scheduler.EventFinished, Class: "image", KeyID: "key2", Outcome: "rate_limited",
+		Err: &scheduler.RateLimitedError{Scope: scheduler.ScopeMinute}})
+	m.Attach(func() scheduler.Summary {
+		return scheduler.Summary{Classes: []scheduler.ClassSummary{{Name: "image", DayUsed: 2, DayLimit: 480, DayRemaining: 478}}}
+	})
+
+	h := httpapi.New(httpapi.Config{Service: &memService{}, Metrics: m})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, line := range strings.Split(w.Body.String(), "\n") {
+		if strings.HasPrefix(line, "slideshowd_calls_total") || strings.HasPrefix(line, "slideshowd_rate_limited_total") ||
+			strings.HasPrefix(line, "slideshowd_day_remaining") {
+			fmt.Println(line)
+		}
+	}
+	n, _ := testutil.GatherAndCount(reg, "slideshowd_call_duration_seconds")
+	fmt.Println("latency series:", n)
+	// Output:
+	// slideshowd_calls_total{class="image",key="key1",outcome="ok"} 1
+	// slideshowd_calls_total{class="image",key="key2",outcome="rate_limited"} 1
+	// slideshowd_day_remaining{class="image"} 478
+	// slideshowd_rate_limited_total{class="image",key="key2",scope="minute"} 1
+	// latency series: 1
+}

@@ -1,0 +1,340 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+)
+
+// idempotencyHeader makes POST /v1/slideshows idempotent: a second request
+// with the same key answers with the first job's id (pipeline.Request.Key,
+// prefixed "http:" so HTTP keys never meet the batch command's).
+const idempotencyHeader = "Idempotency-Key"
+
+// maxIDLength bounds the job ids and idempotency keys the handler accepts.
+const maxIDLength = 128
+
+// handler serves the API; see New.
+type handler struct {
+	cfg    Config
+	log    zerolog.Logger
+	redact redactor
+	mux    *http.ServeMux
+}
+
+// New returns the HTTP API of the daemon (see the package documentation for
+// the endpoints). It panics when cfg is invalid (cfg.Validate names the
+// problem; call it first to report it nicely). The handler is safe for
+// concurrent use; serve it with an http.Server that sets read, write and
+// idle timeouts.
+func New(cfg Config) http.Handler {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg.withDefaults()
+	secrets := append([]string{cfg.Token}, cfg.Secrets...)
+	h := &handler{
+		cfg:    cfg,
+		log:    cfg.Logger.With().Str("component", "httpapi").Logger(),
+		redact: newRedactor(secrets),
+		mux:    http.NewServeMux(),
+	}
+	auth := h.requireToken
+	route := func(method, pattern string, hf http.HandlerFunc, protect bool) {
+		allow := method
+		if method == http.MethodGet {
+			allow = "GET, HEAD" // the mux serves HEAD with GET handlers
+		}
+		var handler, others http.Handler = hf, h.methodNotAllowed(allow)
+		if protect {
+			handler, others = auth(handler), auth(others)
+		}
+		h.mux.Handle(method+" "+pattern, handler)
+		h.mux.Handle(pattern, others) // any other method: 405
+	}
+	route(http.MethodPost, "/v1/slideshows", h.create, true)
+	route(http.MethodGet, "/v1/slideshows/{id}", h.status, true)
+	route(http.MethodGet, "/v1/slideshows/{id}/images/{n}", h.image, true)
+	route(http.MethodGet, "/v1/usage", h.usage, true)
+	route(http.MethodGet, "/healthz", h.healthz, false)
+	if cfg.Gatherer != nil {
+		metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:      promLogger{h},
+			ErrorHandling: promhttp.ContinueOnError,
+		})
+		route(http.MethodGet, "/metrics", metrics.ServeHTTP, !cfg.PublicMetrics)
+	}
+	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
+	h.mux.HandleFunc("/", h.notFound)
+	return http.HandlerFunc(h.serveLogged)
+}
+
+// create serves POST /v1/slideshows.
+func (h *handler) create(w http.ResponseWriter, r *http.Request) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		h.writeError(w, r, http.StatusUnsupportedMediaType, "Content-Type: missing: want application/json")
+		return
+	}
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		h.writeError(w, r, http.StatusUnsupportedMediaType, "Content-Type: "+quoteValue(ct)+": want application/json")
+		return
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		h.writeError(w, r, http.StatusUnsupportedMediaType, "Content-Type: charset "+quoteValue(cs)+": want utf-8")
+		return
+	}
+	key := r.Header.Get(idempotencyHeader)
+	if key != "" && (len(key) > maxIDLength || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0) {
+		h.writeError(w, r, http.StatusBadRequest, idempotencyHeader+": must be 1 to 128 printable ASCII characters without spaces")
+		return
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.tooLarge(w, r)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.tooLarge(w, r)
+			return
+		}
+		h.writeError(w, r, http.StatusBadRequest, "body: reading failed: "+err.Error())
+		return
+	}
+	req, err := decodeCreate(body)
+	if err != nil {
+		h.writeError(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	if key != "" {
+		req.Key = "http:" + key
+	}
+	id, err := h.cfg.Service.Submit(r.Context(), req)
+	if err != nil {
+		h.serviceError(w, r, err, "submitting the slideshow")
+		return
+	}
+	loc := "/v1/slideshows/" + url.PathEscape(id)
+	w.Header().Set("Location", loc)
+	h.writeJSON(w, r, http.StatusAccepted, struct {
+		ID string `json:"id"`
+	}{id})
+}
+
+func (h *handler) tooLarge(w http.ResponseWriter, r *http.Request) {
+	h.writeError(w, r, http.StatusRequestEntityTooLarge,
+		fmt.Sprintf("body: larger than the limit of %d bytes", h.cfg.MaxBodyBytes))
+}
+
+// status serves GET /v1/slideshows/{id}.
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if len(id) > maxIDLength {
+		h.writeError(w, r, http.StatusNotFound, "slideshow not found")
+		return
+	}
+	st, err := h.cfg.Service.Status(r.Context(), id)
+	if err != nil {
+		h.serviceError(w, r, err, "reading the slideshow's status")
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, st)
+}
+
+// image serves GET /v1/slideshows/{id}/images/{n}: the image file when it
+// is done; 404 for an unknown job or image, or one that failed or will
+// never be made; 409 while it is still pending or running.
+func (h *handler) image(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if len(id) > maxIDLength || err != nil || n < 1 {
+		h.writeError(w, r, http.StatusNotFound, "image not found: want /v1/slideshows/{id}/images/{n} with n from 1")
+		return
+	}
+	st, err := h.cfg.Service.Status(r.Context(), id)
+	if err != nil {
+		h.serviceError(w, r, err, "reading the slideshow's status")
+		return
+	}
+	var img *pipeline.ImageStatus
+	for i := range st.Images {
+		if st.Images[i].N == n {
+			img = &st.Images[i]
+			break
+		}
+	}
+	final := st.State == pipeline.JobDone || st.State == pipeline.JobFailed
+	switch {
+	case img == nil && final:
+		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found: the slideshow has %d images", n, len(st.Images)))
+		return
+	case img == nil:
+		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: the slideshow is %s; poll GET /v1/slideshows/{id}", n, st.State))
+		return
+	case img.State == pipeline.ImageFailed:
+		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d failed; see GET /v1/slideshows/{id} for the reason", n))
+		return
+	case img.State != pipeline.ImageDone && final:
+		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d will not be made: the slideshow is %s", n, st.State))
+		return
+	case img.State != pipeline.ImageDone:
+		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: it is %s; poll GET /v1/slideshows/{id}", n, img.State))
+		return
+	}
+	path, err := h.cfg.Service.ImagePath(r.Context(), id, n)
+	if err != nil {
+		h.serviceError(w, r, err, "finding the image")
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			h.log.Warn().Str("request_id", requestID(r.Context())).Int("image", n).Msg("image file of a done image is missing")
+			h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found", n))
+			return
+		}
+		h.internalError(w, r, "opening the image", err)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() {
+		if err == nil {
+			err = errors.New("not a regular file")
+		}
+		h.internalError(w, r, "reading the image", err)
+		return
+	}
+	if img.MIMEType != "" {
+		w.Header().Set("Content-Type", img.MIMEType)
+	}
+	// A done image never changes.
+	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Without a MIME type in the status, ServeContent takes it from the
+	// file's extension, else sniffs the content.
+	http.ServeContent(w, r, filepath.Base(path), fi.ModTime(), f)
+}
+
+// usage serves GET /v1/usage.
+func (h *handler) usage(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Summary == nil {
+		h.writeError(w, r, http.StatusServiceUnavailable, "usage is not available: no scheduler attached")
+		return
+	}
+	h.writeJSON(w, r, http.StatusOK, h.cfg.Summary())
+}
+
+// healthz serves GET /healthz.
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	h.writeJSON(w, r, http.StatusOK, struct {
+		Status string `json:"status"`
+	}{"ok"})
+}
+
+func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see GET /v1/slideshows/{id}, POST /v1/slideshows, GET /v1/usage, GET /healthz, GET /metrics")
+}
+
+func (h *handler) methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		h.writeError(w, r, http.StatusMethodNotAllowed, "method "+quoteValue(r.Method)+" not allowed: use "+allow)
+	})
+}
+
+// serviceError answers for an error of the Service. Only errors the
+// pipeline marks as the client's (bad input, unknown id) reach the client
+// with their details; anything else is logged and answered with a generic
+// message that carries the request id.
+func (h *handler) serviceError(w http.ResponseWriter, r *http.Request, err error, doing string) {
+	var ie *pipeline.InputError
+	switch {
+	case errors.As(err, &ie):
+		fe := &fieldError{Field: ie.Field, Value: shorten(ie.Value), Reason: ie.Reason}
+		h.writeError(w, r, http.StatusBadRequest, fe.Error())
+	case errors.Is(err, pipeline.ErrNotFound):
+		h.writeError(w, r, http.StatusNotFound, "slideshow not found")
+	case errors.Is(err, pipeline.ErrClosed):
+		w.Header().Set("Retry-After", "5")
+		h.writeError(w, r, http.StatusServiceUnavailable, "the service is shutting down; try again later")
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads this answer.
+		h.log.Info().Str("request_id", requestID(r.Context())).Str("error", h.redact.String(err.Error())).
+			Msg(doing + " stopped: the request was cancelled")
+		h.writeError(w, r, http.StatusServiceUnavailable, "request cancelled")
+	default:
+		h.internalError(w, r, doing, err)
+	}
+}
+
+// internalError logs err (without secrets) and answers 500 with the request
+// id only.
+func (h *handler) internalError(w http.ResponseWriter, r *http.Request, doing string, err error) {
+	id := requestID(r.Context())
+	h.log.Error().Str("request_id", id).Str("error", h.redact.String(err.Error())).Msg(doing + " failed")
+	h.writeError(w, r, http.StatusInternalServerError, "internal error while "+doing+" (request id "+id+")")
+}
+
+// writeError answers with the JSON error body.
+func (h *handler) writeError(w http.ResponseWriter, r *http.Request, code int, msg string) {
+	h.writeJSON(w, r, code, errorBody{Error: errorDetail{Code: code, Status: statusName(code), Message: msg}})
+}
+
+// writeJSON answers with v as JSON, secrets removed.
+func (h *handler) writeJSON(w http.ResponseWriter, r *http.Request, code int, v any) {
+	b, err := marshalJSON(v)
+	if err != nil {
+		h.log.Error().Str("request_id", requestID(r.Context())).Str("error", h.redact.String(err.Error())).Msg("encoding an answer failed")
+		code = http.StatusInternalServerError
+		b, _ = marshalJSON(errorBody{Error: errorDetail{Code: code, Status: statusName(code),
+			Message: "internal error while encoding the answer (request id " + requestID(r.Context()) + ")"}})
+	}
+	b = h.redact.JSON(b)
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(b)
+	}
+}
+
+// promLogger sends promhttp's errors to the handler's logger.
+type promLogger struct{ h *handler }
+
+func (l promLogger) Println(v ...any) {
+	l.h.log.Error().Str("error", l.h.redact.String(fmt.Sprint(v...))).Msg("serving metrics")
+}
+
+// marshalJSON encodes v as one line of JSON ending in a newline, without
+// HTML escaping (answers are read by programs and people, not browsers).
+func marshalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
