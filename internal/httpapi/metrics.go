@@ -3,8 +3,10 @@ package httpapi
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -126,11 +128,11 @@ func (m *Metrics) Attach(summary func() scheduler.Summary) {
 func (m *Metrics) Observe(e scheduler.Event) {
 	switch e.Kind {
 	case scheduler.EventDispatched:
-		m.queueWait.WithLabelValues(e.Class).Observe(e.Waited.Seconds())
+		m.queueWait.WithLabelValues(label(e.Class)).Observe(e.Waited.Seconds())
 	case scheduler.EventFinished:
-		m.calls.WithLabelValues(e.Class, keyLabel(e.KeyID), outcomeLabel(e.Outcome)).Inc()
+		m.calls.WithLabelValues(label(e.Class), keyLabel(e.KeyID), outcomeLabel(e.Outcome)).Inc()
 		if e.KeyID != "" && e.Latency > 0 {
-			m.latency.WithLabelValues(e.Class).Observe(e.Latency.Seconds())
+			m.latency.WithLabelValues(label(e.Class)).Observe(e.Latency.Seconds())
 		}
 		if e.Outcome == "rate_limited" {
 			// One EventFinished per 429 answer; the scope is in the
@@ -141,16 +143,16 @@ func (m *Metrics) Observe(e scheduler.Event) {
 			if errors.As(e.Err, &rl) {
 				scope = rl.Scope
 			}
-			m.rateLimited.WithLabelValues(e.Class, keyLabel(e.KeyID), scope.String()).Inc()
+			m.rateLimited.WithLabelValues(label(e.Class), keyLabel(e.KeyID), scope.String()).Inc()
 		}
 	case scheduler.EventLaneCooled:
-		m.cooldowns.WithLabelValues(e.Class, e.Project).Inc()
+		m.cooldowns.WithLabelValues(label(e.Class), label(e.Project)).Inc()
 	case scheduler.EventLaneExhausted:
-		m.exhaustions.WithLabelValues(e.Class, e.Project).Inc()
+		m.exhaustions.WithLabelValues(label(e.Class), label(e.Project)).Inc()
 	case scheduler.EventKeyDisabled:
 		m.keysDisabled.WithLabelValues(keyLabel(e.KeyID), reasonLabel(e.Reason)).Inc()
 	case scheduler.EventRetry:
-		m.retries.WithLabelValues(e.Class).Inc()
+		m.retries.WithLabelValues(label(e.Class)).Inc()
 	}
 }
 
@@ -178,13 +180,22 @@ func outcomeLabel(o string) string {
 	return "other"
 }
 
+// label makes s a valid label value: Prometheus refuses (and the client
+// library panics on) label values that are not UTF-8.
+func label(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
 // keyLabel is the key id, or "none" for attempts that never had a key (a job
 // cancelled or closed while queued).
 func keyLabel(id string) string {
 	if id == "" {
 		return "none"
 	}
-	return id
+	return label(id)
 }
 
 // reasonLabel keeps key-disable reasons (short words from the classifier)
@@ -195,9 +206,9 @@ func reasonLabel(r string) string {
 		return "unknown"
 	}
 	if len(r) > max {
-		return r[:max]
+		r = r[:max]
 	}
-	return r
+	return label(r)
 }
 
 // summaryCollector exports the attached Summary as gauges at scrape time.
@@ -270,6 +281,9 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	s := f()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		for i := range labels {
+			labels[i] = label(labels[i])
+		}
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for _, cs := range s.Classes {
@@ -310,7 +324,7 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, k := range s.DisabledKeys {
-		gauge(descKeyDisabled, 1, k.ID, k.Project, reasonLabel(k.Reason))
+		gauge(descKeyDisabled, 1, keyLabel(k.ID), k.Project, reasonLabel(k.Reason))
 	}
 }
 

@@ -59,6 +59,12 @@ func TestMetricsObserveCounters(t *testing.T) {
 			func(m *Metrics) prometheus.Collector {
 				return m.keysDisabled.WithLabelValues("key4", strings.Repeat("x", 32))
 			}, 1},
+		{"invalid UTF-8 in a label", []scheduler.Event{{Kind: scheduler.EventLaneCooled, Class: "te\xffxt", Project: "p\xfe"}},
+			func(m *Metrics) prometheus.Collector { return m.cooldowns.WithLabelValues("te\uFFFDxt", "p\uFFFD") }, 1},
+		{"reason cut inside a rune", []scheduler.Event{{Kind: scheduler.EventKeyDisabled, KeyID: "key4", Reason: strings.Repeat("x", 31) + "é"}},
+			func(m *Metrics) prometheus.Collector {
+				return m.keysDisabled.WithLabelValues("key4", strings.Repeat("x", 31)+"\uFFFD")
+			}, 1},
 		{"retries", []scheduler.Event{{Kind: scheduler.EventRetry, Class: "text"}, {Kind: scheduler.EventRetry, Class: "text"}},
 			func(m *Metrics) prometheus.Collector { return m.retries.WithLabelValues("text") }, 2},
 	}
@@ -286,4 +292,18 @@ slideshowd_lane_cooldown_seconds{class="text",project=%[2]q} 0
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+func TestMetricsSummaryInvalidUTF8(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Attach(func() scheduler.Summary {
+		return scheduler.Summary{
+			Classes:      []scheduler.ClassSummary{{Name: "text", Lanes: []scheduler.LaneSummary{{Project: "p\xff"}}}},
+			DisabledKeys: []scheduler.DisabledKey{{ID: "k\xff", Project: "p\xff"}},
+		}
+	})
+	if n, err := testutil.GatherAndCount(reg, "slideshowd_lane_day_used", "slideshowd_key_disabled"); err != nil || n != 2 {
+		t.Fatalf("%d series, err %v", n, err)
+	}
 }
