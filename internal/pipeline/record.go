@@ -72,6 +72,13 @@ func (r record) status() Status {
 	return s
 }
 
+// Validate checks r as Submit does, without storing anything: nil, or an
+// *InputError naming the field.
+func Validate(r Request) error {
+	_, err := validate(r)
+	return err
+}
+
 // validate checks a request and returns its priority.
 func validate(r Request) (scheduler.Priority, error) {
 	pr, ok := scheduler.ParsePriority(r.Priority)

@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+)
+
+func cmdBatch(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("batch", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	out := fs.String("out", "", "output directory (required)")
+	progress := fs.String("progress", "auto", "progress display: auto (a bar on a terminal), bar, lines or none")
+	verbose := fs.Bool("v", false, "log at the configured level (default: warnings and errors only while the batch runs)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd batch FILE.json -out DIR [-config FILE] [-progress auto|bar|lines|none] [-v]")
+		fmt.Fprintln(e.stderr, "FILE is a JSON array of {\"source\", \"slides\": [{\"text\", \"image\": path relative to FILE}], \"images\": 1..20, \"priority\": high|normal|low}.")
+		fmt.Fprintln(e.stderr, "Exit status: 0 all done, 1 some failed, 2 bad input. Running it again with the same data directory resumes.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return exitBadArgs
+	}
+	if len(pos) != 1 || *out == "" {
+		fs.Usage()
+		return exitBadArgs
+	}
+	mode, ok := progressMode(*progress, e.stdout)
+	if !ok {
+		fmt.Fprintf(e.stderr, "slideshowd: -progress: %q: want auto, bar, lines or none\n", *progress)
+		return exitBadArgs
+	}
+	file := pos[0]
+	cfg, warnings, ok := loadConfig(e, *cfgPath, true)
+	if !ok {
+		return exitBadArgs
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", file, fileProblem(err))
+		return exitBadArgs
+	}
+	base := filepath.Dir(file)
+	entries, err := parseBatch(file, data, func(p string) ([]byte, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(base, p)
+		}
+		return os.ReadFile(p)
+	})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitBadArgs
+	}
+	log := newLogger(e, cfg.Log, quietLevel(*verbose))
+	for _, w := range warnings {
+		log.Warn().Msg(w)
+	}
+	return runBatch(ctx, e, cfg, log, entries, *out, mode, daemonOptions{})
+}
+
+// quietLevel keeps info lines off the progress display unless -v.
+func quietLevel(verbose bool) zerolog.Level {
+	if verbose {
+		return zerolog.TraceLevel
+	}
+	return zerolog.WarnLevel
+}
+
+// batchResult is the end of one entry.
+type batchResult struct {
+	index  int
+	status pipeline.Status
+	dir    string // output directory
+}
+
+// runBatch runs entries to the end on the daemon wired from cfg and writes
+// their outputs under out; it returns the exit code.
+func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger, entries []batchEntry, out string, mode string, o daemonOptions) int {
+	start := time.Now()
+	tr := newTracker(e.stdout, mode, entries)
+	o.onChange = tr.update
+	d, err := openDaemon(ctx, cfg, log, o)
+	if err != nil {
+		return openError(e, cfg, err)
+	}
+	defer d.close()
+	runCtx, stop := context.WithCancel(ctx)
+	wait := d.run(runCtx)
+	defer func() {
+		stop()
+		wait()
+	}()
+
+	ids := make([]string, len(entries))
+	for i, en := range entries {
+		id, err := d.pipe.Submit(ctx, en.req)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Fprintf(e.stderr, "slideshowd: [%d]: %v\n", i, err)
+			return exitFailed
+		}
+		ids[i] = id
+		tr.add(i, id)
+		if st, err := d.pipe.Status(ctx, id); err == nil {
+			tr.update(st)
+		}
+	}
+	tr.start()
+
+	results := make([]batchResult, len(entries))
+	interrupted := false
+	for i, id := range ids {
+		if id == "" {
+			interrupted = true
+			break
+		}
+		st, err := d.pipe.Wait(ctx, id)
+		if err != nil {
+			interrupted = true
+			break
+		}
+		dir := filepath.Join(out, outDirName(i, len(entries), entries[i].slug))
+		if err := writeOutputs(ctx, d.pipe, st, dir); err != nil {
+			tr.finish()
+			fmt.Fprintf(e.stderr, "slideshowd: writing %s: %v\n", dir, err)
+			return exitFailed
+		}
+		results[i] = batchResult{index: i, status: st, dir: dir}
+	}
+	tr.finish()
+	if interrupted {
+		fmt.Fprintf(e.stdout, "interrupted after %s: %d of %d steps done; run the same command again to resume\n",
+			time.Since(start).Round(time.Millisecond), tr.done(), tr.total)
+		return exitSignal
+	}
+	code := summarize(e.stdout, results, out, time.Since(start))
+	if o.atEnd != nil {
+		o.atEnd(d)
+	}
+	return code
+}
+
+// writeOutputs writes a job's analysis.json and finished images to dir.
+func writeOutputs(ctx context.Context, p *pipeline.Pipeline, st pipeline.Status, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if st.Analysis != nil {
+		data, err := json.MarshalIndent(st.Analysis, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := writeFile(dir, pipeline.AnalysisFile, append(data, '\n')); err != nil {
+			return err
+		}
+	}
+	for _, is := range st.Images {
+		if is.State != pipeline.ImageDone {
+			continue
+		}
+		src, err := p.ImagePath(ctx, st.ID, is.N)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		if err := writeFile(dir, filepath.Base(src), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeFile writes dir/name through a temporary file and a rename.
+func writeFile(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, name))
+}
+
+// summarize prints the end of the batch and returns the exit code.
+func summarize(w io.Writer, results []batchResult, out string, took time.Duration) int {
+	done, images, imagesDone := 0, 0, 0
+	var failures []string
+	for _, r := range results {
+		images += len(r.status.Images)
+		for _, is := range r.status.Images {
+			if is.State == pipeline.ImageDone {
+				imagesDone++
+			}
+		}
+		if r.status.State == pipeline.JobDone {
+			done++
+			continue
+		}
+		f := fmt.Sprintf("  [%d] %q: %s", r.index, r.status.Source, r.status.Error)
+		for _, is := range r.status.Images {
+			if is.State == pipeline.ImageFailed {
+				f += fmt.Sprintf("\n      image %d: %s", is.N, is.Error)
+			}
+		}
+		failures = append(failures, f)
+	}
+	fmt.Fprintf(w, "%d of %d slideshows done, %d of %d images written to %s in %s\n",
+		done, len(results), imagesDone, images, out, took.Round(time.Millisecond))
+	for _, r := range results {
+		fmt.Fprintf(w, "  %s  %s\n", r.dir, r.status.State)
+	}
+	if len(failures) == 0 {
+		return exitOK
+	}
+	fmt.Fprintf(w, "%d failed:\n%s\n", len(failures), strings.Join(failures, "\n"))
+	return exitFailed
+}
+
+// progressMode resolves -progress.
+func progressMode(s string, w io.Writer) (string, bool) {
+	switch s {
+	case "auto":
+		if isTerminal(w) {
+			return "bar", true
+		}
+		return "lines", true
+	case "bar", "lines", "none":
+		return s, true
+	}
+	return "", false
+}
+
+// tracker counts the batch's steps (one analysis and the images of each
+// entry) and shows progress: a bar redrawn in place, or a line per step.
+type tracker struct {
+	w     io.Writer
+	mode  string
+	total int
+
+	mu      sync.Mutex
+	byID    map[string]int // id -> entry index
+	units   []int          // finished steps per entry
+	analyze []bool
+	images  []int
+	started bool
+	shown   int
+	lastBar time.Time
+}
+
+func newTracker(w io.Writer, mode string, entries []batchEntry) *tracker {
+	t := &tracker{w: w, mode: mode, byID: make(map[string]int), units: make([]int, len(entries)),
+		analyze: make([]bool, len(entries)), images: make([]int, len(entries))}
+	for _, en := range entries {
+		t.total += 1 + en.req.Images
+	}
+	return t
+}
+
+func (t *tracker) add(i int, id string) {
+	t.mu.Lock()
+	t.byID[id] = i
+	t.mu.Unlock()
+}
+
+// update is the pipeline's OnChange: it must be quick.
+func (t *tracker) update(st pipeline.Status) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.byID[st.ID]
+	if !ok {
+		return
+	}
+	imgs := 0
+	for _, is := range st.Images {
+		if is.State == pipeline.ImageDone || is.State == pipeline.ImageFailed {
+			imgs++
+		}
+	}
+	analysed := st.Analysis != nil
+	units := imgs
+	if analysed {
+		units++
+	}
+	if st.State == pipeline.JobFailed {
+		units, analysed, imgs = 1+len(st.Images), true, len(st.Images) // nothing more will happen
+	}
+	if units <= t.units[i] {
+		return
+	}
+	t.units[i], t.analyze[i], t.images[i] = units, analysed, imgs
+	if t.started {
+		t.showLocked(false)
+	}
+}
+
+func (t *tracker) done() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.doneLocked()
+}
+
+func (t *tracker) doneLocked() int {
+	n := 0
+	for _, u := range t.units {
+		n += u
+	}
+	return n
+}
+
+func (t *tracker) start() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.started = true
+	t.showLocked(true)
+}
+
+func (t *tracker) finish() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.mode == "bar" && t.started {
+		t.drawBar()
+		fmt.Fprintln(t.w)
+	}
+	t.started = false
+}
+
+func (t *tracker) showLocked(first bool) {
+	n := t.doneLocked()
+	if n == t.shown && !first {
+		return
+	}
+	t.shown = n
+	an, im, imTotal := 0, 0, 0
+	for i := range t.units {
+		if t.analyze[i] {
+			an++
+		}
+		im += t.images[i]
+	}
+	imTotal = t.total - len(t.units)
+	switch t.mode {
+	case "lines":
+		fmt.Fprintf(t.w, "progress: %d/%d steps (analyses %d/%d, images %d/%d)\n", n, t.total, an, len(t.units), im, imTotal)
+	case "bar":
+		// Redraw at most 20 times a second, and always at the end.
+		if now := time.Now(); first || n == t.total || now.Sub(t.lastBar) >= 50*time.Millisecond {
+			t.lastBar = now
+			t.drawBar()
+		}
+	}
+}
+
+func (t *tracker) drawBar() {
+	n := t.doneLocked()
+	const width = 30
+	fill := 0
+	if t.total > 0 {
+		fill = n * width / t.total
+	}
+	im := 0
+	an := 0
+	for i := range t.units {
+		im += t.images[i]
+		if t.analyze[i] {
+			an++
+		}
+	}
+	fmt.Fprintf(t.w, "\r[%s%s] %3d%%  %d/%d steps  analyses %d/%d  images %d/%d ",
+		strings.Repeat("#", fill), strings.Repeat(".", width-fill), n*100/max(1, t.total), n, t.total,
+		an, len(t.units), im, t.total-len(t.units))
+}

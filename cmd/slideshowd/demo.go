@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/slideshowd/slideshowd/examples"
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/internal/config"
+)
+
+// demoKeys is the number of emulated keys (each its own project) of the demo.
+const demoKeys = 5
+
+func cmdDemo(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("demo", e)
+	out := fs.String("out", "out", "output directory")
+	batchFile := fs.String("batch", "", "batch file to run (default: the built-in examples/batch.json)")
+	progress := fs.String("progress", "auto", "progress display: auto, bar, lines or none")
+	verbose := fs.Bool("v", false, "log at info level")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return exitBadArgs
+	}
+	if len(pos) != 0 {
+		fmt.Fprintf(e.stderr, "slideshowd demo: unexpected argument %q\n", pos[0])
+		return exitBadArgs
+	}
+	mode, ok := progressMode(*progress, e.stdout)
+	if !ok {
+		fmt.Fprintf(e.stderr, "slideshowd: -progress: %q: want auto, bar, lines or none\n", *progress)
+		return exitBadArgs
+	}
+
+	// The batch: built in, or a file.
+	name, data, readImage := examples.BatchFile, []byte(nil), func(p string) ([]byte, error) {
+		return fsReadFile(examples.Batch, p)
+	}
+	if *batchFile != "" {
+		name = *batchFile
+		base := filepath.Dir(name)
+		readImage = func(p string) ([]byte, error) {
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(base, p)
+			}
+			return os.ReadFile(p)
+		}
+		data, err = os.ReadFile(name)
+	} else {
+		data, err = fsReadFile(examples.Batch, examples.BatchFile)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", name, fileProblem(err))
+		return exitBadArgs
+	}
+	entries, err := parseBatch(name, data, readImage)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitBadArgs
+	}
+
+	// The emulator, on a loopback socket: the calls go through the
+	// scheduler, the genai SDK and HTTP, as they would to Google.
+	ecfg := emulator.Config{
+		Seed: 1,
+		Faults: emulator.Faults{Latency: func(model string, r *rand.Rand) time.Duration {
+			if model == emulator.DefaultImageModel {
+				return 200*time.Millisecond + time.Duration(r.Int64N(int64(400*time.Millisecond)))
+			}
+			return 100*time.Millisecond + time.Duration(r.Int64N(int64(200*time.Millisecond)))
+		}},
+	}
+	cfg := config.Default()
+	for i := range demoKeys {
+		id := fmt.Sprintf("key%d", i+1)
+		secret := demoSecret()
+		ecfg.Keys = append(ecfg.Keys, emulator.Key{Name: id, Secret: secret})
+		cfg.Keys = append(cfg.Keys, config.Key{ID: id, Project: id, Secret: secret})
+	}
+	em, err := emulator.New(ecfg)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
+		return exitFailed
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
+		return exitFailed
+	}
+	srv := &http.Server{Handler: em, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	defer func() {
+		srv.Close()
+		<-served
+	}()
+
+	dataDir, err := os.MkdirTemp("", "slideshowd-demo-")
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
+		return exitFailed
+	}
+	defer os.RemoveAll(dataDir)
+	cfg.Data = dataDir
+	cfg.BaseURL = "http://" + ln.Addr().String() + "/"
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
+		return exitFailed
+	}
+	log := newLogger(e, cfg.Log, quietLevel(*verbose))
+
+	images := 0
+	for _, en := range entries {
+		images += en.req.Images
+	}
+	fmt.Fprintf(e.stdout, "slideshowd demo: %d slideshows, %d images, on a Gemini API emulator at %s\n", len(entries), images, cfg.BaseURL)
+	fmt.Fprintf(e.stdout, "%d emulated keys (key1..key%d, each its own project), limits text %d RPM %d/day, image %d RPM %d/day per project\n\n",
+		demoKeys, demoKeys, cfg.Classes.Text.RPM, cfg.Classes.Text.RPD, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)
+
+	code := runBatch(ctx, e, cfg, log, entries, *out, mode, daemonOptions{atEnd: func(d *daemon) {
+		printUsage(e.stdout, d.sched.Summary(), cfg)
+	}})
+	st := em.Stats()
+	fmt.Fprintf(e.stdout, "\nemulator: %d requests (%d text, %d image), %d answered 429\n",
+		st.Total(), modelRequests(st, emulator.DefaultTextModel), modelRequests(st, emulator.DefaultImageModel), st.Status(http.StatusTooManyRequests))
+	return code
+}
+
+func modelRequests(s emulator.Stats, model string) int {
+	n := 0
+	for k, c := range s.Requests {
+		if k.Model == model {
+			n += c
+		}
+	}
+	return n
+}
+
+// fsReadFile reads a slash-separated path relative to the root of fsys.
+func fsReadFile(fsys fs.FS, p string) ([]byte, error) {
+	return fs.ReadFile(fsys, path.Clean(p))
+}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/internal/config"
+)
+
+// StatsPath is where `slideshowd emulate` serves the emulator's counters.
+const StatsPath = "/_emulator/stats"
+
+// emulateFlags are the emulator's settings on the command line.
+type emulateFlags struct {
+	addr                            string
+	keys, projects                  int
+	leaked                          string
+	textModel, imageModel           string
+	textRPM, textRPD, textTPM       int
+	imageRPM, imageRPD, imageTPM    int
+	layout                          string
+	freeTier, truncate              bool
+	rate503, rate500, rate504       float64
+	noImage, malformedJSON, blocked float64
+	textLatency, imageLatency       string
+	seed                            int64
+}
+
+func (f *emulateFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8090", "listen address")
+	fs.IntVar(&f.keys, "keys", 3, "number of keys to generate (key1..keyN), unless GEMINI_API_KEYS is set")
+	fs.IntVar(&f.projects, "projects", 0, "number of projects the keys are spread over, round-robin (default: one per key)")
+	fs.StringVar(&f.leaked, "leaked", "", "comma-separated key ids answered 403 'reported as leaked'")
+	fs.StringVar(&f.textModel, "text-model", emulator.DefaultTextModel, "text model served")
+	fs.StringVar(&f.imageModel, "image-model", emulator.DefaultImageModel, "image model served")
+	fs.IntVar(&f.textRPM, "text-rpm", 1000, "text model: requests per minute per project (0: unlimited)")
+	fs.IntVar(&f.textRPD, "text-rpd", 10000, "text model: requests per Pacific day per project (0: unlimited)")
+	fs.IntVar(&f.textTPM, "text-tpm", 0, "text model: input tokens per minute per project (0: unlimited)")
+	fs.IntVar(&f.imageRPM, "image-rpm", 20, "image model: requests per minute per project (0: unlimited)")
+	fs.IntVar(&f.imageRPD, "image-rpd", 250, "image model: requests per Pacific day per project (0: unlimited)")
+	fs.IntVar(&f.imageTPM, "image-tpm", 0, "image model: input tokens per minute per project (0: unlimited)")
+	fs.StringVar(&f.layout, "layout", "2025", "429 body layout: 2025, 2026, bare or help-only")
+	fs.BoolVar(&f.freeTier, "free-tier", false, "free-tier quota ids (-FreeTier suffix)")
+	fs.BoolVar(&f.truncate, "truncate-retry-delay", false, "whole-second retryDelay, as the real API sends")
+	fs.Float64Var(&f.rate503, "rate503", 0, "fraction of requests answered 503 UNAVAILABLE")
+	fs.Float64Var(&f.rate500, "rate500", 0, "fraction of requests answered 500 INTERNAL")
+	fs.Float64Var(&f.rate504, "rate504", 0, "fraction of requests answered 504 DEADLINE_EXCEEDED")
+	fs.Float64Var(&f.noImage, "no-image", 0, "fraction of image answers without an image (IMAGE_SAFETY)")
+	fs.Float64Var(&f.malformedJSON, "malformed-json", 0, "fraction of JSON answers cut short")
+	fs.Float64Var(&f.blocked, "blocked", 0, "fraction of answers blocked (PROHIBITED_CONTENT)")
+	fs.StringVar(&f.textLatency, "text-latency", "0", "text answer latency: a duration or a range MIN-MAX (e.g. 200ms-2s)")
+	fs.StringVar(&f.imageLatency, "image-latency", "0", "image answer latency: a duration or a range MIN-MAX (e.g. 5s-20s)")
+	fs.Int64Var(&f.seed, "seed", 0, "seed of faults, latency and outputs (0: random)")
+}
+
+// latencyRange parses "D" or "MIN-MAX".
+func latencyRange(s string) (lo, hi time.Duration, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	if lo, err = time.ParseDuration(a); err != nil {
+		return 0, 0, fmt.Errorf("%q: not a duration or MIN-MAX range", s)
+	}
+	hi = lo
+	if isRange {
+		if hi, err = time.ParseDuration(b); err != nil || hi < lo {
+			return 0, 0, fmt.Errorf("%q: want MIN-MAX with MIN <= MAX", s)
+		}
+	}
+	if lo < 0 {
+		return 0, 0, fmt.Errorf("%q: must be >= 0", s)
+	}
+	return lo, hi, nil
+}
+
+// emulatorConfig builds the emulator's configuration; keys are generated
+// (secret random) unless secrets are given.
+func (f *emulateFlags) emulatorConfig(secrets []string) (emulator.Config, error) {
+	cfg := emulator.Config{
+		Models: map[string]emulator.Limits{
+			f.textModel:  {RPM: f.textRPM, RPD: f.textRPD, TPM: f.textTPM},
+			f.imageModel: {RPM: f.imageRPM, RPD: f.imageRPD, TPM: f.imageTPM},
+		},
+		FreeTier:           f.freeTier,
+		TruncateRetryDelay: f.truncate,
+		Seed:               f.seed,
+		Faults: emulator.Faults{Rate503: f.rate503, Rate500: f.rate500, Rate504: f.rate504,
+			NoImage: f.noImage, MalformedJSON: f.malformedJSON, Blocked: f.blocked},
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = mrand.Int64()
+	}
+	switch f.layout {
+	case "2025":
+		cfg.Layout = emulator.Layout2025
+	case "2026":
+		cfg.Layout = emulator.Layout2026
+	case "bare":
+		cfg.Layout = emulator.LayoutBare
+	case "help-only":
+		cfg.Layout = emulator.LayoutHelpOnly
+	default:
+		return cfg, fmt.Errorf("-layout: %q: want 2025, 2026, bare or help-only", f.layout)
+	}
+	tlo, thi, err := latencyRange(f.textLatency)
+	if err != nil {
+		return cfg, fmt.Errorf("-text-latency: %v", err)
+	}
+	ilo, ihi, err := latencyRange(f.imageLatency)
+	if err != nil {
+		return cfg, fmt.Errorf("-image-latency: %v", err)
+	}
+	if thi > 0 || ihi > 0 {
+		text, image := emulator.UniformLatency(tlo, thi), emulator.UniformLatency(ilo, ihi)
+		imageModel := f.imageModel
+		cfg.Faults.Latency = func(model string, r *mrand.Rand) time.Duration {
+			if model == imageModel {
+				return image(model, r)
+			}
+			return text(model, r)
+		}
+	}
+	n := f.keys
+	if len(secrets) > 0 {
+		n = len(secrets)
+	}
+	if n < 1 {
+		return cfg, fmt.Errorf("-keys: %d: must be > 0", n)
+	}
+	projects := f.projects
+	if projects <= 0 || projects > n {
+		projects = n
+	}
+	leaked := map[string]bool{}
+	for _, id := range strings.Split(f.leaked, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			leaked[id] = true
+		}
+	}
+	for i := range n {
+		name := fmt.Sprintf("key%d", i+1)
+		secret := ""
+		if len(secrets) > 0 {
+			secret = secrets[i]
+		} else {
+			secret = demoSecret()
+		}
+		project := fmt.Sprintf("project%d", i%projects+1)
+		if projects == n {
+			project = name
+		}
+		cfg.Keys = append(cfg.Keys, emulator.Key{Name: name, Secret: secret, Project: project, Leaked: leaked[name]})
+		delete(leaked, name)
+	}
+	for id := range leaked {
+		return cfg, fmt.Errorf("-leaked: %q: no such key (key1..key%d)", id, n)
+	}
+	return cfg, cfg.Validate()
+}
+
+// demoSecret returns a random emulator key, shaped like a Gemini key.
+func demoSecret() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	b := []byte("AIzaEMU-")
+	for len(b) < 39 {
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b = append(b, alphabet[n.Int64()])
+	}
+	return string(b)
+}
+
+func cmdEmulate(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("emulate", e)
+	var f emulateFlags
+	f.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd emulate [-addr HOST:PORT] [flags]")
+		fmt.Fprintln(e.stderr, "Serves an emulator of the Gemini API (quotas, 429 bodies, faults, deterministic outputs).")
+		fmt.Fprintln(e.stderr, "Its keys are its own: generated and printed, or taken from GEMINI_API_KEYS when set (not printed).")
+		fmt.Fprintf(e.stderr, "GET %s shows what it served.\n", StatsPath)
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return exitBadArgs
+	}
+	if len(pos) != 0 {
+		fmt.Fprintf(e.stderr, "slideshowd emulate: unexpected argument %q\n", pos[0])
+		return exitBadArgs
+	}
+	var secrets []string
+	fromEnv := false
+	if v := strings.TrimSpace(e.getenv(config.EnvKeys)); v != "" {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				secrets = append(secrets, s)
+			}
+		}
+		fromEnv = true
+	}
+	ecfg, err := f.emulatorConfig(secrets)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
+		return exitBadArgs
+	}
+	em, err := emulator.New(ecfg)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
+		return exitBadArgs
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
+		return exitFailed
+	}
+	base := "http://" + ln.Addr().String() + "/"
+	fmt.Fprintf(e.stdout, "Gemini API emulator on %s (models %s, %s)\n", base, f.textModel, f.imageModel)
+	if fromEnv {
+		fmt.Fprintf(e.stdout, "keys: %d from %s (not shown)\n", len(ecfg.Keys), config.EnvKeys)
+	} else {
+		fmt.Fprintln(e.stdout, "These keys are the emulator's own, generated now; they are not Gemini keys and work nowhere else:")
+		var all []string
+		for _, k := range ecfg.Keys {
+			fmt.Fprintf(e.stdout, "  %s (project %s): %s\n", k.Name, k.Project, k.Secret)
+			all = append(all, k.Secret)
+		}
+		fmt.Fprintln(e.stdout, "Point slideshowd at it:")
+		fmt.Fprintf(e.stdout, "  export GEMINI_BASE_URL=%s GEMINI_API_KEYS=%s\n", base, strings.Join(all, ","))
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+StatsPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(statsJSON(em.Stats()))
+	})
+	mux.Handle("/", em)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
+		return exitFailed
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
+	}
+	<-errc
+	return exitOK
+}
+
+// emulatorStats is the JSON form of emulator.Stats.
+type emulatorStats struct {
+	Requests    []requestCount `json:"requests"`
+	RateLimited map[string]int `json:"rate_limited"`
+	Day         []laneCount    `json:"day"`
+	MaxWindow   []laneCount    `json:"max_window"`
+}
+
+type requestCount struct {
+	Key    string `json:"key"`
+	Model  string `json:"model"`
+	Status int    `json:"status"`
+	Count  int    `json:"count"`
+}
+
+type laneCount struct {
+	Project string `json:"project"`
+	Model   string `json:"model"`
+	Count   int    `json:"count"`
+}
+
+func statsJSON(s emulator.Stats) emulatorStats {
+	out := emulatorStats{RateLimited: s.RateLimited}
+	if out.RateLimited == nil {
+		out.RateLimited = map[string]int{}
+	}
+	for k, n := range s.Requests {
+		out.Requests = append(out.Requests, requestCount{Key: k.Key, Model: k.Model, Status: k.Status, Count: n})
+	}
+	sort.Slice(out.Requests, func(i, j int) bool {
+		a, b := out.Requests[i], out.Requests[j]
+		if a.Model != b.Model {
+			return a.Model < b.Model
+		}
+		if a.Key != b.Key {
+			return a.Key < b.Key
+		}
+		return a.Status < b.Status
+	})
+	lanes := func(m map[emulator.LaneKey]int) []laneCount {
+		var l []laneCount
+		for k, n := range m {
+			l = append(l, laneCount{Project: k.Project, Model: k.Model, Count: n})
+		}
+		sort.Slice(l, func(i, j int) bool {
+			if l[i].Model != l[j].Model {
+				return l[i].Model < l[j].Model
+			}
+			return l[i].Project < l[j].Project
+		})
+		return l
+	}
+	out.Day, out.MaxWindow = lanes(s.Day), lanes(s.MaxWindow)
+	return out
+}

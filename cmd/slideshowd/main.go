@@ -1,0 +1,96 @@
+// Command slideshowd turns slideshows into an analysis and new images with
+// the Gemini API, through a pool of API keys whose quotas it keeps exactly.
+//
+//	slideshowd demo                       the sample batch on a built-in emulator; no keys needed
+//	slideshowd batch FILE.json -out DIR   run a batch to the end (exit 0 all done, 1 some failed, 2 bad input)
+//	slideshowd serve [-addr HOST:PORT]    the HTTP API
+//	slideshowd usage                      the usage table (of the running daemon, else of the data directory)
+//	slideshowd emulate [-addr HOST:PORT]  the Gemini API emulator as a server
+//	slideshowd version | help
+//
+// Configuration: slideshowd.yaml (or -config FILE) and the environment
+// (GEMINI_API_KEYS, GEMINI_BASE_URL, SLIDESHOWD_DATA, SLIDESHOWD_TOKEN); see
+// examples/slideshowd.yaml.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // some work failed, or a runtime error
+	exitBadArgs = 2 // bad input: arguments, config, batch file
+	exitSignal  = 130
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
+	stop()
+	os.Exit(code)
+}
+
+// env is the outside world of a command.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+type command struct {
+	name, args, help string
+	run              func(ctx context.Context, e env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"demo", "[-out DIR] [-batch FILE]", "run the sample batch on a built-in Gemini emulator (no keys needed)", cmdDemo},
+		{"batch", "FILE.json -out DIR", "run a batch of slideshows to the end; re-running resumes", cmdBatch},
+		{"serve", "[-addr HOST:PORT]", "serve the HTTP API", cmdServe},
+		{"usage", "[-json]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
+		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},
+		{"version", "", "print the version", cmdVersion},
+		{"help", "", "print this help", nil},
+	}
+}
+
+func run(ctx context.Context, args []string, e env) int {
+	if len(args) == 0 {
+		usageText(e.stderr)
+		return exitBadArgs
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		usageText(e.stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == name && c.run != nil {
+			return c.run(ctx, e, rest)
+		}
+	}
+	fmt.Fprintf(e.stderr, "slideshowd: unknown command %q (see slideshowd help)\n", name)
+	return exitBadArgs
+}
+
+func usageText(w io.Writer) {
+	fmt.Fprintln(w, "slideshowd: slideshow analysis and images with the Gemini API, over a pool of keys.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: slideshowd COMMAND [flags]")
+	fmt.Fprintln(w)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %-28s %s\n", c.name, c.args, c.help)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Every command but emulate and version takes -config FILE (default: slideshowd.yaml when present).")
+	fmt.Fprintln(w, "Environment: GEMINI_API_KEYS (comma-separated keys, ids key1..keyN), GEMINI_BASE_URL,")
+	fmt.Fprintln(w, "SLIDESHOWD_DATA (data directory, default ./data), SLIDESHOWD_TOKEN (HTTP bearer token).")
+	fmt.Fprintln(w, "Run 'slideshowd COMMAND -h' for a command's flags.")
+}

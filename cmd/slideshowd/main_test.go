@@ -1,0 +1,555 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+)
+
+// bin is the slideshowd binary the tests run, built once by TestMain.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "slideshowd-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "slideshowd")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building slideshowd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := 0
+	func() {
+		defer os.RemoveAll(dir)
+		// go.opencensus.io, imported by the SDK's dependencies, starts a
+		// worker in an init function.
+		defer func() {
+			if err := goleak.Find(goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start")); err != nil && code == 0 {
+				fmt.Fprintln(os.Stderr, "goleak:", err)
+				code = 1
+			}
+		}()
+		code = m.Run()
+	}()
+	os.Exit(code)
+}
+
+// secrets are the keys of the tests: long and distinctive, so that a leak
+// anywhere is found.
+var secrets = []string{
+	"AIzaTEST-e2e-secret-number-one-0001",
+	"AIzaTEST-e2e-secret-number-two-0002",
+	"AIzaTEST-e2e-secret-number-three-03",
+}
+
+// result is a finished run of the binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// cmdEnv is the environment of a run: nothing from the test's own but PATH
+// and HOME, so no real key leaks in.
+func cmdEnv(t *testing.T, vars map[string]string) []string {
+	t.Helper()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// runBin runs the binary in dir to the end.
+func runBin(t *testing.T, dir string, vars map[string]string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = cmdEnv(t, vars)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running slideshowd %v: %v", args, err)
+	}
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// startEmulator serves an emulator with the test secrets as keys key1..key3
+// (each its own project) on a loopback socket.
+func startEmulator(t *testing.T, faults emulator.Faults) (*emulator.Emulator, string) {
+	t.Helper()
+	cfg := emulator.Config{Seed: 7, Faults: faults}
+	for i, s := range secrets {
+		cfg.Keys = append(cfg.Keys, emulator.Key{Name: fmt.Sprintf("key%d", i+1), Secret: s})
+	}
+	e, err := emulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, newLoopbackServer(t, e)
+}
+
+// newLoopbackServer serves h on a loopback socket until the test ends and
+// returns its base URL.
+func newLoopbackServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// keyEnv is the environment pointing slideshowd at an emulator.
+func keyEnv(base, data string) map[string]string {
+	return map[string]string{
+		"GEMINI_API_KEYS": strings.Join(secrets, ","),
+		"GEMINI_BASE_URL": base,
+		"SLIDESHOWD_DATA": data,
+	}
+}
+
+// fastConfig lets images go at 600 RPM per key, so tests run quickly.
+const fastConfig = `
+log:
+  format: json
+  level: debug
+classes:
+  image:
+    rpm: 600
+    rpd: 240
+`
+
+func writeTestFile(t *testing.T, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// smallBatch writes a batch of n slideshows of k images each in dir.
+func smallBatch(t *testing.T, dir string, n, k int) string {
+	t.Helper()
+	var entries []string
+	for i := range n {
+		entries = append(entries, fmt.Sprintf(`{"source": "Deck number %d", "slides": [{"text": "Slide one of deck %d"}, {"text": "Slide two"}], "images": %d, "priority": "normal"}`, i+1, i+1, k))
+	}
+	return writeTestFile(t, filepath.Join(dir, "batch.json"), "["+strings.Join(entries, ",\n")+"]")
+}
+
+// served counts an emulator's 200 answers for model.
+func served(e *emulator.Emulator, model string) int {
+	n := 0
+	for k, c := range e.Stats().Requests {
+		if k.Model == model && k.Status == http.StatusOK {
+			n += c
+		}
+	}
+	return n
+}
+
+// checkOutputs checks that out holds n directories with an analysis and k
+// valid PNG images each.
+func checkOutputs(t *testing.T, out string, n, k int) {
+	t.Helper()
+	dirs, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirs) != n {
+		t.Fatalf("%s has %d entries, want %d", out, len(dirs), n)
+	}
+	for _, d := range dirs {
+		var a struct {
+			Summary      string   `json:"summary"`
+			ImagePrompts []string `json:"image_prompts"`
+		}
+		data, err := os.ReadFile(filepath.Join(out, d.Name(), "analysis.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &a); err != nil || a.Summary == "" || len(a.ImagePrompts) != k {
+			t.Errorf("%s/analysis.json: %v, %d prompts", d.Name(), err, len(a.ImagePrompts))
+		}
+		for i := 1; i <= k; i++ {
+			f, err := os.Open(filepath.Join(out, d.Name(), fmt.Sprintf("image-%02d.png", i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := png.Decode(f); err != nil {
+				t.Errorf("%s image %d: not a PNG: %v", d.Name(), i, err)
+			}
+			f.Close()
+		}
+	}
+}
+
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	r := runBin(t, dir, nil, "demo", "-out", "out", "-progress", "lines")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkOutputs(t, filepath.Join(dir, "out"), 2, 5)
+	for _, want := range []string{
+		"progress: 12/12 steps (analyses 2/2, images 10/10)",
+		"2 of 2 slideshows done, 10 of 10 images written to out",
+		"text (gemini-3-flash-preview): 5 keys, 4,500 RPM, 45,000/day; today 2 used",
+		"image (gemini-3-pro-image-preview): 5 keys, 90 RPM, 1,200/day; today 10 used",
+		"emulator: 12 requests (2 text, 10 image), 0 answered 429",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// A second demo works too (its data directory is temporary).
+	if r := runBin(t, dir, nil, "demo", "-out", "out", "-progress", "none"); r.code != 0 {
+		t.Fatalf("second demo: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestBatchKilledAndResumed kills a batch with SIGKILL in the middle and
+// runs it again: it finishes without asking again for any analysis or
+// image whose file was stored.
+func TestBatchKilledAndResumed(t *testing.T) {
+	e, base := startEmulator(t, emulator.Faults{Latency: func(model string, r *rand.Rand) time.Duration {
+		if model == emulator.DefaultImageModel {
+			return 100*time.Millisecond + time.Duration(r.Int64N(int64(1500*time.Millisecond)))
+		}
+		return 50 * time.Millisecond
+	}})
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	batch := smallBatch(t, dir, 2, 5)
+	vars := keyEnv(base, data)
+
+	cmd := exec.Command(bin, "batch", batch, "-out", "out", "-progress", "lines")
+	cmd.Dir = dir
+	cmd.Env = cmdEnv(t, vars)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	killed := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "images 3/10") {
+			cmd.Process.Kill() // SIGKILL
+			killed = true
+			break
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	cmd.Wait()
+	if !killed {
+		t.Fatalf("the batch ended before it could be killed:\n%s", stderr.String())
+	}
+
+	analyses, images := countFiles(t, filepath.Join(data, "jobs"), "analysis.json"), countFiles(t, filepath.Join(data, "jobs"), "image-*.png")
+	if images < 3 || images == 10 {
+		t.Fatalf("%d images stored at the kill: want the batch in the middle", images)
+	}
+	text0, image0 := served(e, emulator.DefaultTextModel), served(e, emulator.DefaultImageModel)
+
+	r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "lines")
+	if r.code != 0 {
+		t.Fatalf("second run: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if got, want := served(e, emulator.DefaultTextModel)-text0, 2-analyses; got != want {
+		t.Errorf("second run asked for %d analyses, want %d (2 less the %d stored)", got, want, analyses)
+	}
+	if got, want := served(e, emulator.DefaultImageModel)-image0, 10-images; got != want {
+		t.Errorf("second run generated %d images, want %d (10 less the %d stored)", got, want, images)
+	}
+	checkOutputs(t, filepath.Join(dir, "out"), 2, 5)
+
+	// A third run has nothing left to do.
+	text1, image1 := served(e, emulator.DefaultTextModel), served(e, emulator.DefaultImageModel)
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "none"); r.code != 0 || !strings.Contains(r.stdout, "2 of 2 slideshows done") {
+		t.Fatalf("third run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if served(e, emulator.DefaultTextModel) != text1 || served(e, emulator.DefaultImageModel) != image1 {
+		t.Error("a finished batch sent requests when run again")
+	}
+}
+
+func countFiles(t *testing.T, root, pattern string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if ok, _ := filepath.Match(pattern, d.Name()); ok {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func TestBatchFailuresExitOne(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{NoImage: 1})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	batch := smallBatch(t, dir, 1, 2)
+	r := runBin(t, dir, keyEnv(base, filepath.Join(dir, "data")), "batch", batch, "-out", "out", "-progress", "none")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"0 of 1 slideshows done", "1 failed:", `[0] "Deck number 1": 2 of 2 images failed`, "image 1: ", "IMAGE_SAFETY"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// The analysis was kept.
+	if _, err := os.Stat(filepath.Join(dir, "out", "01-deck-number-1", "analysis.json")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		vars       map[string]string
+		want       string
+	}{
+		{"negative rpm", "classes:\n  image:\n    rpm: -3\n", nil, "slideshowd: config: classes.image.rpm: -3: must be > 0"},
+		{"unknown field", "classes:\n  text:\n    rmp: 5\n", nil, "slideshowd: config: slideshowd.yaml: line 3: classes.text.rmp: unknown field"},
+		{"syntax", "listen: [\n", nil, "slideshowd: config: slideshowd.yaml: line 1: did not find expected node content"},
+		{"unset secret_env", "keys:\n  - id: main\n    secret_env: MY_GEMINI_KEY\n", map[string]string{"GEMINI_API_KEYS": ""},
+			`slideshowd: config: keys[0].secret_env: MY_GEMINI_KEY: not set in the environment (key "main")`},
+		{"no keys", "listen: 127.0.0.1:8080\n", map[string]string{"GEMINI_API_KEYS": ""},
+			"slideshowd: config: keys: none: set GEMINI_API_KEYS or list keys (id, secret_env) in the config file"},
+	}
+	for _, tt := range tests {
+		for _, command := range [][]string{{"batch", "b.json", "-out", "out"}, {"serve", "-addr", "127.0.0.1:0"}} {
+			t.Run(tt.name+"/"+command[0], func(t *testing.T) {
+				dir := t.TempDir()
+				writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), tt.yaml)
+				smallBatch(t, dir, 1, 1)
+				os.Rename(filepath.Join(dir, "batch.json"), filepath.Join(dir, "b.json"))
+				vars := map[string]string{"GEMINI_API_KEYS": secrets[0]}
+				for k, v := range tt.vars {
+					vars[k] = v
+				}
+				r := runBin(t, dir, vars, command...)
+				if r.code != 2 {
+					t.Errorf("exit %d, want 2", r.code)
+				}
+				if r.stderr != tt.want+"\n" {
+					t.Errorf("stderr\n got %q\nwant %q", r.stderr, tt.want+"\n")
+				}
+			})
+		}
+	}
+}
+
+func TestBadBatch(t *testing.T) {
+	entry := func(extra string) string {
+		return `{"source": "s", "slides": [{"text": "t"}], "images": 2` + extra + `}`
+	}
+	tests := []struct {
+		name, file string
+		want       string // after "slideshowd: <path>: "
+	}{
+		{"images out of range", "[" + entry("") + ", " + entry("") + ", " + strings.Replace(entry(""), `"images": 2`, `"images": 25`, 1) + "]",
+			"[2].images: 25: must be 1..20"},
+		{"unknown field", "[" + entry(`, "imagez": 3`) + "]", `[0].imagez: unknown field (want source, slides, images, priority)`},
+		{"unknown slide field", `[{"source": "s", "slides": [{"txt": "t"}], "images": 2}]`, `[0].slides[0].txt: unknown field (want text, image)`},
+		{"missing image", `[{"source": "s", "slides": [{"text": "t", "image": "nope.png"}], "images": 2}]`, `[0].slides[0].image: "nope.png": no such file`},
+		{"priority", "[" + entry(`, "priority": "asap"`) + "]", `[0].priority: "asap": want "high", "normal" or "low"`},
+		{"wrong type", `[{"source": "s", "slides": [{"text": "t"}], "images": "two"}]`, `[0].images: "two": want an integer 1..20`},
+		{"no slides", `[{"source": "s", "images": 2}]`, `[0].slides: none: need at least one slide`},
+		{"syntax", "[\n" + entry("") + ",\n]", "line 3, column 1: invalid character ']' looking for beginning of value"},
+		{"not an array", `{"source": "s"}`, "want a JSON array of slideshows, got object"},
+		{"empty", `[]`, "no slideshows: want a JSON array with at least one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := writeTestFile(t, filepath.Join(dir, "batch.json"), tt.file)
+			r := runBin(t, dir, map[string]string{"GEMINI_API_KEYS": secrets[0]}, "batch", path, "-out", filepath.Join(dir, "out"))
+			if r.code != 2 {
+				t.Errorf("exit %d, want 2", r.code)
+			}
+			if want := "slideshowd: " + path + ": " + tt.want + "\n"; r.stderr != want {
+				t.Errorf("stderr\n got %q\nwant %q", r.stderr, want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+				t.Error("bad input opened the data directory")
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		dir := t.TempDir()
+		r := runBin(t, dir, map[string]string{"GEMINI_API_KEYS": secrets[0]}, "batch", "none.json", "-out", "out")
+		if r.code != 2 || r.stderr != "slideshowd: none.json: no such file\n" {
+			t.Errorf("exit %d stderr %q", r.code, r.stderr)
+		}
+	})
+	t.Run("arguments", func(t *testing.T) {
+		r := runBin(t, t.TempDir(), nil, "batch", "x.json")
+		if r.code != 2 || !strings.Contains(r.stderr, "Usage: slideshowd batch FILE.json -out DIR") {
+			t.Errorf("exit %d stderr %q", r.code, r.stderr)
+		}
+	})
+}
+
+func TestUsageFromDataDirectory(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	dir := t.TempDir()
+	// Default limits: image chunks of one daily unit, so the stored counts are exact.
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: 127.0.0.1:1\n")
+	batch := smallBatch(t, dir, 1, 3)
+	vars := keyEnv(base, filepath.Join(dir, "data"))
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out"); r.code != 0 {
+		t.Fatalf("batch: exit %d\n%s", r.code, r.stderr)
+	}
+	delete(vars, "GEMINI_API_KEYS") // usage needs no secrets: ids come from the config
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), `listen: 127.0.0.1:1
+keys:
+  - {id: key1, secret_env: K1}
+  - {id: key2, secret_env: K2}
+  - {id: key3, secret_env: K3}
+`)
+	r := runBin(t, dir, vars, "usage")
+	if r.code != 0 {
+		t.Fatalf("usage: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"usage from the data directory " + filepath.Join(dir, "data") + " (no daemon answered at http://127.0.0.1:1/v1/usage)",
+		"text (gemini-3-flash-preview): 3 keys, 2,700 RPM, 27,000/day; today ",
+		"image (gemini-3-pro-image-preview): 3 keys, 54 RPM, 720/day; today 3 used, 717 left",
+		"PROJECT  KEYS  RPM USED/LIMIT  TODAY USED/LIMIT  STATE",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("usage output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runBin(t, dir, vars, "usage", "-json")
+	var sum struct {
+		Classes []struct {
+			Name    string `json:"name"`
+			DayUsed int    `json:"day_used"`
+		} `json:"classes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil || len(sum.Classes) != 2 || sum.Classes[1].DayUsed != 3 {
+		t.Errorf("usage -json: %v %+v\n%s", err, sum, r.stdout)
+	}
+}
+
+func TestEmulateCommand(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "emulate", "-addr", "127.0.0.1:0", "-keys", "2", "-image-rpm", "0", "-seed", "3")
+	cmd.Env = cmdEnv(t, nil)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		wg.Wait()
+	}()
+	sc := bufio.NewScanner(stdout)
+	var export string
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "export ") {
+			export = strings.TrimSpace(sc.Text())
+			break
+		}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); io.Copy(io.Discard, stdout) }()
+	if export == "" {
+		t.Fatalf("no export line in:\n%s", strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), "These keys are the emulator's own") {
+		t.Error("the emulator does not say its keys are its own")
+	}
+	vars := map[string]string{"SLIDESHOWD_DATA": filepath.Join(dir, "data")}
+	for _, kv := range strings.Fields(strings.TrimPrefix(export, "export ")) {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	if vars["GEMINI_BASE_URL"] == "" || len(strings.Split(vars["GEMINI_API_KEYS"], ",")) != 2 {
+		t.Fatalf("export line %q", export)
+	}
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	batch := smallBatch(t, dir, 1, 2)
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out"); r.code != 0 {
+		t.Fatalf("batch against emulate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	resp, err := http.Get(strings.TrimSuffix(vars["GEMINI_BASE_URL"], "/") + StatsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st emulatorStats
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, rc := range st.Requests {
+		if rc.Status == 200 {
+			total += rc.Count
+		}
+	}
+	if total != 3 {
+		t.Errorf("emulator served %d requests, want 3 (1 analysis, 2 images): %+v", total, st)
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	r := runBin(t, t.TempDir(), nil, "help")
+	if r.code != 0 || !strings.Contains(r.stdout, "batch    FILE.json -out DIR") {
+		t.Errorf("help: exit %d\n%s", r.code, r.stdout)
+	}
+	r = runBin(t, t.TempDir(), nil, "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "slideshowd ") {
+		t.Errorf("version: exit %d %q", r.code, r.stdout)
+	}
+	r = runBin(t, t.TempDir(), nil, "frobnicate")
+	if r.code != 2 || r.stderr != "slideshowd: unknown command \"frobnicate\" (see slideshowd help)\n" {
+		t.Errorf("unknown command: exit %d %q", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/slideshowd/slideshowd/internal/httpapi"
+)
+
+// HTTP server timeouts of serve. Writes allow for a 4K image to a slow client.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 2 * time.Minute
+	writeTimeout      = 2 * time.Minute
+	idleTimeout       = 2 * time.Minute
+)
+
+func cmdServe(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("serve", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	addr := fs.String("addr", "", "listen address (default: the config's listen, 127.0.0.1:8080)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return exitBadArgs
+	}
+	if len(pos) != 0 {
+		fmt.Fprintf(e.stderr, "slideshowd serve: unexpected argument %q\n", pos[0])
+		return exitBadArgs
+	}
+	cfg, warnings, ok := loadConfig(e, *cfgPath, true)
+	if !ok {
+		return exitBadArgs
+	}
+	if *addr != "" {
+		cfg.Listen = *addr
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintln(e.stderr, "slideshowd: -addr:", err)
+			return exitBadArgs
+		}
+	}
+	log := newLogger(e, cfg.Log, 0)
+	for _, w := range warnings {
+		log.Warn().Msg(w)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := httpapi.NewMetrics(reg)
+	d, err := openDaemon(ctx, cfg, log, daemonOptions{observer: metrics})
+	if err != nil {
+		return openError(e, cfg, err)
+	}
+	defer d.close()
+	metrics.Attach(d.sched.Summary)
+
+	secrets := make([]string, 0, len(cfg.Keys))
+	for _, k := range cfg.Keys {
+		secrets = append(secrets, k.Secret)
+	}
+	hcfg := httpapi.Config{
+		Service: d.pipe, Summary: d.sched.Summary, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
+		Secrets: secrets, Logger: log.With().Str("component", "http").Logger(), Metrics: metrics,
+	}
+	if err := hcfg.Validate(); err != nil {
+		fmt.Fprintf(e.stderr, "slideshowd: %s: %v\n", "SLIDESHOWD_TOKEN", err)
+		return exitBadArgs
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitFailed
+	}
+	srv := &http.Server{
+		Handler:           httpapi.New(hcfg),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+	}
+
+	// The core runs until the server has stopped accepting, then gets the
+	// shutdown grace; what is left stays stored for the next start.
+	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
+	wait := d.run(coreCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info().Str("addr", ln.Addr().String()).Bool("auth", cfg.Token != "").Msg("serving the HTTP API")
+
+	code := exitOK
+	select {
+	case err := <-errc:
+		log.Error().Err(err).Msg("HTTP server failed")
+		code = exitFailed
+	case <-ctx.Done():
+		log.Info().Dur("grace", time.Duration(cfg.ShutdownGrace)).Msg("stopping: no new requests; running calls may finish")
+	}
+	// Stop accepting; in-flight HTTP requests are short (submit, status).
+	sctx, cancel := context.WithTimeout(context.Background(), max(time.Duration(cfg.ShutdownGrace), time.Second))
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn().Err(err).Msg("HTTP shutdown")
+	}
+	cancel()
+	stopCore()
+	wait()
+	log.Info().Msg("stopped; unfinished jobs resume at the next start")
+	return code
+}

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+)
+
+const testToken = "test-token-0123456789abcdef"
+
+// daemonProc is a running `slideshowd serve`.
+type daemonProc struct {
+	cmd    *exec.Cmd
+	addr   string
+	mu     sync.Mutex
+	stderr bytes.Buffer // JSON log lines
+	stdout bytes.Buffer
+	done   chan struct{}
+}
+
+func (d *daemonProc) logs() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stderr.String() + d.stdout.String()
+}
+
+// startServe starts serve in dir and waits for its "serving" log line.
+func startServe(t *testing.T, dir string, vars map[string]string) *daemonProc {
+	t.Helper()
+	d := &daemonProc{done: make(chan struct{})}
+	d.cmd = exec.Command(bin, "serve", "-addr", "127.0.0.1:0")
+	d.cmd.Dir = dir
+	d.cmd.Env = cmdEnv(t, vars)
+	d.cmd.Stdout = &lockedWriter{mu: &d.mu, w: &d.stdout}
+	pipe, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		defer close(d.done)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			line := sc.Text()
+			d.mu.Lock()
+			d.stderr.WriteString(line + "\n")
+			d.mu.Unlock()
+			var l struct{ Message, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "serving the HTTP API" {
+				addrc <- l.Addr
+			}
+		}
+	}()
+	select {
+	case d.addr = <-addrc:
+	case <-d.done:
+		d.cmd.Wait()
+		t.Fatalf("serve ended at start:\n%s", d.logs())
+	case <-time.After(30 * time.Second):
+		d.cmd.Process.Kill()
+		t.Fatalf("serve did not start:\n%s", d.logs())
+	}
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		d.cmd.Wait()
+	})
+	return d
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// call makes an HTTP request to the daemon and returns status and body.
+func (d *daemonProc) call(t *testing.T, method, path, token, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+d.addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// TestServeAndNoSecretAnywhere runs the daemon against an emulator with
+// faults and a leaked key, drives the HTTP API, stops it with SIGTERM, and
+// then searches every log line, response and file for the keys.
+func TestServeAndNoSecretAnywhere(t *testing.T) {
+	cfg := emulator.Config{Seed: 11, Faults: emulator.Faults{Rate503: 0.2}}
+	for i, s := range secrets {
+		cfg.Keys = append(cfg.Keys, emulator.Key{Name: fmt.Sprintf("key%d", i+1), Secret: s, Leaked: i == 2})
+	}
+	e, err := emulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newLoopbackServer(t, e)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 5s\n")
+	vars := keyEnv(srv, data)
+	vars["SLIDESHOWD_TOKEN"] = testToken
+	d := startServe(t, dir, vars)
+	var seen bytes.Buffer // every response body
+
+	// Auth.
+	if code, body := d.call(t, "GET", "/v1/usage", "", ""); code != http.StatusUnauthorized {
+		t.Errorf("usage without token: %d %s", code, body)
+	}
+	if code, body := d.call(t, "GET", "/healthz", "", ""); code != http.StatusOK {
+		t.Errorf("healthz: %d %s", code, body)
+	}
+	// Bad input names the field.
+	code, body := d.call(t, "POST", "/v1/slideshows", testToken, `{"source": "s", "slides": [{"text": "t"}], "images": 25}`)
+	seen.Write(body)
+	if code != http.StatusBadRequest || !strings.Contains(string(body), "images") {
+		t.Errorf("images 25: %d %s", code, body)
+	}
+	// A job to the end.
+	code, body = d.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 3, "priority": "high"}`)
+	seen.Write(body)
+	if code != http.StatusAccepted {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal(body, &created); err != nil || created.ID == "" {
+		t.Fatalf("create answer %s", body)
+	}
+	var st struct {
+		State  string
+		Error  string
+		Images []struct{ State string }
+	}
+	// Poll the subprocess (nothing to wait on but its answers), bounded.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, body = d.call(t, "GET", "/v1/slideshows/"+created.ID, testToken, "")
+		seen.Write(body)
+		if code != http.StatusOK {
+			t.Fatalf("status: %d %s", code, body)
+		}
+		json.Unmarshal(body, &st)
+		if st.State == "done" || st.State == "failed" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st.State != "done" {
+		t.Fatalf("job %s: %s\nlogs:\n%s", st.State, st.Error, d.logs())
+	}
+	code, body = d.call(t, "GET", "/v1/slideshows/"+created.ID+"/images/2", testToken, "")
+	if code != http.StatusOK {
+		t.Fatalf("image: %d %s", code, body)
+	}
+	if _, err := png.Decode(bytes.NewReader(body)); err != nil {
+		t.Errorf("image 2 is not a PNG: %v", err)
+	}
+	if code, body := d.call(t, "GET", "/v1/slideshows/0123456789abcdef01234567", testToken, ""); code != http.StatusNotFound {
+		t.Errorf("unknown id: %d %s", code, body)
+	}
+	code, body = d.call(t, "GET", "/v1/usage", testToken, "")
+	seen.Write(body)
+	if code != http.StatusOK || !strings.Contains(string(body), `"disabled_keys":[{"id":"key3"`) {
+		t.Errorf("usage: %d %s", code, body)
+	}
+	code, body = d.call(t, "GET", "/metrics", testToken, "")
+	seen.Write(body)
+	if code != http.StatusOK {
+		t.Errorf("metrics: %d", code)
+	}
+
+	// `slideshowd usage` reads the running daemon, with the token.
+	uvars := map[string]string{"SLIDESHOWD_TOKEN": testToken, "SLIDESHOWD_DATA": data, "GEMINI_API_KEYS": strings.Join(secrets, ",")}
+	r := runBin(t, dir, uvars, "usage", "-addr", d.addr)
+	seen.WriteString(r.stdout + r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, "usage from the running daemon at http://"+d.addr+"/v1/usage") ||
+		!strings.Contains(r.stdout, "key3 (project key3): ") {
+		t.Errorf("usage: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	// No daemon at that address, and the data directory locked: say so.
+	r = runBin(t, dir, uvars, "usage", "-addr", "127.0.0.1:1")
+	seen.WriteString(r.stdout + r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "slideshowd.db is locked by a running slideshowd that did not answer at http://127.0.0.1:1/v1/usage") {
+		t.Errorf("usage with the file locked: exit %d\n%s", r.code, r.stderr)
+	}
+	// A second daemon on the same data directory refuses to start.
+	r = runBin(t, dir, vars, "serve", "-addr", "127.0.0.1:0")
+	seen.WriteString(r.stdout + r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "is in use by another slideshowd") {
+		t.Errorf("second serve: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// SIGTERM: the daemon stops cleanly.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v\n%s", err, d.logs())
+	}
+	logs := d.logs()
+	if !strings.Contains(logs, "unfinished jobs resume at the next start") || !strings.Contains(logs, `"key":"key3"`) {
+		t.Errorf("logs lack the stop line or the disabled key by id:\n%s", logs)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("log line is not JSON: %q", line)
+		}
+	}
+	if e.Stats().Status(http.StatusForbidden) == 0 {
+		t.Error("the leaked key was never tried: the test does not exercise key errors")
+	}
+
+	// No secret anywhere: logs, responses, files (bbolt included).
+	haystacks := map[string][]byte{"logs": []byte(logs), "responses": seen.Bytes()}
+	filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
+		if err == nil && !de.IsDir() {
+			b, _ := os.ReadFile(path)
+			haystacks[path] = b
+		}
+		return nil
+	})
+	if len(haystacks) < 5 {
+		t.Fatalf("only %d places searched", len(haystacks))
+	}
+	for where, b := range haystacks {
+		for _, s := range append(secrets, testToken) {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s contains a secret (%s...)", where, s[:12])
+			}
+		}
+	}
+}
+
+// TestBatchLogsHoldNoSecret runs a batch at debug level against an emulator
+// with faults and a leaked key and searches its output and files for keys.
+func TestBatchLogsHoldNoSecret(t *testing.T) {
+	cfg := emulator.Config{Seed: 5, Faults: emulator.Faults{Rate503: 0.2, Rate500: 0.1}}
+	for i, s := range secrets {
+		cfg.Keys = append(cfg.Keys, emulator.Key{Name: fmt.Sprintf("key%d", i+1), Secret: s, Leaked: i == 0})
+	}
+	e, err := emulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := newLoopbackServer(t, e)
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	batch := smallBatch(t, dir, 2, 3)
+	r := runBin(t, dir, keyEnv(base, filepath.Join(dir, "data")), "batch", batch, "-out", "out", "-v")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, `"level":"error"`) || !strings.Contains(r.stderr, `"key":"key1"`) {
+		t.Errorf("the disabled key is not logged by id:\n%s", r.stderr)
+	}
+	if e.Stats().Status(http.StatusServiceUnavailable) == 0 {
+		t.Error("no 503 was served: the test does not exercise failures")
+	}
+	places := map[string][]byte{"stdout": []byte(r.stdout), "stderr": []byte(r.stderr)}
+	filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
+		if err == nil && !de.IsDir() {
+			b, _ := os.ReadFile(path)
+			places[path] = b
+		}
+		return nil
+	})
+	for where, b := range places {
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s contains a secret (%s...)", where, s[:12])
+			}
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/scheduler"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+func cmdUsage(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("usage", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	asJSON := fs.Bool("json", false, "print the summary as JSON")
+	addr := fs.String("addr", "", "address of the running daemon (default: the config's listen)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return exitBadArgs
+	}
+	if len(pos) != 0 {
+		fmt.Fprintf(e.stderr, "slideshowd usage: unexpected argument %q\n", pos[0])
+		return exitBadArgs
+	}
+	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	if !ok {
+		return exitBadArgs
+	}
+	if *addr != "" {
+		cfg.Listen = *addr
+	}
+	sum, source, err := usageSummary(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitFailed
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(sum)
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "usage from %s\n", source)
+	printUsage(e.stdout, sum, cfg)
+	if strings.HasPrefix(source, "the data directory") {
+		fmt.Fprintln(e.stdout, "\nnote: today's counts from the data directory include daily units reserved ahead of use")
+		fmt.Fprintln(e.stdout, "(at most RPM/60 per lane, written before use so a crash never under-counts).")
+	}
+	return exitOK
+}
+
+// usageSummary asks the running daemon, else reads the data directory.
+func usageSummary(ctx context.Context, cfg config.Config) (scheduler.Summary, string, error) {
+	u := usageURL(cfg.Listen)
+	sum, err := fetchUsage(ctx, u, cfg.Token)
+	if err == nil {
+		return sum, "the running daemon at " + u, nil
+	}
+	var he *httpStatusError
+	if errors.As(err, &he) {
+		return scheduler.Summary{}, "", err
+	}
+	path := filepath.Join(cfg.Data, StoreFile)
+	var st store.Store
+	if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+		st = store.NewMemory() // nothing recorded yet
+	} else {
+		b, oerr := store.Open(path, store.Options{Timeout: 500 * time.Millisecond})
+		if errors.Is(oerr, store.ErrLocked) {
+			return scheduler.Summary{}, "", fmt.Errorf("%s is locked by a running slideshowd that did not answer at %s (%v)", path, u, err)
+		}
+		if oerr != nil {
+			return scheduler.Summary{}, "", oerr
+		}
+		defer b.Close()
+		st = b
+	}
+	sc := cfg.Scheduler()
+	sc.Store = st
+	s, err := scheduler.New(sc)
+	if err != nil {
+		return scheduler.Summary{}, "", err
+	}
+	return s.Summary(), "the data directory " + cfg.Data + " (no daemon answered at " + u + ")", nil
+}
+
+func usageURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen + "/v1/usage"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/v1/usage"
+}
+
+type httpStatusError struct {
+	url    string
+	status int
+	body   string
+}
+
+func (e *httpStatusError) Error() string {
+	if e.status == http.StatusUnauthorized {
+		return fmt.Sprintf("the daemon at %s refused the request (401): set SLIDESHOWD_TOKEN to its token", e.url)
+	}
+	return fmt.Sprintf("the daemon at %s answered %d: %s", e.url, e.status, e.body)
+}
+
+func fetchUsage(ctx context.Context, u, token string) (scheduler.Summary, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return scheduler.Summary{}, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return scheduler.Summary{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		return scheduler.Summary{}, &httpStatusError{url: u, status: resp.StatusCode, body: excerpt(string(body))}
+	}
+	var s scheduler.Summary
+	if err := json.Unmarshal(body, &s); err != nil {
+		return scheduler.Summary{}, fmt.Errorf("the daemon at %s answered something that is not a usage summary: %v", u, err)
+	}
+	return s, nil
+}
+
+// printUsage writes the usage table: per class, its capacity, then a line
+// per lane (project) with its keys, RPM and day use and state.
+func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
+	models := map[string]string{"text": cfg.Classes.Text.Model, "image": cfg.Classes.Image.Model}
+	for _, c := range s.Classes {
+		fmt.Fprintf(w, "\n%s (%s): %d keys, %s RPM, %s/day; today %s used, %s left",
+			c.Name, models[c.Name], c.Keys, thousands(c.RPMLimit), thousands(c.DayLimit),
+			thousands(c.DayUsed), thousands(c.DayRemaining))
+		if c.Critical {
+			fmt.Fprint(w, " (CRITICAL: only high priority starts)")
+		}
+		fmt.Fprintf(w, "\n  day %s (Pacific); running %d/%d; queued high %d, normal %d, low %d; retrying %d\n",
+			c.Day, c.Running, c.Concurrency, c.QueuedHigh, c.QueuedNormal, c.QueuedLow, c.Delayed)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PROJECT\tKEYS\tRPM USED/LIMIT\tTODAY USED/LIMIT\tSTATE")
+		for _, l := range c.Lanes {
+			keys := strings.Join(l.Keys, ",")
+			if len(l.DisabledKeys) > 0 {
+				keys += " (disabled: " + strings.Join(l.DisabledKeys, ",") + ")"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s/%s\t%s/%s\t%s\n", l.Project, keys,
+				thousands(l.RPMUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), laneState(l, s.Time))
+		}
+		tw.Flush()
+	}
+	if len(s.DisabledKeys) > 0 {
+		fmt.Fprintln(w, "\ndisabled keys (enable once fixed):")
+		for _, k := range s.DisabledKeys {
+			fmt.Fprintf(w, "  %s (project %s): %s\n", k.ID, k.Project, k.Reason)
+		}
+	}
+}
+
+func laneState(l scheduler.LaneSummary, now time.Time) string {
+	switch {
+	case !l.Enabled:
+		return "disabled"
+	case l.ExhaustedUntil.After(now):
+		return "out for the day until " + l.ExhaustedUntil.In(bucket.Pacific).Format("Jan 2 15:04 MST")
+	case l.CoolUntil.After(now):
+		return "cooling down for " + l.CoolUntil.Sub(now).Round(time.Second).String()
+	case l.DayUsed >= l.DayLimit:
+		return "day used up"
+	}
+	return "ok"
+}
+
+// thousands formats n with comma separators: 45000 -> "45,000".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// StoreFile is the bbolt file's name in the data directory.
+const StoreFile = "slideshowd.db"
+
+// parseFlags parses args with flags and positional arguments in any order
+// ("batch FILE -out DIR" as well as "batch -out DIR FILE").
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlagSet(name string, e env) *flag.FlagSet {
+	fs := flag.NewFlagSet("slideshowd "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// loadConfig loads the configuration and prints its error on one line.
+func loadConfig(e env, path string, secrets bool) (config.Config, []string, bool) {
+	c, warnings, err := config.Load(config.Options{Path: path, Getenv: e.getenv, NeedSecrets: secrets})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return config.Config{}, nil, false
+	}
+	return c, warnings, true
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// newLogger builds the logger of cfg.Log on e.stderr: JSON, or console
+// output when asked or, by default, when stderr is a terminal. minLevel
+// raises the level (batch and demo keep info lines off a progress bar).
+func newLogger(e env, lc config.Log, minLevel zerolog.Level) zerolog.Logger {
+	level, err := zerolog.ParseLevel(lc.Level)
+	if err != nil || lc.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	level = max(level, minLevel)
+	var w io.Writer = e.stderr
+	if lc.Format == "console" || (lc.Format == "" && isTerminal(e.stderr)) {
+		w = zerolog.ConsoleWriter{Out: e.stderr, TimeFormat: time.TimeOnly, NoColor: !isTerminal(e.stderr)}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// logObserver logs the scheduler's notable events: rate limits, disabled
+// keys, failures. Keys appear by id.
+type logObserver struct{ log zerolog.Logger }
+
+func (o logObserver) Observe(ev scheduler.Event) {
+	switch ev.Kind {
+	case scheduler.EventLaneCooled:
+		o.log.Info().Str("class", ev.Class).Str("project", ev.Project).Str("key", ev.KeyID).Time("until", ev.Until).Msg("lane cooling down after a rate limit")
+	case scheduler.EventLaneExhausted:
+		o.log.Warn().Str("class", ev.Class).Str("project", ev.Project).Str("key", ev.KeyID).Time("until", ev.Until).Msg("lane out for the day")
+	case scheduler.EventKeyDisabled:
+		o.log.Error().Str("key", ev.KeyID).Str("project", ev.Project).Str("reason", ev.Reason).Msg("key disabled; enable it again once fixed")
+	case scheduler.EventFinished:
+		if ev.Err != nil && ev.Outcome != "canceled" {
+			o.log.Debug().Str("class", ev.Class).Str("key", ev.KeyID).Str("outcome", ev.Outcome).Bool("final", ev.Final).Err(ev.Err).Msg("call failed")
+		}
+	}
+}
+
+// observers fans events out.
+type observers []scheduler.Observer
+
+func (os observers) Observe(ev scheduler.Event) {
+	for _, o := range os {
+		o.Observe(ev)
+	}
+}
+
+// daemon is the wired core: store, scheduler, Gemini client and pipeline.
+type daemon struct {
+	cfg   config.Config
+	log   zerolog.Logger
+	store *store.Bolt
+	sched *scheduler.Scheduler
+	gem   *gemini.Client
+	pipe  *pipeline.Pipeline
+}
+
+type daemonOptions struct {
+	httpClient *http.Client // default: gemini's
+	observer   scheduler.Observer
+	onChange   func(pipeline.Status)
+	atEnd      func(*daemon) // batch: called after the summary, before closing
+}
+
+// openDaemon opens the data directory and wires the core. The caller
+// closes it after run's wait.
+func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o daemonOptions) (*daemon, error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(cfg.Data, StoreFile), store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{cfg: cfg, log: log, store: st}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+	obs := observers{logObserver{log.With().Str("component", "scheduler").Logger()}}
+	if o.observer != nil {
+		obs = append(obs, o.observer)
+	}
+	sc := cfg.Scheduler()
+	sc.Store, sc.Logger, sc.Observer = st, log, obs
+	if d.sched, err = scheduler.New(sc); err != nil {
+		return nil, err
+	}
+	gc := cfg.Gemini()
+	gc.Scheduler, gc.HTTPClient = d.sched, o.httpClient
+	if d.gem, err = gemini.New(ctx, gc); err != nil {
+		return nil, err
+	}
+	d.pipe, err = pipeline.New(pipeline.Config{
+		Store: st, Gemini: d.gem, DataDir: cfg.Data, Logger: log, MaxActive: cfg.MaxActive,
+		ShutdownGrace: time.Duration(cfg.ShutdownGrace), OnChange: o.onChange,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ok = true
+	log.Info().Str("data", cfg.Data).Strs("keys", keyIDs(cfg)).
+		Str("text", fmt.Sprintf("%s %d RPM %d/day", cfg.Classes.Text.Model, cfg.Classes.Text.RPM, cfg.Classes.Text.RPD)).
+		Str("image", fmt.Sprintf("%s %d RPM %d/day", cfg.Classes.Image.Model, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)).
+		Msg("slideshowd ready")
+	return d, nil
+}
+
+func keyIDs(cfg config.Config) []string {
+	ids := make([]string, len(cfg.Keys))
+	for i, k := range cfg.Keys {
+		ids[i] = k.ID + "@" + k.Project
+	}
+	return ids
+}
+
+// run starts the scheduler and the pipeline; wait blocks until both have
+// returned after ctx ended.
+func (d *daemon) run(ctx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := d.sched.Run(ctx); err != nil {
+			d.log.Error().Err(err).Msg("scheduler stopped")
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := d.pipe.Run(ctx); err != nil {
+			d.log.Error().Err(err).Msg("pipeline stopped")
+		}
+	}()
+	return wg.Wait
+}
+
+func (d *daemon) close() {
+	if err := d.store.Close(); err != nil {
+		d.log.Error().Err(err).Msg("closing the store")
+	}
+}
+
+// openError prints why the daemon could not start, saying so plainly when
+// the data directory is held by another process.
+func openError(e env, cfg config.Config, err error) int {
+	if errors.Is(err, store.ErrLocked) {
+		fmt.Fprintf(e.stderr, "slideshowd: %s is in use by another slideshowd (serve or batch); stop it or use another data directory (SLIDESHOWD_DATA)\n",
+			filepath.Join(cfg.Data, StoreFile))
+		return exitFailed
+	}
+	fmt.Fprintln(e.stderr, "slideshowd:", strings.TrimPrefix(err.Error(), "slideshowd: "))
+	return exitFailed
+}
