@@ -9,9 +9,9 @@ import (
 // Limits are the quotas of one lane: one (project, model class). Zero TPM means
 // tokens per minute are not enforced; RPM and RPD must be positive.
 type Limits struct {
-	RPM int // requests per minute, over any sliding 60 s window
-	RPD int // requests per Pacific calendar day
-	TPM int // estimated input tokens per minute, over any sliding 60 s window; 0 = off
+	RPM int `json:"rpm"`           // requests per minute, over any sliding 60 s window
+	RPD int `json:"rpd"`           // requests per Pacific calendar day
+	TPM int `json:"tpm,omitempty"` // estimated input tokens per minute, over any sliding 60 s window; 0 = off
 }
 
 func (l Limits) validate(field string) error {

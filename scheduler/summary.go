@@ -62,7 +62,7 @@ type LaneSummary struct {
 // Summary returns a snapshot at the current time. It works before Run.
 func (s *Scheduler) Summary() Summary {
 	now := time.Now()
-	sum := Summary{Time: now}
+	sum := Summary{Time: now, DisabledKeys: []DisabledKey{}}
 	keys := s.pool.Keys()
 	for _, k := range keys {
 		if k.Disabled != "" {
