@@ -166,12 +166,17 @@ type Class struct {
 	critical float64
 	chunk    int
 
-	mu      sync.Mutex
-	lanes   []*lane
-	byProj  map[string]*lane
-	cursor  *lane // next ready lane to try; nil when none is ready
-	nready  int
-	waiting []*lane // min-heap by readyAt
+	mu     sync.Mutex
+	lanes  []*lane
+	byProj map[string]*lane
+	// The current quota day of the class and its totals over enabled lanes,
+	// kept up to date so Critical costs O(1).
+	dayStart, dayEnd int64
+	dayUsed          int
+	dayLimit         int
+	cursor           *lane // next ready lane to try; nil when none is ready
+	nready           int
+	waiting          []*lane // min-heap by readyAt
 }
 
 // lane states.
@@ -262,6 +267,7 @@ func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next t
 	if c.limits.TPM > 0 && tok > int64(c.limits.TPM) {
 		return Lease{}, false, time.Time{}
 	}
+	c.roll(now, n)
 	c.promote(n)
 	for c.cursor != nil {
 		l := c.cursor
@@ -297,6 +303,7 @@ func (c *Class) Earliest(now time.Time, tokens int) time.Time {
 	if c.limits.TPM > 0 && tok > int64(c.limits.TPM) {
 		return time.Time{}
 	}
+	c.roll(now, n)
 	c.promote(n)
 	best := int64(never)
 	if c.cursor != nil {
@@ -352,6 +359,24 @@ func (c *Class) rollDay(l *lane, now time.Time, n int64) {
 	l.used, l.reserved = 0, 0
 }
 
+// roll moves every lane to the Pacific day containing now when the class's
+// day has ended (once a day, O(lanes)), and recomputes the class totals.
+func (c *Class) roll(now time.Time, n int64) {
+	if n >= c.dayStart && n < c.dayEnd {
+		return
+	}
+	start, end := dayBounds(now, c.loc)
+	c.dayStart, c.dayEnd = start.UnixNano(), end.UnixNano()
+	c.dayUsed, c.dayLimit = 0, 0
+	for _, l := range c.lanes {
+		c.rollDay(l, now, n)
+		if len(l.keys) > 0 {
+			c.dayUsed += l.used
+			c.dayLimit += c.limits.RPD
+		}
+	}
+}
+
 // dayBounds returns the midnights that start and end the day of t in loc.
 func dayBounds(t time.Time, loc *time.Location) (time.Time, time.Time) {
 	y, m, d := t.In(loc).Date()
@@ -402,6 +427,7 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 
 func (c *Class) take(l *lane, n, tok int64) Lease {
 	l.used++
+	c.dayUsed++
 	chunk := 0
 	if l.used > l.reserved {
 		chunk = min(c.chunk, c.limits.RPD-l.reserved)
@@ -464,6 +490,9 @@ func (c *Class) Refund(l Lease, now time.Time) {
 	}
 	if l.dayStart == ln.dayStart && ln.used > 0 {
 		ln.used--
+		if l.dayStart == c.dayStart && len(ln.keys) > 0 {
+			c.dayUsed--
+		}
 	}
 	if ln.where == inWaiting {
 		c.removeWaiting(ln)
@@ -537,12 +566,16 @@ func (c *Class) Restore(project, day string, count int, now time.Time) bool {
 	if l == nil {
 		return false
 	}
-	n := now.UnixNano()
-	c.rollDay(l, now, n)
+	c.roll(now, now.UnixNano())
 	if l.day != day {
 		return false
 	}
-	l.used = max(l.used, count)
+	if count > l.used {
+		if len(l.keys) > 0 {
+			c.dayUsed += count - l.used
+		}
+		l.used = count
+	}
 	l.reserved = max(l.reserved, l.used)
 	return true
 }
@@ -578,11 +611,20 @@ func (c *Class) setKeyEnabled(project, keyID string, enabled bool) {
 	} else {
 		l.disabled[keyID] = true
 	}
+	wasEnabled := len(l.keys) > 0
 	l.keys = l.keys[:0]
 	for _, id := range l.allKeys {
 		if !l.disabled[id] {
 			l.keys = append(l.keys, id)
 		}
+	}
+	if isEnabled := len(l.keys) > 0; isEnabled != wasEnabled && l.dayStart == c.dayStart {
+		sign := 1
+		if !isEnabled {
+			sign = -1
+		}
+		c.dayUsed += sign * l.used
+		c.dayLimit += sign * c.limits.RPD
 	}
 	switch {
 	case len(l.keys) == 0 && l.where == inReady:
@@ -627,8 +669,8 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	u := ClassUsage{Class: c.name, Limits: c.limits, Day: Day(now, c.loc)}
+	c.roll(now, n)
 	for _, l := range c.lanes {
-		c.rollDay(l, now, n)
 		l.win.expire(n)
 		lu := LaneUsage{
 			Project:  l.project,
@@ -666,19 +708,10 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 // Critical reports whether the class has used at least the configured
 // fraction (default 90 %) of its enabled lanes' summed daily limits.
 func (c *Class) Critical(now time.Time) bool {
-	n := now.UnixNano()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	used, limit := 0, 0
-	for _, l := range c.lanes {
-		if len(l.keys) == 0 {
-			continue
-		}
-		c.rollDay(l, now, n)
-		used += l.used
-		limit += c.limits.RPD
-	}
-	return limit > 0 && float64(used) >= c.critical*float64(limit)
+	c.roll(now, now.UnixNano())
+	return c.dayLimit > 0 && float64(c.dayUsed) >= c.critical*float64(c.dayLimit)
 }
 
 func (c *Class) String() string { return fmt.Sprintf("bucket.Class(%s)", c.name) }

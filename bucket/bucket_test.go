@@ -572,3 +572,45 @@ func TestRPDPerPacificDayRandomized(t *testing.T) {
 		}
 	}
 }
+
+// The class's running day totals (behind Critical) always equal the sums
+// over its lanes, whatever mix of acquisitions, refunds, disabled keys,
+// restores and day changes.
+func TestDayTotalsRandomized(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 4))
+	ks := []Key{{ID: "a", Project: "p"}, {ID: "b", Project: "p"}, {ID: "c", Project: "q"}, {ID: "d", Project: "r"}}
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "x", Limits: Limits{RPM: 50, RPD: 40}}}, Keys: ks})
+	c := p.Class("x")
+	now := time.Date(2026, 3, 7, 20, 0, 0, 0, Pacific)
+	var leases []Lease
+	for i := range 20000 {
+		now = now.Add(time.Duration(r.IntN(int(20 * time.Second))))
+		switch op := r.IntN(10); {
+		case op < 6:
+			if l, ok, _ := c.Acquire(now, 0); ok {
+				leases = append(leases, l)
+			}
+		case op == 6 && len(leases) > 0:
+			j := r.IntN(len(leases))
+			c.Refund(leases[j], now)
+			leases = append(leases[:j], leases[j+1:]...)
+		case op == 7:
+			p.Disable(ks[r.IntN(len(ks))].ID, "leaked")
+		case op == 8:
+			p.Enable(ks[r.IntN(len(ks))].ID)
+		default:
+			c.Restore([]string{"p", "q", "r"}[r.IntN(3)], Day(now, Pacific), r.IntN(45), now)
+		}
+		u := c.Usage(now)
+		c.mu.Lock()
+		used, limit := c.dayUsed, c.dayLimit
+		c.mu.Unlock()
+		if used != u.Used || limit != u.Limit {
+			t.Fatalf("step %d at %v: running totals %d/%d, lanes say %d/%d", i, now, used, limit, u.Used, u.Limit)
+		}
+		if want := u.Limit > 0 && float64(u.Used) >= 0.9*float64(u.Limit); c.Critical(now) != want {
+			t.Fatalf("step %d: Critical %v, want %v (%d/%d)", i, !want, want, u.Used, u.Limit)
+		}
+	}
+}
