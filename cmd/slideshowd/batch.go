@@ -143,8 +143,9 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	}
 	tr.finish()
 	if interrupted {
-		fmt.Fprintf(e.stdout, "interrupted after %s: %d of %d steps done; run the same command again to resume\n",
-			time.Since(start).Round(time.Millisecond), tr.done(), tr.total)
+		fmt.Fprintf(e.stdout, "interrupted after %s: %d of %d steps done; letting running calls finish (up to %s; a second signal stops at once)\n",
+			time.Since(start).Round(time.Millisecond), tr.done(), tr.total, cfg.ShutdownGrace)
+		fmt.Fprintln(e.stdout, "run the same command again to resume")
 		return exitSignal
 	}
 	code := summarize(e.stdout, results, out, time.Since(start))

@@ -28,6 +28,9 @@ const (
 	DefaultMaxBodyBytes  = 32 << 20
 	DefaultMaxActive     = 64
 	DefaultLogLevel      = "info"
+	// MinTokenLength is the shortest SLIDESHOWD_TOKEN accepted (as the HTTP
+	// API requires).
+	MinTokenLength = 16
 
 	DefaultTextRPM         = 900
 	DefaultTextRPD         = 9000
@@ -269,6 +272,16 @@ func (c Config) Validate() error {
 	}
 	if err := c.Classes.Image.validate("classes.image"); err != nil {
 		return err
+	}
+	if c.Token != "" {
+		if n := len(c.Token); n < MinTokenLength {
+			return fmt.Errorf("config: %s: %d characters: must be at least %d (the value is not shown)", EnvToken, n, MinTokenLength)
+		}
+		for i, r := range c.Token {
+			if r <= ' ' || r > '~' {
+				return fmt.Errorf("config: %s: character %d: must be printable ASCII without spaces (the value is not shown)", EnvToken, i+1)
+			}
+		}
 	}
 	if len(c.Keys) == 0 {
 		return fmt.Errorf("config: keys: none: set %s or list keys (id, secret_env) in the config file", EnvKeys)

@@ -82,7 +82,7 @@ func TestEnvironment(t *testing.T) {
 		EnvKeys:    " AAA-secret , BBB-secret,CCC-secret",
 		EnvBaseURL: "http://127.0.0.1:9999/",
 		EnvData:    "/var/lib/slideshowd",
-		EnvToken:   "tok",
+		EnvToken:   "tok-0123456789abcdef",
 	}
 	c, _, err := load(t, minimal+"data: /elsewhere\nbase_url: https://example.com/\n", vars)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestEnvironment(t *testing.T) {
 	if c.Keys[0].Secret != "AAA-secret" {
 		t.Errorf("secret not trimmed: %q", c.Keys[0].Secret)
 	}
-	if c.BaseURL != "http://127.0.0.1:9999/" || c.Data != "/var/lib/slideshowd" || c.Token != "tok" {
+	if c.BaseURL != "http://127.0.0.1:9999/" || c.Data != "/var/lib/slideshowd" || c.Token != "tok-0123456789abcdef" {
 		t.Errorf("overrides not applied: %q %q %q", c.BaseURL, c.Data, c.Token)
 	}
 }
@@ -227,6 +227,10 @@ func TestErrors(t *testing.T) {
 			"config: GEMINI_API_KEYS: entry 2 of 3 is empty"},
 		{"duplicate env entry", minimal, map[string]string{EnvKeys: secret + "," + secret},
 			"config: GEMINI_API_KEYS: entry 2 is the same key as entry 1"},
+		{"short token", minimal, map[string]string{"K1": secret, EnvToken: "short-" + secret[:3]},
+			"config: SLIDESHOWD_TOKEN: 9 characters: must be at least 16 (the value is not shown)"},
+		{"token with space", minimal, map[string]string{"K1": secret, EnvToken: "a token with spaces inside"},
+			"config: SLIDESHOWD_TOKEN: character 2: must be printable ASCII without spaces (the value is not shown)"},
 		{"model", minimal + "classes:\n  text:\n    model: 'a/b'\n", vars,
 			`config: classes.text.model: "a/b": not a model name`},
 	}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+func TestSlugAndNames(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"How tides work", "how-tides-work"},
+		{"  --Sourdough!! in 5 steps ", "sourdough-in-5-steps"},
+		{"Ünïcode only ☃", "n-code-only"},
+		{"☃☃", "slideshow"},
+		{"", "slideshow"},
+		{strings.Repeat("abcdefghij", 10), strings.Repeat("abcdefghij", 4)},
+	}
+	for _, tt := range tests {
+		if got := slug(tt.in); got != tt.want {
+			t.Errorf("slug(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		i, n int
+		want string
+	}{{0, 2, "01-x"}, {9, 10, "10-x"}, {4, 120, "005-x"}} {
+		if got := outDirName(tt.i, tt.n, "x"); got != tt.want {
+			t.Errorf("outDirName(%d, %d) = %q, want %q", tt.i, tt.n, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		n    int
+		want string
+	}{{0, "0"}, {999, "999"}, {1000, "1,000"}, {45000, "45,000"}, {1234567, "1,234,567"}, {-4500, "-4,500"}} {
+		if got := thousands(tt.n); got != tt.want {
+			t.Errorf("thousands(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestBatchKeys(t *testing.T) {
+	noImages := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	a := `[{"source": "a", "slides": [{"text": "t"}], "images": 1}, {"source": "a", "slides": [{"text": "t"}], "images": 1}]`
+	es, err := parseBatch("b.json", []byte(a), noImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if es[0].req.Key == es[1].req.Key {
+		t.Error("equal entries at different indexes share a key")
+	}
+	again, _ := parseBatch("b.json", []byte(strings.ReplaceAll(a, ": ", ":")), noImages)
+	if again[0].req.Key != es[0].req.Key {
+		t.Error("the key depends on the JSON's spacing")
+	}
+	changed, _ := parseBatch("b.json", []byte(strings.Replace(a, `"images": 1`, `"images": 2`, 1)), noImages)
+	if changed[0].req.Key == es[0].req.Key {
+		t.Error("a changed entry kept its key")
+	}
+	png := []byte("\x89PNG\r\n\x1a\n0000000000000000")
+	img := `[{"source": "a", "slides": [{"image": "x.png"}], "images": 1}]`
+	k1, err := parseBatch("b.json", []byte(img), func(string) ([]byte, error) { return png, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := parseBatch("b.json", []byte(img), func(string) ([]byte, error) { return append(png, 1), nil })
+	if k1[0].req.Key == k2[0].req.Key {
+		t.Error("a changed slide image kept the key")
+	}
+}
+
+// FuzzParseBatch checks that any batch file parses or fails with one line
+// naming the file, and never panics.
+func FuzzParseBatch(f *testing.F) {
+	f.Add(`[{"source": "s", "slides": [{"text": "t", "image": "a.png"}], "images": 2, "priority": "high"}]`)
+	f.Add(`[{"source": "s", "slides": [{"txt": "t"}], "images": 2}]`)
+	f.Add(`[{"source": "s", "slides": null, "images": 25}]`)
+	f.Add(`{"a": 1}`)
+	f.Add(`[1, "x", null]`)
+	f.Add("[\n{\"source\": 1},\n]")
+	png := []byte("\x89PNG\r\n\x1a\n0000000000000000")
+	f.Fuzz(func(t *testing.T, data string) {
+		es, err := parseBatch("f.json", []byte(data), func(p string) ([]byte, error) {
+			if p == "a.png" {
+				return png, nil
+			}
+			return nil, fs.ErrNotExist
+		})
+		if err != nil {
+			var be *batchError
+			if !errors.As(err, &be) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			if strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "f.json: ") {
+				t.Fatalf("error %q: want one line naming the file", err)
+			}
+			return
+		}
+		for _, e := range es {
+			if e.req.Key == "" || e.slug == "" || e.req.Images < 1 || e.req.Images > 20 {
+				t.Fatalf("accepted entry %+v", e)
+			}
+		}
+	})
+}
