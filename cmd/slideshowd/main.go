@@ -55,7 +55,7 @@ func commands() []command {
 		{"demo", "[-out DIR] [-batch FILE]", "run the sample batch on a built-in Gemini emulator (no keys needed)", cmdDemo},
 		{"batch", "FILE.json -out DIR", "run a batch of slideshows to the end; re-running resumes", cmdBatch},
 		{"serve", "[-addr HOST:PORT]", "serve the HTTP API", cmdServe},
-		{"usage", "[-json]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
+		{"usage", "[-json] [-addr HOST:PORT]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
 		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "", "print this help", nil},
