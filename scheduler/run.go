@@ -57,26 +57,6 @@ func callWork(ctx context.Context, work func(context.Context, Lease) error, l Le
 	return work(ctx, l)
 }
 
-func outcomeName(err error) string {
-	var (
-		rl *RateLimitedError
-		ke *KeyError
-		pe *PermanentError
-	)
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.As(err, &rl):
-		return "rate_limited"
-	case errors.As(err, &ke):
-		return "key"
-	case errors.As(err, &pe):
-		return "permanent"
-	default:
-		return "transient"
-	}
-}
-
 func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, err error, tokens int, start time.Time) {
 	now := time.Now()
 	ev := Event{Kind: EventFinished, Time: now, Class: r.name, JobID: t.id, JobName: t.job.Name, Priority: t.job.Priority,

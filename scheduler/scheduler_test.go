@@ -633,7 +633,7 @@ func TestIdleDoesNotWake(t *testing.T) {
 		h, _ := s.Submit(t.Context(), Job{Class: "image", Work: ok})
 		synctest.Wait()
 		before = s.wakeups()
-		time.Sleep(midnight.Sub(time.Now()) - time.Second)
+		time.Sleep(time.Until(midnight) - time.Second)
 		if n := s.wakeups() - before; n != 0 {
 			t.Fatalf("scheduler with every lane exhausted woke %d times before midnight", n)
 		}
