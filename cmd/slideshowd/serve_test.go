@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -310,5 +311,67 @@ func TestBatchLogsHoldNoSecret(t *testing.T) {
 				t.Errorf("%s contains a secret (%s...)", where, s[:12])
 			}
 		}
+	}
+}
+
+// TestServeStopsAndResumes stops the daemon with SIGTERM while a job's
+// images are being generated and starts it again: the job ends done, and no
+// image stored before the stop is generated again.
+func TestServeStopsAndResumes(t *testing.T) {
+	e, base := startEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
+		if model == emulator.DefaultImageModel {
+			return 1500 * time.Millisecond
+		}
+		return 10 * time.Millisecond
+	}})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 50ms\n")
+	vars := keyEnv(base, filepath.Join(dir, "data"))
+	d := startServe(t, dir, vars)
+	code, body := d.call(t, "POST", "/v1/slideshows", "", `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 4}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	var created struct{ ID string }
+	json.Unmarshal(body, &created)
+	// Stop once the analysis is stored and the images are asked for.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		_, body := d.call(t, "GET", "/v1/slideshows/"+created.ID, "", "")
+		var st struct{ State string }
+		json.Unmarshal(body, &st)
+		if st.State == "generating" {
+			break
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, d.logs())
+	}
+	imagesBefore := countFiles(t, filepath.Join(dir, "data", "jobs"), "image-*.png")
+	if imagesBefore == 4 {
+		t.Fatal("every image was done before the stop: the test stopped too late")
+	}
+	text0, image0 := served(e, emulator.DefaultTextModel), served(e, emulator.DefaultImageModel)
+
+	d2 := startServe(t, dir, vars)
+	var st struct {
+		State, Error string
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, body := d2.call(t, "GET", "/v1/slideshows/"+created.ID, "", "")
+		json.Unmarshal(body, &st)
+		if st.State == "done" || st.State == "failed" {
+			break
+		}
+	}
+	if st.State != "done" {
+		t.Fatalf("after the restart the job is %q (%s)\n%s", st.State, st.Error, d2.logs())
+	}
+	if n := served(e, emulator.DefaultTextModel) - text0; n != 0 {
+		t.Errorf("the analysis was asked for again %d times", n)
+	}
+	if got, want := served(e, emulator.DefaultImageModel)-image0, 4-imagesBefore; got != want {
+		t.Errorf("%d images generated after the restart, want %d", got, want)
 	}
 }

@@ -68,7 +68,7 @@ type Config struct {
 	// priority work is still started. Default 0.9.
 	DailyCritical float64 `yaml:"daily_critical"`
 	// ShutdownGrace is how long running calls may go on after SIGTERM.
-	// Default 30s.
+	// Default 30s (0 means the default: write 1ms to stop at once).
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	// MaxBodyBytes bounds a request body of the HTTP API. Default 32 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`

@@ -30,6 +30,10 @@
 // analysis or image is never asked for again. A step that was running is
 // asked for again: the API may have answered it, but nothing was kept.
 //
+// A job holds one of the Config.MaxActive slots from its analysis to its
+// last image, including while its calls wait in the scheduler (for a quota
+// day to end, say); the jobs behind it wait for a slot, stored.
+//
 // When Run's context ends, steps already running get Config.ShutdownGrace;
 // steps cut short by the shutdown (scheduler.ErrClosed, a cancelled
 // context) are not failures: they stay pending for the next Run.
