@@ -299,4 +299,3 @@ func TestDaySaturation(t *testing.T) {
 func TestDaySharedProjects(t *testing.T) {
 	saturate(t, "shared", "Scenario 2: shared projects, 6 keys in 3 projects", keysIn(6, 3))
 }
-
