@@ -18,10 +18,13 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-## lint: go vet plus staticcheck-like checks available offline (gofmt -s).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: go vet, gofmt -s and staticcheck (fetched through the module proxy).
 lint: vet
 	@out=$$(gofmt -s -l $$(git ls-files '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt -s would simplify:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
 
 ## build: a static binary in ./bin.
 build:
