@@ -114,6 +114,29 @@ func startEmulator(t *testing.T, faults emulator.Faults) (*emulator.Emulator, st
 	return e, newLoopbackServer(t, e)
 }
 
+// startTrackedEmulator is startEmulator that also counts the requests in
+// progress, so a test can read the counters once a killed client's requests
+// have ended (a request whose latency ends as its client dies may still be
+// answered 200).
+func startTrackedEmulator(t *testing.T, faults emulator.Faults) (*emulator.Emulator, string, *inflight) {
+	t.Helper()
+	cfg := emulator.Config{Seed: 7, Faults: faults}
+	for i, s := range secrets {
+		cfg.Keys = append(cfg.Keys, emulator.Key{Name: fmt.Sprintf("key%d", i+1), Secret: s})
+	}
+	e, err := emulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newInflight()
+	base := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.add(1)
+		defer f.add(-1)
+		e.ServeHTTP(w, r)
+	}))
+	return e, base, f
+}
+
 // newLoopbackServer serves h on a loopback socket until the test ends and
 // returns its base URL.
 func newLoopbackServer(t *testing.T, h http.Handler) string {
@@ -239,7 +262,7 @@ func TestDemo(t *testing.T) {
 // runs it again: it finishes without asking again for any analysis or
 // image whose file was stored.
 func TestBatchKilledAndResumed(t *testing.T) {
-	e, base := startEmulator(t, emulator.Faults{Latency: func(model string, r *rand.Rand) time.Duration {
+	e, base, inflight := startTrackedEmulator(t, emulator.Faults{Latency: func(model string, r *rand.Rand) time.Duration {
 		if model == emulator.DefaultImageModel {
 			return 100*time.Millisecond + time.Duration(r.Int64N(int64(1500*time.Millisecond)))
 		}
@@ -274,6 +297,7 @@ func TestBatchKilledAndResumed(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stdout)
 	cmd.Wait()
+	inflight.waitZero() // the client is dead: no new request starts
 	if !killed {
 		t.Fatalf("the batch ended before it could be killed:\n%s", stderr.String())
 	}
@@ -292,7 +316,8 @@ func TestBatchKilledAndResumed(t *testing.T) {
 		t.Errorf("second run asked for %d analyses, want %d (2 less the %d stored)", got, want, analyses)
 	}
 	if got, want := served(e, emulator.DefaultImageModel)-image0, 10-images; got != want {
-		t.Errorf("second run generated %d images, want %d (10 less the %d stored)", got, want, images)
+		t.Errorf("second run generated %d images, want %d (10 less the %d stored); emulator: %+v\nfirst run:\n%s\nsecond run:\n%s\n%s",
+			got, want, images, statsJSON(e.Stats()), stderr.String(), r.stdout, r.stderr)
 	}
 	checkOutputs(t, filepath.Join(dir, "out"), 2, 5)
 
@@ -303,6 +328,36 @@ func TestBatchKilledAndResumed(t *testing.T) {
 	}
 	if served(e, emulator.DefaultTextModel) != text1 || served(e, emulator.DefaultImageModel) != image1 {
 		t.Error("a finished batch sent requests when run again")
+	}
+}
+
+// inflight counts requests being served and waits for none.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+func newInflight() *inflight {
+	f := &inflight{}
+	f.zero = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *inflight) add(d int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n += d
+	if f.n == 0 {
+		f.zero.Broadcast()
+	}
+}
+
+func (f *inflight) waitZero() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for f.n > 0 {
+		f.zero.Wait()
 	}
 }
 

@@ -318,7 +318,7 @@ func TestBatchLogsHoldNoSecret(t *testing.T) {
 // images are being generated and starts it again: the job ends done, and no
 // image stored before the stop is generated again.
 func TestServeStopsAndResumes(t *testing.T) {
-	e, base := startEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
+	e, base, inflight := startTrackedEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
 		if model == emulator.DefaultImageModel {
 			return 1500 * time.Millisecond
 		}
@@ -348,6 +348,7 @@ func TestServeStopsAndResumes(t *testing.T) {
 	if err := d.cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, d.logs())
 	}
+	inflight.waitZero()
 	imagesBefore := countFiles(t, filepath.Join(dir, "data", "jobs"), "image-*.png")
 	if imagesBefore == 4 {
 		t.Fatal("every image was done before the stop: the test stopped too late")
