@@ -72,6 +72,7 @@ func (j *job) run(ctx, runCtx context.Context) bool {
 	rec := j.snapshot()
 	log := j.p.log.With().Str("job", rec.ID).Logger()
 	pr, _ := scheduler.ParsePriority(rec.Priority)
+	j.removeTemporaryFiles(log)
 
 	a, err := j.analysis(ctx, log, pr)
 	if err != nil {
@@ -198,6 +199,17 @@ func (j *job) analysis(ctx context.Context, log zerolog.Logger, pr scheduler.Pri
 		return gemini.Analysis{}, fmt.Errorf("%w: %v", errInterrupted, err)
 	}
 	return a, nil
+}
+
+// removeTemporaryFiles removes the temporary files of writes cut short by
+// a crash (never renamed into place, so never taken as output).
+func (j *job) removeTemporaryFiles(log zerolog.Logger) {
+	tmps, _ := filepath.Glob(filepath.Join(j.dir, ".*.tmp-*"))
+	for _, tmp := range tmps {
+		if err := os.Remove(tmp); err != nil {
+			log.Warn().Err(err).Msg("cannot remove a temporary file")
+		}
+	}
 }
 
 // readAnalysis reads an analysis written before a stop.

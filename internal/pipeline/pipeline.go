@@ -92,7 +92,7 @@ type Pipeline struct {
 	log     zerolog.Logger
 	jobsDir string
 
-	submitMu sync.Mutex // one Submit at a time: keyed Submits are idempotent
+	submitMu sync.Mutex // one keyed Submit at a time: they are idempotent
 
 	mu      sync.Mutex
 	state   int // stateNew, stateRunning, stateStopped
@@ -286,10 +286,11 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 		return "", ErrClosed
 	}
 
-	p.submitMu.Lock()
-	defer p.submitMu.Unlock()
 	var id string
 	if r.Key != "" {
+		// One keyed Submit at a time, so a key maps to one job.
+		p.submitMu.Lock()
+		defer p.submitMu.Unlock()
 		id = keyID(r.Key)
 		_, err := p.cfg.Store.Job(ctx, id)
 		if err == nil {

@@ -294,9 +294,22 @@ func TestKeyedSubmitIsIdempotent(t *testing.T) {
 		if id1 != id2 || id1 == id3 {
 			t.Errorf("ids %s %s %s: want the keyed ones equal, the other distinct", id1, id2, id3)
 		}
+		// Concurrent Submits of one key make one job.
+		r.Key = "batch-entry-2"
+		ids := make([]string, 8)
+		var wg sync.WaitGroup
+		for i := range ids {
+			wg.Go(func() { ids[i], _ = h.p.Submit(t.Context(), r) })
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if id == "" || id != ids[0] {
+				t.Fatalf("concurrent keyed Submits gave ids %v", ids)
+			}
+		}
 		list, _ := h.p.List(t.Context())
-		if len(list) != 2 {
-			t.Errorf("%d jobs stored, want 2", len(list))
+		if len(list) != 3 {
+			t.Errorf("%d jobs stored, want 3", len(list))
 		}
 		st, err := h.p.Status(t.Context(), id1)
 		if err != nil || st.State != JobQueued || len(st.Images) != 2 || st.Images[0].State != ImagePending {
@@ -465,6 +478,11 @@ func TestFilesWithoutRecords(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(jobDir, "image-02.png"), tinyPNG(t), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		// A write cut short: never renamed, so not output.
+		tmp := filepath.Join(jobDir, ".image-03.png.tmp-12345")
+		if err := os.WriteFile(tmp, []byte("\x89PNG half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		h2 := newHarness(t, setup{st: st, dir: dir})
 		final := h2.wait(id)
 		if final.State != JobDone || final.Analysis.Hook != "h" || final.Images[1].Prompt != "a blue boat" {
@@ -475,6 +493,9 @@ func TestFilesWithoutRecords(t *testing.T) {
 		}
 		if n := served(h2.e, emulator.DefaultImageModel); n != 2 {
 			t.Errorf("%d images generated, want 2: image-02.png was there", n)
+		}
+		if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+			t.Errorf("temporary file left: %v", err)
 		}
 	})
 }
