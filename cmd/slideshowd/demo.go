@@ -122,8 +122,9 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 		images += en.req.Images
 	}
 	fmt.Fprintf(e.stdout, "slideshowd demo: %d slideshows, %d images, on a Gemini API emulator at %s\n", len(entries), images, cfg.BaseURL)
-	fmt.Fprintf(e.stdout, "%d emulated keys (key1..key%d, each its own project), limits text %d RPM %d/day, image %d RPM %d/day per project\n\n",
-		demoKeys, demoKeys, cfg.Classes.Text.RPM, cfg.Classes.Text.RPD, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)
+	fmt.Fprintf(e.stdout, "%d emulated keys (key1..key%d, each its own project), limits text %s RPM %s/day, image %s RPM %s/day per project\n\n",
+		demoKeys, demoKeys, thousands(cfg.Classes.Text.RPM), thousands(cfg.Classes.Text.RPD),
+		thousands(cfg.Classes.Image.RPM), thousands(cfg.Classes.Image.RPD))
 
 	code := runBatch(ctx, e, cfg, log, entries, *out, mode, daemonOptions{atEnd: func(d *daemon) {
 		printUsage(e.stdout, d.sched.Summary(), cfg)

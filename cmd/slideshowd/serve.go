@@ -92,6 +92,9 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Bool("auth", cfg.Token != "").Msg("serving the HTTP API")
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && cfg.Token == "" && !tcp.IP.IsLoopback() {
+		log.Warn().Str("addr", ln.Addr().String()).Msg("no SLIDESHOWD_TOKEN: the API is open to anyone who can reach this address")
+	}
 
 	code := exitOK
 	select {
