@@ -27,7 +27,7 @@ func TestDayOldPlanBatches(t *testing.T) {
 		imageLatency = 10 * time.Second
 		lanes        = 5
 	)
-	tb := table{header: []string{"batch", "image concurrency", "images", "wall time (simulated)", "minimum: quotas", "minimum: even at the summed RPM", "wall / quota minimum", "image requests", "429s"}}
+	tb := table{header: []string{"batch", "image concurrency", "images", "wall time (simulated)", "minimum: quotas", "minimum: even at the summed RPM", "wall / quota minimum", "image requests", "429s", "image capacity free → dispatched p50 / p99"}}
 	// Concurrency 8 is the scheduler's default; 24 is what Little's law asks
 	// for: 100 images a minute x 10 s of latency = 17 in flight.
 	for _, b := range []struct{ slideshows, images, concurrency int }{{2, 5, 8}, {5, 10, 8}, {2, 5, 24}, {5, 10, 24}} {
@@ -67,7 +67,14 @@ func TestDayOldPlanBatches(t *testing.T) {
 				perWindow := lanes * published.image.RPM
 				quotaMin := textLatency + imageLatency + time.Duration((n-1)/perWindow)*time.Minute
 				evenMin := textLatency + imageLatency + time.Duration(n-1)*time.Minute/time.Duration(perWindow)
-				_, reqs := s.rec.snapshot()
+				evs, reqs := s.rec.snapshot()
+				cw, err := capacityWaits(evs, imageClass, published.image, s.rec.project, start)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cw.early != 0 {
+					t.Errorf("%d image dispatches before the lane's quota allowed one", cw.early)
+				}
 				imgs := countRequests(reqs, imageClass, start, start.Add(time.Hour), nil)
 				tooMany := countRequests(reqs, imageClass, start, start.Add(time.Hour), status(429)) +
 					countRequests(reqs, textClass, start, start.Add(time.Hour), status(429))
@@ -86,7 +93,8 @@ func TestDayOldPlanBatches(t *testing.T) {
 					t.Errorf("batch took %v with %d workers, less than their bound %v", wall, b.concurrency, textLatency+limit)
 				}
 				tb.add(fmt.Sprintf("%d slideshows × %d images", b.slideshows, b.images), b.concurrency, n, dur(wall), dur(quotaMin), dur(evenMin),
-					fmt.Sprintf("%.2f", wall.Seconds()/quotaMin.Seconds()), imgs, tooMany)
+					fmt.Sprintf("%.2f", wall.Seconds()/quotaMin.Seconds()), imgs, tooMany,
+					fmt.Sprintf("%s / %s", dur(percentile(cw.waits, 50)), dur(percentile(cw.waits, 99))))
 			})
 		})
 	}

@@ -174,9 +174,25 @@ func TestDayFaults(t *testing.T) {
 		if n := countRequests(reqs, textClass, s.start, day1.AddDate(0, 0, 7), status(429)) + countRequests(reqs, imageClass, s.start, day1.AddDate(0, 0, 7), status(429)); n != 0 {
 			t.Errorf("%d 429s", n)
 		}
-		sum := table{header: []string{"calls", "done", "failed after 5 × 503 (budget)", "lost", "attempts per job: 1 / 2 / 3 / 4 / 5 / 6+", "requests on k5 (invalid) at / after its first answer", "requests on k4 at / after its first 403"}}
+		var capWait []string
+		for _, class := range []string{textClass, imageClass} {
+			limits := sc.text
+			if class == imageClass {
+				limits = sc.image
+			}
+			cw, err := capacityWaits(evs, class, limits, s.rec.project, s.start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cw.early != 0 {
+				t.Errorf("%s: %d dispatches before the lane's quota allowed one", class, cw.early)
+			}
+			capWait = append(capWait, fmt.Sprintf("%s %s / %s", class, dur(percentile(cw.waits, 50)), dur(percentile(cw.waits, 99))))
+		}
+		sum := table{header: []string{"calls", "done", "failed after 5 × 503 (budget)", "lost", "attempts per job: 1 / 2 / 3 / 4 / 5 / 6+",
+			"requests on k5 (invalid) at / after its first answer", "requests on k4 at / after its first 403", "capacity free → dispatched p50 / p99"}}
 		sum.add(jobs, jobs-failed, failed, 0, fmt.Sprintf("%d / %d / %d / %d / %d / %d", hist[0], hist[1], hist[2], hist[3], hist[4], hist[5]),
-			fmt.Sprintf("%d / %d", invalidN, invalidLater), fmt.Sprintf("%d / %d", leakedN, leakedLater))
+			fmt.Sprintf("%d / %d", invalidN, invalidLater), fmt.Sprintf("%d / %d", leakedN, leakedLater), strings.Join(capWait, "; "))
 		printReport(t, "Scenario 4: faults (20 % 503, image latency 2-20 s, one invalid key, one project leaked at 00:05)", sum, keyTable)
 	})
 }

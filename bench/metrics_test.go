@@ -60,7 +60,8 @@ func status(code int) func(request) bool { return func(r request) bool { return 
 // the start) at which the lane could take a request under the quota rules
 // the scheduler enforces: its pacing token, its sliding 60 s window, its
 // daily count, its cooldown or day exhaustion after a 429, its keys being
-// enabled. The job was ready at q, when it was (re)queued. Capacity was free
+// enabled. The job was ready at q, when it was (re)queued or, after a
+// transient failure, when its retry backoff ended. Capacity was free
 // for this job from max(f, q), and the measure is d - max(f, q). It counts
 // every delay the scheduler adds once a lane could serve and a job waits:
 // timer wake-up, dispatcher work, and a full worker pool.
@@ -81,6 +82,8 @@ func capacityWaits(evs []recEvent, class string, limits bucket.Limits, keyProjec
 	shadows := map[string]*bucket.Class{}
 	prev := map[string]time.Time{}
 	keys := map[string]map[string]bool{} // project -> enabled keys
+	dead := map[string]time.Time{}        // project -> when its last key was disabled
+	notBefore := map[uint64]time.Time{}   // job -> end of its retry backoff
 	for k, p := range keyProject {
 		if keys[p] == nil {
 			keys[p] = map[string]bool{}
@@ -105,11 +108,14 @@ func capacityWaits(evs []recEvent, class string, limits bucket.Limits, keyProjec
 			if keys[p][e.KeyID] {
 				delete(keys[p], e.KeyID)
 				if len(keys[p]) == 0 {
-					// Park the lane for good: no dispatch may follow.
-					shadows[p].ExhaustUntil(p, e.Time.AddDate(100, 0, 0))
+					// No dispatch may follow, but leases taken at this
+					// very instant may still be reported after it.
+					dead[p] = e.Time
 				}
 			}
 		case e.Class != class:
+		case e.Kind == scheduler.EventRetry:
+			notBefore[e.JobID] = e.Until
 		case e.Kind == scheduler.EventLaneCooled:
 			shadows[e.Project].CoolDown(e.Project, e.Until)
 		case e.Kind == scheduler.EventLaneExhausted:
@@ -119,19 +125,25 @@ func capacityWaits(evs []recEvent, class string, limits bucket.Limits, keyProjec
 			if c == nil {
 				return cw, fmt.Errorf("dispatch on unknown project %q", e.Project)
 			}
+			if d, ok := dead[e.Project]; ok && e.Time.After(d) {
+				cw.early++
+				cw.waits = append(cw.waits, 0)
+				continue
+			}
 			f := c.Earliest(prev[e.Project], 0)
 			q := e.Time.Add(-e.Waited)
+			if nb := notBefore[e.JobID]; nb.After(q) {
+				q = nb
+			}
 			from := f
 			if q.After(from) {
 				from = q
 			}
 			w := e.Time.Sub(from)
-			if f.IsZero() || w < 0 {
+			_, ok, _ := c.Acquire(e.Time, 0)
+			if f.IsZero() || w < 0 || !ok {
 				cw.early++
 				w = 0
-			}
-			if _, ok, _ := c.Acquire(e.Time, 0); !ok {
-				cw.early++
 			}
 			prev[e.Project] = e.Time
 			cw.waits = append(cw.waits, w)

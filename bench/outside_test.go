@@ -74,8 +74,7 @@ func (c *consumer) run(s *sim, model string, limits bucket.Limits, until time.Ti
 func (c *consumer) nextFree(s *sim, model string, rpm int) time.Time {
 	now := time.Now()
 	var in []time.Time
-	_, reqs := s.rec.snapshot()
-	for _, r := range reqs {
+	for _, r := range s.rec.answeredSince(now.Add(-time.Minute)) {
 		if r.project == c.project && r.model == model && r.status == 200 && r.at.Add(time.Minute).After(now) {
 			in = append(in, r.at)
 		}
@@ -116,7 +115,7 @@ func TestDayOutsideConsumer(t *testing.T) {
 		checkWaitedForNextDay(t, s, dw)
 		evs, reqs := s.rec.snapshot()
 
-		tb := table{header: []string{"class", "consumer spent on p1 (of RPD)", "slideshowd calls on the day / capacity left",
+		tb := table{header: []string{"class", "consumer's share of p1's day (aimed at 30 %)", "slideshowd calls on the day / capacity left",
 			"429 per minute", "429 per day", "lanes cooled", "lanes exhausted", "requests on a cooling or exhausted lane", "p1 max in any 60 s (emulator, consumer included)"}}
 		emuStats := s.emu.Stats()
 		for _, class := range []string{textClass, imageClass} {

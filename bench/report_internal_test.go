@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 func TestChartSVG(t *testing.T) {
@@ -81,5 +84,38 @@ func TestPercentile(t *testing.T) {
 	}
 	if percentile(nil, 50) != 0 {
 		t.Error("percentile of nothing")
+	}
+}
+
+func TestCapacityWaits(t *testing.T) {
+	// RPM 2: one pacing token every 30 s, two requests per 60 s window.
+	limits := bucket.Limits{RPM: 2, RPD: 100}
+	at := func(s int) time.Time { return benchStart.Add(time.Duration(s) * time.Second) }
+	dispatch := func(s, waited int) recEvent {
+		return recEvent{Event: scheduler.Event{Kind: scheduler.EventDispatched, Class: "image", Project: "p1", KeyID: "k1",
+			Time: at(s), Waited: time.Duration(waited) * time.Second}}
+	}
+	evs := []recEvent{
+		dispatch(0, 0),   // free at the start: 0
+		dispatch(35, 35), // queued since 0, pacing frees the lane at 30: 5 s
+		{Event: scheduler.Event{Kind: scheduler.EventLaneCooled, Class: "image", Project: "p1", Time: at(40), Until: at(100)}},
+		dispatch(100, 60), // the cooldown ends at 100: 0
+		dispatch(101, 1),  // pacing allows the next at 130: early
+		dispatch(200, 10), // queued at 190, the lane free since 130: 10 s
+		{Event: scheduler.Event{Kind: scheduler.EventKeyDisabled, KeyID: "k1", Project: "p1", Time: at(300)}},
+		dispatch(400, 0), // the project's only key is disabled: early
+	}
+	cw, err := capacityWaits(evs, "image", limits, map[string]string{"k1": "p1"}, benchStart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Duration{0, 5 * time.Second, 0, 0, 10 * time.Second, 0}
+	if len(cw.waits) != len(want) || cw.early != 2 {
+		t.Fatalf("waits %v, early %d; want %v, early 2", cw.waits, cw.early, want)
+	}
+	for i := range want {
+		if cw.waits[i] != want[i] {
+			t.Errorf("dispatch %d waited %v, want %v", i, cw.waits[i], want[i])
+		}
 	}
 }

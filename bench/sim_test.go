@@ -377,6 +377,18 @@ func (r *recorder) snapshot() ([]recEvent, []request) {
 	return slices.Clone(r.events), reqs
 }
 
+// answeredSince returns the requests answered at or after t. Requests are
+// logged as their answers come, so the log is in answer-time order.
+func (r *recorder) answeredSince(t time.Time) []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := len(r.requests)
+	for i > 0 && !r.requests[i-1].end.Before(t) {
+		i--
+	}
+	return slices.Clone(r.requests[i:])
+}
+
 func emulatorLane(project, model string) emulator.LaneKey {
 	return emulator.LaneKey{Project: project, Model: model}
 }
