@@ -82,8 +82,8 @@ func capacityWaits(evs []recEvent, class string, limits bucket.Limits, keyProjec
 	shadows := map[string]*bucket.Class{}
 	prev := map[string]time.Time{}
 	keys := map[string]map[string]bool{} // project -> enabled keys
-	dead := map[string]time.Time{}        // project -> when its last key was disabled
-	notBefore := map[uint64]time.Time{}   // job -> end of its retry backoff
+	dead := map[string]time.Time{}       // project -> when its last key was disabled
+	notBefore := map[uint64]time.Time{}  // job -> end of its retry backoff
 	for k, p := range keyProject {
 		if keys[p] == nil {
 			keys[p] = map[string]bool{}
