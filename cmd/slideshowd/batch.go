@@ -143,8 +143,12 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	}
 	tr.finish()
 	if interrupted {
-		fmt.Fprintf(e.stdout, "interrupted after %s: %d of %d steps done; letting running calls finish (up to %s; a second signal stops at once)\n",
-			time.Since(start).Round(time.Millisecond), tr.done(), tr.total, cfg.ShutdownGrace)
+		stopping := fmt.Sprintf("letting running calls finish (up to %s; a second signal stops at once)", cfg.Grace())
+		if cfg.Grace() == 0 {
+			stopping = "stopping running calls at once (shutdown_grace 0)"
+		}
+		fmt.Fprintf(e.stdout, "interrupted after %s: %d of %d steps done; %s\n",
+			time.Since(start).Round(time.Millisecond), tr.done(), tr.total, stopping)
 		fmt.Fprintln(e.stdout, "run the same command again to resume")
 		return exitSignal
 	}

@@ -102,10 +102,10 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		log.Error().Err(err).Msg("HTTP server failed")
 		code = exitFailed
 	case <-ctx.Done():
-		log.Info().Dur("grace", time.Duration(cfg.ShutdownGrace)).Msg("stopping: no new requests; running calls may finish")
+		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: no new requests; running calls may finish")
 	}
 	// Stop accepting; in-flight HTTP requests are short (submit, status).
-	sctx, cancel := context.WithTimeout(context.Background(), max(time.Duration(cfg.ShutdownGrace), time.Second))
+	sctx, cancel := context.WithTimeout(context.Background(), max(cfg.Grace(), time.Second))
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn().Err(err).Msg("HTTP shutdown")
 	}

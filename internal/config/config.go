@@ -67,9 +67,11 @@ type Config struct {
 	// DailyCritical is the fraction of a class's day at which only high
 	// priority work is still started. Default 0.9.
 	DailyCritical float64 `yaml:"daily_critical"`
-	// ShutdownGrace is how long running calls may go on after SIGTERM.
-	// Default 30s (0 means the default: write 1ms to stop at once).
-	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// ShutdownGrace is how long running calls may go on after SIGTERM
+	// before they are cancelled (their work stays stored for the next
+	// start). nil (the field absent) means the default, 30s; an explicit 0
+	// stops at once. Read it with Grace.
+	ShutdownGrace *Duration `yaml:"shutdown_grace"`
 	// MaxBodyBytes bounds a request body of the HTTP API. Default 32 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxActive is the most slideshow jobs in progress at once; the others
@@ -182,8 +184,9 @@ func (c *Config) withDefaults() {
 	if c.DailyCritical == 0 {
 		c.DailyCritical = DefaultDailyCritical
 	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = Duration(DefaultShutdownGrace)
+	if c.ShutdownGrace == nil {
+		g := Duration(DefaultShutdownGrace)
+		c.ShutdownGrace = &g
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
@@ -218,6 +221,15 @@ func (cl *Class) defaults(model string, rpm, rpd, conc int) {
 	}
 }
 
+// Grace returns ShutdownGrace: DefaultShutdownGrace when it is nil (absent
+// from the file), else its value, 0 included.
+func (c Config) Grace() time.Duration {
+	if c.ShutdownGrace == nil {
+		return DefaultShutdownGrace
+	}
+	return time.Duration(*c.ShutdownGrace)
+}
+
 // Default returns the configuration with every default filled in and no keys.
 func Default() Config {
 	var c Config
@@ -250,8 +262,8 @@ func (c Config) Validate() error {
 	if math.IsNaN(c.DailyCritical) || c.DailyCritical <= 0 || c.DailyCritical > 1 {
 		return fieldErr("daily_critical", fmt.Sprint(c.DailyCritical), "must be in (0, 1]")
 	}
-	if c.ShutdownGrace < 0 {
-		return fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0")
+	if *c.ShutdownGrace < 0 {
+		return fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0 (0 stops at once)")
 	}
 	if c.MaxBodyBytes < 0 {
 		return fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), "must be > 0")
@@ -382,7 +394,7 @@ func (c Config) Scheduler() scheduler.Config {
 		Keys:          c.BucketKeys(),
 		Classifier:    gemini.Classify,
 		Critical:      c.DailyCritical,
-		ShutdownGrace: time.Duration(c.ShutdownGrace),
+		ShutdownGrace: c.Grace(),
 	}
 }
 

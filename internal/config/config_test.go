@@ -45,7 +45,7 @@ func TestDefaults(t *testing.T) {
 		{"listen", c.Listen, DefaultListen},
 		{"data", c.Data, DefaultData},
 		{"daily_critical", c.DailyCritical, 0.9},
-		{"shutdown_grace", time.Duration(c.ShutdownGrace), 30 * time.Second},
+		{"shutdown_grace", c.Grace(), 30 * time.Second},
 		{"log.level", c.Log.Level, "info"},
 		{"log.format", c.Log.Format, ""},
 		{"text.model", c.Classes.Text.Model, "gemini-3-flash-preview"},
@@ -74,6 +74,57 @@ func TestDefaults(t *testing.T) {
 	gc := c.Gemini()
 	if gc.Keys[0].Secret != "s3cr3t-one" || gc.ImageModel != "gemini-3-pro-image-preview" {
 		t.Errorf("gemini config %+v", gc)
+	}
+}
+
+// TestShutdownGrace: an absent shutdown_grace means the default, an
+// explicit 0 means stop at once, and the scheduler gets the same.
+func TestShutdownGrace(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       time.Duration
+		set        bool // the field is non-nil after Parse
+	}{
+		{"absent", minimal, DefaultShutdownGrace, false},
+		{"null", minimal + "shutdown_grace:\n", DefaultShutdownGrace, false},
+		{"zero", minimal + "shutdown_grace: 0\n", 0, true},
+		{"zero seconds", minimal + "shutdown_grace: 0s\n", 0, true},
+		{"quoted zero", minimal + "shutdown_grace: \"0\"\n", 0, true},
+		{"one minute", minimal + "shutdown_grace: 1m\n", time.Minute, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			parsed, err := Parse("f.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := parsed.ShutdownGrace != nil; got != tt.set {
+				t.Errorf("after Parse the field is set: %v, want %v", got, tt.set)
+			}
+			c, _, err := load(t, tt.yaml, map[string]string{"K1": "s3cr3t-one"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ShutdownGrace == nil || time.Duration(*c.ShutdownGrace) != tt.want {
+				t.Errorf("ShutdownGrace after Load = %v, want %v", c.ShutdownGrace, tt.want)
+			}
+			if got := c.Grace(); got != tt.want {
+				t.Errorf("Grace() = %v, want %v", got, tt.want)
+			}
+			if got := c.Scheduler().ShutdownGrace; got != tt.want {
+				t.Errorf("scheduler grace %v, want %v", got, tt.want)
+			}
+		})
+	}
+	// A Config built in Go: nil is the default, a pointer to 0 stops at once.
+	if got := (Config{}).Grace(); got != DefaultShutdownGrace {
+		t.Errorf("zero Config: Grace() = %v, want the default", got)
+	}
+	if got := (Config{ShutdownGrace: new(Duration)}).Grace(); got != 0 {
+		t.Errorf("explicit 0: Grace() = %v, want 0", got)
+	}
+	if d := Default(); d.ShutdownGrace == nil || d.Grace() != DefaultShutdownGrace {
+		t.Errorf("Default(): shutdown_grace %v", d.ShutdownGrace)
 	}
 }
 
@@ -191,6 +242,8 @@ func TestErrors(t *testing.T) {
 			"config: FILE: line 4: keys[0].projekt: unknown field"},
 		{"string for int", minimal + "classes:\n  image:\n    rpm: lots\n", vars,
 			`config: FILE: line 7: classes.image.rpm: "lots": want an integer`},
+		{"negative grace", minimal + "shutdown_grace: -1s\n", vars,
+			"config: shutdown_grace: -1s: must be >= 0 (0 stops at once)"},
 		{"bad duration", minimal + "shutdown_grace: soon\n", vars,
 			`config: FILE: line 5: shutdown_grace: "soon": not a duration: want a string like 30s`},
 		{"syntax", "keys: [\n", vars,
