@@ -193,7 +193,8 @@ type lane struct {
 	disabled map[string]bool // disabled key ids
 	nextKey  int
 
-	pace *rate.Limiter // RPM pacing; the window enforces the bound
+	pace  *rate.Limiter // RPM pacing; the window enforces the bound
+	paced int           // pacing tokens taken from pace and not yet used
 	tpm  *rate.Limiter // nil when TPM is not enforced
 	win  window
 
@@ -272,7 +273,7 @@ func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next t
 	for c.cursor != nil {
 		l := c.cursor
 		at := c.readyAt(l, now, n, tok)
-		if at <= n && l.pace.AllowN(now, 1) {
+		if at <= n && l.takePace(now) {
 			c.cursor = l.next
 			if l.tpm != nil && tok > 0 {
 				l.tpm.AllowN(now, int(tok)) // checked in readyAt: cannot fail
@@ -280,7 +281,7 @@ func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next t
 			return c.take(l, n, tok), true, time.Time{}
 		}
 		if at <= n { // only pacing holds it back
-			at = n + paceWait(l.pace, now)
+			at = n + l.paceWait(now)
 		}
 		c.removeReady(l)
 		l.readyAt = at
@@ -311,7 +312,7 @@ func (c *Class) Earliest(now time.Time, tokens int) time.Time {
 		for {
 			at := c.readyAt(l, now, n, tok)
 			if at <= n {
-				at = n + paceWait(l.pace, now)
+				at = n + l.paceWait(now)
 			}
 			best = min(best, at)
 			if best <= n {
@@ -332,12 +333,31 @@ func (c *Class) Earliest(now time.Time, tokens int) time.Time {
 	return time.Unix(0, best).In(now.Location())
 }
 
-func paceWait(lim *rate.Limiter, now time.Time) int64 {
-	have := lim.TokensAt(now)
+// takePace takes one pacing token. It takes every token the limiter has at
+// once and hands them out one by one, so a lane that is not saturated calls
+// the limiter once per burst rather than once per request.
+func (l *lane) takePace(now time.Time) bool {
+	if l.paced == 0 {
+		k := int(l.pace.TokensAt(now))
+		if k < 1 || !l.pace.AllowN(now, k) {
+			return false
+		}
+		l.paced = k
+	}
+	l.paced--
+	return true
+}
+
+// paceWait returns how long until the lane has a pacing token.
+func (l *lane) paceWait(now time.Time) int64 {
+	if l.paced > 0 {
+		return 0
+	}
+	have := l.pace.TokensAt(now)
 	if have >= 1 {
 		return 0
 	}
-	return max(1, int64((1-have)/float64(lim.Limit())*1e9))
+	return max(1, int64((1-have)/float64(l.pace.Limit())*1e9))
 }
 
 // promote moves waiting lanes whose time has come into the ready ring.

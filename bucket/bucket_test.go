@@ -614,3 +614,30 @@ func TestDayTotalsRandomized(t *testing.T) {
 		}
 	}
 }
+
+// Pacing: after an idle spell a lane serves one second's worth of its RPM at
+// once, then one request per 60/RPM seconds.
+func TestPacing(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 600, RPD: 100000}}}, Keys: keysN(1)})
+	c := p.Class("text")
+	n := 0
+	for {
+		_, ok, next := c.Acquire(t0, 0)
+		if !ok {
+			if want := t0.Add(100 * time.Millisecond); !next.Equal(want) {
+				t.Fatalf("after the burst: next %v, want %v", next, want)
+			}
+			break
+		}
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("burst of %d at 600 RPM, want 10 (one second's worth)", n)
+	}
+	if _, ok, _ := c.Acquire(t0.Add(100*time.Millisecond), 0); !ok {
+		t.Fatal("no request 100 ms later")
+	}
+	if _, ok, _ := c.Acquire(t0.Add(150*time.Millisecond), 0); ok {
+		t.Fatal("a second request within the next 100 ms")
+	}
+}
