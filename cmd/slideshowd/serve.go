@@ -14,11 +14,12 @@ import (
 	"github.com/slideshowd/slideshowd/internal/httpapi"
 )
 
-// HTTP server timeouts of serve. Writes allow for a 4K image to a slow client.
+// HTTP server timeouts of serve. Writes allow for the longest long poll
+// (GET /v1/slideshows/{id}?wait=60s) and for a 4K image to a slow client.
 const (
 	readHeaderTimeout = 10 * time.Second
 	readTimeout       = 2 * time.Minute
-	writeTimeout      = 2 * time.Minute
+	writeTimeout      = httpapi.MaxWait + time.Minute
 	idleTimeout       = 2 * time.Minute
 )
 
@@ -64,9 +65,12 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	for _, k := range cfg.Keys {
 		secrets = append(secrets, k.Secret)
 	}
+	// Closed when the server begins to shut down: long polls answer then.
+	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
 		Service: d.pipe, Summary: d.sched.Summary, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: secrets, Logger: log.With().Str("component", "http").Logger(), Metrics: metrics,
+		Stopping: stopping,
 	}
 	if err := hcfg.Validate(); err != nil {
 		fmt.Fprintf(e.stderr, "slideshowd: %s: %v\n", "SLIDESHOWD_TOKEN", err)
@@ -84,6 +88,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 	}
+	srv.RegisterOnShutdown(func() { close(stopping) })
 
 	// The core runs until the server has stopped accepting, then gets the
 	// shutdown grace; what is left stays stored for the next start.
@@ -104,7 +109,8 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	case <-ctx.Done():
 		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: no new requests; running calls may finish")
 	}
-	// Stop accepting; in-flight HTTP requests are short (submit, status).
+	// Stop accepting; in-flight HTTP requests are short (submit, status),
+	// and long polls answer as soon as Shutdown starts.
 	sctx, cancel := context.WithTimeout(context.Background(), max(cfg.Grace(), time.Second))
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn().Err(err).Msg("HTTP shutdown")

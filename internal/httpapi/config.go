@@ -23,6 +23,11 @@ type Service interface {
 	Submit(ctx context.Context, r pipeline.Request) (string, error)
 	// Status returns the state of a job, or pipeline.ErrNotFound.
 	Status(ctx context.Context, id string) (pipeline.Status, error)
+	// Wait blocks until job id is done or failed and returns its status;
+	// it returns ctx.Err() when ctx ends first, or pipeline.ErrNotFound.
+	// It must not poll: GET /v1/slideshows/{id}?wait= holds one call per
+	// waiting client.
+	Wait(ctx context.Context, id string) (pipeline.Status, error)
 	// ImagePath returns the path of the finished image n (1-based) of job
 	// id, or pipeline.ErrNotFound when the job or the file is missing or the
 	// image is not done.
@@ -70,6 +75,13 @@ type Config struct {
 	// Metrics, when set, counts the requests and serves GET /metrics.
 	// Default none: GET /metrics answers 404.
 	Metrics *Metrics
+	// Stopping, when set, is closed when the server begins to shut down:
+	// long polls (GET /v1/slideshows/{id}?wait=) then answer at once with
+	// the job's status, so http.Server.Shutdown need not wait up to MaxWait
+	// for them, while other requests (a Submit storing a job) finish as
+	// usual. Close it from http.Server.RegisterOnShutdown. Default none: a
+	// long poll ends with its wait or its request's context.
+	Stopping <-chan struct{}
 	// Gatherer is what GET /metrics exposes. Default: the registry given to
 	// NewMetrics when it is a prometheus.Gatherer.
 	Gatherer prometheus.Gatherer

@@ -1,14 +1,16 @@
 // Package httpapi is the HTTP API of `slideshowd serve`: an http.Handler
-// over the pipeline (submit a slideshow, poll it, fetch its images), the
+// over the pipeline (submit a slideshow, wait for it, fetch its images), the
 // scheduler's usage, a health check and Prometheus metrics.
 //
 // # Basics
 //
 // New(Config) returns the handler; serve it with an http.Server that sets
-// read, write and idle timeouts. Endpoints (JSON unless said otherwise):
+// read, write (above MaxWait) and idle timeouts. Endpoints (JSON unless said
+// otherwise):
 //
 //	POST /v1/slideshows                 submit; 202 {"id": ...} with Location, once the job is stored
 //	GET  /v1/slideshows/{id}            the job's pipeline.Status (state, analysis, per-image state)
+//	GET  /v1/slideshows/{id}?wait=30s   the same once the job is done or failed, or after 30s (at most 60s)
 //	GET  /v1/slideshows/{id}/images/{n} image n (1-based) of a job, as stored (PNG)
 //	GET  /v1/usage                      scheduler.Summary: per class, project and key
 //	GET  /healthz                       {"status":"ok"}; never needs the token
@@ -28,6 +30,15 @@
 // header makes the request idempotent: a retry with the same key answers
 // 202 with the first job's id.
 //
+// GET /v1/slideshows/{id}?wait=DURATION is a long poll instead of a polling
+// loop: it answers 200 with the job's status as soon as the job is done or
+// failed (at once when it already is), else when DURATION has passed, with
+// the status of that moment. DURATION is a Go duration ("30s", "1m",
+// "1500ms") from 0 to MaxWait (60s); anything else is a 400 naming wait and
+// the value. A client waits for the end by repeating the request until the
+// state is done or failed; each request costs one Service.Wait, which sleeps
+// until the pipeline reports the job final (no polling on either side).
+//
 // Errors are {"error":{"code":400,"status":"INVALID_ARGUMENT","message":"slides[2].image: not valid base64: ..."}};
 // a 400 message starts with the field it is about. Codes:
 //
@@ -35,7 +46,7 @@
 //	401 UNAUTHENTICATED         token missing or wrong (with WWW-Authenticate: Bearer)
 //	404 NOT_FOUND               unknown job, endpoint or image; an image that failed or will never be made
 //	405 METHOD_NOT_ALLOWED      with an Allow header
-//	409 FAILED_PRECONDITION     the image exists but is still pending or running: poll the job
+//	409 FAILED_PRECONDITION     the image exists but is still pending or running: wait for the job
 //	413 PAYLOAD_TOO_LARGE       body above Config.MaxBodyBytes (32 MiB by default)
 //	415 UNSUPPORTED_MEDIA_TYPE  POST without Content-Type: application/json
 //	500 INTERNAL                the message carries only the request id; the cause is logged
@@ -61,6 +72,7 @@
 //	  -H "Authorization: Bearer $SLIDESHOWD_TOKEN" -H 'Content-Type: application/json' \
 //	  -d '{"source":"deck.pptx","slides":[{"text":"Q3 revenue grew 12%"}],"images":3}'
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/slideshows/ID
+//	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" 'http://127.0.0.1:8080/v1/slideshows/ID?wait=60s'
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" -o image-1.png http://127.0.0.1:8080/v1/slideshows/ID/images/1
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/usage
 //	curl -sS http://127.0.0.1:8080/healthz
@@ -75,6 +87,12 @@
 //     bound them with the server's connection limits.
 //   - The pipeline accepts GIF slide images in batch files; the HTTP API
 //     takes PNG, JPEG and WebP only.
+//   - http.Server.Shutdown does not cancel requests: it would wait up to
+//     MaxWait for the long polls. Close Config.Stopping from
+//     http.Server.RegisterOnShutdown (slideshowd serve does) and they answer
+//     at once with the status of that moment. A long poll also ends when its
+//     client leaves. The request-duration metrics of the status route
+//     include the time spent waiting.
 //   - Config.Secrets are removed from every JSON answer and logged error, but
 //     image files are served as stored.
 package httpapi

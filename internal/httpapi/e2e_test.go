@@ -25,7 +25,7 @@ import (
 
 // TestEndToEnd serves the real pipeline, scheduler and gemini client
 // against the emulator (through its in-process transport, in a synctest
-// bubble): create, poll, fetch every image, usage and metrics, with one
+// bubble): create, long-poll, fetch every image, usage and metrics, with one
 // key leaked on the way. No response, header or log line shows a secret.
 func TestEndToEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -118,11 +118,15 @@ func TestEndToEnd(t *testing.T) {
 		if status.ID != created.ID || status.Source != "quarterly.pptx" || status.Priority != "high" {
 			t.Fatalf("status %+v", status)
 		}
-		if _, err := p.Wait(ctx, created.ID); err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(call("GET", "/v1/slideshows/"+created.ID, "", 200).Bytes(), &status); err != nil {
-			t.Fatal(err)
+		// Long polls until the job ends: each answers when the pipeline
+		// reports the job final, or after 60 s (virtual) with its progress.
+		for polls := 0; !status.State.Final(); polls++ {
+			if polls == 10 {
+				t.Fatalf("the job is still %s after %d long polls", status.State, polls)
+			}
+			if err := json.Unmarshal(call("GET", "/v1/slideshows/"+created.ID+"?wait=60s", "", 200).Bytes(), &status); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if status.State != pipeline.JobDone || status.Analysis == nil || len(status.Images) != 3 {
 			t.Fatalf("final status %+v", status)

@@ -34,6 +34,17 @@ func (m *memService) Status(ctx context.Context, id string) (pipeline.Status, er
 	return st, nil
 }
 
+// Wait returns a final job's status; the jobs here never change, so for
+// any other it waits for ctx.
+func (m *memService) Wait(ctx context.Context, id string) (pipeline.Status, error) {
+	st, err := m.Status(ctx, id)
+	if err != nil || st.State.Final() {
+		return st, err
+	}
+	<-ctx.Done()
+	return pipeline.Status{}, ctx.Err()
+}
+
 func (m *memService) ImagePath(ctx context.Context, id string, n int) (string, error) {
 	return "", pipeline.ErrNotFound
 }

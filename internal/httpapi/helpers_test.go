@@ -40,14 +40,18 @@ type fakeService struct {
 	paths     map[string]string // "id/n" -> file
 	keys      map[string]string // idempotency key -> id
 
+	changed chan struct{} // closed and replaced when a job changes
+
 	submitErr error
 	statusErr error
 	pathErr   error
 	panicWith any // Status panics with it when set
+	waits     int // times Wait looked at a job
 }
 
 func newFakeService() *fakeService {
-	return &fakeService{jobs: map[string]pipeline.Status{}, paths: map[string]string{}, keys: map[string]string{}}
+	return &fakeService{jobs: map[string]pipeline.Status{}, paths: map[string]string{}, keys: map[string]string{},
+		changed: make(chan struct{})}
 }
 
 func (f *fakeService) Submit(ctx context.Context, r pipeline.Request) (string, error) {
@@ -91,6 +95,31 @@ func (f *fakeService) Status(ctx context.Context, id string) (pipeline.Status, e
 	return st, nil
 }
 
+// Wait blocks until the job is final, woken by setJob (no polling).
+func (f *fakeService) Wait(ctx context.Context, id string) (pipeline.Status, error) {
+	for {
+		f.mu.Lock()
+		st, ok := f.jobs[id]
+		err := f.statusErr
+		changed := f.changed
+		f.waits++
+		f.mu.Unlock()
+		switch {
+		case err != nil:
+			return pipeline.Status{}, err
+		case !ok:
+			return pipeline.Status{}, fmt.Errorf("job %q: %w", id, pipeline.ErrNotFound)
+		case st.State.Final():
+			return st, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return pipeline.Status{}, ctx.Err()
+		}
+	}
+}
+
 func (f *fakeService) ImagePath(ctx context.Context, id string, n int) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -108,12 +137,21 @@ func (f *fakeService) setJob(st pipeline.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.jobs[st.ID] = st
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
 
 func (f *fakeService) setPath(id string, n int, path string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paths[id+"/"+strconv.Itoa(n)] = path
+}
+
+// waitLooks returns how many times Wait looked at a job.
+func (f *fakeService) waitLooks() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.waits
 }
 
 func (f *fakeService) requests() []pipeline.Request {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -144,19 +146,80 @@ func (h *handler) tooLarge(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("body: larger than the limit of %d bytes", h.cfg.MaxBodyBytes))
 }
 
-// status serves GET /v1/slideshows/{id}.
+// MaxWait is the longest ?wait= GET /v1/slideshows/{id} accepts. Serve the
+// handler with an http.Server whose WriteTimeout is longer.
+const MaxWait = 60 * time.Second
+
+// status serves GET /v1/slideshows/{id}, with ?wait=DURATION a long poll:
+// the answer comes once the job is done or failed, or when the duration has
+// passed, the request's context ends or Config.Stopping is closed; it is the
+// job's status then, 200 in every case.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if len(id) > maxIDLength {
 		h.writeError(w, r, http.StatusNotFound, "slideshow not found")
 		return
 	}
-	st, err := h.cfg.Service.Status(r.Context(), id)
+	wait, err := waitParam(r.URL.Query())
+	if err != nil {
+		h.writeError(w, r, http.StatusBadRequest, err.Error())
+		return
+	}
+	var st pipeline.Status
+	if wait > 0 {
+		st, err = h.wait(r.Context(), id, wait)
+	} else {
+		st, err = h.cfg.Service.Status(r.Context(), id)
+	}
 	if err != nil {
 		h.serviceError(w, r, err, "reading the slideshow's status")
 		return
 	}
 	h.writeJSON(w, r, http.StatusOK, st)
+}
+
+// wait is the long poll of status: the job's status once it is final, or
+// when wait has passed, ctx has ended or the server is stopping.
+func (h *handler) wait(ctx context.Context, id string, wait time.Duration) (pipeline.Status, error) {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if stopping := h.cfg.Stopping; stopping != nil {
+		done, ended := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(ended)
+			select {
+			case <-stopping:
+				cancel()
+			case <-done:
+			}
+		}()
+		defer func() { close(done); <-ended }()
+	}
+	st, err := h.cfg.Service.Wait(wctx, id)
+	if wctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		// The wait is over before the job: answer what is stored now, also
+		// when the client has gone (nobody reads it then).
+		return h.cfg.Service.Status(context.WithoutCancel(ctx), id)
+	}
+	return st, err
+}
+
+// waitParam reads the wait query parameter: absent means 0 (answer at
+// once); else one Go duration from 0 to MaxWait.
+func waitParam(q url.Values) (time.Duration, error) {
+	vs, ok := q["wait"]
+	if !ok {
+		return 0, nil
+	}
+	if len(vs) != 1 {
+		return 0, &fieldError{Field: "wait", Value: fmt.Sprintf("%d values", len(vs)), Reason: "give it once"}
+	}
+	d, err := time.ParseDuration(vs[0])
+	if err != nil || d < 0 || d > MaxWait {
+		return 0, &fieldError{Field: "wait", Value: quoteValue(vs[0]),
+			Reason: fmt.Sprintf("want a duration from 0s to %ds, like 30s", int(MaxWait/time.Second))}
+	}
+	return d, nil
 }
 
 // image serves GET /v1/slideshows/{id}/images/{n}: the image file when it
@@ -181,13 +244,13 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	final := st.State == pipeline.JobDone || st.State == pipeline.JobFailed
+	final := st.State.Final()
 	switch {
 	case img == nil && final:
 		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found: the slideshow has %d images", n, len(st.Images)))
 		return
 	case img == nil:
-		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: the slideshow is %s; poll GET /v1/slideshows/{id}", n, st.State))
+		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: the slideshow is %s; wait for the job with GET /v1/slideshows/{id}?wait=60s", n, st.State))
 		return
 	case img.State == pipeline.ImageFailed:
 		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d failed; see GET /v1/slideshows/{id} for the reason", n))
@@ -196,7 +259,7 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d will not be made: the slideshow is %s", n, st.State))
 		return
 	case img.State != pipeline.ImageDone:
-		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: it is %s; poll GET /v1/slideshows/{id}", n, img.State))
+		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: it is %s; wait for the job with GET /v1/slideshows/{id}?wait=60s", n, img.State))
 		return
 	}
 	path, err := h.cfg.Service.ImagePath(r.Context(), id, n)

@@ -538,6 +538,7 @@ type service interface {
 	Submit(ctx context.Context, r Request) (string, error)
 	Status(ctx context.Context, id string) (Status, error)
 	ImagePath(ctx context.Context, id string, n int) (string, error)
+	Wait(ctx context.Context, id string) (Status, error)
 }
 
 var _ service = (*Pipeline)(nil)
