@@ -31,7 +31,30 @@ type daemonProc struct {
 	mu     sync.Mutex
 	stderr bytes.Buffer // JSON log lines
 	stdout bytes.Buffer
+	logged chan struct{} // closed and replaced at each log line
 	done   chan struct{}
+}
+
+// waitLog blocks until a log line contains want; it fails the test when
+// the daemon ends first or after a minute.
+func (d *daemonProc) waitLog(t *testing.T, want string) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	for {
+		d.mu.Lock()
+		found, logged := strings.Contains(d.stderr.String(), want), d.logged
+		d.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-logged:
+		case <-d.done:
+			t.Fatalf("serve ended before logging %q:\n%s", want, d.logs())
+		case <-timeout:
+			t.Fatalf("serve did not log %q within a minute:\n%s", want, d.logs())
+		}
+	}
 }
 
 func (d *daemonProc) logs() string {
@@ -43,7 +66,7 @@ func (d *daemonProc) logs() string {
 // startServe starts serve in dir and waits for its "serving" log line.
 func startServe(t *testing.T, dir string, vars map[string]string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{done: make(chan struct{})}
+	d := &daemonProc{done: make(chan struct{}), logged: make(chan struct{})}
 	d.cmd = exec.Command(bin, "serve", "-addr", "127.0.0.1:0")
 	d.cmd.Dir = dir
 	d.cmd.Env = cmdEnv(t, vars)
@@ -63,6 +86,8 @@ func startServe(t *testing.T, dir string, vars map[string]string) *daemonProc {
 			line := sc.Text()
 			d.mu.Lock()
 			d.stderr.WriteString(line + "\n")
+			close(d.logged)
+			d.logged = make(chan struct{})
 			d.mu.Unlock()
 			var l struct{ Message, Addr string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Message == "serving the HTTP API" {
@@ -120,6 +145,63 @@ func (d *daemonProc) call(t *testing.T, method, path, token, body string) (int, 
 	return resp.StatusCode, data
 }
 
+// jobState is the part of a job's status the tests read.
+type jobState struct {
+	State  string
+	Error  string
+	Images []struct{ State string }
+}
+
+func (s jobState) final() bool { return s.State == "done" || s.State == "failed" }
+
+// waitJob long-polls the job until it is done or failed (each request
+// answers at the job's end or after 60 s) and returns its status; the
+// bodies go to seen when it is not nil.
+func (d *daemonProc) waitJob(t *testing.T, id, token string, seen *bytes.Buffer) jobState {
+	t.Helper()
+	var st jobState
+	for polls := 0; !st.final(); polls++ {
+		if polls == 3 {
+			t.Fatalf("job %s still %s after %d long polls of 60s\nlogs:\n%s", id, st.State, polls, d.logs())
+		}
+		code, body := d.call(t, "GET", "/v1/slideshows/"+id+"?wait=60s", token, "")
+		if seen != nil {
+			seen.Write(body)
+		}
+		if code != http.StatusOK {
+			t.Fatalf("status: %d %s", code, body)
+		}
+		if err := json.Unmarshal(body, &st); err != nil {
+			t.Fatalf("status %s: %v", body, err)
+		}
+	}
+	return st
+}
+
+// answer is the end of a request made in the background.
+type answer struct {
+	code int
+	body []byte
+	err  error
+}
+
+// goCall makes a request in the background; the answer arrives on the
+// channel.
+func (d *daemonProc) goCall(path string) <-chan answer {
+	out := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get("http://" + d.addr + path)
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		out <- answer{code: resp.StatusCode, body: body, err: err}
+	}()
+	return out
+}
+
 // TestServeAndNoSecretAnywhere runs the daemon against an emulator with
 // faults and a leaked key, drives the HTTP API, stops it with SIGTERM, and
 // then searches every log line, response and file for the keys.
@@ -164,26 +246,7 @@ func TestServeAndNoSecretAnywhere(t *testing.T) {
 	if err := json.Unmarshal(body, &created); err != nil || created.ID == "" {
 		t.Fatalf("create answer %s", body)
 	}
-	var st struct {
-		State  string
-		Error  string
-		Images []struct{ State string }
-	}
-	// Poll the subprocess (nothing to wait on but its answers), bounded.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, body = d.call(t, "GET", "/v1/slideshows/"+created.ID, testToken, "")
-		seen.Write(body)
-		if code != http.StatusOK {
-			t.Fatalf("status: %d %s", code, body)
-		}
-		json.Unmarshal(body, &st)
-		if st.State == "done" || st.State == "failed" || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if st.State != "done" {
+	if st := d.waitJob(t, created.ID, testToken, &seen); st.State != "done" {
 		t.Fatalf("job %s: %s\nlogs:\n%s", st.State, st.Error, d.logs())
 	}
 	code, body = d.call(t, "GET", "/v1/slideshows/"+created.ID+"/images/2", testToken, "")
@@ -314,18 +377,25 @@ func TestBatchLogsHoldNoSecret(t *testing.T) {
 	}
 }
 
-// TestServeStopsAndResumes stops the daemon with SIGTERM while a job's
-// images are being generated and starts it again: the job ends done, and no
-// image stored before the stop is generated again.
+// TestServeStopsAndResumes stops the daemon with SIGTERM, shutdown_grace 0,
+// while a job's images are being generated and a client long-polls it, and
+// starts it again: the long poll is answered at the stop, the job ends done
+// after the restart, and no image stored before the stop is generated again.
 func TestServeStopsAndResumes(t *testing.T) {
+	imageAsked := make(chan struct{})
+	var once sync.Once
 	e, base, inflight := startTrackedEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
 		if model == emulator.DefaultImageModel {
+			// An image request arrived: the analysis is stored (images are
+			// asked for only after it is).
+			once.Do(func() { close(imageAsked) })
 			return 1500 * time.Millisecond
 		}
 		return 10 * time.Millisecond
 	}})
 	dir := t.TempDir()
-	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 50ms\n")
+	// An explicit 0 (not the 30s default): running calls stop at once.
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 0\n")
 	vars := keyEnv(base, filepath.Join(dir, "data"))
 	d := startServe(t, dir, vars)
 	code, body := d.call(t, "POST", "/v1/slideshows", "", `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 4}`)
@@ -334,19 +404,34 @@ func TestServeStopsAndResumes(t *testing.T) {
 	}
 	var created struct{ ID string }
 	json.Unmarshal(body, &created)
-	// Stop once the analysis is stored and the images are asked for.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		_, body := d.call(t, "GET", "/v1/slideshows/"+created.ID, "", "")
-		var st struct{ State string }
-		json.Unmarshal(body, &st)
-		if st.State == "generating" {
-			break
-		}
+	select {
+	case <-imageAsked:
+	case <-time.After(time.Minute):
+		t.Fatalf("no image was asked for within a minute:\n%s", d.logs())
 	}
+	// A client long-polls the job; once the handler waits, stop the daemon.
+	polled := d.goCall("/v1/slideshows/" + created.ID + "?wait=60s")
+	d.waitLog(t, "long poll: waiting for the job to end")
 	d.cmd.Process.Signal(syscall.SIGTERM)
-	<-d.done
+	select {
+	case a := <-polled:
+		var st jobState
+		if a.err != nil || a.code != http.StatusOK || json.Unmarshal(a.body, &st) != nil || st.State != "generating" {
+			t.Errorf("the long poll at the stop: %d %s %v; want 200 and the job generating", a.code, a.body, a.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the long poll was not answered at the stop")
+	}
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
 	if err := d.cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, d.logs())
+	}
+	if logs := d.logs(); !strings.Contains(logs, `"grace":0,`) {
+		t.Errorf("the stop did not use shutdown_grace 0:\n%s", logs)
 	}
 	inflight.waitZero()
 	imagesBefore := countFiles(t, filepath.Join(dir, "data", "jobs"), "image-*.png")
@@ -356,17 +441,7 @@ func TestServeStopsAndResumes(t *testing.T) {
 	text0, image0 := served(e, emulator.DefaultTextModel), served(e, emulator.DefaultImageModel)
 
 	d2 := startServe(t, dir, vars)
-	var st struct {
-		State, Error string
-	}
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		_, body := d2.call(t, "GET", "/v1/slideshows/"+created.ID, "", "")
-		json.Unmarshal(body, &st)
-		if st.State == "done" || st.State == "failed" {
-			break
-		}
-	}
-	if st.State != "done" {
+	if st := d2.waitJob(t, created.ID, "", nil); st.State != "done" {
 		t.Fatalf("after the restart the job is %q (%s)\n%s", st.State, st.Error, d2.logs())
 	}
 	if n := served(e, emulator.DefaultTextModel) - text0; n != 0 {

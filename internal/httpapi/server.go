@@ -195,6 +195,7 @@ func (h *handler) wait(ctx context.Context, id string, wait time.Duration) (pipe
 		}()
 		defer func() { close(done); <-ended }()
 	}
+	h.log.Debug().Str("request_id", requestID(ctx)).Dur("wait", wait).Msg("long poll: waiting for the job to end")
 	st, err := h.cfg.Service.Wait(wctx, id)
 	if wctx.Err() != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		// The wait is over before the job: answer what is stored now, also
