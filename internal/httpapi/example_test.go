@@ -22,7 +22,7 @@ type memService struct{ jobs map[string]pipeline.Status }
 func (m *memService) Submit(ctx context.Context, r pipeline.Request) (string, error) {
 	id := fmt.Sprintf("job%d", len(m.jobs)+1)
 	m.jobs[id] = pipeline.Status{ID: id, Source: r.Source, Priority: r.Priority, State: pipeline.JobQueued,
-		Images: []pipeline.ImageStatus{}, CreatedAt: time.Unix(0, 0).UTC(), UpdatedAt: time.Unix(0, 0).UTC()}
+		Images: []pipeline.ImageStatus{}, Attempts: 1, CreatedAt: time.Unix(0, 0).UTC(), UpdatedAt: time.Unix(0, 0).UTC()}
 	return id, nil
 }
 
@@ -72,7 +72,7 @@ func ExampleNew() {
 	send("GET", "/v1/slideshows/job1", "", "")
 	// Output:
 	// 202 /v1/slideshows/job1 {"id":"job1"}
-	// 200  {"id":"job1","source":"deck.pptx","priority":"normal","state":"queued","images":[],"created_at":"1970-01-01T00:00:00Z","updated_at":"1970-01-01T00:00:00Z"}
+	// 200  {"id":"job1","source":"deck.pptx","priority":"normal","state":"queued","images":[],"attempts":1,"created_at":"1970-01-01T00:00:00Z","updated_at":"1970-01-01T00:00:00Z"}
 	// 400  {"error":{"code":400,"status":"INVALID_ARGUMENT","message":"images: 30: must be in 1..20"}}
 	// 401  {"error":{"code":401,"status":"UNAUTHENTICATED","message":"missing bearer token: send \"Authorization: Bearer <token>\""}}
 }

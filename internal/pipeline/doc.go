@@ -18,7 +18,11 @@
 // and List read the stored records.
 //
 // A job ends done when every image is done, failed when its analysis or any
-// image failed; the reason is recorded per image and for the job. Request
+// image failed; the reason is recorded per image and for the job. A failed
+// job stays failed until Retry reopens it: the failed analysis or images go
+// back to pending and run again, what was finished is kept, and
+// Status.Attempts and Status.RetriedAt record the retry (the batch command
+// retries the failed entries of a batch it runs again). Request
 // priorities map to scheduler priorities, and the jobs waiting for one of the
 // Config.MaxActive slots are taken highest priority first.
 //
@@ -29,6 +33,11 @@
 // not stored yet (the file is complete by construction), so a finished
 // analysis or image is never asked for again. A step that was running is
 // asked for again: the API may have answered it, but nothing was kept.
+//
+// Retry does not know why a step failed: a permanent failure (a prompt the
+// model refuses, a model that does not exist) fails again, after spending
+// the requests. Retry only what a change (the faults gone, the config
+// fixed) may now let pass.
 //
 // A job holds one of the Config.MaxActive slots from its analysis to its
 // last image, including while its calls wait in the scheduler (for a quota

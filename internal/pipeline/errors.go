@@ -9,8 +9,11 @@ import (
 var (
 	// ErrNotFound: no job with that id, or the job has no such image (yet).
 	ErrNotFound = errors.New("pipeline: not found")
-	// ErrClosed: Submit after Run has returned, or a second Run.
+	// ErrClosed: Submit or Retry after Run has returned, or a second Run.
 	ErrClosed = errors.New("pipeline: closed")
+	// ErrNotFailed: Retry of a job that is not failed (queued, in progress
+	// or done).
+	ErrNotFailed = errors.New("pipeline: job not failed")
 )
 
 // InputError is a Request that Submit refuses: Field names the field

@@ -93,13 +93,15 @@ type Pipeline struct {
 	jobsDir string
 
 	submitMu sync.Mutex // one keyed Submit at a time: they are idempotent
+	retryMu  sync.Mutex // one Retry at a time
 
-	mu      sync.Mutex
-	state   int // stateNew, stateRunning, stateStopped
-	active  map[string]*job
-	queue   [3][]*job // waiting for a slot, by priority level (low, normal, high)
-	waiters map[string][]chan struct{}
-	wake    chan struct{}
+	mu       sync.Mutex
+	state    int // stateNew, stateRunning, stateStopped
+	active   map[string]*job
+	queue    [3][]*job                  // waiting for a slot, by priority level (low, normal, high)
+	waiters  map[string][]chan struct{} // Wait: closed when the job ends
+	released map[string][]chan struct{} // Retry: closed when the job leaves active
+	wake     chan struct{}
 }
 
 const (
@@ -119,12 +121,13 @@ func New(cfg Config) (*Pipeline, error) {
 		return nil, fmt.Errorf("pipeline: data dir: %w", err)
 	}
 	return &Pipeline{
-		cfg:     cfg,
-		log:     cfg.Logger.With().Str("component", "pipeline").Logger(),
-		jobsDir: jobsDir,
-		active:  make(map[string]*job),
-		waiters: make(map[string][]chan struct{}),
-		wake:    make(chan struct{}, 1),
+		cfg:      cfg,
+		log:      cfg.Logger.With().Str("component", "pipeline").Logger(),
+		jobsDir:  jobsDir,
+		active:   make(map[string]*job),
+		waiters:  make(map[string][]chan struct{}),
+		released: make(map[string][]chan struct{}),
+		wake:     make(chan struct{}, 1),
 	}, nil
 }
 
@@ -220,6 +223,10 @@ func (p *Pipeline) resume(ctx context.Context) error {
 func (p *Pipeline) enqueue(r record) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.enqueueLocked(r)
+}
+
+func (p *Pipeline) enqueueLocked(r record) bool {
 	if _, ok := p.active[r.ID]; ok {
 		return false
 	}
@@ -259,6 +266,10 @@ func (p *Pipeline) release(j *job, final bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.active, j.rec.ID)
+	for _, ch := range p.released[j.rec.ID] {
+		close(ch)
+	}
+	delete(p.released, j.rec.ID)
 	if final {
 		for _, ch := range p.waiters[j.rec.ID] {
 			close(ch)
@@ -309,7 +320,7 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	now := time.Now().UTC()
 	rec := record{
 		V: recordVersion, ID: id, Key: r.Key, Source: r.Source, Priority: pr.String(),
-		Images: r.Images, State: JobQueued, CreatedAt: now, UpdatedAt: now,
+		Images: r.Images, State: JobQueued, Attempts: 1, CreatedAt: now, UpdatedAt: now,
 		ImageStates: make([]ImageStatus, r.Images),
 	}
 	for i := range rec.ImageStates {
@@ -331,9 +342,90 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	}
 	p.log.Info().Str("job", id).Str("source", excerpt(r.Source)).Int("slides", len(r.Slides)).
 		Int("images", r.Images).Str("priority", rec.Priority).Msg("job accepted")
-	p.enqueue(rec)
+	// Reported before it is queued, so OnChange never sees "queued" after
+	// the job's progress.
 	p.notify(rec)
+	p.enqueue(rec)
 	return id, nil
+}
+
+// Retry reopens job id when it ended failed, so that Run works it again:
+// its failed images, or its failed analysis and then its images, go back
+// to pending and the job is queued; the analysis and images it finished are
+// kept and never asked for again. The record counts the attempt
+// (Status.Attempts, Status.RetriedAt) and is stored before Retry returns,
+// so a reopened job survives a restart like a submitted one. A job that
+// has just failed is reopened once its worker has let it go.
+//
+// Retry wraps ErrNotFailed when the job is queued, in progress or done,
+// ErrNotFound when there is no such job, and returns ErrClosed after Run
+// has returned, or ctx.Err().
+func (p *Pipeline) Retry(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p.retryMu.Lock()
+	defer p.retryMu.Unlock()
+	for {
+		p.mu.Lock()
+		if p.state == stateStopped {
+			p.mu.Unlock()
+			return ErrClosed
+		}
+		r, err := p.load(ctx, id)
+		if err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		if r.State != JobFailed {
+			p.mu.Unlock()
+			return fmt.Errorf("%w: job %s is %s", ErrNotFailed, id, r.State)
+		}
+		if _, held := p.active[id]; !held {
+			err := p.reopenLocked(ctx, r)
+			p.mu.Unlock()
+			return err
+		}
+		// Failed a moment ago: its worker is letting it go.
+		ch := make(chan struct{})
+		p.released[id] = append(p.released[id], ch)
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			p.mu.Lock()
+			if ws := p.released[id]; slices.Contains(ws, ch) {
+				p.released[id] = slices.DeleteFunc(ws, func(c chan struct{}) bool { return c == ch })
+				if len(p.released[id]) == 0 {
+					delete(p.released, id)
+				}
+			}
+			p.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+}
+
+// reopenLocked stores the reopened record of a failed job that no worker
+// holds, reports it and queues it. p.mu is held: the job cannot be queued
+// by anyone else meanwhile, nor start before it is reported.
+func (p *Pipeline) reopenLocked(ctx context.Context, r record) error {
+	rec := r.reopened(time.Now().UTC())
+	if err := p.put(ctx, rec); err != nil {
+		return err
+	}
+	redo := 0
+	for _, is := range rec.ImageStates {
+		if is.State != ImageDone {
+			redo++
+		}
+	}
+	p.log.Info().Str("job", rec.ID).Int("attempt", rec.Attempts).Bool("analysis_kept", rec.Analysis != nil).
+		Int("images_kept", len(rec.ImageStates)-redo).Int("images_to_make", redo).Str("previous_error", r.Error).
+		Msg("failed job reopened")
+	p.notify(rec)
+	p.enqueueLocked(rec)
+	return nil
 }
 
 func (p *Pipeline) put(ctx context.Context, rec record) error {

@@ -42,8 +42,12 @@ type record struct {
 	Error       string           `json:"error,omitempty"`
 	Analysis    *gemini.Analysis `json:"analysis,omitempty"`
 	ImageStates []ImageStatus    `json:"image_states"`
-	CreatedAt   time.Time        `json:"created_at"`
-	UpdatedAt   time.Time        `json:"updated_at"`
+	// Attempts counts the runs: 1 at Submit, plus one per Retry; 0 in
+	// records written before it existed, meaning 1.
+	Attempts  int        `json:"attempts,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	RetriedAt *time.Time `json:"retried_at,omitempty"`
 }
 
 // slideRecord is a stored slide: its text and the file of its image in the
@@ -60,7 +64,12 @@ func (s JobState) Final() bool { return s == JobDone || s == JobFailed }
 func (r record) status() Status {
 	s := Status{
 		ID: r.ID, Source: r.Source, Priority: r.Priority, State: r.State, Error: r.Error,
-		Images: slices.Clone(r.ImageStates), CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Images: slices.Clone(r.ImageStates), Attempts: max(r.Attempts, 1),
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	if r.RetriedAt != nil {
+		t := *r.RetriedAt
+		s.RetriedAt = &t
 	}
 	if r.Analysis != nil {
 		a := *r.Analysis
@@ -70,6 +79,23 @@ func (r record) status() Status {
 		s.Images = []ImageStatus{}
 	}
 	return s
+}
+
+// reopened is a failed job's record made ready to run again: queued, the
+// images that are not done pending with their errors cleared, the finished
+// analysis and images kept, one more attempt counted.
+func (r record) reopened(now time.Time) record {
+	r.ImageStates = slices.Clone(r.ImageStates)
+	r.State, r.Error = JobQueued, ""
+	for i := range r.ImageStates {
+		if is := &r.ImageStates[i]; is.State != ImageDone {
+			is.State, is.Error, is.MIMEType = ImagePending, "", ""
+		}
+	}
+	r.Attempts = max(r.Attempts, 1) + 1
+	r.RetriedAt = &now
+	r.UpdatedAt = now
+	return r
 }
 
 // Validate checks r as Submit does, without storing anything: nil, or an

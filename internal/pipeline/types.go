@@ -57,13 +57,16 @@ type ImageStatus struct {
 
 // Status is what a client sees of a job.
 type Status struct {
-	ID        string           `json:"id"`
-	Source    string           `json:"source"`
-	Priority  string           `json:"priority"`
-	State     JobState         `json:"state"`
-	Error     string           `json:"error,omitempty"`
-	Analysis  *gemini.Analysis `json:"analysis,omitempty"`
-	Images    []ImageStatus    `json:"images"`
-	CreatedAt time.Time        `json:"created_at"`
-	UpdatedAt time.Time        `json:"updated_at"`
+	ID       string           `json:"id"`
+	Source   string           `json:"source"`
+	Priority string           `json:"priority"`
+	State    JobState         `json:"state"`
+	Error    string           `json:"error,omitempty"`
+	Analysis *gemini.Analysis `json:"analysis,omitempty"`
+	Images   []ImageStatus    `json:"images"`
+	// Attempts counts the job's runs: 1, plus one per Retry.
+	Attempts  int        `json:"attempts"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	RetriedAt *time.Time `json:"retried_at,omitempty"` // the last Retry; nil before any
 }
