@@ -26,7 +26,8 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: slideshowd batch FILE.json -out DIR [-config FILE] [-progress auto|bar|lines|none] [-v]")
 		fmt.Fprintln(e.stderr, "FILE is a JSON array of {\"source\", \"slides\": [{\"text\", \"image\": path relative to FILE}], \"images\": 1..20, \"priority\": high|normal|low}.")
-		fmt.Fprintln(e.stderr, "Exit status: 0 all done, 1 some failed, 2 bad input. Running it again with the same data directory resumes.")
+		fmt.Fprintln(e.stderr, "Exit status: 0 all done, 1 some failed, 2 bad input. Running it again with the same data directory resumes")
+		fmt.Fprintln(e.stderr, "and retries what failed, keeping every finished analysis and image.")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)
@@ -106,6 +107,9 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	ids := make([]string, len(entries))
 	for i, en := range entries {
 		id, err := d.pipe.Submit(ctx, en.req)
+		if err == nil {
+			err = retryFailed(ctx, e, d.pipe, i, id)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -157,6 +161,30 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 		o.atEnd(d)
 	}
 	return code
+}
+
+// retryFailed reopens entry i's job when an earlier run of the batch left it
+// failed, so its failed steps run again and its finished ones are kept.
+func retryFailed(ctx context.Context, e env, p *pipeline.Pipeline, i int, id string) error {
+	st, err := p.Status(ctx, id)
+	if err != nil || st.State != pipeline.JobFailed {
+		return err
+	}
+	redo := 0
+	for _, is := range st.Images {
+		if is.State != pipeline.ImageDone {
+			redo++
+		}
+	}
+	what := fmt.Sprintf("%d of %d images", redo, len(st.Images))
+	if st.Analysis == nil {
+		what = "the analysis and " + what
+	}
+	if err := p.Retry(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "[%d] %q failed in an earlier run; retrying %s (attempt %d)\n", i, st.Source, what, st.Attempts+1)
+	return nil
 }
 
 // writeOutputs writes a job's analysis.json and finished images to dir.

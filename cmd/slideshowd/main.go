@@ -53,7 +53,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "[-out DIR] [-batch FILE]", "run the sample batch on a built-in Gemini emulator (no keys needed)", cmdDemo},
-		{"batch", "FILE.json -out DIR", "run a batch of slideshows to the end; re-running resumes", cmdBatch},
+		{"batch", "FILE.json -out DIR", "run a batch of slideshows to the end; re-running resumes and retries failures", cmdBatch},
 		{"serve", "[-addr HOST:PORT]", "serve the HTTP API", cmdServe},
 		{"usage", "[-json] [-addr HOST:PORT]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
 		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},

@@ -375,23 +375,69 @@ func countFiles(t *testing.T, root, pattern string) int {
 	return n
 }
 
-func TestBatchFailuresExitOne(t *testing.T) {
-	_, base := startEmulator(t, emulator.Faults{NoImage: 1})
+// TestBatchFailuresThenRetry runs a batch whose images the emulator
+// sometimes answers without one (a permanent failure): exit 1 with the
+// reasons. Run again with the faults gone, the batch retries only what
+// failed, keeping the analysis and the finished images: exit 0.
+func TestBatchFailuresThenRetry(t *testing.T) {
+	e, base := startEmulator(t, emulator.Faults{NoImage: 0.5})
 	dir := t.TempDir()
 	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
-	batch := smallBatch(t, dir, 1, 2)
-	r := runBin(t, dir, keyEnv(base, filepath.Join(dir, "data")), "batch", batch, "-out", "out", "-progress", "none")
+	batch := smallBatch(t, dir, 1, 6)
+	vars := keyEnv(base, filepath.Join(dir, "data"))
+	out := filepath.Join(dir, "out", "01-deck-number-1")
+	r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "none")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"0 of 1 slideshows done", "1 failed:", `[0] "Deck number 1": 2 of 2 images failed`, "image 1: ", "IMAGE_SAFETY"} {
+	made := countFiles(t, out, "image-*.png")
+	failed := 6 - made
+	if made == 0 || failed == 0 {
+		t.Fatalf("%d of 6 images failed: want some, not all (change NoImage or the seed)\n%s", failed, r.stdout)
+	}
+	for _, want := range []string{"0 of 1 slideshows done", "1 failed:", fmt.Sprintf(`[0] "Deck number 1": %d of 6 images failed`, failed), "IMAGE_SAFETY"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
 	}
 	// The analysis was kept.
-	if _, err := os.Stat(filepath.Join(dir, "out", "01-deck-number-1", "analysis.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(out, "analysis.json")); err != nil {
 		t.Error(err)
+	}
+
+	if err := e.SetFaults(emulator.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	text0, image0 := served(e, emulator.DefaultTextModel), served(e, emulator.DefaultImageModel)
+	r = runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "lines")
+	if r.code != 0 {
+		t.Fatalf("second run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		fmt.Sprintf(`[0] "Deck number 1" failed in an earlier run; retrying %d of 6 images (attempt 2)`, failed),
+		"1 of 1 slideshows done, 6 of 6 images written to out",
+		"progress: 7/7 steps (analyses 1/1, images 6/6)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("second run: stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if got := served(e, emulator.DefaultTextModel) - text0; got != 0 {
+		t.Errorf("the retry asked for the analysis %d times, want 0", got)
+	}
+	if got := served(e, emulator.DefaultImageModel) - image0; got != failed {
+		t.Errorf("the retry generated %d images, want %d (the failed ones)", got, failed)
+	}
+	checkOutputs(t, filepath.Join(dir, "out"), 1, 6)
+
+	// A third run has nothing left to do.
+	text1, image1 := served(e, emulator.DefaultTextModel), served(e, emulator.DefaultImageModel)
+	r = runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "none")
+	if r.code != 0 || strings.Contains(r.stdout, "retrying") {
+		t.Fatalf("third run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if served(e, emulator.DefaultTextModel) != text1 || served(e, emulator.DefaultImageModel) != image1 {
+		t.Error("a finished batch sent requests when run again")
 	}
 }
 
