@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -83,4 +84,25 @@ func checkSubmitted(t *testing.T, r pipeline.Request) {
 			t.Fatalf("slide %d: %d image bytes with MIME %q", i, len(s.Image), s.ImageMIME)
 		}
 	}
+}
+
+// FuzzWaitParam reads arbitrary ?wait= values: a duration from 0 to
+// MaxWait, or an error that names the parameter on one short line.
+func FuzzWaitParam(f *testing.F) {
+	for _, seed := range []string{"30s", "0", "60s", "60.000000001s", "1m", "-0s", "1h", "30", "", "1e9s", "9223372036854775807ns", "\xff"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		d, err := waitParam(url.Values{"wait": {v}})
+		if err != nil {
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "wait: ") || strings.Contains(msg, "\n") || len(msg) > 512 {
+				t.Fatalf("error %q", msg)
+			}
+			return
+		}
+		if d < 0 || d > MaxWait {
+			t.Fatalf("wait %q accepted as %v", v, d)
+		}
+	})
 }
