@@ -50,6 +50,7 @@ func New(cfg Config) (*Pool, error) {
 		c := &Class{
 			name:     cc.Name,
 			limits:   cc.Limits,
+			burst:    cc.Burst,
 			loc:      cfg.Location,
 			critical: cfg.Critical,
 			chunk:    max(1, min(cfg.Chunk(cc.Limits), cc.Limits.RPD)),
@@ -162,6 +163,7 @@ func (p *Pool) KeyProject(keyID string) (string, bool) {
 type Class struct {
 	name     string
 	limits   Limits
+	burst    int
 	loc      *time.Location
 	critical float64
 	chunk    int
@@ -195,8 +197,8 @@ type lane struct {
 
 	pace  *rate.Limiter // RPM pacing; the window enforces the bound
 	paced int           // pacing tokens taken from pace and not yet used
-	tpm  *rate.Limiter // nil when TPM is not enforced
-	win  window
+	tpm   *rate.Limiter // nil when TPM is not enforced
+	win   window
 
 	dayStart, dayEnd int64 // current Pacific day, unix nanoseconds
 	day              string
@@ -214,10 +216,13 @@ type lane struct {
 
 func (c *Class) newLane(project string) *lane {
 	l := &lane{project: project, heapIdx: -1}
-	// Pace at exactly RPM per minute with a burst of one second's worth: the
-	// long-run rate can use the whole RPM while the window check below keeps
-	// every sliding 60 s window at or under it.
-	burst := max(1, c.limits.RPM/60)
+	// Pace at exactly RPM per minute with a burst of one second's worth (or
+	// the configured burst): the long-run rate can use the whole RPM while
+	// the window check keeps every sliding 60 s window at or under it.
+	burst := c.burst
+	if burst == 0 {
+		burst = max(1, c.limits.RPM/60)
+	}
 	l.pace = rate.NewLimiter(rate.Limit(float64(c.limits.RPM)/60), burst)
 	if c.limits.TPM > 0 {
 		l.tpm = rate.NewLimiter(rate.Limit(float64(c.limits.TPM)/60), c.limits.TPM)

@@ -60,6 +60,7 @@ func TestConfigValidate(t *testing.T) {
 		{"duplicate key", Config{Classes: []ClassConfig{good}, Keys: []Key{{ID: "a", Project: "p"}, {ID: "a", Project: "q"}}}, `keys[1].id: "a": duplicate`},
 		{"empty key id", Config{Classes: []ClassConfig{good}, Keys: []Key{{Project: "p"}}}, "keys[0].id: empty"},
 		{"no project", Config{Classes: []ClassConfig{good}, Keys: []Key{{ID: "k"}}}, `keys[0].project: empty for key "k"`},
+		{"burst above rpm", Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 1}, Burst: 21}}, Keys: keysN(1)}, "classes[0] (image).burst: 21"},
 		{"critical", Config{Classes: []ClassConfig{good}, Keys: keysN(1), Critical: 1.5}, "critical: 1.5"},
 	}
 	for _, tt := range tests {
@@ -639,5 +640,20 @@ func TestPacing(t *testing.T) {
 	}
 	if _, ok, _ := c.Acquire(t0.Add(150*time.Millisecond), 0); ok {
 		t.Fatal("a second request within the next 100 ms")
+	}
+}
+
+// A configured burst lets a small batch start at once; the window still
+// bounds every minute.
+func TestBurst(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}, Burst: 20}}, Keys: keysN(1)})
+	c := p.Class("image")
+	for i := range 20 {
+		if _, ok, _ := c.Acquire(t0, 0); !ok {
+			t.Fatalf("request %d of a burst of 20 refused", i+1)
+		}
+	}
+	if _, ok, next := c.Acquire(t0.Add(30*time.Second), 0); ok || !next.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("21st request in the minute: ok=%v next=%v, want a wait until %v", ok, next, t0.Add(time.Minute))
 	}
 }

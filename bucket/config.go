@@ -40,6 +40,12 @@ type Key struct {
 type ClassConfig struct {
 	Name   string
 	Limits Limits
+	// Burst is how many requests a lane may start at once after an idle
+	// spell; then it paces them at RPM/60 per second. It does not change
+	// the window bound (at most RPM in any 60 s). Default max(1, RPM/60):
+	// one second's worth. Raise it (up to RPM) to let a small batch start
+	// at once.
+	Burst int
 }
 
 // Config describes a Pool.
@@ -114,6 +120,9 @@ func (c Config) Validate() error {
 		seen[cl.Name] = true
 		if err := cl.Limits.validate(fmt.Sprintf("classes[%d] (%s)", i, cl.Name)); err != nil {
 			return err
+		}
+		if cl.Burst < 0 || cl.Burst > cl.Limits.RPM {
+			return fmt.Errorf("classes[%d] (%s).burst: %d: must be 0 (default) to rpm (%d)", i, cl.Name, cl.Burst, cl.Limits.RPM)
 		}
 	}
 	if len(c.Keys) == 0 {

@@ -23,7 +23,13 @@ type ClassConfig struct {
 	// Limits each project has on this class.
 	Limits bucket.Limits
 	// Concurrency is the most jobs of this class running at once. Default 8.
+	// Size it by Little's law: a class whose lanes sum to R requests per
+	// minute with calls lasting L seconds needs R x L / 60 workers to use its
+	// quota (e.g. 5 image lanes at 20 RPM with 10 s calls: 17).
 	Concurrency int
+	// Burst is how many requests a lane may start at once after an idle
+	// spell (see bucket.ClassConfig.Burst). Default max(1, RPM/60).
+	Burst int
 }
 
 // Config describes a Scheduler. Field comments give the defaults.
@@ -51,7 +57,9 @@ type Config struct {
 	// Set to PriorityLow to turn daily protection off.
 	Protect *Priority
 	// Aging is how long a queued job waits before it counts one priority
-	// higher, so low priority cannot starve. Default 30s.
+	// higher, so low priority cannot starve: a low job waits at most about
+	// 2 x Aging behind a stream of high ones, and a high job gets ahead of
+	// everything queued less than 2 x Aging before it. Default 5m.
 	Aging time.Duration
 	// BackoffBase and BackoffMax bound transient-retry backoff (exponential
 	// with jitter). Defaults 1s and 1m.
@@ -86,7 +94,7 @@ func (c *Config) withDefaults() {
 		c.Protect = &p
 	}
 	if c.Aging == 0 {
-		c.Aging = 30 * time.Second
+		c.Aging = 5 * time.Minute
 	}
 	if c.BackoffBase == 0 {
 		c.BackoffBase = time.Second
@@ -133,7 +141,7 @@ func (c Config) Validate() error {
 func (c Config) bucketConfig() bucket.Config {
 	bc := bucket.Config{Keys: c.Keys, Location: c.Location, Critical: c.Critical}
 	for _, cl := range c.Classes {
-		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits})
+		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst})
 	}
 	return bc
 }
