@@ -150,6 +150,11 @@ type Class struct {
 	TPM int `yaml:"tpm"`
 	// Concurrency is the most calls of the class running at once.
 	Concurrency int `yaml:"concurrency"`
+	// Burst is how many requests a project may start at once on the model
+	// after an idle spell, before pacing at rpm/60 per second; it never lets
+	// a 60 s window exceed rpm. Default 0: one second's worth (rpm/60, at
+	// least 1).
+	Burst int `yaml:"burst"`
 }
 
 // Duration is a time.Duration written as in Go ("30s", "1m30s").
@@ -337,6 +342,9 @@ func (cl Class) validate(f string) error {
 	if cl.Concurrency <= 0 {
 		return fieldErr(f+".concurrency", strconv.Itoa(cl.Concurrency), "must be > 0")
 	}
+	if cl.Burst < 0 || cl.Burst > cl.RPM {
+		return fieldErr(f+".burst", strconv.Itoa(cl.Burst), "must be 0 (one second's worth) to rpm ("+strconv.Itoa(cl.RPM)+")")
+	}
 	return nil
 }
 
@@ -403,6 +411,7 @@ func (cl Class) scheduler(name string) scheduler.ClassConfig {
 		Name:        name,
 		Limits:      bucket.Limits{RPM: cl.RPM, RPD: cl.RPD, TPM: cl.TPM},
 		Concurrency: cl.Concurrency,
+		Burst:       cl.Burst,
 	}
 }
 

@@ -71,6 +71,11 @@ func TestDefaults(t *testing.T) {
 	if err := sc.Validate(); err != nil {
 		t.Errorf("scheduler config invalid: %v", err)
 	}
+	withBurst := c
+	withBurst.Classes.Image.Burst = 5
+	if got := withBurst.Scheduler().Classes[1].Burst; got != 5 {
+		t.Errorf("image burst 5 reaches the scheduler as %d", got)
+	}
 	gc := c.Gemini()
 	if gc.Keys[0].Secret != "s3cr3t-one" || gc.ImageModel != "gemini-3-pro-image-preview" {
 		t.Errorf("gemini config %+v", gc)
@@ -232,6 +237,8 @@ func TestErrors(t *testing.T) {
 			"config: classes.text.tpm: -5: must be >= 0 (0 = not enforced)"},
 		{"concurrency", minimal + "classes:\n  image:\n    concurrency: -1\n", vars,
 			"config: classes.image.concurrency: -1: must be > 0"},
+		{"burst above rpm", minimal + "classes:\n  image:\n    burst: 19\n", vars,
+			"config: classes.image.burst: 19: must be 0 (one second's worth) to rpm (18)"},
 		{"unknown top-level field", minimal + "lissten: x\n", vars,
 			"config: FILE: line 5: lissten: unknown field"},
 		{"unknown nested field", minimal + "classes:\n  text:\n    rmp: 5\n", vars,
@@ -360,7 +367,7 @@ func TestExampleFile(t *testing.T) {
 	// and parsing both shows no field is missing from it.
 	for _, field := range []string{"listen:", "data:", "base_url:", "daily_critical:", "shutdown_grace:",
 		"max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
-		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:"} {
+		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:"} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("example lacks %s", field)
 		}
