@@ -78,7 +78,7 @@
 //	curl -sS http://127.0.0.1:8080/healthz
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/metrics
 //
-// README-section.md in this directory has the same with more detail.
+// The README's "HTTP API" section has the same with more detail.
 //
 // # Caveats
 //
