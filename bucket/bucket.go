@@ -730,6 +730,14 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 	return u
 }
 
+// RPMLimit returns the summed RPM of the class's enabled lanes.
+func (c *Class) RPMLimit(now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.roll(now, now.UnixNano())
+	return c.dayLimit / c.limits.RPD * c.limits.RPM
+}
+
 // Critical reports whether the class has used at least the configured
 // fraction (default 90 %) of its enabled lanes' summed daily limits.
 func (c *Class) Critical(now time.Time) bool {

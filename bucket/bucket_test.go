@@ -657,3 +657,15 @@ func TestBurst(t *testing.T) {
 		t.Fatalf("21st request in the minute: ok=%v next=%v, want a wait until %v", ok, next, t0.Add(time.Minute))
 	}
 }
+
+func TestRPMLimitCountsEnabledLanes(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(3)})
+	c := p.Class("image")
+	if got := c.RPMLimit(t0); got != 60 {
+		t.Fatalf("RPMLimit %d, want 60", got)
+	}
+	p.Disable("key2", "invalid")
+	if got := c.RPMLimit(t0); got != 40 {
+		t.Fatalf("RPMLimit with a key disabled %d, want 40", got)
+	}
+}

@@ -444,20 +444,10 @@ func (r *runner) estimate(now time.Time, tokens, ahead int) time.Time {
 	if at.IsZero() {
 		at = now
 	}
-	if rpm := r.class.Limits().RPM * max(1, r.enabledLanes()); ahead > 0 {
+	if rpm := max(1, r.class.RPMLimit(now)); ahead > 0 {
 		at = at.Add(time.Duration(ahead) * time.Minute / time.Duration(rpm))
 	}
 	return at
-}
-
-func (r *runner) enabledLanes() int {
-	n := 0
-	for _, k := range r.s.pool.Keys() {
-		if k.Disabled == "" {
-			n++ // an upper bound on lanes: projects may hold several keys
-		}
-	}
-	return n
 }
 
 // requeue puts a task back at the head of its priority, or in the delay
