@@ -27,20 +27,25 @@ func TestDayOldPlanBatches(t *testing.T) {
 		imageLatency = 10 * time.Second
 		lanes        = 5
 	)
-	tb := table{header: []string{"batch", "image concurrency", "images", "wall time (simulated)", "minimum: quotas", "minimum: even at the summed RPM", "wall / quota minimum", "image requests", "429s", "image capacity free → dispatched p50 / p99"}}
+	tb := table{header: []string{"batch", "image concurrency", "image burst", "images", "wall time (simulated)", "minimum: quotas", "minimum: even at the summed RPM", "wall / quota minimum", "image requests", "429s", "image capacity free → dispatched p50 / p99"}}
 	// Concurrency 8 is the scheduler's default; 24 is what Little's law asks
-	// for: 100 images a minute x 10 s of latency = 17 in flight.
-	for _, b := range []struct{ slideshows, images, concurrency int }{{2, 5, 8}, {5, 10, 8}, {2, 5, 24}, {5, 10, 24}} {
-		t.Run(fmt.Sprintf("%dx%d/concurrency=%d", b.slideshows, b.images, b.concurrency), func(t *testing.T) {
+	// for: 100 images a minute x 10 s of latency = 17 in flight. Burst 0 is
+	// the default (one second's worth of RPM: 1 for image lanes); 20 lets a
+	// lane start its whole minute at once.
+	for _, b := range []struct{ slideshows, images, concurrency, burst int }{
+		{2, 5, 8, 0}, {5, 10, 8, 0}, {2, 5, 24, 0}, {5, 10, 24, 0}, {2, 5, 24, 20}, {5, 10, 60, 20},
+	} {
+		t.Run(fmt.Sprintf("%dx%d/concurrency=%d/burst=%d", b.slideshows, b.images, b.concurrency, b.burst), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := startSim(t, simConfig{Keys: keysIn(lanes, lanes), Scale: published, Concurrency: map[string]int{imageClass: b.concurrency}, Faults: emulator.Faults{
-					Latency: func(model string, _ *rand.Rand) time.Duration {
-						if model == imageModel {
-							return imageLatency
-						}
-						return textLatency
-					},
-				}})
+				s := startSim(t, simConfig{Keys: keysIn(lanes, lanes), Scale: published, Concurrency: map[string]int{imageClass: b.concurrency},
+					Burst: map[string]int{imageClass: b.burst}, Faults: emulator.Faults{
+						Latency: func(model string, _ *rand.Rand) time.Duration {
+							if model == imageModel {
+								return imageLatency
+							}
+							return textLatency
+						},
+					}})
 				start := time.Now()
 				var wg sync.WaitGroup
 				for i := range b.slideshows {
@@ -68,7 +73,7 @@ func TestDayOldPlanBatches(t *testing.T) {
 				quotaMin := textLatency + imageLatency + time.Duration((n-1)/perWindow)*time.Minute
 				evenMin := textLatency + imageLatency + time.Duration(n-1)*time.Minute/time.Duration(perWindow)
 				evs, reqs := s.rec.snapshot()
-				cw, err := capacityWaits(evs, imageClass, published.image, s.rec.project, start)
+				cw, err := capacityWaits(evs, imageClass, published.image, b.burst, s.rec.project, start)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -89,10 +94,19 @@ func TestDayOldPlanBatches(t *testing.T) {
 				if slack := time.Minute / time.Duration(published.image.RPM); enough && wall > evenMin+slack {
 					t.Errorf("batch took %v, more than the even minimum %v plus one pacing interval %v", wall, evenMin, slack)
 				}
+				// With a burst of a whole minute and a worker per image, every
+				// image that fits in the first window starts at once.
+				if b.burst == published.image.RPM && b.concurrency >= n && wall != quotaMin {
+					t.Errorf("batch took %v with a burst of %d, want the quotas' minimum %v", wall, b.burst, quotaMin)
+				}
 				if limit := time.Duration((n+b.concurrency-1)/b.concurrency) * imageLatency; !enough && wall < textLatency+limit {
 					t.Errorf("batch took %v with %d workers, less than their bound %v", wall, b.concurrency, textLatency+limit)
 				}
-				tb.add(fmt.Sprintf("%d slideshows × %d images", b.slideshows, b.images), b.concurrency, n, dur(wall), dur(quotaMin), dur(evenMin),
+				burst := fmt.Sprint(b.burst)
+				if b.burst == 0 {
+					burst = "1 (default)"
+				}
+				tb.add(fmt.Sprintf("%d slideshows × %d images", b.slideshows, b.images), b.concurrency, burst, n, dur(wall), dur(quotaMin), dur(evenMin),
 					fmt.Sprintf("%.2f", wall.Seconds()/quotaMin.Seconds()), imgs, tooMany,
 					fmt.Sprintf("%s / %s", dur(percentile(cw.waits, 50)), dur(percentile(cw.waits, 99))))
 			})

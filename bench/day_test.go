@@ -117,7 +117,7 @@ func (s *sim) classReport(t *testing.T, class string, lanes int, evs []recEvent,
 		}
 	}
 	var err error
-	cr.waits, err = capacityWaits(evs, class, limits, s.rec.project, s.start)
+	cr.waits, err = capacityWaits(evs, class, limits, s.cfg.Burst[class], s.rec.project, s.start)
 	if err != nil {
 		t.Fatal(err)
 	}

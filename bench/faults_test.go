@@ -180,7 +180,7 @@ func TestDayFaults(t *testing.T) {
 			if class == imageClass {
 				limits = sc.image
 			}
-			cw, err := capacityWaits(evs, class, limits, s.rec.project, s.start)
+			cw, err := capacityWaits(evs, class, limits, 0, s.rec.project, s.start)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -68,7 +68,7 @@ func status(code int) func(request) bool { return func(r request) bool { return 
 //
 // f is computed by replaying the recorded dispatches, cooldowns,
 // exhaustions and disabled keys, in order, on a shadow bucket.Class per
-// lane with the class's limits (bucket is the quota model the scheduler
+// lane with the class's limits and burst (bucket is the quota model the scheduler
 // dispatches on). A dispatch before f, or one the shadow would refuse,
 // counts as early: the scheduler sent a request its own quota model did not
 // allow.
@@ -77,7 +77,7 @@ type capacityWait struct {
 	early int
 }
 
-func capacityWaits(evs []recEvent, class string, limits bucket.Limits, keyProject map[string]string, start time.Time) (capacityWait, error) {
+func capacityWaits(evs []recEvent, class string, limits bucket.Limits, burst int, keyProject map[string]string, start time.Time) (capacityWait, error) {
 	var cw capacityWait
 	shadows := map[string]*bucket.Class{}
 	prev := map[string]time.Time{}
@@ -92,7 +92,7 @@ func capacityWaits(evs []recEvent, class string, limits bucket.Limits, keyProjec
 	}
 	for p := range keys {
 		pool, err := bucket.New(bucket.Config{
-			Classes: []bucket.ClassConfig{{Name: class, Limits: limits}},
+			Classes: []bucket.ClassConfig{{Name: class, Limits: limits, Burst: burst}},
 			Keys:    []bucket.Key{{ID: p, Project: p}},
 		})
 		if err != nil {

@@ -145,6 +145,14 @@ func TestDayPriority(t *testing.T) {
 		if len(highs) != 2*len(arrivals) {
 			t.Errorf("%d high-priority images, want %d", len(highs), 2*len(arrivals))
 		}
+		// A high job goes ahead of the low backlog (younger than 2 x Aging):
+		// it waits at most for the next pacing token of some lane.
+		interval := time.Minute / time.Duration(sc.image.RPM)
+		for _, w := range highPressure {
+			if w > interval {
+				t.Errorf("a high-priority image waited %v behind low-priority work, more than one lane's pacing interval %v", w, interval)
+			}
+		}
 		if percentile(waits[scheduler.PriorityHigh], 50) >= percentile(waits[scheduler.PriorityLow], 50) {
 			t.Errorf("high priority waited %v (p50), low priority %v: priority made no difference",
 				percentile(waits[scheduler.PriorityHigh], 50), percentile(waits[scheduler.PriorityLow], 50))

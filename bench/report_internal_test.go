@@ -105,7 +105,7 @@ func TestCapacityWaits(t *testing.T) {
 		{Event: scheduler.Event{Kind: scheduler.EventKeyDisabled, KeyID: "k1", Project: "p1", Time: at(300)}},
 		dispatch(400, 0), // the project's only key is disabled: early
 	}
-	cw, err := capacityWaits(evs, "image", limits, map[string]string{"k1": "p1"}, benchStart)
+	cw, err := capacityWaits(evs, "image", limits, 0, map[string]string{"k1": "p1"}, benchStart)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,6 +76,7 @@ type simConfig struct {
 	Faults      emulator.Faults
 	Protect     *scheduler.Priority // nil: daily protection off (PriorityLow)
 	Concurrency map[string]int      // per class; default 8
+	Burst       map[string]int      // per class; default the scheduler's (one second's worth)
 	MaxAttempts int
 }
 
@@ -140,8 +141,8 @@ func startSim(t *testing.T, cfg simConfig) *sim {
 	}
 	sched, err := scheduler.New(scheduler.Config{
 		Classes: []scheduler.ClassConfig{
-			{Name: textClass, Limits: sc.text, Concurrency: conc(textClass)},
-			{Name: imageClass, Limits: sc.image, Concurrency: conc(imageClass)},
+			{Name: textClass, Limits: sc.text, Concurrency: conc(textClass), Burst: cfg.Burst[textClass]},
+			{Name: imageClass, Limits: sc.image, Concurrency: conc(imageClass), Burst: cfg.Burst[imageClass]},
 		},
 		Keys:        skeys,
 		Classifier:  gemini.Classify,
