@@ -12,6 +12,7 @@ var (
 	fullDay = flag.Bool("day", false, "run the simulated-day scenarios at the published limits (slow) instead of a tenth of them")
 	report  = flag.Bool("report", false, "print each scenario's report table and write its SVG plots under -plots")
 	plotDir = flag.String("plots", "plots", "directory the -report plots are written to")
+	seedArg = flag.Uint64("seed", 0, "seed of the randomized scenarios (0: from the clock; the seed used is logged)")
 )
 
 func TestMain(m *testing.M) {

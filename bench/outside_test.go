@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -97,8 +98,11 @@ func (c *consumer) nextFree(s *sim, model string, rpm int) time.Time {
 // scenario 1, while an outside consumer spends 30 % of p1's RPM and RPD at
 // random times, unseen by slideshowd.
 func TestDayOutsideConsumer(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("consumer seed %d", seed)
+	seed := *seedArg
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("consumer seed %d (replay with -seed %d)", seed, seed)
 	synctest.Test(t, func(t *testing.T) {
 		keys := keysIn(5, 5)
 		sc := dayScale()
@@ -114,6 +118,11 @@ func TestDayOutsideConsumer(t *testing.T) {
 		checkJobs(t, dw) // every job completes: on the day or after the next midnight
 		checkWaitedForNextDay(t, s, dw)
 		evs, reqs := s.rec.snapshot()
+		for i, j := range dw.jobs[textClass] {
+			if j.err != nil {
+				logHistory(t, evs, fmt.Sprintf("analyze batch item %d", i), s.start)
+			}
+		}
 
 		tb := table{header: []string{"class", "consumer's share of p1's day (aimed at 30 %)", "slideshowd calls on the day / capacity left",
 			"429 per minute", "429 per day", "lanes cooled", "lanes exhausted", "requests on a cooling or exhausted lane", "p1 max in any 60 s (emulator, consumer included)"}}
@@ -211,4 +220,23 @@ func TestDayOutsideConsumer(t *testing.T) {
 		ch.series = append(ch.series, series{name: "p1 (consumer)", ys: cons, dash: true})
 		writePlot(t, plotName("outside", "text-lanes"), ch)
 	})
+}
+
+// logHistory logs the attempts of the job named name: when, on which lane,
+// with what outcome.
+func logHistory(t *testing.T, evs []recEvent, name string, start time.Time) {
+	t.Helper()
+	var b strings.Builder
+	for _, e := range evs {
+		if e.JobName != name {
+			continue
+		}
+		switch e.Kind {
+		case scheduler.EventDispatched:
+			fmt.Fprintf(&b, "\n  %s dispatched on %s (attempt %d, waited %v)", clock(e.Time.Sub(start))+fmt.Sprintf(".%03d", e.Time.Sub(start).Milliseconds()%1000), e.Project, e.Attempt, e.Waited)
+		case scheduler.EventFinished:
+			fmt.Fprintf(&b, " -> %s", e.Outcome)
+		}
+	}
+	t.Logf("history of %q:%s", name, b.String())
 }
