@@ -129,12 +129,12 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 }
 
 // retryElsewhere sends t back to the head of its priority to try another
-// lane, unless it has been tried too often in all.
+// lane. It spends no retry budget: a rate limit is a lack of capacity, not
+// a failure of the job, and the lane that answered it is blocked (cooling
+// down, exhausted, or its key disabled), so retries are paced by the quota
+// itself; a job with a deadline ends with ErrNoCapacity when the quota
+// cannot serve it in time.
 func (r *runner) retryElsewhere(t *task, err error, ev Event, name string) {
-	if t.attempts >= 4*r.s.cfg.MaxAttempts {
-		r.end(t, StateFailed, fmt.Errorf("%w (%d attempts in all): %w", ErrRetriesExhausted, t.attempts, err), ev, name)
-		return
-	}
 	ev.Outcome, ev.Err = name, err
 	r.s.emit(ev)
 	r.s.emit(Event{Kind: EventRetry, Time: ev.Time, Class: r.name, JobID: t.id, JobName: t.job.Name,

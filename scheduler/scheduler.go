@@ -48,7 +48,7 @@ type Config struct {
 	Classifier Classifier
 	// MaxAttempts is the retry budget: the most times a job is tried after
 	// transient failures. Default 5. Rate limits and disabled keys do not
-	// spend it (the job moves to another lane), up to MaxAttempts*4 tries in all.
+	// spend it: the job moves to another lane, paced by the quota.
 	MaxAttempts int
 	// Critical is the fraction of a class's day at which it becomes critical. Default 0.9.
 	Critical float64

@@ -703,3 +703,22 @@ func TestSubmitErrors(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// A lane that keeps answering 429 (someone else spends its quota) delays a
+// job but never fails it: rate limits spend no retry budget.
+func TestRateLimitsDoNotFailTheJob(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := start(t, Config{Classes: textImage(1000, 10000, 20, 250, 1), Keys: keys(1)})
+		calls := 0
+		err := s.Do(t.Context(), Job{Class: "image", Work: func(context.Context, Lease) error {
+			calls++
+			if calls <= 50 {
+				return &RateLimitedError{Scope: ScopeMinute, RetryAfter: time.Second}
+			}
+			return nil
+		}})
+		if err != nil || calls != 51 {
+			t.Fatalf("after 50 rate limits: err %v, calls %d; want success on the 51st", err, calls)
+		}
+	})
+}
