@@ -337,6 +337,11 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 		}
 		rec.Slides = append(rec.Slides, sr)
 	}
+	// Stored, reported and queued under p.mu, as in reopenLocked: a Run
+	// starting meanwhile may find the record in the store, but cannot queue
+	// it (and finish it) before this queues it from a record gone stale.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err := p.put(ctx, rec); err != nil {
 		return "", err
 	}
@@ -345,7 +350,7 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	// Reported before it is queued, so OnChange never sees "queued" after
 	// the job's progress.
 	p.notify(rec)
-	p.enqueue(rec)
+	p.enqueueLocked(rec)
 	return id, nil
 }
 
