@@ -97,13 +97,10 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 		return openError(e, cfg, err)
 	}
 	defer d.close()
-	runCtx, stop := context.WithCancel(ctx)
-	wait := d.run(runCtx)
-	defer func() {
-		stop()
-		wait()
-	}()
 
+	// Every entry is submitted, and the failures of earlier runs reopened,
+	// before the core runs: a job resumed from an earlier run and failing in
+	// this one must not look like an earlier failure and be retried at once.
 	ids := make([]string, len(entries))
 	for i, en := range entries {
 		id, err := d.pipe.Submit(ctx, en.req)
@@ -123,6 +120,12 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 			tr.update(st)
 		}
 	}
+	runCtx, stop := context.WithCancel(ctx)
+	wait := d.run(runCtx)
+	defer func() {
+		stop()
+		wait()
+	}()
 	tr.start()
 
 	results := make([]batchResult, len(entries))
