@@ -3,10 +3,12 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"testing/synctest"
 
+	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -96,6 +98,73 @@ func TestSubmitRacingResumeEndsOnce(t *testing.T) {
 		st, err := h.p.Status(t.Context(), id)
 		if err != nil || st.State != JobDone {
 			t.Errorf("stored state %s (%v), want done", st.State, err)
+		}
+	})
+}
+
+// failingStore fails the first PutJob of a record with an analysis: a
+// store error (a full disk, say) in the middle of a job.
+type failingStore struct {
+	store.Store
+	once sync.Once
+}
+
+func (s *failingStore) PutJob(ctx context.Context, j store.JobRecord) error {
+	var r record
+	fail := false
+	if json.Unmarshal(j.Data, &r) == nil && r.Analysis != nil {
+		s.once.Do(func() { fail = true })
+	}
+	if fail {
+		return errors.New("disk full")
+	}
+	return s.Store.PutJob(ctx, j)
+}
+
+// TestStoreErrorMidJobIsRetried: a job cut short by a store error while
+// Run goes on is worked again later, not left in progress until the next
+// start; what it finished (the analysis) is not asked for again.
+func TestStoreErrorMidJobIsRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, setup{st: &failingStore{Store: store.NewMemory()}})
+		id, err := h.p.Submit(t.Context(), request(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := h.wait(id)
+		if st.State != JobDone {
+			t.Fatalf("state %s error %q, want done", st.State, st.Error)
+		}
+		if got := served(h.e, emulator.DefaultTextModel); got != 1 {
+			t.Errorf("analysis asked for %d times, want 1", got)
+		}
+		if got := served(h.e, emulator.DefaultImageModel); got != 2 {
+			t.Errorf("%d images generated, want 2", got)
+		}
+	})
+}
+
+// TestStopWithJobWaitingToBeRequeued: Run stops while a job cut short
+// waits to be worked again; the job stays stored and the next Run ends it.
+func TestStopWithJobWaitingToBeRequeued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, dir := store.NewMemory(), t.TempDir()
+		h1 := newHarness(t, setup{st: &failingStore{Store: st}, dir: dir})
+		id, err := h1.p.Submit(t.Context(), request(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the job has been cut short and waits
+		h1.stop()
+		if s, err := h1.p.Status(t.Context(), id); err != nil || s.State.Final() {
+			t.Fatalf("after the stop: %s (%v), want a job in progress", s.State, err)
+		}
+		h2 := newHarness(t, setup{st: st, dir: dir, emu: h1.e})
+		if s := h2.wait(id); s.State != JobDone {
+			t.Fatalf("state %s error %q, want done", s.State, s.Error)
+		}
+		if got := served(h1.e, emulator.DefaultTextModel); got != 1 {
+			t.Errorf("analysis asked for %d times, want 1", got)
 		}
 	})
 }

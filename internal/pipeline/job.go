@@ -28,10 +28,12 @@ type job struct {
 	rec record
 }
 
-// work runs j as far as it goes and releases it.
-func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) {
+// work runs j as far as it goes and releases it; it reports whether the
+// job reached a final state.
+func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) bool {
 	final := j.run(workCtx, runCtx)
 	p.release(j, final)
+	return final
 }
 
 // errInterrupted ends a run that must resume at the next start.

@@ -26,6 +26,10 @@ import (
 // DefaultMaxActive is Config.MaxActive's default.
 const DefaultMaxActive = 64
 
+// requeueAfter is how long a job cut short while Run goes on (a store or
+// file error) waits before it is worked again.
+const requeueAfter = time.Minute
+
 // Config describes a Pipeline. Field comments give the defaults.
 type Config struct {
 	// Store keeps the job records (JSON, one per job); required.
@@ -132,7 +136,9 @@ func New(cfg Config) (*Pipeline, error) {
 }
 
 // Run works jobs until ctx ends. On start it resumes every stored job that
-// is not done or failed, skipping the steps whose output is stored. When ctx
+// is not done or failed, skipping the steps whose output is stored. A job
+// cut short while Run goes on (a store or file error) is worked again a
+// minute later. When ctx
 // ends it starts nothing new, gives running steps Config.ShutdownGrace, and
 // leaves the unfinished work stored for the next Run; it returns when every
 // goroutine it started has ended. Run may be called once.
@@ -167,8 +173,25 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	type ended struct {
+		j     *job
+		final bool
+	}
 	running := 0
-	done := make(chan struct{}, p.cfg.MaxActive)
+	done := make(chan ended, p.cfg.MaxActive)
+	var (
+		requeueMu sync.Mutex
+		requeues  = make(map[*time.Timer]bool) // pending; a timer removes itself when it fires
+	)
+	defer func() {
+		requeueMu.Lock()
+		defer requeueMu.Unlock()
+		for t := range requeues {
+			if t.Stop() {
+				wg.Done()
+			}
+		}
+	}()
 	for {
 		for running < p.cfg.MaxActive {
 			j := p.next()
@@ -179,15 +202,33 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				p.work(workCtx, ctx, j)
-				done <- struct{}{}
+				done <- ended{j, p.work(workCtx, ctx, j)}
 			}()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-done:
+		case e := <-done:
 			running--
+			if !e.final && ctx.Err() == nil {
+				// Cut short by an error that is not the job's (its stored
+				// state is the last good one): work it again later rather
+				// than leave it in progress until the next start.
+				rec := e.j.snapshot()
+				p.log.Warn().Str("job", rec.ID).Dur("after", requeueAfter).Msg("job interrupted; working it again later")
+				wg.Add(1)
+				requeueMu.Lock()
+				var t *time.Timer
+				t = time.AfterFunc(requeueAfter, func() {
+					defer wg.Done()
+					requeueMu.Lock()
+					delete(requeues, t)
+					requeueMu.Unlock()
+					p.enqueue(rec)
+				})
+				requeues[t] = true
+				requeueMu.Unlock()
+			}
 		case <-p.wake:
 		}
 	}
