@@ -138,10 +138,10 @@ func New(cfg Config) (*Pipeline, error) {
 // Run works jobs until ctx ends. On start it resumes every stored job that
 // is not done or failed, skipping the steps whose output is stored. A job
 // cut short while Run goes on (a store or file error) is worked again a
-// minute later. When ctx
-// ends it starts nothing new, gives running steps Config.ShutdownGrace, and
-// leaves the unfinished work stored for the next Run; it returns when every
-// goroutine it started has ended. Run may be called once.
+// minute later. When ctx ends it starts nothing new, gives running steps
+// Config.ShutdownGrace, and leaves the unfinished work stored for the next
+// Run; it returns when every goroutine it started has ended. Run may be
+// called once.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.state != stateNew {
