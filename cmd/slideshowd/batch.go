@@ -224,12 +224,34 @@ func writeOutputs(ctx context.Context, p *pipeline.Pipeline, st pipeline.Status,
 }
 
 // writeFile writes dir/name through a temporary file and a rename.
+// writeFile writes dir/name durably: a temporary file, fsync, rename, fsync
+// of dir, so an output reported written survives a crash whole.
 func writeFile(dir, name string, data []byte) error {
 	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, name))
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // summarize prints the end of the batch and returns the exit code.

@@ -102,21 +102,30 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	}
 
 	code := exitOK
+	serverDone := false
 	select {
 	case err := <-errc:
 		log.Error().Err(err).Msg("HTTP server failed")
 		code = exitFailed
+		serverDone = true
 	case <-ctx.Done():
 		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: no new requests; running calls may finish")
 	}
-	// Stop accepting; in-flight HTTP requests are short (submit, status),
-	// and long polls answer as soon as Shutdown starts.
-	sctx, cancel := context.WithTimeout(context.Background(), max(cfg.Grace(), time.Second))
+	// Stop the core and the HTTP server together, so the whole stop takes
+	// one grace: the scheduler and pipeline start nothing new (a submit now
+	// answers 503) and running calls get the grace; the server stops
+	// accepting, and long polls answer as soon as Shutdown starts.
+	stopCore()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Grace()+time.Second)
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn().Err(err).Msg("HTTP shutdown")
 	}
 	cancel()
-	stopCore()
+	if !serverDone {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn().Err(err).Msg("HTTP server")
+		}
+	}
 	wait()
 	log.Info().Msg("stopped; unfinished jobs resume at the next start")
 	return code

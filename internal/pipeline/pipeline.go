@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -121,7 +120,7 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	cfg.withDefaults()
 	jobsDir := filepath.Join(cfg.DataDir, "jobs")
-	if err := os.MkdirAll(jobsDir, 0o700); err != nil {
+	if err := mkdirSync(jobsDir); err != nil {
 		return nil, fmt.Errorf("pipeline: data dir: %w", err)
 	}
 	return &Pipeline{
