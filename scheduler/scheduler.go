@@ -637,6 +637,8 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 		if t.stop != nil && !t.stop() {
 			// The job's context ended just now: its cancellation hook is
 			// running and will find it no longer queued; end it here.
+			// The lease's chunk was never written: give it back too.
+			r.class.ChunkFailed(lease)
 			r.class.Refund(lease, now)
 			r.mu.Lock()
 			r.running--

@@ -1,0 +1,83 @@
+package scheduler
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// newTask builds a queued task the way Submit does, without queueing it.
+func newTask(s *Scheduler, ctx context.Context, j Job) *task {
+	now := time.Now()
+	t := &task{job: j, id: s.nextID.Add(1), ctx: ctx, enqueued: now, queuedAt: now, heapIdx: -1}
+	t.handle = &Handle{id: t.id, class: j.Class, done: make(chan struct{})}
+	return t
+}
+
+// A job whose context ends between Acquire and the dispatcher unregistering
+// its cancellation hook gives its lease back. The lease's chunk of daily
+// units was never written, so the chunk must be given back too: otherwise the
+// next request on the lane is covered by a reservation that is not durable
+// and a crash under-counts the day.
+func TestCanceledAtDispatchDoesNotKeepUnwrittenChunk(t *testing.T) {
+	st := store.NewMemory()
+	s, err := New(Config{
+		Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100}, Concurrency: 1, Burst: 10}},
+		Keys:    keys(1),
+		Store:   st,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.classes["text"]
+	workers := pool.New().WithMaxGoroutines(1)
+
+	// The first job's context has ended and its hook has already fired:
+	// stop reports false, as it does when the hook runs concurrently.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	canceled := newTask(s, ctx, Job{Class: "text", Work: ok})
+	canceled.stop = func() bool { return false }
+	r.mu.Lock()
+	r.queues[level(PriorityNormal)].pushBack(canceled)
+	r.mu.Unlock()
+	r.dispatchReady(workers, t.Context())
+	if got := canceled.handle.State(); got != StateCanceled {
+		t.Fatalf("canceled job state = %v, want canceled", got)
+	}
+
+	// The next job is sent: the store must count it before it runs.
+	sent := make(chan struct{})
+	next := newTask(s, t.Context(), Job{Class: "text", Work: func(context.Context, Lease) error {
+		close(sent)
+		return nil
+	}})
+	r.mu.Lock()
+	r.queues[level(PriorityNormal)].pushBack(next)
+	r.mu.Unlock()
+	r.dispatchReady(workers, t.Context())
+	<-sent
+	workers.Wait()
+
+	day := bucket.Day(time.Now(), bucket.Pacific)
+	counts, err := st.Daily(t.Context(), day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for _, dc := range counts {
+		stored += dc.Count
+	}
+	if stored < 1 {
+		t.Fatalf("store counts %d daily units for day %s after 1 request was sent: under-count", stored, day)
+	}
+	u := r.class.Usage(time.Now())
+	if res := u.Lanes[0].Reserved; res > stored {
+		t.Fatalf("lane reserves %d daily units but the store holds %d: reservation not durable", res, stored)
+	}
+}
