@@ -81,3 +81,50 @@ func TestCanceledAtDispatchDoesNotKeepUnwrittenChunk(t *testing.T) {
 		t.Fatalf("lane reserves %d daily units but the store holds %d: reservation not durable", res, stored)
 	}
 }
+
+// failHead ends a job the dispatcher found unservable. When a retried job
+// went back in front of it meanwhile (requeue pushes at the head), the ended
+// job must still leave the queue: otherwise it is dispatched and its work
+// runs after it has failed, and the queue counts it as live.
+func TestFailHeadBehindRequeuedJob(t *testing.T) {
+	s, err := New(Config{
+		Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100}, Concurrency: 2, Burst: 10}},
+		Keys:    keys(1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.classes["text"]
+	ran := make(chan string, 2)
+	work := func(name string) func(context.Context, Lease) error {
+		return func(context.Context, Lease) error { ran <- name; return nil }
+	}
+	failed := newTask(s, t.Context(), Job{Class: "text", Work: work("failed")})
+	retried := newTask(s, t.Context(), Job{Class: "text", Work: work("retried")})
+	q := &r.queues[level(PriorityNormal)]
+	r.mu.Lock()
+	q.pushBack(failed)
+	q.pushFront(retried) // a retry went back to the head after failed was picked
+	r.mu.Unlock()
+	r.failHead(failed, ErrNoLanes)
+	if got := failed.handle.State(); got != StateFailed {
+		t.Fatalf("state = %v, want failed", got)
+	}
+	r.mu.Lock()
+	live := q.live
+	r.mu.Unlock()
+	if live != 1 {
+		t.Fatalf("queue live count = %d after failing one of two jobs, want 1", live)
+	}
+	workers := pool.New().WithMaxGoroutines(2)
+	r.dispatchReady(workers, t.Context())
+	workers.Wait()
+	close(ran)
+	var names []string
+	for n := range ran {
+		names = append(names, n)
+	}
+	if len(names) != 1 || names[0] != "retried" {
+		t.Fatalf("work ran for %v, want only [retried]", names)
+	}
+}

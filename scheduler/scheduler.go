@@ -686,8 +686,14 @@ func (r *runner) noLaneError(t *task) error {
 // failHead removes the head task t and fails it.
 func (r *runner) failHead(t *task, err error) {
 	r.mu.Lock()
-	if r.queues[level(t.job.Priority)].front() == t {
-		r.queues[level(t.job.Priority)].popFront()
+	q := &r.queues[level(t.job.Priority)]
+	if q.front() == t {
+		q.popFront()
+	} else if !t.canceled {
+		// A requeued job went in front of t since it was picked: t is
+		// still queued; mark it so it is dropped when met.
+		t.canceled = true
+		q.live--
 	}
 	r.mu.Unlock()
 	if t.stop != nil {
