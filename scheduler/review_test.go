@@ -128,3 +128,39 @@ func TestFailHeadBehindRequeuedJob(t *testing.T) {
 		t.Fatalf("work ran for %v, want only [retried]", names)
 	}
 }
+
+// closeQueued ends queued jobs after Run. A job whose cancellation hook fires
+// while closeQueued ends it must not be taken out of the queue a second time:
+// the queue's live count stays at zero, not below.
+func TestCloseQueuedRacingCancelHook(t *testing.T) {
+	s, err := New(Config{
+		Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100}, Concurrency: 1}},
+		Keys:    keys(1),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.classes["text"]
+	queued := newTask(s, t.Context(), Job{Class: "text", Work: ok})
+	delayed := newTask(s, t.Context(), Job{Class: "text", Work: ok})
+	delayed.notBefore = time.Now().Add(time.Hour)
+	for _, tk := range []*task{queued, delayed} {
+		tk.stop = func() bool { r.cancelQueued(tk); return false } // the hook runs just now
+	}
+	r.mu.Lock()
+	r.queues[level(PriorityNormal)].pushBack(queued)
+	r.delayed.push(delayed)
+	r.mu.Unlock()
+	r.closeQueued()
+	for _, tk := range []*task{queued, delayed} {
+		if !tk.handle.State().Final() {
+			t.Fatalf("job %d not ended: %v", tk.id, tk.handle.State())
+		}
+	}
+	r.mu.Lock()
+	live := r.queues[level(PriorityNormal)].live
+	r.mu.Unlock()
+	if live != 0 {
+		t.Fatalf("queue live count = %d after closing, want 0", live)
+	}
+}

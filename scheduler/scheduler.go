@@ -523,6 +523,9 @@ func (r *runner) closeQueued() {
 	for len(r.delayed) > 0 {
 		ts = append(ts, r.delayed.pop())
 	}
+	for _, t := range ts {
+		t.canceled = true // out of the queue: a racing cancellation hook leaves it alone
+	}
 	r.mu.Unlock()
 	for _, t := range ts {
 		if t.stop != nil {
