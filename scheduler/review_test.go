@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sourcegraph/conc/pool"
@@ -162,5 +164,41 @@ func TestCloseQueuedRacingCancelHook(t *testing.T) {
 	r.mu.Unlock()
 	if live != 0 {
 		t.Fatalf("queue live count = %d after closing, want 0", live)
+	}
+}
+
+// What a rate limit or a bad key says about the lane holds whatever became of
+// the job: a per-day 429 (or a key error) answered to a job whose context
+// ended meanwhile, or during shutdown, still exhausts the lane (disables the
+// key), so no later job is sent there the same day.
+func TestLaneEffectsApplyWhenJobCanceled(t *testing.T) {
+	cases := []struct {
+		name  string
+		err   error
+		check func(bucket.LaneUsage) bool
+	}{
+		{"day429", &RateLimitedError{Scope: ScopeDay}, func(l bucket.LaneUsage) bool { return !l.ExhaustedUntil.IsZero() }},
+		{"minute429", &RateLimitedError{Scope: ScopeMinute, RetryAfter: 20 * time.Second}, func(l bucket.LaneUsage) bool { return !l.CoolUntil.IsZero() }},
+		{"key", &KeyError{Reason: "invalid"}, func(l bucket.LaneUsage) bool { return len(l.DisabledKeys) == 1 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := start(t, Config{Classes: textImage(1000, 10000, 20, 250, 4), Keys: keys(1)})
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				err := s.Do(ctx, Job{Class: "image", Work: func(context.Context, Lease) error {
+					cancel() // the caller gives up just as the answer comes
+					return tc.err
+				}})
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("Do = %v, want canceled", err)
+				}
+				u := s.Pool().Class("image").Usage(time.Now())
+				if !tc.check(u.Lanes[0]) {
+					t.Fatalf("after %v on a canceled job the lane is %+v: the answer was ignored", tc.err, u.Lanes[0])
+				}
+			})
+		})
 	}
 }

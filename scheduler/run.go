@@ -84,6 +84,22 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 		r.class.Release(lease, now, tokens)
 	}
 
+	// What the answer says about the lane or key holds whatever becomes of
+	// the job: apply it before a canceled or stopped job ends.
+	var (
+		rl *RateLimitedError
+		ke *KeyError
+		pe *PermanentError
+	)
+	isRL := errors.As(classified, &rl)
+	isKE := !isRL && errors.As(classified, &ke)
+	switch {
+	case isRL:
+		r.rateLimited(lease, rl, now)
+	case isKE:
+		r.keyUnusable(lease, ke, now)
+	}
+
 	switch {
 	case t.ctx.Err() != nil:
 		r.end(t, StateCanceled, t.ctx.Err(), ev, "canceled")
@@ -93,17 +109,10 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 		return
 	}
 
-	var (
-		rl *RateLimitedError
-		ke *KeyError
-		pe *PermanentError
-	)
 	switch {
-	case errors.As(classified, &rl):
-		r.rateLimited(lease, rl, now)
+	case isRL:
 		r.retryElsewhere(t, classified, ev, "rate_limited")
-	case errors.As(classified, &ke):
-		r.keyUnusable(lease, ke, now)
+	case isKE:
 		r.retryElsewhere(t, classified, ev, "key")
 	case errors.As(classified, &pe):
 		r.end(t, StateFailed, classified, ev, "permanent")
