@@ -285,9 +285,7 @@ func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next t
 			}
 			return c.take(l, n, tok), true, time.Time{}
 		}
-		if at <= n { // only pacing holds it back
-			at = n + l.paceWait(now)
-		}
+		at = l.withPace(at, now, n)
 		c.removeReady(l)
 		l.readyAt = at
 		c.pushWaiting(l)
@@ -315,10 +313,7 @@ func (c *Class) Earliest(now time.Time, tokens int) time.Time {
 	if c.cursor != nil {
 		l := c.cursor
 		for {
-			at := c.readyAt(l, now, n, tok)
-			if at <= n {
-				at = n + l.paceWait(now)
-			}
+			at := l.withPace(c.readyAt(l, now, n, tok), now, n)
 			best = min(best, at)
 			if best <= n {
 				return now
@@ -353,16 +348,41 @@ func (l *lane) takePace(now time.Time) bool {
 	return true
 }
 
+// withPace turns at, when the lane is ready but for pacing (readyAt's answer),
+// into when it is ready with pacing too: a lane held back by its window or a
+// cooldown may still lack a pacing token at that moment.
+func (l *lane) withPace(at int64, now time.Time, n int64) int64 {
+	switch {
+	case at <= n:
+		return n + l.paceWait(now)
+	case at == never || l.paced > 0:
+		return at
+	}
+	return at + untilTokens(l.pace, time.Unix(0, at), 1)
+}
+
 // paceWait returns how long until the lane has a pacing token.
 func (l *lane) paceWait(now time.Time) int64 {
 	if l.paced > 0 {
 		return 0
 	}
-	have := l.pace.TokensAt(now)
-	if have >= 1 {
+	return untilTokens(l.pace, now, 1)
+}
+
+// untilTokens returns how many nanoseconds after now lim holds need tokens
+// (0: it does now). It rounds up and then checks against the limiter itself,
+// so that at now plus the result the tokens are there: a caller that sleeps
+// that long does not wake a nanosecond early for nothing.
+func untilTokens(lim *rate.Limiter, now time.Time, need float64) int64 {
+	have := lim.TokensAt(now)
+	if have >= need {
 		return 0
 	}
-	return max(1, int64((1-have)/float64(l.pace.Limit())*1e9))
+	d := max(1, int64(math.Ceil((need-have)/float64(lim.Limit())*1e9)))
+	for i := 0; i < 64 && lim.TokensAt(now.Add(time.Duration(d))) < need; i++ {
+		d++
+	}
+	return d
 }
 
 // promote moves waiting lanes whose time has come into the ready ring.
@@ -443,8 +463,8 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 		if l.win.tokens+tok > tpm {
 			return l.win.tokensFreeAt(tok, tpm)
 		}
-		if have := l.tpm.TokensAt(now); have < float64(tok) {
-			return n + max(1, int64((float64(tok)-have)/float64(l.tpm.Limit())*1e9))
+		if d := untilTokens(l.tpm, now, float64(tok)); d > 0 {
+			return n + d
 		}
 	}
 	return n
