@@ -246,7 +246,10 @@ type Lease struct {
 	Tokens  int    // estimated input tokens taken from the lane's TPM
 	// Chunk, when positive, is the number of daily units the caller must
 	// durably record for (Day, Project, Class) before sending the request
-	// (write-ahead). If recording fails, call ChunkFailed and Refund.
+	// (write-ahead). If recording fails, call ChunkFailed and Refund. Later
+	// leases of the lane are covered by this chunk, so the write-ahead rule
+	// holds when one caller per class acquires and records each chunk
+	// before its next Acquire (the scheduler's dispatcher does).
 	Chunk int
 
 	lane     *lane
