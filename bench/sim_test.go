@@ -299,12 +299,11 @@ type recEvent struct {
 // request is one HTTP request the SDK sent: when, with which key, to which
 // model, and the status it got (0: no answer, the context ended).
 type request struct {
-	seq, endSeq      uint64
-	at, end          time.Time
-	key, project     string
-	model, class     string
-	status           int
-	retryAfterHeader string
+	seq, endSeq  uint64
+	at, end      time.Time
+	key, project string
+	model, class string
+	status       int
 }
 
 func newRecorder(keys []simKey) *recorder {
