@@ -322,6 +322,12 @@ func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
 	if d, ok := ctx.Deadline(); ok {
 		t.deadline = d
 		earliest := r.class.Earliest(now, j.Tokens)
+		if !earliest.IsZero() && j.Priority < *s.cfg.Protect && s.cfg.Critical < 1 && r.class.Critical(now) {
+			// Daily protection holds the job until the next quota day.
+			if midnight := bucket.NextMidnight(now, s.cfg.Location); midnight.After(earliest) {
+				earliest = midnight
+			}
+		}
 		if earliest.IsZero() || earliest.After(d) {
 			err := &NoCapacityError{Class: j.Class, Earliest: earliest, Deadline: d}
 			t.handle.finish(StateFailed, err)
@@ -432,8 +438,10 @@ func (r *runner) enqueue(t *task, now time.Time) {
 		ahead += r.queues[i].live
 	}
 	q.pushBack(t)
+	if !t.canceled { // its context may have ended already: then it has no start
+		t.handle.start.Store(r.estimate(now, t.job.Tokens, ahead).UnixNano())
+	}
 	r.mu.Unlock()
-	t.handle.start.Store(r.estimate(now, t.job.Tokens, ahead).UnixNano())
 	r.signal()
 }
 

@@ -722,3 +722,30 @@ func TestRateLimitsDoNotFailTheJob(t *testing.T) {
 		}
 	})
 }
+
+// While a class is critical, a job below Protect cannot start before the next
+// quota day: one whose deadline comes first fails at once.
+func TestDeadlineFailFastWhenProtected(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := start(t, Config{Classes: textImage(1000, 10, 20, 250, 1), Keys: keys(1)})
+		for range 9 {
+			if err := s.Do(t.Context(), Job{Class: "text", Work: ok}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+		ctx, cancel := context.WithDeadline(t.Context(), midnight.Add(-time.Minute))
+		defer cancel()
+		h, err := s.Submit(ctx, Job{Class: "text", Priority: PriorityNormal, Work: ok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nc *NoCapacityError
+		if err := h.Err(); !errors.As(err, &nc) || !nc.Earliest.Equal(midnight) {
+			t.Fatalf("normal job with a deadline before midnight on a critical day: %v, want ErrNoCapacity with earliest %v", err, midnight)
+		}
+		if err := s.Do(ctx, Job{Class: "text", Priority: PriorityHigh, Work: ok}); err != nil {
+			t.Fatalf("a high job still runs: %v", err)
+		}
+	})
+}
