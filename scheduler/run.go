@@ -95,7 +95,7 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 	isKE := !isRL && errors.As(classified, &ke)
 	switch {
 	case isRL:
-		r.rateLimited(lease, rl, now)
+		r.rateLimited(lease, rl, start, now)
 	case isKE:
 		r.keyUnusable(lease, ke, now)
 	}
@@ -170,10 +170,20 @@ func (r *runner) release() {
 	r.signal()
 }
 
-func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, now time.Time) {
+// rateLimited applies a 429 to the lane. A per-day 429 exhausts the lane
+// until the end of the quota day the request was sent on: an answer that
+// arrives after that midnight speaks of a day already over, and blocking
+// the new one would waste it.
+func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, sent, now time.Time) {
 	ctx := context.Background()
 	if rl.Scope == ScopeDay {
-		until := r.class.Exhaust(lease.Project, now)
+		until := bucket.NextMidnight(sent, r.s.cfg.Location)
+		if !until.After(now) {
+			r.s.log.Info().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
+				Msg("per-day 429 for a quota day that has ended since; the lane serves the new day")
+			return
+		}
+		r.class.ExhaustUntil(lease.Project, until)
 		r.persistLane(ctx, lease.Project, now)
 		r.s.log.Warn().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
 			Str("quota", rl.Quota).Time("until", until).Msg("lane exhausted for the day")

@@ -749,3 +749,43 @@ func TestDeadlineFailFastWhenProtected(t *testing.T) {
 		}
 	})
 }
+
+// A per-day 429 answered after the Pacific midnight that followed its request
+// speaks of the day that ended: the new day is not blocked.
+func TestDay429AcrossMidnightDoesNotBlockTheNewDay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		s := start(t, Config{Classes: textImage(1000, 10000, 20, 250, 1), Keys: keys(1), Observer: rec})
+		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+		time.Sleep(time.Until(midnight) - 5*time.Second)
+		calls := 0
+		err := s.Do(t.Context(), Job{Class: "image", Work: func(ctx context.Context, _ Lease) error {
+			calls++
+			if calls == 1 {
+				time.Sleep(10 * time.Second) // the answer comes after midnight
+				return &RateLimitedError{Scope: ScopeDay}
+			}
+			return nil
+		}})
+		if err != nil || calls != 2 {
+			t.Fatalf("err %v calls %d", err, calls)
+		}
+		if got := time.Since(midnight); got > 6*time.Second {
+			t.Fatalf("the retry ran %v after midnight: the new day was blocked", got)
+		}
+		if ex := rec.of(EventLaneExhausted); len(ex) != 0 {
+			t.Fatalf("lane exhausted for the new day: %+v", ex)
+		}
+		// Before midnight the same answer exhausts the lane until midnight.
+		next := bucket.NextMidnight(time.Now(), bucket.Pacific)
+		s.Do(t.Context(), Job{Class: "image", Work: func(context.Context, Lease) error {
+			if time.Now().Before(next) {
+				return &RateLimitedError{Scope: ScopeDay}
+			}
+			return nil
+		}})
+		if ex := rec.of(EventLaneExhausted); len(ex) != 1 || !ex[0].Until.Equal(next) {
+			t.Fatalf("exhausted events %+v, want one until %v", ex, next)
+		}
+	})
+}
