@@ -16,6 +16,8 @@ func TestAuth(t *testing.T) {
 		{"POST", "/v1/slideshows", validBody},
 		{"GET", "/v1/slideshows/job1", ""},
 		{"GET", "/v1/slideshows/job1/images/1", ""},
+		{"POST", "/v1/slideshows/job1/retry", ""},
+		{"GET", "/v1/slideshows/job1/retry", ""}, // 405 only once authenticated
 		{"GET", "/v1/usage", ""},
 		{"GET", "/metrics", ""},
 		{"DELETE", "/v1/slideshows/job1", ""}, // 405 only once authenticated

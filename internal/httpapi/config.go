@@ -32,6 +32,12 @@ type Service interface {
 	// id, or pipeline.ErrNotFound when the job or the file is missing or the
 	// image is not done.
 	ImagePath(ctx context.Context, id string, n int) (string, error)
+	// Retry reopens job id when it failed, keeping what it finished, and
+	// queues it again; the reopened record is stored before it returns (the
+	// handler then answers 202 with Status). It wraps pipeline.ErrNotFailed
+	// when the job is not failed, pipeline.ErrNotFound when there is no such
+	// job, and returns pipeline.ErrClosed once the pipeline has stopped.
+	Retry(ctx context.Context, id string) error
 }
 
 // The pipeline is the Service the daemon serves.

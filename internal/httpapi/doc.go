@@ -12,6 +12,7 @@
 //	GET  /v1/slideshows/{id}            the job's pipeline.Status (state, analysis, per-image state)
 //	GET  /v1/slideshows/{id}?wait=30s   the same once the job is done or failed, or after 30s (at most 60s)
 //	GET  /v1/slideshows/{id}/images/{n} image n (1-based) of a job, as stored (PNG)
+//	POST /v1/slideshows/{id}/retry      reopen a failed job; 202 with its status, once the reopened job is stored
 //	GET  /v1/usage                      scheduler.Summary: per class, project and key
 //	GET  /healthz                       {"status":"ok"}; never needs the token
 //	GET  /metrics                       Prometheus exposition (with Config.Metrics)
@@ -30,6 +31,13 @@
 // header makes the request idempotent: a retry with the same key answers
 // 202 with the first job's id.
 //
+// POST /v1/slideshows/{id}/retry reopens a failed job (Service.Retry): its
+// failed analysis or images go back to pending and it is queued again; what
+// it finished is kept. The answer is 202 with the job's status as GET
+// returns it, read after the reopened record is stored; 409 when the job is
+// not failed (the message names its state), 404 for an unknown job, 503
+// once the pipeline is closed. The body, if any, is ignored.
+//
 // GET /v1/slideshows/{id}?wait=DURATION is a long poll instead of a polling
 // loop: it answers 200 with the job's status as soon as the job is done or
 // failed (at once when it already is), else when DURATION has passed, with
@@ -46,7 +54,8 @@
 //	401 UNAUTHENTICATED         token missing or wrong (with WWW-Authenticate: Bearer)
 //	404 NOT_FOUND               unknown job, endpoint or image; an image that failed or will never be made
 //	405 METHOD_NOT_ALLOWED      with an Allow header
-//	409 FAILED_PRECONDITION     the image exists but is still pending or running: wait for the job
+//	409 FAILED_PRECONDITION     the image exists but is still pending or running: wait for the job;
+//	                            a retry of a job that is not failed
 //	413 PAYLOAD_TOO_LARGE       body above Config.MaxBodyBytes (32 MiB by default)
 //	415 UNSUPPORTED_MEDIA_TYPE  POST without Content-Type: application/json
 //	500 INTERNAL                the message carries only the request id; the cause is logged
@@ -74,6 +83,7 @@
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/slideshows/ID
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" 'http://127.0.0.1:8080/v1/slideshows/ID?wait=60s'
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" -o image-1.png http://127.0.0.1:8080/v1/slideshows/ID/images/1
+//	curl -sS -X POST -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/slideshows/ID/retry
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/v1/usage
 //	curl -sS http://127.0.0.1:8080/healthz
 //	curl -sS -H "Authorization: Bearer $SLIDESHOWD_TOKEN" http://127.0.0.1:8080/metrics

@@ -40,69 +40,8 @@ func TestEndToEnd(t *testing.T) {
 		if err := emu.SetLeaked("k1", true); err != nil {
 			t.Fatal(err)
 		}
-		var bkeys []bucket.Key
-		var gkeys []gemini.Key
-		secrets := []string{testToken}
-		for _, k := range keys {
-			bkeys = append(bkeys, bucket.Key{ID: k.Name, Project: k.Name})
-			gkeys = append(gkeys, gemini.Key{ID: k.Name, Secret: k.Secret})
-			secrets = append(secrets, k.Secret)
-		}
-		logs := &syncBuffer{}
-		log := zerolog.New(logs).Level(zerolog.DebugLevel)
-		metrics := NewMetrics(prometheus.NewRegistry())
-		st := store.NewMemory()
-		sch, err := scheduler.New(scheduler.Config{
-			Classes: []scheduler.ClassConfig{
-				{Name: "text", Limits: bucket.Limits{RPM: 900, RPD: 9000}},
-				{Name: "image", Limits: bucket.Limits{RPM: 18, RPD: 240}},
-			},
-			Keys: bkeys, Store: st, Classifier: gemini.Classify, Logger: log, Observer: metrics, Seed: 1,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		metrics.Attach(sch.Summary)
-		gc, err := gemini.New(t.Context(), gemini.Config{
-			Keys: gkeys, BaseURL: "http://emulator.test", Scheduler: sch,
-			HTTPClient: &http.Client{Transport: emu.Transport()},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := pipeline.New(pipeline.Config{Store: st, Gemini: gc, DataDir: t.TempDir(), Logger: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Go(func() { _ = sch.Run(ctx) })
-		wg.Go(func() {
-			if err := p.Run(ctx); err != nil {
-				t.Errorf("pipeline Run: %v", err)
-			}
-		})
-		defer wg.Wait()
-		defer cancel()
-
-		env := &testEnv{logs: logs, h: New(Config{
-			Service: p, Summary: sch.Summary, Token: testToken, Secrets: secrets,
-			Logger: log, Metrics: metrics,
-		})}
-		auth := withToken(testToken)
-		var seen strings.Builder // every response, headers and body
-		call := func(method, path, body string, want int) *bytes.Buffer {
-			t.Helper()
-			w := env.do(t, method, path, body, auth)
-			for k, v := range w.Header() {
-				fmt.Fprintf(&seen, "%s: %s\n", k, v)
-			}
-			seen.Write(w.Body.Bytes())
-			if w.Code != want {
-				t.Fatalf("%s %s: %d %s, want %d", method, path, w.Code, w.Body, want)
-			}
-			return w.Body
-		}
+		rig := startE2E(t, emu, keys)
+		call, logs, secrets := rig.call, rig.logs, rig.secrets
 
 		body := fmt.Sprintf(`{"source":"quarterly.pptx","slides":[{"text":"Revenue grew"},{"text":"Chart","image":%q}],"images":3,"priority":"high"}`,
 			"data:image/png;base64,"+b64(pngBytes(t)))
@@ -164,6 +103,177 @@ func TestEndToEnd(t *testing.T) {
 				t.Errorf("metrics lack %s", want)
 			}
 		}
-		assertNoSecret(t, seen.String()+logs.String(), secrets...)
+		assertNoSecret(t, rig.seen.String()+logs.String(), secrets...)
 	})
+}
+
+// TestEndToEndRetry makes a job fail through the emulator (every image
+// answer without an image), clears the fault and retries the job over
+// HTTP: 202 with the reopened status, then done with the analysis of the
+// first attempt kept; a second retry is a 409 naming the state.
+func TestEndToEndRetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
+		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1, Faults: emulator.Faults{NoImage: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rig := startE2E(t, emu, keys)
+		call := rig.call
+		decode := func(b *bytes.Buffer) pipeline.Status {
+			t.Helper()
+			var st pipeline.Status
+			if err := json.Unmarshal(b.Bytes(), &st); err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		waitFinal := func(id string) pipeline.Status {
+			t.Helper()
+			for polls := 0; ; polls++ {
+				st := decode(call("GET", "/v1/slideshows/"+id+"?wait=60s", "", 200))
+				if st.State.Final() {
+					return st
+				}
+				if polls == 10 {
+					t.Fatalf("the job is still %s after %d long polls", st.State, polls)
+				}
+			}
+		}
+
+		var created struct{ ID string }
+		if err := json.Unmarshal(call("POST", "/v1/slideshows",
+			`{"source":"tides.pptx","slides":[{"text":"The moon pulls the sea"}],"images":2}`, 202).Bytes(), &created); err != nil {
+			t.Fatal(err)
+		}
+		id := created.ID
+		first := waitFinal(id)
+		if first.State != pipeline.JobFailed || first.Analysis == nil || first.Attempts != 1 ||
+			first.Images[0].State != pipeline.ImageFailed || first.Images[1].State != pipeline.ImageFailed {
+			t.Fatalf("first attempt %+v: want failed with the analysis made and both images failed", first)
+		}
+		asked := emu.Stats().Total()
+
+		if err := emu.SetFaults(emulator.Faults{}); err != nil {
+			t.Fatal(err)
+		}
+		reopened := decode(call("POST", "/v1/slideshows/"+id+"/retry", "", 202))
+		if reopened.ID != id || reopened.State == pipeline.JobFailed || reopened.Error != "" ||
+			reopened.Attempts != 2 || reopened.RetriedAt == nil || reopened.Analysis == nil {
+			t.Fatalf("retry answered %+v: want the reopened job, attempt 2, analysis kept", reopened)
+		}
+		final := waitFinal(id)
+		if final.State != pipeline.JobDone || final.Attempts != 2 || len(final.Images) != 2 ||
+			final.Analysis == nil || final.Analysis.Summary != first.Analysis.Summary {
+			t.Fatalf("after the retry %+v", final)
+		}
+		// Only the two images were asked for again, not the analysis.
+		if got := emu.Stats().Total() - asked; got != 2 {
+			t.Errorf("%d requests after the retry, want 2 (the failed images)", got)
+		}
+		for n := 1; n <= 2; n++ {
+			if _, err := png.Decode(call("GET", fmt.Sprintf("/v1/slideshows/%s/images/%d", id, n), "", 200)); err != nil {
+				t.Errorf("image %d: %v", n, err)
+			}
+		}
+		again := apiErrBody(t, call("POST", "/v1/slideshows/"+id+"/retry", "", 409))
+		if again.Status != "FAILED_PRECONDITION" || again.Message != "the slideshow is done: only a failed slideshow can be retried" {
+			t.Errorf("second retry: %+v", again)
+		}
+		call("POST", "/v1/slideshows/unknown-id/retry", "", 404)
+		assertNoSecret(t, rig.seen.String()+rig.logs.String(), rig.secrets...)
+	})
+}
+
+// apiErrBody decodes an error answer's body.
+func apiErrBody(t *testing.T, b *bytes.Buffer) errorDetail {
+	t.Helper()
+	var e errorBody
+	if err := json.Unmarshal(b.Bytes(), &e); err != nil {
+		t.Fatalf("error body %q: %v", b, err)
+	}
+	return e.Error
+}
+
+// e2eRig is the real pipeline, scheduler and gemini client over an
+// emulator, served by New with testToken; it stops when the test ends.
+type e2eRig struct {
+	env     *testEnv
+	logs    *syncBuffer
+	secrets []string // testToken and the keys' secrets
+	t       *testing.T
+	seen    strings.Builder // every response, headers and body
+}
+
+// call serves one request with the token and fails the test unless the
+// answer has status want; it returns the body.
+func (r *e2eRig) call(method, path, body string, want int) *bytes.Buffer {
+	r.t.Helper()
+	w := r.env.do(r.t, method, path, body, withToken(testToken))
+	for k, v := range w.Header() {
+		fmt.Fprintf(&r.seen, "%s: %s\n", k, v)
+	}
+	r.seen.Write(w.Body.Bytes())
+	if w.Code != want {
+		r.t.Fatalf("%s %s: %d %s, want %d", method, path, w.Code, w.Body, want)
+	}
+	return w.Body
+}
+
+// startE2E wires keys (one project each) to emu, runs the scheduler and
+// the pipeline until the test ends and serves them. Call it inside a
+// synctest bubble.
+func startE2E(t *testing.T, emu *emulator.Emulator, keys []emulator.Key) *e2eRig {
+	t.Helper()
+	var bkeys []bucket.Key
+	var gkeys []gemini.Key
+	secrets := []string{testToken}
+	for _, k := range keys {
+		bkeys = append(bkeys, bucket.Key{ID: k.Name, Project: k.Name})
+		gkeys = append(gkeys, gemini.Key{ID: k.Name, Secret: k.Secret})
+		secrets = append(secrets, k.Secret)
+	}
+	logs := &syncBuffer{}
+	log := zerolog.New(logs).Level(zerolog.DebugLevel)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	st := store.NewMemory()
+	sch, err := scheduler.New(scheduler.Config{
+		Classes: []scheduler.ClassConfig{
+			{Name: "text", Limits: bucket.Limits{RPM: 900, RPD: 9000}},
+			{Name: "image", Limits: bucket.Limits{RPM: 18, RPD: 240}},
+		},
+		Keys: bkeys, Store: st, Classifier: gemini.Classify, Logger: log, Observer: metrics, Seed: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics.Attach(sch.Summary)
+	gc, err := gemini.New(t.Context(), gemini.Config{
+		Keys: gkeys, BaseURL: "http://emulator.test", Scheduler: sch,
+		HTTPClient: &http.Client{Transport: emu.Transport()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pipeline.New(pipeline.Config{Store: st, Gemini: gc, DataDir: t.TempDir(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sch.Run(ctx) })
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			t.Errorf("pipeline Run: %v", err)
+		}
+	})
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	env := &testEnv{logs: logs, h: New(Config{
+		Service: p, Summary: sch.Summary, Token: testToken, Secrets: secrets,
+		Logger: log, Metrics: metrics,
+	})}
+	return &e2eRig{env: env, logs: logs, secrets: secrets, t: t}
 }

@@ -49,6 +49,21 @@ func (m *memService) ImagePath(ctx context.Context, id string, n int) (string, e
 	return "", pipeline.ErrNotFound
 }
 
+// Retry reopens a failed job: queued again for one more attempt.
+func (m *memService) Retry(ctx context.Context, id string) error {
+	st, ok := m.jobs[id]
+	switch {
+	case !ok:
+		return pipeline.ErrNotFound
+	case st.State != pipeline.JobFailed:
+		return fmt.Errorf("%w: job %s is %s", pipeline.ErrNotFailed, id, st.State)
+	}
+	st.State, st.Error = pipeline.JobQueued, ""
+	st.Attempts++
+	m.jobs[id] = st
+	return nil
+}
+
 // Serve the API with a bearer token: submit a slideshow, poll it, and see
 // what an unauthenticated client gets.
 func ExampleNew() {
@@ -75,6 +90,25 @@ func ExampleNew() {
 	// 200  {"id":"job1","source":"deck.pptx","priority":"normal","state":"queued","images":[],"attempts":1,"created_at":"1970-01-01T00:00:00Z","updated_at":"1970-01-01T00:00:00Z"}
 	// 400  {"error":{"code":400,"status":"INVALID_ARGUMENT","message":"images: 30: must be in 1..20"}}
 	// 401  {"error":{"code":401,"status":"UNAUTHENTICATED","message":"missing bearer token: send \"Authorization: Bearer <token>\""}}
+}
+
+// Retry a failed job: 202 with its status, queued for a second attempt;
+// retrying it again while it is not failed is a 409.
+func ExampleNew_retry() {
+	epoch := time.Unix(0, 0).UTC()
+	h := httpapi.New(httpapi.Config{Service: &memService{jobs: map[string]pipeline.Status{
+		"job1": {ID: "job1", Source: "deck.pptx", Priority: "normal", State: pipeline.JobFailed,
+			Error: "image 2: no image in the answer", Images: []pipeline.ImageStatus{}, Attempts: 1,
+			CreatedAt: epoch, UpdatedAt: epoch},
+	}}})
+	for range 2 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/slideshows/job1/retry", nil))
+		fmt.Print(w.Code, " ", w.Body)
+	}
+	// Output:
+	// 202 {"id":"job1","source":"deck.pptx","priority":"normal","state":"queued","images":[],"attempts":2,"created_at":"1970-01-01T00:00:00Z","updated_at":"1970-01-01T00:00:00Z"}
+	// 409 {"error":{"code":409,"status":"FAILED_PRECONDITION","message":"the slideshow is queued: only a failed slideshow can be retried"}}
 }
 
 // Metrics observe the scheduler's events and read its Summary at scrape

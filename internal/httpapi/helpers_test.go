@@ -45,8 +45,10 @@ type fakeService struct {
 	submitErr error
 	statusErr error
 	pathErr   error
-	panicWith any // Status panics with it when set
-	waits     int // times Wait looked at a job
+	retryErr  error // Retry returns it when set
+	retries   int   // jobs Retry reopened
+	panicWith any   // Status panics with it when set
+	waits     int   // times Wait looked at a job
 }
 
 func newFakeService() *fakeService {
@@ -131,6 +133,44 @@ func (f *fakeService) ImagePath(ctx context.Context, id string, n int) (string, 
 		return "", pipeline.ErrNotFound
 	}
 	return p, nil
+}
+
+// Retry reopens a failed job like the pipeline: failed images back to
+// pending, the job queued, the attempt counted.
+func (f *fakeService) Retry(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.retryErr != nil {
+		return f.retryErr
+	}
+	st, ok := f.jobs[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("job %q: %w", id, pipeline.ErrNotFound)
+	case st.State != pipeline.JobFailed:
+		return fmt.Errorf("%w: job %s is %s", pipeline.ErrNotFailed, id, st.State)
+	}
+	now := time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC)
+	st.State, st.Error, st.UpdatedAt, st.RetriedAt = pipeline.JobQueued, "", now, &now
+	st.Attempts++
+	st.Images = append([]pipeline.ImageStatus(nil), st.Images...)
+	for i, is := range st.Images {
+		if is.State == pipeline.ImageFailed {
+			st.Images[i] = pipeline.ImageStatus{N: is.N, State: pipeline.ImagePending, Prompt: is.Prompt}
+		}
+	}
+	f.jobs[id] = st
+	f.retries++
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return nil
+}
+
+// retried returns how many jobs Retry reopened.
+func (f *fakeService) retried() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.retries
 }
 
 func (f *fakeService) setJob(st pipeline.Status) {

@@ -72,6 +72,7 @@ func New(cfg Config) http.Handler {
 	route(http.MethodPost, "/v1/slideshows", h.create, true)
 	route(http.MethodGet, "/v1/slideshows/{id}", h.status, true)
 	route(http.MethodGet, "/v1/slideshows/{id}/images/{n}", h.image, true)
+	route(http.MethodPost, "/v1/slideshows/{id}/retry", h.retry, true)
 	route(http.MethodGet, "/v1/usage", h.usage, true)
 	route(http.MethodGet, "/healthz", h.healthz, false)
 	if cfg.Gatherer != nil {
@@ -298,6 +299,51 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, filepath.Base(path), fi.ModTime(), f)
 }
 
+// retry serves POST /v1/slideshows/{id}/retry: it reopens a failed job
+// (Service.Retry) and answers 202 with the job's status once the reopened
+// record is stored: queued, or already further along when a worker took it
+// at once. A job that is not failed is a 409 naming its state. The request
+// body, if any, is ignored.
+func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if len(id) > maxIDLength {
+		h.writeError(w, r, http.StatusNotFound, "slideshow not found")
+		return
+	}
+	if err := h.cfg.Service.Retry(r.Context(), id); err != nil {
+		if errors.Is(err, pipeline.ErrNotFailed) {
+			h.notFailed(w, r, id)
+			return
+		}
+		h.serviceError(w, r, err, "retrying the slideshow")
+		return
+	}
+	st, err := h.cfg.Service.Status(r.Context(), id)
+	if err != nil {
+		// The job is reopened; only its status could not be read.
+		h.serviceError(w, r, err, "reading the retried slideshow's status")
+		return
+	}
+	w.Header().Set("Location", "/v1/slideshows/"+url.PathEscape(id))
+	h.writeJSON(w, r, http.StatusAccepted, st)
+}
+
+// notFailed answers 409 for a retry of job id, which Service.Retry found
+// not failed; the message names the job's state of now.
+func (h *handler) notFailed(w http.ResponseWriter, r *http.Request, id string) {
+	const only = "only a failed slideshow can be retried"
+	st, err := h.cfg.Service.Status(r.Context(), id)
+	switch {
+	case err != nil:
+		h.writeError(w, r, http.StatusConflict, "the slideshow is not failed: "+only)
+	case st.State == pipeline.JobFailed:
+		// It failed between Retry and Status.
+		h.writeError(w, r, http.StatusConflict, "the slideshow was still running when asked and has failed since: retry again")
+	default:
+		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("the slideshow is %s: %s", st.State, only))
+	}
+}
+
 // usage serves GET /v1/usage.
 func (h *handler) usage(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Summary == nil {
@@ -315,7 +361,7 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see GET /v1/slideshows/{id}, POST /v1/slideshows, GET /v1/usage, GET /healthz, GET /metrics")
+	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see GET /v1/slideshows/{id}, POST /v1/slideshows, POST /v1/slideshows/{id}/retry, GET /v1/usage, GET /healthz, GET /metrics")
 }
 
 func (h *handler) methodNotAllowed(allow string) http.Handler {

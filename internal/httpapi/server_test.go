@@ -306,6 +306,8 @@ func TestServiceErrors(t *testing.T) {
 		{"closed", func(f *fakeService) { f.submitErr = pipeline.ErrClosed }, "POST", "/v1/slideshows", 503, "the service is shutting down"},
 		{"internal on submit", func(f *fakeService) { f.submitErr = secretErr }, "POST", "/v1/slideshows", 500, "internal error while submitting the slideshow (request id "},
 		{"internal on status", func(f *fakeService) { f.statusErr = secretErr }, "GET", "/v1/slideshows/job1", 500, "internal error while reading the slideshow's status (request id "},
+		{"closed on retry", func(f *fakeService) { f.retryErr = pipeline.ErrClosed }, "POST", "/v1/slideshows/job1/retry", 503, "the service is shutting down"},
+		{"internal on retry", func(f *fakeService) { f.retryErr = secretErr }, "POST", "/v1/slideshows/job1/retry", 500, "internal error while retrying the slideshow (request id "},
 		{"internal on image path", func(f *fakeService) {
 			f.setJob(pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}})
 			f.pathErr = secretErr
@@ -467,6 +469,8 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"POST", "/v1/slideshows/job1", "GET, HEAD"},
 		{"DELETE", "/v1/slideshows/job1", "GET, HEAD"},
 		{"POST", "/v1/slideshows/job1/images/1", "GET, HEAD"},
+		{"GET", "/v1/slideshows/job1/retry", "POST"},
+		{"DELETE", "/v1/slideshows/job1/retry", "POST"},
 		{"POST", "/v1/usage", "GET, HEAD"},
 		{"POST", "/healthz", "GET, HEAD"},
 		{"POST", "/metrics", "GET, HEAD"},
