@@ -31,6 +31,20 @@ func validAspectRatio(r string) bool {
 
 func validImageSize(s string) bool { return s == "1K" || s == "2K" || s == "4K" }
 
+// Validate reports an aspect ratio or size GenerateImage does not accept
+// (empty ones take the defaults), with an error wrapping ErrInvalidInput
+// that names the field and value.
+func (o ImageOptions) Validate() error {
+	o.withDefaults()
+	if !validAspectRatio(o.AspectRatio) {
+		return fmt.Errorf("%w: aspect_ratio: %q: want one of %s", ErrInvalidInput, o.AspectRatio, aspectRatioList)
+	}
+	if !validImageSize(o.Size) {
+		return fmt.Errorf("%w: size: %q: want one of %s", ErrInvalidInput, o.Size, imageSizeList)
+	}
+	return nil
+}
+
 // ImageOptions shape a generated image (a plain value). The zero value asks
 // for a 1K image in 9:16 at normal priority.
 type ImageOptions struct {
@@ -107,11 +121,8 @@ func (c *Client) imageRequest(p Prompt, o ImageOptions) (imageRequest, error) {
 	if !utf8.ValidString(text) {
 		return imageRequest{}, fmt.Errorf("%w: prompt: not valid UTF-8", ErrInvalidInput)
 	}
-	if !validAspectRatio(o.AspectRatio) {
-		return imageRequest{}, fmt.Errorf("%w: aspect_ratio: %q: want one of %s", ErrInvalidInput, o.AspectRatio, aspectRatioList)
-	}
-	if !validImageSize(o.Size) {
-		return imageRequest{}, fmt.Errorf("%w: size: %q: want one of %s", ErrInvalidInput, o.Size, imageSizeList)
+	if err := o.Validate(); err != nil {
+		return imageRequest{}, err
 	}
 	return imageRequest{
 		contents: []*genai.Content{genai.NewContentFromText(text, genai.RoleUser)},

@@ -654,3 +654,28 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Errorf("unknown command: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// The images block of the configuration reaches the image requests: a 1:1
+// setting gives square images (the default is 9:16).
+func TestImagesConfig(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"images:\n  aspect_ratio: \"1:1\"\n")
+	batch := smallBatch(t, dir, 1, 2)
+	r := runBin(t, dir, keyEnv(base, filepath.Join(dir, "data")), "batch", batch, "-out", "out", "-progress", "none")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	f, err := os.Open(filepath.Join(dir, "out", "01-deck-number-1", "image-01.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != b.Dy() {
+		t.Fatalf("image is %dx%d with aspect_ratio 1:1", b.Dx(), b.Dy())
+	}
+}

@@ -160,6 +160,7 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 	d.pipe, err = pipeline.New(pipeline.Config{
 		Store: st, Gemini: d.gem, DataDir: cfg.Data, Logger: log, MaxActive: cfg.MaxActive,
 		ShutdownGrace: cfg.Grace(), OnChange: o.onChange,
+		AspectRatio: cfg.Images.AspectRatio, ImageSize: cfg.Images.Size,
 	})
 	if err != nil {
 		return nil, err

@@ -84,12 +84,23 @@ type Config struct {
 	Keys []Key `yaml:"keys"`
 	// Classes are the limits of the two model classes.
 	Classes Classes `yaml:"classes"`
+	// Images shape the generated images.
+	Images Images `yaml:"images"`
 
 	// Token is the HTTP API's bearer token, from SLIDESHOWD_TOKEN only
 	// (never from the file); "" means no authentication.
 	Token string `yaml:"-"`
 	// File is the file the configuration was read from; "" when none.
 	File string `yaml:"-"`
+}
+
+// Images shape the generated images.
+type Images struct {
+	// AspectRatio: 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9 or 21:9.
+	// Default 9:16.
+	AspectRatio string `yaml:"aspect_ratio"`
+	// Size: 1K, 2K or 4K. Default 1K.
+	Size string `yaml:"size"`
 }
 
 // Log configures the logger.
@@ -180,6 +191,12 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 func (d Duration) String() string { return time.Duration(d).String() }
 
 func (c *Config) withDefaults() {
+	if c.Images.AspectRatio == "" {
+		c.Images.AspectRatio = "9:16"
+	}
+	if c.Images.Size == "" {
+		c.Images.Size = "1K"
+	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
@@ -275,6 +292,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxActive < 0 {
 		return fieldErr("max_active", strconv.Itoa(c.MaxActive), "must be > 0")
+	}
+	if err := (gemini.ImageOptions{AspectRatio: c.Images.AspectRatio}).Validate(); err != nil {
+		return fieldErr("images.aspect_ratio", strconv.Quote(c.Images.AspectRatio), "want 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9 or 21:9")
+	}
+	if err := (gemini.ImageOptions{Size: c.Images.Size}).Validate(); err != nil {
+		return fieldErr("images.size", strconv.Quote(c.Images.Size), "want 1K, 2K or 4K")
 	}
 	switch c.Log.Format {
 	case "", "json", "console":

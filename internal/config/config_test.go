@@ -237,6 +237,10 @@ func TestErrors(t *testing.T) {
 			"config: classes.text.tpm: -5: must be >= 0 (0 = not enforced)"},
 		{"concurrency", minimal + "classes:\n  image:\n    concurrency: -1\n", vars,
 			"config: classes.image.concurrency: -1: must be > 0"},
+		{"aspect ratio", minimal + "images:\n  aspect_ratio: 7:5\n", vars,
+			`config: images.aspect_ratio: "7:5": want 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9 or 21:9`},
+		{"image size", minimal + "images:\n  size: 8K\n", vars,
+			`config: images.size: "8K": want 1K, 2K or 4K`},
 		{"burst above rpm", minimal + "classes:\n  image:\n    burst: 19\n", vars,
 			"config: classes.image.burst: 19: must be 0 (one second's worth) to rpm (18)"},
 		{"unknown top-level field", minimal + "lissten: x\n", vars,
@@ -367,7 +371,7 @@ func TestExampleFile(t *testing.T) {
 	// and parsing both shows no field is missing from it.
 	for _, field := range []string{"listen:", "data:", "base_url:", "daily_critical:", "shutdown_grace:",
 		"max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
-		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:"} {
+		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:", "images:", "aspect_ratio:", "size:"} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("example lacks %s", field)
 		}

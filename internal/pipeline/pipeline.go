@@ -83,6 +83,9 @@ func (c Config) Validate() error {
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("pipeline: shutdown_grace: %v: must be >= 0", c.ShutdownGrace)
 	}
+	if err := (gemini.ImageOptions{AspectRatio: c.AspectRatio, Size: c.ImageSize}).Validate(); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
 	return nil
 }
 
