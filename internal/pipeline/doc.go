@@ -26,6 +26,14 @@
 // priorities map to scheduler priorities, and the jobs waiting for one of the
 // Config.MaxActive slots are taken highest priority first.
 //
+// Jobs are kept for ever unless Config.Retention is set: then Run deletes a
+// job that ended (done or failed) Retention after its end (Status.UpdatedAt),
+// its record first, then its directory; Status, ImagePath, Wait and Retry
+// then answer ErrNotFound. Run keeps one timer, set to the earliest moment a
+// kept job expires, so an idle daemon with nothing final has none. A job
+// that Retry reopened is not final and is never deleted while it runs; its
+// retention counts from its new end.
+//
 // # Caveats
 //
 // After a restart or a kill -9, Run resumes every job that is not final:
@@ -42,6 +50,13 @@
 // A job holds one of the Config.MaxActive slots from its analysis to its
 // last image, including while its calls wait in the scheduler (for a quota
 // day to end, say); the jobs behind it wait for a slot, stored.
+//
+// With Config.Retention set, Run removes at start every directory under
+// DataDir/jobs/ named like a job id that has no record: what a crash between
+// deleting an expired job's record and its files left behind. Do not keep
+// other data there under such names. A keyed Submit whose job was deleted
+// submits a new job, under the same id. Deleting a job does not cancel a
+// client's download already open on one of its images.
 //
 // When Run's context ends, steps already running get Config.ShutdownGrace;
 // steps cut short by the shutdown (scheduler.ErrClosed, a cancelled

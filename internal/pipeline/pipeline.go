@@ -50,6 +50,14 @@ type Config struct {
 	// context ends before their contexts are cancelled. Default 0: at once.
 	// Give the scheduler the same grace.
 	ShutdownGrace time.Duration
+	// Retention is how long a job that ended (done or failed) is kept after
+	// its end (Status.UpdatedAt); Run then deletes its record and its
+	// directory, and Status and ImagePath answer ErrNotFound. With
+	// Retention set, Run also removes at start the job directories that
+	// have no record. A job that Retry reopens is not final and is not
+	// deleted; its retention starts again when it ends again. Default 0:
+	// jobs are kept for ever.
+	Retention time.Duration
 	// OnChange, when set, is called with a job's status after each change
 	// is stored. It runs on the pipeline's goroutines: it must be quick and
 	// must not call back into the Pipeline.
@@ -82,6 +90,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("pipeline: max_active: %d: must be > 0", c.MaxActive)
 	case c.ShutdownGrace < 0:
 		return fmt.Errorf("pipeline: shutdown_grace: %v: must be >= 0", c.ShutdownGrace)
+	case c.Retention < 0:
+		return fmt.Errorf("pipeline: retention: %v: must be >= 0 (0 keeps jobs for ever)", c.Retention)
 	}
 	if err := (gemini.ImageOptions{AspectRatio: c.AspectRatio, Size: c.ImageSize}).Validate(); err != nil {
 		return fmt.Errorf("pipeline: %w", err)
@@ -107,7 +117,11 @@ type Pipeline struct {
 	queue    [3][]*job                  // waiting for a slot, by priority level (low, normal, high)
 	waiters  map[string][]chan struct{} // Wait: closed when the job ends
 	released map[string][]chan struct{} // Retry: closed when the job leaves active
+	creating map[string]bool            // Submit: directory made, record not stored yet
 	wake     chan struct{}
+	// nextExpiry is when Run's retention timer fires; zero when it is not
+	// set (nothing final to expire, Retention 0, or Run not running).
+	nextExpiry time.Time
 }
 
 const (
@@ -133,6 +147,7 @@ func New(cfg Config) (*Pipeline, error) {
 		active:   make(map[string]*job),
 		waiters:  make(map[string][]chan struct{}),
 		released: make(map[string][]chan struct{}),
+		creating: make(map[string]bool),
 		wake:     make(chan struct{}, 1),
 	}, nil
 }
@@ -144,6 +159,11 @@ func New(cfg Config) (*Pipeline, error) {
 // Config.ShutdownGrace, and leaves the unfinished work stored for the next
 // Run; it returns when every goroutine it started has ended. Run may be
 // called once.
+//
+// With Config.Retention set, Run deletes the jobs that ended Retention ago
+// or more, at start and then as they come due: it keeps one timer, set to
+// the earliest moment a kept job expires, and none when no job is final.
+// At start it also removes job directories that have no record.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.state != stateNew {
@@ -169,11 +189,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	if err := p.resume(ctx); err != nil {
+	ret := &retention{p: p}
+	defer ret.stop()
+	if err := p.resume(ctx, ret.keep); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
+	}
+	if p.cfg.Retention > 0 {
+		p.removeOrphans(ctx)
+		ret.expire(ctx)
 	}
 	type ended struct {
 		j     *job
@@ -212,6 +238,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		case e := <-done:
 			running--
+			if e.final {
+				if rec := e.j.snapshot(); p.cfg.Retention > 0 {
+					ret.keep(rec.ID, rec.UpdatedAt)
+					ret.arm()
+				}
+			}
 			if !e.final && ctx.Err() == nil {
 				// Cut short by an error that is not the job's (its stored
 				// state is the last good one): work it again later rather
@@ -232,12 +264,16 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				requeueMu.Unlock()
 			}
 		case <-p.wake:
+		case <-ret.C():
+			ret.fired()
+			ret.expire(ctx)
 		}
 	}
 }
 
-// resume queues the stored jobs that are not final.
-func (p *Pipeline) resume(ctx context.Context) error {
+// resume queues the stored jobs that are not final and passes the final
+// ones to kept, with their ends.
+func (p *Pipeline) resume(ctx context.Context, kept func(id string, ended time.Time)) error {
 	var recs []record
 	err := p.cfg.Store.Jobs(ctx, func(jr store.JobRecord) bool {
 		var r record
@@ -247,6 +283,8 @@ func (p *Pipeline) resume(ctx context.Context) error {
 		}
 		if !r.State.Final() {
 			recs = append(recs, r)
+		} else {
+			kept(r.ID, r.UpdatedAt)
 		}
 		return true
 	})
@@ -356,6 +394,17 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	} else {
 		id = randomID()
 	}
+	// Marked as being created under p.mu, before its directory exists: the
+	// retention (deleteExpired, removeOrphan) leaves it alone, and a keyed
+	// Submit waits here until an expired job of the same id is gone.
+	p.mu.Lock()
+	p.creating[id] = true
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.creating, id)
+		p.mu.Unlock()
+	}()
 	dir := filepath.Join(p.jobsDir, id)
 	if err := mkdirSync(dir); err != nil {
 		return "", fmt.Errorf("pipeline: job %s: %w", id, err)

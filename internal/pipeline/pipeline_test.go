@@ -55,6 +55,7 @@ type setup struct {
 	dir       string             // reuse; "": a new temporary directory
 	textModel string             // "": the default
 	onChange  func(Status)
+	retention time.Duration
 	noRun     bool
 }
 
@@ -100,7 +101,7 @@ func newHarness(t *testing.T, s setup) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange})
+	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange, Retention: s.retention})
 	if err != nil {
 		t.Fatal(err)
 	}
