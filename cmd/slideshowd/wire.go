@@ -159,7 +159,7 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 	}
 	d.pipe, err = pipeline.New(pipeline.Config{
 		Store: st, Gemini: d.gem, DataDir: cfg.Data, Logger: log, MaxActive: cfg.MaxActive,
-		ShutdownGrace: cfg.Grace(), OnChange: o.onChange,
+		ShutdownGrace: cfg.Grace(), Retention: time.Duration(cfg.Retention), OnChange: o.onChange,
 		AspectRatio: cfg.Images.AspectRatio, ImageSize: cfg.Images.Size,
 	})
 	if err != nil {

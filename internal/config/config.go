@@ -72,6 +72,12 @@ type Config struct {
 	// start). nil (the field absent) means the default, 30s; an explicit 0
 	// stops at once. Read it with Grace.
 	ShutdownGrace *Duration `yaml:"shutdown_grace"`
+	// Retention is how long a finished job (done or failed) is kept after
+	// it ended: its record and its files under data/jobs/<id>/ are then
+	// deleted, and the API answers 404 for it. A failed job that is retried
+	// is not finished and is kept. Default 0 (the field absent or 0): jobs
+	// are kept for ever. Must be >= 0.
+	Retention Duration `yaml:"retention"`
 	// MaxBodyBytes bounds a request body of the HTTP API. Default 32 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxActive is the most slideshow jobs in progress at once; the others
@@ -286,6 +292,9 @@ func (c Config) Validate() error {
 	}
 	if *c.ShutdownGrace < 0 {
 		return fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0 (0 stops at once)")
+	}
+	if c.Retention < 0 {
+		return fieldErr("retention", c.Retention.String(), "must be >= 0 (0 keeps jobs for ever)")
 	}
 	if c.MaxBodyBytes < 0 {
 		return fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), "must be > 0")

@@ -58,6 +58,7 @@ func TestDefaults(t *testing.T) {
 		{"keys[0].project", c.Keys[0].Project, "k1"},
 		{"keys[0].secret", c.Keys[0].Secret, "s3cr3t-one"},
 		{"max_active", c.MaxActive, DefaultMaxActive},
+		{"retention", c.Retention, Duration(0)},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -255,6 +256,10 @@ func TestErrors(t *testing.T) {
 			`config: FILE: line 7: classes.image.rpm: "lots": want an integer`},
 		{"negative grace", minimal + "shutdown_grace: -1s\n", vars,
 			"config: shutdown_grace: -1s: must be >= 0 (0 stops at once)"},
+		{"negative retention", minimal + "retention: -24h\n", vars,
+			"config: retention: -24h0m0s: must be >= 0 (0 keeps jobs for ever)"},
+		{"bad retention", minimal + "retention: forever\n", vars,
+			`config: FILE: line 5: retention: "forever": not a duration: want a string like 30s`},
 		{"bad duration", minimal + "shutdown_grace: soon\n", vars,
 			`config: FILE: line 5: shutdown_grace: "soon": not a duration: want a string like 30s`},
 		{"syntax", "keys: [\n", vars,
@@ -370,10 +375,36 @@ func TestExampleFile(t *testing.T) {
 	// Every field of the example is spelled out: re-encoding the defaults
 	// and parsing both shows no field is missing from it.
 	for _, field := range []string{"listen:", "data:", "base_url:", "daily_critical:", "shutdown_grace:",
-		"max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
+		"retention:", "max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
 		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:", "images:", "aspect_ratio:", "size:"} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("example lacks %s", field)
 		}
+	}
+}
+
+// TestRetention: retention is a duration; absent or 0 keeps jobs for ever.
+func TestRetention(t *testing.T) {
+	vars := map[string]string{"K1": "s3cr3t-one"}
+	for _, tt := range []struct {
+		name string
+		yaml string
+		want time.Duration
+	}{
+		{"absent", minimal, 0},
+		{"null", minimal + "retention:\n", 0},
+		{"zero", minimal + "retention: 0\n", 0},
+		{"thirty days", minimal + "retention: 720h\n", 720 * time.Hour},
+		{"minutes", minimal + "retention: 90m\n", 90 * time.Minute},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := load(t, tt.yaml, vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := time.Duration(c.Retention); got != tt.want {
+				t.Errorf("Retention = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
