@@ -249,15 +249,7 @@ func benchKeys(n int) []string {
 func BenchmarkKeySelection(b *testing.B) {
 	const lanes = 5
 	b.Run(fmt.Sprintf("impl=bucket/lanes=%d", lanes), func(b *testing.B) {
-		c := readyClass(b, lanes)
-		now := benchStart
-		b.ReportAllocs()
-		for b.Loop() {
-			now = now.Add(time.Millisecond)
-			if _, ok, _ := c.Acquire(now, 100); !ok {
-				b.Fatal("not ready")
-			}
-		}
+		acquireLoop(b, readyClass(b, lanes))
 	})
 	b.Run(fmt.Sprintf("impl=redis/lanes=%d", lanes), func(b *testing.B) {
 		addr := redisAddr(b)
