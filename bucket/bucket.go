@@ -53,7 +53,8 @@ func New(cfg Config) (*Pool, error) {
 			burst:    cc.Burst,
 			loc:      cfg.Location,
 			critical: cfg.Critical,
-			chunk:    max(1, min(cfg.Chunk(cc.Limits), cc.Limits.RPD)),
+			maxChunk: MaxChunk(cc.Limits),
+			margin:   int64(cc.WindowMargin),
 			byProj:   make(map[string]*lane),
 		}
 		for _, k := range cfg.Keys {
@@ -166,7 +167,8 @@ type Class struct {
 	burst    int
 	loc      *time.Location
 	critical float64
-	chunk    int
+	maxChunk int
+	margin   int64 // WindowMargin in nanoseconds
 
 	mu     sync.Mutex
 	lanes  []*lane
@@ -202,8 +204,10 @@ type lane struct {
 
 	dayStart, dayEnd int64 // current Pacific day, unix nanoseconds
 	day              string
-	used             int // daily units used today
-	reserved         int // daily units durably recorded today (>= used)
+	used             int   // daily units used today
+	reserved         int   // daily units durably recorded today (>= used)
+	renewAt          int64 // a lease acquired from then on records again (ChunkLife/2 after the last record)
+	recordTokens     int64 // estimated tokens acquired since the last record
 
 	coolUntil      int64
 	exhaustedUntil int64
@@ -244,13 +248,30 @@ type Lease struct {
 	Project string
 	Day     string // store.DayFormat date of the Pacific day the request counts on
 	Tokens  int    // estimated input tokens taken from the lane's TPM
-	// Chunk, when positive, is the number of daily units the caller must
-	// durably record for (Day, Project, Class) before sending the request
-	// (write-ahead). If recording fails, call ChunkFailed and Refund. Later
-	// leases of the lane are covered by this chunk, so the write-ahead rule
-	// holds when one caller per class acquires and records each chunk
-	// before its next Acquire (the scheduler's dispatcher does).
+	// Record reports that the caller must durably record a reservation of
+	// the lane before sending the request (write-ahead): Chunk new daily
+	// units for (Day, Project, Class), which may be 0 when the lane only
+	// renews units it reserved more than ChunkLife ago. The record covers
+	// this request and the lane's next Covers-1 (its reserved units not yet
+	// used), all stamped before Until. If recording fails, call ChunkFailed
+	// and Refund. Later leases of the lane are covered by this record, so
+	// the write-ahead rule holds when one caller per class acquires,
+	// records and stamps each lease before its next Acquire (the
+	// scheduler's dispatcher does).
+	Record bool
+	// Chunk is the number of new daily units to record (see Record). It is
+	// sized from the lane's use: the requests it acquired in the last second
+	// plus this one, at most MaxChunk and what is left of RPD.
 	Chunk int
+	// Covers is how many requests of the lane the record covers (see Record).
+	Covers int
+	// Until is when the record's units stop being usable: its time plus
+	// ChunkLife.
+	Until time.Time
+	// PrevTokens is the estimated input tokens acquired on the lane under
+	// its previous record: stored with the record, it lets a restart after a
+	// crash rebuild the lane's TPM window.
+	PrevTokens int64
 
 	lane     *lane
 	seq      uint64
@@ -478,26 +499,66 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 	c.dayUsed++
 	chunk := 0
 	if l.used > l.reserved {
-		chunk = min(c.chunk, c.limits.RPD-l.reserved)
+		size := l.win.countSince(n+c.margin-int64(time.Second), c.maxChunk) + 1
+		chunk = min(size, c.maxChunk, c.limits.RPD-l.reserved)
 		l.reserved += chunk
 	}
-	seq := l.win.push(n, tok)
+	// A lease acquired before renewAt is stamped long before the record's
+	// Until: the caller stamps it right after (its record needs no write).
+	record := chunk > 0 || n >= l.renewAt
+	covers, prevTokens := 0, int64(0)
+	if record {
+		covers = l.reserved - l.used + 1
+		prevTokens = l.recordTokens
+		l.recordTokens = 0
+		l.renewAt = n + int64(ChunkLife-ChunkLife/4)
+	}
+	l.recordTokens += tok
+	seq := l.win.push(n+c.margin, tok)
 	if l.nextKey >= len(l.keys) {
 		l.nextKey = 0
 	}
 	key := l.keys[l.nextKey]
 	l.nextKey++
 	return Lease{
-		Class:    c.name,
-		KeyID:    key,
-		Project:  l.project,
-		Day:      l.day,
-		Tokens:   int(tok),
-		Chunk:    chunk,
-		lane:     l,
-		seq:      seq,
-		dayStart: l.dayStart,
+		Class:      c.name,
+		KeyID:      key,
+		Project:    l.project,
+		Day:        l.day,
+		Tokens:     int(tok),
+		Record:     record,
+		Chunk:      chunk,
+		Covers:     covers,
+		Until:      untilTime(record, n+int64(ChunkLife)),
+		PrevTokens: prevTokens,
+		lane:       l,
+		seq:        seq,
+		dayStart:   l.dayStart,
 	}
+}
+
+func untilTime(record bool, until int64) time.Time {
+	if !record {
+		return time.Time{}
+	}
+	return time.Unix(0, until)
+}
+
+// Stamp moves the lease's window slot to now plus the class's WindowMargin
+// (never earlier than it was): call it after the lease's record is durable,
+// as late as possible before the request leaves. It returns the time the
+// slot counts from; the request should reach the API before it.
+func (c *Class) Stamp(l Lease, now time.Time) time.Time {
+	at := now.UnixNano() + c.margin
+	if l.lane == nil {
+		return time.Unix(0, at)
+	}
+	c.mu.Lock()
+	if e := l.lane.win.find(l.seq); e != nil && !e.dead && at > e.at {
+		e.at = at
+	}
+	c.mu.Unlock()
+	return time.Unix(0, at)
 }
 
 // Release ends a lease whose request was sent, with the actual input tokens
@@ -551,7 +612,7 @@ func (c *Class) Refund(l Lease, now time.Time) {
 // ChunkFailed undoes the reservation of a lease's Chunk after the caller
 // failed to record it durably. Call Refund as well.
 func (c *Class) ChunkFailed(l Lease) {
-	if l.lane == nil || l.Chunk <= 0 {
+	if l.lane == nil || !l.Record {
 		return
 	}
 	c.mu.Lock()
@@ -559,6 +620,8 @@ func (c *Class) ChunkFailed(l Lease) {
 	if l.dayStart == l.lane.dayStart {
 		l.lane.reserved = max(l.lane.reserved-l.Chunk, l.lane.used-1)
 	}
+	l.lane.renewAt = 0 // the next lease records again
+	l.lane.recordTokens += l.PrevTokens
 }
 
 // CoolDown keeps the project's lane of this class from serving until until (a
@@ -626,6 +689,90 @@ func (c *Class) Restore(project, day string, count int, now time.Time) bool {
 	}
 	l.reserved = max(l.reserved, l.used)
 	return true
+}
+
+// RestoreWindow puts one request of the project's lane back into its window
+// after a restart: at is the time it counts from (its stamp plus the margin,
+// as Ledger returned it or as rebuilt on the safe side after a crash). Call
+// it before any Acquire, in time order per lane. It reports whether the
+// project has a lane here.
+func (c *Class) RestoreWindow(project string, at time.Time, tokens int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	n := at.UnixNano()
+	if k := l.win.n; k > 0 && l.win.at(k-1).at > n {
+		n = l.win.at(k - 1).at // keep the log ordered: later is the safe side
+	}
+	seq := l.win.push(n, int64(max(tokens, 0)))
+	l.win.find(seq).old = true
+	if l.where == inWaiting {
+		c.removeWaiting(l)
+		c.pushReady(l)
+	}
+	return true
+}
+
+// SlotFreesAt returns when the project's lane next has a window slot by its
+// own log: when its oldest request still in the window leaves it (the
+// request's stamp plus WindowMargin plus 60 s). It is the zero Time when the
+// window holds nothing.
+func (c *Class) SlotFreesAt(project string, now time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return time.Time{}
+	}
+	l.win.expire(now.UnixNano())
+	at, ok := l.win.oldestLive()
+	if !ok {
+		return time.Time{}
+	}
+	return time.Unix(0, at+windowNanos).In(now.Location())
+}
+
+// Sent is one request in a lane's window: the time it counts from and its
+// estimated (or reported) input tokens.
+type Sent struct {
+	At     time.Time
+	Tokens int
+}
+
+// LaneLedger is what a lane's durable records should say at a clean stop.
+type LaneLedger struct {
+	Project  string
+	Day      string // the Pacific day Used and Reserved are for
+	Used     int    // daily units used on Day
+	Reserved int    // daily units recorded on Day; Reserved - Used were never used
+	Window   []Sent // the requests still in the window at now, oldest first
+}
+
+// Ledger returns, for every lane of the class, its day's used and reserved
+// units and the requests in its window at now, for the caller to store at a
+// clean stop (give back Reserved - Used; keep Window so the next process
+// counts it). It changes nothing.
+func (c *Class) Ledger(now time.Time) []LaneLedger {
+	n := now.UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.roll(now, n)
+	out := make([]LaneLedger, 0, len(c.lanes))
+	for _, l := range c.lanes {
+		c.rollDay(l, now, n)
+		l.win.expire(n)
+		ll := LaneLedger{Project: l.project, Day: l.day, Used: l.used, Reserved: l.reserved}
+		for i := 0; i < l.win.n; i++ {
+			if e := l.win.at(i); !e.dead {
+				ll.Window = append(ll.Window, Sent{At: time.Unix(0, e.at).In(now.Location()), Tokens: int(e.tok)})
+			}
+		}
+		out = append(out, ll)
+	}
+	return out
 }
 
 // park moves a lane that is ready into the waiting heap until at, or moves it

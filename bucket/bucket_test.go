@@ -300,14 +300,14 @@ func TestChunksCoverUse(t *testing.T) {
 			continue
 		}
 		used++
-		if l.Chunk > DefaultChunk(c.Limits()) {
-			t.Fatalf("chunk %d larger than %d", l.Chunk, DefaultChunk(c.Limits()))
+		if l.Chunk > MaxChunk(c.Limits()) {
+			t.Fatalf("chunk %d larger than %d", l.Chunk, MaxChunk(c.Limits()))
 		}
 		recorded += l.Chunk
 		if recorded < used {
 			t.Fatalf("used %d units with only %d recorded", used, recorded)
 		}
-		if recorded-used >= DefaultChunk(c.Limits()) {
+		if recorded-used >= MaxChunk(c.Limits()) {
 			t.Fatalf("recorded %d for %d used: more than one chunk ahead", recorded, used)
 		}
 	}

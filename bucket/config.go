@@ -46,6 +46,13 @@ type ClassConfig struct {
 	// one second's worth. Raise it (up to RPM) to let a small batch start
 	// at once.
 	Burst int
+	// WindowMargin is added to the time every request of the class counts
+	// from in its lane's window: a request stamped at t holds its slot until
+	// t + WindowMargin + 60 s. It covers the time from the stamp (see
+	// Class.Stamp) until the request reaches the API, so that the API's own
+	// 60 s window never sees more than RPM. Zero: none. Must be >= 0 and
+	// under a minute.
+	WindowMargin time.Duration
 }
 
 // Config describes a Pool.
@@ -60,24 +67,23 @@ type Config struct {
 	// Critical is the fraction of a class's summed daily limits at which
 	// Critical reports true. Default 0.9.
 	Critical float64
-	// Chunk returns how many daily units a lane leases from durable storage
-	// at a time (see Lease.Chunk). Default: DefaultChunk. A Chunk of 0 from the
-	// function means the same as 1.
-	Chunk func(Limits) int
 }
 
-// DefaultChunk sizes daily-unit chunks so that a lane at full RPM leases about
-// once a second: RPM/60 units, at least 1, at most RPD.
-func DefaultChunk(l Limits) int {
-	n := (l.RPM + 59) / 60
-	if n < 1 {
-		n = 1
-	}
-	if n > l.RPD {
-		n = l.RPD
-	}
-	return n
-}
+// MaxChunk is the most daily units a lane of limits l reserves at once: 1 %
+// of its RPD, at least 1. Chunks are sized from the lane's use (see
+// Lease.Chunk): one unit at low rates, about a second of traffic at full
+// rate, never more than MaxChunk.
+func MaxChunk(l Limits) int { return max(1, l.RPD/100) }
+
+// ChunkLife is how long after it is recorded a reservation (Lease.Record)
+// may be used (its Until): a lane whose reserved units were recorded 3/4
+// ChunkLife ago or more asks for a new record (Lease.Record with Chunk 0)
+// before it sends again, so the leases of a record are acquired within 3/4
+// ChunkLife of its time and stamped (right after, by the caller) before its
+// Until. Chunks are sized to last about a second, so a lane at a steady rate
+// seldom renews. This bounds how long a crash can hold a lane's window (see
+// package doc).
+const ChunkLife = 2 * time.Second
 
 // Pacific is America/Los_Angeles, where Gemini's daily quotas reset.
 // It is nil when the time zone database is missing; Config falls back to an
@@ -90,9 +96,6 @@ func (c *Config) withDefaults() {
 	}
 	if c.Critical == 0 {
 		c.Critical = 0.9
-	}
-	if c.Chunk == nil {
-		c.Chunk = DefaultChunk
 	}
 }
 
@@ -123,6 +126,9 @@ func (c Config) Validate() error {
 		}
 		if cl.Burst < 0 || cl.Burst > cl.Limits.RPM {
 			return fmt.Errorf("classes[%d] (%s).burst: %d: must be 0 (default) to rpm (%d)", i, cl.Name, cl.Burst, cl.Limits.RPM)
+		}
+		if cl.WindowMargin < 0 || cl.WindowMargin >= time.Minute {
+			return fmt.Errorf("classes[%d] (%s).window_margin: %v: must be >= 0 and under 1m", i, cl.Name, cl.WindowMargin)
 		}
 	}
 	if len(c.Keys) == 0 {

@@ -31,11 +31,18 @@
 //
 // # Durability
 //
-// The package does no I/O. A lease whose Chunk is positive asks the caller to
-// record that many daily units durably before sending the request
-// (write-ahead; see package store). Restore loads a recorded count after a
-// restart. So the recorded count never falls below the true count, and a crash
-// over-counts by at most one chunk per lane.
+// The package does no I/O. A lease whose Record is set asks the caller to
+// record a reservation durably before sending the request (write-ahead; see
+// package store): Chunk new daily units, sized from the lane's use (the
+// requests it acquired in the last second plus one, at most MaxChunk: 1 % of
+// RPD), covering the lane's next Covers requests until Until. After the
+// record the caller stamps the lease (Stamp), which moves its window slot to
+// the stamp plus the class's WindowMargin. Restore loads a recorded count
+// after a restart and RestoreWindow the requests still in a lane's window;
+// Ledger returns what a clean stop should store (units to give back, window
+// logs). So the recorded count never falls below the true count, a crash
+// over-counts by at most one chunk per lane, and a new process can count the
+// requests of the last 60 s on the safe side.
 //
 // # Caveats
 //

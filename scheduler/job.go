@@ -66,6 +66,11 @@ type Lease struct {
 	Project string
 	// Attempt counts the tries of this job, from 1.
 	Attempt int
+	// Slot is the time this request counts from in its lane's 60 s window:
+	// when the dispatcher stamped it, plus the class's WindowMargin. The
+	// request should reach the API before then; one that arrives later may
+	// meet a per-minute 429 (raise the margin).
+	Slot time.Time
 
 	tokens *atomic.Int64 // actual tokens reported by the work; -1 when none
 }

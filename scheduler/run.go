@@ -33,12 +33,12 @@ func DefaultClassifier(err error) error {
 }
 
 // run executes one attempt of t on a pool worker and applies its outcome.
-func (r *runner) run(workCtx context.Context, t *task, lease bucket.Lease) {
+func (r *runner) run(workCtx context.Context, t *task, lease bucket.Lease, slot time.Time) {
 	ctx, cancel := context.WithCancel(t.ctx)
 	stop := context.AfterFunc(workCtx, cancel)
 	var tokens atomic.Int64
 	tokens.Store(-1)
-	l := Lease{Class: r.name, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, tokens: &tokens}
+	l := Lease{Class: r.name, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, Slot: slot, tokens: &tokens}
 	start := time.Now()
 	err := callWork(ctx, t.job.Work, l)
 	stop()
@@ -63,7 +63,7 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 		KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, Latency: now.Sub(start)}
 
 	if err == nil {
-		r.class.Release(lease, now, tokens)
+		r.s.ledger.sent(r.class, lease, now, tokens)
 		r.end(t, StateDone, nil, ev, "ok")
 		return
 	}
@@ -79,9 +79,9 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 	}
 	notSent := errors.As(classified, &ns)
 	if notSent {
-		r.class.Refund(lease, now)
+		r.s.ledger.notSent(r.class, lease, now)
 	} else {
-		r.class.Release(lease, now, tokens)
+		r.s.ledger.sent(r.class, lease, now, tokens)
 	}
 
 	// What the answer says about the lane or key holds whatever becomes of
@@ -192,10 +192,17 @@ func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, sent, now
 		return
 	}
 	d := rl.RetryAfter
-	if d <= 0 {
-		d = r.s.cfg.Cooldown
-	}
 	until := now.Add(d)
+	switch {
+	case d > 0:
+	case rl.Scope == ScopeMinute:
+		// No retry delay: rest until the lane's own window log frees a slot.
+		until = r.s.ledger.coolUntil(r.class, lease.Project, now, r.s.cfg.Cooldown)
+		d = until.Sub(now)
+	default:
+		d = r.s.cfg.Cooldown
+		until = now.Add(d)
+	}
 	r.class.CoolDown(lease.Project, until)
 	r.persistLane(ctx, lease.Project, now)
 	r.s.log.Info().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).

@@ -30,6 +30,14 @@ type ClassConfig struct {
 	// Burst is how many requests a lane may start at once after an idle
 	// spell (see bucket.ClassConfig.Burst). Default max(1, RPM/60).
 	Burst int
+	// WindowMargin is added to the time each request counts from in its
+	// lane's 60 s window (see bucket.ClassConfig.WindowMargin): the window
+	// slot is stamped when the dispatcher hands the request to a worker, and
+	// the margin covers the time until it reaches the API, so that the API's
+	// own window never sees more than RPM. It costs about
+	// WindowMargin / (60 s + WindowMargin) of a saturated lane's throughput.
+	// Default 0 (none); must be >= 0 and under a minute.
+	WindowMargin time.Duration
 }
 
 // Config describes a Scheduler. Field comments give the defaults.
@@ -64,8 +72,10 @@ type Config struct {
 	// BackoffBase and BackoffMax bound transient-retry backoff (exponential
 	// with jitter). Defaults 1s and 1m.
 	BackoffBase, BackoffMax time.Duration
-	// Cooldown is how long a lane rests after a 429 that gave no retry delay.
-	// Default 30s.
+	// Cooldown is how long a lane rests after a 429 that gave no retry delay
+	// and no scope, or a per-minute one when the lane's window log is empty
+	// (a per-minute 429 otherwise rests the lane until its window log frees
+	// a slot, plus the class's WindowMargin). Default 30s.
 	Cooldown time.Duration
 	// ShutdownGrace is how long running jobs may go on after Run's context
 	// ends before their contexts are cancelled. Default 0: at once.
@@ -141,7 +151,7 @@ func (c Config) Validate() error {
 func (c Config) bucketConfig() bucket.Config {
 	bc := bucket.Config{Keys: c.Keys, Location: c.Location, Critical: c.Critical}
 	for _, cl := range c.Classes {
-		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst})
+		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst, WindowMargin: cl.WindowMargin})
 	}
 	return bc
 }
@@ -153,6 +163,7 @@ type Scheduler struct {
 	cfg     Config
 	pool    *bucket.Pool
 	store   store.Store
+	ledger  *ledger
 	log     zerolog.Logger
 	classes map[string]*runner
 	order   []*runner
@@ -191,6 +202,7 @@ func New(cfg Config) (*Scheduler, error) {
 		cfg:     cfg,
 		pool:    p,
 		store:   cfg.Store,
+		ledger:  newLedger(cfg.Store, cfg.Classes),
 		log:     cfg.Logger.With().Str("component", "scheduler").Logger(),
 		classes: make(map[string]*runner),
 		stopped: make(chan struct{}),
@@ -207,18 +219,12 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
-// restore loads today's counters, lane states and disabled keys.
+// restore loads today's counters and the lanes' windows (through the
+// ledger), lane states and disabled keys.
 func (s *Scheduler) restore(ctx context.Context) error {
 	now := time.Now()
-	day := bucket.Day(now, s.cfg.Location)
-	counts, err := s.store.Daily(ctx, day)
-	if err != nil {
+	if err := s.ledger.restore(ctx, s.classes, s.cfg.Location, now); err != nil {
 		return err
-	}
-	for _, dc := range counts {
-		if r := s.classes[dc.Lane.Class]; r != nil {
-			r.class.Restore(dc.Lane.Project, dc.Day, dc.Count, now)
-		}
 	}
 	states, err := s.store.LaneStates(ctx)
 	if err != nil {
@@ -248,8 +254,13 @@ func (s *Scheduler) restore(ctx context.Context) error {
 
 // Run dispatches jobs until ctx ends. Then it stops dispatching, gives
 // running jobs Config.ShutdownGrace to finish before cancelling them, ends
-// every queued job with ErrClosed, waits for every goroutine it started and
-// returns nil. Run may be called once; a second call returns ErrClosed.
+// every queued job with ErrClosed, waits for every goroutine it started,
+// settles the quota ledger (when the Store is a store.Ledger: the daily
+// units reserved and not used are given back, so the stored count of every
+// lane equals the requests it sent, and every lane's window log is stored
+// for the next process) and returns nil, or the error of settling (the
+// stored counts then over-count by the unused units). Run may be called
+// once; a second call returns ErrClosed.
 func (s *Scheduler) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.state != stateNew {
@@ -290,6 +301,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	for _, r := range s.order {
 		r.closeQueued()
+	}
+	classes := make([]*bucket.Class, len(s.order))
+	for i, r := range s.order {
+		classes[i] = r.class
+	}
+	if err := s.ledger.settle(context.Background(), classes, time.Now()); err != nil {
+		s.log.Error().Err(err).Msg("settling the quota ledger failed: unused daily units stay counted")
+		return err
 	}
 	return nil
 }
@@ -626,7 +645,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 			}
 			return wait
 		}
-		lease, ok, next := r.class.Acquire(now, t.job.Tokens)
+		lease, ok, next := r.s.ledger.acquire(r.class, now, t.job.Tokens)
 		if !ok {
 			r.mu.Unlock()
 			switch {
@@ -648,35 +667,30 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 		if t.stop != nil && !t.stop() {
 			// The job's context ended just now: its cancellation hook is
 			// running and will find it no longer queued; end it here.
-			// The lease's chunk was never written: give it back too.
-			r.class.ChunkFailed(lease)
-			r.class.Refund(lease, now)
+			// The lease's record was never written: give it back too.
+			r.s.ledger.abandon(r.class, lease, now)
 			r.mu.Lock()
 			r.running--
 			r.mu.Unlock()
 			r.endCanceled(t, t.ctx.Err())
 			continue
 		}
-		if lease.Chunk > 0 {
-			_, err := r.s.store.AddDaily(context.Background(), lease.Day, store.LaneID{Project: lease.Project, Class: r.name}, lease.Chunk)
-			if err != nil {
-				r.class.ChunkFailed(lease)
-				r.class.Refund(lease, now)
-				r.s.log.Error().Err(err).Str("class", r.name).Str("project", lease.Project).
-					Msg("recording daily units failed; retrying the job later")
-				r.mu.Lock()
-				r.running--
-				r.mu.Unlock()
-				r.requeue(t, now.Add(r.s.cfg.BackoffBase))
-				continue
-			}
+		slot, err := r.s.ledger.commit(context.Background(), r.class, lease, now)
+		if err != nil {
+			r.s.log.Error().Err(err).Str("class", r.name).Str("project", lease.Project).
+				Msg("recording daily units failed; retrying the job later")
+			r.mu.Lock()
+			r.running--
+			r.mu.Unlock()
+			r.requeue(t, now.Add(r.s.cfg.BackoffBase))
+			continue
 		}
 		t.attempts++
 		t.handle.start.Store(0)
 		r.s.emit(Event{Kind: EventDispatched, Time: now, Class: r.name, JobID: t.id, JobName: t.job.Name,
 			Priority: t.job.Priority, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts,
 			Waited: now.Sub(t.queuedAt)})
-		workers.Go(func() { r.run(workCtx, t, lease) })
+		workers.Go(func() { r.run(workCtx, t, lease, slot) })
 	}
 }
 

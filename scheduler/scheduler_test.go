@@ -668,8 +668,11 @@ func TestRestoreFromStore(t *testing.T) {
 		}
 		sum := s2.Summary()
 		img := sum.Classes[1]
-		if img.DayUsed < 3 || img.DayUsed > 3+bucket.DefaultChunk(cfg.Classes[1].Limits) {
-			t.Fatalf("restored image day used %d, want 3..3+chunk", img.DayUsed)
+		if img.DayUsed != 3 {
+			t.Fatalf("restored image day used %d after a clean stop, want exactly 3", img.DayUsed)
+		}
+		if got := sum.Classes[1].Lanes[0].RPMUsed; got != 3 {
+			t.Fatalf("restored image window holds %d, want the 3 requests sent", got)
 		}
 		if sum.Classes[0].Lanes[0].CoolUntil.IsZero() {
 			t.Fatal("cooldown not restored")

@@ -28,6 +28,14 @@ const SchemaVersion = 1
 //	lanes     laneKey -> 0x01, time, time (CoolUntil, ExhaustedUntil)
 //	disabled  key id -> 0x01, time (At), reason bytes (the rest)
 //	jobs      job id -> the job's Data as given
+//	windows   laneKey -> 0x01, uvarint(n), n x (8-byte big-endian unix ns, uvarint tokens):
+//	          the lane's window log at the last clean stop (Ledger.Settle)
+//	records   8-byte big-endian sequence -> 0x01, uvarint(len(laneKey)), laneKey,
+//	          day (10 bytes), uvarint Units, uvarint Covers, 8-byte At and Until
+//	          (unix ns), uvarint PrevTokens: Ledger.Reserve's records, in write order
+//
+// The windows and records buckets came after version 1 without changing it:
+// Open creates them in an older file, and an older slideshowd ignores them.
 //
 // laneKey is uvarint(len(project)), project, class. A time is uvarint(len),
 // then time.Time.MarshalBinary of the UTC time (the zero time included).
@@ -37,6 +45,8 @@ var (
 	bucketLanes    = []byte("lanes")
 	bucketDisabled = []byte("disabled")
 	bucketJobs     = []byte("jobs")
+	bucketWindows  = []byte("windows")
+	bucketRecords  = []byte("records")
 
 	keySchema = []byte("schema")
 )
@@ -58,7 +68,10 @@ type Bolt struct {
 	jobDeletes atomic.Uint64 // DeleteJob calls that returned; see Jobs
 }
 
-var _ Store = (*Bolt)(nil)
+var (
+	_ Store  = (*Bolt)(nil)
+	_ Ledger = (*Bolt)(nil)
+)
 
 // Open opens (creating with mode 0600 if needed) the Bolt file at path,
 // records or checks its schema version and deletes daily counters outside the
@@ -116,7 +129,7 @@ func initFile(tx *bolt.Tx, history int) error {
 		}
 		return fmt.Errorf("%w: the file has schema version %s, this slideshowd reads version %d", ErrSchema, found, SchemaVersion)
 	}
-	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs} {
+	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs, bucketWindows, bucketRecords} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -192,41 +205,49 @@ func (s *Bolt) AddDaily(ctx context.Context, day string, lane LaneID, n int) (in
 	}
 	var total int
 	err := s.update(ctx, func(tx *bolt.Tx) error {
-		daily := tx.Bucket(bucketDaily)
-		newest, err := newestDay(daily)
-		if err != nil {
-			return err
-		}
-		if newest != "" {
-			if oldest := oldestKept(newest, s.history); day < oldest {
-				return tooOld(day, oldest, s.history)
-			}
-		}
-		counts := daily.Bucket([]byte(day))
-		if counts == nil {
-			if day > newest {
-				if err := compact(daily, oldestKept(day, s.history)); err != nil {
-					return err
-				}
-			}
-			if counts, err = daily.CreateBucket([]byte(day)); err != nil {
-				return err
-			}
-		}
-		key := laneKey(lane)
-		old, err := decodeCount(counts.Get(key))
-		if err != nil {
-			return fmt.Errorf("store: day %s lane %s: %w", day, quote(lane.String()), err)
-		}
-		if total, err = addCount(day, lane, old, n); err != nil {
-			return err
-		}
-		return counts.Put(key, binary.BigEndian.AppendUint64(nil, uint64(total)))
+		var err error
+		total, err = s.addDailyTx(tx, day, lane, n)
+		return err
 	})
 	if err != nil {
 		return 0, err
 	}
 	return total, nil
+}
+
+// addDailyTx adds n to the lane's count of day in tx and returns the total.
+func (s *Bolt) addDailyTx(tx *bolt.Tx, day string, lane LaneID, n int) (int, error) {
+	daily := tx.Bucket(bucketDaily)
+	newest, err := newestDay(daily)
+	if err != nil {
+		return 0, err
+	}
+	if newest != "" {
+		if oldest := oldestKept(newest, s.history); day < oldest {
+			return 0, tooOld(day, oldest, s.history)
+		}
+	}
+	counts := daily.Bucket([]byte(day))
+	if counts == nil {
+		if day > newest {
+			if err := compact(daily, oldestKept(day, s.history)); err != nil {
+				return 0, err
+			}
+		}
+		if counts, err = daily.CreateBucket([]byte(day)); err != nil {
+			return 0, err
+		}
+	}
+	key := laneKey(lane)
+	old, err := decodeCount(counts.Get(key))
+	if err != nil {
+		return 0, fmt.Errorf("store: day %s lane %s: %w", day, quote(lane.String()), err)
+	}
+	total, err := addCount(day, lane, old, n)
+	if err != nil {
+		return 0, err
+	}
+	return total, counts.Put(key, binary.BigEndian.AppendUint64(nil, uint64(total)))
 }
 
 // Daily implements Store.

@@ -22,9 +22,14 @@ type Memory struct {
 	lanes    map[LaneID]LaneState
 	disabled map[string]DisabledKey
 	jobs     map[string][]byte
+	windows  map[LaneID][]Sent
+	records  []Record
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store  = (*Memory)(nil)
+	_ Ledger = (*Memory)(nil)
+)
 
 // NewMemory returns an empty Memory. It takes at most one Options, of which
 // only History applies. Like time.NewTicker with a bad duration, it panics on
@@ -313,4 +318,82 @@ func cloneData(b []byte) []byte {
 		return nil
 	}
 	return append([]byte(nil), b...)
+}
+
+// Reserve implements Ledger.
+func (m *Memory) Reserve(ctx context.Context, r Record) (int, error) {
+	if err := checkRecord(r); err != nil {
+		return 0, err
+	}
+	var total int
+	if r.Units > 0 {
+		var err error
+		if total, err = m.AddDaily(ctx, r.Day, r.Lane, r.Units); err != nil {
+			return 0, err
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return 0, err
+	}
+	if r.Units == 0 {
+		total = m.daily[r.Day][r.Lane]
+	}
+	cutoff := r.At.Add(-RecordKeep)
+	i := 0
+	for i < len(m.records) && m.records[i].Until.Before(cutoff) {
+		i++
+	}
+	r.At, r.Until = r.At.UTC(), r.Until.UTC()
+	m.records = append(m.records[i:], r)
+	return total, nil
+}
+
+// Settle implements Ledger.
+func (m *Memory) Settle(ctx context.Context, s Settlement) error {
+	if err := checkSettlement(s); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	for _, g := range s.GiveBack {
+		if counts := m.daily[g.Day]; counts != nil && g.Count > 0 {
+			if _, ok := counts[g.Lane]; ok {
+				counts[g.Lane] = max(0, counts[g.Lane]-g.Count)
+			}
+		}
+	}
+	m.records = nil
+	m.windows = make(map[LaneID][]Sent, len(s.Windows))
+	for _, w := range s.Windows {
+		if len(w.Sent) == 0 {
+			continue
+		}
+		sent := make([]Sent, len(w.Sent))
+		for i, e := range w.Sent {
+			sent[i] = Sent{At: e.At.UTC(), Tokens: e.Tokens}
+		}
+		m.windows[w.Lane] = sent
+	}
+	return nil
+}
+
+// LedgerRecords implements Ledger.
+func (m *Memory) LedgerRecords(ctx context.Context) (LedgerRecords, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return LedgerRecords{}, err
+	}
+	var out LedgerRecords
+	for lane, sent := range m.windows {
+		out.Windows = append(out.Windows, Window{Lane: lane, Sent: slices.Clone(sent)})
+	}
+	slices.SortFunc(out.Windows, func(a, b Window) int { return compareLanes(a.Lane, b.Lane) })
+	out.Records = slices.Clone(m.records)
+	return out, nil
 }

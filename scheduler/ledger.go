@@ -1,0 +1,227 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// ledger is the quota ledger of a Scheduler: the one place where the lanes'
+// pure state (package bucket) meets their durable records (package store).
+// The dispatchers only ask it for capacity and report outcomes:
+//
+//   - acquire: a lease on a ready lane of a class, or when to ask again;
+//   - commit: make the lease's reservation durable (write-ahead) and stamp
+//     its window slot, as late as possible before the request leaves;
+//     abandon: give back a lease that will not be sent;
+//   - sent, notSent: the request left (tokens reconciled) or never did
+//     (window slot and day unit come back);
+//   - coolUntil: when a lane that got a per-minute 429 may serve again;
+//   - settle: at a clean stop, give back the reserved day units not used and
+//     store every lane's exact window log;
+//   - restore: at start, the day counts and the windows of the last 60 s,
+//     exact after a clean stop and rebuilt on the safe side after a crash.
+//
+// Durable records go through store.Ledger when the Store implements it (Bolt
+// and Memory do): Reserve for each write-ahead record, Settle at a clean
+// stop, LedgerRecords at start. A shared store (Redis grants, as in
+// Doorman) plugs in there: its Reserve is the grant of Units day units for
+// Covers requests until Until, recorded in the shared window as sent at
+// Until plus the margin; Settle gives back what was not used. A Store that is
+// not a Ledger gets AddDaily for each chunk and nothing else: no window
+// across restarts and no units given back.
+//
+// The bound after a crash: a record covers Covers requests stamped between
+// its At and the earlier of its Until (At + bucket.ChunkLife) and the lane's
+// next record; restore counts them all at that latest moment plus the
+// class's WindowMargin (at start time for the newest record), and, with TPM
+// set, the newest record as the class's whole TPM. So the rebuilt window
+// never holds less than the true one, and a lane is back at full rate 60 s
+// plus WindowMargin after its last record's Until.
+//
+// A ledger is safe for concurrent use: its state lives in the bucket classes
+// (one lock each) and the store.
+type ledger struct {
+	store   store.Store
+	durable store.Ledger // nil when the store is not a Ledger
+	margin  map[string]time.Duration
+	tpm     map[string]int
+}
+
+func newLedger(st store.Store, classes []ClassConfig) *ledger {
+	l := &ledger{store: st, margin: make(map[string]time.Duration), tpm: make(map[string]int)}
+	l.durable, _ = st.(store.Ledger)
+	for _, c := range classes {
+		l.margin[c.Name] = c.WindowMargin
+		l.tpm[c.Name] = c.Limits.TPM
+	}
+	return l
+}
+
+// acquire takes capacity for one request of tokens on c (see bucket.Class.Acquire).
+func (l *ledger) acquire(c *bucket.Class, now time.Time, tokens int) (bucket.Lease, bool, time.Time) {
+	return c.Acquire(now, tokens)
+}
+
+// commit records the lease's reservation durably when it asks for one, then
+// stamps its window slot at the current time; it returns the time the slot
+// counts from. When recording fails the lease is given back and the error
+// returned.
+func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease, now time.Time) (time.Time, error) {
+	if lease.Record {
+		lane := store.LaneID{Project: lease.Project, Class: lease.Class}
+		var err error
+		switch {
+		case l.durable != nil:
+			_, err = l.durable.Reserve(ctx, store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
+				Covers: lease.Covers, At: now, Until: lease.Until, PrevTokens: lease.PrevTokens})
+		case lease.Chunk > 0:
+			_, err = l.store.AddDaily(ctx, lease.Day, lane, lease.Chunk)
+		}
+		if err != nil {
+			l.abandon(c, lease, now)
+			return time.Time{}, err
+		}
+	}
+	return c.Stamp(lease, time.Now()), nil
+}
+
+// abandon gives back a lease that was not committed.
+func (l *ledger) abandon(c *bucket.Class, lease bucket.Lease, now time.Time) {
+	c.ChunkFailed(lease)
+	c.Refund(lease, now)
+}
+
+// sent ends a committed lease whose request left, with the actual input
+// tokens (negative: unknown).
+func (l *ledger) sent(c *bucket.Class, lease bucket.Lease, now time.Time, tokens int) {
+	c.Release(lease, now, tokens)
+}
+
+// notSent ends a committed lease whose request never left the process.
+func (l *ledger) notSent(c *bucket.Class, lease bucket.Lease, now time.Time) {
+	c.Refund(lease, now)
+}
+
+// coolUntil returns until when the project's lane of c rests after a
+// per-minute 429 that came with no retry delay: until its own window log
+// frees a slot, plus the class's margin; fallback when the log is empty.
+func (l *ledger) coolUntil(c *bucket.Class, project string, now time.Time, fallback time.Duration) time.Time {
+	at := c.SlotFreesAt(project, now)
+	if at.IsZero() {
+		return now.Add(fallback)
+	}
+	return at.Add(l.margin[c.Name()])
+}
+
+// settle gives back every lane's reserved day units that were not used and
+// stores the exact window logs. Call it once the dispatchers and their
+// workers have returned.
+func (l *ledger) settle(ctx context.Context, classes []*bucket.Class, now time.Time) error {
+	if l.durable == nil {
+		return nil
+	}
+	var s store.Settlement
+	for _, c := range classes {
+		for _, ll := range c.Ledger(now) {
+			lane := store.LaneID{Project: ll.Project, Class: c.Name()}
+			if unused := ll.Reserved - ll.Used; unused > 0 {
+				s.GiveBack = append(s.GiveBack, store.DailyCount{Day: ll.Day, Lane: lane, Count: unused})
+			}
+			if len(ll.Window) == 0 {
+				continue
+			}
+			w := store.Window{Lane: lane, Sent: make([]store.Sent, len(ll.Window))}
+			for i, e := range ll.Window {
+				w.Sent[i] = store.Sent{At: e.At, Tokens: int64(e.Tokens)}
+			}
+			s.Windows = append(s.Windows, w)
+		}
+	}
+	if err := l.durable.Settle(ctx, s); err != nil {
+		return fmt.Errorf("scheduler: settling the quota ledger: %w", err)
+	}
+	return nil
+}
+
+// restore loads today's day counts and the lanes' windows into the classes.
+func (l *ledger) restore(ctx context.Context, classes map[string]*runner, loc *time.Location, now time.Time) error {
+	counts, err := l.store.Daily(ctx, bucket.Day(now, loc))
+	if err != nil {
+		return err
+	}
+	for _, dc := range counts {
+		if r := classes[dc.Lane.Class]; r != nil {
+			r.class.Restore(dc.Lane.Project, dc.Day, dc.Count, now)
+		}
+	}
+	if l.durable == nil {
+		return nil
+	}
+	recs, err := l.durable.LedgerRecords(ctx)
+	if err != nil {
+		return err
+	}
+	for lane, sent := range l.windows(recs, now) {
+		r := classes[lane.Class]
+		if r == nil {
+			continue
+		}
+		for _, e := range sent {
+			r.class.RestoreWindow(lane.Project, e.At, int(e.Tokens))
+		}
+	}
+	return nil
+}
+
+// windows merges the stored window logs with the windows rebuilt from the
+// records, per lane, oldest first, keeping what is still in a window at now.
+func (l *ledger) windows(recs store.LedgerRecords, now time.Time) map[store.LaneID][]store.Sent {
+	out := make(map[store.LaneID][]store.Sent)
+	for _, w := range recs.Windows {
+		out[w.Lane] = append(out[w.Lane], w.Sent...)
+	}
+	byLane := make(map[store.LaneID][]store.Record)
+	for _, r := range recs.Records {
+		byLane[r.Lane] = append(byLane[r.Lane], r)
+	}
+	for lane, rs := range byLane {
+		margin := l.margin[lane.Class]
+		for i, r := range rs {
+			end := r.Until
+			var tokens int64
+			if i+1 < len(rs) {
+				end = earliest(end, rs[i+1].At)
+				tokens = rs[i+1].PrevTokens
+			} else {
+				tokens = int64(l.tpm[lane.Class]) // unknown: the whole TPM, on the safe side
+			}
+			if end.After(now) {
+				end = now
+			}
+			at := end.Add(margin)
+			for k := range r.Covers {
+				e := store.Sent{At: at}
+				if k == 0 {
+					e.Tokens = tokens
+				}
+				out[lane] = append(out[lane], e)
+			}
+		}
+	}
+	cutoff := now.Add(-time.Minute)
+	for lane, sent := range out {
+		sent = slices.DeleteFunc(sent, func(e store.Sent) bool { return !e.At.After(cutoff) })
+		slices.SortStableFunc(sent, func(a, b store.Sent) int { return a.At.Compare(b.At) })
+		if len(sent) == 0 {
+			delete(out, lane)
+			continue
+		}
+		out[lane] = sent
+	}
+	return out
+}
