@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 )
 
@@ -31,12 +32,45 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal, a second one ends the process at once.
-	context.AfterFunc(ctx, stop)
+	ctx, stop := handleSignals(os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv})
 	stop()
 	os.Exit(code)
+}
+
+// handleSignals returns a context that ends at the first SIGINT or SIGTERM;
+// a second one calls exit(exitSignal) at once. The second signal is handled
+// here rather than by restoring the default action: a process started with
+// SIGINT ignored (a job in the background of a non-interactive shell) would
+// get the ignored disposition back and never stop. Durable state survives
+// the exit (every count is written ahead, outputs are renamed into place).
+func handleSignals(stderr io.Writer, exit func(int)) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := make(chan os.Signal, 2)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-c:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-c:
+			fmt.Fprintf(stderr, "slideshowd: %v again: stopping at once\n", sig)
+			exit(exitSignal)
+		case <-done:
+		}
+	}()
+	var once sync.Once
+	return ctx, func() {
+		once.Do(func() {
+			signal.Stop(c)
+			close(done)
+			cancel()
+		})
+	}
 }
 
 // env is the outside world of a command.

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+)
+
+// TestSecondSignalWhenStartedIgnoringSIGINT runs a batch as a
+// non-interactive shell runs a background job: with SIGINT ignored. The
+// first SIGINT starts the graceful stop (running calls may take 10
+// minutes); the second must end the process at once with 130, not be
+// ignored.
+func TestSecondSignalWhenStartedIgnoringSIGINT(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
+		if model == emulator.DefaultImageModel {
+			return 10 * time.Minute
+		}
+		return 0
+	}})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 10m\n")
+	batch := smallBatch(t, dir, 1, 2)
+	cmd := exec.Command("sh", "-c", `trap "" INT; exec "$0" "$@"`, bin, "batch", batch, "-out", "out", "-progress", "lines")
+	cmd.Dir = dir
+	cmd.Env = cmdEnv(t, keyEnv(base, filepath.Join(dir, "data")))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	var seen []string
+	step := 0
+	for step < 2 && sc.Scan() {
+		line := sc.Text()
+		seen = append(seen, line)
+		switch {
+		case step == 0 && strings.Contains(line, "analyses 1/1"): // images are being made
+			cmd.Process.Signal(syscall.SIGINT)
+			step++
+		case step == 1 && strings.HasPrefix(line, "interrupted after"): // the first signal is handled
+			cmd.Process.Signal(syscall.SIGINT)
+			step++
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	if step != 2 {
+		t.Fatalf("the batch ended before both signals:\n%s\n%s", strings.Join(seen, "\n"), stderr.String())
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitSignal {
+		t.Fatalf("exit %v, want %d\n%s", err, exitSignal, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "slideshowd: interrupt again: stopping at once") {
+		t.Errorf("stderr lacks the second signal's line:\n%s", stderr.String())
+	}
+}
