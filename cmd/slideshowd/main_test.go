@@ -449,6 +449,8 @@ func TestBadConfig(t *testing.T) {
 	}{
 		{"negative rpm", "classes:\n  image:\n    rpm: -3\n", nil, "slideshowd: config: classes.image.rpm: -3: must be > 0"},
 		{"unknown field", "classes:\n  text:\n    rmp: 5\n", nil, "slideshowd: config: slideshowd.yaml: line 3: classes.text.rmp: unknown field"},
+		{"explicit zero", "# limits\n\n\nmax_active: 0\n", nil, "slideshowd: config: slideshowd.yaml: line 4: max_active: 0: must be > 0 (leave it out for the default, 64)"},
+		{"tiny body limit", "max_body_bytes: 10\n", nil, "slideshowd: config: max_body_bytes: 10: must be at least 65536 (64 KiB)"},
 		{"syntax", "listen: [\n", nil, "slideshowd: config: slideshowd.yaml: line 1: did not find expected node content"},
 		{"unset secret_env", "keys:\n  - id: main\n    secret_env: MY_GEMINI_KEY\n", map[string]string{"GEMINI_API_KEYS": ""},
 			`slideshowd: config: keys[0].secret_env: MY_GEMINI_KEY: not set in the environment (key "main")`},

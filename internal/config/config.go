@@ -26,6 +26,9 @@ const (
 	DefaultDailyCritical = 0.9
 	DefaultShutdownGrace = 30 * time.Second
 	DefaultMaxBodyBytes  = 32 << 20
+	// MinMaxBodyBytes is the smallest max_body_bytes accepted: a request of
+	// a few slides of text fits; a smaller limit would refuse every request.
+	MinMaxBodyBytes = 64 << 10
 	DefaultMaxActive     = 64
 	DefaultLogLevel      = "info"
 	// MinTokenLength is the shortest SLIDESHOWD_TOKEN accepted (as the HTTP
@@ -50,7 +53,9 @@ const (
 )
 
 // Config is slideshowd's configuration. Field comments give the defaults
-// that Load fills in. A Config is a plain value: not safe for concurrent
+// that Load fills in. A numeric field whose default is not 0 takes its
+// default when absent from the file (its zero value here); written as 0 in
+// the file it is an error naming the field (Parse), never a silent default. A Config is a plain value: not safe for concurrent
 // mutation, safe to read from many goroutines. The zero value, after
 // withDefaults, has no keys and so does not validate.
 type Config struct {
@@ -78,10 +83,11 @@ type Config struct {
 	// is not finished and is kept. Default 0 (the field absent or 0): jobs
 	// are kept for ever. Must be >= 0.
 	Retention Duration `yaml:"retention"`
-	// MaxBodyBytes bounds a request body of the HTTP API. Default 32 MiB.
+	// MaxBodyBytes bounds a request body of the HTTP API, in bytes: at
+	// least MinMaxBodyBytes (64 KiB). Default 32 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxActive is the most slideshow jobs in progress at once; the others
-	// wait, stored. Default 64.
+	// wait, stored. Must be > 0. Default 64.
 	MaxActive int `yaml:"max_active"`
 	// Log configures the logger.
 	Log Log `yaml:"log"`
@@ -296,8 +302,8 @@ func (c Config) Validate() error {
 	if c.Retention < 0 {
 		return fieldErr("retention", c.Retention.String(), "must be >= 0 (0 keeps jobs for ever)")
 	}
-	if c.MaxBodyBytes < 0 {
-		return fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), "must be > 0")
+	if c.MaxBodyBytes < MinMaxBodyBytes {
+		return fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), fmt.Sprintf("must be at least %d (64 KiB)", MinMaxBodyBytes))
 	}
 	if c.MaxActive < 0 {
 		return fieldErr("max_active", strconv.Itoa(c.MaxActive), "must be > 0")

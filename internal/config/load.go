@@ -162,9 +162,45 @@ func Parse(name string, data []byte) (Config, error) {
 	dec.KnownFields(true)
 	err := dec.Decode(&c)
 	if err == nil || errors.Is(err, io.EOF) {
+		if err := explicitZero(name, &root); err != nil {
+			return Config{}, err
+		}
 		return c, nil
 	}
 	return Config{}, fmt.Errorf("config: %s: %s", name, describe(err, &root))
+}
+
+// zeroRules are the fields whose zero value means "the default" in a
+// Config: written as 0 in a file, they are an error, so that 0 never
+// silently means something else than what the error messages say.
+var zeroRules = map[string]string{
+	"daily_critical":            fmt.Sprintf("must be in (0, 1] (leave it out for the default, %v)", DefaultDailyCritical),
+	"max_body_bytes":            fmt.Sprintf("must be at least %d (leave it out for the default, %d)", MinMaxBodyBytes, DefaultMaxBodyBytes),
+	"max_active":                fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultMaxActive),
+	"classes.text.rpm":          fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultTextRPM),
+	"classes.text.rpd":          fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultTextRPD),
+	"classes.text.concurrency":  fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultTextConcurrency),
+	"classes.image.rpm":         fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageRPM),
+	"classes.image.rpd":         fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageRPD),
+	"classes.image.concurrency": fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageConcurrency),
+}
+
+// explicitZero reports the first field of zeroRules written as 0.
+func explicitZero(name string, root *yaml.Node) error {
+	var found error
+	walk(root, "", func(n, key *yaml.Node, path string) bool {
+		why, ok := zeroRules[path]
+		if !ok || n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
+			return true
+		}
+		var f float64
+		if n.Decode(&f) != nil || f != 0 {
+			return true
+		}
+		found = fmt.Errorf("config: %s: line %d: %s: %s: %s", name, n.Line, path, n.Value, why)
+		return false
+	})
+	return found
 }
 
 var (
