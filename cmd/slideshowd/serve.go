@@ -29,7 +29,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	addr := fs.String("addr", "", "listen address (default: the config's listen, 127.0.0.1:8080)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
-		return exitBadArgs
+		return flagExit(err)
 	}
 	if len(pos) != 0 {
 		fmt.Fprintf(e.stderr, "slideshowd serve: unexpected argument %q\n", pos[0])
@@ -69,7 +69,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
 		Service: d.pipe, Summary: d.sched.Summary, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
-		Secrets: secrets, Logger: log.With().Str("component", "http").Logger(), Metrics: metrics,
+		Secrets: secrets, Logger: log, Metrics: metrics,
 		Stopping: stopping,
 	}
 	if err := hcfg.Validate(); err != nil {

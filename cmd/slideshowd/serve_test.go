@@ -305,10 +305,23 @@ func TestServeAndNoSecretAnywhere(t *testing.T) {
 	if !strings.Contains(logs, "unfinished jobs resume at the next start") || !strings.Contains(logs, `"key":"key3"`) {
 		t.Errorf("logs lack the stop line or the disabled key by id:\n%s", logs)
 	}
+	disabledLines := 0
 	for _, line := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
 		if !json.Valid([]byte(line)) {
 			t.Errorf("log line is not JSON: %q", line)
+			continue
 		}
+		if dup := duplicateKeys(line); len(dup) > 0 {
+			t.Errorf("log line has the keys %v more than once: %s", dup, line)
+		}
+		var l struct{ Message, Key string }
+		json.Unmarshal([]byte(line), &l)
+		if strings.Contains(l.Message, "key disabled") {
+			disabledLines++
+		}
+	}
+	if disabledLines != 1 {
+		t.Errorf("key3 disabled: logged %d times, want once:\n%s", disabledLines, logs)
 	}
 	if e.Stats().Status(http.StatusForbidden) == 0 {
 		t.Error("the leaked key was never tried: the test does not exercise key errors")
@@ -450,4 +463,31 @@ func TestServeStopsAndResumes(t *testing.T) {
 	if got, want := served(e, emulator.DefaultImageModel)-image0, 4-imagesBefore; got != want {
 		t.Errorf("%d images generated after the restart, want %d", got, want)
 	}
+}
+
+// duplicateKeys returns the members of a JSON object that appear more than
+// once (a log line with "component" twice reads as one value to most tools).
+func duplicateKeys(line string) []string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	var dup []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return dup
+		}
+		k, _ := t.(string)
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return dup
+		}
+	}
+	return dup
 }

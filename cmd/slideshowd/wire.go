@@ -43,6 +43,15 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// flagExit is the exit status after a flag error: 0 for -h (the usage
+// was asked for and printed), 2 otherwise.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitBadArgs
+}
+
 func newFlagSet(name string, e env) *flag.FlagSet {
 	fs := flag.NewFlagSet("slideshowd "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -81,18 +90,13 @@ func newLogger(e env, lc config.Log, minLevel zerolog.Level) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
-// logObserver logs the scheduler's notable events: rate limits, disabled
-// keys, failures. Keys appear by id.
+// logObserver logs the failed calls at debug level. Rate limits, lanes
+// out for the day and disabled keys are logged once, by the scheduler.
+// Keys appear by id.
 type logObserver struct{ log zerolog.Logger }
 
 func (o logObserver) Observe(ev scheduler.Event) {
 	switch ev.Kind {
-	case scheduler.EventLaneCooled:
-		o.log.Info().Str("class", ev.Class).Str("project", ev.Project).Str("key", ev.KeyID).Time("until", ev.Until).Msg("lane cooling down after a rate limit")
-	case scheduler.EventLaneExhausted:
-		o.log.Warn().Str("class", ev.Class).Str("project", ev.Project).Str("key", ev.KeyID).Time("until", ev.Until).Msg("lane out for the day")
-	case scheduler.EventKeyDisabled:
-		o.log.Error().Str("key", ev.KeyID).Str("project", ev.Project).Str("reason", ev.Reason).Msg("key disabled; enable it again once fixed")
 	case scheduler.EventFinished:
 		if ev.Err != nil && ev.Outcome != "canceled" {
 			o.log.Debug().Str("class", ev.Class).Str("key", ev.KeyID).Str("outcome", ev.Outcome).Bool("final", ev.Final).Err(ev.Err).Msg("call failed")
