@@ -84,8 +84,9 @@ func latencyRange(s string) (lo, hi time.Duration, err error) {
 }
 
 // emulatorConfig builds the emulator's configuration; keys are generated
-// (secret random) unless secrets are given.
-func (f *emulateFlags) emulatorConfig(secrets []string) (emulator.Config, error) {
+// (secret random, spread over -projects) unless given (from
+// GEMINI_API_KEYS, with their projects).
+func (f *emulateFlags) emulatorConfig(given []config.Key) (emulator.Config, error) {
 	cfg := emulator.Config{
 		Models: map[string]emulator.Limits{
 			f.textModel:  {RPM: f.textRPM, RPD: f.textRPD, TPM: f.textTPM},
@@ -131,8 +132,8 @@ func (f *emulateFlags) emulatorConfig(secrets []string) (emulator.Config, error)
 		}
 	}
 	n := f.keys
-	if len(secrets) > 0 {
-		n = len(secrets)
+	if len(given) > 0 {
+		n = len(given)
 	}
 	if n < 1 {
 		return cfg, fmt.Errorf("-keys: %d: must be > 0", n)
@@ -149,15 +150,13 @@ func (f *emulateFlags) emulatorConfig(secrets []string) (emulator.Config, error)
 	}
 	for i := range n {
 		name := fmt.Sprintf("key%d", i+1)
-		secret := ""
-		if len(secrets) > 0 {
-			secret = secrets[i]
-		} else {
-			secret = demoSecret()
-		}
+		secret := demoSecret()
 		project := fmt.Sprintf("project%d", i%projects+1)
 		if projects == n {
 			project = name
+		}
+		if len(given) > 0 {
+			secret, project = given[i].Secret, given[i].Project
 		}
 		cfg.Keys = append(cfg.Keys, emulator.Key{Name: name, Secret: secret, Project: project, Leaked: leaked[name]})
 		delete(leaked, name)
@@ -192,23 +191,22 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
-		return exitBadArgs
+		return flagExit(err)
 	}
 	if len(pos) != 0 {
 		fmt.Fprintf(e.stderr, "slideshowd emulate: unexpected argument %q\n", pos[0])
 		return exitBadArgs
 	}
-	var secrets []string
+	var given []config.Key
 	fromEnv := false
 	if v := strings.TrimSpace(e.getenv(config.EnvKeys)); v != "" {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				secrets = append(secrets, s)
-			}
+		if given, err = config.ParseEnvKeys(v); err != nil {
+			fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
+			return exitBadArgs
 		}
 		fromEnv = true
 	}
-	ecfg, err := f.emulatorConfig(secrets)
+	ecfg, err := f.emulatorConfig(given)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd emulate:", err)
 		return exitBadArgs
@@ -229,12 +227,18 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stdout, "keys: %d from %s (not shown)\n", len(ecfg.Keys), config.EnvKeys)
 	} else {
 		fmt.Fprintln(e.stdout, "These keys are the emulator's own, generated now; they are not Gemini keys and work nowhere else:")
+		// The export line keeps the grouping: PROJECT:SECRET entries when
+		// keys share projects (an entry alone is a project of its own).
 		var all []string
 		for _, k := range ecfg.Keys {
 			fmt.Fprintf(e.stdout, "  %s (project %s): %s\n", k.Name, k.Project, k.Secret)
-			all = append(all, k.Secret)
+			if k.Project != k.Name {
+				all = append(all, k.Project+":"+k.Secret)
+			} else {
+				all = append(all, k.Secret)
+			}
 		}
-		fmt.Fprintln(e.stdout, "Point slideshowd at it:")
+		fmt.Fprintln(e.stdout, "Point slideshowd at it (GEMINI_API_KEYS entries are SECRET or PROJECT:SECRET):")
 		fmt.Fprintf(e.stdout, "  export GEMINI_BASE_URL=%s GEMINI_API_KEYS=%s\n", base, strings.Join(all, ","))
 	}
 	mux := http.NewServeMux()

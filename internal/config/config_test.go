@@ -162,6 +162,24 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
+// GEMINI_API_KEYS entries may name their project (PROJECT:SECRET): keys
+// of one project share its lanes.
+func TestEnvironmentProjects(t *testing.T) {
+	c, _, err := load(t, minimal, map[string]string{EnvKeys: "team-a:AAA-secret, team-a:BBB-secret,CCC-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ id, project, secret string }{{"key1", "team-a", "AAA-secret"}, {"key2", "team-a", "BBB-secret"}, {"key3", "key3", "CCC-secret"}}
+	if len(c.Keys) != len(want) {
+		t.Fatalf("keys %v", c.Keys)
+	}
+	for i, w := range want {
+		if k := c.Keys[i]; k.ID != w.id || k.Project != w.project || k.Secret != w.secret {
+			t.Errorf("keys[%d] = %s/%s, want %s/%s", i, k.ID, k.Project, w.id, w.project)
+		}
+	}
+}
+
 func TestNoFile(t *testing.T) {
 	t.Chdir(t.TempDir())
 	c, _, err := Load(Options{Getenv: env(map[string]string{EnvKeys: "x"})})
@@ -310,6 +328,12 @@ func TestErrors(t *testing.T) {
 			`config: base_url: "https://u:xxxxx@x/": must not carry credentials`},
 		{"empty env entry", minimal, map[string]string{EnvKeys: "a,,b"},
 			"config: GEMINI_API_KEYS: entry 2 of 3 is empty"},
+		{"bad env project", minimal, map[string]string{EnvKeys: "a,b c:" + secret},
+			"config: GEMINI_API_KEYS: entry 2 of 2: the part before ':' must be a project id (1 to 64 letters, digits, '.', '_' or '-'); the value is not shown"},
+		{"env project without key", minimal, map[string]string{EnvKeys: "a,team:"},
+			`config: GEMINI_API_KEYS: entry 2 of 2: no key after project "team"`},
+		{"duplicate env entry across projects", minimal, map[string]string{EnvKeys: "p1:" + secret + ",p2:" + secret},
+			"config: GEMINI_API_KEYS: entry 2 is the same key as entry 1"},
 		{"duplicate env entry", minimal, map[string]string{EnvKeys: secret + "," + secret},
 			"config: GEMINI_API_KEYS: entry 2 is the same key as entry 1"},
 		{"short token", minimal, map[string]string{"K1": secret, EnvToken: "short-" + secret[:3]},

@@ -9,8 +9,9 @@
 // strict: an unknown field is an error naming it and its line. Then the
 // environment overrides the file:
 //
-//   - GEMINI_API_KEYS: comma-separated secrets, each its own project, with
-//     ids key1..keyN; they replace the keys of the file.
+//   - GEMINI_API_KEYS: comma-separated entries SECRET or PROJECT:SECRET,
+//     with ids key1..keyN; an entry without a project is its own project.
+//     They replace the keys of the file (ParseEnvKeys).
 //   - GEMINI_BASE_URL: the Gemini API base URL (base_url).
 //   - SLIDESHOWD_DATA: the data directory (data): the bbolt file and the
 //     jobs' inputs and outputs.

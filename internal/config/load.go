@@ -101,20 +101,9 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) error {
 	}
 	c.Token = getenv(EnvToken)
 	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
-		parts := strings.Split(v, ",")
-		keys := make([]Key, 0, len(parts))
-		seen := make(map[string]int, len(parts))
-		for i, p := range parts {
-			p = strings.TrimSpace(p)
-			if p == "" {
-				return fmt.Errorf("config: %s: entry %d of %d is empty", EnvKeys, i+1, len(parts))
-			}
-			if j, dup := seen[p]; dup {
-				return fmt.Errorf("config: %s: entry %d is the same key as entry %d", EnvKeys, i+1, j+1)
-			}
-			seen[p] = i
-			id := "key" + strconv.Itoa(i+1)
-			keys = append(keys, Key{ID: id, Project: id, Secret: p})
+		keys, err := ParseEnvKeys(v)
+		if err != nil {
+			return err
 		}
 		c.Keys = keys
 		return nil
@@ -137,6 +126,40 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) error {
 		k.Secret = v
 	}
 	return nil
+}
+
+// ParseEnvKeys parses the value of GEMINI_API_KEYS: comma-separated
+// entries SECRET or PROJECT:SECRET, with ids key1..keyN in order. An entry
+// without a project is its own project (named by its id); entries naming
+// the same project share its quotas. Gemini API keys hold no ':'. Errors
+// name the entry by position and never show a value.
+func ParseEnvKeys(v string) ([]Key, error) {
+	parts := strings.Split(v, ",")
+	keys := make([]Key, 0, len(parts))
+	seen := make(map[string]int, len(parts))
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("config: %s: entry %d of %d is empty", EnvKeys, i+1, len(parts))
+		}
+		id := "key" + strconv.Itoa(i+1)
+		project := id
+		if pr, secret, ok := strings.Cut(p, ":"); ok {
+			if !idPattern.MatchString(pr) {
+				return nil, fmt.Errorf("config: %s: entry %d of %d: the part before ':' must be a project id (1 to 64 letters, digits, '.', '_' or '-'); the value is not shown", EnvKeys, i+1, len(parts))
+			}
+			if p = strings.TrimSpace(secret); p == "" {
+				return nil, fmt.Errorf("config: %s: entry %d of %d: no key after project %q", EnvKeys, i+1, len(parts), pr)
+			}
+			project = pr
+		}
+		if j, dup := seen[p]; dup {
+			return nil, fmt.Errorf("config: %s: entry %d is the same key as entry %d", EnvKeys, i+1, j+1)
+		}
+		seen[p] = i
+		keys = append(keys, Key{ID: id, Project: project, Secret: p})
+	}
+	return keys, nil
 }
 
 // Parse decodes a config file strictly (unknown fields are errors) without
