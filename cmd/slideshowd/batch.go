@@ -32,7 +32,7 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
-		return exitBadArgs
+		return flagExit(err)
 	}
 	if len(pos) != 1 || *out == "" {
 		fs.Usage()
@@ -269,12 +269,20 @@ func summarize(w io.Writer, results []batchResult, out string, took time.Duratio
 			done++
 			continue
 		}
-		f := fmt.Sprintf("  [%d] %q: %s", r.index, r.status.Source, r.status.Error)
+		// The job's error repeats its first failed image's; with failed
+		// images, each is listed once under a count instead.
+		why, lines := r.status.Error, ""
+		failedImages := 0
 		for _, is := range r.status.Images {
 			if is.State == pipeline.ImageFailed {
-				f += fmt.Sprintf("\n      image %d: %s", is.N, is.Error)
+				failedImages++
+				lines += fmt.Sprintf("\n      image %d: %s", is.N, is.Error)
 			}
 		}
+		if failedImages > 0 {
+			why = fmt.Sprintf("%d of %d images failed", failedImages, len(r.status.Images))
+		}
+		f := fmt.Sprintf("  [%d] %q: %s%s", r.index, r.status.Source, why, lines)
 		failures = append(failures, f)
 	}
 	fmt.Fprintf(w, "%d of %d slideshows done, %d of %d images written to %s in %s\n",
@@ -305,6 +313,8 @@ func progressMode(s string, w io.Writer) (string, bool) {
 
 // tracker counts the batch's steps (one analysis and the images of each
 // entry) and shows progress: a bar redrawn in place, or a line per step.
+// A step counts when it is done; failed steps (and those of a failed job
+// that will not run) are counted apart.
 type tracker struct {
 	w     io.Writer
 	mode  string
@@ -312,17 +322,18 @@ type tracker struct {
 
 	mu      sync.Mutex
 	byID    map[string]int // id -> entry index
-	units   []int          // finished steps per entry
-	analyze []bool
-	images  []int
+	analyze []bool         // analysis done, per entry
+	images  []int          // images done, per entry
+	failed  []int          // steps failed or abandoned, per entry
 	started bool
-	shown   int
+	shownN  int
+	shownF  int
 	lastBar time.Time
 }
 
 func newTracker(w io.Writer, mode string, entries []batchEntry) *tracker {
-	t := &tracker{w: w, mode: mode, byID: make(map[string]int), units: make([]int, len(entries)),
-		analyze: make([]bool, len(entries)), images: make([]int, len(entries))}
+	t := &tracker{w: w, mode: mode, byID: make(map[string]int),
+		analyze: make([]bool, len(entries)), images: make([]int, len(entries)), failed: make([]int, len(entries))}
 	for _, en := range entries {
 		t.total += 1 + en.req.Images
 	}
@@ -343,24 +354,34 @@ func (t *tracker) update(st pipeline.Status) {
 	if !ok {
 		return
 	}
-	imgs := 0
+	done, failed := 0, 0
 	for _, is := range st.Images {
-		if is.State == pipeline.ImageDone || is.State == pipeline.ImageFailed {
-			imgs++
+		switch is.State {
+		case pipeline.ImageDone:
+			done++
+		case pipeline.ImageFailed:
+			failed++
 		}
 	}
 	analysed := st.Analysis != nil
-	units := imgs
+	if st.State == pipeline.JobFailed { // nothing more will happen
+		failed = 1 + len(st.Images) - done
+		if analysed {
+			failed--
+		}
+	}
+	prevDone := t.images[i]
+	if t.analyze[i] {
+		prevDone++
+	}
+	nowDone := done
 	if analysed {
-		units++
+		nowDone++
 	}
-	if st.State == pipeline.JobFailed {
-		units, analysed, imgs = 1+len(st.Images), true, len(st.Images) // nothing more will happen
-	}
-	if units <= t.units[i] {
+	if nowDone < prevDone || (nowDone == prevDone && failed <= t.failed[i]) {
 		return
 	}
-	t.units[i], t.analyze[i], t.images[i] = units, analysed, imgs
+	t.analyze[i], t.images[i], t.failed[i] = analysed, done, failed
 	if t.started {
 		t.showLocked(false)
 	}
@@ -369,15 +390,20 @@ func (t *tracker) update(st pipeline.Status) {
 func (t *tracker) done() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.doneLocked()
+	n, _ := t.countsLocked()
+	return n
 }
 
-func (t *tracker) doneLocked() int {
-	n := 0
-	for _, u := range t.units {
-		n += u
+// countsLocked returns the steps done and the steps failed.
+func (t *tracker) countsLocked() (done, failed int) {
+	for i := range t.images {
+		done += t.images[i]
+		if t.analyze[i] {
+			done++
+		}
+		failed += t.failed[i]
 	}
-	return n
+	return done, failed
 }
 
 func (t *tracker) start() {
@@ -397,26 +423,36 @@ func (t *tracker) finish() {
 	t.started = false
 }
 
-func (t *tracker) showLocked(first bool) {
-	n := t.doneLocked()
-	if n == t.shown && !first {
-		return
-	}
-	t.shown = n
-	an, im, imTotal := 0, 0, 0
-	for i := range t.units {
+// line describes the progress: "7/12 steps (analyses 2/2, images 5/10)",
+// then ", 1 failed" when steps failed.
+func (t *tracker) line() string {
+	n, f := t.countsLocked()
+	an, im := 0, 0
+	for i := range t.images {
 		if t.analyze[i] {
 			an++
 		}
 		im += t.images[i]
 	}
-	imTotal = t.total - len(t.units)
+	s := fmt.Sprintf("%d/%d steps (analyses %d/%d, images %d/%d)", n, t.total, an, len(t.images), im, t.total-len(t.images))
+	if f > 0 {
+		s += fmt.Sprintf(", %d failed", f)
+	}
+	return s
+}
+
+func (t *tracker) showLocked(first bool) {
+	n, f := t.countsLocked()
+	if n == t.shownN && f == t.shownF && !first {
+		return
+	}
+	t.shownN, t.shownF = n, f
 	switch t.mode {
 	case "lines":
-		fmt.Fprintf(t.w, "progress: %d/%d steps (analyses %d/%d, images %d/%d)\n", n, t.total, an, len(t.units), im, imTotal)
+		fmt.Fprintf(t.w, "progress: %s\n", t.line())
 	case "bar":
 		// Redraw at most 20 times a second, and always at the end.
-		if now := time.Now(); first || n == t.total || now.Sub(t.lastBar) >= 50*time.Millisecond {
+		if now := time.Now(); first || n+f == t.total || now.Sub(t.lastBar) >= 50*time.Millisecond {
 			t.lastBar = now
 			t.drawBar()
 		}
@@ -424,21 +460,11 @@ func (t *tracker) showLocked(first bool) {
 }
 
 func (t *tracker) drawBar() {
-	n := t.doneLocked()
+	n, _ := t.countsLocked()
 	const width = 30
 	fill := 0
 	if t.total > 0 {
 		fill = n * width / t.total
 	}
-	im := 0
-	an := 0
-	for i := range t.units {
-		im += t.images[i]
-		if t.analyze[i] {
-			an++
-		}
-	}
-	fmt.Fprintf(t.w, "\r[%s%s] %3d%%  %d/%d steps  analyses %d/%d  images %d/%d ",
-		strings.Repeat("#", fill), strings.Repeat(".", width-fill), n*100/max(1, t.total), n, t.total,
-		an, len(t.units), im, t.total-len(t.units))
+	fmt.Fprintf(t.w, "\r[%s%s] %3d%%  %s ", strings.Repeat("#", fill), strings.Repeat(".", width-fill), n*100/max(1, t.total), t.line())
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/slideshowd/slideshowd/examples"
@@ -22,13 +23,14 @@ const demoKeys = 5
 
 func cmdDemo(ctx context.Context, e env, args []string) int {
 	fs := newFlagSet("demo", e)
+	cfgPath := fs.String("config", "", "config file for the limits, images and log settings (default: slideshowd.yaml when present); its keys, base_url and data are replaced by the demo's own")
 	out := fs.String("out", "out", "output directory")
 	batchFile := fs.String("batch", "", "batch file to run (default: the built-in examples/batch.json)")
 	progress := fs.String("progress", "auto", "progress display: auto, bar, lines or none")
 	verbose := fs.Bool("v", false, "log at info level")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
-		return exitBadArgs
+		return flagExit(err)
 	}
 	if len(pos) != 0 {
 		fmt.Fprintf(e.stderr, "slideshowd demo: unexpected argument %q\n", pos[0])
@@ -78,12 +80,12 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 			return 100*time.Millisecond + time.Duration(r.Int64N(int64(200*time.Millisecond)))
 		}},
 	}
-	cfg := config.Default()
+	var demoSecrets []string
 	for i := range demoKeys {
 		id := fmt.Sprintf("key%d", i+1)
 		secret := demoSecret()
 		ecfg.Keys = append(ecfg.Keys, emulator.Key{Name: id, Secret: secret})
-		cfg.Keys = append(cfg.Keys, config.Key{ID: id, Project: id, Secret: secret})
+		demoSecrets = append(demoSecrets, secret)
 	}
 	em, err := emulator.New(ecfg)
 	if err != nil {
@@ -109,13 +111,21 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 		return exitFailed
 	}
 	defer os.RemoveAll(dataDir)
-	cfg.Data = dataDir
-	cfg.BaseURL = "http://" + ln.Addr().String() + "/"
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
-		return exitFailed
+	// The configuration (limits, images, log, grace) with the demo's keys,
+	// emulator and temporary data directory in place of the environment.
+	demoEnv := map[string]string{
+		config.EnvKeys:    strings.Join(demoSecrets, ","),
+		config.EnvBaseURL: "http://" + ln.Addr().String() + "/",
+		config.EnvData:    dataDir,
+	}
+	cfg, warnings, ok := loadConfig(env{stderr: e.stderr, getenv: func(k string) string { return demoEnv[k] }}, *cfgPath, true)
+	if !ok {
+		return exitBadArgs
 	}
 	log := newLogger(e, cfg.Log, quietLevel(*verbose))
+	for _, w := range warnings {
+		log.Warn().Msg(w)
+	}
 
 	images := 0
 	for _, en := range entries {

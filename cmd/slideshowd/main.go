@@ -126,7 +126,7 @@ func usageText(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every command but emulate and version takes -config FILE (default: slideshowd.yaml when present).")
-	fmt.Fprintln(w, "Environment: GEMINI_API_KEYS (comma-separated keys, ids key1..keyN), GEMINI_BASE_URL,")
+	fmt.Fprintln(w, "Environment: GEMINI_API_KEYS (comma-separated SECRET or PROJECT:SECRET, ids key1..keyN), GEMINI_BASE_URL,")
 	fmt.Fprintln(w, "SLIDESHOWD_DATA (data directory, default ./data), SLIDESHOWD_TOKEN (HTTP bearer token).")
 	fmt.Fprintln(w, "Run 'slideshowd COMMAND -h' for a command's flags.")
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -386,7 +387,7 @@ func TestBatchFailuresThenRetry(t *testing.T) {
 	batch := smallBatch(t, dir, 1, 6)
 	vars := keyEnv(base, filepath.Join(dir, "data"))
 	out := filepath.Join(dir, "out", "01-deck-number-1")
-	r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "none")
+	r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "lines")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -395,10 +396,16 @@ func TestBatchFailuresThenRetry(t *testing.T) {
 	if made == 0 || failed == 0 {
 		t.Fatalf("%d of 6 images failed: want some, not all (change NoImage or the seed)\n%s", failed, r.stdout)
 	}
-	for _, want := range []string{"0 of 1 slideshows done", "1 failed:", fmt.Sprintf(`[0] "Deck number 1": %d of 6 images failed`, failed), "IMAGE_SAFETY"} {
+	for _, want := range []string{"0 of 1 slideshows done", "1 failed:", fmt.Sprintf(`[0] "Deck number 1": %d of 6 images failed`+"\n", failed),
+		// A failed image is not a step done; it is counted apart.
+		fmt.Sprintf("progress: %d/7 steps (analyses 1/1, images %d/6), %d failed\n", 1+made, made, failed)} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	// Each failure is told once: a line per failed image.
+	if n := strings.Count(r.stdout, "IMAGE_SAFETY"); n != failed {
+		t.Errorf("IMAGE_SAFETY appears %d times in the output, want %d (once per failed image):\n%s", n, failed, r.stdout)
 	}
 	// The analysis was kept.
 	if _, err := os.Stat(filepath.Join(out, "analysis.json")); err != nil {
@@ -574,9 +581,11 @@ keys:
 	}
 }
 
-func TestEmulateCommand(t *testing.T) {
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "emulate", "-addr", "127.0.0.1:0", "-keys", "2", "-image-rpm", "0", "-seed", "3")
+// startEmulate runs `slideshowd emulate` with args until the test ends and
+// returns its output up to the export line and the variables that line sets.
+func startEmulate(t *testing.T, args ...string) (string, map[string]string) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"emulate", "-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = cmdEnv(t, nil)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -586,11 +595,11 @@ func TestEmulateCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	defer func() {
+	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 		wg.Wait()
-	}()
+	})
 	sc := bufio.NewScanner(stdout)
 	var export string
 	var lines []string
@@ -606,23 +615,18 @@ func TestEmulateCommand(t *testing.T) {
 	if export == "" {
 		t.Fatalf("no export line in:\n%s", strings.Join(lines, "\n"))
 	}
-	if !strings.Contains(strings.Join(lines, "\n"), "These keys are the emulator's own") {
-		t.Error("the emulator does not say its keys are its own")
-	}
-	vars := map[string]string{"SLIDESHOWD_DATA": filepath.Join(dir, "data")}
+	vars := map[string]string{}
 	for _, kv := range strings.Fields(strings.TrimPrefix(export, "export ")) {
 		k, v, _ := strings.Cut(kv, "=")
 		vars[k] = v
 	}
-	if vars["GEMINI_BASE_URL"] == "" || len(strings.Split(vars["GEMINI_API_KEYS"], ",")) != 2 {
-		t.Fatalf("export line %q", export)
-	}
-	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
-	batch := smallBatch(t, dir, 1, 2)
-	if r := runBin(t, dir, vars, "batch", batch, "-out", "out"); r.code != 0 {
-		t.Fatalf("batch against emulate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
-	}
-	resp, err := http.Get(strings.TrimSuffix(vars["GEMINI_BASE_URL"], "/") + StatsPath)
+	return strings.Join(lines, "\n"), vars
+}
+
+// emulatorStatsAt reads GET /_emulator/stats of `slideshowd emulate`.
+func emulatorStatsAt(t *testing.T, base string) emulatorStats {
+	t.Helper()
+	resp, err := http.Get(strings.TrimSuffix(base, "/") + StatsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -631,6 +635,66 @@ func TestEmulateCommand(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+// usage on a data directory that does not exist is an error, not a table
+// of zeros.
+func TestUsageMissingDataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "nowhere")
+	r := runBin(t, dir, map[string]string{"SLIDESHOWD_DATA": data, "GEMINI_API_KEYS": secrets[0]}, "usage", "-addr", "127.0.0.1:1")
+	want := "slideshowd: no daemon answered at http://127.0.0.1:1/v1/usage, and the data directory " + data +
+		" cannot be read: no such directory (set SLIDESHOWD_DATA or data: in the config)\n"
+	if r.code != 1 || r.stderr != want || r.stdout != "" {
+		t.Errorf("exit %d, want 1\nstderr %q\nwant   %q\nstdout %q", r.code, r.stderr, want, r.stdout)
+	}
+}
+
+// demo takes -config: its limits, images and log settings apply, its keys,
+// base_url and data are the demo's own.
+func TestDemoConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "c.yaml"), "keys:\n  - {id: real, secret_env: NOT_SET}\ndata: /nonexistent\nimages:\n  aspect_ratio: \"1:1\"\n")
+	bf := smallBatch(t, dir, 1, 1)
+	r := runBin(t, dir, nil, "demo", "-config", "c.yaml", "-batch", bf, "-out", "out", "-progress", "none")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	f, err := os.Open(filepath.Join(dir, "out", "01-deck-number-1", "image-01.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != b.Dy() {
+		t.Errorf("image is %dx%d with the config's aspect_ratio 1:1", b.Dx(), b.Dy())
+	}
+	r = runBin(t, dir, nil, "demo", "-config", "missing.yaml")
+	if r.code != 2 || r.stderr != "slideshowd: config: missing.yaml: no such file\n" {
+		t.Errorf("missing config: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestEmulateCommand(t *testing.T) {
+	dir := t.TempDir()
+	out, vars := startEmulate(t, "-keys", "2", "-image-rpm", "0", "-seed", "3")
+	if !strings.Contains(out, "These keys are the emulator's own") {
+		t.Error("the emulator does not say its keys are its own")
+	}
+	vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
+	if vars["GEMINI_BASE_URL"] == "" || len(strings.Split(vars["GEMINI_API_KEYS"], ",")) != 2 {
+		t.Fatalf("export line sets %v", vars)
+	}
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	batch := smallBatch(t, dir, 1, 2)
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out"); r.code != 0 {
+		t.Fatalf("batch against emulate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	st := emulatorStatsAt(t, vars["GEMINI_BASE_URL"])
 	total := 0
 	for _, rc := range st.Requests {
 		if rc.Status == 200 {
@@ -642,6 +706,40 @@ func TestEmulateCommand(t *testing.T) {
 	}
 }
 
+// TestEmulateProjectsExport: with -projects, the printed export line keeps
+// the grouping, so the next step (a batch with those variables) counts the
+// keys of one project together. Three keys over two projects at 3 image RPM
+// per project: six images sent at once fit exactly (key1 and key3 share
+// project1); counted as three projects, project1 would get a 429.
+func TestEmulateProjectsExport(t *testing.T) {
+	dir := t.TempDir()
+	out, vars := startEmulate(t, "-keys", "3", "-projects", "2", "-image-rpm", "3", "-seed", "3")
+	for _, want := range []string{"key1 (project project1)", "key2 (project project2)", "key3 (project project1)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("emulate output lacks %q:\n%s", want, out)
+		}
+	}
+	keys := strings.Split(vars["GEMINI_API_KEYS"], ",")
+	if len(keys) != 3 || !strings.HasPrefix(keys[0], "project1:") || !strings.HasPrefix(keys[2], "project1:") {
+		t.Fatalf("export line sets GEMINI_API_KEYS=%q: want PROJECT:SECRET entries", vars["GEMINI_API_KEYS"])
+	}
+	vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: 127.0.0.1:1\nclasses:\n  image:\n    rpm: 3\n    burst: 3\n")
+	batch := smallBatch(t, dir, 1, 6)
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "none"); r.code != 0 {
+		t.Fatalf("batch: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	st := emulatorStatsAt(t, vars["GEMINI_BASE_URL"])
+	if n := len(st.RateLimited); n != 0 {
+		t.Errorf("the batch got 429s: %v", st.RateLimited)
+	}
+	r := runBin(t, dir, vars, "usage")
+	if r.code != 0 || !strings.Contains(r.stdout, "image (gemini-3-pro-image-preview): 3 keys, 6 RPM") ||
+		!regexp.MustCompile(`(?m)^  project1 +key1,key3 `).MatchString(r.stdout) {
+		t.Errorf("usage: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestHelpAndVersion(t *testing.T) {
 	r := runBin(t, t.TempDir(), nil, "help")
 	if r.code != 0 || !strings.Contains(r.stdout, "batch    FILE.json -out DIR") {
@@ -650,6 +748,16 @@ func TestHelpAndVersion(t *testing.T) {
 	r = runBin(t, t.TempDir(), nil, "version")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "slideshowd ") {
 		t.Errorf("version: exit %d %q", r.code, r.stdout)
+	}
+	// Every command's -h prints its flags and exits 0.
+	for _, c := range commands() {
+		if c.run == nil || c.name == "version" {
+			continue
+		}
+		r := runBin(t, t.TempDir(), nil, c.name, "-h")
+		if r.code != 0 || !strings.Contains(r.stderr, "-") {
+			t.Errorf("%s -h: exit %d, want 0\n%s", c.name, r.code, r.stderr)
+		}
 	}
 	r = runBin(t, t.TempDir(), nil, "frobnicate")
 	if r.code != 2 || r.stderr != "slideshowd: unknown command \"frobnicate\" (see slideshowd help)\n" {

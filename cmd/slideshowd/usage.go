@@ -29,7 +29,7 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 	addr := fs.String("addr", "", "address of the running daemon (default: the config's listen)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
-		return exitBadArgs
+		return flagExit(err)
 	}
 	if len(pos) != 0 {
 		fmt.Fprintf(e.stderr, "slideshowd usage: unexpected argument %q\n", pos[0])
@@ -74,6 +74,15 @@ func usageSummary(ctx context.Context, cfg config.Config) (scheduler.Summary, st
 		return scheduler.Summary{}, "", err
 	}
 	path := filepath.Join(cfg.Data, StoreFile)
+	if fi, serr := os.Stat(cfg.Data); serr != nil || !fi.IsDir() {
+		why := "not a directory"
+		if errors.Is(serr, fs.ErrNotExist) {
+			why = "no such directory"
+		} else if serr != nil {
+			why = fileProblem(serr)
+		}
+		return scheduler.Summary{}, "", fmt.Errorf("no daemon answered at %s, and the data directory %s cannot be read: %s (set SLIDESHOWD_DATA or data: in the config)", u, cfg.Data, why)
+	}
 	var st store.Store
 	if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
 		st = store.NewMemory() // nothing recorded yet
