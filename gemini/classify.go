@@ -30,25 +30,41 @@ const maxRetryAfter = 25 * time.Hour
 //     *scheduler.NotSentError is kept around the classification of what it
 //     wraps.
 //   - context.Canceled and context.DeadlineExceeded are returned as they are.
-//   - HTTP 429 (RESOURCE_EXHAUSTED): *RateLimitedError. The scope comes from
-//     the quotaId of each QuotaFailure violation: "PerDay" is ScopeDay,
-//     "PerMinute" (requests or input tokens) ScopeMinute; with several
-//     violations the longest-lasting wins (day over minute); no QuotaFailure
-//     (no details, only Help) is ScopeUnknown. RetryAfter comes from
-//     RetryInfo.retryDelay, else from "Please retry in 7.96s." in the message,
-//     else from a Retry-After header (seen only by this package's Client);
-//     "0s" gives 0. A per-day violation is
-//     ScopeDay whatever the delay says.
+//   - HTTP 429 (RESOURCE_EXHAUSTED): *RateLimitedError. The quota comes
+//     from each QuotaFailure violation (quotaId, quotaValue) and from an
+//     ErrorInfo detail's metadata (quota_limit, quota_limit_value), else
+//     from the message ("limit 'GenerateRequestsPerDay...'"). Its period
+//     comes from its id: "PerDay" is ScopeDay, "PerMinute" (requests or
+//     input tokens) ScopeMinute. A limit of 0 (a value "0", or, for a
+//     violation without quotaValue, "limit: 0" in the message) is
+//     ScopeNoQuota: the project has no quota on the model. With several
+//     quotas the longest-lasting wins (no quota, then day, then minute);
+//     none named is ScopeUnknown. Limit is the quota's value when given.
+//     RetryAfter comes from RetryInfo.retryDelay, else from "Please retry in
+//     7.96s." in the message, else from a Retry-After header (seen only by
+//     this package's Client); "0s" gives 0. A per-day violation is ScopeDay
+//     whatever the delay says. A 429 that names no quota but says the
+//     project's prepaid credit is used up, or that it needs billing, is the
+//     project *KeyError below.
 //   - An invalid key (ErrorInfo reason API_KEY_INVALID, usually a 400):
-//     *KeyError "invalid"; an expired one: "expired"; a leaked one (403
-//     "reported as leaked"): "leaked".
-//   - 402: *KeyError "no credit" with Project set.
+//     *KeyError scheduler.ReasonInvalid; an expired one (API_KEY_INVALID
+//     with "expired" in the message, or API_KEY_EXPIRED):
+//     scheduler.ReasonExpired; a leaked one (403 "reported as leaked"):
+//     scheduler.ReasonLeaked.
+//   - 402, or any 4xx whose message says the prepaid credit is used up
+//     ("Your prepayment credits are depleted"): *KeyError
+//     scheduler.ReasonOutOfCredit with Project set.
+//   - A 400 or 403 whose message says the project needs billing or a paid
+//     tier ("without a billing account linked", "enable billing", "free
+//     tier is not available"), or ErrorInfo BILLING_DISABLED: *KeyError
+//     scheduler.ReasonBillingRequired with Project set: another project can
+//     serve the same request.
 //   - Any other 403 PERMISSION_DENIED: *KeyError. The request is refused
 //     because of who sends it, not because of what it asks (slideshowd
 //     sends no file or cache references another key could lack): another
 //     key may succeed and this one will not, so the key is disabled until an
-//     operator looks. ErrorInfo reasons SERVICE_DISABLED, BILLING_DISABLED
-//     and CONSUMER_SUSPENDED concern the whole project (Project set). 401 is a
+//     operator looks. ErrorInfo reasons SERVICE_DISABLED and
+//     CONSUMER_SUSPENDED concern the whole project (Project set). 401 is a
 //     *KeyError "unauthenticated".
 //   - 500, 502, 503, 504, 499 and other 5xx, 408, 409 (ABORTED): transient.
 //   - Other 4xx (400 INVALID_ARGUMENT, FAILED_PRECONDITION, 404 NOT_FOUND,
@@ -197,22 +213,23 @@ func classifyAPIError(err error, ae genai.APIError) error {
 	reason := errorInfoReason(ae.Details)
 	msg := strings.ToLower(ae.Message)
 	switch {
+	case reason == "API_KEY_EXPIRED" || strings.Contains(msg, "api key expired") ||
+		(reason == "API_KEY_INVALID" && strings.Contains(msg, "expired")):
+		return &scheduler.KeyError{Reason: scheduler.ReasonExpired, Err: err}
 	case reason == "API_KEY_INVALID" || strings.Contains(msg, "api key not valid"):
-		return &scheduler.KeyError{Reason: "invalid", Err: err}
-	case reason == "API_KEY_EXPIRED" || strings.Contains(msg, "api key expired"):
-		return &scheduler.KeyError{Reason: "expired", Err: err}
+		return &scheduler.KeyError{Reason: scheduler.ReasonInvalid, Err: err}
 	case strings.Contains(reason, "LEAKED") || strings.Contains(msg, "reported as leaked"):
-		return &scheduler.KeyError{Reason: "leaked", Err: err}
-	case code == 402:
-		return &scheduler.KeyError{Reason: "no credit", Project: true, Err: err}
+		return &scheduler.KeyError{Reason: scheduler.ReasonLeaked, Err: err}
+	case code == 402 || outOfCredit.MatchString(msg):
+		return &scheduler.KeyError{Reason: scheduler.ReasonOutOfCredit, Project: true, Err: err}
+	case reason == "BILLING_DISABLED" || (code == 400 || code == 403) && billingRequired.MatchString(msg):
+		return &scheduler.KeyError{Reason: scheduler.ReasonBillingRequired, Project: true, Err: err}
 	case code == 401:
 		return &scheduler.KeyError{Reason: "unauthenticated", Err: err}
 	case code == 403:
 		switch reason {
 		case "SERVICE_DISABLED":
 			return &scheduler.KeyError{Reason: "API disabled for the project", Project: true, Err: err}
-		case "BILLING_DISABLED":
-			return &scheduler.KeyError{Reason: "billing disabled", Project: true, Err: err}
 		case "CONSUMER_SUSPENDED":
 			return &scheduler.KeyError{Reason: "project suspended", Project: true, Err: err}
 		}
@@ -229,27 +246,116 @@ func classifyAPIError(err error, ae genai.APIError) error {
 	return &scheduler.TransientError{Err: err}
 }
 
+// Messages that say a project is out of prepaid credit ("Your prepayment
+// credits are depleted", "prepaid credits are exhausted", "insufficient
+// credit balance") or cannot serve without billing ("without a billing
+// account linked", "enable billing", "free tier is not available", "requires
+// a paid tier"). They are matched by meaning, not as one sentence, on
+// lower-cased messages. "please check your plan and billing details", which
+// every quota 429 carries, matches neither.
+var (
+	outOfCredit = regexp.MustCompile(`credits?\b[^.]{0,40}\b(depleted|exhausted|used up|run out|ran out|insufficient|exceeded|expired)` +
+		`|\b(depleted|exhausted|insufficient|no remaining|out of|run out of|ran out of|used up your)\b[^.]{0,30}\bcredit`)
+	billingRequired = regexp.MustCompile(`without (a |an )?(linked )?billing|billing account[^.]{0,30}\b(not |un)?linked|no billing account` +
+		`|\b(enable|requires?|required|link|set up|needs?|add)\b[^.]{0,30}\bbilling\b(?: details)?[^.]{0,2}(account|enabled|to be|$|\.|,| on| for| in)` +
+		`|billing (is )?(not enabled|disabled|required|must be enabled)` +
+		`|\b(requires?|required|need|upgrade to|only (available|supported) (on|with|for))\b[^.]{0,20}\bpaid (tier|plan|account)` +
+		`|free tier (is )?not (available|supported)|not available (on|in|for) the free tier`)
+)
+
+// quotaHit is one quota a 429 names.
+type quotaHit struct {
+	id     string // quotaId or ErrorInfo quota_limit
+	metric string
+	value  int  // the quota's limit
+	known  bool // value was given (in the detail or the message)
+}
+
+func (h quotaHit) scope() scheduler.Scope {
+	if h.known && h.value == 0 {
+		return scheduler.ScopeNoQuota
+	}
+	return quotaScope(h.id)
+}
+
 func rateLimited(err error, ae genai.APIError, ce *callError) error {
 	out := &scheduler.RateLimitedError{Scope: scheduler.ScopeUnknown, Err: err}
 	haveDelay := false
+	var hits []quotaHit
 	for _, d := range ae.Details {
 		switch detailType(d) {
 		case "google.rpc.QuotaFailure":
 			violations, _ := d["violations"].([]any)
 			for _, v := range violations {
 				vm, _ := v.(map[string]any)
-				id, _ := vm["quotaId"].(string)
-				if id == "" {
-					continue
+				h := quotaHit{}
+				h.id, _ = vm["quotaId"].(string)
+				h.metric, _ = vm["quotaMetric"].(string)
+				h.value, h.known = quotaValue(vm["quotaValue"])
+				if h.id != "" || h.metric != "" {
+					hits = append(hits, h)
 				}
-				// The longest-lasting violation wins; among equals, the first.
-				if s := quotaScope(id); out.Quota == "" || scopeRank(s) > scopeRank(out.Scope) {
-					out.Scope, out.Quota = s, id
-				}
+			}
+		case "google.rpc.ErrorInfo":
+			// Older and some current 429s name the quota here only:
+			// metadata.quota_limit, quota_limit_value, quota_metric.
+			md, _ := d["metadata"].(map[string]any)
+			h := quotaHit{}
+			h.id, _ = md["quota_limit"].(string)
+			h.metric, _ = md["quota_metric"].(string)
+			h.value, h.known = quotaValue(md["quota_limit_value"])
+			if h.id != "" || h.metric != "" || h.known {
+				hits = append(hits, h)
 			}
 		case "google.rpc.RetryInfo":
 			if d, ok := parseRetryDelay(d["retryDelay"]); ok && !haveDelay {
 				out.RetryAfter, haveDelay = d, true
+			}
+		}
+	}
+	// The message may give the limits the details leave out ("Quota exceeded
+	// for metric: M, limit: 0, model: X"), or name the quota alone ("Quota
+	// exceeded for quota metric '...' and limit 'GenerateRequestsPerDay...'").
+	limits := messageLimits(ae.Message)
+	for i := range hits {
+		if hits[i].known {
+			continue
+		}
+		if v, ok := limits.of(hits[i].metric); ok {
+			hits[i].value, hits[i].known = v, true
+		}
+	}
+	if len(hits) == 0 {
+		if m := quotaInMessage.FindStringSubmatch(ae.Message); m != nil {
+			hits = append(hits, quotaHit{id: m[1]})
+		}
+		for _, l := range limits {
+			hits = append(hits, quotaHit{metric: l.metric, value: l.value, known: true})
+		}
+	}
+	if len(hits) == 0 {
+		// No quota named: a 429 may still be about the project's money.
+		msg := strings.ToLower(ae.Message)
+		switch {
+		case outOfCredit.MatchString(msg):
+			return &scheduler.KeyError{Reason: scheduler.ReasonOutOfCredit, Project: true, Err: err}
+		case billingRequired.MatchString(msg):
+			return &scheduler.KeyError{Reason: scheduler.ReasonBillingRequired, Project: true, Err: err}
+		}
+	}
+	// The longest-lasting hit wins (no quota, then day, then minute); among
+	// equals, the first.
+	first := true
+	for _, h := range hits {
+		if s := h.scope(); first || scopeRank(s) > scopeRank(out.Scope) {
+			first = false
+			out.Scope, out.Quota = s, h.id
+			if out.Quota == "" {
+				out.Quota = h.metric
+			}
+			out.Limit = 0
+			if h.known && h.value > 0 {
+				out.Limit = h.value
 			}
 		}
 	}
@@ -262,6 +368,60 @@ func rateLimited(err error, ae genai.APIError, ce *callError) error {
 		out.RetryAfter = ce.retryAfter
 	}
 	return out
+}
+
+// quotaValue reads a quota's limit: a string ("250", "0") or a number.
+func quotaValue(v any) (int, bool) {
+	f, ok := number(v)
+	if !ok || f != f || f < 0 || f > 1e15 {
+		return 0, false
+	}
+	return int(f), true
+}
+
+var (
+	// "Quota exceeded for metric: generativelanguage.googleapis.com/x, limit: 0, model: m"
+	limitInMessage = regexp.MustCompile(`(?i)(?:metric:\s*([^\s,]+)\s*,\s*)?\blimit:\s*(\d{1,15})\b`)
+	// "... and limit 'GenerateRequestsPerDayPerProjectPerModel' of service ..."
+	quotaInMessage = regexp.MustCompile(`(?i)\blimit '([A-Za-z0-9_-]+)'`)
+)
+
+type messageLimit struct {
+	metric string // "" when the line names none
+	value  int
+}
+
+type messageLimitList []messageLimit
+
+func messageLimits(msg string) messageLimitList {
+	var out messageLimitList
+	for _, m := range limitInMessage.FindAllStringSubmatch(msg, 32) {
+		v, err := strconv.Atoi(m[2])
+		if err != nil {
+			continue
+		}
+		out = append(out, messageLimit{metric: m[1], value: v})
+	}
+	return out
+}
+
+// of returns the limit the message gives for metric: the line naming it, or,
+// when no line names a metric, the one value every line agrees on.
+func (ls messageLimitList) of(metric string) (int, bool) {
+	for _, l := range ls {
+		if metric != "" && l.metric == metric {
+			return l.value, true
+		}
+	}
+	if len(ls) == 0 {
+		return 0, false
+	}
+	for _, l := range ls {
+		if l.metric != "" && metric != "" || l.value != ls[0].value {
+			return 0, false
+		}
+	}
+	return ls[0].value, true
 }
 
 // quotaScope tells a quota's period from its id, e.g.
@@ -280,6 +440,8 @@ func quotaScope(id string) scheduler.Scope {
 
 func scopeRank(s scheduler.Scope) int {
 	switch s {
+	case scheduler.ScopeNoQuota:
+		return 3
 	case scheduler.ScopeDay:
 		return 2
 	case scheduler.ScopeMinute:

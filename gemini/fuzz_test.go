@@ -13,8 +13,15 @@ import (
 // and checks that both calls and Classify never panic and always give a typed
 // outcome (or a context error) without the key's secret.
 func FuzzClassify(f *testing.F) {
-	for _, s := range seedBodies {
-		f.Add(s.status, s.body)
+	for _, c := range loadCorpus(f) {
+		f.Add(c.Status, c.body())
+	}
+	// Successful answers: valid, malformed, one the SDK itself cannot decode.
+	for _, body := range []string{
+		okAnalysisBody, okImageBody, `{"candidates":[{"content":{"parts":[{"text":"{\"summary\":"}]},"finishReason":"MAX_TOKENS"}]}`,
+		`{"promptFeedback":{"blockReason":"PROHIBITED_CONTENT"}}`, `{"candidates":"x"}`, `not json`, ``,
+	} {
+		f.Add(200, body)
 	}
 	f.Fuzz(func(t *testing.T, status int, body string) {
 		// ResponseWriter.WriteHeader accepts 100..999; keep to real classes.

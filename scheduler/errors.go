@@ -33,6 +33,11 @@ const (
 	ScopeMinute
 	// ScopeDay: a per-day quota; the lane is exhausted until the next Pacific midnight.
 	ScopeDay
+	// ScopeNoQuota: the quota's limit is 0: the project has no quota on the
+	// class's model at all (e.g. a free tier without access to it). The lane
+	// stops with ReasonNoQuota until an operator resumes it
+	// (Scheduler.ResumeLane) or the class's configured limits change.
+	ScopeNoQuota
 )
 
 func (s Scope) String() string {
@@ -41,6 +46,8 @@ func (s Scope) String() string {
 		return "minute"
 	case ScopeDay:
 		return "day"
+	case ScopeNoQuota:
+		return "no quota"
 	default:
 		return "unknown"
 	}
@@ -54,6 +61,7 @@ type RateLimitedError struct {
 	Scope      Scope
 	RetryAfter time.Duration // 0 when the answer gave none
 	Quota      string        // the quota's id when known, e.g. "GenerateRequestsPerMinutePerProjectPerModel"
+	Limit      int           // the quota's value when the answer gave one (> 0); 0 when unknown (a limit of 0 is ScopeNoQuota)
 	Err        error
 }
 
@@ -61,6 +69,9 @@ func (e *RateLimitedError) Error() string {
 	s := fmt.Sprintf("rate limited (scope %s", e.Scope)
 	if e.Quota != "" {
 		s += ", quota " + e.Quota
+	}
+	if e.Limit > 0 {
+		s += fmt.Sprintf(", limit %d", e.Limit)
 	}
 	if e.RetryAfter > 0 {
 		s += ", retry after " + e.RetryAfter.String()
@@ -74,12 +85,36 @@ func (e *RateLimitedError) Error() string {
 
 func (e *RateLimitedError) Unwrap() error { return e.Err }
 
+// Reasons a key or a lane is out of service, in words an operator reads in
+// usage, /v1/usage and the metrics: the Reason of a *KeyError, of a disabled
+// key (bucket.KeyState.Disabled, store.DisabledKey) and of a stopped lane
+// (bucket.LaneUsage.Stopped). Classifiers may use other words too.
+const (
+	// ReasonInvalid: the API rejects the key (a typo, a deleted key).
+	ReasonInvalid = "invalid"
+	// ReasonExpired: the key has expired; the operator renews it.
+	ReasonExpired = "expired"
+	// ReasonLeaked: the key was reported as leaked; the operator replaces it.
+	ReasonLeaked = "leaked"
+	// ReasonOutOfCredit: the project's prepaid credit is used up (a project
+	// outcome: every key of the project).
+	ReasonOutOfCredit = "out of credit"
+	// ReasonBillingRequired: the project cannot serve without a billing
+	// account or a paid tier (a project outcome).
+	ReasonBillingRequired = "billing required"
+	// ReasonNoQuota: the project's limit on the class's model is 0 (a lane
+	// outcome: ScopeNoQuota).
+	ReasonNoQuota = "no quota on this model"
+)
+
 // KeyError is the outcome of a request rejected because of the key itself
-// (invalid, leaked) or, with Project set, because of its whole project (out of
-// credit). The key (or every key of the project) is disabled on every class
-// until an operator enables it again; the job goes back to try another key.
+// (invalid, expired, leaked) or, with Project set, because of its whole
+// project (out of credit, billing required). The key (or every key of the
+// project) is disabled on every class, durably, with Reason, until an
+// operator enables it again; the job goes back to try another key, and fails
+// with the reasons when no lane of its class is left.
 type KeyError struct {
-	Reason  string // short, e.g. "invalid", "leaked", "no credit"
+	Reason  string // short words, e.g. ReasonInvalid, ReasonOutOfCredit
 	Project bool   // disable every key of the lease's project
 	Err     error
 }
