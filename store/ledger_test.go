@@ -61,7 +61,7 @@ func testReserveSettle(t *testing.T, l store.Ledger) {
 
 	s := store.Settlement{
 		GiveBack: []store.DailyCount{{Day: d, Lane: a, Count: 3}, {Day: d, Lane: b, Count: 9}, {Day: day(-30), Lane: a, Count: 1}},
-		Windows: []store.Window{{Lane: a, Sent: []store.Sent{{At: ledgerT0, Tokens: 7}, {At: ledgerT0.Add(time.Second), Tokens: 0}}}, {Lane: b}},
+		Windows:  []store.Window{{Lane: a, Sent: []store.Sent{{At: ledgerT0, Tokens: 7}, {At: ledgerT0.Add(time.Second), Tokens: 0}}}, {Lane: b}},
 	}
 	if err := l.Settle(ctx, s); err != nil {
 		t.Fatal(err)
