@@ -201,13 +201,18 @@ func (h *Handle) EstimatedStart() time.Time {
 	return time.Unix(0, n)
 }
 
-// finish ends the job once; it reports whether this call ended it.
-func (h *Handle) finish(st State, err error) bool {
+// finish ends the job once; it reports whether this call ended it. When it
+// does, before is called (if not nil) before the job's waiters wake, so what
+// it records (the final event) is there for whoever reads it after Wait.
+func (h *Handle) finish(st State, err error, before func()) bool {
 	ended := false
 	h.once.Do(func() {
 		h.err = err
 		h.state.Store(int32(st))
 		h.start.Store(0)
+		if before != nil {
+			before()
+		}
 		close(h.done)
 		ended = true
 	})

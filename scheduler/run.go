@@ -153,13 +153,16 @@ func (r *runner) retryElsewhere(t *task, err error, ev Event, name string) {
 	r.requeue(t, time.Time{})
 }
 
-// end finishes t for good.
+// end finishes t for good. The worker slot is freed and the final event
+// emitted before the job's waiters wake: whoever returns from Wait sees the
+// job neither running (Summary) nor missing its last event.
 func (r *runner) end(t *task, st State, err error, ev Event, name string) {
 	ev.Outcome, ev.Err, ev.Final = name, err, true
-	if t.handle.finish(st, err) {
-		r.s.emit(ev)
-	}
-	r.release()
+	r.mu.Lock()
+	r.running--
+	r.mu.Unlock()
+	t.handle.finish(st, err, func() { r.s.emit(ev) })
+	r.signal()
 }
 
 // release frees t's worker slot.

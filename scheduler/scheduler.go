@@ -349,7 +349,7 @@ func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
 		}
 		if earliest.IsZero() || earliest.After(d) {
 			err := &NoCapacityError{Class: j.Class, Earliest: earliest, Deadline: d}
-			t.handle.finish(StateFailed, err)
+			t.handle.finish(StateFailed, err, nil)
 			return t.handle, nil
 		}
 	}
@@ -529,10 +529,10 @@ func (r *runner) cancelQueued(t *task) {
 	if t.lastErr != nil {
 		err = fmt.Errorf("%w (last attempt: %v)", err, t.lastErr)
 	}
-	if t.handle.finish(StateCanceled, err) {
+	t.handle.finish(StateCanceled, err, func() {
 		r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
 			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "canceled", Err: err, Final: true})
-	}
+	})
 	r.signal()
 }
 
@@ -558,10 +558,10 @@ func (r *runner) closeQueued() {
 		if t.stop != nil {
 			t.stop()
 		}
-		if t.handle.finish(StateFailed, ErrClosed) {
+		t.handle.finish(StateFailed, ErrClosed, func() {
 			r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
 				Priority: t.job.Priority, Attempt: t.attempts, Outcome: "closed", Err: ErrClosed, Final: true})
-		}
+		})
 	}
 }
 
@@ -724,17 +724,17 @@ func (r *runner) failHead(t *task, err error) {
 	if t.stop != nil {
 		t.stop()
 	}
-	if t.handle.finish(StateFailed, err) {
+	t.handle.finish(StateFailed, err, func() {
 		r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
 			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "no_capacity", Err: err, Final: true})
-	}
+	})
 }
 
 func (r *runner) endCanceled(t *task, err error) {
-	if t.handle.finish(StateCanceled, err) {
+	t.handle.finish(StateCanceled, err, func() {
 		r.s.emit(Event{Kind: EventFinished, Time: time.Now(), Class: r.name, JobID: t.id, JobName: t.job.Name,
 			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "canceled", Err: err, Final: true})
-	}
+	})
 	r.signal()
 }
 
