@@ -101,11 +101,21 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	// Every entry is submitted, and the failures of earlier runs reopened,
 	// before the core runs: a job resumed from an earlier run and failing in
 	// this one must not look like an earlier failure and be retried at once.
+	//
+	// Each job is held until the batch ends, so the retention cannot delete
+	// it before its outputs are written: a job an earlier run finished may
+	// be past its retention already, and one this run finishes early may
+	// pass it while the batch waits for the entries before it.
 	ids := make([]string, len(entries))
 	for i, en := range entries {
 		id, err := d.pipe.Submit(ctx, en.req)
 		if err == nil {
-			err = retryFailed(ctx, e, d.pipe, i, id)
+			var release func()
+			release, err = d.pipe.Hold(ctx, id)
+			if err == nil {
+				defer release()
+				err = retryFailed(ctx, e, d.pipe, i, id)
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -80,8 +80,9 @@ type Config struct {
 	// Retention is how long a finished job (done or failed) is kept after
 	// it ended: its record and its files under data/jobs/<id>/ are then
 	// deleted, and the API answers 404 for it. A failed job that is retried
-	// is not finished and is kept. Default 0 (the field absent or 0): jobs
-	// are kept for ever. Must be >= 0.
+	// is not finished and is kept; `slideshowd batch` keeps the jobs of its
+	// entries until it has written their outputs. Default 0 (the field
+	// absent or 0): jobs are kept for ever. Must be >= 0.
 	Retention Duration `yaml:"retention"`
 	// MaxBodyBytes bounds a request body of the HTTP API, in bytes: at
 	// least MinMaxBodyBytes (64 KiB). Default 32 MiB.

@@ -32,7 +32,9 @@
 // then answer ErrNotFound. Run keeps one timer, set to the earliest moment a
 // kept job expires, so an idle daemon with nothing final has none. A job
 // that Retry reopened is not final and is never deleted while it runs; its
-// retention counts from its new end.
+// retention counts from its new end. A caller holding a job (Hold: a batch
+// holds its entries until their outputs are written) keeps it past its
+// retention until it releases it.
 //
 // # Caveats
 //

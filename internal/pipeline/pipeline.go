@@ -118,6 +118,8 @@ type Pipeline struct {
 	waiters  map[string][]chan struct{} // Wait: closed when the job ends
 	released map[string][]chan struct{} // Retry: closed when the job leaves active
 	creating map[string]bool            // Submit: directory made, record not stored yet
+	holds    map[string]int             // Hold: callers keeping the job from retention
+	recheck  []string                   // jobs released by their last Hold after an expiry passed them by
 	wake     chan struct{}
 	// nextExpiry is when Run's retention timer fires; zero when it is not
 	// set (nothing final to expire, Retention 0, or Run not running).
@@ -148,6 +150,7 @@ func New(cfg Config) (*Pipeline, error) {
 		waiters:  make(map[string][]chan struct{}),
 		released: make(map[string][]chan struct{}),
 		creating: make(map[string]bool),
+		holds:    make(map[string]int),
 		wake:     make(chan struct{}, 1),
 	}, nil
 }
@@ -264,6 +267,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				requeueMu.Unlock()
 			}
 		case <-p.wake:
+			if p.cfg.Retention > 0 && ret.recheck() {
+				ret.expire(ctx)
+			}
 		case <-ret.C():
 			ret.fired()
 			ret.expire(ctx)

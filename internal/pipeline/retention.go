@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -123,6 +124,60 @@ func (r *retention) expire(ctx context.Context) {
 	r.arm()
 }
 
+// recheck queues for expiry the jobs whose last Hold was released after an
+// expiry passed them by; it reports whether there were any.
+func (r *retention) recheck() bool {
+	r.p.mu.Lock()
+	ids := r.p.recheck
+	r.p.recheck = nil
+	r.p.mu.Unlock()
+	now := time.Now()
+	for _, id := range ids {
+		heap.Push(&r.due, expiry{at: now, id: id})
+	}
+	return len(ids) > 0
+}
+
+// Hold keeps job id from Config.Retention until release is called: Run
+// does not delete it meanwhile, and deletes it once released if its
+// retention has ended by then (or at the next start). A caller that was
+// handed an id (Submit with a key returns a job stored by an earlier run,
+// which may already be past its retention) holds it until it has read what
+// it needs (Wait, Status, ImagePath), so the job cannot vanish in between.
+// Hold wraps ErrNotFound when the job is not stored (it expired before
+// Hold). Holds nest; release may be called more than once. Safe for
+// concurrent use.
+func (p *Pipeline) Hold(ctx context.Context, id string) (release func(), err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.load(ctx, id); err != nil {
+		return nil, err
+	}
+	p.holds[id]++
+	var once sync.Once
+	return func() { once.Do(func() { p.unhold(id) }) }, nil
+}
+
+func (p *Pipeline) unhold(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.holds[id]--
+	if p.holds[id] > 0 {
+		return
+	}
+	delete(p.holds, id)
+	if p.cfg.Retention <= 0 {
+		return
+	}
+	// Checked again by Run (a no-op when the job is not final, or not yet
+	// expired: its entry is back in the heap at its own time).
+	p.recheck = append(p.recheck, id)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 // deleteExpired deletes job id if it is final and ended Retention or more
 // before now: its record first, then its directory (a crash in between
 // leaves an orphan directory, removed at the next start). It returns the
@@ -133,8 +188,8 @@ func (r *retention) expire(ctx context.Context) {
 func (p *Pipeline) deleteExpired(ctx context.Context, id string, now time.Time) (time.Time, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, held := p.active[id]; held || p.creating[id] {
-		return time.Time{}, nil // reopened: it comes back here when it ends
+	if _, held := p.active[id]; held || p.creating[id] || p.holds[id] > 0 {
+		return time.Time{}, nil // reopened or held: it comes back here when it ends or is released
 	}
 	r, err := p.load(ctx, id)
 	if errors.Is(err, ErrNotFound) {
@@ -191,7 +246,7 @@ func (p *Pipeline) removeOrphans(ctx context.Context) {
 func (p *Pipeline) removeOrphan(ctx context.Context, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, held := p.active[id]; held || p.creating[id] {
+	if _, held := p.active[id]; held || p.creating[id] || p.holds[id] > 0 {
 		return nil
 	}
 	_, err := p.load(ctx, id)

@@ -301,3 +301,89 @@ func TestRetentionValidate(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// TestRetentionHold: a keyed Submit hands back a job an earlier run
+// finished, already past its retention (the batch run again). Held before
+// Run starts, it survives Run's start-up sweep and stays readable; released,
+// it is deleted at once. A job that ends while held and passes its
+// retention meanwhile is kept until released, then deleted. (Without Hold,
+// the start-up sweep deleted the first one between Submit and Wait: every
+// other run of the same batch failed with "not found".)
+func TestRetentionHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const retention = time.Hour
+		st, dir := store.NewMemory(), t.TempDir()
+		r := request(1)
+		r.Key = "batch entry 1"
+		h1 := newHarness(t, setup{st: st, dir: dir, retention: retention})
+		id, err := h1.p.Submit(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := h1.wait(id); s.State != JobDone {
+			t.Fatalf("state %s", s.State)
+		}
+		h1.stop()
+		time.Sleep(2 * retention)
+
+		h2 := newHarness(t, setup{st: st, dir: dir, retention: retention, noRun: true})
+		again, err := h2.p.Submit(t.Context(), r)
+		if err != nil || again != id {
+			t.Fatalf("keyed Submit again: %q, %v; want %q", again, err, id)
+		}
+		release, err := h2.p.Hold(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error, 1)
+		go func() { ran <- h2.p.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}()
+		synctest.Wait()
+		if !h2.present(id) {
+			t.Fatal("a held job expired before Run started was deleted at start")
+		}
+		if s := h2.wait(id); s.State != JobDone {
+			t.Fatalf("held job: state %s", s.State)
+		}
+		if _, err := h2.p.ImagePath(t.Context(), id, 1); err != nil {
+			t.Errorf("ImagePath of the held job: %v", err)
+		}
+		release()
+		release() // a second call is a no-op
+		synctest.Wait()
+		if h2.present(id) {
+			t.Fatal("an expired job kept after its hold was released")
+		}
+
+		// Held while it ends and passes its retention.
+		r.Key = "batch entry 2"
+		id2, err := h2.p.Submit(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		release2, err := h2.p.Hold(t.Context(), id2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := h2.wait(id2)
+		time.Sleep(time.Until(end.UpdatedAt.Add(retention)) + time.Minute)
+		synctest.Wait()
+		if !h2.present(id2) {
+			t.Fatal("a held job was deleted when its retention ended")
+		}
+		release2()
+		synctest.Wait()
+		if h2.present(id2) {
+			t.Fatal("a job past its retention kept after its hold was released")
+		}
+		if _, err := h2.p.Hold(t.Context(), id2); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Hold of a deleted job: %v, want ErrNotFound", err)
+		}
+	})
+}
