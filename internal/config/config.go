@@ -28,9 +28,9 @@ const (
 	DefaultMaxBodyBytes  = 32 << 20
 	// MinMaxBodyBytes is the smallest max_body_bytes accepted: a request of
 	// a few slides of text fits; a smaller limit would refuse every request.
-	MinMaxBodyBytes = 64 << 10
-	DefaultMaxActive     = 64
-	DefaultLogLevel      = "info"
+	MinMaxBodyBytes  = 64 << 10
+	DefaultMaxActive = 64
+	DefaultLogLevel  = "info"
 	// MinTokenLength is the shortest SLIDESHOWD_TOKEN accepted (as the HTTP
 	// API requires).
 	MinTokenLength = 16
