@@ -61,7 +61,7 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 		return os.ReadFile(p)
 	})
 	if err != nil {
-		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 		return exitBadArgs
 	}
 	log := newLogger(e, cfg.Log, quietLevel(*verbose))

@@ -61,24 +61,20 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	defer d.close()
 	metrics.Attach(d.sched.Summary)
 
-	secrets := make([]string, 0, len(cfg.Keys))
-	for _, k := range cfg.Keys {
-		secrets = append(secrets, k.Secret)
-	}
 	// Closed when the server begins to shut down: long polls answer then.
 	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
 		Service: d.pipe, Summary: d.sched.Summary, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
-		Secrets: secrets, Logger: log, Metrics: metrics,
+		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
 		Stopping: stopping,
 	}
 	if err := hcfg.Validate(); err != nil {
-		fmt.Fprintf(e.stderr, "slideshowd: %s: %v\n", "SLIDESHOWD_TOKEN", err)
+		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", "SLIDESHOWD_TOKEN", redactError(cfg, err))
 		return exitBadArgs
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 		return exitFailed
 	}
 	srv := &http.Server{

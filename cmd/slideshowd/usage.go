@@ -44,7 +44,7 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 	}
 	sum, source, err := usageSummary(ctx, cfg)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 		return exitFailed
 	}
 	if *asJSON {

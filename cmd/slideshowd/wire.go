@@ -19,6 +19,7 @@ import (
 	"github.com/slideshowd/slideshowd/gemini"
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/internal/redact"
 	"github.com/slideshowd/slideshowd/scheduler"
 	"github.com/slideshowd/slideshowd/store"
 )
@@ -162,7 +163,7 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 		return nil, err
 	}
 	d.pipe, err = pipeline.New(pipeline.Config{
-		Store: st, Gemini: d.gem, DataDir: cfg.Data, Logger: log, MaxActive: cfg.MaxActive,
+		Store: st, Gemini: d.gem, DataDir: cfg.Data, Logger: log, Secrets: configSecrets(cfg), MaxActive: cfg.MaxActive,
 		ShutdownGrace: cfg.Grace(), Retention: time.Duration(cfg.Retention), OnChange: o.onChange,
 		AspectRatio: cfg.Images.AspectRatio, ImageSize: cfg.Images.Size,
 	})
@@ -219,6 +220,22 @@ func openError(e env, cfg config.Config, err error) int {
 			filepath.Join(cfg.Data, StoreFile))
 		return exitFailed
 	}
-	fmt.Fprintln(e.stderr, "slideshowd:", strings.TrimPrefix(err.Error(), "slideshowd: "))
+	fmt.Fprintln(e.stderr, "slideshowd:", strings.TrimPrefix(redactError(cfg, err), "slideshowd: "))
 	return exitFailed
+}
+
+// configSecrets returns the configured secrets: the keys' and the token.
+func configSecrets(cfg config.Config) []string {
+	out := []string{cfg.Token}
+	for _, k := range cfg.Keys {
+		out = append(out, k.Secret)
+	}
+	return out
+}
+
+// redactError returns err's text without the configured secrets, API-key-
+// shaped strings or URL user information: every error a command prints
+// goes through it.
+func redactError(cfg config.Config, err error) string {
+	return redact.New(configSecrets(cfg)...).String(err.Error())
 }

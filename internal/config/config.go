@@ -281,7 +281,17 @@ var (
 // Validate reports the first problem of c, after defaults, as one line
 // naming the field, the value and why. It does not check that secrets are
 // present (Load does, when asked).
+// Values in errors pass through the redaction of the configured secrets
+// and API-key-shaped strings (see internal/redact).
 func (c Config) Validate() error {
+	secrets := []string{c.Token}
+	for _, k := range c.Keys {
+		secrets = append(secrets, k.Secret)
+	}
+	return redactError(c.validate(), secrets)
+}
+
+func (c Config) validate() error {
 	c.Keys = append([]Key(nil), c.Keys...)
 	c.withDefaults()
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {

@@ -325,7 +325,7 @@ func TestErrors(t *testing.T) {
 		{"base url", minimal + "base_url: ftp://x\n", vars,
 			`config: base_url: "ftp://x": want an absolute http or https URL`},
 		{"base url credentials", minimal + "base_url: https://u:" + secret + "@x/\n", vars,
-			`config: base_url: "https://u:xxxxx@x/": must not carry credentials`},
+			`config: base_url: "https://[REDACTED]@x/": must not carry credentials`},
 		{"empty env entry", minimal, map[string]string{EnvKeys: "a,,b"},
 			"config: GEMINI_API_KEYS: entry 2 of 3 is empty"},
 		{"bad env project", minimal, map[string]string{EnvKeys: "a,b c:" + secret},

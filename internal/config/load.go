@@ -10,8 +10,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/slideshowd/slideshowd/internal/redact"
 )
 
 // Options say where Load reads from.
@@ -38,6 +41,19 @@ func Load(opts Options) (Config, []string, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
+	// Every error goes through one redaction of every secret Load may have
+	// seen: literal secrets in the file, the keys of GEMINI_API_KEYS, the
+	// variables named by secret_env, the token.
+	secrets := []string{getenv(EnvToken)}
+	secrets = append(secrets, strings.Split(getenv(EnvKeys), ",")...)
+	c, warnings, err := loadConfig(opts, getenv, &secrets)
+	if err != nil {
+		return Config{}, nil, redactError(err, secrets)
+	}
+	return c, warnings, nil
+}
+
+func loadConfig(opts Options, getenv func(string) string, secrets *[]string) (Config, []string, error) {
 	var c Config
 	path := opts.Path
 	if path == "" {
@@ -45,49 +61,98 @@ func Load(opts Options) (Config, []string, error) {
 			path = DefaultFile
 		}
 	}
+	var mode fs.FileMode
 	if path != "" {
-		data, err := readFile(path)
+		data, m, err := readFile(path)
 		if err != nil {
 			return Config{}, nil, err
 		}
-		if c, err = Parse(path, data); err != nil {
+		mode = m
+		c, err = parse(path, data, secrets, getenv)
+		if err != nil {
 			return Config{}, nil, err
 		}
 		c.File = path
 	}
+	for _, k := range c.Keys {
+		*secrets = append(*secrets, k.Secret)
+		if k.SecretEnv != "" && envPattern.MatchString(k.SecretEnv) {
+			v := getenv(k.SecretEnv)
+			*secrets = append(*secrets, v, strings.TrimSpace(v))
+		}
+	}
 	var warnings []string
+	literal := false
 	for i, k := range c.Keys {
 		if k.Secret != "" {
+			literal = true
 			warnings = append(warnings, fmt.Sprintf("config: keys[%d].secret (key %q): a literal secret in the config file; prefer secret_env", i, k.ID))
 		}
+	}
+	if literal && mode.Perm()&0o044 != 0 {
+		warnings = append(warnings, fmt.Sprintf("config: %s holds a literal secret and is readable by others (mode %04o); chmod 600 it", redact.String(path), mode.Perm()))
 	}
 	if err := c.applyEnv(getenv, opts.NeedSecrets); err != nil {
 		return Config{}, nil, err
 	}
 	c.withDefaults()
-	if err := c.Validate(); err != nil {
+	if err := c.validate(); err != nil {
 		return Config{}, nil, err
 	}
 	return c, warnings, nil
 }
 
-func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// redactError returns err with its text passed through the redaction of
+// secrets (see internal/redact); nil stays nil.
+func redactError(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(redact.New(secrets...).String(err.Error()))
+}
+
+// readFile reads a config file: a regular file (a FIFO, device or
+// directory is refused without blocking) of at most MaxFileBytes.
+func readFile(path string) ([]byte, fs.FileMode, error) {
+	// O_NONBLOCK: opening a FIFO must not wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("config: %s: no such file", path)
+			return nil, 0, fmt.Errorf("config: %s: no such file", path)
 		}
-		return nil, fmt.Errorf("config: %v", err)
+		return nil, 0, fmt.Errorf("config: %v", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, fmt.Errorf("config: %s: %v", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("config: %s: not a regular file (%s): want a YAML file", path, fileKind(fi.Mode()))
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("config: %s: %v", path, err)
+		return nil, 0, fmt.Errorf("config: %s: %v", path, err)
 	}
 	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("config: %s: larger than %d bytes", path, MaxFileBytes)
+		return nil, 0, fmt.Errorf("config: %s: larger than %d bytes", path, MaxFileBytes)
 	}
-	return data, nil
+	return data, fi.Mode(), nil
+}
+
+// fileKind names the type of a file that is not regular.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // applyEnv applies the environment overrides and, with secrets, reads each
@@ -166,11 +231,33 @@ func ParseEnvKeys(v string) ([]Key, error) {
 // defaults, environment or validation. name is the file's name, for errors.
 // Errors are one line: the file, the line, and the field's path when known.
 func Parse(name string, data []byte) (Config, error) {
+	var secrets []string
+	c, err := parse(name, data, &secrets, nil)
+	return c, redactError(err, secrets)
+}
+
+// parse is Parse; it adds the file's literal secrets and, with getenv, the
+// values of the variables its secret_env fields name to secrets (even when
+// decoding fails later), for the caller's redaction.
+func parse(name string, data []byte, secrets *[]string, getenv func(string) string) (Config, error) {
 	var c Config
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return Config{}, fmt.Errorf("config: %s: %s", name, oneLine(syntaxMessage(err)))
 	}
+	walk(&root, "", func(n, key *yaml.Node, _ string) bool {
+		if key == nil || n.Kind != yaml.ScalarNode {
+			return true
+		}
+		switch {
+		case key.Value == "secret":
+			*secrets = append(*secrets, n.Value, strings.TrimSpace(n.Value))
+		case key.Value == "secret_env" && getenv != nil && envPattern.MatchString(n.Value):
+			v := getenv(n.Value)
+			*secrets = append(*secrets, v, strings.TrimSpace(v))
+		}
+		return true
+	})
 	if root.Kind == 0 { // empty document
 		return c, nil
 	}
@@ -271,6 +358,11 @@ func describe(err error, root *yaml.Node) string {
 		if t[1] == "map" || t[1] == "seq" {
 			val = t[1]
 		} else {
+			// yaml cuts long values ("AIzaSyP..."): quote the whole value,
+			// so that the caller's redaction recognises a secret in it.
+			if full, ok := scalarAt(root, line, val); ok {
+				val = full
+			}
 			val = strconv.Quote(val)
 		}
 		if path == "" {
@@ -290,6 +382,22 @@ func syntaxMessage(err error) string {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// scalarAt returns the value of the scalar on line that yaml showed as
+// shown (the value itself, or its first characters and "...").
+func scalarAt(root *yaml.Node, line int, shown string) (string, bool) {
+	prefix, cut := strings.CutSuffix(shown, "...")
+	var found string
+	ok := false
+	walk(root, "", func(n *yaml.Node, _ *yaml.Node, _ string) bool {
+		if n.Line == line && n.Kind == yaml.ScalarNode && (n.Value == shown || cut && strings.HasPrefix(n.Value, prefix)) {
+			found, ok = n.Value, true
+			return false
+		}
+		return true
+	})
+	return found, ok
 }
 
 // keyPathAt returns the dotted path of the mapping key named name on line.

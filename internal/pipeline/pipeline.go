@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/internal/redact"
 	"github.com/slideshowd/slideshowd/scheduler"
 	"github.com/slideshowd/slideshowd/store"
 )
@@ -40,6 +41,10 @@ type Config struct {
 	DataDir string
 	// Logger; default zerolog.Nop().
 	Logger zerolog.Logger
+	// Secrets are removed from the client content the pipeline logs (a
+	// job's source, cut to 80 bytes), as are API-key-shaped strings and URL
+	// user information (see internal/redact). Default none.
+	Secrets []string
 	// MaxActive is the most jobs in progress at once; the others wait,
 	// stored, highest priority first. Default DefaultMaxActive.
 	MaxActive int
@@ -106,6 +111,7 @@ func (c Config) Validate() error {
 type Pipeline struct {
 	cfg     Config
 	log     zerolog.Logger
+	redact  redact.Redactor // of the client content logged
 	jobsDir string
 
 	submitMu sync.Mutex // one keyed Submit at a time: they are idempotent
@@ -145,6 +151,7 @@ func New(cfg Config) (*Pipeline, error) {
 	return &Pipeline{
 		cfg:      cfg,
 		log:      cfg.Logger.With().Str("component", "pipeline").Logger(),
+		redact:   redact.New(cfg.Secrets...),
 		jobsDir:  jobsDir,
 		active:   make(map[string]*job),
 		waiters:  make(map[string][]chan struct{}),
@@ -443,7 +450,7 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	if err := p.put(ctx, rec); err != nil {
 		return "", err
 	}
-	p.log.Info().Str("job", id).Str("source", excerpt(r.Source)).Int("slides", len(r.Slides)).
+	p.log.Info().Str("job", id).Str("source", p.redact.Excerpt(r.Source, 80)).Int("slides", len(r.Slides)).
 		Int("images", r.Images).Str("priority", rec.Priority).Msg("job accepted")
 	// Reported before it is queued, so OnChange never sees "queued" after
 	// the job's progress.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rs/zerolog"
 	"image/png"
 	"net/http"
 	"os"
@@ -57,6 +58,8 @@ type setup struct {
 	onChange  func(Status)
 	retention time.Duration
 	noRun     bool
+	logger    *zerolog.Logger // nil: none
+	secrets   []string
 }
 
 func newHarness(t *testing.T, s setup) *harness {
@@ -101,7 +104,11 @@ func newHarness(t *testing.T, s setup) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange, Retention: s.retention})
+	log := zerolog.Nop()
+	if s.logger != nil {
+		log = *s.logger
+	}
+	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange, Retention: s.retention, Logger: log, Secrets: s.secrets})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/internal/redact"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -187,17 +188,8 @@ func imageFile(n int, mime string) string {
 	return fmt.Sprintf("image-%02d%s", n, extension(mime))
 }
 
-// excerpt shortens s for logs and errors.
-func excerpt(s string) string {
-	const max = 80
-	if len(s) <= max {
-		return s
-	}
-	cut := max
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "..."
-}
+// excerpt shortens s for logs and errors, without API-key-shaped strings
+// or URL user information.
+func excerpt(s string) string { return redact.Redactor{}.Excerpt(s, 80) }
 
 func quote(s string) string { return fmt.Sprintf("%q", excerpt(s)) }

@@ -1,0 +1,118 @@
+// Package redact removes secrets from text that slideshowd writes: errors,
+// log lines and HTTP answers. One Redactor removes, in this order, every
+// configured secret, anything shaped like a Google API key ("AIza" and 35
+// more characters of [A-Za-z0-9_-]) and the user information (user name and
+// password) of every URL ("http://user:pass@host" becomes
+// "http://[REDACTED]@host"). Config and flag errors, the HTTP API and the
+// pipeline's log lines all quote client or operator values through it.
+package redact
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Mark replaces a secret.
+const Mark = "[REDACTED]"
+
+var (
+	// apiKey is the shape of a Google API key.
+	apiKey = regexp.MustCompile(`AIza[0-9A-Za-z_\-]{35}`)
+	// userinfo is a URL's scheme and user information, up to the '@'.
+	userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#@\s"'<>\\]*@`)
+)
+
+// Redactor removes configured secrets, API-key-shaped strings and URL user
+// information from text. The zero value removes the last two only. It is
+// safe for concurrent use (read-only after New).
+type Redactor struct {
+	plain *strings.Replacer // in text
+	json  *strings.Replacer // in JSON-encoded text (secrets as encoding/json escapes them)
+}
+
+// New returns a Redactor of secrets; empty strings are ignored.
+func New(secrets ...string) Redactor {
+	uniq := make([]string, 0, len(secrets))
+	for _, s := range secrets {
+		if s != "" && !slices.Contains(uniq, s) {
+			uniq = append(uniq, s)
+		}
+	}
+	if len(uniq) == 0 {
+		return Redactor{}
+	}
+	// Longest first, so a secret containing another is replaced whole.
+	slices.SortFunc(uniq, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	var plain, js []string
+	for _, s := range uniq {
+		plain = append(plain, s, Mark)
+		// As encoding/json writes it, with and without HTML escaping.
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(s) // a string always encodes: "...."\n
+		b := buf.Bytes()
+		js = append(js, string(b[1:len(b)-2]), Mark)
+		if h, _ := json.Marshal(s); string(h) != string(b[:len(b)-1]) {
+			js = append(js, string(h[1:len(h)-1]), Mark)
+		}
+	}
+	return Redactor{plain: strings.NewReplacer(plain...), json: strings.NewReplacer(js...)}
+}
+
+// String returns s without secrets.
+func (r Redactor) String(s string) string {
+	if r.plain != nil {
+		s = r.plain.Replace(s)
+	}
+	return shapes(s)
+}
+
+// JSON returns the JSON text b without secrets; the result is still valid
+// JSON (the marks hold no character JSON escapes).
+func (r Redactor) JSON(b []byte) []byte {
+	s := string(b)
+	if r.json != nil {
+		s = r.json.Replace(s)
+	}
+	return []byte(shapes(s))
+}
+
+// Excerpt returns at most max bytes of s (cut at a character boundary, with
+// "..." when cut) without secrets. Redaction comes before the cut, so a
+// secret is never left half-shown.
+func (r Redactor) Excerpt(s string, max int) string {
+	// Redact a bounded prefix: a secret starting before max ends well
+	// within it.
+	const slack = 1024
+	if len(s) > max+slack {
+		s = s[:max+slack]
+	}
+	s = r.String(s)
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+// String removes API-key-shaped strings and URL user information from s.
+func String(s string) string { return Redactor{}.String(s) }
+
+func shapes(s string) string {
+	if strings.Contains(s, "AIza") {
+		s = apiKey.ReplaceAllLiteralString(s, Mark)
+	}
+	if strings.Contains(s, "@") && strings.Contains(s, "://") {
+		s = userinfo.ReplaceAllString(s, "${1}"+Mark+"@")
+	}
+	return s
+}
