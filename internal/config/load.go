@@ -45,7 +45,10 @@ func Load(opts Options) (Config, []string, error) {
 	// seen: literal secrets in the file, the keys of GEMINI_API_KEYS, the
 	// variables named by secret_env, the token.
 	secrets := []string{getenv(EnvToken)}
-	secrets = append(secrets, strings.Split(getenv(EnvKeys), ",")...)
+	for _, e := range strings.Split(getenv(EnvKeys), ",") {
+		_, after, _ := strings.Cut(e, ":") // PROJECT:SECRET
+		secrets = append(secrets, e, strings.TrimSpace(e), strings.TrimSpace(after))
+	}
 	c, warnings, err := loadConfig(opts, getenv, &secrets)
 	if err != nil {
 		return Config{}, nil, redactError(err, secrets)

@@ -35,11 +35,16 @@ type Redactor struct {
 	json  *strings.Replacer // in JSON-encoded text (secrets as encoding/json escapes them)
 }
 
-// New returns a Redactor of secrets; empty strings are ignored.
+// MinSecret is the shortest secret New takes: shorter strings hide nothing
+// (any key is far longer) and would cut letters out of every message.
+const MinSecret = 3
+
+// New returns a Redactor of secrets; strings shorter than MinSecret bytes
+// are ignored.
 func New(secrets ...string) Redactor {
 	uniq := make([]string, 0, len(secrets))
 	for _, s := range secrets {
-		if s != "" && !slices.Contains(uniq, s) {
+		if len(s) >= MinSecret && !slices.Contains(uniq, s) {
 			uniq = append(uniq, s)
 		}
 	}
