@@ -193,8 +193,9 @@ const (
 type lane struct {
 	project  string
 	allKeys  []string
-	keys     []string        // enabled keys
+	keys     []string        // enabled keys; none while stopped
 	disabled map[string]bool // disabled key ids
+	stopped  string          // why the lane serves nothing (Stop); "" when not stopped
 	nextKey  int
 
 	pace  *rate.Limiter // RPM pacing; the window enforces the bound
@@ -806,10 +807,16 @@ func (c *Class) setKeyEnabled(project, keyID string, enabled bool) {
 	} else {
 		l.disabled[keyID] = true
 	}
+	c.refreshKeys(l)
+}
+
+// refreshKeys recomputes the lane's usable keys after a key or the lane
+// itself was enabled or disabled, and moves the lane in or out of service.
+func (c *Class) refreshKeys(l *lane) {
 	wasEnabled := len(l.keys) > 0
 	l.keys = l.keys[:0]
 	for _, id := range l.allKeys {
-		if !l.disabled[id] {
+		if !l.disabled[id] && l.stopped == "" {
 			l.keys = append(l.keys, id)
 		}
 	}
@@ -831,6 +838,42 @@ func (c *Class) setKeyEnabled(project, keyID string, enabled bool) {
 	}
 }
 
+// Stop takes the project's lane of this class out of service with a reason
+// (e.g. the project has no quota on the class's model): it serves nothing,
+// and counts in no class total, until Resume. Its keys stay enabled on the
+// other classes. Stopping a stopped lane updates the reason; an empty reason
+// reads "stopped". It reports whether the project has a lane here.
+func (c *Class) Stop(project, reason string) bool {
+	if reason == "" {
+		reason = "stopped"
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	l.stopped = reason
+	c.refreshKeys(l)
+	return true
+}
+
+// Resume puts a stopped lane back into service (with the keys that are
+// enabled). It reports whether the project has a lane here.
+func (c *Class) Resume(project string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	if l.stopped != "" {
+		l.stopped = ""
+		c.refreshKeys(l)
+	}
+	return true
+}
+
 // ClassUsage is a snapshot of a class's quota use.
 type ClassUsage struct {
 	Class     string
@@ -849,9 +892,10 @@ type LaneUsage struct {
 	Project        string
 	Keys           []string // enabled key ids
 	DisabledKeys   []string
-	Enabled        bool // some key of the project is enabled
-	RPMUsed        int  // acquisitions in the last 60 s
-	TPMUsed        int  // estimated (reconciled) tokens in the last 60 s
+	Stopped        string // why the lane is stopped (Stop); "" when not
+	Enabled        bool   // not stopped and some key of the project is enabled
+	RPMUsed        int    // acquisitions in the last 60 s
+	TPMUsed        int    // estimated (reconciled) tokens in the last 60 s
 	DayUsed        int
 	Reserved       int // daily units durably recorded
 	CoolUntil      time.Time
@@ -869,7 +913,7 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 		l.win.expire(n)
 		lu := LaneUsage{
 			Project:  l.project,
-			Keys:     append([]string(nil), l.keys...),
+			Stopped:  l.stopped,
 			Enabled:  len(l.keys) > 0,
 			RPMUsed:  l.win.live,
 			TPMUsed:  int(l.win.tokens),
@@ -879,6 +923,8 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 		for _, id := range l.allKeys {
 			if l.disabled[id] {
 				lu.DisabledKeys = append(lu.DisabledKeys, id)
+			} else {
+				lu.Keys = append(lu.Keys, id)
 			}
 		}
 		if l.coolUntil > n {

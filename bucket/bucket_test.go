@@ -155,7 +155,7 @@ func TestRPMNextAndWindow(t *testing.T) {
 func TestCoolDownTouchesOneClassOnly(t *testing.T) {
 	p := mustPool(t, Config{Classes: []ClassConfig{
 		{Name: "text", Limits: Limits{RPM: 1000, RPD: 10000}},
-		{Name: "image", Limits: Limits{RPM: 20, RPD: 250}},
+		{Name: "image", Limits: Limits{RPM: 1200, RPD: 250}},
 	}, Keys: keysN(1)})
 	img, txt := p.Class("image"), p.Class("text")
 	l, ok, _ := img.Acquire(t0, 0)
@@ -239,6 +239,63 @@ func TestDisableKeyEveryClass(t *testing.T) {
 	p.Enable("key1")
 	if l, ok, _ := p.Class("image").Acquire(t0, 0); !ok || l.KeyID != "key1" {
 		t.Fatalf("after Enable: %q ok=%v", l.KeyID, ok)
+	}
+}
+
+func TestStopLaneOneClassOnly(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{
+		{Name: "text", Limits: Limits{RPM: 1000, RPD: 10000}},
+		{Name: "image", Limits: Limits{RPM: 1200, RPD: 250}},
+	}, Keys: keysN(2)})
+	img := p.Class("image")
+	if !img.Stop("key1", "no quota on this model") {
+		t.Fatal("Stop: unknown project")
+	}
+	if img.Stop("nope", "x") {
+		t.Fatal("Stop of an unknown project reported true")
+	}
+	for range 5 {
+		if l, ok, _ := img.Acquire(t0, 0); !ok || l.Project != "key2" {
+			t.Fatalf("image: got %q ok=%v, want only key2", l.Project, ok)
+		}
+	}
+	seen := map[string]bool{}
+	for range 4 {
+		l, ok, _ := p.Class("text").Acquire(t0, 0)
+		if !ok {
+			t.Fatal("text: no lease")
+		}
+		seen[l.Project] = true
+	}
+	if !seen["key1"] || !seen["key2"] {
+		t.Fatalf("text lanes used %v, want both: a stop touches one class", seen)
+	}
+	u := img.Usage(t0)
+	if u.Limit != 250 || u.RPMLimit != 1200 {
+		t.Fatalf("image usage counts the stopped lane: %+v", u)
+	}
+	if lu := u.Lanes[0]; lu.Stopped != "no quota on this model" || lu.Enabled || len(lu.Keys) != 1 || len(lu.DisabledKeys) != 0 {
+		t.Fatalf("stopped lane usage: %+v", lu)
+	}
+	img.Stop("key2", "")
+	if _, ok, next := img.Acquire(t0, 0); ok || !next.IsZero() {
+		t.Fatalf("every lane stopped: ok=%v next=%v, want not ok and zero next", ok, next)
+	}
+	if got := img.Usage(t0).Lanes[1].Stopped; got != "stopped" {
+		t.Fatalf("empty reason reads %q", got)
+	}
+	// A key disabled and enabled meanwhile does not restart a stopped lane.
+	p.Disable("key1", "leaked")
+	p.Enable("key1")
+	if _, ok, _ := img.Acquire(t0, 0); ok {
+		t.Fatal("enabling a key restarted a stopped lane")
+	}
+	img.Resume("key1")
+	if l, ok, _ := img.Acquire(t0.Add(time.Minute), 0); !ok || l.Project != "key1" {
+		t.Fatalf("after Resume: %q ok=%v", l.Project, ok)
+	}
+	if u := img.Usage(t0.Add(time.Minute)); u.Limit != 250 || u.Lanes[0].Stopped != "" || !u.Lanes[0].Enabled {
+		t.Fatalf("after Resume: %+v", u)
 	}
 }
 

@@ -130,6 +130,10 @@ const (
 	EventKeyDisabled
 	// EventRetry: a job goes back to its queue; Until is when it may run again.
 	EventRetry
+	// EventLaneStopped: a lane serves nothing until an operator resumes it
+	// or the class's configuration changes (Reason says why, e.g.
+	// ReasonNoQuota).
+	EventLaneStopped
 )
 
 func (k EventKind) String() string {
@@ -146,6 +150,8 @@ func (k EventKind) String() string {
 		return "key_disabled"
 	case EventRetry:
 		return "retry"
+	case EventLaneStopped:
+		return "lane_stopped"
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }

@@ -179,6 +179,18 @@ func (r *runner) release() {
 // the new one would waste it.
 func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, sent, now time.Time) {
 	ctx := context.Background()
+	if rl.Scope == ScopeNoQuota {
+		// The project has no quota on the class's model at all: waiting
+		// will not bring one. Stop the lane until an operator acts or the
+		// class's configuration changes.
+		r.class.Stop(lease.Project, ReasonNoQuota)
+		_ = r.persistLane(ctx, lease.Project, now)
+		r.s.log.Error().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
+			Str("quota", rl.Quota).Str("reason", ReasonNoQuota).Msg("lane stopped until an operator resumes it or the configuration changes")
+		r.s.emit(Event{Kind: EventLaneStopped, Time: now, Class: r.name, KeyID: lease.KeyID, Project: lease.Project,
+			Scope: rl.Scope, Reason: ReasonNoQuota})
+		return
+	}
 	if rl.Scope == ScopeDay {
 		until := bucket.NextMidnight(sent, r.s.cfg.Location)
 		if !until.After(now) {
@@ -187,7 +199,7 @@ func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, sent, now
 			return
 		}
 		r.class.ExhaustUntil(lease.Project, until)
-		r.persistLane(ctx, lease.Project, now)
+		_ = r.persistLane(ctx, lease.Project, now)
 		r.s.log.Warn().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
 			Str("quota", rl.Quota).Time("until", until).Msg("lane exhausted for the day")
 		r.s.emit(Event{Kind: EventLaneExhausted, Time: now, Class: r.name, KeyID: lease.KeyID, Project: lease.Project,
@@ -207,27 +219,34 @@ func (r *runner) rateLimited(lease bucket.Lease, rl *RateLimitedError, sent, now
 		until = now.Add(d)
 	}
 	r.class.CoolDown(lease.Project, until)
-	r.persistLane(ctx, lease.Project, now)
+	_ = r.persistLane(ctx, lease.Project, now)
 	r.s.log.Info().Str("class", r.name).Str("project", lease.Project).Str("key", lease.KeyID).
 		Str("scope", rl.Scope.String()).Dur("cooldown", d).Msg("lane cooling down")
 	r.s.emit(Event{Kind: EventLaneCooled, Time: now, Class: r.name, KeyID: lease.KeyID, Project: lease.Project,
 		Scope: rl.Scope, Until: until, Reason: rl.Quota})
 }
 
-// persistLane writes the lane's current blocking state to the store.
-func (r *runner) persistLane(ctx context.Context, project string, now time.Time) {
+// persistLane writes the lane's current blocking state to the store; a
+// failure is logged and returned.
+func (r *runner) persistLane(ctx context.Context, project string, now time.Time) error {
 	for _, lu := range r.class.Usage(now).Lanes {
 		if lu.Project != project {
 			continue
 		}
-		err := r.s.store.SetLaneState(ctx, store.LaneState{
+		st := store.LaneState{
 			Lane:      store.LaneID{Project: project, Class: r.name},
 			CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
-		})
-		if err != nil {
+			Stopped: lu.Stopped,
+		}
+		if st.Stopped != "" {
+			st.Config = r.cfg.stopConfig()
+		}
+		if err := r.s.store.SetLaneState(ctx, st); err != nil {
 			r.s.log.Error().Err(err).Str("class", r.name).Str("project", project).Msg("storing lane state failed")
+			return err
 		}
 	}
+	return nil
 }
 
 func (r *runner) keyUnusable(lease bucket.Lease, ke *KeyError, now time.Time) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,17 @@ type ClassConfig struct {
 	// WindowMargin / (60 s + WindowMargin) of a saturated lane's throughput.
 	// Default 0 (none); must be >= 0 and under a minute.
 	WindowMargin time.Duration
+	// Model is the model the class calls, e.g. "gemini-3-pro-image-preview";
+	// optional. A lane stopped because its project has no quota on the
+	// class's model (ScopeNoQuota) stays stopped across restarts until the
+	// class's Model or Limits change.
+	Model string
+}
+
+// stopConfig is the configuration a lane stop is recorded under: the stop
+// is dropped at start-up when the class's model or limits differ from it.
+func (cc ClassConfig) stopConfig() string {
+	return fmt.Sprintf("model=%s rpm=%d rpd=%d tpm=%d", cc.Model, cc.Limits.RPM, cc.Limits.RPD, cc.Limits.TPM)
 }
 
 // Config describes a Scheduler. Field comments give the defaults.
@@ -241,6 +253,20 @@ func (s *Scheduler) restore(ctx context.Context) error {
 		if ls.ExhaustedUntil.After(now) {
 			r.class.ExhaustUntil(ls.Lane.Project, ls.ExhaustedUntil)
 		}
+		if ls.Stopped == "" {
+			continue
+		}
+		if ls.Config == r.cfg.stopConfig() {
+			r.class.Stop(ls.Lane.Project, ls.Stopped)
+			continue
+		}
+		// The class's configuration changed since: the lane serves again.
+		s.log.Info().Str("class", r.name).Str("project", ls.Lane.Project).Str("reason", ls.Stopped).
+			Msg("lane stopped under another configuration of the class: resumed")
+		ls.Stopped, ls.Config = "", ""
+		if err := s.store.SetLaneState(ctx, ls); err != nil {
+			return err
+		}
 	}
 	disabled, err := s.store.DisabledKeys(ctx)
 	if err != nil {
@@ -393,6 +419,24 @@ func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
 	for _, r := range s.order {
 		r.signal()
 	}
+	return nil
+}
+
+// ResumeLane puts a stopped lane (the project on the class; see
+// ScopeNoQuota) back into service, durably. Resuming a lane that is not
+// stopped is not an error; an unknown class or project is.
+func (s *Scheduler) ResumeLane(ctx context.Context, class, project string) error {
+	r := s.classes[class]
+	if r == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownClass, class)
+	}
+	if !r.class.Resume(project) {
+		return fmt.Errorf("scheduler: class %q has no lane of project %q", class, project)
+	}
+	if err := r.persistLane(ctx, project, time.Now()); err != nil {
+		return fmt.Errorf("scheduler: resuming lane %s/%s: %w", project, class, err)
+	}
+	r.signal()
 	return nil
 }
 
@@ -705,7 +749,46 @@ func (r *runner) noLaneError(t *task) error {
 	if tpm := r.class.Limits().TPM; tpm > 0 && t.job.Tokens > tpm {
 		return &PermanentError{Err: fmt.Errorf("job needs %d input tokens, above the class %q TPM of %d", t.job.Tokens, r.name, tpm)}
 	}
-	return fmt.Errorf("%w: class %q", ErrNoLanes, r.name)
+	return fmt.Errorf("%w: class %q: %s", ErrNoLanes, r.name, r.outOfService())
+}
+
+// outOfService says why each lane of the class serves nothing, e.g.
+// `project p1: out of credit (keys k1, k2); project p2: no quota on this
+// model`.
+func (r *runner) outOfService() string {
+	reasons := make(map[string]string)
+	for _, k := range r.s.pool.Keys() {
+		if k.Disabled != "" {
+			reasons[k.ID] = k.Disabled
+		}
+	}
+	var parts []string
+	for _, lu := range r.class.Usage(time.Now()).Lanes {
+		if lu.Enabled {
+			continue
+		}
+		if lu.Stopped != "" {
+			parts = append(parts, fmt.Sprintf("project %s: %s", lu.Project, lu.Stopped))
+			continue
+		}
+		// Group the keys by reason, in key order.
+		var order []string
+		byReason := make(map[string][]string)
+		for _, id := range lu.DisabledKeys {
+			why := reasons[id]
+			if byReason[why] == nil {
+				order = append(order, why)
+			}
+			byReason[why] = append(byReason[why], id)
+		}
+		for _, why := range order {
+			parts = append(parts, fmt.Sprintf("project %s: %s (keys %s)", lu.Project, why, strings.Join(byReason[why], ", ")))
+		}
+	}
+	if len(parts) == 0 {
+		return "no lane"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // failHead removes the head task t and fails it.

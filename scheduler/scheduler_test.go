@@ -328,7 +328,7 @@ func TestProjectErrorDisablesProjectKeys(t *testing.T) {
 		err := s.Do(t.Context(), Job{Class: "text", Work: func(_ context.Context, l Lease) error {
 			tried = append(tried, l.KeyID)
 			if l.Project == "p" {
-				return &KeyError{Reason: "no credit", Project: true}
+				return &KeyError{Reason: ReasonOutOfCredit, Project: true}
 			}
 			return nil
 		}})
@@ -337,6 +337,123 @@ func TestProjectErrorDisablesProjectKeys(t *testing.T) {
 		}
 		if sum := s.Summary(); len(sum.DisabledKeys) != 2 {
 			t.Fatalf("disabled %+v, want a and b", sum.DisabledKeys)
+		}
+	})
+}
+
+// A project that cannot serve (out of credit) and is the only one: the job
+// fails at once with the reason, after one request, not in a loop.
+func TestProjectErrorAloneFailsWithReason(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ks := []bucket.Key{{ID: "a", Project: "p"}, {ID: "b", Project: "p"}}
+		s := start(t, Config{Classes: textImage(1000, 10000, 20, 250, 4), Keys: ks})
+		calls := 0
+		err := s.Do(t.Context(), Job{Class: "image", Work: func(_ context.Context, l Lease) error {
+			calls++
+			return &KeyError{Reason: ReasonBillingRequired, Project: true}
+		}})
+		if !errors.Is(err, ErrNoLanes) || !strings.Contains(err.Error(), "project p: billing required (keys a, b)") {
+			t.Fatalf("err %v, want ErrNoLanes naming the reason", err)
+		}
+		if calls != 1 {
+			t.Fatalf("%d calls, want 1", calls)
+		}
+		// The text class has no lane either: a text job fails without a call.
+		err = s.Do(t.Context(), Job{Class: "text", Work: func(context.Context, Lease) error { calls++; return nil }})
+		if !errors.Is(err, ErrNoLanes) || calls != 1 {
+			t.Fatalf("text: err %v after %d calls", err, calls)
+		}
+	})
+}
+
+// A limit of 0 (ScopeNoQuota) stops that lane only, durably, until
+// ResumeLane or a change of the class's configuration.
+func TestNoQuotaStopsLane(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := store.NewMemory()
+		classes := textImage(1000, 10000, 20, 250, 4)
+		classes[1].Model = "gemini-3-pro-image-preview"
+		ks := []bucket.Key{{ID: "a", Project: "p"}, {ID: "c", Project: "q"}}
+		ctx, cancel := context.WithCancel(t.Context())
+		s, err := New(Config{Classes: classes, Keys: ks, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		calls := map[string]int{}
+		work := func(_ context.Context, l Lease) error {
+			calls[l.Class+"/"+l.Project]++
+			if l.Class == "image" && l.Project == "p" {
+				return &RateLimitedError{Scope: ScopeNoQuota, Quota: "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}
+			}
+			return nil
+		}
+		for range 4 {
+			if err := s.Do(t.Context(), Job{Class: "image", Work: work}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Do(t.Context(), Job{Class: "text", Work: work}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if calls["image/p"] != 1 || calls["image/q"] != 4 || calls["text/p"] == 0 {
+			t.Fatalf("calls %v: want one image call on p, the text lane of p still used", calls)
+		}
+		sum := s.Summary()
+		if lane := sum.Classes[1].Lanes[0]; lane.Project != "p" || lane.Stopped != ReasonNoQuota || lane.Enabled {
+			t.Fatalf("image lane of p: %+v", lane)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		states, _ := st.LaneStates(t.Context())
+		if len(states) != 1 || states[0].Stopped != ReasonNoQuota {
+			t.Fatalf("stored lane states %+v", states)
+		}
+
+		// Restarted with the same configuration: still stopped; alone, a job
+		// fails with the reason.
+		s2, err := New(Config{Classes: classes, Keys: ks[:1], Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lane := s2.Summary().Classes[1].Lanes[0]; lane.Stopped != ReasonNoQuota {
+			t.Fatalf("after restart: %+v", lane)
+		}
+		ctx2, cancel2 := context.WithCancel(t.Context())
+		go func() { done <- s2.Run(ctx2) }()
+		err = s2.Do(t.Context(), Job{Class: "image", Work: work})
+		if !errors.Is(err, ErrNoLanes) || !strings.Contains(err.Error(), "project p: no quota on this model") {
+			t.Fatalf("alone: %v", err)
+		}
+		if err := s2.ResumeLane(t.Context(), "image", "p"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s2.ResumeLane(t.Context(), "image", "nope"); err == nil {
+			t.Fatal("ResumeLane of an unknown project: no error")
+		}
+		if states, _ := st.LaneStates(t.Context()); len(states) != 0 {
+			t.Fatalf("resumed lane still stored: %+v", states)
+		}
+		cancel2()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+
+		// Stopped again, then restarted with another model: resumed.
+		st.SetLaneState(t.Context(), store.LaneState{Lane: store.LaneID{Project: "p", Class: "image"}, Stopped: ReasonNoQuota, Config: classes[1].stopConfig()})
+		classes[1].Model = "gemini-4-image"
+		s3, err := New(Config{Classes: classes, Keys: ks, Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lane := s3.Summary().Classes[1].Lanes[0]; lane.Stopped != "" || !lane.Enabled {
+			t.Fatalf("after a model change: %+v", lane)
+		}
+		if states, _ := st.LaneStates(t.Context()); len(states) != 0 {
+			t.Fatalf("stop of another configuration still stored: %+v", states)
 		}
 	})
 }

@@ -48,6 +48,7 @@ type LaneSummary struct {
 	Project        string    `json:"project"`
 	Keys           []string  `json:"keys"`
 	DisabledKeys   []string  `json:"disabled_keys,omitempty"`
+	Stopped        string    `json:"stopped,omitempty"` // why the lane is stopped, e.g. ReasonNoQuota
 	Enabled        bool      `json:"enabled"`
 	RPMUsed        int       `json:"rpm_used"` // requests in the last 60 s
 	RPMLimit       int       `json:"rpm_limit"`
@@ -86,7 +87,7 @@ func (s *Scheduler) Summary() Summary {
 		for _, lu := range u.Lanes {
 			cs.Keys += len(lu.Keys)
 			cs.Lanes = append(cs.Lanes, LaneSummary{
-				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Enabled: lu.Enabled,
+				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Stopped: lu.Stopped, Enabled: lu.Enabled,
 				RPMUsed: lu.RPMUsed, RPMLimit: u.Limits.RPM, TPMUsed: lu.TPMUsed, TPMLimit: u.Limits.TPM,
 				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
 			})

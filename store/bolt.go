@@ -312,12 +312,20 @@ func (s *Bolt) SetLaneState(ctx context.Context, st LaneState) error {
 		return err
 	}
 	key := laneKey(st.Lane)
-	if st.CoolUntil.IsZero() && st.ExhaustedUntil.IsZero() {
+	if st.empty() {
 		return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketLanes).Delete(key) })
 	}
 	v := []byte{valueVersion}
 	v = appendTime(v, st.CoolUntil)
 	v = appendTime(v, st.ExhaustedUntil)
+	if st.Stopped != "" {
+		// Appended after the times: a value written before stops existed
+		// ends after them and reads as not stopped.
+		v = binary.AppendUvarint(v, uint64(len(st.Stopped)))
+		v = append(v, st.Stopped...)
+		v = binary.AppendUvarint(v, uint64(len(st.Config)))
+		v = append(v, st.Config...)
+	}
 	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketLanes).Put(key, v) })
 }
 
@@ -537,6 +545,14 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 // readTime reads what appendTime wrote and returns the rest of b.
+func readString(b []byte) (string, []byte, error) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n > uint64(len(b)-w) {
+		return "", nil, errors.New("bad string length")
+	}
+	return string(b[w : w+int(n)]), b[w+int(n):], nil
+}
+
 func readTime(b []byte) (time.Time, []byte, error) {
 	n, w := binary.Uvarint(b)
 	if w <= 0 || n > uint64(len(b)-w) {
@@ -561,6 +577,11 @@ func decodeLaneState(k, v []byte) (LaneState, error) {
 	rest := v[1:]
 	if st.CoolUntil, rest, err = readTime(rest); err == nil {
 		st.ExhaustedUntil, rest, err = readTime(rest)
+	}
+	if err == nil && len(rest) > 0 {
+		if st.Stopped, rest, err = readString(rest); err == nil {
+			st.Config, rest, err = readString(rest)
+		}
 	}
 	if err != nil || len(rest) != 0 {
 		return LaneState{}, fmt.Errorf("store: corrupt state of lane %s: %x", quote(lane.String()), v)

@@ -153,7 +153,7 @@ func (m *Memory) SetLaneState(ctx context.Context, s LaneState) error {
 	if err := m.ready(ctx); err != nil {
 		return err
 	}
-	if s.CoolUntil.IsZero() && s.ExhaustedUntil.IsZero() {
+	if s.empty() {
 		delete(m.lanes, s.Lane)
 		return nil
 	}

@@ -29,11 +29,23 @@ type DailyCount struct {
 	Count int
 }
 
-// LaneState is the persisted blocking state of a lane. A zero time means not set.
+// LaneState is the persisted blocking state of a lane. A zero time means not
+// set; an empty Stopped means not stopped.
 type LaneState struct {
 	Lane           LaneID
 	CoolUntil      time.Time // cooling down after a per-minute 429
 	ExhaustedUntil time.Time // out for the day after a per-day 429 (next Pacific midnight)
+	// Stopped is why the lane serves nothing until an operator resumes it
+	// (e.g. "no quota on this model"), and Config the configuration it was
+	// stopped under (opaque to the store): the scheduler drops a stop whose
+	// Config differs from the one it runs with.
+	Stopped string
+	Config  string
+}
+
+// empty reports whether s blocks nothing (SetLaneState removes it).
+func (s LaneState) empty() bool {
+	return s.CoolUntil.IsZero() && s.ExhaustedUntil.IsZero() && s.Stopped == ""
 }
 
 // DisabledKey records why and when a key was taken out of service.
@@ -68,7 +80,7 @@ type Store interface {
 	History(ctx context.Context) ([]DailyCount, error)
 
 	// SetLaneState stores the lane's state, replacing the previous one; a
-	// state with both times zero removes it.
+	// state with both times zero and no Stopped reason removes it.
 	SetLaneState(ctx context.Context, s LaneState) error
 	// LaneStates returns every stored lane state, by project then class.
 	LaneStates(ctx context.Context) ([]LaneState, error)

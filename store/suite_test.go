@@ -358,7 +358,8 @@ func equalTime(a, b time.Time) bool { return a.Equal(b) }
 
 func equalLaneStates(a, b []store.LaneState) bool {
 	return slices.EqualFunc(a, b, func(x, y store.LaneState) bool {
-		return x.Lane == y.Lane && equalTime(x.CoolUntil, y.CoolUntil) && equalTime(x.ExhaustedUntil, y.ExhaustedUntil)
+		return x.Lane == y.Lane && equalTime(x.CoolUntil, y.CoolUntil) && equalTime(x.ExhaustedUntil, y.ExhaustedUntil) &&
+			x.Stopped == y.Stopped && x.Config == y.Config
 	})
 }
 
@@ -422,6 +423,27 @@ func testLaneStates(t *testing.T, open opener) {
 		{
 			name: "removing a missing lane is fine",
 			set:  store.LaneState{Lane: textB},
+			want: []store.LaneState{{Lane: textA, CoolUntil: now, ExhaustedUntil: midnight}},
+		},
+		{
+			name: "stopped, no times",
+			set:  store.LaneState{Lane: imageA, Stopped: "no quota on this model", Config: "rpm=20 rpd=250"},
+			want: []store.LaneState{
+				{Lane: imageA, Stopped: "no quota on this model", Config: "rpm=20 rpd=250"},
+				{Lane: textA, CoolUntil: now, ExhaustedUntil: midnight},
+			},
+		},
+		{
+			name: "stopped and cooling, empty config",
+			set:  store.LaneState{Lane: imageA, CoolUntil: now, Stopped: "stopped"},
+			want: []store.LaneState{
+				{Lane: imageA, CoolUntil: now, Stopped: "stopped"},
+				{Lane: textA, CoolUntil: now, ExhaustedUntil: midnight},
+			},
+		},
+		{
+			name: "resumed removes",
+			set:  store.LaneState{Lane: imageA, Config: "x"},
 			want: []store.LaneState{{Lane: textA, CoolUntil: now, ExhaustedUntil: midnight}},
 		},
 	}

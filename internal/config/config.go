@@ -461,6 +461,7 @@ func (cl Class) scheduler(name string) scheduler.ClassConfig {
 		Limits:      bucket.Limits{RPM: cl.RPM, RPD: cl.RPD, TPM: cl.TPM},
 		Concurrency: cl.Concurrency,
 		Burst:       cl.Burst,
+		Model:       cl.Model,
 	}
 }
 
