@@ -13,6 +13,8 @@ var (
 	ErrClosed = errors.New("scheduler: closed")
 	// ErrUnknownClass is returned by Submit for a job whose class is not configured.
 	ErrUnknownClass = errors.New("scheduler: unknown class")
+	// ErrUnknownKey is returned by EnableKey and DisableKey for a key id not configured.
+	ErrUnknownKey = errors.New("scheduler: unknown key")
 	// ErrNoCapacity is wrapped by *NoCapacityError: the job cannot start
 	// before its deadline.
 	ErrNoCapacity = errors.New("scheduler: no capacity")

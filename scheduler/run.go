@@ -261,7 +261,9 @@ func (r *runner) keyUnusable(lease bucket.Lease, ke *KeyError, now time.Time) {
 	}
 	for _, id := range ids {
 		r.s.pool.Disable(id, ke.Reason)
-		err := r.s.store.DisableKey(context.Background(), store.DisabledKey{KeyID: id, Reason: ke.Reason, At: now})
+		r.s.noteDisabled(id, ke.Reason, now)
+		err := r.s.store.DisableKey(context.Background(), store.DisabledKey{KeyID: id, Reason: ke.Reason, At: now,
+			Fingerprint: r.s.cfg.Fingerprints[id]})
 		if err != nil {
 			r.s.log.Error().Err(err).Str("key", id).Msg("storing disabled key failed")
 		}

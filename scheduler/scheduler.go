@@ -96,6 +96,13 @@ type Config struct {
 	Location *time.Location
 	// Seed for backoff jitter; 0: random.
 	Seed uint64
+	// Fingerprints maps key ids to a one-way fingerprint of their secrets
+	// (never the secrets). A key disabled by an API answer is stored with
+	// its fingerprint; at New, a stored disabled key whose fingerprint
+	// differs from the one given here (its secret was replaced since) is
+	// enabled again. Keys without one here, or stored without one, stay as
+	// stored. Default none.
+	Fingerprints map[string]string
 }
 
 func (c *Config) withDefaults() {
@@ -187,6 +194,9 @@ type Scheduler struct {
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
+
+	keysMu       sync.Mutex
+	disabledKeys map[string]disabledInfo // by key id
 }
 
 const (
@@ -219,6 +229,8 @@ func New(cfg Config) (*Scheduler, error) {
 		classes: make(map[string]*runner),
 		stopped: make(chan struct{}),
 		rng:     rand.New(rand.NewPCG(seed, seed^0x5eed)),
+
+		disabledKeys: make(map[string]disabledInfo),
 	}
 	for _, cc := range cfg.Classes {
 		r := newRunner(s, cc, p.Class(cc.Name))
@@ -273,7 +285,19 @@ func (s *Scheduler) restore(ctx context.Context) error {
 		return err
 	}
 	for _, d := range disabled {
-		s.pool.Disable(d.KeyID, d.Reason)
+		if fp := s.cfg.Fingerprints[d.KeyID]; fp != "" && d.Fingerprint != "" && fp != d.Fingerprint {
+			// Its secret was replaced since it was disabled: try the new one.
+			if err := s.store.EnableKey(ctx, d.KeyID); err != nil {
+				return err
+			}
+			s.log.Info().Str("key", d.KeyID).Str("reason", d.Reason).Time("disabled_at", d.At).
+				Msg("key enabled: its secret changed since it was disabled")
+			continue
+		}
+		if _, ok := s.pool.KeyProject(d.KeyID); ok {
+			s.pool.Disable(d.KeyID, d.Reason)
+			s.noteDisabled(d.KeyID, d.Reason, d.At)
+		}
 	}
 	return nil
 }
@@ -408,14 +432,20 @@ func (s *Scheduler) Do(ctx context.Context, j Job) error {
 	}
 }
 
-// EnableKey puts a disabled key back into service on every class, durably.
+// EnableKey puts a disabled key back into service on every class, durably;
+// enabling an enabled key is not an error. It returns an error wrapping
+// ErrUnknownKey for a key not configured.
 func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
-	if !s.pool.Enable(keyID) {
-		return fmt.Errorf("scheduler: unknown key %q", keyID)
+	if _, ok := s.pool.KeyProject(keyID); !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
 	}
 	if err := s.store.EnableKey(ctx, keyID); err != nil {
 		return fmt.Errorf("scheduler: enabling key %q: %w", keyID, err)
 	}
+	s.pool.Enable(keyID)
+	s.keysMu.Lock()
+	delete(s.disabledKeys, keyID)
+	s.keysMu.Unlock()
 	for _, r := range s.order {
 		r.signal()
 	}

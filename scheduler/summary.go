@@ -16,9 +16,10 @@ type Summary struct {
 
 // DisabledKey is a key out of service.
 type DisabledKey struct {
-	ID      string `json:"id"`
-	Project string `json:"project"`
-	Reason  string `json:"reason"`
+	ID      string    `json:"id"`
+	Project string    `json:"project"`
+	Reason  string    `json:"reason"`
+	Since   time.Time `json:"since,omitzero"` // zero when unknown
 }
 
 // ClassSummary describes one class.
@@ -67,7 +68,7 @@ func (s *Scheduler) Summary() Summary {
 	keys := s.pool.Keys()
 	for _, k := range keys {
 		if k.Disabled != "" {
-			sum.DisabledKeys = append(sum.DisabledKeys, DisabledKey{ID: k.ID, Project: k.Project, Reason: k.Disabled})
+			sum.DisabledKeys = append(sum.DisabledKeys, DisabledKey{ID: k.ID, Project: k.Project, Reason: k.Disabled, Since: s.disabledSince(k.ID)})
 		}
 	}
 	for _, r := range s.order {

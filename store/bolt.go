@@ -26,7 +26,9 @@ const SchemaVersion = 1
 //	daily     one nested bucket per day, named by the day ("2026-03-08");
 //	          inside: laneKey -> count, 8-byte big-endian uint64
 //	lanes     laneKey -> 0x01, time, time (CoolUntil, ExhaustedUntil)
-//	disabled  key id -> 0x01, time (At), reason bytes (the rest)
+//	disabled  key id -> 0x01, time (At), reason bytes (the rest); or
+//	          0x02, time (At), uvarint(len(fingerprint)), fingerprint, reason
+//	          bytes (the rest), written when a fingerprint is set
 //	jobs      job id -> the job's Data as given
 //	windows   laneKey -> 0x01, uvarint(n), n x (8-byte big-endian unix ns, uvarint tokens):
 //	          the lane's window log at the last clean stop (Ledger.Settle)
@@ -53,6 +55,10 @@ var (
 
 // valueVersion is the first byte of encoded lane states and disabled keys.
 const valueVersion = 1
+
+// disabledFingerprint is the first byte of a disabled key that carries a
+// fingerprint; files written before it keep valueVersion.
+const disabledFingerprint = 2
 
 // Bolt is a Store in one go.etcd.io/bbolt file; see the package doc for the
 // guarantees. A Bolt is safe for concurrent use; writes are serialised by
@@ -354,7 +360,17 @@ func (s *Bolt) DisableKey(ctx context.Context, d DisabledKey) error {
 	if err := checkID("KeyID", d.KeyID); err != nil {
 		return err
 	}
-	v := appendTime([]byte{valueVersion}, d.At)
+	if len(d.Fingerprint) > MaxIDLen {
+		return fmt.Errorf("%w: Fingerprint: %d bytes: at most %d", ErrInvalid, len(d.Fingerprint), MaxIDLen)
+	}
+	var v []byte
+	if d.Fingerprint == "" {
+		v = appendTime([]byte{valueVersion}, d.At)
+	} else {
+		v = appendTime([]byte{disabledFingerprint}, d.At)
+		v = binary.AppendUvarint(v, uint64(len(d.Fingerprint)))
+		v = append(v, d.Fingerprint...)
+	}
 	v = append(v, d.Reason...)
 	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketDisabled).Put([]byte(d.KeyID), v) })
 }
@@ -591,12 +607,20 @@ func decodeLaneState(k, v []byte) (LaneState, error) {
 
 func decodeDisabled(k, v []byte) (DisabledKey, error) {
 	d := DisabledKey{KeyID: string(k)}
-	if len(v) == 0 || v[0] != valueVersion {
+	if len(v) == 0 || (v[0] != valueVersion && v[0] != disabledFingerprint) {
 		return DisabledKey{}, fmt.Errorf("store: corrupt disabled key %s: %x", quote(d.KeyID), v)
 	}
 	at, rest, err := readTime(v[1:])
 	if err != nil {
 		return DisabledKey{}, fmt.Errorf("store: corrupt disabled key %s: %w", quote(d.KeyID), err)
+	}
+	if v[0] == disabledFingerprint {
+		n, w := binary.Uvarint(rest)
+		if w <= 0 || n > uint64(len(rest)-w) {
+			return DisabledKey{}, fmt.Errorf("store: corrupt disabled key %s: bad fingerprint length", quote(d.KeyID))
+		}
+		d.Fingerprint = string(rest[w : w+int(n)])
+		rest = rest[w+int(n):]
 	}
 	d.At, d.Reason = at, string(rest)
 	return d, nil

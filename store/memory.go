@@ -186,6 +186,9 @@ func (m *Memory) DisableKey(ctx context.Context, d DisabledKey) error {
 	if err := checkID("KeyID", d.KeyID); err != nil {
 		return err
 	}
+	if len(d.Fingerprint) > MaxIDLen {
+		return fmt.Errorf("%w: Fingerprint: %d bytes: at most %d", ErrInvalid, len(d.Fingerprint), MaxIDLen)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err := m.ready(ctx); err != nil {

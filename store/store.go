@@ -53,6 +53,12 @@ type DisabledKey struct {
 	KeyID  string
 	Reason string
 	At     time.Time
+	// Fingerprint is a one-way digest of the key's secret when it was
+	// disabled (never the secret itself), so that a key whose secret was
+	// replaced in the configuration since can be put back into service at
+	// start. Empty: unknown (an operator's disable, or an older record).
+	// At most MaxIDLen bytes.
+	Fingerprint string
 }
 
 // JobRecord is an opaque job document (the daemon stores JSON) under an id.

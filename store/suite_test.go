@@ -365,7 +365,7 @@ func equalLaneStates(a, b []store.LaneState) bool {
 
 func equalDisabled(a, b []store.DisabledKey) bool {
 	return slices.EqualFunc(a, b, func(x, y store.DisabledKey) bool {
-		return x.KeyID == y.KeyID && x.Reason == y.Reason && equalTime(x.At, y.At)
+		return x.KeyID == y.KeyID && x.Reason == y.Reason && equalTime(x.At, y.At) && x.Fingerprint == y.Fingerprint
 	})
 }
 
@@ -508,11 +508,12 @@ func testDisabledKeys(t *testing.T, open opener) {
 	if got := mustDisabled(t, s); !equalDisabled(got, want) {
 		t.Fatalf("DisabledKeys = %v, want %v", got, want)
 	}
-	// Disabling again replaces the mark.
-	if err := s.DisableKey(ctx, store.DisabledKey{KeyID: "key-2", Reason: "invalid", At: at.Add(2 * time.Hour)}); err != nil {
+	// Disabling again replaces the mark; a fingerprint of the secret is kept
+	// (a reason of any bytes after it).
+	if err := s.DisableKey(ctx, store.DisabledKey{KeyID: "key-2", Reason: "invalid\x00\x02", At: at.Add(2 * time.Hour), Fingerprint: "hmac-sha256:0123abcd"}); err != nil {
 		t.Fatal(err)
 	}
-	want[1] = store.DisabledKey{KeyID: "key-2", Reason: "invalid", At: at.Add(2 * time.Hour)}
+	want[1] = store.DisabledKey{KeyID: "key-2", Reason: "invalid\x00\x02", At: at.Add(2 * time.Hour), Fingerprint: "hmac-sha256:0123abcd"}
 	if got := mustDisabled(t, s); !equalDisabled(got, want) {
 		t.Fatalf("after replace: DisabledKeys = %v, want %v", got, want)
 	}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -452,7 +455,39 @@ func (c Config) Scheduler() scheduler.Config {
 		Classifier:    gemini.Classify,
 		Critical:      c.DailyCritical,
 		ShutdownGrace: c.Grace(),
+		Fingerprints:  c.Fingerprints(),
 	}
+}
+
+// Fingerprints returns the fingerprint (KeyFingerprint) of every key whose
+// secret is loaded, by key id; nil when none is (Load without NeedSecrets).
+func (c Config) Fingerprints() map[string]string {
+	var out map[string]string
+	for _, k := range c.Keys {
+		if k.Secret == "" {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(c.Keys))
+		}
+		out[k.ID] = KeyFingerprint(k.Secret)
+	}
+	return out
+}
+
+// fingerprintKey keys the HMAC of KeyFingerprint. It is no secret: the
+// fingerprint only has to be one-way and tell two secrets apart.
+const fingerprintKey = "slideshowd key fingerprint v1"
+
+// KeyFingerprint is a one-way fingerprint of an API key's secret:
+// "hmac-sha256:" and the first 8 bytes of HMAC-SHA256(secret) in hex. It is
+// stored with a disabled key so that a key whose secret was replaced comes
+// back at start; 64 bits of the digest of a high-entropy API key tell two
+// secrets apart without revealing either.
+func KeyFingerprint(secret string) string {
+	m := hmac.New(sha256.New, []byte(fingerprintKey))
+	m.Write([]byte(secret))
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)[:8])
 }
 
 func (cl Class) scheduler(name string) scheduler.ClassConfig {

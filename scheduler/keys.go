@@ -1,0 +1,121 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// ReasonOperator is the reason of a key an operator disabled (DisableKey).
+const ReasonOperator = "disabled by an operator"
+
+// KeyStatus is what an operator sees of one key: never its secret.
+type KeyStatus struct {
+	ID      string `json:"id"`
+	Project string `json:"project"`
+	// Disabled is the reason the key is out of service; "" when enabled.
+	Disabled string `json:"disabled,omitempty"`
+	// DisabledSince is when it was disabled; zero when enabled or unknown.
+	DisabledSince time.Time `json:"disabled_since,omitzero"`
+	// Classes gives the state of the key's lane (its project) on each class.
+	Classes []KeyClassState `json:"classes"`
+}
+
+// KeyClassState is the state of a key's lane on one class.
+type KeyClassState struct {
+	Class string `json:"class"`
+	// State is "ok", "disabled" (this key), "cooling" (after a 429),
+	// "exhausted" (a per-day 429) or "day_used" (the lane's RPD is spent).
+	State string `json:"state"`
+	// Until is when a cooling, exhausted or day_used lane serves again
+	// (for day_used: the next Pacific midnight); zero otherwise.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// disabledInfo is what the scheduler remembers of a disabled key.
+type disabledInfo struct {
+	reason string
+	since  time.Time
+}
+
+// noteDisabled records when and why a key went out of service.
+func (s *Scheduler) noteDisabled(id, reason string, at time.Time) {
+	s.keysMu.Lock()
+	s.disabledKeys[id] = disabledInfo{reason: reason, since: at}
+	s.keysMu.Unlock()
+}
+
+func (s *Scheduler) disabledSince(id string) time.Time {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	return s.disabledKeys[id].since
+}
+
+// DisableKey takes a key out of service on every class, durably, with
+// reason (ReasonOperator when empty). Jobs running on it finish; no new one
+// starts on it until EnableKey. A key disabled this way has no fingerprint:
+// a new secret in the configuration does not bring it back. It returns an
+// error wrapping ErrUnknownKey for a key not configured.
+func (s *Scheduler) DisableKey(ctx context.Context, keyID, reason string) error {
+	if reason == "" {
+		reason = ReasonOperator
+	}
+	project, ok := s.pool.KeyProject(keyID)
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
+	}
+	now := time.Now()
+	if err := s.store.DisableKey(ctx, store.DisabledKey{KeyID: keyID, Reason: reason, At: now}); err != nil {
+		return fmt.Errorf("scheduler: disabling key %q: %w", keyID, err)
+	}
+	s.pool.Disable(keyID, reason)
+	s.noteDisabled(keyID, reason, now)
+	s.log.Warn().Str("key", keyID).Str("project", project).Str("reason", reason).Msg("key disabled by an operator")
+	s.emit(Event{Kind: EventKeyDisabled, Time: now, KeyID: keyID, Project: project, Reason: reason})
+	for _, r := range s.order {
+		r.signal()
+	}
+	return nil
+}
+
+// Keys returns every configured key, in configuration order, with its
+// project, why and since when it is disabled, and its lane's state on each
+// class. It works before Run.
+func (s *Scheduler) Keys() []KeyStatus {
+	now := time.Now()
+	keys := s.pool.Keys()
+	type laneKey struct{ class, project string }
+	lanes := make(map[laneKey]bucket.LaneUsage)
+	for _, r := range s.order {
+		for _, lu := range r.class.Usage(now).Lanes {
+			lanes[laneKey{r.name, lu.Project}] = lu
+		}
+	}
+	out := make([]KeyStatus, 0, len(keys))
+	for _, k := range keys {
+		ks := KeyStatus{ID: k.ID, Project: k.Project, Disabled: k.Disabled, Classes: []KeyClassState{}}
+		if k.Disabled != "" {
+			ks.DisabledSince = s.disabledSince(k.ID)
+		}
+		for _, r := range s.order {
+			lu := lanes[laneKey{r.name, k.Project}]
+			cs := KeyClassState{Class: r.name, State: "ok"}
+			switch {
+			case k.Disabled != "":
+				cs.State = "disabled"
+			case lu.ExhaustedUntil.After(now):
+				cs.State, cs.Until = "exhausted", lu.ExhaustedUntil
+			case lu.CoolUntil.After(now):
+				cs.State, cs.Until = "cooling", lu.CoolUntil
+			case lu.DayUsed >= r.class.Limits().RPD:
+				cs.State, cs.Until = "day_used", bucket.NextMidnight(now, s.cfg.Location)
+			}
+			ks.Classes = append(ks.Classes, cs)
+		}
+		out = append(out, ks)
+	}
+	return out
+}
