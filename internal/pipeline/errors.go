@@ -14,6 +14,9 @@ var (
 	// ErrNotFailed: Retry of a job that is not failed (queued, in progress
 	// or done).
 	ErrNotFailed = errors.New("pipeline: job not failed")
+	// ErrFinal: Cancel of a job that has already ended (done, failed or
+	// canceled).
+	ErrFinal = errors.New("pipeline: job already ended")
 )
 
 // InputError is a Request that Submit refuses: Field names the field

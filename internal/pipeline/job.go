@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,14 +27,54 @@ type job struct {
 
 	mu  sync.Mutex
 	rec record
+
+	// Guarded by p.mu: cancel ends the running job's context (nil until
+	// work starts); canceled is set by Pipeline.Cancel.
+	cancel   context.CancelFunc
+	canceled bool
 }
 
 // work runs j as far as it goes and releases it; it reports whether the
 // job reached a final state.
 func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) bool {
-	final := j.run(workCtx, runCtx)
+	ctx, cancel := context.WithCancel(workCtx)
+	defer cancel()
+	p.mu.Lock()
+	j.cancel = cancel
+	canceled := j.canceled
+	p.mu.Unlock()
+	if canceled {
+		cancel() // canceled between leaving the queue and now
+	}
+	final := j.run(ctx, runCtx)
 	p.release(j, final)
 	return final
+}
+
+// isCanceled reports whether Pipeline.Cancel asked for j to stop.
+func (j *job) isCanceled() bool {
+	j.p.mu.Lock()
+	defer j.p.mu.Unlock()
+	return j.canceled
+}
+
+// endCanceled stores that the job was canceled; running images go back to
+// pending. It reports whether the job reached its final state.
+func (j *job) endCanceled(log zerolog.Logger) bool {
+	err := j.update(func(r *record) {
+		r.State, r.Error = JobCanceled, "canceled by an operator"
+		for i := range r.ImageStates {
+			if r.ImageStates[i].State == ImageRunning {
+				r.ImageStates[i].State = ImagePending
+			}
+		}
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot store the job's cancellation")
+		return false
+	}
+	log.Info().Msg("job canceled")
+	return true
 }
 
 // errInterrupted ends a run that must resume at the next start.
@@ -78,6 +119,9 @@ func (j *job) run(ctx, runCtx context.Context) bool {
 
 	a, err := j.analysis(ctx, log, pr)
 	if err != nil {
+		if j.isCanceled() {
+			return j.endCanceled(log)
+		}
 		if interrupted(err, runCtx) {
 			log.Info().Err(err).Msg("analysis interrupted; resumes at the next start")
 			return false
@@ -122,6 +166,12 @@ func (j *job) run(ctx, runCtx context.Context) bool {
 		}()
 	}
 	wg.Wait()
+	if j.isCanceled() {
+		if rec := j.snapshot(); slices.ContainsFunc(rec.ImageStates, func(is ImageStatus) bool { return is.State != ImageDone && is.State != ImageFailed }) {
+			return j.endCanceled(log)
+		}
+		// Every image ended before the cancellation took: the job ends as usual.
+	}
 	if stopped {
 		return false
 	}
@@ -270,7 +320,7 @@ func (j *job) image(ctx, runCtx context.Context, log zerolog.Logger, n int, prom
 			log.Error().Err(err).Int("image", n).Msg("cannot write an image")
 		}
 	}
-	if err != nil && interrupted(err, runCtx) {
+	if err != nil && (interrupted(err, runCtx) || j.isCanceled()) {
 		if uerr := j.update(func(r *record) { r.ImageStates[i].State = ImagePending }); uerr != nil {
 			log.Error().Err(uerr).Msg("cannot store an image's state")
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -126,7 +129,10 @@ type Pipeline struct {
 	creating map[string]bool            // Submit: directory made, record not stored yet
 	holds    map[string]int             // Hold: callers keeping the job from retention
 	recheck  []string                   // jobs released by their last Hold after an expiry passed them by
-	wake     chan struct{}
+	// endedQueued holds jobs Cancel ended while they were queued, for Run's
+	// retention (Run drains it when woken).
+	endedQueued []record
+	wake        chan struct{}
 	// nextExpiry is when Run's retention timer fires; zero when it is not
 	// set (nothing final to expire, Retention 0, or Run not running).
 	nextExpiry time.Time
@@ -268,14 +274,24 @@ func (p *Pipeline) Run(ctx context.Context) error {
 					requeueMu.Lock()
 					delete(requeues, t)
 					requeueMu.Unlock()
-					p.enqueue(rec)
+					p.enqueueUnlessFinal(rec)
 				})
 				requeues[t] = true
 				requeueMu.Unlock()
 			}
 		case <-p.wake:
-			if p.cfg.Retention > 0 && ret.recheck() {
+			p.mu.Lock()
+			ended := p.endedQueued
+			p.endedQueued = nil
+			p.mu.Unlock()
+			for _, rec := range ended {
+				ret.keep(rec.ID, rec.UpdatedAt)
+			}
+			rechecked := p.cfg.Retention > 0 && ret.recheck()
+			if rechecked {
 				ret.expire(ctx)
+			} else if len(ended) > 0 {
+				ret.arm()
 			}
 		case <-ret.C():
 			ret.fired()
@@ -311,6 +327,20 @@ func (p *Pipeline) resume(ctx context.Context, kept func(id string, ended time.T
 		}
 	}
 	return nil
+}
+
+// enqueueUnlessFinal queues a job cut short earlier, unless it has ended
+// since (Cancel); rec is its last known record.
+func (p *Pipeline) enqueueUnlessFinal(rec record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if stored, err := p.load(context.Background(), rec.ID); err == nil {
+		if stored.State.Final() {
+			return
+		}
+		rec = stored
+	}
+	p.enqueueLocked(rec)
 }
 
 // enqueue queues a job unless it is already active; it reports whether it did.
@@ -459,7 +489,7 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	return id, nil
 }
 
-// Retry reopens job id when it ended failed, so that Run works it again:
+// Retry reopens job id when it ended failed or canceled, so that Run works it again:
 // its failed images, or its failed analysis and then its images, go back
 // to pending and the job is queued; the analysis and images it finished are
 // kept and never asked for again. The record counts the attempt
@@ -487,7 +517,7 @@ func (p *Pipeline) Retry(ctx context.Context, id string) error {
 			p.mu.Unlock()
 			return err
 		}
-		if r.State != JobFailed {
+		if r.State != JobFailed && r.State != JobCanceled {
 			p.mu.Unlock()
 			return fmt.Errorf("%w: job %s is %s", ErrNotFailed, id, r.State)
 		}
@@ -667,4 +697,223 @@ func (p *Pipeline) List(ctx context.Context) ([]Status, error) {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
+}
+
+// Cancel stops job id and stores it as JobCanceled. A queued job leaves the
+// queue; a running one has its calls' contexts cancelled: a request not yet
+// sent is never sent and its quota units go back to the lane, one already
+// sent counts (the scheduler refunds only what never left). Cancel returns
+// once the canceled record is stored, with the job's status; what the job
+// finished (its analysis, done images) is kept, and Retry reopens it.
+//
+// A job that ended first (done, failed or canceled) gives an error
+// wrapping ErrFinal (the status is returned with it); an unknown job
+// ErrNotFound; after Run has returned ErrClosed.
+func (p *Pipeline) Cancel(ctx context.Context, id string) (Status, error) {
+	if err := ctx.Err(); err != nil {
+		return Status{}, err
+	}
+	p.mu.Lock()
+	if p.state == stateStopped {
+		p.mu.Unlock()
+		return Status{}, ErrClosed
+	}
+	r, err := p.load(ctx, id)
+	if err != nil {
+		p.mu.Unlock()
+		return Status{}, err
+	}
+	if r.State.Final() {
+		p.mu.Unlock()
+		return r.status(), fmt.Errorf("%w: job %s is %s", ErrFinal, id, r.State)
+	}
+	j, active := p.active[id]
+	if active {
+		lv := priorityLevel(r.Priority)
+		if i := slices.Index(p.queue[lv], j); i >= 0 {
+			// Queued: take it out of the queue and store its end here.
+			p.queue[lv] = slices.Delete(p.queue[lv], i, i+1)
+			delete(p.active, id)
+		} else {
+			// Running (or about to): its steps stop and it stores its
+			// cancellation itself.
+			j.canceled = true
+			if j.cancel != nil {
+				j.cancel()
+			}
+			ch := make(chan struct{})
+			p.released[id] = append(p.released[id], ch)
+			p.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return Status{}, ctx.Err()
+			}
+			st, err := p.Status(context.WithoutCancel(ctx), id)
+			if err == nil && st.State != JobCanceled {
+				return st, fmt.Errorf("%w: job %s is %s", ErrFinal, id, st.State)
+			}
+			return st, err
+		}
+	}
+	// Queued, or not active at all (waiting to be worked again after an
+	// error): store the end here.
+	defer p.mu.Unlock()
+	now := time.Now().UTC()
+	rec := r
+	rec.State, rec.Error, rec.UpdatedAt = JobCanceled, "canceled by an operator", now
+	rec.ImageStates = slices.Clone(r.ImageStates)
+	for i := range rec.ImageStates {
+		if rec.ImageStates[i].State == ImageRunning {
+			rec.ImageStates[i].State = ImagePending
+		}
+	}
+	if err := p.put(ctx, rec); err != nil {
+		if active { // still queued, at the back
+			p.active[id] = j
+			lv := priorityLevel(r.Priority)
+			p.queue[lv] = append(p.queue[lv], j)
+		}
+		return Status{}, err
+	}
+	p.log.Info().Str("job", id).Msg("job canceled while queued")
+	p.notify(rec)
+	for _, ch := range p.waiters[id] {
+		close(ch)
+	}
+	delete(p.waiters, id)
+	p.endedQueued = append(p.endedQueued, rec)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return rec.status(), nil
+}
+
+// Filter selects jobs for Jobs. The zero value selects every job.
+type Filter struct {
+	// States keeps jobs in one of these states; none: every state.
+	States []JobState
+	// Priority keeps jobs of this priority ("high", "normal", "low"); "": all.
+	Priority string
+	// Since keeps jobs created at or after it; zero: all.
+	Since time.Time
+	// Limit is the most jobs in a page; 0 means DefaultPageSize, and it is
+	// capped at MaxPageSize.
+	Limit int
+	// Cursor continues a listing: the Next of the previous page; "" starts
+	// with the newest job.
+	Cursor string
+}
+
+// Page sizes of Jobs.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Page is one page of Jobs: the jobs newest first (by creation, then id),
+// without their analyses, and the cursor of the next page ("" when this is
+// the last).
+type Page struct {
+	Jobs []Status `json:"slideshows"`
+	Next string   `json:"next_cursor,omitempty"`
+}
+
+// cursorPos is a position in the newest-first order: jobs strictly after
+// it come next.
+type cursorPos struct {
+	created time.Time
+	id      string
+}
+
+func (c cursorPos) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.created.UnixNano(), 10) + "." + c.id))
+}
+
+func decodeCursor(s string) (cursorPos, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		ns, id, ok := strings.Cut(string(b), ".")
+		n, perr := strconv.ParseInt(ns, 10, 64)
+		if ok && perr == nil && idPattern.MatchString(id) {
+			return cursorPos{created: time.Unix(0, n).UTC(), id: id}, nil
+		}
+	}
+	return cursorPos{}, &InputError{Field: "cursor", Value: quote(s), Reason: "not a cursor this server gave (next_cursor of a page)"}
+}
+
+// Jobs returns one page of the stored jobs that pass f, newest first.
+// It reads every record (the store keeps them by id), so a page costs time in
+// proportion to all jobs stored. A bad f (unknown state or priority, a
+// cursor not from Jobs) gives an *InputError naming the field.
+func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
+	for _, st := range f.States {
+		switch st {
+		case JobQueued, JobAnalyzing, JobGenerating, JobDone, JobFailed, JobCanceled:
+		default:
+			return Page{}, &InputError{Field: "state", Value: quote(string(st)),
+				Reason: "want queued, analyzing, generating, done, failed or canceled"}
+		}
+	}
+	if f.Priority != "" {
+		if _, ok := scheduler.ParsePriority(f.Priority); !ok {
+			return Page{}, &InputError{Field: "priority", Value: quote(f.Priority), Reason: `want "high", "normal" or "low"`}
+		}
+	}
+	if f.Limit < 0 {
+		return Page{}, &InputError{Field: "limit", Value: strconv.Itoa(f.Limit), Reason: fmt.Sprintf("must be 1..%d", MaxPageSize)}
+	}
+	limit := cmp.Or(f.Limit, DefaultPageSize)
+	limit = min(limit, MaxPageSize)
+	var after *cursorPos
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		after = &c
+	}
+	newer := func(a, b cursorPos) int { // newest first
+		return cmp.Or(b.created.Compare(a.created), cmp.Compare(b.id, a.id))
+	}
+	var out []Status
+	var bad error
+	err := p.cfg.Store.Jobs(ctx, func(jr store.JobRecord) bool {
+		var r record
+		if err := json.Unmarshal(jr.Data, &r); err != nil {
+			bad = fmt.Errorf("pipeline: job %s: unreadable record: %w", jr.ID, err)
+			return false
+		}
+		switch {
+		case len(f.States) > 0 && !slices.Contains(f.States, r.State),
+			f.Priority != "" && r.Priority != f.Priority,
+			!f.Since.IsZero() && r.CreatedAt.Before(f.Since),
+			after != nil && newer(*after, cursorPos{r.CreatedAt, r.ID}) >= 0:
+			return true
+		}
+		st := r.status()
+		st.Analysis = nil
+		out = append(out, st)
+		return true
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return Page{}, err
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		return newer(cursorPos{a.CreatedAt, a.ID}, cursorPos{b.CreatedAt, b.ID})
+	})
+	pg := Page{Jobs: out}
+	if len(out) > limit {
+		pg.Jobs = out[:limit]
+		last := pg.Jobs[limit-1]
+		pg.Next = cursorPos{last.CreatedAt, last.ID}.encode()
+	}
+	if pg.Jobs == nil {
+		pg.Jobs = []Status{}
+	}
+	return pg, nil
 }

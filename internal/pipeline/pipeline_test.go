@@ -46,6 +46,7 @@ type harness struct {
 	st     store.Store
 	dir    string
 	p      *Pipeline
+	sched  *scheduler.Scheduler
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -108,6 +109,7 @@ func newHarness(t *testing.T, s setup) *harness {
 	if s.logger != nil {
 		log = *s.logger
 	}
+	h.sched = s2
 	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange, Retention: s.retention, Logger: log, Secrets: s.secrets})
 	if err != nil {
 		t.Fatal(err)

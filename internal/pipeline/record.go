@@ -59,8 +59,8 @@ type slideRecord struct {
 	MIME string `json:"mime,omitempty"`
 }
 
-// Final reports whether the state is an end state (done or failed).
-func (s JobState) Final() bool { return s == JobDone || s == JobFailed }
+// Final reports whether the state is an end state (done, failed or canceled).
+func (s JobState) Final() bool { return s == JobDone || s == JobFailed || s == JobCanceled }
 
 func (r record) status() Status {
 	s := Status{

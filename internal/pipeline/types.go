@@ -34,6 +34,9 @@ const (
 	JobGenerating JobState = "generating"
 	JobDone       JobState = "done"
 	JobFailed     JobState = "failed"
+	// JobCanceled: an operator canceled the job (Pipeline.Cancel) before it
+	// ended; what it finished is kept, and Retry reopens it.
+	JobCanceled JobState = "canceled"
 )
 
 // ImageState is the stage of one image of a job.
