@@ -5,6 +5,8 @@
 //	slideshowd batch FILE.json -out DIR   run a batch to the end (exit 0 all done, 1 some failed, 2 bad input)
 //	slideshowd serve [-addr HOST:PORT]    the HTTP API
 //	slideshowd usage                      the usage table (of the running daemon, else of the data directory)
+//	slideshowd keys [enable|disable ID]   the API keys; put one back into service or take it out
+//	slideshowd jobs [show|cancel ID]      list jobs (-state, -priority, -since), show or cancel one
 //	slideshowd emulate [-addr HOST:PORT]  the Gemini API emulator as a server
 //	slideshowd version | help
 //
@@ -90,6 +92,8 @@ func commands() []command {
 		{"batch", "FILE.json -out DIR", "run a batch of slideshows to the end; re-running resumes and retries failures", cmdBatch},
 		{"serve", "[-addr HOST:PORT]", "serve the HTTP API", cmdServe},
 		{"usage", "[-json] [-addr HOST:PORT]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
+		{"keys", "[list | enable ID | disable ID]", "show the API keys, or enable or disable one (daemon, else data directory)", cmdKeys},
+		{"jobs", "[list | show ID | cancel ID]", "list, show or cancel slideshow jobs (daemon, else data directory)", cmdJobs},
 		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "", "print this help", nil},
@@ -122,7 +126,7 @@ func usageText(w io.Writer) {
 	fmt.Fprintln(w, "Usage: slideshowd COMMAND [flags]")
 	fmt.Fprintln(w)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %-28s %s\n", c.name, c.args, c.help)
+		fmt.Fprintf(w, "  %-8s %-31s %s\n", c.name, c.args, c.help)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every command but emulate and version takes -config FILE (default: slideshowd.yaml when present).")

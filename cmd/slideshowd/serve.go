@@ -64,7 +64,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	// Closed when the server begins to shut down: long polls answer then.
 	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
-		Service: d.pipe, Summary: d.sched.Summary, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
+		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
 		Stopping: stopping,
 	}

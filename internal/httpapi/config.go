@@ -38,7 +38,31 @@ type Service interface {
 	// when the job is not failed, pipeline.ErrNotFound when there is no such
 	// job, and returns pipeline.ErrClosed once the pipeline has stopped.
 	Retry(ctx context.Context, id string) error
+	// Cancel stops job id and stores it canceled, returning its status; a
+	// job that has ended gives an error wrapping pipeline.ErrFinal (with
+	// its status), an unknown one pipeline.ErrNotFound.
+	Cancel(ctx context.Context, id string) (pipeline.Status, error)
+	// Jobs returns one page of jobs, newest first; a bad filter gives a
+	// *pipeline.InputError.
+	Jobs(ctx context.Context, f pipeline.Filter) (pipeline.Page, error)
 }
+
+// KeyService is what the HTTP API needs to show and steer the API keys;
+// *scheduler.Scheduler implements it. Implementations must be safe for
+// concurrent use and never return a secret.
+type KeyService interface {
+	// Keys returns every key with its state.
+	Keys() []scheduler.KeyStatus
+	// EnableKey puts a key back into service; it wraps
+	// scheduler.ErrUnknownKey for an unknown id.
+	EnableKey(ctx context.Context, keyID string) error
+	// DisableKey takes a key out of service (reason "" means an operator's
+	// disable); it wraps scheduler.ErrUnknownKey for an unknown id.
+	DisableKey(ctx context.Context, keyID, reason string) error
+}
+
+// The scheduler is the KeyService the daemon serves.
+var _ KeyService = (*scheduler.Scheduler)(nil)
 
 // The pipeline is the Service the daemon serves.
 var _ Service = (*pipeline.Pipeline)(nil)
@@ -58,6 +82,10 @@ type Config struct {
 	// (typically (*scheduler.Scheduler).Summary). Default none: GET /v1/usage
 	// answers 503.
 	Summary func() scheduler.Summary
+	// Keys shows and steers the API keys (GET /v1/keys, POST
+	// /v1/keys/{id}/enable and /disable); typically the *scheduler.Scheduler.
+	// Default none: those endpoints answer 503.
+	Keys KeyService
 	// Token, when set, is the bearer token every /v1/ request (and /metrics,
 	// unless PublicMetrics) must carry: "Authorization: Bearer <Token>". At
 	// least MinTokenLength characters, printable, without spaces. Default

@@ -177,7 +177,7 @@ func TestEndToEndRetry(t *testing.T) {
 			}
 		}
 		again := apiErrBody(t, call("POST", "/v1/slideshows/"+id+"/retry", "", 409))
-		if again.Status != "FAILED_PRECONDITION" || again.Message != "the slideshow is done: only a failed slideshow can be retried" {
+		if again.Status != "FAILED_PRECONDITION" || again.Message != "the slideshow is done: only a failed or canceled slideshow can be retried" {
 			t.Errorf("second retry: %+v", again)
 		}
 		call("POST", "/v1/slideshows/unknown-id/retry", "", 404)

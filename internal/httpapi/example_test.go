@@ -64,6 +64,29 @@ func (m *memService) Retry(ctx context.Context, id string) error {
 	return nil
 }
 
+// Cancel ends a job that has not ended.
+func (m *memService) Cancel(ctx context.Context, id string) (pipeline.Status, error) {
+	st, ok := m.jobs[id]
+	switch {
+	case !ok:
+		return pipeline.Status{}, pipeline.ErrNotFound
+	case st.State.Final():
+		return st, fmt.Errorf("%w: job %s is %s", pipeline.ErrFinal, id, st.State)
+	}
+	st.State = pipeline.JobCanceled
+	m.jobs[id] = st
+	return st, nil
+}
+
+// Jobs lists every job in one page (no filter, in no particular order).
+func (m *memService) Jobs(ctx context.Context, f pipeline.Filter) (pipeline.Page, error) {
+	pg := pipeline.Page{Jobs: []pipeline.Status{}}
+	for _, st := range m.jobs {
+		pg.Jobs = append(pg.Jobs, st)
+	}
+	return pg, nil
+}
+
 // Serve the API with a bearer token: submit a slideshow, poll it, and see
 // what an unauthenticated client gets.
 func ExampleNew() {
@@ -108,7 +131,7 @@ func ExampleNew_retry() {
 	}
 	// Output:
 	// 202 {"id":"job1","source":"deck.pptx","priority":"normal","state":"queued","images":[],"attempts":2,"created_at":"1970-01-01T00:00:00Z","updated_at":"1970-01-01T00:00:00Z"}
-	// 409 {"error":{"code":409,"status":"FAILED_PRECONDITION","message":"the slideshow is queued: only a failed slideshow can be retried"}}
+	// 409 {"error":{"code":409,"status":"FAILED_PRECONDITION","message":"the slideshow is queued: only a failed or canceled slideshow can be retried"}}
 }
 
 // Metrics observe the scheduler's events and read its Summary at scrape

@@ -11,10 +11,12 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +51,7 @@ type fakeService struct {
 	retries   int   // jobs Retry reopened
 	panicWith any   // Status panics with it when set
 	waits     int   // times Wait looked at a job
+	filters   []pipeline.Filter
 }
 
 func newFakeService() *fakeService {
@@ -167,6 +170,41 @@ func (f *fakeService) Retry(ctx context.Context, id string) error {
 }
 
 // retried returns how many jobs Retry reopened.
+func (f *fakeService) Cancel(ctx context.Context, id string) (pipeline.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.jobs[id]
+	if !ok {
+		return pipeline.Status{}, pipeline.ErrNotFound
+	}
+	if st.State.Final() {
+		return st, fmt.Errorf("%w: job %s is %s", pipeline.ErrFinal, id, st.State)
+	}
+	st.State = pipeline.JobCanceled
+	f.jobs[id] = st
+	return st, nil
+}
+
+// Jobs returns the jobs in the filter's states, by id; it records the filter.
+func (f *fakeService) Jobs(ctx context.Context, flt pipeline.Filter) (pipeline.Page, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.filters = append(f.filters, flt)
+	if flt.Priority == "urgent" {
+		return pipeline.Page{}, &pipeline.InputError{Field: "priority", Value: `"urgent"`, Reason: "want high, normal or low"}
+	}
+	pg := pipeline.Page{Jobs: []pipeline.Status{}}
+	for _, id := range slices.Sorted(maps.Keys(f.jobs)) {
+		if st := f.jobs[id]; len(flt.States) == 0 || slices.Contains(flt.States, st.State) {
+			pg.Jobs = append(pg.Jobs, st)
+		}
+	}
+	if flt.Cursor == "" && len(pg.Jobs) > 1 {
+		pg.Next = "page2"
+	}
+	return pg, nil
+}
+
 func (f *fakeService) retried() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 // idempotencyHeader makes POST /v1/slideshows idempotent: a second request
@@ -57,30 +60,43 @@ func New(cfg Config) http.Handler {
 		mux:    http.NewServeMux(),
 	}
 	auth := h.requireToken
-	route := func(method, pattern string, hf http.HandlerFunc, protect bool) {
-		allow := method
-		if method == http.MethodGet {
-			allow = "GET, HEAD" // the mux serves HEAD with GET handlers
+	// route serves pattern with one handler per method; any other method
+	// gets 405 with an Allow header.
+	route := func(pattern string, protect bool, handlers map[string]http.HandlerFunc) {
+		var methods []string
+		for m, hf := range handlers {
+			var handler http.Handler = hf
+			if protect {
+				handler = auth(handler)
+			}
+			h.mux.Handle(m+" "+pattern, handler)
+			methods = append(methods, m)
+			if m == http.MethodGet {
+				methods = append(methods, http.MethodHead) // the mux serves HEAD with GET handlers
+			}
 		}
-		var handler, others http.Handler = hf, h.methodNotAllowed(allow)
+		slices.SortFunc(methods, func(a, b string) int { return cmp.Compare(methodOrder(a), methodOrder(b)) })
+		var others http.Handler = h.methodNotAllowed(strings.Join(methods, ", "))
 		if protect {
-			handler, others = auth(handler), auth(others)
+			others = auth(others)
 		}
-		h.mux.Handle(method+" "+pattern, handler)
-		h.mux.Handle(pattern, others) // any other method: 405
+		h.mux.Handle(pattern, others)
 	}
-	route(http.MethodPost, "/v1/slideshows", h.create, true)
-	route(http.MethodGet, "/v1/slideshows/{id}", h.status, true)
-	route(http.MethodGet, "/v1/slideshows/{id}/images/{n}", h.image, true)
-	route(http.MethodPost, "/v1/slideshows/{id}/retry", h.retry, true)
-	route(http.MethodGet, "/v1/usage", h.usage, true)
-	route(http.MethodGet, "/healthz", h.healthz, false)
+	route("/v1/slideshows", true, map[string]http.HandlerFunc{http.MethodPost: h.create, http.MethodGet: h.list})
+	route("/v1/slideshows/{id}", true, map[string]http.HandlerFunc{http.MethodGet: h.status, http.MethodDelete: h.cancel})
+	route("/v1/slideshows/{id}/images/{n}", true, map[string]http.HandlerFunc{http.MethodGet: h.image})
+	route("/v1/slideshows/{id}/retry", true, map[string]http.HandlerFunc{http.MethodPost: h.retry})
+	route("/v1/usage", true, map[string]http.HandlerFunc{http.MethodGet: h.usage})
+	route("/v1/keys", true, map[string]http.HandlerFunc{http.MethodGet: h.keys})
+	route("/v1/keys/{id}/enable", true, map[string]http.HandlerFunc{http.MethodPost: h.enableKey})
+	route("/v1/keys/{id}/disable", true, map[string]http.HandlerFunc{http.MethodPost: h.disableKey})
+	route("/healthz", false, map[string]http.HandlerFunc{http.MethodGet: h.healthz})
 	if cfg.Gatherer != nil {
 		metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:      promLogger{h},
 			ErrorHandling: promhttp.ContinueOnError,
 		})
-		route(http.MethodGet, "/metrics", metrics.ServeHTTP, !cfg.PublicMetrics)
+		route("/metrics", !cfg.PublicMetrics, map[string]http.HandlerFunc{http.MethodGet: metrics.ServeHTTP})
 	}
 	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
 	h.mux.HandleFunc("/", h.notFound)
@@ -331,14 +347,14 @@ func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 // notFailed answers 409 for a retry of job id, which Service.Retry found
 // not failed; the message names the job's state of now.
 func (h *handler) notFailed(w http.ResponseWriter, r *http.Request, id string) {
-	const only = "only a failed slideshow can be retried"
+	const only = "only a failed or canceled slideshow can be retried"
 	st, err := h.cfg.Service.Status(r.Context(), id)
 	switch {
 	case err != nil:
 		h.writeError(w, r, http.StatusConflict, "the slideshow is not failed: "+only)
-	case st.State == pipeline.JobFailed:
-		// It failed between Retry and Status.
-		h.writeError(w, r, http.StatusConflict, "the slideshow was still running when asked and has failed since: retry again")
+	case st.State == pipeline.JobFailed || st.State == pipeline.JobCanceled:
+		// It failed (or was canceled) between Retry and Status.
+		h.writeError(w, r, http.StatusConflict, "the slideshow was still running when asked and has "+string(st.State)+" since: retry again")
 	default:
 		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("the slideshow is %s: %s", st.State, only))
 	}
@@ -361,7 +377,7 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see GET /v1/slideshows/{id}, POST /v1/slideshows, POST /v1/slideshows/{id}/retry, GET /v1/usage, GET /healthz, GET /metrics")
+	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see POST and GET /v1/slideshows, GET and DELETE /v1/slideshows/{id}, POST /v1/slideshows/{id}/retry, GET /v1/usage, GET /v1/keys, POST /v1/keys/{id}/enable and /disable, GET /healthz, GET /metrics")
 }
 
 func (h *handler) methodNotAllowed(allow string) http.Handler {
@@ -383,6 +399,8 @@ func (h *handler) serviceError(w http.ResponseWriter, r *http.Request, err error
 		h.writeError(w, r, http.StatusBadRequest, fe.Error())
 	case errors.Is(err, pipeline.ErrNotFound):
 		h.writeError(w, r, http.StatusNotFound, "slideshow not found")
+	case errors.Is(err, scheduler.ErrUnknownKey):
+		h.writeError(w, r, http.StatusNotFound, "key not found: see GET /v1/keys for the key ids")
 	case errors.Is(err, pipeline.ErrClosed):
 		w.Header().Set("Retry-After", "5")
 		h.writeError(w, r, http.StatusServiceUnavailable, "the service is shutting down; try again later")

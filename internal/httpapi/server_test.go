@@ -464,10 +464,13 @@ func TestHealthz(t *testing.T) {
 
 func TestMethodNotAllowed(t *testing.T) {
 	tests := []struct{ method, path, allow string }{
-		{"GET", "/v1/slideshows", "POST"},
-		{"PUT", "/v1/slideshows", "POST"},
-		{"POST", "/v1/slideshows/job1", "GET, HEAD"},
-		{"DELETE", "/v1/slideshows/job1", "GET, HEAD"},
+		{"DELETE", "/v1/slideshows", "GET, HEAD, POST"},
+		{"PUT", "/v1/slideshows", "GET, HEAD, POST"},
+		{"POST", "/v1/slideshows/job1", "GET, HEAD, DELETE"},
+		{"PUT", "/v1/slideshows/job1", "GET, HEAD, DELETE"},
+		{"POST", "/v1/keys", "GET, HEAD"},
+		{"GET", "/v1/keys/key1/enable", "POST"},
+		{"DELETE", "/v1/keys/key1/disable", "POST"},
 		{"POST", "/v1/slideshows/job1/images/1", "GET, HEAD"},
 		{"GET", "/v1/slideshows/job1/retry", "POST"},
 		{"DELETE", "/v1/slideshows/job1/retry", "POST"},

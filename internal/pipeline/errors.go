@@ -11,7 +11,7 @@ var (
 	ErrNotFound = errors.New("pipeline: not found")
 	// ErrClosed: Submit or Retry after Run has returned, or a second Run.
 	ErrClosed = errors.New("pipeline: closed")
-	// ErrNotFailed: Retry of a job that is not failed (queued, in progress
+	// ErrNotFailed: Retry of a job that is neither failed nor canceled (queued, in progress
 	// or done).
 	ErrNotFailed = errors.New("pipeline: job not failed")
 	// ErrFinal: Cancel of a job that has already ended (done, failed or

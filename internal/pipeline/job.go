@@ -61,14 +61,7 @@ func (j *job) isCanceled() bool {
 // endCanceled stores that the job was canceled; running images go back to
 // pending. It reports whether the job reached its final state.
 func (j *job) endCanceled(log zerolog.Logger) bool {
-	err := j.update(func(r *record) {
-		r.State, r.Error = JobCanceled, "canceled by an operator"
-		for i := range r.ImageStates {
-			if r.ImageStates[i].State == ImageRunning {
-				r.ImageStates[i].State = ImagePending
-			}
-		}
-	})
+	err := j.update(func(r *record) { *r = r.canceled(r.UpdatedAt) })
 	if err != nil {
 		log.Error().Err(err).Msg("cannot store the job's cancellation")
 		return false

@@ -759,15 +759,7 @@ func (p *Pipeline) Cancel(ctx context.Context, id string) (Status, error) {
 	// Queued, or not active at all (waiting to be worked again after an
 	// error): store the end here.
 	defer p.mu.Unlock()
-	now := time.Now().UTC()
-	rec := r
-	rec.State, rec.Error, rec.UpdatedAt = JobCanceled, "canceled by an operator", now
-	rec.ImageStates = slices.Clone(r.ImageStates)
-	for i := range rec.ImageStates {
-		if rec.ImageStates[i].State == ImageRunning {
-			rec.ImageStates[i].State = ImagePending
-		}
-	}
+	rec := r.canceled(time.Now().UTC())
 	if err := p.put(ctx, rec); err != nil {
 		if active { // still queued, at the back
 			p.active[id] = j
@@ -788,6 +780,32 @@ func (p *Pipeline) Cancel(ctx context.Context, id string) (Status, error) {
 	default:
 	}
 	return rec.status(), nil
+}
+
+// CancelStored stores job id of st as canceled, for a program that works
+// on a data directory no Pipeline runs on (slideshowd jobs cancel without a
+// daemon; the data directory's lock keeps a Pipeline away meanwhile). Its
+// errors are those of Cancel.
+func CancelStored(ctx context.Context, st store.Store, id string) (Status, error) {
+	p := &Pipeline{cfg: Config{Store: st}}
+	r, err := p.load(ctx, id)
+	if err != nil {
+		return Status{}, err
+	}
+	if r.State.Final() {
+		return r.status(), fmt.Errorf("%w: job %s is %s", ErrFinal, id, r.State)
+	}
+	rec := r.canceled(time.Now().UTC())
+	if err := p.put(ctx, rec); err != nil {
+		return Status{}, err
+	}
+	return rec.status(), nil
+}
+
+// StoredStatus is Status over the job records of st (see CancelStored).
+func StoredStatus(ctx context.Context, st store.Store, id string) (Status, error) {
+	p := &Pipeline{cfg: Config{Store: st}}
+	return p.Status(ctx, id)
 }
 
 // Filter selects jobs for Jobs. The zero value selects every job.
@@ -848,6 +866,12 @@ func decodeCursor(s string) (cursorPos, error) {
 // proportion to all jobs stored. A bad f (unknown state or priority, a
 // cursor not from Jobs) gives an *InputError naming the field.
 func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
+	return StoredJobs(ctx, p.cfg.Store, f)
+}
+
+// StoredJobs is Jobs over the job records of st, for a program that reads
+// a data directory no Pipeline runs on (slideshowd jobs without a daemon).
+func StoredJobs(ctx context.Context, st store.Store, f Filter) (Page, error) {
 	for _, st := range f.States {
 		switch st {
 		case JobQueued, JobAnalyzing, JobGenerating, JobDone, JobFailed, JobCanceled:
@@ -879,7 +903,7 @@ func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
 	}
 	var out []Status
 	var bad error
-	err := p.cfg.Store.Jobs(ctx, func(jr store.JobRecord) bool {
+	err := st.Jobs(ctx, func(jr store.JobRecord) bool {
 		var r record
 		if err := json.Unmarshal(jr.Data, &r); err != nil {
 			bad = fmt.Errorf("pipeline: job %s: unreadable record: %w", jr.ID, err)

@@ -82,6 +82,19 @@ func (r record) status() Status {
 	return s
 }
 
+// canceled is the record of the job canceled at now: running images go
+// back to pending; what it finished is kept.
+func (r record) canceled(now time.Time) record {
+	r.ImageStates = slices.Clone(r.ImageStates)
+	r.State, r.Error, r.UpdatedAt = JobCanceled, "canceled by an operator", now
+	for i := range r.ImageStates {
+		if r.ImageStates[i].State == ImageRunning {
+			r.ImageStates[i].State = ImagePending
+		}
+	}
+	return r
+}
+
 // reopened is a failed job's record made ready to run again: queued, the
 // images that are not done pending with their errors cleared, the finished
 // analysis and images kept, one more attempt counted.

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// daemonBase is the base URL of the daemon the config's listen names.
+func daemonBase(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// errNoDaemon wraps the failure to reach a daemon: the command then works
+// on the data directory.
+var errNoDaemon = errors.New("no daemon answered")
+
+// daemonCall makes one request to the running daemon and decodes its JSON
+// answer into out. It wraps errNoDaemon when nothing answered; an answer
+// other than 200 is an *httpStatusError.
+func daemonCall(ctx context.Context, cfg config.Config, method, path string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	u := daemonBase(cfg.Listen) + path
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	if cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", errNoDaemon, daemonBase(cfg.Listen), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		var eb struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		msg := excerpt(string(body))
+		if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
+			msg = eb.Error.Message
+		}
+		return &httpStatusError{url: u, status: resp.StatusCode, body: msg}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("the daemon at %s answered something unexpected: %v", u, err)
+	}
+	return nil
+}
+
+// openDataStore opens the data directory's store for a command that found
+// no daemon. A missing store is an error: there is nothing to show or change.
+func openDataStore(cfg config.Config, daemonErr error) (*store.Bolt, error) {
+	path := filepath.Join(cfg.Data, StoreFile)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist and %v: check -config, SLIDESHOWD_DATA and that the daemon runs", path, daemonErr)
+	}
+	b, err := store.Open(path, store.Options{Timeout: 500 * time.Millisecond})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%s is locked by a running slideshowd that did not answer (%v)", path, daemonErr)
+	}
+	return b, err
+}
+
+// cmdKeys is `slideshowd keys [list|enable|disable] [ID]`.
+func cmdKeys(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("keys", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	asJSON := fs.Bool("json", false, "print the keys as JSON")
+	addr := fs.String("addr", "", "address of the running daemon (default: the config's listen)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd keys [list]        the keys: project, state per class, why and since when disabled")
+		fmt.Fprintln(e.stderr, "       slideshowd keys enable ID     put a disabled key back into service")
+		fmt.Fprintln(e.stderr, "       slideshowd keys disable ID    take a key out of service until enabled")
+		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitBadArgs
+	}
+	sub := "list"
+	if len(pos) > 0 {
+		sub, pos = pos[0], pos[1:]
+	}
+	want := map[string]int{"list": 0, "enable": 1, "disable": 1}
+	n, ok := want[sub]
+	if !ok || len(pos) != n {
+		if !ok {
+			fmt.Fprintf(e.stderr, "slideshowd keys: unknown sub-command %q: want list, enable ID or disable ID\n", sub)
+		} else {
+			fmt.Fprintf(e.stderr, "slideshowd keys %s: want %d argument(s), got %d\n", sub, n, len(pos))
+		}
+		return exitBadArgs
+	}
+	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	if !ok {
+		return exitBadArgs
+	}
+	if *addr != "" {
+		cfg.Listen = *addr
+	}
+	var keys []scheduler.KeyStatus
+	var changed scheduler.KeyStatus
+	source := "the running daemon at " + daemonBase(cfg.Listen)
+	switch sub {
+	case "list":
+		var kl struct{ Keys []scheduler.KeyStatus }
+		err = daemonCall(ctx, cfg, http.MethodGet, "/v1/keys", &kl)
+		keys = kl.Keys
+	default:
+		err = daemonCall(ctx, cfg, http.MethodPost, "/v1/keys/"+url.PathEscape(pos[0])+"/"+sub, &changed)
+	}
+	if errors.Is(err, errNoDaemon) {
+		source = "the data directory " + cfg.Data
+		keys, changed, err = keysOffline(ctx, cfg, sub, pos, err)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitFailed
+	}
+	if sub != "list" {
+		if *asJSON {
+			printJSON(e.stdout, changed)
+			return exitOK
+		}
+		fmt.Fprintf(e.stdout, "key %s %sd (%s)\n", changed.ID, sub, source)
+		return exitOK
+	}
+	if *asJSON {
+		printJSON(e.stdout, struct {
+			Keys []scheduler.KeyStatus `json:"keys"`
+		}{keys})
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "keys from %s\n", source)
+	printKeys(e.stdout, keys, time.Now())
+	return exitOK
+}
+
+// keysOffline does a keys sub-command on the data directory.
+func keysOffline(ctx context.Context, cfg config.Config, sub string, pos []string, daemonErr error) ([]scheduler.KeyStatus, scheduler.KeyStatus, error) {
+	st, err := openDataStore(cfg, daemonErr)
+	if err != nil {
+		return nil, scheduler.KeyStatus{}, err
+	}
+	defer st.Close()
+	sc := cfg.Scheduler()
+	sc.Store = st
+	s, err := scheduler.New(sc)
+	if err != nil {
+		return nil, scheduler.KeyStatus{}, err
+	}
+	switch sub {
+	case "enable":
+		err = s.EnableKey(ctx, pos[0])
+	case "disable":
+		err = s.DisableKey(ctx, pos[0], "")
+	}
+	if err != nil {
+		return nil, scheduler.KeyStatus{}, err
+	}
+	keys := s.Keys()
+	for _, k := range keys {
+		if len(pos) > 0 && k.ID == pos[0] {
+			return keys, k, nil
+		}
+	}
+	return keys, scheduler.KeyStatus{}, nil
+}
+
+// printKeys writes one line per key: its project, its state on each class
+// and, when disabled, why and since when.
+func printKeys(w io.Writer, keys []scheduler.KeyStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var classes []string
+	if len(keys) > 0 {
+		for _, c := range keys[0].Classes {
+			classes = append(classes, strings.ToUpper(c.Class))
+		}
+	}
+	fmt.Fprintf(tw, "KEY\tPROJECT\t%s\tDISABLED\n", strings.Join(classes, "\t"))
+	for _, k := range keys {
+		var states []string
+		for _, c := range k.Classes {
+			states = append(states, keyClassState(c, now))
+		}
+		disabled := "-"
+		if k.Disabled != "" {
+			disabled = k.Disabled
+			if !k.DisabledSince.IsZero() {
+				disabled += " (since " + k.DisabledSince.In(bucket.Pacific).Format("Jan 2 15:04 MST") + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.ID, k.Project, strings.Join(states, "\t"), disabled)
+	}
+	tw.Flush()
+}
+
+func keyClassState(c scheduler.KeyClassState, now time.Time) string {
+	switch c.State {
+	case "cooling":
+		return "cooling " + c.Until.Sub(now).Round(time.Second).String()
+	case "exhausted", "day_used":
+		return "out until " + c.Until.In(bucket.Pacific).Format("Jan 2 15:04 MST")
+	}
+	return c.State
+}
+
+// cmdJobs is `slideshowd jobs [list|show ID|cancel ID]`.
+func cmdJobs(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("jobs", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	addr := fs.String("addr", "", "address of the running daemon (default: the config's listen)")
+	state := fs.String("state", "", "list: only these states, comma-separated (queued, analyzing, generating, done, failed, canceled)")
+	priority := fs.String("priority", "", "list: only this priority (high, normal, low)")
+	since := fs.String("since", "", "list: only jobs created since this RFC 3339 time or this long ago (24h)")
+	limit := fs.Int("limit", 0, fmt.Sprintf("list: at most this many jobs (default %d, at most %d)", pipeline.DefaultPageSize, pipeline.MaxPageSize))
+	cursor := fs.String("cursor", "", "list: continue after the page that printed this cursor")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd jobs [list] [-state S] [-priority P] [-since T] [-limit N] [-cursor C]")
+		fmt.Fprintln(e.stderr, "       slideshowd jobs show ID      one job as JSON")
+		fmt.Fprintln(e.stderr, "       slideshowd jobs cancel ID    cancel a queued or running job")
+		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitBadArgs
+	}
+	sub := "list"
+	if len(pos) > 0 {
+		sub, pos = pos[0], pos[1:]
+	}
+	want := map[string]int{"list": 0, "show": 1, "cancel": 1}
+	n, ok := want[sub]
+	if !ok || len(pos) != n {
+		if !ok {
+			fmt.Fprintf(e.stderr, "slideshowd jobs: unknown sub-command %q: want list, show ID or cancel ID\n", sub)
+		} else {
+			fmt.Fprintf(e.stderr, "slideshowd jobs %s: want %d argument(s), got %d\n", sub, n, len(pos))
+		}
+		return exitBadArgs
+	}
+	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	if !ok {
+		return exitBadArgs
+	}
+	if *addr != "" {
+		cfg.Listen = *addr
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"state": *state, "priority": *priority, "since": *since, "cursor": *cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *limit != 0 {
+		q.Set("limit", fmt.Sprint(*limit))
+	}
+	var (
+		page pipeline.Page
+		st   pipeline.Status
+	)
+	switch sub {
+	case "list":
+		path := "/v1/slideshows"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		err = daemonCall(ctx, cfg, http.MethodGet, path, &page)
+	case "show":
+		err = daemonCall(ctx, cfg, http.MethodGet, "/v1/slideshows/"+url.PathEscape(pos[0]), &st)
+	case "cancel":
+		err = daemonCall(ctx, cfg, http.MethodDelete, "/v1/slideshows/"+url.PathEscape(pos[0]), &st)
+	}
+	if errors.Is(err, errNoDaemon) {
+		page, st, err = jobsOffline(ctx, cfg, sub, pos, q, err)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		var ie *pipeline.InputError
+		if errors.As(err, &ie) {
+			return exitBadArgs
+		}
+		var he *httpStatusError
+		if errors.As(err, &he) && he.status == http.StatusBadRequest {
+			return exitBadArgs
+		}
+		return exitFailed
+	}
+	switch {
+	case sub == "list" && !*asJSON:
+		printJobs(e.stdout, page)
+	case sub == "list":
+		printJSON(e.stdout, page)
+	case sub == "cancel" && !*asJSON:
+		fmt.Fprintf(e.stdout, "job %s canceled\n", st.ID)
+	default:
+		printJSON(e.stdout, st)
+	}
+	return exitOK
+}
+
+// jobsOffline does a jobs sub-command on the data directory; the filters
+// are the query GET /v1/slideshows would get.
+func jobsOffline(ctx context.Context, cfg config.Config, sub string, pos []string, q url.Values, daemonErr error) (pipeline.Page, pipeline.Status, error) {
+	bs, err := openDataStore(cfg, daemonErr)
+	if err != nil {
+		return pipeline.Page{}, pipeline.Status{}, err
+	}
+	defer bs.Close()
+	switch sub {
+	case "show":
+		st, err := pipeline.StoredStatus(ctx, bs, pos[0])
+		return pipeline.Page{}, st, err
+	case "cancel":
+		st, err := pipeline.CancelStored(ctx, bs, pos[0])
+		return pipeline.Page{}, st, err
+	}
+	f := pipeline.Filter{Priority: q.Get("priority"), Cursor: q.Get("cursor")}
+	if s := q.Get("state"); s != "" {
+		for v := range strings.SplitSeq(s, ",") {
+			f.States = append(f.States, pipeline.JobState(v))
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		fmt.Sscan(v, &f.Limit)
+	}
+	if v := q.Get("since"); v != "" {
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			f.Since = t
+		} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			f.Since = time.Now().Add(-d)
+		} else {
+			return pipeline.Page{}, pipeline.Status{}, &pipeline.InputError{Field: "since", Value: fmt.Sprintf("%q", v),
+				Reason: "want an RFC 3339 time (2026-03-01T12:00:00Z) or a duration back from now (24h)"}
+		}
+	}
+	pg, err := pipeline.StoredJobs(ctx, bs, f)
+	return pg, pipeline.Status{}, err
+}
+
+// printJobs writes a page of jobs as a table, then the cursor of the next.
+func printJobs(w io.Writer, pg pipeline.Page) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tPRIORITY\tIMAGES\tCREATED\tSOURCE")
+	for _, st := range pg.Jobs {
+		done := 0
+		for _, is := range st.Images {
+			if is.State == pipeline.ImageDone {
+				done++
+			}
+		}
+		state := string(st.State)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", st.ID, state, st.Priority, done, len(st.Images),
+			st.CreatedAt.Local().Format("Jan 2 15:04:05"), excerpt(st.Source))
+	}
+	tw.Flush()
+	if pg.Next != "" {
+		fmt.Fprintf(w, "more: slideshowd jobs list -cursor %s\n", pg.Next)
+	}
+}
+
+func printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
