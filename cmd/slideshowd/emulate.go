@@ -271,6 +271,17 @@ type emulatorStats struct {
 	RateLimited map[string]int `json:"rate_limited"`
 	Day         []laneCount    `json:"day"`
 	MaxWindow   []laneCount    `json:"max_window"`
+	// What the API saw per lane, admitted or not: arrival times, the most
+	// in any 60 s window, and the 429s for a per-minute quota.
+	Sent                 []laneTimes `json:"sent"`
+	MaxSentWindow        []laneCount `json:"max_sent_window"`
+	RateLimitedPerMinute []laneCount `json:"rate_limited_per_minute"`
+}
+
+type laneTimes struct {
+	Project string      `json:"project"`
+	Model   string      `json:"model"`
+	Times   []time.Time `json:"times"`
 }
 
 type requestCount struct {
@@ -318,5 +329,15 @@ func statsJSON(s emulator.Stats) emulatorStats {
 		return l
 	}
 	out.Day, out.MaxWindow = lanes(s.Day), lanes(s.MaxWindow)
+	out.MaxSentWindow, out.RateLimitedPerMinute = lanes(s.MaxSentWindow), lanes(s.RateLimitedPerMinute)
+	for k, ts := range s.Sent {
+		out.Sent = append(out.Sent, laneTimes{Project: k.Project, Model: k.Model, Times: ts})
+	}
+	sort.Slice(out.Sent, func(i, j int) bool {
+		if out.Sent[i].Model != out.Sent[j].Model {
+			return out.Sent[i].Model < out.Sent[j].Model
+		}
+		return out.Sent[i].Project < out.Sent[j].Project
+	})
 	return out
 }

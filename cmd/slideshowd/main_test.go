@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -703,6 +704,22 @@ func TestEmulateCommand(t *testing.T) {
 	}
 	if total != 3 {
 		t.Errorf("emulator served %d requests, want 3 (1 analysis, 2 images): %+v", total, st)
+	}
+	// What the API saw, per lane: one analysis and two images, no 429.
+	sent := map[string]int{}
+	for _, l := range st.Sent {
+		sent[l.Model] += len(l.Times)
+		if !slices.IsSortedFunc(l.Times, time.Time.Compare) {
+			t.Errorf("sent times of %s/%s out of order: %v", l.Project, l.Model, l.Times)
+		}
+	}
+	windows := map[string]int{}
+	for _, l := range st.MaxSentWindow {
+		windows[l.Model] += l.Count
+	}
+	if sent[emulator.DefaultTextModel] != 1 || sent[emulator.DefaultImageModel] != 2 ||
+		windows[emulator.DefaultTextModel] != 1 || windows[emulator.DefaultImageModel] != 2 || len(st.RateLimitedPerMinute) != 0 {
+		t.Errorf("stats: sent %v, max sent window %v, per-minute 429s %v", sent, windows, st.RateLimitedPerMinute)
 	}
 }
 

@@ -22,8 +22,11 @@
 //
 // Stats tells what was served: requests by key name, model and status, the
 // most requests any 60 s window held per (project, model), 429s by quota id,
-// and the day's count. Keys appear by name only; a secret never appears in
-// a response, an error or the statistics.
+// and the day's count; and what the API saw per (project, model), so a test
+// can judge a client by it: the arrival time of every request that reached
+// the quota check, admitted or not, the most of them in any sliding 60 s
+// window, and the 429s for a per-minute quota. Keys appear by name only; a
+// secret never appears in a response, an error or the statistics.
 //
 // # What is emulated
 //

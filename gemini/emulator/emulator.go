@@ -357,10 +357,16 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 	}
 	now := time.Now()
 	l := e.laneLocked(project, rt.model)
+	l.arrive(now)
 	if vs := l.check(now, lim, tokens, e.loc); len(vs) > 0 {
+		perMinute := false
 		for _, v := range vs {
 			id, _ := quotaNames(v.kind, e.freeTier)
 			e.rateLimited[id]++
+			perMinute = perMinute || v.kind != perDay
+		}
+		if perMinute {
+			l.limited++
 		}
 		e.mu.Unlock()
 		fail(quotaError(vs, rt.model, e.layout, e.freeTier, e.truncate))

@@ -54,6 +54,22 @@ type lane struct {
 
 	maxWin int // most requests in any window so far
 	spent  int // requests admitted through Spend
+
+	// What the API saw of this lane's requests, admitted or not.
+	sent     []time.Time // arrival of every request that reached the quota check
+	sentHead int         // first of sent younger than window at the last arrival
+	maxSent  int         // most arrivals in any window so far
+	limited  int         // 429s for a per-minute quota (RPM or TPM)
+}
+
+// arrive records a request that reached the quota check at now, whatever
+// its answer. Arrivals come in time order (the Emulator's lock).
+func (l *lane) arrive(now time.Time) {
+	l.sent = append(l.sent, now)
+	for !now.Before(l.sent[l.sentHead].Add(window)) {
+		l.sentHead++
+	}
+	l.maxSent = max(l.maxSent, len(l.sent)-l.sentHead)
 }
 
 // prune drops admissions that left the window by now; memory stays bounded

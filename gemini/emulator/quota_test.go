@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -526,4 +527,62 @@ func TestSpendIsConstantTime(t *testing.T) {
 	if s := e.Stats(); s.MaxWindow[LaneKey{"p", textModel}] != 1_000_000 || s.Spent[LaneKey{"p", textModel}] != 1_000_000 {
 		t.Errorf("stats %+v", s)
 	}
+}
+
+// TestSentStats: per lane, Stats shows what the API saw: the arrival time
+// of every request that reached the quota check (429s and 503s included),
+// the most of them in any sliding 60 s window, and the per-minute 429s.
+func TestSentStats(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := mustNew(t, oneKey(Limits{RPM: 2, RPD: 4}))
+		start := time.Now()
+		lane := LaneKey{Project: "k1", Model: textModel}
+		// 0 s: 200, 200, 429 (RPM); 30 s: 429 (RPM); 60 s: 200 (the first
+		// two left the window), 503; 61 s: 200; 62 s: 429 (RPD and RPM).
+		// A bad key and an invalid body never reach the quota check.
+		var want []time.Time
+		send := func(at time.Duration) {
+			sleepUntil(start.Add(at))
+			want = append(want, time.Now())
+			rawPost(t, e, genPath, "secret-1", simpleBody)
+		}
+		send(0)
+		send(0)
+		send(0)
+		send(30 * time.Second)
+		send(60 * time.Second)
+		mustOK(t, e.SetFaults(Faults{Rate503: 1}))
+		send(60 * time.Second)
+		mustOK(t, e.SetFaults(Faults{}))
+		send(61 * time.Second)
+		send(62 * time.Second)
+		if code, _ := rawPost(t, e, genPath, "unknown-secret", simpleBody); code != 400 {
+			t.Fatalf("unknown key: %d", code)
+		}
+		if code, _ := rawPost(t, e, genPath, "secret-1", `{"contents":[]}`); code != 400 {
+			t.Fatalf("empty contents: %d", code)
+		}
+
+		s := e.Stats()
+		if got := s.Sent[lane]; !slices.Equal(got, want) {
+			t.Errorf("Sent = %v, want %v", got, want)
+		}
+		// [30 s, 90 s) holds the arrivals at 30, 60, 60, 61 and 62 s.
+		if got := s.MaxSentWindow[lane]; got != 5 {
+			t.Errorf("MaxSentWindow = %d, want 5", got)
+		}
+		if got := s.MaxWindow[lane]; got != 2 {
+			t.Errorf("MaxWindow (admitted) = %d, want 2", got)
+		}
+		if got := s.RateLimitedPerMinute[lane]; got != 3 {
+			t.Errorf("RateLimitedPerMinute = %d, want 3", got)
+		}
+		if got := s.Requests[RequestKey{"k1", textModel, 503}]; got != 1 {
+			t.Errorf("503s = %d, want 1", got)
+		}
+		s.Sent[lane][0] = time.Time{}
+		if e.Stats().Sent[lane][0].IsZero() {
+			t.Error("Stats.Sent shares its slice with the emulator")
+		}
+	})
 }

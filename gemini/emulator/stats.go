@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -25,6 +26,21 @@ type Stats struct {
 	Spent map[LaneKey]int
 	// CountTokens is the number of countTokens requests answered 200.
 	CountTokens int
+
+	// What the API saw, per (project, model), of the generate requests that
+	// reached the quota check (key known, request valid), whatever their
+	// answer (200, 429, 5xx): a client that respects the quota keeps
+	// MaxSentWindow at most the lane's RPM and RateLimitedPerMinute at 0.
+	//
+	// Sent holds their arrival times, oldest first.
+	Sent map[LaneKey][]time.Time
+	// MaxSentWindow is the most of them that arrived in any sliding 60 s
+	// window (one arriving at t counts during [t, t+60s)).
+	MaxSentWindow map[LaneKey]int
+	// RateLimitedPerMinute counts the lane's 429s for a per-minute quota
+	// (RPM or TPM; once per request, also when a per-day quota was
+	// exceeded too).
+	RateLimitedPerMinute map[LaneKey]int
 }
 
 // Stats returns a snapshot of the counters.
@@ -39,8 +55,19 @@ func (e *Emulator) Stats() Stats {
 		Day:         make(map[LaneKey]int, len(e.lanes)),
 		Spent:       make(map[LaneKey]int),
 		CountTokens: e.countTokens,
+
+		Sent:                 make(map[LaneKey][]time.Time),
+		MaxSentWindow:        make(map[LaneKey]int),
+		RateLimitedPerMinute: make(map[LaneKey]int),
 	}
 	for k, l := range e.lanes {
+		if len(l.sent) > 0 {
+			s.Sent[k] = slices.Clone(l.sent)
+			s.MaxSentWindow[k] = l.maxSent
+		}
+		if l.limited > 0 {
+			s.RateLimitedPerMinute[k] = l.limited
+		}
 		if l.maxWin > 0 {
 			s.MaxWindow[k] = l.maxWin
 		}
