@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -138,26 +137,54 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	}()
 	tr.start()
 
+	// Every entry is followed at once; each one's folder is written as
+	// soon as it ends, so a killed or waiting batch shows what is finished.
 	results := make([]batchResult, len(entries))
-	interrupted := false
+	ended := make(chan batchResult)
+	waitCtx, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
+	following := 0
 	for i, id := range ids {
 		if id == "" {
+			break
+		}
+		following++
+		go func() {
+			st, err := d.pipe.Wait(waitCtx, id)
+			if err != nil {
+				st = pipeline.Status{}
+			}
+			select {
+			case ended <- batchResult{index: i, status: st}:
+			case <-waitCtx.Done():
+			}
+		}()
+	}
+	interrupted := following < len(entries)
+	for range following {
+		r := <-ended
+		if r.status.ID == "" { // the wait ended with ctx
 			interrupted = true
 			break
 		}
-		st, err := d.pipe.Wait(ctx, id)
+		r.dir = filepath.Join(out, outDirName(r.index, len(entries), entries[r.index].slug))
+		err := writeSlideshow(r.dir, r.index, r.status, func(n int) (string, []byte, error) {
+			src, err := d.pipe.ImagePath(ctx, r.status.ID, n)
+			if err != nil {
+				return "", nil, err
+			}
+			data, err := os.ReadFile(src)
+			return filepath.Base(src), data, err
+		})
 		if err != nil {
-			interrupted = true
-			break
-		}
-		dir := filepath.Join(out, outDirName(i, len(entries), entries[i].slug))
-		if err := writeOutputs(ctx, d.pipe, st, dir); err != nil {
 			tr.finish()
-			fmt.Fprintf(e.stderr, "slideshowd: writing %s: %v\n", dir, err)
+			fmt.Fprintf(e.stderr, "slideshowd: writing %s: %v\n", r.dir, err)
 			return exitFailed
 		}
-		results[i] = batchResult{index: i, status: st, dir: dir}
+		tr.wrote(r)
+		results[r.index] = r
 	}
+	stopWaiting()
 	tr.finish()
 	if interrupted {
 		stopping := fmt.Sprintf("letting running calls finish (up to %s; a second signal stops at once)", cfg.Grace())
@@ -200,40 +227,6 @@ func retryFailed(ctx context.Context, e env, p *pipeline.Pipeline, i int, id str
 	return nil
 }
 
-// writeOutputs writes a job's analysis.json and finished images to dir.
-func writeOutputs(ctx context.Context, p *pipeline.Pipeline, st pipeline.Status, dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if st.Analysis != nil {
-		data, err := json.MarshalIndent(st.Analysis, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := writeFile(dir, pipeline.AnalysisFile, append(data, '\n')); err != nil {
-			return err
-		}
-	}
-	for _, is := range st.Images {
-		if is.State != pipeline.ImageDone {
-			continue
-		}
-		src, err := p.ImagePath(ctx, st.ID, is.N)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return err
-		}
-		if err := writeFile(dir, filepath.Base(src), data); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// writeFile writes dir/name through a temporary file and a rename.
 // writeFile writes dir/name durably: a temporary file, fsync, rename, fsync
 // of dir, so an output reported written survives a crash whole.
 func writeFile(dir, name string, data []byte) error {
@@ -394,6 +387,23 @@ func (t *tracker) update(st pipeline.Status) {
 	t.analyze[i], t.images[i], t.failed[i] = analysed, done, failed
 	if t.started {
 		t.showLocked(false)
+	}
+}
+
+// wrote tells that entry r's folder is written: a line in lines mode,
+// above the bar in bar mode.
+func (t *tracker) wrote(r batchResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	line := fmt.Sprintf("%s: [%d] %q -> %s", r.status.State, r.index, r.status.Source, r.dir)
+	switch t.mode {
+	case "lines":
+		fmt.Fprintln(t.w, line)
+	case "bar":
+		fmt.Fprintf(t.w, "\r\x1b[K%s\n", line)
+		if t.started {
+			t.drawBar()
+		}
 	}
 }
 

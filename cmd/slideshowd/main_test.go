@@ -412,6 +412,21 @@ func TestBatchFailuresThenRetry(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "analysis.json")); err != nil {
 		t.Error(err)
 	}
+	// status.json says why each image failed.
+	st := readOutputStatus(t, out)
+	nf := 0
+	for _, im := range st.Images {
+		switch {
+		case im.State == "failed" && strings.Contains(im.Error, "IMAGE_SAFETY") && im.File == "":
+			nf++
+		case im.State == "done" && im.File != "":
+		default:
+			t.Errorf("status.json image %+v", im)
+		}
+	}
+	if st.State != "failed" || nf != failed || !strings.Contains(st.Error, "images failed") {
+		t.Errorf("status.json: %+v", st)
+	}
 
 	if err := e.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
