@@ -294,110 +294,132 @@ func (c Config) Validate() error {
 	return redactError(c.validate(), secrets)
 }
 
+// Problems reports every problem of c, after defaults, each as one line
+// naming the field, the value and why (redacted as in Validate), in the
+// order of the file's fields; none when c is valid. `slideshowd check`
+// prints them all.
+func (c Config) Problems() []error {
+	secrets := []string{c.Token}
+	for _, k := range c.Keys {
+		secrets = append(secrets, k.Secret)
+	}
+	ps := c.problems()
+	for i := range ps {
+		ps[i] = redactError(ps[i], secrets)
+	}
+	return ps
+}
+
+// validate returns the first of problems.
 func (c Config) validate() error {
+	if p := c.problems(); len(p) > 0 {
+		return p[0]
+	}
+	return nil
+}
+
+func (c Config) problems() []error {
 	c.Keys = append([]Key(nil), c.Keys...)
 	c.withDefaults()
+	var errs []error
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
-		return fieldErr("listen", strconv.Quote(c.Listen), "want host:port, e.g. 127.0.0.1:8080")
+		errs = append(errs, fieldErr("listen", strconv.Quote(c.Listen), "want host:port, e.g. 127.0.0.1:8080"))
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fieldErr("listen", strconv.Quote(c.Listen), "port must be a number in 0..65535")
+		errs = append(errs, fieldErr("listen", strconv.Quote(c.Listen), "port must be a number in 0..65535"))
 	}
 	if c.BaseURL != "" {
 		if err := checkBaseURL(c.BaseURL); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if math.IsNaN(c.DailyCritical) || c.DailyCritical <= 0 || c.DailyCritical > 1 {
-		return fieldErr("daily_critical", fmt.Sprint(c.DailyCritical), "must be in (0, 1]")
+		errs = append(errs, fieldErr("daily_critical", fmt.Sprint(c.DailyCritical), "must be in (0, 1]"))
 	}
 	if *c.ShutdownGrace < 0 {
-		return fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0 (0 stops at once)")
+		errs = append(errs, fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0 (0 stops at once)"))
 	}
 	if c.Retention < 0 {
-		return fieldErr("retention", c.Retention.String(), "must be >= 0 (0 keeps jobs for ever)")
+		errs = append(errs, fieldErr("retention", c.Retention.String(), "must be >= 0 (0 keeps jobs for ever)"))
 	}
 	if c.MaxBodyBytes < MinMaxBodyBytes {
-		return fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), fmt.Sprintf("must be at least %d (64 KiB)", MinMaxBodyBytes))
+		errs = append(errs, fieldErr("max_body_bytes", strconv.FormatInt(c.MaxBodyBytes, 10), fmt.Sprintf("must be at least %d (64 KiB)", MinMaxBodyBytes)))
 	}
 	if c.MaxActive < 0 {
-		return fieldErr("max_active", strconv.Itoa(c.MaxActive), "must be > 0")
+		errs = append(errs, fieldErr("max_active", strconv.Itoa(c.MaxActive), "must be > 0"))
 	}
 	if err := (gemini.ImageOptions{AspectRatio: c.Images.AspectRatio}).Validate(); err != nil {
-		return fieldErr("images.aspect_ratio", strconv.Quote(c.Images.AspectRatio), "want 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9 or 21:9")
+		errs = append(errs, fieldErr("images.aspect_ratio", strconv.Quote(c.Images.AspectRatio), "want 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9 or 21:9"))
 	}
 	if err := (gemini.ImageOptions{Size: c.Images.Size}).Validate(); err != nil {
-		return fieldErr("images.size", strconv.Quote(c.Images.Size), "want 1K, 2K or 4K")
+		errs = append(errs, fieldErr("images.size", strconv.Quote(c.Images.Size), "want 1K, 2K or 4K"))
 	}
 	switch c.Log.Format {
 	case "", "json", "console":
 	default:
-		return fieldErr("log.format", strconv.Quote(c.Log.Format), `want "json" or "console" (or nothing: console on a terminal, else json)`)
+		errs = append(errs, fieldErr("log.format", strconv.Quote(c.Log.Format), `want "json" or "console" (or nothing: console on a terminal, else json)`))
 	}
 	if _, err := zerolog.ParseLevel(c.Log.Level); err != nil || c.Log.Level == "" {
-		return fieldErr("log.level", strconv.Quote(c.Log.Level), "want trace, debug, info, warn or error")
+		errs = append(errs, fieldErr("log.level", strconv.Quote(c.Log.Level), "want trace, debug, info, warn or error"))
 	}
-	if err := c.Classes.Text.validate("classes.text"); err != nil {
-		return err
-	}
-	if err := c.Classes.Image.validate("classes.image"); err != nil {
-		return err
-	}
+	errs = append(errs, c.Classes.Text.validate("classes.text")...)
+	errs = append(errs, c.Classes.Image.validate("classes.image")...)
 	if c.Token != "" {
 		if n := len(c.Token); n < MinTokenLength {
-			return fmt.Errorf("config: %s: %d characters: must be at least %d (the value is not shown)", EnvToken, n, MinTokenLength)
+			errs = append(errs, fmt.Errorf("config: %s: %d characters: must be at least %d (the value is not shown)", EnvToken, n, MinTokenLength))
 		}
 		for i, r := range c.Token {
 			if r <= ' ' || r > '~' {
-				return fmt.Errorf("config: %s: character %d: must be printable ASCII without spaces (the value is not shown)", EnvToken, i+1)
+				errs = append(errs, fmt.Errorf("config: %s: character %d: must be printable ASCII without spaces (the value is not shown)", EnvToken, i+1))
+				break
 			}
 		}
 	}
 	if len(c.Keys) == 0 {
-		return fmt.Errorf("config: keys: none: set %s or list keys (id, secret_env) in the config file", EnvKeys)
+		errs = append(errs, fmt.Errorf("config: keys: none: set %s or list keys (id, secret_env) in the config file", EnvKeys))
 	}
 	ids := make(map[string]bool, len(c.Keys))
 	for i, k := range c.Keys {
 		f := fmt.Sprintf("keys[%d]", i)
 		if !idPattern.MatchString(k.ID) {
-			return fieldErr(f+".id", strconv.Quote(k.ID), "want 1 to 64 letters, digits, '.', '_' or '-'")
-		}
-		if ids[k.ID] {
-			return fieldErr(f+".id", strconv.Quote(k.ID), "duplicate key id")
+			errs = append(errs, fieldErr(f+".id", strconv.Quote(k.ID), "want 1 to 64 letters, digits, '.', '_' or '-'"))
+		} else if ids[k.ID] {
+			errs = append(errs, fieldErr(f+".id", strconv.Quote(k.ID), "duplicate key id"))
 		}
 		ids[k.ID] = true
 		if !idPattern.MatchString(k.Project) {
-			return fieldErr(f+".project", strconv.Quote(k.Project), "want 1 to 64 letters, digits, '.', '_' or '-'")
+			errs = append(errs, fieldErr(f+".project", strconv.Quote(k.Project), "want 1 to 64 letters, digits, '.', '_' or '-'"))
 		}
 		switch {
 		case k.SecretEnv != "" && !envPattern.MatchString(k.SecretEnv):
-			return fieldErr(f+".secret_env", strconv.Quote(k.SecretEnv), "not an environment variable name")
+			errs = append(errs, fieldErr(f+".secret_env", strconv.Quote(k.SecretEnv), "not an environment variable name"))
 		case k.SecretEnv == "" && k.Secret == "":
-			return fmt.Errorf("config: %s.secret_env: empty for key %q: name the environment variable that holds the key", f, k.ID)
+			errs = append(errs, fmt.Errorf("config: %s.secret_env: empty for key %q: name the environment variable that holds the key", f, k.ID))
 		}
 	}
-	return nil
+	return errs
 }
 
-func (cl Class) validate(f string) error {
+func (cl Class) validate(f string) []error {
+	var errs []error
 	if !modelPattern.MatchString(cl.Model) {
-		return fieldErr(f+".model", strconv.Quote(cl.Model), "not a model name")
+		errs = append(errs, fieldErr(f+".model", strconv.Quote(cl.Model), "not a model name"))
 	}
 	if cl.RPM <= 0 {
-		return fieldErr(f+".rpm", strconv.Itoa(cl.RPM), "must be > 0")
+		errs = append(errs, fieldErr(f+".rpm", strconv.Itoa(cl.RPM), "must be > 0"))
 	}
 	if cl.RPD <= 0 {
-		return fieldErr(f+".rpd", strconv.Itoa(cl.RPD), "must be > 0")
+		errs = append(errs, fieldErr(f+".rpd", strconv.Itoa(cl.RPD), "must be > 0"))
 	}
 	if cl.TPM < 0 {
-		return fieldErr(f+".tpm", strconv.Itoa(cl.TPM), "must be >= 0 (0 = not enforced)")
+		errs = append(errs, fieldErr(f+".tpm", strconv.Itoa(cl.TPM), "must be >= 0 (0 = not enforced)"))
 	}
 	if cl.Concurrency <= 0 {
-		return fieldErr(f+".concurrency", strconv.Itoa(cl.Concurrency), "must be > 0")
+		errs = append(errs, fieldErr(f+".concurrency", strconv.Itoa(cl.Concurrency), "must be > 0"))
 	}
-	if cl.Burst < 0 || cl.Burst > cl.RPM {
-		return fieldErr(f+".burst", strconv.Itoa(cl.Burst), "must be 0 (one second's worth) to rpm ("+strconv.Itoa(cl.RPM)+")")
+	if cl.Burst < 0 || (cl.RPM > 0 && cl.Burst > cl.RPM) {
+		errs = append(errs, fieldErr(f+".burst", strconv.Itoa(cl.Burst), "must be 0 (one second's worth) to rpm ("+strconv.Itoa(cl.RPM)+")"))
 	}
-	return nil
+	return errs
 }
 
 func checkBaseURL(s string) error {

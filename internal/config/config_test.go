@@ -448,3 +448,44 @@ func TestRetention(t *testing.T) {
 		})
 	}
 }
+
+// Check reports every problem, one line each, in the file's order: explicit
+// zeros, unset secrets, then invalid fields; Load reports the first.
+func TestCheckEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "slideshowd.yaml")
+	yaml := `max_active: 0
+daily_critical: 2
+keys:
+  - {id: a, secret_env: KA}
+  - {id: b, secret_env: KB}
+  - {id: a, secret_env: KC}
+classes:
+  image:
+    rpm: -1
+    size: 3
+`
+	yaml = strings.Replace(yaml, "    size: 3\n", "    tpm: -2\n", 1)
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, errs := Check(Options{Path: path, Getenv: env(map[string]string{"KC": "x"}), NeedSecrets: true})
+	want := []string{
+		"config: " + path + ": line 1: max_active: 0: must be > 0 (leave it out for the default, 64)",
+		`config: keys[0].secret_env: KA: not set in the environment (key "a")`,
+		`config: keys[1].secret_env: KB: not set in the environment (key "b")`,
+		"config: daily_critical: 2: must be in (0, 1]",
+		"config: classes.image.rpm: -1: must be > 0",
+		"config: classes.image.tpm: -2: must be >= 0 (0 = not enforced)",
+		`config: keys[2].id: "a": duplicate key id`,
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, _, err := Load(Options{Path: path, Getenv: env(map[string]string{"KC": "x"}), NeedSecrets: true}); err == nil || err.Error() != want[0] {
+		t.Errorf("Load: %v, want the first problem", err)
+	}
+}

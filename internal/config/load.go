@@ -49,15 +49,41 @@ func Load(opts Options) (Config, []string, error) {
 		_, after, _ := strings.Cut(e, ":") // PROJECT:SECRET
 		secrets = append(secrets, e, strings.TrimSpace(e), strings.TrimSpace(after))
 	}
-	c, warnings, err := loadConfig(opts, getenv, &secrets)
-	if err != nil {
-		return Config{}, nil, redactError(err, secrets)
+	c, warnings, errs := checkConfig(opts, getenv, &secrets)
+	if len(errs) > 0 {
+		return Config{}, nil, redactError(errs[0], secrets)
 	}
 	return c, warnings, nil
 }
 
-func loadConfig(opts Options, getenv func(string) string, secrets *[]string) (Config, []string, error) {
+// Check is Load reporting every problem rather than the first: a file that
+// cannot be decoded (syntax, unknown field, wrong type) is one problem;
+// otherwise each field written as 0 where 0 is not allowed, each key whose
+// secret_env is not set (with Options.NeedSecrets), and each invalid field
+// is one, redacted as Load's error. The Config is valid only when there is
+// no problem.
+func Check(opts Options) (Config, []string, []error) {
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	secrets := []string{getenv(EnvToken)}
+	for _, e := range strings.Split(getenv(EnvKeys), ",") {
+		_, after, _ := strings.Cut(e, ":") // PROJECT:SECRET
+		secrets = append(secrets, e, strings.TrimSpace(e), strings.TrimSpace(after))
+	}
+	c, warnings, errs := checkConfig(opts, getenv, &secrets)
+	for i := range errs {
+		errs[i] = redactError(errs[i], secrets)
+	}
+	return c, warnings, errs
+}
+
+// checkConfig loads the configuration and returns every problem, in the
+// order of Check.
+func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (Config, []string, []error) {
 	var c Config
+	var errs []error
 	path := opts.Path
 	if path == "" {
 		if _, err := os.Stat(DefaultFile); err == nil {
@@ -68,13 +94,15 @@ func loadConfig(opts Options, getenv func(string) string, secrets *[]string) (Co
 	if path != "" {
 		data, m, err := readFile(path)
 		if err != nil {
-			return Config{}, nil, err
+			return Config{}, nil, []error{err}
 		}
 		mode = m
-		c, err = parse(path, data, secrets, getenv)
+		var root *yaml.Node
+		c, root, err = parse(path, data, secrets, getenv)
 		if err != nil {
-			return Config{}, nil, err
+			return Config{}, nil, []error{err}
 		}
+		errs = append(errs, explicitZeros(path, root)...)
 		c.File = path
 	}
 	for _, k := range c.Keys {
@@ -95,14 +123,10 @@ func loadConfig(opts Options, getenv func(string) string, secrets *[]string) (Co
 	if literal && mode.Perm()&0o044 != 0 {
 		warnings = append(warnings, fmt.Sprintf("config: %s holds a literal secret and is readable by others (mode %04o); chmod 600 it", redact.String(path), mode.Perm()))
 	}
-	if err := c.applyEnv(getenv, opts.NeedSecrets); err != nil {
-		return Config{}, nil, err
-	}
+	errs = append(errs, c.applyEnv(getenv, opts.NeedSecrets)...)
 	c.withDefaults()
-	if err := c.validate(); err != nil {
-		return Config{}, nil, err
-	}
-	return c, warnings, nil
+	errs = append(errs, c.problems()...)
+	return c, warnings, errs
 }
 
 // redactError returns err with its text passed through the redaction of
@@ -159,8 +183,8 @@ func fileKind(m fs.FileMode) string {
 }
 
 // applyEnv applies the environment overrides and, with secrets, reads each
-// key's secret.
-func (c *Config) applyEnv(getenv func(string) string, secrets bool) error {
+// key's secret; it reports every key whose secret cannot be read.
+func (c *Config) applyEnv(getenv func(string) string, secrets bool) []error {
 	if v := getenv(EnvBaseURL); v != "" {
 		c.BaseURL = v
 	}
@@ -171,7 +195,7 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) error {
 	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
 		keys, err := ParseEnvKeys(v)
 		if err != nil {
-			return err
+			return []error{err}
 		}
 		c.Keys = keys
 		return nil
@@ -179,21 +203,20 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) error {
 	if !secrets {
 		return nil
 	}
+	var errs []error
 	for i := range c.Keys {
 		k := &c.Keys[i]
-		if k.SecretEnv == "" {
-			continue // a literal secret, or none: Validate names it
-		}
-		if !envPattern.MatchString(k.SecretEnv) {
-			return fieldErr(fmt.Sprintf("keys[%d].secret_env", i), strconv.Quote(k.SecretEnv), "not an environment variable name")
+		if k.SecretEnv == "" || !envPattern.MatchString(k.SecretEnv) {
+			continue // a literal secret, none, or a bad name: Validate names it
 		}
 		v := strings.TrimSpace(getenv(k.SecretEnv))
 		if v == "" {
-			return fmt.Errorf("config: keys[%d].secret_env: %s: not set in the environment (key %q)", i, k.SecretEnv, k.ID)
+			errs = append(errs, fmt.Errorf("config: keys[%d].secret_env: %s: not set in the environment (key %q)", i, k.SecretEnv, k.ID))
+			continue
 		}
 		k.Secret = v
 	}
-	return nil
+	return errs
 }
 
 // ParseEnvKeys parses the value of GEMINI_API_KEYS: comma-separated
@@ -235,18 +258,27 @@ func ParseEnvKeys(v string) ([]Key, error) {
 // Errors are one line: the file, the line, and the field's path when known.
 func Parse(name string, data []byte) (Config, error) {
 	var secrets []string
-	c, err := parse(name, data, &secrets, nil)
-	return c, redactError(err, secrets)
+	c, root, err := parse(name, data, &secrets, nil)
+	if err == nil {
+		if zs := explicitZeros(name, root); len(zs) > 0 {
+			err = zs[0]
+		}
+	}
+	if err != nil {
+		return Config{}, redactError(err, secrets)
+	}
+	return c, nil
 }
 
-// parse is Parse; it adds the file's literal secrets and, with getenv, the
-// values of the variables its secret_env fields name to secrets (even when
-// decoding fails later), for the caller's redaction.
-func parse(name string, data []byte, secrets *[]string, getenv func(string) string) (Config, error) {
+// parse is Parse without the check of explicit zeros, returning the
+// document's node tree too; it adds the file's literal secrets and, with
+// getenv, the values of the variables its secret_env fields name to
+// secrets (even when decoding fails later), for the caller's redaction.
+func parse(name string, data []byte, secrets *[]string, getenv func(string) string) (Config, *yaml.Node, error) {
 	var c Config
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Config{}, fmt.Errorf("config: %s: %s", name, oneLine(syntaxMessage(err)))
+		return Config{}, nil, fmt.Errorf("config: %s: %s", name, oneLine(syntaxMessage(err)))
 	}
 	walk(&root, "", func(n, key *yaml.Node, _ string) bool {
 		if key == nil || n.Kind != yaml.ScalarNode {
@@ -262,25 +294,22 @@ func parse(name string, data []byte, secrets *[]string, getenv func(string) stri
 		return true
 	})
 	if root.Kind == 0 { // empty document
-		return c, nil
+		return c, &root, nil
 	}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 && root.Content[0].Kind != yaml.MappingNode {
 		n := root.Content[0]
 		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-			return c, nil
+			return c, &root, nil
 		}
-		return Config{}, fmt.Errorf("config: %s: line %d: want a mapping of settings (listen, keys, classes, ...)", name, n.Line)
+		return Config{}, nil, fmt.Errorf("config: %s: line %d: want a mapping of settings (listen, keys, classes, ...)", name, n.Line)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	err := dec.Decode(&c)
 	if err == nil || errors.Is(err, io.EOF) {
-		if err := explicitZero(name, &root); err != nil {
-			return Config{}, err
-		}
-		return c, nil
+		return c, &root, nil
 	}
-	return Config{}, fmt.Errorf("config: %s: %s", name, describe(err, &root))
+	return Config{}, nil, fmt.Errorf("config: %s: %s", name, describe(err, &root))
 }
 
 // zeroRules are the fields whose zero value means "the default" in a
@@ -298,9 +327,9 @@ var zeroRules = map[string]string{
 	"classes.image.concurrency": fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageConcurrency),
 }
 
-// explicitZero reports the first field of zeroRules written as 0.
-func explicitZero(name string, root *yaml.Node) error {
-	var found error
+// explicitZeros reports the fields of zeroRules written as 0.
+func explicitZeros(name string, root *yaml.Node) []error {
+	var found []error
 	walk(root, "", func(n, key *yaml.Node, path string) bool {
 		why, ok := zeroRules[path]
 		if !ok || n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") {
@@ -310,8 +339,8 @@ func explicitZero(name string, root *yaml.Node) error {
 		if n.Decode(&f) != nil || f != 0 {
 			return true
 		}
-		found = fmt.Errorf("config: %s: line %d: %s: %s: %s", name, n.Line, path, n.Value, why)
-		return false
+		found = append(found, fmt.Errorf("config: %s: line %d: %s: %s: %s", name, n.Line, path, n.Value, why))
+		return true
 	})
 	return found
 }
