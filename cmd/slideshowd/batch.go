@@ -22,8 +22,9 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	out := fs.String("out", "", "output directory (required)")
 	progress := fs.String("progress", "auto", "progress display: auto (a bar on a terminal), bar, lines or none")
 	verbose := fs.Bool("v", false, "log at the configured level (default: warnings and errors only while the batch runs)")
+	dryRun := fs.Bool("dry-run", false, "check the batch file and print the planned calls and the quota they need; send nothing")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: slideshowd batch FILE.json -out DIR [-config FILE] [-progress auto|bar|lines|none] [-v]")
+		fmt.Fprintln(e.stderr, "Usage: slideshowd batch FILE.json -out DIR [-config FILE] [-progress auto|bar|lines|none] [-v] [-dry-run]")
 		fmt.Fprintln(e.stderr, "FILE is a JSON array of {\"source\", \"slides\": [{\"text\", \"image\": path relative to FILE}], \"images\": 1..20, \"priority\": high|normal|low}.")
 		fmt.Fprintln(e.stderr, "Exit status: 0 all done, 1 some failed, 2 bad input. Running it again with the same data directory resumes")
 		fmt.Fprintln(e.stderr, "and retries what failed, keeping every finished analysis and image.")
@@ -33,7 +34,7 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		return flagExit(err)
 	}
-	if len(pos) != 1 || *out == "" {
+	if len(pos) != 1 || (*out == "" && !*dryRun) {
 		fs.Usage()
 		return exitBadArgs
 	}
@@ -43,7 +44,7 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 		return exitBadArgs
 	}
 	file := pos[0]
-	cfg, warnings, ok := loadConfig(e, *cfgPath, true)
+	cfg, warnings, ok := loadConfig(e, *cfgPath, !*dryRun)
 	if !ok {
 		return exitBadArgs
 	}
@@ -62,6 +63,10 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 		return exitBadArgs
+	}
+	if *dryRun {
+		printPlan(e.stdout, cfg, file, entries, *out)
+		return exitOK
 	}
 	log := newLogger(e, cfg.Log, quietLevel(*verbose))
 	for _, w := range warnings {
@@ -487,4 +492,44 @@ func (t *tracker) drawBar() {
 		fill = n * width / t.total
 	}
 	fmt.Fprintf(t.w, "\r[%s%s] %3d%%  %s ", strings.Repeat("#", fill), strings.Repeat(".", width-fill), n*100/max(1, t.total), t.line())
+}
+
+// printPlan prints what a batch would do: per entry its calls and output
+// folder, then the calls per class against the configured quota.
+func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry, out string) {
+	images := 0
+	fmt.Fprintf(w, "%s: %d slideshows, valid; nothing is sent (dry run)\n", file, len(entries))
+	for i, en := range entries {
+		images += en.req.Images
+		pr := en.req.Priority
+		if pr == "" {
+			pr = "normal"
+		}
+		dest := ""
+		if out != "" {
+			dest = " -> " + filepath.Join(out, outDirName(i, len(entries), en.slug))
+		}
+		fmt.Fprintf(w, "  [%d] %q (%s, %d slides): 1 analysis + %d images%s\n", i, en.req.Source, pr, len(en.req.Slides), en.req.Images, dest)
+	}
+	projects := map[string]bool{}
+	for _, k := range cfg.Keys {
+		projects[k.Project] = true
+	}
+	np := len(projects)
+	fmt.Fprintf(w, "calls: %d text, %d image, over %d keys in %d projects\n", len(entries), images, len(cfg.Keys), np)
+	for _, c := range []struct {
+		name  string
+		class config.Class
+		calls int
+	}{{"text", cfg.Classes.Text, len(entries)}, {"image", cfg.Classes.Image, images}} {
+		day, rpm := c.class.RPD*np, c.class.RPM*np
+		minutes := (c.calls + rpm - 1) / max(rpm, 1)
+		line := fmt.Sprintf("  %s (%s): %s calls of %s/day (%s RPM); at least %d minute(s) at full RPM",
+			c.name, c.class.Model, thousands(c.calls), thousands(day), thousands(rpm), minutes)
+		if c.calls > day {
+			line += fmt.Sprintf("; more than a day's quota: at least %d Pacific days", (c.calls+day-1)/max(day, 1))
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
 }

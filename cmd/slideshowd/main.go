@@ -7,6 +7,7 @@
 //	slideshowd usage                      the usage table (of the running daemon, else of the data directory)
 //	slideshowd keys [enable|disable ID]   the API keys; put one back into service or take it out
 //	slideshowd jobs [show|cancel ID]      list jobs (-state, -priority, -since), show or cancel one
+//	slideshowd check [-online]            check the configuration, keys' variables, data directory, base URL
 //	slideshowd emulate [-addr HOST:PORT]  the Gemini API emulator as a server
 //	slideshowd version | help
 //
@@ -94,6 +95,7 @@ func commands() []command {
 		{"usage", "[-json] [-addr HOST:PORT]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
 		{"keys", "[list | enable ID | disable ID]", "show the API keys, or enable or disable one (daemon, else data directory)", cmdKeys},
 		{"jobs", "[list | show ID | cancel ID]", "list, show or cancel slideshow jobs (daemon, else data directory)", cmdJobs},
+		{"check", "[-online]", "check the configuration and the environment it names (exit 0 ok, 2 problems)", cmdCheck},
 		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "", "print this help", nil},

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slideshowd/slideshowd/internal/config"
+)
+
+// googleBaseURL is the Gemini API's endpoint, checked by check -online when
+// base_url is empty.
+const googleBaseURL = "https://generativelanguage.googleapis.com/"
+
+// checkTimeout bounds check -online's request to the base URL.
+const checkTimeout = 10 * time.Second
+
+func cmdCheck(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("check", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	online := fs.Bool("online", false, "also check that the Gemini API base URL answers over the network")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd check [-config FILE] [-online]")
+		fmt.Fprintln(e.stderr, "Checks the configuration and the environment it names: every field, every key's secret_env set,")
+		fmt.Fprintln(e.stderr, "the data directory writable, and with -online the base URL reachable. One line per problem;")
+		fmt.Fprintln(e.stderr, "exit status 0 when there is none, 2 otherwise.")
+		fs.PrintDefaults()
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) != 0 {
+		fmt.Fprintf(e.stderr, "slideshowd check: unexpected argument %q\n", pos[0])
+		return exitBadArgs
+	}
+	cfg, warnings, errs := config.Check(config.Options{Path: *cfgPath, Getenv: e.getenv, NeedSecrets: true})
+	var problems []string
+	for _, err := range errs {
+		problems = append(problems, err.Error())
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(e.stderr, "slideshowd: warning:", w)
+	}
+	decoded := cfg.Data != "" // a file that cannot be decoded leaves nothing else to check
+	var notes []string
+	if decoded {
+		note, problem := checkDataDir(cfg.Data)
+		if problem != "" {
+			problems = append(problems, problem)
+		} else {
+			notes = append(notes, note)
+		}
+		base := cfg.BaseURL
+		if base == "" {
+			base = googleBaseURL
+		}
+		if *online {
+			if err := checkReachable(ctx, base); err != nil {
+				problems = append(problems, fmt.Sprintf("base_url: %s: not reachable: %v", base, err))
+			} else {
+				notes = append(notes, "base URL "+base+" answers")
+			}
+		} else {
+			notes = append(notes, "base URL "+base+" (not contacted; -online checks it)")
+		}
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(e.stderr, "slideshowd:", p)
+		}
+		s := "s"
+		if len(problems) == 1 {
+			s = ""
+		}
+		fmt.Fprintf(e.stderr, "slideshowd check: %d problem%s\n", len(problems), s)
+		return exitBadArgs
+	}
+	file := cfg.File
+	if file == "" {
+		file = "no config file (defaults and the environment)"
+	}
+	fmt.Fprintf(e.stdout, "ok: %s\n", file)
+	fmt.Fprintf(e.stdout, "  keys: %s\n", strings.Join(keyIDs(cfg), ", "))
+	fmt.Fprintf(e.stdout, "  text: %s %d RPM %d/day per project; image: %s %d RPM %d/day per project\n",
+		cfg.Classes.Text.Model, cfg.Classes.Text.RPM, cfg.Classes.Text.RPD, cfg.Classes.Image.Model, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)
+	for _, n := range notes {
+		fmt.Fprintln(e.stdout, " ", n)
+	}
+	if cfg.Token == "" {
+		fmt.Fprintf(e.stdout, "  no %s: the HTTP API checks no token (bind it to loopback)\n", config.EnvToken)
+	}
+	return exitOK
+}
+
+// checkDataDir says whether dir can be the data directory: an existing
+// directory where a file can be created, or a path whose nearest existing
+// parent is such a directory (serve and batch create it).
+func checkDataDir(dir string) (note, problem string) {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && !fi.IsDir():
+		return "", fmt.Sprintf("data: %s: not a directory", dir)
+	case err == nil:
+		if err := probeWrite(dir); err != nil {
+			return "", fmt.Sprintf("data: %s: not writable: %s", dir, fileProblem(err))
+		}
+		note = "data directory " + dir + " is writable"
+		if _, err := os.Stat(filepath.Join(dir, StoreFile)); err == nil {
+			note += " (holds " + StoreFile + ")"
+		}
+		return note, ""
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Sprintf("data: %s: %s", dir, fileProblem(err))
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	for {
+		fi, err := os.Stat(parent)
+		if err == nil && fi.IsDir() {
+			break
+		}
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || parent == filepath.Dir(parent) {
+			return "", fmt.Sprintf("data: %s: cannot be created: %s is not a directory", dir, parent)
+		}
+		parent = filepath.Dir(parent)
+	}
+	if err := probeWrite(parent); err != nil {
+		return "", fmt.Sprintf("data: %s: does not exist and cannot be created in %s: %s", dir, parent, fileProblem(err))
+	}
+	return "data directory " + dir + " does not exist yet; it will be created", ""
+}
+
+// probeWrite creates, syncs and removes a file in dir.
+func probeWrite(dir string) error {
+	f, err := os.CreateTemp(dir, ".slideshowd-check-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write([]byte("check\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// checkReachable makes one GET to base: any HTTP answer means reachable.
+func checkReachable(ctx context.Context, base string) error {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return ue.Err
+		}
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+)
+
+func TestCheck(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	t.Run("ok", func(t *testing.T) {
+		dir := t.TempDir()
+		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "base_url: "+base+"\nkeys:\n  - {id: main, secret_env: K1, project: team}\n")
+		r := runBin(t, dir, map[string]string{"K1": secrets[0], "SLIDESHOWD_DATA": filepath.Join(dir, "data")}, "check", "-online")
+		if r.code != 0 || r.stderr != "" {
+			t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+		for _, want := range []string{"ok: slideshowd.yaml\n", "  keys: main@team\n",
+			"data directory " + filepath.Join(dir, "data") + " does not exist yet; it will be created",
+			"base URL " + base + " answers"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		if strings.Contains(r.stdout+r.stderr, secrets[0]) {
+			t.Error("check shows a secret")
+		}
+	})
+	t.Run("every problem", func(t *testing.T) {
+		dir := t.TempDir()
+		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), `base_url: http://127.0.0.1:1/
+max_active: 0
+keys:
+  - {id: main, secret_env: K1}
+  - {id: spare, secret_env: K2}
+classes:
+  image:
+    rpm: -4
+`)
+		file := writeTestFile(t, filepath.Join(dir, "afile"), "x")
+		r := runBin(t, dir, map[string]string{"K2": secrets[1], "SLIDESHOWD_DATA": file}, "check", "-online")
+		want := []string{
+			"slideshowd: config: slideshowd.yaml: line 2: max_active: 0: must be > 0 (leave it out for the default, 64)",
+			`slideshowd: config: keys[0].secret_env: K1: not set in the environment (key "main")`,
+			"slideshowd: config: classes.image.rpm: -4: must be > 0",
+			"slideshowd: data: " + file + ": not a directory",
+			"slideshowd: base_url: http://127.0.0.1:1/: not reachable: dial tcp 127.0.0.1:1: connect: connection refused",
+			"slideshowd check: 5 problems",
+		}
+		if r.code != 2 || r.stderr != strings.Join(want, "\n")+"\n" || r.stdout != "" {
+			t.Errorf("exit %d\nstderr:\n%s\nwant:\n%s\nstdout:\n%s", r.code, r.stderr, strings.Join(want, "\n"), r.stdout)
+		}
+	})
+	t.Run("undecodable", func(t *testing.T) {
+		dir := t.TempDir()
+		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "classes:\n  text:\n    rmp: 5\n")
+		r := runBin(t, dir, nil, "check")
+		want := "slideshowd: config: slideshowd.yaml: line 3: classes.text.rmp: unknown field\nslideshowd check: 1 problem\n"
+		if r.code != 2 || r.stderr != want {
+			t.Errorf("exit %d\n%q\nwant\n%q", r.code, r.stderr, want)
+		}
+	})
+}
+
+// batch -dry-run checks the batch file and prints the plan, without
+// secrets, data directory or network.
+func TestBatchDryRun(t *testing.T) {
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), `keys:
+  - {id: a, secret_env: KA, project: p1}
+  - {id: b, secret_env: KB, project: p1}
+  - {id: c, secret_env: KC}
+classes:
+  image:
+    rpd: 4
+`)
+	batch := smallBatch(t, dir, 2, 5)
+	r := runBin(t, dir, nil, "batch", batch, "-dry-run", "-out", "out")
+	want := batch + `: 2 slideshows, valid; nothing is sent (dry run)
+  [0] "Deck number 1" (normal, 2 slides): 1 analysis + 5 images -> out/01-deck-number-1
+  [1] "Deck number 2" (normal, 2 slides): 1 analysis + 5 images -> out/02-deck-number-2
+calls: 2 text, 10 image, over 3 keys in 2 projects
+  text (gemini-3-flash-preview): 2 calls of 18,000/day (1,800 RPM); at least 1 minute(s) at full RPM
+  image (gemini-3-pro-image-preview): 10 calls of 8/day (36 RPM); at least 1 minute(s) at full RPM; more than a day's quota: at least 2 Pacific days
+Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.
+`
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("exit %d\n%s\nwant\n%s\n%s", r.code, r.stdout, want, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		t.Error("a dry run opened the data directory")
+	}
+	// A bad batch file is the same error as without -dry-run.
+	bad := writeTestFile(t, filepath.Join(dir, "bad.json"), `[{"source": "s", "slides": [{"text": "t"}], "images": 25}]`)
+	r = runBin(t, dir, nil, "batch", bad, "-dry-run")
+	if r.code != 2 || r.stderr != "slideshowd: "+bad+": [0].images: 25: must be 1..20\n" {
+		t.Errorf("bad batch: exit %d %q", r.code, r.stderr)
+	}
+}
