@@ -167,8 +167,12 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	}
 	interrupted := following < len(entries)
 	for range following {
-		r := <-ended
-		if r.status.ID == "" { // the wait ended with ctx
+		var r batchResult
+		select {
+		case r = <-ended:
+		case <-ctx.Done():
+		}
+		if r.status.ID == "" { // interrupted, or a wait failed
 			interrupted = true
 			break
 		}
