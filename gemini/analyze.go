@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,9 +101,12 @@ func (c *Client) analyzeRequest(ctx context.Context, l scheduler.Lease, req anal
 		return Analysis{}, err
 	}
 	c.reportUsage(l, resp)
-	a, err := parseAnalysis(c.cfg.TextModel, resp, req.slides, req.images)
+	a, repairs, err := parseAnalysis(c.cfg.TextModel, resp, req.slides, req.images)
 	if err != nil {
 		return Analysis{}, Classify(err)
+	}
+	for _, r := range repairs {
+		c.cfg.Logger.Warn().Str("key", l.KeyID).Str("model", c.cfg.TextModel).Str("repair", r).Msg("analysis answer repaired")
 	}
 	return a, nil
 }
@@ -118,7 +122,7 @@ const analysisInstruction = `You analyse slideshows for short vertical videos.
 Answer with one JSON object, following the response schema exactly:
 - "summary": what the slideshow says, in two or three sentences;
 - "hook": one opening line that makes a viewer stay;
-- "slides": one entry per slide, in order, with "index" the slide's number as given (1 for the first slide) and "notes" saying what the slide shows and what to say over it;
+- "slides": one entry per slide, in the order given (the first entry for slide 1), with "notes" saying what the slide shows and what to say over it;
 - "image_prompts": exactly the number of prompts asked for, each a self-contained description of a new image that fits the slideshow, for an image model, with no text in the image.
 Every string must be non-empty.`
 
@@ -195,14 +199,14 @@ func analysisSchema(n, m int) *genai.Schema {
 				MaxItems:    &n64,
 				Items: &genai.Schema{
 					Type: genai.TypeObject,
+					// No slide number: the position says which slide a note
+					// is for (the request fixes the count and the order), so
+					// the model writes only what it must.
 					Properties: map[string]*genai.Schema{
-						// No minimum/maximum: they would bound each index, not
-						// make the indices 1..n; parseAnalysis checks that.
-						"index": {Type: genai.TypeInteger, Description: "The slide's number, 1 for the first."},
 						"notes": {Type: genai.TypeString, Description: "What the slide shows and what to say over it."},
 					},
-					Required:         []string{"index", "notes"},
-					PropertyOrdering: []string{"index", "notes"},
+					Required:         []string{"notes"},
+					PropertyOrdering: []string{"notes"},
 				},
 			},
 			"image_prompts": {
@@ -220,37 +224,55 @@ func analysisSchema(n, m int) *genai.Schema {
 
 // rawAnalysis tells a missing field (nil) from an empty one.
 type rawAnalysis struct {
-	Summary      *string     `json:"summary"`
-	Hook         *string     `json:"hook"`
-	Slides       *[]*rawNote `json:"slides"`
-	ImagePrompts *[]*string  `json:"image_prompts"`
+	Summary      *string            `json:"summary"`
+	Hook         *string            `json:"hook"`
+	Slides       *[]json.RawMessage `json:"slides"`
+	ImagePrompts *[]*string         `json:"image_prompts"`
 }
 
+// rawNote is one entry of "slides": {"notes": ...}; an "index" the model
+// adds on its own is read too (see parseAnalysis).
 type rawNote struct {
 	Index *float64 `json:"index"`
 	Notes *string  `json:"notes"`
 }
 
-// parseAnalysis checks the answer against what was asked: valid JSON, every
-// field present and non-empty, one note per slide (indices 1..slides, each
-// once), exactly images prompts. Every problem found is listed in the
-// *AnswerError.
-func parseAnalysis(model string, resp *genai.GenerateContentResponse, slides, images int) (Analysis, error) {
+// parseAnalysis checks the answer against what was asked and repairs the
+// near-misses that can be repaired without guessing, each listed in
+// repairs:
+//   - the JSON value may sit in a code fence or among sentences: the one
+//     JSON object of the text is taken (two or more: unusable);
+//   - what the request fixes comes from the request: the note of slide i is
+//     the i-th entry of "slides"; slide numbers the model adds are ignored
+//     (5,6,7 or 0,1,2 for three slides), unless they are 1..n in another
+//     order, which then orders the notes; an entry may be the note itself
+//     (a string);
+//   - extra image prompts beyond the number asked for are dropped, and so
+//     are empty ones, as long as enough non-empty ones remain.
+//
+// It fails (an *AnswerError listing every problem) only when content is
+// missing: no JSON object, summary or hook missing or empty, fewer notes
+// than slides (or more: which one is extra cannot be told), an empty note,
+// fewer non-empty image prompts than asked for.
+func parseAnalysis(model string, resp *genai.GenerateContentResponse, slides, images int) (Analysis, []string, error) {
 	text, ae := answerText(model, resp)
 	if ae != nil {
-		return Analysis{}, ae
+		return Analysis{}, nil, ae
 	}
-	fail := func(problem string) (Analysis, error) {
-		ae := answerError(model, resp, problem)
-		return Analysis{}, ae
+	fail := func(problem string) (Analysis, []string, error) {
+		return Analysis{}, nil, answerError(model, resp, problem)
+	}
+	value, repair, err := oneJSONObject(text)
+	if err != nil {
+		return fail(err.Error())
+	}
+	var repairs []string
+	if repair != "" {
+		repairs = append(repairs, repair)
 	}
 	var raw rawAnalysis
-	dec := json.NewDecoder(strings.NewReader(text))
-	if err := dec.Decode(&raw); err != nil {
+	if err := json.Unmarshal([]byte(value), &raw); err != nil {
 		return fail(fmt.Sprintf("answer is not the JSON object asked for: %v; answer starts %q", err, excerpt(text)))
-	}
-	if rest, _ := readRest(dec); len(bytes.TrimSpace(rest)) > 0 {
-		return fail(fmt.Sprintf("answer has data after the JSON object: %q", excerpt(string(rest))))
 	}
 	var problems []string
 	str := func(name string, p *string) string {
@@ -270,50 +292,198 @@ func parseAnalysis(model string, resp *genai.GenerateContentResponse, slides, im
 	switch {
 	case raw.Slides == nil:
 		problems = append(problems, "slides is missing")
-	case len(*raw.Slides) != slides:
-		problems = append(problems, fmt.Sprintf("slides has %d notes, want %d (one per slide)", len(*raw.Slides), slides))
+	case len(*raw.Slides) < slides:
+		problems = append(problems, fmt.Sprintf("slides has %d notes, want %d: notes missing for slides %d..%d",
+			len(*raw.Slides), slides, len(*raw.Slides)+1, slides))
+	case len(*raw.Slides) > slides:
+		problems = append(problems, fmt.Sprintf("slides has %d notes, want %d (one per slide): which are extra cannot be told", len(*raw.Slides), slides))
+	default:
+		notes, fix, ps := slideNotes(*raw.Slides)
+		problems = append(problems, ps...)
+		if fix != "" {
+			repairs = append(repairs, fix)
+		}
+		a.Slides = notes
 	}
-	if raw.Slides != nil {
-		seen := make(map[int]int)
-		for i, n := range *raw.Slides {
-			name := fmt.Sprintf("slides[%d]", i)
-			if n == nil {
-				problems = append(problems, name+" is null")
+	if raw.ImagePrompts == nil {
+		problems = append(problems, "image_prompts is missing")
+	} else {
+		dropped := 0
+		for _, p := range *raw.ImagePrompts {
+			if p == nil || strings.TrimSpace(*p) == "" || len(a.ImagePrompts) == images {
+				dropped++
 				continue
 			}
-			notes := str(name+".notes", n.Notes)
-			switch {
-			case n.Index == nil:
-				problems = append(problems, name+".index is missing")
-			case *n.Index != math.Trunc(*n.Index) || *n.Index < 1 || *n.Index > float64(slides):
-				problems = append(problems, fmt.Sprintf("%s.index is %v, want an integer in 1..%d", name, *n.Index, slides))
-			default:
-				idx := int(*n.Index)
-				if j, dup := seen[idx]; dup {
-					problems = append(problems, fmt.Sprintf("%s.index %d repeats slides[%d].index", name, idx, j))
-					continue
-				}
-				seen[idx] = i
-				a.Slides = append(a.Slides, SlideNote{Index: idx, Notes: notes})
-			}
+			a.ImagePrompts = append(a.ImagePrompts, strings.TrimSpace(*p))
 		}
-	}
-	switch {
-	case raw.ImagePrompts == nil:
-		problems = append(problems, "image_prompts is missing")
-	case len(*raw.ImagePrompts) != images:
-		problems = append(problems, fmt.Sprintf("image_prompts has %d items, want %d", len(*raw.ImagePrompts), images))
-	}
-	if raw.ImagePrompts != nil {
-		for i, p := range *raw.ImagePrompts {
-			a.ImagePrompts = append(a.ImagePrompts, str(fmt.Sprintf("image_prompts[%d]", i), p))
+		switch {
+		case len(a.ImagePrompts) < images:
+			problems = append(problems, fmt.Sprintf("image_prompts has %d non-empty prompts, want %d: %d missing",
+				len(a.ImagePrompts), images, images-len(a.ImagePrompts)))
+		case dropped > 0:
+			repairs = append(repairs, fmt.Sprintf("image_prompts: %d items, %d asked for: kept the first %d non-empty", len(*raw.ImagePrompts), images, images))
 		}
 	}
 	if len(problems) > 0 {
 		return fail(strings.Join(problems, "; "))
 	}
-	slices.SortFunc(a.Slides, func(x, y SlideNote) int { return x.Index - y.Index })
-	return a, nil
+	return a, repairs, nil
+}
+
+// slideNotes reads one note per entry; see parseAnalysis for the rules. fix
+// says what was repaired, problems what is missing.
+func slideNotes(entries []json.RawMessage) (notes []SlideNote, fix string, problems []string) {
+	n := len(entries)
+	texts := make([]string, n)
+	indices := make([]float64, 0, n)
+	allIndexed, asStrings := true, 0
+	for i, e := range entries {
+		name := fmt.Sprintf("slides[%d].notes (slide %d)", i, i+1)
+		if string(bytes.TrimSpace(e)) == "null" {
+			problems = append(problems, fmt.Sprintf("slides[%d] (slide %d) is null", i, i+1))
+			allIndexed = false
+			continue
+		}
+		var s string
+		if json.Unmarshal(e, &s) == nil {
+			asStrings++
+			allIndexed = false
+			if texts[i] = strings.TrimSpace(s); texts[i] == "" {
+				problems = append(problems, name+" is empty")
+			}
+			continue
+		}
+		var rn *rawNote
+		if err := json.Unmarshal(e, &rn); err != nil || rn == nil {
+			problems = append(problems, fmt.Sprintf("slides[%d] (slide %d) is not a note: %s", i, i+1, excerpt(string(e))))
+			allIndexed = false
+			continue
+		}
+		switch {
+		case rn.Notes == nil:
+			problems = append(problems, name+" is missing")
+		case strings.TrimSpace(*rn.Notes) == "":
+			problems = append(problems, name+" is empty")
+		default:
+			texts[i] = strings.TrimSpace(*rn.Notes)
+		}
+		if rn.Index == nil {
+			allIndexed = false
+		} else {
+			indices = append(indices, *rn.Index)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, "", problems
+	}
+	order := make([]int, n) // order[i]: the slide (0-based) of entry i
+	for i := range order {
+		order[i] = i
+	}
+	var fixes []string
+	if asStrings > 0 {
+		fixes = append(fixes, fmt.Sprintf("%d slide notes given as plain strings", asStrings))
+	}
+	if len(indices) > 0 {
+		switch perm, ok := permutation(indices); {
+		case allIndexed && ok && !slices.IsSorted(perm):
+			order = perm
+			fixes = append(fixes, "slide notes out of order: ordered by their slide numbers")
+		case allIndexed && ok:
+			// 1..n in order: nothing to repair.
+		default:
+			fixes = append(fixes, fmt.Sprintf("slide numbers %s ignored: notes taken in the order given", numberList(indices)))
+		}
+	}
+	notes = make([]SlideNote, n)
+	for i, slide := range order {
+		notes[slide] = SlideNote{Index: slide + 1, Notes: texts[i]}
+	}
+	return notes, strings.Join(fixes, "; "), nil
+}
+
+// permutation reports whether idx are the integers 1..len(idx), each once,
+// and returns them 0-based.
+func permutation(idx []float64) ([]int, bool) {
+	seen := make([]bool, len(idx))
+	out := make([]int, len(idx))
+	for i, v := range idx {
+		if v != math.Trunc(v) || v < 1 || v > float64(len(idx)) || seen[int(v)-1] {
+			return nil, false
+		}
+		seen[int(v)-1] = true
+		out[i] = int(v) - 1
+	}
+	return out, true
+}
+
+func numberList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, f := range v {
+		parts[i] = strconv.FormatFloat(f, 'f', -1, 64)
+	}
+	return strings.Join(parts, ",")
+}
+
+// fence matches a Markdown code fence: ```json ... ``` (any info string).
+var fence = regexp.MustCompile("(?s)```[A-Za-z0-9_-]*[ \t]*\r?\n?(.*?)```")
+
+// oneJSONObject returns the one JSON object of an answer's text. A text that
+// is exactly one JSON value is returned as it is (repair ""). Otherwise the
+// object may sit in a code fence or among sentences: when the text holds
+// exactly one top-level JSON object, it is returned with repair saying so;
+// none or several is an error naming the problem.
+func oneJSONObject(text string) (value, repair string, err error) {
+	trimmed := strings.TrimSpace(text)
+	dec := json.NewDecoder(strings.NewReader(trimmed))
+	var v json.RawMessage
+	if dec.Decode(&v) == nil {
+		rest, _ := readRest(dec)
+		if len(bytes.TrimSpace(rest)) == 0 && dec.InputOffset() > 0 {
+			return trimmed, "", nil
+		}
+	}
+	// Fenced blocks whose content is one JSON object.
+	var found []string
+	for _, m := range fence.FindAllStringSubmatch(trimmed, -1) {
+		body := strings.TrimSpace(m[1])
+		if strings.HasPrefix(body, "{") && json.Valid([]byte(body)) {
+			found = append(found, body)
+		}
+	}
+	how := "taken out of a code fence"
+	if len(found) == 0 {
+		// Objects among sentences: each '{' not inside an object found
+		// before starts a candidate.
+		how = "taken out of the text around it"
+		broken := false // a '{' opened an object that does not parse
+		for i := 0; i < len(trimmed); i++ {
+			if trimmed[i] != '{' {
+				continue
+			}
+			d := json.NewDecoder(strings.NewReader(trimmed[i:]))
+			var obj map[string]json.RawMessage
+			if d.Decode(&obj) != nil {
+				broken = true
+				continue
+			}
+			if broken {
+				// An object nested in a malformed or truncated one is
+				// not the answer.
+				return "", "", fmt.Errorf("answer is not the JSON object asked for: malformed JSON; answer starts %q", excerpt(text))
+			}
+			end := i + int(d.InputOffset())
+			found = append(found, trimmed[i:end])
+			i = end - 1
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], "the JSON object was " + how, nil
+	case 0:
+		return "", "", fmt.Errorf("answer is not the JSON object asked for: it holds no JSON object; answer starts %q", excerpt(text))
+	}
+	return "", "", fmt.Errorf("answer holds %d JSON objects, want one; answer starts %q", len(found), excerpt(text))
 }
 
 func readRest(dec *json.Decoder) ([]byte, error) {

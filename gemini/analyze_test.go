@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/genai"
+
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -115,7 +117,7 @@ func TestAnalyzeRequest(t *testing.T) {
 		t.Errorf("slides minItems/maxItems %v/%v, want 3", sl["minItems"], sl["maxItems"])
 	}
 	item := sl["items"].(map[string]any)
-	if !reflect.DeepEqual(item["required"], []any{"index", "notes"}) {
+	if !reflect.DeepEqual(item["required"], []any{"notes"}) {
 		t.Errorf("slides.items.required %v", item["required"])
 	}
 }
@@ -135,17 +137,22 @@ func TestAnalyzeAnswers(t *testing.T) {
 			problems: []string{"not the JSON object asked for", `"Sure! Here is the analysis."`, "finishReason STOP"}},
 		{name: "truncated at MAX_TOKENS", body: textAnswer(`{"summary":"How the`, "MAX_TOKENS", 10), kind: "transient",
 			problems: []string{"not the JSON object", "finishReason MAX_TOKENS"}},
-		{name: "data after the object", body: textAnswer(okAnalysisText+` {"again":1}`, "STOP", 10), kind: "transient",
-			problems: []string{"data after the JSON object"}},
+		{name: "a second object after the answer", body: textAnswer(okAnalysisText+` {"again":1}`, "STOP", 10), kind: "transient",
+			problems: []string{"answer holds 2 JSON objects, want one"}},
+		{name: "two fenced objects", body: textAnswer("```json\n"+okAnalysisText+"\n```\nor\n```json\n"+okAnalysisText+"\n```", "STOP", 10), kind: "transient",
+			problems: []string{"answer holds 2 JSON objects, want one"}},
+		{name: "truncated object among sentences", body: textAnswer("Here it is: {\"summary\":\"s\",\"slides\":[{\"notes\":\"a\"},{\"notes\":\"b\"}", "MAX_TOKENS", 10), kind: "transient",
+			problems: []string{"not the JSON object asked for: malformed JSON"}},
 		{name: "JSON array", body: textAnswer(`[1,2]`, "STOP", 10), kind: "transient", problems: []string{"not the JSON object"}},
 		{name: "missing and empty fields", body: textAnswer(`{"hook":"  ","slides":[],"image_prompts":["a",""]}`, "STOP", 10), kind: "transient",
-			problems: []string{"summary is missing", "hook is empty", "slides has 0 notes, want 3", "image_prompts[1] is empty"}},
-		{name: "wrong counts", body: textAnswer(`{"summary":"s","hook":"h","slides":[{"index":1,"notes":"n"}],"image_prompts":["a","b","c"]}`, "STOP", 10), kind: "transient",
-			problems: []string{"slides has 1 notes, want 3 (one per slide)", "image_prompts has 3 items, want 2"}},
-		{name: "bad indices", body: textAnswer(`{"summary":"s","hook":"h","slides":[{"index":1,"notes":"n"},{"index":1,"notes":"n"},{"index":4.5,"notes":"n"}],"image_prompts":["a","b"]}`, "STOP", 10), kind: "transient",
-			problems: []string{"slides[1].index 1 repeats slides[0].index", "slides[2].index is 4.5, want an integer in 1..3"}},
+			problems: []string{"summary is missing", "hook is empty", "slides has 0 notes, want 3: notes missing for slides 1..3",
+				"image_prompts has 1 non-empty prompts, want 2: 1 missing"}},
+		{name: "too few notes", body: textAnswer(`{"summary":"s","hook":"h","slides":[{"index":1,"notes":"n"}],"image_prompts":["a","b","c"]}`, "STOP", 10), kind: "transient",
+			problems: []string{"slides has 1 notes, want 3: notes missing for slides 2..3"}},
+		{name: "too many notes", body: textAnswer(`{"summary":"s","hook":"h","slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"},{"notes":"d"}],"image_prompts":["a","b"]}`, "STOP", 10), kind: "transient",
+			problems: []string{"slides has 4 notes, want 3 (one per slide): which are extra cannot be told"}},
 		{name: "missing note fields", body: textAnswer(`{"summary":"s","hook":"h","slides":[{"notes":"n"},{"index":2},null],"image_prompts":["a","b"]}`, "STOP", 10), kind: "transient",
-			problems: []string{"slides[0].index is missing", "slides[1].notes is missing", "slides[2] is null"}},
+			problems: []string{"slides[1].notes (slide 2) is missing", "slides[2] (slide 3) is null"}},
 		{name: "missing arrays", body: textAnswer(`{"summary":"s","hook":"h"}`, "STOP", 10), kind: "transient",
 			problems: []string{"slides is missing", "image_prompts is missing"}},
 		{name: "wrong type", body: textAnswer(`{"summary":1,"hook":"h","slides":[],"image_prompts":[]}`, "STOP", 10), kind: "transient",
@@ -184,6 +191,70 @@ func TestAnalyzeAnswers(t *testing.T) {
 				if !strings.Contains(err.Error(), p) {
 					t.Errorf("error lacks %q:\n%v", p, err)
 				}
+			}
+		})
+	}
+}
+
+// TestAnalyzeRepairs: near-misses repaired without guessing (issue #10
+// kinds 6 and 7): the JSON taken out of a fence or of sentences, what the
+// request fixes (slide count and order, prompt count) taken from the request.
+func TestAnalyzeRepairs(t *testing.T) {
+	const rest = `"summary":"s","hook":"h","image_prompts":["p1","p2"]`
+	notes := func(a Analysis) string {
+		var b strings.Builder
+		for _, n := range a.Slides {
+			fmt.Fprintf(&b, "%d=%s ", n.Index, n.Notes)
+		}
+		return strings.TrimSpace(b.String())
+	}
+	tests := []struct {
+		name, text string
+		notes      string // "1=a 2=b 3=c"
+		prompts    string
+		repair     string // substring of the repairs; "" for none
+	}{
+		{name: "as asked", text: `{` + rest + `,"slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"}]}`, notes: "1=a 2=b 3=c"},
+		{name: "fenced", text: "```json\n{" + rest + `,"slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"}]}` + "\n```",
+			notes: "1=a 2=b 3=c", repair: "taken out of a code fence"},
+		{name: "fenced with sentences", text: "Here is the analysis you asked for:\n\n```json\n{" + rest + `,"slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"}]}` + "\n```\nLet me know if you need more.",
+			notes: "1=a 2=b 3=c", repair: "taken out of a code fence"},
+		{name: "bare fence", text: "```\n{" + rest + `,"slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"}]}` + "```",
+			notes: "1=a 2=b 3=c", repair: "code fence"},
+		{name: "sentence around, no fence", text: "Sure. {" + rest + `,"slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"}]} Hope it helps {really}.`,
+			notes: "1=a 2=b 3=c", repair: "taken out of the text around it"},
+		{name: "numbered 5,6,7", text: `{` + rest + `,"slides":[{"index":5,"notes":"a"},{"index":6,"notes":"b"},{"index":7,"notes":"c"}]}`,
+			notes: "1=a 2=b 3=c", repair: "slide numbers 5,6,7 ignored"},
+		{name: "numbered 0,1,2", text: `{` + rest + `,"slides":[{"index":0,"notes":"a"},{"index":1,"notes":"b"},{"index":2,"notes":"c"}]}`,
+			notes: "1=a 2=b 3=c", repair: "slide numbers 0,1,2 ignored"},
+		{name: "numbered 1,2,3", text: `{` + rest + `,"slides":[{"index":1,"notes":"a"},{"index":2,"notes":"b"},{"index":3,"notes":"c"}]}`, notes: "1=a 2=b 3=c"},
+		{name: "numbered 2,1,3: ordered by number", text: `{` + rest + `,"slides":[{"index":2,"notes":"b"},{"index":1,"notes":"a"},{"index":3,"notes":"c"}]}`,
+			notes: "1=a 2=b 3=c", repair: "ordered by their slide numbers"},
+		{name: "duplicates and fractions ignored", text: `{` + rest + `,"slides":[{"index":1,"notes":"a"},{"index":1,"notes":"b"},{"index":4.5,"notes":"c"}]}`,
+			notes: "1=a 2=b 3=c", repair: "slide numbers 1,1,4.5 ignored"},
+		{name: "partly numbered", text: `{` + rest + `,"slides":[{"index":1,"notes":"a"},{"notes":"b"},{"index":3,"notes":"c"}]}`,
+			notes: "1=a 2=b 3=c", repair: "slide numbers 1,3 ignored"},
+		{name: "notes as strings", text: `{` + rest + `,"slides":["a","b","c"]}`, notes: "1=a 2=b 3=c", repair: "3 slide notes given as plain strings"},
+		{name: "extra and empty prompts dropped", text: `{"summary":"s","hook":"h","image_prompts":["p1","","p2","p3"],"slides":[{"notes":"a"},{"notes":"b"},{"notes":"c"}]}`,
+			notes: "1=a 2=b 3=c", repair: "image_prompts: 4 items, 2 asked for: kept the first 2 non-empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &genai.GenerateContentResponse{Candidates: []*genai.Candidate{{
+				Content: genai.NewContentFromText(tt.text, genai.RoleModel), FinishReason: genai.FinishReasonStop}}}
+			a, repairs, err := parseAnalysis("m", resp, 3, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := notes(a); got != tt.notes {
+				t.Errorf("notes %q, want %q", got, tt.notes)
+			}
+			if fmt.Sprint(a.ImagePrompts) != "[p1 p2]" || a.Summary != "s" || a.Hook != "h" {
+				t.Errorf("analysis %+v", a)
+			}
+			got := strings.Join(repairs, "; ")
+			if (tt.repair == "") != (got == "") || !strings.Contains(got, tt.repair) {
+				t.Errorf("repairs %q, want %q", got, tt.repair)
 			}
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -68,6 +70,10 @@ type Config struct {
 	// ErrNoScheduler without it. Configure it with Classify as its
 	// Classifier and the same key ids.
 	Scheduler *scheduler.Scheduler
+	// Logger receives a warning for each answer repaired before use (JSON
+	// taken out of a code fence, slide numbers ignored, an image's type
+	// read from its bytes). Default zerolog.Nop().
+	Logger zerolog.Logger
 }
 
 // DefaultHTTPClient returns the HTTP client New uses when Config.HTTPClient

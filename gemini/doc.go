@@ -21,12 +21,24 @@
 //
 // The analysis uses structured output (responseMimeType application/json and
 // a responseSchema that fixes the number of slide notes and image prompts),
-// and its answer is checked field by field. Images come back inline.
+// and its answer is checked field by field. The model is asked only for what
+// it must write: what the request fixes (how many slides, their order, how
+// many image prompts) comes from the request. Near-misses that can be
+// repaired without guessing are repaired and logged (Config.Logger): the one
+// JSON object of an answer wrapped in a code fence or in sentences, slide
+// numbers the model added (5,6,7 or 0,1,2 for three slides), extra image
+// prompts; an answer fails only when content is missing, and the
+// *AnswerError says which. Images come back inline; their type comes from
+// their bytes (PNG, JPEG or WebP, see ImageType), not from the part's
+// mimeType, which can disagree with them; bytes that are no image make the
+// answer unusable.
 //
 // Outcomes (see Classify for every case): a 429 is a
 // *scheduler.RateLimitedError whose Scope says whether the project is out for
-// the minute or for the day; an invalid, leaked or refused key a
-// *scheduler.KeyError; 5xx and network failures a *scheduler.TransientError;
+// the minute or for the day, or has no quota on the model at all
+// (ScopeNoQuota); an invalid, expired, leaked or refused key a
+// *scheduler.KeyError, and so is a project out of credit or that needs
+// billing (Project set); 5xx and network failures a *scheduler.TransientError;
 // a request that is wrong in itself a *scheduler.PermanentError. A failure
 // before the request left the process is wrapped in
 // *scheduler.NotSentError, so the lease's units are refunded.

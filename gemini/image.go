@@ -1,9 +1,9 @@
 package gemini
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"unicode/utf8"
 
@@ -141,36 +141,47 @@ func (c *Client) imageAttempt(ctx context.Context, l scheduler.Lease, req imageR
 		return Image{}, err
 	}
 	c.reportUsage(l, resp)
-	img, err := firstImage(c.cfg.ImageModel, resp)
+	img, repair, err := firstImage(c.cfg.ImageModel, resp)
 	if err != nil {
 		return Image{}, Classify(err)
+	}
+	if repair != "" {
+		c.cfg.Logger.Warn().Str("key", l.KeyID).Str("model", c.cfg.ImageModel).Str("repair", repair).Msg("image answer repaired")
 	}
 	return img, nil
 }
 
 // firstImage returns the first inline image of the first candidate that is
-// not a thought, or an *AnswerError.
-func firstImage(model string, resp *genai.GenerateContentResponse) (Image, error) {
+// not a thought, or an *AnswerError. The image's type comes from its bytes
+// (see ImageType), not from the part's mimeType, which can disagree with
+// them; repair says when it did. A part whose bytes are no image is passed
+// over; an answer with no usable image is unusable.
+func firstImage(model string, resp *genai.GenerateContentResponse) (img Image, repair string, err error) {
 	if ae := blockedAnswer(model, resp); ae != nil {
-		return Image{}, ae
+		return Image{}, "", ae
 	}
 	if len(resp.Candidates) == 0 || resp.Candidates[0] == nil {
-		return Image{}, answerError(model, resp, "answer has no candidates")
+		return Image{}, "", answerError(model, resp, "answer has no candidates")
 	}
-	var text string
+	var text, notImage string
 	if content := resp.Candidates[0].Content; content != nil {
 		for _, p := range content.Parts {
 			if p == nil || p.Thought {
 				continue
 			}
 			if b := p.InlineData; b != nil && len(b.Data) > 0 {
-				mime := b.MIMEType
+				mime := ImageType(b.Data)
 				if mime == "" {
-					mime = http.DetectContentType(b.Data)
+					if notImage == "" {
+						notImage = fmt.Sprintf("an inline part declared %q holds %d bytes that are no PNG, JPEG or WebP image (they start %q)",
+							b.MIMEType, len(b.Data), excerpt(string(b.Data[:min(len(b.Data), 16)])))
+					}
+					continue
 				}
-				if strings.HasPrefix(mime, "image/") {
-					return Image{Data: b.Data, MIMEType: mime}, nil
+				if declared := strings.ToLower(strings.TrimSpace(b.MIMEType)); declared != mime {
+					repair = fmt.Sprintf("image declared %q is %s by its bytes", b.MIMEType, mime)
 				}
+				return Image{Data: b.Data, MIMEType: mime}, repair, nil
 			}
 			if text == "" {
 				text = strings.TrimSpace(p.Text)
@@ -178,8 +189,33 @@ func firstImage(model string, resp *genai.GenerateContentResponse) (Image, error
 		}
 	}
 	problem := "answer has no image"
+	if notImage != "" {
+		problem += ": " + notImage
+	}
 	if text != "" {
 		problem += fmt.Sprintf("; the model said %q", excerpt(text))
 	}
-	return Image{}, answerError(model, resp, problem)
+	return Image{}, "", answerError(model, resp, problem)
+}
+
+// The image types an image answer can come back as (see ImageType).
+const (
+	MIMEPNG  = "image/png"
+	MIMEJPEG = "image/jpeg"
+	MIMEWebP = "image/webp"
+)
+
+// ImageType returns the MIME type of encoded image bytes by their signature:
+// MIMEPNG, MIMEJPEG or MIMEWebP, the types the image models return; "" for
+// anything else (other image formats included).
+func ImageType(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return MIMEPNG
+	case bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}):
+		return MIMEJPEG
+	case len(b) >= 12 && bytes.Equal(b[:4], []byte("RIFF")) && bytes.Equal(b[8:12], []byte("WEBP")):
+		return MIMEWebP
+	}
+	return ""
 }

@@ -3,10 +3,14 @@ package gemini
 import (
 	"bytes"
 	"errors"
+	"image"
+	"image/jpeg"
 	"image/png"
 	"reflect"
 	"strings"
 	"testing"
+
+	"google.golang.org/genai"
 
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/scheduler"
@@ -56,6 +60,52 @@ func TestImageRequest(t *testing.T) {
 	}
 }
 
+// TestImageTypeFromBytes: the type of an image answer comes from its bytes
+// (issue #10 kind 8), whatever the part declares.
+func TestImageTypeFromBytes(t *testing.T) {
+	var jpg bytes.Buffer
+	if err := jpeg.Encode(&jpg, image.NewRGBA(image.Rect(0, 0, 4, 4)), nil); err != nil {
+		t.Fatal(err)
+	}
+	webp := append([]byte("RIFF\x1a\x00\x00\x00WEBPVP8L"), make([]byte, 14)...)
+	png := pngBytes(2, 2)
+	tests := []struct {
+		name, declared string
+		data           []byte
+		want           string
+		repaired       bool
+	}{
+		{"PNG as PNG", "image/png", png, MIMEPNG, false},
+		{"JPEG declared PNG", "image/png", jpg.Bytes(), MIMEJPEG, true},
+		{"JPEG as JPEG", "image/jpeg", jpg.Bytes(), MIMEJPEG, false},
+		{"WebP declared PNG", "image/png", webp, MIMEWebP, true},
+		{"WebP undeclared", "", webp, MIMEWebP, true},
+		{"PNG declared upper-case", "IMAGE/PNG", png, MIMEPNG, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestClient(t, serve(200, imageAnswer(tt.declared, tt.data)))
+			img, err := c.image(t.Context(), testLease("image"), "a lighthouse", ImageOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.MIMEType != tt.want || !bytes.Equal(img.Data, tt.data) {
+				t.Fatalf("got %s, want %s", img.MIMEType, tt.want)
+			}
+			_, repair, _ := firstImage("m", &genai.GenerateContentResponse{Candidates: []*genai.Candidate{{Content: &genai.Content{
+				Parts: []*genai.Part{{InlineData: &genai.Blob{MIMEType: tt.declared, Data: tt.data}}}}}}})
+			if (repair != "") != tt.repaired {
+				t.Errorf("repair %q, want repaired %v", repair, tt.repaired)
+			}
+		})
+	}
+	for _, b := range [][]byte{nil, []byte("GIF89a...."), []byte("RIFF\x00\x00\x00\x00WAVE"), {0xFF, 0xD8}} {
+		if got := ImageType(b); got != "" {
+			t.Errorf("ImageType(%q) = %q, want \"\"", b, got)
+		}
+	}
+}
+
 func TestImageAnswers(t *testing.T) {
 	final := pngBytes(3, 5)
 	draft := pngBytes(1, 1)
@@ -73,10 +123,13 @@ func TestImageAnswers(t *testing.T) {
 			map[string]any{"inlineData": map[string]any{"mimeType": "image/png", "data": final}})},
 		{name: "MIME type sniffed", mime: "image/png", body: answerWithParts("STOP",
 			map[string]any{"inlineData": map[string]any{"data": final}})},
-		{name: "JPEG kept as such", mime: "image/jpeg", body: imageAnswer("image/jpeg", final)},
+		{name: "declared JPEG, bytes PNG: PNG", mime: "image/png", body: imageAnswer("image/jpeg", final)},
 		{name: "non-image inline data skipped", kind: "transient", body: answerWithParts("STOP",
 			map[string]any{"inlineData": map[string]any{"mimeType": "text/plain", "data": []byte("hello")}}),
-			problems: []string{"answer has no image"}},
+			problems: []string{"answer has no image", `declared "text/plain" holds 5 bytes that are no PNG, JPEG or WebP image`}},
+		{name: "declared PNG, bytes no image", kind: "transient", body: answerWithParts("STOP",
+			map[string]any{"inlineData": map[string]any{"mimeType": "image/png", "data": []byte("<html>oops</html>")}}),
+			problems: []string{"answer has no image", `declared "image/png" holds 17 bytes that are no PNG, JPEG or WebP image`}},
 		{name: "text only", kind: "transient", body: answerWithParts("NO_IMAGE", map[string]any{"text": "I cannot draw that."}),
 			problems: []string{"finishReason NO_IMAGE", "answer has no image", `the model said "I cannot draw that."`}},
 		{name: "image safety", kind: "permanent", blocked: true, body: `{"candidates":[{"finishReason":"IMAGE_SAFETY","index":0}],"usageMetadata":{"promptTokenCount":9}}`,

@@ -159,6 +159,7 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 	}
 	gc := cfg.Gemini()
 	gc.Scheduler, gc.HTTPClient = d.sched, o.httpClient
+	gc.Logger = log.With().Str("component", "gemini").Logger()
 	if d.gem, err = gemini.New(ctx, gc); err != nil {
 		return nil, err
 	}
