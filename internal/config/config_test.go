@@ -272,6 +272,10 @@ func TestErrors(t *testing.T) {
 			"config: classes.text.tpm: -5: must be >= 0 (0 = not enforced)"},
 		{"concurrency", minimal + "classes:\n  image:\n    concurrency: -1\n", vars,
 			"config: classes.image.concurrency: -1: must be > 0"},
+		{"window margin", minimal + "classes:\n  text:\n    window_margin: 2m\n", vars,
+			"config: classes.text.window_margin: 2m0s: must be >= 0 and under 1m"},
+		{"negative window margin", minimal + "classes:\n  image:\n    window_margin: -1s\n", vars,
+			"config: classes.image.window_margin: -1s: must be >= 0 and under 1m"},
 		{"aspect ratio", minimal + "images:\n  aspect_ratio: 7:5\n", vars,
 			`config: images.aspect_ratio: "7:5": want 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9 or 21:9`},
 		{"image size", minimal + "images:\n  size: 8K\n", vars,
@@ -416,7 +420,7 @@ func TestExampleFile(t *testing.T) {
 	// and parsing both shows no field is missing from it.
 	for _, field := range []string{"listen:", "data:", "base_url:", "daily_critical:", "shutdown_grace:",
 		"retention:", "max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
-		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:", "images:", "aspect_ratio:", "size:"} {
+		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:", "window_margin:", "images:", "aspect_ratio:", "size:"} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("example lacks %s", field)
 		}
@@ -487,5 +491,33 @@ classes:
 	}
 	if _, _, err := Load(Options{Path: path, Getenv: env(map[string]string{"KC": "x"}), NeedSecrets: true}); err == nil || err.Error() != want[0] {
 		t.Errorf("Load: %v, want the first problem", err)
+	}
+}
+
+// TestWindowMargin: an absent window_margin means the class's measured
+// default, an explicit 0 turns it off, and the scheduler gets the value.
+func TestWindowMargin(t *testing.T) {
+	tests := []struct {
+		name, yaml  string
+		text, image time.Duration
+	}{
+		{"absent", minimal, DefaultTextWindowMargin, DefaultImageWindowMargin},
+		{"zero", minimal + "classes:\n  text:\n    window_margin: 0s\n", 0, DefaultImageWindowMargin},
+		{"set", minimal + "classes:\n  image:\n    window_margin: 300ms\n", DefaultTextWindowMargin, 300 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := load(t, tt.yaml, map[string]string{"K1": "s3cr3t-one"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := c.Scheduler()
+			if got := sc.Classes[0].WindowMargin; got != tt.text {
+				t.Errorf("text margin %v, want %v", got, tt.text)
+			}
+			if got := sc.Classes[1].WindowMargin; got != tt.image {
+				t.Errorf("image margin %v, want %v", got, tt.image)
+			}
+		})
 	}
 }
