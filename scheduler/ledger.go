@@ -148,7 +148,8 @@ func (l *ledger) settle(ctx context.Context, classes []*bucket.Class, now time.T
 	return nil
 }
 
-// restore loads today's day counts and the lanes' windows into the classes.
+// restore loads today's day counts and the lanes' windows into the classes
+// (the scheduler restores cooldowns, exhaustion and stopped lanes).
 func (l *ledger) restore(ctx context.Context, classes map[string]*runner, loc *time.Location, now time.Time) error {
 	counts, err := l.store.Daily(ctx, bucket.Day(now, loc))
 	if err != nil {
