@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +24,9 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	progress := fs.String("progress", "auto", "progress display: auto (a bar on a terminal), bar, lines or none")
 	verbose := fs.Bool("v", false, "log at the configured level (default: warnings and errors only while the batch runs)")
 	dryRun := fs.Bool("dry-run", false, "check the batch file and print the planned calls and the quota they need; send nothing")
+	server := fs.String("server", "", "hand the batch to the running daemon at this URL (e.g. http://127.0.0.1:8080; token from SLIDESHOWD_TOKEN) instead of running it here")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: slideshowd batch FILE.json -out DIR [-config FILE] [-progress auto|bar|lines|none] [-v] [-dry-run]")
+		fmt.Fprintln(e.stderr, "Usage: slideshowd batch FILE.json -out DIR [-config FILE | -server URL] [-progress auto|bar|lines|none] [-v] [-dry-run]")
 		fmt.Fprintln(e.stderr, "FILE is a JSON array of {\"source\", \"slides\": [{\"text\", \"image\": path relative to FILE}], \"images\": 1..20, \"priority\": high|normal|low}.")
 		fmt.Fprintln(e.stderr, "Exit status: 0 all done, 1 some failed, 2 bad input. Running it again with the same data directory resumes")
 		fmt.Fprintln(e.stderr, "and retries what failed, keeping every finished analysis and image.")
@@ -44,6 +46,9 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 		return exitBadArgs
 	}
 	file := pos[0]
+	if *server != "" && !*dryRun {
+		return cmdBatchServer(ctx, e, file, *server, *cfgPath, *out, mode)
+	}
 	cfg, warnings, ok := loadConfig(e, *cfgPath, !*dryRun)
 	if !ok {
 		return exitBadArgs
@@ -376,7 +381,7 @@ func (t *tracker) update(st pipeline.Status) {
 		}
 	}
 	analysed := st.Analysis != nil
-	if st.State == pipeline.JobFailed { // nothing more will happen
+	if st.State == pipeline.JobFailed || st.State == pipeline.JobCanceled { // nothing more will happen
 		failed = 1 + len(st.Images) - done
 		if analysed {
 			failed--
@@ -536,4 +541,43 @@ func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
+}
+
+// cmdBatchServer is batch -server: the daemon's configuration applies, so
+// none is read here; the token comes from SLIDESHOWD_TOKEN.
+func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode string) int {
+	if cfgPath != "" {
+		fmt.Fprintln(e.stderr, "slideshowd: -config: not used with -server (the daemon's configuration applies)")
+		return exitBadArgs
+	}
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		fmt.Fprintf(e.stderr, "slideshowd: -server: %q: want the daemon's base URL, like http://127.0.0.1:8080\n", redactURL(server))
+		return exitBadArgs
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", file, fileProblem(err))
+		return exitBadArgs
+	}
+	base := filepath.Dir(file)
+	entries, err := parseBatch(file, data, func(p string) ([]byte, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(base, p)
+		}
+		return os.ReadFile(p)
+	})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitBadArgs
+	}
+	return runBatchServer(ctx, e, server, e.getenv(config.EnvToken), entries, out, mode)
+}
+
+// redactURL hides a URL's user information.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return "(not a URL)"
 }

@@ -29,7 +29,9 @@
 // strict: one JSON object, field names exactly as above (case-sensitive),
 // no unknown or duplicate field, null counts as absent. An Idempotency-Key
 // header makes the request idempotent: a retry with the same key answers
-// 202 with the first job's id.
+// 202 with the first job's id and, when the Service is a KeyedSubmitter
+// (the pipeline is), "existing": true, so a client can tell a job stored
+// by an earlier request from its own.
 //
 // POST /v1/slideshows/{id}/retry reopens a failed job (Service.Retry): its
 // failed analysis or images go back to pending and it is queued again; what

@@ -277,3 +277,31 @@ func startE2E(t *testing.T, emu *emulator.Emulator, keys []emulator.Key) *e2eRig
 	})}
 	return &e2eRig{env: env, logs: logs, secrets: secrets, t: t}
 }
+
+// TestEndToEndExisting: with the pipeline, a POST whose Idempotency-Key
+// names a stored job answers that job's id with "existing": true; the
+// first POST has no "existing".
+func TestEndToEndExisting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
+		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rig := startE2E(t, emu, keys)
+		body := `{"source":"s","slides":[{"text":"t"}],"images":1}`
+		first := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
+		second := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
+		var a, b struct {
+			ID       string
+			Existing *bool
+		}
+		if first.Code != 202 || second.Code != 202 || json.Unmarshal(first.Body.Bytes(), &a) != nil || json.Unmarshal(second.Body.Bytes(), &b) != nil {
+			t.Fatalf("answers %d %s, %d %s", first.Code, first.Body, second.Code, second.Body)
+		}
+		if a.ID == "" || a.ID != b.ID || a.Existing != nil || b.Existing == nil || !*b.Existing {
+			t.Errorf("first %s, second %s: want the same id, existing only on the second", first.Body, second.Body)
+		}
+		synctest.Wait()
+	})
+}

@@ -146,7 +146,13 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 	if key != "" {
 		req.Key = "http:" + key
 	}
-	id, err := h.cfg.Service.Submit(r.Context(), req)
+	var id string
+	existing := false
+	if ks, ok := h.cfg.Service.(KeyedSubmitter); ok && req.Key != "" {
+		id, existing, err = ks.SubmitKeyed(r.Context(), req)
+	} else {
+		id, err = h.cfg.Service.Submit(r.Context(), req)
+	}
 	if err != nil {
 		h.serviceError(w, r, err, "submitting the slideshow")
 		return
@@ -154,8 +160,17 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 	loc := "/v1/slideshows/" + url.PathEscape(id)
 	w.Header().Set("Location", loc)
 	h.writeJSON(w, r, http.StatusAccepted, struct {
-		ID string `json:"id"`
-	}{id})
+		ID       string `json:"id"`
+		Existing bool   `json:"existing,omitempty"`
+	}{id, existing})
+}
+
+// KeyedSubmitter is implemented by a Service that can tell whether a keyed
+// Submit found the job already stored (*pipeline.Pipeline does). With it,
+// POST /v1/slideshows with an Idempotency-Key that names a stored job
+// answers {"id": ..., "existing": true}.
+type KeyedSubmitter interface {
+	SubmitKeyed(ctx context.Context, r pipeline.Request) (id string, existed bool, err error)
 }
 
 func (h *handler) tooLarge(w http.ResponseWriter, r *http.Request) {

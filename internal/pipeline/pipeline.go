@@ -407,6 +407,19 @@ func (p *Pipeline) release(j *job, final bool) {
 // *InputError naming the field. With r.Key set, Submit is idempotent: a job
 // already stored under that key keeps its id and is not submitted again.
 func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
+	id, _, err := p.SubmitKeyed(ctx, r)
+	return id, err
+}
+
+// SubmitKeyed is Submit that also reports whether r.Key named a job already
+// stored (existed true: that job's id, nothing submitted), so a client
+// re-running a batch can tell a job of an earlier run from its own.
+func (p *Pipeline) SubmitKeyed(ctx context.Context, r Request) (id string, existed bool, err error) {
+	id, err = p.submit(ctx, r, &existed)
+	return id, existed, err
+}
+
+func (p *Pipeline) submit(ctx context.Context, r Request, existed *bool) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
@@ -429,6 +442,7 @@ func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 		id = keyID(r.Key)
 		_, err := p.cfg.Store.Job(ctx, id)
 		if err == nil {
+			*existed = true
 			return id, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {

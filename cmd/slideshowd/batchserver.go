@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slideshowd/slideshowd/internal/httpapi"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+)
+
+// Following a daemon: at most this many long polls at once, and the
+// pauses between tries while it does not answer.
+const (
+	maxPolls       = 32
+	minServerPause = time.Second
+	maxServerPause = 30 * time.Second
+)
+
+// daemonClient talks to a running daemon's HTTP API.
+type daemonClient struct {
+	base  string // "http://host:port", no trailing slash
+	token string
+	http  *http.Client
+}
+
+// apiError is an answer of the daemon other than the one expected.
+type apiError struct {
+	status  int
+	message string
+}
+
+func (e *apiError) Error() string {
+	if e.status == http.StatusUnauthorized {
+		return "the daemon refused the request (401): set SLIDESHOWD_TOKEN to its token"
+	}
+	return fmt.Sprintf("the daemon answered %d: %s", e.status, e.message)
+}
+
+// temporary reports whether asking again later may succeed: no answer at
+// all, or a 5xx (502, 503 while it stops, 504).
+func temporary(err error) bool {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae.status >= 500
+	}
+	return err != nil && !errors.Is(err, context.Canceled)
+}
+
+// do sends one request and decodes a JSON answer with status want into v
+// (or returns the body when v is nil).
+func (c *daemonClient) do(ctx context.Context, method, path string, header http.Header, body []byte, want int, v any) ([]byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is known to the caller
+		}
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != want {
+		var eb struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		msg := excerpt(string(data))
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
+			msg = eb.Error.Message
+		}
+		return nil, nil, &apiError{status: resp.StatusCode, message: msg}
+	}
+	if v != nil {
+		if err := json.Unmarshal(data, v); err != nil {
+			return nil, nil, fmt.Errorf("the daemon answered something unexpected to %s %s: %v", method, path, err)
+		}
+	}
+	return data, resp.Header, nil
+}
+
+// createBody is the JSON of POST /v1/slideshows for an entry.
+func createBody(r pipeline.Request) ([]byte, error) {
+	type slide struct {
+		Text  string `json:"text,omitempty"`
+		Image string `json:"image,omitempty"`
+	}
+	body := struct {
+		Source   string  `json:"source"`
+		Slides   []slide `json:"slides"`
+		Images   int     `json:"images"`
+		Priority string  `json:"priority,omitempty"`
+	}{Source: r.Source, Images: r.Images, Priority: r.Priority}
+	for _, s := range r.Slides {
+		sl := slide{Text: s.Text}
+		if len(s.Image) > 0 {
+			sl.Image = base64.StdEncoding.EncodeToString(s.Image)
+		}
+		body.Slides = append(body.Slides, sl)
+	}
+	return json.Marshal(body)
+}
+
+// submit submits entry en, idempotently: its key (derived from its index,
+// JSON and images) goes as the Idempotency-Key, so a re-run finds the job
+// of an earlier run (existing true) instead of submitting it again.
+func (c *daemonClient) submit(ctx context.Context, en batchEntry) (id string, existing bool, err error) {
+	body, err := createBody(en.req)
+	if err != nil {
+		return "", false, err
+	}
+	var created struct {
+		ID       string `json:"id"`
+		Existing bool   `json:"existing"`
+	}
+	h := http.Header{"Idempotency-Key": {en.req.Key}}
+	if _, _, err := c.do(ctx, http.MethodPost, "/v1/slideshows", h, body, http.StatusAccepted, &created); err != nil {
+		return "", false, err
+	}
+	if created.ID == "" {
+		return "", false, errors.New("the daemon answered no job id")
+	}
+	return created.ID, created.Existing, nil
+}
+
+func (c *daemonClient) status(ctx context.Context, id string, wait time.Duration) (pipeline.Status, error) {
+	path := "/v1/slideshows/" + url.PathEscape(id)
+	if wait > 0 {
+		path += "?wait=" + wait.String()
+	}
+	var st pipeline.Status
+	_, _, err := c.do(ctx, http.MethodGet, path, nil, nil, http.StatusOK, &st)
+	return st, err
+}
+
+// image fetches image n of job id: a file name for the output folder
+// (image-NN and the extension of its type) and its bytes.
+func (c *daemonClient) image(ctx context.Context, id string, n int) (string, []byte, error) {
+	data, h, err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/slideshows/%s/images/%d", url.PathEscape(id), n), nil, nil, http.StatusOK, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	ext := ".png"
+	switch h.Get("Content-Type") {
+	case "image/jpeg":
+		ext = ".jpg"
+	case "image/webp":
+		ext = ".webp"
+	}
+	return fmt.Sprintf("image-%02d%s", n, ext), data, nil
+}
+
+// pause sleeps d, or returns false when ctx ends first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// runBatchServer runs the batch on the daemon at server: every entry is
+// submitted (idempotently), failures of an earlier run are retried, then
+// every job is followed with the long poll and its folder written under
+// out as soon as it ends, as the local mode does. It returns the exit code.
+func runBatchServer(ctx context.Context, e env, server, token string, entries []batchEntry, out, mode string) int {
+	start := time.Now()
+	c := &daemonClient{base: strings.TrimSuffix(server, "/"), token: token,
+		http: &http.Client{Timeout: httpapi.MaxWait + 30*time.Second}}
+	tr := newTracker(e.stdout, mode, entries)
+	ids := make([]string, len(entries))
+	for i, en := range entries {
+		id, existing, err := c.submit(ctx, en)
+		if err == nil && existing {
+			err = c.retryFailed(ctx, e, i, id)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				fmt.Fprintf(e.stdout, "interrupted while submitting: %d of %d slideshows submitted to %s; run the same command again\n", i, len(entries), c.base)
+				return exitSignal
+			}
+			fmt.Fprintf(e.stderr, "slideshowd: %s: [%d] %q: %v\n", c.base, i, en.req.Source, err)
+			return exitFailed
+		}
+		ids[i] = id
+		tr.add(i, id)
+	}
+	fmt.Fprintf(e.stdout, "%d slideshows submitted to %s; following them\n", len(entries), c.base)
+	tr.start()
+
+	ended := make(chan batchResult)
+	fatal := make(chan error, 1)
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	sem := make(chan struct{}, maxPolls)
+	var warnOnce sync.Once
+	for i, id := range ids {
+		go func() {
+			wait := minServerPause
+			for {
+				select {
+				case sem <- struct{}{}:
+				case <-followCtx.Done():
+					return
+				}
+				st, err := c.status(followCtx, id, httpapi.MaxWait)
+				<-sem
+				switch {
+				case err == nil:
+					wait = minServerPause
+					tr.update(st)
+					if st.State.Final() {
+						select {
+						case ended <- batchResult{index: i, status: st}:
+						case <-followCtx.Done():
+						}
+						return
+					}
+					continue
+				case followCtx.Err() != nil:
+					return
+				case temporary(err):
+					warnOnce.Do(func() {
+						fmt.Fprintf(e.stderr, "slideshowd: %s does not answer (%v); trying again, every %s at most\n", c.base, err, maxServerPause)
+					})
+					if !pause(followCtx, wait) {
+						return
+					}
+					wait = min(2*wait, maxServerPause)
+				default:
+					select {
+					case fatal <- fmt.Errorf("[%d] %q: job %s: %w", i, entries[i].req.Source, id, err):
+					default:
+					}
+					return
+				}
+			}
+		}()
+	}
+
+	results := make([]batchResult, len(entries))
+	for range len(entries) {
+		var r batchResult
+		select {
+		case r = <-ended:
+		case err := <-fatal:
+			tr.finish()
+			fmt.Fprintf(e.stderr, "slideshowd: %s: %v\n", c.base, err)
+			return exitFailed
+		case <-ctx.Done():
+			tr.finish()
+			fmt.Fprintf(e.stdout, "interrupted after %s: %d of %d steps done; the daemon at %s goes on with the rest\n",
+				time.Since(start).Round(time.Millisecond), tr.done(), tr.total, c.base)
+			fmt.Fprintln(e.stdout, "run the same command again to follow them and write their folders")
+			return exitSignal
+		}
+		r.dir = filepath.Join(out, outDirName(r.index, len(entries), entries[r.index].slug))
+		err := writeSlideshow(r.dir, r.index, r.status, func(n int) (string, []byte, error) {
+			return c.image(ctx, r.status.ID, n)
+		})
+		if err != nil {
+			tr.finish()
+			fmt.Fprintf(e.stderr, "slideshowd: writing %s: %v\n", r.dir, err)
+			return exitFailed
+		}
+		tr.wrote(r)
+		results[r.index] = r
+	}
+	stopFollowing()
+	tr.finish()
+	return summarize(e.stdout, results, out, time.Since(start))
+}
+
+// retryFailed reopens job id of entry i when an earlier run left it
+// failed (POST /v1/slideshows/{id}/retry), as the local mode does.
+func (c *daemonClient) retryFailed(ctx context.Context, e env, i int, id string) error {
+	st, err := c.status(ctx, id, 0)
+	if err != nil || st.State != pipeline.JobFailed {
+		return err
+	}
+	redo := 0
+	for _, is := range st.Images {
+		if is.State != pipeline.ImageDone {
+			redo++
+		}
+	}
+	what := fmt.Sprintf("%d of %d images", redo, len(st.Images))
+	if st.Analysis == nil {
+		what = "the analysis and " + what
+	}
+	if _, _, err := c.do(ctx, http.MethodPost, "/v1/slideshows/"+url.PathEscape(id)+"/retry", nil, nil, http.StatusAccepted, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "[%d] %q failed in an earlier run; retrying %s (attempt %d)\n", i, st.Source, what, st.Attempts+1)
+	return nil
+}
