@@ -134,6 +134,13 @@ const (
 	// or the class's configuration changes (Reason says why, e.g.
 	// ReasonNoQuota).
 	EventLaneStopped
+	// EventWaiting: the class's queued jobs wait for quota for at least
+	// WaitReportAfter, or the kind of their wait changed; Reason words it
+	// (see Wait), Until is the estimated start.
+	EventWaiting
+	// EventResumed: a job of the class started after a reported wait;
+	// Waited is how long the wait lasted, Reason its kind.
+	EventResumed
 )
 
 func (k EventKind) String() string {
@@ -152,6 +159,10 @@ func (k EventKind) String() string {
 		return "retry"
 	case EventLaneStopped:
 		return "lane_stopped"
+	case EventWaiting:
+		return "waiting"
+	case EventResumed:
+		return "resumed"
 	}
 	return "event(" + strconv.Itoa(int(k)) + ")"
 }

@@ -27,9 +27,11 @@ type KeyStatus struct {
 // KeyClassState is the state of a key's lane on one class.
 type KeyClassState struct {
 	Class string `json:"class"`
-	// State is "ok", "disabled" (this key), "cooling" (after a 429),
+	// State is "ok", "disabled" (this key), "stopped" (the lane has no
+	// quota on this model; Reason says why), "cooling" (after a 429),
 	// "exhausted" (a per-day 429) or "day_used" (the lane's RPD is spent).
-	State string `json:"state"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 	// Until is when a cooling, exhausted or day_used lane serves again
 	// (for day_used: the next Pacific midnight); zero otherwise.
 	Until time.Time `json:"until,omitzero"`
@@ -106,6 +108,8 @@ func (s *Scheduler) Keys() []KeyStatus {
 			switch {
 			case k.Disabled != "":
 				cs.State = "disabled"
+			case lu.Stopped != "":
+				cs.State, cs.Reason = "stopped", lu.Stopped
 			case lu.ExhaustedUntil.After(now):
 				cs.State, cs.Until = "exhausted", lu.ExhaustedUntil
 			case lu.CoolUntil.After(now):

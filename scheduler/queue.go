@@ -149,6 +149,7 @@ func (h delayHeap) down(i int) {
 type Handle struct {
 	id    uint64
 	class string
+	run   *runner // its class, for Waiting
 	done  chan struct{}
 	state atomic.Int32
 	start atomic.Int64 // estimated start, unix nanoseconds

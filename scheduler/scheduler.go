@@ -387,7 +387,7 @@ func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
 		queuedAt: now,
 		heapIdx:  -1,
 	}
-	t.handle = &Handle{id: t.id, class: j.Class, done: make(chan struct{})}
+	t.handle = &Handle{id: t.id, class: j.Class, run: r, done: make(chan struct{})}
 	if d, ok := ctx.Deadline(); ok {
 		t.deadline = d
 		earliest := r.class.Earliest(now, j.Tokens)
@@ -412,6 +412,7 @@ func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
 		t.stop = context.AfterFunc(ctx, func() { r.cancelQueued(t) })
 	}
 	r.enqueue(t, now)
+	submitted(ctx, t.handle)
 	return t.handle, nil
 }
 
@@ -503,6 +504,12 @@ type runner struct {
 	wake  chan struct{}
 
 	wakes atomic.Int64 // dispatcher wake-ups, for tests
+
+	// The class's wait for quota (see wait.go); waiting is set while wait is.
+	waitMu       sync.Mutex
+	wait         *Wait
+	waitReported bool
+	waiting      atomic.Bool
 
 	mu      sync.Mutex
 	queues  [3]deque // by priority: low, normal, high
@@ -715,7 +722,11 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 			r.mu.Unlock()
 			if held {
 				// Protected jobs wait for the next quota day.
-				wait = earliest(wait, bucket.NextMidnight(now, r.s.cfg.Location))
+				midnight := bucket.NextMidnight(now, r.s.cfg.Location)
+				wait = earliest(wait, midnight)
+				r.noteWait(now, midnight, true)
+			} else {
+				r.noteIdle()
 			}
 			return wait
 		}
@@ -731,6 +742,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 				continue
 			}
 			t.handle.start.Store(next.UnixNano())
+			r.noteWait(now, next, false)
 			return earliest(wait, next)
 		}
 		r.queues[level(t.job.Priority)].popFront()
@@ -764,6 +776,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 		r.s.emit(Event{Kind: EventDispatched, Time: now, Class: r.name, JobID: t.id, JobName: t.job.Name,
 			Priority: t.job.Priority, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts,
 			Waited: now.Sub(t.queuedAt)})
+		r.noteDispatched(now)
 		workers.Go(func() { r.run(workCtx, t, lease, slot) })
 	}
 }

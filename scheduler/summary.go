@@ -33,15 +33,21 @@ type ClassSummary struct {
 	QueuedLow    int `json:"queued_low"`
 	Delayed      int `json:"delayed"`
 	// Day totals over enabled lanes.
-	Day          string        `json:"day"`
-	DayUsed      int           `json:"day_used"`
-	DayLimit     int           `json:"day_limit"`
-	DayRemaining int           `json:"day_remaining"`
-	RPMLimit     int           `json:"rpm_limit"`
-	Keys         int           `json:"keys"` // enabled keys
-	Critical     bool          `json:"critical"`
-	Limits       bucket.Limits `json:"limits"`
-	Lanes        []LaneSummary `json:"lanes"`
+	Day          string `json:"day"`
+	DayUsed      int    `json:"day_used"`
+	DayLimit     int    `json:"day_limit"`
+	DayRemaining int    `json:"day_remaining"`
+	RPMLimit     int    `json:"rpm_limit"`
+	Keys         int    `json:"keys"` // enabled keys
+	Critical     bool   `json:"critical"`
+	// DayResetsAt is the next Pacific midnight: when every lane's day
+	// count starts again.
+	DayResetsAt time.Time `json:"day_resets_at"`
+	// Wait says why the class's queued jobs wait for quota; nil when they
+	// do not (or nothing is queued).
+	Limits bucket.Limits `json:"limits"`
+	Wait   *Wait         `json:"wait,omitempty"`
+	Lanes  []LaneSummary `json:"lanes"`
 }
 
 // LaneSummary describes one lane: a project on a class.
@@ -76,7 +82,10 @@ func (s *Scheduler) Summary() Summary {
 		cs := ClassSummary{
 			Name: r.name, Concurrency: r.cfg.Concurrency, Limits: u.Limits,
 			Day: u.Day, DayUsed: u.Used, DayLimit: u.Limit, DayRemaining: u.Remaining,
-			RPMLimit: u.RPMLimit, Critical: u.Critical,
+			RPMLimit: u.RPMLimit, Critical: u.Critical, DayResetsAt: bucket.NextMidnight(now, s.cfg.Location),
+		}
+		if w, ok := r.classWait(now); ok {
+			cs.Wait = &w
 		}
 		r.mu.Lock()
 		cs.Running = r.running

@@ -15,6 +15,7 @@ import (
 
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 func cmdBatch(ctx context.Context, e env, args []string) int {
@@ -101,6 +102,11 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	start := time.Now()
 	tr := newTracker(e.stdout, mode, entries)
 	o.onChange = tr.update
+	if o.observer == nil {
+		o.observer = tr
+	} else {
+		o.observer = observers{o.observer, tr}
+	}
 	d, err := openDaemon(ctx, cfg, log, o)
 	if err != nil {
 		return openError(e, cfg, err)
@@ -488,6 +494,32 @@ func (t *tracker) showLocked(first bool) {
 		// Redraw at most 20 times a second, and always at the end.
 		if now := time.Now(); first || n+f == t.total || now.Sub(t.lastBar) >= 50*time.Millisecond {
 			t.lastBar = now
+			t.drawBar()
+		}
+	}
+}
+
+// Observe prints a line, with the time, when a class's jobs start waiting
+// for quota (scheduler.EventWaiting: long waits only) and when they resume.
+// It is the scheduler's Observer: quick, under the tracker's lock.
+func (t *tracker) Observe(ev scheduler.Event) {
+	var msg string
+	switch ev.Kind {
+	case scheduler.EventWaiting:
+		msg = fmt.Sprintf("%s %s: waiting: %s", ev.Time.Format(time.TimeOnly), ev.Class, ev.Reason)
+	case scheduler.EventResumed:
+		msg = fmt.Sprintf("%s %s: resumed after %s", ev.Time.Format(time.TimeOnly), ev.Class, ev.Waited.Round(time.Second))
+	default:
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch t.mode {
+	case "lines":
+		fmt.Fprintln(t.w, msg)
+	case "bar":
+		fmt.Fprintf(t.w, "\r\033[K%s\n", msg)
+		if t.started {
 			t.drawBar()
 		}
 	}

@@ -234,6 +234,8 @@ func keyClassState(c scheduler.KeyClassState, now time.Time) string {
 		return "cooling " + c.Until.Sub(now).Round(time.Second).String()
 	case "exhausted", "day_used":
 		return "out until " + c.Until.In(bucket.Pacific).Format("Jan 2 15:04 MST")
+	case "stopped":
+		return "stopped: " + c.Reason
 	}
 	return c.State
 }
@@ -388,6 +390,9 @@ func printJobs(w io.Writer, pg pipeline.Page) {
 			}
 		}
 		state := string(st.State)
+		if st.Wait != nil {
+			state += " (waiting: " + st.Wait.Reason + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", st.ID, state, st.Priority, done, len(st.Images),
 			st.CreatedAt.Local().Format("Jan 2 15:04:05"), excerpt(st.Source))
 	}

@@ -169,6 +169,9 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 		}
 		fmt.Fprintf(w, "\n  day %s (Pacific); running %d/%d; queued high %d, normal %d, low %d; retrying %d\n",
 			c.Day, c.Running, c.Concurrency, c.QueuedHigh, c.QueuedNormal, c.QueuedLow, c.Delayed)
+		if c.Wait != nil {
+			fmt.Fprintf(w, "  waiting: %s (since %s)\n", c.Wait.Reason, c.Wait.Since.In(bucket.Pacific).Format("Jan 2 15:04:05 MST"))
+		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  PROJECT\tKEYS\tRPM USED/LIMIT\tTODAY USED/LIMIT\tSTATE")
 		for _, l := range c.Lanes {
@@ -177,19 +180,23 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 				keys += " (disabled: " + strings.Join(l.DisabledKeys, ",") + ")"
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s/%s\t%s/%s\t%s\n", l.Project, keys,
-				thousands(l.RPMUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), laneState(l, s.Time))
+				thousands(l.RPMUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), laneState(l, s.Time, c.DayResetsAt))
 		}
 		tw.Flush()
 	}
 	if len(s.DisabledKeys) > 0 {
 		fmt.Fprintln(w, "\ndisabled keys (enable once fixed):")
 		for _, k := range s.DisabledKeys {
-			fmt.Fprintf(w, "  %s (project %s): %s\n", k.ID, k.Project, k.Reason)
+			since := ""
+			if !k.Since.IsZero() {
+				since = " (since " + k.Since.In(bucket.Pacific).Format("Jan 2 15:04 MST") + ")"
+			}
+			fmt.Fprintf(w, "  %s (project %s): %s%s\n", k.ID, k.Project, k.Reason, since)
 		}
 	}
 }
 
-func laneState(l scheduler.LaneSummary, now time.Time) string {
+func laneState(l scheduler.LaneSummary, now, resets time.Time) string {
 	switch {
 	case !l.Enabled:
 		return "disabled"
@@ -197,6 +204,8 @@ func laneState(l scheduler.LaneSummary, now time.Time) string {
 		return "out for the day until " + l.ExhaustedUntil.In(bucket.Pacific).Format("Jan 2 15:04 MST")
 	case l.CoolUntil.After(now):
 		return "cooling down for " + l.CoolUntil.Sub(now).Round(time.Second).String()
+	case l.DayUsed >= l.DayLimit && !resets.IsZero():
+		return "day used up until " + resets.In(bucket.Pacific).Format("Jan 2 15:04 MST")
 	case l.DayUsed >= l.DayLimit:
 		return "day used up"
 	}

@@ -25,8 +25,9 @@ type job struct {
 	p   *Pipeline
 	dir string
 
-	mu  sync.Mutex
-	rec record
+	mu    sync.Mutex
+	rec   record
+	steps []*scheduler.Handle // its calls queued or running in the scheduler
 
 	// Guarded by p.mu: cancel ends the running job's context (nil until
 	// work starts); canceled is set by Pipeline.Cancel.
@@ -49,6 +50,33 @@ func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) bool {
 	final := j.run(ctx, runCtx)
 	p.release(j, final)
 	return final
+}
+
+// track follows a call of the job in the scheduler (scheduler.OnSubmit).
+func (j *job) track(h *scheduler.Handle) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.steps = slices.DeleteFunc(j.steps, func(h *scheduler.Handle) bool { return h.State().Final() })
+	j.steps = append(j.steps, h)
+}
+
+// waiting returns why the job waits for quota: nil when a step of it runs
+// or none is queued; else the queued step's wait that ends first.
+func (j *job) waiting() *scheduler.Wait {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var best *scheduler.Wait
+	for _, h := range j.steps {
+		switch h.State() {
+		case scheduler.StateRunning:
+			return nil
+		case scheduler.StateQueued:
+			if w, ok := h.Waiting(); ok && (best == nil || w.Until.Before(best.Until)) {
+				best = &w
+			}
+		}
+	}
+	return best
 }
 
 // isCanceled reports whether Pipeline.Cancel asked for j to stop.
@@ -105,6 +133,7 @@ func interrupted(err error, runCtx context.Context) bool {
 
 // run works the job; it reports whether the job reached a final state.
 func (j *job) run(ctx, runCtx context.Context) bool {
+	ctx = scheduler.OnSubmit(ctx, j.track)
 	rec := j.snapshot()
 	log := j.p.log.With().Str("job", rec.ID).Logger()
 	pr, _ := scheduler.ParsePriority(rec.Priority)

@@ -632,13 +632,29 @@ func (p *Pipeline) load(ctx context.Context, id string) (record, error) {
 	return r, nil
 }
 
-// Status returns the stored state of job id, or an error wrapping ErrNotFound.
+// Status returns the stored state of job id, with its wait for quota
+// (Status.Wait) while it has one, or an error wrapping ErrNotFound.
 func (p *Pipeline) Status(ctx context.Context, id string) (Status, error) {
 	r, err := p.load(ctx, id)
 	if err != nil {
 		return Status{}, err
 	}
-	return r.status(), nil
+	st := r.status()
+	p.addWait(&st)
+	return st, nil
+}
+
+// addWait fills in st.Wait from the job's calls in the scheduler.
+func (p *Pipeline) addWait(st *Status) {
+	if st.State.Final() {
+		return
+	}
+	p.mu.Lock()
+	j := p.active[st.ID]
+	p.mu.Unlock()
+	if j != nil {
+		st.Wait = j.waiting()
+	}
 }
 
 // ImagePath returns the file of image n (1-based) of job id. It wraps
@@ -880,7 +896,11 @@ func decodeCursor(s string) (cursorPos, error) {
 // proportion to all jobs stored. A bad f (unknown state or priority, a
 // cursor not from Jobs) gives an *InputError naming the field.
 func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
-	return StoredJobs(ctx, p.cfg.Store, f)
+	pg, err := StoredJobs(ctx, p.cfg.Store, f)
+	for i := range pg.Jobs {
+		p.addWait(&pg.Jobs[i])
+	}
+	return pg, err
 }
 
 // StoredJobs is Jobs over the job records of st, for a program that reads

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 // SlideInput is one slide of a request: its text and an optional image.
@@ -72,4 +73,9 @@ type Status struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	RetriedAt *time.Time `json:"retried_at,omitempty"` // the last Retry; nil before any
+	// Wait, while the job is queued in the scheduler for quota with no step
+	// running, says why and until when at the earliest (its estimated
+	// start); nil otherwise. It is not stored: Status and Jobs fill it in
+	// from the running scheduler.
+	Wait *scheduler.Wait `json:"wait,omitempty"`
 }

@@ -1,0 +1,57 @@
+package pipeline
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// A job whose images wait for tomorrow's quota says so in its status, with
+// the reset time, and goes on at the Pacific midnight.
+func TestStatusShowsQuotaWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		models := emulator.DefaultModels()
+		models[emulator.DefaultImageModel] = emulator.Limits{RPM: 20, RPD: 1} // one image per project and day
+		e, err := emulator.New(emulator.Config{Keys: testKeys, Seed: 1, Models: models})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHarness(t, setup{emu: e})
+		id, err := h.p.Submit(t.Context(), request(5))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Three images are made, one per project; each project's next one
+		// gets a per-day 429 (a few seconds apart: RPM pacing), then the
+		// last two wait for the day.
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		st, err := h.p.Status(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+		if st.State != JobGenerating || st.Wait == nil || st.Wait.Kind != scheduler.WaitDay || !st.Wait.Until.Equal(midnight) ||
+			!strings.HasPrefix(st.Wait.Reason, "image quota of all projects used for today, resets ") {
+			t.Fatalf("status = %+v, wait %+v", st, st.Wait)
+		}
+		pg, err := h.p.Jobs(t.Context(), Filter{})
+		if err != nil || len(pg.Jobs) != 1 || pg.Jobs[0].Wait == nil {
+			t.Fatalf("Jobs = %+v, %v: want the wait there too", pg, err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 24*time.Hour)
+		defer cancel()
+		if st, err := h.p.Wait(ctx, id); err != nil || st.State != JobDone || st.Wait != nil {
+			t.Fatalf("job = %+v, %v", st, err)
+		}
+		if time.Now().Before(midnight) {
+			t.Fatalf("done at %v, before the reset %v", time.Now(), midnight)
+		}
+	})
+}
