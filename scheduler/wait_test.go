@@ -10,7 +10,6 @@ import (
 	"github.com/slideshowd/slideshowd/bucket"
 )
 
-
 // classWaitOf returns the Summary's wait of class.
 func classWaitOf(s *Scheduler, class string) *Wait {
 	for _, c := range s.Summary().Classes {
