@@ -13,7 +13,6 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // SchemaVersion is the version of the Bolt file layout this package reads and
@@ -83,21 +82,35 @@ var (
 // records or checks its schema version and deletes daily counters outside the
 // kept history. If another process, or another Open in this process, holds the
 // file, Open gives up after opts.Timeout with an error wrapping ErrLocked. A
-// file of another schema version gives an error wrapping ErrSchema.
+// file of another schema version gives an error wrapping ErrSchema. Open
+// checks the file first (see Verify): an empty file, or one that fails
+// bbolt's consistency check or faults when read, gives a *DamagedError
+// (wrapping ErrDamaged), never a panic, and is left as it is.
 func Open(path string, opts Options) (*Bolt, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("store: open %s: %w (for example a running slideshowd); gave up after %v", path, ErrLocked, opts.Timeout)
+	if err := checkFileSize(path); err != nil {
+		return nil, err
 	}
+	var db *bolt.DB
+	err := guarded(path, func() error {
+		var err error
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, openErr(path, opts, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { return initFile(tx, opts.History) }); err != nil {
-		_ = db.Close()
+	if err := checkDB(path, db); err != nil {
+		_ = guarded(path, db.Close)
+		return nil, err
+	}
+	if err := guarded(path, func() error {
+		return db.Update(func(tx *bolt.Tx) error { return initFile(tx, opts.History) })
+	}); err != nil {
+		_ = guarded(path, db.Close)
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	return &Bolt{path: path, history: opts.History, db: db}, nil

@@ -17,6 +17,9 @@ var (
 	// ErrInvalid: an argument is malformed (bad day, empty lane, n <= 0, ...).
 	// The error names the field and the value.
 	ErrInvalid = errors.New("store: invalid argument")
+	// ErrDamaged: the file failed its check at open (see DamagedError);
+	// nothing was changed. Restore a backup.
+	ErrDamaged = errors.New("store: damaged file")
 	// ErrTooOld: AddDaily for a day older than the days the store keeps.
 	ErrTooOld = errors.New("store: day is older than the history kept")
 )
