@@ -8,6 +8,7 @@
 //	slideshowd keys [enable|disable ID]   the API keys; put one back into service or take it out
 //	slideshowd jobs [show|cancel ID]      list jobs (-state, -priority, -since), show or cancel one
 //	slideshowd check [-online]            check the configuration, keys' variables, data directory, base URL
+//	slideshowd store check|backup FILE|restore FILE   check, back up or restore the store
 //	slideshowd emulate [-addr HOST:PORT]  the Gemini API emulator as a server
 //	slideshowd version | help
 //
@@ -96,6 +97,7 @@ func commands() []command {
 		{"keys", "[list | enable ID | disable ID]", "show the API keys, or enable or disable one (daemon, else data directory)", cmdKeys},
 		{"jobs", "[list | show ID | cancel ID]", "list, show or cancel slideshow jobs (daemon, else data directory)", cmdJobs},
 		{"check", "[-online]", "check the configuration and the environment it names (exit 0 ok, 2 problems)", cmdCheck},
+		{"store", "check | backup FILE | restore FILE", "check the store, copy it consistently, or restore a copy", cmdStore},
 		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},
 		{"version", "", "print the version", cmdVersion},
 		{"help", "", "print this help", nil},

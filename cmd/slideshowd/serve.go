@@ -66,7 +66,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	hcfg := httpapi.Config{
 		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
-		Stopping: stopping,
+		Stopping: stopping, Backup: d.store.Backup,
 	}
 	if err := hcfg.Validate(); err != nil {
 		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", "SLIDESHOWD_TOKEN", redactError(cfg, err))

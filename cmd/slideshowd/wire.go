@@ -137,9 +137,16 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkStorePresent(cfg.Data); err != nil {
+		return nil, err
+	}
 	st, err := store.Open(filepath.Join(cfg.Data, StoreFile), store.Options{})
 	if err != nil {
 		return nil, err
+	}
+	if err := markUsed(cfg.Data); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	d := &daemon{cfg: cfg, log: log, store: st}
 	ok := false
@@ -187,11 +194,15 @@ func keyIDs(cfg config.Config) []string {
 	return ids
 }
 
-// run starts the scheduler and the pipeline; wait blocks until both have
-// returned after ctx ended.
+// run starts the scheduler, the pipeline and the rolling backups; wait
+// blocks until all have returned after ctx ended.
 func (d *daemon) run(ctx context.Context) (wait func()) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		d.runBackups(ctx, time.Duration(d.cfg.Backups.Interval), d.cfg.Backups.Keep, d.log.With().Str("component", "store").Logger())
+	}()
 	go func() {
 		defer wg.Done()
 		if err := d.sched.Run(ctx); err != nil {
@@ -216,6 +227,15 @@ func (d *daemon) close() {
 // openError prints why the daemon could not start, saying so plainly when
 // the data directory is held by another process.
 func openError(e env, cfg config.Config, err error) int {
+	if errors.Is(err, store.ErrDamaged) {
+		// One line naming the file and what is wrong; nothing was changed.
+		msg := redactError(cfg, err)
+		if !strings.Contains(msg, "store restore") {
+			msg += "; see slideshowd store restore"
+		}
+		fmt.Fprintln(e.stderr, "slideshowd:", msg)
+		return exitBadArgs
+	}
 	if errors.Is(err, store.ErrLocked) {
 		fmt.Fprintf(e.stderr, "slideshowd: %s is in use by another slideshowd (serve or batch); stop it or use another data directory (SLIDESHOWD_DATA)\n",
 			filepath.Join(cfg.Data, StoreFile))

@@ -111,6 +111,8 @@ type Config struct {
 	Classes Classes `yaml:"classes"`
 	// Images shape the generated images.
 	Images Images `yaml:"images"`
+	// Backups are the daemon's rolling backups of its store.
+	Backups Backups `yaml:"backups"`
 
 	// Token is the HTTP API's bearer token, from SLIDESHOWD_TOKEN only
 	// (never from the file); "" means no authentication.
@@ -118,6 +120,24 @@ type Config struct {
 	// File is the file the configuration was read from; "" when none.
 	File string `yaml:"-"`
 }
+
+// Backups configure the rolling backups the daemon (serve, batch) keeps of
+// its store in data/backups/slideshowd-<UTC time>.db: consistent copies
+// taken through a read transaction while it runs, checked and stamped with
+// their time (slideshowd store restore reads it).
+type Backups struct {
+	// Interval between backups. Default (absent or 0) 1h; must be >= 0.
+	Interval Duration `yaml:"interval"`
+	// Keep is how many backups are kept, the newest. Default (absent or 0)
+	// 3; must be >= 0.
+	Keep int `yaml:"keep"`
+}
+
+// Defaults of Backups.
+const (
+	DefaultBackupInterval = time.Hour
+	DefaultBackupKeep     = 3
+)
 
 // Images shape the generated images.
 type Images struct {
@@ -234,6 +254,12 @@ func (d Duration) String() string { return time.Duration(d).String() }
 func (c *Config) withDefaults() {
 	if c.Images.AspectRatio == "" {
 		c.Images.AspectRatio = "9:16"
+	}
+	if c.Backups.Interval == 0 {
+		c.Backups.Interval = Duration(DefaultBackupInterval)
+	}
+	if c.Backups.Keep == 0 {
+		c.Backups.Keep = DefaultBackupKeep
 	}
 	if c.Images.Size == "" {
 		c.Images.Size = "1K"
@@ -366,6 +392,12 @@ func (c Config) problems() []error {
 	}
 	if *c.ShutdownGrace < 0 {
 		errs = append(errs, fieldErr("shutdown_grace", c.ShutdownGrace.String(), "must be >= 0 (0 stops at once)"))
+	}
+	if c.Backups.Interval < 0 {
+		errs = append(errs, fieldErr("backups.interval", c.Backups.Interval.String(), "must be >= 0 (0: the default, 1h)"))
+	}
+	if c.Backups.Keep < 0 {
+		errs = append(errs, fieldErr("backups.keep", strconv.Itoa(c.Backups.Keep), "must be >= 0 (0: the default, 3)"))
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fieldErr("retention", c.Retention.String(), "must be >= 0 (0 keeps jobs for ever)"))

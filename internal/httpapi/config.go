@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"unicode"
 
@@ -116,6 +117,11 @@ type Config struct {
 	// usual. Close it from http.Server.RegisterOnShutdown. Default none: a
 	// long poll ends with its wait or its request's context.
 	Stopping <-chan struct{}
+	// Backup, when set, serves GET /v1/store/backup (with the token): it
+	// writes a consistent copy of the store to w (typically
+	// (*store.Bolt).Backup: one read transaction, writes go on) and returns
+	// the bytes written. Default none: 404.
+	Backup func(ctx context.Context, w io.Writer) (int64, error)
 	// Gatherer is what GET /metrics exposes. Default: the registry given to
 	// NewMetrics when it is a prometheus.Gatherer.
 	Gatherer prometheus.Gatherer

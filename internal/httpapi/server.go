@@ -91,6 +91,9 @@ func New(cfg Config) http.Handler {
 	route("/v1/keys/{id}/enable", true, map[string]http.HandlerFunc{http.MethodPost: h.enableKey})
 	route("/v1/keys/{id}/disable", true, map[string]http.HandlerFunc{http.MethodPost: h.disableKey})
 	route("/healthz", false, map[string]http.HandlerFunc{http.MethodGet: h.healthz})
+	if cfg.Backup != nil {
+		route("/v1/store/backup", true, map[string]http.HandlerFunc{http.MethodGet: h.backup})
+	}
 	if cfg.Gatherer != nil {
 		metrics := promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{
 			ErrorLog:      promLogger{h},
@@ -101,6 +104,33 @@ func New(cfg Config) http.Handler {
 	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
 	h.mux.HandleFunc("/", h.notFound)
 	return http.HandlerFunc(h.serveLogged)
+}
+
+// backup serves GET /v1/store/backup: the store's bytes, from one read
+// transaction. An error once bytes are sent cuts the body short (the
+// client's copy then fails its check: slideshowd store backup verifies it).
+func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/octet-stream")
+	cw := &countingWriter{w: w}
+	n, err := h.cfg.Backup(r.Context(), cw)
+	if err != nil {
+		if cw.n == 0 {
+			h.internalError(w, r, "store backup", err)
+			return
+		}
+		h.log.Error().Str("request_id", requestID(r.Context())).Str("error", h.redact.String(err.Error())).Int64("bytes", n).Msg("store backup cut short")
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // create serves POST /v1/slideshows.

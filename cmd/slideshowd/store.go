@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// Files of the data directory besides the store.
+const (
+	// usedMarker is written at the store's first open: a data directory
+	// that has it (or job folders) but no store lost its store.
+	usedMarker = "slideshowd.db.created"
+	// backupDir holds the daemon's rolling backups.
+	backupDir = "backups"
+)
+
+// checkStorePresent refuses a missing store in a data directory that shows
+// earlier use: that is damage (a lost file), not a new store.
+func checkStorePresent(data string) error {
+	path := filepath.Join(data, StoreFile)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var why string
+	if _, err := os.Stat(filepath.Join(data, usedMarker)); err == nil {
+		why = "the data directory was used before (" + usedMarker + ")"
+	} else if ents, err := os.ReadDir(filepath.Join(data, "jobs")); err == nil && len(ents) > 0 {
+		why = fmt.Sprintf("the data directory holds %d job folders", len(ents))
+	} else {
+		return nil
+	}
+	return &store.DamagedError{Path: path, Problem: "missing, but " + why + ": its jobs and day counts are gone; restore a backup (slideshowd store restore FILE) or move the data directory aside to start anew"}
+}
+
+// markUsed writes the marker of a used data directory once.
+func markUsed(data string) error {
+	p := filepath.Join(data, usedMarker)
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	return os.WriteFile(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+}
+
+func cmdStore(ctx context.Context, e env, args []string) int {
+	fs := newFlagSet("store", e)
+	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd store check | backup FILE | restore FILE [-config FILE]")
+		fmt.Fprintln(e.stderr, "  check          check the store file (read-only; the daemon must not be running)")
+		fmt.Fprintln(e.stderr, "  backup FILE    write a consistent copy (through the running daemon, else read-only)")
+		fmt.Fprintln(e.stderr, "  restore FILE   replace the store with a backup (the daemon must be stopped)")
+	}
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return flagExit(err)
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return exitBadArgs
+	}
+	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	if !ok {
+		return exitBadArgs
+	}
+	path := filepath.Join(cfg.Data, StoreFile)
+	sub, rest := pos[0], pos[1:]
+	want := 1
+	if sub == "check" {
+		want = 0
+	}
+	if len(rest) != want {
+		fs.Usage()
+		return exitBadArgs
+	}
+	switch sub {
+	case "check":
+		if err := checkStorePresent(cfg.Data); err != nil {
+			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
+			return exitBadArgs
+		}
+		if err := store.Verify(path, store.Options{Timeout: 500 * time.Millisecond}); err != nil {
+			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
+			if errors.Is(err, store.ErrDamaged) {
+				return exitBadArgs
+			}
+			return exitFailed
+		}
+		fmt.Fprintf(e.stdout, "%s: ok\n", path)
+		return exitOK
+	case "backup":
+		n, via, err := backupStore(ctx, cfg, rest[0])
+		if err != nil {
+			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
+			return exitFailed
+		}
+		fmt.Fprintf(e.stdout, "%s: %d bytes, a consistent copy of %s (%s)\n", rest[0], n, path, via)
+		return exitOK
+	case "restore":
+		msg, code := restoreStore(cfg, rest[0], time.Now())
+		if code != exitOK {
+			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, errors.New(msg)))
+			return code
+		}
+		fmt.Fprintln(e.stdout, msg)
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "slideshowd store: unknown subcommand %q (check, backup or restore)\n", sub)
+	return exitBadArgs
+}
+
+// backupStore writes a consistent copy of the store to dest: through the
+// running daemon's API (GET /v1/store/backup, which streams one read
+// transaction: the daemon holds the file's lock), else by opening the file
+// read-only.
+func backupStore(ctx context.Context, cfg config.Config, dest string) (int64, string, error) {
+	path := filepath.Join(cfg.Data, StoreFile)
+	tmp := dest + ".tmp"
+	at := time.Now() // before the copy's transaction: the safe side for restore
+	n, err := fetchBackup(ctx, cfg, tmp)
+	via := "through the running daemon at " + usageURL(cfg.Listen)
+	var he *httpStatusError
+	if errors.As(err, &he) {
+		_ = os.Remove(tmp)
+		return 0, "", err
+	}
+	if err != nil {
+		// No daemon answered: copy the file read-only.
+		via = "read-only, no daemon answered"
+		if err := store.Verify(path, store.Options{Timeout: 500 * time.Millisecond}); err != nil {
+			return 0, "", err
+		}
+		if n, err = copyFile(path, tmp); err != nil {
+			_ = os.Remove(tmp)
+			return 0, "", err
+		}
+	}
+	if err := store.FinishBackup(tmp, dest, at); err != nil {
+		_ = os.Remove(tmp)
+		return 0, "", err
+	}
+	return n, via, nil
+}
+
+func fetchBackup(ctx context.Context, cfg config.Config, tmp string) (int64, error) {
+	u := strings.TrimSuffix(usageURL(cfg.Listen), "/v1/usage") + "/v1/store/backup"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, err
+	}
+	if cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Token)
+	}
+	c := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 5 * time.Second}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return 0, &httpStatusError{url: u, status: resp.StatusCode, body: strings.TrimSpace(string(b))}
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, &httpStatusError{url: u, status: 0, body: err.Error()}
+	}
+	n, err := io.Copy(f, resp.Body)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, &httpStatusError{url: u, status: resp.StatusCode, body: "copy interrupted: " + err.Error()}
+	}
+	return n, nil
+}
+
+func copyFile(src, dst string) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+// restoreStore replaces the store with the backup at src. The daemon must
+// be stopped (the store's lock is free). The backup is checked first; the
+// current file, if any, is kept as slideshowd.db.replaced-<time>. Then the
+// day counts are raised by the allowance (see restoreAllowance) for what
+// may have been sent after the backup was taken.
+func restoreStore(cfg config.Config, src string, now time.Time) (string, int) {
+	path := filepath.Join(cfg.Data, StoreFile)
+	if err := store.Verify(src, store.Options{}); err != nil {
+		return "the backup cannot be restored: " + err.Error(), exitBadArgs
+	}
+	at, ok, err := store.BackupTime(src)
+	if err != nil {
+		return err.Error(), exitBadArgs
+	}
+	if !ok {
+		fi, err := os.Stat(src)
+		if err != nil {
+			return err.Error(), exitFailed
+		}
+		at = fi.ModTime() // not a stamped backup: its last change
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return "data directory: " + err.Error(), exitFailed
+	}
+	// The lock proves no daemon runs; a damaged current file is replaced.
+	if cur, err := store.Open(path, store.Options{Timeout: 500 * time.Millisecond}); err == nil {
+		_ = cur.Close()
+	} else if errors.Is(err, store.ErrLocked) {
+		return path + " is in use by a running slideshowd: stop it before restoring", exitFailed
+	}
+	tmp := path + ".restore"
+	if _, err := copyFile(src, tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err.Error(), exitFailed
+	}
+	added, err := restoreAllowance(cfg, tmp, at, now)
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err.Error(), exitFailed
+	}
+	kept := ""
+	if _, err := os.Stat(path); err == nil {
+		kept = path + ".replaced-" + now.UTC().Format("20060102T150405Z")
+		if err := os.Rename(path, kept); err != nil {
+			_ = os.Remove(tmp)
+			return err.Error(), exitFailed
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err.Error(), exitFailed
+	}
+	if err := markUsed(cfg.Data); err != nil {
+		return err.Error(), exitFailed
+	}
+	msg := fmt.Sprintf("%s restored from %s (taken %s); %s", path, src, at.UTC().Format(time.RFC3339), added)
+	if kept != "" {
+		msg += "; the previous file is kept as " + kept
+	}
+	return msg, exitOK
+}
+
+// restoreAllowance raises today's count (Pacific day) of every configured
+// lane in the store file at path for what may have been sent between at
+// (the backup's time) and now: each lane's RPM for every started minute
+// since at (or since today's Pacific midnight, when at is an earlier day),
+// capped at the lane's RPD. Days before today need nothing: their quota is
+// over. The rule is the fastest the lane could have gone, so the restored
+// count is never below the real one; its cost is at most a day of a lane's
+// quota held back after a restore.
+func restoreAllowance(cfg config.Config, path string, at, now time.Time) (string, error) {
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	ctx := context.Background()
+	today := bucket.Day(now, bucket.Pacific)
+	since := at
+	if midnight := bucket.NextMidnight(now.AddDate(0, 0, -1), bucket.Pacific); bucket.Day(at, bucket.Pacific) != today || at.Before(midnight) {
+		since = midnight
+	}
+	minutes := int(now.Sub(since).Minutes()) + 1
+	if now.Before(since) {
+		minutes = 1
+	}
+	counts, err := st.Daily(ctx, today)
+	if err != nil {
+		return "", err
+	}
+	have := map[store.LaneID]int{}
+	for _, c := range counts {
+		have[c.Lane] = c.Count
+	}
+	var projects []string
+	for _, k := range cfg.Keys {
+		if !slices.Contains(projects, k.Project) {
+			projects = append(projects, k.Project)
+		}
+	}
+	total := 0
+	classes := []struct {
+		name string
+		cl   config.Class
+	}{{"text", cfg.Classes.Text}, {"image", cfg.Classes.Image}}
+	for _, p := range projects {
+		for _, c := range classes {
+			lane := store.LaneID{Project: p, Class: c.name}
+			add := min(c.cl.RPM*minutes, c.cl.RPD-have[lane])
+			if add <= 0 {
+				continue
+			}
+			if _, err := st.AddDaily(ctx, today, lane, add); err != nil {
+				return "", err
+			}
+			total += add
+		}
+	}
+	return fmt.Sprintf("today's (%s) counts raised by %d units in all for up to %d minutes of sending since the backup (RPM per minute, capped at RPD)", today, total, minutes), nil
+}
+
+// runBackups keeps rolling backups in data/backups until ctx ends: one
+// every interval, the newest keep kept.
+func (d *daemon) runBackups(ctx context.Context, interval time.Duration, keep int, log zerolog.Logger) {
+	dir := filepath.Join(d.cfg.Data, backupDir)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			log.Error().Err(err).Msg("backup: cannot make the backup directory")
+			continue
+		}
+		name := filepath.Join(dir, "slideshowd-"+time.Now().UTC().Format("20060102T150405Z")+".db")
+		n, err := d.store.BackupFile(ctx, name)
+		if err != nil {
+			log.Error().Err(err).Msg("backup failed")
+			continue
+		}
+		log.Info().Str("file", name).Int64("bytes", n).Msg("backup written")
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		var names []string
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), "slideshowd-") && strings.HasSuffix(e.Name(), ".db") {
+				names = append(names, e.Name())
+			}
+		}
+		slices.Sort(names) // by time
+		for len(names) > keep {
+			if err := os.Remove(filepath.Join(dir, names[0])); err != nil {
+				log.Warn().Err(err).Msg("backup: cannot remove an old backup")
+			}
+			names = names[1:]
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// todayCounts reads today's counts from a store file, by lane.
+func todayCounts(t *testing.T, path string) map[store.LaneID]int {
+	t.Helper()
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	counts, err := st.Daily(context.Background(), bucket.Day(time.Now(), bucket.Pacific))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[store.LaneID]int{}
+	for _, c := range counts {
+		out[c.Lane] = c.Count
+	}
+	return out
+}
+
+// The store proves itself at start: a damaged, empty or lost store stops
+// start-up with one line naming the file and exit 2; store check, backup and
+// restore bring it back, with the day counts never below the backup's plus
+// the allowance for what may have been sent since.
+func TestStoreDamageBackupRestore(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: 127.0.0.1:1\n")
+	batch := smallBatch(t, dir, 2, 2)
+	data := filepath.Join(dir, "data")
+	db := filepath.Join(data, StoreFile)
+	vars := keyEnv(base, data)
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out"); r.code != 0 {
+		t.Fatalf("batch: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := runBin(t, dir, vars, "store", "check"); r.code != 0 || !strings.Contains(r.stdout, db+": ok") {
+		t.Fatalf("store check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	backup := filepath.Join(dir, "b1.db")
+	r := runBin(t, dir, vars, "store", "backup", backup)
+	if r.code != 0 || !strings.Contains(r.stdout, "read-only, no daemon answered") {
+		t.Fatalf("store backup: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	before := todayCounts(t, backup)
+	if len(before) == 0 {
+		t.Fatal("the backup holds no counts for today")
+	}
+	good, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	damage := []struct {
+		name  string
+		apply func() error
+		want  string
+	}{
+		{"truncated", func() error { return os.WriteFile(db, good[:len(good)/3], 0o600) }, "is damaged: "},
+		{"zeroed meta pages", func() error {
+			b := append([]byte(nil), good...)
+			clear(b[:8192])
+			return os.WriteFile(db, b, 0o600)
+		}, "is damaged: "},
+		{"empty", func() error { return os.WriteFile(db, nil, 0o600) }, "is damaged: empty file (0 bytes)"},
+		{"missing", func() error { return os.Remove(db) }, "is damaged: missing, but the data directory was used before"},
+	}
+	for _, d := range damage {
+		t.Run(d.name, func(t *testing.T) {
+			if err := d.apply(); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"batch", batch, "-out", "out"}, {"store", "check"}} {
+				r := runBin(t, dir, vars, args...)
+				if r.code != exitBadArgs {
+					t.Errorf("%s: exit %d, want 2\n%s", args[0], r.code, r.stderr)
+				}
+				if !strings.Contains(r.stderr, "slideshowd: store: "+db+" "+d.want) || strings.Count(r.stderr, "\n") != 1 {
+					t.Errorf("%s: stderr %q: want one line naming %s and %q", args[0], r.stderr, db, d.want)
+				}
+				if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine") {
+					t.Errorf("%s: a crash: %s", args[0], r.stderr)
+				}
+			}
+		})
+	}
+
+	// Restore: the counts are the backup's plus the allowance.
+	r = runBin(t, dir, vars, "store", "restore", backup)
+	if r.code != 0 || !strings.Contains(r.stdout, "restored from "+backup) {
+		t.Fatalf("store restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	after := todayCounts(t, db)
+	for _, p := range []string{"key1", "key2", "key3"} {
+		for _, c := range []struct {
+			class    string
+			rpm, rpd int
+		}{{"text", 900, 9000}, {"image", 18, 240}} {
+			lane := store.LaneID{Project: p, Class: c.class}
+			if want := min(c.rpd, before[lane]+c.rpm); after[lane] < want {
+				t.Errorf("%s: %d after restore, want >= %d (backup %d + one minute at %d RPM)", lane, after[lane], want, before[lane], c.rpm)
+			}
+		}
+	}
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out"); r.code != 0 {
+		t.Fatalf("batch after restore: exit %d\n%s", r.code, r.stderr)
+	}
+
+	// While the daemon runs: backup goes through its API; restore is refused.
+	d := startServe(t, dir, vars)
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: "+d.addr+"\n")
+	backup2 := filepath.Join(dir, "b2.db")
+	r = runBin(t, dir, vars, "store", "backup", backup2)
+	if r.code != 0 || !strings.Contains(r.stdout, "through the running daemon") {
+		t.Fatalf("store backup with the daemon: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if err := store.Verify(backup2, store.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	r = runBin(t, dir, vars, "store", "restore", backup2)
+	if r.code != exitFailed || !strings.Contains(r.stderr, "in use by a running slideshowd") {
+		t.Errorf("restore while running: exit %d\n%s", r.code, r.stderr)
+	}
+}
