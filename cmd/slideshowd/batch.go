@@ -413,9 +413,14 @@ func (t *tracker) update(st pipeline.Status) {
 // wrote tells that entry r's folder is written: a line in lines mode,
 // above the bar in bar mode.
 func (t *tracker) wrote(r batchResult) {
+	t.note(fmt.Sprintf("%s: [%d] %q -> %s", r.status.State, r.index, r.status.Source, r.dir))
+}
+
+// note prints a line: as is in lines mode, above the bar in bar mode,
+// nothing in none mode.
+func (t *tracker) note(line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	line := fmt.Sprintf("%s: [%d] %q -> %s", r.status.State, r.index, r.status.Source, r.dir)
 	switch t.mode {
 	case "lines":
 		fmt.Fprintln(t.w, line)
@@ -512,17 +517,7 @@ func (t *tracker) Observe(ev scheduler.Event) {
 	default:
 		return
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	switch t.mode {
-	case "lines":
-		fmt.Fprintln(t.w, msg)
-	case "bar":
-		fmt.Fprintf(t.w, "\r\033[K%s\n", msg)
-		if t.started {
-			t.drawBar()
-		}
-	}
+	t.note(msg)
 }
 
 func (t *tracker) drawBar() {

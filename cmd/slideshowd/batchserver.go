@@ -17,6 +17,7 @@ import (
 
 	"github.com/slideshowd/slideshowd/internal/httpapi"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 // Following a daemon: at most this many long polls at once, and the
@@ -266,6 +267,8 @@ func runBatchServer(ctx context.Context, e env, server, token string, entries []
 		}()
 	}
 
+	go c.watchWaits(followCtx, tr)
+
 	results := make([]batchResult, len(entries))
 	for range len(entries) {
 		var r batchResult
@@ -297,6 +300,43 @@ func runBatchServer(ctx context.Context, e env, server, token string, entries []
 	stopFollowing()
 	tr.finish()
 	return summarize(e.stdout, results, out, time.Since(start))
+}
+
+// waitsEvery is how often batch -server reads the daemon's usage for the
+// waiting and resumed lines (the long polls answer only at a job's end).
+const waitsEvery = 5 * time.Second
+
+// watchWaits prints, as the local mode does from the scheduler's events, a
+// line with the time when a class of the daemon starts waiting for quota
+// (a wait expected to last WaitReportAfter or more, or a change of its
+// kind) and when it resumes, from GET /v1/usage every waitsEvery until ctx
+// ends. Errors are left to the followers, which report a daemon that does
+// not answer.
+func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
+	reported := map[string]scheduler.Wait{}
+	tick := time.NewTicker(waitsEvery)
+	defer tick.Stop()
+	for {
+		var sum scheduler.Summary
+		if _, _, err := c.do(ctx, http.MethodGet, "/v1/usage", nil, nil, http.StatusOK, &sum); err == nil {
+			for _, cs := range sum.Classes {
+				prev, was := reported[cs.Name]
+				switch w := cs.Wait; {
+				case w != nil && ((!was && w.Until.Sub(w.Since) >= scheduler.WaitReportAfter) || (was && prev.Kind != w.Kind)):
+					reported[cs.Name] = *w
+					tr.note(fmt.Sprintf("%s %s: waiting: %s", w.Since.Local().Format(time.TimeOnly), cs.Name, w.Reason))
+				case w == nil && was:
+					delete(reported, cs.Name)
+					tr.note(fmt.Sprintf("%s %s: resumed after %s", sum.Time.Local().Format(time.TimeOnly), cs.Name, sum.Time.Sub(prev.Since).Round(time.Second)))
+				}
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // retryFailed reopens job id of entry i when an earlier run left it
