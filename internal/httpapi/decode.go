@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 	"github.com/slideshowd/slideshowd/scheduler"
@@ -86,6 +87,11 @@ func decodeCreate(body []byte) (pipeline.Request, error) {
 			return pipeline.Request{}, &fieldError{Field: "priority", Value: quoteValue(s), Reason: `want "high", "normal" or "low"`}
 		}
 		req.Priority = p.String()
+	}
+	// Strings are checked where they are read, naming the field; this is
+	// the net for invalid UTF-8 anywhere else.
+	if !utf8.Valid(body) {
+		return pipeline.Request{}, &fieldError{Reason: "not valid UTF-8"}
 	}
 	return req, nil
 }
@@ -189,6 +195,10 @@ func decodeString(raw json.RawMessage, field string) (string, error) {
 	if kind := jsonKind(raw); kind != "string" {
 		return "", &fieldError{Field: field, Value: kindValue(raw), Reason: "got " + kind + ", want a string"}
 	}
+	// encoding/json replaces invalid UTF-8 with U+FFFD without a word.
+	if !utf8.Valid(raw) {
+		return "", &fieldError{Field: field, Reason: "not valid UTF-8"}
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", &fieldError{Field: field, Reason: err.Error()}
@@ -246,6 +256,7 @@ const (
 	mimePNG  = "image/png"
 	mimeJPEG = "image/jpeg"
 	mimeWebP = "image/webp"
+	mimeGIF  = "image/gif"
 )
 
 // decodeImage decodes a slide image: standard base64 (RFC 4648 section 4,
@@ -270,7 +281,7 @@ func decodeImage(s string) ([]byte, string, error) {
 		s = payload
 	}
 	if s == "" {
-		return nil, "", errors.New("empty: want base64 of a PNG, JPEG or WebP image")
+		return nil, "", errors.New("empty: want base64 of a PNG, JPEG, WebP or GIF image")
 	}
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
@@ -278,7 +289,7 @@ func decodeImage(s string) ([]byte, string, error) {
 	}
 	mime := sniffImage(b)
 	if mime == "" {
-		return nil, "", errors.New("not a PNG, JPEG or WebP image")
+		return nil, "", errors.New("not a PNG, JPEG, WebP or GIF image")
 	}
 	if declared != "" && declared != mime {
 		return nil, "", fmt.Errorf("data URL says %s but the data is %s", quoteValue(declared), mime)
@@ -286,7 +297,7 @@ func decodeImage(s string) ([]byte, string, error) {
 	return b, mime, nil
 }
 
-// sniffImage returns the MIME type of a PNG, JPEG or WebP image from its
+// sniffImage returns the MIME type of a PNG, JPEG, WebP or GIF image from its
 // signature, or "".
 func sniffImage(b []byte) string {
 	switch {
@@ -296,6 +307,8 @@ func sniffImage(b []byte) string {
 		return mimeJPEG
 	case len(b) >= 12 && string(b[:4]) == "RIFF" && string(b[8:12]) == "WEBP":
 		return mimeWebP
+	case bytes.HasPrefix(b, []byte("GIF87a")), bytes.HasPrefix(b, []byte("GIF89a")):
+		return mimeGIF
 	}
 	return ""
 }

@@ -24,7 +24,7 @@
 // source names the slideshow; slides need a text, an image or both; images
 // is 1..20; priority is "high", "normal" (default) or "low". A slide's image
 // is standard base64 (RFC 4648 section 4, padded; line breaks ignored) of a
-// PNG, JPEG or WebP file, or a data URL "data:image/png;base64,...". The type
+// PNG, JPEG, WebP or GIF file, or a data URL "data:image/png;base64,...". The type
 // is sniffed from the bytes; a data URL's type must match them. Decoding is
 // strict: one JSON object, field names exactly as above (case-sensitive),
 // no unknown or duplicate field, null counts as absent. An Idempotency-Key
@@ -97,8 +97,6 @@
 //   - A request body is read whole into memory (at most MaxBodyBytes) and its
 //     images decoded before Submit: concurrent large uploads cost memory;
 //     bound them with the server's connection limits.
-//   - The pipeline accepts GIF slide images in batch files; the HTTP API
-//     takes PNG, JPEG and WebP only.
 //   - http.Server.Shutdown does not cancel requests: it would wait up to
 //     MaxWait for the long polls. Close Config.Stopping from
 //     http.Server.RegisterOnShutdown (slideshowd serve does) and they answer

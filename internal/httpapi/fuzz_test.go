@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -49,6 +50,9 @@ func FuzzCreate(f *testing.F) {
 				t.Fatalf("202 with %d submitted requests", len(reqs))
 			}
 			checkSubmitted(t, reqs[0])
+			if !utf8.ValidString(body) {
+				t.Fatalf("202 for a body that is not valid UTF-8: %q", body)
+			}
 		case w.Code >= 400 && w.Code < 500:
 			var b errorBody
 			dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))

@@ -3,10 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/rs/zerolog"
+	"hash/crc32"
 	"image/png"
 	"net/http"
 	"os"
@@ -241,10 +243,25 @@ func TestJobRunsToDone(t *testing.T) {
 	})
 }
 
+// hugePNG returns png with its IHDR saying 100000x100000 pixels.
+func hugePNG(t *testing.T, png []byte) []byte {
+	t.Helper()
+	b := bytes.Clone(png)
+	if string(b[12:16]) != "IHDR" {
+		t.Fatal("no IHDR")
+	}
+	binary.BigEndian.PutUint32(b[16:], 100000)
+	binary.BigEndian.PutUint32(b[20:], 100000)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
 func TestSubmitValidation(t *testing.T) {
-	png := []byte("\x89PNG\r\n\x1a\n" + strings.Repeat("\x00", 32))
+	png := tinyPNG(t)
 	big := make([]byte, MaxInlineBytes/2+1)
-	copy(big, png)
+	copy(big, png) // a valid header; DecodeConfig reads no further
+	garbage := []byte("\x89PNG\r\n\x1a\n" + strings.Repeat("\x00", 32))
+	huge := hugePNG(t, png)
 	tests := []struct {
 		name   string
 		edit   func(*Request)
@@ -260,6 +277,9 @@ func TestSubmitValidation(t *testing.T) {
 		{"bad utf8", func(r *Request) { r.Slides[0].Text = "\xff" }, "slides[0].text", "not valid UTF-8"},
 		{"not an image", func(r *Request) { r.Slides[0].Image = []byte("hello") }, "slides[0].image", "not a PNG, JPEG, WebP or GIF image"},
 		{"bad mime", func(r *Request) { r.Slides[0].Image, r.Slides[0].ImageMIME = png, "image/tiff" }, "slides[0].image_mime", "want one of image/png, image/jpeg, image/webp, image/gif"},
+		{"PNG signature then garbage", func(r *Request) { r.Slides[0].Image = garbage }, "slides[0].image", "not a valid png image: png: invalid format: invalid checksum"},
+		{"huge dimensions", func(r *Request) { r.Slides[0].Image = huge }, "slides[0].image",
+			fmt.Sprintf("100000x100000 pixels: want sides of 1 to %d pixels and at most %d pixels in all", MaxImageSide, MaxImagePixels)},
 		{"too many bytes", func(r *Request) {
 			r.Slides = []SlideInput{{Image: big}, {Image: big}}
 		}, "slides", fmt.Sprintf("above the %d bytes one request can carry", MaxInlineBytes)},

@@ -1,12 +1,19 @@
 package pipeline
 
 import (
+	"bytes"
 	"fmt"
+	"image"
+	_ "image/gif"  // GIF slides: image.DecodeConfig
+	_ "image/jpeg" // JPEG slides
+	_ "image/png"  // PNG slides
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	_ "golang.org/x/image/webp" // WebP slides: registers its decoder
 
 	"github.com/slideshowd/slideshowd/gemini"
 	"github.com/slideshowd/slideshowd/internal/redact"
@@ -23,6 +30,32 @@ const (
 	// encoded in one request, which the API takes up to 20 MB.
 	MaxInlineBytes = 14 << 20
 )
+
+// MaxImageSide and MaxImagePixels bound a slide image's dimensions: the
+// model takes nothing larger usefully, and a tiny file must not claim to be
+// a huge image.
+const (
+	MaxImageSide   = 16384
+	MaxImagePixels = 50_000_000
+)
+
+// checkImage decodes the header of a slide image (image.DecodeConfig: the
+// format's own structure, not only its first bytes) and checks its format
+// against mime and its dimensions against MaxImageSide and MaxImagePixels.
+func checkImage(b []byte, mime string) error {
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("not a valid %s image: %v", strings.TrimPrefix(mime, "image/"), err)
+	}
+	if "image/"+format != mime {
+		return fmt.Errorf("starts like %s but decodes as %s", mime, format)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width > MaxImageSide || cfg.Height > MaxImageSide ||
+		int64(cfg.Width)*int64(cfg.Height) > MaxImagePixels {
+		return fmt.Errorf("%dx%d pixels: want sides of 1 to %d pixels and at most %d pixels in all", cfg.Width, cfg.Height, MaxImageSide, MaxImagePixels)
+	}
+	return nil
+}
 
 // imageTypes are the slide image types accepted.
 var imageTypes = []string{"image/png", "image/jpeg", "image/webp", "image/gif"}
@@ -163,9 +196,13 @@ func validate(r Request) (scheduler.Priority, error) {
 		if s.ImageMIME != "" && !slices.Contains(imageTypes, s.ImageMIME) {
 			return 0, &InputError{Field: f + ".image_mime", Value: quote(s.ImageMIME), Reason: "want one of " + strings.Join(imageTypes, ", ")}
 		}
-		if got := http.DetectContentType(s.Image); !slices.Contains(imageTypes, got) {
+		got := http.DetectContentType(s.Image)
+		if !slices.Contains(imageTypes, got) {
 			return 0, &InputError{Field: f + ".image", Value: fmt.Sprintf("%d bytes of %s", len(s.Image), got),
 				Reason: "not a PNG, JPEG, WebP or GIF image"}
+		}
+		if err := checkImage(s.Image, got); err != nil {
+			return 0, &InputError{Field: f + ".image", Value: fmt.Sprintf("%d bytes of %s", len(s.Image), got), Reason: err.Error()}
 		}
 		inline += len(s.Image)
 	}
