@@ -7,8 +7,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"unicode/utf8"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
