@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -57,7 +59,7 @@ func TestBatchKeys(t *testing.T) {
 	if changed[0].req.Key == es[0].req.Key {
 		t.Error("a changed entry kept its key")
 	}
-	png := []byte("\x89PNG\r\n\x1a\n0000000000000000")
+	png := realPNG(t)
 	img := `[{"source": "a", "slides": [{"image": "x.png"}], "images": 1}]`
 	k1, err := parseBatch("b.json", []byte(img), func(string) ([]byte, error) { return png, nil })
 	if err != nil {
@@ -69,6 +71,16 @@ func TestBatchKeys(t *testing.T) {
 	}
 }
 
+// realPNG returns a sample slide image (a decodable PNG).
+func realPNG(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "examples", "slides", "tides-1.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // FuzzParseBatch checks that any batch file parses or fails with one line
 // naming the file, and never panics.
 func FuzzParseBatch(f *testing.F) {
@@ -78,7 +90,7 @@ func FuzzParseBatch(f *testing.F) {
 	f.Add(`{"a": 1}`)
 	f.Add(`[1, "x", null]`)
 	f.Add("[\n{\"source\": 1},\n]")
-	png := []byte("\x89PNG\r\n\x1a\n0000000000000000")
+	png := realPNG(f)
 	f.Fuzz(func(t *testing.T, data string) {
 		es, err := parseBatch("f.json", []byte(data), func(p string) ([]byte, error) {
 			if p == "a.png" {
