@@ -191,12 +191,12 @@ const (
 )
 
 type lane struct {
-	project  string
-	allKeys  []string
-	keys     []string        // enabled keys; none while stopped
-	disabled map[string]bool // disabled key ids
-	stopped  string          // why the lane serves nothing (Stop); "" when not stopped
-	nextKey  int
+	// The fields Acquire reads come first, so that they share cache lines.
+	coolUntil      int64
+	exhaustedUntil int64
+	keys           []string // enabled keys; none while stopped
+	nextKey        int
+	project        string
 
 	pace  *rate.Limiter // RPM pacing; the window enforces the bound
 	paced int           // pacing tokens taken from pace and not yet used
@@ -207,16 +207,22 @@ type lane struct {
 	day              string
 	used             int   // daily units used today
 	reserved         int   // daily units durably recorded today (>= used)
-	renewAt          int64 // a lease acquired from then on records again (ChunkLife/2 after the last record)
-	recordTokens     int64 // estimated tokens acquired since the last record
-
-	coolUntil      int64
-	exhaustedUntil int64
+	renewAt          int64 // a lease acquired from then on records again (3/4 ChunkLife after the last record)
+	// The lane's acquisitions in the second from secStart, and in the
+	// second before it (0 when it was not the one just before): chunks are
+	// sized from them.
+	secStart          int64
+	secCount, secPrev int
+	recordTokens      int64 // estimated tokens acquired since the last record
 
 	where      int
 	prev, next *lane // ready ring
 	heapIdx    int
 	readyAt    int64 // when waiting
+
+	allKeys  []string
+	disabled map[string]bool // disabled key ids
+	stopped  string          // why the lane serves nothing (Stop); "" when not stopped
 }
 
 func (c *Class) newLane(project string) *lane {
@@ -261,14 +267,12 @@ type Lease struct {
 	// scheduler's dispatcher does).
 	Record bool
 	// Chunk is the number of new daily units to record (see Record). It is
-	// sized from the lane's use: the requests it acquired in the last second
-	// plus this one, at most MaxChunk and what is left of RPD.
+	// sized from the lane's use: the requests it acquired in its last whole
+	// second (or in the current one, when more) plus this one, at most
+	// MaxChunk and what is left of RPD.
 	Chunk int
 	// Covers is how many requests of the lane the record covers (see Record).
 	Covers int
-	// Until is when the record's units stop being usable: its time plus
-	// ChunkLife.
-	Until time.Time
 	// PrevTokens is the estimated input tokens acquired on the lane under
 	// its previous record: stored with the record, it lets a restart after a
 	// crash rebuild the lane's TPM window.
@@ -277,6 +281,17 @@ type Lease struct {
 	lane     *lane
 	seq      uint64
 	dayStart int64
+	until    int64 // see Until
+}
+
+// Until is when the units of the lease's record stop being usable: the
+// acquisition's time plus ChunkLife. It is the zero Time when Record is
+// false.
+func (l Lease) Until() time.Time {
+	if !l.Record {
+		return time.Time{}
+	}
+	return time.Unix(0, l.until)
 }
 
 // Valid reports whether l came from a successful Acquire.
@@ -496,12 +511,18 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 }
 
 func (c *Class) take(l *lane, n, tok int64) Lease {
+	if d := n - l.secStart; d >= int64(time.Second) {
+		l.secPrev = 0
+		if d < 2*int64(time.Second) {
+			l.secPrev = l.secCount
+		}
+		l.secStart, l.secCount = n, 0
+	}
 	l.used++
 	c.dayUsed++
 	chunk := 0
 	if l.used > l.reserved {
-		size := l.win.countSince(n+c.margin-int64(time.Second), c.maxChunk) + 1
-		chunk = min(size, c.maxChunk, c.limits.RPD-l.reserved)
+		chunk = min(max(l.secPrev, l.secCount)+1, c.maxChunk, c.limits.RPD-l.reserved)
 		l.reserved += chunk
 	}
 	// A lease acquired before renewAt is stamped long before the record's
@@ -515,6 +536,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		l.renewAt = n + int64(ChunkLife-ChunkLife/4)
 	}
 	l.recordTokens += tok
+	l.secCount++
 	seq := l.win.push(n+c.margin, tok)
 	if l.nextKey >= len(l.keys) {
 		l.nextKey = 0
@@ -530,19 +552,12 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		Record:     record,
 		Chunk:      chunk,
 		Covers:     covers,
-		Until:      untilTime(record, n+int64(ChunkLife)),
 		PrevTokens: prevTokens,
 		lane:       l,
 		seq:        seq,
 		dayStart:   l.dayStart,
+		until:      n + int64(ChunkLife),
 	}
-}
-
-func untilTime(record bool, until int64) time.Time {
-	if !record {
-		return time.Time{}
-	}
-	return time.Unix(0, until)
 }
 
 // Stamp moves the lease's window slot to now plus the class's WindowMargin
@@ -708,8 +723,7 @@ func (c *Class) RestoreWindow(project string, at time.Time, tokens int) bool {
 	if k := l.win.n; k > 0 && l.win.at(k-1).at > n {
 		n = l.win.at(k - 1).at // keep the log ordered: later is the safe side
 	}
-	seq := l.win.push(n, int64(max(tokens, 0)))
-	l.win.find(seq).old = true
+	l.win.push(n, int64(max(tokens, 0)))
 	if l.where == inWaiting {
 		c.removeWaiting(l)
 		c.pushReady(l)

@@ -34,7 +34,7 @@
 // The package does no I/O. A lease whose Record is set asks the caller to
 // record a reservation durably before sending the request (write-ahead; see
 // package store): Chunk new daily units, sized from the lane's use (the
-// requests it acquired in the last second plus one, at most MaxChunk: 1 % of
+// requests it acquired in its last second plus one, at most MaxChunk: 1 % of
 // RPD), covering the lane's next Covers requests until Until. After the
 // record the caller stamps the lease (Stamp), which moves its window slot to
 // the stamp plus the class's WindowMargin. Restore loads a recorded count

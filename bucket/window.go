@@ -10,7 +10,6 @@ type entry struct {
 	at   int64 // unix nanoseconds
 	tok  int64 // estimated (then actual) input tokens
 	dead bool  // refunded: no longer counts
-	old  bool  // restored from an earlier process (RestoreWindow)
 }
 
 // window is the exact log of a lane's acquisitions in the last 60 s: a ring
@@ -94,22 +93,6 @@ func (w *window) oldestLive() (int64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// countSince returns how many live entries acquired by this process are
-// later than t, counting back from the newest and stopping at limit.
-func (w *window) countSince(t int64, limit int) int {
-	k := 0
-	for i := w.n - 1; i >= 0 && k < limit; i-- {
-		e := w.at(i)
-		if e.at <= t {
-			break
-		}
-		if !e.dead && !e.old {
-			k++
-		}
-	}
-	return k
 }
 
 // tokensFreeAt returns the earliest time at which the live tokens in the

@@ -78,7 +78,7 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 		switch {
 		case l.durable != nil:
 			_, err = l.durable.Reserve(ctx, store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
-				Covers: lease.Covers, At: now, Until: lease.Until, PrevTokens: lease.PrevTokens})
+				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens})
 		case lease.Chunk > 0:
 			_, err = l.store.AddDaily(ctx, lease.Day, lane, lease.Chunk)
 		}
