@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,11 +35,20 @@ func readOutputStatus(t *testing.T, dir string) outputStatus {
 // slideshow is done, while the second runs: the first one's folder is in
 // DIR, whole, with its status.json; the second's is not there at all.
 func TestBatchOutputsAsTheyFinish(t *testing.T) {
-	_, base := startEmulator(t, emulator.Faults{Latency: func(model string, r *rand.Rand) time.Duration {
-		if model == emulator.DefaultImageModel {
-			return 300 * time.Millisecond
+	// The first slideshow's three images come quickly; the second's are
+	// held (10 minutes) until the batch is killed, so it cannot be done.
+	var mu sync.Mutex
+	images := 0
+	e, base := startEmulator(t, emulator.Faults{Latency: func(model string, r *rand.Rand) time.Duration {
+		if model != emulator.DefaultImageModel {
+			return 0
 		}
-		return 50 * time.Millisecond
+		mu.Lock()
+		defer mu.Unlock()
+		if images++; images > 3 {
+			return 10 * time.Minute
+		}
+		return 100 * time.Millisecond
 	}})
 	dir := t.TempDir()
 	// One slideshow at a time: the second starts when the first is done.
@@ -96,7 +106,11 @@ func TestBatchOutputsAsTheyFinish(t *testing.T) {
 		}
 	}
 
-	// Run again: the second is made, the first rewritten in place.
+	// Run again, with no delay: the second is made, the first rewritten
+	// in place.
+	if err := e.SetFaults(emulator.Faults{}); err != nil {
+		t.Fatal(err)
+	}
 	r := runBin(t, dir, keyEnv(base, filepath.Join(dir, "data")), "batch", batch, "-out", "out", "-progress", "lines")
 	if r.code != 0 {
 		t.Fatalf("second run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
