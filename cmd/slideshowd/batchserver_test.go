@@ -1,9 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"math/rand/v2"
+	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
 )
 
 // emulatorServed counts the 200 answers in emulate's stats.
@@ -80,4 +88,59 @@ func TestBatchToDaemon(t *testing.T) {
 	if r := runBin(t, dir, cvars, "batch", batch, "-out", "out", "-server", "127.0.0.1:8080"); r.code != 2 {
 		t.Errorf("bad -server: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// TestBatchToDaemonSurvivesRestart: the daemon stops (SIGTERM) while batch
+// -server follows a job whose image is being made, and starts again on the
+// same address: the batch tries again until it answers, then follows the
+// resumed job to its end and writes its folder (exit 0).
+func TestBatchToDaemonSurvivesRestart(t *testing.T) {
+	imaging := make(chan struct{}, 1)
+	e, base := startEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
+		if model != emulator.DefaultImageModel {
+			return 0
+		}
+		select {
+		case imaging <- struct{}{}:
+		default:
+		}
+		return 10 * time.Minute
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	sdir := t.TempDir()
+	writeTestFile(t, filepath.Join(sdir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 0s\n")
+	vars := keyEnv(base, filepath.Join(sdir, "data"))
+	d1 := startServeAt(t, sdir, vars, addr)
+
+	dir := t.TempDir()
+	batch := smallBatch(t, dir, 1, 1)
+	cmd := exec.Command(bin, "batch", batch, "-out", "out", "-server", "http://"+addr, "-progress", "lines")
+	cmd.Dir = dir
+	cmd.Env = cmdEnv(t, nil)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	<-imaging // the daemon is making the image
+	d1.cmd.Process.Signal(syscall.SIGTERM)
+	<-d1.done
+	d1.cmd.Wait()
+	if err := e.SetFaults(emulator.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	startServeAt(t, sdir, vars, addr)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("batch -server across a restart: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "1 of 1 slideshows done") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+	checkOutputs(t, filepath.Join(dir, "out"), 1, 1)
 }

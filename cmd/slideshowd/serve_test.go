@@ -66,8 +66,14 @@ func (d *daemonProc) logs() string {
 // startServe starts serve in dir and waits for its "serving" log line.
 func startServe(t *testing.T, dir string, vars map[string]string) *daemonProc {
 	t.Helper()
+	return startServeAt(t, dir, vars, "127.0.0.1:0")
+}
+
+// startServeAt is startServe listening on addr.
+func startServeAt(t *testing.T, dir string, vars map[string]string, addr string) *daemonProc {
+	t.Helper()
 	d := &daemonProc{done: make(chan struct{}), logged: make(chan struct{})}
-	d.cmd = exec.Command(bin, "serve", "-addr", "127.0.0.1:0")
+	d.cmd = exec.Command(bin, "serve", "-addr", addr)
 	d.cmd.Dir = dir
 	d.cmd.Env = cmdEnv(t, vars)
 	d.cmd.Stdout = &lockedWriter{mu: &d.mu, w: &d.stdout}
