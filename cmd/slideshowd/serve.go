@@ -27,6 +27,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	fs := newFlagSet("serve", e)
 	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
 	addr := fs.String("addr", "", "listen address (default: the config's listen, 127.0.0.1:8080)")
+	refresh := fs.Duration("page-refresh", httpapi.DefaultPageRefresh, "how often the status page (GET /) reloads itself; 0: never")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -66,7 +67,10 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	hcfg := httpapi.Config{
 		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
-		Stopping: stopping, Backup: d.store.Backup,
+		Stopping: stopping, Backup: d.store.Backup, PageRefresh: *refresh,
+	}
+	if *refresh <= 0 {
+		hcfg.PageRefresh = -1
 	}
 	if err := hcfg.Validate(); err != nil {
 		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", "SLIDESHOWD_TOKEN", redactError(cfg, err))

@@ -69,11 +69,17 @@ func startServe(t *testing.T, dir string, vars map[string]string) *daemonProc {
 	return startServeAt(t, dir, vars, "127.0.0.1:0")
 }
 
-// startServeAt is startServe listening on addr.
-func startServeAt(t *testing.T, dir string, vars map[string]string, addr string) *daemonProc {
+// startServeWith is startServe with more flags.
+func startServeWith(t *testing.T, dir string, vars map[string]string, flags ...string) *daemonProc {
+	t.Helper()
+	return startServeAt(t, dir, vars, "127.0.0.1:0", flags...)
+}
+
+// startServeAt is startServe listening on addr, with more flags.
+func startServeAt(t *testing.T, dir string, vars map[string]string, addr string, flags ...string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{done: make(chan struct{}), logged: make(chan struct{})}
-	d.cmd = exec.Command(bin, "serve", "-addr", addr)
+	d.cmd = exec.Command(bin, append([]string{"serve", "-addr", addr}, flags...)...)
 	d.cmd.Dir = dir
 	d.cmd.Env = cmdEnv(t, vars)
 	d.cmd.Stdout = &lockedWriter{mu: &d.mu, w: &d.stdout}

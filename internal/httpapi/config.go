@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,6 +123,9 @@ type Config struct {
 	// (*store.Bolt).Backup: one read transaction, writes go on) and returns
 	// the bytes written. Default none: 404.
 	Backup func(ctx context.Context, w io.Writer) (int64, error)
+	// PageRefresh is how often the status page (GET /) reloads itself.
+	// Default DefaultPageRefresh (5s); negative: never.
+	PageRefresh time.Duration
 	// Gatherer is what GET /metrics exposes. Default: the registry given to
 	// NewMetrics when it is a prometheus.Gatherer.
 	Gatherer prometheus.Gatherer
@@ -130,6 +134,9 @@ type Config struct {
 func (c *Config) withDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.PageRefresh == 0 {
+		c.PageRefresh = DefaultPageRefresh
 	}
 	if c.Gatherer == nil && c.Metrics != nil {
 		c.Gatherer = c.Metrics.gatherer

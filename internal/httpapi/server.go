@@ -40,6 +40,8 @@ type handler struct {
 	log    zerolog.Logger
 	redact redactor
 	mux    *http.ServeMux
+
+	sessions sessions // the status page's logins
 }
 
 // New returns the HTTP API of the daemon (see the package documentation for
@@ -101,6 +103,7 @@ func New(cfg Config) http.Handler {
 		})
 		route("/metrics", !cfg.PublicMetrics, map[string]http.HandlerFunc{http.MethodGet: metrics.ServeHTTP})
 	}
+	h.registerPage()
 	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
 	h.mux.HandleFunc("/", h.notFound)
 	return http.HandlerFunc(h.serveLogged)

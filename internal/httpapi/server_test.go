@@ -500,7 +500,7 @@ func TestMethodNotAllowed(t *testing.T) {
 
 func TestNotFoundEndpoints(t *testing.T) {
 	env := newEnv(t, nil)
-	for _, path := range []string{"/", "/v1/", "/v1/slideshows/", "/v2/slideshows", "/v1/slideshows/a/images", "/v1/slideshows/a/images/1/x", "/metrics"} {
+	for _, path := range []string{"/v1/", "/x", "/v1/slideshows/", "/v2/slideshows", "/v1/slideshows/a/images", "/v1/slideshows/a/images/1/x", "/metrics"} {
 		w := env.do(t, "GET", path, "")
 		if w.Code != http.StatusNotFound {
 			t.Errorf("%s: %d %s", path, w.Code, w.Body)

@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// pageEnv is a handler with a token, a real scheduler's keys and summary,
+// and the fake service.
+func pageEnv(t *testing.T) (*testEnv, *scheduler.Scheduler) {
+	t.Helper()
+	sched, err := scheduler.New(scheduler.Config{
+		Classes: []scheduler.ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 100}}, {Name: "image", Limits: bucket.Limits{RPM: 2, RPD: 5}}},
+		Keys:    []bucket.Key{{ID: "key1", Project: "p1"}, {ID: "key2", Project: "p2"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sched.DisableKey(t.Context(), "key2", "leaked"); err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(t, func(c *Config) {
+		c.Token, c.Keys, c.Summary = testToken, sched, sched.Summary
+	})
+	env.svc.setJob(pipeline.Status{ID: "job1", Source: "Deck <one>", Priority: "high", State: pipeline.JobGenerating,
+		Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}, {N: 2, State: pipeline.ImagePending}}})
+	return env, sched
+}
+
+func form(vals url.Values) (string, reqOpt) {
+	return vals.Encode(), withHeader("Content-Type", "application/x-www-form-urlencoded")
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func TestStatusPageLoginAndForms(t *testing.T) {
+	env, sched := pageEnv(t)
+	// No session: the login form, no data.
+	w := env.do(t, "GET", "/", "")
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `id="login"`) || strings.Contains(w.Body.String(), "key1") {
+		t.Fatalf("GET / without a session: %d %s", w.Code, w.Body)
+	}
+	body, ct := form(url.Values{"token": {"wrong-token-0123456789"}})
+	if w := env.do(t, "POST", "/login", body, ct); w.Code != 401 || !strings.Contains(w.Body.String(), "wrong token") || len(w.Result().Cookies()) != 0 {
+		t.Fatalf("wrong token: %d %v %s", w.Code, w.Result().Cookies(), w.Body)
+	}
+	body, ct = form(url.Values{"token": {testToken}})
+	w = env.do(t, "POST", "/login", body, ct)
+	cookies := w.Result().Cookies()
+	if w.Code != http.StatusSeeOther || len(cookies) != 1 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode || cookies[0].Path != "/" {
+		t.Fatalf("login: %d %+v", w.Code, cookies)
+	}
+	withSession := func(r *http.Request) { r.AddCookie(cookies[0]) }
+	w = env.do(t, "GET", "/", "", withSession)
+	page := w.Body.String()
+	for _, want := range []string{`id="lanes-text"`, `id="lanes-image"`, `id="disabled-key2"`, "leaked", `id="enable-key2"`,
+		`id="cancel-job1"`, "Deck &lt;one&gt;", `src="/ui/slideshows/job1/images/1"`, `http-equiv="refresh" content="5"`, `<meter class="bar"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, testToken) || !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'none'") {
+		t.Fatal("the page shows the token, or has no CSP")
+	}
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no csrf token in the page")
+	}
+	// A form without the CSRF token, or with another, is refused.
+	for _, tok := range []string{"", "forged"} {
+		body, ct := form(url.Values{"csrf": {tok}})
+		if w := env.do(t, "POST", "/ui/keys/key2/enable", body, ct, withSession); w.Code != http.StatusForbidden {
+			t.Fatalf("csrf %q: %d", tok, w.Code)
+		}
+	}
+	// Without the session cookie (a cross-site post under SameSite=Strict): 401.
+	body, ct = form(url.Values{"csrf": {m[1]}})
+	if w := env.do(t, "POST", "/ui/keys/key2/enable", body, ct); w.Code != http.StatusUnauthorized {
+		t.Fatalf("no session: %d", w.Code)
+	}
+	if sched.Keys()[1].Disabled == "" {
+		t.Fatal("key2 enabled by a refused form")
+	}
+	w = env.do(t, "POST", "/ui/keys/key2/enable", body, ct, withSession)
+	if w.Code != http.StatusSeeOther || sched.Keys()[1].Disabled != "" || !strings.Contains(w.Header().Get("Location"), "enabled") {
+		t.Fatalf("enable: %d %s, key2 %+v", w.Code, w.Header().Get("Location"), sched.Keys()[1])
+	}
+	w = env.do(t, "POST", "/ui/slideshows/job1/cancel", body, ct, withSession)
+	if st, _ := env.svc.Status(t.Context(), "job1"); w.Code != http.StatusSeeOther || st.State != pipeline.JobCanceled {
+		t.Fatalf("cancel: %d, job %+v", w.Code, st)
+	}
+	w = env.do(t, "POST", "/ui/slideshows/job1/cancel", body, ct, withSession)
+	if loc := w.Header().Get("Location"); !strings.Contains(loc, "already+ended") {
+		t.Fatalf("cancel again: %d %s", w.Code, loc)
+	}
+	// Thumbnails need the session.
+	if w := env.do(t, "GET", "/ui/slideshows/job1/images/1", ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("thumbnail without session: %d", w.Code)
+	}
+	// Logging out ends the session.
+	body, ct = form(url.Values{"csrf": {m[1]}})
+	env.do(t, "POST", "/logout", body, ct, withSession)
+	if w := env.do(t, "GET", "/", "", withSession); !strings.Contains(w.Body.String(), `id="login"`) {
+		t.Fatal("still logged in after logout")
+	}
+	if w := env.do(t, "GET", "/ui/static/style.css", ""); w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") {
+		t.Fatalf("style.css: %d %s", w.Code, w.Header().Get("Content-Type"))
+	}
+}
+
+// Without a token the page needs no login but still a session for CSRF.
+func TestStatusPageWithoutToken(t *testing.T) {
+	env := newEnv(t, nil)
+	w := env.do(t, "GET", "/", "")
+	if w.Code != 200 || strings.Contains(w.Body.String(), `id="login"`) || len(w.Result().Cookies()) != 1 {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	if w := env.do(t, "POST", "/ui/slideshows/x/cancel", "csrf=x", withHeader("Content-Type", "application/x-www-form-urlencoded")); w.Code != http.StatusUnauthorized {
+		t.Fatalf("a form without the session cookie: %d", w.Code)
+	}
+}
