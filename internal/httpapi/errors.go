@@ -38,6 +38,8 @@ func statusName(code int) string {
 		return "UNSUPPORTED_MEDIA_TYPE"
 	case http.StatusServiceUnavailable:
 		return "UNAVAILABLE"
+	case http.StatusInsufficientStorage:
+		return "RESOURCE_EXHAUSTED"
 	case http.StatusInternalServerError:
 		return "INTERNAL"
 	}

@@ -37,6 +37,7 @@ type Metrics struct {
 	queueWait     *prometheus.HistogramVec
 	httpRequests  *prometheus.CounterVec
 	httpDurations *prometheus.HistogramVec
+	diskFull      prometheus.Counter
 
 	mu      sync.RWMutex
 	summary func() scheduler.Summary
@@ -106,9 +107,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "HTTP request latency, by route pattern.",
 			Buckets: httpBuckets,
 		}, []string{"route"}),
+		diskFull: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "slideshowd_disk_full_total",
+			Help: "Requests refused (HTTP 507) because a write to the data directory failed for lack of space.",
+		}),
 	}
 	reg.MustRegister(m.calls, m.rateLimited, m.cooldowns, m.exhaustions, m.keysDisabled, m.retries,
-		m.latency, m.queueWait, m.httpRequests, m.httpDurations, summaryCollector{m})
+		m.latency, m.queueWait, m.httpRequests, m.httpDurations, m.diskFull, summaryCollector{m})
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gatherer = g
 	}

@@ -93,6 +93,7 @@ func New(cfg Config) http.Handler {
 	route("/v1/keys/{id}/enable", true, map[string]http.HandlerFunc{http.MethodPost: h.enableKey})
 	route("/v1/keys/{id}/disable", true, map[string]http.HandlerFunc{http.MethodPost: h.disableKey})
 	route("/healthz", false, map[string]http.HandlerFunc{http.MethodGet: h.healthz})
+	route("/readyz", false, map[string]http.HandlerFunc{http.MethodGet: h.readyz})
 	if cfg.Backup != nil {
 		route("/v1/store/backup", true, map[string]http.HandlerFunc{http.MethodGet: h.backup})
 	}
@@ -418,14 +419,59 @@ func (h *handler) usage(w http.ResponseWriter, r *http.Request) {
 }
 
 // healthz serves GET /healthz.
+// DiskHealther is a Service that can tell whether its data directory takes
+// writes (the pipeline can: (*pipeline.Pipeline).DiskHealth). GET /healthz
+// and GET /readyz report it.
+type DiskHealther interface {
+	DiskHealth() error
+}
+
+type health struct {
+	Status string `json:"status"`           // "ok", "degraded" or "stopping"
+	Reason string `json:"reason,omitempty"` // why not ok
+}
+
+// check returns the service's health.
+func (h *handler) check() health {
+	if h.cfg.Stopping != nil {
+		select {
+		case <-h.cfg.Stopping:
+			return health{"stopping", "the server is shutting down"}
+		default:
+		}
+	}
+	if dh, ok := h.cfg.Service.(DiskHealther); ok {
+		if err := dh.DiskHealth(); err != nil {
+			reason := "the data directory does not take writes: " + h.redact.String(err.Error())
+			if errors.Is(err, pipeline.ErrNoSpace) {
+				reason = "no space left on the data directory's disk: submits answer 507 until space is freed"
+			}
+			return health{"degraded", reason}
+		}
+	}
+	return health{Status: "ok"}
+}
+
+// healthz serves GET /healthz, the liveness check: 200 while the process
+// serves, with status "ok", or "degraded" or "stopping" and the reason.
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
-	h.writeJSON(w, r, http.StatusOK, struct {
-		Status string `json:"status"`
-	}{"ok"})
+	h.writeJSON(w, r, http.StatusOK, h.check())
+}
+
+// readyz serves GET /readyz, for load balancers: 200 {"status":"ok"} when
+// the service takes submits, else 503 with the status and reason.
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	st := h.check()
+	code := http.StatusOK
+	if st.Status != "ok" {
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "10")
+	}
+	h.writeJSON(w, r, code, st)
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see POST and GET /v1/slideshows, GET and DELETE /v1/slideshows/{id}, POST /v1/slideshows/{id}/retry, GET /v1/usage, GET /v1/keys, POST /v1/keys/{id}/enable and /disable, GET /healthz, GET /metrics")
+	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see POST and GET /v1/slideshows, GET and DELETE /v1/slideshows/{id}, POST /v1/slideshows/{id}/retry, GET /v1/usage, GET /v1/keys, POST /v1/keys/{id}/enable and /disable, GET /healthz, GET /readyz, GET /metrics")
 }
 
 func (h *handler) methodNotAllowed(allow string) http.Handler {
@@ -447,6 +493,12 @@ func (h *handler) serviceError(w http.ResponseWriter, r *http.Request, err error
 		h.writeError(w, r, http.StatusBadRequest, fe.Error())
 	case errors.Is(err, pipeline.ErrNotFound):
 		h.writeError(w, r, http.StatusNotFound, "slideshow not found")
+	case errors.Is(err, pipeline.ErrNoSpace):
+		if h.cfg.Metrics != nil {
+			h.cfg.Metrics.diskFull.Inc()
+		}
+		w.Header().Set("Retry-After", "60")
+		h.writeError(w, r, http.StatusInsufficientStorage, "no space left on the data directory's disk: nothing was stored; try again once space is freed")
 	case errors.Is(err, scheduler.ErrUnknownKey):
 		h.writeError(w, r, http.StatusNotFound, "key not found: see GET /v1/keys for the key ids")
 	case errors.Is(err, pipeline.ErrClosed):

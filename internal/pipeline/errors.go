@@ -14,6 +14,10 @@ var (
 	// ErrNotFailed: Retry of a job that is neither failed nor canceled (queued, in progress
 	// or done).
 	ErrNotFailed = errors.New("pipeline: job not failed")
+	// ErrNoSpace: a write to the data directory failed for lack of space
+	// (ENOSPC or EDQUOT); nothing of the request was kept. The HTTP API
+	// maps it to 507.
+	ErrNoSpace = errors.New("pipeline: no space left on the data directory's disk")
 	// ErrFinal: Cancel of a job that has already ended (done, failed or
 	// canceled).
 	ErrFinal = errors.New("pipeline: job already ended")

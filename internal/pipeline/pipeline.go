@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -133,6 +134,7 @@ type Pipeline struct {
 	// retention (Run drains it when woken).
 	endedQueued []record
 	wake        chan struct{}
+	probe       diskProbe // DiskHealth's last result
 	// nextExpiry is when Run's retention timer fires; zero when it is not
 	// set (nothing final to expire, Retention 0, or Run not running).
 	nextExpiry time.Time
@@ -153,6 +155,11 @@ func New(cfg Config) (*Pipeline, error) {
 	jobsDir := filepath.Join(cfg.DataDir, "jobs")
 	if err := mkdirSync(jobsDir); err != nil {
 		return nil, fmt.Errorf("pipeline: data dir: %w", err)
+	}
+	// A jobs/ that cannot be written would answer every submit with an
+	// error: refuse to start instead.
+	if err := probeDir(jobsDir); err != nil {
+		return nil, err
 	}
 	return &Pipeline{
 		cfg:      cfg,
@@ -464,8 +471,19 @@ func (p *Pipeline) submit(ctx context.Context, r Request, existed *bool) (string
 	}()
 	dir := filepath.Join(p.jobsDir, id)
 	if err := mkdirSync(dir); err != nil {
-		return "", fmt.Errorf("pipeline: job %s: %w", id, err)
+		_ = os.Remove(dir)
+		return "", p.diskError(fmt.Errorf("pipeline: job %s: %w", id, err))
 	}
+	// Nothing half-written stays: the folder goes when the job is not
+	// stored.
+	stored := false
+	defer func() {
+		if !stored {
+			if err := os.RemoveAll(dir); err != nil {
+				p.log.Warn().Str("job", id).Err(err).Msg("cannot remove the folder of a job not stored")
+			}
+		}
+	}()
 	now := time.Now().UTC()
 	rec := record{
 		V: recordVersion, ID: id, Key: r.Key, Source: r.Source, Priority: pr.String(),
@@ -481,7 +499,7 @@ func (p *Pipeline) submit(ctx context.Context, r Request, existed *bool) (string
 			sr.MIME = imageMIME(s)
 			sr.File = fmt.Sprintf("slide-%02d%s", i+1, extension(sr.MIME))
 			if err := writeFileAtomic(dir, sr.File, s.Image); err != nil {
-				return "", fmt.Errorf("pipeline: job %s: %w", id, err)
+				return "", p.diskError(fmt.Errorf("pipeline: job %s: %w", id, err))
 			}
 		}
 		rec.Slides = append(rec.Slides, sr)
@@ -492,8 +510,10 @@ func (p *Pipeline) submit(ctx context.Context, r Request, existed *bool) (string
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.put(ctx, rec); err != nil {
-		return "", err
+		return "", p.diskError(err)
 	}
+	stored = true
+	p.probed(nil)
 	p.log.Info().Str("job", id).Str("source", p.redact.Excerpt(r.Source, 80)).Int("slides", len(r.Slides)).
 		Int("images", r.Images).Str("priority", rec.Priority).Msg("job accepted")
 	// Reported before it is queued, so OnChange never sees "queued" after
