@@ -726,3 +726,72 @@ func TestRPMLimitCountsEnabledLanes(t *testing.T) {
 		t.Fatalf("RPMLimit with a key disabled %d, want 40", got)
 	}
 }
+
+// TestWindowBoundAcrossRestarts acquires at random rates on lanes whose
+// class is rebuilt at random moments, as a process stopped cleanly and
+// started again: the new class gets the old one's Ledger (window logs and
+// day counts) through RestoreWindow and Restore. Requests reach the API at a
+// random moment within the class's WindowMargin after their stamp. No 60 s
+// window of arrivals, across every restart, holds more than RPM or TPM.
+func TestWindowBoundAcrossRestarts(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 5))
+	for run := range 6 {
+		rpm := []int{1, 3, 20, 60, 100, 1000}[r.IntN(6)]
+		tpm := 0
+		if r.IntN(2) == 0 {
+			tpm = 1000 * (1 + r.IntN(20))
+		}
+		margin := time.Duration(r.IntN(2)) * time.Duration(r.IntN(int(time.Second)))
+		cfg := Config{Classes: []ClassConfig{{Name: "c", Limits: Limits{RPM: rpm, RPD: 1 << 30, TPM: tpm}, Burst: 1 + r.IntN(rpm), WindowMargin: margin}},
+			Keys: keysN(1 + r.IntN(3))}
+		c := mustPool(t, cfg).Class("c")
+		mean := time.Duration(float64(time.Minute) / float64(rpm) * (0.1 + 2*r.Float64()))
+		now := t0.Add(time.Duration(r.IntN(86400)) * time.Second)
+		end := now.Add(time.Hour)
+		nextRestart := now.Add(time.Duration(r.IntN(int(3 * time.Minute))))
+		got := map[string][]acq{}
+		restarts := 0
+		for now.Before(end) {
+			if !now.Before(nextRestart) {
+				fresh := mustPool(t, cfg).Class("c")
+				for _, ll := range c.Ledger(now) {
+					fresh.Restore(ll.Project, ll.Day, ll.Used, now)
+					for _, e := range ll.Window {
+						fresh.RestoreWindow(ll.Project, e.At, e.Tokens)
+					}
+				}
+				c = fresh
+				restarts++
+				nextRestart = now.Add(time.Duration(r.IntN(int(3 * time.Minute))))
+			}
+			tok := r.IntN(500)
+			if tpm > 0 {
+				tok = r.IntN(tpm/5 + 1)
+			}
+			l, ok, next := c.Acquire(now, tok)
+			if !ok {
+				if next.IsZero() {
+					t.Fatalf("run %d: nothing can serve", run)
+				}
+				now = earliestTime(next, nextRestart)
+				continue
+			}
+			c.Stamp(l, now)
+			arrive := now.Add(time.Duration(r.Int64N(int64(margin) + 1)))
+			got[l.Project] = append(got[l.Project], acq{at: arrive, tokens: tok})
+			now = now.Add(time.Duration(r.ExpFloat64() * float64(mean)))
+		}
+		for proj, as := range got {
+			slices.SortFunc(as, func(a, b acq) int { return a.at.Compare(b.at) })
+			checkWindows(t, fmt.Sprintf("run %d (rpm %d tpm %d margin %v, %d restarts) %s", run, rpm, tpm, margin, restarts, proj), as, rpm, tpm)
+		}
+	}
+}
+
+func earliestTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
