@@ -385,6 +385,19 @@ func TestBatchLogsHoldNoSecret(t *testing.T) {
 	if e.Stats().Status(http.StatusServiceUnavailable) == 0 {
 		t.Error("no 503 was served: the test does not exercise failures")
 	}
+	// One line per event, each key once in it.
+	disabled := 0
+	for _, line := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if dup := duplicateKeys(line); len(dup) > 0 {
+			t.Errorf("log line has the keys %v more than once: %s", dup, line)
+		}
+		if strings.Contains(line, "key disabled") {
+			disabled++
+		}
+	}
+	if disabled != 1 {
+		t.Errorf("key1 disabled: logged %d times, want once:\n%s", disabled, r.stderr)
+	}
 	places := map[string][]byte{"stdout": []byte(r.stdout), "stderr": []byte(r.stderr)}
 	filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
 		if err == nil && !de.IsDir() {

@@ -21,6 +21,11 @@
 // (secret_env); a literal secret is accepted with a warning. Secrets never
 // appear in an error, a warning or the String of a Key: keys are named by id.
 //
+// Load returns the first problem; Check returns every problem, one line
+// each (`slideshowd check` prints them). In a file, rpm, rpd, concurrency,
+// max_active, max_body_bytes and daily_critical written as 0 are errors: a
+// field left out takes its default, and 0 never silently means it.
+//
 // # Caveats
 //
 // Load reads secrets from the environment only when Options.NeedSecrets is
