@@ -196,6 +196,9 @@ classes:
 	}
 	runBrowser(t, ctx, "cancel the second job",
 		chromedp.Click(chromedp.ID("cancel-"+second)),
+		// The page before the click has a flash too (the enable's): wait
+		// for the reloaded page, where the canceled job has no button.
+		chromedp.WaitNotPresent(chromedp.ID("cancel-"+second)),
 		chromedp.WaitVisible(chromedp.ID("flash")),
 	)
 	if flash := get(t, ctx, "flash", chromedp.Text(chromedp.ID("flash"))); flash != "job "+second+" canceled" {
