@@ -195,6 +195,10 @@ classes:
 		t.Fatalf("key2 after the page enabled it: %d %s", code, body)
 	}
 	runBrowser(t, ctx, "cancel the second job",
+		// A fresh page without the last message, so the message waited
+		// for below is the cancel's.
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.ID("queue")),
 		chromedp.Click(chromedp.ID("cancel-"+second)),
 		// The page before the click has a flash too (the enable's): wait
 		// for the reloaded page, where the canceled job has no button.
