@@ -82,13 +82,15 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		return exitFailed
 	}
 	srv := &http.Server{
-		Handler:           httpapi.New(hcfg),
+		Handler:           limitReserved(httpapi.New(hcfg)),
+		ConnContext:       connContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 	}
 	srv.RegisterOnShutdown(func() { close(stopping) })
+	ln = newConnLimit(ln, cfg.MaxConnections, srv)
 
 	// The core runs until the server has stopped accepting, then gets the
 	// shutdown grace; what is left stays stored for the next start.

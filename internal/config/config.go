@@ -99,6 +99,9 @@ type Config struct {
 	// MaxBodyBytes bounds a request body of the HTTP API, in bytes: at
 	// least MinMaxBodyBytes (64 KiB). Default 32 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxConnections bounds the HTTP API's open connections (serve); 16
+	// more are kept for /healthz and /readyz. Default 1024; must be > 0.
+	MaxConnections int `yaml:"max_connections"`
 	// MaxActive is the most slideshow jobs in progress at once; the others
 	// wait, stored. Must be > 0. Default 64.
 	MaxActive int `yaml:"max_active"`
@@ -137,6 +140,8 @@ type Backups struct {
 const (
 	DefaultBackupInterval = time.Hour
 	DefaultBackupKeep     = 3
+	// DefaultMaxConnections is Config.MaxConnections's default.
+	DefaultMaxConnections = 1024
 )
 
 // Images shape the generated images.
@@ -254,6 +259,9 @@ func (d Duration) String() string { return time.Duration(d).String() }
 func (c *Config) withDefaults() {
 	if c.Images.AspectRatio == "" {
 		c.Images.AspectRatio = "9:16"
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.Backups.Interval == 0 {
 		c.Backups.Interval = Duration(DefaultBackupInterval)
@@ -395,6 +403,9 @@ func (c Config) problems() []error {
 	}
 	if c.Backups.Interval < 0 {
 		errs = append(errs, fieldErr("backups.interval", c.Backups.Interval.String(), "must be >= 0 (0: the default, 1h)"))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fieldErr("max_connections", strconv.Itoa(c.MaxConnections), "must be > 0"))
 	}
 	if c.Backups.Keep < 0 {
 		errs = append(errs, fieldErr("backups.keep", strconv.Itoa(c.Backups.Keep), "must be >= 0 (0: the default, 3)"))

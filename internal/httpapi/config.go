@@ -101,6 +101,12 @@ type Config struct {
 	// MaxBodyBytes limits a POST body; larger bodies get 413. Default
 	// DefaultMaxBodyBytes (32 MiB).
 	MaxBodyBytes int64
+	// MaxBodyBytesInFlight bounds the bytes of request bodies being read
+	// and decoded at once (a weighted semaphore: a body of known length
+	// holds its length, a chunked one MaxBodyBytes, until its answer). A
+	// body over the bound gets 503 with Retry-After. Default 4 x
+	// MaxBodyBytes; at least MaxBodyBytes.
+	MaxBodyBytesInFlight int64
 	// Secrets are strings (the Gemini API keys) that must never appear in a
 	// response or a log line; the handler replaces them with "[REDACTED]"
 	// wherever foreign text reaches its output (errors, paths, JSON bodies).
@@ -134,6 +140,9 @@ type Config struct {
 func (c *Config) withDefaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxBodyBytesInFlight < c.MaxBodyBytes {
+		c.MaxBodyBytesInFlight = 4 * c.MaxBodyBytes
 	}
 	if c.PageRefresh == 0 {
 		c.PageRefresh = DefaultPageRefresh

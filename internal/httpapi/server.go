@@ -14,13 +14,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 	"github.com/slideshowd/slideshowd/scheduler"
@@ -42,6 +45,9 @@ type handler struct {
 	mux    *http.ServeMux
 
 	sessions sessions // the status page's logins
+
+	bodies    *semaphore.Weighted // bytes of bodies being read (MaxBodyBytesInFlight)
+	bigBodies atomic.Int64        // bodies of at least bigBody bytes in flight
 }
 
 // New returns the HTTP API of the daemon (see the package documentation for
@@ -60,6 +66,7 @@ func New(cfg Config) http.Handler {
 		log:    cfg.Logger.With().Str("component", "httpapi").Logger(),
 		redact: newRedactor(secrets),
 		mux:    http.NewServeMux(),
+		bodies: semaphore.NewWeighted(cfg.MaxBodyBytesInFlight),
 	}
 	auth := h.requireToken
 	// route serves pattern with one handler per method; any other method
@@ -108,6 +115,38 @@ func New(cfg Config) http.Handler {
 	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
 	h.mux.HandleFunc("/", h.notFound)
 	return http.HandlerFunc(h.serveLogged)
+}
+
+// readBody reads a body into one buffer of its announced length (no
+// doubling copies of io.ReadAll); an unknown length grows as needed.
+func readBody(r io.Reader, length int64) ([]byte, error) {
+	if length < 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, length, length+1)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, errors.New("the body is shorter than its Content-Length")
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// bigBody is the size from which a finished body gives its memory back.
+const bigBody = 4 << 20
+
+// releaseBody gives back a body's weight; when the last big body in flight
+// is done, it returns the freed memory to the operating system at once
+// (debug.FreeOSMemory) rather than holding the peak for minutes.
+func (h *handler) releaseBody(weight int64) {
+	h.bodies.Release(weight)
+	if weight < bigBody {
+		return
+	}
+	if h.bigBodies.Add(-1) == 0 {
+		debug.FreeOSMemory()
+	}
 }
 
 // backup serves GET /v1/store/backup: the store's bytes, from one read
@@ -162,7 +201,22 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		h.tooLarge(w, r)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	// Bound the bytes of bodies read and decoded at once.
+	weight := h.cfg.MaxBodyBytes
+	if r.ContentLength >= 0 {
+		weight = max(r.ContentLength, 1)
+	}
+	if !h.bodies.TryAcquire(weight) {
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Connection", "close")
+		h.writeError(w, r, http.StatusServiceUnavailable, fmt.Sprintf("too many request bodies being read at once (at most %d bytes): try again shortly", h.cfg.MaxBodyBytesInFlight))
+		return
+	}
+	if weight >= bigBody {
+		h.bigBodies.Add(1)
+	}
+	defer h.releaseBody(weight)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
