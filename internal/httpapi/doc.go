@@ -12,8 +12,13 @@
 //	GET  /v1/slideshows/{id}            the job's pipeline.Status (state, analysis, per-image state)
 //	GET  /v1/slideshows/{id}?wait=30s   the same once the job is done or failed, or after 30s (at most 60s)
 //	GET  /v1/slideshows/{id}/images/{n} image n (1-based) of a job, as stored (PNG)
-//	POST /v1/slideshows/{id}/retry      reopen a failed job; 202 with its status, once the reopened job is stored
+//	GET  /v1/slideshows                 a pipeline.Page: jobs newest first; ?state=&priority=&since=&limit=&cursor=
+//	DELETE /v1/slideshows/{id}          cancel a queued or running job; 200 with its status (canceled); 409 if it ended
+//	POST /v1/slideshows/{id}/retry      reopen a failed or canceled job; 202 with its status, once the reopened job is stored
 //	GET  /v1/usage                      scheduler.Summary: per class, project and key
+//	GET  /v1/keys                       {"keys": [scheduler.KeyStatus...]} (with Config.Keys); never a secret
+//	POST /v1/keys/{id}/enable|disable   put a key back into service, or take it out; 200 with its KeyStatus
+//	GET  /                              the status page (HTML; a login form with a Token and no session)
 //	GET  /healthz                       {"status":"ok"}; never needs the token
 //	GET  /metrics                       Prometheus exposition (with Config.Metrics)
 //
@@ -57,7 +62,7 @@
 //	404 NOT_FOUND               unknown job, endpoint or image; an image that failed or will never be made
 //	405 METHOD_NOT_ALLOWED      with an Allow header
 //	409 FAILED_PRECONDITION     the image exists but is still pending or running: wait for the job;
-//	                            a retry of a job that is not failed
+//	                            a retry of a job that is not failed; a cancel of a job that ended
 //	413 PAYLOAD_TOO_LARGE       body above Config.MaxBodyBytes (32 MiB by default)
 //	415 UNSUPPORTED_MEDIA_TYPE  POST without Content-Type: application/json
 //	500 INTERNAL                the message carries only the request id; the cause is logged

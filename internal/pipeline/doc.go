@@ -22,7 +22,12 @@
 // job stays failed until Retry reopens it: the failed analysis or images go
 // back to pending and run again, what was finished is kept, and
 // Status.Attempts and Status.RetriedAt record the retry (the batch command
-// retries the failed entries of a batch it runs again). Request
+// retries the failed entries of a batch it runs again). Cancel ends a queued
+// or running job as canceled (its calls' contexts are cancelled; the
+// scheduler refunds only requests that never left); Retry reopens it too.
+// Jobs lists stored jobs newest first with filters and cursor pages. While a
+// job's calls wait in the scheduler for quota and none runs, Status and Jobs
+// fill in Status.Wait (why, until when), followed through scheduler.OnSubmit. Request
 // priorities map to scheduler priorities, and the jobs waiting for one of the
 // Config.MaxActive slots are taken highest priority first.
 //
