@@ -582,3 +582,93 @@ func TestSchedulerCancel(t *testing.T) {
 		}
 	})
 }
+
+// TestEmulatorFieldAnswers drives every answer of issue #10 the emulator
+// learned through the Client: each is classified (cases 1-5) or repaired
+// (cases 6-8) as the corpus says.
+func TestEmulatorFieldAnswers(t *testing.T) {
+	const project = "project-" + testKeyID
+	key := emulator.Key{Name: testKeyID, Secret: testSecret, Project: project}
+	expired := key
+	expired.Expired = true
+	tests := []struct {
+		name    string
+		cfg     emulator.Config
+		call    string
+		kind    string // "" for success
+		reason  string
+		project bool
+		scope   scheduler.Scope
+		quota   string
+		limit   int
+		mime    string // of the image, on success
+	}{
+		{name: "out of credit", cfg: emulator.Config{Projects: map[string]emulator.Project{project: {OutOfCredit: true}}},
+			call: "analyze", kind: "key", reason: scheduler.ReasonOutOfCredit, project: true},
+		{name: "billing required", cfg: emulator.Config{Projects: map[string]emulator.Project{project: {BillingRequired: true}}},
+			call: "image", kind: "key", reason: scheduler.ReasonBillingRequired, project: true},
+		{name: "ErrorInfo layout per day", cfg: emulator.Config{Layout: emulator.LayoutErrorInfo, Models: map[string]emulator.Limits{
+			DefaultTextModel: {RPM: 1000, RPD: 1}, DefaultImageModel: {RPM: 20, RPD: 250}}},
+			call: "analyze2", kind: "rate_limited", scope: scheduler.ScopeDay, quota: emulator.QuotaRequestsPerDay, limit: 1},
+		{name: "no quota, 2026 body", cfg: emulator.Config{FreeTier: true, Projects: map[string]emulator.Project{project: {NoQuota: []string{DefaultImageModel}}}},
+			call: "image", kind: "rate_limited", scope: scheduler.ScopeNoQuota, quota: emulator.QuotaRequestsPerMinute + emulator.FreeTierSuffix},
+		{name: "no quota, paid tier", cfg: emulator.Config{Projects: map[string]emulator.Project{project: {NoQuota: []string{DefaultImageModel}}}},
+			call: "image", kind: "rate_limited", scope: scheduler.ScopeNoQuota, quota: emulator.QuotaRequestsPerMinute},
+		{name: "no quota, ErrorInfo layout", cfg: emulator.Config{Layout: emulator.LayoutErrorInfo, Projects: map[string]emulator.Project{project: {NoQuota: []string{DefaultTextModel}}}},
+			call: "analyze", kind: "rate_limited", scope: scheduler.ScopeNoQuota, quota: emulator.QuotaRequestsPerDay},
+		{name: "no quota on the other model serves", cfg: emulator.Config{Projects: map[string]emulator.Project{project: {NoQuota: []string{DefaultImageModel}}}},
+			call: "analyze"},
+		{name: "expired key", cfg: emulator.Config{Keys: []emulator.Key{expired}}, call: "analyze", kind: "key", reason: scheduler.ReasonExpired},
+		{name: "fenced JSON", cfg: emulator.Config{Faults: emulator.Faults{FencedJSON: 1}}, call: "analyze"},
+		{name: "wrong numbers", cfg: emulator.Config{Faults: emulator.Faults{WrongNumbers: 1}}, call: "analyze"},
+		{name: "fenced and numbered", cfg: emulator.Config{Faults: emulator.Faults{WrongNumbers: 1, FencedJSON: 1}}, call: "analyze"},
+		{name: "mislabeled image", cfg: emulator.Config{Faults: emulator.Faults{MislabeledImage: 1}}, call: "image", mime: MIMEJPEG},
+		{name: "image as labeled", cfg: emulator.Config{}, call: "image", mime: MIMEPNG},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := emulatorClient(t, newEmulator(t, tt.cfg))
+			var err error
+			var img Image
+			switch tt.call {
+			case "analyze2": // the second call of the day meets the quota
+				if _, err = c.analyze(t.Context(), testLease("text"), testSlideshow()); err != nil {
+					t.Fatal(err)
+				}
+				fallthrough
+			case "analyze":
+				var a Analysis
+				a, err = c.analyze(t.Context(), testLease("text"), testSlideshow())
+				if err == nil && (len(a.Slides) != 3 || a.Slides[2].Index != 3 || len(a.ImagePrompts) != 2) {
+					t.Fatalf("analysis %+v", a)
+				}
+			default:
+				img, err = c.image(t.Context(), testLease("image"), "a lighthouse", ImageOptions{})
+			}
+			if tt.kind == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tt.mime != "" && (img.MIMEType != tt.mime || ImageType(img.Data) != tt.mime) {
+					t.Fatalf("image %s (bytes %s), want %s", img.MIMEType, ImageType(img.Data), tt.mime)
+				}
+				return
+			}
+			if got := outcomeKind(err); got != tt.kind {
+				t.Fatalf("outcome %q, want %q: %v", got, tt.kind, err)
+			}
+			var ke *scheduler.KeyError
+			var rl *scheduler.RateLimitedError
+			switch {
+			case errors.As(err, &ke):
+				if ke.Reason != tt.reason || ke.Project != tt.project {
+					t.Errorf("reason %q project %v, want %q %v", ke.Reason, ke.Project, tt.reason, tt.project)
+				}
+			case errors.As(err, &rl):
+				if rl.Scope != tt.scope || rl.Quota != tt.quota || rl.Limit != tt.limit {
+					t.Errorf("scope %v quota %q limit %d, want %v %q %d", rl.Scope, rl.Quota, rl.Limit, tt.scope, tt.quota, tt.limit)
+				}
+			}
+		})
+	}
+}

@@ -26,7 +26,9 @@ const StatsPath = "/_emulator/stats"
 type emulateFlags struct {
 	addr                            string
 	keys, projects                  int
-	leaked                          string
+	leaked, expired                 string
+	outOfCredit, billing, noQuota   string
+	fenced, numbers, mislabeled     float64
 	textModel, imageModel           string
 	textRPM, textRPD, textTPM       int
 	imageRPM, imageRPD, imageTPM    int
@@ -43,6 +45,10 @@ func (f *emulateFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.keys, "keys", 3, "number of keys to generate (key1..keyN), unless GEMINI_API_KEYS is set")
 	fs.IntVar(&f.projects, "projects", 0, "number of projects the keys are spread over, round-robin (default: one per key)")
 	fs.StringVar(&f.leaked, "leaked", "", "comma-separated key ids answered 403 'reported as leaked'")
+	fs.StringVar(&f.expired, "expired", "", "comma-separated key ids answered 400 'API key expired' (ErrorInfo API_KEY_INVALID)")
+	fs.StringVar(&f.outOfCredit, "out-of-credit", "", "comma-separated projects whose every request answers 429 'Your prepayment credits are depleted' (no details)")
+	fs.StringVar(&f.billing, "billing-required", "", "comma-separated projects whose every request answers 400 FAILED_PRECONDITION '... without a billing account linked'")
+	fs.StringVar(&f.noQuota, "no-quota", "", "comma-separated PROJECT:MODEL (MODEL: text, image or a model name) with a limit of 0: 429 naming the quota with limit 0")
 	fs.StringVar(&f.textModel, "text-model", emulator.DefaultTextModel, "text model served")
 	fs.StringVar(&f.imageModel, "image-model", emulator.DefaultImageModel, "image model served")
 	fs.IntVar(&f.textRPM, "text-rpm", 1000, "text model: requests per minute per project (0: unlimited)")
@@ -51,7 +57,7 @@ func (f *emulateFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.imageRPM, "image-rpm", 20, "image model: requests per minute per project (0: unlimited)")
 	fs.IntVar(&f.imageRPD, "image-rpd", 250, "image model: requests per Pacific day per project (0: unlimited)")
 	fs.IntVar(&f.imageTPM, "image-tpm", 0, "image model: input tokens per minute per project (0: unlimited)")
-	fs.StringVar(&f.layout, "layout", "2025", "429 body layout: 2025, 2026, bare or help-only")
+	fs.StringVar(&f.layout, "layout", "2025", "429 body layout: 2025, 2026, bare, help-only or errorinfo")
 	fs.BoolVar(&f.freeTier, "free-tier", false, "free-tier quota ids (-FreeTier suffix)")
 	fs.BoolVar(&f.truncate, "truncate-retry-delay", false, "whole-second retryDelay, as the real API sends")
 	fs.Float64Var(&f.rate503, "rate503", 0, "fraction of requests answered 503 UNAVAILABLE")
@@ -60,6 +66,9 @@ func (f *emulateFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.noImage, "no-image", 0, "fraction of image answers without an image (IMAGE_SAFETY)")
 	fs.Float64Var(&f.malformedJSON, "malformed-json", 0, "fraction of JSON answers cut short")
 	fs.Float64Var(&f.blocked, "blocked", 0, "fraction of answers blocked (PROHIBITED_CONTENT)")
+	fs.Float64Var(&f.fenced, "fenced-json", 0, "fraction of JSON answers wrapped in a ```json fence with a sentence around")
+	fs.Float64Var(&f.numbers, "wrong-numbers", 0, "fraction of JSON answers whose array objects carry an 'index' not asked for, from 5")
+	fs.Float64Var(&f.mislabeled, "mislabeled-image", 0, "fraction of image answers whose bytes are JPEG while labeled image/png")
 	fs.StringVar(&f.textLatency, "text-latency", "0", "text answer latency: a duration or a range MIN-MAX (e.g. 200ms-2s)")
 	fs.StringVar(&f.imageLatency, "image-latency", "0", "image answer latency: a duration or a range MIN-MAX (e.g. 5s-20s)")
 	fs.Int64Var(&f.seed, "seed", 0, "seed of faults, latency and outputs (0: random)")
@@ -96,7 +105,8 @@ func (f *emulateFlags) emulatorConfig(given []config.Key) (emulator.Config, erro
 		TruncateRetryDelay: f.truncate,
 		Seed:               f.seed,
 		Faults: emulator.Faults{Rate503: f.rate503, Rate500: f.rate500, Rate504: f.rate504,
-			NoImage: f.noImage, MalformedJSON: f.malformedJSON, Blocked: f.blocked},
+			NoImage: f.noImage, MalformedJSON: f.malformedJSON, Blocked: f.blocked,
+			FencedJSON: f.fenced, WrongNumbers: f.numbers, MislabeledImage: f.mislabeled},
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = mrand.Int64()
@@ -110,8 +120,10 @@ func (f *emulateFlags) emulatorConfig(given []config.Key) (emulator.Config, erro
 		cfg.Layout = emulator.LayoutBare
 	case "help-only":
 		cfg.Layout = emulator.LayoutHelpOnly
+	case "errorinfo":
+		cfg.Layout = emulator.LayoutErrorInfo
 	default:
-		return cfg, fmt.Errorf("-layout: %q: want 2025, 2026, bare or help-only", f.layout)
+		return cfg, fmt.Errorf("-layout: %q: want 2025, 2026, bare, help-only or errorinfo", f.layout)
 	}
 	tlo, thi, err := latencyRange(f.textLatency)
 	if err != nil {
@@ -142,12 +154,7 @@ func (f *emulateFlags) emulatorConfig(given []config.Key) (emulator.Config, erro
 	if projects <= 0 || projects > n {
 		projects = n
 	}
-	leaked := map[string]bool{}
-	for _, id := range strings.Split(f.leaked, ",") {
-		if id = strings.TrimSpace(id); id != "" {
-			leaked[id] = true
-		}
-	}
+	leaked, expired := idSet(f.leaked), idSet(f.expired)
 	for i := range n {
 		name := fmt.Sprintf("key%d", i+1)
 		secret := demoSecret()
@@ -158,13 +165,91 @@ func (f *emulateFlags) emulatorConfig(given []config.Key) (emulator.Config, erro
 		if len(given) > 0 {
 			secret, project = given[i].Secret, given[i].Project
 		}
-		cfg.Keys = append(cfg.Keys, emulator.Key{Name: name, Secret: secret, Project: project, Leaked: leaked[name]})
+		cfg.Keys = append(cfg.Keys, emulator.Key{Name: name, Secret: secret, Project: project, Leaked: leaked[name], Expired: expired[name]})
 		delete(leaked, name)
+		delete(expired, name)
 	}
 	for id := range leaked {
 		return cfg, fmt.Errorf("-leaked: %q: no such key (key1..key%d)", id, n)
 	}
+	for id := range expired {
+		return cfg, fmt.Errorf("-expired: %q: no such key (key1..key%d)", id, n)
+	}
+	if err := f.projectStates(&cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
+}
+
+// idSet reads a comma-separated list.
+func idSet(list string) map[string]bool {
+	out := map[string]bool{}
+	for _, id := range strings.Split(list, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// projectStates reads -out-of-credit, -billing-required and -no-quota into
+// cfg.Projects; every project named must be one of cfg.Keys'.
+func (f *emulateFlags) projectStates(cfg *emulator.Config) error {
+	known := map[string]bool{}
+	var names []string
+	for _, k := range cfg.Keys {
+		if !known[k.Project] {
+			names = append(names, k.Project)
+		}
+		known[k.Project] = true
+	}
+	get := func(flagName, project string) (emulator.Project, error) {
+		if !known[project] {
+			return emulator.Project{}, fmt.Errorf("-%s: %q: no such project (%s)", flagName, project, strings.Join(names, ", "))
+		}
+		if cfg.Projects == nil {
+			cfg.Projects = map[string]emulator.Project{}
+		}
+		return cfg.Projects[project], nil
+	}
+	for project := range idSet(f.outOfCredit) {
+		p, err := get("out-of-credit", project)
+		if err != nil {
+			return err
+		}
+		p.OutOfCredit = true
+		cfg.Projects[project] = p
+	}
+	for project := range idSet(f.billing) {
+		p, err := get("billing-required", project)
+		if err != nil {
+			return err
+		}
+		p.BillingRequired = true
+		cfg.Projects[project] = p
+	}
+	for entry := range idSet(f.noQuota) {
+		project, model, ok := strings.Cut(entry, ":")
+		switch model = strings.TrimSpace(model); model {
+		case "text":
+			model = f.textModel
+		case "image":
+			model = f.imageModel
+		}
+		if !ok || model == "" {
+			return fmt.Errorf("-no-quota: %q: want PROJECT:MODEL (MODEL: text, image or a model name)", entry)
+		}
+		if model != f.textModel && model != f.imageModel {
+			return fmt.Errorf("-no-quota: %q: model %q not served (%s, %s)", entry, model, f.textModel, f.imageModel)
+		}
+		p, err := get("no-quota", strings.TrimSpace(project))
+		if err != nil {
+			return err
+		}
+		p.NoQuota = append(p.NoQuota, model)
+		cfg.Projects[strings.TrimSpace(project)] = p
+	}
+	return nil
 }
 
 // demoSecret returns a random emulator key, shaped like a Gemini key.

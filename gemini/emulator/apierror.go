@@ -102,6 +102,11 @@ const (
 	msgKeyInvalid    = "API key not valid. Please pass a valid API key."
 	msgKeyLeaked     = "Your API key was reported as leaked. Please use another API key."
 	msgMethodMissing = "Method not found."
+	// Answers of the field (issue #10): a project out of prepaid credit (sent
+	// as a rate limit), one that needs billing, an expired key.
+	msgOutOfCredit     = "Your prepayment credits are depleted. Please go to AI Studio at https://ai.studio/projects to manage your project and billing."
+	msgBillingRequired = "User location is not supported for the API use without a billing account linked."
+	msgKeyExpired      = "API key expired. Please renew the API key."
 )
 
 func helpQuota() helpDetail {
@@ -166,6 +171,14 @@ func quotaError(vs []violation, model string, layout Layout, freeTier, truncate 
 		return newAPIError(429, msgExhausted)
 	case LayoutHelpOnly:
 		return newAPIError(429, msgQuota+msgQuotaMonitor, helpQuota())
+	case LayoutErrorInfo:
+		v := vs[0]
+		for _, w := range vs {
+			if w.kind == perDay {
+				v = w
+			}
+		}
+		return errorInfoQuotaError(v.kind, v.limit, freeTier)
 	}
 	qf := quotaFailure{Type: typeQuotaFailure}
 	for _, v := range vs {
@@ -238,4 +251,40 @@ func unavailableError(layout Layout) *apiError {
 		return newAPIError(503, msgHighDemand)
 	}
 	return newAPIError(503, msgOverloaded)
+}
+
+// errorInfoQuotaError is the LayoutErrorInfo 429 for a quota of kind with
+// limit.
+func errorInfoQuotaError(kind quotaKind, limit int, freeTier bool) *apiError {
+	id, metric := quotaNames(kind, freeTier)
+	what := map[quotaKind]string{perDay: "requests per day", perMinute: "requests per minute"}[kind]
+	if what == "" {
+		what = "input tokens per minute"
+	}
+	msg := fmt.Sprintf("Quota exceeded for quota metric 'Generate Content API %s' and limit '%s' of service 'generativelanguage.googleapis.com' for consumer 'project_number:123456789'.", what, id)
+	return newAPIError(429, msg,
+		errorInfo{Type: typeErrorInfo, Reason: "RATE_LIMIT_EXCEEDED", Domain: "googleapis.com", Metadata: map[string]string{
+			"service": "generativelanguage.googleapis.com", "quota_metric": metric, "quota_limit": id,
+			"quota_limit_value": strconv.Itoa(limit), "consumer": "projects/123456789",
+		}},
+		helpDetail{Type: typeHelp, Links: []helpLink{{Description: "Request a higher quota limit.", URL: "https://cloud.google.com/docs/quota#requesting_higher_quota"}}})
+}
+
+// noQuotaError is the 429 of a project whose limit on model is 0: the
+// ErrorInfo layout with quota_limit_value "0", or else the 2026 body of the
+// public reports (violations without quotaValue, "limit: 0" in the message).
+func noQuotaError(model string, layout Layout, freeTier bool) *apiError {
+	if layout == LayoutErrorInfo {
+		return errorInfoQuotaError(perDay, 0, freeTier)
+	}
+	vs := []violation{{kind: perMinute}, {kind: perDay}}
+	ae := quotaError(vs, model, Layout2026, freeTier, false)
+	return ae
+}
+
+func keyExpiredError() *apiError {
+	return newAPIError(400, msgKeyExpired,
+		errorInfo{Type: typeErrorInfo, Reason: "API_KEY_INVALID", Domain: "googleapis.com",
+			Metadata: map[string]string{"service": "generativelanguage.googleapis.com"}},
+		localizedMessage{Type: typeLocalizedMessage, Locale: "en-US", Message: msgKeyExpired})
 }

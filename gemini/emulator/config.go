@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 	_ "time/tzdata" // RPD resets at Pacific midnight on every machine, with or without a zoneinfo database.
 )
@@ -44,7 +45,37 @@ type Key struct {
 	Secret  string
 	Project string
 	Leaked  bool // the key answers 403 PERMISSION_DENIED "reported as leaked"
+	// Expired: the key answers 400 INVALID_ARGUMENT "API key expired. Please
+	// renew the API key." with ErrorInfo reason API_KEY_INVALID.
+	Expired bool
 }
+
+// Project is the account state of one project (a plain value): answers the
+// API gives every key of the project whatever the quotas say. The zero value
+// serves normally. Requests answered so are admitted by no quota.
+type Project struct {
+	// OutOfCredit: every request answers 429 RESOURCE_EXHAUSTED "Your
+	// prepayment credits are depleted. ..." with no details (the project's
+	// prepaid credit is used up; sent as a rate limit).
+	OutOfCredit bool
+	// BillingRequired: every request answers 400 FAILED_PRECONDITION "User
+	// location is not supported for the API use without a billing account
+	// linked." (the project cannot serve without billing).
+	BillingRequired bool
+	// NoQuota lists models on which the project's limit is 0 (a free tier
+	// without access to the model): each request answers 429 naming the
+	// quotas with limit 0: with LayoutErrorInfo an ErrorInfo whose
+	// quota_limit_value is "0", with any other layout the 2026 body whose
+	// violations have no quotaValue and whose message says "limit: 0".
+	NoQuota []string
+}
+
+func (p Project) clone() Project {
+	p.NoQuota = slices.Clone(p.NoQuota)
+	return p
+}
+
+func (p Project) noQuota(model string) bool { return slices.Contains(p.NoQuota, model) }
 
 // Layout is the shape of a 429 RESOURCE_EXHAUSTED body. Each layout was seen
 // from the real API (see GEMINI.md). The zero value is Layout2025.
@@ -61,6 +92,13 @@ const (
 	LayoutBare
 	// LayoutHelpOnly: only a Help detail; nothing says which quota or how long.
 	LayoutHelpOnly
+	// LayoutErrorInfo: no QuotaFailure; the quota is named in an ErrorInfo
+	// detail (reason RATE_LIMIT_EXCEEDED, metadata quota_metric,
+	// quota_limit, quota_limit_value), followed by a Help detail; the message
+	// is "Quota exceeded for quota metric '...' and limit '...' of service
+	// ...". Older and some current answers. When several quotas are
+	// exceeded, the per-day one is named.
+	LayoutErrorInfo
 )
 
 func (l Layout) String() string {
@@ -73,6 +111,8 @@ func (l Layout) String() string {
 		return "bare"
 	case LayoutHelpOnly:
 		return "help-only"
+	case LayoutErrorInfo:
+		return "errorinfo"
 	default:
 		return fmt.Sprintf("Layout(%d)", int(l))
 	}
@@ -106,6 +146,17 @@ type Faults struct {
 	// Blocked is the fraction of successful answers (text or image) refused as
 	// a whole: no candidates, promptFeedback.blockReason PROHIBITED_CONTENT.
 	Blocked float64
+	// FencedJSON is the fraction of successful JSON-mode answers whose text
+	// is the JSON inside a Markdown ```json fence, with a sentence before
+	// and after it.
+	FencedJSON float64
+	// WrongNumbers is the fraction of successful JSON-mode answers in which
+	// every object of an array of objects carries an "index" property the
+	// schema did not ask for, numbering the elements from 5 (5, 6, 7, ...).
+	WrongNumbers float64
+	// MislabeledImage is the fraction of successful image answers whose
+	// bytes are JPEG while the part's mimeType says image/png.
+	MislabeledImage float64
 }
 
 func (f Faults) clone() Faults {
@@ -126,6 +177,7 @@ func (f Faults) validate() error {
 	}{
 		{"faults.rate503", f.Rate503}, {"faults.rate500", f.Rate500}, {"faults.rate504", f.Rate504},
 		{"faults.malformedJSON", f.MalformedJSON}, {"faults.noImage", f.NoImage}, {"faults.blocked", f.Blocked},
+		{"faults.fencedJSON", f.FencedJSON}, {"faults.wrongNumbers", f.WrongNumbers}, {"faults.mislabeledImage", f.MislabeledImage},
 	} {
 		if math.IsNaN(r.v) || r.v < 0 || r.v > 1 {
 			return fmt.Errorf("%w: %s: %v: must be in [0, 1]", ErrInvalidConfig, r.name, r.v)
@@ -183,6 +235,9 @@ type Config struct {
 	TruncateRetryDelay bool
 	// Faults are the failures injected from the start; see SetFaults.
 	Faults Faults
+	// Projects are the account states of projects by name (see Project);
+	// projects not listed serve normally. See SetProject.
+	Projects map[string]Project
 	// Seed seeds every random choice: faults, latency, and generated content.
 	Seed int64
 	// Location is where a quota day starts at midnight. Default America/Los_Angeles.
@@ -236,7 +291,7 @@ func (c Config) Validate() error {
 		}
 		names[k.Name], secrets[k.Secret] = true, true
 	}
-	if c.Layout < Layout2025 || c.Layout > LayoutHelpOnly {
+	if c.Layout < Layout2025 || c.Layout > LayoutErrorInfo {
 		return fmt.Errorf("%w: layout: %d: unknown", ErrInvalidConfig, int(c.Layout))
 	}
 	if math.IsNaN(c.ImageScale) || c.ImageScale <= 0 || c.ImageScale > 1 {

@@ -32,6 +32,7 @@ type Emulator struct {
 	bySecret    map[string]*Key
 	byName      map[string]*Key
 	faults      Faults
+	projects    map[string]Project
 	rng         *rand.Rand
 	lanes       map[LaneKey]*lane
 	requests    map[RequestKey]int
@@ -73,6 +74,7 @@ func New(cfg Config) (*Emulator, error) {
 		bySecret:    make(map[string]*Key),
 		byName:      make(map[string]*Key),
 		faults:      cfg.Faults.clone(),
+		projects:    make(map[string]Project, len(cfg.Projects)),
 		rng:         rand.New(rand.NewPCG(uint64(cfg.Seed), 0x853c49e6748fea9b)),
 		lanes:       make(map[LaneKey]*lane),
 		requests:    make(map[RequestKey]int),
@@ -83,6 +85,9 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	for _, k := range cfg.Keys {
 		e.addKeyLocked(k)
+	}
+	for name, p := range cfg.Projects {
+		e.projects[name] = p.clone()
 	}
 	return e, nil
 }
@@ -126,6 +131,29 @@ func (e *Emulator) SetLeaked(name string, leaked bool) error {
 	}
 	k.Leaked = leaked
 	return nil
+}
+
+// SetExpired marks the key named name as expired (every request with it
+// answers 400 "API key expired") or clears the mark. It returns
+// ErrUnknownKey for a name the emulator does not know.
+func (e *Emulator) SetExpired(name string, expired bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k, ok := e.byName[name]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownKey, name)
+	}
+	k.Expired = expired
+	return nil
+}
+
+// SetProject sets the account state of the project named name (any name:
+// a project with no key yet is fine) from the next request on; the zero
+// Project serves normally.
+func (e *Emulator) SetProject(name string, p Project) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.projects[name] = p.clone()
 }
 
 // SetModelDown makes model answer 503 UNAVAILABLE to every request (down)
@@ -283,6 +311,9 @@ func (e *Emulator) authenticate(r *http.Request) (name, project string, ae *apiE
 	if k.Leaked {
 		return k.Name, k.Project, newAPIError(403, msgKeyLeaked)
 	}
+	if k.Expired {
+		return k.Name, k.Project, keyExpiredError()
+	}
 	return k.Name, k.Project, nil
 }
 
@@ -355,6 +386,21 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 		fail(unavailableError(e.layout))
 		return
 	}
+	if p := e.projects[project]; p.OutOfCredit || p.BillingRequired || p.noQuota(rt.model) {
+		var ae *apiError
+		switch {
+		case p.OutOfCredit:
+			ae = newAPIError(429, msgOutOfCredit)
+		case p.BillingRequired:
+			ae = newAPIError(400, msgBillingRequired)
+			ae.Status = "FAILED_PRECONDITION"
+		default:
+			ae = noQuotaError(rt.model, e.layout, e.freeTier)
+		}
+		e.mu.Unlock()
+		fail(ae)
+		return
+	}
 	now := time.Now()
 	l := e.laneLocked(project, rt.model)
 	l.arrive(now)
@@ -392,6 +438,9 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 			malformed: e.rng.Float64() < e.faults.MalformedJSON,
 			noImage:   e.rng.Float64() < e.faults.NoImage,
 			blocked:   e.rng.Float64() < e.faults.Blocked,
+			fenced:    e.rng.Float64() < e.faults.FencedJSON,
+			numbers:   e.rng.Float64() < e.faults.WrongNumbers,
+			jpeg:      e.rng.Float64() < e.faults.MislabeledImage,
 		}
 	}
 	e.seq++

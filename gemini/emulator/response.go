@@ -1,9 +1,12 @@
 package emulator
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"image/jpeg"
+	"image/png"
 	"strings"
 )
 
@@ -57,6 +60,7 @@ type (
 // contentFaults are the answer-shaping faults drawn for one request.
 type contentFaults struct {
 	malformed, noImage, blocked bool
+	fenced, numbers, jpeg       bool
 }
 
 // isImageModel reports whether model makes images: its name says "image",
@@ -114,9 +118,13 @@ func (e *Emulator) answer(req *request, model string, cf contentFaults, seq uint
 			parts = append(parts, respPart{Text: t})
 			out += tokensOf(t)
 		}
+		data := renderPNG(h, w, hh, &e.pngBuffers)
+		if cf.jpeg {
+			data = pngToJPEG(data) // still labeled image/png
+		}
 		parts = append(parts, respPart{InlineData: &blob{
 			MimeType: "image/png",
-			Data:     base64.StdEncoding.EncodeToString(renderPNG(h, w, hh, &e.pngBuffers)),
+			Data:     base64.StdEncoding.EncodeToString(data),
 		}})
 		imgTokens := imageOutputTokens(req.imageSize)
 		out += imgTokens
@@ -127,7 +135,7 @@ func (e *Emulator) answer(req *request, model string, cf contentFaults, seq uint
 		}
 	} else {
 		for i := 0; i < req.candidateCount; i++ {
-			text, finish := e.textAnswer(req, newWriter(h+uint64(i)*0x632be59bd9b4e019, texts), cf.malformed)
+			text, finish := e.textAnswer(req, newWriter(h+uint64(i)*0x632be59bd9b4e019, texts), cf)
 			n := tokensOf(text)
 			out += n
 			resp.Candidates = append(resp.Candidates, candidate{
@@ -144,7 +152,7 @@ func (e *Emulator) answer(req *request, model string, cf contentFaults, seq uint
 }
 
 // textAnswer is one candidate's text and finish reason.
-func (e *Emulator) textAnswer(req *request, w *writer, malformed bool) (string, string) {
+func (e *Emulator) textAnswer(req *request, w *writer, cf contentFaults) (string, string) {
 	var text string
 	jsonMode := req.mimeType == "application/json"
 	switch {
@@ -161,7 +169,13 @@ func (e *Emulator) textAnswer(req *request, w *writer, malformed bool) (string, 
 		text = w.plain()
 	}
 	finish := "STOP"
-	if jsonMode && malformed {
+	if jsonMode && cf.numbers {
+		text = numberFrom5(text)
+	}
+	if jsonMode && cf.fenced {
+		text = "Here is the JSON you asked for:\n\n```json\n" + text + "\n```\n\nLet me know if you want any changes."
+	}
+	if jsonMode && cf.malformed {
 		// Cut short: a prefix of a JSON object or array is never valid JSON;
 		// a scalar's prefix may be, so spoil it.
 		r := []rune(text)
@@ -175,4 +189,52 @@ func (e *Emulator) textAnswer(req *request, w *writer, malformed bool) (string, 
 		finish = "MAX_TOKENS"
 	}
 	return text, finish
+}
+
+// numberFrom5 adds to every object of every array of objects in the JSON
+// text an "index" property numbering the elements from 5 (a near-miss the
+// real models make: numbers nobody asked for, and wrong). Text that is not
+// JSON is returned as it is.
+func numberFrom5(text string) string {
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return text
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for i, c := range v {
+				if m, ok := c.(map[string]any); ok {
+					m["index"] = 5 + i
+				}
+				walk(c)
+			}
+		}
+	}
+	walk(v)
+	b, err := marshalNoEscape(v)
+	if err != nil {
+		return text
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// pngToJPEG re-encodes PNG bytes as JPEG.
+func pngToJPEG(b []byte) []byte {
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		return b
+	}
+	var out bytes.Buffer
+	if err := jpeg.Encode(&out, img, &jpeg.Options{Quality: 85}); err != nil {
+		return b
+	}
+	return out.Bytes()
 }
