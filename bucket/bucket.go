@@ -51,6 +51,7 @@ func New(cfg Config) (*Pool, error) {
 			name:     cc.Name,
 			limits:   cc.Limits,
 			burst:    cc.Burst,
+			probe:    cc.Probe,
 			loc:      cfg.Location,
 			critical: cfg.Critical,
 			maxChunk: MaxChunk(cc.Limits),
@@ -165,6 +166,7 @@ type Class struct {
 	name     string
 	limits   Limits
 	burst    int
+	probe    bool
 	loc      *time.Location
 	critical float64
 	maxChunk int
@@ -197,6 +199,8 @@ type lane struct {
 	keys           []string // enabled keys; none while stopped
 	nextKey        int
 	project        string
+	proven         bool // a request succeeded (ClassConfig.Probe)
+	probing        bool // an unproven lane's one request is out
 
 	pace  *rate.Limiter // RPM pacing; the window enforces the bound
 	paced int           // pacing tokens taken from pace and not yet used
@@ -484,6 +488,9 @@ func Day(t time.Time, loc *time.Location) string {
 // readyAt returns when l can take a request of tok tokens, not counting
 // pacing: n or earlier when it can now.
 func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
+	if l.probing {
+		return n + int64(ProbeRecheck)
+	}
 	if l.exhaustedUntil > n {
 		return l.exhaustedUntil
 	}
@@ -511,6 +518,9 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 }
 
 func (c *Class) take(l *lane, n, tok int64) Lease {
+	if c.probe && !l.proven {
+		l.probing = true
+	}
 	if d := n - l.secStart; d >= int64(time.Second) {
 		l.secPrev = 0
 		if d < 2*int64(time.Second) {
@@ -849,6 +859,34 @@ func (c *Class) refreshKeys(l *lane) {
 		c.removeWaiting(l)
 	case len(l.keys) > 0 && l.where == inNone:
 		c.pushReady(l)
+	}
+}
+
+// Settled reports that the request of lease l got its answer (or was never
+// sent) and that its outcome has been applied (a cooldown, a stop, a
+// disabled key): with ClassConfig.Probe, a lane whose probe it was may
+// send again, and one whose request succeeded (ok) is proven and no longer
+// probes. Without Probe it does nothing. Call it once per lease, after
+// Release or Refund, with the current time.
+func (c *Class) Settled(l Lease, ok bool, now time.Time) {
+	if !c.probe || l.lane == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	if ok {
+		ln.proven = true
+	}
+	if !ln.probing {
+		return
+	}
+	ln.probing = false
+	if ln.where == inWaiting {
+		// Look at it again now: promote moves it to the ready ring when
+		// nothing else holds it.
+		ln.readyAt = min(ln.readyAt, now.UnixNano())
+		c.fixWaiting(ln)
 	}
 }
 

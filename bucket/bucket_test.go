@@ -299,6 +299,43 @@ func TestStopLaneOneClassOnly(t *testing.T) {
 	}
 }
 
+// With Probe, an unproven lane sends one request at a time until one
+// succeeds; other lanes are not held.
+func TestProbeOneRequestUntilProven(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1200, RPD: 250}, Probe: true}}, Keys: keysN(2)})
+	c := p.Class("image")
+	a, ok, _ := c.Acquire(t0, 0)
+	b, ok2, _ := c.Acquire(t0, 0)
+	if !ok || !ok2 || a.Project == b.Project {
+		t.Fatalf("two lanes, two probes: %v %v %q %q", ok, ok2, a.Project, b.Project)
+	}
+	if _, ok, next := c.Acquire(t0, 0); ok || !next.Equal(t0.Add(ProbeRecheck)) {
+		t.Fatalf("both probing: ok=%v next=%v, want a recheck at %v", ok, next, t0.Add(ProbeRecheck))
+	}
+	c.Release(a, t0, 0)
+	c.Settled(a, false, t0) // failed: a probes again, alone
+	if l, ok, _ := c.Acquire(t0, 0); !ok || l.Project != a.Project {
+		t.Fatalf("after a failed probe: %q %v", l.Project, ok)
+	}
+	if _, ok, _ := c.Acquire(t0, 0); ok {
+		t.Fatal("a third request while both lanes probe")
+	}
+	c.Release(b, t0, 0)
+	c.Settled(b, true, t0) // b is proven: it serves freely
+	for range 3 {
+		if l, ok, _ := c.Acquire(t0, 0); !ok || l.Project != b.Project {
+			t.Fatalf("proven lane: %q %v", l.Project, ok)
+		}
+	}
+	// Without Probe, Settled does nothing and lanes never wait.
+	q := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 1200, RPD: 250}}}, Keys: keysN(1)})
+	for range 3 {
+		if _, ok, _ := q.Class("text").Acquire(t0, 0); !ok {
+			t.Fatal("no probe: a request refused")
+		}
+	}
+}
+
 func TestRefundReturnsUnits(t *testing.T) {
 	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 2, RPD: 3, TPM: 100}}}, Keys: keysN(1)})
 	c := p.Class("text")

@@ -53,7 +53,18 @@ type ClassConfig struct {
 	// 60 s window never sees more than RPM. Zero: none. Must be >= 0 and
 	// under a minute.
 	WindowMargin time.Duration
+	// Probe makes each lane send one request alone until one of its
+	// requests succeeds (Class.Settled with ok): a project that cannot
+	// serve (out of credit, no quota on the model) then costs one request
+	// per class, not a burst. While its probe is out, a lane waits (Acquire
+	// and Earliest report it ready ProbeRecheck later at the soonest).
+	// Default false.
+	Probe bool
 }
+
+// ProbeRecheck is how soon a lane whose probe is out is looked at again
+// when nothing settles it before (see ClassConfig.Probe).
+const ProbeRecheck = 5 * time.Second
 
 // Config describes a Pool.
 type Config struct {

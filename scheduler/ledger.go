@@ -94,6 +94,7 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 func (l *ledger) abandon(c *bucket.Class, lease bucket.Lease, now time.Time) {
 	c.ChunkFailed(lease)
 	c.Refund(lease, now)
+	c.Settled(lease, false, now)
 }
 
 // sent ends a committed lease whose request left, with the actual input

@@ -64,6 +64,7 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 
 	if err == nil {
 		r.s.ledger.sent(r.class, lease, now, tokens)
+		r.class.Settled(lease, true, now)
 		r.end(t, StateDone, nil, ev, "ok")
 		return
 	}
@@ -99,6 +100,9 @@ func (r *runner) outcome(workCtx context.Context, t *task, lease bucket.Lease, e
 	case isKE:
 		r.keyUnusable(lease, ke, now)
 	}
+	// Only now, with the lane stopped, cooled or its key disabled, may a
+	// lane still probing (ClassConfig.Probe) send again.
+	r.class.Settled(lease, false, now)
 
 	switch {
 	case t.ctx.Err() != nil:

@@ -44,6 +44,10 @@ type ClassConfig struct {
 	// class's model (ScopeNoQuota) stays stopped across restarts until the
 	// class's Model or Limits change.
 	Model string
+	// Probe makes each lane send one request alone until one succeeds (see
+	// bucket.ClassConfig.Probe): a project that cannot serve then costs
+	// one request per class. Default false.
+	Probe bool
 }
 
 // stopConfig is the configuration a lane stop is recorded under: the stop
@@ -170,7 +174,7 @@ func (c Config) Validate() error {
 func (c Config) bucketConfig() bucket.Config {
 	bc := bucket.Config{Keys: c.Keys, Location: c.Location, Critical: c.Critical}
 	for _, cl := range c.Classes {
-		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst, WindowMargin: cl.WindowMargin})
+		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst, WindowMargin: cl.WindowMargin, Probe: cl.Probe})
 	}
 	return bc
 }

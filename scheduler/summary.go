@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"strings"
 	"time"
 
 	"github.com/slideshowd/slideshowd/bucket"
@@ -52,10 +53,14 @@ type ClassSummary struct {
 
 // LaneSummary describes one lane: a project on a class.
 type LaneSummary struct {
-	Project        string    `json:"project"`
-	Keys           []string  `json:"keys"`
-	DisabledKeys   []string  `json:"disabled_keys,omitempty"`
-	Stopped        string    `json:"stopped,omitempty"` // why the lane is stopped, e.g. ReasonNoQuota
+	Project      string   `json:"project"`
+	Keys         []string `json:"keys"`
+	DisabledKeys []string `json:"disabled_keys,omitempty"`
+	Stopped      string   `json:"stopped,omitempty"` // why the lane is stopped, e.g. ReasonNoQuota
+	// Reason says in words why a lane that is not enabled serves nothing:
+	// its Stopped reason, or the reasons of its disabled keys, e.g. "out of
+	// credit" or "expired (key2); leaked (key3)". "" for an enabled lane.
+	Reason         string    `json:"reason,omitempty"`
 	Enabled        bool      `json:"enabled"`
 	RPMUsed        int       `json:"rpm_used"` // requests in the last 60 s
 	RPMLimit       int       `json:"rpm_limit"`
@@ -72,8 +77,10 @@ func (s *Scheduler) Summary() Summary {
 	now := time.Now()
 	sum := Summary{Time: now, DisabledKeys: []DisabledKey{}}
 	keys := s.pool.Keys()
+	why := make(map[string]string)
 	for _, k := range keys {
 		if k.Disabled != "" {
+			why[k.ID] = k.Disabled
 			sum.DisabledKeys = append(sum.DisabledKeys, DisabledKey{ID: k.ID, Project: k.Project, Reason: k.Disabled, Since: s.disabledSince(k.ID)})
 		}
 	}
@@ -100,9 +107,37 @@ func (s *Scheduler) Summary() Summary {
 				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Stopped: lu.Stopped, Enabled: lu.Enabled,
 				RPMUsed: lu.RPMUsed, RPMLimit: u.Limits.RPM, TPMUsed: lu.TPMUsed, TPMLimit: u.Limits.TPM,
 				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
+				Reason: laneReason(lu, why),
 			})
 		}
 		sum.Classes = append(sum.Classes, cs)
 	}
 	return sum
+}
+
+// laneReason says why a lane that is not enabled serves nothing.
+func laneReason(lu bucket.LaneUsage, why map[string]string) string {
+	if lu.Enabled {
+		return ""
+	}
+	if lu.Stopped != "" {
+		return lu.Stopped
+	}
+	var order []string
+	byReason := make(map[string][]string)
+	for _, id := range lu.DisabledKeys {
+		r := why[id]
+		if byReason[r] == nil {
+			order = append(order, r)
+		}
+		byReason[r] = append(byReason[r], id)
+	}
+	if len(order) == 1 {
+		return order[0]
+	}
+	parts := make([]string, len(order))
+	for i, r := range order {
+		parts[i] = r + " (" + strings.Join(byReason[r], ", ") + ")"
+	}
+	return strings.Join(parts, "; ")
 }

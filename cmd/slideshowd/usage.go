@@ -198,6 +198,10 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 
 func laneState(l scheduler.LaneSummary, now, resets time.Time) string {
 	switch {
+	case l.Stopped != "":
+		return "stopped: " + l.Stopped
+	case !l.Enabled && l.Reason != "":
+		return "disabled: " + l.Reason
 	case !l.Enabled:
 		return "disabled"
 	case l.ExhaustedUntil.After(now):

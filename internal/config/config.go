@@ -595,6 +595,9 @@ func (cl Class) scheduler(name string) scheduler.ClassConfig {
 		Burst:        cl.Burst,
 		Model:        cl.Model,
 		WindowMargin: cl.Margin(),
+		// A project out of credit or without quota on the model costs one
+		// request per class, not a burst (issue #10).
+		Probe: true,
 	}
 }
 

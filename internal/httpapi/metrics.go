@@ -82,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"class", "project"}),
 		keysDisabled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slideshowd_keys_disabled_total",
-			Help: "Keys disabled on every class, by key id and reason (invalid, leaked, no credit, ...).",
+			Help: "Keys disabled on every class, by key id and reason (invalid, expired, leaked, out of credit, billing required, ...).",
 		}, []string{"key", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "slideshowd_retries_total",
@@ -206,7 +206,7 @@ func keyLabel(id string) string {
 // reasonLabel keeps key-disable reasons (short words from the classifier)
 // bounded in length.
 func reasonLabel(r string) string {
-	const max = 32
+	const max = 64
 	if r == "" {
 		return "unknown"
 	}
@@ -259,6 +259,9 @@ var (
 		"Seconds until a cooling lane may send again (0 when not cooling).", []string{"class", "project"}, nil)
 	descLaneExhausted = prometheus.NewDesc("slideshowd_lane_exhausted",
 		"1 when a lane is out for the rest of the Pacific day, else 0.", []string{"class", "project"}, nil)
+	descLaneOut = prometheus.NewDesc("slideshowd_lane_out_of_service",
+		"1 for each lane that serves nothing until an operator acts, by reason in words (out of credit, billing required, no quota on this model, expired, leaked, invalid, ...).",
+		[]string{"class", "project", "reason"}, nil)
 	descKeyDisabled = prometheus.NewDesc("slideshowd_key_disabled",
 		"1 for each key that is disabled, by key id and reason.", []string{"key", "project", "reason"}, nil)
 )
@@ -268,7 +271,7 @@ var summaryDescs = []*prometheus.Desc{
 	descDayUsed, descDayLimit, descDayRemaining, descCritical,
 	descLaneRPMUsed, descLaneRPMLimit, descLaneTPMUsed, descLaneTPMLimit,
 	descLaneDayUsed, descLaneDayLimit, descLaneDayRemaining,
-	descLaneEnabled, descLaneCooldown, descLaneExhausted, descKeyDisabled,
+	descLaneEnabled, descLaneCooldown, descLaneExhausted, descLaneOut, descKeyDisabled,
 }
 
 func (c summaryCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -326,6 +329,9 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			gauge(descLaneCooldown, cool, cs.Name, l.Project)
 			gauge(descLaneExhausted, boolGauge(exhausted), cs.Name, l.Project)
+			if !l.Enabled && l.Reason != "" {
+				gauge(descLaneOut, 1, cs.Name, l.Project, reasonLabel(l.Reason))
+			}
 		}
 	}
 	for _, k := range s.DisabledKeys {
