@@ -438,9 +438,10 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 			malformed: e.rng.Float64() < e.faults.MalformedJSON,
 			noImage:   e.rng.Float64() < e.faults.NoImage,
 			blocked:   e.rng.Float64() < e.faults.Blocked,
-			fenced:    e.rng.Float64() < e.faults.FencedJSON,
-			numbers:   e.rng.Float64() < e.faults.WrongNumbers,
-			jpeg:      e.rng.Float64() < e.faults.MislabeledImage,
+			// Drawn only when set, so the sequence of earlier seeds is kept.
+			fenced:  e.faults.FencedJSON > 0 && e.rng.Float64() < e.faults.FencedJSON,
+			numbers: e.faults.WrongNumbers > 0 && e.rng.Float64() < e.faults.WrongNumbers,
+			jpeg:    e.faults.MislabeledImage > 0 && e.rng.Float64() < e.faults.MislabeledImage,
 		}
 	}
 	e.seq++

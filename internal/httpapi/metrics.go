@@ -206,7 +206,7 @@ func keyLabel(id string) string {
 // reasonLabel keeps key-disable reasons (short words from the classifier)
 // bounded in length.
 func reasonLabel(r string) string {
-	const max = 64
+	const max = 32
 	if r == "" {
 		return "unknown"
 	}

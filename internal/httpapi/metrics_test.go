@@ -153,6 +153,8 @@ func TestMetricsSummaryGauges(t *testing.T) {
 					DayUsed: 100, DayLimit: 9000, CoolUntil: now.Add(30 * time.Second)},
 				{Project: "p2", Keys: []string{"key2"}, Enabled: true, RPMUsed: 0, RPMLimit: 900, TPMLimit: 5000,
 					DayUsed: 50, DayLimit: 9000, ExhaustedUntil: now.Add(time.Hour)},
+				{Project: "p4", Keys: []string{"key4"}, RPMLimit: 900, TPMLimit: 5000, DayLimit: 9000,
+					Stopped: scheduler.ReasonNoQuota, Reason: scheduler.ReasonNoQuota},
 			},
 		}},
 		DisabledKeys: []scheduler.DisabledKey{{ID: "key3", Project: "p3", Reason: "leaked"}},
@@ -185,29 +187,37 @@ slideshowd_day_critical{class="text"} 1
 # TYPE slideshowd_lane_rpm_used gauge
 slideshowd_lane_rpm_used{class="text",project="p1"} 7
 slideshowd_lane_rpm_used{class="text",project="p2"} 0
+slideshowd_lane_rpm_used{class="text",project="p4"} 0
 # HELP slideshowd_lane_tpm_used Estimated input tokens a lane used in the last 60 s (only with a TPM limit).
 # TYPE slideshowd_lane_tpm_used gauge
 slideshowd_lane_tpm_used{class="text",project="p1"} 1000
 slideshowd_lane_tpm_used{class="text",project="p2"} 0
+slideshowd_lane_tpm_used{class="text",project="p4"} 0
 # HELP slideshowd_lane_day_remaining Requests a lane may still send today (0 when exhausted or disabled).
 # TYPE slideshowd_lane_day_remaining gauge
 slideshowd_lane_day_remaining{class="text",project="p1"} 8900
 slideshowd_lane_day_remaining{class="text",project="p2"} 0
+slideshowd_lane_day_remaining{class="text",project="p4"} 0
 # HELP slideshowd_lane_cooldown_seconds Seconds until a cooling lane may send again (0 when not cooling).
 # TYPE slideshowd_lane_cooldown_seconds gauge
 slideshowd_lane_cooldown_seconds{class="text",project="p1"} 30
 slideshowd_lane_cooldown_seconds{class="text",project="p2"} 0
+slideshowd_lane_cooldown_seconds{class="text",project="p4"} 0
 # HELP slideshowd_lane_exhausted 1 when a lane is out for the rest of the Pacific day, else 0.
 # TYPE slideshowd_lane_exhausted gauge
 slideshowd_lane_exhausted{class="text",project="p1"} 0
 slideshowd_lane_exhausted{class="text",project="p2"} 1
+slideshowd_lane_exhausted{class="text",project="p4"} 0
+# HELP slideshowd_lane_out_of_service 1 for each lane that serves nothing until an operator acts, by reason in words (out of credit, billing required, no quota on this model, expired, leaked, invalid, ...).
+# TYPE slideshowd_lane_out_of_service gauge
+slideshowd_lane_out_of_service{class="text",project="p4",reason="no quota on this model"} 1
 # HELP slideshowd_key_disabled 1 for each key that is disabled, by key id and reason.
 # TYPE slideshowd_key_disabled gauge
 slideshowd_key_disabled{key="key3",project="p3",reason="leaked"} 1
 `
 	names := []string{"slideshowd_queue_depth", "slideshowd_running_jobs", "slideshowd_day_remaining", "slideshowd_day_critical",
 		"slideshowd_lane_rpm_used", "slideshowd_lane_tpm_used", "slideshowd_lane_day_remaining", "slideshowd_lane_cooldown_seconds",
-		"slideshowd_lane_exhausted", "slideshowd_key_disabled"}
+		"slideshowd_lane_exhausted", "slideshowd_lane_out_of_service", "slideshowd_key_disabled"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
