@@ -199,8 +199,9 @@ type lane struct {
 	keys           []string // enabled keys; none while stopped
 	nextKey        int
 	project        string
-	proven         bool // a request succeeded (ClassConfig.Probe)
-	probing        bool // an unproven lane's one request is out
+	proven         bool  // a request succeeded (ClassConfig.Probe)
+	probing        bool  // an unproven lane's one request is out
+	probeEnd       int64 // until then (ProbeRecheck after it left) the probe holds the lane
 
 	pace  *rate.Limiter // RPM pacing; the window enforces the bound
 	paced int           // pacing tokens taken from pace and not yet used
@@ -488,8 +489,8 @@ func Day(t time.Time, loc *time.Location) string {
 // readyAt returns when l can take a request of tok tokens, not counting
 // pacing: n or earlier when it can now.
 func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
-	if l.probing {
-		return n + int64(ProbeRecheck)
+	if l.probing && n < l.probeEnd {
+		return l.probeEnd
 	}
 	if l.exhaustedUntil > n {
 		return l.exhaustedUntil
@@ -519,7 +520,7 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 
 func (c *Class) take(l *lane, n, tok int64) Lease {
 	if c.probe && !l.proven {
-		l.probing = true
+		l.probing, l.probeEnd = true, n+int64(ProbeRecheck)
 	}
 	if d := n - l.secStart; d >= int64(time.Second) {
 		l.secPrev = 0

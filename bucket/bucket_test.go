@@ -312,6 +312,13 @@ func TestProbeOneRequestUntilProven(t *testing.T) {
 	if _, ok, next := c.Acquire(t0, 0); ok || !next.Equal(t0.Add(ProbeRecheck)) {
 		t.Fatalf("both probing: ok=%v next=%v, want a recheck at %v", ok, next, t0.Add(ProbeRecheck))
 	}
+	// A slow probe holds its lane for ProbeRecheck at most.
+	if l, ok, _ := c.Acquire(t0.Add(ProbeRecheck), 0); !ok {
+		t.Fatalf("after ProbeRecheck: %q %v", l.Project, ok)
+	} else {
+		c.Release(l, t0.Add(ProbeRecheck), 0)
+		c.Settled(l, false, t0.Add(ProbeRecheck))
+	}
 	c.Release(a, t0, 0)
 	c.Settled(a, false, t0) // failed: a probes again, alone
 	if l, ok, _ := c.Acquire(t0, 0); !ok || l.Project != a.Project {

@@ -56,14 +56,15 @@ type ClassConfig struct {
 	// Probe makes each lane send one request alone until one of its
 	// requests succeeds (Class.Settled with ok): a project that cannot
 	// serve (out of credit, no quota on the model) then costs one request
-	// per class, not a burst. While its probe is out, a lane waits (Acquire
-	// and Earliest report it ready ProbeRecheck later at the soonest).
-	// Default false.
+	// per class, not a burst. A probe holds its lane until it is settled or
+	// for ProbeRecheck at most, so a slow first answer delays the lane's
+	// next request by ProbeRecheck, no more. Default false.
 	Probe bool
 }
 
-// ProbeRecheck is how soon a lane whose probe is out is looked at again
-// when nothing settles it before (see ClassConfig.Probe).
+// ProbeRecheck is the longest a probe holds its lane (see
+// ClassConfig.Probe): answers that take a project out (429, 400) come back
+// well within it.
 const ProbeRecheck = 5 * time.Second
 
 // Config describes a Pool.

@@ -98,7 +98,9 @@ func TestBatchRetriesOnlyEarlierFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfgFile := writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "shutdown_grace: 0s\n")
+		// probe off: both analyses must be in flight at once on the one key
+		// (with probing, the held one would hold the other back).
+		cfgFile := writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "shutdown_grace: 0s\nclasses:\n  text:\n    probe: false\n")
 		vars := map[string]string{config.EnvKeys: secret, "GEMINI_BASE_URL": "http://emulator.test", "SLIDESHOWD_DATA": filepath.Join(dir, "data")}
 		cfg, _, err := config.Load(config.Options{Path: cfgFile, Getenv: func(k string) string { return vars[k] }, NeedSecrets: true})
 		if err != nil {

@@ -216,6 +216,11 @@ type Class struct {
 	// a 60 s window exceed rpm. Default 0: one second's worth (rpm/60, at
 	// least 1).
 	Burst int `yaml:"burst"`
+	// Probe: each project sends one request of the class alone until one
+	// succeeds (for 5 s at most per request), so a project out of credit,
+	// needing billing or without quota on the model costs one request, not
+	// a burst. Absent: true.
+	Probe *bool `yaml:"probe"`
 	// WindowMargin is added to the time each request counts from in its
 	// project's 60 s window: it covers the time from the window stamp
 	// (right after the request's durable record) until the API has the
@@ -597,7 +602,7 @@ func (cl Class) scheduler(name string) scheduler.ClassConfig {
 		WindowMargin: cl.Margin(),
 		// A project out of credit or without quota on the model costs one
 		// request per class, not a burst (issue #10).
-		Probe: true,
+		Probe: cl.Probe == nil || *cl.Probe,
 	}
 }
 
