@@ -104,7 +104,7 @@ type Config struct {
 	// MaxBodyBytesInFlight bounds the bytes of request bodies being read
 	// and decoded at once (a weighted semaphore: a body of known length
 	// holds its length, a chunked one MaxBodyBytes, until its answer). A
-	// body over the bound gets 503 with Retry-After. Default 4 x
+	// body over the bound gets 503 with Retry-After. Default 2 x
 	// MaxBodyBytes; at least MaxBodyBytes.
 	MaxBodyBytesInFlight int64
 	// Secrets are strings (the Gemini API keys) that must never appear in a
@@ -142,7 +142,7 @@ func (c *Config) withDefaults() {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if c.MaxBodyBytesInFlight < c.MaxBodyBytes {
-		c.MaxBodyBytesInFlight = 4 * c.MaxBodyBytes
+		c.MaxBodyBytesInFlight = 2 * c.MaxBodyBytes
 	}
 	if c.PageRefresh == 0 {
 		c.PageRefresh = DefaultPageRefresh

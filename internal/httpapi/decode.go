@@ -24,13 +24,19 @@ import (
 // type. A null value counts as an absent field. Every error is a *fieldError
 // naming the field, with indexes ("slides[2].image").
 func decodeCreate(body []byte) (pipeline.Request, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var top json.RawMessage
-	if err := dec.Decode(&top); err != nil {
-		return pipeline.Request{}, syntaxError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return pipeline.Request{}, &fieldError{Reason: fmt.Sprintf("unexpected data after the JSON object at byte %d: want exactly one JSON value", dec.InputOffset())}
+	// A valid body is one JSON value: use it as it is (no copy of a body
+	// of up to MaxBodyBytes); the decoder only runs to describe an error.
+	top := json.RawMessage(body)
+	if !json.Valid(body) {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return pipeline.Request{}, syntaxError(err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return pipeline.Request{}, &fieldError{Reason: fmt.Sprintf("unexpected data after the JSON object at byte %d: want exactly one JSON value", dec.InputOffset())}
+		}
+		return pipeline.Request{}, &fieldError{Reason: "invalid JSON"}
 	}
 	members, err := objectMembers(top, "", "source", "slides", "images", "priority")
 	if err != nil {
