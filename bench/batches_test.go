@@ -28,12 +28,15 @@ func TestDayOldPlanBatches(t *testing.T) {
 		lanes        = 5
 	)
 	tb := table{header: []string{"batch", "image concurrency", "image burst", "images", "wall time (simulated)", "minimum: quotas", "minimum: even at the summed RPM", "wall / quota minimum", "image requests", "429s", "image capacity free → dispatched p50 / p99"}}
-	// Concurrency 8 is the scheduler's default; 24 is what Little's law asks
-	// for: 100 images a minute x 10 s of latency = 17 in flight. Burst 0 is
-	// the default (one second's worth of RPM: 1 for image lanes); 20 lets a
-	// lane start its whole minute at once.
+	// 0 is the scheduler's default: concurrency sized by Little's law under
+	// the window (the summed RPM, 100, times the windows a 10 s call spans:
+	// 1), burst RPM (20: a lane's whole minute at once). The other rows are
+	// the baseline of the same run: the former defaults (8 workers, a burst
+	// of one second's worth: 1 for image lanes), and steady-state Little's
+	// law (100 images a minute x 10 s = 17 in flight, rounded up to 24).
 	for _, b := range []struct{ slideshows, images, concurrency, burst int }{
-		{2, 5, 8, 0}, {5, 10, 8, 0}, {2, 5, 24, 0}, {5, 10, 24, 0}, {2, 5, 24, 20}, {5, 10, 60, 20},
+		{2, 5, 0, 0}, {5, 10, 0, 0},
+		{2, 5, 8, 1}, {5, 10, 8, 1}, {2, 5, 24, 1}, {5, 10, 24, 1}, {2, 5, 24, 20}, {5, 10, 24, 20},
 	} {
 		t.Run(fmt.Sprintf("%dx%d/concurrency=%d/burst=%d", b.slideshows, b.images, b.concurrency, b.burst), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -74,6 +77,14 @@ func TestDayOldPlanBatches(t *testing.T) {
 				evenMin := textLatency + imageLatency + time.Duration(n-1)*time.Minute/time.Duration(perWindow)
 				evs, reqs := s.rec.snapshot()
 				cw, err := capacityWaits(evs, imageClass, published.image, b.burst, s.rec.project, start)
+				conc := b.concurrency
+				if conc == 0 {
+					conc = perWindow // the default: the summed RPM, 10 s calls spanning one window
+				}
+				burst := b.burst
+				if burst == 0 {
+					burst = published.image.RPM
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -90,23 +101,34 @@ func TestDayOldPlanBatches(t *testing.T) {
 				// workers, the batch may not take longer than the even client
 				// plus one pacing interval. With the default 8 workers, 10 s
 				// of latency caps the class at 48 images a minute.
-				enough := b.concurrency*int(time.Minute/imageLatency) >= perWindow
+				enough := conc*int(time.Minute/imageLatency) >= perWindow
 				if slack := time.Minute / time.Duration(published.image.RPM); enough && wall > evenMin+slack {
 					t.Errorf("batch took %v, more than the even minimum %v plus one pacing interval %v", wall, evenMin, slack)
 				}
 				// With a burst of a whole minute and a worker per image, every
 				// image that fits in the first window starts at once.
-				if b.burst == published.image.RPM && b.concurrency >= n && wall != quotaMin {
-					t.Errorf("batch took %v with a burst of %d, want the quotas' minimum %v", wall, b.burst, quotaMin)
+				if burst == published.image.RPM && conc >= n && wall != quotaMin {
+					t.Errorf("batch took %v with a burst of %d, want the quotas' minimum %v", wall, burst, quotaMin)
 				}
-				if limit := time.Duration((n+b.concurrency-1)/b.concurrency) * imageLatency; !enough && wall < textLatency+limit {
-					t.Errorf("batch took %v with %d workers, less than their bound %v", wall, b.concurrency, textLatency+limit)
+				if limit := time.Duration((n+conc-1)/conc) * imageLatency; !enough && wall < textLatency+limit {
+					t.Errorf("batch took %v with %d workers, less than their bound %v", wall, conc, textLatency+limit)
 				}
-				burst := fmt.Sprint(b.burst)
+				// With no configuration, both batches at the quotas' minimum
+				// (within 10 %).
+				if b.concurrency == 0 && b.burst == 0 && wall.Seconds() > 1.1*quotaMin.Seconds() {
+					t.Errorf("batch took %v with the defaults, more than 1.1 × the quotas' minimum %v", wall, quotaMin)
+				}
+				if got := s.sched.Summary().Classes[1].Concurrency; b.concurrency == 0 && got != conc {
+					t.Errorf("default image concurrency %d, want %d (summed RPM x one window)", got, conc)
+				}
+				concS, burstS := fmt.Sprint(b.concurrency), fmt.Sprint(b.burst)
+				if b.concurrency == 0 {
+					concS = fmt.Sprintf("%d (default)", conc)
+				}
 				if b.burst == 0 {
-					burst = "1 (default)"
+					burstS = fmt.Sprintf("%d (default: RPM)", burst)
 				}
-				tb.add(fmt.Sprintf("%d slideshows × %d images", b.slideshows, b.images), b.concurrency, burst, n, dur(wall), dur(quotaMin), dur(evenMin),
+				tb.add(fmt.Sprintf("%d slideshows × %d images", b.slideshows, b.images), concS, burstS, n, dur(wall), dur(quotaMin), dur(evenMin),
 					fmt.Sprintf("%.2f", wall.Seconds()/quotaMin.Seconds()), imgs, tooMany,
 					fmt.Sprintf("%s / %s", dur(percentile(cw.waits, 50)), dur(percentile(cw.waits, 99))))
 			})

@@ -75,8 +75,8 @@ type simConfig struct {
 	Scale       scale
 	Faults      emulator.Faults
 	Protect     *scheduler.Priority // nil: daily protection off (PriorityLow)
-	Concurrency map[string]int      // per class; default 8
-	Burst       map[string]int      // per class; default the scheduler's (one second's worth)
+	Concurrency map[string]int      // per class; default the scheduler's (sized from the limits and latency)
+	Burst       map[string]int      // per class; default the scheduler's (RPM: the whole minute)
 	MaxAttempts int
 }
 
@@ -133,12 +133,7 @@ func startSim(t *testing.T, cfg simConfig) *sim {
 	if cfg.Protect != nil {
 		protect = *cfg.Protect
 	}
-	conc := func(class string) int {
-		if n := cfg.Concurrency[class]; n > 0 {
-			return n
-		}
-		return 8
-	}
+	conc := func(class string) int { return cfg.Concurrency[class] }
 	sched, err := scheduler.New(scheduler.Config{
 		Classes: []scheduler.ClassConfig{
 			{Name: textClass, Limits: sc.text, Concurrency: conc(textClass), Burst: cfg.Burst[textClass]},

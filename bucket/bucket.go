@@ -232,12 +232,12 @@ type lane struct {
 
 func (c *Class) newLane(project string) *lane {
 	l := &lane{project: project, heapIdx: -1}
-	// Pace at exactly RPM per minute with a burst of one second's worth (or
+	// Pace at exactly RPM per minute with a burst of the whole minute (or
 	// the configured burst): the long-run rate can use the whole RPM while
 	// the window check keeps every sliding 60 s window at or under it.
 	burst := c.burst
 	if burst == 0 {
-		burst = max(1, c.limits.RPM/60)
+		burst = max(1, c.limits.RPM)
 	}
 	l.pace = rate.NewLimiter(rate.Limit(float64(c.limits.RPM)/60), burst)
 	if c.limits.TPM > 0 {

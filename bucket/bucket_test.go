@@ -141,9 +141,10 @@ func TestRPMNextAndWindow(t *testing.T) {
 		}
 		now = next
 	}
-	// 60 acquisitions at 20 RPM take 3 minutes less one pacing interval.
-	if d := times[59].Sub(times[0]); d < 2*time.Minute+55*time.Second || d > 3*time.Minute {
-		t.Fatalf("60 acquisitions at 20 RPM took %v, want ~2m57s", d)
+	// 60 acquisitions at 20 RPM, with the default burst of a whole minute:
+	// 20 at once, then 20 as the window frees, then 20 more: 2 minutes.
+	if d := times[59].Sub(times[0]); d != 2*time.Minute {
+		t.Fatalf("60 acquisitions at 20 RPM took %v, want 2m0s", d)
 	}
 	for i := 20; i < len(times); i++ {
 		if times[i].Sub(times[i-20]) < time.Minute {
@@ -717,10 +718,10 @@ func TestDayTotalsRandomized(t *testing.T) {
 	}
 }
 
-// Pacing: after an idle spell a lane serves one second's worth of its RPM at
-// once, then one request per 60/RPM seconds.
+// Pacing: with a burst of one second's worth, after an idle spell a lane
+// serves 10 requests of its 600 RPM at once, then one per 60/RPM seconds.
 func TestPacing(t *testing.T) {
-	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 600, RPD: 100000}}}, Keys: keysN(1)})
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 600, RPD: 100000}, Burst: 10}}, Keys: keysN(1)})
 	c := p.Class("text")
 	n := 0
 	for {
@@ -744,10 +745,10 @@ func TestPacing(t *testing.T) {
 	}
 }
 
-// A configured burst lets a small batch start at once; the window still
-// bounds every minute.
+// The default burst (RPM) lets a lane start its whole minute at once; the
+// window still bounds every minute.
 func TestBurst(t *testing.T) {
-	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}, Burst: 20}}, Keys: keysN(1)})
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(1)})
 	c := p.Class("image")
 	for i := range 20 {
 		if _, ok, _ := c.Acquire(t0, 0); !ok {

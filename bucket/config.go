@@ -42,9 +42,10 @@ type ClassConfig struct {
 	Limits Limits
 	// Burst is how many requests a lane may start at once after an idle
 	// spell; then it paces them at RPM/60 per second. It does not change
-	// the window bound (at most RPM in any 60 s). Default max(1, RPM/60):
-	// one second's worth. Raise it (up to RPM) to let a small batch start
-	// at once.
+	// the window bound (at most RPM in any 60 s). Default RPM: a lane may
+	// send its whole minute at once, and the next as the window frees, which
+	// is the quota's own minimum wall time. Lower it (down to 1) to spread a
+	// lane's requests over the minute.
 	Burst int
 	// WindowMargin is added to the time every request of the class counts
 	// from in its lane's window: a request stamped at t holds its slot until

@@ -8,9 +8,9 @@
 //
 //   - RPM over any sliding 60 s window, exactly: a log of the window's
 //     acquisitions refuses the RPM+1st. A golang.org/x/time/rate limiter at
-//     RPM/60 per second (burst: one second's worth) paces requests within the
-//     minute; the window check is what bounds them, since a token bucket alone
-//     admits burst + RPM in a window.
+//     RPM/60 per second (burst: by default RPM, the whole minute at once)
+//     paces requests within the minute; the window check is what bounds
+//     them, since a token bucket alone admits burst + RPM in a window.
 //   - TPM (estimated input tokens) the same way, when set, with a rate limiter
 //     at TPM/60 per second.
 //   - RPD per Pacific calendar day: the count resets at midnight

@@ -49,7 +49,7 @@ func ExampleClass_Acquire() {
 	})
 	images := pool.Class("image")
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, bucket.Pacific)
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 4; i++ {
 		_, ok, next := images.Acquire(now, 0)
 		if !ok {
 			fmt.Printf("wait %v\n", next.Sub(now))
@@ -60,8 +60,9 @@ func ExampleClass_Acquire() {
 	}
 	// Output:
 	// request at 09:00:00
-	// wait 30s
-	// request at 09:00:30
+	// request at 09:00:00
+	// wait 1m0s
+	// request at 09:01:00
 }
 
 // A per-minute 429 cools one lane of one class; a per-day 429 exhausts the

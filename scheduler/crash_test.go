@@ -27,7 +27,9 @@ const crashChildEnv = "SLIDESHOWD_CRASH_CHILD_STORE"
 // whose RPM lets the child acquire fast, so chunks are 100 units.
 func crashConfig(st store.Store) Config {
 	return Config{
-		Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 6000, RPD: 1_000_000}, Concurrency: 16}},
+		// Burst one second's worth (not the default, RPM), so a second of
+		// the lane's traffic is at most burst + RPM/60.
+		Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 6000, RPD: 1_000_000}, Concurrency: 16, Burst: 100}},
 		Keys:    []bucket.Key{{ID: "k1", Project: "p1"}, {ID: "k2", Project: "p2"}, {ID: "k3", Project: "p3"}},
 		Store:   st,
 	}

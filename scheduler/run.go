@@ -43,7 +43,16 @@ func (r *runner) run(workCtx context.Context, t *task, lease bucket.Lease, slot 
 	err := callWork(ctx, t.job.Work, l)
 	stop()
 	cancel()
+	if d := time.Since(start); !isNotSent(err) {
+		r.observeLatency(d)
+	}
 	r.outcome(workCtx, t, lease, err, int(tokens.Load()), start)
+}
+
+// isNotSent reports whether the work said its request never left.
+func isNotSent(err error) bool {
+	var ns *NotSentError
+	return errors.As(err, &ns)
 }
 
 // callWork calls work, turning a panic into a permanent failure of the job

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,13 +24,20 @@ type ClassConfig struct {
 	Name string
 	// Limits each project has on this class.
 	Limits bucket.Limits
-	// Concurrency is the most jobs of this class running at once. Default 8.
-	// Size it by Little's law: a class whose lanes sum to R requests per
-	// minute with calls lasting L seconds needs R x L / 60 workers to use its
-	// quota (e.g. 5 image lanes at 20 RPM with 10 s calls: 17).
+	// Concurrency is the most jobs of this class running at once. Default
+	// (0): sized by Little's law from the lanes' RPM and the observed call
+	// latency, so that the workers never bound what the quota allows. The
+	// window lets a lane start at most RPM requests in any 60 s, so with
+	// calls lasting L at most RPM x ceil(L / 60 s) of them are in flight at
+	// once (the whole minute at once with the default Burst); the class gets
+	// the sum over its lanes (projects), with L the longest of its last 64
+	// calls (e.g. 5 image lanes at 20 RPM with 10 s calls: 100; with 70 s
+	// calls: 200). Summary.Classes[].Concurrency shows the current figure.
+	// Set it to bound the work in flight below that.
 	Concurrency int
 	// Burst is how many requests a lane may start at once after an idle
-	// spell (see bucket.ClassConfig.Burst). Default max(1, RPM/60).
+	// spell (see bucket.ClassConfig.Burst). Default RPM: the whole minute at
+	// once; the window still holds the lane to RPM in any 60 s.
 	Burst int
 	// WindowMargin is added to the time each request counts from in its
 	// lane's 60 s window (see bucket.ClassConfig.WindowMargin): the window
@@ -140,11 +148,6 @@ func (c *Config) withDefaults() {
 	}
 	if c.Location == nil {
 		c.Location = bucket.Pacific
-	}
-	for i := range c.Classes {
-		if c.Classes[i].Concurrency == 0 {
-			c.Classes[i].Concurrency = 8
-		}
 	}
 }
 
@@ -515,14 +518,57 @@ type runner struct {
 	waitReported bool
 	waiting      atomic.Bool
 
+	// summedRPM is the RPM of all the class's lanes: the most requests the
+	// window lets the class start in any 60 s.
+	summedRPM int
+
 	mu      sync.Mutex
 	queues  [3]deque // by priority: low, normal, high
 	delayed delayHeap
 	running int
+	// The latencies of the last calls (a ring) and the longest of them,
+	// for the default Concurrency.
+	latencies  [64]time.Duration
+	latNext    int
+	latLongest time.Duration
 }
 
 func newRunner(s *Scheduler, cc ClassConfig, c *bucket.Class) *runner {
-	return &runner{s: s, name: cc.Name, cfg: cc, class: c, wake: make(chan struct{}, 1)}
+	projects := map[string]bool{}
+	for _, k := range s.cfg.Keys {
+		projects[k.Project] = true
+	}
+	return &runner{s: s, name: cc.Name, cfg: cc, class: c, wake: make(chan struct{}, 1),
+		summedRPM: cc.Limits.RPM * len(projects)}
+}
+
+// concurrencyLocked is the most jobs that may run at once: Concurrency when
+// set, else the lanes' summed RPM times the number of 60 s windows the
+// longest recent call spans (Little's law under the window). r.mu is held.
+func (r *runner) concurrencyLocked() int {
+	if r.cfg.Concurrency > 0 {
+		return r.cfg.Concurrency
+	}
+	windows := max(1, int((r.latLongest+time.Minute-1)/time.Minute))
+	return max(1, r.summedRPM*windows)
+}
+
+// observeLatency records how long one call of the class lasted.
+func (r *runner) observeLatency(d time.Duration) {
+	if r.cfg.Concurrency > 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.latencies[r.latNext]
+	r.latencies[r.latNext] = d
+	r.latNext = (r.latNext + 1) % len(r.latencies)
+	switch {
+	case d >= r.latLongest:
+		r.latLongest = d
+	case old == r.latLongest:
+		r.latLongest = slices.Max(r.latencies[:])
+	}
 }
 
 func level(p Priority) int { return int(min(max(p, PriorityLow), PriorityHigh) - PriorityLow) }
@@ -679,7 +725,12 @@ func (r *runner) pick(now time.Time, critical bool) (best *task, held bool) {
 // lane has capacity, the end of a backoff, shutdown. With nothing to do it
 // sets no timer.
 func (r *runner) dispatch(ctx, workCtx context.Context) {
-	workers := pool.New().WithMaxGoroutines(r.cfg.Concurrency)
+	// The pool bounds a set Concurrency; the default one, which follows the
+	// observed latency, is bounded by r.running against concurrencyLocked.
+	workers := pool.New()
+	if r.cfg.Concurrency > 0 {
+		workers = workers.WithMaxGoroutines(r.cfg.Concurrency)
+	}
 	defer workers.Wait()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -716,7 +767,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 		if len(r.delayed) > 0 {
 			wait = r.delayed[0].notBefore
 		}
-		if r.running >= r.cfg.Concurrency {
+		if r.running >= r.concurrencyLocked() {
 			r.mu.Unlock()
 			return wait
 		}

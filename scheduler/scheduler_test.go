@@ -909,3 +909,56 @@ func TestDay429AcrossMidnightDoesNotBlockTheNewDay(t *testing.T) {
 		}
 	})
 }
+
+// TestDefaultConcurrency: with Concurrency unset, the class runs as many
+// jobs at once as its window can start over the longest recent call:
+// the lanes' summed RPM times the 60 s windows that call spans. Two lanes at
+// 2 RPM with calls of 90 s: 4 at once until a call has ended, then 8; the
+// pool never holds back what the window allows while calls are short.
+func TestDefaultConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := start(t, Config{Classes: []ClassConfig{{Name: "image", Limits: bucket.Limits{RPM: 2, RPD: 100}}}, Keys: keys(2)})
+		conc := func() (limit, running int) {
+			c := s.Summary().Classes[0]
+			return c.Concurrency, c.Running
+		}
+		if l, _ := conc(); l != 4 {
+			t.Fatalf("concurrency before any call %d, want 4 (summed RPM)", l)
+		}
+		var hs []*Handle
+		for range 12 {
+			h, err := s.Submit(t.Context(), Job{Class: "image", Work: func(ctx context.Context, _ Lease) error {
+				time.Sleep(90 * time.Second)
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs = append(hs, h)
+		}
+		synctest.Wait()
+		if l, r := conc(); l != 4 || r != 4 {
+			t.Fatalf("at 0 s: concurrency %d, running %d; want 4 and 4 (the whole window at once)", l, r)
+		}
+		time.Sleep(61 * time.Second) // the window frees, but no call has ended: 90 s is not known yet
+		synctest.Wait()
+		if l, r := conc(); l != 4 || r != 4 {
+			t.Fatalf("at 61 s: concurrency %d, running %d; want 4 and 4", l, r)
+		}
+		time.Sleep(30 * time.Second) // the first 4 ended after 90 s (two windows); 4 more started
+		synctest.Wait()
+		if l, r := conc(); l != 8 || r != 4 {
+			t.Fatalf("at 91 s: concurrency %d, running %d; want 8 and 4", l, r)
+		}
+		time.Sleep(60 * time.Second) // the window frees again at 150 s: 4 more on top of the 4 running
+		synctest.Wait()
+		if l, r := conc(); l != 8 || r != 8 {
+			t.Fatalf("at 151 s: concurrency %d, running %d; want 8 and 8", l, r)
+		}
+		for _, h := range hs {
+			if err := h.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -87,7 +87,7 @@ func (s *Scheduler) Summary() Summary {
 	for _, r := range s.order {
 		u := r.class.Usage(now)
 		cs := ClassSummary{
-			Name: r.name, Concurrency: r.cfg.Concurrency, Limits: u.Limits,
+			Name: r.name, Limits: u.Limits,
 			Day: u.Day, DayUsed: u.Used, DayLimit: u.Limit, DayRemaining: u.Remaining,
 			RPMLimit: u.RPMLimit, Critical: u.Critical, DayResetsAt: bucket.NextMidnight(now, s.cfg.Location),
 		}
@@ -96,6 +96,7 @@ func (s *Scheduler) Summary() Summary {
 		}
 		r.mu.Lock()
 		cs.Running = r.running
+		cs.Concurrency = r.concurrencyLocked()
 		cs.QueuedLow = r.queues[level(PriorityLow)].live
 		cs.QueuedNormal = r.queues[level(PriorityNormal)].live
 		cs.QueuedHigh = r.queues[level(PriorityHigh)].live

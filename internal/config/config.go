@@ -38,18 +38,16 @@ const (
 	// API requires).
 	MinTokenLength = 16
 
-	DefaultTextRPM         = 900
-	DefaultTextRPD         = 9000
-	DefaultTextConcurrency = 64
+	DefaultTextRPM = 900
+	DefaultTextRPD = 9000
 	// DefaultTextWindowMargin covers the time from a text request's window
 	// stamp until the API has it: measured at most 121 ms (99th percentile
 	// 78 ms) through the genai SDK to the emulator over loopback on a loaded
 	// 2-core machine (bench/README.md, BenchmarkStampToArrival).
 	DefaultTextWindowMargin = 250 * time.Millisecond
 
-	DefaultImageRPM         = 18
-	DefaultImageRPD         = 240
-	DefaultImageConcurrency = 32
+	DefaultImageRPM = 18
+	DefaultImageRPD = 240
 	// DefaultImageWindowMargin: image requests carry the slide images;
 	// measured at most 655 ms (99th percentile 490 ms) with 480 requests
 	// started at once, as above.
@@ -191,10 +189,10 @@ func (k Key) GoString() string {
 // Classes are the two model classes.
 type Classes struct {
 	// Text analyses slideshows. Defaults: gemini-3-flash-preview, 900 RPM,
-	// 9,000 RPD, no TPM, concurrency 64.
+	// 9,000 RPD, no TPM, concurrency and burst sized from the limits.
 	Text Class `yaml:"text"`
 	// Image generates images. Defaults: gemini-3-pro-image-preview, 18 RPM,
-	// 240 RPD, no TPM, concurrency 32.
+	// 240 RPD, no TPM, concurrency and burst sized from the limits.
 	Image Class `yaml:"image"`
 }
 
@@ -209,12 +207,17 @@ type Class struct {
 	// TPM is each project's estimated input tokens per minute; 0 (default)
 	// means not enforced.
 	TPM int `yaml:"tpm"`
-	// Concurrency is the most calls of the class running at once.
+	// Concurrency is the most calls of the class running at once. Default
+	// (absent): sized by Little's law so the workers never hold back what
+	// the quota allows: rpm x the number of projects (a whole minute of
+	// every project at once), times the 60 s windows the longest recent
+	// call spans. Set it to bound the calls in flight below that.
 	Concurrency int `yaml:"concurrency"`
 	// Burst is how many requests a project may start at once on the model
 	// after an idle spell, before pacing at rpm/60 per second; it never lets
-	// a 60 s window exceed rpm. Default 0: one second's worth (rpm/60, at
-	// least 1).
+	// a 60 s window exceed rpm. Default 0: rpm (the whole minute at once,
+	// then each minute as the window frees: the quota's own minimum wall
+	// time).
 	Burst int `yaml:"burst"`
 	// Probe: each project sends one request of the class alone until one
 	// succeeds (for 5 s at most per request), so a project out of credit,
@@ -304,11 +307,11 @@ func (c *Config) withDefaults() {
 			c.Keys[i].Project = c.Keys[i].ID
 		}
 	}
-	c.Classes.Text.defaults(gemini.DefaultTextModel, DefaultTextRPM, DefaultTextRPD, DefaultTextConcurrency, DefaultTextWindowMargin)
-	c.Classes.Image.defaults(gemini.DefaultImageModel, DefaultImageRPM, DefaultImageRPD, DefaultImageConcurrency, DefaultImageWindowMargin)
+	c.Classes.Text.defaults(gemini.DefaultTextModel, DefaultTextRPM, DefaultTextRPD, DefaultTextWindowMargin)
+	c.Classes.Image.defaults(gemini.DefaultImageModel, DefaultImageRPM, DefaultImageRPD, DefaultImageWindowMargin)
 }
 
-func (cl *Class) defaults(model string, rpm, rpd, conc int, margin time.Duration) {
+func (cl *Class) defaults(model string, rpm, rpd int, margin time.Duration) {
 	if cl.WindowMargin == nil {
 		d := Duration(margin)
 		cl.WindowMargin = &d
@@ -321,9 +324,6 @@ func (cl *Class) defaults(model string, rpm, rpd, conc int, margin time.Duration
 	}
 	if cl.RPD == 0 {
 		cl.RPD = rpd
-	}
-	if cl.Concurrency == 0 {
-		cl.Concurrency = conc
 	}
 }
 
@@ -490,11 +490,11 @@ func (cl Class) validate(f string) []error {
 	if cl.TPM < 0 {
 		errs = append(errs, fieldErr(f+".tpm", strconv.Itoa(cl.TPM), "must be >= 0 (0 = not enforced)"))
 	}
-	if cl.Concurrency <= 0 {
-		errs = append(errs, fieldErr(f+".concurrency", strconv.Itoa(cl.Concurrency), "must be > 0"))
+	if cl.Concurrency < 0 {
+		errs = append(errs, fieldErr(f+".concurrency", strconv.Itoa(cl.Concurrency), "must be > 0 (leave it out to size it from the limits)"))
 	}
 	if cl.Burst < 0 || (cl.RPM > 0 && cl.Burst > cl.RPM) {
-		errs = append(errs, fieldErr(f+".burst", strconv.Itoa(cl.Burst), "must be 0 (one second's worth) to rpm ("+strconv.Itoa(cl.RPM)+")"))
+		errs = append(errs, fieldErr(f+".burst", strconv.Itoa(cl.Burst), "must be 0 (rpm: the whole minute) to rpm ("+strconv.Itoa(cl.RPM)+")"))
 	}
 	if m := cl.Margin(); m < 0 || m >= time.Minute {
 		errs = append(errs, fieldErr(f+".window_margin", m.String(), "must be >= 0 and under 1m"))

@@ -72,6 +72,18 @@ func TestDefaults(t *testing.T) {
 	if err := sc.Validate(); err != nil {
 		t.Errorf("scheduler config invalid: %v", err)
 	}
+	// Absent concurrency and burst reach the scheduler as 0: its defaults
+	// (sized from the limits and the observed latency; a whole minute).
+	for _, cl := range sc.Classes {
+		if cl.Concurrency != 0 || cl.Burst != 0 {
+			t.Errorf("class %s: concurrency %d, burst %d; want 0 and 0 (the scheduler's defaults)", cl.Name, cl.Concurrency, cl.Burst)
+		}
+	}
+	withConc := c
+	withConc.Classes.Text.Concurrency = 7
+	if got := withConc.Scheduler().Classes[0].Concurrency; got != 7 {
+		t.Errorf("text concurrency 7 reaches the scheduler as %d", got)
+	}
 	withBurst := c
 	withBurst.Classes.Image.Burst = 5
 	if got := withBurst.Scheduler().Classes[1].Burst; got != 5 {
@@ -257,7 +269,7 @@ func TestErrors(t *testing.T) {
 		{"zero rpd", minimal + "classes:\n  text:\n    rpd: 0\n", vars,
 			"config: FILE: line 7: classes.text.rpd: 0: must be > 0 (leave it out for the default, 9000)"},
 		{"zero concurrency", minimal + "classes:\n  text:\n    concurrency: 0.0\n", vars,
-			"config: FILE: line 7: classes.text.concurrency: 0.0: must be > 0 (leave it out for the default, 64)"},
+			"config: FILE: line 7: classes.text.concurrency: 0.0: must be > 0 (leave it out to size it from the limits)"},
 		{"zero max_active", minimal + "max_active: 0\n", vars,
 			"config: FILE: line 5: max_active: 0: must be > 0 (leave it out for the default, 64)"},
 		{"zero max_body_bytes", minimal + "max_body_bytes: 0\n", vars,
@@ -271,7 +283,7 @@ func TestErrors(t *testing.T) {
 		{"negative tpm", minimal + "classes:\n  text:\n    tpm: -5\n", vars,
 			"config: classes.text.tpm: -5: must be >= 0 (0 = not enforced)"},
 		{"concurrency", minimal + "classes:\n  image:\n    concurrency: -1\n", vars,
-			"config: classes.image.concurrency: -1: must be > 0"},
+			"config: classes.image.concurrency: -1: must be > 0 (leave it out to size it from the limits)"},
 		{"window margin", minimal + "classes:\n  text:\n    window_margin: 2m\n", vars,
 			"config: classes.text.window_margin: 2m0s: must be >= 0 and under 1m"},
 		{"negative window margin", minimal + "classes:\n  image:\n    window_margin: -1s\n", vars,
@@ -281,7 +293,7 @@ func TestErrors(t *testing.T) {
 		{"image size", minimal + "images:\n  size: 8K\n", vars,
 			`config: images.size: "8K": want 1K, 2K or 4K`},
 		{"burst above rpm", minimal + "classes:\n  image:\n    burst: 19\n", vars,
-			"config: classes.image.burst: 19: must be 0 (one second's worth) to rpm (18)"},
+			"config: classes.image.burst: 19: must be 0 (rpm: the whole minute) to rpm (18)"},
 		{"unknown top-level field", minimal + "lissten: x\n", vars,
 			"config: FILE: line 5: lissten: unknown field"},
 		{"unknown nested field", minimal + "classes:\n  text:\n    rmp: 5\n", vars,

@@ -321,10 +321,10 @@ var zeroRules = map[string]string{
 	"max_active":                fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultMaxActive),
 	"classes.text.rpm":          fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultTextRPM),
 	"classes.text.rpd":          fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultTextRPD),
-	"classes.text.concurrency":  fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultTextConcurrency),
+	"classes.text.concurrency":  "must be > 0 (leave it out to size it from the limits)",
 	"classes.image.rpm":         fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageRPM),
 	"classes.image.rpd":         fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageRPD),
-	"classes.image.concurrency": fmt.Sprintf("must be > 0 (leave it out for the default, %d)", DefaultImageConcurrency),
+	"classes.image.concurrency": "must be > 0 (leave it out to size it from the limits)",
 }
 
 // explicitZeros reports the fields of zeroRules written as 0.
