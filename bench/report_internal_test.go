@@ -88,7 +88,8 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestCapacityWaits(t *testing.T) {
-	// RPM 2: one pacing token every 30 s, two requests per 60 s window.
+	// RPM 2 with a burst of 1: one pacing token every 30 s, two requests
+	// per 60 s window.
 	limits := bucket.Limits{RPM: 2, RPD: 100}
 	at := func(s int) time.Time { return benchStart.Add(time.Duration(s) * time.Second) }
 	dispatch := func(s, waited int) recEvent {
@@ -105,7 +106,7 @@ func TestCapacityWaits(t *testing.T) {
 		{Event: scheduler.Event{Kind: scheduler.EventKeyDisabled, KeyID: "k1", Project: "p1", Time: at(300)}},
 		dispatch(400, 0), // the project's only key is disabled: early
 	}
-	cw, err := capacityWaits(evs, "image", limits, 0, map[string]string{"k1": "p1"}, benchStart)
+	cw, err := capacityWaits(evs, "image", limits, 1, map[string]string{"k1": "p1"}, benchStart)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -302,3 +302,56 @@ func TestServeUnderLoadKeepsTheQuota(t *testing.T) {
 		t.Errorf("the API saw %d image requests for %d images", total, n)
 	}
 }
+
+// TestThreeMinutesAtTheWindowFloor: three minutes' worth of images offered
+// at once, with the default burst, concurrency and window margin (limits
+// equal to the emulator's, nothing else configured), take at most 1.05 x
+// the window's floor: the first minute at once, then each minute as the
+// window frees (the analyses' latency + 2 minutes + an image's latency),
+// with zero 429s.
+func TestThreeMinutesAtTheWindowFloor(t *testing.T) {
+	t.Parallel()
+	q := quotaLimits{
+		text:        bucket.Limits{RPM: 60, RPD: 1000},
+		image:       bucket.Limits{RPM: 3, RPD: 100},
+		textLatency: "100ms", imgLatency: "500ms",
+		projects: 2,
+	}
+	seed := quotaSeed(t)
+	_, vars := startEmulate(t, q.emulateArgs(seed)...)
+	dir := t.TempDir()
+	vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fmt.Sprintf(`listen: 127.0.0.1:1
+classes:
+  text:
+    rpm: %d
+    rpd: %d
+  image:
+    rpm: %d
+    rpd: %d
+`, q.text.RPM, q.text.RPD, q.image.RPM, q.image.RPD))
+	// 6 slideshows of 3 images: 18 images, 3 minutes of 2 projects at 3 RPM.
+	batch := smallBatch(t, dir, 6, 3)
+	start := time.Now()
+	r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-progress", "none")
+	wall := time.Since(start)
+	if r.code != 0 {
+		t.Fatalf("batch: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkOutputs(t, filepath.Join(dir, "out"), 6, 3)
+	sent := checkAPISaw(t, q, emulatorStatsAt(t, vars["GEMINI_BASE_URL"]))
+	images := 0
+	for lane, n := range sent {
+		if strings.HasSuffix(lane, emulator.DefaultImageModel) {
+			images += n
+		}
+	}
+	floor := 100*time.Millisecond + 2*time.Minute + 500*time.Millisecond
+	t.Logf("18 images (%d requests) in %v: %.3f x the window's floor %v", images, wall.Round(time.Millisecond), wall.Seconds()/floor.Seconds(), floor)
+	if images != 18 {
+		t.Errorf("the API saw %d image requests, want 18", images)
+	}
+	if wall.Seconds() > 1.05*floor.Seconds() {
+		t.Errorf("the batch took %v, more than 1.05 x the window's floor %v", wall, floor)
+	}
+}

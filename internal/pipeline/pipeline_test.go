@@ -90,7 +90,9 @@ func newHarness(t *testing.T, s setup) *harness {
 	s2, err := scheduler.New(scheduler.Config{
 		Classes: []scheduler.ClassConfig{
 			{Name: "text", Limits: bucket.Limits{RPM: 900, RPD: 9000}},
-			{Name: "image", Limits: bucket.Limits{RPM: 18, RPD: 240}},
+			// Burst 1 (not the default, RPM): a lane paces its images, so
+			// tests can have one waiting in the scheduler.
+			{Name: "image", Limits: bucket.Limits{RPM: 18, RPD: 240}, Burst: 1},
 		},
 		Keys:       bkeys,
 		Store:      h.st,
