@@ -56,8 +56,8 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 	fmt.Fprintf(e.stdout, "usage from %s\n", source)
 	printUsage(e.stdout, sum, cfg)
 	if strings.HasPrefix(source, "the data directory") {
-		fmt.Fprintln(e.stdout, "\nnote: today's counts from the data directory include daily units reserved ahead of use")
-		fmt.Fprintln(e.stdout, "(at most RPM/60 per lane, written before use so a crash never under-counts).")
+		fmt.Fprintln(e.stdout, "\nnote: after a clean stop today's counts from the data directory are the requests sent; after a crash")
+		fmt.Fprintln(e.stdout, "they may include daily units reserved ahead of use (at most one chunk per lane, never more than 1 % of RPD).")
 	}
 	return exitOK
 }
