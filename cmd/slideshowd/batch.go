@@ -188,8 +188,13 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 			break
 		}
 		r.dir = filepath.Join(out, outDirName(r.index, len(entries), entries[r.index].slug))
+		// A finished slideshow's folder is written whole even when a signal
+		// arrives meanwhile: its reads are local and short, and an
+		// interrupt is not a failure of the batch (it exited 1 with
+		// "context canceled" before).
+		readCtx := context.WithoutCancel(ctx)
 		err := writeSlideshow(r.dir, r.index, r.status, func(n int) (string, []byte, error) {
-			src, err := d.pipe.ImagePath(ctx, r.status.ID, n)
+			src, err := d.pipe.ImagePath(readCtx, r.status.ID, n)
 			if err != nil {
 				return "", nil, err
 			}
