@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -129,29 +131,71 @@ func storedDay(t *testing.T, dir string, vars map[string]string) map[string]int 
 
 // batchProc is a batch run in the background.
 type batchProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr bytes.Buffer
+	cmd    *exec.Cmd
+	stdout lockedBuffer
+	stderr bytes.Buffer
+	ready  chan struct{} // closed at the first progress line: signals are handled, Run started
+	ended  chan struct{} // closed when stdout closes
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func startBatch(t *testing.T, dir string, vars map[string]string, batch string) *batchProc {
 	t.Helper()
-	b := &batchProc{cmd: exec.Command(bin, "batch", batch, "-out", "out", "-progress", "lines")}
+	b := &batchProc{cmd: exec.Command(bin, "batch", batch, "-out", "out", "-progress", "lines"),
+		ready: make(chan struct{}), ended: make(chan struct{})}
 	b.cmd.Dir = dir
 	b.cmd.Env = cmdEnv(t, vars)
-	b.cmd.Stdout, b.cmd.Stderr = &b.stdout, &b.stderr
+	b.cmd.Stderr = &b.stderr
+	out, err := b.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.cmd.Process.Kill(); b.cmd.Wait() })
+	go func() {
+		defer close(b.ended)
+		sc := bufio.NewScanner(out)
+		seen := false
+		for sc.Scan() {
+			b.stdout.mu.Lock()
+			b.stdout.buf.WriteString(sc.Text() + "\n")
+			b.stdout.mu.Unlock()
+			if !seen && strings.HasPrefix(sc.Text(), "progress:") {
+				seen = true
+				close(b.ready)
+			}
+		}
+	}()
+	t.Cleanup(func() { b.cmd.Process.Kill(); <-b.ended; b.cmd.Wait() })
 	return b
 }
 
-// stopAfter sends sig to the batch after d (a moment the test drew at
-// random, not a wait for something to happen) and returns its exit code.
+// stopAfter sends sig to the batch d after it started working (its first
+// progress line: d is a moment the test drew at random, not a wait for
+// something to happen) and returns its exit code (-N: killed by signal N).
 func (b *batchProc) stopAfter(d time.Duration, sig syscall.Signal) int {
-	tm := time.AfterFunc(d, func() { b.cmd.Process.Signal(sig) })
+	var tm *time.Timer
+	select {
+	case <-b.ready:
+		tm = time.AfterFunc(d, func() { b.cmd.Process.Signal(sig) })
+	case <-b.ended:
+	}
+	<-b.ended
 	err := b.cmd.Wait()
-	tm.Stop()
+	if tm != nil {
+		tm.Stop()
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return -int(ws.Signal())
