@@ -145,8 +145,13 @@ func TestKeysCommand(t *testing.T) {
 // image calls at the emulator are cancelled) and a queued one, through the
 // daemon, then on the data directory.
 func TestJobsCommand(t *testing.T) {
+	imageCall := make(chan struct{}, 16) // an image request reached the emulator
 	e, base, inflight := startTrackedEmulator(t, emulator.Faults{Latency: func(model string, _ *rand.Rand) time.Duration {
 		if model == emulator.DefaultImageModel {
+			select {
+			case imageCall <- struct{}{}:
+			default:
+			}
 			return time.Minute
 		}
 		return 0
@@ -166,7 +171,13 @@ func TestJobsCommand(t *testing.T) {
 		json.Unmarshal(body, &created)
 		ids = append(ids, created.ID)
 	}
-	d.waitLog(t, "analysis done")
+	// The first job's state is "generating" once its image calls are
+	// made; the "analysis done" line is logged before that is stored.
+	select {
+	case <-imageCall:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("no image call reached the emulator in 2 minutes")
+	}
 	cli := keyEnv(base, data)
 	addr := []string{"-addr", d.addr}
 	r := runBin(t, dir, cli, append([]string{"jobs"}, addr...)...)
