@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,10 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 			return exitBadArgs
 		}
 	}
+	if cfg.Token == "" && !loopbackAddr(cfg.Listen) {
+		fmt.Fprintln(e.stderr, openAPIRefusal(cfg.Listen))
+		return exitBadArgs
+	}
 	log := newLogger(e, cfg.Log, 0)
 	for _, w := range warnings {
 		log.Warn().Msg(w)
@@ -81,6 +86,13 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 		return exitFailed
 	}
+	// The name was checked above; what was bound decides (a name may have
+	// resolved differently since).
+	if tcp, ok := ln.Addr().(*net.TCPAddr); cfg.Token == "" && (!ok || !tcp.IP.IsLoopback()) {
+		ln.Close()
+		fmt.Fprintln(e.stderr, openAPIRefusal(ln.Addr().String()))
+		return exitBadArgs
+	}
 	srv := &http.Server{
 		Handler:           limitReserved(httpapi.New(hcfg)),
 		ConnContext:       connContext,
@@ -99,9 +111,6 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Bool("auth", cfg.Token != "").Msg("serving the HTTP API")
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && cfg.Token == "" && !tcp.IP.IsLoopback() {
-		log.Warn().Str("addr", ln.Addr().String()).Msg("no SLIDESHOWD_TOKEN: the API is open to anyone who can reach this address")
-	}
 
 	code := exitOK
 	serverDone := false
@@ -131,4 +140,39 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	wait()
 	log.Info().Msg("stopped; unfinished jobs resume at the next start")
 	return code
+}
+
+// loopbackAddr reports whether the listen address host:port can only be
+// reached from this machine: a loopback IP, "localhost", or a name every
+// address of which is loopback. An empty host (every interface), an
+// unspecified IP or a name that does not resolve is not loopback.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// openAPIRefusal is the one line serve exits with when it would serve the
+// API without a token on an address other machines can reach.
+func openAPIRefusal(addr string) string {
+	return fmt.Sprintf("slideshowd serve: listen address %s is not loopback and SLIDESHOWD_TOKEN is not set, "+
+		"so anyone who reaches it could disable keys and download the store; "+
+		"set SLIDESHOWD_TOKEN (at least 16 printable characters) or listen on 127.0.0.1", addr)
 }
