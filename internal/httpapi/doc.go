@@ -36,7 +36,8 @@
 // header makes the request idempotent: a retry with the same key answers
 // 202 with the first job's id and, when the Service is a KeyedSubmitter
 // (the pipeline is), "existing": true, so a client can tell a job stored
-// by an earlier request from its own.
+// by an earlier request from its own. The same key with a different
+// request (pipeline.KeyReusedError) answers 422 naming the key.
 //
 // POST /v1/slideshows/{id}/retry reopens a failed job (Service.Retry): its
 // failed analysis or images go back to pending and it is queued again; what

@@ -305,3 +305,44 @@ func TestEndToEndExisting(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// TestEndToEndKeyReused: with the pipeline, a POST reusing an
+// Idempotency-Key with a different body answers 422 naming the key and
+// submits nothing; the same body again still answers the first job.
+func TestEndToEndKeyReused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
+		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rig := startE2E(t, emu, keys)
+		body := `{"source":"s","slides":[{"text":"t"}],"images":1}`
+		first := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
+		other := rig.env.do(t, "POST", "/v1/slideshows", `{"source":"other","slides":[{"text":"t"}],"images":1}`,
+			withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
+		// The same request spelled differently is the same body.
+		same := rig.env.do(t, "POST", "/v1/slideshows", `{"images":1,"priority":"normal","slides":[{"text":"t"}],"source":"s"}`,
+			withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
+		var a, c struct {
+			ID       string
+			Existing bool
+		}
+		if first.Code != 202 || same.Code != 202 || json.Unmarshal(first.Body.Bytes(), &a) != nil || json.Unmarshal(same.Body.Bytes(), &c) != nil {
+			t.Fatalf("answers %d %s, %d %s", first.Code, first.Body, same.Code, same.Body)
+		}
+		if a.ID != c.ID || !c.Existing {
+			t.Errorf("same body again: %s, want %s existing", same.Body, a.ID)
+		}
+		e := apiErr(t, other)
+		want := `Idempotency-Key: "entry-1": already used for a different request body (job ` + a.ID + ")"
+		if other.Code != 422 || !strings.HasPrefix(e.Message, want) {
+			t.Errorf("different body: %d %s, want 422 %q...", other.Code, other.Body, want)
+		}
+		list := rig.env.do(t, "GET", "/v1/slideshows", "", withToken(testToken))
+		if n := strings.Count(list.Body.String(), `"source":`); n != 1 {
+			t.Errorf("%d jobs listed, want 1: %s", n, list.Body)
+		}
+		synctest.Wait()
+	})
+}

@@ -32,6 +32,8 @@ func statusName(code int) string {
 		return "METHOD_NOT_ALLOWED"
 	case http.StatusConflict:
 		return "FAILED_PRECONDITION"
+	case http.StatusUnprocessableEntity:
+		return "UNPROCESSABLE_ENTITY"
 	case http.StatusRequestEntityTooLarge:
 		return "PAYLOAD_TOO_LARGE"
 	case http.StatusUnsupportedMediaType:

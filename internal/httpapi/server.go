@@ -241,6 +241,12 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 	} else {
 		id, err = h.cfg.Service.Submit(r.Context(), req)
 	}
+	var kr *pipeline.KeyReusedError
+	if errors.As(err, &kr) {
+		h.writeError(w, r, http.StatusUnprocessableEntity, idempotencyHeader+": "+quoteValue(key)+
+			": already used for a different request body (job "+kr.ID+"); send the same body again to get that job, or use a new key")
+		return
+	}
 	if err != nil {
 		h.serviceError(w, r, err, "submitting the slideshow")
 		return

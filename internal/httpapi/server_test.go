@@ -112,6 +112,19 @@ func TestCreateIdempotencyKey(t *testing.T) {
 	}
 }
 
+// TestCreateKeyReused: a Service refusing a key reused with a different
+// request (pipeline.KeyReusedError) is a 422 naming the key and the job.
+func TestCreateKeyReused(t *testing.T) {
+	env := newEnv(t, nil)
+	env.svc.submitErr = fmt.Errorf("submitting: %w", &pipeline.KeyReusedError{Key: "http:abc-1", ID: "job7"})
+	w := env.do(t, "POST", "/v1/slideshows", validBody, withHeader("Idempotency-Key", "abc-1"))
+	e := apiErr(t, w)
+	want := `Idempotency-Key: "abc-1": already used for a different request body (job job7)`
+	if w.Code != 422 || e.Status != "UNPROCESSABLE_ENTITY" || !strings.HasPrefix(e.Message, want) {
+		t.Fatalf("%d %s, want 422 UNPROCESSABLE_ENTITY %q...", w.Code, w.Body, want)
+	}
+}
+
 func TestCreateBadRequest(t *testing.T) {
 	png := b64(pngBytes(t))
 	tests := []struct {

@@ -21,7 +21,25 @@ var (
 	// ErrFinal: Cancel of a job that has already ended (done, failed or
 	// canceled).
 	ErrFinal = errors.New("pipeline: job already ended")
+	// ErrKeyReused: a keyed Submit whose Request differs from the one that
+	// created the job stored under its Key; nothing was submitted. See
+	// KeyReusedError.
+	ErrKeyReused = errors.New("pipeline: key already used for a different request")
 )
+
+// KeyReusedError is a keyed Submit refused because job ID was created
+// under Key by a different Request (its digest differs). It wraps
+// ErrKeyReused; the HTTP API maps it to 422.
+type KeyReusedError struct {
+	Key string
+	ID  string
+}
+
+func (e *KeyReusedError) Error() string {
+	return fmt.Sprintf("pipeline: key %q: already used by job %s for a different request", excerpt(e.Key), e.ID)
+}
+
+func (e *KeyReusedError) Unwrap() error { return ErrKeyReused }
 
 // InputError is a Request that Submit refuses: Field names the field
 // ("images", "slides[2].image"), Value shows the value (shortened; never

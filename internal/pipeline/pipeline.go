@@ -412,7 +412,9 @@ func (p *Pipeline) release(j *job, final bool) {
 // Submit validates r, stores the job (its record and the slides' images)
 // durably and queues it; it returns the job's id. Invalid input gives an
 // *InputError naming the field. With r.Key set, Submit is idempotent: a job
-// already stored under that key keeps its id and is not submitted again.
+// already stored under that key keeps its id and is not submitted again;
+// a different request under a stored key is a *KeyReusedError (wrapping
+// ErrKeyReused) and submits nothing.
 func (p *Pipeline) Submit(ctx context.Context, r Request) (string, error) {
 	id, _, err := p.SubmitKeyed(ctx, r)
 	return id, err
@@ -441,14 +443,24 @@ func (p *Pipeline) submit(ctx context.Context, r Request, existed *bool) (string
 		return "", ErrClosed
 	}
 
-	var id string
+	var id, digest string
 	if r.Key != "" {
 		// One keyed Submit at a time, so a key maps to one job.
 		p.submitMu.Lock()
 		defer p.submitMu.Unlock()
 		id = keyID(r.Key)
-		_, err := p.cfg.Store.Job(ctx, id)
+		digest = requestDigest(r, pr)
+		jr, err := p.cfg.Store.Job(ctx, id)
 		if err == nil {
+			var old record
+			if err := json.Unmarshal(jr.Data, &old); err != nil {
+				return "", fmt.Errorf("pipeline: job %s: unreadable record: %w", id, err)
+			}
+			// Records written before digests were stored have none: they
+			// match any request, as before.
+			if old.Digest != "" && old.Digest != digest {
+				return "", &KeyReusedError{Key: r.Key, ID: id}
+			}
 			*existed = true
 			return id, nil
 		}
@@ -486,7 +498,7 @@ func (p *Pipeline) submit(ctx context.Context, r Request, existed *bool) (string
 	}()
 	now := time.Now().UTC()
 	rec := record{
-		V: recordVersion, ID: id, Key: r.Key, Source: r.Source, Priority: pr.String(),
+		V: recordVersion, ID: id, Key: r.Key, Digest: digest, Source: r.Source, Priority: pr.String(),
 		Images: r.Images, State: JobQueued, Attempts: 1, CreatedAt: now, UpdatedAt: now,
 		ImageStates: make([]ImageStatus, r.Images),
 	}

@@ -2,6 +2,9 @@ package pipeline
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"image"
 	_ "image/gif"  // GIF slides: image.DecodeConfig
@@ -9,6 +12,7 @@ import (
 	_ "image/png"  // PNG slides
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,9 +69,12 @@ const recordVersion = 1
 
 // record is the stored job document (JSON).
 type record struct {
-	V           int              `json:"v"`
-	ID          string           `json:"id"`
-	Key         string           `json:"key,omitempty"`
+	V   int    `json:"v"`
+	ID  string `json:"id"`
+	Key string `json:"key,omitempty"`
+	// Digest is requestDigest of the keyed Request that created the job;
+	// empty without a key and in records written before it existed.
+	Digest      string           `json:"digest,omitempty"`
 	Source      string           `json:"source"`
 	Priority    string           `json:"priority"`
 	Images      int              `json:"images"`
@@ -211,6 +218,35 @@ func validate(r Request) (scheduler.Priority, error) {
 			Reason: fmt.Sprintf("above the %d bytes one request can carry", MaxInlineBytes)}
 	}
 	return pr, nil
+}
+
+// requestDigest is the hex SHA-256 of the canonical form of a valid
+// request: its source, priority (named, so "" and "normal" agree), image
+// count and slides (text, image type as stored, image bytes), each field
+// length-prefixed. The Key is not part of it.
+func requestDigest(r Request, pr scheduler.Priority) string {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field([]byte("slideshowd request v1"))
+	field([]byte(r.Source))
+	field([]byte(pr.String()))
+	field([]byte(strconv.Itoa(r.Images)))
+	field([]byte(strconv.Itoa(len(r.Slides))))
+	for _, s := range r.Slides {
+		field([]byte(s.Text))
+		if len(s.Image) == 0 {
+			field(nil)
+		} else {
+			field([]byte(imageMIME(s)))
+		}
+		field(s.Image)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func imageMIME(s SlideInput) string {

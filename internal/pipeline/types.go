@@ -22,7 +22,9 @@ type Request struct {
 	Images   int    // 1..20
 	Priority string // "high", "normal" (default) or "low"
 	// Key, when set, makes Submit idempotent: a second Submit with the same
-	// Key returns the first job's id (the batch command uses it to resume).
+	// Key and an equal request returns the first job's id (the batch
+	// command uses it to resume); with a different request it is a
+	// *KeyReusedError and submits nothing.
 	Key string
 }
 
