@@ -38,6 +38,7 @@ type Metrics struct {
 	httpRequests  *prometheus.CounterVec
 	httpDurations *prometheus.HistogramVec
 	diskFull      prometheus.Counter
+	damagedImages *prometheus.CounterVec
 
 	mu      sync.RWMutex
 	summary func() scheduler.Summary
@@ -111,9 +112,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "slideshowd_disk_full_total",
 			Help: "Requests refused (HTTP 507) because a write to the data directory failed for lack of space.",
 		}),
+		damagedImages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slideshowd_damaged_images_total",
+			Help: "Requests for a done image whose stored file was damaged (HTTP 500), by reason: missing, not_a_file, wrong_type.",
+		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.calls, m.rateLimited, m.cooldowns, m.exhaustions, m.keysDisabled, m.retries,
-		m.latency, m.queueWait, m.httpRequests, m.httpDurations, m.diskFull, summaryCollector{m})
+		m.latency, m.queueWait, m.httpRequests, m.httpDurations, m.diskFull, m.damagedImages, summaryCollector{m})
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		m.gatherer = g
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/slideshowd/slideshowd/gemini"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
@@ -397,8 +398,7 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			h.log.Warn().Str("request_id", requestID(r.Context())).Int("image", n).Msg("image file of a done image is missing")
-			h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found", n))
+			h.damagedImage(w, r, id, n, "missing", "its stored file is missing", err)
 			return
 		}
 		h.internalError(w, r, "opening the image", err)
@@ -408,14 +408,33 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() {
 		if err == nil {
-			err = errors.New("not a regular file")
+			h.damagedImage(w, r, id, n, "not_a_file", "its stored file is not a regular file", errors.New(fi.Mode().String()))
+			return
 		}
 		h.internalError(w, r, "reading the image", err)
 		return
 	}
-	if img.MIMEType != "" {
-		w.Header().Set("Content-Type", img.MIMEType)
+	// The bytes must be the recorded type: a file cut short to nothing or
+	// overwritten is damage, never served as the image.
+	head := make([]byte, 16)
+	k, err := f.ReadAt(head, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		h.internalError(w, r, "reading the image", err)
+		return
 	}
+	want := img.MIMEType
+	if got := gemini.ImageType(head[:k]); got == "" || (want != "" && got != want) {
+		if want == "" {
+			want = "an image"
+		}
+		h.damagedImage(w, r, id, n, "wrong_type",
+			fmt.Sprintf("its stored file (%d bytes) is not %s", fi.Size(), want),
+			fmt.Errorf("first bytes %q, type %q", head[:k], got))
+		return
+	} else if want == "" {
+		want = got
+	}
+	w.Header().Set("Content-Type", want)
 	// A done image never changes.
 	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -572,6 +591,23 @@ func (h *handler) serviceError(w http.ResponseWriter, r *http.Request, err error
 	default:
 		h.internalError(w, r, doing, err)
 	}
+}
+
+// damagedImage answers 500 for a done image whose stored file is missing
+// or not its recorded type: damage to the data directory, not a missing
+// image. The message names the job and image, never a path; the log has
+// the cause at error level, and slideshowd_damaged_images_total{reason}
+// counts it.
+func (h *handler) damagedImage(w http.ResponseWriter, r *http.Request, id string, n int, reason, what string, cause error) {
+	rid := requestID(r.Context())
+	h.log.Error().Str("request_id", rid).Str("job", id).Int("image", n).Str("reason", reason).
+		Str("error", h.redact.String(cause.Error())).Msg("stored image damaged: " + what)
+	if h.cfg.Metrics != nil {
+		h.cfg.Metrics.damagedImages.WithLabelValues(reason).Inc()
+	}
+	h.writeError(w, r, http.StatusInternalServerError, fmt.Sprintf(
+		"image %d of slideshow %s is damaged: %s although the job records it as done; the daemon's log has the cause (request id %s)",
+		n, id, what, rid))
 }
 
 // internalError logs err (without secrets) and answers 500 with the request

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/slideshowd/slideshowd/gemini"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 	"github.com/slideshowd/slideshowd/scheduler"
@@ -403,7 +406,9 @@ func TestImage(t *testing.T) {
 		{"done but no path", pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}},
 			false, "", "/v1/slideshows/j/images/1", 404, "slideshow not found", ""},
 		{"done, file gone", pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}},
-			false, "missing", "/v1/slideshows/j/images/1", 404, "image 1 not found", ""},
+			false, "missing", "/v1/slideshows/j/images/1", 500, "image 1 of slideshow j is damaged: its stored file is missing although the job records it as done", ""},
+		{"done, file a directory", pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}},
+			false, "dir", "/v1/slideshows/j/images/1", 500, "image 1 of slideshow j is damaged: its stored file is not a regular file", ""},
 		{"done, MIME from status", pipeline.Status{ID: "j", State: pipeline.JobGenerating, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone, MIMEType: "image/png"}, {N: 2}}},
 			true, "blob", "/v1/slideshows/j/images/1", 200, "", "image/png"},
 		{"done, MIME sniffed", pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}},
@@ -423,6 +428,8 @@ func TestImage(t *testing.T) {
 				env.svc.setPath("j", 1, writeFile(t, dir, name, data))
 			case tt.fileName == "missing":
 				env.svc.setPath("j", 1, dir+"/missing.png")
+			case tt.fileName == "dir":
+				env.svc.setPath("j", 1, dir)
 			}
 			w := env.do(t, "GET", tt.path, "")
 			if w.Code != tt.wantCode {
@@ -439,6 +446,53 @@ func TestImage(t *testing.T) {
 			}
 			if !bytes.Equal(w.Body.Bytes(), data) {
 				t.Errorf("body differs")
+			}
+		})
+	}
+}
+
+// TestImageDamaged: a done image whose stored bytes are not its recorded
+// type (garbage, cut to nothing, another format) is damage: 500 naming the
+// job and image, never the file's path, logged at error level and counted
+// by slideshowd_damaged_images_total; it is never served as the image.
+func TestImageDamaged(t *testing.T) {
+	tests := []struct {
+		name    string
+		mime    string // recorded
+		content []byte
+		want    string // message prefix
+	}{
+		{"garbage as png", "image/png", []byte("this is not an image at all"), "image 1 of slideshow j is damaged: its stored file (27 bytes) is not image/png"},
+		{"empty", "image/png", nil, "image 1 of slideshow j is damaged: its stored file (0 bytes) is not image/png"},
+		{"jpeg as png", "image/png", []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F'}, "image 1 of slideshow j is damaged: its stored file (10 bytes) is not image/png"},
+		{"png as webp", "image/webp", pngBytes(t), "image 1 of slideshow j is damaged: its stored file"},
+		{"garbage, no type recorded", "", []byte("GIF89a-not-ours"), "image 1 of slideshow j is damaged: its stored file (15 bytes) is not an image"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(reg)
+			env := newEnv(t, func(c *Config) { c.Metrics = m })
+			env.svc.setJob(pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone, MIMEType: tt.mime}}})
+			dir := t.TempDir()
+			path := writeFile(t, dir, "image-01.png", tt.content)
+			env.svc.setPath("j", 1, path)
+			w := env.do(t, "GET", "/v1/slideshows/j/images/1", "")
+			if w.Code != 500 {
+				t.Fatalf("%d %q, want 500", w.Code, w.Body)
+			}
+			if msg := apiErr(t, w).Message; !strings.HasPrefix(msg, tt.want) {
+				t.Errorf("message %q, want prefix %q", msg, tt.want)
+			}
+			if strings.Contains(w.Body.String(), dir) {
+				t.Errorf("answer shows the path: %s", w.Body)
+			}
+			if !strings.Contains(env.logs.String(), `"level":"error"`) || !strings.Contains(env.logs.String(), `"job":"j"`) ||
+				!strings.Contains(env.logs.String(), `"reason":"wrong_type"`) {
+				t.Errorf("log %s: want an error line naming the job and reason", env.logs.String())
+			}
+			if got := testutil.ToFloat64(m.damagedImages.WithLabelValues("wrong_type")); got != 1 {
+				t.Errorf("slideshowd_damaged_images_total{reason=wrong_type} = %v, want 1", got)
 			}
 		})
 	}
