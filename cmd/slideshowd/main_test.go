@@ -522,6 +522,10 @@ func TestBadBatch(t *testing.T) {
 		{"syntax", "[\n" + entry("") + ",\n]", "line 3, column 1: invalid character ']' looking for beginning of value"},
 		{"not an array", `{"source": "s"}`, "want a JSON array of slideshows, got object"},
 		{"empty", `[]`, "no slideshows: want a JSON array with at least one"},
+		{"NUL in source", `[{"source": "a\u0000b", "slides": [{"text": "t"}], "images": 2}]`,
+			"[0].source: U+0000 at byte 1: control character: only tab, newline and carriage return are allowed"},
+		{"escape in text", `[{"source": "s", "slides": [{"text": "t\tok"}, {"text": "\u001b[31mred"}], "images": 2}]`,
+			"[0].slides[1].text: U+001B at byte 0: control character: only tab, newline and carriage return are allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -346,3 +346,36 @@ func TestEndToEndKeyReused(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// TestEndToEndControlCharacters: with the pipeline, a NUL or another
+// control character (not tab, newline, CR) in a submitted string is a 400
+// naming the field, and nothing is stored.
+func TestEndToEndControlCharacters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
+		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rig := startE2E(t, emu, keys)
+		for body, want := range map[string]string{
+			`{"source":"a\u0000b","slides":[{"text":"t"}],"images":1}`:                  "source: U+0000 at byte 1: control character",
+			`{"source":"s","slides":[{"text":"t"},{"text":"\u001b[2J"}],"images":1}`:    "slides[1].text: U+001B at byte 0: control character",
+			`{"source":"s","slides":[{"text":"ok\u0000"}],"images":1,"priority":"low"}`: "slides[0].text: U+0000 at byte 2: control character",
+		} {
+			w := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken))
+			if w.Code != 400 || !strings.HasPrefix(apiErr(t, w).Message, want) {
+				t.Errorf("%s: %d %s, want 400 %q...", body, w.Code, w.Body, want)
+			}
+		}
+		ok := rig.env.do(t, "POST", "/v1/slideshows", `{"source":"a\tb","slides":[{"text":"1\r\n2\n\t3"}],"images":1}`, withToken(testToken))
+		if ok.Code != 202 {
+			t.Errorf("tab, newline and CR: %d %s, want 202", ok.Code, ok.Body)
+		}
+		list := rig.env.do(t, "GET", "/v1/slideshows", "", withToken(testToken))
+		if n := strings.Count(list.Body.String(), `"source":`); n != 1 {
+			t.Errorf("%d jobs listed, want 1: %s", n, list.Body)
+		}
+		synctest.Wait()
+	})
+}

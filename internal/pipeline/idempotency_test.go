@@ -91,3 +91,12 @@ func TestKeyedRecordWithoutDigest(t *testing.T) {
 		t.Errorf("old record: %q %v %v, want %q existing", id2, existed, err, id)
 	}
 }
+
+// TestValidateAllowsTabNewlineCR: the control characters text has are
+// accepted in source and slide text.
+func TestValidateAllowsTabNewlineCR(t *testing.T) {
+	r := Request{Source: "a\tb", Slides: []SlideInput{{Text: "line 1\r\nline 2\n\tindented"}}, Images: 1}
+	if err := Validate(r); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	_ "golang.org/x/image/webp" // WebP slides: registers its decoder
@@ -173,6 +174,9 @@ func validate(r Request) (scheduler.Priority, error) {
 	case !utf8.ValidString(r.Source):
 		return 0, &InputError{Field: "source", Reason: "not valid UTF-8"}
 	}
+	if err := checkControl("source", r.Source); err != nil {
+		return 0, err
+	}
 	if r.Images < 1 || r.Images > MaxImages {
 		return 0, &InputError{Field: "images", Value: fmt.Sprint(r.Images), Reason: fmt.Sprintf("must be 1..%d", MaxImages)}
 	}
@@ -190,6 +194,9 @@ func validate(r Request) (scheduler.Priority, error) {
 		}
 		if !utf8.ValidString(s.Text) {
 			return 0, &InputError{Field: f + ".text", Reason: "not valid UTF-8"}
+		}
+		if err := checkControl(f+".text", s.Text); err != nil {
+			return 0, err
 		}
 		if len(s.Text) > MaxTextBytes {
 			return 0, &InputError{Field: f + ".text", Value: quote(s.Text), Reason: fmt.Sprintf("longer than %d bytes", MaxTextBytes)}
@@ -247,6 +254,20 @@ func requestDigest(r Request, pr scheduler.Priority) string {
 		field(s.Image)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// checkControl refuses a control character (C0, DEL, C1) other than tab,
+// newline and carriage return in a submitted string: a NUL or an escape
+// sequence is never slide text, and would reach the model, the logs and
+// file names as is.
+func checkControl(field, s string) error {
+	for i, c := range s {
+		if unicode.IsControl(c) && c != '\t' && c != '\n' && c != '\r' {
+			return &InputError{Field: field, Value: fmt.Sprintf("%U at byte %d", c, i),
+				Reason: "control character: only tab, newline and carriage return are allowed"}
+		}
+	}
+	return nil
 }
 
 func imageMIME(s SlideInput) string {
