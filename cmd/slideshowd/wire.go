@@ -66,6 +66,13 @@ func loadConfig(e env, path string, secrets bool) (config.Config, []string, bool
 		fmt.Fprintln(e.stderr, "slideshowd:", err)
 		return config.Config{}, nil, false
 	}
+	if c.RedisURL != "" {
+		// The Redis ledger exists in package store but the scheduler does
+		// not use it yet: refuse rather than run alone while the operator
+		// believes the quota is shared.
+		fmt.Fprintf(e.stderr, "slideshowd: config: redis_url: %s: sharing quota through Redis is not wired into the daemon yet; unset redis_url and %s\n", c.RedisURL, config.EnvRedis)
+		return config.Config{}, nil, false
+	}
 	return c, warnings, true
 }
 

@@ -34,6 +34,7 @@ const (
 	MinMaxBodyBytes  = 64 << 10
 	DefaultMaxActive = 64
 	DefaultLogLevel  = "info"
+	DefaultCluster   = "slideshowd"
 	// MinTokenLength is the shortest SLIDESHOWD_TOKEN accepted (as the HTTP
 	// API requires).
 	MinTokenLength = 16
@@ -60,6 +61,7 @@ const (
 	EnvBaseURL = "GEMINI_BASE_URL"
 	EnvData    = "SLIDESHOWD_DATA"
 	EnvToken   = "SLIDESHOWD_TOKEN"
+	EnvRedis   = "SLIDESHOWD_REDIS_URL"
 )
 
 // Config is slideshowd's configuration. Field comments give the defaults
@@ -114,6 +116,19 @@ type Config struct {
 	Images Images `yaml:"images"`
 	// Backups are the daemon's rolling backups of its store.
 	Backups Backups `yaml:"backups"`
+	// RedisURL, when set, is the Redis server through which several
+	// processes share the quota state of the same keys (see Cluster):
+	// redis://[[user]:password@]host[:port][/db] or rediss:// (TLS); port
+	// default 6379, db default 0. Default "": this process alone keeps the
+	// quota (its bbolt file). Env SLIDESHOWD_REDIS_URL overrides it. Its
+	// String and errors never show the password. The slideshowd command
+	// refuses to start with it set until its scheduler uses the Redis
+	// ledger (package store).
+	RedisURL RedisURL `yaml:"redis_url"`
+	// Cluster names the group of processes sharing quota through RedisURL:
+	// it prefixes every Redis key, so several clusters can use one Redis.
+	// Letters, digits, '.', '_' and '-', at most 64. Default "slideshowd".
+	Cluster string `yaml:"cluster"`
 
 	// Token is the HTTP API's bearer token, from SLIDESHOWD_TOKEN only
 	// (never from the file); "" means no authentication.
@@ -283,6 +298,9 @@ func (c *Config) withDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
 	if c.Data == "" {
 		c.Data = DefaultData
 	}
@@ -399,6 +417,14 @@ func (c Config) problems() []error {
 		if err := checkBaseURL(c.BaseURL); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.RedisURL != "" {
+		if _, err := c.RedisURL.Options(); err != nil {
+			return err
+		}
+	}
+	if !idPattern.MatchString(c.Cluster) {
+		return fieldErr("cluster", strconv.Quote(c.Cluster), "want 1 to 64 letters, digits, '.', '_' or '-'")
 	}
 	if math.IsNaN(c.DailyCritical) || c.DailyCritical <= 0 || c.DailyCritical > 1 {
 		errs = append(errs, fieldErr("daily_critical", fmt.Sprint(c.DailyCritical), "must be in (0, 1]"))

@@ -16,6 +16,8 @@
 //   - SLIDESHOWD_DATA: the data directory (data): the bbolt file and the
 //     jobs' inputs and outputs.
 //   - SLIDESHOWD_TOKEN: the bearer token of the HTTP API (never in the file).
+//   - SLIDESHOWD_REDIS_URL: the Redis shared by several processes (redis_url);
+//     its password never appears in an error or in RedisURL's String.
 //
 // Keys in the file name the environment variable that holds their secret
 // (secret_env); a literal secret is accepted with a warning. Secrets never

@@ -192,6 +192,9 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) []error {
 		c.Data = v
 	}
 	c.Token = getenv(EnvToken)
+	if v := getenv(EnvRedis); v != "" {
+		c.RedisURL = RedisURL(v)
+	}
 	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
 		keys, err := ParseEnvKeys(v)
 		if err != nil {

@@ -1,0 +1,107 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestRedisURL: redis_url from the file or SLIDESHOWD_REDIS_URL, parsed into
+// client options; the password never shows in an error or a String.
+func TestRedisURL(t *testing.T) {
+	const pw = "pa55-w0rd-secret"
+	for _, tt := range []struct {
+		name     string
+		yaml     string
+		env      string
+		addr     string
+		db       int
+		user     string
+		password string
+		tls      bool
+	}{
+		{"absent", minimal, "", "", 0, "", "", false},
+		{"file", minimal + "redis_url: redis://127.0.0.1:6380/2\n", "", "127.0.0.1:6380", 2, "", "", false},
+		{"default port", minimal + "redis_url: redis://redis.internal\n", "", "redis.internal:6379", 0, "", "", false},
+		{"password", minimal + "redis_url: redis://:" + pw + "@10.0.0.5:6379/1\n", "", "10.0.0.5:6379", 1, "", pw, false},
+		{"user and password, tls", minimal, "rediss://app:" + pw + "@r.example:6390/3", "r.example:6390", 3, "app", pw, true},
+		{"env wins", minimal + "redis_url: redis://file:1/0\n", "redis://env:2/5", "env:2", 5, "", "", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _, err := load(t, tt.yaml, map[string]string{"K1": "s3cr3t-one", EnvRedis: tt.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Cluster != DefaultCluster {
+				t.Errorf("Cluster = %q, want %q", c.Cluster, DefaultCluster)
+			}
+			if tt.addr == "" {
+				if c.RedisURL != "" {
+					t.Errorf("RedisURL = %q, want none", c.RedisURL)
+				}
+				return
+			}
+			o, err := c.RedisURL.Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Addr != tt.addr || o.DB != tt.db || o.Username != tt.user || o.Password != tt.password || (o.TLSConfig != nil) != tt.tls {
+				t.Errorf("options = addr %q db %d user %q password %q tls %v; want %q %d %q %q %v",
+					o.Addr, o.DB, o.Username, o.Password, o.TLSConfig != nil, tt.addr, tt.db, tt.user, tt.password, tt.tls)
+			}
+			for _, s := range []string{c.RedisURL.String(), fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c)} {
+				if strings.Contains(s, pw) {
+					t.Errorf("password shown: %s", s)
+				}
+			}
+		})
+	}
+}
+
+// TestRedisURLErrors: a bad redis_url or cluster stops Load with one line
+// naming the field; the password is never in it.
+func TestRedisURLErrors(t *testing.T) {
+	const pw = "pa55-w0rd-secret"
+	vars := func(u string) map[string]string { return map[string]string{"K1": "s3cr3t-one", EnvRedis: u} }
+	for _, tt := range []struct {
+		name string
+		yaml string
+		vars map[string]string
+		want string
+	}{
+		{"scheme", minimal, vars("http://:" + pw + "@h:1"), `config: redis_url: "http://:xxxxx@h:1": want redis://[:password@]host[:port][/db] or rediss:// (TLS)`},
+		{"no host", minimal, vars("redis://:" + pw + "@/0"), `config: redis_url: "redis://:xxxxx@/0": no host`},
+		{"port", minimal, vars("redis://:" + pw + "@h:99999"), `config: redis_url: "redis://:xxxxx@h:99999": port must be a number in 1..65535`},
+		{"db", minimal, vars("redis://:" + pw + "@h:1/abc"), `config: redis_url: "redis://:xxxxx@h:1/abc": redis: invalid database number: "abc"`},
+		{"path", minimal, vars("redis://:" + pw + "@h:1/1/2"), `config: redis_url: "redis://:xxxxx@h:1/1/2": redis: invalid URL path: /1/2`},
+		{"option", minimal, vars("redis://:" + pw + "@h:1/0?colour=red"), `config: redis_url: "redis://:xxxxx@h:1/0?colour=red": redis: unexpected option: colour`},
+		{"unparsable", minimal, vars("redis://:" + pw + "@h:1/%zz"), `config: redis_url: not a URL: invalid URL escape "%zz" (the value is not shown)`},
+		{"control character", minimal, vars("redis://:" + pw + "\x7f@h:1"), `config: redis_url: not a URL: net/url: invalid control character in URL (the value is not shown)`},
+		{"file", minimal + "redis_url: redis://:" + pw + "@h:0\n", vars(""), `config: redis_url: "redis://:xxxxx@h:0": port must be a number in 1..65535`},
+		{"cluster", minimal + "cluster: \"a b\"\n", vars(""), `config: cluster: "a b": want 1 to 64 letters, digits, '.', '_' or '-'`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := load(t, tt.yaml, tt.vars)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error\n got %s\nwant %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), pw) {
+				t.Errorf("password in the error: %s", err)
+			}
+		})
+	}
+}
+
+// TestCluster: cluster prefixes the Redis keys; default "slideshowd".
+func TestCluster(t *testing.T) {
+	c, _, err := load(t, minimal+"cluster: prod-eu.1\n", map[string]string{"K1": "s3cr3t-one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster != "prod-eu.1" {
+		t.Errorf("Cluster = %q", c.Cluster)
+	}
+}
