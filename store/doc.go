@@ -27,6 +27,22 @@
 // Results come in a fixed order: counts by day, then project, then class; lane
 // states by project, then class; disabled keys and jobs by id.
 //
+// # Several processes
+//
+// Redis (OpenRedis) shares the quota state of several processes that use the
+// same keys through one Redis server (github.com/redis/go-redis/v9): each
+// lane's window of grants and day count per Pacific day, cooldowns, day
+// exhaustion and disabled keys, with pub/sub events so that the others learn
+// of them at once. Its Reserve is a grant in the manner of YouTube's
+// Doorman: one atomic Lua script takes (or refuses whole) a record's window
+// slots, counted as sent at the latest moment they may be sent, and its day
+// units; the record then goes to the process's own Local store
+// (write-ahead). Heartbeats count the live processes; a process whose limits
+// for a lane differ from a live one's is refused (ErrLimitsConflict); a
+// Redis that restarted empty is re-seeded from the processes' own records.
+// Jobs stay in each process's Local store. Redis Cluster (sharding) is not
+// supported: the scripts touch keys of several lanes and processes.
+//
 // # Caveats
 //
 // A Bolt file can be opened by one process at a time (and, because the lock is

@@ -1,0 +1,750 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisClass is the per-project limits of one model class as the Redis
+// ledger enforces them across processes.
+type RedisClass struct {
+	Name string
+	RPM  int // requests per sliding 60 s window, all processes together
+	RPD  int // requests per Pacific day, all processes together
+	// Margin is the class's window margin (scheduler.ClassConfig's
+	// WindowMargin): a slot counts in the shared window from the grant's
+	// expiry plus Margin.
+	Margin time.Duration
+}
+
+// RedisOptions configure a Redis ledger.
+type RedisOptions struct {
+	// Client is the connection to Redis (required). The caller closes it
+	// after the ledger.
+	Client *redis.Client
+	// Cluster prefixes every Redis key (required): processes with the same
+	// Cluster on the same Redis share their quota.
+	Cluster string
+	// Process names this process in Redis (heartbeats, use per process,
+	// limit conflicts). Default: host name, pid and a random suffix.
+	Process string
+	// Classes are the model classes and their limits (at least one).
+	Classes []RedisClass
+	// Projects are the projects whose lanes this process uses: their limits
+	// are registered (see ErrLimitsConflict) and their state read at start.
+	Projects []string
+	// HeartbeatTTL is how long a heartbeat keeps this process counted
+	// alive. Default 15s; call Heartbeat more often (every TTL/3).
+	HeartbeatTTL time.Duration
+	// Location is the time zone of the quota day. Default America/Los_Angeles.
+	Location *time.Location
+	// Now, when set, is the clock sent to the scripts instead of Redis's
+	// TIME (tests drive a virtual clock with it). Default nil: Redis's clock,
+	// so the processes' clocks need not agree.
+	Now func() time.Time
+}
+
+// Local is what a Redis ledger keeps in the process's own durable store: the
+// jobs, and its own write-ahead records and counts (Bolt and Memory).
+type Local interface {
+	Store
+	Ledger
+}
+
+// Sentinel errors of the Redis ledger.
+var (
+	// ErrNoGrant: Redis refused a grant; the error is a *GrantError saying
+	// why and until when.
+	ErrNoGrant = errors.New("store: redis: no grant")
+	// ErrUnavailable: Redis could not be reached or answered with an error.
+	ErrUnavailable = errors.New("store: redis: unavailable")
+	// ErrLimitsConflict: another live process of the cluster uses other
+	// limits for a lane.
+	ErrLimitsConflict = errors.New("store: redis: limits differ between processes")
+)
+
+// GrantError is a refused grant. Until is when the lane may be granted
+// again, on this process's clock (the zero Time for Reason "day": the next
+// Pacific midnight, which the caller knows).
+type GrantError struct {
+	Lane   LaneID
+	Reason string // "window" (the shared window is full), "day" (RPD reached), "cool", "exhausted"
+	Until  time.Time
+	Day    int // the lane's shared day count (Reason "day")
+}
+
+func (e *GrantError) Error() string {
+	if e.Reason == "day" {
+		return fmt.Sprintf("store: redis: no grant on lane %s: day count %d at its limit", e.Lane, e.Day)
+	}
+	return fmt.Sprintf("store: redis: no grant on lane %s: %s until %s", e.Lane, e.Reason, e.Until.Format(time.RFC3339Nano))
+}
+
+func (e *GrantError) Unwrap() error { return ErrNoGrant }
+
+// SharedEvent is what one process tells the others through Redis's pub/sub:
+// a lane cooling down or exhausted, a key disabled or enabled again.
+type SharedEvent struct {
+	Process string    `json:"process"`
+	Kind    string    `json:"kind"` // "cool", "exhausted", "disabled", "enabled"
+	Lane    LaneID    `json:"lane,omitzero"`
+	KeyID   string    `json:"key,omitempty"`
+	Until   time.Time `json:"until,omitzero"`
+	Reason  string    `json:"reason,omitempty"`
+}
+
+// Redis is the shared quota ledger: a Local store (the process's own jobs,
+// records and counts) plus the quota state every process of a cluster
+// shares through one Redis: each lane's window of grants, its day count per
+// Pacific day, cooldowns, exhaustion and disabled keys.
+//
+// # Grants
+//
+// Reserve is a grant, as in YouTube's Doorman: one atomic script takes the
+// record's Covers window slots and Units day units of the lane, or refuses
+// with a *GrantError (the shared window full until some time, the day at
+// RPD, the lane cooling or exhausted). A granted slot is stored in the
+// shared window as sent at the latest moment it may be sent, the grant's
+// expiry (Record.Until - Record.At after Redis's now) plus the class's
+// margin; so, whatever the processes do with their grants, no interval of
+// 60 s plus the margin holds more sends than RPM, and no Pacific day more
+// than RPD. The grant is then recorded in the Local store (write-ahead), so
+// a process killed with a grant in hand over-counts the day by at most that
+// grant (its Units) per lane, and its unused slots free themselves once
+// their minute passes.
+//
+// # Redis restarted empty
+//
+// Every script checks the cluster's epoch, a random value Redis holds. When
+// Redis lost it, the next call re-seeds: the first process to notice creates
+// a new epoch, and each live process adds its own Local day counts of today
+// (never below what it sent) and the window slots of its grants of the last
+// two minutes, and raises each count to the last shared count it saw.
+// Processes not running at that moment cannot add theirs: run Redis with
+// persistence (see the README).
+//
+// A Redis is safe for concurrent use. Its zero value is not usable: build it
+// with OpenRedis.
+type Redis struct {
+	Local
+	rdb     *redis.Client
+	prefix  string
+	process string
+	classes map[string]RedisClass
+	lanes   []LaneID
+	ttl     time.Duration
+	window  time.Duration // 60 s; shorter in this package's tests
+	loc     *time.Location
+	now     func() time.Time
+
+	seq  atomic.Uint64
+	live atomic.Int64
+
+	mu     sync.Mutex
+	epoch  string
+	seen   map[dayLane]int        // last shared count seen per lane and day
+	grants map[LaneID][]sentGrant // own grants, for re-seeding the window
+}
+
+type dayLane struct {
+	day  string
+	lane LaneID
+}
+
+type sentGrant struct {
+	score  int64 // Redis ms
+	member string
+	covers int
+}
+
+// OpenRedis joins the cluster: a heartbeat, the limits of every lane
+// (refused with ErrLimitsConflict while a live process uses others), and the
+// epoch (re-seeding an empty Redis). The returned ledger uses local for
+// everything that is not shared; closing it closes local.
+func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error) {
+	if o.Client == nil {
+		return nil, fmt.Errorf("%w: RedisOptions.Client: nil", ErrInvalid)
+	}
+	if err := checkID("RedisOptions.Cluster", o.Cluster); err != nil {
+		return nil, err
+	}
+	if len(o.Classes) == 0 {
+		return nil, fmt.Errorf("%w: RedisOptions.Classes: none", ErrInvalid)
+	}
+	s := &Redis{Local: local, rdb: o.Client, prefix: o.Cluster + ":", process: o.Process,
+		classes: make(map[string]RedisClass), ttl: o.HeartbeatTTL, window: time.Minute, loc: o.Location, now: o.Now,
+		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant)}
+	for i, c := range o.Classes {
+		if err := checkID(fmt.Sprintf("RedisOptions.Classes[%d].Name", i), c.Name); err != nil {
+			return nil, err
+		}
+		if c.RPM <= 0 || c.RPD <= 0 || c.Margin < 0 {
+			return nil, fmt.Errorf("%w: RedisOptions.Classes[%d] (%s): rpm %d, rpd %d, margin %v: want rpm, rpd > 0 and margin >= 0", ErrInvalid, i, c.Name, c.RPM, c.RPD, c.Margin)
+		}
+		s.classes[c.Name] = c
+	}
+	for _, p := range o.Projects {
+		for _, c := range o.Classes {
+			l := LaneID{Project: p, Class: c.Name}
+			if err := checkLane(l); err != nil {
+				return nil, err
+			}
+			s.lanes = append(s.lanes, l)
+		}
+	}
+	if s.ttl <= 0 {
+		s.ttl = 15 * time.Second
+	}
+	if s.loc == nil {
+		s.loc = pacific
+		if s.loc == nil {
+			return nil, fmt.Errorf("%w: RedisOptions.Location: America/Los_Angeles not found (import time/tzdata)", ErrInvalid)
+		}
+	}
+	if s.process == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		s.process = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if _, err := s.Heartbeat(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.register(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.join(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+var pacific, _ = time.LoadLocation("America/Los_Angeles")
+
+// Process returns the name of this process in the cluster.
+func (s *Redis) Process() string { return s.process }
+
+// Live returns how many processes were alive at the last heartbeat (this
+// one included; at least 1).
+func (s *Redis) Live() int { return max(1, int(s.live.Load())) }
+
+func (s *Redis) key(parts ...string) string {
+	k := s.prefix
+	for i, p := range parts {
+		if i > 0 {
+			k += ":"
+		}
+		k += p
+	}
+	return k
+}
+
+// redisLane spells a lane unambiguously (ids may hold ':').
+func redisLane(l LaneID) string {
+	return strconv.Itoa(len(l.Project)) + ":" + l.Project + "/" + l.Class
+}
+
+func (s *Redis) epochKey() string         { return s.key("epoch") }
+func (s *Redis) procsKey() string         { return s.key("procs") }
+func (s *Redis) winKey(l LaneID) string   { return s.key("win", redisLane(l)) }
+func (s *Redis) stateKey(l LaneID) string { return s.key("lane", redisLane(l)) }
+func (s *Redis) dayKey(d string, l LaneID) string {
+	return s.key("day", d, redisLane(l))
+}
+func (s *Redis) useKey(d string, l LaneID) string {
+	return s.key("use", d, redisLane(l))
+}
+func (s *Redis) disabledKey() string { return s.key("disabled") }
+func (s *Redis) channel() string     { return s.key("events") }
+
+const dayKeyTTL = 3 * 24 * 3600 // seconds: a Pacific day plus history for usage
+
+func (s *Redis) clock() int64 {
+	if s.now == nil {
+		return 0
+	}
+	return s.now().UnixMilli()
+}
+
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// Heartbeat records this process alive for HeartbeatTTL and returns how many
+// processes of the cluster are alive.
+func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
+	n, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey()},
+		s.process, s.ttl.Milliseconds(), s.clock()).Int()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	s.live.Store(int64(n))
+	return n, nil
+}
+
+func limitsValue(c RedisClass) string {
+	return fmt.Sprintf("rpm %d, rpd %d, window margin %v", c.RPM, c.RPD, c.Margin)
+}
+
+func (s *Redis) register(ctx context.Context) error {
+	if len(s.lanes) == 0 {
+		return nil
+	}
+	args := []any{s.process, s.clock(), s.key("limits") + ":"}
+	for _, l := range s.lanes {
+		args = append(args, l.String(), limitsValue(s.classes[l.Class]))
+	}
+	res, err := limitsScript.Run(ctx, s.rdb, []string{s.procsKey()}, args...).StringSlice()
+	if err != nil {
+		return unavailable(err)
+	}
+	if len(res) == 3 {
+		lane := LaneID{}
+		for _, l := range s.lanes {
+			if l.String() == res[0] {
+				lane = l
+			}
+		}
+		return fmt.Errorf("%w: lane %s: %s here, %s in process %s", ErrLimitsConflict, res[0],
+			limitsValue(s.classes[lane.Class]), res[1], res[2])
+	}
+	return nil
+}
+
+// join joins the cluster's epoch, re-seeding Redis when it lost its state.
+func (s *Redis) join(ctx context.Context) error {
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	day := now.In(s.loc).Format(DayFormat)
+	own, err := s.Local.Daily(ctx, day)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	known := s.epoch
+	counts := make(map[LaneID][2]int)
+	for _, dc := range own {
+		if _, ok := s.classes[dc.Lane.Class]; ok {
+			counts[dc.Lane] = [2]int{dc.Count, 0}
+		}
+	}
+	for dl, n := range s.seen {
+		if dl.day == day {
+			c := counts[dl.lane]
+			c[1] = n
+			counts[dl.lane] = c
+		}
+	}
+	lanes := make([]LaneID, 0, len(counts))
+	for l := range counts {
+		lanes = append(lanes, l)
+	}
+	slices.SortFunc(lanes, func(a, b LaneID) int { return compareLane(a, b) })
+	keys := []string{s.epochKey()}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	args := []any{known, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes)}
+	for _, l := range lanes {
+		keys = append(keys, s.dayKey(day, l), s.useKey(day, l))
+		args = append(args, counts[l][0], counts[l][1])
+	}
+	cutoff := now.Add(-2 * time.Minute).UnixMilli()
+	for l, gs := range s.grants {
+		gs = slices.DeleteFunc(gs, func(g sentGrant) bool { return g.score < cutoff })
+		s.grants[l] = gs
+		if len(gs) == 0 {
+			delete(s.grants, l)
+			continue
+		}
+		n := 0
+		for _, g := range gs {
+			n += g.covers
+		}
+		keys = append(keys, s.winKey(l))
+		args = append(args, n)
+		for _, g := range gs {
+			for i := 1; i <= g.covers; i++ {
+				args = append(args, g.score, g.member+strconv.Itoa(i))
+			}
+		}
+	}
+	s.mu.Unlock()
+	res, err := seedScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return unavailable(err)
+	}
+	if len(res) != 2 {
+		return fmt.Errorf("%w: seed: unexpected reply %v", ErrUnavailable, res)
+	}
+	ep, _ := res[0].(string)
+	s.mu.Lock()
+	s.epoch = ep
+	s.mu.Unlock()
+	return nil
+}
+
+func compareLane(a, b LaneID) int {
+	if a.Project != b.Project {
+		if a.Project < b.Project {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case a.Class < b.Class:
+		return -1
+	case a.Class > b.Class:
+		return 1
+	}
+	return 0
+}
+
+// Reserve grants r in Redis (see Redis's doc), then records it in the Local
+// store. It returns the lane's shared day count, an error wrapping
+// ErrNoGrant (a *GrantError) when Redis refused, or one wrapping
+// ErrUnavailable when Redis could not answer; in both cases nothing was
+// recorded.
+func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
+	if err := checkRecord(r); err != nil {
+		return 0, err
+	}
+	c, ok := s.classes[r.Lane.Class]
+	if !ok {
+		return 0, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	ttl := r.Until.Sub(r.At)
+	ttlMs := (ttl + time.Millisecond - 1) / time.Millisecond
+	local := time.Now()
+	count, err := 0, error(nil)
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		epoch := s.epoch
+		s.mu.Unlock()
+		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
+		res, rerr := grantScript.Run(ctx, s.rdb,
+			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey()},
+			epoch, member, r.Covers, r.Units, int64(ttlMs), c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
+		).StringSlice()
+		if rerr != nil {
+			return 0, unavailable(rerr)
+		}
+		if len(res) == 0 {
+			return 0, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
+		}
+		if res[0] == "epoch" {
+			if attempt >= 2 {
+				return 0, fmt.Errorf("%w: grant: the cluster's epoch keeps changing", ErrUnavailable)
+			}
+			if err := s.join(ctx); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if len(res) < 3 {
+			return 0, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+		}
+		a, _ := strconv.ParseInt(res[1], 10, 64)
+		rnow, _ := strconv.ParseInt(res[2], 10, 64)
+		switch res[0] {
+		case "ok":
+			count = int(a)
+			s.mu.Lock()
+			s.seen[dayLane{r.Day, r.Lane}] = count
+			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + int64(ttlMs) + c.Margin.Milliseconds(), member: member, covers: r.Covers})
+			s.mu.Unlock()
+		case "day":
+			s.mu.Lock()
+			s.seen[dayLane{r.Day, r.Lane}] = int(a)
+			s.mu.Unlock()
+			return 0, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
+		default: // window, cool, exhausted: a time on Redis's clock
+			return 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: local.Add(time.Duration(a-rnow) * time.Millisecond)}
+		}
+		break
+	}
+	if _, err = s.Local.Reserve(ctx, r); err != nil {
+		return 0, err
+	}
+	return count, nil
+}
+
+// Settle gives the unused day units back in Redis, then settles the Local
+// store. The shared window keeps every slot granted: unused ones free
+// themselves when their minute passes.
+func (s *Redis) Settle(ctx context.Context, st Settlement) error {
+	if err := checkSettlement(st); err != nil {
+		return err
+	}
+	var shared error
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	for _, g := range st.GiveBack {
+		if g.Count == 0 {
+			continue
+		}
+		if _, err := giveBackScript.Run(ctx, s.rdb, []string{s.epochKey(), s.dayKey(g.Day, g.Lane), s.useKey(g.Day, g.Lane)},
+			epoch, g.Count, s.process).Int(); err != nil && shared == nil {
+			shared = unavailable(err)
+		}
+	}
+	if err := s.Local.Settle(ctx, st); err != nil {
+		return err
+	}
+	return shared
+}
+
+// SetLaneState stores st in the Local store and raises the lane's shared
+// cooldown or exhaustion (a state is never lowered in Redis: it ends by
+// itself), telling the other processes through pub/sub.
+func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
+	if err := s.Local.SetLaneState(ctx, st); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		kind  string
+		until time.Time
+	}{{"cool", st.CoolUntil}, {"exhausted", st.ExhaustedUntil}} {
+		if f.until.IsZero() {
+			continue
+		}
+		msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: f.kind, Lane: st.Lane, Until: f.until.UTC()})
+		// The shared state is in Redis's milliseconds on the process's
+		// clock: cooldowns come from the API's retry delays, exhaustion from
+		// Pacific midnight.
+		if err := stateScript.Run(ctx, s.rdb, []string{s.stateKey(st.Lane)}, f.kind, f.until.UnixMilli(), s.channel(), msg).Err(); err != nil {
+			return unavailable(err)
+		}
+	}
+	return nil
+}
+
+// LaneStates returns the Local states merged with the shared ones of the
+// lanes of RedisOptions.Projects (the later time of each wins).
+func (s *Redis) LaneStates(ctx context.Context) ([]LaneState, error) {
+	local, err := s.Local.LaneStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	by := make(map[LaneID]LaneState)
+	for _, st := range local {
+		by[st.Lane] = st
+	}
+	now := time.Now()
+	for _, l := range s.lanes {
+		v, err := s.rdb.HMGet(ctx, s.stateKey(l), "cool", "exhausted").Result()
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		st := by[l]
+		st.Lane = l
+		for i, p := range []*time.Time{&st.CoolUntil, &st.ExhaustedUntil} {
+			sv, _ := v[i].(string)
+			ms, err := strconv.ParseInt(sv, 10, 64)
+			if err != nil || ms <= now.UnixMilli() {
+				continue
+			}
+			if t := time.UnixMilli(ms).UTC(); t.After(*p) {
+				*p = t
+			}
+		}
+		if !st.CoolUntil.IsZero() || !st.ExhaustedUntil.IsZero() {
+			by[l] = st
+		}
+	}
+	out := make([]LaneState, 0, len(by))
+	for _, st := range by {
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b LaneState) int { return compareLane(a.Lane, b.Lane) })
+	return out, nil
+}
+
+// DisableKey disables the key in the Local store and in Redis, telling the
+// other processes.
+func (s *Redis) DisableKey(ctx context.Context, d DisabledKey) error {
+	if err := s.Local.DisableKey(ctx, d); err != nil {
+		return err
+	}
+	at := d.At.UTC()
+	v, _ := json.Marshal(struct {
+		Reason string    `json:"reason"`
+		At     time.Time `json:"at"`
+	}{d.Reason, at})
+	msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: "disabled", KeyID: d.KeyID, Reason: d.Reason})
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.disabledKey(), d.KeyID, v)
+		p.Publish(ctx, s.channel(), msg)
+		return nil
+	})
+	return unavailable(err)
+}
+
+// EnableKey enables the key in the Local store and in Redis, telling the
+// other processes.
+func (s *Redis) EnableKey(ctx context.Context, keyID string) error {
+	if err := s.Local.EnableKey(ctx, keyID); err != nil {
+		return err
+	}
+	msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: "enabled", KeyID: keyID})
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HDel(ctx, s.disabledKey(), keyID)
+		p.Publish(ctx, s.channel(), msg)
+		return nil
+	})
+	return unavailable(err)
+}
+
+// DisabledKeys returns the keys disabled in the Local store or in Redis, by
+// key id (Redis's record wins).
+func (s *Redis) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
+	local, err := s.Local.DisabledKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	by := make(map[string]DisabledKey)
+	for _, d := range local {
+		by[d.KeyID] = d
+	}
+	shared, err := s.rdb.HGetAll(ctx, s.disabledKey()).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	for id, v := range shared {
+		var rec struct {
+			Reason string    `json:"reason"`
+			At     time.Time `json:"at"`
+		}
+		if json.Unmarshal([]byte(v), &rec) != nil {
+			rec.Reason = "disabled by another process"
+		}
+		by[id] = DisabledKey{KeyID: id, Reason: rec.Reason, At: rec.At}
+	}
+	out := make([]DisabledKey, 0, len(by))
+	for _, d := range by {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b DisabledKey) int {
+		switch {
+		case a.KeyID < b.KeyID:
+			return -1
+		case a.KeyID > b.KeyID:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// Watch calls fn for every event another process of the cluster publishes,
+// in order, until ctx ends; then it returns nil. It closes ready (when not
+// nil) once subscribed. A lost connection is re-established by the client
+// (events published meanwhile are missed: the next grant still sees the
+// lane's state); an error comes only when the first subscription fails.
+func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(SharedEvent)) error {
+	sub := s.rdb.Subscribe(ctx, s.channel())
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return unavailable(err)
+	}
+	if ready != nil {
+		close(ready)
+	}
+	ch := sub.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			var ev SharedEvent
+			if json.Unmarshal([]byte(m.Payload), &ev) != nil || ev.Process == s.process {
+				continue
+			}
+			fn(ev)
+		}
+	}
+}
+
+// LaneUse is one lane's shared day count and each process's part of it.
+type LaneUse struct {
+	Lane      LaneID
+	Day       string
+	Count     int
+	ByProcess map[string]int
+}
+
+// ClusterUsage is the cluster's view: the processes alive and every lane's
+// shared use of a day.
+type ClusterUsage struct {
+	Processes []string
+	Lanes     []LaneUse
+}
+
+// Usage returns the cluster's view of day for the lanes of
+// RedisOptions.Projects.
+func (s *Redis) Usage(ctx context.Context, day string) (ClusterUsage, error) {
+	if err := checkDay(day); err != nil {
+		return ClusterUsage{}, err
+	}
+	var u ClusterUsage
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	if s.now != nil {
+		now = strconv.FormatInt(s.now().UnixMilli(), 10)
+	}
+	procs, err := s.rdb.ZRangeByScore(ctx, s.procsKey(), &redis.ZRangeBy{Min: "(" + now, Max: "+inf"}).Result()
+	if err != nil {
+		return ClusterUsage{}, unavailable(err)
+	}
+	slices.Sort(procs)
+	u.Processes = procs
+	for _, l := range s.lanes {
+		n, err := s.rdb.Get(ctx, s.dayKey(day, l)).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return ClusterUsage{}, unavailable(err)
+		}
+		by, err := s.rdb.HGetAll(ctx, s.useKey(day, l)).Result()
+		if err != nil {
+			return ClusterUsage{}, unavailable(err)
+		}
+		lu := LaneUse{Lane: l, Day: day, Count: n, ByProcess: make(map[string]int)}
+		for p, v := range by {
+			if c, err := strconv.Atoi(v); err == nil && c > 0 {
+				lu.ByProcess[p] = c
+			}
+		}
+		u.Lanes = append(u.Lanes, lu)
+	}
+	return u, nil
+}
+
+// Leave removes this process from the live processes, so the others' safe
+// share grows at once; the Local store stays open.
+func (s *Redis) Leave(ctx context.Context) error {
+	return unavailable(s.rdb.ZRem(ctx, s.procsKey(), s.process).Err())
+}

@@ -1,0 +1,383 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+var redisSeed = flag.Uint64("redis-seed", 0, "seed of TestRedisModel (0: random)")
+
+// vclock is a virtual clock the scripts use instead of Redis's TIME.
+type vclock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *vclock) now() time.Time       { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *vclock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+var textClass = store.RedisClass{Name: "text", RPM: 5, RPD: 8, Margin: 100 * time.Millisecond}
+
+type redisEnv struct {
+	srv   *redistest.Server
+	clock *vclock
+}
+
+func newRedisEnv(t *testing.T) *redisEnv {
+	t.Helper()
+	return &redisEnv{srv: redistest.Start(t, redistest.Options{}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+}
+
+func (e *redisEnv) client(t *testing.T) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// open opens a ledger named process on a fresh Memory store.
+func (e *redisEnv) open(t *testing.T, process string, classes ...store.RedisClass) *store.Redis {
+	t.Helper()
+	if len(classes) == 0 {
+		classes = []store.RedisClass{textClass}
+	}
+	s, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: process, Classes: classes,
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if err != nil {
+		t.Fatalf("OpenRedis(%s): %v", process, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var lane = store.LaneID{Project: "p1", Class: "text"}
+
+func (e *redisEnv) record(covers, units int) store.Record {
+	at := e.clock.now()
+	return store.Record{Lane: lane, Day: "2026-03-01", Units: units, Covers: covers, At: at, Until: at.Add(2 * time.Second)}
+}
+
+func reserveErr(s *store.Redis, r store.Record) error {
+	_, err := s.Reserve(context.Background(), r)
+	return err
+}
+
+func grantErr(t *testing.T, err error, reason string) *store.GrantError {
+	t.Helper()
+	var ge *store.GrantError
+	if !errors.As(err, &ge) || !errors.Is(err, store.ErrNoGrant) || ge.Reason != reason {
+		t.Fatalf("err = %v, want a grant refused for %q", err, reason)
+	}
+	return ge
+}
+
+// TestRedisGrants: grants take window slots as if sent at their expiry
+// plus the margin, and day units; a grant that does not fit is refused
+// whole, saying until when; unused day units come back at Settle.
+func TestRedisGrants(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	a, b := e.open(t, "a"), e.open(t, "b")
+	if n, err := a.Reserve(ctx, e.record(3, 3)); err != nil || n != 3 {
+		t.Fatalf("a: %d, %v", n, err)
+	}
+	// Each grant is in the process's own store too (write-ahead).
+	if recs, err := a.LedgerRecords(ctx); err != nil || len(recs.Records) != 1 || recs.Records[0].Units != 3 {
+		t.Errorf("a's records %v, %v; want the grant", recs, err)
+	}
+	e.clock.add(time.Second)
+	if n, err := b.Reserve(ctx, e.record(2, 2)); err != nil || n != 5 {
+		t.Fatalf("b: %d, %v", n, err)
+	}
+	// The window holds 5 = RPM: a's 3 slots count from 12:00:02.1, b's 2
+	// from 12:00:03.1. One more needs a's slots gone: 60 s later.
+	ge := grantErr(t, reserveErr(a, e.record(1, 1)), "window")
+	if want := time.Now().Add(62100*time.Millisecond - time.Second); ge.Until.Before(want.Add(-time.Second)) || ge.Until.After(want.Add(time.Second)) {
+		t.Errorf("Until %v, want about %v", ge.Until, want)
+	}
+	e.clock.add(61 * time.Second) // 12:01:02: a's slots (12:00:02.1) still count
+	grantErr(t, reserveErr(a, e.record(1, 1)), "window")
+	e.clock.add(101 * time.Millisecond)
+	if n, err := a.Reserve(ctx, e.record(3, 3)); err != nil || n != 8 {
+		t.Fatalf("after a's minute: %d, %v", n, err)
+	}
+	// The day is at its 8.
+	e.clock.add(2 * time.Minute)
+	ge = grantErr(t, reserveErr(b, e.record(1, 1)), "day")
+	if ge.Day != 8 {
+		t.Errorf("Day = %d, want 8", ge.Day)
+	}
+	// a gives 2 unused units back; b can take them.
+	if err := a.Settle(ctx, store.Settlement{GiveBack: []store.DailyCount{{Day: "2026-03-01", Lane: lane, Count: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Reserve(ctx, e.record(2, 2)); err != nil || n != 8 {
+		t.Fatalf("after the give-back: %d, %v", n, err)
+	}
+	for _, s := range []*store.Redis{a, b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := a.Usage(ctx, "2026-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Lanes) != 1 || u.Lanes[0].Count != 8 || u.Lanes[0].ByProcess["a"] != 4 || u.Lanes[0].ByProcess["b"] != 4 {
+		t.Errorf("usage %+v, want 8: a 4, b 4", u)
+	}
+	if !slices.Equal(u.Processes, []string{"a", "b"}) {
+		t.Errorf("processes %v, want a, b", u.Processes)
+	}
+}
+
+// TestRedisEvents: a cooldown, an exhaustion or a disabled key written by one
+// process stops the others at their next grant and reaches them by pub/sub.
+func TestRedisEvents(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e := newRedisEnv(t)
+	a, b := e.open(t, "a"), e.open(t, "b")
+	events := make(chan store.SharedEvent, 10)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- b.Watch(ctx, ready, func(ev store.SharedEvent) { events <- ev }) }()
+	<-ready
+
+	until := time.Now().Add(30 * time.Second).Truncate(time.Millisecond).UTC()
+	e.clock.t = time.Now() // lane states are on the processes' clocks
+	if err := a.SetLaneState(ctx, store.LaneState{Lane: lane, CoolUntil: until}); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-events
+	if ev.Kind != "cool" || ev.Lane != lane || !ev.Until.Equal(until) || ev.Process != "a" {
+		t.Errorf("event %+v", ev)
+	}
+	grantErr(t, reserveErr(b, e.record(1, 1)), "cool")
+	states, err := b.LaneStates(ctx)
+	if err != nil || len(states) != 1 || !states[0].CoolUntil.Equal(until) {
+		t.Errorf("b's lane states %v, %v; want cooling until %v", states, err, until)
+	}
+	if err := a.SetLaneState(ctx, store.LaneState{Lane: lane, ExhaustedUntil: until.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; ev.Kind != "exhausted" {
+		t.Errorf("event %+v", ev)
+	}
+	grantErr(t, reserveErr(b, e.record(1, 1)), "exhausted")
+
+	if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "leaked", At: until}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; ev.Kind != "disabled" || ev.KeyID != "k1" || ev.Reason != "leaked" {
+		t.Errorf("event %+v", ev)
+	}
+	keys, err := b.DisabledKeys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].KeyID != "k1" || keys[0].Reason != "leaked" || !keys[0].At.Equal(until) {
+		t.Errorf("b's disabled keys %v, %v", keys, err)
+	}
+	if err := a.EnableKey(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; ev.Kind != "enabled" {
+		t.Errorf("event %+v", ev)
+	}
+	if keys, err := b.DisabledKeys(ctx); err != nil || len(keys) != 0 {
+		t.Errorf("b's disabled keys after enable: %v, %v", keys, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Watch: %v", err)
+	}
+}
+
+// TestRedisLimitsConflict: a process with other limits for a lane is
+// refused while one with the first limits is alive, in one line naming the
+// lane and both values.
+func TestRedisLimitsConflict(t *testing.T) {
+	e := newRedisEnv(t)
+	e.open(t, "a")
+	other := textClass
+	other.RPM = 6
+	_, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "b", Classes: []store.RedisClass{other},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	want := "store: redis: limits differ between processes: lane p1/text: rpm 6, rpd 8, window margin 100ms here, rpm 5, rpd 8, window margin 100ms in process a"
+	if !errors.Is(err, store.ErrLimitsConflict) || err.Error() != want {
+		t.Fatalf("err\n got %v\nwant %s", err, want)
+	}
+	// Once a's heartbeat has expired, the new limits are taken.
+	e.clock.add(16 * time.Second)
+	c := e.open(t, "c", other)
+	if n, err := c.Heartbeat(context.Background()); err != nil || n != 1 {
+		t.Errorf("live %d, %v; want 1", n, err)
+	}
+}
+
+// TestRedisRestartedEmpty: when Redis comes back empty, the next grant
+// re-seeds the day count from each process's own records (never below what
+// was granted) and the window from its recent grants.
+func TestRedisRestartedEmpty(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 20}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	if _, err := a.Reserve(ctx, e.record(4, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, e.record(5, 5)); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Kill()
+	if err := reserveErr(a, e.record(1, 1)); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Redis down: %v, want ErrUnavailable", err)
+	}
+	e.srv.Restart()
+	e.clock.add(time.Second)
+	// a re-seeds (4 of its own), then b's grant re-seeds b's 5: the window
+	// holds 9 of 10, so a grant of 2 is refused, and the day is at 9.
+	if n, err := a.Reserve(ctx, e.record(1, 1)); err != nil || n != 5 {
+		t.Fatalf("a after restart: %d, %v; want 5", n, err)
+	}
+	grantErr(t, reserveErr(b, e.record(2, 2)), "window")
+	// The heartbeats were lost with the rest: each process counts again
+	// at its next one.
+	if n, err := a.Heartbeat(ctx); err != nil || n != 1 {
+		t.Errorf("live %d, %v; want 1", n, err)
+	}
+	if n, err := b.Heartbeat(ctx); err != nil || n != 2 {
+		t.Errorf("live %d, %v; want 2", n, err)
+	}
+	u, err := a.Usage(ctx, "2026-03-01")
+	if err != nil || u.Lanes[0].Count != 10 {
+		t.Errorf("day count after re-seeding %+v, %v; want 10 (4 + 1 + 5)", u, err)
+	}
+}
+
+// TestRedisModel drives several processes, each with its own connection,
+// against one Redis in real time (a shortened window): random grant sizes,
+// sends at random times within each grant, unused slots, kills (a process
+// drops its grants and a new one starts). Every interval of one window plus
+// the margin holds at most RPM sends, the day at most RPD, and the shared
+// day count is never below the sends.
+func TestRedisModel(t *testing.T) {
+	seed := *redisSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (go test ./store -run TestRedisModel -redis-seed %d)", seed, seed)
+	srv := redistest.Start(t, redistest.Options{})
+	const (
+		window  = 300 * time.Millisecond
+		margin  = 20 * time.Millisecond
+		ttl     = 40 * time.Millisecond
+		rpm     = 12
+		rpd     = 80
+		clients = 4
+		run     = 3 * time.Second
+	)
+	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: rpd, Margin: margin}
+	var mu sync.Mutex
+	var sends []time.Time
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(run)
+	for i := range clients {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		defer c.Close()
+		wg.Go(func() {
+			ctx := context.Background()
+			gen := 0
+			open := func() *store.Redis {
+				gen++
+				s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "model",
+					Process: "p" + string(rune('a'+i)) + string(rune('0'+gen%10)), Classes: []store.RedisClass{cls}, Projects: []string{"p1"}})
+				if err != nil {
+					t.Error(err)
+					return nil
+				}
+				store.SetRedisWindow(s, window)
+				return s
+			}
+			s := open()
+			for s != nil && time.Now().Before(deadline) {
+				covers := 1 + rng.IntN(4)
+				at := time.Now()
+				r := store.Record{Lane: lane, Day: "2026-03-01", Units: covers, Covers: covers, At: at, Until: at.Add(ttl)}
+				_, err := s.Reserve(ctx, r)
+				if errors.Is(err, store.ErrNoGrant) {
+					runtime.Gosched()
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got := time.Now() // no send before the grant is in hand
+				var mine []time.Time
+				for range covers {
+					if rng.IntN(5) == 0 {
+						continue // unused
+					}
+					if room := r.Until.Sub(got); room > 0 {
+						mine = append(mine, got.Add(time.Duration(rng.Int64N(int64(room)))))
+					}
+				}
+				mu.Lock()
+				sends = append(sends, mine...)
+				mu.Unlock()
+				if rng.IntN(20) == 0 { // killed: its grants are dropped, a new process starts
+					s.Close()
+					s = open()
+				}
+			}
+			if s != nil {
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
+	span := window + margin
+	worst := 0
+	for i := range sends {
+		j, _ := slices.BinarySearchFunc(sends, sends[i].Add(span), func(a, b time.Time) int { return a.Compare(b) })
+		worst = max(worst, j-i)
+	}
+	if worst > rpm {
+		t.Errorf("an interval of %v held %d sends, RPM %d (seed %d)", span, worst, rpm, seed)
+	}
+	if len(sends) > rpd {
+		t.Errorf("%d sends in the day, RPD %d (seed %d)", len(sends), rpd, seed)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	keys, _ := c.Keys(context.Background(), "model:day:*").Result()
+	if len(keys) != 1 {
+		t.Fatalf("day keys %v", keys)
+	}
+	count, err := c.Get(context.Background(), keys[0]).Int()
+	if err != nil || count < len(sends) || count > rpd {
+		t.Errorf("shared day count %d (%v), sends %d, RPD %d (seed %d)", count, err, len(sends), rpd, seed)
+	}
+	t.Logf("%d sends, busiest %v interval %d of %d, day count %d of %d", len(sends), span, worst, rpm, count, rpd)
+	if len(sends) < rpm*2 {
+		t.Errorf("only %d sends: the model did not saturate the lane", len(sends))
+	}
+}
