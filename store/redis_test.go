@@ -25,7 +25,7 @@ type vclock struct {
 	t  time.Time
 }
 
-func (c *vclock) now() time.Time       { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *vclock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *vclock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 var textClass = store.RedisClass{Name: "text", RPM: 5, RPD: 8, Margin: 100 * time.Millisecond}
