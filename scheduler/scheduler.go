@@ -339,7 +339,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			r.dispatch(ctx, workCtx)
 		}()
 	}
+	var shared sync.WaitGroup
+	if sh, ok := s.store.(sharedStore); ok {
+		shared.Go(func() { s.runShared(ctx, sh) })
+	}
 	<-ctx.Done()
+	shared.Wait()
 
 	s.mu.Lock()
 	s.state = stateStopped
@@ -817,6 +822,16 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 			continue
 		}
 		slot, err := r.s.ledger.commit(context.Background(), r.class, lease, now)
+		if err != nil && r.refused(err, lease, now) {
+			// Another process holds the lane's shared capacity: the lane
+			// waits, the job tries again at once (on another lane if one
+			// can serve).
+			r.mu.Lock()
+			r.running--
+			r.mu.Unlock()
+			r.requeue(t, time.Time{})
+			continue
+		}
 		if err != nil {
 			r.s.log.Error().Err(err).Str("class", r.name).Str("project", lease.Project).
 				Msg("recording daily units failed; retrying the job later")

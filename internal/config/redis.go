@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/slideshowd/slideshowd/internal/redact"
 )
 
 // RedisURL is the address of the Redis server shared by the processes of a
@@ -15,8 +17,8 @@ import (
 // or %#v shows none.
 type RedisURL string
 
-// String returns the URL with its password replaced by "xxxxx" (and a URL
-// that does not parse as "<invalid URL>").
+// String returns the URL with its user information replaced by
+// "[REDACTED]" (and a URL that does not parse as "<invalid URL>").
 func (r RedisURL) String() string {
 	if r == "" {
 		return ""
@@ -25,7 +27,7 @@ func (r RedisURL) String() string {
 	if err != nil {
 		return "<invalid URL>"
 	}
-	return u.Redacted()
+	return redact.String(u.String())
 }
 
 // GoString is String quoted, for %#v.
@@ -43,15 +45,15 @@ func (r RedisURL) Options() (*redis.Options, error) {
 		}
 		return nil, fmt.Errorf("config: redis_url: not a URL: %v (the value is not shown)", err)
 	}
-	shown := strconv.Quote(u.Redacted())
+	shown := strconv.Quote(redact.String(u.String()))
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fieldErr("redis_url", shown, "want redis://[:password@]host[:port][/db] or rediss:// (TLS)")
+		return nil, fieldErr("redis_url", shown, "want redis:// or rediss:// (TLS), then host[:port][/db]")
 	}
 	if u.Hostname() == "" {
 		return nil, fieldErr("redis_url", shown, "no host")
 	}
 	if u.Opaque != "" || u.Fragment != "" {
-		return nil, fieldErr("redis_url", shown, "want redis://[:password@]host[:port][/db]")
+		return nil, fieldErr("redis_url", shown, "want redis:// or rediss:// (TLS), then host[:port][/db]")
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {

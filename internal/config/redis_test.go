@@ -69,15 +69,15 @@ func TestRedisURLErrors(t *testing.T) {
 		vars map[string]string
 		want string
 	}{
-		{"scheme", minimal, vars("http://:" + pw + "@h:1"), `config: redis_url: "http://:xxxxx@h:1": want redis://[:password@]host[:port][/db] or rediss:// (TLS)`},
-		{"no host", minimal, vars("redis://:" + pw + "@/0"), `config: redis_url: "redis://:xxxxx@/0": no host`},
-		{"port", minimal, vars("redis://:" + pw + "@h:99999"), `config: redis_url: "redis://:xxxxx@h:99999": port must be a number in 1..65535`},
-		{"db", minimal, vars("redis://:" + pw + "@h:1/abc"), `config: redis_url: "redis://:xxxxx@h:1/abc": redis: invalid database number: "abc"`},
-		{"path", minimal, vars("redis://:" + pw + "@h:1/1/2"), `config: redis_url: "redis://:xxxxx@h:1/1/2": redis: invalid URL path: /1/2`},
-		{"option", minimal, vars("redis://:" + pw + "@h:1/0?colour=red"), `config: redis_url: "redis://:xxxxx@h:1/0?colour=red": redis: unexpected option: colour`},
+		{"scheme", minimal, vars("http://:" + pw + "@h:1"), `config: redis_url: "http://[REDACTED]@h:1": want redis:// or rediss:// (TLS), then host[:port][/db]`},
+		{"no host", minimal, vars("redis://:" + pw + "@/0"), `config: redis_url: "redis://[REDACTED]@/0": no host`},
+		{"port", minimal, vars("redis://:" + pw + "@h:99999"), `config: redis_url: "redis://[REDACTED]@h:99999": port must be a number in 1..65535`},
+		{"db", minimal, vars("redis://:" + pw + "@h:1/abc"), `config: redis_url: "redis://[REDACTED]@h:1/abc": redis: invalid database number: "abc"`},
+		{"path", minimal, vars("redis://:" + pw + "@h:1/1/2"), `config: redis_url: "redis://[REDACTED]@h:1/1/2": redis: invalid URL path: /1/2`},
+		{"option", minimal, vars("redis://:" + pw + "@h:1/0?colour=red"), `config: redis_url: "redis://[REDACTED]@h:1/0?colour=red": redis: unexpected option: colour`},
 		{"unparsable", minimal, vars("redis://:" + pw + "@h:1/%zz"), `config: redis_url: not a URL: invalid URL escape "%zz" (the value is not shown)`},
 		{"control character", minimal, vars("redis://:" + pw + "\x7f@h:1"), `config: redis_url: not a URL: net/url: invalid control character in URL (the value is not shown)`},
-		{"file", minimal + "redis_url: redis://:" + pw + "@h:0\n", vars(""), `config: redis_url: "redis://:xxxxx@h:0": port must be a number in 1..65535`},
+		{"file", minimal + "redis_url: redis://:" + pw + "@h:0\n", vars(""), `config: redis_url: "redis://[REDACTED]@h:0": port must be a number in 1..65535`},
 		{"cluster", minimal + "cluster: \"a b\"\n", vars(""), `config: cluster: "a b": want 1 to 64 letters, digits, '.', '_' or '-'`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,134 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// sharedStore is a Store whose quota state is shared with other processes
+// (store.Redis): its Reserve is a grant that the cluster may refuse (a
+// *store.GrantError), it publishes other processes' cooldowns, exhaustion
+// and disabled keys, and it counts the live processes by heartbeat. Run
+// watches its events and keeps its heartbeat while it runs.
+type sharedStore interface {
+	Watch(ctx context.Context, ready chan<- struct{}, fn func(store.SharedEvent)) error
+	Heartbeat(ctx context.Context) (int, error)
+	Leave(ctx context.Context) error
+}
+
+// HeartbeatEvery is how often Run renews the process's heartbeat in a shared
+// store (its TTL, 15 s by default, is three of these).
+const HeartbeatEvery = 5 * time.Second
+
+// runShared watches the shared store's events and renews the heartbeat
+// until ctx ends; it returns when both goroutines have.
+func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			err := sh.Watch(ctx, nil, s.applyShared)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			s.log.Warn().Err(err).Msg("watching the cluster's events failed; retrying at the next heartbeat (grants still see every lane's state)")
+			t := time.NewTimer(HeartbeatEvery)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	})
+	wg.Go(func() {
+		tick := time.NewTicker(HeartbeatEvery)
+		defer tick.Stop()
+		failing := false
+		for {
+			select {
+			case <-ctx.Done():
+				lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				_ = sh.Leave(lctx)
+				cancel()
+				return
+			case <-tick.C:
+			}
+			n, err := sh.Heartbeat(ctx)
+			switch {
+			case err != nil && !failing:
+				failing = true
+				s.log.Warn().Err(err).Msg("heartbeat to the cluster failed")
+			case err == nil && failing:
+				failing = false
+				s.log.Info().Int("processes", n).Msg("heartbeat to the cluster restored")
+			}
+		}
+	})
+	wg.Wait()
+}
+
+// applyShared applies another process's event to this process's lanes and
+// keys.
+func (s *Scheduler) applyShared(ev store.SharedEvent) {
+	switch ev.Kind {
+	case "cool", "exhausted":
+		r := s.classes[ev.Lane.Class]
+		if r == nil {
+			return
+		}
+		if ev.Kind == "cool" {
+			r.class.CoolDown(ev.Lane.Project, ev.Until)
+		} else {
+			r.class.ExhaustUntil(ev.Lane.Project, ev.Until)
+		}
+		s.log.Debug().Str("class", ev.Lane.Class).Str("project", ev.Lane.Project).Str("state", ev.Kind).
+			Time("until", ev.Until).Str("from", ev.Process).Msg("lane state from another process")
+	case "disabled":
+		if _, ok := s.pool.KeyProject(ev.KeyID); !ok {
+			return
+		}
+		s.pool.Disable(ev.KeyID, ev.Reason)
+		s.noteDisabled(ev.KeyID, ev.Reason, time.Now())
+		s.log.Warn().Str("key", ev.KeyID).Str("reason", ev.Reason).Str("from", ev.Process).Msg("key disabled by another process")
+	case "enabled":
+		if _, ok := s.pool.KeyProject(ev.KeyID); !ok {
+			return
+		}
+		s.pool.Enable(ev.KeyID)
+		s.keysMu.Lock()
+		delete(s.disabledKeys, ev.KeyID)
+		s.keysMu.Unlock()
+	default:
+		return
+	}
+	for _, r := range s.order {
+		r.signal()
+	}
+}
+
+// refused applies a grant the cluster refused to the lane: it waits until
+// the shared window frees room, or the cooldown or exhaustion another
+// process reported ends, or (the shared day full) the next Pacific
+// midnight. It reports whether err was such a refusal.
+func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
+	var ge *store.GrantError
+	if !errors.As(err, &ge) {
+		return false
+	}
+	switch ge.Reason {
+	case "day":
+		r.class.ExhaustUntil(lease.Project, bucket.NextMidnight(now, r.s.cfg.Location))
+	case "exhausted":
+		r.class.ExhaustUntil(lease.Project, ge.Until)
+	default: // window, cool
+		r.class.CoolDown(lease.Project, ge.Until)
+	}
+	r.s.log.Debug().Str("class", r.name).Str("project", lease.Project).Str("reason", ge.Reason).
+		Time("until", ge.Until).Msg("the cluster refused a grant; the lane waits")
+	return true
+}
