@@ -420,11 +420,11 @@ func (c Config) problems() []error {
 	}
 	if c.RedisURL != "" {
 		if _, err := c.RedisURL.Options(); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
 	if !idPattern.MatchString(c.Cluster) {
-		return fieldErr("cluster", strconv.Quote(c.Cluster), "want 1 to 64 letters, digits, '.', '_' or '-'")
+		errs = append(errs, fieldErr("cluster", strconv.Quote(c.Cluster), "want 1 to 64 letters, digits, '.', '_' or '-'"))
 	}
 	if math.IsNaN(c.DailyCritical) || c.DailyCritical <= 0 || c.DailyCritical > 1 {
 		errs = append(errs, fieldErr("daily_critical", fmt.Sprint(c.DailyCritical), "must be in (0, 1]"))
