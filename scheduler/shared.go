@@ -30,8 +30,18 @@ const HeartbeatEvery = 5 * time.Second
 func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		subscribed := make(chan struct{})
+		ready := subscribed
+		wg.Go(func() {
+			select {
+			case <-subscribed:
+				s.log.Debug().Msg("watching the cluster's events")
+			case <-ctx.Done():
+			}
+		})
 		for ctx.Err() == nil {
-			err := sh.Watch(ctx, nil, s.applyShared)
+			err := sh.Watch(ctx, ready, s.applyShared)
+			ready = nil
 			if err == nil || ctx.Err() != nil {
 				return
 			}

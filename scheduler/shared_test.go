@@ -16,25 +16,33 @@ import (
 )
 
 // logSignal is a log writer that closes a channel the first time a line
-// holds want.
+// holds its text, for each of its texts.
 type logSignal struct {
-	mu   sync.Mutex
-	want []byte
-	seen chan struct{}
+	mu    sync.Mutex
+	wants map[string]chan struct{}
 }
 
-func newLogSignal(want string) *logSignal {
-	return &logSignal{want: []byte(want), seen: make(chan struct{})}
+func newLogSignal(wants ...string) *logSignal {
+	l := &logSignal{wants: make(map[string]chan struct{})}
+	for _, w := range wants {
+		l.wants[w] = make(chan struct{})
+	}
+	return l
 }
+
+// seen returns the channel closed once want was logged.
+func (l *logSignal) seen(want string) <-chan struct{} { return l.wants[want] }
 
 func (l *logSignal) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if bytes.Contains(p, l.want) {
-		select {
-		case <-l.seen:
-		default:
-			close(l.seen)
+	for w, c := range l.wants {
+		if bytes.Contains(p, []byte(w)) {
+			select {
+			case <-c:
+			default:
+				close(c)
+			}
 		}
 	}
 	return len(p), nil
@@ -93,8 +101,8 @@ func TestSharedWindow(t *testing.T) {
 			}
 		}
 	}
-	<-la.seen
-	<-lb.seen
+	<-la.seen("refused a grant")
+	<-lb.seen("refused a grant")
 	if n := len(rec.of(EventDispatched)); n > rpm || n == 0 {
 		t.Errorf("%d jobs started in the first minute by both, RPM %d", n, rpm)
 	}
@@ -105,9 +113,10 @@ func TestSharedWindow(t *testing.T) {
 // the other one through pub/sub.
 func TestSharedEvents(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	la, lb := newLogSignal("lane cooling down"), newLogSignal("lane state from another process")
+	la, lb := newLogSignal("lane cooling down"), newLogSignal("watching the cluster's events", "lane state from another process")
 	a := sharedScheduler(t, srv, "a", 60, nil, la)
 	b := sharedScheduler(t, srv, "b", 60, nil, lb)
+	<-lb.seen("watching the cluster's events") // a message published before is not delivered
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := a.Submit(ctx, Job{Class: "text", Work: func(context.Context, Lease) error {
@@ -115,8 +124,8 @@ func TestSharedEvents(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	<-la.seen
-	<-lb.seen
+	<-la.seen("lane cooling down")
+	<-lb.seen("lane state from another process")
 	for _, l := range b.Summary().Classes[0].Lanes {
 		if l.Project == "key1" && l.CoolUntil.Before(time.Now().Add(59*time.Minute)) {
 			t.Errorf("b's lane cools until %v, want about an hour", l.CoolUntil)

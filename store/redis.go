@@ -670,10 +670,10 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 		}
 		return unavailable(err)
 	}
+	ch := sub.Channel()
 	if ready != nil {
 		close(ready)
 	}
-	ch := sub.Channel()
 	for {
 		select {
 		case <-ctx.Done():
