@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/gemini"
@@ -66,13 +68,6 @@ func loadConfig(e env, path string, secrets bool) (config.Config, []string, bool
 		fmt.Fprintln(e.stderr, "slideshowd:", err)
 		return config.Config{}, nil, false
 	}
-	if c.RedisURL != "" {
-		// The Redis ledger exists in package store but the scheduler does
-		// not use it yet: refuse rather than run alone while the operator
-		// believes the quota is shared.
-		fmt.Fprintf(e.stderr, "slideshowd: config: redis_url: %s: sharing quota through Redis is not wired into the daemon yet; unset redis_url and %s\n", c.RedisURL, config.EnvRedis)
-		return config.Config{}, nil, false
-	}
 	return c, warnings, true
 }
 
@@ -123,12 +118,14 @@ func (os observers) Observe(ev scheduler.Event) {
 
 // daemon is the wired core: store, scheduler, Gemini client and pipeline.
 type daemon struct {
-	cfg   config.Config
-	log   zerolog.Logger
-	store *store.Bolt
-	sched *scheduler.Scheduler
-	gem   *gemini.Client
-	pipe  *pipeline.Pipeline
+	cfg    config.Config
+	log    zerolog.Logger
+	store  *store.Bolt
+	shared *store.Redis // nil without redis_url
+	redis  *redis.Client
+	sched  *scheduler.Scheduler
+	gem    *gemini.Client
+	pipe   *pipeline.Pipeline
 }
 
 type daemonOptions struct {
@@ -168,6 +165,13 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 	}
 	sc := cfg.Scheduler()
 	sc.Store, sc.Logger, sc.Observer = st, log, obs
+	if cfg.RedisURL != "" {
+		rs, rc, err := openShared(ctx, cfg, sc, st, log)
+		if err != nil {
+			return nil, err
+		}
+		d.shared, d.redis, sc.Store = rs, rc, rs
+	}
 	if d.sched, err = scheduler.New(sc); err != nil {
 		return nil, err
 	}
@@ -191,6 +195,35 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 		Str("image", fmt.Sprintf("%s %d RPM %d/day", cfg.Classes.Image.Model, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)).
 		Msg("slideshowd ready")
 	return d, nil
+}
+
+// openShared joins the cluster's shared quota on Redis (redis_url, cluster):
+// the scheduler's store becomes the Redis ledger over the bbolt file (jobs
+// stay in the bbolt file).
+func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, local *store.Bolt, log zerolog.Logger) (*store.Redis, *redis.Client, error) {
+	opts, err := cfg.RedisURL.Options()
+	if err != nil {
+		return nil, nil, err
+	}
+	rc := redis.NewClient(opts)
+	var projects []string
+	for _, k := range cfg.Keys {
+		if !slices.Contains(projects, k.Project) {
+			projects = append(projects, k.Project)
+		}
+	}
+	classes := make([]store.RedisClass, len(sc.Classes))
+	for i, c := range sc.Classes {
+		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, Margin: c.WindowMargin}
+	}
+	rs, err := store.OpenRedis(ctx, local, store.RedisOptions{Client: rc, Cluster: cfg.Cluster, Classes: classes, Projects: projects})
+	if err != nil {
+		rc.Close()
+		return nil, nil, fmt.Errorf("redis_url %s: %w", cfg.RedisURL, err)
+	}
+	log.Info().Str("redis", cfg.RedisURL.String()).Str("cluster", cfg.Cluster).Str("process", rs.Process()).
+		Int("processes", rs.Live()).Msg("sharing quota through Redis")
+	return rs, rc, nil
 }
 
 func keyIDs(cfg config.Config) []string {
@@ -229,6 +262,9 @@ func (d *daemon) close() {
 	if err := d.store.Close(); err != nil {
 		d.log.Error().Err(err).Msg("closing the store")
 	}
+	if d.redis != nil {
+		d.redis.Close()
+	}
 }
 
 // openError prints why the daemon could not start, saying so plainly when
@@ -257,6 +293,9 @@ func configSecrets(cfg config.Config) []string {
 	out := []string{cfg.Token}
 	for _, k := range cfg.Keys {
 		out = append(out, k.Secret)
+	}
+	if o, err := cfg.RedisURL.Options(); cfg.RedisURL != "" && err == nil {
+		out = append(out, o.Password)
 	}
 	return out
 }

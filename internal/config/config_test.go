@@ -432,7 +432,7 @@ func TestExampleFile(t *testing.T) {
 	// and parsing both shows no field is missing from it.
 	for _, field := range []string{"listen:", "data:", "base_url:", "daily_critical:", "shutdown_grace:",
 		"retention:", "max_body_bytes:", "max_active:", "log:", "format:", "level:", "keys:", "id:", "secret_env:",
-		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:", "probe:", "window_margin:", "images:", "aspect_ratio:", "size:", "backups:", "interval:", "keep:", "max_connections:"} {
+		"project:", "classes:", "text:", "image:", "model:", "rpm:", "rpd:", "tpm:", "concurrency:", "burst:", "probe:", "window_margin:", "images:", "aspect_ratio:", "size:", "backups:", "interval:", "keep:", "max_connections:", "redis_url:", "cluster:"} {
 		if !strings.Contains(string(data), field) {
 			t.Errorf("example lacks %s", field)
 		}
