@@ -4,7 +4,8 @@
 // # Basics
 //
 // Start(t) returns a running Server, or skips the test with a message naming
-// the missing program when redis-server is not installed (CI installs it,
+// the missing program when redis-server is not installed (CI installs it and
+// sets SLIDESHOWD_REQUIRE_REDIS, so there a missing server fails the test;
 // see .ci/run). Readiness comes from redis-server itself (systemd's notify
 // protocol on a unix datagram socket): no polling, no sleeps. Stop and Start
 // restart it on the same port; by default it persists nothing, so a restart
@@ -29,6 +30,10 @@ import (
 
 // Program is the redis-server executable Start looks for in PATH.
 const Program = "redis-server"
+
+// RequireEnv, when set in the environment (CI sets it), makes Start fail
+// the test instead of skipping it when redis-server is missing.
+const RequireEnv = "SLIDESHOWD_REQUIRE_REDIS"
 
 // Options configure a Server. The zero value starts a Redis that persists
 // nothing.
@@ -56,6 +61,9 @@ type Server struct {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	if _, err := exec.LookPath(Program); err != nil {
+		if os.Getenv(RequireEnv) != "" {
+			t.Fatalf("redistest: %s is not installed and %s is set (CI): install it with apt-get install -y redis-server", Program, RequireEnv)
+		}
 		t.Skipf("redistest: %s is not installed (apt-get install -y redis-server); skipping a test that needs a real Redis", Program)
 	}
 	s := &Server{t: t, opts: opts, dir: t.TempDir()}
