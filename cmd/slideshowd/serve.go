@@ -67,7 +67,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	defer d.close()
 	metrics.Attach(d.sched.Summary)
 
-	// Closed when the server begins to shut down: long polls answer then.
+	// Closed at the signal: new work answers 503, long polls answer.
 	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
 		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -101,7 +101,6 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 	}
-	srv.RegisterOnShutdown(func() { close(stopping) })
 	ln = newConnLimit(ln, cfg.MaxConnections, srv)
 
 	// The core runs until the server has stopped accepting, then gets the
@@ -120,14 +119,21 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		code = exitFailed
 		serverDone = true
 	case <-ctx.Done():
-		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: no new requests; running calls may finish")
+		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: new work answers 503 (Retry-After), /readyz 503; running calls may finish; the listener stays open meanwhile")
 	}
-	// Stop the core and the HTTP server together, so the whole stop takes
-	// one grace: the scheduler and pipeline start nothing new (a submit now
-	// answers 503) and running calls get the grace; the server stops
-	// accepting, and long polls answer as soon as Shutdown starts.
+	// The whole stop takes one grace. The server keeps its listener while
+	// the core stops, so clients and load balancers get answers, not
+	// refused connections: requests other than GET and HEAD answer 503 with
+	// Retry-After, /readyz 503, long polls answer at once, and connections
+	// are not kept alive. The scheduler and pipeline start nothing new and
+	// running calls get the grace; then the listener closes and requests
+	// still running get what is left of the grace plus a second.
+	deadline := time.Now().Add(cfg.Grace() + time.Second)
+	close(stopping)
+	srv.SetKeepAlivesEnabled(false)
 	stopCore()
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.Grace()+time.Second)
+	wait()
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn().Err(err).Msg("HTTP shutdown")
 	}
@@ -137,7 +143,6 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 			log.Warn().Err(err).Msg("HTTP server")
 		}
 	}
-	wait()
 	log.Info().Msg("stopped; unfinished jobs resume at the next start")
 	return code
 }

@@ -117,11 +117,15 @@ type Config struct {
 	// Metrics, when set, counts the requests and serves GET /metrics.
 	// Default none: GET /metrics answers 404.
 	Metrics *Metrics
-	// Stopping, when set, is closed when the server begins to shut down:
-	// long polls (GET /v1/slideshows/{id}?wait=) then answer at once with
-	// the job's status, so http.Server.Shutdown need not wait up to MaxWait
-	// for them, while other requests (a Submit storing a job) finish as
-	// usual. Close it from http.Server.RegisterOnShutdown. Default none: a
+	// Stopping, when set, is closed when the server begins to shut down,
+	// before the listener closes (slideshowd serve closes it at SIGTERM and
+	// keeps serving through the shutdown grace). From then on: requests
+	// other than GET and HEAD (new work: submits, retries, cancels, key
+	// changes) answer 503 UNAVAILABLE with Retry-After: 5; GET /readyz
+	// answers 503 so load balancers drain; long polls (GET
+	// /v1/slideshows/{id}?wait=) answer at once with the job's status, so
+	// http.Server.Shutdown need not wait up to MaxWait for them; other reads
+	// are served; requests already running finish as usual. Default none: a
 	// long poll ends with its wait or its request's context.
 	Stopping <-chan struct{}
 	// Backup, when set, serves GET /v1/store/backup (with the token): it

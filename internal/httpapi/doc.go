@@ -104,8 +104,8 @@
 //     images decoded before Submit: concurrent large uploads cost memory;
 //     bound them with the server's connection limits.
 //   - http.Server.Shutdown does not cancel requests: it would wait up to
-//     MaxWait for the long polls. Close Config.Stopping from
-//     http.Server.RegisterOnShutdown (slideshowd serve does) and they answer
+//     MaxWait for the long polls. Close Config.Stopping before Shutdown
+//     (slideshowd serve does, at the signal) and they answer
 //     at once with the status of that moment. A long poll also ends when its
 //     client leaves. The request-duration metrics of the status route
 //     include the time spent waiting.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,7 +133,31 @@ func (h *handler) serveLogged(w http.ResponseWriter, r *http.Request) {
 			Int("status", status).Int64("bytes", rec.bytes).Dur("duration", d).Str("remote", r.RemoteAddr).
 			Msg("http request")
 	}()
+	if h.stopping() && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// New work during the shutdown grace: the listener stays open so
+		// clients get an answer to retry on, not a refused connection.
+		rec.Header().Set("Retry-After", strconv.Itoa(stoppingRetryAfter))
+		h.writeError(rec, r, http.StatusServiceUnavailable, "the service is shutting down and takes no new work; try again later")
+		return
+	}
 	h.mux.ServeHTTP(rec, r)
+}
+
+// stoppingRetryAfter is the Retry-After (seconds) of the 503s answered while
+// the server shuts down.
+const stoppingRetryAfter = 5
+
+// stopping reports whether Config.Stopping is closed.
+func (h *handler) stopping() bool {
+	if h.cfg.Stopping == nil {
+		return false
+	}
+	select {
+	case <-h.cfg.Stopping:
+		return true
+	default:
+		return false
+	}
 }
 
 // logPath is the request's path for a log line: without the query (where

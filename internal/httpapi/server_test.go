@@ -759,3 +759,31 @@ func TestErrorsUnwrapped(t *testing.T) {
 		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 }
+
+// TestStoppingRefusesNewWork: once Config.Stopping is closed, requests other
+// than GET and HEAD answer 503 with Retry-After and submit nothing; reads
+// are served and /readyz answers 503.
+func TestStoppingRefusesNewWork(t *testing.T) {
+	stopping := make(chan struct{})
+	env := newEnv(t, func(c *Config) { c.Stopping = stopping })
+	env.svc.setJob(pipeline.Status{ID: "j", State: pipeline.JobQueued})
+	close(stopping)
+	for _, path := range []string{"/v1/slideshows", "/v1/slideshows/j/retry", "/v1/keys/key1/disable"} {
+		w := env.do(t, "POST", path, validBody)
+		if w.Code != 503 || w.Header().Get("Retry-After") != "5" || !strings.HasPrefix(apiErr(t, w).Message, "the service is shutting down") {
+			t.Errorf("POST %s: %d %q %s, want 503 with Retry-After 5", path, w.Code, w.Header().Get("Retry-After"), w.Body)
+		}
+	}
+	if w := env.do(t, "DELETE", "/v1/slideshows/j", ""); w.Code != 503 {
+		t.Errorf("DELETE: %d, want 503", w.Code)
+	}
+	if n := len(env.svc.requests()); n != 0 {
+		t.Errorf("%d submitted while stopping", n)
+	}
+	if w := env.do(t, "GET", "/v1/slideshows/j", ""); w.Code != 200 {
+		t.Errorf("GET a job while stopping: %d %s", w.Code, w.Body)
+	}
+	if w := env.do(t, "GET", "/readyz", ""); w.Code != 503 {
+		t.Errorf("GET /readyz while stopping: %d %s", w.Code, w.Body)
+	}
+}
