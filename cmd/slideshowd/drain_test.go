@@ -87,6 +87,7 @@ func TestServeDrainsAfterSIGTERM(t *testing.T) {
 		{"POST", "/v1/slideshows", `{"source":"new","slides":[{"text":"t"}],"images":1}`},
 		{"POST", "/v1/keys/key1/disable", ""},
 		{"GET", "/readyz", ""},
+		{"GET", "/v1/slideshows/" + id + "?wait=30s", ""},
 	} {
 		resp := do(c.method, c.path, c.body)
 		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {

@@ -123,7 +123,8 @@ type Config struct {
 	// other than GET and HEAD (new work: submits, retries, cancels, key
 	// changes) answer 503 UNAVAILABLE with Retry-After: 5; GET /readyz
 	// answers 503 so load balancers drain; long polls (GET
-	// /v1/slideshows/{id}?wait=) answer at once with the job's status, so
+	// /v1/slideshows/{id}?wait=) running answer at once with the job's
+	// status and new ones answer 503 with Retry-After, so
 	// http.Server.Shutdown need not wait up to MaxWait for them; other reads
 	// are served; requests already running finish as usual. Default none: a
 	// long poll ends with its wait or its request's context.

@@ -292,6 +292,13 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
+	if wait > 0 && h.stopping() {
+		// A long poll would answer at once: the client would poll again
+		// and again through the grace. Retry-After makes it wait.
+		w.Header().Set("Retry-After", strconv.Itoa(stoppingRetryAfter))
+		h.writeError(w, r, http.StatusServiceUnavailable, "the service is shutting down and takes no new long polls; try again later")
+		return
+	}
 	var st pipeline.Status
 	if wait > 0 {
 		st, err = h.wait(r.Context(), id, wait)

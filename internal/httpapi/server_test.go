@@ -786,4 +786,8 @@ func TestStoppingRefusesNewWork(t *testing.T) {
 	if w := env.do(t, "GET", "/readyz", ""); w.Code != 503 {
 		t.Errorf("GET /readyz while stopping: %d %s", w.Code, w.Body)
 	}
+	// A new long poll would answer at once, again and again: 503 instead.
+	if w := env.do(t, "GET", "/v1/slideshows/j?wait=30s", ""); w.Code != 503 || w.Header().Get("Retry-After") != "5" {
+		t.Errorf("long poll while stopping: %d %q %s, want 503 with Retry-After 5", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
 }

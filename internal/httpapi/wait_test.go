@@ -120,10 +120,15 @@ func TestStatusWaitEnds(t *testing.T) {
 			if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"state":"analyzing"`) {
 				t.Errorf("%d %s", w.Code, w.Body)
 			}
-			// Once stopping, a new long poll answers at once.
+			// Once stopping, a new long poll answers 503 at once, with
+			// Retry-After (a 200 at once would be polled again and again
+			// through the grace); a plain GET is still served.
 			start = time.Now()
-			if w := env.do(t, "GET", "/v1/slideshows/job1?wait=60s", ""); w.Code != http.StatusOK || time.Since(start) != 0 {
+			if w := env.do(t, "GET", "/v1/slideshows/job1?wait=60s", ""); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || time.Since(start) != 0 {
 				t.Errorf("after the stop: %d after %v", w.Code, time.Since(start))
+			}
+			if w := env.do(t, "GET", "/v1/slideshows/job1", ""); w.Code != http.StatusOK {
+				t.Errorf("GET after the stop: %d", w.Code)
 			}
 		})
 	})
