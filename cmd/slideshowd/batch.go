@@ -50,7 +50,11 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	if *server != "" && !*dryRun {
 		return cmdBatchServer(ctx, e, file, *server, *cfgPath, *out, mode)
 	}
-	cfg, warnings, ok := loadConfig(e, *cfgPath, !*dryRun)
+	lm := forCalls
+	if *dryRun {
+		lm = forClient // a plan sends nothing: no key is needed
+	}
+	cfg, warnings, ok := loadConfig(e, *cfgPath, lm)
 	if !ok {
 		return exitBadArgs
 	}
@@ -539,7 +543,7 @@ func (t *tracker) drawBar() {
 // folder, then the calls per class against the configured quota.
 func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry, out string) {
 	images := 0
-	fmt.Fprintf(w, "%s: %d slideshows, valid; nothing is sent (dry run)\n", file, len(entries))
+	fmt.Fprintf(w, "%s: %s, valid; nothing is sent (dry run)\n", file, plural(len(entries), "slideshow", "slideshows"))
 	for i, en := range entries {
 		images += en.req.Images
 		pr := en.req.Priority
@@ -550,14 +554,22 @@ func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry
 		if out != "" {
 			dest = " -> " + filepath.Join(out, outDirName(i, len(entries), en.slug))
 		}
-		fmt.Fprintf(w, "  [%d] %q (%s, %d slides): 1 analysis + %d images%s\n", i, en.req.Source, pr, len(en.req.Slides), en.req.Images, dest)
+		fmt.Fprintf(w, "  [%d] %q (%s, %s): 1 analysis + %s%s\n", i, en.req.Source, pr, plural(len(en.req.Slides), "slide", "slides"), plural(en.req.Images, "image", "images"), dest)
 	}
 	projects := map[string]bool{}
 	for _, k := range cfg.Keys {
 		projects[k.Project] = true
 	}
 	np := len(projects)
-	fmt.Fprintf(w, "calls: %d text, %d image, over %d keys in %d projects\n", len(entries), images, len(cfg.Keys), np)
+	if np == 0 {
+		// A client command needs no key; the quota is per project, so
+		// without keys there is no quota to plan against.
+		fmt.Fprintf(w, "calls: %d text, %d image; no keys configured, so the quota (per project) is not planned: set %s or list keys in the config to see it\n",
+			len(entries), images, config.EnvKeys)
+		fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
+		return
+	}
+	fmt.Fprintf(w, "calls: %d text, %d image, over %s in %s\n", len(entries), images, plural(len(cfg.Keys), "key", "keys"), plural(np, "project", "projects"))
 	for _, c := range []struct {
 		name  string
 		class config.Class
@@ -565,14 +577,31 @@ func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry
 	}{{"text", cfg.Classes.Text, len(entries)}, {"image", cfg.Classes.Image, images}} {
 		day, rpm := c.class.RPD*np, c.class.RPM*np
 		minutes := (c.calls + rpm - 1) / max(rpm, 1)
-		line := fmt.Sprintf("  %s (%s): %s calls of %s/day (%s RPM); at least %d minute(s) at full RPM",
-			c.name, c.class.Model, thousands(c.calls), thousands(day), thousands(rpm), minutes)
+		line := fmt.Sprintf("  %s (%s): %s of %s/day (%s RPM); at least %s at full RPM",
+			c.name, c.class.Model, pluralN(c.calls, "call", "calls"), thousands(day), thousands(rpm), plural(minutes, "minute", "minutes"))
 		if c.calls > day {
-			line += fmt.Sprintf("; more than a day's quota: at least %d Pacific days", (c.calls+day-1)/max(day, 1))
+			line += fmt.Sprintf("; more than a day's quota: at least %s", plural((c.calls+day-1)/max(day, 1), "Pacific day", "Pacific days"))
 		}
 		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
+}
+
+// plural is n and the noun: one for 1, many otherwise ("1 slideshow",
+// "0 slideshows", "2 slideshows").
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// pluralN is plural with n written with thousands separators.
+func pluralN(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return thousands(n) + " " + many
 }
 
 // cmdBatchServer is batch -server: the daemon's configuration applies, so

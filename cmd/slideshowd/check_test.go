@@ -83,8 +83,8 @@ classes:
   [0] "Deck number 1" (normal, 2 slides): 1 analysis + 5 images -> out/01-deck-number-1
   [1] "Deck number 2" (normal, 2 slides): 1 analysis + 5 images -> out/02-deck-number-2
 calls: 2 text, 10 image, over 3 keys in 2 projects
-  text (gemini-3-flash-preview): 2 calls of 18,000/day (1,800 RPM); at least 1 minute(s) at full RPM
-  image (gemini-3-pro-image-preview): 10 calls of 8/day (36 RPM); at least 1 minute(s) at full RPM; more than a day's quota: at least 2 Pacific days
+  text (gemini-3-flash-preview): 2 calls of 18,000/day (1,800 RPM); at least 1 minute at full RPM
+  image (gemini-3-pro-image-preview): 10 calls of 8/day (36 RPM); at least 1 minute at full RPM; more than a day's quota: at least 2 Pacific days
 Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.
 `
 	if r.code != 0 || r.stdout != want {

@@ -118,7 +118,7 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 		config.EnvBaseURL: "http://" + ln.Addr().String() + "/",
 		config.EnvData:    dataDir,
 	}
-	cfg, warnings, ok := loadConfig(env{stderr: e.stderr, getenv: func(k string) string { return demoEnv[k] }}, *cfgPath, true)
+	cfg, warnings, ok := loadConfig(env{stderr: e.stderr, getenv: func(k string) string { return demoEnv[k] }}, *cfgPath, forCalls)
 	if !ok {
 		return exitBadArgs
 	}

@@ -124,7 +124,7 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 		}
 		return exitBadArgs
 	}
-	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
 	if !ok {
 		return exitBadArgs
 	}
@@ -171,6 +171,9 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 
 // keysOffline does a keys sub-command on the data directory.
 func keysOffline(ctx context.Context, cfg config.Config, sub string, pos []string, daemonErr error) ([]scheduler.KeyStatus, scheduler.KeyStatus, error) {
+	if err := needKeys(cfg, "the keys' states", daemonErr); err != nil {
+		return nil, scheduler.KeyStatus{}, err
+	}
 	st, err := openDataStore(cfg, daemonErr)
 	if err != nil {
 		return nil, scheduler.KeyStatus{}, err
@@ -279,7 +282,7 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 		}
 		return exitBadArgs
 	}
-	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
 	if !ok {
 		return exitBadArgs
 	}

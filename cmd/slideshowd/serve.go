@@ -37,7 +37,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "slideshowd serve: unexpected argument %q\n", pos[0])
 		return exitBadArgs
 	}
-	cfg, warnings, ok := loadConfig(e, *cfgPath, true)
+	cfg, warnings, ok := loadConfig(e, *cfgPath, forCalls)
 	if !ok {
 		return exitBadArgs
 	}

@@ -73,7 +73,7 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 		fs.Usage()
 		return exitBadArgs
 	}
-	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
 	if !ok {
 		return exitBadArgs
 	}
@@ -219,6 +219,9 @@ func copyFile(src, dst string) (int64, error) {
 // may have been sent after the backup was taken.
 func restoreStore(cfg config.Config, src string, now time.Time) (string, int) {
 	path := filepath.Join(cfg.Data, StoreFile)
+	if len(cfg.Keys) == 0 {
+		return fmt.Sprintf("restore raises today's count of every configured lane for what may have been sent since the backup, so it needs the keys by id and project (no secret is read), and none is configured: set %s or list keys (id, project, secret_env) in the config file", config.EnvKeys), exitBadArgs
+	}
 	if err := store.Verify(src, store.Options{}); err != nil {
 		return "the backup cannot be restored: " + err.Error(), exitBadArgs
 	}

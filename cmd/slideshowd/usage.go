@@ -35,7 +35,7 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "slideshowd usage: unexpected argument %q\n", pos[0])
 		return exitBadArgs
 	}
-	cfg, _, ok := loadConfig(e, *cfgPath, false)
+	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
 	if !ok {
 		return exitBadArgs
 	}
@@ -82,6 +82,9 @@ func usageSummary(ctx context.Context, cfg config.Config) (scheduler.Summary, st
 			why = fileProblem(serr)
 		}
 		return scheduler.Summary{}, "", fmt.Errorf("no daemon answered at %s, and the data directory %s cannot be read: %s (set SLIDESHOWD_DATA or data: in the config)", u, cfg.Data, why)
+	}
+	if kerr := needKeys(cfg, "the usage table", fmt.Errorf("no daemon answered at %s", u)); kerr != nil {
+		return scheduler.Summary{}, "", kerr
 	}
 	var st store.Store
 	if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {

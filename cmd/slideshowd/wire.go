@@ -61,14 +61,39 @@ func newFlagSet(name string, e env) *flag.FlagSet {
 	return fs
 }
 
+// loadMode says what a command needs of the configuration's keys.
+type loadMode int
+
+const (
+	// forCalls: the command makes Gemini calls itself (serve, batch, demo):
+	// at least one key, each with its secret.
+	forCalls loadMode = iota
+	// forClient: the command talks to a running daemon, only plans, or only
+	// handles the store file (usage, keys, jobs, store, batch -dry-run): no
+	// key is required and no secret is read. Where it falls back to the
+	// data directory's lanes it needs the keys by id and project, and says
+	// so (needKeys).
+	forClient
+)
+
 // loadConfig loads the configuration and prints its error on one line.
-func loadConfig(e env, path string, secrets bool) (config.Config, []string, bool) {
-	c, warnings, err := config.Load(config.Options{Path: path, Getenv: e.getenv, NeedSecrets: secrets})
+func loadConfig(e env, path string, mode loadMode) (config.Config, []string, bool) {
+	c, warnings, err := config.Load(config.Options{Path: path, Getenv: e.getenv, NeedSecrets: mode == forCalls, Client: mode == forClient})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd:", err)
 		return config.Config{}, nil, false
 	}
 	return c, warnings, true
+}
+
+// needKeys is the error of a client command that found no daemon and
+// needs the keys (by id and project; no secret is read) to read the data
+// directory's lanes, when none is configured.
+func needKeys(cfg config.Config, what string, daemonErr error) error {
+	if len(cfg.Keys) > 0 {
+		return nil
+	}
+	return fmt.Errorf("%v; %s from the data directory needs the keys by id and project (their lanes; no secret is read), and none is configured: set %s or list keys (id, project, secret_env) in the config file, or start the daemon", daemonErr, what, config.EnvKeys)
 }
 
 // isTerminal reports whether w is a terminal.

@@ -388,7 +388,7 @@ func (c Config) Problems() []error {
 	for _, k := range c.Keys {
 		secrets = append(secrets, k.Secret)
 	}
-	ps := c.problems()
+	ps := c.problems(false)
 	for i := range ps {
 		ps[i] = redactError(ps[i], secrets)
 	}
@@ -397,13 +397,15 @@ func (c Config) Problems() []error {
 
 // validate returns the first of problems.
 func (c Config) validate() error {
-	if p := c.problems(); len(p) > 0 {
+	if p := c.problems(false); len(p) > 0 {
 		return p[0]
 	}
 	return nil
 }
 
-func (c Config) problems() []error {
+// problems returns every problem of c; with keysOptional (a client
+// command, see Options.Client) no key at all is not one.
+func (c Config) problems(keysOptional bool) []error {
 	c.Keys = append([]Key(nil), c.Keys...)
 	c.withDefaults()
 	var errs []error
@@ -486,7 +488,7 @@ func (c Config) problems() []error {
 			}
 		}
 	}
-	if len(c.Keys) == 0 {
+	if len(c.Keys) == 0 && !keysOptional {
 		errs = append(errs, fmt.Errorf("config: keys: none: set %s or list keys (id, secret_env) in the config file", EnvKeys))
 	}
 	ids := make(map[string]bool, len(c.Keys))

@@ -27,6 +27,13 @@ type Options struct {
 	// NeedSecrets makes Load read every key's secret (secret_env) and fail
 	// when one is missing. Without it, keys are known by id and project only.
 	NeedSecrets bool
+	// Client loads for a command that talks to a running daemon or only
+	// plans (usage, keys, jobs, store backup, batch -dry-run): the daemon
+	// holds the keys, so none is required; keys that are configured are
+	// still validated. A client command that falls back to work needing
+	// the keys (the data directory's lanes) checks len(Config.Keys) and
+	// says so itself.
+	Client bool
 }
 
 // MaxFileBytes bounds the size of a config file.
@@ -125,7 +132,7 @@ func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (C
 	}
 	errs = append(errs, c.applyEnv(getenv, opts.NeedSecrets)...)
 	c.withDefaults()
-	errs = append(errs, c.problems()...)
+	errs = append(errs, c.problems(opts.Client)...)
 	return c, warnings, errs
 }
 
