@@ -63,6 +63,31 @@ classes:
 			t.Errorf("exit %d\n%q\nwant\n%q", r.code, r.stderr, want)
 		}
 	})
+	// The environment's problems are found even when the file is not: one
+	// line per problem.
+	t.Run("undecodable and environment", func(t *testing.T) {
+		dir := t.TempDir()
+		writeTestFile(t, filepath.Join(dir, "c.yaml"), "listen: 127.0.0.1:18080\nfrobnicate: 1\n")
+		vars := map[string]string{"SLIDESHOWD_TOKEN": "short", "GEMINI_BASE_URL": "ftp://example.com/", "GEMINI_API_KEYS": secrets[0] + ",,"}
+		for _, args := range [][]string{{"check", "-config", "c.yaml"}, {"check", "-config", "missing.yaml"}} {
+			r := runBin(t, dir, vars, args...)
+			first := "slideshowd: config: c.yaml: line 2: frobnicate: unknown field"
+			if args[2] == "missing.yaml" {
+				first = "slideshowd: config: missing.yaml: no such file"
+			}
+			want := strings.Join([]string{first,
+				"slideshowd: config: GEMINI_API_KEYS: entry 2 of 3 is empty",
+				`slideshowd: config: base_url: "ftp://example.com/": want an absolute http or https URL`,
+				"slideshowd: config: SLIDESHOWD_TOKEN: 5 characters: must be at least 16 (the value is not shown)",
+				"slideshowd check: 4 problems"}, "\n") + "\n"
+			if r.code != 2 || r.stderr != want {
+				t.Errorf("%v: exit %d\n%s\nwant\n%s", args, r.code, r.stderr, want)
+			}
+			if strings.Contains(r.stderr, secrets[0]) {
+				t.Errorf("%v shows a secret", args)
+			}
+		}
+	})
 }
 
 // batch -dry-run checks the batch file and prints the plan, without

@@ -477,17 +477,7 @@ func (c Config) problems(keysOptional bool) []error {
 	}
 	errs = append(errs, c.Classes.Text.validate("classes.text")...)
 	errs = append(errs, c.Classes.Image.validate("classes.image")...)
-	if c.Token != "" {
-		if n := len(c.Token); n < MinTokenLength {
-			errs = append(errs, fmt.Errorf("config: %s: %d characters: must be at least %d (the value is not shown)", EnvToken, n, MinTokenLength))
-		}
-		for i, r := range c.Token {
-			if r <= ' ' || r > '~' {
-				errs = append(errs, fmt.Errorf("config: %s: character %d: must be printable ASCII without spaces (the value is not shown)", EnvToken, i+1))
-				break
-			}
-		}
-	}
+	errs = append(errs, tokenProblems(c.Token)...)
 	if len(c.Keys) == 0 && !keysOptional {
 		errs = append(errs, fmt.Errorf("config: keys: none: set %s or list keys (id, secret_env) in the config file", EnvKeys))
 	}
@@ -508,6 +498,25 @@ func (c Config) problems(keysOptional bool) []error {
 			errs = append(errs, fieldErr(f+".secret_env", strconv.Quote(k.SecretEnv), "not an environment variable name"))
 		case k.SecretEnv == "" && k.Secret == "":
 			errs = append(errs, fmt.Errorf("config: %s.secret_env: empty for key %q: name the environment variable that holds the key", f, k.ID))
+		}
+	}
+	return errs
+}
+
+// tokenProblems checks the value of SLIDESHOWD_TOKEN ("" is none: no
+// token is checked); the value is never shown.
+func tokenProblems(token string) []error {
+	if token == "" {
+		return nil
+	}
+	var errs []error
+	if n := len(token); n < MinTokenLength {
+		errs = append(errs, fmt.Errorf("config: %s: %d characters: must be at least %d (the value is not shown)", EnvToken, n, MinTokenLength))
+	}
+	for i, r := range token {
+		if r <= ' ' || r > '~' {
+			errs = append(errs, fmt.Errorf("config: %s: character %d: must be printable ASCII without spaces (the value is not shown)", EnvToken, i+1))
+			break
 		}
 	}
 	return errs

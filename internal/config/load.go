@@ -64,8 +64,9 @@ func Load(opts Options) (Config, []string, error) {
 }
 
 // Check is Load reporting every problem rather than the first: a file that
-// cannot be decoded (syntax, unknown field, wrong type) is one problem;
-// otherwise each field written as 0 where 0 is not allowed, each key whose
+// cannot be read or decoded (syntax, unknown field, wrong type) is one problem,
+// followed by those of the environment variables alone (GEMINI_API_KEYS,
+// GEMINI_BASE_URL, SLIDESHOWD_TOKEN); otherwise each field written as 0 where 0 is not allowed, each key whose
 // secret_env is not set (with Options.NeedSecrets), and each invalid field
 // is one, redacted as Load's error. The Config is valid only when there is
 // no problem.
@@ -101,13 +102,15 @@ func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (C
 	if path != "" {
 		data, m, err := readFile(path)
 		if err != nil {
-			return Config{}, nil, []error{err}
+			return Config{}, nil, append([]error{err}, envProblems(getenv)...)
 		}
 		mode = m
 		var root *yaml.Node
 		c, root, err = parse(path, data, secrets, getenv)
 		if err != nil {
-			return Config{}, nil, []error{err}
+			// The file's problem is one; the environment's own problems
+			// are still found (check promises one line per problem).
+			return Config{}, nil, append([]error{err}, envProblems(getenv)...)
 		}
 		errs = append(errs, explicitZeros(path, root)...)
 		c.File = path
@@ -134,6 +137,24 @@ func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (C
 	c.withDefaults()
 	errs = append(errs, c.problems(opts.Client)...)
 	return c, warnings, errs
+}
+
+// envProblems returns the problems of the environment variables alone
+// (GEMINI_API_KEYS, GEMINI_BASE_URL, SLIDESHOWD_TOKEN), for a config file
+// that cannot be decoded: the rest of the checks need the file.
+func envProblems(getenv func(string) string) []error {
+	var errs []error
+	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
+		if _, err := ParseEnvKeys(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if v := getenv(EnvBaseURL); v != "" {
+		if err := checkBaseURL(v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return append(errs, tokenProblems(getenv(EnvToken))...)
 }
 
 // redactError returns err with its text passed through the redaction of
