@@ -61,7 +61,7 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
 	fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: slideshowd store check | backup FILE | restore FILE [-config FILE]")
-		fmt.Fprintln(e.stderr, "  check          check the store file (read-only; the daemon must not be running)")
+		fmt.Fprintln(e.stderr, "  check          check the store file (read-only; the daemon must not be running): exit 0 ok, 2 damaged, 1 in use")
 		fmt.Fprintln(e.stderr, "  backup FILE    write a consistent copy (through the running daemon, else read-only)")
 		fmt.Fprintln(e.stderr, "  restore FILE   replace the store with a backup (the daemon must be stopped)")
 	}
@@ -94,10 +94,15 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 			return exitBadArgs
 		}
 		if err := store.Verify(path, store.Options{Timeout: 500 * time.Millisecond}); err != nil {
-			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
+			if errors.Is(err, store.ErrLocked) {
+				fmt.Fprintf(e.stderr, "slideshowd: %s is in use by a running slideshowd: store check cannot check a store in use (exit 1); stop the daemon, or check a copy (store backup checks each copy it writes)\n", path)
+				return exitFailed
+			}
 			if errors.Is(err, store.ErrDamaged) {
+				fmt.Fprintln(e.stderr, "slideshowd:", damagedLine(cfg, err))
 				return exitBadArgs
 			}
+			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 			return exitFailed
 		}
 		fmt.Fprintf(e.stdout, "%s: ok\n", path)
@@ -132,7 +137,7 @@ func backupStore(ctx context.Context, cfg config.Config, dest string) (int64, st
 	tmp := dest + ".tmp"
 	at := time.Now() // before the copy's transaction: the safe side for restore
 	n, err := fetchBackup(ctx, cfg, tmp)
-	via := "through the running daemon at " + usageURL(cfg.Listen)
+	via := "through the running daemon at " + backupURL(cfg.Listen)
 	var he *httpStatusError
 	if errors.As(err, &he) {
 		_ = os.Remove(tmp)
@@ -156,8 +161,13 @@ func backupStore(ctx context.Context, cfg config.Config, dest string) (int64, st
 	return n, via, nil
 }
 
+// backupURL is the daemon's GET /v1/store/backup at listen.
+func backupURL(listen string) string {
+	return strings.TrimSuffix(usageURL(listen), "/v1/usage") + "/v1/store/backup"
+}
+
 func fetchBackup(ctx context.Context, cfg config.Config, tmp string) (int64, error) {
-	u := strings.TrimSuffix(usageURL(cfg.Listen), "/v1/usage") + "/v1/store/backup"
+	u := backupURL(cfg.Listen)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
@@ -240,10 +250,14 @@ func restoreStore(cfg config.Config, src string, now time.Time) (string, int) {
 		return "data directory: " + err.Error(), exitFailed
 	}
 	// The lock proves no daemon runs; a damaged current file is replaced.
-	if cur, err := store.Open(path, store.Options{Timeout: 500 * time.Millisecond}); err == nil {
-		_ = cur.Close()
-	} else if errors.Is(err, store.ErrLocked) {
-		return path + " is in use by a running slideshowd: stop it before restoring", exitFailed
+	// A missing one is not opened: Open would create it, and an empty
+	// store would then be kept as the "previous file".
+	if _, err := os.Stat(path); err == nil {
+		if cur, err := store.Open(path, store.Options{Timeout: 500 * time.Millisecond}); err == nil {
+			_ = cur.Close()
+		} else if errors.Is(err, store.ErrLocked) {
+			return path + " is in use by a running slideshowd: stop it before restoring", exitFailed
+		}
 	}
 	tmp := path + ".restore"
 	if _, err := copyFile(src, tmp); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,30 @@ import (
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/store"
 )
+
+// truncatedLine is the line of a truncated store (see the README's
+// example, which TestREADMEDamageExamples matches against it too).
+var truncatedLine = regexp.MustCompile(`^slideshowd: store: \S+ is damaged: the file has \d+ whole pages of \d+ bytes but the store uses \d+: it is truncated; see slideshowd store restore\n$`)
+
+// The README's examples of damage lines are the real lines.
+func TestREADMEDamageExamples(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, "it is truncated") && strings.HasPrefix(line, "slideshowd: store:") {
+			found = true
+			if !truncatedLine.MatchString(line) {
+				t.Errorf("README: %q is not the real line (%s)", line, truncatedLine)
+			}
+		}
+	}
+	if !found {
+		t.Error("README: no example of a truncated store's line")
+	}
+}
 
 // todayCounts reads today's counts from a store file, by lane.
 func todayCounts(t *testing.T, path string) map[store.LaneID]int {
@@ -91,6 +116,13 @@ func TestStoreDamageBackupRestore(t *testing.T) {
 				if !strings.Contains(r.stderr, "slideshowd: store: "+db+" "+d.want) || strings.Count(r.stderr, "\n") != 1 {
 					t.Errorf("%s: stderr %q: want one line naming %s and %q", args[0], r.stderr, db, d.want)
 				}
+				// Every damage line says the way back.
+				if !strings.Contains(r.stderr, "slideshowd store restore") {
+					t.Errorf("%s: stderr %q: no hint to slideshowd store restore", args[0], r.stderr)
+				}
+				if d.name == "truncated" && args[0] == "store" && !truncatedLine.MatchString(r.stderr) {
+					t.Errorf("store check: %q, want the line of the README's example (%s)", r.stderr, truncatedLine)
+				}
 				if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine") {
 					t.Errorf("%s: a crash: %s", args[0], r.stderr)
 				}
@@ -98,10 +130,14 @@ func TestStoreDamageBackupRestore(t *testing.T) {
 		})
 	}
 
-	// Restore: the counts are the backup's plus the allowance.
+	// Restore: the counts are the backup's plus the allowance. The store
+	// is missing (the last damage): no previous file is kept, none made up.
 	r = runBin(t, dir, vars, "store", "restore", backup)
 	if r.code != 0 || !strings.Contains(r.stdout, "restored from "+backup) {
 		t.Fatalf("store restore: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if kept, _ := filepath.Glob(db + ".replaced-*"); len(kept) != 0 || strings.Contains(r.stdout, "previous file") {
+		t.Errorf("restore over a missing store kept a phantom previous file %v: %s", kept, r.stdout)
 	}
 	after := todayCounts(t, db)
 	for _, p := range []string{"key1", "key2", "key3"} {
@@ -124,8 +160,13 @@ func TestStoreDamageBackupRestore(t *testing.T) {
 	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: "+d.addr+"\n")
 	backup2 := filepath.Join(dir, "b2.db")
 	r = runBin(t, dir, vars, "store", "backup", backup2)
-	if r.code != 0 || !strings.Contains(r.stdout, "through the running daemon") {
-		t.Fatalf("store backup with the daemon: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	if want := "(through the running daemon at http://" + d.addr + "/v1/store/backup)\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
+		t.Fatalf("store backup with the daemon: exit %d, want stdout ending %q\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
+	// store check cannot check a store in use, and says so: exit 1.
+	r = runBin(t, dir, vars, "store", "check")
+	if want := "slideshowd: " + db + " is in use by a running slideshowd: store check cannot check a store in use (exit 1); stop the daemon, or check a copy (store backup checks each copy it writes)\n"; r.code != exitFailed || r.stderr != want {
+		t.Errorf("store check while running: exit %d %q, want 1 %q", r.code, r.stderr, want)
 	}
 	if err := store.Verify(backup2, store.Options{}); err != nil {
 		t.Fatal(err)

@@ -292,16 +292,22 @@ func (d *daemon) close() {
 	}
 }
 
+// damagedLine is the one line of a damaged store (start-up and store
+// check): the file, what is wrong and, unless the problem says it already,
+// the way back. Nothing was changed.
+func damagedLine(cfg config.Config, err error) string {
+	msg := redactError(cfg, err)
+	if !strings.Contains(msg, "store restore") {
+		msg += "; see slideshowd store restore"
+	}
+	return msg
+}
+
 // openError prints why the daemon could not start, saying so plainly when
 // the data directory is held by another process.
 func openError(e env, cfg config.Config, err error) int {
 	if errors.Is(err, store.ErrDamaged) {
-		// One line naming the file and what is wrong; nothing was changed.
-		msg := redactError(cfg, err)
-		if !strings.Contains(msg, "store restore") {
-			msg += "; see slideshowd store restore"
-		}
-		fmt.Fprintln(e.stderr, "slideshowd:", msg)
+		fmt.Fprintln(e.stderr, "slideshowd:", damagedLine(cfg, err))
 		return exitBadArgs
 	}
 	if errors.Is(err, store.ErrLocked) {

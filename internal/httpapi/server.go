@@ -47,6 +47,11 @@ type handler struct {
 
 	sessions sessions // the status page's logins
 
+	// endpoints are "METHOD /path" of every API route, in the order they
+	// are registered, for the 404's list (built from the routes, so that
+	// it cannot miss one).
+	endpoints []string
+
 	bodies    *semaphore.Weighted // bytes of bodies being read (MaxBodyBytesInFlight)
 	bigBodies atomic.Int64        // bodies of at least bigBody bytes in flight
 }
@@ -86,6 +91,11 @@ func New(cfg Config) http.Handler {
 			}
 		}
 		slices.SortFunc(methods, func(a, b string) int { return cmp.Compare(methodOrder(a), methodOrder(b)) })
+		for _, m := range methods {
+			if m != http.MethodHead {
+				h.endpoints = append(h.endpoints, m+" "+pattern)
+			}
+		}
 		var others http.Handler = h.methodNotAllowed(strings.Join(methods, ", "))
 		if protect {
 			others = auth(others)
@@ -113,6 +123,7 @@ func New(cfg Config) http.Handler {
 		route("/metrics", !cfg.PublicMetrics, map[string]http.HandlerFunc{http.MethodGet: metrics.ServeHTTP})
 	}
 	h.registerPage()
+	h.endpoints = append(h.endpoints, "GET / (the status page)")
 	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
 	h.mux.HandleFunc("/", h.notFound)
 	return http.HandlerFunc(h.serveLogged)
@@ -557,7 +568,7 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) notFound(w http.ResponseWriter, r *http.Request) {
-	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see POST and GET /v1/slideshows, GET and DELETE /v1/slideshows/{id}, POST /v1/slideshows/{id}/retry, GET /v1/usage, GET /v1/keys, POST /v1/keys/{id}/enable and /disable, GET /healthz, GET /readyz, GET /metrics")
+	h.writeError(w, r, http.StatusNotFound, "no such endpoint: see "+strings.Join(h.endpoints, ", "))
 }
 
 func (h *handler) methodNotAllowed(allow string) http.Handler {
