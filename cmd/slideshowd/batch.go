@@ -356,16 +356,19 @@ type tracker struct {
 	byID    map[string]int // id -> entry index
 	analyze []bool         // analysis done, per entry
 	images  []int          // images done, per entry
-	failed  []int          // steps failed or abandoned, per entry
+	failed  []int          // steps failed, per entry
+	notMade []int          // steps never made: their job failed or was canceled first, per entry
 	started bool
 	shownN  int
 	shownF  int
+	shownS  int
 	lastBar time.Time
 }
 
 func newTracker(w io.Writer, mode string, entries []batchEntry) *tracker {
 	t := &tracker{w: w, mode: mode, byID: make(map[string]int),
-		analyze: make([]bool, len(entries)), images: make([]int, len(entries)), failed: make([]int, len(entries))}
+		analyze: make([]bool, len(entries)), images: make([]int, len(entries)), failed: make([]int, len(entries)),
+		notMade: make([]int, len(entries))}
 	for _, en := range entries {
 		t.total += 1 + en.req.Images
 	}
@@ -396,10 +399,18 @@ func (t *tracker) update(st pipeline.Status) {
 		}
 	}
 	analysed := st.Analysis != nil
+	notMade := 0
 	if st.State == pipeline.JobFailed || st.State == pipeline.JobCanceled { // nothing more will happen
-		failed = 1 + len(st.Images) - done
-		if analysed {
-			failed--
+		// The steps the job never made are not failures: status.json
+		// lists them as pending. A failed job without its analysis failed
+		// there; a canceled one never made it.
+		notMade = len(st.Images) - done - failed
+		if !analysed {
+			if st.State == pipeline.JobFailed {
+				failed++
+			} else {
+				notMade++
+			}
 		}
 	}
 	prevDone := t.images[i]
@@ -410,10 +421,10 @@ func (t *tracker) update(st pipeline.Status) {
 	if analysed {
 		nowDone++
 	}
-	if nowDone < prevDone || (nowDone == prevDone && failed <= t.failed[i]) {
+	if nowDone < prevDone || (nowDone == prevDone && failed+notMade <= t.failed[i]+t.notMade[i]) {
 		return
 	}
-	t.analyze[i], t.images[i], t.failed[i] = analysed, done, failed
+	t.analyze[i], t.images[i], t.failed[i], t.notMade[i] = analysed, done, failed, notMade
 	if t.started {
 		t.showLocked(false)
 	}
@@ -444,20 +455,21 @@ func (t *tracker) note(line string) {
 func (t *tracker) done() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	n, _ := t.countsLocked()
+	n, _, _ := t.countsLocked()
 	return n
 }
 
-// countsLocked returns the steps done and the steps failed.
-func (t *tracker) countsLocked() (done, failed int) {
+// countsLocked returns the steps done, failed and never made.
+func (t *tracker) countsLocked() (done, failed, notMade int) {
 	for i := range t.images {
 		done += t.images[i]
 		if t.analyze[i] {
 			done++
 		}
 		failed += t.failed[i]
+		notMade += t.notMade[i]
 	}
-	return done, failed
+	return done, failed, notMade
 }
 
 func (t *tracker) start() {
@@ -478,9 +490,11 @@ func (t *tracker) finish() {
 }
 
 // line describes the progress: "7/12 steps (analyses 2/2, images 5/10)",
-// then ", 1 failed" when steps failed.
+// then ", 1 failed" when steps failed and ", 5 not made" when a job ended
+// (failed or canceled) before making them: as status.json, where they
+// stay pending.
 func (t *tracker) line() string {
-	n, f := t.countsLocked()
+	n, f, nm := t.countsLocked()
 	an, im := 0, 0
 	for i := range t.images {
 		if t.analyze[i] {
@@ -492,21 +506,24 @@ func (t *tracker) line() string {
 	if f > 0 {
 		s += fmt.Sprintf(", %d failed", f)
 	}
+	if nm > 0 {
+		s += fmt.Sprintf(", %d not made (their slideshow ended first)", nm)
+	}
 	return s
 }
 
 func (t *tracker) showLocked(first bool) {
-	n, f := t.countsLocked()
-	if n == t.shownN && f == t.shownF && !first {
+	n, f, nm := t.countsLocked()
+	if n == t.shownN && f == t.shownF && nm == t.shownS && !first {
 		return
 	}
-	t.shownN, t.shownF = n, f
+	t.shownN, t.shownF, t.shownS = n, f, nm
 	switch t.mode {
 	case "lines":
 		fmt.Fprintf(t.w, "progress: %s\n", t.line())
 	case "bar":
 		// Redraw at most 20 times a second, and always at the end.
-		if now := time.Now(); first || n+f == t.total || now.Sub(t.lastBar) >= 50*time.Millisecond {
+		if now := time.Now(); first || n+f+nm == t.total || now.Sub(t.lastBar) >= 50*time.Millisecond {
 			t.lastBar = now
 			t.drawBar()
 		}
@@ -530,7 +547,7 @@ func (t *tracker) Observe(ev scheduler.Event) {
 }
 
 func (t *tracker) drawBar() {
-	n, _ := t.countsLocked()
+	n, _, _ := t.countsLocked()
 	const width = 30
 	fill := 0
 	if t.total > 0 {
