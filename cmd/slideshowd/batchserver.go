@@ -214,7 +214,7 @@ func runBatchServer(ctx context.Context, e env, server, token string, entries []
 		ids[i] = id
 		tr.add(i, id)
 	}
-	fmt.Fprintf(e.stdout, "%d slideshows submitted to %s; following them\n", len(entries), c.base)
+	fmt.Fprintf(e.stdout, "%s submitted to %s; following them\n", plural(len(entries), "slideshow", "slideshows"), c.base)
 	tr.start()
 
 	ended := make(chan batchResult)

@@ -118,6 +118,19 @@ Today's use is not counted here (slideshowd usage shows it); a re-run asks only 
 	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
 		t.Error("a dry run opened the data directory")
 	}
+	// One of each: singular nouns.
+	one := writeTestFile(t, filepath.Join(dir, "one.json"), `[{"source": "Solo", "slides": [{"text": "t"}], "images": 1}]`)
+	r = runBin(t, dir, map[string]string{"GEMINI_API_KEYS": secrets[0]}, "batch", one, "-dry-run")
+	want = one + `: 1 slideshow, valid; nothing is sent (dry run)
+  [0] "Solo" (normal, 1 slide): 1 analysis + 1 image
+calls: 1 text, 1 image, over 1 key in 1 project
+  text (gemini-3-flash-preview): 1 call of 9,000/day (900 RPM); at least 1 minute at full RPM
+  image (gemini-3-pro-image-preview): 1 call of 4/day (18 RPM); at least 1 minute at full RPM
+Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.
+`
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("one of each: exit %d\n%s\nwant\n%s\n%s", r.code, r.stdout, want, r.stderr)
+	}
 	// A bad batch file is the same error as without -dry-run.
 	bad := writeTestFile(t, filepath.Join(dir, "bad.json"), `[{"source": "s", "slides": [{"text": "t"}], "images": 25}]`)
 	r = runBin(t, dir, nil, "batch", bad, "-dry-run")

@@ -140,8 +140,8 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 		printUsage(e.stdout, d.sched.Summary(), cfg)
 	}})
 	st := em.Stats()
-	fmt.Fprintf(e.stdout, "\nemulator: %d requests (%d text, %d image), %d answered 429\n",
-		st.Total(), modelRequests(st, emulator.DefaultTextModel), modelRequests(st, emulator.DefaultImageModel), st.Status(http.StatusTooManyRequests))
+	fmt.Fprintf(e.stdout, "\nemulator: %s (%d text, %d image), %d answered 429\n",
+		plural(st.Total(), "request", "requests"), modelRequests(st, emulator.DefaultTextModel), modelRequests(st, emulator.DefaultImageModel), st.Status(http.StatusTooManyRequests))
 	return code
 }
 

@@ -346,7 +346,7 @@ func restoreAllowance(cfg config.Config, path string, at, now time.Time) (string
 			total += add
 		}
 	}
-	return fmt.Sprintf("today's (%s) counts raised by %d units in all for up to %d minutes of sending since the backup (RPM per minute, capped at RPD)", today, total, minutes), nil
+	return fmt.Sprintf("today's (%s) counts raised by %s in all for up to %s of sending since the backup (RPM per minute, capped at RPD)", today, plural(total, "unit", "units"), plural(minutes, "minute", "minutes")), nil
 }
 
 // runBackups keeps rolling backups in data/backups until ctx ends: one

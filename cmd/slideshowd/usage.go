@@ -164,8 +164,8 @@ func fetchUsage(ctx context.Context, u, token string) (scheduler.Summary, error)
 func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 	models := map[string]string{"text": cfg.Classes.Text.Model, "image": cfg.Classes.Image.Model}
 	for _, c := range s.Classes {
-		fmt.Fprintf(w, "\n%s (%s): %d keys, %s RPM, %s/day; today %s used, %s left",
-			c.Name, models[c.Name], c.Keys, thousands(c.RPMLimit), thousands(c.DayLimit),
+		fmt.Fprintf(w, "\n%s (%s): %s, %s RPM, %s/day; today %s used, %s left",
+			c.Name, models[c.Name], plural(c.Keys, "key", "keys"), thousands(c.RPMLimit), thousands(c.DayLimit),
 			thousands(c.DayUsed), thousands(c.DayRemaining))
 		if c.Critical {
 			fmt.Fprint(w, " (CRITICAL: only high priority starts)")

@@ -393,7 +393,7 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 	final := st.State.Final()
 	switch {
 	case img == nil && final:
-		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found: the slideshow has %d images", n, len(st.Images)))
+		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found: the slideshow has %d image%s", n, len(st.Images), map[bool]string{true: "", false: "s"}[len(st.Images) == 1]))
 		return
 	case img == nil:
 		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: the slideshow is %s; wait for the job with GET /v1/slideshows/{id}?wait=60s", n, st.State))

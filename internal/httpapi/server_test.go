@@ -393,7 +393,7 @@ func TestImage(t *testing.T) {
 		{"n zero", pipeline.Status{ID: "j"}, false, "", "/v1/slideshows/j/images/0", 404, "image not found", ""},
 		{"n not a number", pipeline.Status{ID: "j"}, false, "", "/v1/slideshows/j/images/one", 404, "image not found", ""},
 		{"n beyond a finished job", pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}},
-			true, "", "/v1/slideshows/j/images/2", 404, "image 2 not found: the slideshow has 1 images", ""},
+			true, "", "/v1/slideshows/j/images/2", 404, "image 2 not found: the slideshow has 1 image", ""},
 		{"no images yet", pipeline.Status{ID: "j", State: pipeline.JobAnalyzing}, false, "", "/v1/slideshows/j/images/1", 409, "image 1 is not ready: the slideshow is analyzing", ""},
 		{"pending", pipeline.Status{ID: "j", State: pipeline.JobGenerating, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImagePending}}},
 			false, "", "/v1/slideshows/j/images/1", 409, "image 1 is not ready: it is pending", ""},
