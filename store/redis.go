@@ -433,7 +433,7 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 		return 0, err
 	}
 	ttl := r.Until.Sub(r.At)
-	ttlMs := (ttl + time.Millisecond - 1) / time.Millisecond
+	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
 	count, err := 0, error(nil)
 	for attempt := 0; ; attempt++ {
@@ -443,7 +443,7 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
 		res, rerr := grantScript.Run(ctx, s.rdb,
 			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey()},
-			epoch, member, r.Covers, r.Units, int64(ttlMs), c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
+			epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
 		).StringSlice()
 		if rerr != nil {
 			return 0, unavailable(rerr)
@@ -470,7 +470,7 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 			count = int(a)
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
-			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + int64(ttlMs) + c.Margin.Milliseconds(), member: member, covers: r.Covers})
+			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + ttlMillis + c.Margin.Milliseconds(), member: member, covers: r.Covers})
 			s.mu.Unlock()
 		case "day":
 			s.mu.Lock()
@@ -717,7 +717,7 @@ func (s *Redis) Usage(ctx context.Context, day string) (ClusterUsage, error) {
 	if s.now != nil {
 		now = strconv.FormatInt(s.now().UnixMilli(), 10)
 	}
-	procs, err := s.rdb.ZRangeByScore(ctx, s.procsKey(), &redis.ZRangeBy{Min: "(" + now, Max: "+inf"}).Result()
+	procs, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.procsKey(), Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
 	if err != nil {
 		return ClusterUsage{}, unavailable(err)
 	}
