@@ -103,8 +103,9 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	}
 	ln = newConnLimit(ln, cfg.MaxConnections, srv)
 
-	// The core runs until the server has stopped accepting, then gets the
-	// shutdown grace; what is left stays stored for the next start.
+	// The core runs until the stop signal, then gets the shutdown grace
+	// while the server keeps answering (see below); what is left stays
+	// stored for the next start.
 	coreCtx, stopCore := context.WithCancel(context.WithoutCancel(ctx))
 	wait := d.run(coreCtx)
 	errc := make(chan error, 1)
