@@ -120,7 +120,6 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		code = exitFailed
 		serverDone = true
 	case <-ctx.Done():
-		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: new work answers 503 (Retry-After), /readyz 503; running calls may finish; the listener stays open meanwhile")
 	}
 	// The whole stop takes one grace. The server keeps its listener while
 	// the core stops, so clients and load balancers get answers, not
@@ -132,6 +131,11 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	deadline := time.Now().Add(cfg.Grace() + time.Second)
 	close(stopping)
 	srv.SetKeepAlivesEnabled(false)
+	// Logged once it is true: a client that reads this line and then
+	// submits gets the 503.
+	if !serverDone {
+		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: new work answers 503 (Retry-After), /readyz 503; running calls may finish; the listener stays open meanwhile")
+	}
 	stopCore()
 	wait()
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)
