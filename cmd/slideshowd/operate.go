@@ -90,47 +90,84 @@ func openDataStore(cfg config.Config, daemonErr error) (*store.Bolt, error) {
 	return b, err
 }
 
+// clientCmd is what every client command (keys, jobs, lanes) starts with:
+// its flag set with the flags they all take, and the sub-commands it knows.
+type clientCmd struct {
+	name    string
+	fs      *flag.FlagSet
+	cfgPath *string
+	asJSON  *bool
+	addr    *string
+	// subs gives each sub-command the number of arguments it takes; "list"
+	// (taken when none is given) must be one.
+	subs map[string]int
+	// want names the sub-commands in an error: "list, enable ID or disable ID".
+	want string
+}
+
+func newClientCmd(name string, e env, jsonHelp string, subs map[string]int, want string) *clientCmd {
+	fs := newFlagSet(name, e)
+	return &clientCmd{
+		name:    name,
+		fs:      fs,
+		cfgPath: fs.String("config", "", "config file (default: slideshowd.yaml when present)"),
+		asJSON:  fs.Bool("json", false, jsonHelp),
+		addr:    fs.String("addr", "", "address of the running daemon (default: the config's listen)"),
+		subs:    subs,
+		want:    want,
+	}
+}
+
+// start parses args, takes the sub-command (list when none is given) and
+// checks its number of arguments, then loads the config and applies -addr.
+// When ok is false the command ends with code.
+func (c *clientCmd) start(e env, args []string) (sub string, pos []string, cfg config.Config, code int, ok bool) {
+	pos, err := parseFlags(c.fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", nil, cfg, exitOK, false
+		}
+		return "", nil, cfg, exitBadArgs, false
+	}
+	sub = "list"
+	if len(pos) > 0 {
+		sub, pos = pos[0], pos[1:]
+	}
+	n, known := c.subs[sub]
+	if !known || len(pos) != n {
+		if !known {
+			fmt.Fprintf(e.stderr, "slideshowd %s: unknown sub-command %q: want %s\n", c.name, sub, c.want)
+		} else {
+			fmt.Fprintf(e.stderr, "slideshowd %s %s: want %d argument(s), got %d\n", c.name, sub, n, len(pos))
+		}
+		return "", nil, cfg, exitBadArgs, false
+	}
+	cfg, _, ok = loadConfig(e, *c.cfgPath, forClient)
+	if !ok {
+		return "", nil, cfg, exitBadArgs, false
+	}
+	if *c.addr != "" {
+		cfg.Listen = *c.addr
+	}
+	return sub, pos, cfg, exitOK, true
+}
+
 // cmdKeys is `slideshowd keys [list|enable|disable] [ID]`.
 func cmdKeys(ctx context.Context, e env, args []string) int {
-	fs := newFlagSet("keys", e)
-	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
-	asJSON := fs.Bool("json", false, "print the keys as JSON")
-	addr := fs.String("addr", "", "address of the running daemon (default: the config's listen)")
-	fs.Usage = func() {
+	c := newClientCmd("keys", e, "print the keys as JSON", map[string]int{"list": 0, "enable": 1, "disable": 1}, "list, enable ID or disable ID")
+	asJSON := c.asJSON
+	c.fs.Usage = func() {
 		fmt.Fprintln(e.stderr, "Usage: slideshowd keys [list]        the keys: project, state per class, why and since when disabled")
 		fmt.Fprintln(e.stderr, "       slideshowd keys enable ID     put a disabled key back into service")
 		fmt.Fprintln(e.stderr, "       slideshowd keys disable ID    take a key out of service until enabled")
 		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
-		fs.PrintDefaults()
+		c.fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitBadArgs
-	}
-	sub := "list"
-	if len(pos) > 0 {
-		sub, pos = pos[0], pos[1:]
-	}
-	want := map[string]int{"list": 0, "enable": 1, "disable": 1}
-	n, ok := want[sub]
-	if !ok || len(pos) != n {
-		if !ok {
-			fmt.Fprintf(e.stderr, "slideshowd keys: unknown sub-command %q: want list, enable ID or disable ID\n", sub)
-		} else {
-			fmt.Fprintf(e.stderr, "slideshowd keys %s: want %d argument(s), got %d\n", sub, n, len(pos))
-		}
-		return exitBadArgs
-	}
-	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
+	sub, pos, cfg, code, ok := c.start(e, args)
 	if !ok {
-		return exitBadArgs
+		return code
 	}
-	if *addr != "" {
-		cfg.Listen = *addr
-	}
+	var err error
 	var keys []scheduler.KeyStatus
 	var changed scheduler.KeyStatus
 	source := "the running daemon at " + daemonBase(cfg.Listen)
@@ -245,10 +282,8 @@ func keyClassState(c scheduler.KeyClassState, now time.Time) string {
 
 // cmdJobs is `slideshowd jobs [list|show ID|cancel ID]`.
 func cmdJobs(ctx context.Context, e env, args []string) int {
-	fs := newFlagSet("jobs", e)
-	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	addr := fs.String("addr", "", "address of the running daemon (default: the config's listen)")
+	c := newClientCmd("jobs", e, "print JSON", map[string]int{"list": 0, "show": 1, "cancel": 1}, "list, show ID or cancel ID")
+	asJSON, fs := c.asJSON, c.fs
 	state := fs.String("state", "", "list: only these states, comma-separated (queued, analyzing, generating, done, failed, canceled)")
 	priority := fs.String("priority", "", "list: only this priority (high, normal, low)")
 	since := fs.String("since", "", "list: only jobs created since this RFC 3339 time or this long ago (24h)")
@@ -261,34 +296,11 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
 		fs.PrintDefaults()
 	}
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitBadArgs
-	}
-	sub := "list"
-	if len(pos) > 0 {
-		sub, pos = pos[0], pos[1:]
-	}
-	want := map[string]int{"list": 0, "show": 1, "cancel": 1}
-	n, ok := want[sub]
-	if !ok || len(pos) != n {
-		if !ok {
-			fmt.Fprintf(e.stderr, "slideshowd jobs: unknown sub-command %q: want list, show ID or cancel ID\n", sub)
-		} else {
-			fmt.Fprintf(e.stderr, "slideshowd jobs %s: want %d argument(s), got %d\n", sub, n, len(pos))
-		}
-		return exitBadArgs
-	}
-	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
+	sub, pos, cfg, code, ok := c.start(e, args)
 	if !ok {
-		return exitBadArgs
+		return code
 	}
-	if *addr != "" {
-		cfg.Listen = *addr
-	}
+	var err error
 	q := url.Values{}
 	for k, v := range map[string]string{"state": *state, "priority": *priority, "since": *since, "cursor": *cursor} {
 		if v != "" {
