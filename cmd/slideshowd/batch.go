@@ -58,18 +58,7 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	if !ok {
 		return exitBadArgs
 	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", file, fileProblem(err))
-		return exitBadArgs
-	}
-	base := filepath.Dir(file)
-	entries, err := parseBatch(file, data, func(p string) ([]byte, error) {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(base, p)
-		}
-		return os.ReadFile(p)
-	})
+	entries, err := readBatch(file)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 		return exitBadArgs
@@ -232,10 +221,36 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 	return code
 }
 
+// readBatch reads and parses a batch file; the slides' relative paths are
+// relative to its folder. A file it cannot read gives "FILE: no such file"
+// or the like.
+func readBatch(file string) ([]batchEntry, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", file, fileProblem(err))
+	}
+	base := filepath.Dir(file)
+	return parseBatch(file, data, func(p string) ([]byte, error) {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(base, p)
+		}
+		return os.ReadFile(p)
+	})
+}
+
 // retryFailed reopens entry i's job when an earlier run of the batch left it
 // failed, so its failed steps run again and its finished ones are kept.
 func retryFailed(ctx context.Context, e env, p *pipeline.Pipeline, i int, id string) error {
-	st, err := p.Status(ctx, id)
+	return retryIfFailed(e, i,
+		func() (pipeline.Status, error) { return p.Status(ctx, id) },
+		func() error { return p.Retry(ctx, id) })
+}
+
+// retryIfFailed reopens entry i's job with retry when status says an
+// earlier run left it failed, and prints what the retry redoes and which
+// attempt it is. Both modes of the batch command (local and -server) use it.
+func retryIfFailed(e env, i int, status func() (pipeline.Status, error), retry func() error) error {
+	st, err := status()
 	if err != nil || st.State != pipeline.JobFailed {
 		return err
 	}
@@ -249,7 +264,7 @@ func retryFailed(ctx context.Context, e env, p *pipeline.Pipeline, i int, id str
 	if st.Analysis == nil {
 		what = "the analysis and " + what
 	}
-	if err := p.Retry(ctx, id); err != nil {
+	if err := retry(); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "[%d] %q failed in an earlier run; retrying %s (attempt %d)\n", i, st.Source, what, st.Attempts+1)
@@ -633,18 +648,7 @@ func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode
 		fmt.Fprintf(e.stderr, "slideshowd: -server: %q: want the daemon's base URL, like http://127.0.0.1:8080\n", redactURL(server))
 		return exitBadArgs
 	}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "slideshowd: %s: %s\n", file, fileProblem(err))
-		return exitBadArgs
-	}
-	base := filepath.Dir(file)
-	entries, err := parseBatch(file, data, func(p string) ([]byte, error) {
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(base, p)
-		}
-		return os.ReadFile(p)
-	})
+	entries, err := readBatch(file)
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd:", err)
 		return exitBadArgs

@@ -342,23 +342,10 @@ func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
 // retryFailed reopens job id of entry i when an earlier run left it
 // failed (POST /v1/slideshows/{id}/retry), as the local mode does.
 func (c *daemonClient) retryFailed(ctx context.Context, e env, i int, id string) error {
-	st, err := c.status(ctx, id, 0)
-	if err != nil || st.State != pipeline.JobFailed {
-		return err
-	}
-	redo := 0
-	for _, is := range st.Images {
-		if is.State != pipeline.ImageDone {
-			redo++
-		}
-	}
-	what := fmt.Sprintf("%d of %d images", redo, len(st.Images))
-	if st.Analysis == nil {
-		what = "the analysis and " + what
-	}
-	if _, _, err := c.do(ctx, http.MethodPost, "/v1/slideshows/"+url.PathEscape(id)+"/retry", nil, nil, http.StatusAccepted, nil); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "[%d] %q failed in an earlier run; retrying %s (attempt %d)\n", i, st.Source, what, st.Attempts+1)
-	return nil
+	return retryIfFailed(e, i,
+		func() (pipeline.Status, error) { return c.status(ctx, id, 0) },
+		func() error {
+			_, _, err := c.do(ctx, http.MethodPost, "/v1/slideshows/"+url.PathEscape(id)+"/retry", nil, nil, http.StatusAccepted, nil)
+			return err
+		})
 }
