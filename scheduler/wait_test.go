@@ -20,6 +20,22 @@ func classWaitOf(s *Scheduler, class string) *Wait {
 	return nil
 }
 
+// waitsThenRuns checks that h waits with kind and reason, then runs, with
+// one waiting and one resumed event in rec.
+func waitsThenRuns(t *testing.T, h *Handle, rec *recorder, kind, reason string) {
+	t.Helper()
+	w, waiting := h.Waiting()
+	if !waiting || w.Kind != kind || w.Reason != reason {
+		t.Fatalf("Waiting = %+v, %v", w, waiting)
+	}
+	if err := h.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.of(EventWaiting)) != 1 || len(rec.of(EventResumed)) != 1 {
+		t.Fatalf("events: %d waiting, %d resumed", len(rec.of(EventWaiting)), len(rec.of(EventResumed)))
+	}
+}
+
 func TestWaitReasons(t *testing.T) {
 	t.Run("day", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -82,16 +98,7 @@ func TestWaitReasons(t *testing.T) {
 				t.Fatal(err)
 			}
 			synctest.Wait()
-			w, waiting := h.Waiting()
-			if !waiting || w.Kind != WaitCooldown || w.Reason != "cooldown after 429, next slot in 20s" {
-				t.Fatalf("Waiting = %+v, %v", w, waiting)
-			}
-			if err := h.Wait(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			if len(rec.of(EventWaiting)) != 1 || len(rec.of(EventResumed)) != 1 {
-				t.Fatalf("events: %d waiting, %d resumed", len(rec.of(EventWaiting)), len(rec.of(EventResumed)))
-			}
+			waitsThenRuns(t, h, rec, WaitCooldown, "cooldown after 429, next slot in 20s")
 		})
 	})
 	t.Run("rpm", func(t *testing.T) {
@@ -107,16 +114,7 @@ func TestWaitReasons(t *testing.T) {
 			}
 			synctest.Wait()
 			time.Sleep(12 * time.Second) // in the bubble: the wait is 48s away now
-			w, waiting := h.Waiting()
-			if !waiting || w.Kind != WaitRPM || w.Reason != "RPM window, next slot in 48s" {
-				t.Fatalf("Waiting = %+v, %v", w, waiting)
-			}
-			if err := h.Wait(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			if len(rec.of(EventWaiting)) != 1 || len(rec.of(EventResumed)) != 1 {
-				t.Fatalf("events: %d waiting, %d resumed", len(rec.of(EventWaiting)), len(rec.of(EventResumed)))
-			}
+			waitsThenRuns(t, h, rec, WaitRPM, "RPM window, next slot in 48s")
 		})
 	})
 	t.Run("short waits are not reported", func(t *testing.T) {

@@ -68,6 +68,29 @@ func (q quotaLimits) of(model string) bucket.Limits {
 	return q.text
 }
 
+// start serves the emulator with q's limits (`slideshowd emulate`) and
+// returns a directory with slideshowd.yaml holding config, and the
+// environment that points slideshowd at the emulator and at dir/data.
+func (q quotaLimits) start(t *testing.T, seed uint64, config string) (dir string, vars map[string]string) {
+	t.Helper()
+	_, vars = startEmulate(t, q.emulateArgs(seed)...)
+	dir = t.TempDir()
+	vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), config)
+	return dir, vars
+}
+
+// imageRequests adds up the image model's requests of checkAPISaw's lanes.
+func imageRequests(sent map[string]int) int {
+	n := 0
+	for lane, c := range sent {
+		if strings.HasSuffix(lane, emulator.DefaultImageModel) {
+			n += c
+		}
+	}
+	return n
+}
+
 // quotaSeed is the first seed of the randomized tests: SLIDESHOWD_TEST_SEED
 // replays a run; else random. Printed by each test.
 func quotaSeed(t *testing.T) uint64 {
@@ -237,10 +260,7 @@ func TestRestartsKeepTheQuota(t *testing.T) {
 				t.Parallel()
 				t.Logf("seed %d (SLIDESHOWD_TEST_SEED=%d replays the first of the run)", seed, base)
 				r := rand.New(rand.NewPCG(seed, 9))
-				_, vars := startEmulate(t, q.emulateArgs(seed)...)
-				dir := t.TempDir()
-				vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
-				writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), q.config(""))
+				dir, vars := q.start(t, seed, q.config(""))
 				// 3 slideshows of 3 images: 9 images, one and a half
 				// minutes' worth over two projects at 3 RPM.
 				batch := smallBatch(t, dir, 3, 3)
@@ -307,10 +327,7 @@ func TestServeUnderLoadKeepsTheQuota(t *testing.T) {
 	seed := quotaSeed(t)
 	t.Logf("seed %d (SLIDESHOWD_TEST_SEED replays it)", seed)
 	r := rand.New(rand.NewPCG(seed, 10))
-	_, vars := startEmulate(t, q.emulateArgs(seed)...)
-	dir := t.TempDir()
-	vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
-	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), q.config(""))
+	dir, vars := q.start(t, seed, q.config(""))
 	d := startServe(t, dir, vars)
 	const n = 300 // 300 images: 240 a minute over three projects
 	ids := make([]string, n)
@@ -335,13 +352,7 @@ func TestServeUnderLoadKeepsTheQuota(t *testing.T) {
 			t.Fatalf("job %s: %s (%s)", id, st.State, st.Error)
 		}
 	}
-	sent := checkAPISaw(t, q, emulatorStatsAt(t, vars["GEMINI_BASE_URL"]))
-	total := 0
-	for lane, c := range sent {
-		if strings.HasSuffix(lane, emulator.DefaultImageModel) {
-			total += c
-		}
-	}
+	total := imageRequests(checkAPISaw(t, q, emulatorStatsAt(t, vars["GEMINI_BASE_URL"])))
 	if total < n {
 		t.Errorf("the API saw %d image requests for %d images", total, n)
 	}
@@ -362,10 +373,7 @@ func TestThreeMinutesAtTheWindowFloor(t *testing.T) {
 		projects: 2,
 	}
 	seed := quotaSeed(t)
-	_, vars := startEmulate(t, q.emulateArgs(seed)...)
-	dir := t.TempDir()
-	vars["SLIDESHOWD_DATA"] = filepath.Join(dir, "data")
-	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fmt.Sprintf(`listen: 127.0.0.1:1
+	dir, vars := q.start(t, seed, fmt.Sprintf(`listen: 127.0.0.1:1
 classes:
   text:
     rpm: %d
@@ -383,13 +391,7 @@ classes:
 		t.Fatalf("batch: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	checkOutputs(t, filepath.Join(dir, "out"), 6, 3)
-	sent := checkAPISaw(t, q, emulatorStatsAt(t, vars["GEMINI_BASE_URL"]))
-	images := 0
-	for lane, n := range sent {
-		if strings.HasSuffix(lane, emulator.DefaultImageModel) {
-			images += n
-		}
-	}
+	images := imageRequests(checkAPISaw(t, q, emulatorStatsAt(t, vars["GEMINI_BASE_URL"])))
 	floor := 100*time.Millisecond + 2*time.Minute + 500*time.Millisecond
 	t.Logf("18 images (%d requests) in %v: %.3f x the window's floor %v", images, wall.Round(time.Millisecond), wall.Seconds()/floor.Seconds(), floor)
 	if images != 18 {

@@ -14,9 +14,11 @@ import (
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 )
 
-// oneImagePerDay is an emulator whose image model allows one request per
-// project and day, with key1 (secrets[0]) only.
-func oneImagePerDay(t *testing.T) (*emulator.Emulator, string) {
+// oneImagePerDay serves an emulator whose image model allows one request
+// per project and day, with key1 (secrets[0]) only, and returns a directory
+// with slideshowd.yaml (fastConfig) and the environment that points
+// slideshowd at the emulator, with that one key, and at dir/data.
+func oneImagePerDay(t *testing.T) (dir string, vars map[string]string) {
 	t.Helper()
 	models := emulator.DefaultModels()
 	models[emulator.DefaultImageModel] = emulator.Limits{RPM: 20, RPD: 1}
@@ -24,17 +26,18 @@ func oneImagePerDay(t *testing.T) (*emulator.Emulator, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, newLoopbackServer(t, e)
+	base := newLoopbackServer(t, e)
+	dir = t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	vars = keyEnv(base, filepath.Join(dir, "data"))
+	vars["GEMINI_API_KEYS"] = secrets[0]
+	return dir, vars
 }
 
 // A job waiting for tomorrow's image quota says so in its JSON, in
 // GET /v1/usage, in `slideshowd usage` and in `slideshowd jobs`.
 func TestServeShowsQuotaWait(t *testing.T) {
-	_, base := oneImagePerDay(t)
-	dir := t.TempDir()
-	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
-	vars := keyEnv(base, filepath.Join(dir, "data"))
-	vars["GEMINI_API_KEYS"] = secrets[0]
+	dir, vars := oneImagePerDay(t)
 	d := startServe(t, dir, vars)
 	// The first job spends the day's only image; the second waits.
 	var created struct{ ID string }
@@ -81,11 +84,7 @@ func TestServeShowsQuotaWait(t *testing.T) {
 // Batch progress prints a line, with the time, when its work starts to
 // wait for quota.
 func TestBatchPrintsQuotaWait(t *testing.T) {
-	_, base := oneImagePerDay(t)
-	dir := t.TempDir()
-	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
-	vars := keyEnv(base, filepath.Join(dir, "data"))
-	vars["GEMINI_API_KEYS"] = secrets[0]
+	dir, vars := oneImagePerDay(t)
 	batch := smallBatch(t, dir, 1, 2)
 	cmd := exec.Command(bin, "batch", batch, "-out", filepath.Join(dir, "out"), "-progress", "lines")
 	cmd.Dir = dir

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,11 +78,7 @@ func TestWatchWaits(t *testing.T) {
 
 // batch -server prints the daemon's quota wait, with the time.
 func TestBatchToDaemonPrintsQuotaWait(t *testing.T) {
-	_, base := oneImagePerDay(t)
-	sdir := t.TempDir()
-	writeTestFile(t, filepath.Join(sdir, "slideshowd.yaml"), fastConfig)
-	vars := keyEnv(base, filepath.Join(sdir, "data"))
-	vars["GEMINI_API_KEYS"] = secrets[0]
+	sdir, vars := oneImagePerDay(t)
 	d := startServe(t, sdir, vars)
 	dir := t.TempDir()
 	batch := smallBatch(t, dir, 1, 2)

@@ -220,6 +220,18 @@ func (r *e2eRig) call(method, path, body string, want int) *bytes.Buffer {
 	return w.Body
 }
 
+// startOneKeyE2E is startE2E with an emulator of one key, k1, in a project
+// of its own.
+func startOneKeyE2E(t *testing.T) *e2eRig {
+	t.Helper()
+	keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
+	emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startE2E(t, emu, keys)
+}
+
 // startE2E wires keys (one project each) to emu, runs the scheduler and
 // the pipeline until the test ends and serves them. Call it inside a
 // synctest bubble.
@@ -283,12 +295,7 @@ func startE2E(t *testing.T, emu *emulator.Emulator, keys []emulator.Key) *e2eRig
 // first POST has no "existing".
 func TestEndToEndExisting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
-		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rig := startE2E(t, emu, keys)
+		rig := startOneKeyE2E(t)
 		body := `{"source":"s","slides":[{"text":"t"}],"images":1}`
 		first := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
 		second := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
@@ -311,12 +318,7 @@ func TestEndToEndExisting(t *testing.T) {
 // submits nothing; the same body again still answers the first job.
 func TestEndToEndKeyReused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
-		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rig := startE2E(t, emu, keys)
+		rig := startOneKeyE2E(t)
 		body := `{"source":"s","slides":[{"text":"t"}],"images":1}`
 		first := rig.env.do(t, "POST", "/v1/slideshows", body, withToken(testToken), withHeader("Idempotency-Key", "entry-1"))
 		other := rig.env.do(t, "POST", "/v1/slideshows", `{"source":"other","slides":[{"text":"t"}],"images":1}`,
@@ -352,12 +354,7 @@ func TestEndToEndKeyReused(t *testing.T) {
 // naming the field, and nothing is stored.
 func TestEndToEndControlCharacters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		keys := []emulator.Key{{Name: "k1", Secret: "AIzaE2E-secret-number-one-000000000"}}
-		emu, err := emulator.New(emulator.Config{Keys: keys, Seed: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rig := startE2E(t, emu, keys)
+		rig := startOneKeyE2E(t)
 		for body, want := range map[string]string{
 			`{"source":"a\u0000b","slides":[{"text":"t"}],"images":1}`:                  "source: U+0000 at byte 1: control character",
 			`{"source":"s","slides":[{"text":"t"},{"text":"\u001b[2J"}],"images":1}`:    "slides[1].text: U+001B at byte 0: control character",
