@@ -25,6 +25,10 @@ type ctxKey struct{}
 // requestInfo travels in the request's context.
 type requestInfo struct {
 	id string
+	// shuttingDown: the answer is a 503 because the server shuts down, an
+	// expected refusal the client retries: its log line is at info, not
+	// error.
+	shuttingDown bool
 }
 
 func requestID(ctx context.Context) string {
@@ -32,6 +36,17 @@ func requestID(ctx context.Context) string {
 		return ri.id
 	}
 	return ""
+}
+
+// shuttingDown answers 503 with Retry-After (seconds) and msg: the server
+// is shutting down and refuses the request. The request's log line says it
+// at info level: such answers are expected during the shutdown grace.
+func (h *handler) shuttingDown(w http.ResponseWriter, r *http.Request, retryAfter int, msg string) {
+	if ri, ok := r.Context().Value(ctxKey{}).(*requestInfo); ok {
+		ri.shuttingDown = true
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	h.writeError(w, r, http.StatusServiceUnavailable, msg)
 }
 
 // validRequestID reports whether a client's request id may be reused.
@@ -87,7 +102,8 @@ func (h *handler) serveLogged(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(requestIDHeader, id)
 	rec := &recorder{ResponseWriter: w}
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &requestInfo{id: id}))
+	ri := &requestInfo{id: id}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
 
 	defer func() {
 		p := recover()
@@ -122,7 +138,7 @@ func (h *handler) serveLogged(w http.ResponseWriter, r *http.Request) {
 		}
 		var ev *zerolog.Event
 		switch {
-		case status >= 500:
+		case status >= 500 && !(status == http.StatusServiceUnavailable && ri.shuttingDown):
 			ev = h.log.Error()
 		case status < 400 && (r.Pattern == "GET /healthz" || r.Pattern == "GET /metrics"):
 			ev = h.log.Debug() // probes and scrapes would drown the rest
@@ -136,8 +152,7 @@ func (h *handler) serveLogged(w http.ResponseWriter, r *http.Request) {
 	if h.stopping() && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		// New work during the shutdown grace: the listener stays open so
 		// clients get an answer to retry on, not a refused connection.
-		rec.Header().Set("Retry-After", strconv.Itoa(stoppingRetryAfter))
-		h.writeError(rec, r, http.StatusServiceUnavailable, "the service is shutting down and takes no new work; try again later")
+		h.shuttingDown(rec, r, stoppingRetryAfter, "the service is shutting down and takes no new work; try again later")
 		return
 	}
 	h.mux.ServeHTTP(rec, r)

@@ -306,8 +306,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	if wait > 0 && h.stopping() {
 		// A long poll would answer at once: the client would poll again
 		// and again through the grace. Retry-After makes it wait.
-		w.Header().Set("Retry-After", strconv.Itoa(stoppingRetryAfter))
-		h.writeError(w, r, http.StatusServiceUnavailable, "the service is shutting down and takes no new long polls; try again later")
+		h.shuttingDown(w, r, stoppingRetryAfter, "the service is shutting down and takes no new long polls; try again later")
 		return
 	}
 	var st pipeline.Status
@@ -563,6 +562,9 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	if st.Status != "ok" {
 		code = http.StatusServiceUnavailable
 		w.Header().Set("Retry-After", "10")
+		if ri, ok := r.Context().Value(ctxKey{}).(*requestInfo); ok && st.Status == "stopping" {
+			ri.shuttingDown = true // a load balancer asks while the server drains: expected
+		}
 	}
 	h.writeJSON(w, r, code, st)
 }
@@ -599,8 +601,7 @@ func (h *handler) serviceError(w http.ResponseWriter, r *http.Request, err error
 	case errors.Is(err, scheduler.ErrUnknownKey):
 		h.writeError(w, r, http.StatusNotFound, "key not found: see GET /v1/keys for the key ids")
 	case errors.Is(err, pipeline.ErrClosed):
-		w.Header().Set("Retry-After", "5")
-		h.writeError(w, r, http.StatusServiceUnavailable, "the service is shutting down; try again later")
+		h.shuttingDown(w, r, stoppingRetryAfter, "the service is shutting down; try again later")
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		h.log.Info().Str("request_id", requestID(r.Context())).Str("error", h.redact.String(err.Error())).

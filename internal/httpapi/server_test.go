@@ -790,4 +790,42 @@ func TestStoppingRefusesNewWork(t *testing.T) {
 	if w := env.do(t, "GET", "/v1/slideshows/j?wait=30s", ""); w.Code != 503 || w.Header().Get("Retry-After") != "5" {
 		t.Errorf("long poll while stopping: %d %q %s, want 503 with Retry-After 5", w.Code, w.Header().Get("Retry-After"), w.Body)
 	}
+	// The refusals are expected during the shutdown grace: their request
+	// lines are at info. A 503 for another cause stays at error.
+	if w := env.do(t, "GET", "/v1/usage", ""); w.Code != 503 {
+		t.Errorf("GET /v1/usage without a scheduler: %d %s", w.Code, w.Body)
+	}
+	refusals := 0
+	for _, l := range env.logs.lines(t) {
+		if l["message"] != "http request" || l["status"] != float64(503) {
+			continue
+		}
+		want := "info"
+		if l["path"] == "/v1/usage" {
+			want = "error"
+		} else {
+			refusals++
+		}
+		if l["level"] != want {
+			t.Errorf("%s %s answered 503: logged at %v, want %s", l["method"], l["path"], l["level"], want)
+		}
+	}
+	if refusals != 6 {
+		t.Errorf("%d request lines of 503 refusals, want 6:\n%s", refusals, env.logs)
+	}
+}
+
+// TestClosedServiceLoggedAtInfo: a Service that has stopped (ErrClosed)
+// answers 503 logged at info: the pipeline closes during the shutdown
+// grace, an expected refusal.
+func TestClosedServiceLoggedAtInfo(t *testing.T) {
+	env := newEnv(t, nil)
+	env.svc.submitErr = pipeline.ErrClosed
+	if w := env.do(t, "POST", "/v1/slideshows", validBody); w.Code != 503 || w.Header().Get("Retry-After") != "5" {
+		t.Fatalf("%d %q %s, want 503 with Retry-After 5", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	lines := env.logs.lines(t)
+	if len(lines) != 1 || lines[0]["level"] != "info" || lines[0]["status"] != float64(503) {
+		t.Errorf("log %v, want one request line at info", lines)
+	}
 }
