@@ -15,6 +15,9 @@ var (
 	ErrUnknownClass = errors.New("scheduler: unknown class")
 	// ErrUnknownKey is returned by EnableKey and DisableKey for a key id not configured.
 	ErrUnknownKey = errors.New("scheduler: unknown key")
+	// ErrUnknownLane is returned by ResumeLane for a project that has no
+	// lane on the class (no key of the project is configured).
+	ErrUnknownLane = errors.New("scheduler: unknown lane")
 	// ErrNoCapacity is wrapped by *NoCapacityError: the job cannot start
 	// before its deadline.
 	ErrNoCapacity = errors.New("scheduler: no capacity")

@@ -467,14 +467,16 @@ func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
 
 // ResumeLane puts a stopped lane (the project on the class; see
 // ScopeNoQuota) back into service, durably. Resuming a lane that is not
-// stopped is not an error; an unknown class or project is.
+// stopped is not an error; an unknown class (ErrUnknownClass) or project
+// (ErrUnknownLane) is. It is safe for concurrent use, before and while Run
+// runs.
 func (s *Scheduler) ResumeLane(ctx context.Context, class, project string) error {
 	r := s.classes[class]
 	if r == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownClass, class)
 	}
 	if !r.class.Resume(project) {
-		return fmt.Errorf("scheduler: class %q has no lane of project %q", class, project)
+		return fmt.Errorf("%w: class %q has no lane of project %q", ErrUnknownLane, class, project)
 	}
 	if err := r.persistLane(ctx, project, time.Now()); err != nil {
 		return fmt.Errorf("scheduler: resuming lane %s/%s: %w", project, class, err)

@@ -431,8 +431,8 @@ func TestNoQuotaStopsLane(t *testing.T) {
 		if err := s2.ResumeLane(t.Context(), "image", "p"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s2.ResumeLane(t.Context(), "image", "nope"); err == nil {
-			t.Fatal("ResumeLane of an unknown project: no error")
+		if err := s2.ResumeLane(t.Context(), "image", "nope"); !errors.Is(err, ErrUnknownLane) {
+			t.Fatalf("ResumeLane of an unknown project: %v, want ErrUnknownLane", err)
 		}
 		if states, _ := st.LaneStates(t.Context()); len(states) != 0 {
 			t.Fatalf("resumed lane still stored: %+v", states)

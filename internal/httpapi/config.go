@@ -63,8 +63,22 @@ type KeyService interface {
 	DisableKey(ctx context.Context, keyID, reason string) error
 }
 
-// The scheduler is the KeyService the daemon serves.
-var _ KeyService = (*scheduler.Scheduler)(nil)
+// LaneService is what the HTTP API needs to put a stopped lane (a project
+// on a class the API said has no quota: scheduler.ScopeNoQuota) back into
+// service; *scheduler.Scheduler implements it. Implementations must be
+// safe for concurrent use.
+type LaneService interface {
+	// ResumeLane resumes the lane durably; a lane that is not stopped is
+	// not an error. It wraps scheduler.ErrUnknownClass for an unknown class
+	// and scheduler.ErrUnknownLane for a project without a lane on it.
+	ResumeLane(ctx context.Context, class, project string) error
+}
+
+// The scheduler is the KeyService and LaneService the daemon serves.
+var (
+	_ KeyService  = (*scheduler.Scheduler)(nil)
+	_ LaneService = (*scheduler.Scheduler)(nil)
+)
 
 // The pipeline is the Service the daemon serves.
 var _ Service = (*pipeline.Pipeline)(nil)
@@ -88,6 +102,10 @@ type Config struct {
 	// /v1/keys/{id}/enable and /disable); typically the *scheduler.Scheduler.
 	// Default none: those endpoints answer 503.
 	Keys KeyService
+	// Lanes resumes stopped lanes (POST /v1/lanes/{class}/{project}/resume);
+	// typically the *scheduler.Scheduler. The answer shows the lane from
+	// Summary when that is set. Default none: the endpoint answers 503.
+	Lanes LaneService
 	// Token, when set, is the bearer token every /v1/ request (and /metrics,
 	// unless PublicMetrics) must carry: "Authorization: Bearer <Token>". At
 	// least MinTokenLength characters, printable, without spaces. Default

@@ -18,6 +18,7 @@
 //	GET  /v1/usage                      scheduler.Summary: per class, project and key
 //	GET  /v1/keys                       {"keys": [scheduler.KeyStatus...]} (with Config.Keys); never a secret
 //	POST /v1/keys/{id}/enable|disable   put a key back into service, or take it out; 200 with its KeyStatus
+//	POST /v1/lanes/{class}/{project}/resume  resume a lane stopped for no quota (with Config.Lanes); 200 with the lane
 //	GET  /                              the status page (HTML; a login form with a Token and no session)
 //	GET  /healthz                       {"status":"ok"}; never needs the token
 //	GET  /metrics                       Prometheus exposition (with Config.Metrics)

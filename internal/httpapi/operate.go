@@ -153,3 +153,50 @@ func (h *handler) steerKey(w http.ResponseWriter, r *http.Request, change func(i
 	}
 	h.writeError(w, r, http.StatusNotFound, "key not found: see GET /v1/keys for the key ids")
 }
+
+// laneAnswer is the answer of POST /v1/lanes/{class}/{project}/resume: the
+// lane after the change, as GET /v1/usage shows it (Lane is nil when the
+// handler has no Summary).
+type laneAnswer struct {
+	Class   string                 `json:"class"`
+	Project string                 `json:"project"`
+	Lane    *scheduler.LaneSummary `json:"lane,omitempty"`
+}
+
+// resumeLane serves POST /v1/lanes/{class}/{project}/resume: 200 with the
+// lane once its resumption is stored; 404 for an unknown class or a
+// project without a lane on it. Resuming a lane that is not stopped
+// answers 200 too.
+func (h *handler) resumeLane(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Lanes == nil {
+		h.writeError(w, r, http.StatusServiceUnavailable, "lanes are not available: no scheduler attached")
+		return
+	}
+	class, project := r.PathValue("class"), r.PathValue("project")
+	err := h.cfg.Lanes.ResumeLane(r.Context(), class, project)
+	switch {
+	case errors.Is(err, scheduler.ErrUnknownClass):
+		h.writeError(w, r, http.StatusNotFound, "class "+quoteValue(class)+" not found: see GET /v1/usage for the classes and their lanes")
+		return
+	case errors.Is(err, scheduler.ErrUnknownLane):
+		h.writeError(w, r, http.StatusNotFound, "class "+quoteValue(class)+" has no lane of project "+quoteValue(project)+": see GET /v1/usage for the lanes")
+		return
+	case err != nil:
+		h.serviceError(w, r, err, "resuming the lane")
+		return
+	}
+	ans := laneAnswer{Class: class, Project: project}
+	if h.cfg.Summary != nil {
+		for _, c := range h.cfg.Summary().Classes {
+			if c.Name != class {
+				continue
+			}
+			for _, l := range c.Lanes {
+				if l.Project == project {
+					ans.Lane = &l
+				}
+			}
+		}
+	}
+	h.writeJSON(w, r, http.StatusOK, ans)
+}

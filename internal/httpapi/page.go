@@ -147,6 +147,16 @@ func (h *handler) registerPage() {
 		}
 		return "key " + id + " enabled", nil
 	}))
+	h.mux.HandleFunc("POST /ui/lanes/{class}/{project}/resume", h.pageAction(func(w http.ResponseWriter, r *http.Request, _ string) (string, error) {
+		if h.cfg.Lanes == nil {
+			return "", errors.New("lanes are not available")
+		}
+		class, project := r.PathValue("class"), r.PathValue("project")
+		if err := h.cfg.Lanes.ResumeLane(r.Context(), class, project); err != nil {
+			return "", err
+		}
+		return "lane " + project + " of " + class + " resumed", nil
+	}))
 	h.mux.HandleFunc("POST /ui/slideshows/{id}/cancel", h.pageAction(func(w http.ResponseWriter, r *http.Request, _ string) (string, error) {
 		id := r.PathValue("id")
 		if _, err := h.cfg.Service.Cancel(r.Context(), id); err != nil {
@@ -204,13 +214,16 @@ func (h *handler) pageAction(do func(w http.ResponseWriter, r *http.Request, ses
 }
 
 func isClientError(err error) bool {
-	return errors.Is(err, scheduler.ErrUnknownKey) || errors.Is(err, pipeline.ErrNotFound) || errors.Is(err, pipeline.ErrFinal)
+	return errors.Is(err, scheduler.ErrUnknownKey) || errors.Is(err, scheduler.ErrUnknownClass) || errors.Is(err, scheduler.ErrUnknownLane) ||
+		errors.Is(err, pipeline.ErrNotFound) || errors.Is(err, pipeline.ErrFinal)
 }
 
 func pageError(err error) string {
 	switch {
 	case errors.Is(err, scheduler.ErrUnknownKey):
 		return "no such key"
+	case errors.Is(err, scheduler.ErrUnknownClass), errors.Is(err, scheduler.ErrUnknownLane):
+		return "no such lane"
 	case errors.Is(err, pipeline.ErrNotFound):
 		return "no such job"
 	case errors.Is(err, pipeline.ErrFinal):
@@ -375,10 +388,10 @@ func (h *handler) pageData(ctx context.Context, se session) (pageView, error) {
 				}
 				lv.State, lv.StateClass = "ok", "state-ok"
 				switch {
+				case l.Stopped != "": // a stopped lane is not enabled either: say why
+					lv.State, lv.StateClass = "stopped: "+l.Stopped, "state-bad"
 				case !l.Enabled:
 					lv.State, lv.StateClass = "disabled", "state-bad"
-				case l.Stopped != "":
-					lv.State, lv.StateClass = "stopped: "+l.Stopped, "state-bad"
 				case l.ExhaustedUntil.After(now):
 					lv.State, lv.StateClass = "out for the day until "+l.ExhaustedUntil.In(bucket.Pacific).Format("Jan 2 15:04 MST"), "state-bad"
 				case l.CoolUntil.After(now):

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -27,7 +28,7 @@ func pageEnv(t *testing.T) (*testEnv, *scheduler.Scheduler) {
 		t.Fatal(err)
 	}
 	env := newEnv(t, func(c *Config) {
-		c.Token, c.Keys, c.Summary = testToken, sched, sched.Summary
+		c.Token, c.Keys, c.Lanes, c.Summary = testToken, sched, sched, sched.Summary
 	})
 	env.svc.setJob(pipeline.Status{ID: "job1", Source: "Deck <one>", Priority: "high", State: pipeline.JobGenerating,
 		Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}, {N: 2, State: pipeline.ImagePending}}})
@@ -124,5 +125,117 @@ func TestStatusPageWithoutToken(t *testing.T) {
 	}
 	if w := env.do(t, "POST", "/ui/slideshows/x/cancel", "csrf=x", withHeader("Content-Type", "application/x-www-form-urlencoded")); w.Code != http.StatusUnauthorized {
 		t.Fatalf("a form without the session cookie: %d", w.Code)
+	}
+}
+
+// stoppedLane is pageEnv with project p1's lane of the image class stopped
+// as the scheduler stops it when the API says the quota's limit is 0.
+func stoppedLane(t *testing.T) (*testEnv, *scheduler.Scheduler) {
+	t.Helper()
+	env, sched := pageEnv(t)
+	if !sched.Pool().Class("image").Stop("p1", scheduler.ReasonNoQuota) {
+		t.Fatal("no lane p1 on image")
+	}
+	return env, sched
+}
+
+// laneStopped returns the Stopped reason of project's lane on class.
+func laneStopped(t *testing.T, sched *scheduler.Scheduler, class, project string) string {
+	t.Helper()
+	for _, c := range sched.Summary().Classes {
+		for _, l := range c.Lanes {
+			if c.Name == class && l.Project == project {
+				return l.Stopped
+			}
+		}
+	}
+	t.Fatalf("no lane %s on %s", project, class)
+	return ""
+}
+
+// POST /v1/lanes/{class}/{project}/resume puts a stopped lane back into
+// service: token-protected, 404 for an unknown class or project, POST
+// only, 503 without a LaneService.
+func TestResumeLaneEndpoint(t *testing.T) {
+	env, sched := stoppedLane(t)
+	if w := env.do(t, "POST", "/v1/lanes/image/p1/resume", ""); w.Code != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d %s", w.Code, w.Body)
+	}
+	if laneStopped(t, sched, "image", "p1") == "" {
+		t.Fatal("resumed without the token")
+	}
+	w := env.do(t, "GET", "/v1/usage", "", withToken(testToken))
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"stopped":"`+scheduler.ReasonNoQuota+`"`) {
+		t.Fatalf("GET /v1/usage does not show the stopped lane: %d %s", w.Code, w.Body)
+	}
+	for _, c := range []struct {
+		method, path string
+		code         int
+		msg          string
+	}{
+		{"POST", "/v1/lanes/video/p1/resume", 404, `class "video" not found`},
+		{"POST", "/v1/lanes/image/p9/resume", 404, `class "image" has no lane of project "p9"`},
+		{"GET", "/v1/lanes/image/p1/resume", 405, `method "GET" not allowed: use POST`},
+	} {
+		w := env.do(t, c.method, c.path, "", withToken(testToken))
+		if w.Code != c.code || !strings.HasPrefix(apiErr(t, w).Message, c.msg) {
+			t.Errorf("%s %s: %d %s, want %d %q...", c.method, c.path, w.Code, w.Body, c.code, c.msg)
+		}
+	}
+	if laneStopped(t, sched, "image", "p1") == "" {
+		t.Fatal("resumed by a refused request")
+	}
+	for range 2 { // resuming a lane that is not stopped is no error
+		w = env.do(t, "POST", "/v1/lanes/image/p1/resume", "", withToken(testToken))
+		var ans laneAnswer
+		if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &ans) != nil || ans.Class != "image" || ans.Project != "p1" ||
+			ans.Lane == nil || ans.Lane.Stopped != "" || ans.Lane.Project != "p1" {
+			t.Fatalf("resume: %d %s", w.Code, w.Body)
+		}
+	}
+	if s := laneStopped(t, sched, "image", "p1"); s != "" {
+		t.Fatalf("still stopped: %q", s)
+	}
+	none := newEnv(t, nil)
+	if w := none.do(t, "POST", "/v1/lanes/image/p1/resume", ""); w.Code != 503 {
+		t.Errorf("without a LaneService: %d %s", w.Code, w.Body)
+	}
+}
+
+// The status page shows a stopped lane with a Resume button, a form with
+// the session's CSRF token like the others.
+func TestStatusPageResumesLane(t *testing.T) {
+	env, sched := stoppedLane(t)
+	body, ct := form(url.Values{"token": {testToken}})
+	w := env.do(t, "POST", "/login", body, ct)
+	cookies := w.Result().Cookies()
+	if len(cookies) != 1 {
+		t.Fatalf("login: %d %v", w.Code, cookies)
+	}
+	withSession := func(r *http.Request) { r.AddCookie(cookies[0]) }
+	page := env.do(t, "GET", "/", "", withSession).Body.String()
+	if !strings.Contains(page, "stopped: "+scheduler.ReasonNoQuota) || !strings.Contains(page, `id="resume-image-p1"`) ||
+		!strings.Contains(page, `action="/ui/lanes/image/p1/resume"`) || strings.Contains(page, `id="resume-text-p1"`) {
+		t.Fatalf("the page lacks the stopped lane or its button, or shows one for a running lane:\n%s", page)
+	}
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no csrf token in the page")
+	}
+	body, ct = form(url.Values{"csrf": {"forged"}})
+	if w := env.do(t, "POST", "/ui/lanes/image/p1/resume", body, ct, withSession); w.Code != http.StatusForbidden || laneStopped(t, sched, "image", "p1") == "" {
+		t.Fatalf("forged csrf: %d", w.Code)
+	}
+	body, ct = form(url.Values{"csrf": {m[1]}})
+	w = env.do(t, "POST", "/ui/lanes/image/p9/resume", body, ct, withSession)
+	if loc := w.Header().Get("Location"); w.Code != http.StatusSeeOther || !strings.Contains(loc, "no+such+lane") {
+		t.Fatalf("unknown lane: %d %s", w.Code, loc)
+	}
+	w = env.do(t, "POST", "/ui/lanes/image/p1/resume", body, ct, withSession)
+	if loc := w.Header().Get("Location"); w.Code != http.StatusSeeOther || !strings.Contains(loc, "resumed") || laneStopped(t, sched, "image", "p1") != "" {
+		t.Fatalf("resume: %d %s", w.Code, loc)
+	}
+	if page := env.do(t, "GET", "/", "", withSession).Body.String(); strings.Contains(page, `id="resume-image-p1"`) {
+		t.Fatal("the button stays after the lane resumed")
 	}
 }

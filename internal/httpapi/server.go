@@ -110,6 +110,7 @@ func New(cfg Config) http.Handler {
 	route("/v1/keys", true, map[string]http.HandlerFunc{http.MethodGet: h.keys})
 	route("/v1/keys/{id}/enable", true, map[string]http.HandlerFunc{http.MethodPost: h.enableKey})
 	route("/v1/keys/{id}/disable", true, map[string]http.HandlerFunc{http.MethodPost: h.disableKey})
+	route("/v1/lanes/{class}/{project}/resume", true, map[string]http.HandlerFunc{http.MethodPost: h.resumeLane})
 	route("/healthz", false, map[string]http.HandlerFunc{http.MethodGet: h.healthz})
 	route("/readyz", false, map[string]http.HandlerFunc{http.MethodGet: h.readyz})
 	if cfg.Backup != nil {
