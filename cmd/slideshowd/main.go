@@ -96,6 +96,7 @@ func commands() []command {
 		{"usage", "[-json] [-addr HOST:PORT]", "print the usage table of the running daemon, else of the data directory", cmdUsage},
 		{"keys", "[list | enable ID | disable ID]", "show the API keys, or enable or disable one (daemon, else data directory)", cmdKeys},
 		{"jobs", "[list | show ID | cancel ID]", "list, show or cancel slideshow jobs (daemon, else data directory)", cmdJobs},
+		{"lanes", "[list | resume CLASS PROJECT]", "show the lanes, or resume one stopped for no quota (daemon, else data directory)", cmdLanes},
 		{"check", "[-online]", "check the configuration and the environment it names (exit 0 ok, 2 problems)", cmdCheck},
 		{"store", "check | backup FILE | restore FILE", "check the store, copy it consistently, or restore a copy", cmdStore},
 		{"emulate", "[-addr HOST:PORT] [flags]", "serve the Gemini API emulator (for offline rehearsal)", cmdEmulate},

@@ -280,6 +280,133 @@ func keyClassState(c scheduler.KeyClassState, now time.Time) string {
 	return c.State
 }
 
+// laneRow is one lane of `slideshowd lanes -json`: a project on a class.
+type laneRow struct {
+	Class string `json:"class"`
+	scheduler.LaneSummary
+}
+
+// laneAnswer is the answer of POST /v1/lanes/{class}/{project}/resume.
+type laneAnswer struct {
+	Class   string                 `json:"class"`
+	Project string                 `json:"project"`
+	Lane    *scheduler.LaneSummary `json:"lane,omitempty"`
+}
+
+// cmdLanes is `slideshowd lanes [list] | resume CLASS PROJECT`.
+func cmdLanes(ctx context.Context, e env, args []string) int {
+	c := newClientCmd("lanes", e, "print JSON", map[string]int{"list": 0, "resume": 2}, "list or resume CLASS PROJECT")
+	c.fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "Usage: slideshowd lanes [list]                the lanes (a project on a class): keys and state, why stopped")
+		fmt.Fprintln(e.stderr, "       slideshowd lanes resume CLASS PROJECT  put a lane stopped for no quota (limit 0) back into service")
+		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
+		c.fs.PrintDefaults()
+	}
+	sub, pos, cfg, code, ok := c.start(e, args)
+	if !ok {
+		return code
+	}
+	var (
+		sum     scheduler.Summary
+		resumed laneAnswer
+		err     error
+	)
+	source := "the running daemon at " + daemonBase(cfg.Listen)
+	switch sub {
+	case "list":
+		err = daemonCall(ctx, cfg, http.MethodGet, "/v1/usage", &sum)
+	case "resume":
+		err = daemonCall(ctx, cfg, http.MethodPost, "/v1/lanes/"+url.PathEscape(pos[0])+"/"+url.PathEscape(pos[1])+"/resume", &resumed)
+	}
+	if errors.Is(err, errNoDaemon) {
+		source = "the data directory " + cfg.Data
+		sum, resumed, err = lanesOffline(ctx, cfg, sub, pos, err)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "slideshowd:", err)
+		return exitFailed
+	}
+	if sub == "resume" {
+		if *c.asJSON {
+			printJSON(e.stdout, resumed)
+			return exitOK
+		}
+		fmt.Fprintf(e.stdout, "lane %s of %s resumed (%s)\n", resumed.Project, resumed.Class, source)
+		return exitOK
+	}
+	rows := []laneRow{}
+	for _, cs := range sum.Classes {
+		for _, l := range cs.Lanes {
+			rows = append(rows, laneRow{Class: cs.Name, LaneSummary: l})
+		}
+	}
+	if *c.asJSON {
+		printJSON(e.stdout, struct {
+			Lanes []laneRow `json:"lanes"`
+		}{rows})
+		return exitOK
+	}
+	fmt.Fprintf(e.stdout, "lanes from %s\n", source)
+	printLanes(e.stdout, sum, time.Now())
+	return exitOK
+}
+
+// lanesOffline does a lanes sub-command on the data directory.
+func lanesOffline(ctx context.Context, cfg config.Config, sub string, pos []string, daemonErr error) (scheduler.Summary, laneAnswer, error) {
+	if err := needKeys(cfg, "the lanes", daemonErr); err != nil {
+		return scheduler.Summary{}, laneAnswer{}, err
+	}
+	st, err := openDataStore(cfg, daemonErr)
+	if err != nil {
+		return scheduler.Summary{}, laneAnswer{}, err
+	}
+	defer st.Close()
+	sc := cfg.Scheduler()
+	sc.Store = st
+	s, err := scheduler.New(sc)
+	if err != nil {
+		return scheduler.Summary{}, laneAnswer{}, err
+	}
+	if sub != "resume" {
+		return s.Summary(), laneAnswer{}, nil
+	}
+	if err := s.ResumeLane(ctx, pos[0], pos[1]); err != nil {
+		return scheduler.Summary{}, laneAnswer{}, err
+	}
+	ans := laneAnswer{Class: pos[0], Project: pos[1]}
+	for _, cs := range s.Summary().Classes {
+		for _, l := range cs.Lanes {
+			if cs.Name == pos[0] && l.Project == pos[1] {
+				ans.Lane = &l
+			}
+		}
+	}
+	return scheduler.Summary{}, ans, nil
+}
+
+// printLanes writes one line per lane: its class, project, keys and state
+// (why it serves nothing, when it does not), then how to resume a stopped
+// one.
+func printLanes(w io.Writer, sum scheduler.Summary, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLASS\tPROJECT\tKEYS\tSTATE")
+	stopped := false
+	for _, cs := range sum.Classes {
+		for _, l := range cs.Lanes {
+			keys := strings.Join(l.Keys, ",")
+			if keys == "" {
+				keys = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cs.Name, l.Project, keys, laneState(l, now, cs.DayResetsAt))
+			stopped = stopped || l.Stopped != ""
+		}
+	}
+	tw.Flush()
+	if stopped {
+		fmt.Fprintln(w, "resume a stopped lane: slideshowd lanes resume CLASS PROJECT")
+	}
+}
+
 // cmdJobs is `slideshowd jobs [list|show ID|cancel ID]`.
 func cmdJobs(ctx context.Context, e env, args []string) int {
 	c := newClientCmd("jobs", e, "print JSON", map[string]int{"list": 0, "show": 1, "cancel": 1}, "list, show ID or cancel ID")

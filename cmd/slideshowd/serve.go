@@ -70,7 +70,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	// Closed at the signal: new work answers 503, long polls answer.
 	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
-		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
+		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Lanes: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
 		Stopping: stopping, Backup: d.store.Backup, PageRefresh: *refresh,
 	}
