@@ -924,8 +924,9 @@ func decodeCursor(s string) (cursorPos, error) {
 }
 
 // Jobs returns one page of the stored jobs that pass f, newest first.
-// It reads every record (the store keeps them by id), so a page costs time in
-// proportion to all jobs stored. A bad f (unknown state or priority, a
+// It reads every record (the store keeps them by id, not by creation), so a
+// page costs time in proportion to all jobs stored, but memory in
+// proportion to the page: only the page's records are decoded whole. A bad f (unknown state or priority, a
 // cursor not from Jobs) gives an *InputError naming the field.
 func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
 	pg, err := StoredJobs(ctx, p.cfg.Store, f)
@@ -967,24 +968,36 @@ func StoredJobs(ctx context.Context, st store.Store, f Filter) (Page, error) {
 	newer := func(a, b cursorPos) int { // newest first
 		return cmp.Or(b.created.Compare(a.created), cmp.Compare(b.id, a.id))
 	}
-	var out []Status
+	// Each record is first decoded for the fields that filter and order it
+	// only; the newest limit+1 that pass are kept, newest first, with their
+	// bytes, and only those are decoded whole: a page allocates in
+	// proportion to its size, not to every job stored.
+	type candidate struct {
+		pos  cursorPos
+		data []byte
+	}
+	var kept []candidate
 	var bad error
 	err := st.Jobs(ctx, func(jr store.JobRecord) bool {
-		var r record
+		var r listFields
 		if err := json.Unmarshal(jr.Data, &r); err != nil {
 			bad = fmt.Errorf("pipeline: job %s: unreadable record: %w", jr.ID, err)
 			return false
 		}
+		pos := cursorPos{r.CreatedAt, r.ID}
 		switch {
 		case len(f.States) > 0 && !slices.Contains(f.States, r.State),
 			f.Priority != "" && r.Priority != f.Priority,
 			!f.Since.IsZero() && r.CreatedAt.Before(f.Since),
-			after != nil && newer(*after, cursorPos{r.CreatedAt, r.ID}) >= 0:
+			after != nil && newer(*after, pos) >= 0,
+			len(kept) > limit && newer(kept[limit].pos, pos) <= 0:
 			return true
 		}
-		st := r.status()
-		st.Analysis = nil
-		out = append(out, st)
+		i, _ := slices.BinarySearchFunc(kept, pos, func(c candidate, p cursorPos) int { return newer(c.pos, p) })
+		kept = slices.Insert(kept, i, candidate{pos, jr.Data})
+		if len(kept) > limit+1 {
+			kept = kept[:limit+1]
+		}
 		return true
 	})
 	if err == nil {
@@ -993,9 +1006,16 @@ func StoredJobs(ctx context.Context, st store.Store, f Filter) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	slices.SortFunc(out, func(a, b Status) int {
-		return newer(cursorPos{a.CreatedAt, a.ID}, cursorPos{b.CreatedAt, b.ID})
-	})
+	out := make([]Status, 0, len(kept))
+	for _, c := range kept {
+		var r record
+		if err := json.Unmarshal(c.data, &r); err != nil {
+			return Page{}, fmt.Errorf("pipeline: job %s: unreadable record: %w", c.pos.id, err)
+		}
+		st := r.status()
+		st.Analysis = nil
+		out = append(out, st)
+	}
 	pg := Page{Jobs: out}
 	if len(out) > limit {
 		pg.Jobs = out[:limit]

@@ -92,6 +92,15 @@ type record struct {
 	RetriedAt *time.Time `json:"retried_at,omitempty"`
 }
 
+// listFields are the fields of a record that Jobs filters and orders
+// by: decoding only them skips the slides, the analysis and the images.
+type listFields struct {
+	ID        string    `json:"id"`
+	Priority  string    `json:"priority"`
+	State     JobState  `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
 // slideRecord is a stored slide: its text and the file of its image in the
 // job's directory.
 type slideRecord struct {
