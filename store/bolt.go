@@ -350,17 +350,7 @@ func (s *Bolt) SetLaneState(ctx context.Context, st LaneState) error {
 
 // LaneStates implements Store.
 func (s *Bolt) LaneStates(ctx context.Context) ([]LaneState, error) {
-	var out []LaneState
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLanes).ForEach(func(k, v []byte) error {
-			st, err := decodeLaneState(k, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, st)
-			return nil
-		})
-	})
+	out, err := readBucket(ctx, s, bucketLanes, decodeLaneState)
 	if err != nil {
 		return nil, err
 	}
@@ -398,10 +388,16 @@ func (s *Bolt) EnableKey(ctx context.Context, keyID string) error {
 
 // DisabledKeys implements Store.
 func (s *Bolt) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
-	var out []DisabledKey
+	return readBucket(ctx, s, bucketDisabled, decodeDisabled)
+}
+
+// readBucket decodes every entry of bucket, in key order, in one read
+// transaction; the first entry decode refuses ends it with that error.
+func readBucket[T any](ctx context.Context, s *Bolt, bucket []byte, decode func(k, v []byte) (T, error)) ([]T, error) {
+	var out []T
 	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketDisabled).ForEach(func(k, v []byte) error {
-			d, err := decodeDisabled(k, v)
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			d, err := decode(k, v)
 			if err != nil {
 				return err
 			}

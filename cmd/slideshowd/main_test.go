@@ -675,6 +675,24 @@ func TestUsageMissingDataDirectory(t *testing.T) {
 	}
 }
 
+// checkSquare fails the test unless path is a square PNG, as the images
+// setting aspect_ratio "1:1" makes them.
+func checkSquare(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != b.Dy() {
+		t.Errorf("%s is %dx%d with aspect_ratio 1:1", filepath.Base(path), b.Dx(), b.Dy())
+	}
+}
+
 // demo takes -config: its limits, images and log settings apply, its keys,
 // base_url and data are the demo's own.
 func TestDemoConfig(t *testing.T) {
@@ -685,18 +703,7 @@ func TestDemoConfig(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	f, err := os.Open(filepath.Join(dir, "out", "01-deck-number-1", "image-01.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := img.Bounds(); b.Dx() != b.Dy() {
-		t.Errorf("image is %dx%d with the config's aspect_ratio 1:1", b.Dx(), b.Dy())
-	}
+	checkSquare(t, filepath.Join(dir, "out", "01-deck-number-1", "image-01.png"))
 	r = runBin(t, dir, nil, "demo", "-config", "missing.yaml")
 	if r.code != 2 || r.stderr != "slideshowd: config: missing.yaml: no such file\n" {
 		t.Errorf("missing config: exit %d %q", r.code, r.stderr)
@@ -816,16 +823,5 @@ func TestImagesConfig(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
-	f, err := os.Open(filepath.Join(dir, "out", "01-deck-number-1", "image-01.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b := img.Bounds(); b.Dx() != b.Dy() {
-		t.Fatalf("image is %dx%d with aspect_ratio 1:1", b.Dx(), b.Dy())
-	}
+	checkSquare(t, filepath.Join(dir, "out", "01-deck-number-1", "image-01.png"))
 }
