@@ -105,8 +105,22 @@ type clientCmd struct {
 	want string
 }
 
-func newClientCmd(name string, e env, jsonHelp string, subs map[string]int, want string) *clientCmd {
+// newClientCmd returns command name's flag set with the flags every client
+// command takes; its help prints usage, one line each, then says where the
+// command works, then the flags.
+func newClientCmd(name string, e env, jsonHelp string, subs map[string]int, want string, usage ...string) *clientCmd {
 	fs := newFlagSet(name, e)
+	fs.Usage = func() {
+		for i, u := range usage {
+			if i == 0 {
+				fmt.Fprintln(e.stderr, "Usage: "+u)
+			} else {
+				fmt.Fprintln(e.stderr, "       "+u)
+			}
+		}
+		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
+		fs.PrintDefaults()
+	}
 	return &clientCmd{
 		name:    name,
 		fs:      fs,
@@ -154,15 +168,11 @@ func (c *clientCmd) start(e env, args []string) (sub string, pos []string, cfg c
 
 // cmdKeys is `slideshowd keys [list|enable|disable] [ID]`.
 func cmdKeys(ctx context.Context, e env, args []string) int {
-	c := newClientCmd("keys", e, "print the keys as JSON", map[string]int{"list": 0, "enable": 1, "disable": 1}, "list, enable ID or disable ID")
+	c := newClientCmd("keys", e, "print the keys as JSON", map[string]int{"list": 0, "enable": 1, "disable": 1}, "list, enable ID or disable ID",
+		"slideshowd keys [list]        the keys: project, state per class, why and since when disabled",
+		"slideshowd keys enable ID     put a disabled key back into service",
+		"slideshowd keys disable ID    take a key out of service until enabled")
 	asJSON := c.asJSON
-	c.fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: slideshowd keys [list]        the keys: project, state per class, why and since when disabled")
-		fmt.Fprintln(e.stderr, "       slideshowd keys enable ID     put a disabled key back into service")
-		fmt.Fprintln(e.stderr, "       slideshowd keys disable ID    take a key out of service until enabled")
-		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
-		c.fs.PrintDefaults()
-	}
 	sub, pos, cfg, code, ok := c.start(e, args)
 	if !ok {
 		return code
@@ -206,22 +216,34 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 	return exitOK
 }
 
-// keysOffline does a keys sub-command on the data directory.
-func keysOffline(ctx context.Context, cfg config.Config, sub string, pos []string, daemonErr error) ([]scheduler.KeyStatus, scheduler.KeyStatus, error) {
-	if err := needKeys(cfg, "the keys' states", daemonErr); err != nil {
-		return nil, scheduler.KeyStatus{}, err
+// offlineScheduler opens the data directory's store and a scheduler on it
+// (not running: it restores the lanes' and keys' states) for a client
+// command that found no daemon; what names what it reads, for the error
+// when no keys are configured. Call closeStore when done.
+func offlineScheduler(cfg config.Config, what string, daemonErr error) (s *scheduler.Scheduler, closeStore func(), err error) {
+	if err := needKeys(cfg, what, daemonErr); err != nil {
+		return nil, nil, err
 	}
 	st, err := openDataStore(cfg, daemonErr)
 	if err != nil {
-		return nil, scheduler.KeyStatus{}, err
+		return nil, nil, err
 	}
-	defer st.Close()
 	sc := cfg.Scheduler()
 	sc.Store = st
-	s, err := scheduler.New(sc)
+	if s, err = scheduler.New(sc); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return s, func() { st.Close() }, nil
+}
+
+// keysOffline does a keys sub-command on the data directory.
+func keysOffline(ctx context.Context, cfg config.Config, sub string, pos []string, daemonErr error) ([]scheduler.KeyStatus, scheduler.KeyStatus, error) {
+	s, closeStore, err := offlineScheduler(cfg, "the keys' states", daemonErr)
 	if err != nil {
 		return nil, scheduler.KeyStatus{}, err
 	}
+	defer closeStore()
 	switch sub {
 	case "enable":
 		err = s.EnableKey(ctx, pos[0])
@@ -295,13 +317,9 @@ type laneAnswer struct {
 
 // cmdLanes is `slideshowd lanes [list] | resume CLASS PROJECT`.
 func cmdLanes(ctx context.Context, e env, args []string) int {
-	c := newClientCmd("lanes", e, "print JSON", map[string]int{"list": 0, "resume": 2}, "list or resume CLASS PROJECT")
-	c.fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: slideshowd lanes [list]                the lanes (a project on a class): keys and state, why stopped")
-		fmt.Fprintln(e.stderr, "       slideshowd lanes resume CLASS PROJECT  put a lane stopped for no quota (limit 0) back into service")
-		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
-		c.fs.PrintDefaults()
-	}
+	c := newClientCmd("lanes", e, "print JSON", map[string]int{"list": 0, "resume": 2}, "list or resume CLASS PROJECT",
+		"slideshowd lanes [list]                the lanes (a project on a class): keys and state, why stopped",
+		"slideshowd lanes resume CLASS PROJECT  put a lane stopped for no quota (limit 0) back into service")
 	sub, pos, cfg, code, ok := c.start(e, args)
 	if !ok {
 		return code
@@ -353,20 +371,11 @@ func cmdLanes(ctx context.Context, e env, args []string) int {
 
 // lanesOffline does a lanes sub-command on the data directory.
 func lanesOffline(ctx context.Context, cfg config.Config, sub string, pos []string, daemonErr error) (scheduler.Summary, laneAnswer, error) {
-	if err := needKeys(cfg, "the lanes", daemonErr); err != nil {
-		return scheduler.Summary{}, laneAnswer{}, err
-	}
-	st, err := openDataStore(cfg, daemonErr)
+	s, closeStore, err := offlineScheduler(cfg, "the lanes", daemonErr)
 	if err != nil {
 		return scheduler.Summary{}, laneAnswer{}, err
 	}
-	defer st.Close()
-	sc := cfg.Scheduler()
-	sc.Store = st
-	s, err := scheduler.New(sc)
-	if err != nil {
-		return scheduler.Summary{}, laneAnswer{}, err
-	}
+	defer closeStore()
 	if sub != "resume" {
 		return s.Summary(), laneAnswer{}, nil
 	}
@@ -409,20 +418,16 @@ func printLanes(w io.Writer, sum scheduler.Summary, now time.Time) {
 
 // cmdJobs is `slideshowd jobs [list|show ID|cancel ID]`.
 func cmdJobs(ctx context.Context, e env, args []string) int {
-	c := newClientCmd("jobs", e, "print JSON", map[string]int{"list": 0, "show": 1, "cancel": 1}, "list, show ID or cancel ID")
+	c := newClientCmd("jobs", e, "print JSON", map[string]int{"list": 0, "show": 1, "cancel": 1}, "list, show ID or cancel ID",
+		"slideshowd jobs [list] [-state S] [-priority P] [-since T] [-limit N] [-cursor C]",
+		"slideshowd jobs show ID      one job as JSON",
+		"slideshowd jobs cancel ID    cancel a queued or running job")
 	asJSON, fs := c.asJSON, c.fs
 	state := fs.String("state", "", "list: only these states, comma-separated (queued, analyzing, generating, done, failed, canceled)")
 	priority := fs.String("priority", "", "list: only this priority (high, normal, low)")
 	since := fs.String("since", "", "list: only jobs created since this RFC 3339 time or this long ago (24h)")
 	limit := fs.Int("limit", 0, fmt.Sprintf("list: at most this many jobs (default %d, at most %d)", pipeline.DefaultPageSize, pipeline.MaxPageSize))
 	cursor := fs.String("cursor", "", "list: continue after the page that printed this cursor")
-	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: slideshowd jobs [list] [-state S] [-priority P] [-since T] [-limit N] [-cursor C]")
-		fmt.Fprintln(e.stderr, "       slideshowd jobs show ID      one job as JSON")
-		fmt.Fprintln(e.stderr, "       slideshowd jobs cancel ID    cancel a queued or running job")
-		fmt.Fprintln(e.stderr, "Asks the running daemon (SLIDESHOWD_TOKEN), else works on the data directory.")
-		fs.PrintDefaults()
-	}
 	sub, pos, cfg, code, ok := c.start(e, args)
 	if !ok {
 		return code
