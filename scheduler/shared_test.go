@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,5 +131,81 @@ func TestSharedEvents(t *testing.T) {
 		if l.Project == "key1" && l.CoolUntil.Before(time.Now().Add(59*time.Minute)) {
 			t.Errorf("b's lane cools until %v, want about an hour", l.CoolUntil)
 		}
+	}
+}
+
+// TestSharedSummary: with a shared store, Summary carries the cluster's
+// view: both processes alive, and per lane the shared day count and window
+// with each process's part, no less than what each one sent. Without one,
+// no cluster view.
+func TestSharedSummary(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a := sharedScheduler(t, srv, "a", 60, nil, newLogSignal())
+	b := sharedScheduler(t, srv, "b", 60, nil, newLogSignal())
+	ctx := context.Background()
+	sent := map[string]int{"a": 2, "b": 3}
+	for name, s := range map[string]*Scheduler{"a": a, "b": b} {
+		for range sent[name] {
+			if err := s.Do(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c := a.Summary().Cluster
+	if c == nil {
+		t.Fatal("no cluster view")
+	}
+	if c.Error != "" || c.Name != "sched" || c.Process != "a" || len(c.Processes) != 2 || c.Processes[0] != "a" || c.Processes[1] != "b" {
+		t.Fatalf("cluster %+v; want sched seen from a, a and b alive", c)
+	}
+	if len(c.Lanes) != 1 {
+		t.Fatalf("lanes %+v, want key1/text", c.Lanes)
+	}
+	l := c.Lanes[0]
+	if l.Class != "text" || l.Project != "key1" || l.RPMLimit != 60 || l.DayLimit != 1000 || len(l.Processes) != 2 {
+		t.Fatalf("lane %+v", l)
+	}
+	day, win := 0, 0
+	for _, p := range l.Processes {
+		if !p.Alive || p.DayUsed < sent[p.Process] || p.WindowUsed < sent[p.Process] {
+			t.Errorf("process %+v: want alive, day and window at least the %d it sent", p, sent[p.Process])
+		}
+		day += p.DayUsed
+		win += p.WindowUsed
+	}
+	if day != l.DayUsed || win != l.WindowUsed || l.WindowUsed > l.RPMLimit {
+		t.Errorf("lane totals day %d window %d, processes' sum %d and %d", l.DayUsed, l.WindowUsed, day, win)
+	}
+	// This process's own lane shows what it sent; the cluster's, all.
+	if own := a.Summary().Classes[0].Lanes[0]; own.DayUsed != sent["a"] {
+		t.Errorf("a's own day %d, want %d", own.DayUsed, sent["a"])
+	}
+	// Redis stopped: the view says so, within ClusterTimeout, with this
+	// process's lanes still shown (a scheduler that does not run: Run's
+	// own handling of a lost Redis is not this test's).
+	srv2 := redistest.Start(t, redistest.Options{})
+	rc := redis.NewClient(&redis.Options{Addr: srv2.Addr(), MaxRetries: -1})
+	defer rc.Close()
+	st, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: rc, Cluster: "sched", Process: "c",
+		Classes: []store.RedisClass{{Name: "text", RPM: 60, RPD: 1000}}, Projects: []string{"key1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cs, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 1000}}}, Keys: keys(1), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2.Stop()
+	if sum := cs.Summary(); sum.Cluster == nil || !strings.Contains(sum.Cluster.Error, "Redis did not answer") ||
+		sum.Cluster.Process != "c" || len(sum.Cluster.Lanes) != 0 || len(sum.Classes) != 1 {
+		t.Errorf("with Redis stopped: %+v", sum.Cluster)
+	}
+	alone, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 1000}}}, Keys: keys(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alone.Summary().Cluster != nil {
+		t.Error("a scheduler without a shared store shows a cluster view")
 	}
 }

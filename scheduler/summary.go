@@ -1,10 +1,13 @@
 package scheduler
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
 )
 
 // Summary is a snapshot of the scheduler: queues, running jobs and the
@@ -13,6 +16,88 @@ type Summary struct {
 	Time         time.Time      `json:"time"`
 	Classes      []ClassSummary `json:"classes"`
 	DisabledKeys []DisabledKey  `json:"disabled_keys"`
+	// Cluster is the cluster's view when the Store shares the quota with
+	// other processes (store.Redis); nil otherwise.
+	Cluster *ClusterSummary `json:"cluster,omitempty"`
+}
+
+// ClusterSummary is the shared quota of the processes of a cluster, as Redis
+// holds it: the processes alive and, per lane, the shared window and day
+// count with each process's part. Process names are not secret (host name,
+// process id and a random suffix by default).
+type ClusterSummary struct {
+	Name      string   `json:"name"`      // the cluster (the prefix of its Redis keys)
+	Process   string   `json:"process"`   // this process's name; "" when read without joining
+	Processes []string `json:"processes"` // the processes alive (heartbeat within 15 s), sorted
+	Day       string   `json:"day"`       // the Pacific day of the day counts
+	// Error says why the view is missing (Redis did not answer within a
+	// second); the other fields but Name, Process and Day are then empty.
+	Error string             `json:"error,omitempty"`
+	Lanes []ClusterLaneUsage `json:"lanes"`
+}
+
+// ClusterLaneUsage is one lane's shared use. Window counts the slots granted
+// to the processes whose latest possible send is less than 60 s ago (sent or
+// not yet: the shared window the next grant is checked against, never more
+// than RPMLimit); DayUsed is the shared day count (day units granted today,
+// less those given back: it may exceed the requests sent by the units
+// granted and not used yet).
+type ClusterLaneUsage struct {
+	Class      string               `json:"class"`
+	Project    string               `json:"project"`
+	WindowUsed int                  `json:"window_used"`
+	RPMLimit   int                  `json:"rpm_limit"`
+	DayUsed    int                  `json:"day_used"`
+	DayLimit   int                  `json:"day_limit"`
+	Processes  []ClusterProcessLane `json:"processes"`
+}
+
+// ClusterProcessLane is one process's part of a lane's shared use. A
+// process that is no longer alive keeps its part of the day count.
+type ClusterProcessLane struct {
+	Process    string `json:"process"`
+	Alive      bool   `json:"alive"`
+	WindowUsed int    `json:"window_used"`
+	DayUsed    int    `json:"day_used"`
+}
+
+// clusterViewer is a Store that can show the cluster's shared use
+// (store.Redis).
+type clusterViewer interface {
+	Usage(ctx context.Context, day string) (store.ClusterUsage, error)
+}
+
+// ClusterTimeout bounds how long Summary waits for the cluster's view.
+const ClusterTimeout = time.Second
+
+// ClusterView converts the store's cluster usage to its summary.
+func ClusterView(u store.ClusterUsage, day string, err error) *ClusterSummary {
+	cs := &ClusterSummary{Name: u.Cluster, Process: u.Process, Day: day, Processes: []string{}, Lanes: []ClusterLaneUsage{}}
+	if err != nil {
+		cs.Error = "Redis did not answer: " + err.Error()
+		return cs
+	}
+	cs.Processes = append(cs.Processes, u.Processes...)
+	for _, l := range u.Lanes {
+		cl := ClusterLaneUsage{Class: l.Lane.Class, Project: l.Lane.Project, WindowUsed: l.Window, RPMLimit: l.RPM,
+			DayUsed: l.Count, DayLimit: l.RPD, Processes: []ClusterProcessLane{}}
+		var names []string
+		for p := range l.ByProcess {
+			names = append(names, p)
+		}
+		for p := range l.WindowByProcess {
+			if _, ok := l.ByProcess[p]; !ok {
+				names = append(names, p)
+			}
+		}
+		slices.Sort(names)
+		for _, p := range names {
+			cl.Processes = append(cl.Processes, ClusterProcessLane{Process: p, Alive: slices.Contains(u.Processes, p),
+				WindowUsed: l.WindowByProcess[p], DayUsed: l.ByProcess[p]})
+		}
+		cs.Lanes = append(cs.Lanes, cl)
+	}
+	return cs
 }
 
 // DisabledKey is a key out of service.
@@ -73,6 +158,8 @@ type LaneSummary struct {
 }
 
 // Summary returns a snapshot at the current time. It works before Run.
+// With a shared Store (store.Redis) it asks Redis for the cluster's view
+// (one round trip, at most ClusterTimeout).
 func (s *Scheduler) Summary() Summary {
 	now := time.Now()
 	sum := Summary{Time: now, DisabledKeys: []DisabledKey{}}
@@ -112,6 +199,13 @@ func (s *Scheduler) Summary() Summary {
 			})
 		}
 		sum.Classes = append(sum.Classes, cs)
+	}
+	if cv, ok := s.store.(clusterViewer); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), ClusterTimeout)
+		day := bucket.Day(now, s.cfg.Location)
+		u, err := cv.Usage(ctx, day)
+		cancel()
+		sum.Cluster = ClusterView(u, day, err)
 	}
 	return sum
 }

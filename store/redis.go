@@ -691,58 +691,6 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 	}
 }
 
-// LaneUse is one lane's shared day count and each process's part of it.
-type LaneUse struct {
-	Lane      LaneID
-	Day       string
-	Count     int
-	ByProcess map[string]int
-}
-
-// ClusterUsage is the cluster's view: the processes alive and every lane's
-// shared use of a day.
-type ClusterUsage struct {
-	Processes []string
-	Lanes     []LaneUse
-}
-
-// Usage returns the cluster's view of day for the lanes of
-// RedisOptions.Projects.
-func (s *Redis) Usage(ctx context.Context, day string) (ClusterUsage, error) {
-	if err := checkDay(day); err != nil {
-		return ClusterUsage{}, err
-	}
-	var u ClusterUsage
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	if s.now != nil {
-		now = strconv.FormatInt(s.now().UnixMilli(), 10)
-	}
-	procs, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.procsKey(), Start: "(" + now, Stop: "+inf", ByScore: true}).Result()
-	if err != nil {
-		return ClusterUsage{}, unavailable(err)
-	}
-	slices.Sort(procs)
-	u.Processes = procs
-	for _, l := range s.lanes {
-		n, err := s.rdb.Get(ctx, s.dayKey(day, l)).Int()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return ClusterUsage{}, unavailable(err)
-		}
-		by, err := s.rdb.HGetAll(ctx, s.useKey(day, l)).Result()
-		if err != nil {
-			return ClusterUsage{}, unavailable(err)
-		}
-		lu := LaneUse{Lane: l, Day: day, Count: n, ByProcess: make(map[string]int)}
-		for p, v := range by {
-			if c, err := strconv.Atoi(v); err == nil && c > 0 {
-				lu.ByProcess[p] = c
-			}
-		}
-		u.Lanes = append(u.Lanes, lu)
-	}
-	return u, nil
-}
-
 // Leave removes this process from the live processes, so the others' safe
 // share grows at once; the Local store stays open.
 func (s *Redis) Leave(ctx context.Context) error {

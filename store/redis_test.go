@@ -141,6 +141,21 @@ func TestRedisGrants(t *testing.T) {
 	if len(u.Lanes) != 1 || u.Lanes[0].Count != 8 || u.Lanes[0].ByProcess["a"] != 4 || u.Lanes[0].ByProcess["b"] != 4 {
 		t.Errorf("usage %+v, want 8: a 4, b 4", u)
 	}
+	// The window holds b's last grant (2 slots) only: a's are over a
+	// minute old. The limits come with the counts.
+	if l := u.Lanes[0]; l.Window != 2 || l.WindowByProcess["b"] != 2 || len(l.WindowByProcess) != 1 || l.RPM != 5 || l.RPD != 8 {
+		t.Errorf("window %d by process %v, limits %d/%d; want 2, all b's, 5 RPM, 8 RPD", l.Window, l.WindowByProcess, l.RPM, l.RPD)
+	}
+	if u.Cluster != "test" || u.Process != "a" {
+		t.Errorf("cluster %q, process %q; want test, a", u.Cluster, u.Process)
+	}
+	// Read without joining: the same view, no process added.
+	r, err := store.ReadClusterUsage(ctx, "2026-03-01", store.ClusterUsageOptions{Client: e.client(t), Cluster: "test",
+		Classes: []store.RedisClass{textClass}, Projects: []string{"p1"}, Now: e.clock.now})
+	if err != nil || r.Process != "" || !slices.Equal(r.Processes, u.Processes) || len(r.Lanes) != 1 ||
+		r.Lanes[0].Count != 8 || r.Lanes[0].Window != 2 {
+		t.Errorf("ReadClusterUsage: %+v, %v; want %+v without a process", r, err, u)
+	}
 	if !slices.Equal(u.Processes, []string{"a", "b"}) {
 		t.Errorf("processes %v, want a, b", u.Processes)
 	}

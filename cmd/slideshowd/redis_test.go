@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 // TestSeveralProcesses: three daemons and a batch, with the same key and one
@@ -83,5 +86,87 @@ func TestSeveralProcesses(t *testing.T) {
 		if lc.Model == "gemini-3-pro-image-preview" && lc.Count != rpm {
 			t.Errorf("the busiest 60 s window of %s held %d image requests, want RPM %d (all of it, no more)", lc.Project, lc.Count, rpm)
 		}
+	}
+	var names []string
+	for _, d := range daemons {
+		names = append(names, processName(t, d.logs()))
+	}
+	checkClusterView(t, daemons[0], names, perProcess, rpm)
+	// usage asks the daemon and prints its cluster view; with no daemon
+	// there, it reads the cluster's view from Redis without joining it.
+	r := runBin(t, bdir, env(bdir), "usage", "-addr", daemons[0].addr)
+	if r.code != 0 || !strings.Contains(r.stdout, "cluster slideshowd (shared through Redis)") ||
+		!strings.Contains(r.stdout, "3 processes alive") || !strings.Contains(r.stdout, names[0]+" (this one)") {
+		t.Errorf("usage from daemon 0: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = runBin(t, bdir, env(bdir), "usage", "-addr", "127.0.0.1:1")
+	if r.code != 0 || !strings.Contains(r.stdout, "3 processes alive") || strings.Contains(r.stdout, "(this one)") ||
+		!strings.Contains(r.stdout, "(gone)") || strings.Contains(r.stdout, srv.Addr()) {
+		t.Errorf("usage from the data directory and Redis: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// processName returns the process name a daemon or batch logged when it
+// joined the cluster.
+func processName(t *testing.T, logs string) string {
+	t.Helper()
+	for line := range strings.Lines(logs) {
+		var l struct{ Message, Process string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Message == "sharing quota through Redis" && l.Process != "" {
+			return l.Process
+		}
+	}
+	t.Fatalf("no process name logged:\n%s", logs)
+	return ""
+}
+
+// checkClusterView: GET /v1/usage of d shows the cluster: the daemons alive
+// (d is "process"), the batch gone but its day units kept, and per lane the
+// shared totals equal to the sum of the processes' parts, each no less than
+// the images it made.
+func checkClusterView(t *testing.T, d *daemonProc, daemons []string, perProcess, rpm int) {
+	t.Helper()
+	code, body := d.call(t, "GET", "/v1/usage", testToken, "")
+	var sum scheduler.Summary
+	if code != 200 || json.Unmarshal(body, &sum) != nil || sum.Cluster == nil {
+		t.Fatalf("GET /v1/usage: %d %s", code, body)
+	}
+	c := sum.Cluster
+	if c.Error != "" || c.Name != "slideshowd" || c.Process != daemons[0] || !slices.Equal(c.Processes, slices.Sorted(slices.Values(daemons))) {
+		t.Fatalf("cluster %+v; want slideshowd seen from %s, alive %v", c, daemons[0], daemons)
+	}
+	found := false
+	for _, l := range c.Lanes {
+		day, win := 0, 0
+		for _, p := range l.Processes {
+			day += p.DayUsed
+			win += p.WindowUsed
+			if alive := slices.Contains(daemons, p.Process); p.Alive != alive {
+				t.Errorf("lane %s/%s: process %+v: alive %v", l.Class, l.Project, p, alive)
+			}
+		}
+		if day != l.DayUsed || win != l.WindowUsed || l.WindowUsed > l.RPMLimit {
+			t.Errorf("lane %s/%s: totals day %d window %d (RPM %d), the processes' parts sum to %d and %d", l.Class, l.Project, l.DayUsed, l.WindowUsed, l.RPMLimit, day, win)
+		}
+		if l.Class != "image" {
+			continue
+		}
+		found = true
+		if l.RPMLimit != rpm || l.DayLimit != 100 || l.DayUsed < 4*perProcess {
+			t.Errorf("image lane %+v: want %d RPM, 100 RPD, at least %d used", l, rpm, 4*perProcess)
+		}
+		// The daemons and one more process, the batch (it logs quietly:
+		// its name is the one left).
+		if len(l.Processes) != len(daemons)+1 {
+			t.Errorf("image lane: processes %+v, want the %d daemons and the batch", l.Processes, len(daemons))
+		}
+		for _, p := range l.Processes {
+			if p.DayUsed < perProcess {
+				t.Errorf("image lane: process %s's part %d, under the %d images it made", p.Process, p.DayUsed, perProcess)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no image lane in the cluster view: %+v", c.Lanes)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/scheduler"
@@ -106,7 +108,72 @@ func usageSummary(ctx context.Context, cfg config.Config) (scheduler.Summary, st
 	if err != nil {
 		return scheduler.Summary{}, "", err
 	}
-	return s.Summary(), "the data directory " + cfg.Data + " (no daemon answered at " + u + ")", nil
+	local := s.Summary()
+	if cfg.RedisURL != "" {
+		local.Cluster = readCluster(ctx, cfg, sc, local.Time)
+	}
+	return local, "the data directory " + cfg.Data + " (no daemon answered at " + u + ")", nil
+}
+
+// readCluster reads the cluster's view from Redis without joining it (no
+// heartbeat: this command is not a process of the cluster).
+func readCluster(ctx context.Context, cfg config.Config, sc scheduler.Config, now time.Time) *scheduler.ClusterSummary {
+	loc := sc.Location
+	if loc == nil {
+		loc = bucket.Pacific
+	}
+	day := bucket.Day(now, loc)
+	opts, err := cfg.RedisURL.Options()
+	if err != nil {
+		return scheduler.ClusterView(store.ClusterUsage{Cluster: cfg.Cluster}, day, err)
+	}
+	rc := redis.NewClient(opts)
+	defer rc.Close()
+	classes := make([]store.RedisClass, len(sc.Classes))
+	for i, c := range sc.Classes {
+		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, Margin: c.WindowMargin}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*scheduler.ClusterTimeout)
+	defer cancel()
+	u, err := store.ReadClusterUsage(ctx, day, store.ClusterUsageOptions{Client: rc, Cluster: cfg.Cluster,
+		Classes: classes, Projects: projectsOf(cfg)})
+	if u.Cluster == "" {
+		u.Cluster = cfg.Cluster
+	}
+	return scheduler.ClusterView(u, day, err)
+}
+
+// printCluster writes the cluster's view: the processes alive, then per lane
+// the shared window and day with each process's part.
+func printCluster(w io.Writer, c *scheduler.ClusterSummary) {
+	fmt.Fprintf(w, "\ncluster %s (shared through Redis), day %s (Pacific)", c.Name, c.Day)
+	if c.Error != "" {
+		fmt.Fprintf(w, ": %s\n", c.Error)
+		return
+	}
+	fmt.Fprintf(w, ": %s alive\n", plural(len(c.Processes), "process", "processes"))
+	for _, p := range c.Processes {
+		mark := ""
+		if p == c.Process {
+			mark = " (this one)"
+		}
+		fmt.Fprintf(w, "  %s%s\n", p, mark)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CLASS\tPROJECT\tPROCESS\tWINDOW USED/RPM\tTODAY USED/RPD")
+	for _, l := range c.Lanes {
+		fmt.Fprintf(tw, "  %s\t%s\t(all)\t%s/%s\t%s/%s\n", l.Class, l.Project,
+			thousands(l.WindowUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit))
+		for _, p := range l.Processes {
+			name := p.Process
+			if !p.Alive {
+				name += " (gone)"
+			}
+			fmt.Fprintf(tw, "  \t\t%s\t%s\t%s\n", name, thousands(p.WindowUsed), thousands(p.DayUsed))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  (window: slots granted in the last 60 s, sent or not; today: day units granted, less those given back)")
 }
 
 func usageURL(listen string) string {
@@ -186,6 +253,9 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 				thousands(l.RPMUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), laneState(l, s.Time, c.DayResetsAt))
 		}
 		tw.Flush()
+	}
+	if s.Cluster != nil {
+		printCluster(w, s.Cluster)
 	}
 	if len(s.DisabledKeys) > 0 {
 		fmt.Fprintln(w, "\ndisabled keys (enable once fixed):")

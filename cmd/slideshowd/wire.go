@@ -231,12 +231,7 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 		return nil, nil, err
 	}
 	rc := redis.NewClient(opts)
-	var projects []string
-	for _, k := range cfg.Keys {
-		if !slices.Contains(projects, k.Project) {
-			projects = append(projects, k.Project)
-		}
-	}
+	projects := projectsOf(cfg)
 	classes := make([]store.RedisClass, len(sc.Classes))
 	for i, c := range sc.Classes {
 		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, Margin: c.WindowMargin}
@@ -249,6 +244,17 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 	log.Info().Str("redis", cfg.RedisURL.String()).Str("cluster", cfg.Cluster).Str("process", rs.Process()).
 		Int("processes", rs.Live()).Msg("sharing quota through Redis")
 	return rs, rc, nil
+}
+
+// projectsOf returns the configured keys' projects, in order, once each.
+func projectsOf(cfg config.Config) []string {
+	var projects []string
+	for _, k := range cfg.Keys {
+		if !slices.Contains(projects, k.Project) {
+			projects = append(projects, k.Project)
+		}
+	}
+	return projects
 }
 
 func keyIDs(cfg config.Config) []string {

@@ -269,6 +269,18 @@ var (
 		[]string{"class", "project", "reason"}, nil)
 	descKeyDisabled = prometheus.NewDesc("slideshowd_key_disabled",
 		"1 for each key that is disabled, by key id and reason.", []string{"key", "project", "reason"}, nil)
+	// The cluster's view (redis_url set): labelled by class and project
+	// only; process names are in /v1/usage, not in labels.
+	descClusterProcesses = prometheus.NewDesc("slideshowd_cluster_processes",
+		"Processes of the cluster alive (heartbeat not expired), as Redis shows them (only with redis_url).", nil, nil)
+	descClusterUp = prometheus.NewDesc("slideshowd_cluster_view_up",
+		"1 when Redis answered the cluster's view at this scrape, else 0 (only with redis_url).", nil, nil)
+	descClusterWindow = prometheus.NewDesc("slideshowd_cluster_lane_window_used",
+		"Slots in a lane's shared 60 s window, granted to all the processes (sent or not; at most RPM) (only with redis_url).",
+		[]string{"class", "project"}, nil)
+	descClusterDay = prometheus.NewDesc("slideshowd_cluster_lane_day_used",
+		"A lane's shared day count (Pacific day): day units granted to all the processes, less those given back (only with redis_url).",
+		[]string{"class", "project"}, nil)
 )
 
 var summaryDescs = []*prometheus.Desc{
@@ -277,6 +289,7 @@ var summaryDescs = []*prometheus.Desc{
 	descLaneRPMUsed, descLaneRPMLimit, descLaneTPMUsed, descLaneTPMLimit,
 	descLaneDayUsed, descLaneDayLimit, descLaneDayRemaining,
 	descLaneEnabled, descLaneCooldown, descLaneExhausted, descLaneOut, descKeyDisabled,
+	descClusterProcesses, descClusterUp, descClusterWindow, descClusterDay,
 }
 
 func (c summaryCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -341,6 +354,16 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range s.DisabledKeys {
 		gauge(descKeyDisabled, 1, keyLabel(k.ID), k.Project, reasonLabel(k.Reason))
+	}
+	if c := s.Cluster; c != nil {
+		gauge(descClusterUp, boolGauge(c.Error == ""))
+		if c.Error == "" {
+			gauge(descClusterProcesses, float64(len(c.Processes)))
+		}
+		for _, l := range c.Lanes {
+			gauge(descClusterWindow, float64(l.WindowUsed), l.Class, l.Project)
+			gauge(descClusterDay, float64(l.DayUsed), l.Class, l.Project)
+		}
 	}
 }
 

@@ -236,6 +236,54 @@ slideshowd_key_disabled{key="key3",project="p3",reason="leaked"} 1
 	}
 }
 
+// TestMetricsCluster: the cluster's view gives gauges labelled by class and
+// project only (process names stay out of labels); Redis not answering
+// sets slideshowd_cluster_view_up to 0; without a cluster, none of them.
+func TestMetricsCluster(t *testing.T) {
+	sum := scheduler.Summary{Time: time.Now(), Cluster: &scheduler.ClusterSummary{
+		Name: "c", Process: "host-1-aa", Processes: []string{"host-1-aa", "host-2-bb"}, Day: "2026-03-01",
+		Lanes: []scheduler.ClusterLaneUsage{{Class: "image", Project: "p1", WindowUsed: 7, RPMLimit: 20, DayUsed: 120, DayLimit: 250,
+			Processes: []scheduler.ClusterProcessLane{{Process: "host-1-aa", Alive: true, WindowUsed: 7, DayUsed: 100}, {Process: "host-3-cc", DayUsed: 20}}}},
+	}}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Attach(func() scheduler.Summary { return sum })
+	want := `
+# HELP slideshowd_cluster_processes Processes of the cluster alive (heartbeat not expired), as Redis shows them (only with redis_url).
+# TYPE slideshowd_cluster_processes gauge
+slideshowd_cluster_processes 2
+# HELP slideshowd_cluster_view_up 1 when Redis answered the cluster's view at this scrape, else 0 (only with redis_url).
+# TYPE slideshowd_cluster_view_up gauge
+slideshowd_cluster_view_up 1
+# HELP slideshowd_cluster_lane_window_used Slots in a lane's shared 60 s window, granted to all the processes (sent or not; at most RPM) (only with redis_url).
+# TYPE slideshowd_cluster_lane_window_used gauge
+slideshowd_cluster_lane_window_used{class="image",project="p1"} 7
+# HELP slideshowd_cluster_lane_day_used A lane's shared day count (Pacific day): day units granted to all the processes, less those given back (only with redis_url).
+# TYPE slideshowd_cluster_lane_day_used gauge
+slideshowd_cluster_lane_day_used{class="image",project="p1"} 120
+`
+	names := []string{"slideshowd_cluster_processes", "slideshowd_cluster_view_up", "slideshowd_cluster_lane_window_used", "slideshowd_cluster_lane_day_used"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+	sum.Cluster = &scheduler.ClusterSummary{Name: "c", Error: "Redis did not answer: dial tcp 127.0.0.1:6379: connection refused"}
+	want = `
+# HELP slideshowd_cluster_view_up 1 when Redis answered the cluster's view at this scrape, else 0 (only with redis_url).
+# TYPE slideshowd_cluster_view_up gauge
+slideshowd_cluster_view_up 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	sum.Cluster = nil
+	if n, _ := testutil.GatherAndCount(reg, names...); n != 0 {
+		t.Errorf("without a cluster: %d cluster series, want 0", n)
+	}
+}
+
 // TestMetricsWithScheduler wires Metrics into a real scheduler: one job
 // gets a 429 on its first key and succeeds on the second.
 func TestMetricsWithScheduler(t *testing.T) {

@@ -301,6 +301,7 @@ type pageView struct {
 	CSRF     string
 	Flash    string
 	Classes  []classView
+	Cluster  *scheduler.ClusterSummary // nil without a shared store
 	Disabled []keyView
 	Queue    []pipeline.Status
 	Recent   []pipeline.Status
@@ -370,6 +371,7 @@ func (h *handler) pageData(ctx context.Context, se session) (pageView, error) {
 	}
 	if h.cfg.Summary != nil {
 		sum := h.cfg.Summary()
+		v.Cluster = sum.Cluster
 		for _, c := range sum.Classes {
 			cv := classView{ClassSummary: c}
 			if !c.DayResetsAt.IsZero() {

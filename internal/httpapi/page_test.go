@@ -239,3 +239,31 @@ func TestStatusPageResumesLane(t *testing.T) {
 		t.Fatal("the button stays after the lane resumed")
 	}
 }
+
+// TestStatusPageCluster: with a cluster's view in the summary the page shows
+// the processes alive (this one marked), and per lane the shared window and
+// day with each process's part (a process gone marked); Redis not answering
+// shows the error; without a cluster, no section.
+func TestStatusPageCluster(t *testing.T) {
+	sum := scheduler.Summary{Cluster: &scheduler.ClusterSummary{
+		Name: "prod", Process: "web-1-aa", Processes: []string{"web-1-aa", "web-2-bb"}, Day: "2026-03-01",
+		Lanes: []scheduler.ClusterLaneUsage{{Class: "image", Project: "p<1>", WindowUsed: 7, RPMLimit: 20, DayUsed: 120, DayLimit: 250,
+			Processes: []scheduler.ClusterProcessLane{{Process: "web-1-aa", Alive: true, WindowUsed: 7, DayUsed: 100}, {Process: "batch-9-cc", DayUsed: 20}}}},
+	}}
+	env := newEnv(t, func(c *Config) { c.Summary = func() scheduler.Summary { return sum } })
+	body := env.do(t, "GET", "/", "").Body.String()
+	for _, want := range []string{`id="cluster"`, "cluster prod", "2 alive: web-1-aa (this one), web-2-bb",
+		`data-project="p&lt;1&gt;"`, "7/20", "120/250", "batch-9-cc (gone)"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page without %q:\n%s", want, body)
+		}
+	}
+	sum.Cluster = &scheduler.ClusterSummary{Name: "prod", Error: "Redis did not answer: connection refused"}
+	if body := env.do(t, "GET", "/", "").Body.String(); !strings.Contains(body, `id="cluster-error"`) || !strings.Contains(body, "connection refused") {
+		t.Errorf("page with Redis down:\n%s", body)
+	}
+	sum.Cluster = nil
+	if body := env.do(t, "GET", "/", "").Body.String(); strings.Contains(body, `id="cluster"`) {
+		t.Errorf("a cluster section without a cluster:\n%s", body)
+	}
+}

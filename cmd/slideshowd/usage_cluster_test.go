@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// TestREADMEClusterJSON: the README's example of /v1/usage's cluster view
+// decodes into the summary with no unknown field, its lanes' totals are the
+// sums of the processes' parts, and printUsage shows it as usage does.
+func TestREADMEClusterJSON(t *testing.T) {
+	dec := json.NewDecoder(strings.NewReader(readmeBlock(t, "json", `"cluster"`)))
+	dec.DisallowUnknownFields()
+	var sum scheduler.Summary
+	if err := dec.Decode(&sum); err != nil {
+		t.Fatal(err)
+	}
+	c := sum.Cluster
+	if c == nil || c.Name == "" || c.Process == "" || len(c.Processes) == 0 || len(c.Lanes) == 0 {
+		t.Fatalf("README's cluster: %+v", c)
+	}
+	for _, l := range c.Lanes {
+		day, win := 0, 0
+		for _, p := range l.Processes {
+			day += p.DayUsed
+			win += p.WindowUsed
+		}
+		if day != l.DayUsed || win != l.WindowUsed || l.WindowUsed > l.RPMLimit || l.DayUsed > l.DayLimit {
+			t.Errorf("README's lane %s/%s: totals %d, %d; the processes' parts sum to %d, %d", l.Class, l.Project, l.WindowUsed, l.DayUsed, win, day)
+		}
+	}
+	var out bytes.Buffer
+	printCluster(&out, c)
+	for _, want := range []string{"cluster slideshowd (shared through Redis), day 2026-03-01 (Pacific): 3 processes alive",
+		"web-1-3141-9f2c01ab (this one)", "old-3-1414-5e6f7a8b (gone)", "19/20", "212/250"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("printCluster without %q:\n%s", want, out.String())
+		}
+	}
+	t.Logf("usage's cluster section:%s", out.String())
+	out.Reset()
+	printCluster(&out, &scheduler.ClusterSummary{Name: "c", Day: "2026-03-01", Error: "Redis did not answer: x"})
+	if want := "\ncluster c (shared through Redis), day 2026-03-01 (Pacific): Redis did not answer: x\n"; out.String() != want {
+		t.Errorf("printCluster with an error: %q, want %q", out.String(), want)
+	}
+}

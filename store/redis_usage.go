@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// LaneUse is one lane's shared use: the day count of a Pacific day and the
+// slots in the shared 60 s window, in total and per process.
+type LaneUse struct {
+	Lane LaneID
+	Day  string
+	// Count is the lane's shared day count: the day units every process
+	// was granted on Day, less those given back. It may exceed what was
+	// sent by the units granted and not used yet (at most one grant per
+	// process).
+	Count int
+	RPD   int // the class's RPD (all processes together)
+	// Window is the number of slots in the lane's shared window now: every
+	// slot granted whose latest possible send (the grant's expiry plus the
+	// class's margin) is less than 60 s ago, sent or not. It is what the
+	// next grant is checked against (at most RPM).
+	Window int
+	RPM    int // the class's RPM (all processes together)
+	// ByProcess is each process's part of Count (day units granted to it
+	// on Day, less those it gave back); processes with none are left out.
+	ByProcess map[string]int
+	// WindowByProcess is each process's part of Window.
+	WindowByProcess map[string]int
+}
+
+// ClusterUsage is the cluster's view: the processes alive and every lane's
+// shared use.
+type ClusterUsage struct {
+	Cluster   string   // the cluster's name (the prefix of its Redis keys)
+	Process   string   // this process's name; "" when read without joining (ReadClusterUsage)
+	Processes []string // the processes alive (heartbeat not expired), sorted
+	Lanes     []LaneUse
+}
+
+// ClusterUsageOptions say which cluster and lanes ReadClusterUsage reads.
+type ClusterUsageOptions struct {
+	Client   *redis.Client // required
+	Cluster  string        // required
+	Classes  []RedisClass  // the classes and their limits (at least one)
+	Projects []string      // the projects whose lanes are read
+	// Window is the length of the shared window; default 60 s.
+	Window time.Duration
+	// Now, when set, is the clock sent to the script instead of Redis's
+	// TIME (as RedisOptions.Now).
+	Now func() time.Time
+}
+
+// usageScript reads a consistent snapshot of the processes alive and the
+// lanes' shared use. It writes nothing.
+//
+// KEYS: 1 processes (zset), then per lane: day count, use (hash), window
+// (zset). ARGV: 1 now ms (0: Redis TIME), 2 window ms.
+// Reply: {now, alive processes, then per lane: day count, use (flat hash),
+// window members}.
+var usageScript = redis.NewScript(clockLua + `
+local now = clock(ARGV[1])
+local win = tonumber(ARGV[2])
+local out = {tostring(now), redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')}
+for i = 2, #KEYS, 3 do
+  out[#out + 1] = redis.call('GET', KEYS[i]) or '0'
+  out[#out + 1] = redis.call('HGETALL', KEYS[i + 1])
+  out[#out + 1] = redis.call('ZRANGE', KEYS[i + 2], '(' .. (now - win), '+inf', 'BYSCORE')
+end
+return out
+`)
+
+// Usage returns the cluster's view of day for the lanes of
+// RedisOptions.Projects, read in one Redis round trip (one read-only
+// script: a consistent snapshot). It wraps ErrUnavailable when Redis could
+// not answer.
+func (s *Redis) Usage(ctx context.Context, day string) (ClusterUsage, error) {
+	u, err := s.readUsage(ctx, day, s.lanes, s.window)
+	u.Process = s.process
+	return u, err
+}
+
+// ReadClusterUsage reads the cluster's view of day without joining the
+// cluster (no heartbeat, nothing written): for a command that shows the
+// shared use while no process of its own runs. Errors wrap ErrInvalid or
+// ErrUnavailable.
+func ReadClusterUsage(ctx context.Context, day string, o ClusterUsageOptions) (ClusterUsage, error) {
+	if o.Client == nil {
+		return ClusterUsage{}, fmt.Errorf("%w: ClusterUsageOptions.Client: nil", ErrInvalid)
+	}
+	if err := checkID("ClusterUsageOptions.Cluster", o.Cluster); err != nil {
+		return ClusterUsage{}, err
+	}
+	if len(o.Classes) == 0 {
+		return ClusterUsage{}, fmt.Errorf("%w: ClusterUsageOptions.Classes: none", ErrInvalid)
+	}
+	s := &Redis{rdb: o.Client, prefix: o.Cluster + ":", classes: make(map[string]RedisClass), now: o.Now}
+	for _, c := range o.Classes {
+		s.classes[c.Name] = c
+	}
+	var lanes []LaneID
+	for _, p := range o.Projects {
+		for _, c := range o.Classes {
+			l := LaneID{Project: p, Class: c.Name}
+			if err := checkLane(l); err != nil {
+				return ClusterUsage{}, err
+			}
+			lanes = append(lanes, l)
+		}
+	}
+	win := o.Window
+	if win <= 0 {
+		win = time.Minute
+	}
+	return s.readUsage(ctx, day, lanes, win)
+}
+
+func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win time.Duration) (ClusterUsage, error) {
+	u := ClusterUsage{Cluster: strings.TrimSuffix(s.prefix, ":")}
+	if err := checkDay(day); err != nil {
+		return u, err
+	}
+	keys := []string{s.procsKey()}
+	for _, l := range lanes {
+		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.winKey(l))
+	}
+	res, err := usageScript.Run(ctx, s.rdb, keys, s.clock(), win.Milliseconds()).Slice()
+	if err != nil {
+		return u, unavailable(err)
+	}
+	if len(res) != 2+3*len(lanes) {
+		return u, fmt.Errorf("%w: usage: unexpected reply of %d values", ErrUnavailable, len(res))
+	}
+	u.Processes = stringsOf(res[1])
+	slices.Sort(u.Processes)
+	for i, l := range lanes {
+		v := res[2+3*i:]
+		c := s.classes[l.Class]
+		lu := LaneUse{Lane: l, Day: day, RPD: c.RPD, RPM: c.RPM,
+			ByProcess: make(map[string]int), WindowByProcess: make(map[string]int)}
+		if str, ok := v[0].(string); ok {
+			lu.Count, _ = strconv.Atoi(str)
+		}
+		h := stringsOf(v[1])
+		for j := 0; j+1 < len(h); j += 2 {
+			if n, err := strconv.Atoi(h[j+1]); err == nil && n > 0 {
+				lu.ByProcess[h[j]] = n
+			}
+		}
+		for _, m := range stringsOf(v[2]) {
+			lu.Window++
+			lu.WindowByProcess[slotProcess(m)]++
+		}
+		u.Lanes = append(u.Lanes, lu)
+	}
+	return u, nil
+}
+
+// slotProcess returns the process of a window slot's member, written by
+// the grant script as process:sequence:n.
+func slotProcess(member string) string {
+	i := strings.LastIndexByte(member, ':')
+	if i < 0 {
+		return member
+	}
+	j := strings.LastIndexByte(member[:i], ':')
+	if j < 0 {
+		return member[:i]
+	}
+	return member[:j]
+}
+
+func stringsOf(v any) []string {
+	a, _ := v.([]any)
+	out := make([]string, 0, len(a))
+	for _, e := range a {
+		if s, ok := e.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
