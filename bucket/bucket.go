@@ -183,6 +183,9 @@ type Class struct {
 	cursor           *lane // next ready lane to try; nil when none is ready
 	nready           int
 	waiting          []*lane // min-heap by readyAt
+	// shared is true once SharedDay was called: Critical then sums each
+	// enabled lane's larger of its own use and its shared day count.
+	shared bool
 }
 
 // lane states.
@@ -224,6 +227,11 @@ type lane struct {
 	prev, next *lane // ready ring
 	heapIdx    int
 	readyAt    int64 // when waiting
+
+	// The lane's day count as all the processes sharing its quota see it
+	// (SharedDay), for sharedDay; ignored on another day.
+	sharedCount int
+	sharedDay   string
 
 	allKeys  []string
 	disabled map[string]bool // disabled key ids
@@ -936,8 +944,12 @@ type ClassUsage struct {
 	Limit     int    // summed RPD of enabled lanes
 	Remaining int    // Limit - Used, never negative
 	RPMLimit  int    // summed RPM of enabled lanes
-	Critical  bool   // Used >= Critical fraction of Limit
-	Lanes     []LaneUsage
+	Critical  bool   // SharedUsed >= Critical fraction of Limit
+	// SharedUsed is the day use daily protection counts: Used, or, once
+	// SharedDay was called, the sum over enabled lanes of the larger of
+	// each one's own use and its shared day count.
+	SharedUsed int
+	Lanes      []LaneUsage
 }
 
 // LaneUsage is a snapshot of one lane.
@@ -995,7 +1007,8 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 	}
 	sort.Slice(u.Lanes, func(i, j int) bool { return u.Lanes[i].Project < u.Lanes[j].Project })
 	u.Remaining = max(0, u.Limit-u.Used)
-	u.Critical = u.Limit > 0 && float64(u.Used) >= c.critical*float64(u.Limit)
+	u.SharedUsed = c.protectedUsedLocked()
+	u.Critical = c.criticalLocked()
 	return u
 }
 
@@ -1008,12 +1021,63 @@ func (c *Class) RPMLimit(now time.Time) int {
 }
 
 // Critical reports whether the class has used at least the configured
-// fraction (default 90 %) of its enabled lanes' summed daily limits.
+// fraction (default 90 %) of its enabled lanes' summed daily limits: its
+// own use, or with SharedDay the use of all the processes sharing them.
 func (c *Class) Critical(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.roll(now, now.UnixNano())
-	return c.dayLimit > 0 && float64(c.dayUsed) >= c.critical*float64(c.dayLimit)
+	return c.criticalLocked()
+}
+
+func (c *Class) criticalLocked() bool {
+	return c.dayLimit > 0 && float64(c.protectedUsedLocked()) >= c.critical*float64(c.dayLimit)
+}
+
+// protectedUsedLocked is the day use daily protection counts: the class's
+// own (O(1)), or, once SharedDay was called, the sum over enabled lanes of
+// the larger of each lane's own use and its shared day count of today
+// (O(lanes)).
+func (c *Class) protectedUsedLocked() int {
+	if !c.shared {
+		return c.dayUsed
+	}
+	n := 0
+	for _, l := range c.lanes {
+		if len(l.keys) == 0 {
+			continue
+		}
+		u := l.used
+		if l.sharedDay == l.day && l.sharedCount > u {
+			u = l.sharedCount
+		}
+		n += u
+	}
+	return n
+}
+
+// SharedDay records the day count of the project's lane for day as every
+// process sharing the lane's quota sees it (a shared ledger's grant or
+// read: package store's Redis). From then on daily protection (Critical,
+// and ClassUsage's Critical and SharedUsed) counts, for each enabled lane,
+// the larger of its own use and its shared count of the current day. The
+// latest count wins, lower or higher (other processes give unused units
+// back); a count of another day than the lane's current one is kept only
+// if that day comes. It reports whether the project has a lane here.
+func (c *Class) SharedDay(project, day string, count int, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	c.roll(now, now.UnixNano())
+	if day < l.day {
+		return true // an older day's count: nothing to protect any more
+	}
+	c.shared = true
+	l.sharedCount, l.sharedDay = max(count, 0), day
+	return true
 }
 
 func (c *Class) String() string { return fmt.Sprintf("bucket.Class(%s)", c.name) }

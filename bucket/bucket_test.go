@@ -457,6 +457,57 @@ func TestCritical(t *testing.T) {
 	}
 }
 
+// TestSharedDayCritical: with shared day counts (processes sharing a quota
+// through Redis), daily protection counts each enabled lane's larger of its
+// own use and its shared count of today; a lower count (units given back)
+// lowers it again; another day's count and disabled lanes do not count.
+func TestSharedDayCritical(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1000, RPD: 10}}}, Keys: keysN(2), Critical: 0.5})
+	c := p.Class("image")
+	today, yesterday, tomorrow := Day(t0, Pacific), Day(t0.Add(-24*time.Hour), Pacific), Day(t0.Add(24*time.Hour), Pacific)
+	for range 2 {
+		if _, ok, _ := c.Acquire(t0, 0); !ok {
+			t.Fatal("acquire")
+		}
+	}
+	steps := []struct {
+		project, day string
+		count        int
+		used         int // SharedUsed after the step
+		critical     bool
+	}{
+		{"key1", today, 8, 8 + 1, false},     // key1's shared 8 > own 1; key2 own 1
+		{"key2", yesterday, 30, 9, false},    // an older day's count: ignored
+		{"key2", today, 0, 8 + 1, false},     // own 1 > shared 0
+		{"key2", today, 2, 10, true},         // 10 of 20: critical at 0.5
+		{"key1", today, 6, 6 + 2, false},     // units given back elsewhere
+		{"key1", tomorrow, 10, 1 + 2, false}, // tomorrow's count does not count today
+	}
+	for i, st := range steps {
+		if !c.SharedDay(st.project, st.day, st.count, t0) {
+			t.Fatalf("step %d: no lane %s", i, st.project)
+		}
+		u := c.Usage(t0)
+		if u.SharedUsed != st.used || c.Critical(t0) != st.critical || u.Critical != st.critical || u.Used != 2 {
+			t.Fatalf("step %d (%s %s %d): shared used %d critical %v (own used %d), want %d, %v, own 2",
+				i, st.project, st.day, st.count, u.SharedUsed, c.Critical(t0), u.Used, st.used, st.critical)
+		}
+	}
+	// Tomorrow the stored count of tomorrow counts: 10 of 20.
+	next := NextMidnight(t0, Pacific).Add(time.Hour)
+	if u := c.Usage(next); u.SharedUsed != 10 || !u.Critical || u.Used != 0 {
+		t.Errorf("next day: %+v, want shared used 10 (key1's count of that day), critical", u)
+	}
+	if c.SharedDay("nope", today, 1, t0) {
+		t.Error("SharedDay of an unknown project reported a lane")
+	}
+	// A disabled lane's count is out of the sum, as its limit is.
+	p.Disable("key1", "leaked")
+	if u := c.Usage(next); u.SharedUsed != 0 || u.Critical || u.Limit != 10 {
+		t.Errorf("key1 disabled: %+v, want nothing used of 10", u)
+	}
+}
+
 func TestEarliest(t *testing.T) {
 	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1, RPD: 250}}}, Keys: keysN(1)})
 	c := p.Class("image")

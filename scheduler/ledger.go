@@ -50,11 +50,15 @@ type ledger struct {
 	durable store.Ledger // nil when the store is not a Ledger
 	margin  map[string]time.Duration
 	tpm     map[string]int
+	// shared: Reserve's count is the lane's day count of all the processes
+	// sharing it (a sharedDays store), which daily protection counts.
+	shared bool
 }
 
 func newLedger(st store.Store, classes []ClassConfig) *ledger {
 	l := &ledger{store: st, margin: make(map[string]time.Duration), tpm: make(map[string]int)}
 	l.durable, _ = st.(store.Ledger)
+	_, l.shared = st.(sharedDays)
 	for _, c := range classes {
 		l.margin[c.Name] = c.WindowMargin
 		l.tpm[c.Name] = c.Limits.TPM
@@ -77,8 +81,12 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 		var err error
 		switch {
 		case l.durable != nil:
-			_, err = l.durable.Reserve(ctx, store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
+			var n int
+			n, err = l.durable.Reserve(ctx, store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
 				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens})
+			if err == nil && l.shared {
+				c.SharedDay(lease.Project, lease.Day, n, now)
+			}
 		case lease.Chunk > 0:
 			_, err = l.store.AddDaily(ctx, lease.Day, lane, lease.Chunk)
 		}

@@ -132,6 +132,7 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 	}
 	switch ge.Reason {
 	case "day":
+		r.class.SharedDay(lease.Project, lease.Day, ge.Day, now)
 		r.class.ExhaustUntil(lease.Project, bucket.NextMidnight(now, r.s.cfg.Location))
 	case "exhausted":
 		r.class.ExhaustUntil(lease.Project, ge.Until)

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -208,4 +209,90 @@ func TestSharedSummary(t *testing.T) {
 	if alone.Summary().Cluster != nil {
 		t.Error("a scheduler without a shared store shows a cluster view")
 	}
+}
+
+// protectedScheduler is sharedScheduler with 10 RPD and daily protection at
+// half the day (Config.Critical 0.5).
+func protectedScheduler(t *testing.T, srv *redistest.Server, name string, logw *logSignal) *Scheduler {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { c.Close() })
+	st, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+		Client: c, Cluster: "protect", Process: name,
+		Classes:  []store.RedisClass{{Name: "text", RPM: 60, RPD: 10}},
+		Projects: []string{"key1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 10}, Concurrency: 2}},
+		Keys: keys(1), Store: st, Critical: 0.5, Logger: zerolog.New(logw).Level(zerolog.DebugLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return s
+}
+
+// TestSharedDailyProtection: daily protection compares the day used by all
+// the schedulers sharing a lane through Redis with RPD, not each one's own
+// use. a sends half the day (10 RPD, critical at 0.5) at high priority; b,
+// started then, has sent nothing itself and still holds low priority (it
+// reads the shared day before dispatching); c, running since before a's
+// sends, learns the shared day from its own next grant. High priority still
+// runs on both.
+func TestSharedDailyProtection(t *testing.T) {
+	if now := time.Now(); bucket.NextMidnight(now, bucket.Pacific).Sub(now) < 5*time.Minute {
+		t.Skip("within 5 minutes of Pacific midnight: the quota day would change under the test")
+	}
+	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	ok := func(context.Context, Lease) error { return nil }
+	a := protectedScheduler(t, srv, "a", newLogSignal())
+	c := protectedScheduler(t, srv, "c", newLogSignal())
+	for range 5 {
+		if err := a.Do(ctx, Job{Class: "text", Priority: PriorityHigh, Work: ok}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(name string, s *Scheduler) {
+		t.Helper()
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		h, err := s.Submit(dctx, Job{Class: "text", Priority: PriorityLow, Work: ok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nc *NoCapacityError
+		if err := h.Wait(ctx); !errors.As(err, &nc) || !nc.Earliest.Equal(bucket.NextMidnight(time.Now(), bucket.Pacific)) {
+			t.Errorf("%s: a low-priority job due within a minute: %v; want no capacity until Pacific midnight (daily protection)", name, err)
+		}
+	}
+	lb := newLogSignal("daily protection counts the cluster's day")
+	b := protectedScheduler(t, srv, "b", lb)
+	<-lb.seen("daily protection counts the cluster's day")
+	if cs := b.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 0 || cs.ClusterDayUsed != 5 {
+		t.Errorf("b: critical %v, own day used %d, cluster's %d; want critical on the cluster's 5 of 10 with none of its own", cs.Critical, cs.DayUsed, cs.ClusterDayUsed)
+	}
+	held("b", b)
+	if err := b.Do(ctx, Job{Class: "text", Priority: PriorityHigh, Work: ok}); err != nil {
+		t.Errorf("b: a high-priority job: %v", err)
+	}
+	// c's grant for its high-priority job returns the shared count (7).
+	if err := c.Do(ctx, Job{Class: "text", Priority: PriorityHigh, Work: ok}); err != nil {
+		t.Fatal(err)
+	}
+	if cs := c.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 1 || cs.ClusterDayUsed < 7 {
+		t.Errorf("c: critical %v, own day used %d, cluster's %d; want critical on the cluster's 7 of 10", cs.Critical, cs.DayUsed, cs.ClusterDayUsed)
+	}
+	held("c", c)
 }

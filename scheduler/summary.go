@@ -126,6 +126,11 @@ type ClassSummary struct {
 	RPMLimit     int    `json:"rpm_limit"`
 	Keys         int    `json:"keys"` // enabled keys
 	Critical     bool   `json:"critical"`
+	// ClusterDayUsed, with a store shared with other processes (redis_url),
+	// is the day used that daily protection compares with DayLimit: per
+	// enabled lane the larger of this process's own use and the lane's
+	// shared day count last read. 0 (absent) without one.
+	ClusterDayUsed int `json:"cluster_day_used,omitempty"`
 	// DayResetsAt is the next Pacific midnight: when every lane's day
 	// count starts again.
 	DayResetsAt time.Time `json:"day_resets_at"`
@@ -177,6 +182,9 @@ func (s *Scheduler) Summary() Summary {
 			Name: r.name, Limits: u.Limits,
 			Day: u.Day, DayUsed: u.Used, DayLimit: u.Limit, DayRemaining: u.Remaining,
 			RPMLimit: u.RPMLimit, Critical: u.Critical, DayResetsAt: bucket.NextMidnight(now, s.cfg.Location),
+		}
+		if s.ledger.shared {
+			cs.ClusterDayUsed = u.SharedUsed
 		}
 		if w, ok := r.classWait(now); ok {
 			cs.Wait = &w

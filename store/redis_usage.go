@@ -186,3 +186,32 @@ func stringsOf(v any) []string {
 	}
 	return out
 }
+
+// SharedDaily returns the shared day count of day of every lane of
+// RedisOptions.Projects (0 for a lane with none), in one round trip; daily
+// protection compares them with RPD. It wraps ErrUnavailable when Redis
+// could not answer.
+func (s *Redis) SharedDaily(ctx context.Context, day string) ([]DailyCount, error) {
+	if err := checkDay(day); err != nil {
+		return nil, err
+	}
+	if len(s.lanes) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(s.lanes))
+	for i, l := range s.lanes {
+		keys[i] = s.dayKey(day, l)
+	}
+	vs, err := s.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]DailyCount, len(s.lanes))
+	for i, l := range s.lanes {
+		out[i] = DailyCount{Day: day, Lane: l}
+		if str, ok := vs[i].(string); ok {
+			out[i].Count, _ = strconv.Atoi(str)
+		}
+	}
+	return out, nil
+}

@@ -234,6 +234,9 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 		fmt.Fprintf(w, "\n%s (%s): %s, %s RPM, %s/day; today %s used, %s left",
 			c.Name, models[c.Name], plural(c.Keys, "key", "keys"), thousands(c.RPMLimit), thousands(c.DayLimit),
 			thousands(c.DayUsed), thousands(c.DayRemaining))
+		if c.ClusterDayUsed > 0 {
+			fmt.Fprintf(w, " (cluster: %s used)", thousands(c.ClusterDayUsed))
+		}
 		if c.Critical {
 			fmt.Fprint(w, " (CRITICAL: only high priority starts)")
 		}
