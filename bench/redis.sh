@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Measures the old Redis design's key selection next to bucket.Acquire
-# (BenchmarkKeySelection*) against a real redis-server on a free loopback
-# port, runs the over-admission test on it, compares with benchstat, and
-# stops the server. Needs Debian's redis-server package; without it, says
-# so and exits 0 (CI does not depend on it).
+# Measures, against a real redis-server on a free loopback port, in one run:
+# the old Redis design's key selection next to bucket.Acquire
+# (BenchmarkKeySelection*), slideshowd's Redis ledger (one grant,
+# BenchmarkRedisGrant; the scheduler's dispatch path with the ledger on
+# Redis and in memory, BenchmarkSchedulerLedger; round trips per request
+# with saturated lanes, BenchmarkRedisRoundTrips), runs the over-admission
+# test on it, compares with benchstat, and stops the server. Needs Debian's
+# redis-server package; without it, says so and exits 0 (CI does not
+# depend on it).
 #
 #   bench/redis.sh                 # or: make bench-redis
-#   COUNT=10 BENCHTIME=2s bench/redis.sh
+#   COUNT=10 BENCHTIME=2s SATURATION=30s bench/redis.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +22,9 @@ fi
 
 COUNT=${COUNT:-6}
 BENCHTIME=${BENCHTIME:-1s}
+SATURATION=${SATURATION:-20s}
 OUT=${OUT:-$(mktemp -t bench-redis.XXXXXX)}
+SAT_OUT=${SAT_OUT:-$OUT.saturation}
 
 # A free loopback port: the first random candidate nothing answers on.
 port=""
@@ -49,8 +55,14 @@ done
 export REDIS_ADDR=127.0.0.1:$port
 echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') on $REDIS_ADDR (pid $pid)"
 
+echo "machine: $(nproc) cores; $(uptime)"
 go test ./bench/ -run 'TestOldDesign' -count=1 -v | grep -E '^(=== RUN|---|    redis_test|ok|FAIL)' || true
-go test ./bench/ -run '^$' -bench 'KeySelection' -benchmem -benchtime "$BENCHTIME" -count "$COUNT" | tee "$OUT"
+go test ./bench/ -run '^$' -bench 'KeySelection|RedisGrant|SchedulerLedger' -benchmem -benchtime "$BENCHTIME" -count "$COUNT" | tee "$OUT"
+# Saturation runs for SATURATION (plus 2 s of warm-up) per case: one iteration each.
+go test ./bench/ -run '^$' -bench 'RedisRoundTrips' -benchtime 1x -count 1 -redis-saturation "$SATURATION" | tee "$SAT_OUT"
+echo "machine after: $(uptime)"
 echo
 go tool benchstat -col /impl "$OUT"
-echo "raw results: $OUT"
+echo
+go tool benchstat -col /impl "$SAT_OUT"
+echo "raw results: $OUT $SAT_OUT"
