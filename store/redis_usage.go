@@ -155,11 +155,33 @@ func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win t
 		}
 		for _, m := range stringsOf(v[2]) {
 			lu.Window++
-			lu.WindowByProcess[slotProcess(m)]++
+			lu.WindowByProcess[slotOwner(m, u.Processes, lu.ByProcess)]++
 		}
 		u.Lanes = append(u.Lanes, lu)
 	}
 	return u, nil
+}
+
+// slotOwner returns the process of a window slot's member: the longest of
+// the known processes (alive, or with a part of the day) that the member
+// starts with, followed by ':'; else what slotProcess makes of it.
+func slotOwner(member string, alive []string, byDay map[string]int) string {
+	best := ""
+	try := func(p string) {
+		if len(p) > len(best) && len(member) > len(p) && member[len(p)] == ':' && strings.HasPrefix(member, p) {
+			best = p
+		}
+	}
+	for _, p := range alive {
+		try(p)
+	}
+	for p := range byDay {
+		try(p)
+	}
+	if best != "" {
+		return best
+	}
+	return slotProcess(member)
 }
 
 // slotProcess returns the process of a window slot's member, written by
