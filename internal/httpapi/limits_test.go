@@ -32,12 +32,18 @@ func TestBodyBytesInFlight(t *testing.T) {
 	if _, err := pw.Write([]byte(body[:1])); err != nil {
 		t.Fatal(err)
 	}
-	second := httptest.NewRequest("POST", "/v1/slideshows", strings.NewReader(`{"slides":[{"text":"b"}],"images":1}`+strings.Repeat(" ", 8<<10)))
+	refused := strings.NewReader(`{"slides":[{"text":"b"}],"images":1}` + strings.Repeat(" ", 8<<10))
+	second := httptest.NewRequest("POST", "/v1/slideshows", refused)
 	second.Header.Set("Content-Type", "application/json")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, second)
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "too many request bodies") {
 		t.Errorf("second body while the first is read: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	// The refused body was read to its end before the answer: a client
+	// still sending it reads the 503 rather than a reset connection.
+	if n := refused.Len(); n != 0 {
+		t.Errorf("the refused body was answered with %d bytes unread", n)
 	}
 	if _, err := pw.Write([]byte(body[1:])); err != nil {
 		t.Fatal(err)

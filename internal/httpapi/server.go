@@ -220,6 +220,13 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		weight = max(r.ContentLength, 1)
 	}
 	if !h.bodies.TryAcquire(weight) {
+		// The body is read to its end (discarded: no memory held, at most
+		// MaxBodyBytes) before the answer. Answered first, a client still
+		// sending it got a reset instead of the 503 whenever it did not read
+		// the answer within the 500 ms net/http waits before closing a
+		// connection with unread data: Go's client reports the write error
+		// then (a loaded machine, 32 clients sending 32 MiB each).
+		io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 		w.Header().Set("Retry-After", "1")
 		w.Header().Set("Connection", "close")
 		h.writeError(w, r, http.StatusServiceUnavailable, fmt.Sprintf("too many request bodies being read at once (at most %d bytes): try again shortly", h.cfg.MaxBodyBytesInFlight))
