@@ -9,7 +9,12 @@
 // see .ci/run). Readiness comes from redis-server itself (systemd's notify
 // protocol on a unix datagram socket): no polling, no sleeps. Stop and Start
 // restart it on the same port; by default it persists nothing, so a restart
-// comes back empty, as a Redis without persistence does after a crash.
+// comes back empty, as a Redis without persistence does after a crash;
+// Kill stops it at once, as a crash of the Redis machine does.
+//
+// On Linux the server is started with a parent-death signal (SIGKILL): when
+// the test binary dies, even by SIGKILL or a test timeout, its
+// redis-servers die with it instead of lingering on their ports.
 //
 // A Server is safe for use by one test goroutine at a time.
 package redistest
@@ -21,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,6 +135,14 @@ func (s *Server) Restart() {
 	}
 }
 
+// Pid returns the server's process id (0 when it is stopped).
+func (s *Server) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Log returns what redis-server has written so far.
 func (s *Server) Log() string { return s.log.String() }
 
@@ -159,10 +173,26 @@ func (s *Server) start() error {
 	cmd := exec.Command(Program, args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = dieWithParent()
+	// The parent-death signal follows the thread that forked the server, so
+	// one goroutine locked to its thread starts the server and waits for it:
+	// the thread lives exactly as long as the server (a locked goroutine's
+	// thread ends with it), and no other goroutine can end it earlier.
+	done := make(chan struct{})
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(done)
+	}()
+	if err := <-started; err != nil {
 		return err
 	}
-	done := make(chan struct{})
 	ready := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 512)
@@ -177,10 +207,6 @@ func (s *Server) start() error {
 				return
 			}
 		}
-	}()
-	go func() {
-		_ = cmd.Wait()
-		close(done)
 	}()
 	select {
 	case err := <-ready:
