@@ -68,14 +68,19 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 				return
 			case <-tick.C:
 			}
-			n, err := sh.Heartbeat(ctx)
+			// A heartbeat also probes an unreachable Redis and reconciles
+			// when it answers again: bounded, so that the next one comes
+			// on time (go-redis's dial retries may take longer).
+			hctx, cancel := context.WithTimeout(ctx, HeartbeatEvery)
+			n, err := sh.Heartbeat(hctx)
+			cancel()
 			switch {
 			case err != nil && !failing:
 				failing = true
-				s.log.Warn().Err(err).Msg("heartbeat to the cluster failed")
+				s.log.Warn().Err(err).Msg("heartbeat to the cluster failed: Redis unreachable; each lane goes on with this process's safe share (GET /healthz says degraded)")
 			case err == nil && failing:
 				failing = false
-				s.log.Info().Int("processes", n).Msg("heartbeat to the cluster restored")
+				s.log.Info().Int("processes", n).Msg("heartbeat to the cluster restored: what this process sent on its share is counted in Redis again")
 			}
 		}
 	})

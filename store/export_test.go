@@ -4,4 +4,18 @@ import "time"
 
 // SetRedisWindow shortens the shared window of s (60 s) so that a test can
 // cross many windows in real time.
-func SetRedisWindow(s *Redis, d time.Duration) { s.window = d }
+func SetRedisWindow(s *Redis, d time.Duration) {
+	s.window = d
+	s.f.mu.Lock()
+	s.f.gran = max(1, d.Milliseconds()/60)
+	s.f.mu.Unlock()
+}
+
+// SetRedisGrantLife sets the longest grant life the safe share of an
+// outage assumes of the other processes (bucket.ChunkLife, 2 s), for tests
+// that shorten the window.
+func SetRedisGrantLife(s *Redis, d time.Duration) {
+	s.f.mu.Lock()
+	s.f.minLife = d
+	s.f.mu.Unlock()
+}

@@ -156,6 +156,8 @@ type Redis struct {
 	epoch  string
 	seen   map[dayLane]int        // last shared count seen per lane and day
 	grants map[LaneID][]sentGrant // own grants, for re-seeding the window
+
+	f faultState // Redis unreachable: see redis_fault.go
 }
 
 type dayLane struct {
@@ -219,6 +221,8 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 		_, _ = rand.Read(b[:])
 		s.process = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
+	s.f.resync = make(chan struct{}, 1)
+	s.f.minLife, s.f.gran = maxGrantLife, 1000
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
 	}
@@ -226,6 +230,10 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 		return nil, err
 	}
 	if err := s.join(ctx); err != nil {
+		return nil, err
+	}
+	s.f.joined = s.localNow()
+	if err := s.readView(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -286,14 +294,31 @@ func unavailable(err error) error {
 }
 
 // Heartbeat records this process alive for HeartbeatTTL and returns how many
-// processes of the cluster are alive.
+// processes of the cluster are alive. It also keeps the view of the cluster
+// that the safe share of an outage comes from; it marks Redis unreachable
+// when it does not answer, and reconciles when it answers again (see
+// Health).
 func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 	n, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey()},
 		s.process, s.ttl.Milliseconds(), s.clock()).Int()
-	if err != nil {
-		return 0, unavailable(err)
+	if err == nil {
+		s.live.Store(int64(n))
+		if s.f.joined.IsZero() { // OpenRedis reads the view once it has joined
+			return n, nil
+		}
+		if err = s.reconnect(ctx); err == nil {
+			err = s.readView(ctx)
+		}
 	}
-	s.live.Store(int64(n))
+	if err != nil {
+		err = unavailable(err)
+		// A heartbeat bounded by a deadline that passed is a Redis that
+		// did not answer in time; a canceled one is the process stopping.
+		if !s.f.joined.IsZero() && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
+			s.markDown(err)
+		}
+		return 0, err
+	}
 	return n, nil
 }
 
@@ -433,9 +458,53 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 		return 0, err
 	}
 	ttl := r.Until.Sub(r.At)
+	s.f.mu.Lock()
+	s.f.life = max(s.f.life, ttl)
+	s.f.mu.Unlock()
+	if s.Unreachable() {
+		// Heartbeat probes Redis and reconciles; until then every grant
+		// comes from this process's share, without a call that would wait
+		// on an unreachable Redis.
+		return s.reserveShare(ctx, r, c)
+	}
+	now, life := s.localNow(), s.life()
+	o := s.sharing(now)
+	if o != nil {
+		// Recovering: the other processes may still send on their share of
+		// the outage, not yet counted in Redis.
+		s.f.grantMu.Lock()
+		defer s.f.grantMu.Unlock()
+		s.f.mu.Lock()
+		err := s.shareCheck(o, r, c, now, life)
+		s.f.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+	}
+	count, err := s.grant(ctx, r, c, ttl)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+			s.markDown(err)
+			return s.reserveShare(ctx, r, c)
+		}
+		return 0, err
+	}
+	if o != nil {
+		s.f.mu.Lock()
+		s.noteShare(r, c, now, false)
+		s.f.mu.Unlock()
+	}
+	if _, err = s.Local.Reserve(ctx, r); err != nil {
+		return 0, err
+	}
+	return count, nil
+}
+
+// grant asks Redis for r's grant (see Reserve).
+func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration) (int, error) {
 	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
-	count, err := 0, error(nil)
+	count := 0
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		epoch := s.epoch
@@ -481,9 +550,6 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 			return 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: local.Add(time.Duration(a-rnow) * time.Millisecond)}
 		}
 		break
-	}
-	if _, err = s.Local.Reserve(ctx, r); err != nil {
-		return 0, err
 	}
 	return count, nil
 }

@@ -66,6 +66,9 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	}
 	defer d.close()
 	metrics.Attach(d.sched.Summary)
+	if d.shared != nil {
+		registerSharedMetrics(reg, d.shared)
+	}
 
 	// Closed at the signal: new work answers 503, long polls answer.
 	stopping := make(chan struct{})
@@ -73,6 +76,9 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Lanes: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
 		Stopping: stopping, Backup: d.store.Backup, PageRefresh: *refresh,
+	}
+	if d.shared != nil {
+		hcfg.Shared = d.shared.Health
 	}
 	if *refresh <= 0 {
 		hcfg.PageRefresh = -1

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mattn/go-isatty"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -220,6 +221,27 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 		Str("image", fmt.Sprintf("%s %d RPM %d/day", cfg.Classes.Image.Model, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)).
 		Msg("slideshowd ready")
 	return d, nil
+}
+
+// registerSharedMetrics exports the shared quota's health: whether Redis is
+// unreachable now (the process sends on its safe share) and how many times
+// it became so.
+func registerSharedMetrics(reg prometheus.Registerer, rs *store.Redis) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "slideshowd_redis_unreachable",
+			Help: "1 while Redis (redis_url) is unreachable and this process sends on its safe share of each lane, else 0.",
+		}, func() float64 {
+			if rs.Unreachable() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "slideshowd_redis_outages_total",
+			Help: "Times Redis (redis_url) became unreachable for this process since it started.",
+		}, func() float64 { return float64(rs.Outages()) }),
+	)
 }
 
 // openShared joins the cluster's shared quota on Redis (redis_url, cluster):

@@ -147,6 +147,13 @@ type Config struct {
 	// are served; requests already running finish as usual. Default none: a
 	// long poll ends with its wait or its request's context.
 	Stopping <-chan struct{}
+	// Shared, when set, reports the health of the quota shared with other
+	// processes (typically (*store.Redis).Health): while it returns an
+	// error, GET /healthz answers 200 {"status":"degraded"} with the
+	// error's text (secrets redacted) as the reason. GET /readyz stays ok
+	// for it: the process still takes work and sends on its safe share, as
+	// every other process of the cluster does. Default none.
+	Shared func() error
 	// Backup, when set, serves GET /v1/store/backup (with the token): it
 	// writes a consistent copy of the store to w (typically
 	// (*store.Bolt).Backup: one read transaction, writes go on) and returns

@@ -20,7 +20,7 @@
 //	POST /v1/keys/{id}/enable|disable   put a key back into service, or take it out; 200 with its KeyStatus
 //	POST /v1/lanes/{class}/{project}/resume  resume a lane stopped for no quota (with Config.Lanes); 200 with the lane
 //	GET  /                              the status page (HTML; a login form with a Token and no session)
-//	GET  /healthz                       {"status":"ok"}; never needs the token
+//	GET  /healthz                       {"status":"ok"}, or "degraded"/"stopping" with a reason (disk, Config.Shared); never needs the token
 //	GET  /metrics                       Prometheus exposition (with Config.Metrics)
 //
 // The body of POST /v1/slideshows is

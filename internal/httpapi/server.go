@@ -535,8 +535,9 @@ type health struct {
 	Reason string `json:"reason,omitempty"` // why not ok
 }
 
-// check returns the service's health.
-func (h *handler) check() health {
+// check returns the service's health; withShared adds the shared quota's
+// (Config.Shared), which /readyz leaves out.
+func (h *handler) check(withShared bool) health {
 	if h.cfg.Stopping != nil {
 		select {
 		case <-h.cfg.Stopping:
@@ -553,19 +554,24 @@ func (h *handler) check() health {
 			return health{"degraded", reason}
 		}
 	}
+	if withShared && h.cfg.Shared != nil {
+		if err := h.cfg.Shared(); err != nil {
+			return health{"degraded", h.redact.String(err.Error())}
+		}
+	}
 	return health{Status: "ok"}
 }
 
 // healthz serves GET /healthz, the liveness check: 200 while the process
 // serves, with status "ok", or "degraded" or "stopping" and the reason.
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
-	h.writeJSON(w, r, http.StatusOK, h.check())
+	h.writeJSON(w, r, http.StatusOK, h.check(true))
 }
 
 // readyz serves GET /readyz, for load balancers: 200 {"status":"ok"} when
 // the service takes submits, else 503 with the status and reason.
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
-	st := h.check()
+	st := h.check(false)
 	code := http.StatusOK
 	if st.Status != "ok" {
 		code = http.StatusServiceUnavailable

@@ -532,6 +532,30 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+// TestHealthzShared: while the shared quota (Redis) is unreachable,
+// /healthz says degraded with the reason, secrets redacted, and /readyz
+// stays ok (the process still takes work).
+func TestHealthzShared(t *testing.T) {
+	var down error
+	env := newEnv(t, func(c *Config) {
+		c.Secrets = []string{"redis-pw-123"}
+		c.Shared = func() error { return down }
+	})
+	if w := env.do(t, "GET", "/healthz", ""); w.Body.String() != "{\"status\":\"ok\"}\n" {
+		t.Errorf("healthy: %s", w.Body)
+	}
+	down = errors.New("store: redis: unreachable; sending within this process's safe share: last error: auth redis-pw-123 refused")
+	w := env.do(t, "GET", "/healthz", "")
+	var h struct{ Status, Reason string }
+	if err := json.Unmarshal(w.Body.Bytes(), &h); err != nil || w.Code != 200 || h.Status != "degraded" ||
+		!strings.Contains(h.Reason, "safe share") || strings.Contains(h.Reason, "redis-pw-123") {
+		t.Errorf("unreachable: %d %s", w.Code, w.Body)
+	}
+	if w := env.do(t, "GET", "/readyz", ""); w.Code != 200 {
+		t.Errorf("readyz while Redis is unreachable: %d %s", w.Code, w.Body)
+	}
+}
+
 func TestMethodNotAllowed(t *testing.T) {
 	tests := []struct{ method, path, allow string }{
 		{"DELETE", "/v1/slideshows", "GET, HEAD, POST"},

@@ -1,0 +1,591 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis unreachable: the safe share.
+//
+// While Redis answers, every Heartbeat also reads a view of the cluster:
+// the live processes and, per lane, the shared day count and when each slot
+// of the shared window leaves it. When a call to Redis fails (the outage
+// begins for this process at F, the end of that call), Reserve grants from
+// the process's own share instead of failing:
+//
+//   - Window: the slots of the view that leave the window after F (all the
+//     processes' grants from before the outage) are the only sends that
+//     count there; each one that leaves makes room, and the process takes
+//     its share of that room, room / N (rounding down), N the live
+//     processes of its view. Grants the others took after the view (Redis
+//     answered them a little longer) fit in the room the view did not see
+//     free and leave by F + grant life + margin + 60 s; from then on the
+//     share is RPM / N. So, with every process doing the same, no 60 s
+//     window holds more than RPM sends of all of them together.
+//   - Day: (RPD - the view's day count - the most the others may have taken
+//     after the view) / N, rounding down, for all of the outage.
+//
+// A process takes no share (it sends only what its grants in hand cover)
+// when its view is older than the heartbeat TTL at F, or when it joined
+// less than a TTL before its view (the others may not count it yet).
+//
+// On reconnect (the next call that Redis answers) the process first adds
+// what it granted itself to the shared day counts and windows (a slot as
+// sent at the latest moment it could be), or re-seeds them when Redis came
+// back empty; then, for one heartbeat TTL, its grants from Redis still stay
+// within its share, so that the processes that have not reconciled yet keep
+// theirs; then grants are Redis's alone again.
+//
+// The bound holds when Redis is unreachable for every process alike (Redis
+// or its machine down). A partition that cuts off only some processes while
+// others still reach Redis is not covered: those others do not leave room
+// for the cut-off ones' share (see the README).
+
+// ErrDegraded is wrapped by Health while Redis is unreachable.
+var ErrDegraded = errors.New("store: redis: unreachable; sending within this process's safe share")
+
+// maxGrantLife is the longest a grant's slots may be used after it was
+// granted (Record.Until - Record.At: bucket.ChunkLife). Reserve raises it
+// when a record asks for longer.
+const maxGrantLife = 2 * time.Second
+
+// faultState is the Redis ledger's part for Redis unreachable.
+type faultState struct {
+	mu       sync.Mutex
+	joined   time.Time    // when OpenRedis's heartbeat answered (local clock)
+	view     *clusterView // the last one read; nil before the first
+	down     bool
+	reason   string
+	outages  int
+	out      *outage               // the current or last outage; nil before the first
+	recovers time.Time             // grants stay within the share until then
+	life     time.Duration         // the longest grant life seen (at least minLife)
+	minLife  time.Duration         // maxGrantLife; shorter in this package's tests
+	gran     int64                 // ms: the view's slots are rounded up to it (1000)
+	posted   map[LaneID][]postSlot // own grants since out.since
+	units    map[dayLane]int       // own day units since out.since
+	pending  map[LaneID][]postSlot // own-share grants not yet in Redis
+	pendDays map[dayLane]int       // their day units
+
+	// grantMu serializes Reserve while the process is down or recovering,
+	// so that a share's check and take are one step.
+	grantMu sync.Mutex
+	// recMu serializes reconnects.
+	recMu sync.Mutex
+
+	// resync wakes Watch to re-read the shared state (after a reconnect).
+	resync chan struct{}
+}
+
+// postSlot is one own grant since an outage began: covers slots that may be
+// sent until score (local Unix ms, the grant's expiry plus the margin).
+type postSlot struct {
+	score  int64
+	covers int
+}
+
+// clusterView is what a heartbeat last read of the cluster.
+type clusterView struct {
+	at             time.Time // local clock, when the reply came
+	live           int
+	offMin, offMax int64 // local ms minus Redis ms, bounds
+	lanes          map[LaneID]laneView
+}
+
+type laneView struct {
+	day   string
+	count int
+	// leave is when the window's slots leave it, on the local clock rounded
+	// up to the second and shifted by offMax (never earlier than they do),
+	// ascending.
+	leave []leaveAt
+}
+
+type leaveAt struct {
+	at int64 // local Unix ms
+	n  int
+}
+
+// outage is one period of Redis unreachable, from this process's view.
+type outage struct {
+	since  time.Time
+	view   *clusterView // nil: no share
+	n      int
+	spread int64 // offMax - offMin of the view, ms
+}
+
+func (s *Redis) localNow() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+// readView reads the cluster's view (see clusterView) in one script.
+func (s *Redis) readView(ctx context.Context) error {
+	t0 := s.localNow()
+	day := t0.In(s.loc).Format(DayFormat)
+	keys := make([]string, 0, 2*len(s.lanes))
+	for _, l := range s.lanes {
+		keys = append(keys, s.winKey(l), s.dayKey(day, l))
+	}
+	res, err := viewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), len(s.lanes), s.f.gran).Int64Slice()
+	t1 := s.localNow()
+	if err != nil {
+		return unavailable(err)
+	}
+	if len(res) < 1 {
+		return fmt.Errorf("%w: view: empty reply", ErrUnavailable)
+	}
+	v := &clusterView{at: t1, live: s.Live(), offMin: t0.UnixMilli() - res[0], offMax: t1.UnixMilli() - res[0],
+		lanes: make(map[LaneID]laneView, len(s.lanes))}
+	i := 1
+	for _, l := range s.lanes {
+		if i+1 >= len(res) {
+			return fmt.Errorf("%w: view: short reply", ErrUnavailable)
+		}
+		lv := laneView{day: day, count: int(res[i])}
+		nb := int(res[i+1])
+		i += 2
+		if i+2*nb > len(res) {
+			return fmt.Errorf("%w: view: short reply", ErrUnavailable)
+		}
+		for j := range nb {
+			sec, n := res[i+2*j], res[i+2*j+1]
+			lv.leave = append(lv.leave, leaveAt{at: sec*s.f.gran + s.window.Milliseconds() + v.offMax, n: int(n)})
+		}
+		i += 2 * nb
+		slices.SortFunc(lv.leave, func(a, b leaveAt) int { return int(a.at - b.at) })
+		v.lanes[l] = lv
+	}
+	s.f.mu.Lock()
+	s.f.view = v
+	s.f.mu.Unlock()
+	return nil
+}
+
+// markDown records that Redis did not answer: the outage begins now unless
+// one is under way.
+func (s *Redis) markDown(err error) {
+	now := s.localNow()
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.reason = err.Error()
+	if s.f.down {
+		return
+	}
+	s.f.down = true
+	s.f.outages++
+	o := &outage{since: now}
+	if v := s.f.view; v != nil && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
+		o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
+	}
+	s.f.out = o
+	// Own slots of an earlier outage stay counted until they leave the
+	// window (counting them twice only lowers the share); the day's units
+	// count from the new view on.
+	if s.f.posted == nil {
+		s.f.posted = make(map[LaneID][]postSlot)
+	}
+	s.f.units = make(map[dayLane]int)
+}
+
+// Unreachable reports whether Redis is unreachable for this process now
+// (since its last call to Redis failed, until one succeeds and the process
+// has reconciled).
+func (s *Redis) Unreachable() bool {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.down
+}
+
+// Outages returns how many times Redis became unreachable for this process
+// since OpenRedis.
+func (s *Redis) Outages() int {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.outages
+}
+
+// Health returns nil while Redis answers, else an error wrapping
+// ErrDegraded saying since when, what the process sends meanwhile and the
+// last error (it names no password: go-redis's errors do not hold the URL).
+func (s *Redis) Health() error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if !s.f.down {
+		return nil
+	}
+	share := "no share (its view of the cluster was too old or too new): it sends only what grants in hand cover"
+	if o := s.f.out; o.view != nil {
+		share = fmt.Sprintf("1/%d of each lane's RPM and of the day left", o.n)
+	}
+	return fmt.Errorf("%w: since %s: %s; last error: %s", ErrDegraded, s.f.out.since.UTC().Format(time.RFC3339), share, s.f.reason)
+}
+
+// windowCap is how many slots of lane (of class c) this process may hold
+// in the window at now (local Unix ms) in the outage o, and when that may
+// grow (0: not before the outage ends). Call with f.mu held.
+func (s *Redis) windowCap(o *outage, l LaneID, c RedisClass, now int64, life time.Duration) (int, int64) {
+	if o.view == nil {
+		return 0, 0
+	}
+	f := o.since.UnixMilli()
+	full := f + (life + c.Margin + s.window).Milliseconds() + s.f.gran + o.spread
+	if now >= full {
+		return c.RPM / o.n, 0
+	}
+	room, next := 0, full
+	for _, b := range o.view.lanes[l].leave {
+		if b.at <= f+s.f.gran+o.spread {
+			continue
+		}
+		if b.at > now {
+			next = min(next, b.at)
+			break
+		}
+		room += b.n
+	}
+	return min(room, c.RPM) / o.n, next
+}
+
+// dayCap is how many day units of lane on day this process may take in the
+// outage o.
+func (s *Redis) dayCap(o *outage, l LaneID, c RedisClass, day string) int {
+	if o.view == nil {
+		return 0
+	}
+	lv, ok := o.view.lanes[l]
+	if !ok {
+		return 0
+	}
+	f := o.since.UnixMilli()
+	known := 0 // the view's slots still in the window at F: no room for others' later grants
+	for _, b := range lv.leave {
+		if b.at > f+s.f.gran+o.spread {
+			known += b.n
+		}
+	}
+	left := c.RPD - max(0, c.RPM-known)
+	switch {
+	case day == lv.day:
+		left -= lv.count
+	case day < lv.day:
+		return 0
+	}
+	return max(0, left) / o.n
+}
+
+func (s *Redis) life() time.Duration {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return max(s.f.life, s.f.minLife)
+}
+
+// livePosted counts the own slots of lane since the outage that may still
+// be sent in a window ending at now, and returns when the oldest leaves.
+func (f *faultState) livePosted(l LaneID, now, window int64) (int, int64) {
+	ps := slices.DeleteFunc(f.posted[l], func(p postSlot) bool { return p.score <= now-window })
+	f.posted[l] = ps
+	n, oldest := 0, int64(0)
+	for _, p := range ps {
+		n += p.covers
+		if oldest == 0 || p.score < oldest {
+			oldest = p.score
+		}
+	}
+	if oldest != 0 {
+		oldest += window + 1
+	}
+	return n, oldest
+}
+
+// shareCheck refuses r when it does not fit in this process's share of the
+// outage (down or recovering); nil when it fits. Call with f.mu held.
+func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, life time.Duration) error {
+	n := now.UnixMilli()
+	w := s.window.Milliseconds()
+	live, oldest := s.f.livePosted(r.Lane, n, w)
+	limit, grows := s.windowCap(o, r.Lane, c, n, life)
+	if live+r.Covers > limit {
+		until := grows
+		if oldest != 0 && (until == 0 || oldest < until) {
+			until = oldest
+		}
+		if until == 0 || until <= n {
+			until = n + life.Milliseconds()
+		}
+		return &GrantError{Lane: r.Lane, Reason: "share", Until: time.UnixMilli(until)}
+	}
+	if r.Units > 0 && s.f.units[dayLane{r.Day, r.Lane}]+r.Units > s.dayCap(o, r.Lane, c, r.Day) {
+		// The share of the day is spent; Redis may grant more once it
+		// answers: ask again at the next heartbeat.
+		return &GrantError{Lane: r.Lane, Reason: "share", Until: now.Add(s.ttl / 3)}
+	}
+	return nil
+}
+
+// noteShare counts r, granted at now, in this process's share.
+func (s *Redis) noteShare(r Record, c RedisClass, now time.Time, pending bool) {
+	lead := r.Until.Sub(r.At) + c.Margin
+	p := postSlot{score: now.Add(lead).UnixMilli(), covers: r.Covers}
+	s.f.posted[r.Lane] = append(s.f.posted[r.Lane], p)
+	if r.Units > 0 {
+		s.f.units[dayLane{r.Day, r.Lane}] += r.Units
+	}
+	if !pending {
+		return
+	}
+	if s.f.pending == nil {
+		s.f.pending = make(map[LaneID][]postSlot)
+		s.f.pendDays = make(map[dayLane]int)
+	}
+	s.f.pending[r.Lane] = append(s.f.pending[r.Lane], p)
+	if r.Units > 0 {
+		s.f.pendDays[dayLane{r.Day, r.Lane}] += r.Units
+	}
+}
+
+// reserveShare grants r from this process's share while Redis is
+// unreachable, recording it in the Local store; it refuses with a
+// *GrantError (Reason "share") when the share is used.
+func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, error) {
+	now := s.localNow()
+	life := s.life()
+	s.f.mu.Lock()
+	o := s.f.out
+	if err := s.shareCheck(o, r, c, now, life); err != nil {
+		s.f.mu.Unlock()
+		return 0, err
+	}
+	s.noteShare(r, c, now, true)
+	count := s.f.units[dayLane{r.Day, r.Lane}]
+	if o.view != nil {
+		if lv := o.view.lanes[r.Lane]; lv.day == r.Day {
+			count += lv.count
+		}
+	}
+	var offMin int64
+	if s.f.view != nil {
+		offMin = s.f.view.offMin
+	}
+	s.f.mu.Unlock()
+	// For a re-seed of an empty Redis: the slots as Redis's clock would
+	// have scored them (never earlier).
+	s.mu.Lock()
+	lead := r.Until.Sub(r.At) + c.Margin
+	s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: now.Add(lead).UnixMilli() - offMin,
+		member: s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:", covers: r.Covers})
+	s.mu.Unlock()
+	if _, err := s.Local.Reserve(ctx, r); err != nil {
+		// The share stays counted: on the safe side.
+		return 0, err
+	}
+	return count, nil
+}
+
+// reconnect, when Redis was unreachable, adds what this process granted
+// itself meanwhile to the shared state (re-seeding it when Redis came back
+// empty) and starts the recovery period; it returns an error wrapping
+// ErrUnavailable when Redis still does not answer.
+func (s *Redis) reconnect(ctx context.Context) error {
+	s.f.mu.Lock()
+	down := s.f.down
+	s.f.mu.Unlock()
+	if !down {
+		return nil
+	}
+	s.f.recMu.Lock()
+	defer s.f.recMu.Unlock()
+	s.f.mu.Lock()
+	if !s.f.down {
+		s.f.mu.Unlock()
+		return nil
+	}
+	lanes := make([]LaneID, 0, len(s.f.pending))
+	for l := range s.f.pending {
+		lanes = append(lanes, l)
+	}
+	for dl := range s.f.pendDays {
+		if _, ok := s.f.pending[dl.lane]; !ok {
+			lanes = append(lanes, dl.lane)
+		}
+	}
+	s.f.mu.Unlock()
+	slices.SortFunc(lanes, compareLane)
+	for _, l := range lanes {
+		ok, err := s.reconcileLane(ctx, l)
+		if err != nil {
+			return err
+		}
+		if !ok { // Redis came back empty: re-seed everything at once
+			if err := s.join(ctx); err != nil {
+				return err
+			}
+			s.f.mu.Lock()
+			s.f.pending, s.f.pendDays = nil, nil
+			s.f.mu.Unlock()
+			break
+		}
+	}
+	// A Redis that came back empty with nothing pending here still needs
+	// this process's counts: join re-seeds when the epoch changed.
+	if err := s.join(ctx); err != nil {
+		return err
+	}
+	now := s.localNow()
+	s.f.mu.Lock()
+	s.f.down = false
+	s.f.recovers = now.Add(s.ttl)
+	s.f.mu.Unlock()
+	_ = s.readView(ctx)
+	s.signalResync()
+	return nil
+}
+
+// reconcileLane adds lane's pending own-share grants to the shared day
+// counts and window; false when the epoch changed (Redis came back empty).
+func (s *Redis) reconcileLane(ctx context.Context, l LaneID) (bool, error) {
+	s.f.mu.Lock()
+	slots := slices.Clone(s.f.pending[l])
+	var days []string
+	for dl := range s.f.pendDays {
+		if dl.lane == l {
+			days = append(days, dl.day)
+		}
+	}
+	slices.Sort(days)
+	units := make([]int, len(days))
+	for i, d := range days {
+		units[i] = s.f.pendDays[dayLane{d, l}]
+	}
+	s.f.mu.Unlock()
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	now := s.localNow().UnixMilli()
+	keys := []string{s.epochKey(), s.winKey(l)}
+	args := []any{epoch, s.process, s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":r:", dayKeyTTL,
+		s.window.Milliseconds(), s.clock(), len(days)}
+	for i, d := range days {
+		keys = append(keys, s.dayKey(d, l), s.useKey(d, l))
+		args = append(args, units[i])
+	}
+	for _, p := range slots {
+		args = append(args, p.score-now, p.covers)
+	}
+	res, err := reconcileScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if res == 0 {
+		return false, nil
+	}
+	s.f.mu.Lock()
+	delete(s.f.pending, l)
+	for _, d := range days {
+		delete(s.f.pendDays, dayLane{d, l})
+	}
+	s.f.mu.Unlock()
+	return true, nil
+}
+
+// sharing returns the outage whose share still bounds grants (down, or
+// recovering after it), or nil.
+func (s *Redis) sharing(now time.Time) *outage {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.down || (s.f.out != nil && now.Before(s.f.recovers)) {
+		return s.f.out
+	}
+	return nil
+}
+
+// signalResync wakes Watch to re-read the shared disabled keys and lane
+// states (it does nothing when no Watch runs).
+func (s *Redis) signalResync() {
+	select {
+	case s.f.resync <- struct{}{}:
+	default:
+	}
+}
+
+// viewScript reads the cluster's view: Redis's now and, per lane, the day
+// count and the window's live slots counted by the second of their score,
+// rounded up.
+//
+// KEYS: per lane: window, day count. ARGV: 1 now ms (0: TIME), 2 window ms,
+// 3 lanes n, 4 rounding ms (1000). Reply: {now, then per lane: count,
+// buckets n, then (score / rounding, rounded up; slots) pairs}.
+var viewScript = redis.NewScript(clockLua + `
+local now = clock(ARGV[1])
+local win = tonumber(ARGV[2])
+local out = {now}
+for i = 1, tonumber(ARGV[3]) do
+  out[#out + 1] = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local e = redis.call('ZRANGE', KEYS[2 * i - 1], '(' .. (now - win), '+inf', 'BYSCORE', 'WITHSCORES')
+  local b, order = {}, {}
+  for j = 2, #e, 2 do
+    local sec = math.ceil(tonumber(e[j]) / tonumber(ARGV[4]))
+    if not b[sec] then
+      b[sec] = 0
+      order[#order + 1] = sec
+    end
+    b[sec] = b[sec] + 1
+  end
+  out[#out + 1] = #order
+  for _, sec in ipairs(order) do
+    out[#out + 1] = sec
+    out[#out + 1] = b[sec]
+  end
+end
+return out
+`)
+
+// reconcileScript adds one lane's own-share grants, taken while Redis was
+// unreachable, to the shared state in the current epoch: their day units,
+// and their slots to the window as sent at the latest moment they could be
+// (Redis's now plus what was left of their lead when the call left).
+//
+// KEYS: 1 epoch, 2 window, then per day: day count, use.
+// ARGV: 1 epoch, 2 process, 3 member prefix, 4 day key ttl s, 5 window ms,
+// 6 now ms (0: TIME), 7 days n, then units per day, then (lead ms, covers)
+// pairs. Reply: 1, or 0 when the epoch changed (nothing done).
+var reconcileScript = redis.NewScript(clockLua + `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local now = clock(ARGV[6])
+local win = tonumber(ARGV[5])
+local nd = tonumber(ARGV[7])
+for i = 1, nd do
+  local u = tonumber(ARGV[7 + i])
+  if u > 0 then
+    redis.call('INCRBY', KEYS[1 + 2 * i], u)
+    redis.call('EXPIRE', KEYS[1 + 2 * i], ARGV[4])
+    redis.call('HINCRBY', KEYS[2 + 2 * i], ARGV[2], u)
+    redis.call('EXPIRE', KEYS[2 + 2 * i], ARGV[4])
+  end
+end
+local k, top = 0, 0
+for a = 8 + nd, #ARGV - 1, 2 do
+  local score = now + tonumber(ARGV[a])
+  if score > now - win then
+    for j = 1, tonumber(ARGV[a + 1]) do
+      k = k + 1
+      redis.call('ZADD', KEYS[2], score, ARGV[3] .. k)
+    end
+    if score > top then top = score end
+  end
+end
+if top > 0 then
+  local want = top - now + win + 1000
+  if redis.call('PTTL', KEYS[2]) < want then redis.call('PEXPIRE', KEYS[2], want) end
+end
+return 1
+`)

@@ -1,0 +1,322 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// heartbeats renews a's and b's heartbeats every 5 s of the virtual clock
+// for d, so that both have been live for a TTL and see each other.
+func (e *redisEnv) heartbeats(t *testing.T, d time.Duration, ss ...*store.Redis) {
+	t.Helper()
+	for el := time.Duration(0); el < d; el += 5 * time.Second {
+		e.clock.add(5 * time.Second)
+		for _, s := range ss {
+			if _, err := s.Heartbeat(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, s := range ss { // each one's view counts all of them
+		if n, err := s.Heartbeat(context.Background()); err != nil || n != len(ss) {
+			t.Fatalf("live %d, %v; want %d", n, err, len(ss))
+		}
+	}
+}
+
+// TestRedisShare: with Redis unreachable, a process grants itself its
+// share of each lane: of the window, the room its view's slots leave as
+// they leave it (RPM / live processes once every slot granted before the
+// outage may have left), and of the day left. /healthz's error says so;
+// on reconnect its own grants are added to the shared day count and window
+// (Redis kept its state), and for one heartbeat TTL its grants from Redis
+// stay within the share.
+func TestRedisShare(t *testing.T) {
+	ctx := context.Background()
+	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	e.heartbeats(t, 20*time.Second, a, b)
+	if _, err := a.Reserve(ctx, e.record(3, 3)); err != nil { // slots leave the window at 12:01:22.1
+		t.Fatal(err)
+	}
+	e.clock.add(10 * time.Second)
+	if _, err := b.Reserve(ctx, e.record(2, 2)); err != nil { // at 12:01:32.1
+		t.Fatal(err)
+	}
+	for _, s := range []*store.Redis{b, a} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Health() != nil || a.Unreachable() {
+		t.Fatalf("healthy Redis: %v", a.Health())
+	}
+	e.srv.Stop() // 12:00:30
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	if h := a.Health(); !errors.Is(h, store.ErrDegraded) || !a.Unreachable() || a.Outages() != 1 {
+		t.Fatalf("Health %v, Unreachable %v, Outages %d", h, a.Unreachable(), a.Outages())
+	} else {
+		t.Log(h)
+	}
+	// No slot of the view has left: no room yet. The refusal says when
+	// the first ones leave.
+	ge := grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	if want := time.Date(2026, 3, 1, 12, 1, 23, 0, time.UTC); !ge.Until.Equal(want) {
+		t.Errorf("Until %v, want %v (a's slots leave the window, rounded up to the second)", ge.Until, want)
+	}
+	e.clock.add(53 * time.Second) // 12:01:23: a's 3 slots left: room 3, a's share 1
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatalf("a's share of the room: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	e.clock.add(10 * time.Second) // 12:01:33: b's 2 left too: room 5, a's share 2
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatalf("a's share of the room: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	// Every slot granted before the outage has left once 60 s, the grant
+	// life, the margin and a second of rounding passed the outage's start
+	// (12:00:30 + 63.1 s): from then on the share is RPM / 2 = 5.
+	e.clock.add(30 * time.Second) // 12:02:03
+	if _, err := a.Reserve(ctx, e.record(3, 3)); err != nil {
+		t.Fatalf("RPM / 2: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	// The day: (100 - 5 counted - 5 the others may have taken after the
+	// view) / 2 = 45, of which a took 5.
+	e.clock.add(63 * time.Second) // 12:03:06: the 3 slots of 12:02:03 left
+	grantErr(t, reserveErr(a, e.record(5, 41)), "share")
+	if _, err := a.Reserve(ctx, e.record(5, 40)); err != nil {
+		t.Fatalf("the day's share: %v", err)
+	}
+	e.srv.Restart()
+	e.clock.add(time.Second)
+	// While down, grants do not call Redis: the next heartbeat reconciles.
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	// a's 45 units are added to the 5 counted, its 5 live slots (granted at
+	// 12:03:06) to the window.
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Health() != nil || a.Outages() != 1 {
+		t.Errorf("after reconnect: %v", a.Health())
+	}
+	u, err := a.Usage(ctx, "2026-03-01")
+	if err != nil || u.Lanes[0].Count != 50 || u.Lanes[0].ByProcess["a"] != 48 {
+		t.Errorf("usage after reconcile %+v, %v; want 50 (a 48)", u, err)
+	}
+	// b has nothing to reconcile and sees the window a filled: 5 of 10;
+	// a stays within its share for a TTL: its 5 are used.
+	if _, err := b.Reserve(ctx, e.record(6, 1)); !errors.Is(err, store.ErrNoGrant) {
+		t.Errorf("b over the reconciled window: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	if _, err := b.Reserve(ctx, e.record(5, 1)); err != nil {
+		t.Errorf("b within the reconciled window: %v", err)
+	}
+}
+
+// TestRedisShareNoView: a process that joined less than a heartbeat TTL
+// before its last view takes no share (the others may not count it yet),
+// and a process cannot start while Redis is unreachable.
+func TestRedisShareNoView(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	a := e.open(t, "a")
+	e.clock.add(5 * time.Second)
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Stop()
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	if h := a.Health(); !errors.Is(h, store.ErrDegraded) {
+		t.Errorf("Health %v", h)
+	}
+	_, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "late", Classes: []store.RedisClass{textClass},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("OpenRedis with Redis stopped: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestRedisFaultModel drives several processes against one Redis in real
+// time (a shortened window), each with its own connection and heartbeats,
+// while Redis stops and starts again, once keeping its state (append-only
+// file) and once coming back empty. Every interval of one window plus the
+// margin holds at most RPM sends of all of them, the day at most RPD, and
+// the shared day count is never below the sends.
+func TestRedisFaultModel(t *testing.T) {
+	for _, persist := range []bool{true, false} {
+		name := "empty"
+		if persist {
+			name = "persisted"
+		}
+		t.Run(name, func(t *testing.T) { faultModel(t, persist) })
+	}
+}
+
+func faultModel(t *testing.T, persist bool) {
+	seed := *redisSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (go test ./store -run TestRedisFaultModel -redis-seed %d)", seed, seed)
+	srv := redistest.Start(t, redistest.Options{AppendOnly: persist})
+	const (
+		window  = 300 * time.Millisecond
+		margin  = 20 * time.Millisecond
+		life    = 40 * time.Millisecond
+		hbTTL   = 150 * time.Millisecond
+		rpm     = 12
+		rpd     = 5000
+		clients = 3
+	)
+	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: rpd, Margin: margin}
+	var mu sync.Mutex
+	var sends []time.Time
+	var shared int // grants taken on a share
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	pacific, _ := time.LoadLocation("America/Los_Angeles")
+	day := time.Now().In(pacific).Format(store.DayFormat) // a re-seed counts today's records
+	for i := range clients {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		// One dial per call, and no dial circuit breaker (it probes once a
+		// second, which the model's shortened time would not scale).
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialerRetries: 1, PoolSize: 1000})
+		defer c.Close()
+		s, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{Client: c, Cluster: "fault",
+			Process: "p" + string(rune('a'+i)), Classes: []store.RedisClass{cls}, Projects: []string{"p1"}, HeartbeatTTL: hbTTL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		store.SetRedisWindow(s, window)
+		store.SetRedisGrantLife(s, life)
+		wg.Go(func() { // heartbeats, as the scheduler keeps them
+			tick := time.NewTicker(hbTTL / 3)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					_, _ = s.Heartbeat(context.Background())
+				}
+			}
+		})
+		wg.Go(func() {
+			ctx := context.Background()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				covers := 1 + rng.IntN(3)
+				at := time.Now()
+				r := store.Record{Lane: lane, Day: day, Units: covers, Covers: covers, At: at, Until: at.Add(life)}
+				down := s.Unreachable()
+				_, err := s.Reserve(ctx, r)
+				if errors.Is(err, store.ErrNoGrant) || errors.Is(err, store.ErrUnavailable) {
+					// The lane waits until the refusal's Until, as the
+					// scheduler's does (at most a tenth of a window).
+					d := window / 10
+					var ge *store.GrantError
+					if errors.As(err, &ge) && !ge.Until.IsZero() {
+						d = min(d, max(time.Until(ge.Until), 0))
+					}
+					if d <= 0 {
+						runtime.Gosched()
+						continue
+					}
+					tm := time.NewTimer(d)
+					select {
+					case <-stop:
+						tm.Stop()
+						return
+					case <-tm.C:
+					}
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got := time.Now()
+				var mine []time.Time
+				for range covers {
+					if room := r.Until.Sub(got); room > 0 && rng.IntN(6) != 0 {
+						mine = append(mine, got.Add(time.Duration(rng.Int64N(int64(room)))))
+					}
+				}
+				mu.Lock()
+				sends = append(sends, mine...)
+				if down && s.Unreachable() {
+					shared++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	// Two outages of a few windows each, the first after every process
+	// has been live for more than a heartbeat TTL. Time here is the
+	// model's: the processes run in real time.
+	pause := func(d time.Duration) {
+		tm := time.NewTimer(d)
+		<-tm.C
+	}
+	pause(4 * hbTTL)
+	for range 2 {
+		srv.Stop()
+		pause(6 * window)
+		srv.Restart()
+		pause(6 * window)
+	}
+	close(stop)
+	wg.Wait()
+	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
+	span := window + margin
+	worst := 0
+	for i := range sends {
+		j, _ := slices.BinarySearchFunc(sends, sends[i].Add(span), func(a, b time.Time) int { return a.Compare(b) })
+		worst = max(worst, j-i)
+	}
+	if worst > rpm {
+		t.Errorf("an interval of %v held %d sends, RPM %d (seed %d)", span, worst, rpm, seed)
+	}
+	if len(sends) > rpd {
+		t.Errorf("%d sends in the day, RPD %d (seed %d)", len(sends), rpd, seed)
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	keys, _ := c.Keys(context.Background(), "fault:day:*").Result()
+	if len(keys) != 1 {
+		t.Fatalf("day keys %v", keys)
+	}
+	count, err := c.Get(context.Background(), keys[0]).Int()
+	if err != nil || count < len(sends) || count > rpd {
+		t.Errorf("shared day count %d (%v), sends %d, RPD %d (seed %d)", count, err, len(sends), rpd, seed)
+	}
+	t.Logf("%d sends (%d grants on a share), busiest %v interval %d of %d, day count %d of %d", len(sends), shared, span, worst, rpm, count, rpd)
+	if shared == 0 {
+		t.Errorf("no grant was taken on a share during the outages (seed %d)", seed)
+	}
+}
