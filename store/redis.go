@@ -232,7 +232,9 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if err := s.join(ctx); err != nil {
 		return nil, err
 	}
-	s.f.joined = s.localNow()
+	s.f.mu.Lock()
+	s.f.joined, s.f.rejoin = s.localNow(), false
+	s.f.mu.Unlock()
 	if err := s.readView(ctx); err != nil {
 		return nil, err
 	}
@@ -275,6 +277,10 @@ func (s *Redis) useKey(d string, l LaneID) string {
 	return s.key("use", d, redisLane(l))
 }
 func (s *Redis) disabledKey() string { return s.key("disabled") }
+
+// keysVersionKey counts the changes of disabledKey: a grant returns it, so
+// a process that missed an event re-reads the disabled keys.
+func (s *Redis) keysVersionKey() string { return s.key("disabledv") }
 func (s *Redis) channel() string     { return s.key("events") }
 
 const dayKeyTTL = 3 * 24 * 3600 // seconds: a Pacific day plus history for usage
@@ -299,11 +305,27 @@ func unavailable(err error) error {
 // when it does not answer, and reconciles when it answers again (see
 // Health).
 func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
-	n, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey()},
-		s.process, s.ttl.Milliseconds(), s.clock()).Int()
+	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey()},
+		s.process, s.ttl.Milliseconds(), s.clock()).Int64Slice()
+	if err == nil && len(res) != 2 {
+		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
+	}
+	s.f.mu.Lock()
+	opening := s.f.joined.IsZero() // OpenRedis reads the view once it has joined
+	s.f.mu.Unlock()
+	n := 0
 	if err == nil {
+		n = int(res[0])
 		s.live.Store(int64(n))
-		if s.f.joined.IsZero() { // OpenRedis reads the view once it has joined
+		s.f.mu.Lock()
+		// Counted alive again after its heartbeat expired or Redis lost
+		// it (or a new epoch): the others may not count this process in
+		// their views yet, so it joins again (see markDown).
+		if s.f.rejoin || (res[1] == 1 && !opening) {
+			s.f.joined, s.f.rejoin = s.localNow(), false
+		}
+		s.f.mu.Unlock()
+		if opening {
 			return n, nil
 		}
 		if err = s.reconnect(ctx); err == nil {
@@ -314,7 +336,7 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 		err = unavailable(err)
 		// A heartbeat bounded by a deadline that passed is a Redis that
 		// did not answer in time; a canceled one is the process stopping.
-		if !s.f.joined.IsZero() && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
+		if !opening && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
 			s.markDown(err)
 		}
 		return 0, err
@@ -422,6 +444,13 @@ func (s *Redis) join(ctx context.Context) error {
 	s.mu.Lock()
 	s.epoch = ep
 	s.mu.Unlock()
+	if c, _ := res[1].(int64); c == 1 {
+		// A new epoch: Redis lost its heartbeats too, so this process
+		// joins again at its next heartbeat (see markDown).
+		s.f.mu.Lock()
+		s.f.rejoin = true
+		s.f.mu.Unlock()
+	}
 	return nil
 }
 
@@ -511,7 +540,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 		s.mu.Unlock()
 		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
 		res, rerr := grantScript.Run(ctx, s.rdb,
-			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey()},
+			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey()},
 			epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
 		).StringSlice()
 		if rerr != nil {
@@ -537,6 +566,9 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 		switch res[0] {
 		case "ok":
 			count = int(a)
+			if len(res) >= 5 {
+				s.keysVersion(res[4])
+			}
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
 			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + ttlMillis + c.Margin.Milliseconds(), member: member, covers: r.Covers})
@@ -660,9 +692,13 @@ func (s *Redis) DisableKey(ctx context.Context, d DisabledKey) error {
 	msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: "disabled", KeyID: d.KeyID, Reason: d.Reason})
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.disabledKey(), d.KeyID, v)
+		p.Incr(ctx, s.keysVersionKey())
 		p.Publish(ctx, s.channel(), msg)
 		return nil
 	})
+	if err == nil {
+		s.noteShared(d.KeyID, true)
+	}
 	return unavailable(err)
 }
 
@@ -675,9 +711,13 @@ func (s *Redis) EnableKey(ctx context.Context, keyID string) error {
 	msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: "enabled", KeyID: keyID})
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HDel(ctx, s.disabledKey(), keyID)
+		p.Incr(ctx, s.keysVersionKey())
 		p.Publish(ctx, s.channel(), msg)
 		return nil
 	})
+	if err == nil {
+		s.noteShared(keyID, false)
+	}
 	return unavailable(err)
 }
 
@@ -692,10 +732,18 @@ func (s *Redis) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
 	for _, d := range local {
 		by[d.KeyID] = d
 	}
-	shared, err := s.rdb.HGetAll(ctx, s.disabledKey()).Result()
-	if err != nil {
+	var all *redis.MapStringStringCmd
+	var ver *redis.StringCmd
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, s.disabledKey())
+		ver = p.Get(ctx, s.keysVersionKey())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable(err)
 	}
+	shared := all.Val()
+	s.setShared(shared, ver.Val())
 	for id, v := range shared {
 		var rec struct {
 			Reason string    `json:"reason"`
@@ -724,9 +772,14 @@ func (s *Redis) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
 
 // Watch calls fn for every event another process of the cluster publishes,
 // in order, until ctx ends; then it returns nil. It closes ready (when not
-// nil) once subscribed. A lost connection is re-established by the client
-// (events published meanwhile are missed: the next grant still sees the
-// lane's state); an error comes only when the first subscription fails.
+// nil) once subscribed (and the shared state read). A lost connection is re-established by the client,
+// and events published meanwhile are missed; so Watch also re-reads the
+// shared state and calls fn with what changed since it last saw it (keys
+// disabled or enabled; lanes cooling or exhausted, with Process
+// ResyncProcess): once subscribed, at every re-subscription, when a grant
+// shows that the disabled keys changed, and when the process reconciles
+// after Redis was unreachable. An error comes only when the first
+// subscription fails.
 func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(SharedEvent)) error {
 	sub := s.rdb.Subscribe(ctx, s.channel())
 	defer sub.Close()
@@ -736,7 +789,8 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 		}
 		return unavailable(err)
 	}
-	ch := sub.Channel()
+	ch := sub.ChannelWithSubscriptions()
+	s.resyncShared(ctx, fn)
 	if ready != nil {
 		close(ready)
 	}
@@ -744,15 +798,27 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.f.resync:
+			s.resyncShared(ctx, fn)
 		case m, ok := <-ch:
 			if !ok {
 				return nil
 			}
-			var ev SharedEvent
-			if json.Unmarshal([]byte(m.Payload), &ev) != nil || ev.Process == s.process {
-				continue
+			switch m := m.(type) {
+			case *redis.Subscription: // re-subscribed after a lost connection
+				if m.Kind == "subscribe" {
+					s.resyncShared(ctx, fn)
+				}
+			case *redis.Message:
+				var ev SharedEvent
+				if json.Unmarshal([]byte(m.Payload), &ev) != nil || ev.Process == s.process {
+					continue
+				}
+				if ev.Kind == "disabled" || ev.Kind == "enabled" {
+					s.noteShared(ev.KeyID, ev.Kind == "disabled")
+				}
+				fn(ev)
 			}
-			fn(ev)
 		}
 	}
 }

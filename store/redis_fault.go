@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,7 +35,9 @@ import (
 //
 // A process takes no share (it sends only what its grants in hand cover)
 // when its view is older than the heartbeat TTL at F, or when it joined
-// less than a TTL before its view (the others may not count it yet).
+// less than a TTL before its view (the others may not count it yet). It
+// joins again when a heartbeat finds it was not counted alive any more (its
+// heartbeat expired, or Redis lost it) or Redis came back empty.
 //
 // On reconnect (the next call that Redis answers) the process first adds
 // what it granted itself to the shared day counts and windows (a slot as
@@ -60,6 +63,7 @@ const maxGrantLife = 2 * time.Second
 type faultState struct {
 	mu       sync.Mutex
 	joined   time.Time    // when OpenRedis's heartbeat answered (local clock)
+	rejoin   bool         // Redis came back empty: joined again at the next heartbeat
 	view     *clusterView // the last one read; nil before the first
 	down     bool
 	reason   string
@@ -80,8 +84,12 @@ type faultState struct {
 	// recMu serializes reconnects.
 	recMu sync.Mutex
 
-	// resync wakes Watch to re-read the shared state (after a reconnect).
-	resync chan struct{}
+	// The disabled keys of the shared state as this process last saw them,
+	// and their version (see Watch).
+	keysMu   sync.Mutex
+	disabled map[string]bool
+	version  string
+	resync   chan struct{} // wakes Watch to re-read the shared state
 }
 
 // postSlot is one own grant since an outage began: covers slots that may be
@@ -184,7 +192,7 @@ func (s *Redis) markDown(err error) {
 	s.f.down = true
 	s.f.outages++
 	o := &outage{since: now}
-	if v := s.f.view; v != nil && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
+	if v := s.f.view; v != nil && !s.f.rejoin && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
 		o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
 	}
 	s.f.out = o
@@ -589,3 +597,117 @@ if top > 0 then
 end
 return 1
 `)
+
+// ResyncProcess is the Process of the events Watch makes up from the
+// shared state it re-read (see Watch).
+const ResyncProcess = "(shared state)"
+
+// noteShared records a disabled key's change that this process made or
+// heard of, so a re-read does not report it again.
+func (s *Redis) noteShared(keyID string, disabled bool) {
+	s.f.keysMu.Lock()
+	defer s.f.keysMu.Unlock()
+	if s.f.disabled == nil {
+		s.f.disabled = make(map[string]bool)
+	}
+	if disabled {
+		s.f.disabled[keyID] = true
+	} else {
+		delete(s.f.disabled, keyID)
+	}
+}
+
+// setShared records the shared disabled keys as read (DisabledKeys).
+func (s *Redis) setShared(shared map[string]string, version string) {
+	s.f.keysMu.Lock()
+	defer s.f.keysMu.Unlock()
+	s.f.disabled = make(map[string]bool, len(shared))
+	for id := range shared {
+		s.f.disabled[id] = true
+	}
+	if version == "" {
+		version = "0"
+	}
+	s.f.version = version
+}
+
+// keysVersion notes the disabled keys' version a grant returned: when it
+// changed since this process last read them, Watch re-reads them.
+func (s *Redis) keysVersion(v string) {
+	s.f.keysMu.Lock()
+	changed := s.f.version != "" && s.f.version != v
+	if s.f.version == "" {
+		s.f.version = v
+	}
+	s.f.keysMu.Unlock()
+	if changed {
+		s.signalResync()
+	}
+}
+
+// resyncShared re-reads the shared disabled keys and lane states and calls
+// fn with what changed since this process last saw them (lane states: every
+// cooldown and exhaustion not over; applying one again changes nothing). A
+// read that fails is retried at the next re-subscription or signal.
+func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
+	var all *redis.MapStringStringCmd
+	var ver *redis.StringCmd
+	states := make([]*redis.SliceCmd, len(s.lanes))
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		all = p.HGetAll(ctx, s.disabledKey())
+		ver = p.Get(ctx, s.keysVersionKey())
+		for i, l := range s.lanes {
+			states[i] = p.HMGet(ctx, s.stateKey(l), "cool", "exhausted")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return
+	}
+	var evs []SharedEvent
+	shared := all.Val()
+	s.f.keysMu.Lock()
+	for id, v := range shared {
+		if !s.f.disabled[id] {
+			var rec struct {
+				Reason string `json:"reason"`
+			}
+			if json.Unmarshal([]byte(v), &rec) != nil || rec.Reason == "" {
+				rec.Reason = "disabled by another process"
+			}
+			evs = append(evs, SharedEvent{Process: ResyncProcess, Kind: "disabled", KeyID: id, Reason: rec.Reason})
+		}
+	}
+	for id := range s.f.disabled {
+		if _, ok := shared[id]; !ok {
+			evs = append(evs, SharedEvent{Process: ResyncProcess, Kind: "enabled", KeyID: id})
+		}
+	}
+	s.f.keysMu.Unlock()
+	s.setShared(shared, ver.Val())
+	slices.SortFunc(evs, func(a, b SharedEvent) int {
+		switch {
+		case a.KeyID < b.KeyID:
+			return -1
+		case a.KeyID > b.KeyID:
+			return 1
+		}
+		return 0
+	})
+	now := time.Now().UnixMilli()
+	for i, l := range s.lanes {
+		v := states[i].Val()
+		for j, kind := range []string{"cool", "exhausted"} {
+			if j >= len(v) {
+				break
+			}
+			sv, _ := v[j].(string)
+			if ms, err := strconv.ParseInt(sv, 10, 64); err == nil && ms > now {
+				evs = append(evs, SharedEvent{Process: ResyncProcess, Kind: kind, Lane: l, Until: time.UnixMilli(ms).UTC()})
+			}
+		}
+	}
+	for _, ev := range evs {
+		fn(ev)
+	}
+}

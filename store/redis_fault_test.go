@@ -183,7 +183,7 @@ func faultModel(t *testing.T, persist bool) {
 		window  = 300 * time.Millisecond
 		margin  = 20 * time.Millisecond
 		life    = 40 * time.Millisecond
-		hbTTL   = 150 * time.Millisecond
+		hbTTL   = 600 * time.Millisecond
 		rpm     = 12
 		rpd     = 5000
 		clients = 3
@@ -318,5 +318,72 @@ func faultModel(t *testing.T, persist bool) {
 	t.Logf("%d sends (%d grants on a share), busiest %v interval %d of %d, day count %d of %d", len(sends), shared, span, worst, rpm, count, rpd)
 	if shared == 0 {
 		t.Errorf("no grant was taken on a share during the outages (seed %d)", seed)
+	}
+}
+
+// TestRedisResync: an event a process missed (its pub/sub connection was
+// down, or the message was lost) is learned at its next grant (for the
+// disabled keys: a grant returns their version) or when its subscription
+// comes back, from the shared state Watch re-reads.
+func TestRedisResync(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := newRedisEnv(t)
+	b := e.open(t, "b")
+	raw := e.client(t)
+	if _, err := b.DisabledKeys(ctx); err != nil { // as the scheduler does at start
+		t.Fatal(err)
+	}
+	events := make(chan store.SharedEvent, 16)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- b.Watch(ctx, ready, func(ev store.SharedEvent) { events <- ev }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-ready
+	next := func(what string) store.SharedEvent {
+		t.Helper()
+		tm := time.NewTimer(30 * time.Second) // a hang, not a wait for the event
+		defer tm.Stop()
+		select {
+		case ev := <-events:
+			return ev
+		case <-tm.C:
+			t.Fatalf("no event for %s", what)
+		}
+		return store.SharedEvent{}
+	}
+	// Another process disabled k1 and its message was lost.
+	if err := raw.HSet(ctx, "test:disabled", "k1", `{"reason":"leaked"}`).Err(); err != nil {
+		t.Fatal(err)
+	}
+	raw.Incr(ctx, "test:disabledv")
+	if _, err := b.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if ev := next("a grant after a lost disable"); ev.Kind != "disabled" || ev.KeyID != "k1" || ev.Reason != "leaked" || ev.Process != store.ResyncProcess {
+		t.Errorf("event %+v", ev)
+	}
+	// k1 enabled again and the lane cooling while b's subscription is
+	// down: learned when it comes back.
+	raw.HDel(ctx, "test:disabled", "k1")
+	raw.Incr(ctx, "test:disabledv")
+	until := time.Now().Add(time.Hour).Truncate(time.Millisecond).UTC()
+	raw.HSet(ctx, "test:lane:2:p1/text", "cool", until.UnixMilli())
+	if err := raw.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := []store.SharedEvent{next("re-subscription"), next("re-subscription")}
+	slices.SortFunc(got, func(a, b store.SharedEvent) int {
+		if a.Kind < b.Kind {
+			return -1
+		}
+		return 1
+	})
+	if got[0].Kind != "cool" || got[0].Lane != lane || !got[0].Until.Equal(until) || got[1].Kind != "enabled" || got[1].KeyID != "k1" {
+		t.Errorf("events after re-subscription %+v", got)
 	}
 }

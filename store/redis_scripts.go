@@ -22,12 +22,13 @@ end
 // units, or refuses it whole.
 //
 // KEYS: 1 epoch, 2 window (zset), 3 day count, 4 lane state (hash), 5 use
-// (hash: process -> units of the day), 6 processes (zset).
+// (hash: process -> units of the day), 6 processes (zset), 7 the disabled
+// keys' version.
 // ARGV: 1 epoch, 2 member prefix, 3 covers, 4 units, 5 ttl ms, 6 rpm, 7 rpd,
 // 8 margin ms, 9 day key ttl s, 10 now ms (0: Redis TIME), 11 process,
 // 12 window ms (60000; shorter in tests).
 //
-// Replies: {"ok", dayCount, now, windowCount}; {"epoch", current or ""};
+// Replies: {"ok", dayCount, now, windowCount, keysVersion}; {"epoch", current or ""};
 // {"exhausted"|"cool", until, now}; {"window", freeAt, now};
 // {"day", dayCount, now}.
 var grantScript = redis.NewScript(clockLua + `
@@ -67,7 +68,7 @@ for i = 1, covers do
 end
 redis.call('ZADD', KEYS[2], unpack(args))
 redis.call('PEXPIRE', KEYS[2], ttl + margin + win + 1000)
-return {'ok', tostring(used), tostring(now), tostring(live + covers)}
+return {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0'}
 `)
 
 // giveBackScript subtracts unused day units (never below zero) in the
@@ -154,15 +155,17 @@ return 1
 `)
 
 // heartbeatScript records this process alive until now + ttl and returns
-// how many processes are alive (this one included).
+// how many processes are alive (this one included), and 1 when this
+// process was not counted alive until now (its first heartbeat, or its last
+// one expired or was lost with Redis's state), else 0.
 //
 // KEYS: 1 processes (zset). ARGV: 1 process, 2 ttl ms, 3 now ms (0: TIME).
 var heartbeatScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return redis.call('ZCARD', KEYS[1])
+return {redis.call('ZCARD', KEYS[1]), added}
 `)
 
 // limitsScript registers this process's limits of each lane; it refuses

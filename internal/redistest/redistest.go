@@ -143,6 +143,22 @@ func (s *Server) Pid() int {
 	return s.cmd.Process.Pid
 }
 
+// RestartEmpty starts a stopped server again on the same port without what
+// it persisted (its append-only and RDB files are removed first): a Redis
+// that lost its disk, or one without persistence after a crash.
+func (s *Server) RestartEmpty() {
+	s.t.Helper()
+	if s.cmd != nil {
+		s.t.Fatalf("redistest: RestartEmpty of a running server")
+	}
+	for _, name := range []string{"appendonlydir", "appendonly.aof", "dump.rdb"} {
+		if err := os.RemoveAll(filepath.Join(s.dir, name)); err != nil {
+			s.t.Fatalf("redistest: %v", err)
+		}
+	}
+	s.Restart()
+}
+
 // Log returns what redis-server has written so far.
 func (s *Server) Log() string { return s.log.String() }
 

@@ -58,6 +58,11 @@ func TestStartRestart(t *testing.T) {
 					t.Error("a client without the password was served")
 				}
 			}
+			s.Stop()
+			s.RestartEmpty()
+			if err := c.Get(ctx, "k").Err(); err != redis.Nil {
+				t.Errorf("after RestartEmpty: %v; want empty", err)
+			}
 			s.Kill()
 			s.Stop() // stopping a stopped server does nothing
 		})
