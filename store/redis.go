@@ -277,11 +277,11 @@ func (s *Redis) useKey(d string, l LaneID) string {
 	return s.key("use", d, redisLane(l))
 }
 func (s *Redis) disabledKey() string { return s.key("disabled") }
+func (s *Redis) channel() string     { return s.key("events") }
 
 // keysVersionKey counts the changes of disabledKey: a grant returns it, so
 // a process that missed an event re-reads the disabled keys.
 func (s *Redis) keysVersionKey() string { return s.key("disabledv") }
-func (s *Redis) channel() string     { return s.key("events") }
 
 const dayKeyTTL = 3 * 24 * 3600 // seconds: a Pacific day plus history for usage
 
