@@ -330,6 +330,13 @@ func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, lif
 		if until == 0 || until <= n {
 			until = n + life.Milliseconds()
 		}
+		// Redis may answer again at the next heartbeat, and the share
+		// ends with the recovery: ask again then at the latest.
+		if s.f.down {
+			until = min(until, n+(s.ttl/3).Milliseconds())
+		} else if end := s.f.recovers.UnixMilli(); end > n {
+			until = min(until, end)
+		}
 		return &GrantError{Lane: r.Lane, Reason: "share", Until: time.UnixMilli(until)}
 	}
 	if r.Units > 0 && s.f.units[dayLane{r.Day, r.Lane}]+r.Units > s.dayCap(o, r.Lane, c, r.Day) {
