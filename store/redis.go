@@ -80,7 +80,7 @@ var (
 // Pacific midnight, which the caller knows).
 type GrantError struct {
 	Lane   LaneID
-	Reason string // "window" (the shared window is full), "day" (RPD reached), "cool", "exhausted"
+	Reason string // "window" (the shared window is full), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable: this process's share is used)
 	Until  time.Time
 	Day    int // the lane's shared day count (Reason "day")
 }
@@ -134,6 +134,18 @@ type SharedEvent struct {
 // two minutes, and raises each count to the last shared count it saw.
 // Processes not running at that moment cannot add theirs: run Redis with
 // persistence (see the README).
+//
+// # Redis unreachable
+//
+// When a call to Redis fails, Reserve grants from this process's safe share
+// of each lane, computed from the view of the cluster its last Heartbeat
+// read (the live processes, each lane's day count and when its window's
+// slots leave it), and refuses with a *GrantError of Reason "share" beyond
+// it; no call waits on Redis meanwhile. The next Heartbeat that reaches
+// Redis adds those grants to the shared state (or re-seeds it), and for one
+// HeartbeatTTL grants still stay within the share. Health and Unreachable
+// report the outage, Outages counts them. The bound holds when Redis is
+// unreachable for every process alike; see the README for the details.
 //
 // A Redis is safe for concurrent use. Its zero value is not usable: build it
 // with OpenRedis.
