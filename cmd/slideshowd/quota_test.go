@@ -18,6 +18,7 @@ import (
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -360,10 +361,10 @@ func TestServeUnderLoadKeepsTheQuota(t *testing.T) {
 
 // TestThreeMinutesAtTheWindowFloor: three minutes' worth of images offered
 // at once, with the default burst, concurrency and window margin (limits
-// equal to the emulator's, nothing else configured), take at most 1.05 x
-// the window's floor: the first minute at once, then each minute as the
-// window frees (the analyses' latency + 2 minutes + an image's latency),
-// with zero 429s.
+// equal to the emulator's, nothing else configured), reach the API within
+// at most 1.05 x the window's floor: the first minute at once, then each
+// minute as the window frees (2 x (1 minute + the window margin) from a
+// project's first image request to its last), with zero 429s.
 func TestThreeMinutesAtTheWindowFloor(t *testing.T) {
 	t.Parallel()
 	q := quotaLimits{
@@ -391,13 +392,27 @@ classes:
 		t.Fatalf("batch: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	checkOutputs(t, filepath.Join(dir, "out"), 6, 3)
-	images := imageRequests(checkAPISaw(t, q, emulatorStatsAt(t, vars["GEMINI_BASE_URL"])))
-	floor := 100*time.Millisecond + 2*time.Minute + 500*time.Millisecond
-	t.Logf("18 images (%d requests) in %v: %.3f x the window's floor %v", images, wall.Round(time.Millisecond), wall.Seconds()/floor.Seconds(), floor)
+	st := emulatorStatsAt(t, vars["GEMINI_BASE_URL"])
+	images := imageRequests(checkAPISaw(t, q, st))
 	if images != 18 {
 		t.Errorf("the API saw %d image requests, want 18", images)
 	}
-	if wall.Seconds() > 1.05*floor.Seconds() {
-		t.Errorf("the batch took %v, more than 1.05 x the window's floor %v", wall, floor)
+	// Timed by what the API saw, so that the start of the process and the
+	// analyses (slow on a loaded machine) do not count: per project, from
+	// its first image request's arrival to its last. The floor is two
+	// windows, each with the default image window margin (1 s) that every
+	// slot counts from.
+	floor := 2 * (time.Minute + config.DefaultImageWindowMargin)
+	var span time.Duration
+	for _, l := range st.Sent {
+		if l.Model != emulator.DefaultImageModel || len(l.Times) == 0 {
+			continue
+		}
+		span = max(span, l.Times[len(l.Times)-1].Sub(l.Times[0]))
+	}
+	t.Logf("18 images (%d requests), the batch in %v; the longest project's image requests spanned %v: %.3f x the window's floor %v",
+		images, wall.Round(time.Millisecond), span.Round(time.Millisecond), span.Seconds()/floor.Seconds(), floor)
+	if span.Seconds() > 1.05*floor.Seconds() {
+		t.Errorf("a project's image requests spanned %v, more than 1.05 x the window's floor %v", span, floor)
 	}
 }
