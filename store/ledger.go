@@ -21,6 +21,12 @@ type Record struct {
 	// PrevTokens is the estimated input tokens of the requests covered by
 	// the lane's previous record (>= 0).
 	PrevTokens int64
+	// Tokens is the input-token budget of the requests the record covers
+	// (>= 0), for a shared store that enforces the lane's TPM across
+	// processes: Redis takes it from the lane's shared TPM window with the
+	// grant (see Redis). Bolt and Memory do not use it (Bolt does not store
+	// it).
+	Tokens int64
 }
 
 // Sent is one request in a lane's window log: the time its slot counts from
@@ -94,6 +100,8 @@ func checkRecord(r Record) error {
 		return fmt.Errorf("%w: Record.Until: %v: before At %v", ErrInvalid, r.Until, r.At)
 	case r.PrevTokens < 0:
 		return fmt.Errorf("%w: Record.PrevTokens: %d: must be >= 0", ErrInvalid, r.PrevTokens)
+	case r.Tokens < 0:
+		return fmt.Errorf("%w: Record.Tokens: %d: must be >= 0", ErrInvalid, r.Tokens)
 	}
 	return nil
 }

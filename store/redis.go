@@ -23,6 +23,10 @@ type RedisClass struct {
 	Name string
 	RPM  int // requests per sliding 60 s window, all processes together
 	RPD  int // requests per Pacific day, all processes together
+	// TPM is the input tokens per sliding 60 s window, all processes
+	// together, by the grants' token budgets (Record.Tokens) and the
+	// overruns reported (Overran); 0: not enforced.
+	TPM int
 	// Margin is the class's window margin (scheduler.ClassConfig's
 	// WindowMargin): a slot counts in the shared window from the grant's
 	// expiry plus Margin.
@@ -80,7 +84,7 @@ var (
 // Pacific midnight, which the caller knows).
 type GrantError struct {
 	Lane   LaneID
-	Reason string // "window" (the shared window is full), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable: this process's share is used)
+	Reason string // "window" (the shared window is full), "tpm" (the shared TPM window has no room for Record.Tokens), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable: this process's share is used)
 	Until  time.Time
 	Day    int // the lane's shared day count (Reason "day")
 }
@@ -125,6 +129,12 @@ type SharedEvent struct {
 // grant (its Units) per lane, and its unused slots free themselves once
 // their minute passes.
 //
+// With TPM (RedisClass.TPM > 0) the same script also takes the record's
+// token budget (Record.Tokens) from the lane's shared TPM window, scored as
+// its slots, or refuses the grant whole with Reason "tpm"; actual counts
+// above the estimates, reported with Overran, are added to this process's
+// latest grant there by its next grant (see redis_tokens.go).
+//
 // # Redis restarted empty
 //
 // Every script checks the cluster's epoch, a random value Redis holds. When
@@ -168,6 +178,7 @@ type Redis struct {
 	epoch  string
 	seen   map[dayLane]int        // last shared count seen per lane and day
 	grants map[LaneID][]sentGrant // own grants, for re-seeding the window
+	tok    map[LaneID]*laneTokens // own part of the TPM windows (redis_tokens.go)
 
 	f faultState // Redis unreachable: see redis_fault.go
 }
@@ -181,6 +192,7 @@ type sentGrant struct {
 	score  int64 // Redis ms
 	member string
 	covers int
+	tokens int64 // its entry in the TPM window; -1: none (a class without TPM)
 }
 
 // OpenRedis joins the cluster: a heartbeat, the limits of every lane
@@ -204,8 +216,8 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 		if err := checkID(fmt.Sprintf("RedisOptions.Classes[%d].Name", i), c.Name); err != nil {
 			return nil, err
 		}
-		if c.RPM <= 0 || c.RPD <= 0 || c.Margin < 0 {
-			return nil, fmt.Errorf("%w: RedisOptions.Classes[%d] (%s): rpm %d, rpd %d, margin %v: want rpm, rpd > 0 and margin >= 0", ErrInvalid, i, c.Name, c.RPM, c.RPD, c.Margin)
+		if c.RPM <= 0 || c.RPD <= 0 || c.Margin < 0 || c.TPM < 0 {
+			return nil, fmt.Errorf("%w: RedisOptions.Classes[%d] (%s): rpm %d, rpd %d, tpm %d, margin %v: want rpm, rpd > 0, tpm >= 0 and margin >= 0", ErrInvalid, i, c.Name, c.RPM, c.RPD, c.TPM, c.Margin)
 		}
 		s.classes[c.Name] = c
 	}
@@ -357,6 +369,9 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 }
 
 func limitsValue(c RedisClass) string {
+	if c.TPM > 0 {
+		return fmt.Sprintf("rpm %d, rpd %d, tpm %d, window margin %v", c.RPM, c.RPD, c.TPM, c.Margin)
+	}
 	return fmt.Sprintf("rpm %d, rpd %d, window margin %v", c.RPM, c.RPD, c.Margin)
 }
 
@@ -436,13 +451,14 @@ func (s *Redis) join(ctx context.Context) error {
 		for _, g := range gs {
 			n += g.covers
 		}
-		keys = append(keys, s.winKey(l))
+		keys = append(keys, s.winKey(l), s.tokKey(l))
 		args = append(args, n)
 		for _, g := range gs {
 			for i := 1; i <= g.covers; i++ {
 				args = append(args, g.score, g.member+strconv.Itoa(i))
 			}
 		}
+		args = appendTokenSeed(args, gs)
 	}
 	s.mu.Unlock()
 	res, err := seedScript.Run(ctx, s.rdb, keys, args...).Slice()
@@ -494,6 +510,9 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 	c, ok := s.classes[r.Lane.Class]
 	if !ok {
 		return 0, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
+	}
+	if err := checkTokens(r, c); err != nil {
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -549,14 +568,26 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		epoch := s.epoch
+		last, over := s.tokArgs(r.Lane)
 		s.mu.Unlock()
 		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
 		res, rerr := grantScript.Run(ctx, s.rdb,
-			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey()},
+			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey(), s.tokKey(r.Lane)},
 			epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
+			r.Tokens, c.TPM, last, over,
 		).StringSlice()
 		if rerr != nil {
 			return 0, unavailable(rerr)
+		}
+		if len(res) > 0 && res[0] != "epoch" && c.TPM > 0 {
+			// Past the epoch check, the script added the overrun.
+			field := ""
+			if res[0] == "ok" {
+				field = member
+			}
+			s.mu.Lock()
+			s.tokDone(r.Lane, last, over, field)
+			s.mu.Unlock()
 		}
 		if len(res) == 0 {
 			return 0, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
@@ -583,14 +614,14 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			}
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
-			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + ttlMillis + c.Margin.Milliseconds(), member: member, covers: r.Covers})
+			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + ttlMillis + c.Margin.Milliseconds(), member: member, covers: r.Covers, tokens: grantTokens(r, c)})
 			s.mu.Unlock()
 		case "day":
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
 			s.mu.Unlock()
 			return 0, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
-		default: // window, cool, exhausted: a time on Redis's clock
+		default: // window, tpm, cool, exhausted: a time on Redis's clock
 			return 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: local.Add(time.Duration(a-rnow) * time.Millisecond)}
 		}
 		break
@@ -605,7 +636,7 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 	if err := checkSettlement(st); err != nil {
 		return err
 	}
-	var shared error
+	shared := s.flushTokens(ctx)
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()

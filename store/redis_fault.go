@@ -233,7 +233,7 @@ func (s *Redis) Health() error {
 	}
 	share := "no share (its view of the cluster was too old or too new): it sends only what grants in hand cover"
 	if o := s.f.out; o.view != nil {
-		share = fmt.Sprintf("1/%d of each lane's RPM and of the day left", o.n)
+		share = fmt.Sprintf("1/%d of each lane's RPM and of the day left (none on lanes with TPM)", o.n)
 	}
 	return fmt.Errorf("%w: since %s: %s; last error: %s", ErrDegraded, s.f.out.since.UTC().Format(time.RFC3339), share, s.f.reason)
 }
@@ -373,6 +373,9 @@ func (s *Redis) noteShare(r Record, c RedisClass, now time.Time, pending bool) {
 // *GrantError (Reason "share") when the share is used.
 func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, error) {
 	now := s.localNow()
+	if err := s.tpmShare(r, c, now); err != nil {
+		return 0, err
+	}
 	life := s.life()
 	s.f.mu.Lock()
 	o := s.f.out
@@ -397,7 +400,7 @@ func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, 
 	s.mu.Lock()
 	lead := r.Until.Sub(r.At) + c.Margin
 	s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: now.Add(lead).UnixMilli() - offMin,
-		member: s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:", covers: r.Covers})
+		member: s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:", covers: r.Covers, tokens: -1})
 	s.mu.Unlock()
 	if _, err := s.Local.Reserve(ctx, r); err != nil {
 		// The share stays counted: on the safe side.

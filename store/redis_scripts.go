@@ -21,20 +21,33 @@ end
 // shared window as sent at the grant's expiry plus the margin, and Units day
 // units, or refuses it whole.
 //
+// With TPM (ARGV 14 > 0) it also adds the process's overrun to its latest
+// grant's entry in the lane's token window, refuses when the window's live
+// budgets plus the grant's tokens would pass TPM, and records the grant's
+// budget (see redis_tokens.go).
+//
 // KEYS: 1 epoch, 2 window (zset), 3 day count, 4 lane state (hash), 5 use
 // (hash: process -> units of the day), 6 processes (zset), 7 the disabled
-// keys' version.
+// keys' version, 8 token window (hash).
 // ARGV: 1 epoch, 2 member prefix, 3 covers, 4 units, 5 ttl ms, 6 rpm, 7 rpd,
 // 8 margin ms, 9 day key ttl s, 10 now ms (0: Redis TIME), 11 process,
-// 12 window ms (60000; shorter in tests).
+// 12 window ms (60000; shorter in tests), 13 tokens, 14 tpm (0: none),
+// 15 the field of the process's latest grant in the token window ("" for
+// none), 16 its overrun to add.
 //
 // Replies: {"ok", dayCount, now, windowCount, keysVersion}; {"epoch", current or ""};
-// {"exhausted"|"cool", until, now}; {"window", freeAt, now};
+// {"exhausted"|"cool", until, now}; {"window"|"tpm", freeAt, now};
 // {"day", dayCount, now}.
-var grantScript = redis.NewScript(clockLua + `
+var grantScript = redis.NewScript(clockLua + tokensLua + `
 local ep = redis.call('GET', KEYS[1])
 if ep ~= ARGV[1] then return {'epoch', ep or ''} end
 local now = clock(ARGV[10])
+local tpm, tneed = tonumber(ARGV[14]), tonumber(ARGV[13])
+local tsum, tlive = 0, {}
+if tpm > 0 then
+  tok_fix(KEYS[8], ARGV[15], tonumber(ARGV[16]), now, tonumber(ARGV[12]))
+  tsum, tlive = tok_live(KEYS[8], now, tonumber(ARGV[12]))
+end
 local st = redis.call('HMGET', KEYS[4], 'cool', 'exhausted')
 local ex = tonumber(st[2] or '0') or 0
 if ex > now then return {'exhausted', tostring(ex), tostring(now)} end
@@ -52,6 +65,9 @@ if live + covers > rpm then
   local e = redis.call('ZRANGE', KEYS[2], k - 1, k - 1, 'WITHSCORES')
   return {'window', tostring(math.floor(tonumber(e[2])) + win + 1), tostring(now)}
 end
+if tpm > 0 and tsum + tneed > tpm then
+  return {'tpm', tostring(tok_free_at(tlive, tsum, tneed, tpm, win)), tostring(now)}
+end
 local used = tonumber(redis.call('GET', KEYS[3]) or '0')
 if used + units > rpd then return {'day', tostring(used), tostring(now)} end
 if units > 0 then
@@ -68,6 +84,7 @@ for i = 1, covers do
 end
 redis.call('ZADD', KEYS[2], unpack(args))
 redis.call('PEXPIRE', KEYS[2], ttl + margin + win + 1000)
+if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, ttl + margin + win + 1000) end
 return {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0'}
 `)
 
@@ -93,10 +110,12 @@ return redis.call('DECRBY', KEYS[2], n)
 // (Redis lost what the process had granted there). Each count is added, and
 // the result raised to the lane's last shared count the process saw.
 //
-// KEYS: 1 epoch, then per lane: day count, use; then window keys.
+// KEYS: 1 epoch, then per lane: day count, use; then per lane with grants:
+// window, token window.
 // ARGV: 1 known epoch ("" for none), 2 candidate epoch, 3 process, 4 day key
-// ttl s, 5 lanes n, then per lane: own count, last seen; then per window
-// key: slots count, then (score, member) pairs.
+// ttl s, 5 lanes n, then per lane: own count, last seen; then per lane with
+// grants: slots count, then (score, member) pairs, then token entries
+// count, then (field, "score tokens") pairs.
 // Reply: {epoch, contributed (0/1)}.
 var seedScript = redis.NewScript(`
 local ep = redis.call('GET', KEYS[1])
@@ -125,7 +144,7 @@ for i = 1, n do
   redis.call('EXPIRE', uk, ARGV[4])
 end
 local a = 6 + 2 * n
-for k = 1 + 2 * n + 1, #KEYS do
+for k = 1 + 2 * n + 1, #KEYS, 2 do
   local m = tonumber(ARGV[a])
   a = a + 1
   for j = 1, m do
@@ -133,6 +152,13 @@ for k = 1 + 2 * n + 1, #KEYS do
     a = a + 2
   end
   redis.call('PEXPIRE', KEYS[k], 180000)
+  local t = tonumber(ARGV[a])
+  a = a + 1
+  for j = 1, t do
+    redis.call('HSET', KEYS[k + 1], ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  if t > 0 then redis.call('PEXPIRE', KEYS[k + 1], 180000) end
 end
 return {ep, 1}
 `)

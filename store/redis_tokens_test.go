@@ -1,0 +1,236 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+var tpmClass = store.RedisClass{Name: "text", RPM: 10, RPD: 100, TPM: 1000, Margin: 100 * time.Millisecond}
+
+func (e *redisEnv) tokens(covers int, tokens int64) store.Record {
+	r := e.record(covers, covers)
+	r.Tokens = tokens
+	return r
+}
+
+// tokenWindow returns the token budgets Redis holds for the lane p1/text of
+// cluster "test" (every entry, live or not yet dropped), by field.
+func tokenWindow(t *testing.T, e *redisEnv) map[string]int64 {
+	t.Helper()
+	all, err := e.client(t).HGetAll(context.Background(), "test:tok:2:p1/text").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]int64, len(all))
+	for f, v := range all {
+		_, tok, ok := strings.Cut(v, " ")
+		n, err := strconv.ParseInt(tok, 10, 64)
+		if !ok || err != nil {
+			t.Fatalf("token entry %s = %q", f, v)
+		}
+		out[f] = n
+	}
+	return out
+}
+
+func sum(m map[string]int64) int64 {
+	n := int64(0)
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// TestRedisTokens: with TPM, a grant takes its token budget in the lane's
+// shared window, as sent at its expiry plus the margin, or is refused whole
+// with Reason "tpm" until enough budgets leave; an overrun reported by a
+// process is added to its latest grant's entry by its next grant, refused
+// or not, or at Settle, and dropped once that entry has left the window.
+func TestRedisTokens(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	a, b := e.open(t, "a", tpmClass), e.open(t, "b", tpmClass)
+	if _, err := a.Reserve(ctx, e.tokens(1, 600)); err != nil { // counts until 12:01:02.1
+		t.Fatal(err)
+	}
+	e.clock.add(time.Second)
+	// 600 + 500 > 1000: refused until a's budget leaves, 61.1 s from now;
+	// the window's slots (2 of 10) are not what refuses it.
+	ge := grantErr(t, reserveErr(b, e.tokens(1, 500)), "tpm")
+	if want := time.Now().Add(61100 * time.Millisecond); ge.Until.Before(want.Add(-time.Second)) || ge.Until.After(want.Add(time.Second)) {
+		t.Errorf("Until %v, want about %v", ge.Until, want)
+	}
+	if !strings.Contains(ge.Error(), "tpm until") {
+		t.Errorf("error %q does not say tpm", ge)
+	}
+	if _, err := b.Reserve(ctx, e.tokens(1, 400)); err != nil { // 1000: full
+		t.Fatal(err)
+	}
+	// Nothing was taken by the refusal: the window holds 600 + 400.
+	if w := tokenWindow(t, e); len(w) != 2 || sum(w) != 1000 {
+		t.Errorf("token window %v, want 600 and 400", w)
+	}
+	// a's requests used 50 tokens more than estimated: its next grant adds
+	// them to its entry first, so even a grant of no tokens is refused now
+	// (1050 of 1000), until a's 650 leave.
+	a.Overran(lane, 50)
+	ge = grantErr(t, reserveErr(a, e.tokens(1, 0)), "tpm")
+	if want := time.Now().Add(61100 * time.Millisecond); ge.Until.Before(want.Add(-time.Second)) || ge.Until.After(want.Add(time.Second)) {
+		t.Errorf("Until %v, want about %v (a's entry leaving)", ge.Until, want)
+	}
+	if w := tokenWindow(t, e); sum(w) != 1050 {
+		t.Errorf("token window %v, want 650 and 400 (the overrun added by a refused grant)", w)
+	}
+	// Added once: the next refusal adds nothing.
+	grantErr(t, reserveErr(a, e.tokens(1, 0)), "tpm")
+	if w := tokenWindow(t, e); sum(w) != 1050 {
+		t.Errorf("token window %v, want 1050 (the overrun added once)", w)
+	}
+	// 12:01:02.2: a's entry left; b's (12:01:03.1) still counts.
+	e.clock.add(61100 * time.Millisecond)
+	grantErr(t, reserveErr(a, e.tokens(1, 601)), "tpm")
+	if _, err := a.Reserve(ctx, e.tokens(1, 600)); err != nil {
+		t.Fatal(err)
+	}
+	// A grant without tokens on a TPM lane still leaves an entry (of 0),
+	// for the overruns of the requests it covers. (b's 400 left at
+	// 12:01:03.1.)
+	e.clock.add(time.Second)
+	if _, err := b.Reserve(ctx, e.tokens(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	b.Overran(lane, 30)
+	if err := b.Settle(ctx, store.Settlement{}); err != nil {
+		t.Fatal(err)
+	}
+	if w := tokenWindow(t, e); sum(w) != 630 || len(w) != 2 {
+		t.Errorf("token window %v, want a's 600 and b's 0 + 30 (b's overrun added at Settle)", w)
+	}
+	// An overrun whose entry has left the window is dropped: its
+	// requests have left it too.
+	e.clock.add(2 * time.Minute)
+	a.Overran(lane, 500)
+	if _, err := a.Reserve(ctx, e.tokens(1, 1000)); err != nil {
+		t.Fatalf("a full minute's budget after the window emptied: %v", err)
+	}
+	if w := tokenWindow(t, e); sum(w) != 1000 {
+		t.Errorf("token window %v, want a's 1000 alone", w)
+	}
+	// A budget above TPM can never be granted: invalid.
+	if err := reserveErr(a, e.tokens(1, 1001)); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "Record.Tokens: 1001") {
+		t.Errorf("tokens above TPM: %v", err)
+	}
+}
+
+// TestRedisTokensOff: a class without TPM ignores Record.Tokens and
+// overruns, and leaves no token window.
+func TestRedisTokensOff(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	a := e.open(t, "a")
+	a.Overran(lane, 100)
+	for range 3 {
+		if _, err := a.Reserve(ctx, e.tokens(1, 1<<40)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := e.client(t).Exists(ctx, "test:tok:2:p1/text").Result(); err != nil || n != 0 {
+		t.Errorf("token window exists: %d, %v", n, err)
+	}
+}
+
+// TestRedisTokensLimitsConflict: a process with another TPM for a lane is
+// refused while one with the first is alive, naming both values.
+func TestRedisTokensLimitsConflict(t *testing.T) {
+	e := newRedisEnv(t)
+	e.open(t, "a", tpmClass)
+	for _, tc := range []struct {
+		tpm  int
+		want string
+	}{
+		{2000, "store: redis: limits differ between processes: lane p1/text: rpm 10, rpd 100, tpm 2000, window margin 100ms here, rpm 10, rpd 100, tpm 1000, window margin 100ms in process a"},
+		{0, "store: redis: limits differ between processes: lane p1/text: rpm 10, rpd 100, window margin 100ms here, rpm 10, rpd 100, tpm 1000, window margin 100ms in process a"},
+	} {
+		other := tpmClass
+		other.TPM = tc.tpm
+		_, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+			Client: e.client(t), Cluster: "test", Process: "b", Classes: []store.RedisClass{other},
+			Projects: []string{"p1"}, Now: e.clock.now,
+		})
+		if !errors.Is(err, store.ErrLimitsConflict) || err.Error() != tc.want {
+			t.Errorf("err\n got %v\nwant %s", err, tc.want)
+		}
+	}
+	bad := tpmClass
+	bad.TPM = -1
+	_, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "c", Classes: []store.RedisClass{bad},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "tpm -1") {
+		t.Errorf("negative TPM: %v", err)
+	}
+}
+
+// TestRedisTokensOutage: when Redis comes back empty, each process's
+// token budgets of the last two minutes (its overruns included) are
+// re-seeded with its window; while Redis is unreachable a TPM lane gets no
+// share, where a lane without TPM does (see TestRedisShare).
+func TestRedisTokensOutage(t *testing.T) {
+	ctx := context.Background()
+	e := &redisEnv{srv: redistest.Start(t, redistest.Options{}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	image := store.RedisClass{Name: "image", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
+	imageLane := store.LaneID{Project: "p1", Class: "image"}
+	a, b := e.open(t, "a", tpmClass, image), e.open(t, "b", tpmClass, image)
+	if _, err := a.Reserve(ctx, e.tokens(1, 300)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, e.tokens(1, 200)); err != nil {
+		t.Fatal(err)
+	}
+	a.Overran(lane, 100) // a's entry becomes 400 at its next grant
+	if _, err := a.Reserve(ctx, e.tokens(1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Kill()
+	grantErr(t, reserveErr(a, e.tokens(1, 1)), "share")
+	e.srv.Restart() // empty
+	// a's heartbeat re-seeds a's budgets (400 and 100); b's grant finds
+	// the new epoch and re-seeds b's 200 before it is checked.
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(16 * time.Second)
+	grantErr(t, reserveErr(b, e.tokens(1, 301)), "tpm")
+	if w := tokenWindow(t, e); sum(w) != 700 || len(w) != 3 {
+		t.Errorf("token window after the re-seed %v, want a's 400 and 100, b's 200", w)
+	}
+	if _, err := b.Reserve(ctx, e.tokens(1, 300)); err != nil {
+		t.Fatalf("within TPM after the re-seed: %v", err)
+	}
+	// Redis unreachable again, with fresh views: 70 s later the share of
+	// a lane without TPM is RPM / 2, of a TPM lane nothing.
+	e.heartbeats(t, 20*time.Second, a, b)
+	e.srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	e.clock.add(70 * time.Second)
+	r := e.record(5, 5)
+	r.Lane = imageLane
+	if _, err := a.Reserve(ctx, r); err != nil {
+		t.Errorf("the share of a lane without TPM: %v", err)
+	}
+	ge := grantErr(t, reserveErr(a, e.tokens(1, 1)), "share")
+	if d := ge.Until.Sub(e.clock.now()); d != 5*time.Second {
+		t.Errorf("Until %v after now, want the next heartbeat (5s)", d)
+	}
+}
