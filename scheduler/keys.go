@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,6 +21,11 @@ type KeyStatus struct {
 	Disabled string `json:"disabled,omitempty"`
 	// DisabledSince is when it was disabled; zero when enabled or unknown.
 	DisabledSince time.Time `json:"disabled_since,omitzero"`
+	// ClusterPending, with a shared Store (store.Redis), says that the
+	// key's last disable or enable here was made while Redis was
+	// unreachable: this process applies it, the other processes learn it
+	// when Redis answers again (store.ErrPending). False otherwise.
+	ClusterPending bool `json:"cluster_pending,omitempty"`
 	// Classes gives the state of the key's lane (its project) on each class.
 	Classes []KeyClassState `json:"classes"`
 }
@@ -60,7 +66,10 @@ func (s *Scheduler) disabledSince(id string) time.Time {
 // reason (ReasonOperator when empty). Jobs running on it finish; no new one
 // starts on it until EnableKey. A key disabled this way has no fingerprint:
 // a new secret in the configuration does not bring it back. It returns an
-// error wrapping ErrUnknownKey for a key not configured.
+// error wrapping ErrUnknownKey for a key not configured. With a shared Store
+// whose Redis is unreachable, the key is disabled here and the change
+// reaches the other processes when Redis answers (KeyStatus.ClusterPending):
+// that is not an error.
 func (s *Scheduler) DisableKey(ctx context.Context, keyID, reason string) error {
 	if reason == "" {
 		reason = ReasonOperator
@@ -71,7 +80,10 @@ func (s *Scheduler) DisableKey(ctx context.Context, keyID, reason string) error 
 	}
 	now := time.Now()
 	if err := s.store.DisableKey(ctx, store.DisabledKey{KeyID: keyID, Reason: reason, At: now}); err != nil {
-		return fmt.Errorf("scheduler: disabling key %q: %w", keyID, err)
+		if !errors.Is(err, store.ErrPending) {
+			return fmt.Errorf("scheduler: disabling key %q: %w", keyID, err)
+		}
+		s.log.Warn().Err(err).Str("key", keyID).Msg("key disabled here; the other processes learn it when Redis answers")
 	}
 	s.pool.Disable(keyID, reason)
 	s.noteDisabled(keyID, reason, now)
@@ -96,9 +108,16 @@ func (s *Scheduler) Keys() []KeyStatus {
 			lanes[laneKey{r.name, lu.Project}] = lu
 		}
 	}
+	pending := make(map[string]bool)
+	if ps, ok := s.store.(pendingStore); ok {
+		ids, _ := ps.Pending()
+		for _, id := range ids {
+			pending[id] = true
+		}
+	}
 	out := make([]KeyStatus, 0, len(keys))
 	for _, k := range keys {
-		ks := KeyStatus{ID: k.ID, Project: k.Project, Disabled: k.Disabled, Classes: []KeyClassState{}}
+		ks := KeyStatus{ID: k.ID, Project: k.Project, Disabled: k.Disabled, Classes: []KeyClassState{}, ClusterPending: pending[k.ID]}
 		if k.Disabled != "" {
 			ks.DisabledSince = s.disabledSince(k.ID)
 		}

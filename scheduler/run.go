@@ -255,6 +255,12 @@ func (r *runner) persistLane(ctx context.Context, project string, now time.Time)
 			st.Config = r.cfg.stopConfig()
 		}
 		if err := r.s.store.SetLaneState(ctx, st); err != nil {
+			if errors.Is(err, store.ErrPending) || errors.Is(err, store.ErrUnavailable) {
+				// Stored here; a stop reaches the cluster when Redis
+				// answers, a cooldown is not shared meanwhile.
+				r.s.log.Warn().Err(err).Str("class", r.name).Str("project", project).Msg("lane state stored in this process only for now")
+				return nil
+			}
 			r.s.log.Error().Err(err).Str("class", r.name).Str("project", project).Msg("storing lane state failed")
 			return err
 		}
@@ -277,7 +283,10 @@ func (r *runner) keyUnusable(lease bucket.Lease, ke *KeyError, now time.Time) {
 		r.s.noteDisabled(id, ke.Reason, now)
 		err := r.s.store.DisableKey(context.Background(), store.DisabledKey{KeyID: id, Reason: ke.Reason, At: now,
 			Fingerprint: r.s.cfg.Fingerprints[id]})
-		if err != nil {
+		switch {
+		case errors.Is(err, store.ErrPending):
+			r.s.log.Warn().Err(err).Str("key", id).Msg("key disabled here; the other processes learn it when Redis answers")
+		case err != nil:
 			r.s.log.Error().Err(err).Str("key", id).Msg("storing disabled key failed")
 		}
 		r.s.log.Error().Str("key", id).Str("project", lease.Project).Str("reason", ke.Reason).

@@ -449,13 +449,18 @@ func (s *Scheduler) Do(ctx context.Context, j Job) error {
 
 // EnableKey puts a disabled key back into service on every class, durably;
 // enabling an enabled key is not an error. It returns an error wrapping
-// ErrUnknownKey for a key not configured.
+// ErrUnknownKey for a key not configured. With a shared Store whose Redis is
+// unreachable, the key is enabled here and the change reaches the other
+// processes when Redis answers (KeyStatus.ClusterPending): not an error.
 func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
 	if _, ok := s.pool.KeyProject(keyID); !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
 	}
 	if err := s.store.EnableKey(ctx, keyID); err != nil {
-		return fmt.Errorf("scheduler: enabling key %q: %w", keyID, err)
+		if !errors.Is(err, store.ErrPending) {
+			return fmt.Errorf("scheduler: enabling key %q: %w", keyID, err)
+		}
+		s.log.Warn().Err(err).Str("key", keyID).Msg("key enabled here; the other processes learn it when Redis answers")
 	}
 	s.pool.Enable(keyID)
 	s.keysMu.Lock()
@@ -468,10 +473,12 @@ func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
 }
 
 // ResumeLane puts a stopped lane (the project on the class; see
-// ScopeNoQuota) back into service, durably. Resuming a lane that is not
-// stopped is not an error; an unknown class (ErrUnknownClass) or project
-// (ErrUnknownLane) is. It is safe for concurrent use, before and while Run
-// runs.
+// ScopeNoQuota) back into service, durably; with a shared Store
+// (store.Redis) every process of the cluster resumes it (while Redis is
+// unreachable: when it answers again, LaneSummary.ClusterPending; not an
+// error). Resuming a lane that is not stopped is not an error; an unknown
+// class (ErrUnknownClass) or project (ErrUnknownLane) is. It is safe for
+// concurrent use, before and while Run runs.
 func (s *Scheduler) ResumeLane(ctx context.Context, class, project string) error {
 	r := s.classes[class]
 	if r == nil {
@@ -484,6 +491,16 @@ func (s *Scheduler) ResumeLane(ctx context.Context, class, project string) error
 		return fmt.Errorf("scheduler: resuming lane %s/%s: %w", project, class, err)
 	}
 	r.signal()
+	if ls, ok := s.store.(laneResumer); ok {
+		// The other processes of the cluster resume it too.
+		err := ls.ResumeLane(ctx, store.LaneID{Project: project, Class: class})
+		switch {
+		case errors.Is(err, store.ErrPending):
+			s.log.Warn().Err(err).Str("class", class).Str("project", project).Msg("lane resumed here; the other processes learn it when Redis answers")
+		case err != nil:
+			return fmt.Errorf("scheduler: resuming lane %s/%s in the cluster (resumed here): %w", project, class, err)
+		}
+	}
 	return nil
 }
 

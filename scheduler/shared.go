@@ -12,13 +12,26 @@ import (
 
 // sharedStore is a Store whose quota state is shared with other processes
 // (store.Redis): its Reserve is a grant that the cluster may refuse (a
-// *store.GrantError), it publishes other processes' cooldowns, exhaustion
-// and disabled keys, and it counts the live processes by heartbeat. Run
+// *store.GrantError), it publishes other processes' cooldowns, exhaustion,
+// lane stops and resumes and disabled keys, and it counts the live processes by heartbeat. Run
 // watches its events and keeps its heartbeat while it runs.
 type sharedStore interface {
 	Watch(ctx context.Context, ready chan<- struct{}, fn func(store.SharedEvent)) error
 	Heartbeat(ctx context.Context) (int, error)
 	Leave(ctx context.Context) error
+}
+
+// pendingStore is a shared Store that keeps changes of keys and lane stops
+// made while its Redis is unreachable, to push them when it answers
+// (store.Redis.Pending).
+type pendingStore interface {
+	Pending() (keys []string, lanes []store.LaneID)
+}
+
+// laneResumer is a shared Store that resumes a stopped lane in every
+// process of the cluster (store.Redis.ResumeLane).
+type laneResumer interface {
+	ResumeLane(ctx context.Context, l store.LaneID) error
 }
 
 // HeartbeatEvery is how often Run renews the process's heartbeat in a shared
@@ -88,7 +101,10 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 }
 
 // applyShared applies another process's event to this process's lanes and
-// keys.
+// keys (in memory: its store has the shared state, which LaneStates and
+// DisabledKeys merge at start). Unknown kinds are ignored. A stop applies
+// only when it was made under this process's configuration of the class
+// (ClassConfig's model and limits), as at start.
 func (s *Scheduler) applyShared(ev store.SharedEvent) {
 	switch ev.Kind {
 	case "cool", "exhausted":
@@ -103,6 +119,32 @@ func (s *Scheduler) applyShared(ev store.SharedEvent) {
 		}
 		s.log.Debug().Str("class", ev.Lane.Class).Str("project", ev.Lane.Project).Str("state", ev.Kind).
 			Time("until", ev.Until).Str("from", ev.Process).Msg("lane state from another process")
+	case "stopped", "resumed":
+		r := s.classes[ev.Lane.Class]
+		if r == nil {
+			return
+		}
+		if ev.Kind == "resumed" {
+			if !r.class.Resume(ev.Lane.Project) {
+				return
+			}
+			s.log.Info().Str("class", ev.Lane.Class).Str("project", ev.Lane.Project).Str("from", ev.Process).
+				Msg("lane resumed by another process")
+			break
+		}
+		if ev.Config != r.cfg.stopConfig() {
+			// Stopped under another model or limits: the quota this
+			// process's configuration asks for may exist.
+			s.log.Info().Str("class", ev.Lane.Class).Str("project", ev.Lane.Project).Str("reason", ev.Reason).
+				Str("their_config", ev.Config).Str("config", r.cfg.stopConfig()).Str("from", ev.Process).
+				Msg("lane stopped by another process under another configuration of the class: not stopped here")
+			return
+		}
+		if !r.class.Stop(ev.Lane.Project, ev.Reason) {
+			return
+		}
+		s.log.Error().Str("class", ev.Lane.Class).Str("project", ev.Lane.Project).Str("reason", ev.Reason).
+			Str("from", ev.Process).Msg("lane stopped by another process until an operator resumes it or the configuration changes")
 	case "disabled":
 		if _, ok := s.pool.KeyProject(ev.KeyID); !ok {
 			return
@@ -118,6 +160,7 @@ func (s *Scheduler) applyShared(ev store.SharedEvent) {
 		s.keysMu.Lock()
 		delete(s.disabledKeys, ev.KeyID)
 		s.keysMu.Unlock()
+		s.log.Info().Str("key", ev.KeyID).Str("from", ev.Process).Msg("key enabled by another process")
 	default:
 		return
 	}

@@ -160,6 +160,10 @@ type LaneSummary struct {
 	DayLimit       int       `json:"day_limit"`
 	CoolUntil      time.Time `json:"cool_until,omitzero"`
 	ExhaustedUntil time.Time `json:"exhausted_until,omitzero"`
+	// ClusterPending, with a shared Store (store.Redis), says that the
+	// lane's last stop or resume here was made while Redis was
+	// unreachable: the other processes learn it when Redis answers again.
+	ClusterPending bool `json:"cluster_pending,omitempty"`
 }
 
 // Summary returns a snapshot at the current time. It works before Run.
@@ -168,6 +172,13 @@ type LaneSummary struct {
 func (s *Scheduler) Summary() Summary {
 	now := time.Now()
 	sum := Summary{Time: now, DisabledKeys: []DisabledKey{}}
+	pendingLanes := make(map[store.LaneID]bool)
+	if ps, ok := s.store.(pendingStore); ok {
+		_, lanes := ps.Pending()
+		for _, l := range lanes {
+			pendingLanes[l] = true
+		}
+	}
 	keys := s.pool.Keys()
 	why := make(map[string]string)
 	for _, k := range keys {
@@ -199,11 +210,12 @@ func (s *Scheduler) Summary() Summary {
 		r.mu.Unlock()
 		for _, lu := range u.Lanes {
 			cs.Keys += len(lu.Keys)
+			pending := pendingLanes[store.LaneID{Project: lu.Project, Class: r.name}]
 			cs.Lanes = append(cs.Lanes, LaneSummary{
 				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Stopped: lu.Stopped, Enabled: lu.Enabled,
 				RPMUsed: lu.RPMUsed, RPMLimit: u.Limits.RPM, TPMUsed: lu.TPMUsed, TPMLimit: u.Limits.TPM,
 				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
-				Reason: laneReason(lu, why),
+				Reason: laneReason(lu, why), ClusterPending: pending,
 			})
 		}
 		sum.Classes = append(sum.Classes, cs)

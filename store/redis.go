@@ -99,20 +99,26 @@ func (e *GrantError) Error() string {
 func (e *GrantError) Unwrap() error { return ErrNoGrant }
 
 // SharedEvent is what one process tells the others through Redis's pub/sub:
-// a lane cooling down or exhausted, a key disabled or enabled again.
+// a lane cooling down or exhausted, stopped (its project has no quota on
+// the class's model: Reason and Config as in LaneState) or resumed by an
+// operator, a key disabled or enabled again. A receiver ignores the kinds
+// it does not know (processes of an older version ignore "stopped" and
+// "resumed").
 type SharedEvent struct {
 	Process string    `json:"process"`
-	Kind    string    `json:"kind"` // "cool", "exhausted", "disabled", "enabled"
+	Kind    string    `json:"kind"` // "cool", "exhausted", "stopped", "resumed", "disabled", "enabled"
 	Lane    LaneID    `json:"lane,omitzero"`
 	KeyID   string    `json:"key,omitempty"`
 	Until   time.Time `json:"until,omitzero"`
 	Reason  string    `json:"reason,omitempty"`
+	Config  string    `json:"config,omitempty"` // "stopped": the configuration the lane was stopped under
 }
 
 // Redis is the shared quota ledger: a Local store (the process's own jobs,
 // records and counts) plus the quota state every process of a cluster
 // shares through one Redis: each lane's window of grants, its day count per
-// Pacific day, cooldowns, exhaustion and disabled keys.
+// Pacific day, cooldowns, exhaustion, stops (LaneState.Stopped, until
+// ResumeLane) and disabled keys.
 //
 // # Grants
 //
@@ -156,6 +162,10 @@ type SharedEvent struct {
 // HeartbeatTTL grants still stay within the share. Health and Unreachable
 // report the outage, Outages counts them. The bound holds when Redis is
 // unreachable for every process alike; see the README for the details.
+// Keys disabled or enabled and lanes stopped or resumed meanwhile are
+// stored in the Local store and kept pending (ErrPending), then pushed to
+// Redis in order by that Heartbeat, the last change by time winning a
+// conflict (see Pending and redis_pending.go).
 //
 // A Redis is safe for concurrent use. Its zero value is not usable: build it
 // with OpenRedis.
@@ -657,11 +667,37 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 
 // SetLaneState stores st in the Local store and raises the lane's shared
 // cooldown or exhaustion (a state is never lowered in Redis: it ends by
-// itself), telling the other processes through pub/sub.
+// itself), telling the other processes through pub/sub. A stop (Stopped) is
+// shared too, with its Config, and lasts until ResumeLane; a state without
+// Stopped leaves the shared stop alone. While Redis is unreachable the
+// cooldown and exhaustion are not shared (an error wrapping ErrUnavailable,
+// without waiting on Redis) and a stop is kept pending (an error wrapping
+// ErrPending); the Local store has st in both cases.
 func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
 	if err := s.Local.SetLaneState(ctx, st); err != nil {
 		return err
 	}
+	var shared error
+	if s.Unreachable() {
+		if !st.CoolUntil.IsZero() || !st.ExhaustedUntil.IsZero() {
+			shared = fmt.Errorf("%w: the lane's cooldown or exhaustion is not shared", ErrUnavailable)
+		}
+	} else {
+		shared = s.shareTimes(ctx, st)
+		if errors.Is(shared, ErrUnavailable) && ctx.Err() == nil {
+			s.markDown(shared)
+		}
+	}
+	if st.Stopped != "" {
+		if err := s.change(ctx, pendingOp{kind: "stopped", lane: st.Lane, reason: st.Stopped, config: st.Config, at: s.localNow()}); err != nil {
+			return err
+		}
+	}
+	return shared
+}
+
+// shareTimes raises the lane's shared cooldown and exhaustion.
+func (s *Redis) shareTimes(ctx context.Context, st LaneState) error {
 	for _, f := range []struct {
 		kind  string
 		until time.Time
@@ -681,7 +717,11 @@ func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
 }
 
 // LaneStates returns the Local states merged with the shared ones of the
-// lanes of RedisOptions.Projects (the later time of each wins).
+// lanes of RedisOptions.Projects: the later time of each cooldown and
+// exhaustion wins; their stop is Redis's (an operator's resume on another
+// process clears a stop kept in this process's Local store; a stop this
+// process kept pending and could not push before it stopped is learned
+// again from the lane's next request).
 func (s *Redis) LaneStates(ctx context.Context) ([]LaneState, error) {
 	local, err := s.Local.LaneStates(ctx)
 	if err != nil {
@@ -692,8 +732,9 @@ func (s *Redis) LaneStates(ctx context.Context) ([]LaneState, error) {
 		by[st.Lane] = st
 	}
 	now := time.Now()
+	stops := make(map[LaneID]stopInfo)
 	for _, l := range s.lanes {
-		v, err := s.rdb.HMGet(ctx, s.stateKey(l), "cool", "exhausted").Result()
+		v, err := s.rdb.HMGet(ctx, s.stateKey(l), "cool", "exhausted", "stopped", "config").Result()
 		if err != nil {
 			return nil, unavailable(err)
 		}
@@ -709,10 +750,21 @@ func (s *Redis) LaneStates(ctx context.Context) ([]LaneState, error) {
 				*p = t
 			}
 		}
-		if !st.CoolUntil.IsZero() || !st.ExhaustedUntil.IsZero() {
+		reason, _ := v[2].(string)
+		config, _ := v[3].(string)
+		st.Stopped, st.Config = reason, config
+		if reason != "" {
+			stops[l] = stopInfo{reason, config}
+		}
+		if !st.empty() {
 			by[l] = st
+		} else {
+			delete(by, l)
 		}
 	}
+	s.f.keysMu.Lock()
+	s.f.stops = stops
+	s.f.keysMu.Unlock()
 	out := make([]LaneState, 0, len(by))
 	for _, st := range by {
 		out = append(out, st)
@@ -722,70 +774,58 @@ func (s *Redis) LaneStates(ctx context.Context) ([]LaneState, error) {
 }
 
 // DisableKey disables the key in the Local store and in Redis, telling the
-// other processes.
+// other processes. While Redis is unreachable the change is kept pending
+// and pushed when it answers again (an error wrapping ErrPending; the Local
+// store has it).
 func (s *Redis) DisableKey(ctx context.Context, d DisabledKey) error {
 	if err := s.Local.DisableKey(ctx, d); err != nil {
 		return err
 	}
-	at := d.At.UTC()
-	v, _ := json.Marshal(struct {
-		Reason string    `json:"reason"`
-		At     time.Time `json:"at"`
-	}{d.Reason, at})
-	msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: "disabled", KeyID: d.KeyID, Reason: d.Reason})
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.disabledKey(), d.KeyID, v)
-		p.Incr(ctx, s.keysVersionKey())
-		p.Publish(ctx, s.channel(), msg)
-		return nil
-	})
-	if err == nil {
-		s.noteShared(d.KeyID, true)
-	}
-	return unavailable(err)
+	return s.change(ctx, pendingOp{kind: "disabled", keyID: d.KeyID, reason: d.Reason, at: s.localNow(), recAt: d.At})
 }
 
 // EnableKey enables the key in the Local store and in Redis, telling the
-// other processes.
+// other processes. While Redis is unreachable the change is kept pending
+// and pushed when it answers again (an error wrapping ErrPending; the Local
+// store has it).
 func (s *Redis) EnableKey(ctx context.Context, keyID string) error {
 	if err := s.Local.EnableKey(ctx, keyID); err != nil {
 		return err
 	}
-	msg, _ := json.Marshal(SharedEvent{Process: s.process, Kind: "enabled", KeyID: keyID})
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HDel(ctx, s.disabledKey(), keyID)
-		p.Incr(ctx, s.keysVersionKey())
-		p.Publish(ctx, s.channel(), msg)
-		return nil
-	})
-	if err == nil {
-		s.noteShared(keyID, false)
-	}
-	return unavailable(err)
+	return s.change(ctx, pendingOp{kind: "enabled", keyID: keyID, at: s.localNow()})
 }
 
-// DisabledKeys returns the keys disabled in the Local store or in Redis, by
-// key id (Redis's record wins).
+// DisabledKeys returns the keys disabled in Redis, by key id, and those
+// disabled in the Local store only unless the cluster enabled them after
+// (the time of the last change of each key that Redis keeps).
 func (s *Redis) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
 	local, err := s.Local.DisabledKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	by := make(map[string]DisabledKey)
-	for _, d := range local {
-		by[d.KeyID] = d
-	}
-	var all *redis.MapStringStringCmd
+	var all, ats *redis.MapStringStringCmd
 	var ver *redis.StringCmd
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		all = p.HGetAll(ctx, s.disabledKey())
 		ver = p.Get(ctx, s.keysVersionKey())
+		ats = p.HGetAll(ctx, s.keysAtKey())
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable(err)
 	}
 	shared := all.Val()
+	by := make(map[string]DisabledKey)
+	for _, d := range local {
+		if _, ok := shared[d.KeyID]; ok {
+			by[d.KeyID] = d
+			continue
+		}
+		if ms, err := strconv.ParseInt(ats.Val()[d.KeyID], 10, 64); err == nil && ms > d.At.UnixMilli() {
+			continue // enabled in the cluster after it was disabled here
+		}
+		by[d.KeyID] = d
+	}
 	s.setShared(shared, ver.Val())
 	for id, v := range shared {
 		var rec struct {
@@ -815,14 +855,15 @@ func (s *Redis) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
 
 // Watch calls fn for every event another process of the cluster publishes,
 // in order, until ctx ends; then it returns nil. It closes ready (when not
-// nil) once subscribed (and the shared state read). A lost connection is re-established by the client,
-// and events published meanwhile are missed; so Watch also re-reads the
-// shared state and calls fn with what changed since it last saw it (keys
-// disabled or enabled; lanes cooling or exhausted, with Process
-// ResyncProcess): once subscribed, at every re-subscription, when a grant
-// shows that the disabled keys changed, and when the process reconciles
-// after Redis was unreachable. An error comes only when the first
-// subscription fails.
+// nil) once subscribed (and the shared state read). A lost connection is
+// re-established by the client, and events published meanwhile are missed;
+// so Watch also re-reads the shared state and calls fn with what changed
+// since it last saw it (keys disabled or enabled, lanes stopped or resumed;
+// every cooldown and exhaustion not over; with Process ResyncProcess): once
+// subscribed, at every re-subscription, when a grant shows that the shared
+// state's version changed (a key disabled or enabled, a lane stopped or
+// resumed), and when the process reconciles after Redis was unreachable.
+// An error comes only when the first subscription fails.
 func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(SharedEvent)) error {
 	sub := s.rdb.Subscribe(ctx, s.channel())
 	defer sub.Close()
@@ -857,8 +898,13 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 				if json.Unmarshal([]byte(m.Payload), &ev) != nil || ev.Process == s.process {
 					continue
 				}
-				if ev.Kind == "disabled" || ev.Kind == "enabled" {
+				switch ev.Kind {
+				case "disabled", "enabled":
 					s.noteShared(ev.KeyID, ev.Kind == "disabled")
+				case "stopped":
+					s.noteStop(ev.Lane, &stopInfo{ev.Reason, ev.Config})
+				case "resumed":
+					s.noteStop(ev.Lane, nil)
 				}
 				fn(ev)
 			}

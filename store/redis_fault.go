@@ -42,9 +42,11 @@ import (
 // On reconnect (the next call that Redis answers) the process first adds
 // what it granted itself to the shared day counts and windows (a slot as
 // sent at the latest moment it could be), or re-seeds them when Redis came
-// back empty; then, for one heartbeat TTL, its grants from Redis still stay
-// within its share, so that the processes that have not reconciled yet keep
-// theirs; then grants are Redis's alone again.
+// back empty, and pushes the keys disabled or enabled and the lanes stopped
+// or resumed meanwhile (see redis_pending.go); then, for one heartbeat TTL,
+// its grants from Redis still stay within its share, so that the processes
+// that have not reconciled yet keep theirs; then grants are Redis's alone
+// again.
 //
 // The bound holds when Redis is unreachable for every process alike (Redis
 // or its machine down). A partition that cuts off only some processes while
@@ -77,6 +79,8 @@ type faultState struct {
 	units    map[dayLane]int       // own day units since out.since
 	pending  map[LaneID][]postSlot // own-share grants not yet in Redis
 	pendDays map[dayLane]int       // their day units
+	ops      []pendingOp           // changes of keys and stops not yet in Redis (redis_pending.go)
+	lastOp   time.Time             // the time of the last change of a key or stop made here
 
 	// grantMu serializes Reserve while the process is down or recovering,
 	// so that a share's check and take are one step.
@@ -88,6 +92,7 @@ type faultState struct {
 	// and their version (see Watch).
 	keysMu   sync.Mutex
 	disabled map[string]bool
+	stops    map[LaneID]stopInfo
 	version  string
 	resync   chan struct{} // wakes Watch to re-read the shared state
 }
@@ -458,11 +463,11 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	if err := s.join(ctx); err != nil {
 		return err
 	}
-	now := s.localNow()
-	s.f.mu.Lock()
-	s.f.down = false
-	s.f.recovers = now.Add(s.ttl)
-	s.f.mu.Unlock()
+	// Then the keys disabled or enabled and the lanes stopped or resumed
+	// meanwhile, in order; the outage ends with the last.
+	if err := s.pushPending(ctx); err != nil {
+		return err
+	}
 	_ = s.readView(ctx)
 	s.signalResync()
 	return nil
@@ -656,8 +661,9 @@ func (s *Redis) keysVersion(v string) {
 }
 
 // resyncShared re-reads the shared disabled keys and lane states and calls
-// fn with what changed since this process last saw them (lane states: every
-// cooldown and exhaustion not over; applying one again changes nothing). A
+// fn with what changed since this process last saw them (keys disabled or
+// enabled, lanes stopped or resumed; and every cooldown and exhaustion not
+// over: applying one again changes nothing). A
 // read that fails is retried at the next re-subscription or signal.
 func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 	var all *redis.MapStringStringCmd
@@ -667,7 +673,7 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 		all = p.HGetAll(ctx, s.disabledKey())
 		ver = p.Get(ctx, s.keysVersionKey())
 		for i, l := range s.lanes {
-			states[i] = p.HMGet(ctx, s.stateKey(l), "cool", "exhausted")
+			states[i] = p.HMGet(ctx, s.stateKey(l), "cool", "exhausted", "stopped", "config")
 		}
 		return nil
 	})
@@ -704,6 +710,32 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 		}
 		return 0
 	})
+	var laneEvs []SharedEvent
+	stops := make(map[LaneID]stopInfo)
+	for i, l := range s.lanes {
+		v := states[i].Val()
+		if len(v) < 4 {
+			continue
+		}
+		if reason, _ := v[2].(string); reason != "" {
+			config, _ := v[3].(string)
+			stops[l] = stopInfo{reason, config}
+		}
+	}
+	s.f.keysMu.Lock()
+	for _, l := range s.lanes {
+		now, was := stops[l]
+		before, had := s.f.stops[l]
+		switch {
+		case was && (!had || before != now):
+			laneEvs = append(laneEvs, SharedEvent{Process: ResyncProcess, Kind: "stopped", Lane: l, Reason: now.reason, Config: now.config})
+		case !was && had:
+			laneEvs = append(laneEvs, SharedEvent{Process: ResyncProcess, Kind: "resumed", Lane: l})
+		}
+	}
+	s.f.stops = stops
+	s.f.keysMu.Unlock()
+	evs = append(evs, laneEvs...)
 	now := time.Now().UnixMilli()
 	for i, l := range s.lanes {
 		v := states[i].Val()

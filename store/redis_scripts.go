@@ -164,7 +164,8 @@ return {ep, 1}
 `)
 
 // stateScript raises a lane's cooldown or exhaustion (never lowers it) and
-// publishes the event.
+// publishes the event. The hash expires after both end, unless it records
+// a stop or resume (stopScript): that one stays.
 //
 // KEYS: 1 lane state. ARGV: 1 field ("cool" or "exhausted"), 2 until ms,
 // 3 channel, 4 message. Reply: 1 when raised, 0 when already later.
@@ -175,7 +176,9 @@ if u <= cur then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local c = tonumber(redis.call('HGET', KEYS[1], 'cool') or '0') or 0
 local e = tonumber(redis.call('HGET', KEYS[1], 'exhausted') or '0') or 0
-redis.call('PEXPIREAT', KEYS[1], math.max(c, e) + 1000)
+if redis.call('HEXISTS', KEYS[1], 'stopat') == 0 then
+  redis.call('PEXPIREAT', KEYS[1], math.max(c, e) + 1000)
+end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `)

@@ -203,6 +203,7 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 			return exitOK
 		}
 		fmt.Fprintf(e.stdout, "key %s %sd (%s)\n", changed.ID, sub, source)
+		clusterNote(e, cfg, changed.ClusterPending, source != "the running daemon at "+daemonBase(cfg.Listen))
 		return exitOK
 	}
 	if *asJSON {
@@ -214,6 +215,20 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 	fmt.Fprintf(e.stdout, "keys from %s\n", source)
 	printKeys(e.stdout, keys, time.Now())
 	return exitOK
+}
+
+// clusterNote says, after a change of a key or lane with redis_url set, when
+// the other processes of the cluster do not learn it at once: the daemon's
+// Redis is unreachable (pending), or the change went to the data directory
+// only (offline: no daemon answered).
+func clusterNote(e env, cfg config.Config, pending, offline bool) {
+	switch {
+	case cfg.RedisURL == "":
+	case offline:
+		fmt.Fprintln(e.stdout, "note: made in the data directory only: the other processes of the cluster do not learn it; make the change through a running daemon")
+	case pending:
+		fmt.Fprintln(e.stdout, "note: Redis is unreachable: the daemon applies the change; the other processes of the cluster learn it when Redis answers again")
+	}
 }
 
 // offlineScheduler opens the data directory's store and a scheduler on it
@@ -350,6 +365,7 @@ func cmdLanes(ctx context.Context, e env, args []string) int {
 			return exitOK
 		}
 		fmt.Fprintf(e.stdout, "lane %s of %s resumed (%s)\n", resumed.Project, resumed.Class, source)
+		clusterNote(e, cfg, resumed.Lane != nil && resumed.Lane.ClusterPending, source != "the running daemon at "+daemonBase(cfg.Listen))
 		return exitOK
 	}
 	rows := []laneRow{}

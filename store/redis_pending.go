@@ -1,0 +1,290 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Changes of the shared keys and lane stops while Redis is unreachable.
+//
+// A key disabled or enabled, or a lane stopped or resumed, while Redis is
+// unreachable is stored in the Local store at once (the process applies it
+// itself), and kept in memory as pending, in order. The heartbeat that
+// reaches Redis again pushes the pending changes, in order, before the
+// process leaves its outage: each one is written, bumps the shared state's
+// version and is published, as if it were made then, so the other processes
+// apply it (through pub/sub, or the re-read a version change causes).
+//
+// Conflicts: every change of a key or of a lane's stop records its time (on
+// the process's clock, Unix ms) in Redis, and a pending change is written
+// only when it is not older than the last one recorded for the same key or
+// lane: the last change by time wins, and of two at the same millisecond
+// the disable (or the stop) wins. So an operator who enabled a key on
+// another process after this process disabled it during the outage keeps
+// it enabled; a key disabled anywhere after this process's enable stays
+// disabled. A change made while Redis answers is always written (Redis
+// orders it after every recorded one). When a pending change loses, the
+// process applies the winner itself (Watch reports it as a change of the
+// shared state, with Process ResyncProcess).
+//
+// Pending changes live in memory: a process stopped before Redis answered
+// again keeps them in its Local store only (keys stay disabled there; a
+// lane stop is learned again from the next request the lane sends).
+
+// ErrPending: Redis is unreachable, so a change of a key or of a lane's stop
+// is stored in this process only for now; it is kept and reaches the other
+// processes when Redis answers again (the next heartbeat that reaches it).
+// An error wrapping ErrPending also wraps ErrUnavailable.
+var ErrPending = errors.New("store: redis: unreachable: the change is stored in this process and reaches the other processes when Redis answers")
+
+// pendingOp is a change made while Redis was unreachable.
+type pendingOp struct {
+	kind   string // "disabled", "enabled" (keyID), "stopped", "resumed" (lane)
+	keyID  string
+	lane   LaneID
+	reason string
+	config string
+	at     time.Time // local clock
+	recAt  time.Time // "disabled": DisabledKey.At
+}
+
+// stopInfo is a lane's shared stop as this process last saw it.
+type stopInfo struct{ reason, config string }
+
+// pendingError is the error of a change kept pending: it wraps ErrPending
+// and the error that made Redis unreachable.
+func pendingError(cause string) error {
+	return fmt.Errorf("%w (%w: %s)", ErrPending, ErrUnavailable, cause)
+}
+
+// change writes op to Redis now, or keeps it pending while Redis is
+// unreachable (returning an error wrapping ErrPending). The Local store has
+// it already.
+func (s *Redis) change(ctx context.Context, op pendingOp) error {
+	// This process's changes are ordered by their times: two in one
+	// millisecond are a millisecond apart, so the later is not taken for
+	// a tie with the earlier (see the conflict rule).
+	s.f.mu.Lock()
+	at := op.at.Truncate(time.Millisecond)
+	if !at.After(s.f.lastOp) {
+		at = s.f.lastOp.Add(time.Millisecond)
+	}
+	s.f.lastOp, op.at = at, at
+	s.f.mu.Unlock()
+	if s.queueIfDown(op, nil) {
+		return pendingError(s.downReason())
+	}
+	_, err := s.push(ctx, op, false)
+	if err == nil {
+		s.noteOp(op)
+		return nil
+	}
+	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+		s.queueIfDown(op, err)
+		return pendingError(err.Error())
+	}
+	return err
+}
+
+// queueIfDown appends op to the pending changes when Redis is unreachable
+// (after marking it so when err is not nil) and reports whether it did.
+// Pending changes exist only while the process is down: reconnect pushes
+// them all before it ends the outage.
+func (s *Redis) queueIfDown(op pendingOp, err error) bool {
+	if err != nil {
+		s.markDown(err)
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if !s.f.down {
+		return false
+	}
+	s.f.ops = append(s.f.ops, op)
+	return true
+}
+
+func (s *Redis) downReason() string {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.reason
+}
+
+// push writes op to Redis with its version bump and message; pending makes
+// it yield to a later change (see the conflict rule above). It reports
+// whether op was written.
+func (s *Redis) push(ctx context.Context, op pendingOp, pending bool) (bool, error) {
+	flag := "0"
+	if pending {
+		flag = "1"
+	}
+	at := op.at.UnixMilli()
+	ev := SharedEvent{Process: s.process, Kind: op.kind, KeyID: op.keyID, Lane: op.lane, Reason: op.reason, Config: op.config}
+	var res int64
+	var err error
+	switch op.kind {
+	case "disabled", "enabled":
+		rec, _ := json.Marshal(struct {
+			Reason string    `json:"reason"`
+			At     time.Time `json:"at"`
+		}{op.reason, op.recAt.UTC()})
+		msg, _ := json.Marshal(ev)
+		res, err = keyScript.Run(ctx, s.rdb, []string{s.disabledKey(), s.keysVersionKey(), s.keysAtKey()},
+			op.keyID, op.kind, rec, at, s.channel(), msg, flag).Int64()
+	default:
+		msg, _ := json.Marshal(ev)
+		res, err = stopScript.Run(ctx, s.rdb, []string{s.stateKey(op.lane), s.keysVersionKey()},
+			op.kind, op.reason, op.config, at, s.channel(), msg, flag).Int64()
+	}
+	if err != nil {
+		return false, unavailable(err)
+	}
+	return res != 0, nil
+}
+
+// pushPending pushes the pending changes in order and ends the outage once
+// none is left (changes made meanwhile are queued and pushed too). Call
+// with f.recMu held.
+func (s *Redis) pushPending(ctx context.Context) error {
+	for {
+		s.f.mu.Lock()
+		if len(s.f.ops) == 0 {
+			s.f.down = false
+			s.f.recovers = s.localNow().Add(s.ttl)
+			s.f.mu.Unlock()
+			return nil
+		}
+		op := s.f.ops[0]
+		s.f.mu.Unlock()
+		if _, err := s.push(ctx, op, true); err != nil {
+			return err
+		}
+		// Written or not, the shared state as this process now believes
+		// it is op's: when op lost, Watch's re-read finds the winner
+		// differs and reports it, so this process applies it too.
+		s.noteOp(op)
+		s.f.mu.Lock()
+		s.f.ops = s.f.ops[1:]
+		s.f.mu.Unlock()
+	}
+}
+
+// noteOp records op's result as seen in the shared state (see noteShared).
+func (s *Redis) noteOp(op pendingOp) {
+	switch op.kind {
+	case "disabled", "enabled":
+		s.noteShared(op.keyID, op.kind == "disabled")
+	case "stopped":
+		s.noteStop(op.lane, &stopInfo{op.reason, op.config})
+	case "resumed":
+		s.noteStop(op.lane, nil)
+	}
+}
+
+// noteStop records a lane's shared stop (nil: none) that this process made
+// or heard of, so a re-read does not report it again.
+func (s *Redis) noteStop(l LaneID, st *stopInfo) {
+	s.f.keysMu.Lock()
+	defer s.f.keysMu.Unlock()
+	if s.f.stops == nil {
+		s.f.stops = make(map[LaneID]stopInfo)
+	}
+	if st == nil {
+		delete(s.f.stops, l)
+	} else {
+		s.f.stops[l] = *st
+	}
+}
+
+// Pending returns the changes of keys and lane stops made here while Redis
+// was unreachable and not yet pushed to it: the key ids and the lanes, in
+// order, each once. Both are empty while Redis answers.
+func (s *Redis) Pending() (keys []string, lanes []LaneID) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	seenK, seenL := map[string]bool{}, map[LaneID]bool{}
+	for _, op := range s.f.ops {
+		if op.keyID != "" && !seenK[op.keyID] {
+			seenK[op.keyID] = true
+			keys = append(keys, op.keyID)
+		}
+		if op.keyID == "" && !seenL[op.lane] {
+			seenL[op.lane] = true
+			lanes = append(lanes, op.lane)
+		}
+	}
+	return keys, lanes
+}
+
+// ResumeLane clears the lane's shared stop in Redis and tells the other
+// processes, which resume the lane too (the Local state is the caller's:
+// SetLaneState). Resuming a lane that is not stopped in Redis is not an
+// error and still tells them. While Redis is unreachable the resume is kept
+// pending and an error wrapping ErrPending returned.
+func (s *Redis) ResumeLane(ctx context.Context, l LaneID) error {
+	if err := checkLane(l); err != nil {
+		return err
+	}
+	return s.change(ctx, pendingOp{kind: "resumed", lane: l, at: s.localNow()})
+}
+
+// keysAtKey holds, per key id, the time of its last change (disable or
+// enable), for the conflict rule of pending changes.
+func (s *Redis) keysAtKey() string { return s.key("disabledat") }
+
+// keyScript disables or enables a key in the shared state, records the
+// change's time, bumps the version and publishes the event. A pending
+// change yields to a later one (a disable wins a tie).
+//
+// KEYS: 1 disabled keys (hash), 2 version, 3 change times (hash).
+// ARGV: 1 key id, 2 "disabled" or "enabled", 3 the disabled record, 4 at
+// ms, 5 channel, 6 message, 7 pending ("1" or "0").
+// Reply: 1 written, 0 yielded (nothing done).
+var keyScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '')
+local at = tonumber(ARGV[4])
+if ARGV[7] == '1' and cur and (at < cur or (at == cur and ARGV[2] == 'enabled')) then return 0 end
+if ARGV[2] == 'disabled' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+if not cur or at > cur then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+`)
+
+// stopScript stops or resumes a lane in the shared state (fields stopped,
+// config and stopat of the lane's state hash, which then never expires),
+// bumps the shared state's version and publishes the event. A pending
+// change yields to a later one (a stop wins a tie). A stop already in place
+// with the same reason and configuration is not published again.
+//
+// KEYS: 1 lane state (hash), 2 version. ARGV: 1 "stopped" or "resumed",
+// 2 reason, 3 config, 4 at ms, 5 channel, 6 message, 7 pending ("1"/"0").
+// Reply: 1 written, 2 already so, 0 yielded.
+var stopScript = redis.NewScript(`
+local cur = tonumber(redis.call('HGET', KEYS[1], 'stopat') or '')
+local at = tonumber(ARGV[4])
+if ARGV[7] == '1' and cur and (at < cur or (at == cur and ARGV[1] == 'resumed')) then return 0 end
+local t = at
+if cur and cur > t then t = cur end
+if ARGV[1] == 'stopped' then
+  if redis.call('HGET', KEYS[1], 'stopped') == ARGV[2] and redis.call('HGET', KEYS[1], 'config') == ARGV[3] then
+    return 2
+  end
+  redis.call('HSET', KEYS[1], 'stopped', ARGV[2], 'config', ARGV[3], 'stopat', t)
+else
+  redis.call('HDEL', KEYS[1], 'stopped', 'config')
+  redis.call('HSET', KEYS[1], 'stopat', t)
+end
+redis.call('PERSIST', KEYS[1])
+redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return 1
+`)

@@ -1,0 +1,370 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// nextEvent returns the next event of ch; it fails the test after 30 s (a
+// hang, not a wait for the event).
+func nextEvent(t *testing.T, ch <-chan store.SharedEvent, what string) store.SharedEvent {
+	t.Helper()
+	tm := time.NewTimer(30 * time.Second)
+	defer tm.Stop()
+	select {
+	case ev := <-ch:
+		return ev
+	case <-tm.C:
+		t.Fatalf("no event for %s", what)
+	}
+	return store.SharedEvent{}
+}
+
+// watch runs s.Watch until the test ends and returns its events once it is
+// subscribed (and has re-read the shared state).
+func watch(t *testing.T, s *store.Redis) <-chan store.SharedEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan store.SharedEvent, 64)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx, ready, func(ev store.SharedEvent) { events <- ev }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Watch: %v", err)
+	}
+	return events
+}
+
+// subscribe subscribes a raw client to the cluster's events.
+func subscribe(t *testing.T, c *redis.Client) <-chan *redis.Message {
+	t.Helper()
+	sub := c.Subscribe(context.Background(), "test:events")
+	t.Cleanup(func() { sub.Close() })
+	if _, err := sub.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return sub.Channel()
+}
+
+func nextMessage(t *testing.T, ch <-chan *redis.Message) store.SharedEvent {
+	t.Helper()
+	tm := time.NewTimer(30 * time.Second)
+	defer tm.Stop()
+	select {
+	case m := <-ch:
+		var ev store.SharedEvent
+		if err := json.Unmarshal([]byte(m.Payload), &ev); err != nil {
+			t.Fatalf("message %q: %v", m.Payload, err)
+		}
+		return ev
+	case <-tm.C:
+		t.Fatal("no message")
+	}
+	return store.SharedEvent{}
+}
+
+func pendingErr(t *testing.T, err error, what string) {
+	t.Helper()
+	if !errors.Is(err, store.ErrPending) || !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("%s with Redis unreachable: %v, want ErrPending", what, err)
+	}
+}
+
+// TestRedisPendingChanges: keys disabled or enabled and lanes stopped or
+// resumed while Redis is unreachable are stored in the Local store at once
+// and pushed to Redis, in order, by the heartbeat that reaches it again:
+// each one written, published and counted in the shared state's version,
+// so another process learns them.
+func TestRedisPendingChanges(t *testing.T) {
+	ctx := context.Background()
+	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	a, b := e.open(t, "a"), e.open(t, "b")
+	raw := e.client(t)
+	if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "leaked", At: e.clock.now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	e.clock.add(time.Second)
+	at := e.clock.now()
+	pendingErr(t, a.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "out of credit", At: at}), "DisableKey")
+	pendingErr(t, a.EnableKey(ctx, "k2"), "EnableKey")
+	pendingErr(t, a.SetLaneState(ctx, store.LaneState{Lane: lane, Stopped: "no quota", Config: "model=m rpm=5"}), "SetLaneState")
+	pendingErr(t, a.DisableKey(ctx, store.DisabledKey{KeyID: "k3", Reason: "leaked", At: at}), "DisableKey")
+	pendingErr(t, a.ResumeLane(ctx, lane), "ResumeLane")
+	pendingErr(t, a.SetLaneState(ctx, store.LaneState{Lane: lane, Stopped: "no quota", Config: "model=m rpm=5"}), "SetLaneState")
+	keys, lanes := a.Pending()
+	if !slices.Equal(keys, []string{"k1", "k2", "k3"}) || !slices.Equal(lanes, []store.LaneID{lane}) {
+		t.Errorf("Pending = %v, %v", keys, lanes)
+	}
+	// The Local store has every change already.
+	local, err := a.Local.DisabledKeys(ctx)
+	if err != nil || len(local) != 2 || local[0].KeyID != "k1" || local[1].KeyID != "k3" {
+		t.Errorf("Local disabled keys %v, %v; want k1, k3", local, err)
+	}
+	if st, err := a.Local.LaneStates(ctx); err != nil || len(st) != 1 || st[0].Stopped != "no quota" {
+		t.Errorf("Local lane states %v, %v", st, err)
+	}
+
+	e.srv.Restart()
+	ver0, _ := raw.Get(ctx, "test:disabledv").Int()
+	msgs := subscribe(t, raw)
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Unreachable() {
+		t.Fatal("still unreachable after the heartbeat that reached Redis")
+	}
+	if keys, lanes := a.Pending(); len(keys)+len(lanes) != 0 {
+		t.Errorf("Pending after reconnect = %v, %v", keys, lanes)
+	}
+	want := []store.SharedEvent{
+		{Process: "a", Kind: "disabled", KeyID: "k1", Reason: "out of credit"},
+		{Process: "a", Kind: "enabled", KeyID: "k2"},
+		{Process: "a", Kind: "stopped", Lane: lane, Reason: "no quota", Config: "model=m rpm=5"},
+		{Process: "a", Kind: "disabled", KeyID: "k3", Reason: "leaked"},
+		{Process: "a", Kind: "resumed", Lane: lane},
+		{Process: "a", Kind: "stopped", Lane: lane, Reason: "no quota", Config: "model=m rpm=5"},
+	}
+	for i, w := range want {
+		if got := nextMessage(t, msgs); got != w {
+			t.Errorf("message %d = %+v, want %+v", i, got, w)
+		}
+	}
+	if ver, _ := raw.Get(ctx, "test:disabledv").Int(); ver != ver0+len(want) {
+		t.Errorf("shared state's version %d, want %d", ver, ver0+len(want))
+	}
+	// b, which never heard of them, reads them.
+	dk, err := b.DisabledKeys(ctx)
+	if err != nil || len(dk) != 2 || dk[0].KeyID != "k1" || dk[0].Reason != "out of credit" || !dk[0].At.Equal(at) || dk[1].KeyID != "k3" {
+		t.Errorf("b's disabled keys %+v, %v; want k1 (out of credit, at %v), k3", dk, err, at)
+	}
+	st, err := b.LaneStates(ctx)
+	if err != nil || len(st) != 1 || st[0].Stopped != "no quota" || st[0].Config != "model=m rpm=5" {
+		t.Errorf("b's lane states %+v, %v", st, err)
+	}
+	// A change while Redis answers is written at once.
+	if err := a.EnableKey(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextMessage(t, msgs); ev.Kind != "enabled" || ev.KeyID != "k1" {
+		t.Errorf("message %+v", ev)
+	}
+}
+
+// TestRedisPendingConflicts: a pending change is written only when it is
+// not older than the last change of the same key or lane that Redis
+// recorded (by the processes' clocks; a disable or a stop wins a tie), and
+// the process that made it applies the winner (Watch reports it).
+func TestRedisPendingConflicts(t *testing.T) {
+	ctx := context.Background()
+	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	a, b := e.open(t, "a"), e.open(t, "b")
+	for _, k := range []string{"k2", "k4"} {
+		if err := a.DisableKey(ctx, store.DisabledKey{KeyID: k, Reason: "leaked", At: e.clock.now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b stopped the lane: a resumed it at 12:00:01 during its outage, b
+	// stopped it again at 12:00:05.
+	stop := store.LaneState{Lane: lane, Stopped: "no quota", Config: "c1"}
+	if err := b.SetLaneState(ctx, stop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.LaneStates(ctx); err != nil { // as the scheduler at start
+		t.Fatal(err)
+	}
+	// a is cut off (Redis down for it) from 12:00:00.
+	e.srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	e.clock.add(time.Second) // 12:00:01
+	// k4 first: at 12:00:01.000 (a's later changes are a ms apart each).
+	pendingErr(t, a.EnableKey(ctx, "k4"), "EnableKey k4")
+	pendingErr(t, a.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "out of credit", At: e.clock.now()}), "DisableKey k1")
+	pendingErr(t, a.EnableKey(ctx, "k2"), "EnableKey k2")
+	pendingErr(t, a.ResumeLane(ctx, lane), "ResumeLane")
+	e.srv.Restart()
+	// b, which reaches Redis, changes them later (k4 at the same ms).
+	if err := b.DisableKey(ctx, store.DisabledKey{KeyID: "k4", Reason: "b's", At: e.clock.now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(4 * time.Second) // 12:00:05
+	if err := b.EnableKey(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "b's", At: e.clock.now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.EnableKey(ctx, "k3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SetLaneState(ctx, store.LaneState{Lane: lane, Stopped: "no quota", Config: "c2"}); err != nil {
+		t.Fatal(err)
+	}
+	// a still cut off: a change after b's is kept pending too.
+	e.clock.add(5 * time.Second) // 12:00:10
+	if !a.Unreachable() {
+		t.Fatal("a reachable before its heartbeat")
+	}
+	pendingErr(t, a.DisableKey(ctx, store.DisabledKey{KeyID: "k3", Reason: "expired", At: e.clock.now()}), "DisableKey k3")
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dk, err := b.DisabledKeys(ctx)
+	var ids []string
+	for _, d := range dk {
+		ids = append(ids, d.KeyID+" "+d.Reason)
+	}
+	// k1: b's enable (12:00:05) is later than a's disable (12:00:01).
+	// k2: b's disable (12:00:05) is later than a's enable (12:00:01).
+	// k3: a's disable (12:00:10) is later than b's enable (12:00:05).
+	// k4: a's enable and b's disable at the same ms: the disable.
+	if err != nil || !slices.Equal(ids, []string{"k2 b's", "k3 expired", "k4 b's"}) {
+		t.Errorf("disabled keys after a's push: %q, %v", ids, err)
+	}
+	// The lane: b's stop (12:00:05) is later than a's resume (12:00:01).
+	st, err := b.LaneStates(ctx)
+	if err != nil || len(st) != 1 || st[0].Stopped != "no quota" || st[0].Config != "c2" {
+		t.Errorf("lane states after a's push: %+v, %v", st, err)
+	}
+	// a applies the winners where its own change lost: its Watch, started
+	// now, reports them from the shared state.
+	events := watch(t, a)
+	var got []store.SharedEvent
+	for range 3 {
+		got = append(got, nextEvent(t, events, "a's lost changes"))
+	}
+	wantEv := []store.SharedEvent{
+		{Process: store.ResyncProcess, Kind: "enabled", KeyID: "k1"},
+		{Process: store.ResyncProcess, Kind: "disabled", KeyID: "k2", Reason: "b's"},
+		{Process: store.ResyncProcess, Kind: "disabled", KeyID: "k4", Reason: "b's"},
+	}
+	if !slices.Equal(got, wantEv) {
+		t.Errorf("a's events %+v, want %+v", got, wantEv)
+	}
+	if ev := nextEvent(t, events, "the lane stopped again"); ev.Kind != "stopped" || ev.Lane != lane || ev.Config != "c2" {
+		t.Errorf("a's lane event %+v", ev)
+	}
+	// A process that starts later does not bring back k1 from a's Local
+	// store: the cluster enabled it after.
+	dk, err = a.DisabledKeys(ctx)
+	ids = ids[:0]
+	for _, d := range dk {
+		ids = append(ids, d.KeyID)
+	}
+	if err != nil || !slices.Equal(ids, []string{"k2", "k3", "k4"}) {
+		t.Errorf("a's disabled keys %q, %v", ids, err)
+	}
+}
+
+// TestRedisSharedStop: a lane stop is shared with its reason and
+// configuration (published once, kept without expiry, even through a
+// cooldown), read by LaneStates, and cleared everywhere by ResumeLane,
+// which also overrides a stop kept in a process's Local store. A process
+// that missed the messages learns them at its next grant (the version) or
+// when its subscription comes back.
+func TestRedisSharedStop(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	a, b := e.open(t, "a"), e.open(t, "b")
+	raw := e.client(t)
+	events := watch(t, b)
+	e.clock.t = time.Now() // cooldowns are on the processes' clocks
+	stop := store.LaneState{Lane: lane, Stopped: "no quota", Config: "model=m rpm=5 rpd=8 tpm=0"}
+	if err := a.SetLaneState(ctx, stop); err != nil {
+		t.Fatal(err)
+	}
+	want := store.SharedEvent{Process: "a", Kind: "stopped", Lane: lane, Reason: stop.Stopped, Config: stop.Config}
+	if ev := nextEvent(t, events, "the stop"); ev != want {
+		t.Errorf("event %+v, want %+v", ev, want)
+	}
+	// The same stop again (a cooldown persisted with it) is not published
+	// again, and the cooldown does not make the stop expire.
+	cool := stop
+	cool.CoolUntil = time.Now().Add(-time.Second).Truncate(time.Millisecond) // over: grants go on
+	if err := a.SetLaneState(ctx, cool); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, events, "the cooldown"); ev.Kind != "cool" {
+		t.Errorf("event %+v, want the cooldown only", ev)
+	}
+	if ttl, err := raw.PTTL(ctx, "test:lane:2:p1/text").Result(); err != nil || ttl != -1 {
+		t.Errorf("lane state's TTL %v, %v; want none", ttl, err)
+	}
+	st, err := b.LaneStates(ctx)
+	if err != nil || len(st) != 1 || st[0].Stopped != stop.Stopped || st[0].Config != stop.Config {
+		t.Errorf("b's lane states %+v, %v", st, err)
+	}
+	// b's Local store kept a stop of its own: a's resume clears it too.
+	if err := b.Local.SetLaneState(ctx, stop); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ResumeLane(ctx, lane); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, events, "the resume"); ev.Kind != "resumed" || ev.Lane != lane || ev.Process != "a" {
+		t.Errorf("event %+v", ev)
+	}
+	st, err = b.LaneStates(ctx)
+	for _, s := range st {
+		if s.Stopped != "" {
+			t.Errorf("b's lane states after the resume: %+v", st)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ResumeLane(ctx, store.LaneID{Project: "", Class: "text"}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("ResumeLane of an empty project: %v", err)
+	}
+
+	// Missed messages: another process stops the lane and its message is
+	// lost; b's next grant sees the version change and re-reads.
+	raw.HSet(ctx, "test:lane:2:p1/text", "stopped", "no quota", "config", "c9", "stopat", 1)
+	raw.Incr(ctx, "test:disabledv")
+	if _, err := b.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	want = store.SharedEvent{Process: store.ResyncProcess, Kind: "stopped", Lane: lane, Reason: "no quota", Config: "c9"}
+	if ev := nextEvent(t, events, "a grant after a lost stop"); ev != want {
+		t.Errorf("event %+v, want %+v", ev, want)
+	}
+	// Resumed while b's subscription is down: learned when it comes back.
+	raw.HDel(ctx, "test:lane:2:p1/text", "stopped", "config")
+	if err := raw.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := nextEvent(t, events, "the re-subscription")
+		if ev.Kind == "cool" {
+			continue // re-read cooldowns not over yet
+		}
+		if ev.Kind != "resumed" || ev.Lane != lane || ev.Process != store.ResyncProcess {
+			t.Errorf("event %+v, want the lane resumed", ev)
+		}
+		break
+	}
+}
