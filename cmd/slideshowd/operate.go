@@ -491,7 +491,7 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 	}
 	switch {
 	case sub == "list" && !*asJSON:
-		printJobs(e.stdout, page)
+		printJobs(e.stdout, page, q)
 	case sub == "list":
 		printJSON(e.stdout, page)
 	case sub == "cancel" && !*asJSON:
@@ -541,8 +541,10 @@ func jobsOffline(ctx context.Context, cfg config.Config, sub string, pos []strin
 	return pg, pipeline.Status{}, err
 }
 
-// printJobs writes a page of jobs as a table, then the cursor of the next.
-func printJobs(w io.Writer, pg pipeline.Page) {
+// printJobs writes a page of jobs as a table, then the command for the
+// next page: the filters of q (the query of this page) and the next cursor,
+// so that the next page continues the same listing.
+func printJobs(w io.Writer, pg pipeline.Page, q url.Values) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tPRIORITY\tIMAGES\tCREATED\tSOURCE")
 	for _, st := range pg.Jobs {
@@ -561,8 +563,24 @@ func printJobs(w io.Writer, pg pipeline.Page) {
 	}
 	tw.Flush()
 	if pg.Next != "" {
-		fmt.Fprintf(w, "more: slideshowd jobs list -cursor %s\n", pg.Next)
+		var b strings.Builder
+		b.WriteString("more: slideshowd jobs list")
+		for _, k := range []string{"state", "priority", "since", "limit"} {
+			if v := q.Get(k); v != "" {
+				fmt.Fprintf(&b, " -%s %s", k, shellWord(v))
+			}
+		}
+		fmt.Fprintf(w, "%s -cursor %s\n", b.String(), pg.Next)
 	}
+}
+
+// shellWord returns v as one word of a POSIX shell command line: as is when
+// it holds only characters no shell treats specially, else single-quoted.
+func shellWord(v string) string {
+	if v != "" && strings.Trim(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789,.:+-_/") == "" {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
 }
 
 func printJSON(w io.Writer, v any) {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -235,11 +236,15 @@ func TestJobsCommand(t *testing.T) {
 		t.Fatalf("jobs cancel offline: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	r = runBin(t, dir, cli, append([]string{"jobs", "list", "-state", "canceled", "-limit", "1"}, off...)...)
-	if r.code != 0 || strings.Count(r.stdout, "Deck ") != 1 || !strings.Contains(r.stdout, "more: slideshowd jobs list -cursor ") {
+	if r.code != 0 || strings.Count(r.stdout, "Deck ") != 1 || !strings.Contains(r.stdout, "more: slideshowd jobs list ") {
 		t.Fatalf("jobs list -limit 1: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	cursor := strings.TrimSpace(r.stdout[strings.LastIndex(r.stdout, "-cursor ")+len("-cursor "):])
-	r = runBin(t, dir, cli, append([]string{"jobs", "list", "-state", "canceled", "-limit", "1", "-cursor", cursor}, off...)...)
+	// The next page's command, run as printed, keeps the filters.
+	next := strings.Fields(strings.TrimSpace(r.stdout[strings.LastIndex(r.stdout, "more: slideshowd ")+len("more: slideshowd "):]))
+	if want := []string{"jobs", "list", "-state", "canceled", "-limit", "1", "-cursor"}; len(next) != len(want)+1 || !slices.Equal(next[:len(want)], want) {
+		t.Fatalf("next page's command %q, want %q and a cursor", next, want)
+	}
+	r = runBin(t, dir, cli, append(next, off...)...)
 	if r.code != 0 || strings.Count(r.stdout, "Deck ") != 1 || strings.Contains(r.stdout, "more:") {
 		t.Fatalf("jobs list page 2: %d %s %s", r.code, r.stdout, r.stderr)
 	}
