@@ -48,15 +48,16 @@ func New(cfg Config) (*Pool, error) {
 	}
 	for _, cc := range cfg.Classes {
 		c := &Class{
-			name:     cc.Name,
-			limits:   cc.Limits,
-			burst:    cc.Burst,
-			probe:    cc.Probe,
-			loc:      cfg.Location,
-			critical: cfg.Critical,
-			maxChunk: MaxChunk(cc.Limits),
-			margin:   int64(cc.WindowMargin),
-			byProj:   make(map[string]*lane),
+			name:      cc.Name,
+			limits:    cc.Limits,
+			burst:     cc.Burst,
+			probe:     cc.Probe,
+			loc:       cfg.Location,
+			critical:  cfg.Critical,
+			maxChunk:  MaxChunk(cc.Limits),
+			margin:    int64(cc.WindowMargin),
+			byProj:    make(map[string]*lane),
+			sharedTPM: cc.SharedTPM && cc.Limits.TPM > 0,
 		}
 		for _, k := range cfg.Keys {
 			l := c.byProj[k.Project]
@@ -171,6 +172,8 @@ type Class struct {
 	critical float64
 	maxChunk int
 	margin   int64 // WindowMargin in nanoseconds
+	// sharedTPM: records carry a token budget (ClassConfig.SharedTPM).
+	sharedTPM bool
 
 	mu     sync.Mutex
 	lanes  []*lane
@@ -222,6 +225,11 @@ type lane struct {
 	secStart          int64
 	secCount, secPrev int
 	recordTokens      int64 // estimated tokens acquired since the last record
+	// With ClassConfig.SharedTPM: the tokens left of the last record's
+	// budget, and the lane's recent estimated tokens per request (a moving
+	// average, in 1/16 tokens) that budgets are sized from.
+	budget int64
+	avgTok int64
 
 	where      int
 	prev, next *lane // ready ring
@@ -290,6 +298,14 @@ type Lease struct {
 	// its previous record: stored with the record, it lets a restart after a
 	// crash rebuild the lane's TPM window.
 	PrevTokens int64
+	// Budget is the input tokens the record reserves for the requests it
+	// covers, this one included, when the class shares its TPM
+	// (ClassConfig.SharedTPM; 0 otherwise, and when Record is false): this
+	// lease's Tokens plus, for each of the other Covers-1 requests, the
+	// lane's recent tokens per request, at most TPM. A later lease whose
+	// Tokens do not fit in what its record's budget has left records again
+	// (Record with Chunk 0 unless new units are due: a top-up).
+	Budget int64
 
 	lane     *lane
 	seq      uint64
@@ -547,12 +563,18 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 	// A lease acquired before renewAt is stamped long before the record's
 	// Until: the caller stamps it right after (its record needs no write).
 	record := chunk > 0 || n >= l.renewAt
-	covers, prevTokens := 0, int64(0)
+	if c.sharedTPM && tok > l.budget {
+		record = true // a top-up: the record's budget has no room for tok
+	}
+	covers, prevTokens, budget := 0, int64(0), int64(0)
 	if record {
 		covers = l.reserved - l.used + 1
 		prevTokens = l.recordTokens
 		l.recordTokens = 0
 		l.renewAt = n + int64(ChunkLife-ChunkLife/4)
+	}
+	if c.sharedTPM {
+		budget = c.spend(l, tok, record, covers)
 	}
 	l.recordTokens += tok
 	l.secCount++
@@ -572,6 +594,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		Chunk:      chunk,
 		Covers:     covers,
 		PrevTokens: prevTokens,
+		Budget:     budget,
 		lane:       l,
 		seq:        seq,
 		dayStart:   l.dayStart,
@@ -657,6 +680,28 @@ func (c *Class) ChunkFailed(l Lease) {
 	}
 	l.lane.renewAt = 0 // the next lease records again
 	l.lane.recordTokens += l.PrevTokens
+	l.lane.budget = 0
+}
+
+// spend takes tok from the lane's record budget (ClassConfig.SharedTPM);
+// for a new record of covers requests it sizes the budget first and returns
+// it (see Lease.Budget), else it returns 0.
+func (c *Class) spend(l *lane, tok int64, record bool, covers int) int64 {
+	// The moving average of the tokens per request, in 1/16 tokens,
+	// starting at the first request's.
+	if l.avgTok == 0 {
+		l.avgTok = tok << 4
+	} else {
+		l.avgTok += tok - l.avgTok>>4
+	}
+	if !record {
+		l.budget -= tok
+		return 0
+	}
+	per := (l.avgTok + 15) >> 4
+	b := min(int64(c.limits.TPM), tok+int64(covers-1)*per)
+	l.budget = b - tok
+	return b
 }
 
 // CoolDown keeps the project's lane of this class from serving until until (a

@@ -891,3 +891,64 @@ func earliestTime(a, b time.Time) time.Time {
 	}
 	return a
 }
+
+// TestSharedTPMBudget: with SharedTPM, every record carries a token budget
+// of this lease's tokens plus an estimate for the other requests it covers
+// (at most TPM), and every lease is covered: its tokens fit in what its
+// record's budget has left, or it records again (a top-up). Without it,
+// no budget.
+func TestSharedTPMBudget(t *testing.T) {
+	for _, shared := range []bool{true, false} {
+		p, err := New(Config{
+			Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 6000, RPD: 1_000_000, TPM: 50_000}, SharedTPM: shared}},
+			Keys:    []Key{{ID: "k", Project: "k"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := p.Class("text")
+		now := time.Date(2026, 3, 1, 12, 0, 0, 0, Pacific)
+		rng := rand.New(rand.NewPCG(1, 2))
+		left, records, topUps := int64(0), 0, 0
+		for i := range 3000 {
+			now = now.Add(time.Duration(5+rng.IntN(20)) * time.Millisecond)
+			tok := 50 + rng.IntN(100)
+			if i%100 == 0 {
+				tok = 2000 // an outlier: beyond the estimate
+			}
+			l, ok, next := c.Acquire(now, tok)
+			if !ok {
+				now = next
+				continue
+			}
+			if !shared {
+				if l.Budget != 0 {
+					t.Fatalf("budget %d without SharedTPM", l.Budget)
+				}
+				continue
+			}
+			switch {
+			case l.Record:
+				records++
+				if l.Chunk == 0 && int64(tok) > left {
+					topUps++
+				}
+				if l.Budget < int64(tok) || l.Budget > 50_000 || l.Budget > int64(tok)+int64(l.Covers-1)*2000 {
+					t.Fatalf("lease %d: budget %d for %d tokens covering %d", i, l.Budget, tok, l.Covers)
+				}
+				left = l.Budget - int64(tok)
+			case int64(tok) > left:
+				t.Fatalf("lease %d: %d tokens without a record, %d left of the budget", i, tok, left)
+			default:
+				if l.Budget != 0 {
+					t.Fatalf("lease %d: budget %d without a record", i, l.Budget)
+				}
+				left -= int64(tok)
+			}
+		}
+		if shared && (topUps == 0 || records > 1500) {
+			t.Errorf("%d records, %d top-ups: want top-ups for the outliers and records covering several leases", records, topUps)
+		}
+		t.Logf("shared %v: %d records, %d top-ups", shared, records, topUps)
+	}
+}

@@ -61,6 +61,14 @@ type ClassConfig struct {
 	// for ProbeRecheck at most, so a slow first answer delays the lane's
 	// next request by ProbeRecheck, no more. Default false.
 	Probe bool
+	// SharedTPM makes every record (Lease.Record) of a lane carry a token
+	// budget (Lease.Budget) for a store that takes it from a TPM window
+	// shared with other processes (package store's Redis): a lease whose
+	// tokens do not fit in what is left of its record's budget asks for a
+	// record of its own, so no request is sent beyond a budget granted.
+	// Ignored when Limits.TPM is 0. Default false: TPM is this process's
+	// alone.
+	SharedTPM bool
 }
 
 // ProbeRecheck is the longest a probe holds its lane (see

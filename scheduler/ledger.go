@@ -83,7 +83,7 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 		case l.durable != nil:
 			var n int
 			n, err = l.durable.Reserve(ctx, store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
-				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens})
+				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget})
 			if err == nil && l.shared {
 				c.SharedDay(lease.Project, lease.Day, n, now)
 			}
@@ -109,6 +109,7 @@ func (l *ledger) abandon(c *bucket.Class, lease bucket.Lease, now time.Time) {
 // tokens (negative: unknown).
 func (l *ledger) sent(c *bucket.Class, lease bucket.Lease, now time.Time, tokens int) {
 	c.Release(lease, now, tokens)
+	l.overran(lease, tokens)
 }
 
 // notSent ends a committed lease whose request never left the process.

@@ -176,8 +176,10 @@ func (c Config) Validate() error {
 
 func (c Config) bucketConfig() bucket.Config {
 	bc := bucket.Config{Keys: c.Keys, Location: c.Location, Critical: c.Critical}
+	_, sharedTPM := c.Store.(sharedTokens)
 	for _, cl := range c.Classes {
-		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst, WindowMargin: cl.WindowMargin, Probe: cl.Probe})
+		bc.Classes = append(bc.Classes, bucket.ClassConfig{Name: cl.Name, Limits: cl.Limits, Burst: cl.Burst, WindowMargin: cl.WindowMargin, Probe: cl.Probe,
+			SharedTPM: sharedTPM})
 	}
 	return bc
 }

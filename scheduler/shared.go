@@ -184,7 +184,7 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 		r.class.ExhaustUntil(lease.Project, bucket.NextMidnight(now, r.s.cfg.Location))
 	case "exhausted":
 		r.class.ExhaustUntil(lease.Project, ge.Until)
-	default: // window, cool
+	default: // window, tpm, cool, share
 		r.class.CoolDown(lease.Project, ge.Until)
 	}
 	r.s.log.Debug().Str("class", r.name).Str("project", lease.Project).Str("reason", ge.Reason).

@@ -496,8 +496,8 @@ func TestBadConfig(t *testing.T) {
 			"slideshowd: config: keys: none: set GEMINI_API_KEYS or list keys (id, secret_env) in the config file"},
 		{"redis url password", "", map[string]string{"SLIDESHOWD_REDIS_URL": "redis://:pa55word@127.0.0.1:1/0?colour=red"},
 			`slideshowd: config: redis_url: "redis://[REDACTED]@127.0.0.1:1/0?colour=red": redis: unexpected option: colour`},
-		{"redis tpm", "redis_url: redis://127.0.0.1:1/0\nclasses:\n  text:\n    tpm: 5000\n", nil,
-			"slideshowd: config: classes.text.tpm: 5000: tokens per minute are not shared through Redis: must be 0 when redis_url is set"},
+		{"redis tpm", "redis_url: redis://127.0.0.1:1/0\nclasses:\n  text:\n    tpm: -5000\n", nil,
+			"slideshowd: config: classes.text.tpm: -5000: must be >= 0 (0 = not enforced)"},
 	}
 	for _, tt := range tests {
 		for _, command := range [][]string{{"batch", "b.json", "-out", "out"}, {"serve", "-addr", "127.0.0.1:0"}} {

@@ -131,7 +131,7 @@ func readCluster(ctx context.Context, cfg config.Config, sc scheduler.Config, no
 	defer rc.Close()
 	classes := make([]store.RedisClass, len(sc.Classes))
 	for i, c := range sc.Classes {
-		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, Margin: c.WindowMargin}
+		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, TPM: c.Limits.TPM, Margin: c.WindowMargin}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*scheduler.ClusterTimeout)
 	defer cancel()

@@ -256,7 +256,7 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 	projects := projectsOf(cfg)
 	classes := make([]store.RedisClass, len(sc.Classes))
 	for i, c := range sc.Classes {
-		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, Margin: c.WindowMargin}
+		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, TPM: c.Limits.TPM, Margin: c.WindowMargin}
 	}
 	rs, err := store.OpenRedis(ctx, local, store.RedisOptions{Client: rc, Cluster: cfg.Cluster, Classes: classes, Projects: projects})
 	if err != nil {

@@ -121,8 +121,8 @@ type Config struct {
 	// redis://[[user]:password@]host[:port][/db] or rediss:// (TLS); port
 	// default 6379, db default 0. Default "": this process alone keeps the
 	// quota (its bbolt file). Env SLIDESHOWD_REDIS_URL overrides it. Its
-	// String and errors never show the password. TPM limits are not
-	// shared: with redis_url set, tpm must be 0.
+	// String and errors never show the password. Every limit is shared,
+	// TPM included (see README, Several processes).
 	RedisURL RedisURL `yaml:"redis_url"`
 	// Cluster names the group of processes sharing quota through RedisURL:
 	// it prefixes every Redis key, so several clusters can use one Redis.
@@ -422,16 +422,6 @@ func (c Config) problems(keysOptional bool) []error {
 	if c.RedisURL != "" {
 		if _, err := c.RedisURL.Options(); err != nil {
 			errs = append(errs, err)
-		}
-	}
-	if c.RedisURL != "" {
-		for _, cl := range []struct {
-			f   string
-			tpm int
-		}{{"classes.text.tpm", c.Classes.Text.TPM}, {"classes.image.tpm", c.Classes.Image.TPM}} {
-			if cl.tpm > 0 {
-				errs = append(errs, fieldErr(cl.f, strconv.Itoa(cl.tpm), "tokens per minute are not shared through Redis: must be 0 when redis_url is set"))
-			}
 		}
 	}
 	if !idPattern.MatchString(c.Cluster) {

@@ -105,3 +105,21 @@ func TestCluster(t *testing.T) {
 		t.Errorf("Cluster = %q", c.Cluster)
 	}
 }
+
+// TestRedisTPM: tpm is shared through Redis like the other limits, so it is
+// accepted with redis_url; a bad value is still refused, naming the field
+// and the value.
+func TestRedisTPM(t *testing.T) {
+	vars := map[string]string{"K1": "s3cr3t-one"}
+	c, _, err := load(t, minimal+"redis_url: redis://127.0.0.1:6380/0\nclasses:\n  text:\n    tpm: 5000\n  image:\n    tpm: 700\n", vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Classes.Text.TPM != 5000 || c.Classes.Image.TPM != 700 || c.RedisURL == "" {
+		t.Errorf("text tpm %d, image tpm %d, redis_url %q", c.Classes.Text.TPM, c.Classes.Image.TPM, c.RedisURL)
+	}
+	_, _, err = load(t, minimal+"redis_url: redis://127.0.0.1:6380/0\nclasses:\n  image:\n    tpm: -7\n", vars)
+	if want := "config: classes.image.tpm: -7: must be >= 0 (0 = not enforced)"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
