@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // SetRedisWindow shortens the shared window of s (60 s) so that a test can
 // cross many windows in real time.
@@ -18,4 +21,10 @@ func SetRedisGrantLife(s *Redis, d time.Duration) {
 	s.f.mu.Lock()
 	s.f.minLife = d
 	s.f.mu.Unlock()
+}
+
+// ResyncRedis re-reads the shared state as Watch does, calling fn with
+// what changed.
+func ResyncRedis(s *Redis, fn func(SharedEvent)) {
+	s.resyncShared(context.Background(), fn)
 }

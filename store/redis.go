@@ -147,7 +147,8 @@ type SharedEvent struct {
 // Redis lost it, the next call re-seeds: the first process to notice creates
 // a new epoch, and each live process adds its own Local day counts of today
 // (never below what it sent) and the window slots of its grants of the last
-// two minutes, and raises each count to the last shared count it saw.
+// two minutes, and raises each count to the last shared count it saw; it
+// also puts back the disabled keys and lane stops it last saw (seedView).
 // Processes not running at that moment cannot add theirs: run Redis with
 // persistence (see the README).
 //
@@ -488,6 +489,14 @@ func (s *Redis) join(ctx context.Context) error {
 		s.f.mu.Lock()
 		s.f.rejoin = true
 		s.f.mu.Unlock()
+		// And the disabled keys and lane stops: put back what this
+		// process last saw of them.
+		if err := s.seedView(ctx); err != nil {
+			return err
+		}
+	}
+	if ep != known {
+		s.signalResync()
 	}
 	return nil
 }
@@ -899,8 +908,10 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 					continue
 				}
 				switch ev.Kind {
-				case "disabled", "enabled":
-					s.noteShared(ev.KeyID, ev.Kind == "disabled")
+				case "disabled":
+					s.noteShared(ev.KeyID, disabledRecord(ev.Reason, time.Time{}))
+				case "enabled":
+					s.noteShared(ev.KeyID, "")
 				case "stopped":
 					s.noteStop(ev.Lane, &stopInfo{ev.Reason, ev.Config})
 				case "resumed":

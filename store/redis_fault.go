@@ -91,7 +91,7 @@ type faultState struct {
 	// The disabled keys of the shared state as this process last saw them,
 	// and their version (see Watch).
 	keysMu   sync.Mutex
-	disabled map[string]bool
+	disabled map[string]string // key id -> its record in Redis
 	stops    map[LaneID]stopInfo
 	version  string
 	resync   chan struct{} // wakes Watch to re-read the shared state
@@ -618,27 +618,37 @@ return 1
 const ResyncProcess = "(shared state)"
 
 // noteShared records a disabled key's change that this process made or
-// heard of, so a re-read does not report it again.
-func (s *Redis) noteShared(keyID string, disabled bool) {
+// heard of, so a re-read does not report it again: rec is the key's
+// record in Redis (its reason and time), "" for a key enabled.
+func (s *Redis) noteShared(keyID, rec string) {
 	s.f.keysMu.Lock()
 	defer s.f.keysMu.Unlock()
 	if s.f.disabled == nil {
-		s.f.disabled = make(map[string]bool)
+		s.f.disabled = make(map[string]string)
 	}
-	if disabled {
-		s.f.disabled[keyID] = true
+	if rec != "" {
+		s.f.disabled[keyID] = rec
 	} else {
 		delete(s.f.disabled, keyID)
 	}
+}
+
+// disabledRecord is a disabled key's record in Redis.
+func disabledRecord(reason string, at time.Time) string {
+	b, _ := json.Marshal(struct {
+		Reason string    `json:"reason"`
+		At     time.Time `json:"at"`
+	}{reason, at.UTC()})
+	return string(b)
 }
 
 // setShared records the shared disabled keys as read (DisabledKeys).
 func (s *Redis) setShared(shared map[string]string, version string) {
 	s.f.keysMu.Lock()
 	defer s.f.keysMu.Unlock()
-	s.f.disabled = make(map[string]bool, len(shared))
-	for id := range shared {
-		s.f.disabled[id] = true
+	s.f.disabled = make(map[string]string, len(shared))
+	for id, rec := range shared {
+		s.f.disabled[id] = rec
 	}
 	if version == "" {
 		version = "0"
@@ -663,15 +673,17 @@ func (s *Redis) keysVersion(v string) {
 // resyncShared re-reads the shared disabled keys and lane states and calls
 // fn with what changed since this process last saw them (keys disabled or
 // enabled, lanes stopped or resumed; and every cooldown and exhaustion not
-// over: applying one again changes nothing). A
-// read that fails is retried at the next re-subscription or signal.
+// over: applying one again changes nothing). A read that fails, or finds
+// another epoch than this process joined, is retried at the next
+// re-subscription or signal.
 func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 	var all *redis.MapStringStringCmd
-	var ver *redis.StringCmd
+	var ver, ep *redis.StringCmd
 	states := make([]*redis.SliceCmd, len(s.lanes))
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		all = p.HGetAll(ctx, s.disabledKey())
 		ver = p.Get(ctx, s.keysVersionKey())
+		ep = p.Get(ctx, s.epochKey())
 		for i, l := range s.lanes {
 			states[i] = p.HMGet(ctx, s.stateKey(l), "cool", "exhausted", "stopped", "config")
 		}
@@ -680,11 +692,22 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return
 	}
+	s.mu.Lock()
+	known := s.epoch
+	s.mu.Unlock()
+	if ep.Val() != known {
+		// Redis lost its state (restarted empty) or another process
+		// re-seeded it: an empty shared state would read as every key
+		// enabled and every lane resumed. This process re-seeds at its
+		// next grant or reconnect, puts back what it saw (seedView), then
+		// re-reads.
+		return
+	}
 	var evs []SharedEvent
 	shared := all.Val()
 	s.f.keysMu.Lock()
 	for id, v := range shared {
-		if !s.f.disabled[id] {
+		if _, ok := s.f.disabled[id]; !ok {
 			var rec struct {
 				Reason string `json:"reason"`
 			}

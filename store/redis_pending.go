@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,10 +130,7 @@ func (s *Redis) push(ctx context.Context, op pendingOp, pending bool) (bool, err
 	var err error
 	switch op.kind {
 	case "disabled", "enabled":
-		rec, _ := json.Marshal(struct {
-			Reason string    `json:"reason"`
-			At     time.Time `json:"at"`
-		}{op.reason, op.recAt.UTC()})
+		rec := disabledRecord(op.reason, op.recAt)
 		msg, _ := json.Marshal(ev)
 		res, err = keyScript.Run(ctx, s.rdb, []string{s.disabledKey(), s.keysVersionKey(), s.keysAtKey()},
 			op.keyID, op.kind, rec, at, s.channel(), msg, flag).Int64()
@@ -176,8 +175,10 @@ func (s *Redis) pushPending(ctx context.Context) error {
 // noteOp records op's result as seen in the shared state (see noteShared).
 func (s *Redis) noteOp(op pendingOp) {
 	switch op.kind {
-	case "disabled", "enabled":
-		s.noteShared(op.keyID, op.kind == "disabled")
+	case "disabled":
+		s.noteShared(op.keyID, disabledRecord(op.reason, op.recAt))
+	case "enabled":
+		s.noteShared(op.keyID, "")
 	case "stopped":
 		s.noteStop(op.lane, &stopInfo{op.reason, op.config})
 	case "resumed":
@@ -230,6 +231,39 @@ func (s *Redis) ResumeLane(ctx context.Context, l LaneID) error {
 		return err
 	}
 	return s.change(ctx, pendingOp{kind: "resumed", lane: l, at: s.localNow()})
+}
+
+// seedView puts back, in a Redis that lost its state (the epoch this
+// process joined was gone), the disabled keys and lane stops this process
+// last saw there, as changes of the oldest time: any change made since
+// wins over them. Other processes do the same with their views.
+func (s *Redis) seedView(ctx context.Context) error {
+	var ops []pendingOp
+	s.f.keysMu.Lock()
+	for id, v := range s.f.disabled {
+		var rec struct {
+			Reason string    `json:"reason"`
+			At     time.Time `json:"at"`
+		}
+		_ = json.Unmarshal([]byte(v), &rec)
+		ops = append(ops, pendingOp{kind: "disabled", keyID: id, reason: rec.Reason, recAt: rec.At, at: time.UnixMilli(1)})
+	}
+	for l, st := range s.f.stops {
+		ops = append(ops, pendingOp{kind: "stopped", lane: l, reason: st.reason, config: st.config, at: time.UnixMilli(1)})
+	}
+	s.f.keysMu.Unlock()
+	slices.SortFunc(ops, func(a, b pendingOp) int {
+		if c := strings.Compare(a.keyID, b.keyID); c != 0 {
+			return c
+		}
+		return compareLane(a.lane, b.lane)
+	})
+	for _, op := range ops {
+		if _, err := s.push(ctx, op, true); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // keysAtKey holds, per key id, the time of its last change (disable or

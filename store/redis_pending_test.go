@@ -368,3 +368,57 @@ func TestRedisSharedStop(t *testing.T) {
 		break
 	}
 }
+
+// TestRedisRestartedEmptyKeepsKeys: when Redis comes back empty, the
+// processes put back the disabled keys and lane stops they last saw (the
+// first grant or reconnect re-seeds), and a process never reads the empty
+// state as every key enabled and every lane resumed.
+func TestRedisRestartedEmptyKeepsKeys(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	a, b := e.open(t, "a"), e.open(t, "b")
+	events := watch(t, b)
+	if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "leaked", At: e.clock.now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetLaneState(ctx, store.LaneState{Lane: lane, Stopped: "no quota", Config: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"disabled", "stopped"} {
+		if ev := nextEvent(t, events, kind); ev.Kind != kind {
+			t.Fatalf("event %+v, want %s", ev, kind)
+		}
+	}
+	e.srv.Stop()
+	e.srv.RestartEmpty()
+	// A re-read before b re-seeds (its subscription came back first) finds
+	// the epoch gone and reports nothing.
+	store.ResyncRedis(b, func(ev store.SharedEvent) { t.Errorf("re-read of an empty Redis reported %+v", ev) })
+	// b's grant finds the epoch gone: b re-seeds, with what it heard.
+	if _, err := b.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	c := e.open(t, "c")
+	dk, err := c.DisabledKeys(ctx)
+	if err != nil || len(dk) != 1 || dk[0].KeyID != "k1" || dk[0].Reason != "leaked" {
+		t.Errorf("disabled keys after Redis came back empty: %+v, %v", dk, err)
+	}
+	st, err := c.LaneStates(ctx)
+	if err != nil || len(st) != 1 || st[0].Stopped != "no quota" || st[0].Config != "c1" {
+		t.Errorf("lane states after Redis came back empty: %+v, %v", st, err)
+	}
+	// Until a's next change, b reported nothing back: no key enabled, no
+	// lane resumed.
+	if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k9", Reason: "expired", At: e.clock.now()}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		ev := nextEvent(t, events, "a's next change")
+		if ev.Kind == "enabled" || ev.Kind == "resumed" {
+			t.Errorf("b reported %+v after Redis came back empty", ev)
+		}
+		if ev.KeyID == "k9" {
+			break
+		}
+	}
+}
