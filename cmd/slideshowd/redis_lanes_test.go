@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// TestSharedStopAndKeys: two daemons on one Redis. A no-quota answer to
+// one stops the lane on both (the other sends nothing on it), `lanes
+// resume` on the other resumes it on both; a key disabled through one
+// while Redis is down answers 200 saying the change is pending (the CLI
+// adds a note) and reaches the other once Redis is back.
+func TestSharedStopAndKeys(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
+	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\nclasses:\n  text:\n    rpm: 1000\n    rpd: 10000\n  image:\n    rpm: 600\n    rpd: 240\n"
+	var daemons []*daemonProc
+	var dirs []string
+	var envs []map[string]string
+	for range 2 {
+		dir := t.TempDir()
+		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), config)
+		env := map[string]string{
+			"GEMINI_API_KEYS": emu["GEMINI_API_KEYS"], "GEMINI_BASE_URL": emu["GEMINI_BASE_URL"],
+			"SLIDESHOWD_DATA": filepath.Join(dir, "data"), "SLIDESHOWD_REDIS_URL": srv.URL(),
+			"SLIDESHOWD_TOKEN": testToken,
+		}
+		d := startServe(t, dir, env)
+		d.waitLog(t, "watching the cluster's events")
+		daemons, dirs, envs = append(daemons, d), append(dirs, dir), append(envs, env)
+	}
+	a, b := daemons[0], daemons[1]
+	images := func() int {
+		return requestsBy(emulatorStatsAt(t, emu["GEMINI_BASE_URL"]), "key1", emulator.DefaultImageModel)
+	}
+	create := func(d *daemonProc) string {
+		t.Helper()
+		code, body := d.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 1}`)
+		var created struct{ ID string }
+		if code != http.StatusAccepted || json.Unmarshal(body, &created) != nil {
+			t.Fatalf("create: %d %s", code, body)
+		}
+		return created.ID
+	}
+	if st := a.waitJob(t, create(a), testToken, nil); st.State != "failed" {
+		t.Fatalf("a's job %+v, want failed: its only image lane has no quota", st)
+	}
+	b.waitLog(t, "lane stopped by another process")
+	want := fmt.Sprint([]string{"image/key1: " + scheduler.ReasonNoQuota})
+	if got := stoppedLanes(lanesOf(t, dirs[1], envs[1], "-addr", b.addr)); fmt.Sprint(got) != want {
+		t.Fatalf("b's stopped lanes %q, want %q", got, want)
+	}
+	if st := b.waitJob(t, create(b), testToken, nil); st.State != "failed" || !strings.Contains(st.Error, scheduler.ReasonNoQuota) {
+		t.Fatalf("b's job %+v, want failed with the reason", st)
+	}
+	if n := images(); n != 1 {
+		t.Fatalf("the API saw %d image requests, want 1 (a's): b sends nothing on the stopped lane", n)
+	}
+	r := runBin(t, dirs[1], envs[1], "lanes", "resume", "image", "key1", "-addr", b.addr)
+	if r.code != 0 || strings.Contains(r.stdout, "note:") {
+		t.Fatalf("lanes resume on b: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	a.waitLog(t, "lane resumed by another process")
+	if got := stoppedLanes(lanesOf(t, dirs[0], envs[0], "-addr", a.addr)); len(got) != 0 {
+		t.Fatalf("a's stopped lanes after b's resume: %q", got)
+	}
+
+	// Redis down: a key disabled through a is disabled there at once.
+	srv.Stop()
+	r = runBin(t, dirs[0], envs[0], "keys", "disable", "key1", "-addr", a.addr)
+	if r.code != 0 || !strings.Contains(r.stdout, "key key1 disabled") || !strings.Contains(r.stdout, "note: Redis is unreachable") {
+		t.Fatalf("keys disable with Redis down: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	code, body := a.call(t, "GET", "/v1/keys", testToken, "")
+	var kl struct{ Keys []scheduler.KeyStatus }
+	if code != 200 || json.Unmarshal(body, &kl) != nil || kl.Keys[0].Disabled == "" || !kl.Keys[0].ClusterPending ||
+		!strings.Contains(string(body), `"cluster_pending":true`) {
+		t.Fatalf("a's GET /v1/keys during the outage: %d %s", code, body)
+	}
+	srv.Restart()
+	b.waitLog(t, "key disabled by another process")
+	code, body = b.call(t, "GET", "/v1/keys", testToken, "")
+	kl.Keys = nil
+	if code != 200 || json.Unmarshal(body, &kl) != nil || kl.Keys[0].Disabled != "disabled by an operator" {
+		t.Fatalf("b's GET /v1/keys after Redis came back: %d %s", code, body)
+	}
+}
