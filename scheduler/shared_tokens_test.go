@@ -65,6 +65,7 @@ func sharedTPMRun(t *testing.T, seed uint64, above bool) {
 	var sends []tokenSend
 	limits := bucket.Limits{RPM: rpm, RPD: 100_000, TPM: tpm}
 	var stops []func()
+	var scheds []*Scheduler
 	for _, name := range []string{"a", "b", "c"} {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		t.Cleanup(func() { c.Close() })
@@ -92,6 +93,7 @@ func sharedTPMRun(t *testing.T, seed uint64, above bool) {
 			}
 		}
 		stops = append(stops, stop)
+		scheds = append(scheds, s)
 		for range perProc {
 			est := 20 + rnd(100)
 			actual := est * (50 + rnd(50)) / 100 // below the estimate
@@ -114,6 +116,9 @@ func sharedTPMRun(t *testing.T, seed uint64, above bool) {
 		}
 	}
 	time.Sleep(run) // real time: the schedulers talk to a real Redis
+	// The cluster's view shows the token window: every budget granted,
+	// at most TPM without overruns, split by process.
+	view := scheds[0].Summary().Cluster
 	for _, stop := range stops {
 		stop()
 	}
@@ -139,6 +144,17 @@ func sharedTPMRun(t *testing.T, seed uint64, above bool) {
 	}
 	if est < tpm/3 || len(by) != 3 {
 		t.Errorf("estimates %d of TPM %d by %d processes: want a third of TPM used, by all three", est, tpm, len(by))
+	}
+	if view == nil || len(view.Lanes) != 1 {
+		t.Fatalf("cluster view %+v", view)
+	}
+	l := view.Lanes[0]
+	parts := int64(0)
+	for _, p := range l.Processes {
+		parts += p.TokensUsed
+	}
+	if l.TPMLimit != tpm || l.TokensUsed < int64(est) || (!above && l.TokensUsed > tpm) || parts != l.TokensUsed || len(l.Processes) != 3 {
+		t.Errorf("cluster lane %+v: want TPM %d, tokens used between the estimates sent (%d) and TPM, split among a, b and c", l, tpm, est)
 	}
 	// The shared window holds every grant's budget, the overruns added:
 	// never less than what was sent.

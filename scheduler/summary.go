@@ -43,12 +43,17 @@ type ClusterSummary struct {
 // less those given back: it may exceed the requests sent by the units
 // granted and not used yet).
 type ClusterLaneUsage struct {
-	Class      string               `json:"class"`
-	Project    string               `json:"project"`
-	WindowUsed int                  `json:"window_used"`
-	RPMLimit   int                  `json:"rpm_limit"`
-	DayUsed    int                  `json:"day_used"`
-	DayLimit   int                  `json:"day_limit"`
+	Class      string `json:"class"`
+	Project    string `json:"project"`
+	WindowUsed int    `json:"window_used"`
+	RPMLimit   int    `json:"rpm_limit"`
+	DayUsed    int    `json:"day_used"`
+	DayLimit   int    `json:"day_limit"`
+	// TokensUsed is the input tokens in the lane's shared TPM window (the
+	// grants' budgets, overruns added; at most TPMLimit); both are absent
+	// (0) for a class without TPM.
+	TokensUsed int64                `json:"tokens_used,omitempty"`
+	TPMLimit   int                  `json:"tpm_limit,omitempty"`
 	Processes  []ClusterProcessLane `json:"processes"`
 }
 
@@ -59,6 +64,8 @@ type ClusterProcessLane struct {
 	Alive      bool   `json:"alive"`
 	WindowUsed int    `json:"window_used"`
 	DayUsed    int    `json:"day_used"`
+	// TokensUsed is the process's part of the lane's TokensUsed.
+	TokensUsed int64 `json:"tokens_used,omitempty"`
 }
 
 // clusterViewer is a Store that can show the cluster's shared use
@@ -80,7 +87,7 @@ func ClusterView(u store.ClusterUsage, day string, err error) *ClusterSummary {
 	cs.Processes = append(cs.Processes, u.Processes...)
 	for _, l := range u.Lanes {
 		cl := ClusterLaneUsage{Class: l.Lane.Class, Project: l.Lane.Project, WindowUsed: l.Window, RPMLimit: l.RPM,
-			DayUsed: l.Count, DayLimit: l.RPD, Processes: []ClusterProcessLane{}}
+			DayUsed: l.Count, DayLimit: l.RPD, TokensUsed: l.Tokens, TPMLimit: l.TPM, Processes: []ClusterProcessLane{}}
 		var names []string
 		for p := range l.ByProcess {
 			names = append(names, p)
@@ -90,10 +97,15 @@ func ClusterView(u store.ClusterUsage, day string, err error) *ClusterSummary {
 				names = append(names, p)
 			}
 		}
+		for p := range l.TokensByProcess {
+			if _, ok := l.ByProcess[p]; !ok && !slices.Contains(names, p) {
+				names = append(names, p)
+			}
+		}
 		slices.Sort(names)
 		for _, p := range names {
 			cl.Processes = append(cl.Processes, ClusterProcessLane{Process: p, Alive: slices.Contains(u.Processes, p),
-				WindowUsed: l.WindowByProcess[p], DayUsed: l.ByProcess[p]})
+				WindowUsed: l.WindowByProcess[p], DayUsed: l.ByProcess[p], TokensUsed: l.TokensByProcess[p]})
 		}
 		cs.Lanes = append(cs.Lanes, cl)
 	}

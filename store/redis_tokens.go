@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -247,4 +249,20 @@ func appendTokenSeed(args []any, gs []sentGrant) []any {
 		}
 	}
 	return args
+}
+
+// liveTokens adds to lu the entries of a token window (a flat hash: field,
+// "score tokens") whose score is after since (Redis ms), each to the
+// process of its field.
+func liveTokens(lu *LaneUse, h []string, since int64, alive []string) {
+	for j := 0; j+1 < len(h); j += 2 {
+		sc, tok, ok := strings.Cut(h[j+1], " ")
+		score, err1 := strconv.ParseInt(sc, 10, 64)
+		n, err2 := strconv.ParseInt(tok, 10, 64)
+		if !ok || err1 != nil || err2 != nil || score <= since {
+			continue
+		}
+		lu.Tokens += n
+		lu.TokensByProcess[slotOwner(h[j], alive, lu.ByProcess)] += n
+	}
 }

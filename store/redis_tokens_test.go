@@ -123,6 +123,25 @@ func TestRedisTokens(t *testing.T) {
 	if w := tokenWindow(t, e); sum(w) != 1000 {
 		t.Errorf("token window %v, want a's 1000 alone", w)
 	}
+	// The cluster's usage shows the token window, each process's part.
+	u, err := a.Usage(ctx, "2026-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := u.Lanes[0]; l.TPM != 1000 || l.Tokens != 1000 || l.TokensByProcess["a"] != 1000 || len(l.TokensByProcess) != 1 {
+		t.Errorf("usage %+v, want TPM 1000 and 1000 tokens, all a's", l)
+	}
+	e.clock.add(30 * time.Second)
+	if _, err := b.Reserve(ctx, e.tokens(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	b.Overran(lane, 1) // not yet in Redis
+	if u, err = b.Usage(ctx, "2026-03-01"); err != nil {
+		t.Fatal(err)
+	}
+	if l := u.Lanes[0]; l.Tokens != 1000 || l.TokensByProcess["a"] != 1000 || l.TokensByProcess["b"] != 0 {
+		t.Errorf("usage %+v, want 1000 tokens: a 1000, b 0", l)
+	}
 	// A budget above TPM can never be granted: invalid.
 	if err := reserveErr(a, e.tokens(1, 1001)); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "Record.Tokens: 1001") {
 		t.Errorf("tokens above TPM: %v", err)

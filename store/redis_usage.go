@@ -33,6 +33,14 @@ type LaneUse struct {
 	ByProcess map[string]int
 	// WindowByProcess is each process's part of Window.
 	WindowByProcess map[string]int
+	// Tokens is the input tokens in the lane's shared TPM window now: the
+	// budgets of the grants whose slots are in Window, with the overruns
+	// added (it is what the next grant is checked against: at most TPM).
+	// 0 for a class without TPM.
+	Tokens int64
+	TPM    int // the class's TPM (all processes together); 0: not enforced
+	// TokensByProcess is each process's part of Tokens; nil without TPM.
+	TokensByProcess map[string]int64
 }
 
 // ClusterUsage is the cluster's view: the processes alive and every lane's
@@ -61,17 +69,18 @@ type ClusterUsageOptions struct {
 // lanes' shared use. It writes nothing.
 //
 // KEYS: 1 processes (zset), then per lane: day count, use (hash), window
-// (zset). ARGV: 1 now ms (0: Redis TIME), 2 window ms.
+// (zset), token window (hash). ARGV: 1 now ms (0: Redis TIME), 2 window ms.
 // Reply: {now, alive processes, then per lane: day count, use (flat hash),
-// window members}.
+// window members, token window (flat hash, live or not)}.
 var usageScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[1])
 local win = tonumber(ARGV[2])
 local out = {tostring(now), redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')}
-for i = 2, #KEYS, 3 do
+for i = 2, #KEYS, 4 do
   out[#out + 1] = redis.call('GET', KEYS[i]) or '0'
   out[#out + 1] = redis.call('HGETALL', KEYS[i + 1])
   out[#out + 1] = redis.call('ZRANGE', KEYS[i + 2], '(' .. (now - win), '+inf', 'BYSCORE')
+  out[#out + 1] = redis.call('HGETALL', KEYS[i + 3])
 end
 return out
 `)
@@ -128,19 +137,20 @@ func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win t
 	}
 	keys := []string{s.procsKey()}
 	for _, l := range lanes {
-		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.winKey(l))
+		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.winKey(l), s.tokKey(l))
 	}
 	res, err := usageScript.Run(ctx, s.rdb, keys, s.clock(), win.Milliseconds()).Slice()
 	if err != nil {
 		return u, unavailable(err)
 	}
-	if len(res) != 2+3*len(lanes) {
+	if len(res) != 2+4*len(lanes) {
 		return u, fmt.Errorf("%w: usage: unexpected reply of %d values", ErrUnavailable, len(res))
 	}
+	now, _ := strconv.ParseInt(fmt.Sprint(res[0]), 10, 64)
 	u.Processes = stringsOf(res[1])
 	slices.Sort(u.Processes)
 	for i, l := range lanes {
-		v := res[2+3*i:]
+		v := res[2+4*i:]
 		c := s.classes[l.Class]
 		lu := LaneUse{Lane: l, Day: day, RPD: c.RPD, RPM: c.RPM,
 			ByProcess: make(map[string]int), WindowByProcess: make(map[string]int)}
@@ -156,6 +166,10 @@ func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win t
 		for _, m := range stringsOf(v[2]) {
 			lu.Window++
 			lu.WindowByProcess[slotOwner(m, u.Processes, lu.ByProcess)]++
+		}
+		if c.TPM > 0 {
+			lu.TPM, lu.TokensByProcess = c.TPM, make(map[string]int64)
+			liveTokens(&lu, stringsOf(v[3]), now-win.Milliseconds(), u.Processes)
 		}
 		u.Lanes = append(u.Lanes, lu)
 	}
