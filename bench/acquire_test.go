@@ -95,3 +95,27 @@ func BenchmarkAcquireScarce(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAcquireTPM: one acquisition on 5 ready lanes of a class with TPM
+// (never reached), its budget per record local (shared=false) or shared
+// with other processes (shared=true, bucket.ClassConfig.SharedTPM: each
+// lease is taken from its record's token budget).
+func BenchmarkAcquireTPM(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		b.Run(fmt.Sprintf("shared=%v", shared), func(b *testing.B) {
+			keys := make([]bucket.Key, 5)
+			for i := range keys {
+				id := fmt.Sprintf("key%d", i+1)
+				keys[i] = bucket.Key{ID: id, Project: id}
+			}
+			p, err := bucket.New(bucket.Config{
+				Classes: []bucket.ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 1 << 30, RPD: 1 << 40, TPM: 1 << 40}, SharedTPM: shared}},
+				Keys:    keys,
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			acquireLoop(b, p.Class("text"))
+		})
+	}
+}

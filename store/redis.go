@@ -366,6 +366,12 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 		if err = s.reconnect(ctx); err == nil {
 			err = s.readView(ctx)
 		}
+		if err == nil {
+			// Overruns reach the shared TPM window within a heartbeat,
+			// also on a lane that makes no grant; a failure keeps them
+			// for the next grant or heartbeat.
+			_ = s.flushTokens(ctx)
+		}
 	}
 	if err != nil {
 		err = unavailable(err)

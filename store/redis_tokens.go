@@ -26,8 +26,8 @@ import (
 //
 // Actual counts above the estimates (Overran) are added, by the next grant
 // of the lane from the same process (first thing in its script, whether it
-// is granted or refused) or at Settle, to that process's latest grant of
-// the lane: its score is the latest moment any of the process's earlier
+// is granted or refused), its next Heartbeat or Settle, whichever comes
+// first, to that process's latest grant of the lane: its score is the latest moment any of the process's earlier
 // requests could have been sent, plus the margin, so the correction counts
 // in every window that may hold them. When that entry has already left the
 // window, so have those requests, and the correction is dropped.
@@ -109,8 +109,9 @@ type laneTokens struct {
 // (actual counts above Record.Tokens' estimates; report each request's
 // excess, never a shortfall). The next grant of the lane from this process
 // adds them to its latest grant's entry in the shared TPM window, before
-// anything else in its script (so a refusal adds them too), and Settle adds
-// what is left: until then the other processes do not see them. Tokens <= 0
+// anything else in its script (so a refusal adds them too), or the next
+// Heartbeat or Settle, whichever comes first: until then the other
+// processes do not see them. Tokens <= 0
 // and lanes of classes without TPM are ignored. It does not call Redis. It
 // is safe for concurrent use.
 func (s *Redis) Overran(l LaneID, tokens int64) {
@@ -168,8 +169,9 @@ func (s *Redis) tokDone(l LaneID, last string, over int64, field string) {
 	}
 }
 
-// flushTokens adds every lane's overrun not yet in Redis (Settle). Lanes
-// whose overrun cannot be added keep it.
+// flushTokens adds every lane's overrun not yet in Redis (Heartbeat,
+// Settle): one script per lane with an overrun. Lanes whose overrun cannot
+// be added keep it.
 func (s *Redis) flushTokens(ctx context.Context) error {
 	type fix struct {
 		lane  LaneID

@@ -113,6 +113,13 @@ func TestRedisTokens(t *testing.T) {
 	if w := tokenWindow(t, e); sum(w) != 630 || len(w) != 2 {
 		t.Errorf("token window %v, want a's 600 and b's 0 + 30 (b's overrun added at Settle)", w)
 	}
+	b.Overran(lane, 5)
+	if _, err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w := tokenWindow(t, e); sum(w) != 635 {
+		t.Errorf("token window %v, want 635 (b's overrun added by its heartbeat)", w)
+	}
 	// An overrun whose entry has left the window is dropped: its
 	// requests have left it too.
 	e.clock.add(2 * time.Minute)
