@@ -84,6 +84,11 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 			// A heartbeat also probes an unreachable Redis and reconciles
 			// when it answers again: bounded, so that the next one comes
 			// on time (go-redis's dial retries may take longer).
+			// Another call may have found Redis unreachable first.
+			down := failing
+			if u, ok := sh.(interface{ Unreachable() bool }); ok && u.Unreachable() {
+				down = true
+			}
 			hctx, cancel := context.WithTimeout(ctx, HeartbeatEvery)
 			n, err := sh.Heartbeat(hctx)
 			cancel()
@@ -91,9 +96,9 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 			case err != nil && !failing:
 				failing = true
 				s.log.Warn().Err(err).Msg("heartbeat to the cluster failed: Redis unreachable; each lane goes on with this process's safe share (GET /healthz says degraded)")
-			case err == nil && failing:
+			case err == nil && down:
 				failing = false
-				s.log.Info().Int("processes", n).Msg("heartbeat to the cluster restored: what this process sent on its share is counted in Redis again")
+				s.log.Info().Int("processes", n).Msg("heartbeat to the cluster restored: what this process sent on its share, and the keys and lane stops it changed meanwhile, are in Redis again")
 			}
 		}
 	})

@@ -134,11 +134,12 @@ func TestSharedStop(t *testing.T) {
 
 // TestSharedKeyOutage: a key disabled on one scheduler while Redis is
 // unreachable is disabled there at once (the call succeeds, saying the
-// change is pending), and reaches the other one once Redis answers again;
+// change is pending; so does a lane's resume), and reaches the other one
+// once Redis answers again;
 // then the key is enabled on the other, which reaches the first.
 func TestSharedKeyOutage(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
-	la := newLogSignal("key enabled by another process")
+	la := newLogSignal("key enabled by another process", "heartbeat to the cluster restored")
 	lb := newLogSignal("watching the cluster's events", "key disabled by another process")
 	a := modelScheduler(t, srv, "a", "m1", la)
 	b := modelScheduler(t, srv, "b", "m1", lb)
@@ -157,6 +158,13 @@ func TestSharedKeyOutage(t *testing.T) {
 	if ks := b.Keys(); ks[0].Disabled != "" {
 		t.Errorf("b's key disabled during the outage: %+v", ks[0])
 	}
+	// A resume too succeeds here, pending for the cluster.
+	if err := a.ResumeLane(ctx, "text", "key1"); err != nil {
+		t.Fatalf("ResumeLane with Redis unreachable: %v", err)
+	}
+	if l := a.Summary().Classes[0].Lanes[0]; !l.ClusterPending {
+		t.Errorf("a's lane after a resume during the outage %+v: want cluster pending", l)
+	}
 	srv.Restart()
 	t0 := time.Now()
 	waitLog(t, lb, "key disabled by another process")
@@ -164,8 +172,12 @@ func TestSharedKeyOutage(t *testing.T) {
 	if ks := b.Keys(); ks[0].Disabled != "leaked" {
 		t.Errorf("b's key after the reconnect %+v", ks[0])
 	}
+	waitLog(t, la, "heartbeat to the cluster restored") // a pushed all it kept
 	if ks := a.Keys(); ks[0].ClusterPending {
 		t.Errorf("a's key still pending after the reconnect %+v", ks[0])
+	}
+	if l := a.Summary().Classes[0].Lanes[0]; l.ClusterPending {
+		t.Errorf("a's lane still pending after the reconnect %+v", l)
 	}
 	// Enabled again on b (Redis answers): a follows.
 	if err := b.EnableKey(ctx, "key1"); err != nil {

@@ -28,3 +28,9 @@ func SetRedisGrantLife(s *Redis, d time.Duration) {
 func ResyncRedis(s *Redis, fn func(SharedEvent)) {
 	s.resyncShared(context.Background(), fn)
 }
+
+// SetRedisOpTimeout sets how long a change of a key, a lane stop, a
+// cooldown or an exhaustion waits for Redis (5 s).
+func SetRedisOpTimeout(s *Redis, d time.Duration) {
+	s.f.opTimeout = d
+}

@@ -257,7 +257,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 		s.process = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
 	s.f.resync = make(chan struct{}, 1)
-	s.f.minLife, s.f.gran = maxGrantLife, 1000
+	s.f.minLife, s.f.gran, s.f.opTimeout = maxGrantLife, 1000, opTimeout
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
 	}
@@ -682,7 +682,8 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 
 // SetLaneState stores st in the Local store and raises the lane's shared
 // cooldown or exhaustion (a state is never lowered in Redis: it ends by
-// itself), telling the other processes through pub/sub. A stop (Stopped) is
+// itself), telling the other processes through pub/sub; a Redis that does
+// not answer within 5 s is taken as unreachable. A stop (Stopped) is
 // shared too, with its Config, and lasts until ResumeLane; a state without
 // Stopped leaves the shared stop alone. While Redis is unreachable the
 // cooldown and exhaustion are not shared (an error wrapping ErrUnavailable,
@@ -698,7 +699,9 @@ func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
 			shared = fmt.Errorf("%w: the lane's cooldown or exhaustion is not shared", ErrUnavailable)
 		}
 	} else {
-		shared = s.shareTimes(ctx, st)
+		bctx, cancel := context.WithTimeout(ctx, s.f.opTimeout)
+		shared = s.noAnswer(ctx, s.shareTimes(bctx, st))
+		cancel()
 		if errors.Is(shared, ErrUnavailable) && ctx.Err() == nil {
 			s.markDown(shared)
 		}
@@ -789,9 +792,9 @@ func (s *Redis) LaneStates(ctx context.Context) ([]LaneState, error) {
 }
 
 // DisableKey disables the key in the Local store and in Redis, telling the
-// other processes. While Redis is unreachable the change is kept pending
-// and pushed when it answers again (an error wrapping ErrPending; the Local
-// store has it).
+// other processes. While Redis is unreachable (or does not answer within
+// 5 s) the change is kept pending and pushed when it answers again (an
+// error wrapping ErrPending; the Local store has it).
 func (s *Redis) DisableKey(ctx context.Context, d DisabledKey) error {
 	if err := s.Local.DisableKey(ctx, d); err != nil {
 		return err
@@ -800,9 +803,9 @@ func (s *Redis) DisableKey(ctx context.Context, d DisabledKey) error {
 }
 
 // EnableKey enables the key in the Local store and in Redis, telling the
-// other processes. While Redis is unreachable the change is kept pending
-// and pushed when it answers again (an error wrapping ErrPending; the Local
-// store has it).
+// other processes. While Redis is unreachable (or does not answer within
+// 5 s) the change is kept pending and pushed when it answers again (an
+// error wrapping ErrPending; the Local store has it).
 func (s *Redis) EnableKey(ctx context.Context, keyID string) error {
 	if err := s.Local.EnableKey(ctx, keyID); err != nil {
 		return err

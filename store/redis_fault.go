@@ -53,6 +53,12 @@ import (
 // others still reach Redis is not covered: those others do not leave room
 // for the cut-off ones' share (see the README).
 
+// opTimeout bounds a call that shares a change of a key, a lane stop, a
+// cooldown or an exhaustion: a Redis that does not answer within it is
+// unreachable (the change is kept pending or not shared), so an
+// operator's call or a dispatcher does not wait on go-redis's dial retries.
+const opTimeout = 5 * time.Second
+
 // ErrDegraded is wrapped by Health while Redis is unreachable.
 var ErrDegraded = errors.New("store: redis: unreachable; sending within this process's safe share")
 
@@ -63,24 +69,25 @@ const maxGrantLife = 2 * time.Second
 
 // faultState is the Redis ledger's part for Redis unreachable.
 type faultState struct {
-	mu       sync.Mutex
-	joined   time.Time    // when OpenRedis's heartbeat answered (local clock)
-	rejoin   bool         // Redis came back empty: joined again at the next heartbeat
-	view     *clusterView // the last one read; nil before the first
-	down     bool
-	reason   string
-	outages  int
-	out      *outage               // the current or last outage; nil before the first
-	recovers time.Time             // grants stay within the share until then
-	life     time.Duration         // the longest grant life seen (at least minLife)
-	minLife  time.Duration         // maxGrantLife; shorter in this package's tests
-	gran     int64                 // ms: the view's slots are rounded up to it (1000)
-	posted   map[LaneID][]postSlot // own grants since out.since
-	units    map[dayLane]int       // own day units since out.since
-	pending  map[LaneID][]postSlot // own-share grants not yet in Redis
-	pendDays map[dayLane]int       // their day units
-	ops      []pendingOp           // changes of keys and stops not yet in Redis (redis_pending.go)
-	lastOp   time.Time             // the time of the last change of a key or stop made here
+	mu        sync.Mutex
+	joined    time.Time    // when OpenRedis's heartbeat answered (local clock)
+	rejoin    bool         // Redis came back empty: joined again at the next heartbeat
+	view      *clusterView // the last one read; nil before the first
+	down      bool
+	reason    string
+	outages   int
+	out       *outage               // the current or last outage; nil before the first
+	recovers  time.Time             // grants stay within the share until then
+	life      time.Duration         // the longest grant life seen (at least minLife)
+	minLife   time.Duration         // maxGrantLife; shorter in this package's tests
+	gran      int64                 // ms: the view's slots are rounded up to it (1000)
+	posted    map[LaneID][]postSlot // own grants since out.since
+	units     map[dayLane]int       // own day units since out.since
+	pending   map[LaneID][]postSlot // own-share grants not yet in Redis
+	pendDays  map[dayLane]int       // their day units
+	ops       []pendingOp           // changes of keys and stops not yet in Redis (redis_pending.go)
+	lastOp    time.Time             // the time of the last change of a key or stop made here
+	opTimeout time.Duration         // opTimeout; shorter in this package's tests
 
 	// grantMu serializes Reserve while the process is down or recovering,
 	// so that a share's check and take are one step.

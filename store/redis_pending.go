@@ -81,14 +81,29 @@ func (s *Redis) change(ctx context.Context, op pendingOp) error {
 	if s.queueIfDown(op, nil) {
 		return pendingError(s.downReason())
 	}
-	_, err := s.push(ctx, op, false)
+	bctx, cancel := context.WithTimeout(ctx, s.f.opTimeout)
+	_, err := s.push(bctx, op, false)
+	cancel()
 	if err == nil {
 		s.noteOp(op)
 		return nil
 	}
-	if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+	if err = s.noAnswer(ctx, err); errors.Is(err, ErrUnavailable) {
 		s.queueIfDown(op, err)
 		return pendingError(err.Error())
+	}
+	return err
+}
+
+// noAnswer turns the error of a call bounded by opTimeout into one
+// wrapping ErrUnavailable when Redis did not answer in time (ctx, the
+// caller's, still going).
+func (s *Redis) noAnswer(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no answer within %v", ErrUnavailable, s.f.opTimeout)
 	}
 	return err
 }

@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -420,5 +424,110 @@ func TestRedisRestartedEmptyKeepsKeys(t *testing.T) {
 		if ev.KeyID == "k9" {
 			break
 		}
+	}
+}
+
+// silentProxy forwards TCP connections to addr until silenced; then it
+// reads and drops what clients send and answers nothing (a Redis behind a
+// network that lost its packets).
+type silentProxy struct {
+	ln     net.Listener
+	silent atomic.Bool
+}
+
+func newSilentProxy(t *testing.T, addr string) *silentProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &silentProxy{ln: ln}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) { mu.Lock(); conns = append(conns, c); mu.Unlock() }
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 4096)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				dst.Close()
+				return
+			}
+			if !p.silent.Load() {
+				if _, err := dst.Write(buf[:n]); err != nil {
+					src.Close()
+					return
+				}
+			}
+		}
+	}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			r, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			track(c)
+			track(r)
+			wg.Go(func() { pipe(r, c) })
+			wg.Go(func() { pipe(c, r) })
+		}
+	})
+	return p
+}
+
+// TestRedisNoAnswer: a Redis that does not answer (its packets lost) makes
+// a change of a key pending once the bound passes, instead of waiting on
+// the client's retries; the process is then unreachable, and the change
+// reaches Redis at the heartbeat after it answers again.
+func TestRedisNoAnswer(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	p := newSilentProxy(t, e.srv.Addr())
+	// As the daemon's client: context deadlines bound the socket.
+	c := redis.NewClient(&redis.Options{Addr: p.ln.Addr().String(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { c.Close() })
+	s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
+		Client: c, Cluster: "test", Process: "a", Classes: []store.RedisClass{textClass},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	store.SetRedisOpTimeout(s, 300*time.Millisecond)
+	p.silent.Store(true)
+	start := time.Now()
+	pendingErr(t, s.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "leaked", At: e.clock.now()}), "DisableKey")
+	t.Logf("DisableKey answered in %v", time.Since(start))
+	if d := time.Since(start); d > 2*time.Second { // the bound is 300 ms; go-redis's read timeout 3 s
+		t.Errorf("DisableKey took %v with Redis silent", d)
+	}
+	if !s.Unreachable() {
+		t.Error("Redis silent, yet not unreachable")
+	}
+	p.silent.Store(false)
+	start = time.Now()
+	if _, err := s.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("heartbeat answered in %v", time.Since(start))
+	if v, err := e.client(t).HGet(ctx, "test:disabled", "k1").Result(); err != nil || !strings.Contains(v, "leaked") {
+		t.Errorf("k1 in Redis after the heartbeat: %q, %v", v, err)
 	}
 }

@@ -252,6 +252,10 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 	if err != nil {
 		return nil, nil, err
 	}
+	// The ledger bounds its calls with contexts (a heartbeat 5 s, a change
+	// of a key or lane 5 s, the cluster view ClusterTimeout): go-redis
+	// ignores their deadlines on the socket unless told.
+	opts.ContextTimeoutEnabled = true
 	rc := redis.NewClient(opts)
 	projects := projectsOf(cfg)
 	classes := make([]store.RedisClass, len(sc.Classes))
