@@ -13,8 +13,9 @@ import (
 // sharedStore is a Store whose quota state is shared with other processes
 // (store.Redis): its Reserve is a grant that the cluster may refuse (a
 // *store.GrantError), it publishes other processes' cooldowns, exhaustion,
-// lane stops and resumes and disabled keys, and it counts the live processes by heartbeat. Run
-// watches its events and keeps its heartbeat while it runs.
+// lane stops and resumes and disabled keys, and it counts the live
+// processes by heartbeat. Run watches its events and keeps its heartbeat
+// while it runs.
 type sharedStore interface {
 	Watch(ctx context.Context, ready chan<- struct{}, fn func(store.SharedEvent)) error
 	Heartbeat(ctx context.Context) (int, error)

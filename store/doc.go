@@ -32,8 +32,10 @@
 // Redis (OpenRedis) shares the quota state of several processes that use the
 // same keys through one Redis server (github.com/redis/go-redis/v9): each
 // lane's window of grants and day count per Pacific day, cooldowns, day
-// exhaustion and disabled keys, with pub/sub events so that the others learn
-// of them at once. Its Reserve is a grant in the manner of YouTube's
+// exhaustion, lane stops (no quota on a model) and disabled keys, with
+// pub/sub events so that the others learn of them at once; changes of keys
+// and stops made while Redis is unreachable are pushed when it answers
+// (ErrPending). Its Reserve is a grant in the manner of YouTube's
 // Doorman: one atomic Lua script takes (or refuses whole) a record's window
 // slots, counted as sent at the latest moment they may be sent, and its day
 // units; the record then goes to the process's own Local store
