@@ -174,6 +174,33 @@ func printCluster(w io.Writer, c *scheduler.ClusterSummary) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "  (window: slots granted in the last 60 s, sent or not; today: day units granted, less those given back)")
+	printClusterTokens(w, c)
+}
+
+// printClusterTokens writes, for the lanes with TPM, the shared token
+// window with each process's part.
+func printClusterTokens(w io.Writer, c *scheduler.ClusterSummary) {
+	found := false
+	for _, l := range c.Lanes {
+		if l.TPMLimit <= 0 {
+			continue
+		}
+		if !found {
+			fmt.Fprintln(w, "  tokens (input tokens budgeted by grants in the last 60 s, actual counts above the estimates added):")
+			found = true
+		}
+		var parts []string
+		for _, p := range l.Processes {
+			if p.TokensUsed > 0 {
+				parts = append(parts, p.Process+" "+thousands(int(p.TokensUsed)))
+			}
+		}
+		fmt.Fprintf(w, "  %s %s: %s/%s TPM", l.Class, l.Project, thousands(int(l.TokensUsed)), thousands(l.TPMLimit))
+		if len(parts) > 0 {
+			fmt.Fprintf(w, " (%s)", strings.Join(parts, ", "))
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func usageURL(listen string) string {

@@ -41,10 +41,30 @@ func TestREADMEClusterJSON(t *testing.T) {
 			t.Errorf("printCluster without %q:\n%s", want, out.String())
 		}
 	}
+	if strings.Contains(out.String(), "tokens") {
+		t.Errorf("printCluster shows tokens for lanes without TPM:\n%s", out.String())
+	}
 	t.Logf("usage's cluster section:%s", out.String())
 	out.Reset()
 	printCluster(&out, &scheduler.ClusterSummary{Name: "c", Day: "2026-03-01", Error: "Redis did not answer: x"})
 	if want := "\ncluster c (shared through Redis), day 2026-03-01 (Pacific): Redis did not answer: x\n"; out.String() != want {
 		t.Errorf("printCluster with an error: %q, want %q", out.String(), want)
+	}
+}
+
+// TestClusterTokens: usage shows the shared token window of the lanes with
+// TPM, with each process's part.
+func TestClusterTokens(t *testing.T) {
+	var out bytes.Buffer
+	printCluster(&out, &scheduler.ClusterSummary{Name: "c", Day: "2026-03-01", Processes: []string{"a", "b"},
+		Lanes: []scheduler.ClusterLaneUsage{
+			{Class: "image", Project: "p1", WindowUsed: 1, RPMLimit: 20, DayUsed: 1, DayLimit: 250},
+			{Class: "text", Project: "p1", WindowUsed: 4, RPMLimit: 900, DayUsed: 4, DayLimit: 9000, TokensUsed: 3500, TPMLimit: 4000,
+				Processes: []scheduler.ClusterProcessLane{{Process: "a", Alive: true, TokensUsed: 1200}, {Process: "b", Alive: true, TokensUsed: 2300}}},
+		}})
+	want := "  tokens (input tokens budgeted by grants in the last 60 s, actual counts above the estimates added):\n" +
+		"  text p1: 3,500/4,000 TPM (a 1,200, b 2,300)\n"
+	if !strings.HasSuffix(out.String(), want) {
+		t.Errorf("printCluster:\n%s\nwant it to end with\n%s", out.String(), want)
 	}
 }

@@ -278,6 +278,9 @@ var (
 	descClusterWindow = prometheus.NewDesc("slideshowd_cluster_lane_window_used",
 		"Slots in a lane's shared 60 s window, granted to all the processes (sent or not; at most RPM) (only with redis_url).",
 		[]string{"class", "project"}, nil)
+	descClusterTokens = prometheus.NewDesc("slideshowd_cluster_lane_tokens_used",
+		"Input tokens in a lane's shared TPM window: the grants' budgets, actual counts above the estimates added (at most TPM by the estimates) (only with redis_url and tpm).",
+		[]string{"class", "project"}, nil)
 	descClusterDay = prometheus.NewDesc("slideshowd_cluster_lane_day_used",
 		"A lane's shared day count (Pacific day): day units granted to all the processes, less those given back (only with redis_url).",
 		[]string{"class", "project"}, nil)
@@ -289,7 +292,7 @@ var summaryDescs = []*prometheus.Desc{
 	descLaneRPMUsed, descLaneRPMLimit, descLaneTPMUsed, descLaneTPMLimit,
 	descLaneDayUsed, descLaneDayLimit, descLaneDayRemaining,
 	descLaneEnabled, descLaneCooldown, descLaneExhausted, descLaneOut, descKeyDisabled,
-	descClusterProcesses, descClusterUp, descClusterWindow, descClusterDay,
+	descClusterProcesses, descClusterUp, descClusterWindow, descClusterDay, descClusterTokens,
 }
 
 func (c summaryCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -363,6 +366,9 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, l := range c.Lanes {
 			gauge(descClusterWindow, float64(l.WindowUsed), l.Class, l.Project)
 			gauge(descClusterDay, float64(l.DayUsed), l.Class, l.Project)
+			if l.TPMLimit > 0 {
+				gauge(descClusterTokens, float64(l.TokensUsed), l.Class, l.Project)
+			}
 		}
 	}
 }

@@ -243,7 +243,9 @@ func TestMetricsCluster(t *testing.T) {
 	sum := scheduler.Summary{Time: time.Now(), Cluster: &scheduler.ClusterSummary{
 		Name: "c", Process: "host-1-aa", Processes: []string{"host-1-aa", "host-2-bb"}, Day: "2026-03-01",
 		Lanes: []scheduler.ClusterLaneUsage{{Class: "image", Project: "p1", WindowUsed: 7, RPMLimit: 20, DayUsed: 120, DayLimit: 250,
-			Processes: []scheduler.ClusterProcessLane{{Process: "host-1-aa", Alive: true, WindowUsed: 7, DayUsed: 100}, {Process: "host-3-cc", DayUsed: 20}}}},
+			Processes: []scheduler.ClusterProcessLane{{Process: "host-1-aa", Alive: true, WindowUsed: 7, DayUsed: 100}, {Process: "host-3-cc", DayUsed: 20}}},
+			{Class: "text", Project: "p1", WindowUsed: 3, RPMLimit: 900, DayUsed: 3, DayLimit: 9000, TokensUsed: 2500, TPMLimit: 4000,
+				Processes: []scheduler.ClusterProcessLane{{Process: "host-1-aa", Alive: true, WindowUsed: 3, DayUsed: 3, TokensUsed: 2500}}}},
 	}}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
@@ -258,11 +260,16 @@ slideshowd_cluster_view_up 1
 # HELP slideshowd_cluster_lane_window_used Slots in a lane's shared 60 s window, granted to all the processes (sent or not; at most RPM) (only with redis_url).
 # TYPE slideshowd_cluster_lane_window_used gauge
 slideshowd_cluster_lane_window_used{class="image",project="p1"} 7
+slideshowd_cluster_lane_window_used{class="text",project="p1"} 3
 # HELP slideshowd_cluster_lane_day_used A lane's shared day count (Pacific day): day units granted to all the processes, less those given back (only with redis_url).
 # TYPE slideshowd_cluster_lane_day_used gauge
 slideshowd_cluster_lane_day_used{class="image",project="p1"} 120
+slideshowd_cluster_lane_day_used{class="text",project="p1"} 3
+# HELP slideshowd_cluster_lane_tokens_used Input tokens in a lane's shared TPM window: the grants' budgets, actual counts above the estimates added (at most TPM by the estimates) (only with redis_url and tpm).
+# TYPE slideshowd_cluster_lane_tokens_used gauge
+slideshowd_cluster_lane_tokens_used{class="text",project="p1"} 2500
 `
-	names := []string{"slideshowd_cluster_processes", "slideshowd_cluster_view_up", "slideshowd_cluster_lane_window_used", "slideshowd_cluster_lane_day_used"}
+	names := []string{"slideshowd_cluster_processes", "slideshowd_cluster_view_up", "slideshowd_cluster_lane_window_used", "slideshowd_cluster_lane_day_used", "slideshowd_cluster_lane_tokens_used"}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
