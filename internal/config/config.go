@@ -548,10 +548,10 @@ func checkBaseURL(s string) error {
 		return fmt.Errorf("config: base_url: not a URL: %v", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fieldErr("base_url", strconv.Quote(u.Redacted()), "want an absolute http or https URL")
+		return fieldErr("base_url", strconv.Quote(shownURL(s)), "want an absolute http or https URL")
 	}
 	if u.User != nil {
-		return fieldErr("base_url", strconv.Quote(u.Redacted()), "must not carry credentials")
+		return fieldErr("base_url", strconv.Quote(shownURL(s)), "must not carry credentials")
 	}
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -18,17 +20,41 @@ import (
 type RedisURL string
 
 // String returns the URL with its user information replaced by
-// "[REDACTED]" (and a URL that does not parse as "<invalid URL>").
+// "[REDACTED]" (and a URL that does not parse as "<invalid URL>"). A URL
+// mistyped so that its user information does not parse as such
+// ("redis:/:PASSWORD@host") still shows none: see shownURL.
 func (r RedisURL) String() string {
 	if r == "" {
 		return ""
 	}
-	u, err := url.Parse(string(r))
-	if err != nil {
+	if _, err := url.Parse(string(r)); err != nil {
 		return "<invalid URL>"
 	}
-	return redact.String(u.String())
+	return shownURL(string(r))
 }
+
+// shownURL returns a URL as errors and String may show it: everything
+// between its scheme ("redis://", or "redis:" when the slashes are
+// mistyped; nothing when there is no scheme) and its last '@' replaced by
+// "[REDACTED]". It does not rely on the URL parsing as intended: a mistyped
+// one ("redis:/:PASSWORD@host", "redis:PASSWORD@host",
+// "redis//:PASSWORD@host") puts the password in the path or the opaque part,
+// where net/url's and package redact's user information rules miss it. A
+// URL without '@' holds no user information and is shown as it is.
+func shownURL(raw string) string {
+	at := strings.LastIndexByte(raw, '@')
+	if at < 0 {
+		return redact.String(raw)
+	}
+	keep := 0
+	if m := scheme.FindStringIndex(raw[:at]); m != nil {
+		keep = m[1]
+	}
+	return redact.String(raw[:keep]) + redact.Mark + raw[at:]
+}
+
+// scheme matches a URL's scheme and the slashes after it, at the start.
+var scheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*:/{0,2}`)
 
 // GoString is String quoted, for %#v.
 func (r RedisURL) GoString() string { return strconv.Quote(r.String()) }
@@ -45,7 +71,12 @@ func (r RedisURL) Options() (*redis.Options, error) {
 		}
 		return nil, fmt.Errorf("config: redis_url: not a URL: %v (the value is not shown)", err)
 	}
-	shown := strconv.Quote(redact.String(u.String()))
+	shown := strconv.Quote(shownURL(string(r)))
+	if u.User == nil && strings.Contains(string(r), "@") {
+		// The user information is mistyped (it parsed as the path, the
+		// opaque part or the query): go-redis's message would quote it.
+		return nil, fieldErr("redis_url", shown, "the user information is not where a URL has it: want redis://[[user]:password@]host[:port][/db] (or rediss://)")
+	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, fieldErr("redis_url", shown, "want redis:// or rediss:// (TLS), then host[:port][/db]")
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -92,6 +93,66 @@ func TestRedisURLErrors(t *testing.T) {
 				t.Errorf("password in the error: %s", err)
 			}
 		})
+	}
+}
+
+// mistypedURLs is a corpus of URLs whose user information does not parse as
+// such (a newcomer's typos, found in the field: the password then sits in
+// the path or the opaque part), each with the URL's scheme to use: no error
+// nor String may show the password.
+var mistypedURLs = []string{
+	"%s:/:PASSWORD@h",
+	"%s:PASSWORD@h",
+	"%s//:PASSWORD@h",
+	"%s:///:PASSWORD@h",
+	"%s:/user:PASSWORD@h:1/0",
+	"%s:://:PASSWORD@h",
+	"%s ://:PASSWORD@h",
+	"//:PASSWORD@h",
+	":PASSWORD@h",
+	"%s://:PASS@WORD@",
+	"%s://h/:PASSWORD@",
+	"%s:/:PASSWORD@h?x=%%zz",
+}
+
+// TestMistypedURLs: redis_url and base_url values from mistypedURLs are
+// refused with one line naming the field, and the password is in no error
+// and no String.
+func TestMistypedURLs(t *testing.T) {
+	for _, f := range []struct{ field, scheme string }{{"redis_url", "redis"}, {"base_url", "https"}} {
+		for _, shape := range mistypedURLs {
+			raw := shape
+			if strings.Contains(shape, "%s") {
+				raw = fmt.Sprintf(shape, f.scheme)
+			}
+			t.Run(f.field+"/"+raw, func(t *testing.T) {
+				v := map[string]string{"K1": "s3cr3t-one"}
+				yaml := minimal
+				if f.field == "redis_url" {
+					v[EnvRedis] = raw
+				} else {
+					yaml += "base_url: " + strconv.Quote(raw) + "\n"
+				}
+				_, _, err := load(t, yaml, v)
+				if err == nil {
+					if f.field == "redis_url" {
+						t.Fatal("no error")
+					}
+					return // a base URL with '@' in its path
+				}
+				if !strings.HasPrefix(err.Error(), "config: "+f.field+": ") {
+					t.Errorf("error does not name %s: %s", f.field, err)
+				}
+				for _, pw := range []string{"PASSWORD", "PASS", "WORD"} {
+					if strings.Contains(err.Error(), pw) {
+						t.Errorf("password in the error: %s", err)
+					}
+				}
+				if s := fmt.Sprint(RedisURL(raw)); strings.Contains(s, "WORD") || strings.Contains(s, "PASS") {
+					t.Errorf("RedisURL String shows the password: %s", s)
+				}
+			})
+		}
 	}
 }
 
