@@ -501,7 +501,7 @@ func (s *Redis) join(ctx context.Context) error {
 			return err
 		}
 	}
-	if ep != known {
+	if known != "" && ep != known {
 		s.signalResync()
 	}
 	return nil
@@ -892,6 +892,10 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 		return unavailable(err)
 	}
 	ch := sub.ChannelWithSubscriptions()
+	select { // this first re-read covers a signal sent before
+	case <-s.f.resync:
+	default:
+	}
 	s.resyncShared(ctx, fn)
 	if ready != nil {
 		close(ready)
