@@ -136,6 +136,7 @@ func usageText(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every command but emulate and version takes -config FILE (default: slideshowd.yaml when present).")
 	fmt.Fprintln(w, "Environment: GEMINI_API_KEYS (comma-separated SECRET or PROJECT:SECRET, ids key1..keyN), GEMINI_BASE_URL,")
-	fmt.Fprintln(w, "SLIDESHOWD_DATA (data directory, default ./data), SLIDESHOWD_TOKEN (HTTP bearer token).")
+	fmt.Fprintln(w, "SLIDESHOWD_DATA (data directory, default ./data), SLIDESHOWD_TOKEN (HTTP bearer token),")
+	fmt.Fprintln(w, "SLIDESHOWD_REDIS_URL (redis:// or rediss:// URL: share the quota with other processes; see the README).")
 	fmt.Fprintln(w, "Run 'slideshowd COMMAND -h' for a command's flags.")
 }
