@@ -109,6 +109,7 @@ type faultState struct {
 type postSlot struct {
 	score  int64
 	covers int
+	tokens int64 // the grant's token budget, overruns added (TPM lanes)
 }
 
 // clusterView is what a heartbeat last read of the cluster.
@@ -117,6 +118,10 @@ type clusterView struct {
 	live           int
 	offMin, offMax int64 // local ms minus Redis ms, bounds
 	lanes          map[LaneID]laneView
+	// tokens is, per lane with TPM, when the token window's budgets leave
+	// it (n: tokens), as leave; nil when it could not be read (no share
+	// of TPM lanes then). See readTokenView.
+	tokens map[LaneID][]leaveAt
 }
 
 type laneView struct {
@@ -185,6 +190,7 @@ func (s *Redis) readView(ctx context.Context) error {
 		slices.SortFunc(lv.leave, func(a, b leaveAt) int { return int(a.at - b.at) })
 		v.lanes[l] = lv
 	}
+	s.readTokenView(ctx, v)
 	s.f.mu.Lock()
 	s.f.view = v
 	s.f.mu.Unlock()
@@ -245,7 +251,7 @@ func (s *Redis) Health() error {
 	}
 	share := "no share (its view of the cluster was too old or too new): it sends only what grants in hand cover"
 	if o := s.f.out; o.view != nil {
-		share = fmt.Sprintf("1/%d of each lane's RPM and of the day left (none on lanes with TPM)", o.n)
+		share = fmt.Sprintf("1/%d of each lane's RPM, TPM and of the day left", o.n)
 	}
 	return fmt.Errorf("%w: since %s: %s; last error: %s", ErrDegraded, s.f.out.since.UTC().Format(time.RFC3339), share, s.f.reason)
 }
@@ -351,6 +357,9 @@ func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, lif
 		}
 		return &GrantError{Lane: r.Lane, Reason: "share", Until: time.UnixMilli(until)}
 	}
+	if err := s.tokenShare(o, r, c, n, life); err != nil {
+		return err
+	}
 	if r.Units > 0 && s.f.units[dayLane{r.Day, r.Lane}]+r.Units > s.dayCap(o, r.Lane, c, r.Day) {
 		// The share of the day is spent; Redis may grant more once it
 		// answers: ask again at the next heartbeat.
@@ -362,7 +371,7 @@ func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, lif
 // noteShare counts r, granted at now, in this process's share.
 func (s *Redis) noteShare(r Record, c RedisClass, now time.Time, pending bool) {
 	lead := r.Until.Sub(r.At) + c.Margin
-	p := postSlot{score: now.Add(lead).UnixMilli(), covers: r.Covers}
+	p := postSlot{score: now.Add(lead).UnixMilli(), covers: r.Covers, tokens: r.Tokens}
 	s.f.posted[r.Lane] = append(s.f.posted[r.Lane], p)
 	if r.Units > 0 {
 		s.f.units[dayLane{r.Day, r.Lane}] += r.Units
@@ -385,9 +394,6 @@ func (s *Redis) noteShare(r Record, c RedisClass, now time.Time, pending bool) {
 // *GrantError (Reason "share") when the share is used.
 func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, error) {
 	now := s.localNow()
-	if err := s.tpmShare(r, c, now); err != nil {
-		return 0, err
-	}
 	life := s.life()
 	s.f.mu.Lock()
 	o := s.f.out
@@ -411,8 +417,10 @@ func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, 
 	// have scored them (never earlier).
 	s.mu.Lock()
 	lead := r.Until.Sub(r.At) + c.Margin
+	member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:"
 	s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: now.Add(lead).UnixMilli() - offMin,
-		member: s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:", covers: r.Covers, tokens: -1})
+		member: member, covers: r.Covers, tokens: grantTokens(r, c)})
+	s.noteShareTokens(r, c, member, now.Add(lead).UnixMilli())
 	s.mu.Unlock()
 	if _, err := s.Local.Reserve(ctx, r); err != nil {
 		// The share stays counted: on the safe side.
@@ -464,6 +472,9 @@ func (s *Redis) reconnect(ctx context.Context) error {
 			s.f.mu.Unlock()
 			break
 		}
+	}
+	if err := s.reconcileTokens(ctx); err != nil {
+		return err
 	}
 	// A Redis that came back empty with nothing pending here still needs
 	// this process's counts: join re-seeds when the epoch changed.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,8 +33,14 @@ import (
 // in every window that may hold them. When that entry has already left the
 // window, so have those requests, and the correction is dropped.
 //
-// While Redis is unreachable a lane with TPM gets no share: it sends only
-// what the grants in hand cover (see tpmShare).
+// While Redis is unreachable a lane with TPM gets its share of TPM by the
+// same rule as its share of RPM (redis_fault.go): the view of each heartbeat
+// also holds when the token window's budgets leave it (readTokenView); the
+// process takes room / N of the tokens that leave after the outage began,
+// TPM / N once everything granted before it may have left (tokenShare).
+// Its own share grants and overruns count against it; on reconnect its
+// share grants' budgets are added to the token window (reconcileTokens)
+// or re-seeded with the rest when Redis came back empty.
 
 // tokensLua holds the token window's functions for the scripts that use it
 // (grantScript, tokensFixScript).
@@ -102,6 +109,16 @@ func (s *Redis) tokKey(l LaneID) string { return s.key("tok", redisLane(l)) }
 type laneTokens struct {
 	last string // the field of its latest grant with a token entry
 	over int64  // Overran tokens not yet added in Redis
+	// pending are its grants on its share while Redis was unreachable,
+	// not yet in the token window.
+	pending []tokPending
+}
+
+// tokPending is a share grant's entry for the token window.
+type tokPending struct {
+	field  string
+	score  int64 // local Unix ms: the grant's expiry plus the margin
+	tokens int64
 }
 
 // Overran reports that requests of lane l, sent under this process's
@@ -111,7 +128,8 @@ type laneTokens struct {
 // adds them to its latest grant's entry in the shared TPM window, before
 // anything else in its script (so a refusal adds them too), or the next
 // Heartbeat or Settle, whichever comes first: until then the other
-// processes do not see them. Tokens <= 0
+// processes do not see them. While Redis is unreachable (or this process
+// recovers) they also count against this process's share. Tokens <= 0
 // and lanes of classes without TPM are ignored. It does not call Redis. It
 // is safe for concurrent use.
 func (s *Redis) Overran(l LaneID, tokens int64) {
@@ -119,7 +137,6 @@ func (s *Redis) Overran(l LaneID, tokens int64) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.tok == nil {
 		s.tok = make(map[LaneID]*laneTokens)
 	}
@@ -129,6 +146,8 @@ func (s *Redis) Overran(l LaneID, tokens int64) {
 		s.tok[l] = t
 	}
 	t.over += tokens
+	s.mu.Unlock()
+	s.overranShare(l, tokens)
 }
 
 // tokArgs returns the field of this process's latest grant of l and the
@@ -206,17 +225,6 @@ func (s *Redis) flushTokens(ctx context.Context) error {
 	return first
 }
 
-// tpmShare refuses a share grant (Redis unreachable) on a lane of a class
-// with TPM: the view of the cluster has no token budgets, so such a lane
-// sends only what its grants in hand cover until Redis answers again. It
-// asks again at the next heartbeat.
-func (s *Redis) tpmShare(r Record, c RedisClass, now time.Time) error {
-	if c.TPM <= 0 {
-		return nil
-	}
-	return &GrantError{Lane: r.Lane, Reason: "share", Until: now.Add(s.ttl / 3)}
-}
-
 // checkTokens checks r's token budget against its class.
 func checkTokens(r Record, c RedisClass) error {
 	if c.TPM > 0 && r.Tokens > int64(c.TPM) {
@@ -267,4 +275,243 @@ func liveTokens(lu *LaneUse, h []string, since int64, alive []string) {
 		lu.Tokens += n
 		lu.TokensByProcess[slotOwner(h[j], alive, lu.ByProcess)] += n
 	}
+}
+
+// overranShare counts an overrun against this process's share while Redis
+// is unreachable or it recovers: as sent now plus the margin (the request
+// that overran was sent before now, under a grant of this process).
+func (s *Redis) overranShare(l LaneID, tokens int64) {
+	now := s.localNow()
+	if s.sharing(now) == nil {
+		return
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.posted == nil {
+		s.f.posted = make(map[LaneID][]postSlot)
+	}
+	s.f.posted[l] = append(s.f.posted[l], postSlot{score: now.Add(s.classes[l.Class].Margin).UnixMilli(), tokens: tokens})
+}
+
+// noteShareTokens records a share grant of r (its field and score) for the
+// token window: added at reconnect, and the target of the overruns reported
+// after it. Call with s.mu held.
+func (s *Redis) noteShareTokens(r Record, c RedisClass, field string, score int64) {
+	if c.TPM <= 0 {
+		return
+	}
+	if s.tok == nil {
+		s.tok = make(map[LaneID]*laneTokens)
+	}
+	t := s.tok[r.Lane]
+	if t == nil {
+		t = &laneTokens{}
+		s.tok[r.Lane] = t
+	}
+	t.pending = append(t.pending, tokPending{field: field, score: score, tokens: r.Tokens})
+	t.last = field
+}
+
+// tokensViewScript reads the token windows of lanes for the view: Redis's
+// now and, per lane, the live entries' tokens by the second of their score,
+// rounded up.
+//
+// KEYS: per lane: token window. ARGV: 1 now ms (0: TIME), 2 window ms,
+// 3 rounding ms. Reply: {now, then per lane: buckets n, then (score /
+// rounding, rounded up; tokens) pairs}.
+var tokensViewScript = redis.NewScript(clockLua + tokensLua + `
+local now = clock(ARGV[1])
+local win, gran = tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {now}
+for i = 1, #KEYS do
+  local all = redis.call('HGETALL', KEYS[i])
+  local b, order = {}, {}
+  for j = 2, #all, 2 do
+    local sc, tk = tok_parse(all[j])
+    if sc > now - win then
+      local sec = math.ceil(sc / gran)
+      if not b[sec] then
+        b[sec] = 0
+        order[#order + 1] = sec
+      end
+      b[sec] = b[sec] + tk
+    end
+  end
+  out[#out + 1] = #order
+  for _, sec in ipairs(order) do
+    out[#out + 1] = sec
+    out[#out + 1] = b[sec]
+  end
+end
+return out
+`)
+
+// readTokenView adds to v, for the lanes with TPM, when the budgets of
+// their token windows leave them (local ms, rounded up and shifted by this
+// read's offset bound, never earlier than they do). When the read fails v
+// has none: no share of those lanes in an outage from v.
+func (s *Redis) readTokenView(ctx context.Context, v *clusterView) {
+	var lanes []LaneID
+	var keys []string
+	for _, l := range s.lanes {
+		if s.classes[l.Class].TPM > 0 {
+			lanes = append(lanes, l)
+			keys = append(keys, s.tokKey(l))
+		}
+	}
+	if len(lanes) == 0 {
+		return
+	}
+	res, err := tokensViewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), s.f.gran).Int64Slice()
+	t1 := s.localNow()
+	if err != nil || len(res) < 1 {
+		return
+	}
+	off := max(t1.UnixMilli()-res[0], v.offMax)
+	out := make(map[LaneID][]leaveAt, len(lanes))
+	i := 1
+	for _, l := range lanes {
+		if i >= len(res) {
+			return
+		}
+		nb := int(res[i])
+		i++
+		if i+2*nb > len(res) {
+			return
+		}
+		var ls []leaveAt
+		for j := range nb {
+			ls = append(ls, leaveAt{at: res[i+2*j]*s.f.gran + s.window.Milliseconds() + off, n: int(res[i+2*j+1])})
+		}
+		i += 2 * nb
+		slices.SortFunc(ls, func(a, b leaveAt) int { return int(a.at - b.at) })
+		out[l] = ls
+	}
+	v.tokens = out
+}
+
+// tokenCap is how many tokens of lane (of class c, with TPM) this process
+// may hold in the token window at now (local Unix ms) in the outage o, and
+// when that may grow (0: not before the outage ends): windowCap's rule,
+// in tokens. Call with f.mu held.
+func (s *Redis) tokenCap(o *outage, l LaneID, c RedisClass, now int64, life time.Duration) (int64, int64) {
+	if o.view == nil || o.view.tokens == nil {
+		return 0, 0
+	}
+	f := o.since.UnixMilli()
+	full := f + (life + c.Margin + s.window).Milliseconds() + s.f.gran + o.spread
+	if now >= full {
+		return int64(c.TPM / o.n), 0
+	}
+	room, next := int64(0), full
+	for _, b := range o.view.tokens[l] {
+		if b.at <= f+s.f.gran+o.spread {
+			continue
+		}
+		if b.at > now {
+			next = min(next, b.at)
+			break
+		}
+		room += int64(b.n)
+	}
+	return min(room, int64(c.TPM)) / int64(o.n), next
+}
+
+// tokenShare refuses r on a lane with TPM when its tokens do not fit in
+// this process's share of the token window (see tokenCap); its own share
+// grants and overruns since the outage began count against it. Call with
+// f.mu held, after livePosted pruned the lane's posted grants.
+func (s *Redis) tokenShare(o *outage, r Record, c RedisClass, n int64, life time.Duration) error {
+	if c.TPM <= 0 {
+		return nil
+	}
+	w := s.window.Milliseconds()
+	live, oldest := int64(0), int64(0)
+	for _, p := range s.f.posted[r.Lane] {
+		if p.score > n-w && p.tokens > 0 {
+			live += p.tokens
+			if oldest == 0 || p.score < oldest {
+				oldest = p.score
+			}
+		}
+	}
+	limit, grows := s.tokenCap(o, r.Lane, c, n, life)
+	if live+r.Tokens <= limit {
+		return nil
+	}
+	until := grows
+	if oldest != 0 && (until == 0 || oldest+w+1 < until) {
+		until = oldest + w + 1
+	}
+	if until == 0 || until <= n {
+		until = n + life.Milliseconds()
+	}
+	if s.f.down {
+		until = min(until, n+(s.ttl/3).Milliseconds())
+	} else if end := s.f.recovers.UnixMilli(); end > n {
+		until = min(until, end)
+	}
+	return &GrantError{Lane: r.Lane, Reason: "share", Until: time.UnixMilli(until)}
+}
+
+// tokensReconcileScript adds a lane's share grants' budgets to its token
+// window in the current epoch, each as its slots (Redis's now plus what was
+// left of its lead when the call left).
+//
+// KEYS: 1 epoch, 2 token window. ARGV: 1 epoch, 2 now ms (0: TIME), 3 window
+// ms, then (field, lead ms, tokens) triples. Reply: 1, or 0 when the epoch
+// changed (nothing done).
+var tokensReconcileScript = redis.NewScript(clockLua + tokensLua + `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local now = clock(ARGV[2])
+local win = tonumber(ARGV[3])
+local top = 0
+for a = 4, #ARGV - 2, 3 do
+  local score = now + tonumber(ARGV[a + 1])
+  if score > now - win then
+    redis.call('HSET', KEYS[2], ARGV[a], string.format('%.0f %.0f', score, tonumber(ARGV[a + 2])))
+    if score > top then top = score end
+  end
+end
+if top > 0 then
+  local keep = top - now + win + 1000
+  if redis.call('PTTL', KEYS[2]) < keep then redis.call('PEXPIRE', KEYS[2], keep) end
+end
+return 1
+`)
+
+// reconcileTokens adds the budgets of the grants this process took on its
+// share to the token windows (reconnect). A lane whose epoch changed (Redis
+// came back empty) drops them: join re-seeds them with the rest.
+func (s *Redis) reconcileTokens(ctx context.Context) error {
+	s.mu.Lock()
+	epoch := s.epoch
+	type lanePend struct {
+		lane LaneID
+		ps   []tokPending
+	}
+	var all []lanePend
+	for l, t := range s.tok {
+		if len(t.pending) > 0 {
+			all = append(all, lanePend{l, slices.Clone(t.pending)})
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(all, func(a, b lanePend) int { return compareLane(a.lane, b.lane) })
+	for _, lp := range all {
+		now := s.localNow().UnixMilli()
+		args := []any{epoch, s.clock(), s.window.Milliseconds()}
+		for _, p := range lp.ps {
+			args = append(args, p.field, p.score-now, p.tokens)
+		}
+		if err := tokensReconcileScript.Run(ctx, s.rdb, []string{s.epochKey(), s.tokKey(lp.lane)}, args...).Err(); err != nil {
+			return unavailable(err)
+		}
+		s.mu.Lock()
+		if t := s.tok[lp.lane]; t != nil {
+			t.pending = t.pending[len(lp.ps):]
+		}
+		s.mu.Unlock()
+	}
+	return nil
 }

@@ -242,8 +242,9 @@ func TestRedisTokensOutage(t *testing.T) {
 	if _, err := b.Reserve(ctx, e.tokens(1, 300)); err != nil {
 		t.Fatalf("within TPM after the re-seed: %v", err)
 	}
-	// Redis unreachable again, with fresh views: 70 s later the share of
-	// a lane without TPM is RPM / 2, of a TPM lane nothing.
+	// Redis unreachable again, with fresh views: 70 s later (every
+	// budget granted before the outage may have left) the share is RPM / 2
+	// and TPM / 2.
 	e.heartbeats(t, 20*time.Second, a, b)
 	e.srv.Stop()
 	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
@@ -255,8 +256,78 @@ func TestRedisTokensOutage(t *testing.T) {
 	if _, err := a.Reserve(ctx, r); err != nil {
 		t.Errorf("the share of a lane without TPM: %v", err)
 	}
+	grantErr(t, reserveErr(a, e.tokens(1, 501)), "share")
+	if _, err := a.Reserve(ctx, e.tokens(1, 500)); err != nil {
+		t.Errorf("TPM / 2: %v", err)
+	}
 	ge := grantErr(t, reserveErr(a, e.tokens(1, 1)), "share")
 	if d := ge.Until.Sub(e.clock.now()); d != 5*time.Second {
 		t.Errorf("Until %v after now, want the next heartbeat (5s)", d)
+	}
+}
+
+// TestRedisTokensShare: with Redis unreachable, a TPM lane's share follows
+// RPM's rule in tokens: room / N of the budgets of the view that leave the
+// window after the outage began, TPM / N once all of them may have left;
+// the process's overruns count against it. On reconnect its share grants'
+// budgets (the overruns added) are in the shared token window, and a
+// process that saw no outage is checked against them.
+func TestRedisTokensShare(t *testing.T) {
+	ctx := context.Background()
+	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	a, b := e.open(t, "a", tpmClass), e.open(t, "b", tpmClass)
+	e.heartbeats(t, 20*time.Second, a, b)
+	if _, err := a.Reserve(ctx, e.tokens(4, 300)); err != nil { // leaves at 12:01:22.1
+		t.Fatal(err)
+	}
+	e.clock.add(10 * time.Second)
+	if _, err := b.Reserve(ctx, e.tokens(4, 500)); err != nil { // at 12:01:32.1
+		t.Fatal(err)
+	}
+	for _, s := range []*store.Redis{b, a} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Stop() // 12:00:30
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.tokens(1, 1)), "share") // nothing has left yet
+	e.clock.add(53 * time.Second)                       // 12:01:23: a's 300 left: a's share 150 (and 2 slots)
+	grantErr(t, reserveErr(a, e.tokens(1, 151)), "share")
+	if _, err := a.Reserve(ctx, e.tokens(1, 150)); err != nil {
+		t.Fatalf("a's share of the room: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.tokens(1, 1)), "share")
+	e.clock.add(10 * time.Second) // 12:01:33: b's 500 left too: 400
+	if _, err := a.Reserve(ctx, e.tokens(1, 250)); err != nil {
+		t.Fatalf("a's share of the room: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.tokens(1, 1)), "share")
+	// 63.1 s after the outage began: TPM / 2 = 500, of which a holds 400;
+	// an overrun of 60 counts against it.
+	e.clock.add(31 * time.Second) // 12:02:04
+	a.Overran(lane, 60)
+	grantErr(t, reserveErr(a, e.tokens(1, 41)), "share")
+	if _, err := a.Reserve(ctx, e.tokens(1, 40)); err != nil {
+		t.Fatalf("TPM / 2: %v", err)
+	}
+	e.srv.Restart()
+	e.clock.add(time.Second)
+	if _, err := a.Heartbeat(ctx); err != nil { // reconciles
+		t.Fatal(err)
+	}
+	u, err := a.Usage(ctx, "2026-03-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := u.Lanes[0]; l.Tokens != 500 || l.TokensByProcess["a"] != 500 {
+		t.Errorf("token window after the reconnect: %d, by process %v; want a's 150 + 250 + 40 + the overrun 60", l.Tokens, l.TokensByProcess)
+	}
+	grantErr(t, reserveErr(b, e.tokens(1, 501)), "tpm")
+	if _, err := b.Reserve(ctx, e.tokens(1, 500)); err != nil {
+		t.Errorf("b within TPM after a's reconcile: %v", err)
 	}
 }
