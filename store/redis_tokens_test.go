@@ -3,10 +3,17 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
@@ -329,5 +336,125 @@ func TestRedisTokensShare(t *testing.T) {
 	grantErr(t, reserveErr(b, e.tokens(1, 501)), "tpm")
 	if _, err := b.Reserve(ctx, e.tokens(1, 500)); err != nil {
 		t.Errorf("b within TPM after a's reconcile: %v", err)
+	}
+}
+
+// TestRedisTokensModel drives several processes, each with its own
+// connection, against one Redis in real time (a shortened window): grants
+// of random sizes whose budgets are their requests' estimates, sends at
+// random times within each grant, unused requests, actual counts above the
+// estimates reported as overruns, kills (a process drops its grants and
+// its pending overruns, a new one starts). Every interval of one window
+// plus the margin holds sends of at most TPM estimated tokens.
+func TestRedisTokensModel(t *testing.T) {
+	seed := *redisSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (go test ./store -run TestRedisTokensModel -redis-seed %d)", seed, seed)
+	srv := redistest.Start(t, redistest.Options{})
+	const (
+		window  = 300 * time.Millisecond
+		margin  = 20 * time.Millisecond
+		ttl     = 40 * time.Millisecond
+		tpm     = 1000
+		clients = 4
+		run     = 3 * time.Second
+	)
+	cls := store.RedisClass{Name: "text", RPM: 1000, RPD: 1_000_000, TPM: tpm, Margin: margin}
+	type send struct {
+		at  time.Time
+		est int
+	}
+	var mu sync.Mutex
+	var sends []send
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(run)
+	refused := 0
+	for i := range clients {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		defer c.Close()
+		wg.Go(func() {
+			ctx := context.Background()
+			gen := 0
+			open := func() *store.Redis {
+				gen++
+				s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "tokmodel",
+					Process: fmt.Sprintf("p%d-%d", i, gen), Classes: []store.RedisClass{cls}, Projects: []string{"p1"}})
+				if err != nil {
+					t.Error(err)
+					return nil
+				}
+				store.SetRedisWindow(s, window)
+				return s
+			}
+			s := open()
+			for s != nil && time.Now().Before(deadline) {
+				covers := 1 + rng.IntN(4)
+				ests := make([]int, covers)
+				budget := 0
+				for k := range ests {
+					ests[k] = 20 + rng.IntN(180)
+					budget += ests[k]
+				}
+				at := time.Now()
+				r := store.Record{Lane: lane, Day: "2026-03-01", Units: covers, Covers: covers, At: at, Until: at.Add(ttl), Tokens: int64(budget)}
+				_, err := s.Reserve(ctx, r)
+				if errors.Is(err, store.ErrNoGrant) {
+					mu.Lock()
+					refused++
+					mu.Unlock()
+					runtime.Gosched()
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got := time.Now()
+				var mine []send
+				for _, est := range ests {
+					if rng.IntN(5) == 0 {
+						continue // unused
+					}
+					if room := r.Until.Sub(got); room > 0 {
+						mine = append(mine, send{got.Add(time.Duration(rng.Int64N(int64(room)))), est})
+						if rng.IntN(3) == 0 {
+							s.Overran(lane, int64(1+rng.IntN(est))) // its actual count was above the estimate
+						}
+					}
+				}
+				mu.Lock()
+				sends = append(sends, mine...)
+				mu.Unlock()
+				if rng.IntN(20) == 0 { // killed
+					s.Close()
+					s = open()
+				}
+			}
+			if s != nil {
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	slices.SortFunc(sends, func(a, b send) int { return a.at.Compare(b.at) })
+	span := window + margin
+	worst, total := 0, 0
+	for i := range sends {
+		sum := 0
+		for j := i; j < len(sends) && sends[j].at.Before(sends[i].at.Add(span)); j++ {
+			sum += sends[j].est
+		}
+		worst = max(worst, sum)
+		total += sends[i].est
+	}
+	if worst > tpm {
+		t.Errorf("an interval of %v held sends of %d estimated tokens, TPM %d (seed %d)", span, worst, tpm, seed)
+	}
+	t.Logf("%d sends, %d tokens, %d refusals; busiest %v interval %d of %d tokens", len(sends), total, refused, span, worst, tpm)
+	if total < 4*tpm {
+		t.Errorf("only %d tokens sent in %v: the model did not cross several windows", total, run)
 	}
 }
