@@ -23,6 +23,11 @@
 // ring and waiting lanes in a heap by readiness time, so Acquire costs the
 // same with 5 lanes or 500 and never scans lanes that are cooling down.
 //
+// With ClassConfig.SharedTPM (TPM shared with other processes through a
+// store), every record of a lane also carries a token budget
+// (Lease.Budget), and a lease that does not fit in what its record's budget
+// has left records again.
+//
 // A lease's outcome: Release (actual tokens, TPM reconciled), Refund (the
 // request never left the process: window slots and the day unit come back),
 // CoolDown (per-minute 429: this lane of this class only), Exhaust (per-day

@@ -48,7 +48,10 @@ type Job struct {
 	// Priority orders the job within its class; the zero value is normal.
 	Priority Priority
 	// Tokens is the estimated input tokens of the request, checked against
-	// the lanes' TPM. 0 means unknown (counted as 0).
+	// the lanes' TPM. 0 means unknown (counted as 0). With a store that
+	// shares TPM with other processes (store.Redis), it is what the
+	// grants' token budgets are made of: estimate on the high side (see
+	// Lease.ReportTokens).
 	Tokens int
 	// Name is an optional label for events and logs.
 	Name string
@@ -77,6 +80,10 @@ type Lease struct {
 
 // ReportTokens records the actual input tokens the request used (from the
 // answer's usage metadata), so the lane's TPM accounting is reconciled.
+// With a store that shares TPM (store.Redis), a count above the job's
+// Tokens is added to the shared TPM window at this process's next grant of
+// the lane or heartbeat (store.Redis.Overran); a count below gives nothing
+// back there.
 func (l Lease) ReportTokens(n int) {
 	if l.tokens != nil && n >= 0 {
 		l.tokens.Store(int64(n))

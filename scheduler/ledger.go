@@ -31,7 +31,10 @@ import (
 // stop, LedgerRecords at start. A shared store (Redis grants, as in
 // Doorman) plugs in there: its Reserve is the grant of Units day units for
 // Covers requests until Until, recorded in the shared window as sent at
-// Until plus the margin; Settle gives back what was not used. A Store that is
+// Until plus the margin (with TPM, also the record's token budget,
+// Lease.Budget, in a shared token window; sent reports actual counts above
+// the estimates to it: shared_tokens.go); Settle gives back what was not
+// used. A Store that is
 // not a Ledger gets AddDaily for each chunk and nothing else: no window
 // across restarts and no units given back.
 //
