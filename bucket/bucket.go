@@ -219,6 +219,13 @@ type lane struct {
 	used             int   // daily units used today
 	reserved         int   // daily units durably recorded today (>= used)
 	renewAt          int64 // a lease acquired from then on records again (3/4 ChunkLife after the last record)
+	// The last record's number (counting from 1) and how many more leases
+	// it covers: a lease with none left records again, so a record never
+	// covers more requests sent than its Covers, even when a lease of an
+	// earlier record is refunded after it (its unit comes back to the day,
+	// not to the record).
+	recSeq    uint64
+	coverLeft int
 	// The lane's acquisitions in the second from secStart, and in the
 	// second before it (0 when it was not the one just before): chunks are
 	// sized from them.
@@ -281,7 +288,9 @@ type Lease struct {
 	// units for (Day, Project, Class), which may be 0 when the lane only
 	// renews units it reserved more than ChunkLife ago. The record covers
 	// this request and the lane's next Covers-1 (its reserved units not yet
-	// used), all stamped before Until. If recording fails, call ChunkFailed
+	// used), all stamped before Until; a lease of the record refunded lets
+	// it cover one more, a lease of an earlier record refunded does not (so
+	// a record's requests sent never exceed its Covers). If recording fails, call ChunkFailed
 	// and Refund. Later leases of the lane are covered by this record, so
 	// the write-ahead rule holds when one caller per class acquires,
 	// records and stamps each lease before its next Acquire (the
@@ -309,6 +318,7 @@ type Lease struct {
 
 	lane     *lane
 	seq      uint64
+	rec      uint64 // the lane's record covering the lease (lane.recSeq)
 	dayStart int64
 	until    int64 // see Until
 }
@@ -562,7 +572,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 	}
 	// A lease acquired before renewAt is stamped long before the record's
 	// Until: the caller stamps it right after (its record needs no write).
-	record := chunk > 0 || n >= l.renewAt
+	record := chunk > 0 || n >= l.renewAt || l.coverLeft <= 0
 	if c.sharedTPM && tok > l.budget {
 		record = true // a top-up: the record's budget has no room for tok
 	}
@@ -572,7 +582,10 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		prevTokens = l.recordTokens
 		l.recordTokens = 0
 		l.renewAt = n + int64(ChunkLife-ChunkLife/4)
+		l.recSeq++
+		l.coverLeft = covers
 	}
+	l.coverLeft--
 	if c.sharedTPM {
 		budget = c.spend(l, tok, record, covers)
 	}
@@ -597,6 +610,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		Budget:     budget,
 		lane:       l,
 		seq:        seq,
+		rec:        l.recSeq,
 		dayStart:   l.dayStart,
 		until:      n + int64(ChunkLife),
 	}
@@ -655,6 +669,9 @@ func (c *Class) Refund(l Lease, now time.Time) {
 		ln.win.live--
 		ln.win.tokens -= e.tok
 	}
+	if l.rec == ln.recSeq {
+		ln.coverLeft++ // its record covers another request instead
+	}
 	if l.dayStart == ln.dayStart && ln.used > 0 {
 		ln.used--
 		if l.dayStart == c.dayStart && len(ln.keys) > 0 {
@@ -702,6 +719,21 @@ func (c *Class) spend(l *lane, tok int64, record bool, covers int) int64 {
 	b := min(int64(c.limits.TPM), tok+int64(covers-1)*per)
 	l.budget = b - tok
 	return b
+}
+
+// CoverOne records that the lease's record was granted for the lease alone
+// (a shared ledger had room for one request, not Covers): the lane's next
+// lease records again. Call it, from the caller that acquired the lease,
+// before the lane's next Acquire.
+func (c *Class) CoverOne(l Lease) {
+	if l.lane == nil || !l.Record {
+		return
+	}
+	c.mu.Lock()
+	if l.rec == l.lane.recSeq {
+		l.lane.coverLeft = 0
+	}
+	c.mu.Unlock()
 }
 
 // CoolDown keeps the project's lane of this class from serving until until (a

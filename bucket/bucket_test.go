@@ -952,3 +952,70 @@ func TestSharedTPMBudget(t *testing.T) {
 		t.Logf("shared %v: %d records, %d top-ups", shared, records, topUps)
 	}
 }
+
+// TestCoverOne: after CoverOne on a record's lease (its shared ledger
+// granted it for its own request only), the lane's next lease records
+// again (a renewal: no new units) although its units are reserved and its
+// record is young; without it, that lease is covered.
+func TestCoverOne(t *testing.T) {
+	for _, cover := range []bool{false, true} {
+		c := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 100, RPD: 1000}}}, Keys: keysN(1)}).Class("text")
+		l1, _, _ := c.Acquire(t0, 0)
+		l2, _, _ := c.Acquire(t0, 0)
+		if !l1.Record || !l2.Record || l2.Covers != 2 {
+			t.Fatalf("leases %+v, %+v: want records, the second covering 2", l1, l2)
+		}
+		if cover {
+			c.CoverOne(l2)
+		}
+		l3, ok, _ := c.Acquire(t0, 0)
+		if !ok || l3.Record != cover || l3.Chunk != 0 {
+			t.Errorf("CoverOne %v: the next lease %+v; want Record %v, no new units", cover, l3, cover)
+		}
+	}
+}
+
+// TestRecordCoversSends: whatever leases are refunded and when (one of an
+// earlier record after a later one included), the requests sent under a
+// record (the leases taken from it until the lane's next record, less
+// those refunded) never exceed its Covers: a shared ledger grants Covers
+// window slots for them.
+func TestRecordCoversSends(t *testing.T) {
+	rng := rand.New(rand.NewPCG(testSeed(t), 13))
+	c := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 1_000_000, RPD: 1_000_000}}}, Keys: keysN(1)}).Class("text")
+	type rec struct{ covers, sent int }
+	var recs []*rec
+	type held struct {
+		l Lease
+		r *rec
+	}
+	var out []held
+	now := t0
+	for range 5000 {
+		now = now.Add(time.Duration(rng.IntN(300)) * time.Millisecond)
+		if len(out) > 0 && rng.IntN(3) == 0 {
+			i := rng.IntN(len(out))
+			h := out[i]
+			out = slices.Delete(out, i, i+1)
+			if rng.IntN(4) == 0 { // never sent
+				c.Refund(h.l, now)
+				h.r.sent--
+			}
+			continue
+		}
+		l, ok, _ := c.Acquire(now, 0)
+		if !ok {
+			continue
+		}
+		if l.Record {
+			recs = append(recs, &rec{covers: l.Covers})
+		}
+		r := recs[len(recs)-1]
+		r.sent++
+		if r.sent > r.covers {
+			t.Fatalf("record %d covers %d, %d leases sent under it", len(recs), r.covers, r.sent)
+		}
+		out = append(out, held{l, r})
+	}
+	t.Logf("%d records", len(recs))
+}
