@@ -33,8 +33,9 @@ import (
 // Covers requests until Until, recorded in the shared window as sent at
 // Until plus the margin (with TPM, also the record's token budget,
 // Lease.Budget, in a shared token window; sent reports actual counts above
-// the estimates to it: shared_tokens.go); Settle gives back what was not
-// used. A Store that is
+// the estimates to it: shared_tokens.go), and told of each lease stamped
+// (stamper) it gives a grant's unused slots back once the grant is over;
+// Settle gives back what was not used. A Store that is
 // not a Ledger gets AddDaily for each chunk and nothing else: no window
 // across restarts and no units given back.
 //
@@ -56,12 +57,35 @@ type ledger struct {
 	// shared: Reserve's count is the lane's day count of all the processes
 	// sharing it (a sharedDays store), which daily protection counts.
 	shared bool
+	// stamps is the store told of every lease stamped (store.Redis): it
+	// gives a grant's unused window slots back once the grant is over.
+	stamps stamper
+	// upTo is the durable store when it may grant a record for its own
+	// request alone (store.Redis.ReserveUpTo).
+	upTo upToLedger
+}
+
+// upToLedger is a Ledger whose Reserve may grant less than the record's
+// Covers when that is all the room left (store.Redis).
+type upToLedger interface {
+	ReserveUpTo(ctx context.Context, r store.Record) (count, covers int, err error)
+}
+
+// stamper is a shared store that settles its grants from the leases
+// stamped under them (store.Redis.Stamped). Its precondition, that a lane's
+// leases are stamped in the order they are taken, each after its record,
+// holds: one dispatcher per class acquires, commits and stamps each lease
+// before its next acquire.
+type stamper interface {
+	Stamped(lane store.LaneID, at time.Time)
 }
 
 func newLedger(st store.Store, classes []ClassConfig) *ledger {
 	l := &ledger{store: st, margin: make(map[string]time.Duration), tpm: make(map[string]int)}
 	l.durable, _ = st.(store.Ledger)
 	_, l.shared = st.(sharedDays)
+	l.stamps, _ = st.(stamper)
+	l.upTo, _ = st.(upToLedger)
 	for _, c := range classes {
 		l.margin[c.Name] = c.WindowMargin
 		l.tpm[c.Name] = c.Limits.TPM
@@ -75,18 +99,30 @@ func (l *ledger) acquire(c *bucket.Class, now time.Time, tokens int) (bucket.Lea
 }
 
 // commit records the lease's reservation durably when it asks for one, then
-// stamps its window slot at the current time; it returns the time the slot
-// counts from. When recording fails the lease is given back and the error
-// returned.
+// stamps its window slot at the current time (telling a stamper store); it
+// returns the time the slot counts from. When recording fails the lease is
+// given back and the error returned.
 func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease, now time.Time) (time.Time, error) {
 	if lease.Record {
 		lane := store.LaneID{Project: lease.Project, Class: lease.Class}
 		var err error
 		switch {
 		case l.durable != nil:
+			rec := store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
+				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget}
 			var n int
-			n, err = l.durable.Reserve(ctx, store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
-				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget})
+			if l.upTo != nil {
+				// A shared window with room for this request but not for
+				// the lease's Covers grants it alone: the lane records
+				// again at its next lease.
+				var covers int
+				n, covers, err = l.upTo.ReserveUpTo(ctx, rec)
+				if err == nil && covers < lease.Covers {
+					c.CoverOne(lease)
+				}
+			} else {
+				n, err = l.durable.Reserve(ctx, rec)
+			}
 			if err == nil && l.shared {
 				c.SharedDay(lease.Project, lease.Day, n, now)
 			}
@@ -98,7 +134,11 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 			return time.Time{}, err
 		}
 	}
-	return c.Stamp(lease, time.Now()), nil
+	slot := c.Stamp(lease, time.Now())
+	if l.stamps != nil {
+		l.stamps.Stamped(store.LaneID{Project: lease.Project, Class: lease.Class}, slot)
+	}
+	return slot, nil
 }
 
 // abandon gives back a lease that was not committed.

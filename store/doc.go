@@ -39,7 +39,8 @@
 // Doorman: one atomic Lua script takes (or refuses whole) a record's window
 // slots, counted as sent at the latest moment they may be sent, and its day
 // units; the record then goes to the process's own Local store
-// (write-ahead). Heartbeats count the live processes; a process whose limits
+// (write-ahead). Once the grant is over, its unused slots are given back and
+// its used ones counted from their stamps (Redis.Stamped). Heartbeats count the live processes; a process whose limits
 // for a lane differ from a live one's is refused (ErrLimitsConflict); a
 // Redis that restarted empty is re-seeded from the processes' own records.
 // Jobs stay in each process's Local store. Redis Cluster (sharding) is not

@@ -79,8 +79,10 @@ var (
 	ErrLimitsConflict = errors.New("store: redis: limits differ between processes")
 )
 
-// GrantError is a refused grant. Until is when the lane may be granted
-// again, on this process's clock (the zero Time for Reason "day": the next
+// GrantError is a refused grant. Until is when to ask again, on this
+// process's clock: when the lane may be granted again, or, for Reason
+// "window", earlier when another process's grant may give slots back
+// before then (see Stamped); the zero Time for Reason "day" (the next
 // Pacific midnight, which the caller knows).
 type GrantError struct {
 	Lane   LaneID
@@ -133,7 +135,14 @@ type SharedEvent struct {
 // than RPD. The grant is then recorded in the Local store (write-ahead), so
 // a process killed with a grant in hand over-counts the day by at most that
 // grant (its Units) per lane, and its unused slots free themselves once
-// their minute passes.
+// their minute passes. ReserveUpTo may grant a record for its own request
+// alone when the window has room for one request but not for its Covers.
+//
+// Once a grant is over (its lane's next grant, its lane idle, or Settle),
+// the slots it covered and the process did not use leave the shared window
+// and the used ones move to when they were stamped: the caller tells the
+// ledger of every lease it stamps (Stamped). See Stamped and the file
+// redis_giveback.go for why the bound still holds.
 //
 // With TPM (RedisClass.TPM > 0) the same script also takes the record's
 // token budget (Record.Tokens) from the lane's shared TPM window, scored as
@@ -191,6 +200,9 @@ type Redis struct {
 	grants map[LaneID][]sentGrant // own grants, for re-seeding the window
 	tok    map[LaneID]*laneTokens // own part of the TPM windows (redis_tokens.go)
 
+	stampMu sync.Mutex
+	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
+
 	f faultState // Redis unreachable: see redis_fault.go
 }
 
@@ -222,7 +234,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	}
 	s := &Redis{Local: local, rdb: o.Client, prefix: o.Cluster + ":", process: o.Process,
 		classes: make(map[string]RedisClass), ttl: o.HeartbeatTTL, window: time.Minute, loc: o.Location, now: o.Now,
-		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant)}
+		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant), cur: make(map[LaneID]*laneGrant)}
 	for i, c := range o.Classes {
 		if err := checkID(fmt.Sprintf("RedisOptions.Classes[%d].Name", i), c.Name); err != nil {
 			return nil, err
@@ -371,6 +383,9 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 			// also on a lane that makes no grant; a failure keeps them
 			// for the next grant or heartbeat.
 			_ = s.flushTokens(ctx)
+			// Grants over with no grant after them (idle lanes): their
+			// unused slots are given back (a failure only keeps them).
+			_ = s.settleGrants(ctx, s.localNow(), false)
 		}
 	}
 	if err != nil {
@@ -529,18 +544,33 @@ func compareLane(a, b LaneID) int {
 // ErrUnavailable when Redis could not answer; in both cases nothing was
 // recorded.
 func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
+	n, _, err := s.reserve(ctx, r, false)
+	return n, err
+}
+
+// ReserveUpTo is Reserve, except that when the shared window has room for
+// at least one request but not for r.Covers, it grants r with Covers 1 (all
+// its day units): the record covers its own request only, and the caller
+// records again before its next one. It returns the day count and the
+// Covers granted (r.Covers or 1; 0 with an error). The record in the Local
+// store has the Covers granted.
+func (s *Redis) ReserveUpTo(ctx context.Context, r Record) (count, covers int, err error) {
+	return s.reserve(ctx, r, true)
+}
+
+func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, error) {
 	if err := checkRecord(r); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	c, ok := s.classes[r.Lane.Class]
 	if !ok {
-		return 0, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
+		return 0, 0, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
 	}
 	if err := checkTokens(r, c); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ttl := r.Until.Sub(r.At)
 	s.f.mu.Lock()
@@ -549,8 +579,11 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 	if s.Unreachable() {
 		// Heartbeat probes Redis and reconciles; until then every grant
 		// comes from this process's share, without a call that would wait
-		// on an unreachable Redis.
-		return s.reserveShare(ctx, r, c)
+		// on an unreachable Redis. The lane's last Redis grant is not
+		// settled: its slots stay as granted (see Stamped).
+		s.takeGrant(r.Lane)
+		n, err := s.reserveShare(ctx, r, c)
+		return n, covered(r, err), err
 	}
 	now, life := s.localNow(), s.life()
 	o := s.sharing(now)
@@ -563,46 +596,78 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 		err := s.shareCheck(o, r, c, now, life)
 		s.f.mu.Unlock()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	count, err := s.grant(ctx, r, c, ttl)
+	count, covers, err := s.grant(ctx, r, c, ttl, upTo)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 			s.markDown(err)
-			return s.reserveShare(ctx, r, c)
+			n, err := s.reserveShare(ctx, r, c)
+			return n, covered(r, err), err
 		}
-		return 0, err
+		return 0, 0, err
 	}
+	r.Covers = covers
 	if o != nil {
 		s.f.mu.Lock()
 		s.noteShare(r, c, now, false)
 		s.f.mu.Unlock()
 	}
 	if _, err = s.Local.Reserve(ctx, r); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return count, nil
+	return count, covers, nil
 }
 
-// grant asks Redis for r's grant (see Reserve).
-func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration) (int, error) {
+func earlier(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// covered is the Covers of r granted whole, or 0 with an error.
+func covered(r Record, err error) int {
+	if err != nil {
+		return 0
+	}
+	return r.Covers
+}
+
+// grant asks Redis for r's grant (see Reserve; upTo: ReserveUpTo) and
+// returns the day count and the Covers granted. The grant script first
+// settles the lane's previous grant (see Stamped), whatever it answers
+// after that; when the call fails, that settlement is dropped.
+func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, error) {
 	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
-	count := 0
+	prev := s.takeGrant(r.Lane)
+	var keep []int64
+	if prev != nil {
+		keep = prev.settlement()
+	}
+	count, covers := 0, r.Covers
+	partial := 0
+	if upTo {
+		partial = 1
+	}
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		epoch := s.epoch
 		last, over := s.tokArgs(r.Lane)
 		s.mu.Unlock()
 		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
+		args := []any{epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
+			r.Tokens, c.TPM, last, over, partial}
+		args = settleArgs(args, prev, keep)
+		before := s.localNow().UnixMilli()
 		res, rerr := grantScript.Run(ctx, s.rdb,
 			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey(), s.tokKey(r.Lane)},
-			epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
-			r.Tokens, c.TPM, last, over,
+			args...,
 		).StringSlice()
 		if rerr != nil {
-			return 0, unavailable(rerr)
+			return 0, 0, unavailable(rerr)
 		}
 		if len(res) > 0 && res[0] != "epoch" && c.TPM > 0 {
 			// Past the epoch check, the script added the overrun.
@@ -615,20 +680,23 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			s.mu.Unlock()
 		}
 		if len(res) == 0 {
-			return 0, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
+			return 0, 0, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
 		}
 		if res[0] == "epoch" {
 			if attempt >= 2 {
-				return 0, fmt.Errorf("%w: grant: the cluster's epoch keeps changing", ErrUnavailable)
+				return 0, 0, fmt.Errorf("%w: grant: the cluster's epoch keeps changing", ErrUnavailable)
 			}
+			// The re-seed adds prev's slots as granted (its settlement
+			// was not applied): the next attempt settles them.
 			if err := s.join(ctx); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			continue
 		}
 		if len(res) < 3 {
-			return 0, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+			return 0, 0, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
 		}
+		s.settled(r.Lane, prev, keep)
 		a, _ := strconv.ParseInt(res[1], 10, 64)
 		rnow, _ := strconv.ParseInt(res[2], 10, 64)
 		switch res[0] {
@@ -637,31 +705,59 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			if len(res) >= 5 {
 				s.keysVersion(res[4])
 			}
+			if len(res) >= 6 {
+				if n, err := strconv.Atoi(res[5]); err == nil && n >= 1 && n <= r.Covers {
+					covers = n
+				}
+			}
+			score := rnow + ttlMillis + c.Margin.Milliseconds()
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
-			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: rnow + ttlMillis + c.Margin.Milliseconds(), member: member, covers: r.Covers, tokens: grantTokens(r, c)})
+			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: score, member: member, covers: covers, tokens: grantTokens(r, c)})
 			s.mu.Unlock()
+			// The offset is Redis's now minus the local clock before the
+			// call: never below the true one (plus a millisecond for
+			// rounding), so a stamp converted with it is never earlier
+			// than on Redis's clock.
+			s.setGrant(r.Lane, &laneGrant{member: member, covers: covers, score: score, offset: rnow - before + 1,
+				end: before + ttlMillis + c.Margin.Milliseconds()})
 		case "day":
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
 			s.mu.Unlock()
-			return 0, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
+			return 0, 0, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
 		default: // window, tpm, cool, exhausted: a time on Redis's clock
-			return 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: local.Add(time.Duration(a-rnow) * time.Millisecond)}
+			until := local.Add(time.Duration(a-rnow) * time.Millisecond)
+			if res[0] == "window" {
+				// Another process's grant may give slots back before
+				// then: at its lane's next grant, or once it has been
+				// over for HeartbeatTTL/3, at that process's next
+				// heartbeat (see Stamped). Ask again by then.
+				until = earlier(until, local.Add(ttl+c.Margin+2*s.ttl/3+time.Second))
+			}
+			return 0, 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
 		}
 		break
 	}
-	return count, nil
+	return count, covers, nil
 }
 
-// Settle gives the unused day units back in Redis, then settles the Local
-// store. The shared window keeps every slot granted: unused ones free
-// themselves when their minute passes.
+// Settle settles every lane's last grant in the shared window (its unused
+// slots given back, its used ones rescored to their stamps; see Stamped:
+// call it once no lease is stamped any more), gives the unused day units
+// back in Redis, then settles the Local store.
 func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 	if err := checkSettlement(st); err != nil {
 		return err
 	}
 	shared := s.flushTokens(ctx)
+	if s.Unreachable() {
+		s.stampMu.Lock()
+		clear(s.cur)
+		s.stampMu.Unlock()
+	} else if err := s.settleGrants(ctx, s.localNow(), true); err != nil && shared == nil {
+		shared = err
+	}
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()

@@ -262,12 +262,7 @@ func faultModel(t *testing.T, persist bool) {
 					return
 				}
 				got := time.Now()
-				var mine []time.Time
-				for range covers {
-					if room := r.Until.Sub(got); room > 0 && rng.IntN(6) != 0 {
-						mine = append(mine, got.Add(time.Duration(rng.Int64N(int64(room)))))
-					}
-				}
+				mine := stampSends(rng, s, got, r.Until, covers, margin)
 				mu.Lock()
 				sends = append(sends, mine...)
 				if down && s.Unreachable() {

@@ -33,14 +33,19 @@ end
 // 8 margin ms, 9 day key ttl s, 10 now ms (0: Redis TIME), 11 process,
 // 12 window ms (60000; shorter in tests), 13 tokens, 14 tpm (0: none),
 // 15 the field of the process's latest grant in the token window ("" for
-// none), 16 its overrun to add.
+// none), 16 its overrun to add, 17 partial (1: when the window has room for
+// at least one slot but not for covers, grant one slot), 18.. the
+// settlement of the lane's previous grant (settleLua), applied before
+// anything else is checked.
 //
-// Replies: {"ok", dayCount, now, windowCount, keysVersion}; {"epoch", current or ""};
+// Replies: {"ok", dayCount, now, windowCount, keysVersion, covers granted};
+// {"epoch", current or ""};
 // {"exhausted"|"cool", until, now}; {"window"|"tpm", freeAt, now};
 // {"day", dayCount, now}.
-var grantScript = redis.NewScript(clockLua + tokensLua + `
+var grantScript = redis.NewScript(clockLua + tokensLua + settleLua + `
 local ep = redis.call('GET', KEYS[1])
 if ep ~= ARGV[1] then return {'epoch', ep or ''} end
+settle(KEYS[2], 18)
 local now = clock(ARGV[10])
 local tpm, tneed = tonumber(ARGV[14]), tonumber(ARGV[13])
 local tsum, tlive = 0, {}
@@ -60,6 +65,7 @@ local win = tonumber(ARGV[12])
 -- grant's expiry plus the margin, it is live while its score > now - 60 s.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - win)
 local live = redis.call('ZCARD', KEYS[2])
+if live + covers > rpm and live < rpm and ARGV[17] == '1' then covers = 1 end
 if live + covers > rpm then
   local k = math.min(live, live + covers - rpm)
   local e = redis.call('ZRANGE', KEYS[2], k - 1, k - 1, 'WITHSCORES')
@@ -85,7 +91,7 @@ end
 redis.call('ZADD', KEYS[2], unpack(args))
 redis.call('PEXPIRE', KEYS[2], ttl + margin + win + 1000)
 if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, ttl + margin + win + 1000) end
-return {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0'}
+return {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)}
 `)
 
 // giveBackScript subtracts unused day units (never below zero) in the

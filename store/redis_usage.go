@@ -24,8 +24,10 @@ type LaneUse struct {
 	RPD   int // the class's RPD (all processes together)
 	// Window is the number of slots in the lane's shared window now: every
 	// slot granted whose latest possible send (the grant's expiry plus the
-	// class's margin) is less than 60 s ago, sent or not. It is what the
-	// next grant is checked against (at most RPM).
+	// class's margin; once the grant is over and settled, its stamp) is
+	// less than 60 s ago, sent or not (a grant's unused slots leave once
+	// it is settled, see Redis.Stamped). It is what the next grant is
+	// checked against (at most RPM).
 	Window int
 	RPM    int // the class's RPM (all processes together)
 	// ByProcess is each process's part of Count (day units granted to it

@@ -69,7 +69,7 @@ func (d *daemonProc) health(t *testing.T) (status, reason string) {
 // TestSeveralProcessesFaults: three daemons and a batch on the same key and
 // Redis (with the append-only file, as the README recommends), against
 // `slideshowd emulate` at the same limits, with two minutes of image work
-// at RPM. The first minute is saturated (its use is logged); one daemon is killed with SIGKILL
+// at RPM. The first minute is saturated (>= 99 % of RPM); one daemon is killed with SIGKILL
 // and started again; Redis stops for 30 s (every process goes on with its
 // safe share; /healthz says degraded and the metric counts it) and starts
 // again with its state; Redis is killed and comes back empty. The
@@ -81,11 +81,8 @@ func TestSeveralProcessesFaults(t *testing.T) {
 	}
 	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
 	// 120 images at RPM 60, 20 a slideshow: one for each daemon and 3 for
-	// the batch, so that every process has work all through the first
-	// minute (a process whose work ends leaves the slots its last grant
-	// covered unused in the window for up to a minute, see the README) and
-	// the batch runs until after Redis came back empty (its records re-seed
-	// it).
+	// the batch, so that the first minute is saturated and the batch runs
+	// until after Redis came back empty (its records re-seed it).
 	const rpm, rpd, images = 60, 5000, 20
 	perDaemon := []int{images, images, images}
 	_, emu := startEmulate(t, "-keys", "1", "-text-rpm", "1000", "-text-rpd", "10000",
@@ -144,14 +141,12 @@ func TestSeveralProcessesFaults(t *testing.T) {
 
 	at(time.Minute + time.Second)
 	sent := countIn(imageSends(emulatorStatsAt(t, base)), first, first.Add(time.Minute))
-	// Not asserted: the issue's target is >= 99 %, and this design does not
-	// reach it reliably: slots a grant covered and its process did not use
-	// stay counted in the shared window for their minute (see the README's
-	// Faults). Runs measured 60, 60, 49 and 49 of 60 (44 with 10 images a
-	// daemon). The figure is logged for the record.
-	t.Logf("the first minute from the first image request held %d image requests of RPM %d (%.1f %%; the target is 99 %%, not asserted)", sent, rpm, 100*float64(sent)/rpm)
-	if sent > rpm {
-		t.Errorf("the first minute held %d image requests, RPM %d", sent, rpm)
+	// The issue's target: >= 99 % of RPM. Slots a grant covered and its
+	// process did not use are given back once the grant is over (before
+	// that, runs measured 60, 60, 49 and 49 of 60).
+	t.Logf("the first minute from the first image request held %d image requests of RPM %d (%.1f %%)", sent, rpm, 100*float64(sent)/rpm)
+	if float64(sent) < 0.99*rpm || sent > rpm {
+		t.Errorf("the first minute held %d image requests of RPM %d: want at least 99 %% and no more than RPM", sent, rpm)
 	}
 
 	// SIGKILL one daemon with work left, and start it again.
