@@ -23,7 +23,7 @@ const demoKeys = 5
 
 func cmdDemo(ctx context.Context, e env, args []string) int {
 	fs := newFlagSet("demo", e)
-	cfgPath := fs.String("config", "", "config file for the limits, images and log settings (default: slideshowd.yaml when present); its keys, base_url and data are replaced by the demo's own")
+	cfgPath := fs.String("config", "", "config file for the limits, images and log settings (default: slideshowd.yaml when present); its keys, base_url and data are replaced by the demo's own, and its redis_url is ignored")
 	out := fs.String("out", "out", "output directory")
 	batchFile := fs.String("batch", "", "batch file to run (default: the built-in examples/batch.json)")
 	progress := fs.String("progress", "auto", "progress display: auto, bar, lines or none")
@@ -122,6 +122,10 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 	if !ok {
 		return exitBadArgs
 	}
+	// The demo's emulated keys are the demo's own: it shares no quota
+	// through the file's Redis (it would take grants on the cluster's lanes
+	// key1..key5 and register the demo's limits there).
+	cfg.RedisURL = ""
 	log := newLogger(e, cfg.Log, quietLevel(*verbose))
 	for _, w := range warnings {
 		log.Warn().Msg(w)

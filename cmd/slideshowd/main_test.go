@@ -709,10 +709,12 @@ func checkSquare(t *testing.T, path string) {
 }
 
 // demo takes -config: its limits, images and log settings apply, its keys,
-// base_url and data are the demo's own.
+// base_url, data and redis_url are the demo's own (a file's redis_url made
+// the demo join that cluster, or fail to start without it).
 func TestDemoConfig(t *testing.T) {
 	dir := t.TempDir()
-	writeTestFile(t, filepath.Join(dir, "c.yaml"), "keys:\n  - {id: real, secret_env: NOT_SET}\ndata: /nonexistent\nimages:\n  aspect_ratio: \"1:1\"\n")
+	writeTestFile(t, filepath.Join(dir, "c.yaml"), "keys:\n  - {id: real, secret_env: NOT_SET}\ndata: /nonexistent\nimages:\n  aspect_ratio: \"1:1\"\n"+
+		"redis_url: redis://:pa55-w0rd@127.0.0.1:1/0\ncluster: prod\n")
 	bf := smallBatch(t, dir, 1, 1)
 	r := runBin(t, dir, nil, "demo", "-config", "c.yaml", "-batch", bf, "-out", "out", "-progress", "none")
 	if r.code != 0 {
