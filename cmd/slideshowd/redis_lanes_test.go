@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/internal/redistest"
@@ -91,5 +93,48 @@ func TestSharedStopAndKeys(t *testing.T) {
 	kl.Keys = nil
 	if code != 200 || json.Unmarshal(body, &kl) != nil || kl.Keys[0].Disabled != "disabled by an operator" {
 		t.Fatalf("b's GET /v1/keys after Redis came back: %d %s", code, body)
+	}
+}
+
+// TestUsageRedisHangs: with Redis hung (SIGSTOP: connections open, no
+// answer), GET /v1/usage answers within the summary's 1 s bound on the
+// cluster's view (plus the rest of the handler), with the view's error,
+// instead of waiting for the Redis client's read timeout (5.1 s without the
+// client's ContextTimeoutEnabled); so `slideshowd usage` gets it from the
+// daemon.
+func TestUsageRedisHangs(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	_, emu := startEmulate(t, "-keys", "1", "-seed", "5")
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "log:\n  format: json\n  level: debug\nclasses:\n  image:\n    rpm: 600\n    rpd: 240\n")
+	d := startServe(t, dir, map[string]string{
+		"GEMINI_API_KEYS": emu["GEMINI_API_KEYS"], "GEMINI_BASE_URL": emu["GEMINI_BASE_URL"],
+		"SLIDESHOWD_DATA": filepath.Join(dir, "data"), "SLIDESHOWD_REDIS_URL": srv.URL(),
+		"SLIDESHOWD_TOKEN": testToken,
+	})
+	d.waitLog(t, "watching the cluster's events")
+	if code, body := d.call(t, "GET", "/v1/usage", testToken, ""); code != 200 {
+		t.Fatalf("GET /v1/usage: %d %s", code, body)
+	}
+	pid := srv.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) // before the server's stop
+	start := time.Now()
+	code, body := d.call(t, "GET", "/v1/usage", testToken, "")
+	took := time.Since(start)
+	t.Logf("GET /v1/usage with Redis hung: %v", took)
+	var sum scheduler.Summary
+	if code != 200 || json.Unmarshal(body, &sum) != nil || sum.Cluster == nil || sum.Cluster.Error == "" {
+		t.Errorf("GET /v1/usage with Redis hung: %d %s", code, body)
+	}
+	if took > 2500*time.Millisecond { // the client's read timeout is 3 s
+		t.Errorf("GET /v1/usage took %v with Redis hung, want about the 1 s bound", took)
+	}
+	// slideshowd usage (which waits 2 s for the daemon) gets the daemon's.
+	vars := map[string]string{"SLIDESHOWD_DATA": filepath.Join(dir, "data"), "SLIDESHOWD_TOKEN": testToken}
+	if r := runBin(t, dir, vars, "usage", "-addr", d.addr); r.code != 0 || !strings.Contains(r.stdout, "usage from the running daemon") {
+		t.Errorf("usage with Redis hung: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
