@@ -337,3 +337,60 @@ redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 `)
+
+// ShareOptions name the cluster a change made outside its processes goes to
+// (ShareKeyChange, ShareLaneResume).
+type ShareOptions struct {
+	Client  *redis.Client // required; the caller closes it
+	Cluster string        // required: RedisOptions.Cluster of the processes
+	// Process names the author in the change's message, e.g. "slideshowd
+	// keys on host". Required.
+	Process string
+}
+
+func (o ShareOptions) ledger() (*Redis, error) {
+	if o.Client == nil {
+		return nil, fmt.Errorf("%w: ShareOptions.Client: nil", ErrInvalid)
+	}
+	if err := checkID("ShareOptions.Cluster", o.Cluster); err != nil {
+		return nil, err
+	}
+	if o.Process == "" {
+		return nil, fmt.Errorf("%w: ShareOptions.Process: empty", ErrInvalid)
+	}
+	return &Redis{rdb: o.Client, prefix: o.Cluster + ":", process: o.Process}, nil
+}
+
+// ShareKeyChange writes a key's disable (d's reason and time) or enable,
+// made without a running Redis ledger (slideshowd keys on a data directory
+// while no daemon answers), to the cluster's shared state, with its version
+// bump and message, so the running processes apply it; it does not join the
+// cluster. The change is recorded at at (the conflict rule of pending
+// changes). An error wraps ErrUnavailable when Redis did not answer.
+func ShareKeyChange(ctx context.Context, o ShareOptions, d DisabledKey, disable bool, at time.Time) error {
+	s, err := o.ledger()
+	if err != nil {
+		return err
+	}
+	op := pendingOp{kind: "enabled", keyID: d.KeyID, at: at}
+	if disable {
+		op.kind, op.reason, op.recAt = "disabled", d.Reason, d.At
+	}
+	_, err = s.push(ctx, op, false)
+	return err
+}
+
+// ShareLaneResume clears a lane's shared stop, made without a running Redis
+// ledger (slideshowd lanes resume on a data directory), and tells the
+// running processes, which resume it; see ShareKeyChange.
+func ShareLaneResume(ctx context.Context, o ShareOptions, l LaneID, at time.Time) error {
+	if err := checkLane(l); err != nil {
+		return err
+	}
+	s, err := o.ledger()
+	if err != nil {
+		return err
+	}
+	_, err = s.push(ctx, pendingOp{kind: "resumed", lane: l, at: at}, false)
+	return err
+}

@@ -531,3 +531,45 @@ func TestRedisNoAnswer(t *testing.T) {
 		t.Errorf("k1 in Redis after the heartbeat: %q, %v", v, err)
 	}
 }
+
+// TestRedisShareOffline: a change made without a running ledger (the CLI on
+// a data directory) reaches the running processes, without joining the
+// cluster; bad options are refused naming the field.
+func TestRedisShareOffline(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	b := e.open(t, "b")
+	events := watch(t, b)
+	raw := e.client(t)
+	o := store.ShareOptions{Client: raw, Cluster: "test", Process: "cli"}
+	at := e.clock.now()
+	if err := store.ShareKeyChange(ctx, o, store.DisabledKey{KeyID: "k1", Reason: "leaked", At: at}, true, at); err != nil {
+		t.Fatal(err)
+	}
+	want := store.SharedEvent{Process: "cli", Kind: "disabled", KeyID: "k1", Reason: "leaked"}
+	if ev := nextEvent(t, events, "the CLI's disable"); ev != want {
+		t.Errorf("event %+v, want %+v", ev, want)
+	}
+	if err := store.ShareLaneResume(ctx, o, lane, at); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, events, "the CLI's resume"); ev.Kind != "resumed" || ev.Lane != lane || ev.Process != "cli" {
+		t.Errorf("event %+v", ev)
+	}
+	if n, _ := raw.ZCard(ctx, "test:procs").Result(); n != 1 {
+		t.Errorf("%d processes alive, want b alone (the CLI does not join)", n)
+	}
+	for _, bad := range []struct {
+		o    store.ShareOptions
+		want string
+	}{
+		{store.ShareOptions{Cluster: "test", Process: "cli"}, "ShareOptions.Client"},
+		{store.ShareOptions{Client: raw, Process: "cli"}, "ShareOptions.Cluster"},
+		{store.ShareOptions{Client: raw, Cluster: "test"}, "ShareOptions.Process"},
+	} {
+		err := store.ShareKeyChange(ctx, bad.o, store.DisabledKey{KeyID: "k1"}, false, at)
+		if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("ShareKeyChange(%+v): %v, want ErrInvalid naming %s", bad.o, err, bad.want)
+		}
+	}
+}

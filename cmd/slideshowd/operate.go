@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
@@ -203,7 +205,15 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 			return exitOK
 		}
 		fmt.Fprintf(e.stdout, "key %s %sd (%s)\n", changed.ID, sub, source)
-		clusterNote(e, cfg, changed.ClusterPending, source != "the running daemon at "+daemonBase(cfg.Listen))
+		var shared error
+		offline := source != "the running daemon at "+daemonBase(cfg.Listen)
+		if offline && cfg.RedisURL != "" {
+			d := store.DisabledKey{KeyID: changed.ID, Reason: changed.Disabled, At: changed.DisabledSince}
+			shared = shareOffline(ctx, cfg, func(ctx context.Context, o store.ShareOptions) error {
+				return store.ShareKeyChange(ctx, o, d, sub == "disable", time.Now())
+			})
+		}
+		clusterNote(e, cfg, changed.ClusterPending, offline, shared)
 		return exitOK
 	}
 	if *asJSON {
@@ -220,15 +230,35 @@ func cmdKeys(ctx context.Context, e env, args []string) int {
 // clusterNote says, after a change of a key or lane with redis_url set, when
 // the other processes of the cluster do not learn it at once: the daemon's
 // Redis is unreachable (pending), or the change went to the data directory
-// only (offline: no daemon answered).
-func clusterNote(e env, cfg config.Config, pending, offline bool) {
+// (offline: no daemon answered) and shared is the error of sending it to
+// Redis.
+func clusterNote(e env, cfg config.Config, pending, offline bool, shared error) {
 	switch {
 	case cfg.RedisURL == "":
+	case offline && shared != nil:
+		fmt.Fprintf(e.stdout, "note: made in the data directory only: the cluster's Redis did not take it (%v): the other processes do not learn it; make the change through a running daemon\n", shared)
 	case offline:
-		fmt.Fprintln(e.stdout, "note: made in the data directory only: the other processes of the cluster do not learn it; make the change through a running daemon")
+		fmt.Fprintln(e.stdout, "note: made in the data directory and sent to the cluster through Redis: the running processes apply it")
 	case pending:
 		fmt.Fprintln(e.stdout, "note: Redis is unreachable: the daemon applies the change; the other processes of the cluster learn it when Redis answers again")
 	}
+}
+
+// shareOffline sends a change made on the data directory (no daemon
+// answered) to the cluster's Redis, without joining the cluster; it waits
+// at most 5 s for Redis.
+func shareOffline(ctx context.Context, cfg config.Config, share func(context.Context, store.ShareOptions) error) error {
+	opts, err := cfg.RedisURL.Options()
+	if err != nil {
+		return err
+	}
+	opts.ContextTimeoutEnabled = true
+	rc := redis.NewClient(opts)
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	host, _ := os.Hostname()
+	return share(ctx, store.ShareOptions{Client: rc, Cluster: cfg.Cluster, Process: "slideshowd CLI on " + host})
 }
 
 // offlineScheduler opens the data directory's store and a scheduler on it
@@ -365,7 +395,15 @@ func cmdLanes(ctx context.Context, e env, args []string) int {
 			return exitOK
 		}
 		fmt.Fprintf(e.stdout, "lane %s of %s resumed (%s)\n", resumed.Project, resumed.Class, source)
-		clusterNote(e, cfg, resumed.Lane != nil && resumed.Lane.ClusterPending, source != "the running daemon at "+daemonBase(cfg.Listen))
+		var shared error
+		offline := source != "the running daemon at "+daemonBase(cfg.Listen)
+		if offline && cfg.RedisURL != "" {
+			l := store.LaneID{Project: resumed.Project, Class: resumed.Class}
+			shared = shareOffline(ctx, cfg, func(ctx context.Context, o store.ShareOptions) error {
+				return store.ShareLaneResume(ctx, o, l, time.Now())
+			})
+		}
+		clusterNote(e, cfg, resumed.Lane != nil && resumed.Lane.ClusterPending, offline, shared)
 		return exitOK
 	}
 	rows := []laneRow{}

@@ -19,7 +19,9 @@ import (
 // one stops the lane on both (the other sends nothing on it), `lanes
 // resume` on the other resumes it on both; a key disabled through one
 // while Redis is down answers 200 saying the change is pending (the CLI
-// adds a note) and reaches the other once Redis is back.
+// adds a note) and reaches the other once Redis is back; with the first
+// daemon stopped, keys enable and lanes resume on its data directory reach
+// the other through Redis.
 func TestSharedStopAndKeys(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
 	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
@@ -94,6 +96,22 @@ func TestSharedStopAndKeys(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &kl) != nil || kl.Keys[0].Disabled != "disabled by an operator" {
 		t.Fatalf("b's GET /v1/keys after Redis came back: %d %s", code, body)
 	}
+
+	// a stopped: keys enable and lanes resume on its data directory reach
+	// b through Redis.
+	a.stop(t)
+	off := []string{"-addr", "127.0.0.1:1"}
+	r = runBin(t, dirs[0], envs[0], append([]string{"keys", "enable", "key1"}, off...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "key key1 enabled (the data directory") ||
+		!strings.Contains(r.stdout, "note: made in the data directory and sent to the cluster through Redis") {
+		t.Fatalf("keys enable on a's data directory: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	b.waitLog(t, "key enabled by another process")
+	r = runBin(t, dirs[0], envs[0], append([]string{"lanes", "resume", "image", "key1"}, off...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "sent to the cluster through Redis") {
+		t.Fatalf("lanes resume on a's data directory: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	b.waitLog(t, "lane resumed by another process")
 }
 
 // TestUsageRedisHangs: with Redis hung (SIGSTOP: connections open, no
