@@ -18,7 +18,8 @@ import (
 // estimated input tokens each, three per daemon: each daemon alone would
 // send its three at once, and six at once would pass TPM). The emulator
 // answers no 429; every job ends done; the text requests span more than a
-// minute (the shared window held half of them back).
+// minute (the shared window held some of them back: 62 s or 125 s, as the
+// daemons' budgets fall; a test of one to two minutes).
 func TestSeveralProcessesTPM(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	const tpm, perProcess = 4000, 3
