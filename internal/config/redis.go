@@ -75,7 +75,7 @@ func (r RedisURL) Options() (*redis.Options, error) {
 	if u.User == nil && strings.Contains(string(r), "@") {
 		// The user information is mistyped (it parsed as the path, the
 		// opaque part or the query): go-redis's message would quote it.
-		return nil, fieldErr("redis_url", shown, "the user information is not where a URL has it: want redis://[[user]:password@]host[:port][/db] (or rediss://)")
+		return nil, fieldErr("redis_url", shown, "the user information is not where a URL has it: want redis:// (or rediss://), then user:password and '@' when Redis wants a password, then host[:port][/db]")
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
 		return nil, fieldErr("redis_url", shown, "want redis:// or rediss:// (TLS), then host[:port][/db]")

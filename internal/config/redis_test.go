@@ -78,6 +78,7 @@ func TestRedisURLErrors(t *testing.T) {
 		{"option", minimal, vars("redis://:" + pw + "@h:1/0?colour=red"), `config: redis_url: "redis://[REDACTED]@h:1/0?colour=red": redis: unexpected option: colour`},
 		{"unparsable", minimal, vars("redis://:" + pw + "@h:1/%zz"), `config: redis_url: not a URL: invalid URL escape "%zz" (the value is not shown)`},
 		{"control character", minimal, vars("redis://:" + pw + "\x7f@h:1"), `config: redis_url: not a URL: net/url: invalid control character in URL (the value is not shown)`},
+		{"mistyped slashes", minimal, vars("redis:/:" + pw + "@h"), `config: redis_url: "redis:/[REDACTED]@h": the user information is not where a URL has it: want redis:// (or rediss://), then user:password and '@' when Redis wants a password, then host[:port][/db]`},
 		{"file", minimal + "redis_url: redis://:" + pw + "@h:0\n", vars(""), `config: redis_url: "redis://[REDACTED]@h:0": port must be a number in 1..65535`},
 		{"cluster", minimal + "cluster: \"a b\"\n", vars(""), `config: cluster: "a b": want 1 to 64 letters, digits, '.', '_' or '-'`},
 	} {
