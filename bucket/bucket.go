@@ -315,6 +315,11 @@ type Lease struct {
 	// Tokens do not fit in what its record's budget has left records again
 	// (Record with Chunk 0 unless new units are due: a top-up).
 	Budget int64
+	// PrevUnused is, on a record when the class shares its TPM, the tokens
+	// of the lane's previous record's Budget that no lease used (a new
+	// record supersedes it): a shared store may give them back from that
+	// record's grant. 0 otherwise.
+	PrevUnused int64
 
 	lane     *lane
 	seq      uint64
@@ -576,7 +581,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 	if c.sharedTPM && tok > l.budget {
 		record = true // a top-up: the record's budget has no room for tok
 	}
-	covers, prevTokens, budget := 0, int64(0), int64(0)
+	covers, prevTokens, budget, unused := 0, int64(0), int64(0), int64(0)
 	if record {
 		covers = l.reserved - l.used + 1
 		prevTokens = l.recordTokens
@@ -587,6 +592,9 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 	}
 	l.coverLeft--
 	if c.sharedTPM {
+		if record {
+			unused = max(l.budget, 0)
+		}
 		budget = c.spend(l, tok, record, covers)
 	}
 	l.recordTokens += tok
@@ -608,6 +616,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		Covers:     covers,
 		PrevTokens: prevTokens,
 		Budget:     budget,
+		PrevUnused: unused,
 		lane:       l,
 		seq:        seq,
 		rec:        l.recSeq,

@@ -922,14 +922,17 @@ func TestSharedTPMBudget(t *testing.T) {
 				continue
 			}
 			if !shared {
-				if l.Budget != 0 {
-					t.Fatalf("budget %d without SharedTPM", l.Budget)
+				if l.Budget != 0 || l.PrevUnused != 0 {
+					t.Fatalf("budget %d, unused %d without SharedTPM", l.Budget, l.PrevUnused)
 				}
 				continue
 			}
 			switch {
 			case l.Record:
 				records++
+				if l.PrevUnused != max(left, 0) {
+					t.Fatalf("lease %d: PrevUnused %d, the previous budget had %d left", i, l.PrevUnused, left)
+				}
 				if l.Chunk == 0 && int64(tok) > left {
 					topUps++
 				}
@@ -940,8 +943,8 @@ func TestSharedTPMBudget(t *testing.T) {
 			case int64(tok) > left:
 				t.Fatalf("lease %d: %d tokens without a record, %d left of the budget", i, tok, left)
 			default:
-				if l.Budget != 0 {
-					t.Fatalf("lease %d: budget %d without a record", i, l.Budget)
+				if l.Budget != 0 || l.PrevUnused != 0 {
+					t.Fatalf("lease %d: budget %d, unused %d without a record", i, l.Budget, l.PrevUnused)
 				}
 				left -= int64(tok)
 			}

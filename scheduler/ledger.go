@@ -109,7 +109,7 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 		switch {
 		case l.durable != nil:
 			rec := store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
-				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget}
+				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget, PrevUnused: lease.PrevUnused}
 			var n int
 			if l.upTo != nil {
 				// A shared window with room for this request but not for

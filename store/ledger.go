@@ -27,6 +27,10 @@ type Record struct {
 	// grant (see Redis). Bolt and Memory do not use it (Bolt does not store
 	// it).
 	Tokens int64
+	// PrevUnused is the part of the Tokens of the lane's previous record
+	// that no request used (>= 0): a shared store gives it back from that
+	// record's grant (Redis). Bolt and Memory do not use it.
+	PrevUnused int64
 }
 
 // Sent is one request in a lane's window log: the time its slot counts from
@@ -102,6 +106,8 @@ func checkRecord(r Record) error {
 		return fmt.Errorf("%w: Record.PrevTokens: %d: must be >= 0", ErrInvalid, r.PrevTokens)
 	case r.Tokens < 0:
 		return fmt.Errorf("%w: Record.Tokens: %d: must be >= 0", ErrInvalid, r.Tokens)
+	case r.PrevUnused < 0:
+		return fmt.Errorf("%w: Record.PrevUnused: %d: must be >= 0", ErrInvalid, r.PrevUnused)
 	}
 	return nil
 }

@@ -659,7 +659,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 		s.mu.Unlock()
 		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
 		args := []any{epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
-			r.Tokens, c.TPM, last, over, partial}
+			r.Tokens, c.TPM, last, over - r.PrevUnused, partial}
 		args = settleArgs(args, prev, keep)
 		before := s.localNow().UnixMilli()
 		res, rerr := grantScript.Run(ctx, s.rdb,
@@ -670,13 +670,14 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			return 0, 0, unavailable(rerr)
 		}
 		if len(res) > 0 && res[0] != "epoch" && c.TPM > 0 {
-			// Past the epoch check, the script added the overrun.
+			// Past the epoch check, the script added the overrun and
+			// gave the previous record's unused budget back.
 			field := ""
 			if res[0] == "ok" {
 				field = member
 			}
 			s.mu.Lock()
-			s.tokDone(r.Lane, last, over, field)
+			s.tokDone(r.Lane, last, over, over-r.PrevUnused, field)
 			s.mu.Unlock()
 		}
 		if len(res) == 0 {

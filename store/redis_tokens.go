@@ -28,10 +28,14 @@ import (
 // Actual counts above the estimates (Overran) are added, by the next grant
 // of the lane from the same process (first thing in its script, whether it
 // is granted or refused), its next Heartbeat or Settle, whichever comes
-// first, to that process's latest grant of the lane: its score is the latest moment any of the process's earlier
-// requests could have been sent, plus the margin, so the correction counts
-// in every window that may hold them. When that entry has already left the
-// window, so have those requests, and the correction is dropped.
+// first, to that process's latest grant of the lane: its score is the
+// latest moment any of the process's earlier requests could have been
+// sent, plus the margin, so the correction counts in every window that may
+// hold them. When that entry has already left the window, so have those
+// requests, and the correction is dropped. The next grant also gives back
+// from that entry the part of its budget no request used
+// (Record.PrevUnused: a new record supersedes the previous one's budget),
+// never below what its requests were estimated at plus the overruns.
 //
 // While Redis is unreachable a lane with TPM gets its share of TPM by the
 // same rule as its share of RPM (redis_fault.go): the view of each heartbeat
@@ -66,14 +70,15 @@ local function tok_live(hk, now, win)
   if #dead > 0 then redis.call('HDEL', hk, unpack(dead)) end
   return sum, es
 end
--- tok_fix adds over tokens to the entry of field when it is still live.
+-- tok_fix adds over tokens (an overrun; negative: unused budget given
+-- back, never below 0) to the entry of field when it is still live.
 local function tok_fix(hk, field, over, now, win)
-  if over <= 0 or field == '' then return end
+  if over == 0 or field == '' then return end
   local v = redis.call('HGET', hk, field)
   if not v then return end
   local sc, tk = tok_parse(v)
   if sc <= now - win then return end
-  redis.call('HSET', hk, field, string.format('%.0f %.0f', sc, tk + over))
+  redis.call('HSET', hk, field, string.format('%.0f %.0f', sc, math.max(0, tk + over)))
 end
 -- tok_free_at returns when enough of the live entries es (summing sum)
 -- have left the window for need more tokens under tpm.
@@ -159,10 +164,10 @@ func (s *Redis) tokArgs(l LaneID) (string, int64) {
 	return "", 0
 }
 
-// tokDone notes that Redis added over to the latest grant's entry (field
-// last), and that field is now the latest when it is not empty. Call with
-// s.mu held.
-func (s *Redis) tokDone(l LaneID, last string, over int64, field string) {
+// tokDone notes that Redis added fix to the latest grant's entry (field
+// last): the overrun over, less the unused budget given back; and that
+// field is now the latest when it is not empty. Call with s.mu held.
+func (s *Redis) tokDone(l LaneID, last string, over, fix int64, field string) {
 	t := s.tok[l]
 	if t == nil {
 		if field == "" {
@@ -175,11 +180,11 @@ func (s *Redis) tokDone(l LaneID, last string, over int64, field string) {
 		s.tok[l] = t
 	}
 	t.over -= over
-	if over > 0 && last != "" {
-		// Keep the re-seed of an empty Redis as high as the shared entry.
+	if fix != 0 && last != "" {
+		// Keep the re-seed of an empty Redis as the shared entry.
 		for i := range s.grants[l] {
-			if g := &s.grants[l][i]; g.member == last {
-				g.tokens += over
+			if g := &s.grants[l][i]; g.member == last && g.tokens >= 0 {
+				g.tokens = max(0, g.tokens+fix)
 			}
 		}
 	}
@@ -218,7 +223,7 @@ func (s *Redis) flushTokens(ctx context.Context) error {
 		}
 		if res == 1 {
 			s.mu.Lock()
-			s.tokDone(f.lane, f.field, f.over, "")
+			s.tokDone(f.lane, f.field, f.over, f.over, "")
 			s.mu.Unlock()
 		}
 	}

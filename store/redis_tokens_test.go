@@ -156,6 +156,17 @@ func TestRedisTokens(t *testing.T) {
 	if l := u.Lanes[0]; l.Tokens != 1000 || l.TokensByProcess["a"] != 1000 || l.TokensByProcess["b"] != 0 {
 		t.Errorf("usage %+v, want 1000 tokens: a 1000, b 0", l)
 	}
+	// A new record gives the unused part of the previous one's budget
+	// back: a's entry of 1000 keeps the 700 its requests used.
+	e.clock.add(time.Second)
+	r := e.tokens(1, 300)
+	r.PrevUnused = 300
+	if _, err := a.Reserve(ctx, r); err != nil {
+		t.Fatalf("after giving 300 back: %v", err)
+	}
+	if u, err = a.Usage(ctx, "2026-03-01"); err != nil || u.Lanes[0].Tokens != 1000 {
+		t.Errorf("usage %+v, %v; want 700 + 300 tokens", u, err)
+	}
 	// A budget above TPM can never be granted: invalid.
 	if err := reserveErr(a, e.tokens(1, 1001)); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "Record.Tokens: 1001") {
 		t.Errorf("tokens above TPM: %v", err)
