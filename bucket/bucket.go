@@ -200,7 +200,10 @@ const (
 
 type lane struct {
 	// The fields Acquire reads come first, so that they share cache lines.
-	coolUntil      int64
+	// restUntil is when the lane may serve again after a cooldown or a hold
+	// (the later of the two: Acquire reads this one field); coolUntil and
+	// holdUntil below say which, for reports.
+	restUntil      int64
 	exhaustedUntil int64
 	keys           []string // enabled keys; none while stopped
 	nextKey        int
@@ -251,6 +254,13 @@ type lane struct {
 	allKeys  []string
 	disabled map[string]bool // disabled key ids
 	stopped  string          // why the lane serves nothing (Stop); "" when not stopped
+
+	// coolUntil is the end of the lane's latest cooldown (CoolDown: a 429),
+	// holdUntil and holdReason its latest hold (Hold: no 429, e.g. the
+	// cluster's shared window full). Reports only: readiness is restUntil.
+	coolUntil  int64
+	holdUntil  int64
+	holdReason string
 }
 
 func (c *Class) newLane(project string) *lane {
@@ -534,8 +544,8 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 	if l.exhaustedUntil > n {
 		return l.exhaustedUntil
 	}
-	if l.coolUntil > n {
-		return l.coolUntil
+	if l.restUntil > n {
+		return l.restUntil
 	}
 	c.rollDay(l, now, n)
 	if l.used >= c.limits.RPD {
@@ -757,9 +767,38 @@ func (c *Class) CoolDown(project string, until time.Time) bool {
 	}
 	if u := until.UnixNano(); u > l.coolUntil {
 		l.coolUntil = u
-		c.park(l, u)
+		c.rest(l, u)
 	}
 	return true
+}
+
+// Hold keeps the project's lane of this class from serving until until for
+// a reason that is not a 429 (e.g. a shared ledger refused a grant: the
+// cluster's window is full), in words for reports (LaneUsage.HeldReason).
+// It blocks like CoolDown and costs Acquire nothing more, but Usage
+// reports it as HeldUntil, not CoolUntil. A hold ending later than the
+// lane's current one replaces it (end and reason); one ending earlier
+// changes nothing. It reports whether the project has a lane here.
+func (c *Class) Hold(project string, until time.Time, reason string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return false
+	}
+	if u := until.UnixNano(); u > l.holdUntil {
+		l.holdUntil, l.holdReason = u, reason
+		c.rest(l, u)
+	}
+	return true
+}
+
+// rest keeps l from serving until u (CoolDown, Hold).
+func (c *Class) rest(l *lane, u int64) {
+	if u > l.restUntil {
+		l.restUntil = u
+		c.park(l, u)
+	}
 }
 
 // Exhaust marks the project's lane of this class out for the day that
@@ -1040,16 +1079,20 @@ type ClassUsage struct {
 
 // LaneUsage is a snapshot of one lane.
 type LaneUsage struct {
-	Project        string
-	Keys           []string // enabled key ids
-	DisabledKeys   []string
-	Stopped        string // why the lane is stopped (Stop); "" when not
-	Enabled        bool   // not stopped and some key of the project is enabled
-	RPMUsed        int    // acquisitions in the last 60 s
-	TPMUsed        int    // estimated (reconciled) tokens in the last 60 s
-	DayUsed        int
-	Reserved       int // daily units durably recorded
-	CoolUntil      time.Time
+	Project      string
+	Keys         []string // enabled key ids
+	DisabledKeys []string
+	Stopped      string // why the lane is stopped (Stop); "" when not
+	Enabled      bool   // not stopped and some key of the project is enabled
+	RPMUsed      int    // acquisitions in the last 60 s
+	TPMUsed      int    // estimated (reconciled) tokens in the last 60 s
+	DayUsed      int
+	Reserved     int       // daily units durably recorded
+	CoolUntil    time.Time // cooling down after a 429 (CoolDown) until then; zero when not
+	// HeldUntil is when a lane held for a reason that is not a 429 (Hold)
+	// may serve again, HeldReason that reason; zero and "" when not held.
+	HeldUntil      time.Time
+	HeldReason     string
 	ExhaustedUntil time.Time
 }
 
@@ -1080,6 +1123,9 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 		}
 		if l.coolUntil > n {
 			lu.CoolUntil = time.Unix(0, l.coolUntil).In(now.Location())
+		}
+		if l.holdUntil > n {
+			lu.HeldUntil, lu.HeldReason = time.Unix(0, l.holdUntil).In(now.Location()), l.holdReason
 		}
 		if l.exhaustedUntil > n {
 			lu.ExhaustedUntil = time.Unix(0, l.exhaustedUntil).In(now.Location())

@@ -180,6 +180,49 @@ func TestCoolDownTouchesOneClassOnly(t *testing.T) {
 	}
 }
 
+// A hold blocks like a cooldown but is reported apart from it, with its
+// reason; a cooldown that comes during a hold is reported as one.
+func TestHoldIsNotACooldown(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(1)})
+	c := p.Class("image")
+	l, ok, _ := c.Acquire(t0, 0)
+	if !ok {
+		t.Fatal("not ready")
+	}
+	until := t0.Add(13 * time.Second)
+	c.Hold(l.Project, until, "waiting for the cluster's window")
+	if _, ok, next := c.Acquire(t0.Add(time.Second), 0); ok || !next.Equal(until) {
+		t.Fatalf("held lane: ok=%v next=%v, want not ok until %v", ok, next, until)
+	}
+	lu := c.Usage(t0.Add(time.Second)).Lanes[0]
+	if !lu.CoolUntil.IsZero() || !lu.HeldUntil.Equal(until) || lu.HeldReason != "waiting for the cluster's window" {
+		t.Fatalf("held lane reported cool until %v, held until %v (%q); want no cooldown, held until %v",
+			lu.CoolUntil, lu.HeldUntil, lu.HeldReason, until)
+	}
+	// An earlier hold changes nothing; a later one replaces end and reason.
+	c.Hold(l.Project, t0.Add(5*time.Second), "Redis unreachable: share used")
+	if lu := c.Usage(t0.Add(time.Second)).Lanes[0]; !lu.HeldUntil.Equal(until) || lu.HeldReason != "waiting for the cluster's window" {
+		t.Fatalf("after an earlier hold: held until %v (%q)", lu.HeldUntil, lu.HeldReason)
+	}
+	// A 429 during the hold: a cooldown, reported as one, and the lane
+	// rests until the later of the two.
+	cool := t0.Add(20 * time.Second)
+	c.CoolDown(l.Project, cool)
+	lu = c.Usage(t0.Add(2 * time.Second)).Lanes[0]
+	if !lu.CoolUntil.Equal(cool) || !lu.HeldUntil.Equal(until) {
+		t.Fatalf("cooldown during a hold: cool until %v, held until %v", lu.CoolUntil, lu.HeldUntil)
+	}
+	if _, ok, next := c.Acquire(until, 0); ok || !next.Equal(cool) {
+		t.Fatalf("after the hold, during the cooldown: ok=%v next=%v, want not ok until %v", ok, next, cool)
+	}
+	if lu := c.Usage(until).Lanes[0]; !lu.HeldUntil.IsZero() || lu.HeldReason != "" {
+		t.Fatalf("hold ended but reported: %v (%q)", lu.HeldUntil, lu.HeldReason)
+	}
+	if _, ok, _ := c.Acquire(cool, 0); !ok {
+		t.Fatal("not ready when both ended")
+	}
+}
+
 func TestExhaustUntilPacificMidnight(t *testing.T) {
 	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(2)})
 	c := p.Class("image")

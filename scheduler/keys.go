@@ -34,12 +34,16 @@ type KeyStatus struct {
 type KeyClassState struct {
 	Class string `json:"class"`
 	// State is "ok", "disabled" (this key), "stopped" (the lane has no
-	// quota on this model; Reason says why), "cooling" (after a 429),
-	// "exhausted" (a per-day 429) or "day_used" (the lane's RPD is spent).
+	// quota on this model; Reason says why), "cooling" (after a 429, its
+	// own or another process's), "held" (with a shared Store: the cluster
+	// refused a grant with no 429 behind it; Reason says why, one of the
+	// Hold... words), "exhausted" (a per-day 429) or "day_used" (the
+	// lane's RPD is spent).
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
-	// Until is when a cooling, exhausted or day_used lane serves again
-	// (for day_used: the next Pacific midnight); zero otherwise.
+	// Until is when a cooling, held, exhausted or day_used lane serves
+	// again (for day_used and HoldDay: the next Pacific midnight); zero
+	// otherwise.
 	Until time.Time `json:"until,omitzero"`
 }
 
@@ -131,8 +135,10 @@ func (s *Scheduler) Keys() []KeyStatus {
 				cs.State, cs.Reason = "stopped", lu.Stopped
 			case lu.ExhaustedUntil.After(now):
 				cs.State, cs.Until = "exhausted", lu.ExhaustedUntil
-			case lu.CoolUntil.After(now):
+			case lu.CoolUntil.After(now) && !lu.HeldUntil.After(lu.CoolUntil):
 				cs.State, cs.Until = "cooling", lu.CoolUntil
+			case lu.HeldUntil.After(now):
+				cs.State, cs.Reason, cs.Until = "held", lu.HeldReason, lu.HeldUntil
 			case lu.DayUsed >= r.class.Limits().RPD:
 				cs.State, cs.Until = "day_used", bucket.NextMidnight(now, s.cfg.Location)
 			}

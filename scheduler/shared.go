@@ -175,25 +175,65 @@ func (s *Scheduler) applyShared(ev store.SharedEvent) {
 	}
 }
 
+// Words of a lane the cluster holds: a grant refused with no 429 behind
+// it (LaneSummary.Held, KeyClassState.Reason, Wait's reason).
+const (
+	// HoldWindow: the cluster's shared 60 s window has no room.
+	HoldWindow = "waiting for the cluster's window"
+	// HoldTokens: the cluster's shared TPM window has no room.
+	HoldTokens = "waiting for the cluster's token window"
+	// HoldDay: the lane's shared day count is at RPD (or has fewer units
+	// left than a grant); held until the next Pacific midnight.
+	HoldDay = "cluster day full"
+	// HoldShare: Redis is unreachable and this process used its safe share.
+	HoldShare = "Redis unreachable: share used"
+)
+
+// HoldWords words a lane held for reason (a Hold... constant) until until,
+// as of now, for the status page and the CLI: "waiting for the cluster's
+// window (13s)", "cluster day full until Dec 2 00:00 PST" (HoldDay, in
+// Pacific time).
+func HoldWords(reason string, until, now time.Time) string {
+	if reason == HoldDay {
+		return reason + " until " + until.In(bucket.Pacific).Format("Jan 2 15:04 MST")
+	}
+	return reason + " (" + ShortDuration(until.Sub(now)) + ")"
+}
+
 // refused applies a grant the cluster refused to the lane: it waits until
-// the shared window frees room, or the cooldown or exhaustion another
-// process reported ends, or (the shared day full) the next Pacific
-// midnight. It reports whether err was such a refusal.
+// the shared window frees room (held), or the cooldown or exhaustion another
+// process reported after its 429 ends (cooling, exhausted), or (the shared
+// day full) the next Pacific midnight (held). It reports whether err was
+// such a refusal.
 func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 	var ge *store.GrantError
 	if !errors.As(err, &ge) {
 		return false
 	}
+	hold := ""
 	switch ge.Reason {
 	case "day":
 		r.class.SharedDay(lease.Project, lease.Day, ge.Day, now)
-		r.class.ExhaustUntil(lease.Project, bucket.NextMidnight(now, r.s.cfg.Location))
-	case "exhausted":
+		hold = HoldDay
+		r.class.Hold(lease.Project, bucket.NextMidnight(now, r.s.cfg.Location), hold)
+	case "exhausted": // another process's per-day 429
 		r.class.ExhaustUntil(lease.Project, ge.Until)
-	default: // window, tpm, cool, share
+	case "cool": // another process's per-minute 429
 		r.class.CoolDown(lease.Project, ge.Until)
+	default:
+		switch ge.Reason {
+		case "window":
+			hold = HoldWindow
+		case "tpm":
+			hold = HoldTokens
+		case "share":
+			hold = HoldShare
+		default:
+			hold = "the cluster refused a grant (" + ge.Reason + ")"
+		}
+		r.class.Hold(lease.Project, ge.Until, hold)
 	}
-	r.s.log.Debug().Str("class", r.name).Str("project", lease.Project).Str("reason", ge.Reason).
+	r.s.log.Debug().Str("class", r.name).Str("project", lease.Project).Str("reason", ge.Reason).Str("hold", hold).
 		Time("until", ge.Until).Msg("the cluster refused a grant; the lane waits")
 	return true
 }

@@ -111,6 +111,50 @@ func TestSharedWindow(t *testing.T) {
 	cancel()
 }
 
+// TestSharedWindowHeld: a lane waiting for room in the cluster's window (a
+// grant refused, no 429) is reported as held for that reason, not as a
+// cooldown: in Summary (held, no cool_until), Keys ("held", not
+// "cooling") and the class's wait (WaitCluster, not WaitCooldown).
+func TestSharedWindowHeld(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	const rpm = 4
+	la, lb := newLogSignal("refused a grant"), newLogSignal()
+	a := sharedScheduler(t, srv, "a", rpm, nil, la)
+	b := sharedScheduler(t, srv, "b", rpm, nil, lb)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for range rpm {
+		if err := b.Do(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Submit(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	<-la.seen("refused a grant") // logged after the lane was held
+	now := time.Now()
+	l := a.Summary().Classes[0].Lanes[0]
+	if !l.CoolUntil.IsZero() || l.Held != HoldWindow || !l.HeldUntil.After(now) {
+		t.Errorf("lane waiting for the cluster's window: cool_until %v, held %q until %v; want no cooldown, held %q",
+			l.CoolUntil, l.Held, l.HeldUntil, HoldWindow)
+	}
+	if cs := a.Keys()[0].Classes[0]; cs.State != "held" || cs.Reason != HoldWindow || !cs.Until.Equal(l.HeldUntil) {
+		t.Errorf("key state %+v, want held: %q until %v", cs, HoldWindow, l.HeldUntil)
+	}
+	kind, held := a.classes["text"].waitKind(now)
+	if kind != WaitCluster || held != HoldWindow {
+		t.Errorf("wait kind %q (%q), want %q (%q)", kind, held, WaitCluster, HoldWindow)
+	}
+	w := Wait{Kind: kind, Until: now.Add(12 * time.Second), held: held}
+	if got, want := w.reason(now, time.UTC), "waiting for the cluster's window, next slot in 12s"; got != want {
+		t.Errorf("wait reason %q, want %q", got, want)
+	}
+	if got, want := HoldWords(l.Held, now.Add(12*time.Second), now), "waiting for the cluster's window (12s)"; got != want {
+		t.Errorf("HoldWords %q, want %q", got, want)
+	}
+	cancel()
+}
+
 // TestSharedEvents: a per-minute 429 seen by one scheduler cools the lane in
 // the other one through pub/sub.
 func TestSharedEvents(t *testing.T) {

@@ -162,15 +162,22 @@ type LaneSummary struct {
 	// Reason says in words why a lane that is not enabled serves nothing:
 	// its Stopped reason, or the reasons of its disabled keys, e.g. "out of
 	// credit" or "expired (key2); leaked (key3)". "" for an enabled lane.
-	Reason         string    `json:"reason,omitempty"`
-	Enabled        bool      `json:"enabled"`
-	RPMUsed        int       `json:"rpm_used"` // requests in the last 60 s
-	RPMLimit       int       `json:"rpm_limit"`
-	TPMUsed        int       `json:"tpm_used,omitempty"`
-	TPMLimit       int       `json:"tpm_limit,omitempty"`
-	DayUsed        int       `json:"day_used"`
-	DayLimit       int       `json:"day_limit"`
-	CoolUntil      time.Time `json:"cool_until,omitzero"`
+	Reason   string `json:"reason,omitempty"`
+	Enabled  bool   `json:"enabled"`
+	RPMUsed  int    `json:"rpm_used"` // requests in the last 60 s
+	RPMLimit int    `json:"rpm_limit"`
+	TPMUsed  int    `json:"tpm_used,omitempty"`
+	TPMLimit int    `json:"tpm_limit,omitempty"`
+	DayUsed  int    `json:"day_used"`
+	DayLimit int    `json:"day_limit"`
+	// CoolUntil is when a lane cooling down after a 429 (its own, or
+	// another process's shared through Redis) may send again.
+	CoolUntil time.Time `json:"cool_until,omitzero"`
+	// HeldUntil is when a lane the cluster holds (a grant refused with no
+	// 429: Held says why, one of the Hold... words) asks again: for
+	// HoldDay, the next Pacific midnight. Zero and "" when not held.
+	HeldUntil      time.Time `json:"held_until,omitzero"`
+	Held           string    `json:"held,omitempty"`
 	ExhaustedUntil time.Time `json:"exhausted_until,omitzero"`
 	// ClusterPending, with a shared Store (store.Redis), says that the
 	// lane's last stop or resume here was made while Redis was
@@ -227,6 +234,7 @@ func (s *Scheduler) Summary() Summary {
 				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Stopped: lu.Stopped, Enabled: lu.Enabled,
 				RPMUsed: lu.RPMUsed, RPMLimit: u.Limits.RPM, TPMUsed: lu.TPMUsed, TPMLimit: u.Limits.TPM,
 				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
+				HeldUntil: lu.HeldUntil, Held: lu.HeldReason,
 				Reason: laneReason(lu, why), ClusterPending: pending,
 			})
 		}

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
 )
 
 // Kinds of Wait.
@@ -15,6 +17,13 @@ const (
 	WaitRPM = "rpm"
 	// WaitCooldown: every lane that could serve cools down after a 429.
 	WaitCooldown = "cooldown"
+	// WaitCluster: with a shared Store, every lane that could serve waits
+	// for the cluster (a grant refused, no 429: the shared window or token
+	// window full, or this process's share used while Redis is
+	// unreachable), or cools down and at least one waits for the cluster.
+	// The reason says which: "waiting for the cluster's window, next slot
+	// in 13s".
+	WaitCluster = "cluster"
 	// WaitProtected: the class is critical (Config.Critical of its day
 	// used) and only jobs of Config.Protect or higher start until the next
 	// Pacific midnight.
@@ -30,7 +39,7 @@ const WaitReportAfter = 10 * time.Second
 // until when at the earliest.
 type Wait struct {
 	Class string `json:"class"`
-	// Kind is WaitDay, WaitRPM, WaitCooldown or WaitProtected.
+	// Kind is WaitDay, WaitRPM, WaitCooldown, WaitCluster or WaitProtected.
 	Kind string `json:"kind"`
 	// Reason says it in words, as of the moment the Wait was read:
 	// "image quota of all projects used for today, resets 2026-12-01 00:00
@@ -41,6 +50,8 @@ type Wait struct {
 	// Until is the estimated start: the earliest moment a lane can take
 	// the class's next job (for a job, its own estimated start when later).
 	Until time.Time `json:"until"`
+
+	held string // WaitCluster: the hold's words (a Hold... constant)
 }
 
 // reason words the wait at now.
@@ -50,13 +61,15 @@ func (w Wait) reason(now time.Time, loc *time.Location) string {
 		if d <= 0 {
 			return "now"
 		}
-		return "in " + d.Round(time.Second).String()
+		return "in " + ShortDuration(d)
 	}
 	switch w.Kind {
 	case WaitDay:
 		return w.Class + " quota of all projects used for today, resets " + w.Until.In(loc).Format("2006-01-02 15:04 MST")
 	case WaitCooldown:
 		return "cooldown after 429, next slot " + in()
+	case WaitCluster:
+		return w.held + ", next slot " + in()
 	case WaitProtected:
 		return "daily protection: " + w.Class + " has used its critical share of today's quota; only high priority starts until " +
 			w.Until.In(loc).Format("2006-01-02 15:04 MST")
@@ -64,38 +77,61 @@ func (w Wait) reason(now time.Time, loc *time.Location) string {
 	return "RPM window, next slot " + in()
 }
 
-// waitKind tells why no lane of the class can take a request at now.
-func (r *runner) waitKind(now time.Time) string {
+// waitKind tells why no lane of the class can take a request at now, and
+// for WaitCluster the words of the hold that ends first.
+func (r *runner) waitKind(now time.Time) (string, string) {
 	u := r.class.Usage(now)
-	open, cooling := 0, 0
+	open, cooling, held := 0, 0, 0
+	var first bucket.LaneUsage
 	for _, l := range u.Lanes {
-		if !l.Enabled || l.Stopped != "" || l.ExhaustedUntil.After(now) || l.DayUsed >= u.Limits.RPD {
+		if !l.Enabled || l.Stopped != "" || l.ExhaustedUntil.After(now) || l.DayUsed >= u.Limits.RPD ||
+			(l.HeldReason == HoldDay && l.HeldUntil.After(now)) {
 			continue
 		}
 		open++
-		if l.CoolUntil.After(now) {
+		isHeld := l.HeldUntil.After(now)
+		switch {
+		case isHeld && l.CoolUntil.After(l.HeldUntil):
+			cooling++ // the cooldown outlasts the hold
+		case isHeld:
+			held++
+			if first.HeldUntil.IsZero() || l.HeldUntil.Before(first.HeldUntil) {
+				first = l
+			}
+		case l.CoolUntil.After(now):
 			cooling++
 		}
 	}
 	switch {
 	case open == 0:
-		return WaitDay
+		return WaitDay, ""
+	case held > 0 && cooling+held == open:
+		return WaitCluster, first.HeldReason
 	case cooling == open:
-		return WaitCooldown
+		return WaitCooldown, ""
 	}
-	return WaitRPM
+	return WaitRPM, ""
+}
+
+// ShortDuration words a wait of d in whole seconds, as the summaries show
+// it ("12s", "1m5s"): a wait under a second reads "<1s", not "0s".
+func ShortDuration(d time.Duration) string {
+	if d > 0 && d < time.Second {
+		return "<1s"
+	}
+	return d.Round(time.Second).String()
 }
 
 // noteWait records that the class's head job waits until until (protected:
 // for daily protection), and reports a wait long enough to matter, or a
 // change of its kind, with EventWaiting.
 func (r *runner) noteWait(now, until time.Time, protected bool) {
-	kind := r.waitKind(now)
+	kind, held := r.waitKind(now)
 	if protected && kind != WaitDay {
 		kind = WaitProtected // a day used up says more than protection
 	}
 	r.waitMu.Lock()
-	w := Wait{Class: r.name, Kind: kind, Since: now, Until: until}
+	w := Wait{Class: r.name, Kind: kind, Since: now, Until: until, held: held}
 	if r.wait != nil && r.wait.Kind == kind {
 		w.Since = r.wait.Since
 	}

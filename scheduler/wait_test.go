@@ -179,3 +179,15 @@ func TestOnSubmit(t *testing.T) {
 		}
 	})
 }
+
+// TestShortDuration: a wait under a second reads "<1s", never "0s".
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", time.Millisecond: "<1s", 999 * time.Millisecond: "<1s", time.Second: "1s",
+		1499 * time.Millisecond: "1s", 20*time.Second + 600*time.Millisecond: "21s", 65 * time.Second: "1m5s",
+	} {
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -338,7 +338,9 @@ func printKeys(w io.Writer, keys []scheduler.KeyStatus, now time.Time) {
 func keyClassState(c scheduler.KeyClassState, now time.Time) string {
 	switch c.State {
 	case "cooling":
-		return "cooling " + c.Until.Sub(now).Round(time.Second).String()
+		return "cooling " + scheduler.ShortDuration(c.Until.Sub(now))
+	case "held":
+		return scheduler.HoldWords(c.Reason, c.Until, now)
 	case "exhausted", "day_used":
 		return "out until " + c.Until.In(bucket.Pacific).Format("Jan 2 15:04 MST")
 	case "stopped":

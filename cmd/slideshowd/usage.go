@@ -309,8 +309,10 @@ func laneState(l scheduler.LaneSummary, now, resets time.Time) string {
 		return "disabled"
 	case l.ExhaustedUntil.After(now):
 		return "out for the day until " + l.ExhaustedUntil.In(bucket.Pacific).Format("Jan 2 15:04 MST")
+	case l.HeldUntil.After(now) && !l.CoolUntil.After(l.HeldUntil):
+		return scheduler.HoldWords(l.Held, l.HeldUntil, now)
 	case l.CoolUntil.After(now):
-		return "cooling down for " + l.CoolUntil.Sub(now).Round(time.Second).String()
+		return "cooling down for " + scheduler.ShortDuration(l.CoolUntil.Sub(now))
 	case l.DayUsed >= l.DayLimit && !resets.IsZero():
 		return "day used up until " + resets.In(bucket.Pacific).Format("Jan 2 15:04 MST")
 	case l.DayUsed >= l.DayLimit:

@@ -262,6 +262,9 @@ var (
 		"1 when a lane has at least one enabled key, else 0.", []string{"class", "project"}, nil)
 	descLaneCooldown = prometheus.NewDesc("slideshowd_lane_cooldown_seconds",
 		"Seconds until a cooling lane may send again (0 when not cooling).", []string{"class", "project"}, nil)
+	descLaneHeld = prometheus.NewDesc("slideshowd_lane_held_seconds",
+		"Seconds until a lane the cluster holds (a grant refused with no 429: the shared window or token window full, the shared day full, or the share used while Redis is unreachable) asks again (0 when not held) (only with redis_url).",
+		[]string{"class", "project"}, nil)
 	descLaneExhausted = prometheus.NewDesc("slideshowd_lane_exhausted",
 		"1 when a lane is out for the rest of the Pacific day, else 0.", []string{"class", "project"}, nil)
 	descLaneOut = prometheus.NewDesc("slideshowd_lane_out_of_service",
@@ -291,7 +294,7 @@ var summaryDescs = []*prometheus.Desc{
 	descDayUsed, descDayLimit, descDayRemaining, descCritical,
 	descLaneRPMUsed, descLaneRPMLimit, descLaneTPMUsed, descLaneTPMLimit,
 	descLaneDayUsed, descLaneDayLimit, descLaneDayRemaining,
-	descLaneEnabled, descLaneCooldown, descLaneExhausted, descLaneOut, descKeyDisabled,
+	descLaneEnabled, descLaneCooldown, descLaneHeld, descLaneExhausted, descLaneOut, descKeyDisabled,
 	descClusterProcesses, descClusterUp, descClusterWindow, descClusterDay, descClusterTokens,
 }
 
@@ -349,6 +352,13 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 				cool = l.CoolUntil.Sub(s.Time).Seconds()
 			}
 			gauge(descLaneCooldown, cool, cs.Name, l.Project)
+			if s.Cluster != nil {
+				held := 0.0
+				if l.HeldUntil.After(s.Time) {
+					held = l.HeldUntil.Sub(s.Time).Seconds()
+				}
+				gauge(descLaneHeld, held, cs.Name, l.Project)
+			}
 			gauge(descLaneExhausted, boolGauge(exhausted), cs.Name, l.Project)
 			if !l.Enabled && l.Reason != "" {
 				gauge(descLaneOut, 1, cs.Name, l.Project, reasonLabel(l.Reason))

@@ -291,6 +291,40 @@ slideshowd_cluster_view_up 0
 	}
 }
 
+// TestMetricsLaneHeld: a lane the cluster holds (a grant refused, no 429)
+// is in slideshowd_lane_held_seconds, not in the cooldown gauge; a lane
+// cooling after a 429 the other way round. Without a cluster, no held
+// series.
+func TestMetricsLaneHeld(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := scheduler.Summary{Time: now, Cluster: &scheduler.ClusterSummary{Name: "c", Process: "host-1-aa", Day: "2026-12-01"},
+		Classes: []scheduler.ClassSummary{{Name: "image", Lanes: []scheduler.LaneSummary{
+			{Project: "p1", Enabled: true, RPMLimit: 20, DayLimit: 250, HeldUntil: now.Add(13 * time.Second), Held: scheduler.HoldWindow},
+			{Project: "p2", Enabled: true, RPMLimit: 20, DayLimit: 250, CoolUntil: now.Add(20 * time.Second)},
+		}}}}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Attach(func() scheduler.Summary { return sum })
+	want := `
+# HELP slideshowd_lane_cooldown_seconds Seconds until a cooling lane may send again (0 when not cooling).
+# TYPE slideshowd_lane_cooldown_seconds gauge
+slideshowd_lane_cooldown_seconds{class="image",project="p1"} 0
+slideshowd_lane_cooldown_seconds{class="image",project="p2"} 20
+# HELP slideshowd_lane_held_seconds Seconds until a lane the cluster holds (a grant refused with no 429: the shared window or token window full, the shared day full, or the share used while Redis is unreachable) asks again (0 when not held) (only with redis_url).
+# TYPE slideshowd_lane_held_seconds gauge
+slideshowd_lane_held_seconds{class="image",project="p1"} 13
+slideshowd_lane_held_seconds{class="image",project="p2"} 0
+`
+	names := []string{"slideshowd_lane_cooldown_seconds", "slideshowd_lane_held_seconds"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	sum.Cluster = nil
+	if n, _ := testutil.GatherAndCount(reg, "slideshowd_lane_held_seconds"); n != 0 {
+		t.Errorf("without a cluster: %d held series, want 0", n)
+	}
+}
+
 // TestMetricsWithScheduler wires Metrics into a real scheduler: one job
 // gets a 429 on its first key and succeeds on the second.
 func TestMetricsWithScheduler(t *testing.T) {

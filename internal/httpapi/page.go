@@ -396,8 +396,10 @@ func (h *handler) pageData(ctx context.Context, se session) (pageView, error) {
 					lv.State, lv.StateClass = "disabled", "state-bad"
 				case l.ExhaustedUntil.After(now):
 					lv.State, lv.StateClass = "out for the day until "+l.ExhaustedUntil.In(bucket.Pacific).Format("Jan 2 15:04 MST"), "state-bad"
+				case l.HeldUntil.After(now) && !l.CoolUntil.After(l.HeldUntil):
+					lv.State, lv.StateClass = scheduler.HoldWords(l.Held, l.HeldUntil, now), "state-wait"
 				case l.CoolUntil.After(now):
-					lv.State, lv.StateClass = "cooling down for "+l.CoolUntil.Sub(now).Round(time.Second).String(), "state-wait"
+					lv.State, lv.StateClass = "cooling down for "+scheduler.ShortDuration(l.CoolUntil.Sub(now)), "state-wait"
 				case l.DayUsed >= l.DayLimit:
 					lv.State, lv.StateClass = "day used up until "+cv.Resets, "state-bad"
 				}

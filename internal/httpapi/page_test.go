@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
@@ -265,5 +266,29 @@ func TestStatusPageCluster(t *testing.T) {
 	sum.Cluster = nil
 	if body := env.do(t, "GET", "/", "").Body.String(); strings.Contains(body, `id="cluster"`) {
 		t.Errorf("a cluster section without a cluster:\n%s", body)
+	}
+}
+
+// TestStatusPageLaneHeld: the page words a lane the cluster holds (a grant
+// refused, no 429) by its hold; neither held lane reads "cooling down".
+func TestStatusPageLaneHeld(t *testing.T) {
+	now := time.Now()
+	sum := scheduler.Summary{Time: now, Classes: []scheduler.ClassSummary{{Name: "image", Lanes: []scheduler.LaneSummary{
+		{Project: "p1", Keys: []string{"key1"}, Enabled: true, RPMLimit: 20, DayLimit: 250,
+			HeldUntil: now.Add(13*time.Second + 400*time.Millisecond), Held: scheduler.HoldWindow},
+		{Project: "p2", Keys: []string{"key2"}, Enabled: true, RPMLimit: 20, DayLimit: 250,
+			HeldUntil: now.Add(time.Hour + 500*time.Millisecond), Held: scheduler.HoldShare},
+		{Project: "p3", Keys: []string{"key3"}, Enabled: true, RPMLimit: 20, DayLimit: 250,
+			CoolUntil: now.Add(time.Hour + 500*time.Millisecond)},
+	}}}}
+	env := newEnv(t, func(c *Config) { c.Summary = func() scheduler.Summary { return sum } })
+	body := env.do(t, "GET", "/", "").Body.String()
+	for _, want := range []string{"waiting for the cluster&#39;s window (1", "Redis unreachable: share used (1h0m0s)", "cooling down for 1h0m0s"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page without %q:\n%s", want, body)
+		}
+	}
+	if n := strings.Count(body, "cooling down"); n != 1 {
+		t.Errorf("%d lanes cooling down on the page, want 1:\n%s", n, body)
 	}
 }

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// TestLaneWords: `keys` and `usage` word a cooldown ending within the
+// second as "<1s" (not "0s"), and a lane the cluster holds (a grant
+// refused, no 429) by its hold, not as a cooldown.
+func TestLaneWords(t *testing.T) {
+	now := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
+	midnight := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		state scheduler.KeyClassState
+		want  string
+	}{
+		{scheduler.KeyClassState{State: "cooling", Until: now.Add(300 * time.Millisecond)}, "cooling <1s"},
+		{scheduler.KeyClassState{State: "cooling", Until: now.Add(20 * time.Second)}, "cooling 20s"},
+		{scheduler.KeyClassState{State: "held", Reason: scheduler.HoldWindow, Until: now.Add(13 * time.Second)},
+			"waiting for the cluster's window (13s)"},
+		{scheduler.KeyClassState{State: "held", Reason: scheduler.HoldShare, Until: now.Add(400 * time.Millisecond)},
+			"Redis unreachable: share used (<1s)"},
+		{scheduler.KeyClassState{State: "held", Reason: scheduler.HoldDay, Until: midnight},
+			"cluster day full until Dec 2 00:00 PST"},
+	} {
+		if got := keyClassState(tt.state, now); got != tt.want {
+			t.Errorf("keys: %+v: %q, want %q", tt.state, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		lane scheduler.LaneSummary
+		want string
+	}{
+		{scheduler.LaneSummary{Enabled: true, DayLimit: 250, CoolUntil: now.Add(300 * time.Millisecond)}, "cooling down for <1s"},
+		{scheduler.LaneSummary{Enabled: true, DayLimit: 250, HeldUntil: now.Add(13 * time.Second), Held: scheduler.HoldWindow},
+			"waiting for the cluster's window (13s)"},
+		{scheduler.LaneSummary{Enabled: true, DayLimit: 250, HeldUntil: now.Add(13 * time.Second), Held: scheduler.HoldTokens,
+			CoolUntil: now.Add(20 * time.Second)}, "cooling down for 20s"}, // the 429's cooldown outlasts the hold
+		{scheduler.LaneSummary{Enabled: true, DayLimit: 250, HeldUntil: midnight, Held: scheduler.HoldDay},
+			"cluster day full until Dec 2 00:00 PST"},
+	} {
+		if got := laneState(tt.lane, now, midnight); got != tt.want {
+			t.Errorf("usage: %+v: %q, want %q", tt.lane, got, tt.want)
+		}
+	}
+}
