@@ -9,7 +9,7 @@ all: test build
 
 ## test: gofmt check, go vet, and the race-enabled, shuffled test suite.
 test: fmt-check vet
-	$(GO) test -race -shuffle=on -timeout 20m $(PKGS)
+	$(GO) test -race -shuffle=on -timeout 30m $(PKGS)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
