@@ -1062,14 +1062,19 @@ func (c *Class) Resume(project string) bool {
 
 // ClassUsage is a snapshot of a class's quota use.
 type ClassUsage struct {
-	Class     string
-	Limits    Limits // per project
-	Day       string // the Pacific day the counts are for
-	Used      int    // daily units used today over enabled lanes
-	Limit     int    // summed RPD of enabled lanes
-	Remaining int    // Limit - Used, never negative
-	RPMLimit  int    // summed RPM of enabled lanes
-	Critical  bool   // SharedUsed >= Critical fraction of Limit
+	Class  string
+	Limits Limits // per project
+	Day    string // the Pacific day the counts are for
+	Used   int    // daily units used today over enabled lanes
+	Limit  int    // summed RPD of enabled lanes
+	// Remaining is what the class can still send today: over its enabled
+	// lanes not exhausted (ExhaustUntil) at now, each lane's RPD less its
+	// day used, never negative; once SharedDay was called, less the
+	// larger of its own use and its shared day count of today (the
+	// cluster's remaining, as SharedUsed counts it).
+	Remaining int
+	RPMLimit  int  // summed RPM of enabled lanes
+	Critical  bool // SharedUsed >= Critical fraction of Limit
 	// SharedUsed is the day use daily protection counts: Used, or, once
 	// SharedDay was called, the sum over enabled lanes of the larger of
 	// each one's own use and its shared day count.
@@ -1134,11 +1139,13 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 			u.Used += l.used
 			u.Limit += c.limits.RPD
 			u.RPMLimit += c.limits.RPM
+			if l.exhaustedUntil <= n {
+				u.Remaining += max(0, c.limits.RPD-c.protectedLaneUsed(l))
+			}
 		}
 		u.Lanes = append(u.Lanes, lu)
 	}
 	sort.Slice(u.Lanes, func(i, j int) bool { return u.Lanes[i].Project < u.Lanes[j].Project })
-	u.Remaining = max(0, u.Limit-u.Used)
 	u.SharedUsed = c.protectedUsedLocked()
 	u.Critical = c.criticalLocked()
 	return u
@@ -1179,13 +1186,20 @@ func (c *Class) protectedUsedLocked() int {
 		if len(l.keys) == 0 {
 			continue
 		}
-		u := l.used
-		if l.sharedDay == l.day && l.sharedCount > u {
-			u = l.sharedCount
-		}
-		n += u
+		n += c.protectedLaneUsed(l)
 	}
 	return n
+}
+
+// protectedLaneUsed is the lane's day use daily protection counts: its own,
+// or once SharedDay was called the larger of its own and its shared count
+// of today.
+func (c *Class) protectedLaneUsed(l *lane) int {
+	u := l.used
+	if c.shared && l.sharedDay == l.day && l.sharedCount > u {
+		u = l.sharedCount
+	}
+	return u
 }
 
 // SharedDay records the day count of the project's lane for day as every

@@ -500,6 +500,38 @@ func TestCritical(t *testing.T) {
 	}
 }
 
+// TestRemainingCountsSharedDayAndExhaustion: Remaining is what the class
+// can still send today: an exhausted lane has none left, and with shared
+// day counts a lane's remaining is its RPD less the larger of its own use
+// and the cluster's count (18 of 20 used by the cluster: 2 left, not 19).
+func TestRemainingCountsSharedDayAndExhaustion(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 1000, RPD: 10}}}, Keys: keysN(2)})
+	c := p.Class("image")
+	if _, ok, _ := c.Acquire(t0, 0); !ok {
+		t.Fatal("acquire")
+	}
+	if u := c.Usage(t0); u.Used != 1 || u.Remaining != 19 {
+		t.Fatalf("alone: used %d remaining %d, want 1 and 19", u.Used, u.Remaining)
+	}
+	today := Day(t0, Pacific)
+	c.SharedDay("key1", today, 9, t0)
+	c.SharedDay("key2", today, 9, t0)
+	if u := c.Usage(t0); u.Used != 1 || u.SharedUsed != 18 || u.Remaining != 2 {
+		t.Fatalf("cluster used 18 of 20: used %d, shared %d, remaining %d; want 1, 18, 2", u.Used, u.SharedUsed, u.Remaining)
+	}
+	c.SharedDay("key2", today, 12, t0) // above RPD: none left, never negative
+	if u := c.Usage(t0); u.Remaining != 1 {
+		t.Fatalf("one lane over its RPD: remaining %d, want 1", u.Remaining)
+	}
+	c.Exhaust("key1", t0)
+	if u := c.Usage(t0); u.Remaining != 0 {
+		t.Fatalf("the other lane exhausted: remaining %d, want 0", u.Remaining)
+	}
+	if u := c.Usage(NextMidnight(t0, Pacific)); u.Remaining != 20 {
+		t.Fatalf("next day: remaining %d, want 20", u.Remaining)
+	}
+}
+
 // TestSharedDayCritical: with shared day counts (processes sharing a quota
 // through Redis), daily protection counts each enabled lane's larger of its
 // own use and its shared count of today; a lower count (units given back)

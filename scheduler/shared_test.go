@@ -324,8 +324,9 @@ func TestSharedDailyProtection(t *testing.T) {
 	lb := newLogSignal("daily protection counts the cluster's day")
 	b := protectedScheduler(t, srv, "b", lb)
 	<-lb.seen("daily protection counts the cluster's day")
-	if cs := b.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 0 || cs.ClusterDayUsed != 5 {
-		t.Errorf("b: critical %v, own day used %d, cluster's %d; want critical on the cluster's 5 of 10 with none of its own", cs.Critical, cs.DayUsed, cs.ClusterDayUsed)
+	if cs := b.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 0 || cs.ClusterDayUsed != 5 || cs.DayRemaining != 5 {
+		t.Errorf("b: critical %v, own day used %d, cluster's %d, remaining %d; want critical on the cluster's 5 of 10 with none of its own, 5 left",
+			cs.Critical, cs.DayUsed, cs.ClusterDayUsed, cs.DayRemaining)
 	}
 	held("b", b)
 	if err := b.Do(ctx, Job{Class: "text", Priority: PriorityHigh, Work: ok}); err != nil {
@@ -335,8 +336,9 @@ func TestSharedDailyProtection(t *testing.T) {
 	if err := c.Do(ctx, Job{Class: "text", Priority: PriorityHigh, Work: ok}); err != nil {
 		t.Fatal(err)
 	}
-	if cs := c.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 1 || cs.ClusterDayUsed < 7 {
-		t.Errorf("c: critical %v, own day used %d, cluster's %d; want critical on the cluster's 7 of 10", cs.Critical, cs.DayUsed, cs.ClusterDayUsed)
+	if cs := c.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 1 || cs.ClusterDayUsed < 7 || cs.DayRemaining != 10-cs.ClusterDayUsed {
+		t.Errorf("c: critical %v, own day used %d, cluster's %d, remaining %d; want critical on the cluster's 7 of 10, the cluster's remaining",
+			cs.Critical, cs.DayUsed, cs.ClusterDayUsed, cs.DayRemaining)
 	}
 	held("c", c)
 }

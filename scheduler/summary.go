@@ -131,13 +131,18 @@ type ClassSummary struct {
 	QueuedLow    int `json:"queued_low"`
 	Delayed      int `json:"delayed"`
 	// Day totals over enabled lanes.
-	Day          string `json:"day"`
-	DayUsed      int    `json:"day_used"`
-	DayLimit     int    `json:"day_limit"`
-	DayRemaining int    `json:"day_remaining"`
-	RPMLimit     int    `json:"rpm_limit"`
-	Keys         int    `json:"keys"` // enabled keys
-	Critical     bool   `json:"critical"`
+	Day      string `json:"day"`
+	DayUsed  int    `json:"day_used"`
+	DayLimit int    `json:"day_limit"`
+	// DayRemaining is what the class can still send today over its
+	// enabled lanes not out for the day: per lane RPD less its day used;
+	// with a shared store (redis_url), less the larger of this process's
+	// use and the lane's shared day count (the cluster's remaining, from
+	// the counts ClusterDayUsed sums).
+	DayRemaining int  `json:"day_remaining"`
+	RPMLimit     int  `json:"rpm_limit"`
+	Keys         int  `json:"keys"` // enabled keys
+	Critical     bool `json:"critical"`
 	// ClusterDayUsed, with a store shared with other processes (redis_url),
 	// is the day used that daily protection compares with DayLimit: per
 	// enabled lane the larger of this process's own use and the lane's

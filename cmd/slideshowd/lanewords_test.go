@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -45,5 +48,25 @@ func TestLaneWords(t *testing.T) {
 		if got := laneState(tt.lane, now, midnight); got != tt.want {
 			t.Errorf("usage: %+v: %q, want %q", tt.lane, got, tt.want)
 		}
+	}
+}
+
+// TestUsageClusterDay: with a shared store usage says the day used by the
+// cluster and by this process apart, and what is left is the cluster's
+// (day_remaining: 2 of 20, not this process's 18).
+func TestUsageClusterDay(t *testing.T) {
+	now := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
+	sum := scheduler.Summary{Time: now, Classes: []scheduler.ClassSummary{{Name: "image", Keys: 2, RPMLimit: 40,
+		DayUsed: 2, DayLimit: 20, ClusterDayUsed: 18, DayRemaining: 2}}}
+	var out bytes.Buffer
+	printUsage(&out, sum, config.Config{})
+	if want := "today 18 used by the cluster (2 by this process), 2 left"; !strings.Contains(out.String(), want) {
+		t.Errorf("usage without %q:\n%s", want, out.String())
+	}
+	sum.Classes[0].ClusterDayUsed, sum.Classes[0].DayRemaining = 0, 18
+	out.Reset()
+	printUsage(&out, sum, config.Config{})
+	if want := "today 2 used, 18 left"; !strings.Contains(out.String(), want) {
+		t.Errorf("usage without %q:\n%s", want, out.String())
 	}
 }

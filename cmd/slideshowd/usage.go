@@ -258,11 +258,14 @@ func fetchUsage(ctx context.Context, u, token string) (scheduler.Summary, error)
 func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 	models := map[string]string{"text": cfg.Classes.Text.Model, "image": cfg.Classes.Image.Model}
 	for _, c := range s.Classes {
-		fmt.Fprintf(w, "\n%s (%s): %s, %s RPM, %s/day; today %s used, %s left",
-			c.Name, models[c.Name], plural(c.Keys, "key", "keys"), thousands(c.RPMLimit), thousands(c.DayLimit),
-			thousands(c.DayUsed), thousands(c.DayRemaining))
+		fmt.Fprintf(w, "\n%s (%s): %s, %s RPM, %s/day; ",
+			c.Name, models[c.Name], plural(c.Keys, "key", "keys"), thousands(c.RPMLimit), thousands(c.DayLimit))
 		if c.ClusterDayUsed > 0 {
-			fmt.Fprintf(w, " (cluster: %s used)", thousands(c.ClusterDayUsed))
+			// day_remaining is the cluster's: say whose use is whose.
+			fmt.Fprintf(w, "today %s used by the cluster (%s by this process), %s left",
+				thousands(c.ClusterDayUsed), thousands(c.DayUsed), thousands(c.DayRemaining))
+		} else {
+			fmt.Fprintf(w, "today %s used, %s left", thousands(c.DayUsed), thousands(c.DayRemaining))
 		}
 		if c.Critical {
 			fmt.Fprint(w, " (CRITICAL: only high priority starts)")

@@ -241,7 +241,7 @@ var (
 	descDayLimit = prometheus.NewDesc("slideshowd_day_limit",
 		"Requests allowed today over the enabled lanes of a class.", []string{"class"}, nil)
 	descDayRemaining = prometheus.NewDesc("slideshowd_day_remaining",
-		"Requests still available today over the enabled, non-exhausted lanes of a class.", []string{"class"}, nil)
+		"Requests still available today over the enabled, non-exhausted lanes of a class (with redis_url, the cluster's: per lane RPD less the larger of this process's use and the shared day count).", []string{"class"}, nil)
 	descCritical = prometheus.NewDesc("slideshowd_day_critical",
 		"1 when a class has used its critical share of the day (only high priority is dispatched by default), else 0.", []string{"class"}, nil)
 	descLaneRPMUsed = prometheus.NewDesc("slideshowd_lane_rpm_used",

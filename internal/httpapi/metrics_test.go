@@ -177,7 +177,7 @@ slideshowd_queue_depth{class="text",priority="normal"} 4
 # HELP slideshowd_running_jobs Jobs of a class running now.
 # TYPE slideshowd_running_jobs gauge
 slideshowd_running_jobs{class="text"} 3
-# HELP slideshowd_day_remaining Requests still available today over the enabled, non-exhausted lanes of a class.
+# HELP slideshowd_day_remaining Requests still available today over the enabled, non-exhausted lanes of a class (with redis_url, the cluster's: per lane RPD less the larger of this process's use and the shared day count).
 # TYPE slideshowd_day_remaining gauge
 slideshowd_day_remaining{class="text"} 8900
 # HELP slideshowd_day_critical 1 when a class has used its critical share of the day (only high priority is dispatched by default), else 0.
