@@ -93,6 +93,14 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 			hctx, cancel := context.WithTimeout(ctx, HeartbeatEvery)
 			n, err := sh.Heartbeat(hctx)
 			cancel()
+			// A process started with other limits while Redis had lost
+			// the registrations (restarted empty): said at every
+			// heartbeat until it stops (GET /healthz says degraded).
+			if lc, ok := sh.(interface{ LimitsConflict() error }); ok && err == nil {
+				if cerr := lc.LimitsConflict(); cerr != nil {
+					s.log.Error().Err(cerr).Msg("a live process of the cluster has other limits for a lane; this one goes on with its own: keep the limits equal in every process")
+				}
+			}
 			switch {
 			case err != nil && !failing:
 				failing = true

@@ -153,13 +153,18 @@ type SharedEvent struct {
 // # Redis restarted empty
 //
 // Every script checks the cluster's epoch, a random value Redis holds. When
-// Redis lost it, the next call re-seeds: the first process to notice creates
-// a new epoch, and each live process adds its own Local day counts of today
-// (never below what it sent) and the window slots of its grants of the last
-// two minutes, and raises each count to the last shared count it saw; it
-// also puts back the disabled keys and lane stops it last saw (seedView).
-// Processes not running at that moment cannot add theirs: run Redis with
-// persistence (see the README).
+// Redis lost it, the next call that notices (a grant, a Heartbeat or its
+// view read: within one heartbeat) re-seeds: the first process to notice
+// creates a new epoch, and each live process adds its own Local day counts
+// of today (never below what it sent) and the window slots of its grants
+// of the last two minutes, with the last shared count it saw (from its
+// grants and its views); per lane the count is the larger of the sum of
+// the own counts and the largest count seen. It also puts back the
+// disabled keys and lane stops it last saw (seedView), and its next
+// Heartbeat registers its limits again. Then, for one HeartbeatTTL, its grants stay within its
+// share of its last view, as after an outage (see newEpoch). Processes not
+// running at that moment cannot add theirs: run Redis with persistence
+// (see the README).
 //
 // # Redis unreachable
 //
@@ -352,31 +357,63 @@ func unavailable(err error) error {
 // when it does not answer, and reconciles when it answers again (see
 // Health).
 func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
-	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey()},
-		s.process, s.ttl.Milliseconds(), s.clock()).Int64Slice()
-	if err == nil && len(res) != 2 {
-		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
-	}
 	s.f.mu.Lock()
 	opening := s.f.joined.IsZero() // OpenRedis reads the view once it has joined
 	s.f.mu.Unlock()
+	args := []any{s.process, s.ttl.Milliseconds(), s.clock(), ""}
+	if !opening && len(s.lanes) > 0 {
+		args = s.limitsArgs(args[:3])
+	}
+	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
+	if err == nil && len(res) != 3 && len(res) != 6 {
+		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
+	}
 	n := 0
 	if err == nil {
-		n = int(res[0])
+		live, _ := res[0].(int64)
+		added, _ := res[1].(int64)
+		ep, _ := res[2].(string)
+		n = int(live)
 		s.live.Store(int64(n))
 		s.f.mu.Lock()
 		// Counted alive again after its heartbeat expired or Redis lost
 		// it (or a new epoch): the others may not count this process in
 		// their views yet, so it joins again (see markDown).
-		if s.f.rejoin || (res[1] == 1 && !opening) {
+		if s.f.rejoin || (added == 1 && !opening) {
 			s.f.joined, s.f.rejoin = s.localNow(), false
+		}
+		down := s.f.down
+		if !opening {
+			s.f.conflict = ""
+			if len(res) == 6 {
+				lane, _ := res[3].(string)
+				theirs, _ := res[4].(string)
+				proc, _ := res[5].(string)
+				s.f.conflict = s.conflictText(lane, theirs, proc)
+			}
 		}
 		s.f.mu.Unlock()
 		if opening {
 			return n, nil
 		}
-		if err = s.reconnect(ctx); err == nil {
+		s.mu.Lock()
+		changed := ep != s.epoch
+		s.mu.Unlock()
+		if changed && !down {
+			// Redis lost its state while this process could reach it:
+			// re-seed now, even when no lane asks for a grant.
+			err = s.newEpoch(ctx)
+		} else {
+			err = s.reconnect(ctx)
+		}
+		if err == nil {
 			err = s.readView(ctx)
+			if errors.Is(err, errEpoch) && !s.Unreachable() {
+				// Lost between the heartbeat and the view.
+				if err = s.newEpoch(ctx); err == nil {
+					err = s.readView(ctx)
+				}
+			}
 		}
 		if err == nil {
 			// Overruns reach the shared TPM window within a heartbeat,
@@ -407,27 +444,43 @@ func limitsValue(c RedisClass) string {
 	return fmt.Sprintf("rpm %d, rpd %d, window margin %v", c.RPM, c.RPD, c.Margin)
 }
 
+// limitsArgs appends the limits prefix and this process's (lane, limits)
+// pairs to args.
+func (s *Redis) limitsArgs(args []any) []any {
+	args = append(args, s.key("limits")+":")
+	for _, l := range s.lanes {
+		args = append(args, l.String(), limitsValue(s.classes[l.Class]))
+	}
+	return args
+}
+
+// conflictText names the lane and both limits of a conflict.
+func (s *Redis) conflictText(lane, theirs, proc string) string {
+	mine := ""
+	for _, l := range s.lanes {
+		if l.String() == lane {
+			mine = limitsValue(s.classes[l.Class])
+		}
+	}
+	return fmt.Sprintf("lane %s: %s here, %s in process %s", lane, mine, theirs, proc)
+}
+
+// register registers this process's limits of every lane for two
+// HeartbeatTTLs (each Heartbeat renews them), or refuses with
+// ErrLimitsConflict while a live process registered others.
 func (s *Redis) register(ctx context.Context) error {
 	if len(s.lanes) == 0 {
 		return nil
 	}
-	args := []any{s.process, s.clock(), s.key("limits") + ":"}
-	for _, l := range s.lanes {
-		args = append(args, l.String(), limitsValue(s.classes[l.Class]))
-	}
+	args := s.limitsArgs([]any{s.process, s.clock()})
+	// The expiry goes before the pairs.
+	args = append(args[:3], append([]any{2 * s.ttl.Milliseconds()}, args[3:]...)...)
 	res, err := limitsScript.Run(ctx, s.rdb, []string{s.procsKey()}, args...).StringSlice()
 	if err != nil {
 		return unavailable(err)
 	}
 	if len(res) == 3 {
-		lane := LaneID{}
-		for _, l := range s.lanes {
-			if l.String() == res[0] {
-				lane = l
-			}
-		}
-		return fmt.Errorf("%w: lane %s: %s here, %s in process %s", ErrLimitsConflict, res[0],
-			limitsValue(s.classes[lane.Class]), res[1], res[2])
+		return fmt.Errorf("%w: %s", ErrLimitsConflict, s.conflictText(res[0], res[1], res[2]))
 	}
 	return nil
 }
@@ -468,7 +521,7 @@ func (s *Redis) join(ctx context.Context) error {
 	_, _ = rand.Read(b[:])
 	args := []any{known, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes)}
 	for _, l := range lanes {
-		keys = append(keys, s.dayKey(day, l), s.useKey(day, l))
+		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.key("seed", day, redisLane(l)))
 		args = append(args, counts[l][0], counts[l][1])
 	}
 	cutoff := now.Add(-2 * time.Minute).UnixMilli()
@@ -585,6 +638,24 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, err
 		n, err := s.reserveShare(ctx, r, c)
 		return n, covered(r, err), err
 	}
+	for attempt := 0; ; attempt++ {
+		n, covers, err := s.reserveRedis(ctx, r, c, ttl, upTo)
+		if errors.Is(err, errEpoch) && attempt < 2 && ctx.Err() == nil {
+			// Redis restarted empty: joined again, now within the share.
+			continue
+		}
+		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
+			s.markDown(err)
+			n, err := s.reserveShare(ctx, r, c)
+			return n, covered(r, err), err
+		}
+		return n, covers, err
+	}
+}
+
+// reserveRedis is one attempt of reserve's grant from Redis, within the
+// share while recovering (see sharing).
+func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, error) {
 	now, life := s.localNow(), s.life()
 	o := s.sharing(now)
 	if o != nil {
@@ -601,11 +672,6 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, err
 	}
 	count, covers, err := s.grant(ctx, r, c, ttl, upTo)
 	if err != nil {
-		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
-			s.markDown(err)
-			n, err := s.reserveShare(ctx, r, c)
-			return n, covered(r, err), err
-		}
 		return 0, 0, err
 	}
 	r.Covers = covers
@@ -652,7 +718,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 	if upTo {
 		partial = 1
 	}
-	for attempt := 0; ; attempt++ {
+	{ // one attempt: an epoch found gone returns errEpoch (see newEpoch)
 		s.mu.Lock()
 		epoch := s.epoch
 		last, over := s.tokArgs(r.Lane)
@@ -684,15 +750,21 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			return 0, 0, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
 		}
 		if res[0] == "epoch" {
-			if attempt >= 2 {
-				return 0, 0, fmt.Errorf("%w: grant: the cluster's epoch keeps changing", ErrUnavailable)
+			// Redis lost its state: re-seed and start the recovery (see
+			// newEpoch); the caller asks again within its share. The
+			// re-seed adds prev's slots as granted (its settlement was
+			// not applied): the next grant settles them.
+			if prev != nil {
+				s.stampMu.Lock()
+				if s.cur[r.Lane] == nil {
+					s.cur[r.Lane] = prev
+				}
+				s.stampMu.Unlock()
 			}
-			// The re-seed adds prev's slots as granted (its settlement
-			// was not applied): the next attempt settles them.
-			if err := s.join(ctx); err != nil {
+			if err := s.newEpoch(ctx); err != nil {
 				return 0, 0, err
 			}
-			continue
+			return 0, 0, errEpoch
 		}
 		if len(res) < 3 {
 			return 0, 0, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
@@ -738,7 +810,6 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			}
 			return 0, 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
 		}
-		break
 	}
 	return count, covers, nil
 }

@@ -76,6 +76,8 @@ type faultState struct {
 	down      bool
 	reason    string
 	outages   int
+	restarts  int                   // epochs found gone while Redis answered (newEpoch)
+	conflict  string                // a live process's other limits, from the last heartbeat ("" none)
 	out       *outage               // the current or last outage; nil before the first
 	recovers  time.Time             // grants stay within the share until then
 	life      time.Duration         // the longest grant life seen (at least minLife)
@@ -161,13 +163,20 @@ func (s *Redis) readView(ctx context.Context) error {
 	for _, l := range s.lanes {
 		keys = append(keys, s.winKey(l), s.dayKey(day, l))
 	}
-	res, err := viewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), len(s.lanes), s.f.gran).Int64Slice()
+	keys = append(keys, s.epochKey())
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	res, err := viewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), len(s.lanes), s.f.gran, epoch).Int64Slice()
 	t1 := s.localNow()
 	if err != nil {
 		return unavailable(err)
 	}
 	if len(res) < 1 {
 		return fmt.Errorf("%w: view: empty reply", ErrUnavailable)
+	}
+	if res[0] < 0 {
+		return errEpoch
 	}
 	v := &clusterView{at: t1, live: s.Live(), offMin: t0.UnixMilli() - res[0], offMax: t1.UnixMilli() - res[0],
 		lanes: make(map[LaneID]laneView, len(s.lanes))}
@@ -194,7 +203,48 @@ func (s *Redis) readView(ctx context.Context) error {
 	s.f.mu.Lock()
 	s.f.view = v
 	s.f.mu.Unlock()
+	// The day counts are the cluster's: a re-seed of an empty Redis raises
+	// each lane's count to at least them, also on a lane this process
+	// has not been granted anything on lately.
+	s.mu.Lock()
+	for l, lv := range v.lanes {
+		if dl := (dayLane{lv.day, l}); lv.count > s.seen[dl] {
+			s.seen[dl] = lv.count
+		}
+	}
+	s.mu.Unlock()
 	return nil
+}
+
+// errEpoch: the cluster's epoch is not the one this process joined (Redis
+// restarted empty, or another process re-seeded it since).
+var errEpoch = fmt.Errorf("%w: the cluster's epoch changed (Redis lost its state)", ErrUnavailable)
+
+// newEpoch is called when this process finds the epoch it joined gone
+// while Redis answers (a grant, a heartbeat or a view read: Redis restarted
+// empty): as when Redis comes back after an outage, for one HeartbeatTTL
+// from now its grants from Redis stay within its share of the outage
+// computed from its last view (the others may not have re-seeded their
+// counts yet, and those of processes not running are lost), then it joins
+// the new epoch, re-seeding its own counts and the last ones it saw.
+func (s *Redis) newEpoch(ctx context.Context) error {
+	now := s.localNow()
+	s.f.mu.Lock()
+	if !s.f.down { // down: reconnect re-seeds within the outage's share
+		o := &outage{since: now}
+		if v := s.f.view; v != nil && !s.f.rejoin && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
+			o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
+		}
+		s.f.out = o
+		s.f.recovers = now.Add(s.ttl)
+		if s.f.posted == nil {
+			s.f.posted = make(map[LaneID][]postSlot)
+		}
+		s.f.units = make(map[dayLane]int)
+		s.f.restarts++
+	}
+	s.f.mu.Unlock()
+	return s.join(ctx)
 }
 
 // markDown records that Redis did not answer: the outage begins now unless
@@ -243,10 +293,14 @@ func (s *Redis) Outages() int {
 // Health returns nil while Redis answers, else an error wrapping
 // ErrDegraded saying since when, what the process sends meanwhile and the
 // last error (it names no password: go-redis's errors do not hold the URL).
+// While Redis answers, it returns LimitsConflict's error when there is one.
 func (s *Redis) Health() error {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	if !s.f.down {
+		if s.f.conflict != "" {
+			return fmt.Errorf("%w: %s; this process goes on with its own limits", ErrLimitsConflict, s.f.conflict)
+		}
 		return nil
 	}
 	share := "no share (its view of the cluster was too old or too new): it sends only what grants in hand cover"
@@ -562,10 +616,13 @@ func (s *Redis) signalResync() {
 // count and the window's live slots counted by the second of their score,
 // rounded up.
 //
-// KEYS: per lane: window, day count. ARGV: 1 now ms (0: TIME), 2 window ms,
-// 3 lanes n, 4 rounding ms (1000). Reply: {now, then per lane: count,
-// buckets n, then (score / rounding, rounded up; slots) pairs}.
+// KEYS: per lane: window, day count; then the epoch. ARGV: 1 now ms (0:
+// TIME), 2 window ms, 3 lanes n, 4 rounding ms (1000), 5 the epoch this
+// process joined. Reply: {now, then per lane: count, buckets n, then (score
+// / rounding, rounded up; slots) pairs}, or {-1} when the epoch is not the
+// one joined (Redis lost its state: its counts are not the cluster's).
 var viewScript = redis.NewScript(clockLua + `
+if redis.call('GET', KEYS[#KEYS]) ~= ARGV[5] then return {-1} end
 local now = clock(ARGV[1])
 local win = tonumber(ARGV[2])
 local out = {now}
@@ -793,4 +850,29 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 	for _, ev := range evs {
 		fn(ev)
 	}
+}
+
+// LimitsConflict returns an error wrapping ErrLimitsConflict, naming the
+// lane and both values, when the last heartbeat found a live process that
+// registered other limits for one of this process's lanes (one that
+// started in the seconds after Redis restarted empty, before this process
+// registered again); else nil. The process goes on granting with its own
+// limits: a lane's shared window then holds up to the larger RPM (each
+// process's grants stop at its own). Its heartbeats keep its registration,
+// so processes starting later are refused (ErrLimitsConflict).
+func (s *Redis) LimitsConflict() error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.conflict == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrLimitsConflict, s.f.conflict)
+}
+
+// Restarts returns how many times this process found the cluster's epoch
+// gone while Redis answered (Redis restarted empty) since OpenRedis.
+func (s *Redis) Restarts() int {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.restarts
 }

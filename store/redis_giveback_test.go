@@ -202,7 +202,11 @@ func TestRedisGiveBackEmptied(t *testing.T) {
 	}
 	e.clock.add(time.Second)
 	// G3's grant finds no epoch: the re-seed adds G1's 2 kept slots (at
-	// the later stamp) and G2's 3, then G2 is settled (1 stamp).
+	// the later stamp) and G2's 3; the grant is refused within the
+	// recovery's share (none: a's view came as it joined); past the
+	// recovery, G3 is granted and G2 is settled (1 stamp).
+	grantErr(t, reserveErr(a, e.record(2, 2)), "share")
+	e.clock.add(16 * time.Second)
 	if _, err := a.Reserve(ctx, e.record(2, 2)); err != nil {
 		t.Fatal(err)
 	}

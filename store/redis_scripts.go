@@ -113,11 +113,15 @@ return redis.call('DECRBY', KEYS[2], n)
 // seedScript joins the epoch of the shared state, creating it when Redis
 // has none (it started empty), and adds this process's own counts when it
 // must: when it creates the epoch, or when it had joined an earlier one
-// (Redis lost what the process had granted there). Each count is added, and
-// the result raised to the lane's last shared count the process saw.
+// (Redis lost what the process had granted there). Per lane, the epoch's
+// re-seed keeps the sum of the own counts added and the largest last shared
+// count seen; the day count's re-seeded part is the larger of the two
+// (never below what the live processes sent, nor below what any of them
+// saw, and not their sum: the counts seen already hold the others' units),
+// and the grants of the new epoch come on top of it.
 //
-// KEYS: 1 epoch, then per lane: day count, use; then per lane with grants:
-// window, token window.
+// KEYS: 1 epoch, then per lane: day count, use, re-seed (hash: ep, own,
+// seen); then per lane with grants: window, token window.
 // ARGV: 1 known epoch ("" for none), 2 candidate epoch, 3 process, 4 day key
 // ttl s, 5 lanes n, then per lane: own count, last seen; then per lane with
 // grants: slots count, then (score, member) pairs, then token entries
@@ -139,18 +143,24 @@ local n = tonumber(ARGV[5])
 for i = 1, n do
   local own = tonumber(ARGV[5 + 2 * i - 1])
   local seen = tonumber(ARGV[5 + 2 * i])
-  local dk, uk = KEYS[1 + 2 * i - 1], KEYS[1 + 2 * i]
-  local v = tonumber(redis.call('GET', dk) or '0')
-  if own > 0 then
-    v = redis.call('INCRBY', dk, own)
-    redis.call('HINCRBY', uk, ARGV[3], own)
+  local dk, uk, hk = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
+  local sown, sseen = 0, 0
+  local h = redis.call('HMGET', hk, 'ep', 'own', 'seen')
+  if h[1] == ep then
+    sown, sseen = tonumber(h[2] or '0') or 0, tonumber(h[3] or '0') or 0
   end
-  if v < seen then redis.call('SET', dk, seen) end
+  local base = math.max(sown, sseen)
+  sown, sseen = sown + own, math.max(sseen, seen)
+  local nb = math.max(sown, sseen)
+  if nb > base then redis.call('INCRBY', dk, nb - base) end
+  if own > 0 then redis.call('HINCRBY', uk, ARGV[3], own) end
+  redis.call('HSET', hk, 'ep', ep, 'own', sown, 'seen', sseen)
   redis.call('EXPIRE', dk, ARGV[4])
   redis.call('EXPIRE', uk, ARGV[4])
+  redis.call('EXPIRE', hk, ARGV[4])
 end
 local a = 6 + 2 * n
-for k = 1 + 2 * n + 1, #KEYS, 2 do
+for k = 1 + 3 * n + 1, #KEYS, 2 do
   local m = tonumber(ARGV[a])
   a = a + 1
   for j = 1, m do
@@ -190,32 +200,59 @@ return 1
 `)
 
 // heartbeatScript records this process alive until now + ttl and returns
-// how many processes are alive (this one included), and 1 when this
-// process was not counted alive until now (its first heartbeat, or its last
-// one expired or was lost with Redis's state), else 0.
+// how many processes are alive (this one included), 1 when this process
+// was not counted alive until now (its first heartbeat, or its last one
+// expired or was lost with Redis's state), else 0, and the cluster's epoch
+// ("" when Redis has none: it restarted empty). With a limits prefix it
+// also renews this process's limits registration (written again whole:
+// Redis may have lost it) for twice the ttl, and reports the first lane
+// whose limits a live process registered otherwise (limitsScript refuses
+// that at start; a running process is told and keeps its registration).
 //
-// KEYS: 1 processes (zset). ARGV: 1 process, 2 ttl ms, 3 now ms (0: TIME).
+// KEYS: 1 processes (zset), 2 epoch. ARGV: 1 process, 2 ttl ms, 3 now ms
+// (0: TIME), 4 prefix of the per-process limits hashes ("": no limits),
+// then (lane, value) pairs.
+// Reply: {live, added, epoch} or {live, added, epoch, lane, theirs, process}.
 var heartbeatScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[3])
+local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return {redis.call('ZCARD', KEYS[1]), added}
+local added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+local out = {redis.call('ZCARD', KEYS[1]), added, redis.call('GET', KEYS[2]) or ''}
+if ARGV[4] == '' then return out end
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+for _, p in ipairs(live) do
+  if p ~= ARGV[1] and #out == 3 then
+    for i = 5, #ARGV, 2 do
+      local v = redis.call('HGET', ARGV[4] .. p, ARGV[i])
+      if v and v ~= ARGV[i + 1] then
+        out[4], out[5], out[6] = ARGV[i], v, p
+        break
+      end
+    end
+  end
+end
+local mine = ARGV[4] .. ARGV[1]
+redis.call('DEL', mine)
+for i = 5, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', mine, ttl * 2)
+return out
 `)
 
-// limitsScript registers this process's limits of each lane; it refuses
-// when a live process (its heartbeat not expired) registered other limits
-// for one of the lanes.
+// limitsScript registers this process's limits of each lane, for expiry ms
+// (Heartbeat renews it); it refuses when a live process (its heartbeat not
+// expired) registered other limits for one of the lanes.
 //
 // KEYS: 1 processes (zset). ARGV: 1 process, 2 now ms (0: TIME), 3 prefix
-// of the per-process limits hashes, then (lane, value) pairs.
+// of the per-process limits hashes, 4 expiry ms, then (lane, value) pairs.
 // Reply: {} when registered, else {lane, theirs, process}.
 var limitsScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[2])
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 for _, p in ipairs(live) do
   if p ~= ARGV[1] then
-    for i = 4, #ARGV, 2 do
+    for i = 5, #ARGV, 2 do
       local v = redis.call('HGET', ARGV[3] .. p, ARGV[i])
       if v and v ~= ARGV[i + 1] then return {ARGV[i], v, p} end
     end
@@ -223,7 +260,7 @@ for _, p in ipairs(live) do
 end
 local mine = ARGV[3] .. ARGV[1]
 redis.call('DEL', mine)
-for i = 4, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', mine, 86400)
+for i = 5, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', mine, tonumber(ARGV[4]))
 return {}
 `)

@@ -275,8 +275,10 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
 	e.srv.Restart()
 	// a's next heartbeat reconnects and re-seeds (4 of its own); past its
-	// recovery period (a TTL), b's grant re-seeds b's 5: the window holds
-	// 9 of 10, so a grant of 2 is refused, and the day is at 9.
+	// recovery period (a TTL), b's grant re-seeds b's 5, then asks within
+	// its own recovery's share (none: b's view came less than a TTL after
+	// it joined); past that, the window holds 10 of 10, so a grant of 2 is
+	// refused, and the day is at 10.
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -284,6 +286,8 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	if n, err := a.Reserve(ctx, e.record(1, 1)); err != nil || n != 5 {
 		t.Fatalf("a after restart: %d, %v; want 5", n, err)
 	}
+	grantErr(t, reserveErr(b, e.record(2, 2)), "share")
+	e.clock.add(16 * time.Second)
 	grantErr(t, reserveErr(b, e.record(2, 2)), "window")
 	// The heartbeats were lost with the rest: each process counts again
 	// at its next one.

@@ -1,0 +1,198 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// Reproductions found by the newcomer's binary run (2026-12-01): Redis
+// restarted empty while every process could still reach it a moment later,
+// so no process saw a call fail. They fail on main at 399bfa6.
+
+// TestRedisEmptyRestartKeepsWindow: b holds the lane's whole minute (10
+// slots of RPM 10), a's heartbeat has seen it, Redis restarts empty, and a
+// asks first. a re-seeds only its own grants, so it is granted a slot in a
+// minute that already holds 10 (the binary run: 13 and 12 requests in a 60 s
+// window at RPM 10, 5 per-minute 429s).
+func TestRedisEmptyRestartKeepsWindow(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	if _, err := b.Reserve(ctx, e.record(10, 10)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*store.Redis{a, b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Kill()
+	e.srv.Restart()
+	e.clock.add(5 * time.Second)
+	if n, err := a.Reserve(ctx, e.record(1, 1)); !errors.Is(err, store.ErrNoGrant) {
+		t.Errorf("a granted a slot (day count %d, err %v) 5 s after b took the whole minute (RPM 10): Redis restarted empty between", n, err)
+	}
+}
+
+// TestRedisEmptyRestartKeepsDay: b used 15 of RPD 20, a's heartbeat read
+// it, Redis restarts empty, and a asks for 10: the day would hold 25 (the
+// binary run: a shared day count of 4 after 12 requests sent at RPD 12,
+// and 2 per-day 429s).
+func TestRedisEmptyRestartKeepsDay(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 20}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	if _, err := b.Reserve(ctx, e.record(15, 15)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*store.Redis{a, b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Kill()
+	e.srv.Restart()
+	e.clock.add(70 * time.Second) // the window is free again; the day is not
+	if n, err := a.Reserve(ctx, e.record(10, 10)); err == nil {
+		t.Errorf("a granted 10 day units (shared day count %d) after b's 15 of RPD 20: Redis restarted empty between", n)
+	}
+}
+
+// TestRedisEmptyRestartKeepsLimits: after Redis restarted empty, a process
+// with other limits for a lane is no longer refused while a and b live
+// (the binary run: one at RPM 12 joined daemons at RPM 10, 3 per-minute
+// 429s); limits registrations are also never renewed (EXPIRE 86400 once).
+func TestRedisEmptyRestartKeepsLimits(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100}
+	a := e.open(t, "a", cls)
+	e.srv.Kill()
+	e.srv.Restart()
+	for i := 0; i < 2; i++ { // a notices (heartbeat, grant) and goes on
+		_, _ = a.Heartbeat(ctx)
+		_, _ = a.Reserve(ctx, e.record(1, 1))
+	}
+	other := store.RedisClass{Name: "text", RPM: 12, RPD: 100}
+	s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "c", Classes: []store.RedisClass{other},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if err == nil {
+		s.Close()
+		t.Errorf("a process at RPM 12 joined while a (RPM 10) is alive: Redis restarted empty before; want ErrLimitsConflict")
+	} else if !errors.Is(err, store.ErrLimitsConflict) {
+		t.Errorf("OpenRedis: %v; want ErrLimitsConflict", err)
+	}
+}
+
+// TestRedisEmptyRestartRecovery: with views a heartbeat TTL after both
+// joined, an idle process re-seeds at its next heartbeat; the first grant
+// after the restart stays within its share of the last view (b's whole
+// minute leaves no room); the day count is re-seeded to the larger of the
+// counts seen and the sum of the own counts (b's 10 once, not twice); and
+// after the recovery Redis grants alone again.
+func TestRedisEmptyRestartRecovery(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 20, RPD: 100}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	e.heartbeats(t, 15*time.Second, a, b)
+	for _, g := range []struct {
+		s *store.Redis
+		n int
+	}{{a, 3}, {b, 10}} {
+		if _, err := g.s.Reserve(ctx, e.record(g.n, g.n)); err != nil {
+			t.Fatal(err)
+		}
+		for range g.n { // sent at the grant's expiry
+			g.s.Stamped(lane, e.clock.now().Add(2*time.Second))
+		}
+	}
+	e.heartbeats(t, 0, a, b) // both views: 13 slots and day count 13
+	e.srv.Kill()
+	e.srv.Restart()
+	e.clock.add(time.Second)
+	// b, idle, re-seeds at its heartbeat.
+	if _, err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := a.Usage(ctx, "2026-03-01"); err != nil || len(u.Lanes) != 1 || u.Lanes[0].Count != 13 {
+		t.Errorf("day count after b's heartbeat %+v, %v; want 13 (b's 10, raised to the 13 it saw)", u, err)
+	}
+	if b.Restarts() != 1 {
+		t.Errorf("b's Restarts %d, want 1", b.Restarts())
+	}
+	// a's grant finds the new epoch: a re-seeds (its own 3 and the 13
+	// it saw: the count stays 13, not 16) and asks within its share: the
+	// view's slots leave after the restart, no room yet (Redis would have
+	// granted it: its window holds 13 of 20).
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	if u, err := a.Usage(ctx, "2026-03-01"); err != nil || len(u.Lanes) != 1 || u.Lanes[0].Count != 13 {
+		t.Errorf("day count after a's re-seed %+v, %v; want 13 (sum of own counts 13, seen 13)", u, err)
+	}
+	// Past the recovery, Redis alone: the re-seeded slots are in the window.
+	e.heartbeats(t, 20*time.Second, a, b)
+	grantErr(t, reserveErr(a, e.record(8, 8)), "window")
+	e.heartbeats(t, 45*time.Second, a, b) // the 13 have left
+	if n, err := a.Reserve(ctx, e.record(2, 2)); err != nil || n != 15 {
+		t.Errorf("a after the minute: day count %d, %v; want 15", n, err)
+	}
+}
+
+// TestRedisEmptyRestartLimitsConflict: a process that started in the
+// seconds after Redis restarted empty, with other limits, is found by a
+// running process's next heartbeat: LimitsConflict and Health name the
+// lane and both values, and a process starting after is refused. The
+// registration is renewed at each heartbeat for two heartbeat TTLs.
+func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100}
+	a := e.open(t, "a", cls)
+	rc := e.client(t)
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, err := rc.PTTL(ctx, "test:limits:a").Result(); err != nil || ttl <= 0 || ttl > 30*time.Second {
+		t.Errorf("a's limits registration expires in %v (%v); want within two heartbeat TTLs", ttl, err)
+	}
+	if err := a.LimitsConflict(); err != nil {
+		t.Errorf("LimitsConflict alone: %v", err)
+	}
+	e.srv.Kill()
+	e.srv.Restart()
+	c := e.open(t, "c", store.RedisClass{Name: "text", RPM: 12, RPD: 100})
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{a.LimitsConflict(), a.Health()} {
+		if !errors.Is(err, store.ErrLimitsConflict) || !strings.Contains(err.Error(), "lane p1/text: rpm 10, rpd 100, window margin 0s here, rpm 12, rpd 100, window margin 0s in process c") {
+			t.Errorf("a after c joined with other limits: %v", err)
+		}
+	}
+	_, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "d", Classes: []store.RedisClass{cls},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if !errors.Is(err, store.ErrLimitsConflict) {
+		t.Errorf("d at RPM 10 with c at RPM 12 alive: %v; want ErrLimitsConflict", err)
+	}
+	// c stops: a's next heartbeat finds no conflict any more.
+	if err := c.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Health(); err != nil {
+		t.Errorf("Health once c left: %v", err)
+	}
+}
