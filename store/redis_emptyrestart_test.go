@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +195,76 @@ func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
 	}
 	if err := a.Health(); err != nil {
 		t.Errorf("Health once c left: %v", err)
+	}
+}
+
+// TestRedisEmptyRestartModel: three processes on a virtual clock take
+// random grants and send everything they are granted at once, with
+// heartbeats every 5 s, while Redis restarts empty now and then with every
+// process still reaching it (no call fails in between). No 60 s window of
+// sends may hold more than RPM, nor the day more than RPD (seed printed).
+func TestRedisEmptyRestartModel(t *testing.T) {
+	seed := *redisSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (go test ./store -run TestRedisEmptyRestartModel -redis-seed %d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 13))
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	const rpm, rpd = 12, 60
+	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: rpd}
+	ps := []*store.Redis{e.open(t, "a", cls), e.open(t, "b", cls), e.open(t, "c", cls)}
+	e.heartbeats(t, 20*time.Second, ps...)
+	var sends []time.Time
+	restarts := 0
+	next := e.clock.now().Add(5 * time.Second)
+	for step := 0; step < 400; step++ {
+		e.clock.add(time.Duration(200+rng.IntN(2800)) * time.Millisecond)
+		if now := e.clock.now(); !now.Before(next) {
+			for _, p := range ps {
+				if _, err := p.Heartbeat(ctx); err != nil {
+					t.Fatalf("step %d: heartbeat: %v", step, err)
+				}
+			}
+			next = now.Add(5 * time.Second)
+		}
+		if rng.IntN(40) == 0 {
+			e.srv.Kill()
+			e.srv.Restart()
+			restarts++
+		}
+		p, k := ps[rng.IntN(len(ps))], 1+rng.IntN(3)
+		_, err := p.Reserve(ctx, e.record(k, k))
+		if errors.Is(err, store.ErrNoGrant) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		now := e.clock.now()
+		for range k {
+			p.Stamped(lane, now)
+			sends = append(sends, now)
+		}
+	}
+	if len(sends) > rpd {
+		t.Errorf("%d sends in the day, RPD %d", len(sends), rpd)
+	}
+	for i, s := range sends {
+		n := 0
+		for _, o := range sends[i:] {
+			if o.Sub(s) < time.Minute {
+				n++
+			}
+		}
+		if n > rpm {
+			t.Errorf("%d sends in the 60 s from %v, RPM %d", n, s, rpm)
+			break
+		}
+	}
+	t.Logf("%d sends, %d restarts of Redis", len(sends), restarts)
+	if restarts == 0 || len(sends) < rpm {
+		t.Errorf("%d restarts, %d sends: the model did not exercise a restart under load", restarts, len(sends))
 	}
 }
