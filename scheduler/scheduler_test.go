@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -961,4 +962,55 @@ func TestDefaultConcurrency(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSummaryTPMOnlyWithLimit: a lane of a class without TPM has no
+// tpm_used in the summary's JSON (its tokens are counted, with no limit to
+// count them against); one with TPM has tpm_used and tpm_limit.
+func TestSummaryTPMOnlyWithLimit(t *testing.T) {
+	s, err := New(Config{Classes: []ClassConfig{
+		{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100}},
+		{Name: "image", Limits: bucket.Limits{RPM: 60, RPD: 100, TPM: 5000}},
+	}, Keys: keys(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	for _, class := range []string{"text", "image"} {
+		if err := s.Do(ctx, Job{Class: class, Tokens: 1200, Work: func(context.Context, Lease) error { return nil }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := json.Marshal(s.Summary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum struct {
+		Classes []struct {
+			Name  string
+			Lanes []map[string]any
+		}
+	}
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range sum.Classes {
+		l := c.Lanes[0]
+		_, used := l["tpm_used"]
+		_, limit := l["tpm_limit"]
+		switch {
+		case c.Name == "text" && (used || limit):
+			t.Errorf("text without TPM: lane %v has tpm_used or tpm_limit", l)
+		case c.Name == "image" && (l["tpm_used"] != 1200.0 || l["tpm_limit"] != 5000.0):
+			t.Errorf("image with TPM 5000: lane %v, want tpm_used 1200 and tpm_limit 5000", l)
+		}
+	}
 }

@@ -171,10 +171,13 @@ type LaneSummary struct {
 	Enabled  bool   `json:"enabled"`
 	RPMUsed  int    `json:"rpm_used"` // requests in the last 60 s
 	RPMLimit int    `json:"rpm_limit"`
-	TPMUsed  int    `json:"tpm_used,omitempty"`
-	TPMLimit int    `json:"tpm_limit,omitempty"`
-	DayUsed  int    `json:"day_used"`
-	DayLimit int    `json:"day_limit"`
+	// TPMUsed is the estimated (reconciled) input tokens of the last 60 s,
+	// and TPMLimit the lane's TPM, only when the class has a TPM limit:
+	// both 0 (absent) without one, and tpm_used absent while 0.
+	TPMUsed  int `json:"tpm_used,omitempty"`
+	TPMLimit int `json:"tpm_limit,omitempty"`
+	DayUsed  int `json:"day_used"`
+	DayLimit int `json:"day_limit"`
 	// CoolUntil is when a lane cooling down after a 429 (its own, or
 	// another process's shared through Redis) may send again.
 	CoolUntil time.Time `json:"cool_until,omitzero"`
@@ -234,6 +237,9 @@ func (s *Scheduler) Summary() Summary {
 		r.mu.Unlock()
 		for _, lu := range u.Lanes {
 			cs.Keys += len(lu.Keys)
+			if u.Limits.TPM == 0 {
+				lu.TPMUsed = 0 // counted, but no limit to count it against
+			}
 			pending := pendingLanes[store.LaneID{Project: lu.Project, Class: r.name}]
 			cs.Lanes = append(cs.Lanes, LaneSummary{
 				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Stopped: lu.Stopped, Enabled: lu.Enabled,
