@@ -73,6 +73,10 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 		tick := time.NewTicker(HeartbeatEvery)
 		defer tick.Stop()
 		failing := false
+		restarts := 0
+		if r, ok := sh.(interface{ Restarts() int }); ok {
+			restarts = r.Restarts()
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -93,6 +97,12 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 			hctx, cancel := context.WithTimeout(ctx, HeartbeatEvery)
 			n, err := sh.Heartbeat(hctx)
 			cancel()
+			if r, ok := sh.(interface{ Restarts() int }); ok {
+				if n := r.Restarts(); n > restarts {
+					restarts = n
+					s.log.Warn().Msg("Redis lost the cluster's state (restarted empty): this process added its day counts and recent grants again; for 15 s its grants stay within its share of its last view of the cluster")
+				}
+			}
 			// A process started with other limits while Redis had lost
 			// the registrations (restarted empty): said at every
 			// heartbeat until it stops (GET /healthz says degraded).
