@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/internal/config"
@@ -164,6 +165,11 @@ func (c *clientCmd) start(e env, args []string) (sub string, pos []string, cfg c
 	}
 	if *c.addr != "" {
 		cfg.Listen = *c.addr
+	}
+	if cfg.RedisURL != "" {
+		// A change sent to the cluster's Redis with no daemon answering:
+		// go-redis's own messages in the log's format, not as plain text.
+		useRedisLog(newLogger(e, cfg.Log, zerolog.WarnLevel), cfg)
 	}
 	return sub, pos, cfg, exitOK, true
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/internal/config"
@@ -43,6 +44,11 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 	}
 	if *addr != "" {
 		cfg.Listen = *addr
+	}
+	if cfg.RedisURL != "" {
+		// Reading the cluster's view with no daemon answering: go-redis's
+		// own messages in the log's format, not as plain text.
+		useRedisLog(newLogger(e, cfg.Log, zerolog.WarnLevel), cfg)
 	}
 	sum, source, err := usageSummary(ctx, cfg)
 	if err != nil {

@@ -256,6 +256,7 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 	// of a key or lane 5 s, the cluster view ClusterTimeout): go-redis
 	// ignores their deadlines on the socket unless told.
 	opts.ContextTimeoutEnabled = true
+	useRedisLog(log, cfg)
 	rc := redis.NewClient(opts)
 	projects := projectsOf(cfg)
 	classes := make([]store.RedisClass, len(sc.Classes))
@@ -271,6 +272,32 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 		Int("processes", rs.Live()).Msg("sharing quota through Redis")
 	return rs, rc, nil
 }
+
+// redisLog writes go-redis's own messages (a connection pool that failed to
+// dial, a connection with unread data, ...) through the process's logger, at
+// warn, with the configured secrets, API-key shapes and URL user information
+// redacted as in every error the process prints, instead of go-redis's
+// plain-text lines on standard error.
+type redisLog struct {
+	log zerolog.Logger
+	red redact.Redactor
+}
+
+func (l redisLog) Printf(_ context.Context, format string, v ...any) {
+	msg := strings.TrimPrefix(l.red.String(fmt.Sprintf(format, v...)), "redis: ")
+	l.log.Warn().Str("from", "go-redis").Msg(msg)
+}
+
+// useRedisLog makes every go-redis client of the process log through log
+// (redisLog). go-redis has one logger per process: the last call wins.
+func useRedisLog(log zerolog.Logger, cfg config.Config) {
+	redis.SetLogger(redisLog{log: log, red: redactorOf(cfg)})
+}
+
+// redactorOf is the redaction of everything the process prints: the
+// configured secrets (keys, token, Redis password), API-key shapes, URL
+// user information.
+func redactorOf(cfg config.Config) redact.Redactor { return redact.New(configSecrets(cfg)...) }
 
 // projectsOf returns the configured keys' projects, in order, once each.
 func projectsOf(cfg config.Config) []string {
@@ -367,5 +394,5 @@ func configSecrets(cfg config.Config) []string {
 // shaped strings or URL user information: every error a command prints
 // goes through it.
 func redactError(cfg config.Config, err error) string {
-	return redact.New(configSecrets(cfg)...).String(err.Error())
+	return redactorOf(cfg).String(err.Error())
 }
