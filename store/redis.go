@@ -355,7 +355,9 @@ func unavailable(err error) error {
 // processes of the cluster are alive. It also keeps the view of the cluster
 // that the safe share of an outage comes from; it marks Redis unreachable
 // when it does not answer, and reconciles when it answers again (see
-// Health).
+// Health). It renews this process's limits registration (see
+// LimitsConflict), and re-seeds when Redis lost the cluster's epoch (see
+// Redis, "Redis restarted empty").
 func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 	s.f.mu.Lock()
 	opening := s.f.joined.IsZero() // OpenRedis reads the view once it has joined
@@ -383,16 +385,10 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 			s.f.joined, s.f.rejoin = s.localNow(), false
 		}
 		down := s.f.down
-		if !opening {
-			s.f.conflict = ""
-			if len(res) == 6 {
-				lane, _ := res[3].(string)
-				theirs, _ := res[4].(string)
-				proc, _ := res[5].(string)
-				s.f.conflict = s.conflictText(lane, theirs, proc)
-			}
-		}
 		s.f.mu.Unlock()
+		if !opening {
+			s.noteConflict(res)
+		}
 		if opening {
 			return n, nil
 		}
@@ -463,6 +459,36 @@ func (s *Redis) conflictText(lane, theirs, proc string) string {
 		}
 	}
 	return fmt.Sprintf("lane %s: %s here, %s in process %s", lane, mine, theirs, proc)
+}
+
+// noteConflict records the limits conflict of a heartbeat's reply res.
+func (s *Redis) noteConflict(res []any) {
+	conflict := ""
+	if len(res) == 6 {
+		lane, _ := res[3].(string)
+		theirs, _ := res[4].(string)
+		proc, _ := res[5].(string)
+		conflict = s.conflictText(lane, theirs, proc)
+	}
+	s.f.mu.Lock()
+	s.f.conflict = conflict
+	s.f.mu.Unlock()
+}
+
+// renewLimits writes this process's limits registration again at once
+// (after Redis lost it), recording a conflict as Heartbeat does; the next
+// Heartbeat does it anyway, so a failure is only returned.
+func (s *Redis) renewLimits(ctx context.Context) error {
+	if len(s.lanes) == 0 {
+		return nil
+	}
+	args := s.limitsArgs([]any{s.process, s.ttl.Milliseconds(), s.clock()})
+	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
+	if err != nil {
+		return unavailable(err)
+	}
+	s.noteConflict(res)
+	return nil
 }
 
 // register registers this process's limits of every lane for two

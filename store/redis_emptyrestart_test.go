@@ -268,3 +268,29 @@ func TestRedisEmptyRestartModel(t *testing.T) {
 		t.Errorf("%d restarts, %d sends: the model did not exercise a restart under load", restarts, len(sends))
 	}
 }
+
+// TestRedisEmptyRestartGrantRegisters: a process that notices the restart
+// at a grant registers its limits again at once, not at its next
+// heartbeat: a process starting right after with other limits is refused.
+func TestRedisEmptyRestartGrantRegisters(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100}
+	a := e.open(t, "a", cls)
+	e.srv.Kill()
+	e.srv.Restart()
+	_, _ = a.Reserve(ctx, e.record(1, 1)) // re-seeds; refused or not
+	if a.Restarts() != 1 {
+		t.Fatalf("a's Restarts %d after its grant, want 1", a.Restarts())
+	}
+	s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "c", Classes: []store.RedisClass{{Name: "text", RPM: 12, RPD: 100}},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if err == nil {
+		s.Close()
+	}
+	if !errors.Is(err, store.ErrLimitsConflict) {
+		t.Errorf("c at RPM 12 right after a's grant re-seeded: %v; want ErrLimitsConflict", err)
+	}
+}

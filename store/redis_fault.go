@@ -244,7 +244,13 @@ func (s *Redis) newEpoch(ctx context.Context) error {
 		s.f.restarts++
 	}
 	s.f.mu.Unlock()
-	return s.join(ctx)
+	if err := s.join(ctx); err != nil {
+		return err
+	}
+	// Redis lost the limits registrations too: before the next heartbeat,
+	// so that a process starting meanwhile with other limits is refused.
+	_ = s.renewLimits(ctx)
+	return nil
 }
 
 // markDown records that Redis did not answer: the outage begins now unless
