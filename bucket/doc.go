@@ -32,7 +32,9 @@
 // request never left the process: window slots and the day unit come back),
 // CoolDown (per-minute 429: this lane of this class only), Exhaust (per-day
 // 429: until the next Pacific midnight), and Pool.Disable (invalid or leaked
-// key: out of every class).
+// key: out of every class). Hold blocks a lane like CoolDown for a reason
+// that is not a 429 (a shared ledger refused a grant) and is reported apart
+// (LaneUsage.HeldUntil and HeldReason, not CoolUntil).
 //
 // # Durability
 //
