@@ -908,6 +908,9 @@ type LaneLedger struct {
 	Used     int    // daily units used on Day
 	Reserved int    // daily units recorded on Day; Reserved - Used were never used
 	Window   []Sent // the requests still in the window at now, oldest first
+	// UnusedTokens is, with ClassConfig.SharedTPM, what the lane's last
+	// record's Budget has left: no lease used it (0 otherwise).
+	UnusedTokens int64
 }
 
 // Ledger returns, for every lane of the class, its day's used and reserved
@@ -924,6 +927,9 @@ func (c *Class) Ledger(now time.Time) []LaneLedger {
 		c.rollDay(l, now, n)
 		l.win.expire(n)
 		ll := LaneLedger{Project: l.project, Day: l.day, Used: l.used, Reserved: l.reserved}
+		if c.sharedTPM {
+			ll.UnusedTokens = max(l.budget, 0)
+		}
 		for i := 0; i < l.win.n; i++ {
 			if e := l.win.at(i); !e.dead {
 				ll.Window = append(ll.Window, Sent{At: time.Unix(0, e.at).In(now.Location()), Tokens: int(e.tok)})

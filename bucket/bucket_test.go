@@ -1024,6 +1024,9 @@ func TestSharedTPMBudget(t *testing.T) {
 				left -= int64(tok)
 			}
 		}
+		if ll := c.Ledger(now); ll[0].UnusedTokens != max(left, 0) || (!shared && ll[0].UnusedTokens != 0) {
+			t.Errorf("Ledger's UnusedTokens %d, the last budget has %d left (shared %v)", ll[0].UnusedTokens, left, shared)
+		}
 		if shared && (topUps == 0 || records > 1500) {
 			t.Errorf("%d records, %d top-ups: want top-ups for the outliers and records covering several leases", records, topUps)
 		}

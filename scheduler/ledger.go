@@ -185,6 +185,9 @@ func (l *ledger) settle(ctx context.Context, classes []*bucket.Class, now time.T
 			if unused := ll.Reserved - ll.Used; unused > 0 {
 				s.GiveBack = append(s.GiveBack, store.DailyCount{Day: ll.Day, Lane: lane, Count: unused})
 			}
+			if ll.UnusedTokens > 0 {
+				s.Unused = append(s.Unused, store.UnusedTokens{Lane: lane, Tokens: ll.UnusedTokens})
+			}
 			if len(ll.Window) == 0 {
 				continue
 			}

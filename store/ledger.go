@@ -52,6 +52,17 @@ type Window struct {
 type Settlement struct {
 	GiveBack []DailyCount // units to subtract from each lane's count of Day (Count >= 0)
 	Windows  []Window     // the new window logs; every stored log and record is replaced
+	// Unused are token budgets no request used (Record.Tokens of the
+	// lanes' last records, shared TPM): Redis gives them back from this
+	// process's latest grant of each lane. Bolt and Memory ignore them.
+	Unused []UnusedTokens
+}
+
+// UnusedTokens is the part of a lane's last record's token budget that no
+// request used.
+type UnusedTokens struct {
+	Lane   LaneID
+	Tokens int64 // >= 0
 }
 
 // LedgerRecords is what Reserve and Settle left in a store: the window logs
@@ -122,6 +133,14 @@ func checkSettlement(s Settlement) error {
 		}
 		if g.Count < 0 {
 			return fmt.Errorf("%w: Settlement.GiveBack[%d].Count: %d: must be >= 0", ErrInvalid, i, g.Count)
+		}
+	}
+	for i, u := range s.Unused {
+		if err := checkLane(u.Lane); err != nil {
+			return err
+		}
+		if u.Tokens < 0 {
+			return fmt.Errorf("%w: Settlement.Unused[%d].Tokens: %d: must be >= 0", ErrInvalid, i, u.Tokens)
 		}
 	}
 	for i, w := range s.Windows {

@@ -848,6 +848,7 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 	if err := checkSettlement(st); err != nil {
 		return err
 	}
+	s.unusedTokens(st.Unused)
 	shared := s.flushTokens(ctx)
 	if s.Unreachable() {
 		s.stampMu.Lock()

@@ -114,6 +114,9 @@ func (s *Redis) tokKey(l LaneID) string { return s.key("tok", redisLane(l)) }
 type laneTokens struct {
 	last string // the field of its latest grant with a token entry
 	over int64  // Overran tokens not yet added in Redis
+	// unused is the budget of its latest grant that no request used, to
+	// give back (Settle).
+	unused int64
 	// pending are its grants on its share while Redis was unreachable,
 	// not yet in the token window.
 	pending []tokPending
@@ -193,28 +196,28 @@ func (s *Redis) tokDone(l LaneID, last string, over, fix int64, field string) {
 	}
 }
 
-// flushTokens adds every lane's overrun not yet in Redis (Heartbeat,
-// Settle): one script per lane with an overrun. Lanes whose overrun cannot
-// be added keep it.
+// flushTokens adds every lane's overrun not yet in Redis, less its unused
+// budget to give back (Heartbeat, Settle): one script per lane with either.
+// Lanes whose fix cannot be applied keep it.
 func (s *Redis) flushTokens(ctx context.Context) error {
 	type fix struct {
-		lane  LaneID
-		field string
-		over  int64
+		lane         LaneID
+		field        string
+		over, unused int64
 	}
 	s.mu.Lock()
 	epoch := s.epoch
 	var fixes []fix
 	for l, t := range s.tok {
-		if t.over > 0 && t.last != "" {
-			fixes = append(fixes, fix{l, t.last, t.over})
+		if (t.over > 0 || t.unused > 0) && t.last != "" {
+			fixes = append(fixes, fix{l, t.last, t.over, t.unused})
 		}
 	}
 	s.mu.Unlock()
 	var first error
 	for _, f := range fixes {
 		res, err := tokensFixScript.Run(ctx, s.rdb, []string{s.epochKey(), s.tokKey(f.lane)},
-			epoch, f.field, f.over, s.clock(), s.window.Milliseconds()).Int()
+			epoch, f.field, f.over-f.unused, s.clock(), s.window.Milliseconds()).Int()
 		if err != nil {
 			if first == nil {
 				first = unavailable(err)
@@ -223,7 +226,10 @@ func (s *Redis) flushTokens(ctx context.Context) error {
 		}
 		if res == 1 {
 			s.mu.Lock()
-			s.tokDone(f.lane, f.field, f.over, f.over, "")
+			s.tokDone(f.lane, f.field, f.over, f.over-f.unused, "")
+			if t := s.tok[f.lane]; t != nil {
+				t.unused -= f.unused
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -519,4 +525,18 @@ func (s *Redis) reconcileTokens(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// unusedTokens notes budgets to give back at the next flush (Settle): the
+// unused part of each lane's latest grant.
+func (s *Redis) unusedTokens(us []UnusedTokens) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range us {
+		t := s.tok[u.Lane]
+		if t == nil || u.Tokens <= 0 || s.classes[u.Lane.Class].TPM <= 0 {
+			continue
+		}
+		t.unused += u.Tokens
+	}
 }

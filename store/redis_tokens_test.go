@@ -167,6 +167,16 @@ func TestRedisTokens(t *testing.T) {
 	if u, err = a.Usage(ctx, "2026-03-01"); err != nil || u.Lanes[0].Tokens != 1000 {
 		t.Errorf("usage %+v, %v; want 700 + 300 tokens", u, err)
 	}
+	// A clean stop gives the unused part of the last budget back.
+	if err := a.Settle(ctx, store.Settlement{Unused: []store.UnusedTokens{{Lane: lane, Tokens: 100}}}); err != nil {
+		t.Fatal(err)
+	}
+	if u, err = a.Usage(ctx, "2026-03-01"); err != nil || u.Lanes[0].Tokens != 900 {
+		t.Errorf("usage %+v, %v; want 700 + 200 tokens", u, err)
+	}
+	if err := a.Settle(ctx, store.Settlement{Unused: []store.UnusedTokens{{Lane: lane, Tokens: -1}}}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("negative unused tokens: %v", err)
+	}
 	// A budget above TPM can never be granted: invalid.
 	if err := reserveErr(a, e.tokens(1, 1001)); !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), "Record.Tokens: 1001") {
 		t.Errorf("tokens above TPM: %v", err)
