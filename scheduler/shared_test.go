@@ -85,8 +85,11 @@ func sharedScheduler(t *testing.T, srv *redistest.Server, name string, rpm int, 
 
 // TestSharedWindow: two schedulers with the same key, each allowed to start
 // a whole minute's RPM at once, share it through Redis grants: together
-// they start no more than RPM before both are refused. (Alone, each would
-// start RPM.)
+// they start no more than RPM before one of them is refused. (Alone, each
+// would start RPM.) Which one is refused depends on timing: one that took
+// the whole window first, its own RPM jobs, never asks again (the test used
+// to wait for both, and hung when the machine was loaded enough for a to
+// finish before b started).
 func TestSharedWindow(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	const rpm = 6
@@ -103,8 +106,10 @@ func TestSharedWindow(t *testing.T) {
 			}
 		}
 	}
-	<-la.seen("refused a grant")
-	<-lb.seen("refused a grant")
+	select {
+	case <-la.seen("refused a grant"):
+	case <-lb.seen("refused a grant"):
+	}
 	if n := len(rec.of(EventDispatched)); n > rpm || n == 0 {
 		t.Errorf("%d jobs started in the first minute by both, RPM %d", n, rpm)
 	}
