@@ -43,8 +43,9 @@ func textImage(textRPM, textRPD, imageRPM, imageRPD, conc int) []ClassConfig {
 	}
 }
 
-// start builds a scheduler and runs it until the test ends. Call inside a
-// synctest bubble.
+// start builds a scheduler and runs it until the test ends: inside a
+// synctest bubble for tests about time, outside one for tests against a
+// real redis-server (the shared-store tests).
 func start(t *testing.T, cfg Config) *Scheduler {
 	t.Helper()
 	s, err := New(cfg)

@@ -32,21 +32,8 @@ func modelScheduler(t *testing.T, srv *redistest.Server, name, model string, log
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Classes: classes, Keys: keys(1), Store: st,
+	return start(t, Config{Classes: classes, Keys: keys(1), Store: st,
 		Logger: zerolog.New(logw).Level(zerolog.DebugLevel)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return s
 }
 
 // waitLog waits for l to log want; it fails the test after 60 s (a hang,

@@ -66,21 +66,8 @@ func sharedScheduler(t *testing.T, srv *redistest.Server, name string, rpm int, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Classes: classes, Keys: keys(1), Store: st, Observer: obs,
+	return start(t, Config{Classes: classes, Keys: keys(1), Store: st, Observer: obs,
 		Logger: zerolog.New(logw).Level(zerolog.DebugLevel)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return s
 }
 
 // TestSharedWindow: two schedulers with the same key, each allowed to start
@@ -275,21 +262,8 @@ func protectedScheduler(t *testing.T, srv *redistest.Server, name string, logw *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 10}, Concurrency: 2}},
+	return start(t, Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 10}, Concurrency: 2}},
 		Keys: keys(1), Store: st, Critical: 0.5, Logger: zerolog.New(logw).Level(zerolog.DebugLevel)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return s
 }
 
 // TestSharedDailyProtection: daily protection compares the day used by all

@@ -204,11 +204,7 @@ func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
 // process still reaching it (no call fails in between). No 60 s window of
 // sends may hold more than RPM, nor the day more than RPD (seed printed).
 func TestRedisEmptyRestartModel(t *testing.T) {
-	seed := *redisSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (go test ./store -run TestRedisEmptyRestartModel -redis-seed %d)", seed, seed)
+	seed := modelSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 13))
 	ctx := context.Background()
 	e := newRedisEnv(t)

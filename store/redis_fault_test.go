@@ -174,11 +174,7 @@ func TestRedisFaultModel(t *testing.T) {
 }
 
 func faultModel(t *testing.T, persist bool) {
-	seed := *redisSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (go test ./store -run TestRedisFaultModel -redis-seed %d)", seed, seed)
+	seed := modelSeed(t)
 	srv := redistest.Start(t, redistest.Options{AppendOnly: persist})
 	const (
 		window  = 300 * time.Millisecond

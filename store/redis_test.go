@@ -17,7 +17,19 @@ import (
 	"github.com/slideshowd/slideshowd/store"
 )
 
-var redisSeed = flag.Uint64("redis-seed", 0, "seed of TestRedisModel (0: random)")
+var redisSeed = flag.Uint64("redis-seed", 0, "seed of the randomized Redis model tests (0: random)")
+
+// modelSeed returns the seed of a randomized Redis model test, -redis-seed
+// or a random one, and logs how to replay the run.
+func modelSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := *redisSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (go test ./store -run '^%s$' -redis-seed %d)", seed, t.Name(), seed)
+	return seed
+}
 
 // vclock is a virtual clock the scripts use instead of Redis's TIME.
 type vclock struct {
@@ -351,11 +363,7 @@ func stampSends(rng *rand.Rand, s *store.Redis, got, until time.Time, covers int
 }
 
 func TestRedisModel(t *testing.T) {
-	seed := *redisSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (go test ./store -run TestRedisModel -redis-seed %d)", seed, seed)
+	seed := modelSeed(t)
 	srv := redistest.Start(t, redistest.Options{})
 	const (
 		window  = 300 * time.Millisecond

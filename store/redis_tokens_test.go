@@ -372,11 +372,7 @@ func TestRedisTokensShare(t *testing.T) {
 // its pending overruns, a new one starts). Every interval of one window
 // plus the margin holds sends of at most TPM estimated tokens.
 func TestRedisTokensModel(t *testing.T) {
-	seed := *redisSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (go test ./store -run TestRedisTokensModel -redis-seed %d)", seed, seed)
+	seed := modelSeed(t)
 	srv := redistest.Start(t, redistest.Options{})
 	const (
 		window  = 300 * time.Millisecond
