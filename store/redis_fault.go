@@ -393,6 +393,28 @@ func (f *faultState) livePosted(l LaneID, now, window int64) (int, int64) {
 	return n, oldest
 }
 
+// shareRefused is the refusal of a grant beyond the share: Reason "share",
+// until the earliest of when the share grows (grows), when room frees in
+// the window (frees), each 0 when unknown, else one grant life after n;
+// and, since Redis may answer again at the next heartbeat and the share
+// ends with the recovery, no later than either. Times are local Unix ms.
+// Call with s.f.mu held.
+func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Duration) error {
+	until := grows
+	if frees != 0 && (until == 0 || frees < until) {
+		until = frees
+	}
+	if until == 0 || until <= n {
+		until = n + life.Milliseconds()
+	}
+	if s.f.down {
+		until = min(until, n+(s.ttl/3).Milliseconds())
+	} else if end := s.f.recovers.UnixMilli(); end > n {
+		until = min(until, end)
+	}
+	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until)}
+}
+
 // shareCheck refuses r when it does not fit in this process's share of the
 // outage (down or recovering); nil when it fits. Call with f.mu held.
 func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, life time.Duration) error {
@@ -401,21 +423,7 @@ func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, lif
 	live, oldest := s.f.livePosted(r.Lane, n, w)
 	limit, grows := s.windowCap(o, r.Lane, c, n, life)
 	if live+r.Covers > limit {
-		until := grows
-		if oldest != 0 && (until == 0 || oldest < until) {
-			until = oldest
-		}
-		if until == 0 || until <= n {
-			until = n + life.Milliseconds()
-		}
-		// Redis may answer again at the next heartbeat, and the share
-		// ends with the recovery: ask again then at the latest.
-		if s.f.down {
-			until = min(until, n+(s.ttl/3).Milliseconds())
-		} else if end := s.f.recovers.UnixMilli(); end > n {
-			until = min(until, end)
-		}
-		return &GrantError{Lane: r.Lane, Reason: "share", Until: time.UnixMilli(until)}
+		return s.shareRefused(r.Lane, grows, oldest, n, life)
 	}
 	if err := s.tokenShare(o, r, c, n, life); err != nil {
 		return err

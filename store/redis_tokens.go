@@ -450,19 +450,11 @@ func (s *Redis) tokenShare(o *outage, r Record, c RedisClass, n int64, life time
 	if live+r.Tokens <= limit {
 		return nil
 	}
-	until := grows
-	if oldest != 0 && (until == 0 || oldest+w+1 < until) {
-		until = oldest + w + 1
+	var frees int64
+	if oldest != 0 {
+		frees = oldest + w + 1
 	}
-	if until == 0 || until <= n {
-		until = n + life.Milliseconds()
-	}
-	if s.f.down {
-		until = min(until, n+(s.ttl/3).Milliseconds())
-	} else if end := s.f.recovers.UnixMilli(); end > n {
-		until = min(until, end)
-	}
-	return &GrantError{Lane: r.Lane, Reason: "share", Until: time.UnixMilli(until)}
+	return s.shareRefused(r.Lane, grows, frees, n, life)
 }
 
 // tokensReconcileScript adds a lane's share grants' budgets to its token
