@@ -256,8 +256,9 @@ func (r *runner) persistLane(ctx context.Context, project string, now time.Time)
 		}
 		if err := r.s.store.SetLaneState(ctx, st); err != nil {
 			if errors.Is(err, store.ErrPending) || errors.Is(err, store.ErrUnavailable) {
-				// Stored here; a stop reaches the cluster when Redis
-				// answers, a cooldown is not shared meanwhile.
+				// Stored here; a stop, a cooldown or an exhaustion
+				// (if not over by then) reaches the cluster when Redis
+				// answers.
 				r.s.log.Warn().Err(err).Str("class", r.name).Str("project", project).Msg("lane state stored in this process only for now")
 				return nil
 			}

@@ -881,17 +881,19 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 // not answer within 5 s is taken as unreachable. A stop (Stopped) is
 // shared too, with its Config, and lasts until ResumeLane; a state without
 // Stopped leaves the shared stop alone. While Redis is unreachable the
-// cooldown and exhaustion are not shared (an error wrapping ErrUnavailable,
-// without waiting on Redis) and a stop is kept pending (an error wrapping
-// ErrPending); the Local store has st in both cases.
+// cooldown and exhaustion are kept in memory and shared by the heartbeat
+// that reaches Redis again, if they have not ended by then (an error
+// wrapping ErrUnavailable, without waiting on Redis), and a stop is kept
+// pending (an error wrapping ErrPending); the Local store has st in both
+// cases.
 func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
 	if err := s.Local.SetLaneState(ctx, st); err != nil {
 		return err
 	}
 	var shared error
 	if s.Unreachable() {
-		if !st.CoolUntil.IsZero() || !st.ExhaustedUntil.IsZero() {
-			shared = fmt.Errorf("%w: the lane's cooldown or exhaustion is not shared", ErrUnavailable)
+		if s.keepTimes(st) {
+			shared = fmt.Errorf("%w: the lane's cooldown or exhaustion is shared when Redis answers again", ErrUnavailable)
 		}
 	} else {
 		bctx, cancel := context.WithTimeout(ctx, s.f.opTimeout)
@@ -899,6 +901,7 @@ func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
 		cancel()
 		if errors.Is(shared, ErrUnavailable) && ctx.Err() == nil {
 			s.markDown(shared)
+			s.keepTimes(st)
 		}
 	}
 	if st.Stopped != "" {

@@ -88,6 +88,7 @@ type faultState struct {
 	pending   map[LaneID][]postSlot // own-share grants not yet in Redis
 	pendDays  map[dayLane]int       // their day units
 	ops       []pendingOp           // changes of keys and stops not yet in Redis (redis_pending.go)
+	times     map[LaneID]laneTimes  // cooldowns and exhaustion set meanwhile, not yet in Redis (redis_pending.go)
 	lastOp    time.Time             // the time of the last change of a key or stop made here
 	opTimeout time.Duration         // opTimeout; shorter in this package's tests
 

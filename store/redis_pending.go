@@ -34,9 +34,15 @@ import (
 // process applies the winner itself (Watch reports it as a change of the
 // shared state, with Process ResyncProcess).
 //
+// A lane's cooldown or exhaustion (a 429) set while Redis is unreachable is
+// kept too, the latest of each per lane, and shared first when Redis
+// answers, if it has not ended by then: times only ever rise in Redis, so
+// there is nothing to order.
+//
 // Pending changes live in memory: a process stopped before Redis answered
 // again keeps them in its Local store only (keys stay disabled there; a
-// lane stop is learned again from the next request the lane sends).
+// lane stop is learned again from the next request the lane sends; a
+// cooldown or exhaustion from the other processes' own 429s).
 
 // ErrPending: Redis is unreachable, so a change of a key or of a lane's stop
 // is stored in this process only for now; it is kept and reaches the other
@@ -160,10 +166,77 @@ func (s *Redis) push(ctx context.Context, op pendingOp, pending bool) (bool, err
 	return res != 0, nil
 }
 
-// pushPending pushes the pending changes in order and ends the outage once
-// none is left (changes made meanwhile are queued and pushed too). Call
-// with f.recMu held.
+// laneTimes is a lane's latest cooldown and exhaustion set while Redis was
+// unreachable (zero: none).
+type laneTimes struct{ cool, exhausted time.Time }
+
+// keepTimes keeps st's cooldown and exhaustion, set while Redis is
+// unreachable, for pushPending (the later of each wins), and reports
+// whether st had one.
+func (s *Redis) keepTimes(st LaneState) bool {
+	if st.CoolUntil.IsZero() && st.ExhaustedUntil.IsZero() {
+		return false
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.times == nil {
+		s.f.times = make(map[LaneID]laneTimes)
+	}
+	t := s.f.times[st.Lane]
+	if st.CoolUntil.After(t.cool) {
+		t.cool = st.CoolUntil
+	}
+	if st.ExhaustedUntil.After(t.exhausted) {
+		t.exhausted = st.ExhaustedUntil
+	}
+	s.f.times[st.Lane] = t
+	return true
+}
+
+// pushTimes shares the cooldowns and exhaustion set while Redis was
+// unreachable that have not ended yet (stateScript raises a lane's times,
+// never lowers them: no conflict rule is needed), lane by lane; a lane
+// whose push fails keeps its times for the next attempt.
+func (s *Redis) pushTimes(ctx context.Context) error {
+	s.f.mu.Lock()
+	lanes := make([]LaneID, 0, len(s.f.times))
+	for l := range s.f.times {
+		lanes = append(lanes, l)
+	}
+	s.f.mu.Unlock()
+	slices.SortFunc(lanes, compareLane)
+	for _, l := range lanes {
+		s.f.mu.Lock()
+		t := s.f.times[l]
+		s.f.mu.Unlock()
+		now := s.localNow()
+		st := LaneState{Lane: l}
+		if t.cool.After(now) {
+			st.CoolUntil = t.cool
+		}
+		if t.exhausted.After(now) {
+			st.ExhaustedUntil = t.exhausted
+		}
+		if err := s.shareTimes(ctx, st); err != nil {
+			return err
+		}
+		s.f.mu.Lock()
+		if s.f.times[l] == t { // not raised meanwhile
+			delete(s.f.times, l)
+		}
+		s.f.mu.Unlock()
+	}
+	return nil
+}
+
+// pushPending shares the cooldowns and exhaustion set meanwhile
+// (pushTimes), then pushes the pending changes in order and ends the outage
+// once none is left (changes made meanwhile are queued and pushed too).
+// Call with f.recMu held.
 func (s *Redis) pushPending(ctx context.Context) error {
+	if err := s.pushTimes(ctx); err != nil {
+		return err
+	}
 	for {
 		s.f.mu.Lock()
 		if len(s.f.ops) == 0 {

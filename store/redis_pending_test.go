@@ -573,3 +573,84 @@ func TestRedisShareOffline(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisPendingTimes: a cooldown or exhaustion set while Redis is
+// unreachable is kept and shared by the heartbeat that reaches Redis again
+// (the latest of each per lane; one that ended by then is not), so the
+// other processes stop using the lane too.
+func TestRedisPendingTimes(t *testing.T) {
+	ctx := context.Background()
+	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Now().Truncate(time.Millisecond)}} // cooldowns are on the processes' clocks
+	image := store.RedisClass{Name: "image", RPM: 2, RPD: 3, Margin: time.Second}
+	a, b := e.open(t, "a", textClass, image), e.open(t, "b", textClass, image)
+	raw := e.client(t)
+	other := store.LaneID{Project: "p1", Class: "image"}
+	e.srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	now := e.clock.now()
+	cool, later := now.Add(20*time.Second), now.Add(40*time.Second)
+	exhausted := now.Add(5 * time.Hour)
+	for _, st := range []store.LaneState{
+		{Lane: lane, CoolUntil: cool},
+		{Lane: lane, CoolUntil: later},
+		{Lane: lane, CoolUntil: cool}, // earlier than the one kept: ignored
+		{Lane: other, ExhaustedUntil: exhausted},
+		{Lane: store.LaneID{Project: "p2", Class: "text"}, CoolUntil: now.Add(time.Second)}, // over by the reconnect
+	} {
+		err := a.SetLaneState(ctx, st)
+		if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "shared when Redis answers again") {
+			t.Fatalf("SetLaneState(%+v) while unreachable: %v", st, err)
+		}
+	}
+	if st, err := a.Local.LaneStates(ctx); err != nil || len(st) != 3 {
+		t.Errorf("Local lane states %+v, %v; want the 3 lanes", st, err)
+	}
+
+	e.clock.add(2 * time.Second)
+	e.srv.Restart()
+	msgs := subscribe(t, raw)
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a.Unreachable() {
+		t.Fatal("still unreachable after the heartbeat that reached Redis")
+	}
+	want := []store.SharedEvent{ // lane by lane, in order
+		{Process: "a", Kind: "exhausted", Lane: other, Until: exhausted.UTC()},
+		{Process: "a", Kind: "cool", Lane: lane, Until: later.UTC()},
+	}
+	for i, w := range want {
+		if got := nextMessage(t, msgs); !got.Until.Equal(w.Until) || got.Kind != w.Kind || got.Lane != w.Lane || got.Process != w.Process {
+			t.Errorf("message %d = %+v, want %+v", i, got, w)
+		}
+	}
+	st, err := b.LaneStates(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[store.LaneID]store.LaneState{}
+	for _, s := range st {
+		got[s.Lane] = s
+	}
+	if s := got[lane]; !s.CoolUntil.Equal(later) {
+		t.Errorf("b's state of %v: %+v, want cooling until %v", lane, s, later)
+	}
+	if s := got[other]; !s.ExhaustedUntil.Equal(exhausted) {
+		t.Errorf("b's state of %v: %+v, want exhausted until %v", other, s, exhausted)
+	}
+	if s, ok := got[store.LaneID{Project: "p2", Class: "text"}]; ok {
+		t.Errorf("b sees p2's cooldown that ended before Redis answered: %+v", s)
+	}
+	// Shared once: the next heartbeat pushes nothing.
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		t.Errorf("message after the second heartbeat: %v", m)
+	default:
+	}
+}
