@@ -224,8 +224,9 @@ type sentGrant struct {
 }
 
 // OpenRedis joins the cluster: a heartbeat, the limits of every lane
-// (refused with ErrLimitsConflict while a live process uses others), and the
-// epoch (re-seeding an empty Redis). The returned ledger uses local for
+// (refused with ErrLimitsConflict while a live process uses others), the
+// epoch (re-seeding an empty Redis), and the keys disabled and lanes stopped
+// in the Local store only (see publishLocal). The returned ledger uses local for
 // everything that is not shared; closing it closes local.
 func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error) {
 	if o.Client == nil {
@@ -287,6 +288,9 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	s.f.mu.Lock()
 	s.f.joined, s.f.rejoin = s.localNow(), false
 	s.f.mu.Unlock()
+	if err := s.publishLocal(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.readView(ctx); err != nil {
 		return nil, err
 	}

@@ -40,9 +40,9 @@ import (
 // there is nothing to order.
 //
 // Pending changes live in memory: a process stopped before Redis answered
-// again keeps them in its Local store only (keys stay disabled there; a
-// lane stop is learned again from the next request the lane sends; a
-// cooldown or exhaustion from the other processes' own 429s).
+// again has them in its Local store only, and shares what it can from
+// there when it joins again (publishLocal: disabled keys, lane stops,
+// cooldowns and exhaustion; not enables or resumes).
 
 // ErrPending: Redis is unreachable, so a change of a key or of a lane's stop
 // is stored in this process only for now; it is kept and reaches the other
@@ -349,6 +349,88 @@ func (s *Redis) seedView(ctx context.Context) error {
 	for _, op := range ops {
 		if _, err := s.push(ctx, op, true); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// publishLocal shares, when the process joins, the keys disabled, the lane
+// stops and the cooldowns and exhaustion not over yet that its Local store
+// has and Redis does not: changes made while
+// Redis was unreachable by a process that stopped before it answered again
+// (or by the CLI, which could not reach it). Each is pushed as a pending
+// change (see the conflict rule above): a key's disable at the time it was
+// disabled (DisabledKey.At), so an enable the cluster recorded after it
+// wins; a stop at the oldest time, so any change of the lane's stop the
+// cluster recorded wins (a stop has no time in the Local store; a lane stop
+// is learned again from the lane's next request anyway). Only the lanes of
+// RedisOptions.Projects are pushed.
+func (s *Redis) publishLocal(ctx context.Context) error {
+	keys, err := s.Local.DisabledKeys(ctx)
+	if err != nil {
+		return err
+	}
+	states, err := s.Local.LaneStates(ctx)
+	if err != nil {
+		return err
+	}
+	shared, err := s.rdb.HGetAll(ctx, s.disabledKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable(err)
+	}
+	var ops []pendingOp
+	for _, d := range keys {
+		if _, ok := shared[d.KeyID]; ok {
+			continue
+		}
+		at := d.At
+		if at.IsZero() {
+			at = time.UnixMilli(1)
+		}
+		ops = append(ops, pendingOp{kind: "disabled", keyID: d.KeyID, reason: d.Reason, recAt: d.At, at: at.Truncate(time.Millisecond)})
+	}
+	mine := make(map[LaneID]bool, len(s.lanes))
+	for _, l := range s.lanes {
+		mine[l] = true
+	}
+	now := s.localNow()
+	for _, st := range states {
+		if !mine[st.Lane] {
+			continue
+		}
+		if st.CoolUntil.After(now) || st.ExhaustedUntil.After(now) {
+			// Times only rise in Redis (stateScript): raised and
+			// published when later than the shared ones.
+			t := LaneState{Lane: st.Lane}
+			if st.CoolUntil.After(now) {
+				t.CoolUntil = st.CoolUntil
+			}
+			if st.ExhaustedUntil.After(now) {
+				t.ExhaustedUntil = st.ExhaustedUntil
+			}
+			if err := s.shareTimes(ctx, t); err != nil {
+				return err
+			}
+		}
+		if st.Stopped == "" {
+			continue
+		}
+		stopped, err := s.rdb.HGet(ctx, s.stateKey(st.Lane), "stopped").Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return unavailable(err)
+		}
+		if stopped != "" {
+			continue
+		}
+		ops = append(ops, pendingOp{kind: "stopped", lane: st.Lane, reason: st.Stopped, config: st.Config, at: time.UnixMilli(1)})
+	}
+	for _, op := range ops {
+		written, err := s.push(ctx, op, true)
+		if err != nil {
+			return err
+		}
+		if written {
+			s.noteOp(op)
 		}
 	}
 	return nil

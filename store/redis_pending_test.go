@@ -648,9 +648,105 @@ func TestRedisPendingTimes(t *testing.T) {
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-msgs:
-		t.Errorf("message after the second heartbeat: %v", m)
-	default:
+	sentinel(t, raw, msgs, "the second heartbeat")
+}
+
+// TestRedisPublishLocal: a process whose Local store has keys disabled and
+// lanes stopped that Redis never got (it stopped during an outage before
+// Redis answered, or the CLI could not reach Redis) shares them when it
+// joins again, unless the cluster recorded a later change of the same key
+// or lane.
+func TestRedisPublishLocal(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	e.clock.t = time.Now().Truncate(time.Millisecond) // cooldowns are on the processes' clocks
+	b := e.open(t, "b")
+	raw := e.client(t)
+	t0 := e.clock.now()
+	// The cluster enabled k2 after a's disable of it, and resumed p1/image.
+	o := store.ShareOptions{Client: raw, Cluster: "test", Process: "cli"}
+	if err := store.ShareKeyChange(ctx, o, store.DisabledKey{KeyID: "k2"}, false, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	image := store.LaneID{Project: "p1", Class: "image"}
+	if err := store.ShareLaneResume(ctx, o, image, t0); err != nil {
+		t.Fatal(err)
+	}
+	local := store.NewMemory()
+	for _, d := range []store.DisabledKey{
+		{KeyID: "k1", Reason: "leaked", At: t0.Add(time.Second)},
+		{KeyID: "k2", Reason: "out of credit", At: t0.Add(time.Second)},
+	} {
+		if err := local.DisableKey(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, st := range []store.LaneState{
+		{Lane: lane, Stopped: "no quota", Config: "model=m rpm=5"},
+		{Lane: image, Stopped: "no quota", Config: "model=i rpm=2", ExhaustedUntil: t0.Add(5 * time.Hour)},
+		{Lane: store.LaneID{Project: "p9", Class: "text"}, Stopped: "no quota", Config: "model=m rpm=5"}, // not a lane of a's projects
+	} {
+		if err := local.SetLaneState(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := subscribe(t, raw)
+	a, err := store.OpenRedis(ctx, local, store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "a",
+		Classes:  []store.RedisClass{textClass, {Name: "image", RPM: 2, RPD: 3, Margin: time.Second}},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	want := []store.SharedEvent{
+		{Process: "a", Kind: "exhausted", Lane: image, Until: t0.Add(5 * time.Hour).UTC()},
+		{Process: "a", Kind: "disabled", KeyID: "k1", Reason: "leaked"},
+		{Process: "a", Kind: "stopped", Lane: lane, Reason: "no quota", Config: "model=m rpm=5"},
+	}
+	for i, w := range want {
+		if got := nextMessage(t, msgs); got.Kind != w.Kind || got.Lane != w.Lane || got.KeyID != w.KeyID ||
+			got.Reason != w.Reason || got.Config != w.Config || !got.Until.Equal(w.Until) {
+			t.Errorf("message %d = %+v, want %+v", i, got, w)
+		}
+	}
+	sentinel(t, raw, msgs, "k2 and p1/image changed later in the cluster")
+	dk, err := b.DisabledKeys(ctx)
+	if err != nil || len(dk) != 1 || dk[0].KeyID != "k1" || dk[0].Reason != "leaked" || !dk[0].At.Equal(t0.Add(time.Second)) {
+		t.Errorf("b's disabled keys %+v, %v; want k1 (leaked)", dk, err)
+	}
+	st, err := b.LaneStates(ctx)
+	if err != nil || len(st) != 1 || st[0].Lane != lane || st[0].Stopped != "no quota" {
+		t.Errorf("b's lane states %+v, %v; want p1/text stopped", st, err)
+	}
+	bi := e.open(t, "bi", textClass, store.RedisClass{Name: "image", RPM: 2, RPD: 3, Margin: time.Second})
+	st, err = bi.LaneStates(ctx)
+	if err != nil || len(st) != 2 || st[0].Lane != image || !st[0].ExhaustedUntil.Equal(t0.Add(5*time.Hour)) || st[0].Stopped != "" {
+		t.Errorf("lane states %+v, %v; want p1/image exhausted (not stopped: resumed later in the cluster), p1/text stopped", st, err)
+	}
+	// Joining again publishes nothing new.
+	a2, err := store.OpenRedis(ctx, local, store.RedisOptions{
+		Client: e.client(t), Cluster: "test", Process: "a2", Classes: []store.RedisClass{textClass},
+		Projects: []string{"p1"}, Now: e.clock.now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	sentinel(t, raw, msgs, "joining again")
+}
+
+// sentinel publishes a marker on the cluster's channel and checks that it
+// is the next message: nothing else was published before it.
+func sentinel(t *testing.T, raw *redis.Client, msgs <-chan *redis.Message, why string) {
+	t.Helper()
+	mark := store.SharedEvent{Process: "sentinel", Kind: "none"}
+	b, _ := json.Marshal(mark)
+	if err := raw.Publish(context.Background(), "test:events", b).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := nextMessage(t, msgs); got != mark {
+		t.Errorf("message %+v before the sentinel (%s)", got, why)
 	}
 }
