@@ -209,15 +209,7 @@ func (s *Redis) pushTimes(ctx context.Context) error {
 		s.f.mu.Lock()
 		t := s.f.times[l]
 		s.f.mu.Unlock()
-		now := s.localNow()
-		st := LaneState{Lane: l}
-		if t.cool.After(now) {
-			st.CoolUntil = t.cool
-		}
-		if t.exhausted.After(now) {
-			st.ExhaustedUntil = t.exhausted
-		}
-		if err := s.shareTimes(ctx, st); err != nil {
+		if err := s.shareLive(ctx, l, t.cool, t.exhausted, s.localNow()); err != nil {
 			return err
 		}
 		s.f.mu.Lock()
@@ -227,6 +219,19 @@ func (s *Redis) pushTimes(ctx context.Context) error {
 		s.f.mu.Unlock()
 	}
 	return nil
+}
+
+// shareLive shares the lane's cooldown and exhaustion that end after now
+// (shareTimes; nothing for times already over).
+func (s *Redis) shareLive(ctx context.Context, l LaneID, cool, exhausted, now time.Time) error {
+	st := LaneState{Lane: l}
+	if cool.After(now) {
+		st.CoolUntil = cool
+	}
+	if exhausted.After(now) {
+		st.ExhaustedUntil = exhausted
+	}
+	return s.shareTimes(ctx, st)
 }
 
 // pushPending shares the cooldowns and exhaustion set meanwhile
@@ -398,19 +403,10 @@ func (s *Redis) publishLocal(ctx context.Context) error {
 		if !mine[st.Lane] {
 			continue
 		}
-		if st.CoolUntil.After(now) || st.ExhaustedUntil.After(now) {
-			// Times only rise in Redis (stateScript): raised and
-			// published when later than the shared ones.
-			t := LaneState{Lane: st.Lane}
-			if st.CoolUntil.After(now) {
-				t.CoolUntil = st.CoolUntil
-			}
-			if st.ExhaustedUntil.After(now) {
-				t.ExhaustedUntil = st.ExhaustedUntil
-			}
-			if err := s.shareTimes(ctx, t); err != nil {
-				return err
-			}
+		// Times only rise in Redis (stateScript): raised and published
+		// when later than the shared ones.
+		if err := s.shareLive(ctx, st.Lane, st.CoolUntil, st.ExhaustedUntil, now); err != nil {
+			return err
 		}
 		if st.Stopped == "" {
 			continue
