@@ -333,7 +333,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	daysDone := s.startSharedDays(ctx)
+	s.startSharedDays(ctx)
 	var wg sync.WaitGroup
 	for _, r := range s.order {
 		wg.Add(1)
@@ -348,7 +348,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	shared.Wait()
-	daysDone()
 
 	s.mu.Lock()
 	s.state = stateStopped

@@ -96,6 +96,11 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 			}
 			hctx, cancel := context.WithTimeout(ctx, HeartbeatEvery)
 			n, err := sh.Heartbeat(hctx)
+			if err == nil {
+				// The shared day counts, for daily protection: read by
+				// the heartbeat itself.
+				s.heartbeatDays(hctx)
+			}
 			cancel()
 			if r, ok := sh.(interface{ Restarts() int }); ok {
 				if n := r.Restarts(); n > restarts {

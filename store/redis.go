@@ -153,8 +153,8 @@ type SharedEvent struct {
 // # Redis restarted empty
 //
 // Every script checks the cluster's epoch, a random value Redis holds. When
-// Redis lost it, the next call that notices (a grant, a Heartbeat or its
-// view read: within one heartbeat) re-seeds: the first process to notice
+// Redis lost it, the next call that notices (a grant or a Heartbeat, whose
+// script checks it: within one heartbeat) re-seeds: the first process to notice
 // creates a new epoch, and each live process adds its own Local day counts
 // of today (never below what it sent) and the window slots of its grants
 // of the last two minutes, with the last shared count it saw (from its
@@ -357,21 +357,40 @@ func unavailable(err error) error {
 
 // Heartbeat records this process alive for HeartbeatTTL and returns how many
 // processes of the cluster are alive. It also keeps the view of the cluster
-// that the safe share of an outage comes from; it marks Redis unreachable
-// when it does not answer, and reconciles when it answers again (see
-// Health). It renews this process's limits registration (see
-// LimitsConflict), and re-seeds when Redis lost the cluster's epoch (see
-// Redis, "Redis restarted empty").
+// that the safe share of an outage comes from, with the lanes' shared day
+// counts (ViewedDaily); it marks Redis unreachable when it does not answer,
+// and reconciles when it answers again (see Health). It renews this
+// process's limits registration (see LimitsConflict), and re-seeds when
+// Redis lost the cluster's epoch (see Redis, "Redis restarted empty").
+//
+// While Redis answers and kept its state, a Heartbeat is one round trip
+// (one script does all of the above), plus one per lane whose token
+// overruns are not in Redis yet and one for the lanes whose last grant has
+// been over for HeartbeatTTL/3 (their unused slots given back), when there
+// are such lanes.
 func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 	s.f.mu.Lock()
 	opening := s.f.joined.IsZero() // OpenRedis reads the view once it has joined
 	s.f.mu.Unlock()
-	args := []any{s.process, s.ttl.Milliseconds(), s.clock(), ""}
-	if !opening && len(s.lanes) > 0 {
-		args = s.limitsArgs(args[:3])
+	s.mu.Lock()
+	joined := s.epoch
+	s.mu.Unlock()
+	t0 := s.localNow()
+	day := t0.In(s.loc).Format(DayFormat)
+	keys := []string{s.procsKey(), s.epochKey()}
+	args := []any{s.process, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0}
+	if !opening {
+		keys = s.viewKeys(keys, day)
+		args[3], args[6] = joined, len(s.lanes)
 	}
-	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
-	if err == nil && len(res) != 3 && len(res) != 6 {
+	if !opening && len(s.lanes) > 0 {
+		args = s.limitsArgs(args)
+	} else {
+		args = append(args, "")
+	}
+	res, err := heartbeatScript.Run(ctx, s.rdb, keys, args...).Slice()
+	t1 := s.localNow()
+	if err == nil && len(res) < 6 {
 		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
 	}
 	n := 0
@@ -391,7 +410,7 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 		down := s.f.down
 		s.f.mu.Unlock()
 		if !opening {
-			s.noteConflict(res)
+			s.noteConflict(res[3:6])
 		}
 		if opening {
 			return n, nil
@@ -399,21 +418,35 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 		s.mu.Lock()
 		changed := ep != s.epoch
 		s.mu.Unlock()
-		if changed && !down {
+		switch {
+		case changed && !down:
 			// Redis lost its state while this process could reach it:
 			// re-seed now, even when no lane asks for a grant.
-			err = s.newEpoch(ctx)
-		} else {
-			err = s.reconnect(ctx)
-		}
-		if err == nil {
-			err = s.readView(ctx)
-			if errors.Is(err, errEpoch) && !s.Unreachable() {
-				// Lost between the heartbeat and the view.
-				if err = s.newEpoch(ctx); err == nil {
-					err = s.readView(ctx)
+			if err = s.newEpoch(ctx); err == nil {
+				err = s.readView(ctx)
+			}
+		case down:
+			// The view must hold what this process granted itself
+			// meanwhile: read it again once reconciled.
+			if err = s.reconnect(ctx); err == nil {
+				err = s.readView(ctx)
+				if errors.Is(err, errEpoch) && !s.Unreachable() {
+					// Lost between the reconnect and the view.
+					if err = s.newEpoch(ctx); err == nil {
+						err = s.readView(ctx)
+					}
 				}
 			}
+		case len(res) > 6 && ep == joined:
+			// The heartbeat's own view, of the epoch joined.
+			var v *clusterView
+			if v, err = s.viewFrom(res[6:], t0, t1, day); err == nil {
+				s.setView(v)
+			}
+		default:
+			// The epoch joined changed during the call (a grant
+			// re-seeded): no view in the reply.
+			err = s.readView(ctx)
 		}
 		if err == nil {
 			// Overruns reach the shared TPM window within a heartbeat,
@@ -465,13 +498,13 @@ func (s *Redis) conflictText(lane, theirs, proc string) string {
 	return fmt.Sprintf("lane %s: %s here, %s in process %s", lane, mine, theirs, proc)
 }
 
-// noteConflict records the limits conflict of a heartbeat's reply res.
-func (s *Redis) noteConflict(res []any) {
+// noteConflict records the limits conflict of a heartbeat's reply: c is
+// its (lane, theirs, process), lane "" for none.
+func (s *Redis) noteConflict(c []any) {
 	conflict := ""
-	if len(res) == 6 {
-		lane, _ := res[3].(string)
-		theirs, _ := res[4].(string)
-		proc, _ := res[5].(string)
+	if lane, _ := c[0].(string); lane != "" {
+		theirs, _ := c[1].(string)
+		proc, _ := c[2].(string)
 		conflict = s.conflictText(lane, theirs, proc)
 	}
 	s.f.mu.Lock()
@@ -486,12 +519,15 @@ func (s *Redis) renewLimits(ctx context.Context) error {
 	if len(s.lanes) == 0 {
 		return nil
 	}
-	args := s.limitsArgs([]any{s.process, s.ttl.Milliseconds(), s.clock()})
+	args := s.limitsArgs([]any{s.process, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0})
 	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
+	if err == nil && len(res) < 6 {
+		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
+	}
 	if err != nil {
 		return unavailable(err)
 	}
-	s.noteConflict(res)
+	s.noteConflict(res[3:6])
 	return nil
 }
 

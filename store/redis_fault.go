@@ -122,8 +122,8 @@ type clusterView struct {
 	offMin, offMax int64 // local ms minus Redis ms, bounds
 	lanes          map[LaneID]laneView
 	// tokens is, per lane with TPM, when the token window's budgets leave
-	// it (n: tokens), as leave; nil when it could not be read (no share
-	// of TPM lanes then). See readTokenView.
+	// it (n: tokens), as leave; nil when no lane has TPM. See
+	// tokenViewFrom.
 	tokens map[LaneID][]leaveAt
 }
 
@@ -156,19 +156,32 @@ func (s *Redis) localNow() time.Time {
 	return time.Now()
 }
 
-// readView reads the cluster's view (see clusterView) in one script.
-func (s *Redis) readView(ctx context.Context) error {
-	t0 := s.localNow()
-	day := t0.In(s.loc).Format(DayFormat)
-	keys := make([]string, 0, 2*len(s.lanes))
+// viewKeys appends the keys of the cluster's view of day to keys: per lane,
+// its window and day count; then per lane with TPM, its token window (see
+// viewLua).
+func (s *Redis) viewKeys(keys []string, day string) []string {
 	for _, l := range s.lanes {
 		keys = append(keys, s.winKey(l), s.dayKey(day, l))
 	}
-	keys = append(keys, s.epochKey())
+	for _, l := range s.lanes {
+		if s.classes[l.Class].TPM > 0 {
+			keys = append(keys, s.tokKey(l))
+		}
+	}
+	return keys
+}
+
+// readView reads the cluster's view (see clusterView) in one script. A
+// Heartbeat reads it in its own script; this is for OpenRedis and after a
+// reconnect or a re-seed.
+func (s *Redis) readView(ctx context.Context) error {
+	t0 := s.localNow()
+	day := t0.In(s.loc).Format(DayFormat)
+	keys := s.viewKeys([]string{s.epochKey()}, day)
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()
-	res, err := viewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), len(s.lanes), s.f.gran, epoch).Int64Slice()
+	res, err := viewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), len(s.lanes), s.f.gran, epoch).Slice()
 	t1 := s.localNow()
 	if err != nil {
 		return unavailable(err)
@@ -176,31 +189,61 @@ func (s *Redis) readView(ctx context.Context) error {
 	if len(res) < 1 {
 		return fmt.Errorf("%w: view: empty reply", ErrUnavailable)
 	}
-	if res[0] < 0 {
+	if n, _ := res[0].(int64); n < 0 {
 		return errEpoch
 	}
-	v := &clusterView{at: t1, live: s.Live(), offMin: t0.UnixMilli() - res[0], offMax: t1.UnixMilli() - res[0],
+	v, err := s.viewFrom(res, t0, t1, day)
+	if err != nil {
+		return err
+	}
+	s.setView(v)
+	return nil
+}
+
+// viewFrom makes the cluster's view of day from viewLua's reply res, read
+// by a call sent at t0 whose reply came at t1 (local clock), with the live
+// processes of the last heartbeat.
+func (s *Redis) viewFrom(res []any, t0, t1 time.Time, day string) (*clusterView, error) {
+	ints := make([]int64, len(res))
+	for i, x := range res {
+		n, ok := x.(int64)
+		if !ok {
+			return nil, fmt.Errorf("%w: view: unexpected value %v", ErrUnavailable, x)
+		}
+		ints[i] = n
+	}
+	if len(ints) < 1 {
+		return nil, fmt.Errorf("%w: view: empty reply", ErrUnavailable)
+	}
+	v := &clusterView{at: t1, live: s.Live(), offMin: t0.UnixMilli() - ints[0], offMax: t1.UnixMilli() - ints[0],
 		lanes: make(map[LaneID]laneView, len(s.lanes))}
 	i := 1
 	for _, l := range s.lanes {
-		if i+1 >= len(res) {
-			return fmt.Errorf("%w: view: short reply", ErrUnavailable)
+		if i+1 >= len(ints) {
+			return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
 		}
-		lv := laneView{day: day, count: int(res[i])}
-		nb := int(res[i+1])
+		lv := laneView{day: day, count: int(ints[i])}
+		nb := int(ints[i+1])
 		i += 2
-		if i+2*nb > len(res) {
-			return fmt.Errorf("%w: view: short reply", ErrUnavailable)
+		if nb < 0 || i+2*nb > len(ints) {
+			return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
 		}
 		for j := range nb {
-			sec, n := res[i+2*j], res[i+2*j+1]
+			sec, n := ints[i+2*j], ints[i+2*j+1]
 			lv.leave = append(lv.leave, leaveAt{at: sec*s.f.gran + s.window.Milliseconds() + v.offMax, n: int(n)})
 		}
 		i += 2 * nb
 		slices.SortFunc(lv.leave, func(a, b leaveAt) int { return int(a.at - b.at) })
 		v.lanes[l] = lv
 	}
-	s.readTokenView(ctx, v)
+	if err := s.tokenViewFrom(ints[i:], v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// setView makes v the last view read.
+func (s *Redis) setView(v *clusterView) {
 	s.f.mu.Lock()
 	s.f.view = v
 	s.f.mu.Unlock()
@@ -214,7 +257,28 @@ func (s *Redis) readView(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	return nil
+}
+
+// ViewedDaily returns the shared day counts of the lanes of
+// RedisOptions.Projects as the last view of the cluster read them (each
+// Heartbeat that Redis answers reads one, in its own round trip; so does
+// OpenRedis), of the Pacific day of that read, and when the read's reply
+// came (this process's clock; the zero Time and nil before the first view).
+// It makes no call to Redis. Daily protection compares them with RPD
+// between grants (a grant's reply has its own lane's count).
+func (s *Redis) ViewedDaily() ([]DailyCount, time.Time) {
+	s.f.mu.Lock()
+	v := s.f.view
+	s.f.mu.Unlock()
+	if v == nil {
+		return nil, time.Time{}
+	}
+	out := make([]DailyCount, 0, len(s.lanes))
+	for _, l := range s.lanes {
+		lv := v.lanes[l]
+		out = append(out, DailyCount{Day: lv.day, Lane: l, Count: lv.count})
+	}
+	return out, v.at
 }
 
 // errEpoch: the cluster's epoch is not the one this process joined (Redis
@@ -627,39 +691,72 @@ func (s *Redis) signalResync() {
 	}
 }
 
-// viewScript reads the cluster's view: Redis's now and, per lane, the day
-// count and the window's live slots counted by the second of their score,
-// rounded up.
+// viewLua holds view, the function that reads the cluster's view for
+// viewScript and heartbeatScript (with tokensLua before it).
 //
-// KEYS: per lane: window, day count; then the epoch. ARGV: 1 now ms (0:
-// TIME), 2 window ms, 3 lanes n, 4 rounding ms (1000), 5 the epoch this
-// process joined. Reply: {now, then per lane: count, buckets n, then (score
-// / rounding, rounded up; slots) pairs}, or {-1} when the epoch is not the
-// one joined (Redis lost its state: its counts are not the cluster's).
-var viewScript = redis.NewScript(clockLua + `
-if redis.call('GET', KEYS[#KEYS]) ~= ARGV[5] then return {-1} end
-local now = clock(ARGV[1])
-local win = tonumber(ARGV[2])
-local out = {now}
-for i = 1, tonumber(ARGV[3]) do
-  out[#out + 1] = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
-  local e = redis.call('ZRANGE', KEYS[2 * i - 1], '(' .. (now - win), '+inf', 'BYSCORE', 'WITHSCORES')
-  local b, order = {}, {}
-  for j = 2, #e, 2 do
-    local sec = math.ceil(tonumber(e[j]) / tonumber(ARGV[4]))
-    if not b[sec] then
-      b[sec] = 0
-      order[#order + 1] = sec
+// view(out, k, n, now, win, gran) appends to out Redis's now and, for the
+// n lanes whose keys start at KEYS[k] (per lane: window, day count), each
+// lane's day count, then its window's live slots counted by the second of
+// their score, rounded up (gran: 1000 ms): buckets n, then (score / gran,
+// rounded up; slots) pairs; then, for each key after those (the token
+// windows of the lanes with TPM, in the lanes' order), its live budgets the
+// same way: buckets n, then (score / gran, rounded up; tokens) pairs. It
+// returns out.
+const viewLua = `
+local function view(out, k, n, now, win, gran)
+  out[#out + 1] = now
+  for i = 0, n - 1 do
+    out[#out + 1] = tonumber(redis.call('GET', KEYS[k + 2 * i + 1]) or '0')
+    local e = redis.call('ZRANGE', KEYS[k + 2 * i], '(' .. (now - win), '+inf', 'BYSCORE', 'WITHSCORES')
+    local b, order = {}, {}
+    for j = 2, #e, 2 do
+      local sec = math.ceil(tonumber(e[j]) / gran)
+      if not b[sec] then
+        b[sec] = 0
+        order[#order + 1] = sec
+      end
+      b[sec] = b[sec] + 1
     end
-    b[sec] = b[sec] + 1
+    out[#out + 1] = #order
+    for _, sec in ipairs(order) do
+      out[#out + 1] = sec
+      out[#out + 1] = b[sec]
+    end
   end
-  out[#out + 1] = #order
-  for _, sec in ipairs(order) do
-    out[#out + 1] = sec
-    out[#out + 1] = b[sec]
+  for i = k + 2 * n, #KEYS do
+    local all = redis.call('HGETALL', KEYS[i])
+    local b, order = {}, {}
+    for j = 2, #all, 2 do
+      local sc, tk = tok_parse(all[j])
+      if sc > now - win then
+        local sec = math.ceil(sc / gran)
+        if not b[sec] then
+          b[sec] = 0
+          order[#order + 1] = sec
+        end
+        b[sec] = b[sec] + tk
+      end
+    end
+    out[#out + 1] = #order
+    for _, sec in ipairs(order) do
+      out[#out + 1] = sec
+      out[#out + 1] = b[sec]
+    end
   end
+  return out
 end
-return out
+`
+
+// viewScript reads the cluster's view (viewLua) when the epoch is the one
+// this process joined.
+//
+// KEYS: 1 the epoch, then viewLua's keys. ARGV: 1 now ms (0: TIME), 2
+// window ms, 3 lanes n, 4 rounding ms (1000), 5 the epoch this process
+// joined. Reply: viewLua's, or {-1} when the epoch is not the one joined
+// (Redis lost its state: its counts are not the cluster's).
+var viewScript = redis.NewScript(clockLua + tokensLua + viewLua + `
+if redis.call('GET', KEYS[1]) ~= ARGV[5] then return {-1} end
+return view({}, 2, tonumber(ARGV[3]), clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]))
 `)
 
 // reconcileScript adds one lane's own-share grants, taken while Redis was

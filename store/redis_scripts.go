@@ -208,36 +208,50 @@ return 1
 // Redis may have lost it) for twice the ttl, and reports the first lane
 // whose limits a live process registered otherwise (limitsScript refuses
 // that at start; a running process is told and keeps its registration).
+// With view lanes, and when the epoch is the one this process joined, it
+// also reads the cluster's view (viewLua: Redis's now, each lane's day
+// count and window, the token windows of the lanes with TPM), so that one
+// round trip does everything a heartbeat reads.
 //
-// KEYS: 1 processes (zset), 2 epoch. ARGV: 1 process, 2 ttl ms, 3 now ms
-// (0: TIME), 4 prefix of the per-process limits hashes ("": no limits),
-// then (lane, value) pairs.
-// Reply: {live, added, epoch} or {live, added, epoch, lane, theirs, process}.
-var heartbeatScript = redis.NewScript(clockLua + `
+// KEYS: 1 processes (zset), 2 epoch, then per view lane: window, day count;
+// then per view lane with TPM: token window.
+// ARGV: 1 process, 2 ttl ms, 3 now ms (0: TIME), 4 the epoch this process
+// joined ("": no view), 5 window ms, 6 rounding ms (1000), 7 view lanes n
+// (0: no view), 8 prefix of the per-process limits hashes ("": no
+// limits), then (lane, value) pairs.
+// Reply: {live, added, epoch, lane, theirs, process} (the last three ""
+// without a conflict), then, with a view, viewLua's reply.
+var heartbeatScript = redis.NewScript(clockLua + tokensLua + viewLua + `
 local now = clock(ARGV[3])
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
-local out = {redis.call('ZCARD', KEYS[1]), added, redis.call('GET', KEYS[2]) or ''}
-if ARGV[4] == '' then return out end
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-for _, p in ipairs(live) do
-  if p ~= ARGV[1] and #out == 3 then
-    for i = 5, #ARGV, 2 do
-      local v = redis.call('HGET', ARGV[4] .. p, ARGV[i])
-      if v and v ~= ARGV[i + 1] then
-        out[4], out[5], out[6] = ARGV[i], v, p
-        break
+local ep = redis.call('GET', KEYS[2]) or ''
+local out = {redis.call('ZCARD', KEYS[1]), added, ep, '', '', ''}
+if ARGV[8] ~= '' then
+  local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+  local found = false
+  for _, p in ipairs(live) do
+    if p ~= ARGV[1] and not found then
+      for i = 9, #ARGV, 2 do
+        local v = redis.call('HGET', ARGV[8] .. p, ARGV[i])
+        if v and v ~= ARGV[i + 1] then
+          out[4], out[5], out[6] = ARGV[i], v, p
+          found = true
+          break
+        end
       end
     end
   end
+  local mine = ARGV[8] .. ARGV[1]
+  redis.call('DEL', mine)
+  for i = 9, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
+  redis.call('PEXPIRE', mine, ttl * 2)
 end
-local mine = ARGV[4] .. ARGV[1]
-redis.call('DEL', mine)
-for i = 5, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
-redis.call('PEXPIRE', mine, ttl * 2)
-return out
+local n = tonumber(ARGV[7])
+if n == 0 or ARGV[4] == '' or ep ~= ARGV[4] then return out end
+return view(out, 3, n, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 `)
 
 // limitsScript registers this process's limits of each lane, for expiry ms

@@ -39,7 +39,7 @@ import (
 //
 // While Redis is unreachable a lane with TPM gets its share of TPM by the
 // same rule as its share of RPM (redis_fault.go): the view of each heartbeat
-// also holds when the token window's budgets leave it (readTokenView); the
+// also holds when the token window's budgets leave it (tokenViewFrom); the
 // process takes room / N of the tokens that leave after the outage began,
 // TPM / N once everything granted before it may have left (tokenShare).
 // Its own share grants and overruns count against it; on reconnect its
@@ -323,82 +323,43 @@ func (s *Redis) noteShareTokens(r Record, c RedisClass, field string, score int6
 	t.last = field
 }
 
-// tokensViewScript reads the token windows of lanes for the view: Redis's
-// now and, per lane, the live entries' tokens by the second of their score,
-// rounded up.
-//
-// KEYS: per lane: token window. ARGV: 1 now ms (0: TIME), 2 window ms,
-// 3 rounding ms. Reply: {now, then per lane: buckets n, then (score /
-// rounding, rounded up; tokens) pairs}.
-var tokensViewScript = redis.NewScript(clockLua + tokensLua + `
-local now = clock(ARGV[1])
-local win, gran = tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {now}
-for i = 1, #KEYS do
-  local all = redis.call('HGETALL', KEYS[i])
-  local b, order = {}, {}
-  for j = 2, #all, 2 do
-    local sc, tk = tok_parse(all[j])
-    if sc > now - win then
-      local sec = math.ceil(sc / gran)
-      if not b[sec] then
-        b[sec] = 0
-        order[#order + 1] = sec
-      end
-      b[sec] = b[sec] + tk
-    end
-  end
-  out[#out + 1] = #order
-  for _, sec in ipairs(order) do
-    out[#out + 1] = sec
-    out[#out + 1] = b[sec]
-  end
-end
-return out
-`)
-
-// readTokenView adds to v, for the lanes with TPM, when the budgets of
-// their token windows leave them (local ms, rounded up and shifted by this
-// read's offset bound, never earlier than they do). When the read fails v
-// has none: no share of those lanes in an outage from v.
-func (s *Redis) readTokenView(ctx context.Context, v *clusterView) {
+// tokenViewFrom adds to v, for the lanes with TPM, when the budgets of
+// their token windows leave them (local ms, rounded up and shifted by the
+// view's offset bound, never earlier than they do), from res: the part of
+// viewLua's reply after the lanes' windows (per lane with TPM: buckets n,
+// then (score / rounding, rounded up; tokens) pairs). Without such lanes v
+// has none.
+func (s *Redis) tokenViewFrom(res []int64, v *clusterView) error {
 	var lanes []LaneID
-	var keys []string
 	for _, l := range s.lanes {
 		if s.classes[l.Class].TPM > 0 {
 			lanes = append(lanes, l)
-			keys = append(keys, s.tokKey(l))
 		}
 	}
 	if len(lanes) == 0 {
-		return
+		return nil
 	}
-	res, err := tokensViewScript.Run(ctx, s.rdb, keys, s.clock(), s.window.Milliseconds(), s.f.gran).Int64Slice()
-	t1 := s.localNow()
-	if err != nil || len(res) < 1 {
-		return
-	}
-	off := max(t1.UnixMilli()-res[0], v.offMax)
 	out := make(map[LaneID][]leaveAt, len(lanes))
-	i := 1
+	i := 0
 	for _, l := range lanes {
 		if i >= len(res) {
-			return
+			return fmt.Errorf("%w: view: short reply", ErrUnavailable)
 		}
 		nb := int(res[i])
 		i++
-		if i+2*nb > len(res) {
-			return
+		if nb < 0 || i+2*nb > len(res) {
+			return fmt.Errorf("%w: view: short reply", ErrUnavailable)
 		}
 		var ls []leaveAt
 		for j := range nb {
-			ls = append(ls, leaveAt{at: res[i+2*j]*s.f.gran + s.window.Milliseconds() + off, n: int(res[i+2*j+1])})
+			ls = append(ls, leaveAt{at: res[i+2*j]*s.f.gran + s.window.Milliseconds() + v.offMax, n: int(res[i+2*j+1])})
 		}
 		i += 2 * nb
 		slices.SortFunc(ls, func(a, b leaveAt) int { return int(a.at - b.at) })
 		out[l] = ls
 	}
 	v.tokens = out
+	return nil
 }
 
 // tokenCap is how many tokens of lane (of class c, with TPM) this process
