@@ -33,24 +33,70 @@ func (r RedisURL) String() string {
 	return shownURL(string(r))
 }
 
-// shownURL returns a URL as errors and String may show it: everything
-// between its scheme ("redis://", or "redis:" when the slashes are
-// mistyped; nothing when there is no scheme) and its last '@' replaced by
-// "[REDACTED]". It does not rely on the URL parsing as intended: a mistyped
-// one ("redis:/:PASSWORD@host", "redis:PASSWORD@host",
-// "redis//:PASSWORD@host") puts the password in the path or the opaque part,
-// where net/url's and package redact's user information rules miss it. A
-// URL without '@' holds no user information and is shown as it is.
+// shownURL returns a URL as errors and String may show it, hiding whatever
+// may be a password however the URL was mistyped:
+//   - everything between its scheme ("redis://", or "redis:" when the
+//     slashes are mistyped) and its last '@' is replaced by "[REDACTED]": a
+//     mistyped URL ("redis:/:PASSWORD@host", "redis:PASSWORD@host",
+//     "redis//:PASSWORD@host") puts the password in the path or the opaque
+//     part, where net/url's and package redact's user information rules
+//     miss it;
+//   - without '@', a value with no scheme at all ("PASSWORD", the secret
+//     pasted alone), or whose scheme is not followed by "//" ("redis:PASSWORD"),
+//     is not shown past its scheme;
+//   - the value of every query parameter that is not one of go-redis's
+//     options ("?password=PASSWORD"), and a fragment, are replaced by
+//     "[REDACTED]".
 func shownURL(raw string) string {
 	at := strings.LastIndexByte(raw, '@')
-	if at < 0 {
-		return redact.String(raw)
-	}
+	m := scheme.FindStringIndex(raw)
 	keep := 0
-	if m := scheme.FindStringIndex(raw[:at]); m != nil {
+	if m != nil {
 		keep = m[1]
 	}
-	return redact.String(raw[:keep]) + redact.Mark + raw[at:]
+	var out string
+	switch {
+	case at >= 0:
+		out = redact.String(raw[:keep]) + redact.Mark + raw[at:]
+	case m == nil || !strings.HasSuffix(raw[:keep], "//"):
+		return redact.String(raw[:keep]) + redact.Mark
+	default:
+		out = redact.String(raw)
+	}
+	return shownQuery(out)
+}
+
+// shownQuery replaces in s the value of every query parameter not in
+// redisOptions, and the fragment, by "[REDACTED]".
+func shownQuery(s string) string {
+	q := strings.IndexByte(s, '?')
+	if q < 0 {
+		return s
+	}
+	rest, frag := s[q+1:], ""
+	if h := strings.IndexByte(rest, '#'); h >= 0 {
+		rest, frag = rest[:h], "#"+redact.Mark
+	}
+	params := strings.Split(rest, "&")
+	for i, p := range params {
+		k, _, ok := strings.Cut(p, "=")
+		if ok && !redisOptions[k] {
+			params[i] = k + "=" + redact.Mark
+		}
+	}
+	return s[:q+1] + strings.Join(params, "&") + frag
+}
+
+// redisOptions are the query options of a Redis URL that go-redis reads
+// (redis.ParseURL): their values are settings, shown in errors.
+var redisOptions = map[string]bool{
+	"db": true, "protocol": true, "client_name": true, "max_retries": true, "min_retry_backoff": true,
+	"max_retry_backoff": true, "dial_timeout": true, "read_timeout": true, "write_timeout": true,
+	"pool_fifo": true, "pool_size": true, "pool_timeout": true, "min_idle_conns": true,
+	"max_idle_conns": true, "max_active_conns": true, "max_concurrent_dials": true,
+	"pipeline_pool_size": true, "pipeline_read_buffer_size": true, "pipeline_write_buffer_size": true,
+	"conn_max_idle_time": true, "idle_timeout": true, "conn_max_lifetime": true, "max_conn_age": true,
+	"conn_max_lifetime_jitter": true, "skip_verify": true,
 }
 
 // scheme matches a URL's scheme and the slashes after it, at the start.

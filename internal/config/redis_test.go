@@ -75,7 +75,8 @@ func TestRedisURLErrors(t *testing.T) {
 		{"port", minimal, vars("redis://:" + pw + "@h:99999"), `config: redis_url: "redis://[REDACTED]@h:99999": port must be a number in 1..65535`},
 		{"db", minimal, vars("redis://:" + pw + "@h:1/abc"), `config: redis_url: "redis://[REDACTED]@h:1/abc": redis: invalid database number: "abc"`},
 		{"path", minimal, vars("redis://:" + pw + "@h:1/1/2"), `config: redis_url: "redis://[REDACTED]@h:1/1/2": redis: invalid URL path: /1/2`},
-		{"option", minimal, vars("redis://:" + pw + "@h:1/0?colour=red"), `config: redis_url: "redis://[REDACTED]@h:1/0?colour=red": redis: unexpected option: colour`},
+		{"option", minimal, vars("redis://:" + pw + "@h:1/0?colour=red"), `config: redis_url: "redis://[REDACTED]@h:1/0?colour=[REDACTED]": redis: unexpected option: colour`},
+		{"bad option value", minimal, vars("redis://h:1/0?dial_timeout=soon"), `config: redis_url: "redis://h:1/0?dial_timeout=soon": redis: invalid dial_timeout duration: time: invalid duration "soon"`},
 		{"unparsable", minimal, vars("redis://:" + pw + "@h:1/%zz"), `config: redis_url: not a URL: invalid URL escape "%zz" (the value is not shown)`},
 		{"control character", minimal, vars("redis://:" + pw + "\x7f@h:1"), `config: redis_url: not a URL: net/url: invalid control character in URL (the value is not shown)`},
 		{"mistyped slashes", minimal, vars("redis:/:" + pw + "@h"), `config: redis_url: "redis:/[REDACTED]@h": the user information is not where a URL has it: want redis:// (or rediss://), then user:password and '@' when Redis wants a password, then host[:port][/db]`},
@@ -114,6 +115,14 @@ var mistypedURLs = []string{
 	"%s://:PASS@WORD@",
 	"%s://h/:PASSWORD@",
 	"%s:/:PASSWORD@h?x=%%zz",
+	// Found by a newcomer: the password pasted alone, or as a query
+	// option go-redis does not take.
+	"PASSWORD",
+	"PASS WORD",
+	"%s:PASSWORD",
+	"%s:/PASSWORD",
+	"%s://h:1/0?password=PASSWORD",
+	"%s://h:1/0?dial_timeout=1s&pass=PASSWORD#WORD",
 }
 
 // TestMistypedURLs: redis_url and base_url values from mistypedURLs are
