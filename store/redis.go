@@ -349,8 +349,8 @@ func (s *Redis) clock() int64 {
 }
 
 func unavailable(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnavailable) {
+		return err // already said (not "unavailable: unavailable: ...")
 	}
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }

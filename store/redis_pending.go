@@ -67,6 +67,9 @@ type stopInfo struct{ reason, config string }
 // pendingError is the error of a change kept pending: it wraps ErrPending
 // and the error that made Redis unreachable.
 func pendingError(cause string) error {
+	for strings.HasPrefix(cause, ErrUnavailable.Error()+": ") { // said once, by the %w below
+		cause = strings.TrimPrefix(cause, ErrUnavailable.Error()+": ")
+	}
 	return fmt.Errorf("%w (%w: %s)", ErrPending, ErrUnavailable, cause)
 }
 

@@ -89,6 +89,10 @@ func pendingErr(t *testing.T, err error, what string) {
 	if !errors.Is(err, store.ErrPending) || !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("%s with Redis unreachable: %v, want ErrPending", what, err)
 	}
+	// Said once (a newcomer saw "unavailable: unavailable: no answer").
+	if n := strings.Count(err.Error(), store.ErrUnavailable.Error()); n != 1 {
+		t.Errorf("%s: %q says %q %d times", what, err, store.ErrUnavailable.Error(), n)
+	}
 }
 
 // TestRedisPendingChanges: keys disabled or enabled and lanes stopped or
