@@ -589,10 +589,15 @@ func jobsOffline(ctx context.Context, cfg config.Config, sub string, pos []strin
 
 // printJobs writes a page of jobs as a table, then the command for the
 // next page: the filters of q (the query of this page) and the next cursor,
-// so that the next page continues the same listing.
+// so that the next page continues the same listing. Times are Pacific with
+// their zone, as keys and the status page show them. A job waiting for
+// quota is "STATE (waiting)" in the table and its reason, which can be long,
+// is on a line of its own under the table, so that it does not stretch the
+// table's columns (-json has every field).
 func printJobs(w io.Writer, pg pipeline.Page, q url.Values) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tPRIORITY\tIMAGES\tCREATED\tSOURCE")
+	var waits []string
 	for _, st := range pg.Jobs {
 		done := 0
 		for _, is := range st.Images {
@@ -602,12 +607,19 @@ func printJobs(w io.Writer, pg pipeline.Page, q url.Values) {
 		}
 		state := string(st.State)
 		if st.Wait != nil {
-			state += " (waiting: " + st.Wait.Reason + ")"
+			state += " (waiting)"
+			waits = append(waits, "  "+st.ID+": "+st.Wait.Reason)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", st.ID, state, st.Priority, done, len(st.Images),
-			st.CreatedAt.Local().Format("Jan 2 15:04:05"), excerpt(st.Source))
+			st.CreatedAt.In(bucket.Pacific).Format(jobTime), excerpt(st.Source))
 	}
 	tw.Flush()
+	if len(waits) > 0 {
+		fmt.Fprintln(w, "waiting for quota:")
+		for _, l := range waits {
+			fmt.Fprintln(w, l)
+		}
+	}
 	if pg.Next != "" {
 		var b strings.Builder
 		b.WriteString("more: slideshowd jobs list")
@@ -619,6 +631,10 @@ func printJobs(w io.Writer, pg pipeline.Page, q url.Values) {
 		fmt.Fprintf(w, "%s -cursor %s\n", b.String(), pg.Next)
 	}
 }
+
+// jobTime is the layout of a job's times in the jobs table: Pacific, with
+// the zone (PST or PDT), as the status page's job rows.
+const jobTime = "Jan 2 15:04:05 MST"
 
 // shellWord returns v as one word of a POSIX shell command line: as is when
 // it holds only characters no shell treats specially, else single-quoted.
