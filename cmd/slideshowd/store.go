@@ -59,11 +59,13 @@ func markUsed(data string) error {
 func cmdStore(ctx context.Context, e env, args []string) int {
 	fs := newFlagSet("store", e)
 	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
+	addr := fs.String("addr", "", "address of the running daemon, for backup (default: the config's listen)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "Usage: slideshowd store check | backup FILE | restore FILE [-config FILE]")
+		fmt.Fprintln(e.stderr, "Usage: slideshowd store check | backup FILE | restore FILE [-addr HOST:PORT] [-config FILE]")
 		fmt.Fprintln(e.stderr, "  check          check the store file (read-only; the daemon must not be running): exit 0 ok, 2 damaged, 1 in use")
-		fmt.Fprintln(e.stderr, "  backup FILE    write a consistent copy (through the running daemon, else read-only)")
+		fmt.Fprintln(e.stderr, "  backup FILE    write a consistent copy (through the running daemon at -addr or listen, else read-only)")
 		fmt.Fprintln(e.stderr, "  restore FILE   replace the store with a backup (the daemon must be stopped)")
+		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -76,6 +78,9 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 	cfg, _, ok := loadConfig(e, *cfgPath, forClient)
 	if !ok {
 		return exitBadArgs
+	}
+	if *addr != "" {
+		cfg.Listen = *addr
 	}
 	path := filepath.Join(cfg.Data, StoreFile)
 	sub, rest := pos[0], pos[1:]
@@ -146,8 +151,14 @@ func backupStore(ctx context.Context, cfg config.Config, dest string) (int64, st
 	if err != nil {
 		// No daemon answered: copy the file read-only.
 		via = "read-only, no daemon answered"
-		if err := store.Verify(path, store.Options{Timeout: 500 * time.Millisecond}); err != nil {
-			return 0, "", err
+		if verr := store.Verify(path, store.Options{Timeout: 500 * time.Millisecond}); verr != nil {
+			if errors.Is(verr, store.ErrLocked) {
+				// Held, most likely by a daemon serving elsewhere: say
+				// where we asked and how to ask the right one.
+				return 0, "", fmt.Errorf("no daemon answered at %s (%v), and %s is held by another process (for example a running slideshowd): "+
+					"if a daemon serves on another address (its serve -addr), give it with -addr HOST:PORT or listen: in the config", backupURL(cfg.Listen), err, path)
+			}
+			return 0, "", verr
 		}
 		if n, err = copyFile(path, tmp); err != nil {
 			_ = os.Remove(tmp)

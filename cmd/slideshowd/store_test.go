@@ -176,3 +176,47 @@ func TestStoreDamageBackupRestore(t *testing.T) {
 		t.Errorf("restore while running: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// TestStoreBackupAddr: store backup reaches a daemon started with
+// serve -addr through its own -addr (store had none, so it asked listen's
+// address, found the file held and said only that), and when no daemon
+// answers and the file is held, it names the address it asked and how to
+// give the right one.
+func TestStoreBackupAddr(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: 127.0.0.1:1\n") // not where the daemon serves
+	data := filepath.Join(dir, "data")
+	vars := keyEnv(base, data)
+	d := startServe(t, dir, vars) // serve -addr 127.0.0.1:0
+
+	backup := filepath.Join(dir, "bk.db")
+	r := runBin(t, dir, vars, "store", "backup", backup)
+	if r.code != exitFailed {
+		t.Errorf("store backup without -addr: exit %d, want 1\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"no daemon answered at http://127.0.0.1:1/v1/store/backup (",
+		filepath.Join(data, StoreFile) + " is held by another process", "give it with -addr HOST:PORT"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("store backup without -addr: stderr %q, want it to say %q", r.stderr, want)
+		}
+	}
+	if strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("store backup without -addr: want one line, got %q", r.stderr)
+	}
+	if _, err := os.Stat(backup); err == nil {
+		t.Error("a failed backup left its file")
+	}
+
+	r = runBin(t, dir, vars, "store", "backup", backup, "-addr", d.addr)
+	if want := "(through the running daemon at http://" + d.addr + "/v1/store/backup)\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
+		t.Fatalf("store backup -addr: exit %d, want stdout ending %q\n%s%s", r.code, want, r.stdout, r.stderr)
+	}
+	if err := store.Verify(backup, store.Options{}); err != nil {
+		t.Errorf("the backup through -addr: %v", err)
+	}
+	r = runBin(t, dir, vars, "store", "-h")
+	if r.code != 0 || !strings.Contains(r.stderr, "-addr") {
+		t.Errorf("store -h: exit %d, no -addr in\n%s", r.code, r.stderr)
+	}
+}
