@@ -1105,6 +1105,11 @@ type LaneUsage struct {
 	HeldUntil      time.Time
 	HeldReason     string
 	ExhaustedUntil time.Time
+
+	// SharedUsed is the lane's day use as daily protection counts it:
+	// DayUsed, or, once SharedDay was called, the larger of DayUsed and
+	// the lane's shared day count of today (all the processes' use).
+	SharedUsed int
 }
 
 // Usage returns the class's use at now.
@@ -1125,6 +1130,7 @@ func (c *Class) Usage(now time.Time) ClassUsage {
 			DayUsed:  l.used,
 			Reserved: l.reserved,
 		}
+		lu.SharedUsed = c.protectedLaneUsed(l)
 		for _, id := range l.allKeys {
 			if l.disabled[id] {
 				lu.DisabledKeys = append(lu.DisabledKeys, id)

@@ -146,7 +146,9 @@ type ClassSummary struct {
 	// ClusterDayUsed, with a store shared with other processes (redis_url),
 	// is the day used that daily protection compares with DayLimit: per
 	// enabled lane the larger of this process's own use and the lane's
-	// shared day count last read. 0 (absent) without one.
+	// shared day count last read (the sum of the enabled lanes'
+	// ClusterDayUsed). 0 (absent) without one, or while 0. DayUsed stays
+	// this process's own use.
 	ClusterDayUsed int `json:"cluster_day_used,omitempty"`
 	// DayResetsAt is the next Pacific midnight: when every lane's day
 	// count starts again.
@@ -176,8 +178,14 @@ type LaneSummary struct {
 	// both 0 (absent) without one, and tpm_used absent while 0.
 	TPMUsed  int `json:"tpm_used,omitempty"`
 	TPMLimit int `json:"tpm_limit,omitempty"`
-	DayUsed  int `json:"day_used"`
+	DayUsed  int `json:"day_used"` // this process's own use today
 	DayLimit int `json:"day_limit"`
+	// ClusterDayUsed, with a store shared with other processes (redis_url),
+	// is the lane's day used by the cluster as daily protection counts it:
+	// the larger of DayUsed and the lane's shared day count last read (the
+	// lane's part of the class's ClusterDayUsed and DayRemaining). 0
+	// (absent) without one, or while 0.
+	ClusterDayUsed int `json:"cluster_day_used,omitempty"`
 	// CoolUntil is when a lane cooling down after a 429 (its own, or
 	// another process's shared through Redis) may send again.
 	CoolUntil time.Time `json:"cool_until,omitzero"`
@@ -241,10 +249,14 @@ func (s *Scheduler) Summary() Summary {
 				lu.TPMUsed = 0 // counted, but no limit to count it against
 			}
 			pending := pendingLanes[store.LaneID{Project: lu.Project, Class: r.name}]
+			clusterDay := 0
+			if s.ledger.shared {
+				clusterDay = lu.SharedUsed
+			}
 			cs.Lanes = append(cs.Lanes, LaneSummary{
 				Project: lu.Project, Keys: lu.Keys, DisabledKeys: lu.DisabledKeys, Stopped: lu.Stopped, Enabled: lu.Enabled,
 				RPMUsed: lu.RPMUsed, RPMLimit: u.Limits.RPM, TPMUsed: lu.TPMUsed, TPMLimit: u.Limits.TPM,
-				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
+				DayUsed: lu.DayUsed, DayLimit: u.Limits.RPD, ClusterDayUsed: clusterDay, CoolUntil: lu.CoolUntil, ExhaustedUntil: lu.ExhaustedUntil,
 				HeldUntil: lu.HeldUntil, Held: lu.HeldReason,
 				Reason: laneReason(lu, why), ClusterPending: pending,
 			})

@@ -117,8 +117,47 @@ func usageSummary(ctx context.Context, cfg config.Config) (scheduler.Summary, st
 	local := s.Summary()
 	if cfg.RedisURL != "" {
 		local.Cluster = readCluster(ctx, cfg, sc, local.Time)
+		clusterDay(&local, cfg.DailyCritical)
 	}
 	return local, "the data directory " + cfg.Data + " (no daemon answered at " + u + ")", nil
+}
+
+// clusterDay gives a summary read from the data directory the cluster's
+// day, as a daemon's scheduler counts it from its heartbeats: per lane
+// (ClusterDayUsed) the larger of the data directory's count and the lane's
+// shared day count in sum.Cluster; per class their sum over the enabled
+// lanes, the day left (DayRemaining) over the enabled lanes not out for the
+// day, and Critical at the fraction critical of DayLimit. Without the
+// cluster's view of the class's day (Redis did not answer) it leaves the
+// summary as it is: ClusterDayUsed stays 0.
+func clusterDay(sum *scheduler.Summary, critical float64) {
+	c := sum.Cluster
+	if c == nil || c.Error != "" {
+		return
+	}
+	shared := make(map[[2]string]int, len(c.Lanes))
+	for _, l := range c.Lanes {
+		shared[[2]string{l.Class, l.Project}] = l.DayUsed
+	}
+	for i := range sum.Classes {
+		cs := &sum.Classes[i]
+		if cs.Day != c.Day {
+			continue // read across Pacific midnight: the counts are not of one day
+		}
+		cs.ClusterDayUsed, cs.DayRemaining = 0, 0
+		for j := range cs.Lanes {
+			l := &cs.Lanes[j]
+			l.ClusterDayUsed = max(l.DayUsed, shared[[2]string{cs.Name, l.Project}])
+			if !l.Enabled {
+				continue
+			}
+			cs.ClusterDayUsed += l.ClusterDayUsed
+			if !l.ExhaustedUntil.After(sum.Time) {
+				cs.DayRemaining += max(0, l.DayLimit-l.ClusterDayUsed)
+			}
+		}
+		cs.Critical = cs.DayLimit > 0 && float64(cs.ClusterDayUsed) >= critical*float64(cs.DayLimit)
+	}
 }
 
 // readCluster reads the cluster's view from Redis without joining it (no
@@ -260,17 +299,35 @@ func fetchUsage(ctx context.Context, u, token string) (scheduler.Summary, error)
 }
 
 // printUsage writes the usage table: per class, its capacity, then a line
-// per lane (project) with its keys, RPM and day use and state.
+// per lane (project) with its keys, RPM and day use and state. With a
+// cluster (redis_url) the day shown first, used and left, is the
+// cluster's, and the own use (of the daemon that answered, or of the data
+// directory read) is labelled as such.
 func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 	models := map[string]string{"text": cfg.Classes.Text.Model, "image": cfg.Classes.Image.Model}
+	shared := s.Cluster != nil
+	// A cluster's view read without joining (Process "") is the data
+	// directory's reading: no daemon answered.
+	offline := shared && s.Cluster.Process == ""
+	own := "this process"
+	if offline {
+		own = "this data directory"
+	}
 	for _, c := range s.Classes {
+		// With the cluster's view, its day is known when a daemon
+		// answered (its scheduler counts it) or Redis answered (clusterDay).
+		clusterKnown := shared && (!offline || s.Cluster.Error == "") || c.ClusterDayUsed > 0
 		fmt.Fprintf(w, "\n%s (%s): %s, %s RPM, %s/day; ",
 			c.Name, models[c.Name], plural(c.Keys, "key", "keys"), thousands(c.RPMLimit), thousands(c.DayLimit))
-		if c.ClusterDayUsed > 0 {
+		switch {
+		case clusterKnown:
 			// day_remaining is the cluster's: say whose use is whose.
-			fmt.Fprintf(w, "today %s used by the cluster (%s by this process), %s left",
-				thousands(c.ClusterDayUsed), thousands(c.DayUsed), thousands(c.DayRemaining))
-		} else {
+			fmt.Fprintf(w, "today %s used by the cluster (%s by %s), %s left",
+				thousands(max(c.ClusterDayUsed, c.DayUsed)), thousands(c.DayUsed), own, thousands(c.DayRemaining))
+		case shared:
+			fmt.Fprintf(w, "today %s used by %s, the cluster's use unknown (Redis did not answer); at most %s left",
+				thousands(c.DayUsed), own, thousands(c.DayRemaining))
+		default:
 			fmt.Fprintf(w, "today %s used, %s left", thousands(c.DayUsed), thousands(c.DayRemaining))
 		}
 		if c.Critical {
@@ -282,11 +339,22 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 			fmt.Fprintf(w, "  waiting: %s (since %s)\n", c.Wait.Reason, c.Wait.Since.In(bucket.Pacific).Format("Jan 2 15:04:05 MST"))
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  PROJECT\tKEYS\tRPM USED/LIMIT\tTODAY USED/LIMIT\tSTATE")
+		if clusterKnown {
+			fmt.Fprintf(tw, "  PROJECT\tKEYS\tRPM USED/LIMIT\tTODAY CLUSTER/LIMIT\tBY %s\tSTATE\n", strings.ToUpper(own))
+		} else {
+			fmt.Fprintln(tw, "  PROJECT\tKEYS\tRPM USED/LIMIT\tTODAY USED/LIMIT\tSTATE")
+		}
 		for _, l := range c.Lanes {
 			keys := strings.Join(l.Keys, ",")
 			if len(l.DisabledKeys) > 0 {
 				keys += " (disabled: " + strings.Join(l.DisabledKeys, ",") + ")"
+			}
+			if clusterKnown {
+				l.ClusterDayUsed = max(l.ClusterDayUsed, l.DayUsed)
+				fmt.Fprintf(tw, "  %s\t%s\t%s/%s\t%s/%s\t%s\t%s\n", l.Project, keys,
+					thousands(l.RPMUsed), thousands(l.RPMLimit), thousands(l.ClusterDayUsed), thousands(l.DayLimit), thousands(l.DayUsed),
+					laneState(l, s.Time, c.DayResetsAt))
+				continue
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s/%s\t%s/%s\t%s\n", l.Project, keys,
 				thousands(l.RPMUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), laneState(l, s.Time, c.DayResetsAt))
@@ -322,9 +390,9 @@ func laneState(l scheduler.LaneSummary, now, resets time.Time) string {
 		return scheduler.HoldWords(l.Held, l.HeldUntil, now)
 	case l.CoolUntil.After(now):
 		return "cooling down for " + scheduler.ShortDuration(l.CoolUntil.Sub(now))
-	case l.DayUsed >= l.DayLimit && !resets.IsZero():
+	case max(l.DayUsed, l.ClusterDayUsed) >= l.DayLimit && !resets.IsZero():
 		return "day used up until " + resets.In(bucket.Pacific).Format("Jan 2 15:04 MST")
-	case l.DayUsed >= l.DayLimit:
+	case max(l.DayUsed, l.ClusterDayUsed) >= l.DayLimit:
 		return "day used up"
 	}
 	return "ok"

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -66,5 +68,51 @@ func TestClusterTokens(t *testing.T) {
 		"  text p1: 3,500/4,000 TPM (a 1,200, b 2,300)\n"
 	if !strings.HasSuffix(out.String(), want) {
 		t.Errorf("printCluster:\n%s\nwant it to end with\n%s", out.String(), want)
+	}
+}
+
+// TestUsageClusterDayOffline: usage reading the data directory with no
+// daemon answering takes the cluster's day from Redis's view (clusterDay):
+// the class line's used and left and the lanes' TODAY are the cluster's,
+// the data directory's own counts labelled as its part, and critical is
+// the cluster's. It used to print "today 26 used, 974 left" above a cluster
+// section at 190/500 and 198/500. When Redis does not answer, the line says
+// the cluster's use is unknown.
+func TestUsageClusterDayOffline(t *testing.T) {
+	now := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
+	sum := scheduler.Summary{Time: now, Classes: []scheduler.ClassSummary{{Name: "image", Day: "2026-12-01", Keys: 2, RPMLimit: 40,
+		DayUsed: 26, DayLimit: 1000, DayRemaining: 974, Lanes: []scheduler.LaneSummary{
+			{Project: "p1", Keys: []string{"key1"}, Enabled: true, RPMLimit: 20, DayUsed: 14, DayLimit: 500},
+			{Project: "p2", Keys: []string{"key2"}, Enabled: true, RPMLimit: 20, DayUsed: 12, DayLimit: 500},
+		}}},
+		Cluster: &scheduler.ClusterSummary{Name: "c", Day: "2026-12-01", Processes: []string{"web-1"}, Lanes: []scheduler.ClusterLaneUsage{
+			{Class: "image", Project: "p1", DayUsed: 190, DayLimit: 500}, {Class: "image", Project: "p2", DayUsed: 198, DayLimit: 500}}}}
+	clusterDay(&sum, 0.9)
+	if c := sum.Classes[0]; c.ClusterDayUsed != 388 || c.DayRemaining != 612 || c.Critical || c.Lanes[0].ClusterDayUsed != 190 || c.Lanes[1].ClusterDayUsed != 198 {
+		t.Errorf("clusterDay: %+v", c)
+	}
+	var out bytes.Buffer
+	printUsage(&out, sum, config.Config{})
+	for _, want := range []string{"today 388 used by the cluster (26 by this data directory), 612 left",
+		"TODAY CLUSTER/LIMIT  BY THIS DATA DIRECTORY", "190/500              14 ", "198/500              12 "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage without %q:\n%s", want, out.String())
+		}
+	}
+	// The cluster's critical share, not the data directory's.
+	sum.Cluster.Lanes[0].DayUsed, sum.Cluster.Lanes[1].DayUsed = 450, 450
+	clusterDay(&sum, 0.9)
+	if c := sum.Classes[0]; c.ClusterDayUsed != 900 || c.DayRemaining != 100 || !c.Critical {
+		t.Errorf("clusterDay at 900 of 1000: %+v", c)
+	}
+	// Redis did not answer: the data directory's own figures, said so.
+	sum = scheduler.Summary{Time: now, Classes: []scheduler.ClassSummary{{Name: "image", Day: "2026-12-01", Keys: 2, RPMLimit: 40,
+		DayUsed: 26, DayLimit: 1000, DayRemaining: 974}},
+		Cluster: &scheduler.ClusterSummary{Name: "c", Day: "2026-12-01", Error: "Redis did not answer: x"}}
+	clusterDay(&sum, 0.9)
+	out.Reset()
+	printUsage(&out, sum, config.Config{})
+	if want := "today 26 used by this data directory, the cluster's use unknown (Redis did not answer); at most 974 left"; !strings.Contains(out.String(), want) {
+		t.Errorf("usage without %q:\n%s", want, out.String())
 	}
 }

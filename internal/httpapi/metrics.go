@@ -237,7 +237,9 @@ var (
 	descClassRPMLimit = prometheus.NewDesc("slideshowd_rpm_limit",
 		"Requests per minute a class may send over all enabled lanes.", []string{"class"}, nil)
 	descDayUsed = prometheus.NewDesc("slideshowd_day_used",
-		"Requests counted today (Pacific day) over the enabled lanes of a class.", []string{"class"}, nil)
+		"Requests this process counted today (Pacific day) over the enabled lanes of a class (with redis_url, its own part: the cluster's is slideshowd_cluster_day_used).", []string{"class"}, nil)
+	descClusterDayUsed = prometheus.NewDesc("slideshowd_cluster_day_used",
+		"The day (Pacific) used by all the processes over the enabled lanes of a class, as daily protection counts it: per lane the larger of this process's use and the shared day count last read (only with redis_url).", []string{"class"}, nil)
 	descDayLimit = prometheus.NewDesc("slideshowd_day_limit",
 		"Requests allowed today over the enabled lanes of a class.", []string{"class"}, nil)
 	descDayRemaining = prometheus.NewDesc("slideshowd_day_remaining",
@@ -253,11 +255,11 @@ var (
 	descLaneTPMLimit = prometheus.NewDesc("slideshowd_lane_tpm_limit",
 		"Input tokens per minute a lane allows (only with a TPM limit).", []string{"class", "project"}, nil)
 	descLaneDayUsed = prometheus.NewDesc("slideshowd_lane_day_used",
-		"Requests a lane counted today (Pacific day).", []string{"class", "project"}, nil)
+		"Requests this process counted on a lane today (Pacific day) (with redis_url, its own part: the shared count is slideshowd_cluster_lane_day_used).", []string{"class", "project"}, nil)
 	descLaneDayLimit = prometheus.NewDesc("slideshowd_lane_day_limit",
 		"Requests a lane allows per Pacific day.", []string{"class", "project"}, nil)
 	descLaneDayRemaining = prometheus.NewDesc("slideshowd_lane_day_remaining",
-		"Requests a lane may still send today (0 when exhausted or disabled).", []string{"class", "project"}, nil)
+		"Requests a lane may still send today (0 when exhausted or disabled); with redis_url, the cluster's: RPD less the larger of this process's use and the shared day count last read.", []string{"class", "project"}, nil)
 	descLaneEnabled = prometheus.NewDesc("slideshowd_lane_enabled",
 		"1 when a lane has at least one enabled key, else 0.", []string{"class", "project"}, nil)
 	descLaneCooldown = prometheus.NewDesc("slideshowd_lane_cooldown_seconds",
@@ -291,7 +293,7 @@ var (
 
 var summaryDescs = []*prometheus.Desc{
 	descQueueDepth, descRunning, descConcurrency, descKeys, descClassRPMLimit,
-	descDayUsed, descDayLimit, descDayRemaining, descCritical,
+	descDayUsed, descClusterDayUsed, descDayLimit, descDayRemaining, descCritical,
 	descLaneRPMUsed, descLaneRPMLimit, descLaneTPMUsed, descLaneTPMLimit,
 	descLaneDayUsed, descLaneDayLimit, descLaneDayRemaining,
 	descLaneEnabled, descLaneCooldown, descLaneHeld, descLaneExhausted, descLaneOut, descKeyDisabled,
@@ -328,6 +330,9 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descKeys, float64(cs.Keys), cs.Name)
 		gauge(descClassRPMLimit, float64(cs.RPMLimit), cs.Name)
 		gauge(descDayUsed, float64(cs.DayUsed), cs.Name)
+		if s.Cluster != nil {
+			gauge(descClusterDayUsed, float64(max(cs.ClusterDayUsed, cs.DayUsed)), cs.Name)
+		}
 		gauge(descDayLimit, float64(cs.DayLimit), cs.Name)
 		gauge(descDayRemaining, float64(cs.DayRemaining), cs.Name)
 		gauge(descCritical, boolGauge(cs.Critical), cs.Name)
@@ -343,7 +348,11 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 			exhausted := l.ExhaustedUntil.After(s.Time)
 			remaining := 0
 			if l.Enabled && !exhausted {
-				remaining = max(l.DayLimit-l.DayUsed, 0)
+				used := l.DayUsed
+				if s.Cluster != nil {
+					used = max(used, l.ClusterDayUsed) // the cluster's day left
+				}
+				remaining = max(l.DayLimit-used, 0)
 			}
 			gauge(descLaneDayRemaining, float64(remaining), cs.Name, l.Project)
 			gauge(descLaneEnabled, boolGauge(l.Enabled), cs.Name, l.Project)

@@ -193,7 +193,7 @@ slideshowd_lane_rpm_used{class="text",project="p4"} 0
 slideshowd_lane_tpm_used{class="text",project="p1"} 1000
 slideshowd_lane_tpm_used{class="text",project="p2"} 0
 slideshowd_lane_tpm_used{class="text",project="p4"} 0
-# HELP slideshowd_lane_day_remaining Requests a lane may still send today (0 when exhausted or disabled).
+# HELP slideshowd_lane_day_remaining Requests a lane may still send today (0 when exhausted or disabled); with redis_url, the cluster's: RPD less the larger of this process's use and the shared day count last read.
 # TYPE slideshowd_lane_day_remaining gauge
 slideshowd_lane_day_remaining{class="text",project="p1"} 8900
 slideshowd_lane_day_remaining{class="text",project="p2"} 0
@@ -374,7 +374,7 @@ func TestMetricsWithScheduler(t *testing.T) {
 # HELP slideshowd_lane_cooldowns_total Times a lane (project, class) started cooling down after a per-minute or unscoped 429.
 # TYPE slideshowd_lane_cooldowns_total counter
 slideshowd_lane_cooldowns_total{class="text",project=%[1]q} 1
-# HELP slideshowd_day_used Requests counted today (Pacific day) over the enabled lanes of a class.
+# HELP slideshowd_day_used Requests this process counted today (Pacific day) over the enabled lanes of a class (with redis_url, its own part: the cluster's is slideshowd_cluster_day_used).
 # TYPE slideshowd_day_used gauge
 slideshowd_day_used{class="text"} 2
 # HELP slideshowd_lane_cooldown_seconds Seconds until a cooling lane may send again (0 when not cooling).
@@ -404,5 +404,61 @@ func TestMetricsSummaryInvalidUTF8(t *testing.T) {
 	})
 	if n, err := testutil.GatherAndCount(reg, "slideshowd_lane_day_used", "slideshowd_key_disabled"); err != nil || n != 2 {
 		t.Fatalf("%d series, err %v", n, err)
+	}
+}
+
+// TestMetricsClusterDay: with redis_url the class's day used by the
+// cluster is a gauge of its own next to this process's slideshowd_day_used,
+// and a lane's day remaining is the cluster's (RPD less the shared count),
+// not RPD less this process's use; without redis_url neither changes.
+func TestMetricsClusterDay(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	sum := scheduler.Summary{Time: now, Cluster: &scheduler.ClusterSummary{Name: "c", Process: "host-1-aa", Day: "2026-12-01"},
+		Classes: []scheduler.ClassSummary{{Name: "image", DayUsed: 54, DayLimit: 1000, ClusterDayUsed: 336, DayRemaining: 664,
+			Lanes: []scheduler.LaneSummary{
+				{Project: "p1", Enabled: true, RPMLimit: 20, DayLimit: 500, DayUsed: 30, ClusterDayUsed: 184},
+				{Project: "p2", Enabled: true, RPMLimit: 20, DayLimit: 500, DayUsed: 24, ClusterDayUsed: 152},
+			}}}}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Attach(func() scheduler.Summary { return sum })
+	want := `
+# HELP slideshowd_day_used Requests this process counted today (Pacific day) over the enabled lanes of a class (with redis_url, its own part: the cluster's is slideshowd_cluster_day_used).
+# TYPE slideshowd_day_used gauge
+slideshowd_day_used{class="image"} 54
+# HELP slideshowd_cluster_day_used The day (Pacific) used by all the processes over the enabled lanes of a class, as daily protection counts it: per lane the larger of this process's use and the shared day count last read (only with redis_url).
+# TYPE slideshowd_cluster_day_used gauge
+slideshowd_cluster_day_used{class="image"} 336
+# HELP slideshowd_day_remaining Requests still available today over the enabled, non-exhausted lanes of a class (with redis_url, the cluster's: per lane RPD less the larger of this process's use and the shared day count).
+# TYPE slideshowd_day_remaining gauge
+slideshowd_day_remaining{class="image"} 664
+# HELP slideshowd_lane_day_used Requests this process counted on a lane today (Pacific day) (with redis_url, its own part: the shared count is slideshowd_cluster_lane_day_used).
+# TYPE slideshowd_lane_day_used gauge
+slideshowd_lane_day_used{class="image",project="p1"} 30
+slideshowd_lane_day_used{class="image",project="p2"} 24
+# HELP slideshowd_lane_day_remaining Requests a lane may still send today (0 when exhausted or disabled); with redis_url, the cluster's: RPD less the larger of this process's use and the shared day count last read.
+# TYPE slideshowd_lane_day_remaining gauge
+slideshowd_lane_day_remaining{class="image",project="p1"} 316
+slideshowd_lane_day_remaining{class="image",project="p2"} 348
+`
+	names := []string{"slideshowd_day_used", "slideshowd_cluster_day_used", "slideshowd_day_remaining", "slideshowd_lane_day_used", "slideshowd_lane_day_remaining"}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	sum.Cluster = nil
+	for i := range sum.Classes[0].Lanes {
+		sum.Classes[0].Lanes[i].ClusterDayUsed = 0
+	}
+	if n, _ := testutil.GatherAndCount(reg, "slideshowd_cluster_day_used"); n != 0 {
+		t.Errorf("without a cluster: %d cluster day series, want 0", n)
+	}
+	want = `
+# HELP slideshowd_lane_day_remaining Requests a lane may still send today (0 when exhausted or disabled); with redis_url, the cluster's: RPD less the larger of this process's use and the shared day count last read.
+# TYPE slideshowd_lane_day_remaining gauge
+slideshowd_lane_day_remaining{class="image",project="p1"} 470
+slideshowd_lane_day_remaining{class="image",project="p2"} 476
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "slideshowd_lane_day_remaining"); err != nil {
+		t.Error(err)
 	}
 }

@@ -312,12 +312,20 @@ type classView struct {
 	Resets string
 	Wait   string
 	Lanes  []laneView
+	// Shared: with redis_url the day shown (Day, in the header and the
+	// lanes' bars) is the cluster's (ClusterDayUsed), and DayUsed, this
+	// process's own, is labelled as such. Without it Day is DayUsed.
+	Shared bool
+	Day    int
 }
 
 type laneView struct {
 	scheduler.LaneSummary
 	Keys                   string
 	RPMPercent, DayPercent int
+	// Day is the day used shown: the cluster's (ClusterDayUsed) with
+	// redis_url, else DayUsed.
+	Day int
 	// Thresholds of the bars' colours: low below 50 %, high from 80 %.
 	RPMLow, RPMHigh, DayLow, DayHigh int
 	State, StateClass                string
@@ -373,7 +381,14 @@ func (h *handler) pageData(ctx context.Context, se session) (pageView, error) {
 		sum := h.cfg.Summary()
 		v.Cluster = sum.Cluster
 		for _, c := range sum.Classes {
-			cv := classView{ClassSummary: c}
+			// With redis_url (a cluster view, even one Redis did not
+			// answer: the scheduler keeps the day counts it last read)
+			// the cluster's day comes first; this process's own is
+			// shown as its part.
+			cv := classView{ClassSummary: c, Shared: sum.Cluster != nil, Day: c.DayUsed}
+			if cv.Shared {
+				cv.Day = max(c.ClusterDayUsed, c.DayUsed)
+			}
 			if !c.DayResetsAt.IsZero() {
 				cv.Resets = c.DayResetsAt.In(bucket.Pacific).Format("Jan 2 15:04 MST")
 			}
@@ -381,8 +396,12 @@ func (h *handler) pageData(ctx context.Context, se session) (pageView, error) {
 				cv.Wait = c.Wait.Reason
 			}
 			for _, l := range c.Lanes {
-				lv := laneView{LaneSummary: l, Keys: strings.Join(l.Keys, ", "),
-					RPMPercent: percent(l.RPMUsed, l.RPMLimit), DayPercent: percent(l.DayUsed, l.DayLimit)}
+				day := l.DayUsed
+				if cv.Shared {
+					day = max(l.ClusterDayUsed, l.DayUsed)
+				}
+				lv := laneView{LaneSummary: l, Keys: strings.Join(l.Keys, ", "), Day: day,
+					RPMPercent: percent(l.RPMUsed, l.RPMLimit), DayPercent: percent(day, l.DayLimit)}
 				lv.RPMLow, lv.RPMHigh = l.RPMLimit/2, l.RPMLimit*8/10
 				lv.DayLow, lv.DayHigh = l.DayLimit/2, l.DayLimit*8/10
 				if len(l.DisabledKeys) > 0 {
@@ -400,7 +419,7 @@ func (h *handler) pageData(ctx context.Context, se session) (pageView, error) {
 					lv.State, lv.StateClass = scheduler.HoldWords(l.Held, l.HeldUntil, now), "state-wait"
 				case l.CoolUntil.After(now):
 					lv.State, lv.StateClass = "cooling down for "+scheduler.ShortDuration(l.CoolUntil.Sub(now)), "state-wait"
-				case l.DayUsed >= l.DayLimit:
+				case day >= l.DayLimit:
 					lv.State, lv.StateClass = "day used up until "+cv.Resets, "state-bad"
 				}
 				cv.Lanes = append(cv.Lanes, lv)

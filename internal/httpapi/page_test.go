@@ -292,3 +292,52 @@ func TestStatusPageLaneHeld(t *testing.T) {
 		t.Errorf("%d lanes cooling down on the page, want 1:\n%s", n, body)
 	}
 }
+
+// TestStatusPageClusterDay: with redis_url (a cluster in the summary) the
+// class's header and the lanes' "today" bars show the cluster's day, used
+// and left, with this process's own use labelled as its part; they used to
+// show this process's own day (day 54/1000, bars at its own 30/500) next to
+// the cluster table's counts. A lane the cluster used up reads "day used
+// up". Without a cluster the header and bars are this process's, as
+// before.
+func TestStatusPageClusterDay(t *testing.T) {
+	now := time.Now()
+	sum := scheduler.Summary{Time: now, Cluster: &scheduler.ClusterSummary{Name: "c", Process: "host-1-aa", Day: "2026-12-01"},
+		Classes: []scheduler.ClassSummary{{Name: "image", Keys: 3, RPMLimit: 60, DayUsed: 54, DayLimit: 1000, ClusterDayUsed: 684, DayRemaining: 316,
+			DayResetsAt: now.Add(time.Hour),
+			Lanes: []scheduler.LaneSummary{
+				{Project: "p1", Keys: []string{"key1"}, Enabled: true, RPMLimit: 20, DayLimit: 500, DayUsed: 30, ClusterDayUsed: 184},
+				{Project: "p2", Keys: []string{"key2"}, Enabled: true, RPMLimit: 20, DayLimit: 500, DayUsed: 24, ClusterDayUsed: 500},
+			}}}}
+	env := newEnv(t, func(c *Config) { c.Summary = func() scheduler.Summary { return sum } })
+	body := env.do(t, "GET", "/", "").Body.String()
+	for _, want := range []string{
+		"day 684/1000 used by the cluster (54 by this process) · 316 left",
+		`<th>today (cluster)</th>`,
+		`value="184">36%</meter><span class="num">184/500</span> <span class="muted own">(30 by this process)</span>`,
+		`value="500">100%</meter><span class="num">500/500</span> <span class="muted own">(24 by this process)</span>`,
+		"day used up until",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page without %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "day 54/1000") || strings.Contains(body, "30/500") {
+		t.Errorf("page shows this process's own day as the class's:\n%s", body)
+	}
+
+	sum.Cluster = nil
+	sum.Classes[0].ClusterDayUsed, sum.Classes[0].DayRemaining = 0, 946
+	for i := range sum.Classes[0].Lanes {
+		sum.Classes[0].Lanes[i].ClusterDayUsed = 0
+	}
+	body = env.do(t, "GET", "/", "").Body.String()
+	for _, want := range []string{"60 RPM · day 54/1000 · resets", `<th>today</th>`, `<span class="num">30/500</span></td>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page without a cluster without %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "by this process") || strings.Contains(body, "day used up") {
+		t.Errorf("page without a cluster labels a process's part or a day used up:\n%s", body)
+	}
+}
