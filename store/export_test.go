@@ -34,3 +34,6 @@ func ResyncRedis(s *Redis, fn func(SharedEvent)) {
 func SetRedisOpTimeout(s *Redis, d time.Duration) {
 	s.f.opTimeout = d
 }
+
+// MemberSlots is how many slots a window member holds (its name says).
+func MemberSlots(member string) int { return memberSlots(member) }

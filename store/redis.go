@@ -482,12 +482,13 @@ func limitsValue(c RedisClass) string {
 func (s *Redis) limitsArgs(args []any) []any {
 	args = append(args, s.key("limits")+":")
 	for _, l := range s.lanes {
-		args = append(args, l.String(), limitsValue(s.classes[l.Class]))
+		args = append(args, l.String(), limitsValue(s.classes[l.Class])+windowFormat)
 	}
 	return args
 }
 
-// conflictText names the lane and both limits of a conflict.
+// conflictText names the lane and both limits of a conflict (the window
+// format only when it differs: theirs is a registration).
 func (s *Redis) conflictText(lane, theirs, proc string) string {
 	mine := ""
 	for _, l := range s.lanes {
@@ -495,6 +496,7 @@ func (s *Redis) conflictText(lane, theirs, proc string) string {
 			mine = limitsValue(s.classes[l.Class])
 		}
 	}
+	theirs, mine = formatText(theirs, mine)
 	return fmt.Sprintf("lane %s: %s here, %s in process %s", lane, mine, theirs, proc)
 }
 
@@ -598,16 +600,10 @@ func (s *Redis) join(ctx context.Context) error {
 			delete(s.grants, l)
 			continue
 		}
-		n := 0
+		keys = append(keys, s.winKey(l), s.winCountKey(l), s.tokKey(l))
+		args = append(args, len(gs))
 		for _, g := range gs {
-			n += g.covers
-		}
-		keys = append(keys, s.winKey(l), s.tokKey(l))
-		args = append(args, n)
-		for _, g := range gs {
-			for i := 1; i <= g.covers; i++ {
-				args = append(args, g.score, g.member+strconv.Itoa(i))
-			}
+			args = append(args, g.score, grantMember(g.member, g.covers))
 		}
 		args = appendTokenSeed(args, gs)
 	}
@@ -775,7 +771,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
 	prev := s.takeGrant(r.Lane)
-	var keep []int64
+	var keep []keptRun
 	if prev != nil {
 		keep = prev.settlement()
 	}
@@ -795,7 +791,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 		args = settleArgs(args, prev, keep)
 		before := s.localNow().UnixMilli()
 		res, rerr := grantScript.Run(ctx, s.rdb,
-			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey(), s.tokKey(r.Lane)},
+			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey(), s.tokKey(r.Lane), s.winCountKey(r.Lane)},
 			args...,
 		).StringSlice()
 		if rerr != nil {

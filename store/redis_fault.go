@@ -645,7 +645,7 @@ func (s *Redis) reconcileLane(ctx context.Context, l LaneID) (bool, error) {
 	epoch := s.epoch
 	s.mu.Unlock()
 	now := s.localNow().UnixMilli()
-	keys := []string{s.epochKey(), s.winKey(l)}
+	keys := []string{s.epochKey(), s.winKey(l), s.winCountKey(l)}
 	args := []any{epoch, s.process, s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":r:", dayKeyTTL,
 		s.window.Milliseconds(), s.clock(), len(days)}
 	for i, d := range days {
@@ -698,11 +698,12 @@ func (s *Redis) signalResync() {
 // n lanes whose keys start at KEYS[k] (per lane: window, day count), each
 // lane's day count, then its window's live slots counted by the second of
 // their score, rounded up (gran: 1000 ms): buckets n, then (score / gran,
-// rounded up; slots) pairs; then, for each key after those (the token
+// rounded up; slots, summed over the members: see windowLua) pairs; then,
+// for each key after those (the token
 // windows of the lanes with TPM, in the lanes' order), its live budgets the
 // same way: buckets n, then (score / gran, rounded up; tokens) pairs. It
 // returns out.
-const viewLua = `
+const viewLua = slotsLua + `
 local function view(out, k, n, now, win, gran)
   out[#out + 1] = now
   for i = 0, n - 1 do
@@ -715,7 +716,7 @@ local function view(out, k, n, now, win, gran)
         b[sec] = 0
         order[#order + 1] = sec
       end
-      b[sec] = b[sec] + 1
+      b[sec] = b[sec] + win_slots(e[j - 1])
     end
     out[#out + 1] = #order
     for _, sec in ipairs(order) do
@@ -762,13 +763,14 @@ return view({}, 2, tonumber(ARGV[3]), clock(ARGV[1]), tonumber(ARGV[2]), tonumbe
 // reconcileScript adds one lane's own-share grants, taken while Redis was
 // unreachable, to the shared state in the current epoch: their day units,
 // and their slots to the window as sent at the latest moment they could be
-// (Redis's now plus what was left of their lead when the call left).
+// (Redis's now plus what was left of their lead when the call left), one
+// member per grant (see windowLua).
 //
-// KEYS: 1 epoch, 2 window, then per day: day count, use.
+// KEYS: 1 epoch, 2 window, 3 window count, then per day: day count, use.
 // ARGV: 1 epoch, 2 process, 3 member prefix, 4 day key ttl s, 5 window ms,
 // 6 now ms (0: TIME), 7 days n, then units per day, then (lead ms, covers)
 // pairs. Reply: 1, or 0 when the epoch changed (nothing done).
-var reconcileScript = redis.NewScript(clockLua + `
+var reconcileScript = redis.NewScript(clockLua + windowLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local now = clock(ARGV[6])
 local win = tonumber(ARGV[5])
@@ -776,20 +778,20 @@ local nd = tonumber(ARGV[7])
 for i = 1, nd do
   local u = tonumber(ARGV[7 + i])
   if u > 0 then
-    redis.call('INCRBY', KEYS[1 + 2 * i], u)
-    redis.call('EXPIRE', KEYS[1 + 2 * i], ARGV[4])
-    redis.call('HINCRBY', KEYS[2 + 2 * i], ARGV[2], u)
+    redis.call('INCRBY', KEYS[2 + 2 * i], u)
     redis.call('EXPIRE', KEYS[2 + 2 * i], ARGV[4])
+    redis.call('HINCRBY', KEYS[3 + 2 * i], ARGV[2], u)
+    redis.call('EXPIRE', KEYS[3 + 2 * i], ARGV[4])
   end
 end
+local w = win_open(KEYS[2], KEYS[3])
 local k, top = 0, 0
 for a = 8 + nd, #ARGV - 1, 2 do
   local score = now + tonumber(ARGV[a])
-  if score > now - win then
-    for j = 1, tonumber(ARGV[a + 1]) do
-      k = k + 1
-      redis.call('ZADD', KEYS[2], score, ARGV[3] .. k)
-    end
+  local n = tonumber(ARGV[a + 1])
+  if score > now - win and n > 0 then
+    k = k + 1
+    win_add(w, score, ARGV[3] .. k .. '*' .. string.format('%d', n), n)
     if score > top then top = score end
   end
 end
@@ -797,6 +799,7 @@ if top > 0 then
   local want = top - now + win + 1000
   if redis.call('PTTL', KEYS[2]) < want then redis.call('PEXPIRE', KEYS[2], want) end
 end
+win_close(w)
 return 1
 `)
 

@@ -11,17 +11,17 @@ import (
 	"github.com/slideshowd/slideshowd/store"
 )
 
-// windowScores returns the scores of the lane's shared window (Unix ms),
-// ascending.
+// windowScores returns the scores of the slots of the lane's shared window
+// (Unix ms), ascending: a member's score once per slot it holds.
 func (e *redisEnv) windowScores(t *testing.T, c *redis.Client) []int64 {
 	t.Helper()
 	zs, err := c.ZRangeWithScores(context.Background(), "test:win:2:p1/text", 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]int64, len(zs))
-	for i, z := range zs {
-		out[i] = int64(z.Score)
+	var out []int64
+	for _, z := range zs {
+		out = append(out, rep(int64(z.Score), store.MemberSlots(z.Member.(string)))...)
 	}
 	return out
 }

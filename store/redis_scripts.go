@@ -1,11 +1,128 @@
 package store
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // The Redis ledger's scripts. Each runs atomically in Redis: every
 // check-and-take is one script, never a read, a decision and a write. Times
 // are Unix milliseconds; "now" is ARGV's clock when it is > 0 (tests drive a
 // virtual clock), else Redis's TIME, so process clocks need not agree.
+
+// The shared window of a lane is a sorted set (winKey) whose members each
+// hold one or more slots: a member is "<process>:<seq>:<tail>*<n>", n its
+// slots (a member without "*<n>", written by an older slideshowd, holds
+// one), scored at the latest moment its slots may be sent (Redis ms). A
+// grant is one member ("<prefix>g*<covers>"), a settlement a few ("<prefix>
+// k<j>*<n>", see redis_giveback.go), so a grant's cost does not grow with
+// its size. Its live count, the slots of the members scored after now - 60
+// s, is kept in a hash next to it (winCountKey: m, its members, s, their
+// slots; it expires with the window), so a grant does not read the whole
+// window: every script that writes the window opens it with win_open,
+// which counts the window again when the hash does not match it (lost, or
+// the window written by something that does not keep it), and closes it
+// with win_close. Readers that do not write (the view, usage) sum the
+// members' slots themselves.
+//
+// A process of this format refuses to share a window with one that counts
+// members (windowFormat, in the limits registration).
+
+// windowFormat is appended to each lane's limits in the registration that
+// processes compare (limitsScript, heartbeatScript): an older slideshowd,
+// which counts one slot per member (ZCARD), registers its lanes without it,
+// so the two refuse each other (ErrLimitsConflict) rather than miscount
+// each other's slots.
+const windowFormat = ", window format 2"
+
+// winCountKey is the hash that keeps the live count of l's window.
+func (s *Redis) winCountKey(l LaneID) string { return s.key("wincount", redisLane(l)) }
+
+// grantMember is the window member of a grant of covers slots whose
+// member prefix is prefix.
+func grantMember(prefix string, covers int) string {
+	return prefix + "g*" + strconv.Itoa(covers)
+}
+
+// slotsLua holds win_slots, how many slots a window member holds (its
+// name's "*n"; 1 without one), for every script that reads the window.
+const slotsLua = `
+local function win_slots(m)
+  return tonumber(string.match(m, '%*(%d+)$')) or 1
+end
+`
+
+// windowLua holds the window's functions for the scripts that write it.
+const windowLua = slotsLua + `
+-- win_open reads the count of window zk kept in nk, or counts the window
+-- again when nk does not match it.
+local function win_open(zk, nk)
+  local w = {zk = zk, nk = nk, m = redis.call('ZCARD', zk), s = 0}
+  if w.m == 0 then return w end
+  local h = redis.call('HMGET', nk, 'm', 's')
+  if tonumber(h[1]) == w.m and tonumber(h[2]) then
+    w.s = tonumber(h[2])
+    return w
+  end
+  for _, m in ipairs(redis.call('ZRANGE', zk, 0, -1)) do w.s = w.s + win_slots(m) end
+  return w
+end
+-- win_add adds member m (n slots) at score sc unless it is there.
+local function win_add(w, sc, m, n)
+  if redis.call('ZADD', w.zk, 'NX', sc, m) == 1 then
+    w.m, w.s = w.m + 1, w.s + n
+  end
+end
+-- win_rem removes member m; it returns its score, or nil when it was not
+-- there.
+local function win_rem(w, m)
+  local sc = redis.call('ZSCORE', w.zk, m)
+  if not sc then return nil end
+  redis.call('ZREM', w.zk, m)
+  w.m, w.s = w.m - 1, w.s - win_slots(m)
+  return tonumber(sc)
+end
+-- win_sweep removes the members scored at or before cut and returns the
+-- live count: the slots of the others.
+local function win_sweep(w, cut)
+  local old = redis.call('ZRANGE', w.zk, '-inf', cut, 'BYSCORE')
+  if #old > 0 then
+    redis.call('ZREMRANGEBYSCORE', w.zk, '-inf', cut)
+    for _, m in ipairs(old) do w.m, w.s = w.m - 1, w.s - win_slots(m) end
+  end
+  return w.s
+end
+-- win_free_at returns the score of the member at which the oldest need
+-- slots of the window have left (walking the members oldest first), or
+-- dflt when the window holds fewer.
+local function win_free_at(w, need, dflt)
+  local got, i = 0, 0
+  while need > 0 do
+    local e = redis.call('ZRANGE', w.zk, i, i + 63, 'WITHSCORES')
+    if #e == 0 then break end
+    for j = 1, #e, 2 do
+      got = got + win_slots(e[j])
+      if got >= need then return math.floor(tonumber(e[j + 1])) end
+    end
+    i = i + 64
+  end
+  return dflt
+end
+-- win_close writes the count back; it expires with the window. It returns
+-- r.
+local function win_close(w, r)
+  if w.m <= 0 then
+    redis.call('DEL', w.nk)
+    return r
+  end
+  redis.call('HSET', w.nk, 'm', w.m, 's', w.s)
+  local p = redis.call('PTTL', w.zk)
+  if p > 0 then redis.call('PEXPIRE', w.nk, p) else redis.call('PERSIST', w.nk) end
+  return r
+end
+`
 
 // clockLua returns the script's now.
 const clockLua = `
@@ -18,8 +135,8 @@ end
 `
 
 // grantScript grants one lane's record: Covers window slots, recorded in the
-// shared window as sent at the grant's expiry plus the margin, and Units day
-// units, or refuses it whole.
+// shared window as one member, as sent at the grant's expiry plus the
+// margin, and Units day units, or refuses it whole.
 //
 // With TPM (ARGV 14 > 0) it also adds the process's overrun to its latest
 // grant's entry in the lane's token window, refuses when the window's live
@@ -28,7 +145,7 @@ end
 //
 // KEYS: 1 epoch, 2 window (zset), 3 day count, 4 lane state (hash), 5 use
 // (hash: process -> units of the day), 6 processes (zset), 7 the disabled
-// keys' version, 8 token window (hash).
+// keys' version, 8 token window (hash), 9 the window's count (hash).
 // ARGV: 1 epoch, 2 member prefix, 3 covers, 4 units, 5 ttl ms, 6 rpm, 7 rpd,
 // 8 margin ms, 9 day key ttl s, 10 now ms (0: Redis TIME), 11 process,
 // 12 window ms (60000; shorter in tests), 13 tokens, 14 tpm (0: none),
@@ -42,40 +159,41 @@ end
 // {"epoch", current or ""};
 // {"exhausted"|"cool", until, now}; {"window"|"tpm", freeAt, now};
 // {"day", dayCount, now}.
-var grantScript = redis.NewScript(clockLua + tokensLua + settleLua + `
+var grantScript = redis.NewScript(clockLua + tokensLua + windowLua + settleLua + `
 local ep = redis.call('GET', KEYS[1])
 if ep ~= ARGV[1] then return {'epoch', ep or ''} end
-settle(KEYS[2], 18)
+local w = win_open(KEYS[2], KEYS[9])
+settle(w, 18)
 local now = clock(ARGV[10])
+local win = tonumber(ARGV[12])
+-- A slot counts in every window that may hold its send: stored at the
+-- grant's expiry plus the margin (or, settled, at most redis_giveback.go's
+-- run span after its stamp), it is live while its score > now - 60 s.
+local live = win_sweep(w, now - win)
 local tpm, tneed = tonumber(ARGV[14]), tonumber(ARGV[13])
 local tsum, tlive = 0, {}
 if tpm > 0 then
-  tok_fix(KEYS[8], ARGV[15], tonumber(ARGV[16]), now, tonumber(ARGV[12]))
-  tsum, tlive = tok_live(KEYS[8], now, tonumber(ARGV[12]))
+  tok_fix(KEYS[8], ARGV[15], tonumber(ARGV[16]), now, win)
+  tsum, tlive = tok_live(KEYS[8], now, win)
 end
 local st = redis.call('HMGET', KEYS[4], 'cool', 'exhausted')
 local ex = tonumber(st[2] or '0') or 0
-if ex > now then return {'exhausted', tostring(ex), tostring(now)} end
+if ex > now then return win_close(w, {'exhausted', tostring(ex), tostring(now)}) end
 local cool = tonumber(st[1] or '0') or 0
-if cool > now then return {'cool', tostring(cool), tostring(now)} end
+if cool > now then return win_close(w, {'cool', tostring(cool), tostring(now)}) end
 local covers, units = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, rpm, rpd, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local win = tonumber(ARGV[12])
--- A slot counts in every window that may hold its send: stored at the
--- grant's expiry plus the margin, it is live while its score > now - 60 s.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - win)
-local live = redis.call('ZCARD', KEYS[2])
 if live + covers > rpm and live < rpm and ARGV[17] == '1' then covers = 1 end
 if live + covers > rpm then
-  local k = math.min(live, live + covers - rpm)
-  local e = redis.call('ZRANGE', KEYS[2], k - 1, k - 1, 'WITHSCORES')
-  return {'window', tostring(math.floor(tonumber(e[2])) + win + 1), tostring(now)}
+  -- Free once the oldest slots beyond room for covers have left.
+  local at = win_free_at(w, math.min(live, live + covers - rpm), now - win)
+  return win_close(w, {'window', tostring(at + win + 1), tostring(now)})
 end
 if tpm > 0 and tsum + tneed > tpm then
-  return {'tpm', tostring(tok_free_at(tlive, tsum, tneed, tpm, win)), tostring(now)}
+  return win_close(w, {'tpm', tostring(tok_free_at(tlive, tsum, tneed, tpm, win)), tostring(now)})
 end
 local used = tonumber(redis.call('GET', KEYS[3]) or '0')
-if used + units > rpd then return {'day', tostring(used), tostring(now)} end
+if used + units > rpd then return win_close(w, {'day', tostring(used), tostring(now)}) end
 if units > 0 then
   used = redis.call('INCRBY', KEYS[3], units)
   redis.call('EXPIRE', KEYS[3], ARGV[9])
@@ -83,15 +201,10 @@ if units > 0 then
   redis.call('EXPIRE', KEYS[5], ARGV[9])
 end
 local score = now + ttl + margin
-local args = {}
-for i = 1, covers do
-  args[#args + 1] = score
-  args[#args + 1] = ARGV[2] .. i
-end
-redis.call('ZADD', KEYS[2], unpack(args))
+win_add(w, score, ARGV[2] .. 'g*' .. string.format('%d', covers), covers)
 redis.call('PEXPIRE', KEYS[2], ttl + margin + win + 1000)
 if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, ttl + margin + win + 1000) end
-return {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)}
+return win_close(w, {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)})
 `)
 
 // giveBackScript subtracts unused day units (never below zero) in the
@@ -121,13 +234,14 @@ return redis.call('DECRBY', KEYS[2], n)
 // and the grants of the new epoch come on top of it.
 //
 // KEYS: 1 epoch, then per lane: day count, use, re-seed (hash: ep, own,
-// seen); then per lane with grants: window, token window.
+// seen); then per lane with grants: window, window count, token window.
 // ARGV: 1 known epoch ("" for none), 2 candidate epoch, 3 process, 4 day key
 // ttl s, 5 lanes n, then per lane: own count, last seen; then per lane with
-// grants: slots count, then (score, member) pairs, then token entries
-// count, then (field, "score tokens") pairs.
+// grants: window members count, then (score, member) pairs (a member holds
+// the slots its name says, see windowLua), then token entries count, then
+// (field, "score tokens") pairs.
 // Reply: {epoch, contributed (0/1)}.
-var seedScript = redis.NewScript(`
+var seedScript = redis.NewScript(windowLua + `
 local ep = redis.call('GET', KEYS[1])
 local known = ARGV[1]
 local contribute = false
@@ -160,21 +274,23 @@ for i = 1, n do
   redis.call('EXPIRE', hk, ARGV[4])
 end
 local a = 6 + 2 * n
-for k = 1 + 3 * n + 1, #KEYS, 2 do
+for k = 1 + 3 * n + 1, #KEYS, 3 do
   local m = tonumber(ARGV[a])
   a = a + 1
+  local w = win_open(KEYS[k], KEYS[k + 1])
   for j = 1, m do
-    redis.call('ZADD', KEYS[k], ARGV[a], ARGV[a + 1])
+    win_add(w, ARGV[a], ARGV[a + 1], win_slots(ARGV[a + 1]))
     a = a + 2
   end
   redis.call('PEXPIRE', KEYS[k], 180000)
+  win_close(w)
   local t = tonumber(ARGV[a])
   a = a + 1
   for j = 1, t do
-    redis.call('HSET', KEYS[k + 1], ARGV[a], ARGV[a + 1])
+    redis.call('HSET', KEYS[k + 2], ARGV[a], ARGV[a + 1])
     a = a + 2
   end
-  if t > 0 then redis.call('PEXPIRE', KEYS[k + 1], 180000) end
+  if t > 0 then redis.call('PEXPIRE', KEYS[k + 2], 180000) end
 end
 return {ep, 1}
 `)
@@ -278,3 +394,17 @@ for i = 5, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', mine, tonumber(ARGV[4]))
 return {}
 `)
+
+// formatText returns a conflict's registration theirs and this process's
+// limits mine for its message: without the window format when theirs has
+// this one, else with both formats (an older slideshowd registers none:
+// format 1).
+func formatText(theirs, mine string) (string, string) {
+	if t, ok := strings.CutSuffix(theirs, windowFormat); ok {
+		return t, mine
+	}
+	if !strings.Contains(theirs, ", window format ") {
+		theirs += ", window format 1 (an older slideshowd: all processes of a cluster must run the same version)"
+	}
+	return theirs, mine + windowFormat
+}

@@ -33,7 +33,9 @@ type LaneUse struct {
 	// ByProcess is each process's part of Count (day units granted to it
 	// on Day, less those it gave back); processes with none are left out.
 	ByProcess map[string]int
-	// WindowByProcess is each process's part of Window.
+	// WindowByProcess is each process's part of Window (a slot of a
+	// member whose process is not known is attributed to its name's
+	// prefix).
 	WindowByProcess map[string]int
 	// Tokens is the input tokens in the lane's shared TPM window now: the
 	// budgets of the grants whose slots are in Window, with the overruns
@@ -73,7 +75,8 @@ type ClusterUsageOptions struct {
 // KEYS: 1 processes (zset), then per lane: day count, use (hash), window
 // (zset), token window (hash). ARGV: 1 now ms (0: Redis TIME), 2 window ms.
 // Reply: {now, alive processes, then per lane: day count, use (flat hash),
-// window members, token window (flat hash, live or not)}.
+// live window members (each holding memberSlots slots), token window (flat
+// hash, live or not)}.
 var usageScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[1])
 local win = tonumber(ARGV[2])
@@ -166,8 +169,9 @@ func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win t
 			}
 		}
 		for _, m := range stringsOf(v[2]) {
-			lu.Window++
-			lu.WindowByProcess[slotOwner(m, u.Processes, lu.ByProcess)]++
+			n := memberSlots(m)
+			lu.Window += n
+			lu.WindowByProcess[slotOwner(m, u.Processes, lu.ByProcess)] += n
 		}
 		if c.TPM > 0 {
 			lu.TPM, lu.TokensByProcess = c.TPM, make(map[string]int64)
@@ -178,9 +182,25 @@ func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win t
 	return u, nil
 }
 
-// slotOwner returns the process of a window slot's member: the longest of
-// the known processes (alive, or with a part of the day) that the member
-// starts with, followed by ':'; else what slotProcess makes of it.
+// memberSlots returns how many slots a window member holds: the number
+// after its last '*' (see windowLua), 1 for a member without one (an older
+// slideshowd's).
+func memberSlots(member string) int {
+	i := strings.LastIndexByte(member, '*')
+	if i < 0 {
+		return 1
+	}
+	n, err := strconv.Atoi(member[i+1:])
+	if err != nil || n < 0 {
+		return 1
+	}
+	return n
+}
+
+// slotOwner returns the process of a window member (or of a token window's
+// field): the longest of the known processes (alive, or with a part of the
+// day) that the member starts with, followed by ':'; else what slotProcess
+// makes of it.
 func slotOwner(member string, alive []string, byDay map[string]int) string {
 	best := ""
 	try := func(p string) {
@@ -200,12 +220,17 @@ func slotOwner(member string, alive []string, byDay map[string]int) string {
 	return slotProcess(member)
 }
 
-// slotProcess returns the process of a window slot's member, written by
-// the grant script as process:sequence:n.
+// slotProcess returns the process of a window member, written as
+// process:sequence:tail (a grant's "g*n", a settlement's "k<j>*n"; an older
+// slideshowd's: a slot's number), process:sequence:s:tail (a grant on the
+// share of an outage) or process:sequence:r:tail (its reconciliation).
 func slotProcess(member string) string {
 	i := strings.LastIndexByte(member, ':')
 	if i < 0 {
 		return member
+	}
+	if rest := member[:i]; strings.HasSuffix(rest, ":s") || strings.HasSuffix(rest, ":r") {
+		i -= 2
 	}
 	j := strings.LastIndexByte(member[:i], ':')
 	if j < 0 {
