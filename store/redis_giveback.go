@@ -305,8 +305,8 @@ local function settle(w, a)
   local prefix, covers, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   if prefix == '' then return a end
-  local sc = win_rem(w, prefix .. 'g*' .. string.format('%d', covers))
-  if sc then
+  local sc = win_rem(w, prefix .. 'g*' .. string.format('%d', covers), n > 0)
+  if sc and n > 0 then
     local left = covers
     for j = 1, n do
       local k = math.min(tonumber(ARGV[a + 2 * j - 1]), left)

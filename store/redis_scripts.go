@@ -59,7 +59,7 @@ const windowLua = slotsLua + `
 -- win_open reads the count of window zk kept in nk, or counts the window
 -- again when nk does not match it.
 local function win_open(zk, nk)
-  local w = {zk = zk, nk = nk, m = redis.call('ZCARD', zk), s = 0}
+  local w = {zk = zk, nk = nk, m = redis.call('ZCARD', zk), s = 0, dirty = false}
   if w.m == 0 then return w end
   local h = redis.call('HMGET', nk, 'm', 's')
   if tonumber(h[1]) == w.m and tonumber(h[2]) then
@@ -67,22 +67,27 @@ local function win_open(zk, nk)
     return w
   end
   for _, m in ipairs(redis.call('ZRANGE', zk, 0, -1)) do w.s = w.s + win_slots(m) end
+  w.dirty = true
   return w
 end
 -- win_add adds member m (n slots) at score sc unless it is there.
 local function win_add(w, sc, m, n)
   if redis.call('ZADD', w.zk, 'NX', sc, m) == 1 then
-    w.m, w.s = w.m + 1, w.s + n
+    w.m, w.s, w.dirty = w.m + 1, w.s + n, true
   end
 end
--- win_rem removes member m; it returns its score, or nil when it was not
--- there.
-local function win_rem(w, m)
-  local sc = redis.call('ZSCORE', w.zk, m)
-  if not sc then return nil end
-  redis.call('ZREM', w.zk, m)
-  w.m, w.s = w.m - 1, w.s - win_slots(m)
-  return tonumber(sc)
+-- win_rem removes member m; it returns true when it was there, with its
+-- score when want_score.
+local function win_rem(w, m, want_score)
+  local sc = true
+  if want_score then
+    sc = redis.call('ZSCORE', w.zk, m)
+    if not sc then return nil end
+    sc = tonumber(sc)
+  end
+  if redis.call('ZREM', w.zk, m) == 0 then return nil end
+  w.m, w.s, w.dirty = w.m - 1, w.s - win_slots(m), true
+  return sc
 end
 -- win_sweep removes the members scored at or before cut and returns the
 -- live count: the slots of the others.
@@ -91,6 +96,7 @@ local function win_sweep(w, cut)
   if #old > 0 then
     redis.call('ZREMRANGEBYSCORE', w.zk, '-inf', cut)
     for _, m in ipairs(old) do w.m, w.s = w.m - 1, w.s - win_slots(m) end
+    w.dirty = true
   end
   return w.s
 end
@@ -110,15 +116,17 @@ local function win_free_at(w, need, dflt)
   end
   return dflt
 end
--- win_close writes the count back; it expires with the window. It returns
--- r.
-local function win_close(w, r)
+-- win_close writes the count back when it changed; it expires with the
+-- window, whose time to live is ttl ms when the caller just set it (nil:
+-- read). It returns r.
+local function win_close(w, r, ttl)
+  if not w.dirty then return r end
   if w.m <= 0 then
     redis.call('DEL', w.nk)
     return r
   end
   redis.call('HSET', w.nk, 'm', w.m, 's', w.s)
-  local p = redis.call('PTTL', w.zk)
+  local p = ttl or redis.call('PTTL', w.zk)
   if p > 0 then redis.call('PEXPIRE', w.nk, p) else redis.call('PERSIST', w.nk) end
   return r
 end
@@ -202,9 +210,11 @@ if units > 0 then
 end
 local score = now + ttl + margin
 win_add(w, score, ARGV[2] .. 'g*' .. string.format('%d', covers), covers)
-redis.call('PEXPIRE', KEYS[2], ttl + margin + win + 1000)
-if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, ttl + margin + win + 1000) end
-return win_close(w, {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)})
+local keep = ttl + margin + win + 1000
+redis.call('PEXPIRE', KEYS[2], keep)
+if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, keep) end
+w.dirty = true
+return win_close(w, {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)}, keep)
 `)
 
 // giveBackScript subtracts unused day units (never below zero) in the
@@ -283,7 +293,8 @@ for k = 1 + 3 * n + 1, #KEYS, 3 do
     a = a + 2
   end
   redis.call('PEXPIRE', KEYS[k], 180000)
-  win_close(w)
+  w.dirty = true
+  win_close(w, nil, 180000)
   local t = tonumber(ARGV[a])
   a = a + 1
   for j = 1, t do
