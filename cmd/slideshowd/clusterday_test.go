@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -53,41 +52,30 @@ func TestClusterDayShown(t *testing.T) {
 	bdir := t.TempDir()
 	writeTestFile(t, filepath.Join(bdir, "slideshowd.yaml"), config)
 	b := startServe(t, bdir, env(bdir))
-	b.waitLog(t, "sharing quota through Redis")
-	var (
-		sum   scheduler.Summary
-		image scheduler.ClassSummary
-		lanes = map[string]int{} // the cluster's count per image lane
-		total int
-	)
-	// b learns the shared day counts when it starts and at each heartbeat
-	// (every 5 s): wait for them, bounded.
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		code, body := b.call(t, "GET", "/v1/usage", "", "")
-		sum = scheduler.Summary{}
-		if code != http.StatusOK || json.Unmarshal(body, &sum) != nil || sum.Cluster == nil || sum.Cluster.Error != "" {
-			t.Fatalf("GET /v1/usage: %d %s", code, body)
+	// b reads the shared day counts before its dispatchers start (and
+	// logs it); a stopped, they stay as they are.
+	b.waitLog(t, "daily protection counts the cluster's day")
+	code, body = b.call(t, "GET", "/v1/usage", "", "")
+	var sum scheduler.Summary
+	if code != http.StatusOK || json.Unmarshal(body, &sum) != nil || sum.Cluster == nil || sum.Cluster.Error != "" {
+		t.Fatalf("GET /v1/usage: %d %s", code, body)
+	}
+	lanes := map[string]int{} // the cluster's count per image lane
+	total := 0
+	for _, l := range sum.Cluster.Lanes {
+		if l.Class == "image" {
+			lanes[l.Project] = l.DayUsed
+			total += l.DayUsed
 		}
-		clear(lanes)
-		total = 0
-		for _, l := range sum.Cluster.Lanes {
-			if l.Class == "image" {
-				lanes[l.Project] = l.DayUsed
-				total += l.DayUsed
-			}
+	}
+	var image scheduler.ClassSummary
+	for _, c := range sum.Classes {
+		if c.Name == "image" {
+			image = c
 		}
-		for _, c := range sum.Classes {
-			if c.Name == "image" {
-				image = c
-			}
-		}
-		if total >= 4 && image.ClusterDayUsed == total {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("b's image class: cluster day used %d, the cluster's lanes %v (sum %d, want at least the 4 images)", image.ClusterDayUsed, lanes, total)
-		}
-		time.Sleep(200 * time.Millisecond) // polling a condition, bounded above
+	}
+	if total < 4 || image.ClusterDayUsed != total {
+		t.Fatalf("b's image class: cluster day used %d, the cluster's lanes %v (sum %d, want at least the 4 images)", image.ClusterDayUsed, lanes, total)
 	}
 	if image.DayUsed != 0 || image.DayLimit != 150 || image.DayRemaining != 150-total {
 		t.Errorf("b's image class: own day used %d, limit %d, remaining %d; want 0, 150, %d", image.DayUsed, image.DayLimit, image.DayRemaining, 150-total)
