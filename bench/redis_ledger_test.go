@@ -98,7 +98,8 @@ func runScheduler(tb testing.TB, s *scheduler.Scheduler) (stop func()) {
 // queued than the lanes can take, paced (Burst 1: one request every
 // 60/RPM s per lane, the smallest grants, so the most round trips; the
 // default burst sends a minute's RPM at once in grants of up to 1 % of
-// RPD). After 2 s of warm-up it counts, for -redis-saturation (20 s), the
+// RPD, or bucket.MaxChunk's 10 on a lane with a small RPD). After 2 s of
+// warm-up it counts, for -redis-saturation (20 s), the
 // commands the client sends to Redis (grants, refused grants, heartbeats,
 // the day counts read for daily protection) and the requests dispatched.
 // Reports roundtrips/req, req/s and the share of the lanes' RPM used.

@@ -221,7 +221,7 @@ type lane struct {
 	day              string
 	used             int   // daily units used today
 	reserved         int   // daily units durably recorded today (>= used)
-	renewAt          int64 // a lease acquired from then on records again (3/4 ChunkLife after the last record)
+	renewAt          int64 // a lease acquired from then on records again (ChunkLife/4 before the last record's Until)
 	// The last record's number (counting from 1) and how many more leases
 	// it covers: a lease with none left records again, so a record never
 	// covers more requests sent than its Covers, even when a lease of an
@@ -234,7 +234,13 @@ type lane struct {
 	// sized from them.
 	secStart          int64
 	secCount, secPrev int
-	recordTokens      int64 // estimated tokens acquired since the last record
+	// The lane's recent pace, a moving average (weight 1/8) of the time
+	// between its acquisitions (each gap at most a minute; 0 until it has
+	// two), and its last acquisition's time. A slow lane's records are
+	// sized and live by it (RecordLife).
+	gap          int64
+	lastTake     int64
+	recordTokens int64 // estimated tokens acquired since the last record
 	// With ClassConfig.SharedTPM: the tokens left of the last record's
 	// budget, and the lane's recent estimated tokens per request (a moving
 	// average, in 1/16 tokens) that budgets are sized from.
@@ -308,8 +314,11 @@ type Lease struct {
 	Record bool
 	// Chunk is the number of new daily units to record (see Record). It is
 	// sized from the lane's use: the requests it acquired in its last whole
-	// second (or in the current one, when more) plus this one, at most
-	// MaxChunk and what is left of RPD.
+	// second (or in the current one, when more) plus this one; on a slow
+	// lane (see ChunkLife), at least the requests it may use at its recent
+	// pace in a life of SlowCovers paces (at most MaxChunkLife); at most
+	// MaxChunk and what is left of RPD and, once SharedDay was called, of
+	// the lane's shared day count (at least 1).
 	Chunk int
 	// Covers is how many requests of the lane the record covers (see Record).
 	Covers int
@@ -339,8 +348,9 @@ type Lease struct {
 }
 
 // Until is when the units of the lease's record stop being usable: the
-// acquisition's time plus ChunkLife. It is the zero Time when Record is
-// false.
+// acquisition's time plus the record's life, RecordLife of its Covers at the
+// lane's recent pace (ChunkLife on a fast lane, at most MaxChunkLife). It is
+// the zero Time when Record is false.
 func (l Lease) Until() time.Time {
 	if !l.Record {
 		return time.Time{}
@@ -360,6 +370,16 @@ func (l Lease) Valid() bool { return l.lane != nil }
 // the zero Time when none can until something else changes: every key is
 // disabled, or tokens exceed the class's TPM.
 func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next time.Time) {
+	return c.AcquireFor(now, tokens, 0)
+}
+
+// AcquireFor is Acquire for a caller that knows its demand: demand is how
+// many requests wait for the class, this one included (0 or less:
+// unknown). A slow lane's new chunk then covers no more than demand
+// requests beyond what the lane's last second asks for, so that a record
+// taken as the work ends does not reserve (and, in a shared store, hold in
+// the shared window until it is over) units no request will use.
+func (c *Class) AcquireFor(now time.Time, tokens, demand int) (lease Lease, ok bool, next time.Time) {
 	n := now.UnixNano()
 	tok := int64(max(tokens, 0))
 	c.mu.Lock()
@@ -377,7 +397,7 @@ func (c *Class) Acquire(now time.Time, tokens int) (lease Lease, ok bool, next t
 			if l.tpm != nil && tok > 0 {
 				l.tpm.AllowN(now, int(tok)) // checked in readyAt: cannot fail
 			}
-			return c.take(l, n, tok), true, time.Time{}
+			return c.take(l, n, tok, demand), true, time.Time{}
 		}
 		at = l.withPace(at, now, n)
 		c.removeReady(l)
@@ -567,7 +587,7 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 	return n
 }
 
-func (c *Class) take(l *lane, n, tok int64) Lease {
+func (c *Class) take(l *lane, n, tok int64, demand int) Lease {
 	if c.probe && !l.proven {
 		l.probing, l.probeEnd = true, n+int64(ProbeRecheck)
 	}
@@ -578,11 +598,42 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		}
 		l.secStart, l.secCount = n, 0
 	}
+	if l.lastTake != 0 {
+		d := min(n-l.lastTake, windowNanos)
+		if l.gap == 0 {
+			l.gap = max(d, 1)
+		} else {
+			l.gap += (d - l.gap) / 8
+		}
+	}
+	l.lastTake = n
+	// The lane is slow (its records follow its pace) when SlowCovers
+	// requests at its recent pace take longer than ChunkLife, unless it
+	// took that rate's worth in its last second or this one (a burst).
+	var pace time.Duration
+	if p := time.Duration(l.gap); slow(p) && max(l.secPrev, l.secCount) < fastPerSecond {
+		pace = p
+	}
 	l.used++
 	c.dayUsed++
 	chunk := 0
 	if l.used > l.reserved {
-		chunk = min(max(l.secPrev, l.secCount)+1, c.maxChunk, c.limits.RPD-l.reserved)
+		// The requests of the last second plus this one; on a slow lane,
+		// its demand over a longer life at its recent pace.
+		want := max(l.secPrev, l.secCount) + 1
+		if pace > 0 {
+			w := slowWant(pace)
+			if demand > 0 {
+				w = min(w, demand)
+			}
+			want = max(want, w)
+		}
+		chunk = min(want, c.maxChunk, c.limits.RPD-l.reserved)
+		if c.shared && l.sharedDay == l.day && c.limits.RPD-l.sharedCount < chunk {
+			// No more than the cluster had left at the lane's last
+			// count: a grant beyond it is refused whole.
+			chunk = max(1, c.limits.RPD-l.sharedCount)
+		}
 		l.reserved += chunk
 	}
 	// A lease acquired before renewAt is stamped long before the record's
@@ -592,11 +643,13 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		record = true // a top-up: the record's budget has no room for tok
 	}
 	covers, prevTokens, budget, unused := 0, int64(0), int64(0), int64(0)
+	life := int64(ChunkLife)
 	if record {
 		covers = l.reserved - l.used + 1
+		life = int64(RecordLife(covers, pace))
 		prevTokens = l.recordTokens
 		l.recordTokens = 0
-		l.renewAt = n + int64(ChunkLife-ChunkLife/4)
+		l.renewAt = n + life - int64(renewLead)
 		l.recSeq++
 		l.coverLeft = covers
 	}
@@ -631,7 +684,7 @@ func (c *Class) take(l *lane, n, tok int64) Lease {
 		seq:        seq,
 		rec:        l.recSeq,
 		dayStart:   l.dayStart,
-		until:      n + int64(ChunkLife),
+		until:      n + life,
 	}
 }
 

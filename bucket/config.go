@@ -91,20 +91,88 @@ type Config struct {
 }
 
 // MaxChunk is the most daily units a lane of limits l reserves at once: 1 %
-// of its RPD, at least 1. Chunks are sized from the lane's use (see
-// Lease.Chunk): one unit at low rates, about a second of traffic at full
-// rate, never more than MaxChunk.
-func MaxChunk(l Limits) int { return max(1, l.RPD/100) }
+// of its RPD, at least 1; on a lane with a small RPD (under 1,000), up to
+// SlowCovers, 4 % of its RPD and half its RPM when that is more (the image
+// limits, 20 RPM and 250 RPD: 10 units, where 1 % is 2). Chunks are sized
+// from the lane's use (see Lease.Chunk): one unit at low rates, about a
+// second of traffic at full rate on a fast lane, up to SlowCovers requests
+// over a longer life on a slow one, never more than MaxChunk.
+//
+// A process killed with a record in hand over-counts the lane's day by at
+// most the record's unused units: at most MaxChunk per lane (for the image
+// limits 10 units, 4 % of the day, where it was 2 until records followed
+// the lane's pace; a clean stop gives them back). The raise buys a shared
+// store's round trips: a slow lane's record covers up to 10 requests, not
+// 1 or 2 (see RecordLife).
+func MaxChunk(l Limits) int {
+	return max(1, l.RPD/100, min(SlowCovers, l.RPD/25, l.RPM/2))
+}
 
 // ChunkLife is how long after it is recorded a reservation (Lease.Record)
-// may be used (its Until): a lane whose reserved units were recorded 3/4
-// ChunkLife ago or more asks for a new record (Lease.Record with Chunk 0)
-// before it sends again, so the leases of a record are acquired within 3/4
-// ChunkLife of its time and stamped (right after, by the caller) before its
-// Until. Chunks are sized to last about a second, so a lane at a steady rate
-// seldom renews. This bounds how long a crash can hold a lane's window (see
+// of a fast lane may be used (its Until), and the shortest life of any: a
+// lane whose record is 3/4 ChunkLife old or more (a slow lane's: its life
+// less ChunkLife/4) asks for a new record (Lease.Record with Chunk 0)
+// before it sends again, so the leases of a record are acquired at least
+// ChunkLife/4 before its Until and stamped (right after, by the caller)
+// before it. Chunks of fast lanes are sized to last about a second, so a
+// lane at a steady rate seldom renews. A lane is fast while SlowCovers
+// requests at its recent pace (a moving average of the time between its
+// acquisitions) take at most ChunkLife, 300 requests a minute or more, or
+// when it took 5 requests or more in its last second or the current one
+// (a burst); a slow lane's records live longer, up to MaxChunkLife (see
+// RecordLife). This bounds how long a crash can hold a lane's window (see
 // package doc).
 const ChunkLife = 2 * time.Second
+
+// MaxChunkLife is the longest life of a record (Lease.Until - the
+// acquisition's time), that of a slow lane's (see RecordLife). A shared
+// store that grants records takes it as the longest any process's grant
+// may last.
+const MaxChunkLife = 30 * time.Second
+
+// SlowCovers is how many requests a slow lane's record aims to cover: its
+// chunk is sized for the lane's demand over a life of SlowCovers times its
+// recent pace (at most MaxChunkLife), at most MaxChunk.
+const SlowCovers = 10
+
+// renewLead is how long before its Until a record stops covering new
+// leases (ChunkLife/4: acquired before it, a lease is stamped before Until).
+const renewLead = ChunkLife / 4
+
+// RecordLife is the life (Lease.Until - the acquisition's time) of a record
+// covering covers requests on a lane whose recent pace is one request every
+// pace (0: unknown, or a fast lane): ChunkLife on a fast lane (SlowCovers
+// requests at that pace take at most ChunkLife) and when the pace is
+// unknown; on a slow lane, long enough for the record's covers at that pace
+// with half a pace and ChunkLife/4 to spare, ((covers-1) + 1/2) × pace +
+// ChunkLife/4, at least ChunkLife and at most MaxChunkLife. The image lane
+// paced at 20 RPM (a request every 3 s), covering 10: 29 s.
+func RecordLife(covers int, pace time.Duration) time.Duration {
+	if !slow(pace) || covers <= 1 {
+		return ChunkLife
+	}
+	d := time.Duration(covers-1)*pace + pace/2 + renewLead
+	return min(max(d, ChunkLife), MaxChunkLife)
+}
+
+// slow reports whether a lane at pace (time between requests; 0: unknown)
+// is slow: SlowCovers requests take longer than ChunkLife.
+func slow(pace time.Duration) bool {
+	return pace > 0 && SlowCovers*pace > ChunkLife
+}
+
+// fastPerSecond is the rate of a lane at the edge of slow: SlowCovers
+// requests in ChunkLife, per second (5). A lane that took as many in its
+// last second or in the current one is fast whatever its average pace.
+const fastPerSecond = int(SlowCovers * time.Second / ChunkLife)
+
+// slowWant is how many requests a slow lane at pace may use in one record:
+// the most whose RecordLife fits in SlowCovers × pace (at most
+// MaxChunkLife), at least 1.
+func slowWant(pace time.Duration) int {
+	h := min(SlowCovers*pace, MaxChunkLife)
+	return max(1, int((h-renewLead-pace/2)/pace)+1)
+}
 
 // Pacific is America/Los_Angeles, where Gemini's daily quotas reset.
 // It is nil when the time zone database is missing; Config falls back to an

@@ -41,8 +41,11 @@
 // The package does no I/O. A lease whose Record is set asks the caller to
 // record a reservation durably before sending the request (write-ahead; see
 // package store): Chunk new daily units, sized from the lane's use (the
-// requests it acquired in its last second plus one, at most MaxChunk: 1 % of
-// RPD), covering the lane's next Covers requests until Until. After the
+// requests it acquired in its last second plus one; on a slow lane, its
+// demand at its recent pace over a longer life, up to SlowCovers requests;
+// at most MaxChunk: 1 % of RPD, more on a lane with a small RPD), covering
+// the lane's next Covers requests until Until (ChunkLife, 2 s, after the
+// record on a fast lane; up to MaxChunkLife, 30 s, on a slow one). After the
 // record the caller stamps the lease (Stamp), which moves its window slot to
 // the stamp plus the class's WindowMargin. Restore loads a recorded count
 // after a restart and RestoreWindow the requests still in a lane's window;

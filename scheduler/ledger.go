@@ -40,12 +40,16 @@ import (
 // across restarts and no units given back.
 //
 // The bound after a crash: a record covers Covers requests stamped between
-// its At and the earlier of its Until (At + bucket.ChunkLife) and the lane's
-// next record; restore counts them all at that latest moment plus the
-// class's WindowMargin (at start time for the newest record), and, with TPM
-// set, the newest record as the class's whole TPM. So the rebuilt window
-// never holds less than the true one, and a lane is back at full rate 60 s
-// plus WindowMargin after its last record's Until.
+// its At and the earlier of its Until (At + its life: bucket.ChunkLife, 2 s,
+// on a fast lane, up to bucket.MaxChunkLife, 30 s, on a slow one; see
+// bucket.RecordLife) and the lane's next record; restore counts them all at
+// that latest moment plus the class's WindowMargin (at start time for the
+// newest record, when it is earlier), and, with TPM set, the newest record
+// as the class's whole TPM. So the rebuilt window never holds less than the
+// true one, and a lane is back at full rate 60 s plus WindowMargin after the
+// earlier of its last record's Until and the restart: at most 60 s plus
+// the margin plus 30 s after its last record on a slow lane
+// (TestSlowLaneKilled), 2 s on a fast one.
 //
 // A ledger is safe for concurrent use: its state lives in the bucket classes
 // (one lock each) and the store.
@@ -93,9 +97,21 @@ func newLedger(st store.Store, classes []ClassConfig) *ledger {
 	return l
 }
 
-// acquire takes capacity for one request of tokens on c (see bucket.Class.Acquire).
-func (l *ledger) acquire(c *bucket.Class, now time.Time, tokens int) (bucket.Lease, bool, time.Time) {
-	return c.Acquire(now, tokens)
+// acquire takes capacity for one request of tokens on c, with demand jobs
+// waiting for it, this one included (see bucket.Class.AcquireFor).
+func (l *ledger) acquire(c *bucket.Class, now time.Time, tokens, demand int) (bucket.Lease, bool, time.Time) {
+	return c.AcquireFor(now, tokens, demand)
+}
+
+// demandLocked is how many jobs wait in r's queues, the one being
+// dispatched included: a slow lane's record covers no more
+// (bucket.Class.AcquireFor). Call it with r.mu held.
+func (r *runner) demandLocked() int {
+	n := 0
+	for i := range r.queues {
+		n += r.queues[i].live
+	}
+	return n
 }
 
 // commit records the lease's reservation durably when it asks for one, then

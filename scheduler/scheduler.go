@@ -812,7 +812,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 			}
 			return wait
 		}
-		lease, ok, next := r.s.ledger.acquire(r.class, now, t.job.Tokens)
+		lease, ok, next := r.s.ledger.acquire(r.class, now, t.job.Tokens, r.demandLocked())
 		if !ok {
 			r.mu.Unlock()
 			switch {

@@ -15,7 +15,7 @@ func SetRedisWindow(s *Redis, d time.Duration) {
 }
 
 // SetRedisGrantLife sets the longest grant life the safe share of an
-// outage assumes of the other processes (bucket.ChunkLife, 2 s), for tests
+// outage assumes of the other processes (bucket.MaxChunkLife, 30 s), for tests
 // that shorten the window.
 func SetRedisGrantLife(s *Redis, d time.Duration) {
 	s.f.mu.Lock()

@@ -63,9 +63,11 @@ const opTimeout = 5 * time.Second
 var ErrDegraded = errors.New("store: redis: unreachable; sending within this process's safe share")
 
 // maxGrantLife is the longest a grant's slots may be used after it was
-// granted (Record.Until - Record.At: bucket.ChunkLife). Reserve raises it
-// when a record asks for longer.
-const maxGrantLife = 2 * time.Second
+// granted (Record.Until - Record.At): bucket.MaxChunkLife, a slow lane's
+// record (a fast lane's lives bucket.ChunkLife, 2 s). Every process
+// assumes it of the others' grants, whatever lives it saw itself. Reserve
+// raises it when a record asks for longer.
+const maxGrantLife = 30 * time.Second
 
 // faultState is the Redis ledger's part for Redis unreachable.
 type faultState struct {

@@ -274,15 +274,16 @@ func TestRedisTokensOutage(t *testing.T) {
 	if _, err := b.Reserve(ctx, e.tokens(1, 300)); err != nil {
 		t.Fatalf("within TPM after the re-seed: %v", err)
 	}
-	// Redis unreachable again, with fresh views: 70 s later (every
-	// budget granted before the outage may have left) the share is RPM / 2
-	// and TPM / 2.
+	// Redis unreachable again, with fresh views: 100 s later (every
+	// budget granted before the outage may have left: 60 s, a grant's
+	// longest life, bucket.MaxChunkLife, 30 s, the margin and a second of
+	// rounding) the share is RPM / 2 and TPM / 2.
 	e.heartbeats(t, 20*time.Second, a, b)
 	e.srv.Stop()
 	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("heartbeat with Redis stopped: %v", err)
 	}
-	e.clock.add(70 * time.Second)
+	e.clock.add(100 * time.Second)
 	r := e.record(5, 5)
 	r.Lane = imageLane
 	if _, err := a.Reserve(ctx, r); err != nil {

@@ -65,7 +65,7 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 	printUsage(e.stdout, sum, cfg)
 	if strings.HasPrefix(source, "the data directory") {
 		fmt.Fprintln(e.stdout, "\nnote: after a clean stop today's counts from the data directory are the requests sent; after a crash")
-		fmt.Fprintln(e.stdout, "they may include daily units reserved ahead of use (at most one chunk per lane, never more than 1 % of RPD).")
+		fmt.Fprintln(e.stdout, "they may include daily units reserved ahead of use (at most one chunk per lane: 1 % of RPD, or up to 10 units and 4 % of it when RPD is under 1,000).")
 	}
 	return exitOK
 }
