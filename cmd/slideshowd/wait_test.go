@@ -76,7 +76,10 @@ func TestServeShowsQuotaWait(t *testing.T) {
 		t.Fatalf("usage: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	r = runBin(t, dir, vars, append([]string{"jobs"}, cli...)...)
-	if r.code != 0 || !strings.Contains(r.stdout, "generating (waiting: image quota of all projects used for today") {
+	// The row says the job waits; the reason is on its own line under the
+	// table.
+	if r.code != 0 || !strings.Contains(r.stdout, created.ID+"  generating (waiting)  ") ||
+		!strings.Contains(r.stdout, "waiting for quota:\n  "+created.ID+": image quota of all projects used for today, resets ") {
 		t.Fatalf("jobs: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }
