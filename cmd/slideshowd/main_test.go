@@ -495,7 +495,7 @@ func TestBadConfig(t *testing.T) {
 		{"no keys", "listen: 127.0.0.1:8080\n", map[string]string{"GEMINI_API_KEYS": ""},
 			"slideshowd: config: keys: none: set GEMINI_API_KEYS or list keys (id, secret_env) in the config file"},
 		{"redis url password", "", map[string]string{"SLIDESHOWD_REDIS_URL": "redis://:pa55word@127.0.0.1:1/0?colour=red"},
-			`slideshowd: config: redis_url: "redis://[REDACTED]@127.0.0.1:1/0?colour=red": redis: unexpected option: colour`},
+			`slideshowd: config: redis_url: "redis://[REDACTED]@127.0.0.1:1/0?colour=[REDACTED]": redis: unexpected option: colour`},
 		{"redis tpm", "redis_url: redis://127.0.0.1:1/0\nclasses:\n  text:\n    tpm: -5000\n", nil,
 			"slideshowd: config: classes.text.tpm: -5000: must be >= 0 (0 = not enforced)"},
 	}
