@@ -132,6 +132,17 @@ func TestRedisWindowFreeAt(t *testing.T) {
 	if _, err := ps[3].Reserve(ctx, e.record(3, 3)); err != nil {
 		t.Fatalf("3 once a's grant left: %v", err)
 	}
+	// More than RPM never fits, even in an empty window: refused for the
+	// window, asked again a window from now (on the old code a script
+	// error, taken for Redis unreachable).
+	e.clock.add(20 * time.Second)
+	ge := grantErr(t, reserveErr(ps[3], e.record(11, 11)), "window")
+	if want := time.Now().Add(win); ge.Until.Before(want.Add(-500*time.Millisecond)) || ge.Until.After(want.Add(500*time.Millisecond)) {
+		t.Errorf("11 covers at RPM 10: Until in %v, want about %v", time.Until(ge.Until), win)
+	}
+	if ps[3].Unreachable() {
+		t.Error("a grant above RPM made Redis unreachable")
+	}
 }
 
 // TestRedisOlderMembers: a window written by an older slideshowd (one

@@ -193,8 +193,9 @@ local covers, units = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, rpm, rpd, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 if live + covers > rpm and live < rpm and ARGV[17] == '1' then covers = 1 end
 if live + covers > rpm then
-  -- Free once the oldest slots beyond room for covers have left.
-  local at = win_free_at(w, math.min(live, live + covers - rpm), now - win)
+  -- Free once the oldest slots beyond room for covers have left. A grant
+  -- of more than RPM never fits: asked again a window from now.
+  local at = win_free_at(w, math.min(live, live + covers - rpm), now)
   return win_close(w, {'window', tostring(at + win + 1), tostring(now)})
 end
 if tpm > 0 and tsum + tneed > tpm then
