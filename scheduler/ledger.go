@@ -35,7 +35,11 @@ import (
 // Lease.Budget, in a shared token window; sent reports actual counts above
 // the estimates to it: shared_tokens.go), and told of each lease stamped
 // (stamper) it gives a grant's unused slots back once the grant is over;
-// Settle gives back what was not used. A Store that is
+// Settle gives back what was not used. store.Redis serves a fast lane's
+// records from grants it takes ahead in the background, transparently:
+// Reserve still returns once the record is granted and durable, and a
+// process killed over-counts the shared day by at most two grants per fast
+// lane (the one in use and the one taken ahead). A Store that is
 // not a Ledger gets AddDaily for each chunk and nothing else: no window
 // across restarts and no units given back.
 //

@@ -303,8 +303,11 @@ func TestSharedDailyProtection(t *testing.T) {
 	lb := newLogSignal("daily protection counts the cluster's day")
 	b := protectedScheduler(t, srv, "b", lb)
 	<-lb.seen("daily protection counts the cluster's day")
-	if cs := b.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 0 || cs.ClusterDayUsed != 5 || cs.DayRemaining != 5 {
-		t.Errorf("b: critical %v, own day used %d, cluster's %d, remaining %d; want critical on the cluster's 5 of 10 with none of its own, 5 left",
+	// The cluster's 5 sent, or 6: a's lane records more than once in 2 s,
+	// so its store holds its next grant (1 unit) taken ahead, counted in
+	// the shared day until served or given back.
+	if cs := b.Summary().Classes[0]; !cs.Critical || cs.DayUsed != 0 || cs.ClusterDayUsed < 5 || cs.ClusterDayUsed > 6 || cs.DayRemaining != 10-cs.ClusterDayUsed {
+		t.Errorf("b: critical %v, own day used %d, cluster's %d, remaining %d; want critical on the cluster's 5 (or 6, a grant taken ahead) of 10 with none of its own, the rest left",
 			cs.Critical, cs.DayUsed, cs.ClusterDayUsed, cs.DayRemaining)
 	}
 	held("b", b)

@@ -37,3 +37,31 @@ func SetRedisOpTimeout(s *Redis, d time.Duration) {
 
 // MemberSlots is how many slots a window member holds (its name says).
 func MemberSlots(member string) int { return memberSlots(member) }
+
+// SetRedisPrefetch turns taking grants ahead (redis_prefetch.go) on or
+// off; call it before the first Reserve.
+func SetRedisPrefetch(s *Redis, on bool) {
+	s.pf.mu.Lock()
+	s.pf.off = !on
+	s.pf.mu.Unlock()
+}
+
+// WaitRedisPrefetch waits until no grant is being taken ahead nor given
+// back, and reports how many lanes hold one granted and not served yet.
+// Call it while no Reserve runs.
+func WaitRedisPrefetch(s *Redis) int {
+	s.pf.wg.Wait()
+	s.pf.mu.Lock()
+	defer s.pf.mu.Unlock()
+	held := 0
+	for _, a := range s.pf.lanes {
+		if a.pre != nil {
+			held++
+		}
+	}
+	return held
+}
+
+// RedisPrefetchServed returns how many records s served from grants taken
+// ahead.
+func RedisPrefetchServed(s *Redis) int { return int(s.pf.served.Load()) }

@@ -132,11 +132,20 @@ type SharedEvent struct {
 // expiry (Record.Until - Record.At after Redis's now) plus the class's
 // margin; so, whatever the processes do with their grants, no interval of
 // 60 s plus the margin holds more sends than RPM, and no Pacific day more
-// than RPD. The grant is then recorded in the Local store (write-ahead), so
-// a process killed with a grant in hand over-counts the day by at most that
-// grant (its Units) per lane, and its unused slots free themselves once
-// their minute passes. ReserveUpTo may grant a record for its own request
-// alone when the window has room for one request but not for its Covers.
+// than RPD. The grant is then recorded in the Local store (write-ahead).
+// ReserveUpTo may grant a record for its own request alone when the window
+// has room for one request but not for its Covers.
+//
+// On a fast lane (one that records again within its records' life, at most
+// 2 s, in a class without TPM) the ledger takes the lane's next grant in
+// the background once a record is granted, and serves the lane's next
+// record from it without a round trip; one that does not fit is given back
+// (see the file redis_prefetch.go). So a process killed with grants in hand
+// over-counts the day by at most two grants per fast lane (the unused
+// units of the grant in use and the units taken ahead; each at most
+// bucket.MaxChunk units with bucket's records) and one grant (its Units)
+// per other lane; its unused slots free themselves once their minute
+// passes.
 //
 // Once a grant is over (its lane's next grant, its lane idle, or Settle),
 // the slots it covered and the process did not use leave the shared window
@@ -208,7 +217,8 @@ type Redis struct {
 	stampMu sync.Mutex
 	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
 
-	f faultState // Redis unreachable: see redis_fault.go
+	f  faultState // Redis unreachable: see redis_fault.go
+	pf aheadState // grants taken ahead: see redis_prefetch.go
 }
 
 type dayLane struct {
@@ -276,6 +286,13 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	}
 	s.f.resync = make(chan struct{}, 1)
 	s.f.minLife, s.f.gran, s.f.opTimeout = maxGrantLife, 1000, opTimeout
+	s.pf.init()
+	opened := false
+	defer func() {
+		if !opened {
+			s.pf.cancel()
+		}
+	}()
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
 	}
@@ -294,6 +311,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if err := s.readView(ctx); err != nil {
 		return nil, err
 	}
+	opened = true
 	return s, nil
 }
 
@@ -456,6 +474,10 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 			// Grants over with no grant after them (idle lanes): their
 			// unused slots are given back (a failure only keeps them).
 			_ = s.settleGrants(ctx, s.localNow(), false)
+			// Grants taken ahead of idle lanes, or of another day or
+			// epoch, are given back (redis_prefetch.go).
+			s.dropIdle(s.localNow())
+			_ = s.flushBack(ctx)
 		}
 	}
 	if err != nil {
@@ -654,10 +676,14 @@ func compareLane(a, b LaneID) int {
 }
 
 // Reserve grants r in Redis (see Redis's doc), then records it in the Local
-// store. It returns the lane's shared day count, an error wrapping
-// ErrNoGrant (a *GrantError) when Redis refused, or one wrapping
-// ErrUnavailable when Redis could not answer; in both cases nothing was
-// recorded.
+// store; it returns once both are done, also when r is served from a grant
+// taken ahead (waiting, bounded by ctx, for one being taken). It returns
+// the lane's shared day count (for a record served from a grant taken
+// ahead, the count that grant's script saw: it may miss the other
+// processes' grants since, at most one grant stale; a Heartbeat's view
+// reads it again), an error wrapping ErrNoGrant (a *GrantError) when Redis
+// refused, or one wrapping ErrUnavailable when Redis could not answer; in
+// both cases nothing was recorded.
 func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 	n, _, err := s.reserve(ctx, r, false)
 	return n, err
@@ -666,9 +692,11 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 // ReserveUpTo is Reserve, except that when the shared window has room for
 // at least one request but not for r.Covers, it grants r with Covers 1 (all
 // its day units): the record covers its own request only, and the caller
-// records again before its next one. It returns the day count and the
-// Covers granted (r.Covers or 1; 0 with an error). The record in the Local
-// store has the Covers granted.
+// records again before its next one; a record served from a grant taken
+// ahead with fewer Covers than r's gets that grant's Covers, with the same
+// meaning. It returns the day count and the Covers granted (r.Covers or
+// fewer, at least 1; 0 with an error). The record in the Local store has
+// the Covers granted.
 func (s *Redis) ReserveUpTo(ctx context.Context, r Record) (count, covers int, err error) {
 	return s.reserve(ctx, r, true)
 }
@@ -697,11 +725,20 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, err
 		// on an unreachable Redis. The lane's last Redis grant is not
 		// settled: its slots stay as granted (see Stamped).
 		s.takeGrant(r.Lane)
+		s.dropAhead(r.Lane)
 		n, err := s.reserveShare(ctx, r, c)
 		return n, covered(r, err), err
 	}
+	// A grant taken ahead for the lane serves r without a round trip
+	// (redis_prefetch.go).
+	if n, covers, ok, err := s.fromAhead(ctx, r, c, ttl, upTo); ok || err != nil {
+		return n, covers, err
+	}
 	for attempt := 0; ; attempt++ {
 		n, covers, err := s.reserveRedis(ctx, r, c, ttl, upTo)
+		if err == nil {
+			s.ahead(r, c, ttl, nil)
+		}
 		if errors.Is(err, errEpoch) && attempt < 2 && ctx.Err() == nil {
 			// Redis restarted empty: joined again, now within the share.
 			continue
@@ -768,14 +805,29 @@ func covered(r Record, err error) int {
 // settles the lane's previous grant (see Stamped), whatever it answers
 // after that; when the call fails, that settlement is dropped.
 func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, error) {
+	count, covers, live, g, err := s.grantFrom(ctx, r, c, ttl, upTo, s.takeGrant(r.Lane))
+	if g != nil {
+		s.setGrant(r.Lane, g)
+		s.noteRoom(r.Lane, count, live)
+	}
+	return count, covers, err
+}
+
+// grantFrom is one grant script call for r, settling prev (the lane's
+// previous grant, its stamps complete; nil for none) first. It returns the
+// day count, the Covers granted, the slots live in the lane's window after
+// the grant (0 when the reply has none) and the grant, whose leases the caller
+// attributes stamps to (setGrant) once it hands it out: grant at once, a
+// grant taken ahead when a record is served from it (redis_prefetch.go).
+func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool, prev *laneGrant) (int, int, int, *laneGrant, error) {
 	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
-	prev := s.takeGrant(r.Lane)
 	var keep []keptRun
 	if prev != nil {
 		keep = prev.settlement()
 	}
-	count, covers := 0, r.Covers
+	count, covers, live := 0, r.Covers, 0
+	var g *laneGrant
 	partial := 0
 	if upTo {
 		partial = 1
@@ -795,7 +847,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			args...,
 		).StringSlice()
 		if rerr != nil {
-			return 0, 0, unavailable(rerr)
+			return 0, 0, 0, nil, unavailable(rerr)
 		}
 		if len(res) > 0 && res[0] != "epoch" && c.TPM > 0 {
 			// Past the epoch check, the script added the overrun and
@@ -809,7 +861,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			s.mu.Unlock()
 		}
 		if len(res) == 0 {
-			return 0, 0, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
+			return 0, 0, 0, nil, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
 		}
 		if res[0] == "epoch" {
 			// Redis lost its state: re-seed and start the recovery (see
@@ -824,12 +876,12 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 				s.stampMu.Unlock()
 			}
 			if err := s.newEpoch(ctx); err != nil {
-				return 0, 0, err
+				return 0, 0, 0, nil, err
 			}
-			return 0, 0, errEpoch
+			return 0, 0, 0, nil, errEpoch
 		}
 		if len(res) < 3 {
-			return 0, 0, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+			return 0, 0, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
 		}
 		s.settled(r.Lane, prev, keep)
 		a, _ := strconv.ParseInt(res[1], 10, 64)
@@ -837,6 +889,9 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 		switch res[0] {
 		case "ok":
 			count = int(a)
+			if len(res) >= 4 {
+				live, _ = strconv.Atoi(res[3])
+			}
 			if len(res) >= 5 {
 				s.keysVersion(res[4])
 			}
@@ -854,13 +909,13 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 			// call: never below the true one (plus a millisecond for
 			// rounding), so a stamp converted with it is never earlier
 			// than on Redis's clock.
-			s.setGrant(r.Lane, &laneGrant{member: member, covers: covers, score: score, offset: rnow - before + 1,
-				end: before + ttlMillis + c.Margin.Milliseconds()})
+			g = &laneGrant{member: member, covers: covers, score: score, offset: rnow - before + 1,
+				end: before + ttlMillis + c.Margin.Milliseconds()}
 		case "day":
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
 			s.mu.Unlock()
-			return 0, 0, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
+			return 0, 0, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
 		default: // window, tpm, cool, exhausted: a time on Redis's clock
 			until := local.Add(time.Duration(a-rnow) * time.Millisecond)
 			if res[0] == "window" {
@@ -870,22 +925,28 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 				// heartbeat (see Stamped). Ask again by then.
 				until = earlier(until, local.Add(ttl+c.Margin+2*s.ttl/3+time.Second))
 			}
-			return 0, 0, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
+			return 0, 0, 0, nil, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
 		}
 	}
-	return count, covers, nil
+	return count, covers, live, g, nil
 }
 
 // Settle settles every lane's last grant in the shared window (its unused
 // slots given back, its used ones rescored to their stamps; see Stamped:
-// call it once no lease is stamped any more), gives the unused day units
-// back in Redis, then settles the Local store.
+// call it once no lease is stamped any more), gives back the grants taken
+// ahead and not served (their slots and day units, waiting for those being
+// taken; redis_prefetch.go) and the unused day units in Redis, then settles
+// the Local store.
 func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 	if err := checkSettlement(st); err != nil {
 		return err
 	}
 	s.unusedTokens(st.Unused)
 	shared := s.flushTokens(ctx)
+	// The grants taken ahead and banked units first (redis_prefetch.go).
+	if err := s.settleAhead(ctx); err != nil && shared == nil {
+		shared = err
+	}
 	if s.Unreachable() {
 		s.stampMu.Lock()
 		clear(s.cur)

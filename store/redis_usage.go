@@ -18,8 +18,9 @@ type LaneUse struct {
 	Day  string
 	// Count is the lane's shared day count: the day units every process
 	// was granted on Day, less those given back. It may exceed what was
-	// sent by the units granted and not used yet (at most one grant per
-	// process).
+	// sent by the units granted and not used yet (per process, at most two
+	// grants on a fast lane, the one in use and one taken ahead, else one;
+	// see Redis).
 	Count int
 	RPD   int // the class's RPD (all processes together)
 	// Window is the number of slots in the lane's shared window now: every
