@@ -229,6 +229,14 @@ type lane struct {
 	// not to the record).
 	recSeq    uint64
 	coverLeft int
+	// sched holds, ascending (unix nanoseconds), the times before which
+	// the last len(sched) covers of record schedRec may not be taken
+	// (Scheduled: a shared window promised those slots as older ones
+	// leave it). The next lease takes the record's cover number covers -
+	// coverLeft, so it waits for sched[len(sched)-coverLeft] when
+	// coverLeft <= len(sched).
+	sched    []int64
+	schedRec uint64
 	// The lane's acquisitions in the second from secStart, and in the
 	// second before it (0 when it was not the one just before): chunks are
 	// sized from them.
@@ -306,7 +314,9 @@ type Lease struct {
 	// this request and the lane's next Covers-1 (its reserved units not yet
 	// used), all stamped before Until; a lease of the record refunded lets
 	// it cover one more, a lease of an earlier record refunded does not (so
-	// a record's requests sent never exceed its Covers). If recording fails, call ChunkFailed
+	// a record's requests sent never exceed its Covers; with a schedule,
+	// see Scheduled, the refunded cover is the next one taken, free at its
+	// time or earlier). If recording fails, call ChunkFailed
 	// and Refund. Later leases of the lane are covered by this record, so
 	// the write-ahead rule holds when one caller per class acquires,
 	// records and stamps each lease before its next Acquire (the
@@ -571,6 +581,9 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 	if l.used >= c.limits.RPD {
 		return l.dayEnd
 	}
+	if at := l.schedAt(n); at > n {
+		return at
+	}
 	l.win.expire(n)
 	if l.win.live >= c.limits.RPM {
 		at, _ := l.win.oldestLive()
@@ -652,6 +665,7 @@ func (c *Class) take(l *lane, n, tok int64, demand int) Lease {
 		l.renewAt = n + life - int64(renewLead)
 		l.recSeq++
 		l.coverLeft = covers
+		l.sched = nil
 	}
 	l.coverLeft--
 	if c.sharedTPM {
@@ -806,6 +820,50 @@ func (c *Class) CoverOne(l Lease) {
 		l.lane.coverLeft = 0
 	}
 	c.mu.Unlock()
+}
+
+// Scheduled records that the lease's record was granted covers requests
+// (at most its Covers; fewer: the lane records again sooner) of which the
+// last len(schedule) may not be taken before their times, ascending (a
+// shared ledger's window promised them as older slots leave it:
+// store.Redis.ReserveUpTo). Until then the lane is not ready: Acquire
+// returns the next time as next, unless the lane would record again first
+// (its record's renewal time passed). A refunded lease of the record gives
+// its cover back as the next one to take, so the next lease waits for the
+// time of the refunded cover or an earlier one. Call it, from the caller
+// that acquired the lease, before the lane's next Acquire; it does nothing
+// for a lease that took no record or whose record is no longer the lane's
+// last. Times are compared with Acquire's now.
+func (c *Class) Scheduled(l Lease, covers int, schedule []time.Time) {
+	if l.lane == nil || !l.Record {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	if l.rec != ln.recSeq {
+		return
+	}
+	if less := l.Covers - max(covers, 1); less > 0 {
+		ln.coverLeft = max(0, ln.coverLeft-less)
+	}
+	ln.sched = ln.sched[:0]
+	for _, t := range schedule {
+		ln.sched = append(ln.sched, t.UnixNano())
+	}
+	ln.schedRec = ln.recSeq
+}
+
+// schedAt returns when the lane's next lease may be taken by its record's
+// schedule (see Scheduled): 0 when it has none for that lease, or the lane
+// records again at n; never after the record's renewal time, when the
+// lane records again instead.
+func (l *lane) schedAt(n int64) int64 {
+	k := len(l.sched)
+	if k == 0 || l.schedRec != l.recSeq || l.coverLeft <= 0 || l.coverLeft > k || n >= l.renewAt {
+		return 0
+	}
+	return min(l.sched[k-l.coverLeft], l.renewAt)
 }
 
 // CoolDown keeps the project's lane of this class from serving until until (a

@@ -68,15 +68,16 @@ type ledger struct {
 	// stamps is the store told of every lease stamped (store.Redis): it
 	// gives a grant's unused window slots back once the grant is over.
 	stamps stamper
-	// upTo is the durable store when it may grant a record for its own
-	// request alone (store.Redis.ReserveUpTo).
+	// upTo is the durable store when it may grant a record fewer Covers, or
+	// some of them scheduled for later (store.Redis.ReserveUpTo).
 	upTo upToLedger
 }
 
 // upToLedger is a Ledger whose Reserve may grant less than the record's
-// Covers when that is all the room left (store.Redis).
+// Covers now when that is all the room left, and the rest, or part of it,
+// as a schedule of times before which they are not sent (store.Redis).
 type upToLedger interface {
-	ReserveUpTo(ctx context.Context, r store.Record) (count, covers int, err error)
+	ReserveUpTo(ctx context.Context, r store.Record) (count, covers int, schedule []time.Time, err error)
 }
 
 // stamper is a shared store that settles its grants from the leases
@@ -133,12 +134,15 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 			var n int
 			if l.upTo != nil {
 				// A shared window with room for this request but not for
-				// the lease's Covers grants it alone: the lane records
-				// again at its next lease.
+				// the lease's Covers grants the others as its slots free
+				// (or fewer): the lane takes them no earlier (or records
+				// again sooner). The dispatcher acquires the lane's next
+				// lease after this returns.
 				var covers int
-				n, covers, err = l.upTo.ReserveUpTo(ctx, rec)
-				if err == nil && covers < lease.Covers {
-					c.CoverOne(lease)
+				var sched []time.Time
+				n, covers, sched, err = l.upTo.ReserveUpTo(ctx, rec)
+				if err == nil && (covers < lease.Covers || len(sched) > 0) {
+					c.Scheduled(lease, covers, sched)
 				}
 			} else {
 				n, err = l.durable.Reserve(ctx, rec)

@@ -133,8 +133,10 @@ type SharedEvent struct {
 // margin; so, whatever the processes do with their grants, no interval of
 // 60 s plus the margin holds more sends than RPM, and no Pacific day more
 // than RPD. The grant is then recorded in the Local store (write-ahead).
-// ReserveUpTo may grant a record for its own request alone when the window
-// has room for one request but not for its Covers.
+// ReserveUpTo may grant a record fewer Covers, or some of them scheduled
+// (not sent before slots of the window leave it), when the window has room
+// for some requests but not for its Covers (see redis_giveback.go,
+// "Scheduled slots").
 //
 // On a fast lane (one that records again within its records' life, at most
 // 2 s, in a class without TPM) the ledger takes the lane's next grant in
@@ -685,35 +687,42 @@ func compareLane(a, b LaneID) int {
 // refused, or one wrapping ErrUnavailable when Redis could not answer; in
 // both cases nothing was recorded.
 func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
-	n, _, err := s.reserve(ctx, r, false)
+	n, _, _, err := s.reserve(ctx, r, false)
 	return n, err
 }
 
 // ReserveUpTo is Reserve, except that when the shared window has room for
-// at least one request but not for r.Covers, it grants r with Covers 1 (all
-// its day units): the record covers its own request only, and the caller
-// records again before its next one; a record served from a grant taken
-// ahead with fewer Covers than r's gets that grant's Covers, with the same
-// meaning. It returns the day count and the Covers granted (r.Covers or
-// fewer, at least 1; 0 with an error). The record in the Local store has
-// the Covers granted.
-func (s *Redis) ReserveUpTo(ctx context.Context, r Record) (count, covers int, err error) {
+// r >= 1 requests but not for r.Covers, it grants a scheduled record (all
+// its day units): the r requests may be sent now, and the next ones only
+// at the times of schedule, as slots of the window leave it (at most
+// half the record's life, Until - At, ahead; fewer Covers when the later
+// ones would come after that). It returns the day count, the Covers
+// granted (r.Covers or fewer, at least 1; 0 with an error) and the
+// schedule: the local time before which each of the last len(schedule)
+// of those Covers must not be sent, ascending (nil when all may be sent
+// now). A time is Redis's converted with the offset measured after its
+// reply, so that on Redis's clock the send comes no earlier. The caller
+// sends the record's requests in order and none before its time. A record
+// served from a grant taken ahead (which never has a schedule: those are
+// taken whole or not at all) with fewer Covers than r's gets that grant's
+// Covers. The record in the Local store has the Covers granted.
+func (s *Redis) ReserveUpTo(ctx context.Context, r Record) (count, covers int, schedule []time.Time, err error) {
 	return s.reserve(ctx, r, true)
 }
 
-func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, error) {
+func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []time.Time, error) {
 	if err := checkRecord(r); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	c, ok := s.classes[r.Lane.Class]
 	if !ok {
-		return 0, 0, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
+		return 0, 0, nil, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
 	}
 	if err := checkTokens(r, c); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	ttl := r.Until.Sub(r.At)
 	s.f.mu.Lock()
@@ -727,15 +736,15 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, err
 		s.takeGrant(r.Lane)
 		s.dropAhead(r.Lane)
 		n, err := s.reserveShare(ctx, r, c)
-		return n, covered(r, err), err
+		return n, covered(r, err), nil, err
 	}
 	// A grant taken ahead for the lane serves r without a round trip
 	// (redis_prefetch.go).
 	if n, covers, ok, err := s.fromAhead(ctx, r, c, ttl, upTo); ok || err != nil {
-		return n, covers, err
+		return n, covers, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		n, covers, err := s.reserveRedis(ctx, r, c, ttl, upTo)
+		n, covers, sched, err := s.reserveRedis(ctx, r, c, ttl, upTo)
 		if err == nil {
 			s.ahead(r, c, ttl, nil)
 		}
@@ -746,15 +755,15 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, err
 		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 			s.markDown(err)
 			n, err := s.reserveShare(ctx, r, c)
-			return n, covered(r, err), err
+			return n, covered(r, err), nil, err
 		}
-		return n, covers, err
+		return n, covers, sched, err
 	}
 }
 
 // reserveRedis is one attempt of reserve's grant from Redis, within the
 // share while recovering (see sharing).
-func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, error) {
+func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, []time.Time, error) {
 	now, life := s.localNow(), s.life()
 	o := s.sharing(now)
 	if o != nil {
@@ -766,12 +775,12 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 		err := s.shareCheck(o, r, c, now, life)
 		s.f.mu.Unlock()
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 	}
-	count, covers, err := s.grant(ctx, r, c, ttl, upTo)
+	count, covers, sched, err := s.grant(ctx, r, c, ttl, upTo)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	r.Covers = covers
 	if o != nil {
@@ -780,9 +789,9 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 		s.f.mu.Unlock()
 	}
 	if _, err = s.Local.Reserve(ctx, r); err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	return count, covers, nil
+	return count, covers, sched, nil
 }
 
 func earlier(a, b time.Time) time.Time {
@@ -801,25 +810,27 @@ func covered(r Record, err error) int {
 }
 
 // grant asks Redis for r's grant (see Reserve; upTo: ReserveUpTo) and
-// returns the day count and the Covers granted. The grant script first
-// settles the lane's previous grant (see Stamped), whatever it answers
-// after that; when the call fails, that settlement is dropped.
-func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, error) {
-	count, covers, live, g, err := s.grantFrom(ctx, r, c, ttl, upTo, s.takeGrant(r.Lane))
+// returns the day count, the Covers granted and their schedule (local
+// times, see ReserveUpTo). The grant script first settles the lane's
+// previous grant (see Stamped), whatever it answers after that; when the
+// call fails, that settlement is dropped.
+func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, []time.Time, error) {
+	count, covers, sched, live, g, err := s.grantFrom(ctx, r, c, ttl, upTo, s.takeGrant(r.Lane))
 	if g != nil {
 		s.setGrant(r.Lane, g)
 		s.noteRoom(r.Lane, count, live)
 	}
-	return count, covers, err
+	return count, covers, sched, err
 }
 
 // grantFrom is one grant script call for r, settling prev (the lane's
 // previous grant, its stamps complete; nil for none) first. It returns the
-// day count, the Covers granted, the slots live in the lane's window after
+// day count, the Covers granted, their schedule (with upTo only; see
+// ReserveUpTo), the slots live in the lane's window after
 // the grant (0 when the reply has none) and the grant, whose leases the caller
 // attributes stamps to (setGrant) once it hands it out: grant at once, a
 // grant taken ahead when a record is served from it (redis_prefetch.go).
-func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool, prev *laneGrant) (int, int, int, *laneGrant, error) {
+func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool, prev *laneGrant) (int, int, []time.Time, int, *laneGrant, error) {
 	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
 	var keep []keptRun
@@ -827,6 +838,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		keep = prev.settlement()
 	}
 	count, covers, live := 0, r.Covers, 0
+	var sched []time.Time
 	var g *laneGrant
 	partial := 0
 	if upTo {
@@ -847,7 +859,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			args...,
 		).StringSlice()
 		if rerr != nil {
-			return 0, 0, 0, nil, unavailable(rerr)
+			return 0, 0, nil, 0, nil, unavailable(rerr)
 		}
 		if len(res) > 0 && res[0] != "epoch" && c.TPM > 0 {
 			// Past the epoch check, the script added the overrun and
@@ -861,7 +873,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			s.mu.Unlock()
 		}
 		if len(res) == 0 {
-			return 0, 0, 0, nil, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
+			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
 		}
 		if res[0] == "epoch" {
 			// Redis lost its state: re-seed and start the recovery (see
@@ -876,12 +888,12 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 				s.stampMu.Unlock()
 			}
 			if err := s.newEpoch(ctx); err != nil {
-				return 0, 0, 0, nil, err
+				return 0, 0, nil, 0, nil, err
 			}
-			return 0, 0, 0, nil, errEpoch
+			return 0, 0, nil, 0, nil, errEpoch
 		}
 		if len(res) < 3 {
-			return 0, 0, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
 		}
 		s.settled(r.Lane, prev, keep)
 		a, _ := strconv.ParseInt(res[1], 10, 64)
@@ -900,6 +912,24 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 					covers = n
 				}
 			}
+			if len(res) > 6 {
+				// Future slots: a "not before" time e on Redis's clock is
+				// local e - (rnow - after), after read once the reply is
+				// here: Redis's now was read no later than after, so at
+				// that local time Redis's clock reads e or later (the
+				// stamps' offset below errs the other way).
+				after := s.localNow().UnixMilli()
+				for _, f := range res[6:] {
+					e, err := strconv.ParseInt(f, 10, 64)
+					if err != nil {
+						return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+					}
+					sched = append(sched, time.UnixMilli(e-rnow+after))
+				}
+				if len(sched) >= covers {
+					return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+				}
+			}
 			score := rnow + ttlMillis + c.Margin.Milliseconds()
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
@@ -915,7 +945,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
 			s.mu.Unlock()
-			return 0, 0, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
+			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
 		default: // window, tpm, cool, exhausted: a time on Redis's clock
 			until := local.Add(time.Duration(a-rnow) * time.Millisecond)
 			if res[0] == "window" {
@@ -925,10 +955,10 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 				// heartbeat (see Stamped). Ask again by then.
 				until = earlier(until, local.Add(ttl+c.Margin+2*s.ttl/3+time.Second))
 			}
-			return 0, 0, 0, nil, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
+			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
 		}
 	}
-	return count, covers, live, g, nil
+	return count, covers, sched, live, g, nil
 }
 
 // Settle settles every lane's last grant in the shared window (its unused

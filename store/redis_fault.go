@@ -395,17 +395,22 @@ func (s *Redis) windowCap(o *outage, l LaneID, c RedisClass, now int64, life tim
 	if now >= full {
 		return c.RPM / o.n, 0
 	}
-	room, next := 0, full
+	room, next, known := 0, full, 0
 	for _, b := range o.view.lanes[l].leave {
 		if b.at <= f+s.f.gran+o.spread {
 			continue
 		}
+		known += b.n
 		if b.at > now {
 			next = min(next, b.at)
-			break
+			continue
 		}
 		room += b.n
 	}
+	// A scheduled grant may leave the window counting more than RPM: the
+	// first known - RPM slots to leave are promised to its future slots
+	// (redis_giveback.go, "Scheduled slots"), not room.
+	room = max(0, room-max(0, known-c.RPM))
 	return min(room, c.RPM) / o.n, next
 }
 

@@ -231,7 +231,13 @@ func faultModel(t *testing.T, persist bool) {
 				at := time.Now()
 				r := store.Record{Lane: lane, Day: day, Units: covers, Covers: covers, At: at, Until: at.Add(life)}
 				down := s.Unreachable()
-				_, err := s.Reserve(ctx, r)
+				var sched []time.Time
+				var err error
+				if rng.IntN(2) == 0 {
+					_, err = s.Reserve(ctx, r)
+				} else { // a scheduled grant when the window has some room
+					_, covers, sched, err = s.ReserveUpTo(ctx, r)
+				}
 				if errors.Is(err, store.ErrNoGrant) || errors.Is(err, store.ErrUnavailable) {
 					// The lane waits until the refusal's Until, as the
 					// scheduler's does (at most a tenth of a window).
@@ -258,7 +264,7 @@ func faultModel(t *testing.T, persist bool) {
 					return
 				}
 				got := time.Now()
-				mine := stampSends(rng, s, got, r.Until, covers, margin)
+				mine := stampSends(rng, s, got, r.Until, covers, margin, sched)
 				mu.Lock()
 				sends = append(sends, mine...)
 				if down && s.Unreachable() {

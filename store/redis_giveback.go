@@ -68,6 +68,40 @@ import (
 // whose requests went out in one burst is settled as one member, not 100,
 // and any grant as at most its life (plus the margin) / G + 1 members.
 //
+// Scheduled slots. When the window has room for r >= 1 slots but not for
+// a record's Covers, ReserveUpTo grants the record anyway: its r slots may
+// be sent now, and its future slots only later, the j-th of them no
+// earlier than the moment the j-th oldest slot of the window leaves it
+// (that slot's score + 60 s + 1 ms), and only those due within half the
+// grant's life. The grant is one member holding all its Covers at its
+// expiry plus the margin, as any grant; the window's live count then holds
+// more than RPM (over-commitment), and every reader counts it so.
+//
+// Why the bound holds. Give every slot a time nb before which it is not
+// sent: the grant's now for a slot free then, its "not before" time for a
+// future one (the lane sends its record's requests in order and the j-th
+// one no earlier than its slot's time: bucket.Class.Scheduled). A send
+// then has a slot with nb <= send <= score (the scores as above), so the
+// sends in a window (t - 60 s, t] are at most C(t), the slots with nb <= t
+// and score > t - 60 s; the claim is C(t) <= RPM for every t from the
+// grant on. Before the grant it holds (a slot counted in the live count L
+// is counted in C(t) at most while its score > t - 60 s). The grant adds r
+// = RPM - L slots with nb = now, and future slot j counts at t only when
+// t >= s_j + 60 s + 1 ms, s_j the j-th oldest live score: by then the j
+// oldest live slots have left, so at most L - j of the old slots count at
+// t and C(t) <= (L - j) + r + j = RPM. A refused grant's "free at" (k =
+// live + Covers - RPM oldest slots gone, the live count holding the
+// promised future slots) waits for the promised slots to be used: those
+// slots leave only at the promising grant's score (or its settlement's).
+// A settlement only moves scores earlier and removes slots, and the
+// sends' own times never change: C(t) only falls, so every promise stays
+// kept. So does the outage share: it counts as room only the slots of
+// its view that leave beyond the view's known - RPM promised ones (see
+// windowCap in redis_fault.go). A promise is on Redis's clock; the lane
+// converts it to its own with the offset measured after the reply (Redis's
+// now minus the local clock then), never above the true one, so the local
+// time maps to that Redis time or later.
+//
 // A lane's grant taken on the safe share while Redis is unreachable is not
 // tracked (its slots are added to Redis at the latest moment they could be
 // sent when the process reconciles, and stay so), and the lane's Redis grant

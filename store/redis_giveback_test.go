@@ -239,14 +239,14 @@ func TestRedisReserveUpTo(t *testing.T) {
 		a.Stamped(lane, e.clock.now().Add(2*time.Second))
 	}
 	grantErr(t, reserveErr(b, e.record(2, 2)), "window")
-	n, covers, err := b.ReserveUpTo(ctx, e.record(2, 2))
-	if err != nil || covers != 1 || n != 5 {
+	n, covers, sched, err := b.ReserveUpTo(ctx, e.record(2, 2))
+	if err != nil || covers != 1 || n != 5 || len(sched) != 0 {
 		t.Fatalf("ReserveUpTo: count %d, covers %d, %v; want 5, 1", n, covers, err)
 	}
 	if recs, err := b.LedgerRecords(ctx); err != nil || len(recs.Records) != 1 || recs.Records[0].Covers != 1 || recs.Records[0].Units != 2 {
 		t.Errorf("b's records %+v, %v; want one of 1 covers, 2 units", recs, err)
 	}
-	if n, covers, err := a.ReserveUpTo(ctx, e.record(2, 2)); err == nil {
+	if n, covers, _, err := a.ReserveUpTo(ctx, e.record(2, 2)); err == nil {
 		t.Errorf("ReserveUpTo on a full window: count %d, covers %d", n, covers)
 	}
 	rc := e.client(t)

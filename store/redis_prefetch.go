@@ -356,7 +356,7 @@ func (s *Redis) takeAhead(a *aheadLane, rec Record, c RedisClass, epoch string, 
 		err                 = ferr
 	)
 	if err == nil {
-		count, covers, live, g, err = s.grantFrom(ctx, rec, c, rec.Until.Sub(rec.At), false, prev)
+		count, covers, _, live, g, err = s.grantFrom(ctx, rec, c, rec.Until.Sub(rec.At), false, prev) // not upTo: no schedule
 	}
 	s.pf.mu.Lock()
 	if err == nil && g != nil {

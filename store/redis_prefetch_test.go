@@ -370,13 +370,13 @@ func TestRedisPrefetchUpTo(t *testing.T) {
 		e.clock.add(500 * time.Millisecond)
 	}
 	store.WaitRedisPrefetch(a) // 3 covers ahead
-	_, covers, err := a.ReserveUpTo(ctx, e.record(5, 3))
-	if err != nil || covers != 3 {
-		t.Fatalf("ReserveUpTo from a grant ahead of 3 covers: %d, %v; want 3", covers, err)
+	_, covers, sched, err := a.ReserveUpTo(ctx, e.record(5, 3))
+	if err != nil || covers != 3 || sched != nil {
+		t.Fatalf("ReserveUpTo from a grant ahead of 3 covers: %d, schedule %v, %v; want 3, none", covers, sched, err)
 	}
 	store.WaitRedisPrefetch(a) // 5 covers ahead
 	e.clock.add(500 * time.Millisecond)
-	_, covers, err = a.ReserveUpTo(ctx, e.record(4, 0))
+	_, covers, _, err = a.ReserveUpTo(ctx, e.record(4, 0))
 	if err != nil || covers != 4 {
 		t.Fatalf("ReserveUpTo from a grant ahead of 5 covers: %d, %v; want 4", covers, err)
 	}
@@ -447,7 +447,7 @@ func TestRedisPrefetchModel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
-		mine := stampSends(rng, p, at, r.Until, covers, margin)
+		mine := stampSends(rng, p, at, r.Until, covers, margin, nil)
 		sends = append(sends, mine...)
 		recorded += covers
 		switch rng.IntN(60) {

@@ -116,6 +116,26 @@ local function win_free_at(w, need, dflt)
   end
   return dflt
 end
+-- win_leave_times returns, oldest first, the times at which the oldest
+-- slots of the window leave it (each member's score + win + 1, once per
+-- slot it holds), at most n of them and none after lim.
+local function win_leave_times(w, n, win, lim)
+  local out, i = {}, 0
+  while #out < n do
+    local e = redis.call('ZRANGE', w.zk, i, i + 63, 'WITHSCORES')
+    if #e == 0 then break end
+    for j = 1, #e, 2 do
+      local t = math.floor(tonumber(e[j + 1])) + win + 1
+      if t > lim then return out end
+      for _ = 1, win_slots(e[j]) do
+        if #out >= n then return out end
+        out[#out + 1] = t
+      end
+    end
+    i = i + 64
+  end
+  return out
+end
 -- win_close writes the count back when it changed; it expires with the
 -- window, whose time to live is ttl ms when the caller just set it (nil:
 -- read). It returns r.
@@ -158,12 +178,15 @@ end
 // 8 margin ms, 9 day key ttl s, 10 now ms (0: Redis TIME), 11 process,
 // 12 window ms (60000; shorter in tests), 13 tokens, 14 tpm (0: none),
 // 15 the field of the process's latest grant in the token window ("" for
-// none), 16 its overrun to add, 17 partial (1: when the window has room for
-// at least one slot but not for covers, grant one slot), 18.. the
-// settlement of the lane's previous grant (settleLua), applied before
-// anything else is checked.
+// none), 16 its overrun to add, 17 partial (1: when the window has room r
+// >= 1 but not for covers, grant a scheduled grant: the r slots free now
+// and up to covers - r future slots, each sent no earlier than a slot of
+// the window leaves it, within ttl/2 ms; see redis_giveback.go, "Scheduled
+// slots"), 18.. the settlement of the lane's previous grant (settleLua),
+// applied before anything else is checked.
 //
-// Replies: {"ok", dayCount, now, windowCount, keysVersion, covers granted};
+// Replies: {"ok", dayCount, now, windowCount, keysVersion, covers granted,
+// then the "not before" time of each future slot, Redis ms, ascending};
 // {"epoch", current or ""};
 // {"exhausted"|"cool", until, now}; {"window"|"tpm", freeAt, now};
 // {"day", dayCount, now}.
@@ -191,8 +214,18 @@ local cool = tonumber(st[1] or '0') or 0
 if cool > now then return win_close(w, {'cool', tostring(cool), tostring(now)}) end
 local covers, units = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, rpm, rpd, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-if live + covers > rpm and live < rpm and ARGV[17] == '1' then covers = 1 end
-if live + covers > rpm then
+local sched = {}
+if live + covers > rpm and live < rpm and ARGV[17] == '1' then
+  -- A scheduled grant (see redis_giveback.go, "Scheduled slots"): the
+  -- rpm - live slots free now, and future slots, the j-th of them not sent
+  -- before the j-th oldest slot of the window (its live count, promised
+  -- slots included) has left it, as long as that is within half the
+  -- grant's life.
+  local room = rpm - live
+  sched = win_leave_times(w, covers - room, win, now + math.floor(ttl / 2))
+  covers = room + #sched
+end
+if live + covers - #sched > rpm then
   -- Free once the oldest slots beyond room for covers have left. A grant
   -- of more than RPM never fits: asked again a window from now.
   local at = win_free_at(w, math.min(live, live + covers - rpm), now)
@@ -215,7 +248,9 @@ local keep = ttl + margin + win + 1000
 redis.call('PEXPIRE', KEYS[2], keep)
 if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, keep) end
 w.dirty = true
-return win_close(w, {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)}, keep)
+local out = {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)}
+for _, t in ipairs(sched) do out[#out + 1] = tostring(t) end
+return win_close(w, out, keep)
 `)
 
 // giveBackScript subtracts unused day units (never below zero) in the

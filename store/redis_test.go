@@ -328,9 +328,11 @@ func TestRedisRestartedEmpty(t *testing.T) {
 // until until, as a process's dispatcher would: some slots unused, the
 // others sent at random times, each stamped (s.Stamped) at its send plus
 // the margin or up to a margin later, in order; and some leases stamped
-// and then refunded (never sent, their slots taken again). It returns the
-// sends.
-func stampSends(rng *rand.Rand, s *store.Redis, got, until time.Time, covers int, margin time.Duration) []time.Time {
+// and then refunded (never sent, their slots taken again). The j-th send
+// takes the grant's j-th slot, and the last len(sched) slots are sent no
+// earlier than their times (ReserveUpTo's schedule; a slot whose time is
+// not before until is not used). It returns the sends.
+func stampSends(rng *rand.Rand, s *store.Redis, got, until time.Time, covers int, margin time.Duration, sched []time.Time) []time.Time {
 	room := until.Sub(got)
 	if room <= 0 {
 		return nil
@@ -352,6 +354,25 @@ func stampSends(rng *rand.Rand, s *store.Redis, got, until time.Time, covers int
 		}
 	}
 	slices.SortFunc(ls, func(a, b lease) int { return a.at.Compare(b.at) })
+	j := 0 // the slot the next send takes
+	for i := range ls {
+		if !ls[i].sent {
+			continue
+		}
+		if k := j - (covers - len(sched)); k >= 0 {
+			if !sched[k].Before(until) {
+				ls[i].sent = false
+				ls[i].at = time.Time{} // not used: not stamped
+				continue
+			}
+			if ls[i].at.Before(sched[k]) {
+				ls[i].at = sched[k]
+			}
+		}
+		j++
+	}
+	ls = slices.DeleteFunc(ls, func(l lease) bool { return l.at.IsZero() })
+	slices.SortStableFunc(ls, func(a, b lease) int { return a.at.Compare(b.at) })
 	var sends []time.Time
 	for _, l := range ls {
 		s.Stamped(lane, l.at.Add(margin+time.Duration(rng.Int64N(int64(margin)+1))))
@@ -377,6 +398,7 @@ func TestRedisModel(t *testing.T) {
 	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: rpd, Margin: margin}
 	var mu sync.Mutex
 	var sends []time.Time
+	future := 0 // scheduled slots granted
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(run)
 	for i := range clients {
@@ -402,7 +424,13 @@ func TestRedisModel(t *testing.T) {
 				covers := 1 + rng.IntN(4)
 				at := time.Now()
 				r := store.Record{Lane: lane, Day: "2026-03-01", Units: covers, Covers: covers, At: at, Until: at.Add(ttl)}
-				_, err := s.Reserve(ctx, r)
+				var sched []time.Time
+				var err error
+				if rng.IntN(2) == 0 {
+					_, err = s.Reserve(ctx, r)
+				} else { // a scheduled grant when the window has some room
+					_, covers, sched, err = s.ReserveUpTo(ctx, r)
+				}
 				if errors.Is(err, store.ErrNoGrant) {
 					runtime.Gosched()
 					continue
@@ -412,9 +440,10 @@ func TestRedisModel(t *testing.T) {
 					return
 				}
 				got := time.Now() // no send before the grant is in hand
-				mine := stampSends(rng, s, got, r.Until, covers, margin)
+				mine := stampSends(rng, s, got, r.Until, covers, margin, sched)
 				mu.Lock()
 				sends = append(sends, mine...)
+				future += len(sched)
 				mu.Unlock()
 				if rng.IntN(20) == 0 { // killed: its grants are dropped, a new process starts
 					s.Close()
@@ -450,7 +479,10 @@ func TestRedisModel(t *testing.T) {
 	if err != nil || count < len(sends) || count > rpd {
 		t.Errorf("shared day count %d (%v), sends %d, RPD %d (seed %d)", count, err, len(sends), rpd, seed)
 	}
-	t.Logf("%d sends, busiest %v interval %d of %d, day count %d of %d", len(sends), span, worst, rpm, count, rpd)
+	t.Logf("%d sends, busiest %v interval %d of %d, day count %d of %d, %d scheduled slots granted", len(sends), span, worst, rpm, count, rpd, future)
+	if future == 0 {
+		t.Errorf("no scheduled slot granted: the model did not exercise them")
+	}
 	if len(sends) < rpm*2 {
 		t.Errorf("only %d sends: the model did not saturate the lane", len(sends))
 	}
