@@ -105,7 +105,7 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 			if r, ok := sh.(interface{ Restarts() int }); ok {
 				if n := r.Restarts(); n > restarts {
 					restarts = n
-					s.log.Warn().Msg("Redis lost the cluster's state (restarted empty): this process added its day counts and recent grants again; for 15 s its grants stay within its share of its last view of the cluster")
+					s.log.Warn().Msg("Redis lost the cluster's state (restarted empty): this process added its day counts and recent grants again; until every slot of its last view of the cluster may have left the window (up to 91 s plus the window margin; a TTL more after an outage) its grants stay within its share of that view")
 				}
 			}
 			// A process started with other limits while Redis had lost
@@ -210,6 +210,13 @@ const (
 	HoldDay = "cluster day full"
 	// HoldShare: Redis is unreachable and this process used its safe share.
 	HoldShare = "Redis unreachable: share used"
+	// HoldRecovery: Redis answers again (after an outage, or after it
+	// restarted empty) and this process used its share of the recovery,
+	// during which its grants also stay within the share of its last view
+	// of the cluster (store.Redis: a heartbeat TTL after an outage; after
+	// Redis lost its state, until every slot granted before may have left
+	// the window, 91 s plus the window margin).
+	HoldRecovery = "Redis back, recovering: share used"
 )
 
 // HoldWords words a lane held for reason (a Hold... constant) until until,
@@ -250,7 +257,12 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 		case "tpm":
 			hold = HoldTokens
 		case "share":
+			// The same refusal while Redis is unreachable and during the
+			// recovery after it answers again: say which.
 			hold = HoldShare
+			if u, ok := r.s.store.(interface{ Unreachable() bool }); ok && !u.Unreachable() {
+				hold = HoldRecovery
+			}
 		default:
 			hold = "the cluster refused a grant (" + ge.Reason + ")"
 		}

@@ -86,7 +86,7 @@ var (
 // Pacific midnight, which the caller knows).
 type GrantError struct {
 	Lane   LaneID
-	Reason string // "window" (the shared window is full), "tpm" (the shared TPM window has no room for Record.Tokens), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable: this process's share is used)
+	Reason string // "window" (the shared window is full), "tpm" (the shared TPM window has no room for Record.Tokens), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable, or recovering after it answers again: this process's share is used; see Unreachable)
 	Until  time.Time
 	Day    int // the lane's shared day count (Reason "day")
 }
@@ -172,10 +172,13 @@ type SharedEvent struct {
 // grants and its views); per lane the count is the larger of the sum of
 // the own counts and the largest count seen. It also puts back the
 // disabled keys and lane stops it last saw (seedView), and its next
-// Heartbeat registers its limits again. Then, for one HeartbeatTTL, its grants stay within its
-// share of its last view, as after an outage (see newEpoch). Processes not
-// running at that moment cannot add theirs: run Redis with persistence
-// (see the README).
+// Heartbeat registers its limits again. Then its grants stay within its
+// share of its last view, as after an outage, until every slot granted
+// before may have left the window (see newEpoch and recoveryEnd): the view
+// holds the slots of processes no longer alive, which no re-seed puts
+// back; a process that joins meanwhile takes no grant until then
+// (joinRecovery). Processes not running at that moment cannot add their
+// day counts: run Redis with persistence (see the README).
 //
 // # Redis unreachable
 //
@@ -307,6 +310,9 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	s.f.mu.Lock()
 	s.f.joined, s.f.rejoin = s.localNow(), false
 	s.f.mu.Unlock()
+	if err := s.joinRecovery(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.publishLocal(ctx); err != nil {
 		return nil, err
 	}
@@ -420,14 +426,19 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 		ep, _ := res[2].(string)
 		n = int(live)
 		s.live.Store(int64(n))
+		s.mu.Lock()
+		changed := ep != s.epoch
+		s.mu.Unlock()
 		s.f.mu.Lock()
+		down := s.f.down
 		// Counted alive again after its heartbeat expired or Redis lost
 		// it (or a new epoch): the others may not count this process in
-		// their views yet, so it joins again (see markDown).
-		if s.f.rejoin || (added == 1 && !opening) {
+		// their views yet, so it joins again (see markDown). Not before
+		// newEpoch when Redis lost its state while it answered: the
+		// recovery's share comes from the view read before (see below).
+		if (s.f.rejoin || (added == 1 && !opening)) && (down || !changed) {
 			s.f.joined, s.f.rejoin = s.localNow(), false
 		}
-		down := s.f.down
 		s.f.mu.Unlock()
 		if !opening {
 			s.noteConflict(res[3:6])
@@ -435,14 +446,15 @@ func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
 		if opening {
 			return n, nil
 		}
-		s.mu.Lock()
-		changed := ep != s.epoch
-		s.mu.Unlock()
 		switch {
 		case changed && !down:
 			// Redis lost its state while this process could reach it:
-			// re-seed now, even when no lane asks for a grant.
+			// re-seed now, even when no lane asks for a grant; then it
+			// has joined again.
 			if err = s.newEpoch(ctx); err == nil {
+				s.f.mu.Lock()
+				s.f.joined, s.f.rejoin = s.localNow(), false
+				s.f.mu.Unlock()
 				err = s.readView(ctx)
 			}
 		case down:

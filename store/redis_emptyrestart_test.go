@@ -95,11 +95,12 @@ func TestRedisEmptyRestartKeepsLimits(t *testing.T) {
 }
 
 // TestRedisEmptyRestartRecovery: with views a heartbeat TTL after both
-// joined, an idle process re-seeds at its next heartbeat; the first grant
-// after the restart stays within its share of the last view (b's whole
-// minute leaves no room); the day count is re-seeded to the larger of the
-// counts seen and the sum of the own counts (b's 10 once, not twice); and
-// after the recovery Redis grants alone again.
+// joined, an idle process re-seeds at its next heartbeat; the grants after
+// the restart stay within the share of the last view (b's whole minute
+// leaves no room) until every slot of it has left the window; the day
+// count is re-seeded to the larger of the counts seen and the sum of the
+// own counts (b's 10 once, not twice); and after the recovery Redis grants
+// alone again.
 func TestRedisEmptyRestartRecovery(t *testing.T) {
 	ctx := context.Background()
 	e := newRedisEnv(t)
@@ -139,10 +140,15 @@ func TestRedisEmptyRestartRecovery(t *testing.T) {
 	if u, err := a.Usage(ctx, "2026-03-01"); err != nil || len(u.Lanes) != 1 || u.Lanes[0].Count != 13 {
 		t.Errorf("day count after a's re-seed %+v, %v; want 13 (sum of own counts 13, seen 13)", u, err)
 	}
-	// Past the recovery, Redis alone: the re-seeded slots are in the window.
+	// The re-seeded slots are in the window; the recovery lasts until
+	// every slot granted before the restart may have left it (the view's
+	// 13 are still there 20 s later: no room in the share yet).
 	e.heartbeats(t, 20*time.Second, a, b)
-	grantErr(t, reserveErr(a, e.record(8, 8)), "window")
-	e.heartbeats(t, 45*time.Second, a, b) // the 13 have left
+	if n := len(e.windowScores(t, e.client(t))); n != 13 {
+		t.Errorf("window after the re-seeds: %d slots; want 13 (a's 3, b's 10)", n)
+	}
+	grantErr(t, reserveErr(a, e.record(8, 8)), "share")
+	e.heartbeats(t, 45*time.Second, a, b) // the 13 have left, the recovery is over
 	if n, err := a.Reserve(ctx, e.record(2, 2)); err != nil || n != 15 {
 		t.Errorf("a after the minute: day count %d, %v; want 15", n, err)
 	}
@@ -198,25 +204,39 @@ func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
 	}
 }
 
-// TestRedisEmptyRestartModel: three processes on a virtual clock take
+// TestRedisEmptyRestartModel: five processes on a virtual clock take
 // random grants and send everything they are granted at once, with
 // heartbeats every 5 s, while Redis restarts empty now and then with every
-// process still reaching it (no call fails in between). No 60 s window of
-// sends may hold more than RPM, nor the day more than RPD (seed printed).
+// live process still reaching it (no call fails in between); now and then
+// a process stops for good, cleanly (Settle and Leave) or killed (nothing),
+// leaving its slots in the window where no re-seed puts them back. No 60 s
+// window of sends may hold more than RPM, nor the day more than RPD (seed
+// printed).
 func TestRedisEmptyRestartModel(t *testing.T) {
 	seed := modelSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 13))
 	ctx := context.Background()
 	e := newRedisEnv(t)
-	const rpm, rpd = 12, 60
+	const rpm, rpd = 12, 120
 	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: rpd}
-	ps := []*store.Redis{e.open(t, "a", cls), e.open(t, "b", cls), e.open(t, "c", cls)}
+	ps := []*store.Redis{e.open(t, "a", cls), e.open(t, "b", cls), e.open(t, "c", cls), e.open(t, "d", cls), e.open(t, "e", cls)}
 	e.heartbeats(t, 20*time.Second, ps...)
 	var sends []time.Time
-	restarts := 0
+	restarts, exits := 0, 0
 	next := e.clock.now().Add(5 * time.Second)
 	for step := 0; step < 400; step++ {
 		e.clock.add(time.Duration(200+rng.IntN(2800)) * time.Millisecond)
+		if len(ps) > 2 && rng.IntN(25) == 0 {
+			i := rng.IntN(len(ps))
+			if rng.IntN(2) == 0 { // a clean stop; else killed
+				if err := ps[i].Settle(ctx, store.Settlement{}); err != nil && !errors.Is(err, store.ErrUnavailable) {
+					t.Fatalf("step %d: settle: %v", step, err)
+				}
+				_ = ps[i].Leave(ctx)
+			}
+			ps = append(ps[:i], ps[i+1:]...)
+			exits++
+		}
 		if now := e.clock.now(); !now.Before(next) {
 			for _, p := range ps {
 				if _, err := p.Heartbeat(ctx); err != nil {
@@ -259,7 +279,7 @@ func TestRedisEmptyRestartModel(t *testing.T) {
 			break
 		}
 	}
-	t.Logf("%d sends, %d restarts of Redis", len(sends), restarts)
+	t.Logf("%d sends, %d restarts of Redis, %d processes stopped", len(sends), restarts, exits)
 	if restarts == 0 || len(sends) < rpm {
 		t.Errorf("%d restarts, %d sends: the model did not exercise a restart under load", restarts, len(sends))
 	}

@@ -46,7 +46,10 @@ import (
 // or resumed meanwhile (see redis_pending.go); then, for one heartbeat TTL,
 // its grants from Redis still stay within its share, so that the processes
 // that have not reconciled yet keep theirs; then grants are Redis's alone
-// again.
+// again. When Redis came back empty, or restarted empty while it answered
+// (newEpoch), that recovery lasts until every slot granted before may
+// have left the window (recoveryEnd), since Redis lacks the slots of the
+// processes no longer alive.
 //
 // The bound holds when Redis is unreachable for every process alike (Redis
 // or its machine down). A partition that cuts off only some processes while
@@ -82,6 +85,7 @@ type faultState struct {
 	conflict  string                // a live process's other limits, from the last heartbeat ("" none)
 	out       *outage               // the current or last outage; nil before the first
 	recovers  time.Time             // grants stay within the share until then
+	lostEnd   time.Time             // the end of the last recovery after Redis lost its state (see recoveryEnd)
 	life      time.Duration         // the longest grant life seen (at least minLife)
 	minLife   time.Duration         // maxGrantLife; shorter in this package's tests
 	gran      int64                 // ms: the view's slots are rounded up to it (1000)
@@ -149,6 +153,52 @@ type outage struct {
 	view   *clusterView // nil: no share
 	n      int
 	spread int64 // offMax - offMin of the view, ms
+	// prev is the outage of a recovery after Redis lost its state that was
+	// still under way when this one began, and prevEnd that recovery's
+	// end: until then, grants also stay within prev's share (the views
+	// read since came from a Redis that may lack the slots of processes
+	// no longer alive; prev's view holds them). nil: none.
+	prev    *outage
+	prevEnd time.Time
+}
+
+// newOutage is the outage beginning at now: with the share of the last
+// view when it is recent enough (read within a heartbeat TTL, a TTL or
+// more after this process joined), chained to the outage of a recovery
+// after Redis lost its state that is still under way. Call with f.mu held.
+func (s *Redis) newOutage(now time.Time) *outage {
+	o := &outage{since: now}
+	if v := s.f.view; v != nil && !s.f.rejoin && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
+		o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
+	}
+	if p := s.f.out; p != nil && now.Before(s.f.lostEnd) {
+		o.prev, o.prevEnd = p, s.f.lostEnd
+		for q := p; q.prev != nil; q = q.prev { // drop the links over
+			if !now.Before(q.prevEnd) {
+				q.prev = nil
+				break
+			}
+		}
+	}
+	return o
+}
+
+// recoveryEnd is when a recovery after Redis lost its state (restarted
+// empty), beginning at now, ends: once every slot any process may have
+// been granted before now has left the window, those of processes no
+// longer alive included, which no re-seed put back (the longest grant
+// life, the largest window margin, the window and a second of rounding
+// after now, measured on this process's clock: the slots' scores are the
+// grant's time plus that life and margin on Redis's); after extra more
+// (a heartbeat TTL after an outage: a process that dies before it
+// reconnects sent on its share until then). At least one heartbeat TTL.
+func (s *Redis) recoveryEnd(now time.Time, extra time.Duration) time.Time {
+	var margin time.Duration
+	for _, c := range s.classes {
+		margin = max(margin, c.Margin)
+	}
+	d := extra + s.life() + margin + s.window + time.Duration(s.f.gran)*time.Millisecond
+	return now.Add(max(d, s.ttl))
 }
 
 func (s *Redis) localNow() time.Time {
@@ -289,21 +339,21 @@ var errEpoch = fmt.Errorf("%w: the cluster's epoch changed (Redis lost its state
 
 // newEpoch is called when this process finds the epoch it joined gone
 // while Redis answers (a grant, a heartbeat or a view read: Redis restarted
-// empty): as when Redis comes back after an outage, for one HeartbeatTTL
-// from now its grants from Redis stay within its share of the outage
-// computed from its last view (the others may not have re-seeded their
-// counts yet, and those of processes not running are lost), then it joins
-// the new epoch, re-seeding its own counts and the last ones it saw.
+// empty): as when Redis comes back after an outage, its grants from Redis
+// stay within its share of the outage computed from its last view (the
+// others may not have re-seeded their counts yet, and the slots of
+// processes no longer alive are lost: the view holds them), until every
+// slot granted before now may have left the window (recoveryEnd: about a
+// minute and a half, not one HeartbeatTTL); then it joins the new epoch, re-seeding
+// its own counts and the last ones it saw.
 func (s *Redis) newEpoch(ctx context.Context) error {
 	now := s.localNow()
+	end := s.recoveryEnd(now, 0)
 	s.f.mu.Lock()
 	if !s.f.down { // down: reconnect re-seeds within the outage's share
-		o := &outage{since: now}
-		if v := s.f.view; v != nil && !s.f.rejoin && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
-			o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
-		}
-		s.f.out = o
-		s.f.recovers = now.Add(s.ttl)
+		s.f.out = s.newOutage(now)
+		s.f.recovers = later(s.f.recovers, end)
+		s.f.lostEnd = s.f.recovers
 		if s.f.posted == nil {
 			s.f.posted = make(map[LaneID][]postSlot)
 		}
@@ -314,10 +364,61 @@ func (s *Redis) newEpoch(ctx context.Context) error {
 	if err := s.join(ctx); err != nil {
 		return err
 	}
+	s.markRecovering(ctx, end)
 	// Redis lost the limits registrations too: before the next heartbeat,
 	// so that a process starting meanwhile with other limits is refused.
 	_ = s.renewLimits(ctx)
 	return nil
+}
+
+func (s *Redis) recoveringKey() string { return s.key("recovering") }
+
+// markRecovering tells processes that join the cluster before end (this
+// process's clock) that it recovers from a lost state until then (see
+// joinRecovery): a key that lives until the latest end any process set.
+// A failure only leaves them unwarned.
+func (s *Redis) markRecovering(ctx context.Context, end time.Time) {
+	d := end.Sub(s.localNow())
+	if d <= 0 {
+		return
+	}
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SetNX(ctx, s.recoveringKey(), "1", d)
+		p.Do(ctx, "PEXPIRE", s.recoveringKey(), d.Milliseconds(), "GT")
+		return nil
+	})
+}
+
+// joinRecovery: a process joining while the running ones recover after
+// Redis lost its state (markRecovering) has no view of the cluster from
+// before, and the slots of processes no longer alive are in no Redis
+// window: it takes no grant until that recovery ends (Reason "share").
+func (s *Redis) joinRecovery(ctx context.Context) error {
+	d, err := s.rdb.PTTL(ctx, s.recoveringKey()).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	if d <= 0 {
+		return nil
+	}
+	now := s.localNow()
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	s.f.out = &outage{since: now}
+	s.f.recovers = now.Add(d)
+	s.f.lostEnd = s.f.recovers
+	if s.f.posted == nil {
+		s.f.posted = make(map[LaneID][]postSlot)
+	}
+	s.f.units = make(map[dayLane]int)
+	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // markDown records that Redis did not answer: the outage begins now unless
@@ -332,11 +433,7 @@ func (s *Redis) markDown(err error) {
 	}
 	s.f.down = true
 	s.f.outages++
-	o := &outage{since: now}
-	if v := s.f.view; v != nil && !s.f.rejoin && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
-		o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
-	}
-	s.f.out = o
+	s.f.out = s.newOutage(now)
 	// Own slots of an earlier outage stay counted until they leave the
 	// window (counting them twice only lowers the share); the day's units
 	// count from the new view on.
@@ -493,12 +590,20 @@ func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, lif
 	n := now.UnixMilli()
 	w := s.window.Milliseconds()
 	live, oldest := s.f.livePosted(r.Lane, n, w)
-	limit, grows := s.windowCap(o, r.Lane, c, n, life)
-	if live+r.Covers > limit {
-		return s.shareRefused(r.Lane, grows, oldest, n, life)
-	}
-	if err := s.tokenShare(o, r, c, n, life); err != nil {
-		return err
+	// The outage's share, and that of each earlier recovery after Redis
+	// lost its state still under way (own posted slots are kept until they
+	// leave the window, so they count against each).
+	for p, until := o, (time.Time{}); p != nil; p, until = p.prev, p.prevEnd {
+		if !until.IsZero() && !now.Before(until) {
+			break
+		}
+		limit, grows := s.windowCap(p, r.Lane, c, n, life)
+		if live+r.Covers > limit {
+			return s.shareRefused(r.Lane, grows, oldest, n, life)
+		}
+		if err := s.tokenShare(p, r, c, n, life); err != nil {
+			return err
+		}
 	}
 	if r.Units > 0 && s.f.units[dayLane{r.Day, r.Lane}]+r.Units > s.dayCap(o, r.Lane, c, r.Day) {
 		// The share of the day is spent; Redis may grant more once it
@@ -587,6 +692,9 @@ func (s *Redis) reconnect(ctx context.Context) error {
 		s.f.mu.Unlock()
 		return nil
 	}
+	s.mu.Lock()
+	joined := s.epoch
+	s.mu.Unlock()
 	lanes := make([]LaneID, 0, len(s.f.pending))
 	for l := range s.f.pending {
 		lanes = append(lanes, l)
@@ -625,6 +733,23 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	// meanwhile, in order; the outage ends with the last.
 	if err := s.pushPending(ctx); err != nil {
 		return err
+	}
+	s.mu.Lock()
+	lost := s.epoch != joined
+	s.mu.Unlock()
+	if lost {
+		// Redis came back empty (or another process re-seeded it first):
+		// a restart as newEpoch counts it, and the recovery lasts until
+		// the slots of processes no longer alive may have left the
+		// window, a TTL more for those that die before they reconnect
+		// (their grants on their share are nowhere else).
+		end := s.recoveryEnd(s.localNow(), s.ttl)
+		s.f.mu.Lock()
+		s.f.restarts++
+		s.f.recovers = later(s.f.recovers, end)
+		s.f.lostEnd = s.f.recovers
+		s.f.mu.Unlock()
+		s.markRecovering(ctx, end)
 	}
 	_ = s.readView(ctx)
 	s.signalResync()
@@ -992,7 +1117,8 @@ func (s *Redis) LimitsConflict() error {
 }
 
 // Restarts returns how many times this process found the cluster's epoch
-// gone while Redis answered (Redis restarted empty) since OpenRedis.
+// gone (Redis restarted empty, or came back empty after an outage) since
+// OpenRedis.
 func (s *Redis) Restarts() int {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()

@@ -286,21 +286,25 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	// a joined less than a heartbeat TTL ago: it has no share of its own.
 	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
 	e.srv.Restart()
-	// a's next heartbeat reconnects and re-seeds (4 of its own); past its
-	// recovery period (a TTL), b's grant re-seeds b's 5, then asks within
-	// its own recovery's share (none: b's view came less than a TTL after
-	// it joined); past that, the window holds 10 of 10, so a grant of 2 is
-	// refused, and the day is at 10.
+	// a's next heartbeat reconnects and re-seeds (4 of its own); b's grant
+	// re-seeds b's 5. Neither has a share of its recovery (a's view came
+	// as it joined, b's less than a TTL after it joined), which lasts
+	// until every slot granted before may have left the window (a's, back
+	// after an outage: a TTL more), so the window's re-seeded slots are
+	// read from Redis; past both recoveries, the day is at 9 + 1.
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.add(16 * time.Second)
-	if n, err := a.Reserve(ctx, e.record(1, 1)); err != nil || n != 5 {
-		t.Fatalf("a after restart: %d, %v; want 5", n, err)
-	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
 	grantErr(t, reserveErr(b, e.record(2, 2)), "share")
-	e.clock.add(16 * time.Second)
-	grantErr(t, reserveErr(b, e.record(2, 2)), "window")
+	if n := len(e.windowScores(t, e.client(t))); n != 9 {
+		t.Errorf("window after the re-seeds: %d slots; want 9 (a's 4, b's 5)", n)
+	}
+	e.clock.add(110 * time.Second)
+	if n, err := a.Reserve(ctx, e.record(1, 1)); err != nil || n != 10 {
+		t.Fatalf("a after the recoveries: %d, %v; want 10", n, err)
+	}
 	// The heartbeats were lost with the rest: each process counts again
 	// at its next one.
 	if n, err := a.Heartbeat(ctx); err != nil || n != 1 {
