@@ -265,7 +265,7 @@ var (
 	descLaneCooldown = prometheus.NewDesc("slideshowd_lane_cooldown_seconds",
 		"Seconds until a cooling lane may send again (0 when not cooling).", []string{"class", "project"}, nil)
 	descLaneHeld = prometheus.NewDesc("slideshowd_lane_held_seconds",
-		"Seconds until a lane the cluster holds (a grant refused with no 429: the shared window or token window full, the shared day full, or the share used while Redis is unreachable) asks again (0 when not held) (only with redis_url).",
+		"Seconds until a lane the cluster holds (a grant refused with no 429: the shared window or token window full, the shared day full, or the share used while Redis is unreachable or, after it lost its state, recovering) asks again (0 when not held) (only with redis_url).",
 		[]string{"class", "project"}, nil)
 	descLaneExhausted = prometheus.NewDesc("slideshowd_lane_exhausted",
 		"1 when a lane is out for the rest of the Pacific day, else 0.", []string{"class", "project"}, nil)

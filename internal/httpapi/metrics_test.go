@@ -310,7 +310,7 @@ func TestMetricsLaneHeld(t *testing.T) {
 # TYPE slideshowd_lane_cooldown_seconds gauge
 slideshowd_lane_cooldown_seconds{class="image",project="p1"} 0
 slideshowd_lane_cooldown_seconds{class="image",project="p2"} 20
-# HELP slideshowd_lane_held_seconds Seconds until a lane the cluster holds (a grant refused with no 429: the shared window or token window full, the shared day full, or the share used while Redis is unreachable) asks again (0 when not held) (only with redis_url).
+# HELP slideshowd_lane_held_seconds Seconds until a lane the cluster holds (a grant refused with no 429: the shared window or token window full, the shared day full, or the share used while Redis is unreachable or, after it lost its state, recovering) asks again (0 when not held) (only with redis_url).
 # TYPE slideshowd_lane_held_seconds gauge
 slideshowd_lane_held_seconds{class="image",project="p1"} 13
 slideshowd_lane_held_seconds{class="image",project="p2"} 0
