@@ -36,8 +36,17 @@ type laneResumer interface {
 }
 
 // HeartbeatEvery is how often Run renews the process's heartbeat in a shared
-// store (its TTL, 15 s by default, is three of these).
+// store (its TTL, 15 s by default, is three of these): HeartbeatEvery after
+// the last one, which a grant may have carried (beater).
 const HeartbeatEvery = 5 * time.Second
+
+// beater is a shared store whose grants carry the heartbeat when it is due
+// (store.Redis.Beat): Run calls Beat HeartbeatEvery after the last one,
+// and Beat skips the heartbeat's round trip when a grant carried one since.
+type beater interface {
+	Beat(ctx context.Context, fresh time.Duration) (int, error)
+	LastBeat() time.Time
+}
 
 // runShared watches the shared store's events and renews the heartbeat
 // until ctx ends; it returns when both goroutines have.
@@ -70,7 +79,15 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 		}
 	})
 	wg.Go(func() {
-		tick := time.NewTicker(HeartbeatEvery)
+		// Every HeartbeatEvery from the last heartbeat: a grant may have
+		// carried one since (beater). With a beater, the first at once:
+		// grants carry heartbeats from Beat's first call on.
+		bt, riding := sh.(beater)
+		first := HeartbeatEvery
+		if riding {
+			first = 0
+		}
+		tick := time.NewTimer(first)
 		defer tick.Stop()
 		failing := false
 		restarts := 0
@@ -95,7 +112,22 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 				down = true
 			}
 			hctx, cancel := context.WithTimeout(ctx, HeartbeatEvery)
-			n, err := sh.Heartbeat(hctx)
+			var n int
+			var err error
+			if riding {
+				// Sent unless a grant carried one since the last
+				// (then the next is due HeartbeatEvery from that one).
+				n, err = bt.Beat(hctx, HeartbeatEvery)
+			} else {
+				n, err = sh.Heartbeat(hctx)
+			}
+			next := HeartbeatEvery
+			if riding && err == nil {
+				if last := bt.LastBeat(); !last.IsZero() {
+					next = min(HeartbeatEvery, max(HeartbeatEvery/10, HeartbeatEvery-time.Since(last)))
+				}
+			}
+			tick.Reset(next)
 			if err == nil {
 				// The shared day counts, for daily protection: read by
 				// the heartbeat itself.

@@ -222,8 +222,9 @@ type Redis struct {
 	stampMu sync.Mutex
 	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
 
-	f  faultState // Redis unreachable: see redis_fault.go
-	pf aheadState // grants taken ahead: see redis_prefetch.go
+	f    faultState // Redis unreachable: see redis_fault.go
+	pf   aheadState // grants taken ahead: see redis_prefetch.go
+	beat beatState  // heartbeats carried by grants: see redis_beat.go
 }
 
 type dayLane struct {
@@ -393,117 +394,172 @@ func unavailable(err error) error {
 // (one script does all of the above), plus one per lane whose token
 // overruns are not in Redis yet and one for the lanes whose last grant has
 // been over for HeartbeatTTL/3 (their unused slots given back), when there
-// are such lanes.
+// are such lanes. See Beat for a heartbeat that grants carry.
 func (s *Redis) Heartbeat(ctx context.Context) (int, error) {
-	s.f.mu.Lock()
-	opening := s.f.joined.IsZero() // OpenRedis reads the view once it has joined
-	s.f.mu.Unlock()
-	s.mu.Lock()
-	joined := s.epoch
-	s.mu.Unlock()
-	t0 := s.localNow()
-	day := t0.In(s.loc).Format(DayFormat)
-	keys := []string{s.procsKey(), s.epochKey()}
-	args := []any{s.process, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0}
-	if !opening {
-		keys = s.viewKeys(keys, day)
-		args[3], args[6] = joined, len(s.lanes)
-	}
-	if !opening && len(s.lanes) > 0 {
-		args = s.limitsArgs(args)
+	return s.heartbeat(ctx, 0)
+}
+
+// heartbeat is Heartbeat; with fresh > 0 it skips the script when a grant
+// carried one within fresh and Redis is not unreachable (see Beat).
+func (s *Redis) heartbeat(ctx context.Context, fresh time.Duration) (int, error) {
+	var n int
+	var err error
+	if fresh > 0 && !s.Unreachable() && s.rode(fresh) {
+		n = s.Live()
 	} else {
-		args = append(args, "")
-	}
-	res, err := heartbeatScript.Run(ctx, s.rdb, keys, args...).Slice()
-	t1 := s.localNow()
-	if err == nil && len(res) < 6 {
-		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
-	}
-	n := 0
-	if err == nil {
-		live, _ := res[0].(int64)
-		added, _ := res[1].(int64)
-		ep, _ := res[2].(string)
-		n = int(live)
-		s.live.Store(int64(n))
-		s.mu.Lock()
-		changed := ep != s.epoch
-		s.mu.Unlock()
-		s.f.mu.Lock()
-		down := s.f.down
-		// Counted alive again after its heartbeat expired or Redis lost
-		// it (or a new epoch): the others may not count this process in
-		// their views yet, so it joins again (see markDown). Not before
-		// newEpoch when Redis lost its state while it answered: the
-		// recovery's share comes from the view read before (see below).
-		if (s.f.rejoin || (added == 1 && !opening)) && (down || !changed) {
-			s.f.joined, s.f.rejoin = s.localNow(), false
-		}
-		s.f.mu.Unlock()
-		if !opening {
-			s.noteConflict(res[3:6])
-		}
+		var opening bool
+		n, opening, err = s.beatScript(ctx)
 		if opening {
-			return n, nil
+			return n, unavailable(err)
 		}
-		switch {
-		case changed && !down:
-			// Redis lost its state while this process could reach it:
-			// re-seed now, even when no lane asks for a grant; then it
-			// has joined again.
-			if err = s.newEpoch(ctx); err == nil {
-				s.f.mu.Lock()
-				s.f.joined, s.f.rejoin = s.localNow(), false
-				s.f.mu.Unlock()
-				err = s.readView(ctx)
-			}
-		case down:
-			// The view must hold what this process granted itself
-			// meanwhile: read it again once reconciled.
-			if err = s.reconnect(ctx); err == nil {
-				err = s.readView(ctx)
-				if errors.Is(err, errEpoch) && !s.Unreachable() {
-					// Lost between the reconnect and the view.
-					if err = s.newEpoch(ctx); err == nil {
-						err = s.readView(ctx)
-					}
-				}
-			}
-		case len(res) > 6 && ep == joined:
-			// The heartbeat's own view, of the epoch joined.
-			var v *clusterView
-			if v, err = s.viewFrom(res[6:], t0, t1, day); err == nil {
-				s.setView(v)
-			}
-		default:
-			// The epoch joined changed during the call (a grant
-			// re-seeded): no view in the reply.
-			err = s.readView(ctx)
-		}
-		if err == nil {
-			// Overruns reach the shared TPM window within a heartbeat,
-			// also on a lane that makes no grant; a failure keeps them
-			// for the next grant or heartbeat.
-			_ = s.flushTokens(ctx)
-			// Grants over with no grant after them (idle lanes): their
-			// unused slots are given back (a failure only keeps them).
-			_ = s.settleGrants(ctx, s.localNow(), false)
-			// Grants taken ahead of idle lanes, or of another day or
-			// epoch, are given back (redis_prefetch.go).
-			s.dropIdle(s.localNow())
-			_ = s.flushBack(ctx)
-		}
+	}
+	if err == nil {
+		// Overruns reach the shared TPM window within a heartbeat,
+		// also on a lane that makes no grant; a failure keeps them
+		// for the next grant or heartbeat.
+		_ = s.flushTokens(ctx)
+		// Grants over with no grant after them (idle lanes): their
+		// unused slots are given back (a failure only keeps them).
+		_ = s.settleGrants(ctx, s.localNow(), false)
+		// Grants taken ahead of idle lanes, or of another day or
+		// epoch, are given back (redis_prefetch.go).
+		s.dropIdle(s.localNow())
+		_ = s.flushBack(ctx)
 	}
 	if err != nil {
 		err = unavailable(err)
 		// A heartbeat bounded by a deadline that passed is a Redis that
 		// did not answer in time; a canceled one is the process stopping.
-		if !opening && (errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)) {
+		if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 			s.markDown(err)
 		}
 		return 0, err
 	}
 	return n, nil
+}
+
+// beatScript runs the heartbeat's script and what its reply asks for (a
+// re-seed, a reconnect, the view read again), and returns the live
+// processes, whether OpenRedis's heartbeat it was (before the view), and
+// an error.
+func (s *Redis) beatScript(ctx context.Context) (int, bool, error) {
+	s.f.mu.Lock()
+	opening := s.f.joined.IsZero() // OpenRedis reads the view once it has joined
+	s.f.mu.Unlock()
+	b := s.beatCall(opening)
+	res, err := heartbeatScript.Run(ctx, s.rdb, b.keys, b.args...).Slice()
+	t1 := s.localNow()
+	if err == nil && len(res) < 6 {
+		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
+	}
+	if err != nil {
+		return 0, opening, err
+	}
+	n, ep, down := s.noteBeat(res, opening)
+	if opening {
+		return n, true, nil
+	}
+	s.mu.Lock()
+	changed := ep != s.epoch
+	s.mu.Unlock()
+	switch {
+	case changed && !down:
+		// Redis lost its state while this process could reach it:
+		// re-seed now, even when no lane asks for a grant; then it
+		// has joined again.
+		if err = s.newEpoch(ctx); err == nil {
+			s.f.mu.Lock()
+			s.f.joined, s.f.rejoin = s.localNow(), false
+			s.f.mu.Unlock()
+			err = s.readView(ctx)
+		}
+	case down:
+		// The view must hold what this process granted itself
+		// meanwhile: read it again once reconciled.
+		if err = s.reconnect(ctx); err == nil {
+			err = s.readView(ctx)
+			if errors.Is(err, errEpoch) && !s.Unreachable() {
+				// Lost between the reconnect and the view.
+				if err = s.newEpoch(ctx); err == nil {
+					err = s.readView(ctx)
+				}
+			}
+		}
+	case len(res) > 6 && ep == b.joined:
+		// The heartbeat's own view, of the epoch joined.
+		var v *clusterView
+		if v, err = s.viewFrom(res[6:], b.t0, t1, b.day); err == nil {
+			s.setView(v)
+		}
+	default:
+		// The epoch joined changed during the call (a grant
+		// re-seeded): no view in the reply.
+		err = s.readView(ctx)
+	}
+	if err == nil {
+		s.beaten(false)
+	}
+	return n, false, err
+}
+
+// beatArgs is one call of the heartbeat's script: its keys and arguments,
+// the epoch joined, the day of its view and when it was made (local clock).
+type beatArgs struct {
+	keys   []string
+	args   []any
+	joined string
+	day    string
+	t0     time.Time
+}
+
+// beatCall makes a call of the heartbeat's script; opening: OpenRedis's
+// first (no view, no limits: they come after).
+func (s *Redis) beatCall(opening bool) beatArgs {
+	s.mu.Lock()
+	b := beatArgs{joined: s.epoch, t0: s.localNow()}
+	s.mu.Unlock()
+	b.day = b.t0.In(s.loc).Format(DayFormat)
+	b.keys = []string{s.procsKey(), s.epochKey()}
+	b.args = []any{s.process, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0}
+	if !opening {
+		b.keys = s.viewKeys(b.keys, b.day)
+		b.args[3], b.args[6] = b.joined, len(s.lanes)
+	}
+	if !opening && len(s.lanes) > 0 {
+		b.args = s.limitsArgs(b.args)
+	} else {
+		b.args = append(b.args, "")
+	}
+	return b
+}
+
+// noteBeat records the live processes, a new join and the limits conflict
+// of the heartbeat's reply res (at least 6 values), and returns the live
+// processes, the reply's epoch and whether Redis is unreachable for this
+// process (since another call failed).
+func (s *Redis) noteBeat(res []any, opening bool) (int, string, bool) {
+	live, _ := res[0].(int64)
+	added, _ := res[1].(int64)
+	ep, _ := res[2].(string)
+	s.live.Store(live)
+	s.mu.Lock()
+	changed := ep != s.epoch
+	s.mu.Unlock()
+	s.f.mu.Lock()
+	down := s.f.down
+	// Counted alive again after its heartbeat expired or Redis lost
+	// it (or a new epoch): the others may not count this process in
+	// their views yet, so it joins again (see markDown). Not before
+	// newEpoch when Redis lost its state while it answered: the
+	// recovery's share comes from the view read before (see beatScript).
+	if (s.f.rejoin || (added == 1 && !opening)) && (down || !changed) {
+		s.f.joined, s.f.rejoin = s.localNow(), false
+	}
+	s.f.mu.Unlock()
+	if !opening {
+		s.noteConflict(res[3:6])
+	}
+	return int(live), ep, down
 }
 
 func limitsValue(c RedisClass) string {
@@ -866,7 +922,9 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			r.Tokens, c.TPM, last, over - r.PrevUnused, partial}
 		args = settleArgs(args, prev, keep)
 		before := s.localNow().UnixMilli()
-		res, rerr := grantScript.Run(ctx, s.rdb,
+		// runGrant: grantScript.Run, carrying a heartbeat when one is due
+		// (redis_beat.go).
+		res, rerr := s.runGrant(ctx,
 			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey(), s.tokKey(r.Lane), s.winCountKey(r.Lane)},
 			args...,
 		).StringSlice()

@@ -294,10 +294,13 @@ func (s *Redis) viewFrom(res []any, t0, t1 time.Time, day string) (*clusterView,
 	return v, nil
 }
 
-// setView makes v the last view read.
+// setView makes v the last view read, unless one read later is there (a
+// heartbeat and a grant carrying one may read at the same time).
 func (s *Redis) setView(v *clusterView) {
 	s.f.mu.Lock()
-	s.f.view = v
+	if s.f.view == nil || !v.at.Before(s.f.view.at) {
+		s.f.view = v
+	}
 	s.f.mu.Unlock()
 	// The day counts are the cluster's: a re-seed of an empty Redis raises
 	// each lane's count to at least them, also on a lane this process

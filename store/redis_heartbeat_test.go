@@ -54,14 +54,19 @@ func (c *commands) note(cmd redis.Cmder) {
 }
 
 // since returns the commands sent since the last call, leaving out a
-// script's EVAL right after its EVALSHA: Redis did not have the script yet
-// (its first run on this server), go-redis sent it whole.
+// script's EVAL right after its EVALSHA (Redis did not have the script yet:
+// its first run on this server, go-redis sent it whole) and a new
+// connection's set-up (HELLO, CLIENT SETINFO: the client's first pipeline
+// takes a connection of its own, once).
 func (c *commands) since() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
 	for i, s := range c.sent {
 		if i > 0 && strings.HasPrefix(s, "eval ") && c.sent[i-1] == "evalsha "+strings.TrimPrefix(s, "eval ") {
+			continue
+		}
+		if s == "hello" || s == "client" || strings.HasPrefix(s, "pipeline(client") {
 			continue
 		}
 		out = append(out, s)
@@ -94,6 +99,10 @@ func TestRedisHeartbeatRoundTrips(t *testing.T) {
 	}
 	t.Cleanup(func() { a.Close() })
 	b := e.open(t, "b", tpmClass, image)
+	// Grants taken ahead in the background (redis_prefetch.go) would add
+	// commands at any moment: off, to count a heartbeat's.
+	store.SetRedisPrefetch(a, false)
+	store.SetRedisPrefetch(b, false)
 	if _, err := b.Reserve(ctx, e.tokens(2, 300)); err != nil {
 		t.Fatal(err)
 	}
@@ -152,4 +161,128 @@ func TestRedisHeartbeatRoundTrips(t *testing.T) {
 		heartbeat(hb)
 	}
 	days(4, 3)
+}
+
+// TestRedisBeatRides: once Beat is called, a grant made when the last
+// heartbeat is at least HeartbeatTTL/15 old carries the heartbeat's script
+// in its own round trip (one pipeline), and Beat skips its script while
+// one came with a grant within its fresh; the view (and the day counts) is
+// then the carried one's. A heartbeat carried by a grant that finds the
+// epoch gone (Redis lost its state) does not count: the next Beat sends
+// the script. A process that only calls Heartbeat gets none carried.
+func TestRedisBeatRides(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 1000, Margin: 100 * time.Millisecond}
+	cmds := &commands{}
+	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
+	c.AddHook(cmds)
+	t.Cleanup(func() { c.Close() })
+	a, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "test", Process: "a",
+		Classes: []store.RedisClass{cls}, Projects: []string{"p1"}, Now: e.clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	store.SetRedisBeatClock(a, e.clock.now)
+	b := e.open(t, "b", cls)
+	store.SetRedisBeatClock(b, e.clock.now)
+	// Grants taken ahead in the background (redis_prefetch.go) would send
+	// commands, and carry heartbeats, at any moment: off, to count them.
+	store.SetRedisPrefetch(a, false)
+	store.SetRedisPrefetch(b, false)
+	sent := func(what string, want ...string) {
+		t.Helper()
+		if got := cmds.since(); !slices.Equal(got, want) {
+			t.Errorf("%s sent %q; want %q", what, got, want)
+		}
+	}
+	count := func(want int) {
+		t.Helper()
+		if got, _ := a.ViewedDaily(); len(got) != 1 || got[0].Count != want {
+			t.Errorf("ViewedDaily %v; want the count %d", got, want)
+		}
+	}
+	const fresh = 5 * time.Second
+	cmds.since()
+	if n, err := a.Beat(ctx, fresh); err != nil || n != 2 {
+		t.Fatalf("Beat: %d, %v", n, err)
+	}
+	sent("the first Beat", "evalsha procs")
+	if got := a.LastBeat(); !got.Equal(e.clock.now()) {
+		t.Errorf("LastBeat %v, want now %v", got, e.clock.now())
+	}
+	e.clock.add(500 * time.Millisecond) // 0.5 s < TTL/15 since the heartbeat
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	sent("a grant 0.5 s after the heartbeat", "evalsha epoch")
+	e.clock.add(500 * time.Millisecond) // 1 s >= TTL/15
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	sent("a grant 1 s after the heartbeat", "pipeline(evalsha evalsha)")
+	carried := e.clock.now()
+	if got := a.LastBeat(); !got.Equal(carried) {
+		t.Errorf("LastBeat %v, want the grant's %v", got, carried)
+	}
+	count(2) // the heartbeat runs after the grant: its view has it
+	if _, err := b.Reserve(ctx, e.record(3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(time.Second)
+	if n, err := a.Beat(ctx, fresh); err != nil || n != 2 {
+		t.Fatalf("Beat: %d, %v", n, err)
+	}
+	sent("a Beat 1 s after a grant carried the heartbeat")
+	count(2) // b's grant is not seen yet
+	e.clock.add(4 * time.Second)
+	if _, err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.Beat(ctx, fresh); err != nil || n != 2 {
+		t.Fatalf("Beat: %d, %v", n, err)
+	}
+	sent("a Beat 5 s after the carried heartbeat", "evalsha procs")
+	count(5)
+
+	// b calls only Heartbeat: its grants carry nothing.
+	e.clock.add(10 * time.Second)
+	before := b.LastBeat()
+	if _, err := b.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.LastBeat(); !got.Equal(before) {
+		t.Errorf("b's LastBeat %v after a grant, want %v: only Beat lets grants carry heartbeats", got, before)
+	}
+
+	// Redis lost its state (FLUSHALL: the scripts stay): the heartbeat
+	// carried by the grant that finds the epoch gone does not count (its
+	// reply has no view of the epoch joined); the next Beat sends the
+	// script.
+	if _, err := a.Beat(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	last := a.LastBeat()
+	if err := e.client(t).FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.add(4 * time.Second)
+	cmds.since()
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err == nil || a.Restarts() != 1 {
+		t.Fatalf("the grant after the flush: %v, restarts %d; want refused (its share: none) after a re-seed", err, a.Restarts())
+	}
+	if got := cmds.since(); len(got) == 0 || got[0] != "pipeline(evalsha evalsha)" {
+		t.Errorf("the grant after the flush sent %q; want the heartbeat carried", got)
+	}
+	if got := a.LastBeat(); !got.Equal(last) {
+		t.Errorf("LastBeat %v after a grant that found the epoch gone, want %v", got, last)
+	}
+	e.clock.add(time.Second)
+	if _, err := a.Beat(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if got := cmds.since(); len(got) == 0 || got[0] != "evalsha procs" {
+		t.Errorf("the Beat after it sent %q; want the heartbeat's script first", got)
+	}
 }
