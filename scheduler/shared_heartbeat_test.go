@@ -72,17 +72,7 @@ func TestSharedIdleRoundTrips(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		classes := []store.RedisClass{{Name: "text", RPM: 60, RPD: 100}}
 		open := func(name string, hook redis.Hook) *store.Redis {
-			c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-			if hook != nil {
-				c.AddHook(hook)
-			}
-			st, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "idle",
-				Process: name, Projects: []string{"key1"}, Classes: classes, Now: time.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close(); c.Close() })
-			return st
+			return openHooked(ctx, t, srv.Addr(), name, classes, hook)
 		}
 		cmds := &sentCommands{}
 		st := open("a", cmds)
@@ -133,17 +123,7 @@ func TestSharedBeatRides(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		classes := []store.RedisClass{{Name: "text", RPM: 600, RPD: 10000}}
 		open := func(name string, hook redis.Hook) *store.Redis {
-			c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-			if hook != nil {
-				c.AddHook(hook)
-			}
-			st, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "idle",
-				Process: name, Projects: []string{"key1"}, Classes: classes, Now: time.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close(); c.Close() })
-			return st
+			return openHooked(ctx, t, srv.Addr(), name, classes, hook)
 		}
 		cmds := &sentCommands{}
 		st := open("a", cmds)
@@ -193,4 +173,22 @@ func TestSharedBeatRides(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+// openHooked opens a Redis ledger named name in cluster "idle" (project
+// key1, classes) on its own client, with hook (nil: none) counting what it
+// sends; both are closed when the test ends.
+func openHooked(ctx context.Context, t *testing.T, addr, name string, classes []store.RedisClass, hook redis.Hook) *store.Redis {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	if hook != nil {
+		c.AddHook(hook)
+	}
+	st, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "idle",
+		Process: name, Projects: []string{"key1"}, Classes: classes, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close(); c.Close() })
+	return st
 }

@@ -290,19 +290,8 @@ func faultModel(t *testing.T, persist bool) {
 	}
 	close(stop)
 	wg.Wait()
-	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
 	span := window + margin
-	worst := 0
-	for i := range sends {
-		j, _ := slices.BinarySearchFunc(sends, sends[i].Add(span), func(a, b time.Time) int { return a.Compare(b) })
-		worst = max(worst, j-i)
-	}
-	if worst > rpm {
-		t.Errorf("an interval of %v held %d sends, RPM %d (seed %d)", span, worst, rpm, seed)
-	}
-	if len(sends) > rpd {
-		t.Errorf("%d sends in the day, RPD %d (seed %d)", len(sends), rpd, seed)
-	}
+	worst := checkSends(t, sends, span, rpm, rpd, seed)
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	keys, _ := c.Keys(context.Background(), "fault:day:*").Result()

@@ -474,19 +474,8 @@ func TestRedisPrefetchModel(t *testing.T) {
 		p.Close()
 		kills++
 	}
-	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
 	span := window + margin
-	worst := 0
-	for i := range sends {
-		j, _ := slices.BinarySearchFunc(sends, sends[i].Add(span), func(a, b time.Time) int { return a.Compare(b) })
-		worst = max(worst, j-i)
-	}
-	if worst > rpm {
-		t.Errorf("an interval of %v held %d sends, RPM %d (seed %d)", span, worst, rpm, seed)
-	}
-	if len(sends) > rpd {
-		t.Errorf("%d sends in the day, RPD %d (seed %d)", len(sends), rpd, seed)
-	}
+	worst := checkSends(t, sends, span, rpm, rpd, seed)
 	rc := e.client(t)
 	count, _ := dayCount(t, rc, "")
 	if want := recorded - givenBack; count < want || count > want+most*kills || count < len(sends) || count > rpd {

@@ -460,19 +460,8 @@ func TestRedisModel(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
 	span := window + margin
-	worst := 0
-	for i := range sends {
-		j, _ := slices.BinarySearchFunc(sends, sends[i].Add(span), func(a, b time.Time) int { return a.Compare(b) })
-		worst = max(worst, j-i)
-	}
-	if worst > rpm {
-		t.Errorf("an interval of %v held %d sends, RPM %d (seed %d)", span, worst, rpm, seed)
-	}
-	if len(sends) > rpd {
-		t.Errorf("%d sends in the day, RPD %d (seed %d)", len(sends), rpd, seed)
-	}
+	worst := checkSends(t, sends, span, rpm, rpd, seed)
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer c.Close()
 	keys, _ := c.Keys(context.Background(), "model:day:*").Result()
@@ -490,4 +479,25 @@ func TestRedisModel(t *testing.T) {
 	if len(sends) < rpm*2 {
 		t.Errorf("only %d sends: the model did not saturate the lane", len(sends))
 	}
+}
+
+// checkSends fails t when an interval of span (the window plus the margin)
+// holds more than rpm of sends, or sends holds more than rpd: the bounds
+// the randomized Redis model tests check (seed named in the error). It
+// returns the most sends an interval of span held.
+func checkSends(t *testing.T, sends []time.Time, span time.Duration, rpm, rpd int, seed uint64) int {
+	t.Helper()
+	slices.SortFunc(sends, func(a, b time.Time) int { return a.Compare(b) })
+	worst := 0
+	for i := range sends {
+		j, _ := slices.BinarySearchFunc(sends, sends[i].Add(span), func(a, b time.Time) int { return a.Compare(b) })
+		worst = max(worst, j-i)
+	}
+	if worst > rpm {
+		t.Errorf("an interval of %v held %d sends, RPM %d (seed %d)", span, worst, rpm, seed)
+	}
+	if len(sends) > rpd {
+		t.Errorf("%d sends in the day, RPD %d (seed %d)", len(sends), rpd, seed)
+	}
+	return worst
 }
