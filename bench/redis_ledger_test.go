@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,22 +29,165 @@ var saturation = flag.Duration("redis-saturation", 20*time.Second, "how long Ben
 // command is one round trip (a script's EVALSHA, and its EVAL when Redis
 // did not have the script yet, count one each), a pipeline or transaction
 // one. Messages pushed to a subscription are not requests and not counted.
-type roundTrips struct{ n atomic.Int64 }
+//
+// It also classifies each round trip (see rtKind) by the script it runs,
+// recognized by its keys (store.Redis's key layout: the scripts are not
+// exported), and attributes it to the class of the lanes it touches (a
+// call over lanes of several classes is split evenly between them; one
+// touching no lane, such as a heartbeat, to no class: "").
+type roundTrips struct {
+	n  atomic.Int64
+	mu sync.Mutex
+	by map[rtKey]float64
+}
+
+// rtKey is a class ("" for none) and a kind of round trip.
+type rtKey struct{ class, kind string }
+
+// The kinds of round trips roundTrips tells apart.
+const (
+	rtGrant    = "grant"     // a grant script call, granted, carrying no heartbeat
+	rtGrantHB  = "grantbeat" // a grant and the heartbeat it carries, one pipeline
+	rtRefused  = "refused"   // a grant refused (window, day, cooldown...), carrying a heartbeat or not
+	rtBeat     = "beat"      // the heartbeat's script alone
+	rtSettle   = "settle"    // settleScript: grants over, settled apart from a grant
+	rtGiveBack = "giveback"  // unused day units or grants taken ahead given back
+	rtOther    = "other"     // anything else (views, limits, usage...)
+)
+
+// rtKinds is every kind, in report order.
+var rtKinds = []string{rtGrant, rtGrantHB, rtRefused, rtBeat, rtSettle, rtGiveBack, rtOther}
+
+func (r *roundTrips) add(kind string, classes []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.by == nil {
+		r.by = map[rtKey]float64{}
+	}
+	if len(classes) == 0 {
+		r.by[rtKey{"", kind}]++
+		return
+	}
+	for _, c := range classes {
+		r.by[rtKey{c, kind}] += 1 / float64(len(classes))
+	}
+}
+
+// counts returns a copy of the round trips counted so far, by class and
+// kind.
+func (r *roundTrips) counts() map[rtKey]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[rtKey]float64, len(r.by))
+	for k, v := range r.by {
+		out[k] = v
+	}
+	return out
+}
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		r.n.Add(1)
-		return next(ctx, cmd)
+		err := next(ctx, cmd)
+		kind, classes := rtKind(cmd)
+		r.add(kind, classes)
+		return err
 	}
 }
 
 func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		r.n.Add(1)
-		return next(ctx, cmds)
+		err := next(ctx, cmds)
+		kind, classes := rtOther, []string(nil)
+		beat := false
+		for _, c := range cmds {
+			k, cs := rtKind(c)
+			switch k {
+			case rtBeat:
+				beat = true
+			case rtGrant, rtRefused:
+				kind, classes = k, cs
+			}
+		}
+		if kind == rtGrant && beat {
+			kind = rtGrantHB
+		} else if kind == rtOther && beat {
+			kind = rtBeat
+		}
+		r.add(kind, classes)
+		return err
 	}
+}
+
+// rtKind classifies one command (its reply read for a grant: refused or
+// not) and returns the classes of the lanes its keys name.
+func rtKind(cmd redis.Cmder) (string, []string) {
+	args := cmd.Args()
+	if len(args) < 3 {
+		return rtOther, nil
+	}
+	if name, _ := args[0].(string); name != "evalsha" && name != "eval" {
+		return rtOther, nil
+	}
+	var n int
+	switch v := args[2].(type) {
+	case int:
+		n = v
+	case int64:
+		n = int(v)
+	case string:
+		fmt.Sscan(v, &n)
+	}
+	if n <= 0 || len(args) < 3+n {
+		return rtOther, nil
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprint(args[3+i])
+	}
+	has := func(i int, part string) bool { return i < n && strings.Contains(keys[i], part) }
+	var kind string
+	switch {
+	case strings.HasSuffix(keys[0], ":procs") && n >= 2:
+		kind = rtBeat
+	case !strings.HasSuffix(keys[0], ":epoch"):
+		kind = rtOther
+	case n == 9 && has(1, ":win:") && strings.HasSuffix(keys[5], ":procs"):
+		kind = rtGrant
+		if c, ok := cmd.(*redis.Cmd); ok {
+			if res, err := c.Slice(); err != nil || len(res) == 0 || res[0] != "ok" {
+				kind = rtRefused
+			}
+		}
+	case has(1, ":win:") && has(2, ":wincount:") && has(3, ":day:"):
+		kind = rtGiveBack // grants taken ahead given back (dropScript)
+	case has(1, ":win:") && has(2, ":wincount:") && n%2 == 1:
+		kind = rtSettle
+	case n == 3 && has(1, ":day:") && has(2, ":use:"):
+		kind = rtGiveBack // unused day units (Settle)
+	default:
+		kind = rtOther
+	}
+	if kind == rtBeat {
+		return kind, nil
+	}
+	seen := map[string]bool{}
+	var classes []string
+	for _, k := range keys[1:] {
+		if !strings.Contains(k, ":win:") && !strings.Contains(k, ":day:") {
+			continue
+		}
+		i := strings.LastIndexByte(k, '/')
+		if i < 0 || seen[k[i+1:]] {
+			continue
+		}
+		seen[k[i+1:]] = true
+		classes = append(classes, k[i+1:])
+	}
+	return kind, classes
 }
 
 // projects returns n project ids p1..pn, each with one key.
@@ -102,55 +246,102 @@ func runScheduler(tb testing.TB, s *scheduler.Scheduler) (stop func()) {
 // warm-up it counts, for -redis-saturation (20 s), the
 // commands the client sends to Redis (grants, refused grants, heartbeats,
 // the day counts read for daily protection) and the requests dispatched.
-// Reports roundtrips/req, req/s and the share of the lanes' RPM used.
+// Reports roundtrips/req, req/s and the share of the lanes' RPM used, and
+// the round trips by kind (see rtKind), each per request: grant-rt/req
+// (granted, carrying no heartbeat), grantbeat-rt/req (granted, carrying
+// the heartbeat in the same pipeline), refused-rt/req, beat-rt/req (the
+// heartbeat alone), settle-rt/req (grants settled apart from a grant),
+// giveback-rt/req and other-rt/req; they sum to roundtrips/req.
+//
+// The case class=pipeline runs what the product's pipeline runs: both
+// classes (text 1000 RPM and 10,000 RPD, image 20 RPM and 250 RPD) on the
+// same 5 keys in one scheduler, both saturated and paced. Besides the
+// totals it reports each class's own round trips (all but the heartbeat
+// alone) per request of that class (text-rt/text-req,
+// text-grant-rt/text-req: its grants, granted or refused, with or
+// without a heartbeat; image-rt/image-req, image-grant-rt/image-req), and
+// the heartbeat alone per request of both (beat-rt/req).
 // Run it with -benchtime 1x: one iteration is the whole measurement.
 func BenchmarkRedisRoundTrips(b *testing.B) {
-	type class struct {
-		name     string
-		rpm, rpd int
-	}
-	for _, cc := range []class{{"text", 1000, 10000}, {"image", 20, 250}} {
+	text := satClass{"text", 1000, 10000}
+	image := satClass{"image", 20, 250}
+	for _, cs := range [][]satClass{{text}, {image}, {text, image}} {
+		name := cs[0].name
+		if len(cs) > 1 {
+			name = "pipeline"
+		}
 		for _, impl := range []string{"memory", "redis"} {
-			b.Run(fmt.Sprintf("class=%s/rpm=%d/lanes=5/impl=%s", cc.name, cc.rpm, impl), func(b *testing.B) {
-				saturateLanes(b, cc.name, cc.rpm, cc.rpd, impl)
+			rpm := ""
+			if len(cs) == 1 {
+				rpm = fmt.Sprintf("rpm=%d/", cs[0].rpm)
+			}
+			b.Run(fmt.Sprintf("class=%s/%slanes=5/impl=%s", name, rpm, impl), func(b *testing.B) {
+				saturateLanes(b, cs, impl)
 			})
 		}
 	}
 }
 
+// satClass is a class BenchmarkRedisRoundTrips saturates: its name and
+// per-lane limits.
+type satClass struct {
+	name     string
+	rpm, rpd int
+}
+
 // saturateLanes is one BenchmarkRedisRoundTrips case; impl=memory is the
 // same scheduler on a store.Memory ledger, the baseline of req/s and %rpm.
-func saturateLanes(b *testing.B, class string, rpm, rpd int, impl string) {
+func saturateLanes(b *testing.B, cs []satClass, impl string) {
 	const lanes = 5
 	for range b.N {
 		ps, keys := projects(lanes)
-		classes := []scheduler.ClassConfig{{Name: class, Limits: bucket.Limits{RPM: rpm, RPD: rpd}, Concurrency: 64, Burst: 1}}
+		var classes []scheduler.ClassConfig
+		fullRPM := 0
+		for _, c := range cs {
+			classes = append(classes, scheduler.ClassConfig{Name: c.name, Limits: bucket.Limits{RPM: c.rpm, RPD: c.rpd}, Concurrency: 64, Burst: 1})
+			fullRPM += lanes * c.rpm
+		}
 		var st store.Store = store.NewMemory()
 		rt := &roundTrips{}
 		if impl == "redis" {
 			st, rt = redisLedger(b, classes, ps)
 		}
-		var sent atomic.Int64
+		sent := make([]atomic.Int64, len(cs))
 		s, err := scheduler.New(scheduler.Config{Classes: classes, Keys: keys, Store: st})
 		if err != nil {
 			b.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		jobs := int(float64(lanes*rpm)*(saturation.Seconds()+2)/60*1.5) + 100
-		for range jobs {
-			if _, err := s.Submit(ctx, scheduler.Job{Class: class, Work: func(context.Context, scheduler.Lease) error {
-				sent.Add(1)
-				return nil
-			}}); err != nil {
-				b.Fatal(err)
+		for i, c := range cs {
+			jobs := int(float64(lanes*c.rpm)*(saturation.Seconds()+2)/60*1.5) + 100
+			for range jobs {
+				if _, err := s.Submit(ctx, scheduler.Job{Class: c.name, Work: func(context.Context, scheduler.Lease) error {
+					sent[i].Add(1)
+					return nil
+				}}); err != nil {
+					b.Fatal(err)
+				}
 			}
+		}
+		total := func() (n int64) {
+			for i := range sent {
+				n += sent[i].Load()
+			}
+			return n
+		}
+		perClass := func() []int64 {
+			out := make([]int64, len(sent))
+			for i := range sent {
+				out[i] = sent[i].Load()
+			}
+			return out
 		}
 		stop := runScheduler(b, s)
 		b.ResetTimer()
 		time.Sleep(2 * time.Second) // warm-up: a benchmark's wall clock, not a test's wait
-		r0, s0, t0 := rt.n.Load(), sent.Load(), time.Now()
+		r0, s0, c0, k0, t0 := rt.n.Load(), total(), perClass(), rt.counts(), time.Now()
 		time.Sleep(*saturation)
-		r1, s1, el := rt.n.Load(), sent.Load(), time.Since(t0)
+		r1, s1, c1, k1, el := rt.n.Load(), total(), perClass(), rt.counts(), time.Since(t0)
 		b.StopTimer()
 		cancel()
 		stop()
@@ -160,7 +351,45 @@ func saturateLanes(b *testing.B, class string, rpm, rpd int, impl string) {
 		}
 		b.ReportMetric(float64(r1-r0)/float64(req), "roundtrips/req")
 		b.ReportMetric(float64(req)/el.Seconds(), "req/s")
-		b.ReportMetric(100*float64(req)/el.Seconds()/(float64(lanes*rpm)/60), "%rpm")
+		b.ReportMetric(100*float64(req)/el.Seconds()/(float64(fullRPM)/60), "%rpm")
+		if impl != "redis" {
+			continue
+		}
+		diff := map[rtKey]float64{}
+		for k, v := range k1 {
+			diff[k] = v - k0[k]
+		}
+		for _, kind := range rtKinds {
+			sum := 0.0
+			for k, v := range diff {
+				if k.kind == kind {
+					sum += v
+				}
+			}
+			b.ReportMetric(sum/float64(req), kind+"-rt/req")
+		}
+		if len(cs) == 1 {
+			continue
+		}
+		for i, c := range cs {
+			n := c1[i] - c0[i]
+			if n == 0 {
+				b.Fatalf("class %s: no request dispatched", c.name)
+			}
+			own, grants := 0.0, 0.0
+			for k, v := range diff {
+				if k.class != c.name {
+					continue
+				}
+				own += v
+				if k.kind == rtGrant || k.kind == rtGrantHB || k.kind == rtRefused {
+					grants += v
+				}
+			}
+			b.ReportMetric(own/float64(n), c.name+"-rt/"+c.name+"-req")
+			b.ReportMetric(grants/float64(n), c.name+"-grant-rt/"+c.name+"-req")
+			b.ReportMetric(100*float64(n)/el.Seconds()/(float64(lanes*c.rpm)/60), c.name+"-%rpm")
+		}
 	}
 }
 
