@@ -759,21 +759,23 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 	return n, err
 }
 
-// ReserveUpTo is Reserve, except that when the shared window has room for
-// r >= 1 requests but not for r.Covers, it grants a scheduled record (all
-// its day units): the r requests may be sent now, and the next ones only
-// at the times of schedule, as slots of the window leave it (at most
-// half the record's life, Until - At, ahead; fewer Covers when the later
-// ones would come after that). It returns the day count, the Covers
-// granted (r.Covers or fewer, at least 1; 0 with an error) and the
-// schedule: the local time before which each of the last len(schedule)
-// of those Covers must not be sent, ascending (nil when all may be sent
-// now). A time is Redis's converted with the offset measured after its
-// reply, so that on Redis's clock the send comes no earlier. The caller
-// sends the record's requests in order and none before its time. A record
-// served from a grant taken ahead (which never has a schedule: those are
-// taken whole or not at all) with fewer Covers than r's gets that grant's
-// Covers. The record in the Local store has the Covers granted.
+// ReserveUpTo is Reserve, except that when the shared window has room for r
+// >= 1 requests but not for r.Covers, it grants a scheduled record (all its
+// day units): the r requests may be sent now, and the next ones only at the
+// times of schedule, as slots of the window leave it (each due before the
+// record's expiry on Redis's clock, Until - At after Redis's now; fewer
+// Covers when the later ones would come after that). It returns the day
+// count, the Covers granted (r.Covers or fewer, at least 1; 0 with an
+// error) and the schedule: the local time before which each of the last
+// len(schedule) of those Covers must not be sent, ascending (nil when all
+// may be sent now). A time is Redis's converted with the offset measured
+// after its reply, so that on Redis's clock the send comes no earlier (the
+// last may then fall after Until by up to the call's latency: that cover is
+// not sent). The caller sends the record's requests in order, none before
+// its time and none after Until. A record served from a grant taken ahead
+// (which never has a schedule: those are taken whole or not at all) with
+// fewer Covers than r's gets that grant's Covers. The record in the Local
+// store has the Covers granted.
 func (s *Redis) ReserveUpTo(ctx context.Context, r Record) (count, covers int, schedule []time.Time, err error) {
 	return s.reserve(ctx, r, true)
 }

@@ -72,10 +72,11 @@ import (
 // a record's Covers, ReserveUpTo grants the record anyway: its r slots may
 // be sent now, and its future slots only later, the j-th of them no
 // earlier than the moment the j-th oldest slot of the window leaves it
-// (that slot's score + 60 s + 1 ms), and only those due within half the
-// grant's life. The grant is one member holding all its Covers at its
-// expiry plus the margin, as any grant; the window's live count then holds
-// more than RPM (over-commitment), and every reader counts it so.
+// (that slot's score + 60 s + 1 ms), and only those due before the
+// grant's expiry (Redis's now plus its life, Until - At). The grant is one
+// member holding all its Covers at its expiry plus the margin, as any
+// grant; the window's live count then holds more than RPM
+// (over-commitment), and every reader counts it so.
 //
 // Why the bound holds. Give every slot a time nb before which it is not
 // sent: the grant's now for a slot free then, its "not before" time for a
@@ -101,6 +102,29 @@ import (
 // converts it to its own with the offset measured after the reply (Redis's
 // now minus the local clock then), never above the true one, so the local
 // time maps to that Redis time or later.
+//
+// How far ahead. The argument above holds for future slots due at any
+// time: it counts a slot in C(t) from its nb on, and needs of its send
+// only nb <= send <= score, which the caller keeps (it sends a record's
+// requests before its Until, the grant's expiry, and none before its
+// time). The horizon is the grant's expiry because a slot due at or after
+// it could not be sent under the grant: it would only hold a slot of the
+// window until the grant is settled. (It was half the grant's life at
+// first, a choice, not part of the argument: a paced image lane,
+// one request every 3 s, whose window was full then got about 5 slots a
+// grant where bucket.MaxChunk allows 10; with the whole life, a record of
+// 10 covers living 29 s gets its 10, the last one due 27 s after the first
+// plus the margins, before its renewal 28.5 s after.) A longer horizon
+// makes the window over-committed by more (at most Covers - 1 promised
+// slots per grant, as before); every reader that counts the promised
+// slots counts them by number, not by time: the refused grant's "free at"
+// (k oldest slots of the live count, promises included), the outage
+// share's room (windowCap: the view's first known - RPM leaving slots are
+// promised), a re-seed (each grant's Covers at its score). Nor does it
+// change what a process killed with grants in hand holds: a grant's
+// slots, promised or not, are at its score, its expiry plus the margin
+// (at most bucket.MaxChunkLife, 30 s, ahead), and leave the window a
+// minute after; its day units are the record's (at most bucket.MaxChunk).
 //
 // A lane's grant taken on the safe share while Redis is unreachable is not
 // tracked (its slots are added to Redis at the latest moment they could be

@@ -32,7 +32,8 @@ func maxInWindow(sends []time.Time, span time.Duration) int {
 // until those promised slots have left the window again (the old code
 // granted b one slot and c one as soon as a slot left); sends at the
 // scheduled times never put more than RPM in a 60 s window. Promises go no
-// further than half the record's life.
+// further than the record's life: a slot leaving before its expiry is
+// promised, one leaving at it is not.
 func TestRedisScheduledGrant(t *testing.T) {
 	ctx := context.Background()
 	e := newRedisEnv(t)
@@ -115,27 +116,55 @@ func TestRedisScheduledGrant(t *testing.T) {
 		t.Errorf("sends %v: a minute holds %d, RPM %d", sends, w, cls.RPM)
 	}
 
-	// Half the life: a record of 2 s is promised no slot a second or more
-	// ahead: with none leaving within a second, it gets the free slot
-	// alone; with no slot free, nothing.
+	// The horizon is the record's life: a record of 2 s is promised the
+	// slots leaving before it expires (1.5 s ahead here: half its life
+	// promised none) and none leaving at or after its expiry: with none
+	// leaving before, it gets the free slot alone; with no slot free,
+	// nothing.
 	e2 := newRedisEnv(t)
 	x, y := e2.open(t, "x", cls), e2.open(t, "y", cls)
 	if _, err := x.Reserve(ctx, e2.record(3, 3)); err != nil {
 		t.Fatal(err)
 	}
 	e2.clock.add(59 * time.Second)
+	sx := e2.clock.now().Add(-58500 * time.Millisecond)
+	x.Stamped(lane, sx)
+	x.Stamped(lane, sx.Add(400*time.Millisecond))
+	x.Stamped(lane, sx.Add(2*time.Second))
+	if err := x.Settle(ctx, store.Settlement{}); err != nil {
+		t.Fatal(err)
+	}
+	// x's slots leave at 60.5 s, 60.9 s and 62.5 s (plus 2 ms each: the
+	// stamp's rounding and the window's 1 ms): the first two before the
+	// expiry (61 s) of a record of 2 s taken at 59 s, the third after it.
+	_, covers, sched, err = y.ReserveUpTo(ctx, e2.record(4, 4))
+	var times []time.Duration
+	for _, at := range sched {
+		times = append(times, at.Sub(e2.clock.now()))
+	}
+	if err != nil || covers != 3 || !slices.Equal(times, []time.Duration{1502 * time.Millisecond, 1902 * time.Millisecond}) {
+		t.Errorf("ReserveUpTo of a 2 s record with slots leaving 1.502 s, 1.902 s and 3.502 s ahead: covers %d, schedule %v, %v; want 3: the free one and the first two", covers, times, err)
+	}
+	if _, covers, sched, err := x.ReserveUpTo(ctx, e2.record(3, 3)); err == nil {
+		t.Errorf("ReserveUpTo on a window full with promises: covers %d, schedule %v", covers, sched)
+	}
+	e3 := newRedisEnv(t)
+	x, y = e3.open(t, "x", cls), e3.open(t, "y", cls)
+	if _, err := x.Reserve(ctx, e3.record(3, 3)); err != nil {
+		t.Fatal(err)
+	}
+	e3.clock.add(59 * time.Second)
 	for range 3 {
-		x.Stamped(lane, e2.clock.now().Add(-58*time.Second))
+		x.Stamped(lane, e3.clock.now().Add(-58002*time.Millisecond))
 	}
 	if err := x.Settle(ctx, store.Settlement{}); err != nil {
 		t.Fatal(err)
 	}
-	// x's slots leave at 61.002 s: more than a second ahead.
-	if _, covers, sched, err := y.ReserveUpTo(ctx, e2.record(3, 3)); err != nil || covers != 1 || len(sched) != 0 {
-		t.Errorf("ReserveUpTo with no slot leaving within half the life: covers %d, schedule %v, %v; want 1, none", covers, sched, err)
-	}
-	if _, covers, sched, err := x.ReserveUpTo(ctx, e2.record(3, 3)); err == nil {
-		t.Errorf("ReserveUpTo on a window full with promises: covers %d, schedule %v", covers, sched)
+	// x's slots leave exactly 2 s after y's record of 2 s is taken (their
+	// stamps + 2 ms + 60 s): at its expiry, when no request of it may be
+	// sent.
+	if _, covers, sched, err := y.ReserveUpTo(ctx, e3.record(3, 3)); err != nil || covers != 1 || len(sched) != 0 {
+		t.Errorf("ReserveUpTo with no slot leaving before the record's expiry: covers %d, schedule %v, %v; want 1, none", covers, sched, err)
 	}
 }
 

@@ -181,8 +181,8 @@ end
 // none), 16 its overrun to add, 17 partial (1: when the window has room r
 // >= 1 but not for covers, grant a scheduled grant: the r slots free now
 // and up to covers - r future slots, each sent no earlier than a slot of
-// the window leaves it, within ttl/2 ms; see redis_giveback.go, "Scheduled
-// slots"), 18.. the settlement of the lane's previous grant (settleLua),
+// the window leaves it, due before now + ttl, the grant's expiry; see
+// redis_giveback.go, "Scheduled slots"), 18.. the settlement of the lane's previous grant (settleLua),
 // applied before anything else is checked.
 //
 // Replies: {"ok", dayCount, now, windowCount, keysVersion, covers granted,
@@ -219,10 +219,10 @@ if live + covers > rpm and live < rpm and ARGV[17] == '1' then
   -- A scheduled grant (see redis_giveback.go, "Scheduled slots"): the
   -- rpm - live slots free now, and future slots, the j-th of them not sent
   -- before the j-th oldest slot of the window (its live count, promised
-  -- slots included) has left it, as long as that is within half the
-  -- grant's life.
+  -- slots included) has left it, as long as that is before the grant's
+  -- expiry (now + ttl): a slot due later could not be sent under it.
   local room = rpm - live
-  sched = win_leave_times(w, covers - room, win, now + math.floor(ttl / 2))
+  sched = win_leave_times(w, covers - room, win, now + ttl - 1)
   covers = room + #sched
 end
 if live + covers - #sched > rpm then
