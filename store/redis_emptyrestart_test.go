@@ -111,12 +111,7 @@ func TestRedisEmptyRestartRecovery(t *testing.T) {
 		s *store.Redis
 		n int
 	}{{a, 3}, {b, 10}} {
-		if _, err := g.s.Reserve(ctx, e.record(g.n, g.n)); err != nil {
-			t.Fatal(err)
-		}
-		for range g.n { // sent at the grant's expiry
-			g.s.Stamped(lane, e.clock.now().Add(2*time.Second))
-		}
+		sendGranted(t, e, g.s, g.n, e.clock.now().Add(2*time.Second)) // sent at the grant's expiry
 	}
 	e.heartbeats(t, 0, a, b) // both views: 13 slots and day count 13
 	e.srv.Kill()
@@ -264,21 +259,7 @@ func TestRedisEmptyRestartModel(t *testing.T) {
 			sends = append(sends, now)
 		}
 	}
-	if len(sends) > rpd {
-		t.Errorf("%d sends in the day, RPD %d", len(sends), rpd)
-	}
-	for i, s := range sends {
-		n := 0
-		for _, o := range sends[i:] {
-			if o.Sub(s) < time.Minute {
-				n++
-			}
-		}
-		if n > rpm {
-			t.Errorf("%d sends in the 60 s from %v, RPM %d", n, s, rpm)
-			break
-		}
-	}
+	checkSends(t, sends, time.Minute, rpm, rpd, seed)
 	t.Logf("%d sends, %d restarts of Redis, %d processes stopped", len(sends), restarts, exits)
 	if restarts == 0 || len(sends) < rpm {
 		t.Errorf("%d restarts, %d sends: the model did not exercise a restart under load", restarts, len(sends))

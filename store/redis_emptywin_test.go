@@ -26,6 +26,69 @@ func windowOver(sends []time.Time, rpm int) (time.Time, int) {
 	return time.Time{}, 0
 }
 
+// openViewing opens processes a and b on a new Redis, with the one text
+// class of rpm and RPD 100, and lets 15 s of heartbeats pass: each has a
+// view of both.
+func openViewing(t *testing.T, rpm int) (*redisEnv, store.RedisClass, *store.Redis, *store.Redis) {
+	t.Helper()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: 100}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	e.heartbeats(t, 15*time.Second, a, b)
+	return e, cls, a, b
+}
+
+// sendGranted has s take a grant of n slots and day units and send all n
+// at at (stamped then); it returns their send times.
+func sendGranted(t *testing.T, e *redisEnv, s *store.Redis, n int, at time.Time) []time.Time {
+	t.Helper()
+	if _, err := s.Reserve(context.Background(), e.record(n, n)); err != nil {
+		t.Fatalf("grant of %d: %v", n, err)
+	}
+	sends := make([]time.Time, n)
+	for i := range sends {
+		s.Stamped(lane, at)
+		sends[i] = at
+	}
+	return sends
+}
+
+// sendEverySecond advances the clock by a second secs times. Each time,
+// once 5 s have passed since the start or the last heartbeats, each of
+// beats sends its heartbeat; then each of senders, in order, asks for one
+// slot and, granted, sends it at once, and sent is called with the sender
+// and i, the second (from 0). It returns the send times.
+func sendEverySecond(t *testing.T, e *redisEnv, secs int, beats, senders []*store.Redis, sent func(s *store.Redis, i int)) []time.Time {
+	t.Helper()
+	ctx := context.Background()
+	var sends []time.Time
+	next := e.clock.now().Add(5 * time.Second)
+	for i := range secs {
+		e.clock.add(time.Second)
+		if now := e.clock.now(); !now.Before(next) {
+			for _, s := range beats {
+				if _, err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			next = now.Add(5 * time.Second)
+		}
+		for _, s := range senders {
+			_, err := s.Reserve(ctx, e.record(1, 1))
+			if errors.Is(err, store.ErrNoGrant) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Stamped(lane, e.clock.now())
+			sends = append(sends, e.clock.now())
+			sent(s, i)
+		}
+	}
+	return sends
+}
+
 // TestRedisEmptyRestartDeadProcess: a fills 8 of the lane's RPM 10 and is
 // no longer alive (it stopped cleanly: Settle and Leave; it was killed; its
 // heartbeat expired while it stalled) when Redis restarts empty, or when
@@ -71,24 +134,9 @@ func TestRedisEmptyRestartDeadProcess(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			e := newRedisEnv(t)
 			const rpm = 10
-			cls := store.RedisClass{Name: "text", RPM: rpm, RPD: 100}
-			a, b := e.open(t, "a", cls), e.open(t, "b", cls)
-			e.heartbeats(t, 15*time.Second, a, b)
-			var sends []time.Time
-			for _, g := range []struct {
-				s *store.Redis
-				n int
-			}{{a, 8}, {b, 2}} {
-				if _, err := g.s.Reserve(ctx, e.record(g.n, g.n)); err != nil {
-					t.Fatal(err)
-				}
-				for range g.n {
-					g.s.Stamped(lane, e.clock.now())
-					sends = append(sends, e.clock.now())
-				}
-			}
+			e, _, a, b := openViewing(t, rpm)
+			sends := append(sendGranted(t, e, a, 8, e.clock.now()), sendGranted(t, e, b, 2, e.clock.now())...)
 			tc.exit(t, e, a, b)
 			if _, err := b.Heartbeat(ctx); err != nil { // b's view: a's 8 and its 2
 				t.Fatal(err)
@@ -111,29 +159,13 @@ func TestRedisEmptyRestartDeadProcess(t *testing.T) {
 			if b.Restarts() != 1 {
 				t.Errorf("b's Restarts %d, want 1 (Redis lost the cluster's state)", b.Restarts())
 			}
-			got, share, next := 0, 0, e.clock.now().Add(5*time.Second)
-			for i := range 120 {
-				e.clock.add(time.Second)
-				if now := e.clock.now(); !now.Before(next) {
-					if _, err := b.Heartbeat(ctx); err != nil {
-						t.Fatal(err)
-					}
-					next = now.Add(5 * time.Second)
-				}
-				_, err := b.Reserve(ctx, e.record(1, 1))
-				if errors.Is(err, store.ErrNoGrant) {
-					continue
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				b.Stamped(lane, e.clock.now())
-				sends = append(sends, e.clock.now())
+			got, share := 0, 0
+			sends = append(sends, sendEverySecond(t, e, 120, []*store.Redis{b}, []*store.Redis{b}, func(_ *store.Redis, i int) {
 				got++
 				if i < 85 {
 					share++
 				}
-			}
+			})...)
 			t.Logf("b sent %d, %d of them in the first 85 s", got, share)
 			if at, n := windowOver(sends, rpm); n > 0 {
 				t.Errorf("%d sends in the 60 s from %v (a's 8 at %v), RPM %d", n, at.Format(time.TimeOnly), sends[0].Format(time.TimeOnly), rpm)
@@ -155,19 +187,9 @@ func TestRedisEmptyRestartDeadProcess(t *testing.T) {
 // the room a's 8 slots still held: 18 sends in a 60 s window at RPM 10).
 func TestRedisEmptyRestartJoiner(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
 	const rpm = 10
-	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: 100}
-	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
-	e.heartbeats(t, 15*time.Second, a, b)
-	var sends []time.Time
-	if _, err := a.Reserve(ctx, e.record(8, 8)); err != nil {
-		t.Fatal(err)
-	}
-	for range 8 {
-		a.Stamped(lane, e.clock.now())
-		sends = append(sends, e.clock.now())
-	}
+	e, cls, a, b := openViewing(t, rpm)
+	sends := sendGranted(t, e, a, 8, e.clock.now())
 	if _, err := b.Heartbeat(ctx); err != nil { // b's view: a's 8; then a is killed
 		t.Fatal(err)
 	}
@@ -180,30 +202,7 @@ func TestRedisEmptyRestartJoiner(t *testing.T) {
 	c := e.open(t, "c", cls)
 	grantErr(t, reserveErr(c, e.record(1, 1)), "share")
 	got := map[*store.Redis]int{}
-	next := e.clock.now().Add(5 * time.Second)
-	for range 120 {
-		e.clock.add(time.Second)
-		if now := e.clock.now(); !now.Before(next) {
-			for _, s := range []*store.Redis{b, c} {
-				if _, err := s.Heartbeat(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			next = now.Add(5 * time.Second)
-		}
-		for _, s := range []*store.Redis{c, b} {
-			_, err := s.Reserve(ctx, e.record(1, 1))
-			if errors.Is(err, store.ErrNoGrant) {
-				continue
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Stamped(lane, e.clock.now())
-			sends = append(sends, e.clock.now())
-			got[s]++
-		}
-	}
+	sends = append(sends, sendEverySecond(t, e, 120, []*store.Redis{b, c}, []*store.Redis{c, b}, func(s *store.Redis, _ int) { got[s]++ })...)
 	if at, n := windowOver(sends, rpm); n > 0 {
 		t.Errorf("%d sends in the 60 s from %v, RPM %d", n, at.Format(time.TimeOnly), rpm)
 	}
@@ -218,11 +217,8 @@ func TestRedisEmptyRestartJoiner(t *testing.T) {
 // (before, b was granted them again 15 s after it reconnected).
 func TestRedisEmptyRestartDiesInOutage(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
 	const rpm = 10
-	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: 100}
-	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
-	e.heartbeats(t, 15*time.Second, a, b)
+	e, _, a, b := openViewing(t, rpm)
 	e.srv.Stop()
 	for _, s := range []*store.Redis{a, b} {
 		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
@@ -230,16 +226,8 @@ func TestRedisEmptyRestartDiesInOutage(t *testing.T) {
 		}
 	}
 	e.clock.add(95 * time.Second) // every slot from before may have left: the share is RPM / 2
-	var sends []time.Time
-	for _, s := range []*store.Redis{a, b} {
-		if _, err := s.Reserve(ctx, e.record(rpm/2, rpm/2)); err != nil {
-			t.Fatalf("share of RPM / 2: %v", err)
-		}
-		for range rpm / 2 {
-			s.Stamped(lane, e.clock.now())
-			sends = append(sends, e.clock.now())
-		}
-	}
+	// Each sends its share.
+	sends := append(sendGranted(t, e, a, rpm/2, e.clock.now()), sendGranted(t, e, b, rpm/2, e.clock.now())...)
 	// a dies; Redis comes back empty; b reconnects and re-seeds its 5.
 	e.clock.add(5 * time.Second)
 	e.srv.Restart()
@@ -249,24 +237,8 @@ func TestRedisEmptyRestartDiesInOutage(t *testing.T) {
 	if b.Restarts() != 1 {
 		t.Errorf("b's Restarts %d, want 1", b.Restarts())
 	}
-	got, next := 0, e.clock.now().Add(5*time.Second)
-	for range 130 {
-		e.clock.add(time.Second)
-		if now := e.clock.now(); !now.Before(next) {
-			if _, err := b.Heartbeat(ctx); err != nil {
-				t.Fatal(err)
-			}
-			next = now.Add(5 * time.Second)
-		}
-		if _, err := b.Reserve(ctx, e.record(1, 1)); errors.Is(err, store.ErrNoGrant) {
-			continue
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		b.Stamped(lane, e.clock.now())
-		sends = append(sends, e.clock.now())
-		got++
-	}
+	got := 0
+	sends = append(sends, sendEverySecond(t, e, 130, []*store.Redis{b}, []*store.Redis{b}, func(*store.Redis, int) { got++ })...)
 	if at, n := windowOver(sends, rpm); n > 0 {
 		t.Errorf("%d sends in the 60 s from %v, RPM %d", n, at.Format(time.TimeOnly), rpm)
 	}

@@ -26,6 +26,26 @@ func (e *redisEnv) windowScores(t *testing.T, c *redis.Client) []int64 {
 	return out
 }
 
+// checkWindow stops the test unless the lane's shared window holds exactly
+// the slots want (as windowScores returns them); what says when it is read
+// ("after Settle").
+func (e *redisEnv) checkWindow(t *testing.T, rc *redis.Client, what string, want []int64) {
+	t.Helper()
+	if got := e.windowScores(t, rc); !slices.Equal(got, want) {
+		t.Fatalf("window %s %v, want %v", what, got, want)
+	}
+}
+
+// openMargin opens the ledger of process "a" alone on a new Redis, with
+// the one text class of rpm and rpd and a window margin of 100 ms, and a
+// client to read Redis's keys with.
+func openMargin(t *testing.T, rpm, rpd int) (*redisEnv, *store.Redis, *redis.Client) {
+	t.Helper()
+	e := newRedisEnv(t)
+	a := e.open(t, "a", store.RedisClass{Name: "text", RPM: rpm, RPD: rpd, Margin: 100 * time.Millisecond})
+	return e, a, e.client(t)
+}
+
 // ms is the clock's now plus d in Unix ms.
 func (e *redisEnv) ms(d time.Duration) int64 { return e.clock.now().Add(d).UnixMilli() }
 
@@ -58,9 +78,7 @@ func TestRedisGiveBack(t *testing.T) {
 	if _, err := a.Reserve(ctx, e.record(6, 6)); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := e.windowScores(t, rc), rep(e.ms(2100*time.Millisecond), 6); !slices.Equal(got, want) {
-		t.Fatalf("window after a's grant %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after a's grant", rep(e.ms(2100*time.Millisecond), 6))
 	// a sends 2 of its 6 (stamps: dispatch plus the margin).
 	a.Stamped(lane, t0.Add(200*time.Millisecond))
 	a.Stamped(lane, t0.Add(700*time.Millisecond))
@@ -75,9 +93,7 @@ func TestRedisGiveBack(t *testing.T) {
 	}
 	want := sorted(t0.Add(200*time.Millisecond).UnixMilli()+1, t0.Add(700*time.Millisecond).UnixMilli()+1)
 	want = append(want, rep(e.ms(2100*time.Millisecond), 4)...)
-	if got := e.windowScores(t, rc); !slices.Equal(got, want) {
-		t.Fatalf("window after a's renewal %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after a's renewal", want)
 	// b's 4 fit now (2 + 4 + 4 = 10), no more.
 	if _, err := b.Reserve(ctx, e.record(5, 5)); err == nil {
 		t.Fatal("b's 5 granted over RPM")
@@ -108,9 +124,7 @@ func TestRedisGiveBack(t *testing.T) {
 	want = sorted(t0.Add(200*time.Millisecond).UnixMilli()+1, t0.Add(700*time.Millisecond).UnixMilli()+1,
 		ms(100), ms(300), ms(900), ms(250), ms(350), ms(450), ms(550))
 	want = append(want, e.ms(2100*time.Millisecond))
-	if got := e.windowScores(t, rc); !slices.Equal(got, want) {
-		t.Fatalf("window after b's second grant %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after b's second grant", want)
 }
 
 // TestRedisGiveBackIdle: a grant with no grant after it (its lane's work
@@ -119,10 +133,7 @@ func TestRedisGiveBack(t *testing.T) {
 // clean stop). A stamp never moves a slot later than its grant put it.
 func TestRedisGiveBackIdle(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
-	rc := e.client(t)
+	e, a, rc := openMargin(t, 10, 100)
 	t0 := e.clock.now()
 	if _, err := a.Reserve(ctx, e.record(5, 5)); err != nil {
 		t.Fatal(err)
@@ -135,17 +146,13 @@ func TestRedisGiveBackIdle(t *testing.T) {
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.windowScores(t, rc); !slices.Equal(got, full) {
-		t.Fatalf("window at the first heartbeat %v, want %v", got, full)
-	}
+	e.checkWindow(t, rc, "at the first heartbeat", full)
 	e.clock.add(200 * time.Millisecond)
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
 	want := []int64{t0.Add(300*time.Millisecond).UnixMilli() + 1, t0.Add(2100 * time.Millisecond).UnixMilli()}
-	if got := e.windowScores(t, rc); !slices.Equal(got, want) {
-		t.Fatalf("window once the grant was idle %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "once the grant was idle", want)
 	// A clean stop settles the last grant at once; a settled grant is not
 	// settled again.
 	t1 := e.clock.now()
@@ -158,17 +165,13 @@ func TestRedisGiveBackIdle(t *testing.T) {
 	}
 	want = append(want, t1.Add(150*time.Millisecond).UnixMilli()+1)
 	slices.Sort(want)
-	if got := e.windowScores(t, rc); !slices.Equal(got, want) {
-		t.Fatalf("window after Settle %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after Settle", want)
 	a.Stamped(lane, t1.Add(time.Second)) // no grant in hand: ignored
 	e.clock.add(10 * time.Second)
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.windowScores(t, rc); !slices.Equal(got, want) {
-		t.Fatalf("window after a heartbeat with nothing to settle %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after a heartbeat with nothing to settle", want)
 }
 
 // TestRedisGiveBackEmptied: when Redis lost its state, a pending
@@ -177,13 +180,10 @@ func TestRedisGiveBackIdle(t *testing.T) {
 // latest of their stamps), not its covers.
 func TestRedisGiveBackEmptied(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 20, RPD: 100, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
+	e, a, rc := openMargin(t, 20, 100)
 	// Grants at once only: the windows checked here hold no grant taken
 	// ahead (TestRedisPrefetchGiveBack checks the give-back with them).
 	store.SetRedisPrefetch(a, false)
-	rc := e.client(t)
 	t0 := e.clock.now()
 	if _, err := a.Reserve(ctx, e.record(5, 5)); err != nil { // G1
 		t.Fatal(err)
@@ -197,9 +197,7 @@ func TestRedisGiveBackEmptied(t *testing.T) {
 	a.Stamped(lane, t0.Add(1300*time.Millisecond))
 	g1 := []int64{t0.Add(200*time.Millisecond).UnixMilli() + 1, t0.Add(400*time.Millisecond).UnixMilli() + 1}
 	g2 := e.ms(2100 * time.Millisecond)
-	if got, want := e.windowScores(t, rc), append(slices.Clone(g1), rep(g2, 3)...); !slices.Equal(got, want) {
-		t.Fatalf("window before Redis lost it %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "before Redis lost it", append(slices.Clone(g1), rep(g2, 3)...))
 	if err := rc.FlushAll(ctx).Err(); err != nil { // Redis restarted empty
 		t.Fatal(err)
 	}
@@ -210,17 +208,13 @@ func TestRedisGiveBackEmptied(t *testing.T) {
 	// until every slot granted before may have left the window; past it,
 	// G3 is granted and the re-seeded slots, left, are pruned.
 	grantErr(t, reserveErr(a, e.record(2, 2)), "share")
-	if got, want := e.windowScores(t, rc), append([]int64{g1[1], g1[1]}, rep(g2, 3)...); !slices.Equal(got, want) {
-		t.Fatalf("window after the re-seed %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after the re-seed", append([]int64{g1[1], g1[1]}, rep(g2, 3)...))
 	e.clock.add(110 * time.Second)
 	if _, err := a.Reserve(ctx, e.record(2, 2)); err != nil {
 		t.Fatal(err)
 	}
 	g3 := e.ms(2100 * time.Millisecond)
-	if got, want := e.windowScores(t, rc), rep(g3, 2); !slices.Equal(got, want) {
-		t.Fatalf("window after G3 %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "after G3", rep(g3, 2))
 	u, err := a.Usage(ctx, "2026-03-01")
 	if err != nil || u.Lanes[0].Count != 10 {
 		t.Errorf("day count after the re-seed %+v, %v; want 10 (5 + 3 + 2 granted)", u, err)
@@ -253,7 +247,5 @@ func TestRedisReserveUpTo(t *testing.T) {
 		t.Errorf("ReserveUpTo on a full window: count %d, covers %d", n, covers)
 	}
 	rc := e.client(t)
-	if got, want := e.windowScores(t, rc), rep(e.ms(2*time.Second), 4); !slices.Equal(got, want) {
-		t.Errorf("window %v, want %v", got, want)
-	}
+	e.checkWindow(t, rc, "at the end", rep(e.ms(2*time.Second), 4))
 }

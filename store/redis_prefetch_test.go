@@ -182,10 +182,7 @@ func TestRedisPrefetchServes(t *testing.T) {
 // next grant ahead asks for that many fewer units.
 func TestRedisPrefetchGiveBack(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 400, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
-	rc := e.client(t)
+	e, a, rc := openMargin(t, 100, 400)
 	var stamps []int64
 	used := 0
 	for i, r := range []struct{ covers, units, sent int }{
@@ -216,9 +213,7 @@ func TestRedisPrefetchGiveBack(t *testing.T) {
 		t.Errorf("after Settle: day count %d, a's use %d; want %d (the units used)", n, u, used)
 	}
 	slices.Sort(stamps)
-	if got := e.windowScores(t, rc); !slices.Equal(got, stamps) {
-		t.Errorf("window after Settle %v, want the stamps %v", got, stamps)
-	}
+	e.checkWindow(t, rc, "after Settle", stamps)
 }
 
 // TestRedisPrefetchNotServed: a grant taken ahead is not served to a
@@ -228,10 +223,7 @@ func TestRedisPrefetchGiveBack(t *testing.T) {
 // once the lane is idle. The shared day count ends at the records' units.
 func TestRedisPrefetchNotServed(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 400, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
-	rc := e.client(t)
+	e, a, rc := openMargin(t, 100, 400)
 	units := 0
 	rec := func(covers, n int) {
 		t.Helper()
@@ -332,10 +324,7 @@ func TestRedisPrefetchOutage(t *testing.T) {
 // goroutines stopped) over-counts the day by at most two grants per fast
 // lane: the unused units of the grant in use and those taken ahead.
 func TestRedisPrefetchCrash(t *testing.T) {
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 400, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
-	rc := e.client(t)
+	e, a, rc := openMargin(t, 100, 400)
 	sent := 0
 	for i := range 6 {
 		n, k := 3+i%3, 3+i%3 // 3, 4, 5, ...: grants of at most 5, all sent but the last one's
@@ -362,9 +351,7 @@ func TestRedisPrefetchCrash(t *testing.T) {
 // records again), and Reserve is granted at once instead.
 func TestRedisPrefetchUpTo(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 400, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
+	e, a, _ := openMargin(t, 100, 400)
 	for range 2 {
 		reserveStamp(t, e, a, e.record(3, 3), 3)
 		e.clock.add(500 * time.Millisecond)
@@ -494,9 +481,7 @@ func TestRedisPrefetchModel(t *testing.T) {
 // close together; nor do those of a class with TPM.
 func TestRedisPrefetchSlowLane(t *testing.T) {
 	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 400, Margin: 100 * time.Millisecond}
-	a := e.open(t, "a", cls)
+	e, a, _ := openMargin(t, 100, 400)
 	for range 3 {
 		at := e.clock.now()
 		if _, err := a.Reserve(ctx, store.Record{Lane: lane, Day: "2026-03-01", Units: 2, Covers: 2, At: at, Until: at.Add(10 * time.Second)}); err != nil {
