@@ -189,6 +189,13 @@ type Class struct {
 	// shared is true once SharedDay was called: Critical then sums each
 	// enabled lane's larger of its own use and its shared day count.
 	shared bool
+	// protUsed is that sum while protOK: take keeps it up to date (a
+	// request taken adds one when the lane's use passes its shared count),
+	// every other change of a lane's use, day, keys or shared count clears
+	// protOK, and the next read sums the lanes again (O(lanes)); so
+	// Critical costs O(1) per request on a shared ledger too.
+	protUsed int
+	protOK   bool
 }
 
 // lane states.
@@ -526,6 +533,7 @@ func (c *Class) rollDay(l *lane, now time.Time, n int64) {
 	l.dayStart, l.dayEnd = start.UnixNano(), end.UnixNano()
 	l.day = start.Format("2006-01-02")
 	l.used, l.reserved = 0, 0
+	c.protOK = false
 }
 
 // roll moves every lane to the Pacific day containing now when the class's
@@ -537,6 +545,7 @@ func (c *Class) roll(now time.Time, n int64) {
 	start, end := dayBounds(now, c.loc)
 	c.dayStart, c.dayEnd = start.UnixNano(), end.UnixNano()
 	c.dayUsed, c.dayLimit = 0, 0
+	c.protOK = false
 	for _, l := range c.lanes {
 		c.rollDay(l, now, n)
 		if len(l.keys) > 0 {
@@ -629,6 +638,9 @@ func (c *Class) take(l *lane, n, tok int64, demand int) Lease {
 	}
 	l.used++
 	c.dayUsed++
+	if c.protOK && len(l.keys) > 0 && l.used > c.sharedEff(l) {
+		c.protUsed++ // max(used, shared) grew by one (see protUsed)
+	}
 	chunk := 0
 	if l.used > l.reserved {
 		// The requests of the last second plus this one; on a slow lane,
@@ -760,6 +772,7 @@ func (c *Class) Refund(l Lease, now time.Time) {
 	}
 	if l.dayStart == ln.dayStart && ln.used > 0 {
 		ln.used--
+		c.protOK = false
 		if l.dayStart == c.dayStart && len(ln.keys) > 0 {
 			c.dayUsed--
 		}
@@ -957,6 +970,7 @@ func (c *Class) Restore(project, day string, count int, now time.Time) bool {
 			c.dayUsed += count - l.used
 		}
 		l.used = count
+		c.protOK = false
 	}
 	l.reserved = max(l.reserved, l.used)
 	return true
@@ -1089,6 +1103,7 @@ func (c *Class) setKeyEnabled(project, keyID string, enabled bool) {
 // itself was enabled or disabled, and moves the lane in or out of service.
 func (c *Class) refreshKeys(l *lane) {
 	wasEnabled := len(l.keys) > 0
+	c.protOK = false
 	l.keys = l.keys[:0]
 	for _, id := range l.allKeys {
 		if !l.disabled[id] && l.stopped == "" {
@@ -1304,6 +1319,9 @@ func (c *Class) protectedUsedLocked() int {
 	if !c.shared {
 		return c.dayUsed
 	}
+	if c.protOK {
+		return c.protUsed
+	}
 	n := 0
 	for _, l := range c.lanes {
 		if len(l.keys) == 0 {
@@ -1311,7 +1329,17 @@ func (c *Class) protectedUsedLocked() int {
 		}
 		n += c.protectedLaneUsed(l)
 	}
+	c.protUsed, c.protOK = n, true
 	return n
+}
+
+// sharedEff is the lane's shared day count that protectedLaneUsed counts:
+// 0 unless SharedDay gave one for the lane's current day.
+func (c *Class) sharedEff(l *lane) int {
+	if c.shared && l.sharedDay == l.day {
+		return l.sharedCount
+	}
+	return 0
 }
 
 // protectedLaneUsed is the lane's day use daily protection counts: its own,
@@ -1344,7 +1372,7 @@ func (c *Class) SharedDay(project, day string, count int, now time.Time) bool {
 	if day < l.day {
 		return true // an older day's count: nothing to protect any more
 	}
-	c.shared = true
+	c.shared, c.protOK = true, false
 	l.sharedCount, l.sharedDay = max(count, 0), day
 	return true
 }
