@@ -222,6 +222,9 @@ type Redis struct {
 	stampMu sync.Mutex
 	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
 
+	keysMu sync.Mutex
+	gkeys  map[LaneID]*grantKeys // the grant script's keys per lane (see grantKeysOf)
+
 	f    faultState // Redis unreachable: see redis_fault.go
 	pf   aheadState // grants taken ahead: see redis_prefetch.go
 	beat beatState  // heartbeats carried by grants: see redis_beat.go
@@ -256,7 +259,8 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	}
 	s := &Redis{Local: local, rdb: o.Client, prefix: o.Cluster + ":", process: o.Process,
 		classes: make(map[string]RedisClass), ttl: o.HeartbeatTTL, window: time.Minute, loc: o.Location, now: o.Now,
-		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant), cur: make(map[LaneID]*laneGrant)}
+		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant), cur: make(map[LaneID]*laneGrant),
+		gkeys: make(map[LaneID]*grantKeys)}
 	for i, c := range o.Classes {
 		if err := checkID(fmt.Sprintf("RedisOptions.Classes[%d].Name", i), c.Name); err != nil {
 			return nil, err
@@ -347,6 +351,28 @@ func (s *Redis) key(parts ...string) string {
 // redisLane spells a lane unambiguously (ids may hold ':').
 func redisLane(l LaneID) string {
 	return strconv.Itoa(len(l.Project)) + ":" + l.Project + "/" + l.Class
+}
+
+// grantKeys is the grant script's KEYS for a lane on a Pacific day.
+type grantKeys struct {
+	day  string
+	keys []string
+}
+
+// grantKeysOf returns the grant script's KEYS for lane on day, built once
+// per lane and day (the grant path's names are the same for every grant of
+// a lane: building them is most of a grant's allocations). The slice is
+// shared: callers only read it.
+func (s *Redis) grantKeysOf(lane LaneID, day string) []string {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if k := s.gkeys[lane]; k != nil && k.day == day {
+		return k.keys
+	}
+	k := &grantKeys{day: day, keys: []string{s.epochKey(), s.winKey(lane), s.dayKey(day, lane), s.stateKey(lane), s.useKey(day, lane),
+		s.procsKey(), s.keysVersionKey(), s.tokKey(lane), s.winCountKey(lane)}}
+	s.gkeys[lane] = k
+	return k.keys
 }
 
 func (s *Redis) epochKey() string         { return s.key("epoch") }
@@ -920,16 +946,15 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		last, over := s.tokArgs(r.Lane)
 		s.mu.Unlock()
 		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
-		args := []any{epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
-			r.Tokens, c.TPM, last, over - r.PrevUnused, partial}
+		// Sized once: the settlement's runs follow (settleArgs).
+		args := make([]any, 0, 20+2*len(keep))
+		args = append(args, epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
+			r.Tokens, c.TPM, last, over-r.PrevUnused, partial)
 		args = settleArgs(args, prev, keep)
 		before := s.localNow().UnixMilli()
 		// runGrant: grantScript.Run, carrying a heartbeat when one is due
 		// (redis_beat.go).
-		res, rerr := s.runGrant(ctx,
-			[]string{s.epochKey(), s.winKey(r.Lane), s.dayKey(r.Day, r.Lane), s.stateKey(r.Lane), s.useKey(r.Day, r.Lane), s.procsKey(), s.keysVersionKey(), s.tokKey(r.Lane), s.winCountKey(r.Lane)},
-			args...,
-		).StringSlice()
+		res, rerr := s.runGrant(ctx, s.grantKeysOf(r.Lane, r.Day), args...).StringSlice()
 		if rerr != nil {
 			return 0, 0, nil, 0, nil, unavailable(rerr)
 		}
@@ -1011,8 +1036,11 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			// call: never below the true one (plus a millisecond for
 			// rounding), so a stamp converted with it is never earlier
 			// than on Redis's clock.
+			// Its stamps' room allocated once (Stamped keeps at most
+			// stampsKept of them).
 			g = &laneGrant{member: member, covers: covers, score: score, offset: rnow - before + 1,
 				end: before + ttlMillis + c.Margin.Milliseconds()}
+			g.stamps = make([]int64, 0, g.stampsKept()+1)
 		case "day":
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
