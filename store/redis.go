@@ -890,6 +890,20 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 	return count, covers, sched, nil
 }
 
+// pruneGrants drops the leading grants of a lane's own grants (oldest
+// first) whose slots are before join's cutoff at now (two minutes ago),
+// which no re-seed adds: so the list holds about two minutes of grants, not
+// every grant of the process's life (settled and the token overruns scan
+// it at every grant).
+func pruneGrants(gs []sentGrant, now time.Time) []sentGrant {
+	cutoff := now.Add(-2 * time.Minute).UnixMilli()
+	i := 0
+	for i < len(gs) && gs[i].score < cutoff {
+		i++
+	}
+	return gs[i:]
+}
+
 func earlier(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
@@ -1030,7 +1044,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			score := rnow + ttlMillis + c.Margin.Milliseconds()
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
-			s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: score, member: member, covers: covers, tokens: grantTokens(r, c)})
+			s.grants[r.Lane] = append(pruneGrants(s.grants[r.Lane], s.localNow()), sentGrant{score: score, member: member, covers: covers, tokens: grantTokens(r, c)})
 			s.mu.Unlock()
 			// The offset is Redis's now minus the local clock before the
 			// call: never below the true one (plus a millisecond for
