@@ -162,11 +162,18 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 }
 
 // applyShared applies another process's event to this process's lanes and
-// keys (in memory: its store has the shared state, which LaneStates and
-// DisabledKeys merge at start). Unknown kinds are ignored. A stop applies
+// keys in memory; the store wrote it to this process's own store before
+// (store.Redis.Watch: the data directory agrees with the cluster, and a
+// later join does not share again what the cluster superseded), and a
+// failed write is logged. Unknown kinds are ignored. A stop applies
 // only when it was made under this process's configuration of the class
 // (ClassConfig's model and limits), as at start.
 func (s *Scheduler) applyShared(ev store.SharedEvent) {
+	if ev.LocalErr != nil {
+		s.log.Warn().Err(ev.LocalErr).Str("change", ev.Kind).Str("key", ev.KeyID).Str("class", ev.Lane.Class).
+			Str("project", ev.Lane.Project).Str("from", ev.Process).
+			Msg("a change made by another process is applied here but not in this process's store: its data directory says otherwise until the next start joins the cluster")
+	}
 	switch ev.Kind {
 	case "cool", "exhausted":
 		r := s.classes[ev.Lane.Class]

@@ -114,6 +114,13 @@ type SharedEvent struct {
 	Until   time.Time `json:"until,omitzero"`
 	Reason  string    `json:"reason,omitempty"`
 	Config  string    `json:"config,omitempty"` // "stopped": the configuration the lane was stopped under
+	// At is when the change was made, on its author's clock ("disabled",
+	// "enabled", "stopped", "resumed"; a re-read "disabled": the key's
+	// disabled time); zero when unknown (older processes, other kinds).
+	At time.Time `json:"at,omitzero"`
+	// LocalErr is the error of writing the change to this process's Local
+	// store (Watch does before it reports it); nil when written. Not sent.
+	LocalErr error `json:"-"`
 }
 
 // Redis is the shared quota ledger: a Local store (the process's own jobs,
@@ -219,6 +226,10 @@ type Redis struct {
 	grants map[LaneID][]sentGrant // own grants, for re-seeding the window
 	tok    map[LaneID]*laneTokens // own part of the TPM windows (redis_tokens.go)
 
+	// localMu serializes the Local lane state's writes: SetLaneState's
+	// and those of the changes the cluster made (keepLocal, agreeLocal).
+	localMu sync.Mutex
+
 	stampMu sync.Mutex
 	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
 
@@ -245,7 +256,11 @@ type sentGrant struct {
 // OpenRedis joins the cluster: a heartbeat, the limits of every lane
 // (refused with ErrLimitsConflict while a live process uses others), the
 // epoch (re-seeding an empty Redis), and the keys disabled and lanes stopped
-// in the Local store only (see publishLocal). The returned ledger uses local for
+// in the Local store only (see publishLocal); then it writes to the Local
+// store what the cluster changed meanwhile (agreeLocal: keys enabled or
+// disabled, lanes resumed or stopped, cooldowns and exhaustion, so that
+// a later join does not share again what the cluster superseded). The
+// returned ledger uses local for
 // everything that is not shared; closing it closes local.
 func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error) {
 	if o.Client == nil {
@@ -319,6 +334,9 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 		return nil, err
 	}
 	if err := s.publishLocal(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.agreeLocal(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.readView(ctx); err != nil {
@@ -1128,7 +1146,10 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 // pending (an error wrapping ErrPending); the Local store has st in both
 // cases.
 func (s *Redis) SetLaneState(ctx context.Context, st LaneState) error {
-	if err := s.Local.SetLaneState(ctx, st); err != nil {
+	s.localMu.Lock()
+	err := s.Local.SetLaneState(ctx, st)
+	s.localMu.Unlock()
+	if err != nil {
 		return err
 	}
 	var shared error
@@ -1320,8 +1341,16 @@ func (s *Redis) DisabledKeys(ctx context.Context) ([]DisabledKey, error) {
 // subscribed, at every re-subscription, when a grant shows that the shared
 // state's version changed (a key disabled or enabled, a lane stopped or
 // resumed), and when the process reconciles after Redis was unreachable.
+// Before it calls fn with a change, Watch writes it to the Local store
+// (see redis_local.go; the error, if any, in SharedEvent.LocalErr), so the
+// process's data directory agrees with the cluster.
 // An error comes only when the first subscription fails.
 func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(SharedEvent)) error {
+	report := fn
+	fn = func(ev SharedEvent) {
+		ev.LocalErr = s.keepLocal(ctx, ev)
+		report(ev)
+	}
 	sub := s.rdb.Subscribe(ctx, s.channel())
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {

@@ -1034,12 +1034,13 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 	for id, v := range shared {
 		if _, ok := s.f.disabled[id]; !ok {
 			var rec struct {
-				Reason string `json:"reason"`
+				Reason string    `json:"reason"`
+				At     time.Time `json:"at"`
 			}
 			if json.Unmarshal([]byte(v), &rec) != nil || rec.Reason == "" {
 				rec.Reason = "disabled by another process"
 			}
-			evs = append(evs, SharedEvent{Process: ResyncProcess, Kind: "disabled", KeyID: id, Reason: rec.Reason})
+			evs = append(evs, SharedEvent{Process: ResyncProcess, Kind: "disabled", KeyID: id, Reason: rec.Reason, At: rec.At})
 		}
 	}
 	for id := range s.f.disabled {

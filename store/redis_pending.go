@@ -149,7 +149,7 @@ func (s *Redis) push(ctx context.Context, op pendingOp, pending bool) (bool, err
 		flag = "1"
 	}
 	at := op.at.UnixMilli()
-	ev := SharedEvent{Process: s.process, Kind: op.kind, KeyID: op.keyID, Lane: op.lane, Reason: op.reason, Config: op.config}
+	ev := SharedEvent{Process: s.process, Kind: op.kind, KeyID: op.keyID, Lane: op.lane, Reason: op.reason, Config: op.config, At: op.at.UTC()}
 	var res int64
 	var err error
 	switch op.kind {

@@ -155,7 +155,7 @@ func TestRedisPendingChanges(t *testing.T) {
 		{Process: "a", Kind: "stopped", Lane: lane, Reason: "no quota", Config: "model=m rpm=5"},
 	}
 	for i, w := range want {
-		if got := nextMessage(t, msgs); got != w {
+		if got := noAt(nextMessage(t, msgs)); got != w {
 			t.Errorf("message %d = %+v, want %+v", i, got, w)
 		}
 	}
@@ -263,7 +263,7 @@ func TestRedisPendingConflicts(t *testing.T) {
 	events := watch(t, a)
 	var got []store.SharedEvent
 	for range 3 {
-		got = append(got, nextEvent(t, events, "a's lost changes"))
+		got = append(got, noAt(nextEvent(t, events, "a's lost changes")))
 	}
 	wantEv := []store.SharedEvent{
 		{Process: store.ResyncProcess, Kind: "enabled", KeyID: "k1"},
@@ -286,6 +286,18 @@ func TestRedisPendingConflicts(t *testing.T) {
 	if err != nil || !slices.Equal(ids, []string{"k2", "k3", "k4"}) {
 		t.Errorf("a's disabled keys %q, %v", ids, err)
 	}
+	// a's Local store (its data directory) has the winners too.
+	ids = ids[:0]
+	for id, d := range localKeys(t, a) {
+		ids = append(ids, id+" "+d.Reason)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"k2 b's", "k3 expired", "k4 b's"}) {
+		t.Errorf("a's Local disabled keys after the re-read: %q", ids)
+	}
+	if ls := localLane(t, a); ls.Stopped != "no quota" || ls.Config != "c2" {
+		t.Errorf("a's Local lane after the re-read: %+v, want b's stop (c2)", ls)
+	}
 }
 
 // TestRedisSharedStop: a lane stop is shared with its reason and
@@ -306,7 +318,7 @@ func TestRedisSharedStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := store.SharedEvent{Process: "a", Kind: "stopped", Lane: lane, Reason: stop.Stopped, Config: stop.Config}
-	if ev := nextEvent(t, events, "the stop"); ev != want {
+	if ev := noAt(nextEvent(t, events, "the stop")); ev != want {
 		t.Errorf("event %+v, want %+v", ev, want)
 	}
 	// The same stop again (a cooldown persisted with it) is not published
@@ -551,7 +563,7 @@ func TestRedisShareOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := store.SharedEvent{Process: "cli", Kind: "disabled", KeyID: "k1", Reason: "leaked"}
-	if ev := nextEvent(t, events, "the CLI's disable"); ev != want {
+	if ev := noAt(nextEvent(t, events, "the CLI's disable")); ev != want {
 		t.Errorf("event %+v, want %+v", ev, want)
 	}
 	if err := store.ShareLaneResume(ctx, o, lane, at); err != nil {
