@@ -21,7 +21,9 @@ const SchemaVersion = 1
 
 // The layout of a Bolt file (schema version 1). Top-level buckets:
 //
-//	meta      "schema" -> decimal ASCII version ("1")
+//	meta      "schema" -> decimal ASCII version ("1"); "epoch:<cluster>" ->
+//	          the Redis epoch this file's day counts were last added to
+//	          (SetSharedEpoch)
 //	daily     one nested bucket per day, named by the day ("2026-03-08");
 //	          inside: laneKey -> count, 8-byte big-endian uint64
 //	lanes     laneKey -> 0x01, time, time (CoolUntil, ExhaustedUntil)
@@ -50,6 +52,8 @@ var (
 	bucketRecords  = []byte("records")
 
 	keySchema = []byte("schema")
+	// keyEpoch prefixes a cluster's name in meta (SharedEpoch).
+	keyEpoch = "epoch:"
 )
 
 // valueVersion is the first byte of encoded lane states and disabled keys.
@@ -215,6 +219,28 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return ErrClosed
 	}
 	return s.db.Update(fn)
+}
+
+// SharedEpoch returns the epoch of cluster's shared state on Redis that
+// this file's day counts were last added to (SetSharedEpoch); "" when none
+// was recorded (a new file, or one a slideshowd without Redis wrote). The
+// Redis ledger reads it when it joins the cluster (see Redis, "Redis
+// restarted empty"). Safe for concurrent use; ErrClosed after Close.
+func (s *Bolt) SharedEpoch(ctx context.Context, cluster string) (string, error) {
+	var ep string
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		ep = string(tx.Bucket(bucketMeta).Get([]byte(keyEpoch + cluster)))
+		return nil
+	})
+	return ep, err
+}
+
+// SetSharedEpoch records, in one synced transaction, that this file's day
+// counts are in epoch of cluster's shared state on Redis (see SharedEpoch).
+func (s *Bolt) SetSharedEpoch(ctx context.Context, cluster, epoch string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(keyEpoch+cluster), []byte(epoch))
+	})
 }
 
 // AddDaily implements Store, in one synced transaction.

@@ -184,8 +184,13 @@ type SharedEvent struct {
 // before may have left the window (see newEpoch and recoveryEnd): the view
 // holds the slots of processes no longer alive, which no re-seed puts
 // back; a process that joins meanwhile takes no grant until then
-// (joinRecovery). Processes not running at that moment cannot add their
-// day counts: run Redis with persistence (see the README).
+// (joinRecovery). A process not running at that moment adds its Local day
+// counts and window slots when it starts (see seedScript and startSlots):
+// its Local store records the epoch its counts were last added to
+// (Bolt.SharedEpoch), so it adds nothing when Redis kept its state, and
+// one that finds Redis empty with such a record begins the recovery
+// itself. The use of a process that does not start again is lost beyond
+// the counts the others saw: run Redis with persistence (see the README).
 //
 // # Redis unreachable
 //
@@ -219,6 +224,9 @@ type Redis struct {
 
 	seq  atomic.Uint64
 	live atomic.Int64
+
+	cluster string     // RedisOptions.Cluster
+	joinMu  sync.Mutex // serializes join
 
 	mu     sync.Mutex
 	epoch  string
@@ -272,7 +280,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if len(o.Classes) == 0 {
 		return nil, fmt.Errorf("%w: RedisOptions.Classes: none", ErrInvalid)
 	}
-	s := &Redis{Local: local, rdb: o.Client, prefix: o.Cluster + ":", process: o.Process,
+	s := &Redis{Local: local, rdb: o.Client, prefix: o.Cluster + ":", cluster: o.Cluster, process: o.Process,
 		classes: make(map[string]RedisClass), ttl: o.HeartbeatTTL, window: time.Minute, loc: o.Location, now: o.Now,
 		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant), cur: make(map[LaneID]*laneGrant),
 		gkeys: make(map[LaneID]*grantKeys)}
@@ -689,8 +697,22 @@ func (s *Redis) register(ctx context.Context) error {
 	return nil
 }
 
-// join joins the cluster's epoch, re-seeding Redis when it lost its state.
+// epochRecorder is a Local store that records which epoch of the shared
+// state its day counts were last added to (Bolt: SharedEpoch). With one, a
+// process starting adds its Local day counts to the shared ones only when
+// Redis lost them (another epoch); without one (Memory, empty at each
+// start) it adds them at each start.
+type epochRecorder interface {
+	SharedEpoch(ctx context.Context, cluster string) (string, error)
+	SetSharedEpoch(ctx context.Context, cluster, epoch string) error
+}
+
+// join joins the cluster's epoch, re-seeding Redis when it lost its state
+// (see seedScript), and records the epoch in the Local store. Joins are
+// serialized: one that finds the epoch the last one joined adds nothing.
 func (s *Redis) join(ctx context.Context) error {
+	s.joinMu.Lock()
+	defer s.joinMu.Unlock()
 	now := time.Now()
 	if s.now != nil {
 		now = s.now()
@@ -700,8 +722,24 @@ func (s *Redis) join(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	er, durable := s.Local.(epochRecorder)
 	s.mu.Lock()
 	known := s.epoch
+	s.mu.Unlock()
+	added := known // the epoch the own counts were last added to
+	if known == "" && durable {
+		// Starting: the epoch this data directory's counts were last
+		// added to, whatever this process's name was then.
+		if added, err = er.SharedEpoch(ctx, s.cluster); err != nil {
+			return err
+		}
+	}
+	if known == "" {
+		if err := s.startSlots(ctx, now); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
 	counts := make(map[LaneID][2]int)
 	for _, dc := range own {
 		if _, ok := s.classes[dc.Lane.Class]; ok {
@@ -723,7 +761,7 @@ func (s *Redis) join(ctx context.Context) error {
 	keys := []string{s.epochKey()}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	args := []any{known, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes)}
+	args := []any{added, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes)}
 	for _, l := range lanes {
 		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.key("seed", day, redisLane(l)))
 		args = append(args, counts[l][0], counts[l][1])
@@ -748,10 +786,19 @@ func (s *Redis) join(ctx context.Context) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	if len(res) != 2 {
+	if len(res) != 3 {
 		return fmt.Errorf("%w: seed: unexpected reply %v", ErrUnavailable, res)
 	}
 	ep, _ := res[0].(string)
+	if durable && ep != added {
+		// The own counts are in ep now (added, or found there): a start
+		// after a restart of Redis that kept its state adds nothing. A
+		// crash before this write adds them again at the next start:
+		// counted twice, never lost.
+		if err := er.SetSharedEpoch(ctx, s.cluster, ep); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	s.epoch = ep
 	s.mu.Unlock()
@@ -769,6 +816,92 @@ func (s *Redis) join(ctx context.Context) error {
 	}
 	if known != "" && ep != known {
 		s.signalResync()
+	}
+	if c, _ := res[2].(int64); c == 1 && known == "" && added != "" {
+		// Starting, this process found Redis empty, and its data
+		// directory had joined the cluster before: Redis lost its state.
+		// The running processes, if any, have not re-seeded yet, and the
+		// slots of those no longer alive are lost. Like a process that
+		// finds its epoch gone (newEpoch), it takes no grant until every
+		// slot granted before may have left the window (joinRecovery, in
+		// OpenRedis, reads it), nor does any process that joins
+		// meanwhile. (A data directory new to the cluster, or a Memory
+		// store, starts a new cluster: no wait.)
+		s.markRecovering(ctx, s.recoveryEnd(now, 0))
+	}
+	return nil
+}
+
+// startSlots puts, as this process starts, the window slots its Local
+// store holds that may still be in the window (the window logs of its last
+// clean stop, and the records of its grants since: a record's slots as sent
+// at its Until plus the margin) among its own grants, so that join re-seeds
+// them when Redis lost them (the processes that were stopped while Redis
+// restarted empty put their slots back as they start; a window log's sends
+// are grouped by second, each group scored at its latest). Their times are
+// moved to Redis's clock by its offset from the local one now. A token
+// budget is put back from the window logs only (records do not keep it).
+func (s *Redis) startSlots(ctx context.Context, now time.Time) error {
+	recs, err := s.Local.LedgerRecords(ctx)
+	if err != nil {
+		return err
+	}
+	cut := now.Add(-s.window)
+	type slot struct {
+		at     time.Time
+		covers int
+		tokens int64
+	}
+	by := make(map[LaneID][]slot)
+	for _, w := range recs.Windows {
+		if _, ok := s.classes[w.Lane.Class]; !ok {
+			continue
+		}
+		var g *slot
+		for _, x := range w.Sent {
+			if !x.At.After(cut) {
+				continue
+			}
+			sec := x.At.Truncate(time.Second)
+			if g != nil && g.at.Truncate(time.Second).Equal(sec) {
+				g.at, g.covers, g.tokens = later(g.at, x.At), g.covers+1, g.tokens+x.Tokens
+				continue
+			}
+			by[w.Lane] = append(by[w.Lane], slot{at: x.At, covers: 1, tokens: x.Tokens})
+			g = &by[w.Lane][len(by[w.Lane])-1]
+		}
+	}
+	for _, r := range recs.Records {
+		c, ok := s.classes[r.Lane.Class]
+		if at := r.Until.Add(c.Margin); ok && at.After(cut) {
+			by[r.Lane] = append(by[r.Lane], slot{at: at, covers: r.Covers, tokens: -1})
+		}
+	}
+	if len(by) == 0 {
+		return nil
+	}
+	base := s.clock()
+	if base == 0 {
+		t, err := s.rdb.Time(ctx).Result()
+		if err != nil {
+			return unavailable(err)
+		}
+		base = t.UnixMilli()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for l, ss := range by {
+		tpm := s.classes[l.Class].TPM > 0
+		for _, x := range ss {
+			tok := x.tokens
+			if !tpm {
+				tok = -1
+			}
+			i++
+			s.grants[l] = append(s.grants[l], sentGrant{score: base + x.at.Sub(now).Milliseconds(),
+				member: s.process + ":r." + strconv.Itoa(i) + ":", covers: x.covers, tokens: tok})
+		}
 	}
 	return nil
 }

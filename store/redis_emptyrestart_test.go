@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -199,45 +201,111 @@ func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
 	}
 }
 
-// TestRedisEmptyRestartModel: five processes on a virtual clock take
-// random grants and send everything they are granted at once, with
-// heartbeats every 5 s, while Redis restarts empty now and then with every
-// live process still reaching it (no call fails in between); now and then
-// a process stops for good, cleanly (Settle and Leave) or killed (nothing),
-// leaving its slots in the window where no re-seed puts them back. No 60 s
-// window of sends may hold more than RPM, nor the day more than RPD (seed
-// printed).
+// TestRedisEmptyRestartModel: five processes on a virtual clock, each on
+// its own Bolt file, take random grants and send everything they are
+// granted at once, with heartbeats every 5 s, while Redis restarts empty
+// now and then with every live process still reaching it (no call fails in
+// between); now and then a process stops, cleanly (Settle and Leave) or
+// killed (nothing), leaving its slots in the window where no re-seed puts
+// them back, and now and then a stopped one starts again on its file under
+// another name (after Redis restarted empty meanwhile or not). No 60 s
+// window of sends may hold more than RPM, nor the day more than RPD, and
+// the shared day count is never below the sends (seed printed).
 func TestRedisEmptyRestartModel(t *testing.T) {
 	seed := modelSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 13))
 	ctx := context.Background()
 	e := newRedisEnv(t)
-	const rpm, rpd = 12, 120
+	const rpm, rpd = 12, 50
 	cls := store.RedisClass{Name: "text", RPM: rpm, RPD: rpd}
-	ps := []*store.Redis{e.open(t, "a", cls), e.open(t, "b", cls), e.open(t, "c", cls), e.open(t, "d", cls), e.open(t, "e", cls)}
-	e.heartbeats(t, 20*time.Second, ps...)
+	type proc struct {
+		s     *store.Redis
+		path  string
+		runs  int
+		sends []time.Time // its own, for its window log at a clean stop
+	}
+	// settlement is what the scheduler writes at a clean stop: p's sends
+	// of the last minute as its window log.
+	settlement := func(p *proc) store.Settlement {
+		w := store.Window{Lane: lane}
+		for _, at := range p.sends {
+			if at.After(e.clock.now().Add(-time.Minute)) {
+				w.Sent = append(w.Sent, store.Sent{At: at})
+			}
+		}
+		return store.Settlement{Windows: []store.Window{w}}
+	}
+	dir := t.TempDir()
+	var ps, stopped []*proc
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		p := &proc{path: filepath.Join(dir, n+".db")}
+		p.s = e.openBolt(t, p.path, n+"0", cls)
+		ps = append(ps, p)
+	}
+	defer func() {
+		for _, p := range ps {
+			p.s.Close()
+		}
+	}()
+	beat := func() {
+		for _, p := range ps {
+			if _, err := p.s.Heartbeat(ctx); err != nil {
+				t.Fatalf("heartbeat: %v", err)
+			}
+		}
+	}
+	for range 4 {
+		e.clock.add(5 * time.Second)
+		beat()
+	}
 	var sends []time.Time
-	restarts, exits := 0, 0
+	restarts, exits, rejoins, outs := 0, 0, 0, 0
+	start := func(i int) { // stopped[i] starts again under another name
+		p := stopped[i]
+		stopped = append(stopped[:i], stopped[i+1:]...)
+		p.runs++
+		p.s = e.openBolt(t, p.path, fmt.Sprintf("%s%d", strings.TrimSuffix(filepath.Base(p.path), ".db"), p.runs), cls)
+		ps = append(ps, p)
+		rejoins++
+	}
 	next := e.clock.now().Add(5 * time.Second)
 	for step := 0; step < 400; step++ {
 		e.clock.add(time.Duration(200+rng.IntN(2800)) * time.Millisecond)
 		if len(ps) > 2 && rng.IntN(25) == 0 {
 			i := rng.IntN(len(ps))
 			if rng.IntN(2) == 0 { // a clean stop; else killed
-				if err := ps[i].Settle(ctx, store.Settlement{}); err != nil && !errors.Is(err, store.ErrUnavailable) {
+				if err := ps[i].s.Settle(ctx, settlement(ps[i])); err != nil && !errors.Is(err, store.ErrUnavailable) {
 					t.Fatalf("step %d: settle: %v", step, err)
 				}
-				_ = ps[i].Leave(ctx)
+				_ = ps[i].s.Leave(ctx)
 			}
+			ps[i].s.Close()
+			stopped = append(stopped, ps[i])
 			ps = append(ps[:i], ps[i+1:]...)
 			exits++
 		}
-		if now := e.clock.now(); !now.Before(next) {
+		if len(stopped) > 0 && rng.IntN(20) == 0 {
+			start(rng.IntN(len(stopped)))
+		}
+		if rng.IntN(120) == 0 { // every process stops while Redis restarts empty, then each starts again
 			for _, p := range ps {
-				if _, err := p.Heartbeat(ctx); err != nil {
-					t.Fatalf("step %d: heartbeat: %v", step, err)
-				}
+				_ = p.s.Settle(ctx, settlement(p))
+				_ = p.s.Leave(ctx)
+				p.s.Close()
 			}
+			stopped, ps = append(stopped, ps...), nil
+			e.srv.Kill()
+			e.srv.Restart()
+			restarts++
+			rng.Shuffle(len(stopped), func(i, j int) { stopped[i], stopped[j] = stopped[j], stopped[i] })
+			for len(stopped) > 0 { // every data directory, one after the other
+				e.clock.add(time.Duration(rng.IntN(2000)) * time.Millisecond)
+				start(len(stopped) - 1)
+			}
+			outs++
+		}
+		if now := e.clock.now(); !now.Before(next) {
+			beat()
 			next = now.Add(5 * time.Second)
 		}
 		if rng.IntN(40) == 0 {
@@ -245,7 +313,8 @@ func TestRedisEmptyRestartModel(t *testing.T) {
 			e.srv.Restart()
 			restarts++
 		}
-		p, k := ps[rng.IntN(len(ps))], 1+rng.IntN(3)
+		pr, k := ps[rng.IntN(len(ps))], 1+rng.IntN(3)
+		p := pr.s
 		_, err := p.Reserve(ctx, e.record(k, k))
 		if errors.Is(err, store.ErrNoGrant) {
 			continue
@@ -257,10 +326,15 @@ func TestRedisEmptyRestartModel(t *testing.T) {
 		for range k {
 			p.Stamped(lane, now)
 			sends = append(sends, now)
+			pr.sends = append(pr.sends, now)
 		}
 	}
 	checkSends(t, sends, time.Minute, rpm, rpd, seed)
-	t.Logf("%d sends, %d restarts of Redis, %d processes stopped", len(sends), restarts, exits)
+	beat() // a restart of Redis at the last step: re-seeded
+	if n := sharedDay(t, ps[0].s); n < len(sends) {
+		t.Errorf("shared day count %d below the %d sends (seed %d)", n, len(sends), seed)
+	}
+	t.Logf("%d sends, %d restarts of Redis (%d with every process stopped), %d processes stopped, %d started again", len(sends), restarts, outs, exits, rejoins)
 	if restarts == 0 || len(sends) < rpm {
 		t.Errorf("%d restarts, %d sends: the model did not exercise a restart under load", restarts, len(sends))
 	}

@@ -270,35 +270,57 @@ return redis.call('DECRBY', KEYS[2], n)
 `)
 
 // seedScript joins the epoch of the shared state, creating it when Redis
-// has none (it started empty), and adds this process's own counts when it
-// must: when it creates the epoch, or when it had joined an earlier one
-// (Redis lost what the process had granted there). Per lane, the epoch's
-// re-seed keeps the sum of the own counts added and the largest last shared
-// count seen; the day count's re-seeded part is the larger of the two
-// (never below what the live processes sent, nor below what any of them
-// saw, and not their sum: the counts seen already hold the others' units),
-// and the grants of the new epoch come on top of it.
+// has none (it started empty), and adds this process's own counts (its
+// Local store's day counts of today) unless they are in this epoch
+// already: it adds them when it creates the epoch, and when the epoch its
+// counts were last added to (ARGV[1]: for a running process the epoch it
+// joined; for one starting, the epoch its data directory recorded,
+// SharedEpoch; "" for none) is not this one. So a process that was stopped
+// while Redis restarted empty adds its counts when it starts, whatever its
+// name then, and one whose Redis kept its state adds nothing (its grants
+// are in the day count already).
+//
+// Per lane, the epoch's re-seed keeps own, the sum of the own counts
+// added, and seen, the largest last shared count a running process saw
+// (from its grants and views: a count Redis held before it lost its state,
+// so at least what every process had sent until then); the day count's
+// re-seeded part is max(own, seen), and the grants of the new epoch come on
+// top of it. seen - own, when positive, is slack: units some process sent
+// that no own count added so far accounts for (those of processes not
+// running yet, or no longer). Adding q, a process's own count, raises the
+// count by max(0, q - slack) and the slack falls by min(q, slack): the
+// processes that join one after the other consume it in turn, and once k
+// of them added q1..qk the re-seeded part is max(seen, q1 + ... + qk).
+// That is never below what those k processes sent (each q is at least
+// what its process sent today: its Local store counts a grant before it is
+// used), never below what any process had sent when a count was seen, and
+// counts no unit twice when the seen count already held a joiner's units
+// (a sum of the own counts and the seen one would). Units a process no
+// longer running sent after the last count seen, and that it never adds
+// again, are the bound's one gap (see the README).
 //
 // KEYS: 1 epoch, then per lane: day count, use, re-seed (hash: ep, own,
 // seen); then per lane with grants: window, window count, token window.
-// ARGV: 1 known epoch ("" for none), 2 candidate epoch, 3 process, 4 day key
-// ttl s, 5 lanes n, then per lane: own count, last seen; then per lane with
-// grants: window members count, then (score, member) pairs (a member holds
-// the slots its name says, see windowLua), then token entries count, then
-// (field, "score tokens") pairs.
-// Reply: {epoch, contributed (0/1)}.
+// ARGV: 1 the epoch the own counts were last added to ("" for none), 2
+// candidate epoch, 3 process, 4 day key ttl s, 5 lanes n, then per lane:
+// own count, last seen; then per lane with grants: window members count,
+// then (score, member) pairs (a member holds the slots its name says, see
+// windowLua), then token entries count, then (field, "score tokens")
+// pairs.
+// Reply: {epoch, contributed (0/1), created (0/1)}.
 var seedScript = redis.NewScript(windowLua + `
 local ep = redis.call('GET', KEYS[1])
 local known = ARGV[1]
 local contribute = false
+local created = 0
 if not ep then
   ep = ARGV[2]
   redis.call('SET', KEYS[1], ep)
-  contribute = true
-elseif known ~= '' and known ~= ep then
+  contribute, created = true, 1
+elseif known ~= ep then
   contribute = true
 end
-if not contribute then return {ep, 0} end
+if not contribute then return {ep, 0, 0} end
 local n = tonumber(ARGV[5])
 for i = 1, n do
   local own = tonumber(ARGV[5 + 2 * i - 1])
@@ -339,7 +361,7 @@ for k = 1 + 3 * n + 1, #KEYS, 3 do
   end
   if t > 0 then redis.call('PEXPIRE', KEYS[k + 2], 180000) end
 end
-return {ep, 1}
+return {ep, 1, created}
 `)
 
 // stateScript raises a lane's cooldown or exhaustion (never lowers it) and
