@@ -1055,6 +1055,18 @@ func pruneGrants(gs []sentGrant, now time.Time) []sentGrant {
 	return gs[i:]
 }
 
+// replyInt is a script reply's number: an integer, or its decimal text.
+func replyInt(v any) (int64, bool) {
+	switch v := v.(type) {
+	case int64:
+		return v, true
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
 func earlier(a, b time.Time) time.Time {
 	if b.Before(a) {
 		return b
@@ -1119,15 +1131,21 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		before := s.localNow().UnixMilli()
 		// runGrant: grantScript.Run, carrying a heartbeat when one is due
 		// (redis_beat.go).
-		res, rerr := s.runGrant(ctx, s.grantKeysOf(r.Lane, r.Day), args...).StringSlice()
+		// The reply's numbers are integers or, in the older replies,
+		// decimal text (replyInt).
+		res, rerr := s.runGrant(ctx, s.grantKeysOf(r.Lane, r.Day), args...).Slice()
 		if rerr != nil {
 			return 0, 0, nil, 0, nil, unavailable(rerr)
 		}
-		if len(res) > 0 && res[0] != "epoch" && c.TPM > 0 {
+		kind := ""
+		if len(res) > 0 {
+			kind, _ = res[0].(string)
+		}
+		if len(res) > 0 && kind != "epoch" && c.TPM > 0 {
 			// Past the epoch check, the script added the overrun and
 			// gave the previous record's unused budget back.
 			field := ""
-			if res[0] == "ok" {
+			if kind == "ok" {
 				field = member
 			}
 			s.mu.Lock()
@@ -1137,7 +1155,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		if len(res) == 0 {
 			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
 		}
-		if res[0] == "epoch" {
+		if kind == "epoch" {
 			// Redis lost its state: re-seed and start the recovery (see
 			// newEpoch); the caller asks again within its share. The
 			// re-seed adds prev's slots as granted (its settlement was
@@ -1155,23 +1173,25 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			return 0, 0, nil, 0, nil, errEpoch
 		}
 		if len(res) < 3 {
-			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
 		}
 		s.settled(r.Lane, prev, keep)
-		a, _ := strconv.ParseInt(res[1], 10, 64)
-		rnow, _ := strconv.ParseInt(res[2], 10, 64)
-		switch res[0] {
+		a, _ := replyInt(res[1])
+		rnow, _ := replyInt(res[2])
+		switch kind {
 		case "ok":
 			count = int(a)
 			if len(res) >= 4 {
-				live, _ = strconv.Atoi(res[3])
+				n, _ := replyInt(res[3])
+				live = int(n)
 			}
 			if len(res) >= 5 {
-				s.keysVersion(res[4])
+				v, _ := res[4].(string)
+				s.keysVersion(v)
 			}
 			if len(res) >= 6 {
-				if n, err := strconv.Atoi(res[5]); err == nil && n >= 1 && n <= r.Covers {
-					covers = n
+				if n, ok := replyInt(res[5]); ok && n >= 1 && n <= int64(r.Covers) {
+					covers = int(n)
 				}
 			}
 			if len(res) > 6 {
@@ -1182,14 +1202,14 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 				// stamps' offset below errs the other way).
 				after := s.localNow().UnixMilli()
 				for _, f := range res[6:] {
-					e, err := strconv.ParseInt(f, 10, 64)
-					if err != nil {
-						return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+					e, ok := replyInt(f)
+					if !ok {
+						return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
 					}
 					sched = append(sched, time.UnixMilli(e-rnow+after))
 				}
 				if len(sched) >= covers {
-					return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %q", ErrUnavailable, res)
+					return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
 				}
 			}
 			score := rnow + ttlMillis + c.Margin.Milliseconds()
@@ -1213,14 +1233,14 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
 		default: // window, tpm, cool, exhausted: a time on Redis's clock
 			until := local.Add(time.Duration(a-rnow) * time.Millisecond)
-			if res[0] == "window" {
+			if kind == "window" {
 				// Another process's grant may give slots back before
 				// then: at its lane's next grant, or once it has been
 				// over for HeartbeatTTL/3, at that process's next
 				// heartbeat (see Stamped). Ask again by then.
 				until = earlier(until, local.Add(ttl+c.Margin+2*s.ttl/3+time.Second))
 			}
-			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: res[0], Until: until}
+			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: kind, Until: until}
 		}
 	}
 	return count, covers, sched, live, g, nil

@@ -360,10 +360,12 @@ func (s *Redis) settleGrants(ctx context.Context, now time.Time, all bool) error
 // and returns the index after them.
 const settleLua = `
 local function settle(w, a)
-  local prefix, covers, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  -- cs is covers' decimal text (settleArgs), as in the grant's member.
+  local prefix, cs, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
   if prefix == '' then return a end
-  local sc = win_rem(w, prefix .. 'g*' .. string.format('%d', covers), n > 0)
+  local covers = tonumber(cs)
+  local sc = win_rem(w, prefix .. 'g*' .. cs, n > 0)
   if sc and n > 0 then
     local left = covers
     for j = 1, n do

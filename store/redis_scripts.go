@@ -191,8 +191,10 @@ end
 // {"exhausted"|"cool", until, now}; {"window"|"tpm", freeAt, now};
 // {"day", dayCount, now}.
 var grantScript = redis.NewScript(clockLua + tokensLua + windowLua + settleLua + `
-local ep = redis.call('GET', KEYS[1])
-if ep ~= ARGV[1] then return {'epoch', ep or ''} end
+-- One read for the epoch, the day count and the disabled keys' version
+-- (nothing below writes the last two before they are used).
+local g = redis.call('MGET', KEYS[1], KEYS[3], KEYS[7])
+if g[1] ~= ARGV[1] then return {'epoch', g[1] or ''} end
 local w = win_open(KEYS[2], KEYS[9])
 settle(w, 18)
 local now = clock(ARGV[10])
@@ -213,6 +215,7 @@ if ex > now then return win_close(w, {'exhausted', tostring(ex), tostring(now)})
 local cool = tonumber(st[1] or '0') or 0
 if cool > now then return win_close(w, {'cool', tostring(cool), tostring(now)}) end
 local covers, units = tonumber(ARGV[3]), tonumber(ARGV[4])
+local asked = covers
 local ttl, rpm, rpd, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local sched = {}
 if live + covers > rpm and live < rpm and ARGV[17] == '1' then
@@ -234,22 +237,27 @@ end
 if tpm > 0 and tsum + tneed > tpm then
   return win_close(w, {'tpm', tostring(tok_free_at(tlive, tsum, tneed, tpm, win)), tostring(now)})
 end
-local used = tonumber(redis.call('GET', KEYS[3]) or '0')
+local used = tonumber(g[2] or '0')
 if used + units > rpd then return win_close(w, {'day', tostring(used), tostring(now)}) end
 if units > 0 then
-  used = redis.call('INCRBY', KEYS[3], units)
-  redis.call('EXPIRE', KEYS[3], ARGV[9])
-  redis.call('HINCRBY', KEYS[5], ARGV[11], units)
+  -- The count read above plus units, as INCRBY and EXPIRE would leave it.
+  used = used + units
+  redis.call('SET', KEYS[3], string.format('%d', used), 'EX', ARGV[9])
+  redis.call('HINCRBY', KEYS[5], ARGV[11], ARGV[4])
   redis.call('EXPIRE', KEYS[5], ARGV[9])
 end
 local score = now + ttl + margin
-win_add(w, score, ARGV[2] .. 'g*' .. string.format('%d', covers), covers)
+-- ARGV[3] is covers' decimal text unless a scheduled grant changed it.
+local cs = ARGV[3]
+if covers ~= asked then cs = string.format('%d', covers) end
+win_add(w, score, ARGV[2] .. 'g*' .. cs, covers)
 local keep = ttl + margin + win + 1000
 redis.call('PEXPIRE', KEYS[2], keep)
 if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, keep) end
 w.dirty = true
-local out = {'ok', tostring(used), tostring(now), tostring(live + covers), redis.call('GET', KEYS[7]) or '0', tostring(covers)}
-for _, t in ipairs(sched) do out[#out + 1] = tostring(t) end
+-- Numbers as integers (no text to format here and parse in Go).
+local out = {'ok', used, now, live + covers, g[3] or '0', covers}
+for _, t in ipairs(sched) do out[#out + 1] = t end
 return win_close(w, out, keep)
 `)
 
