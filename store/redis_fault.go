@@ -569,8 +569,11 @@ func (f *faultState) livePosted(l LaneID, now, window int64) (int, int64) {
 // until the earliest of when the share grows (grows), when room frees in
 // the window (frees), each 0 when unknown, else one grant life after n;
 // and, since Redis may answer again at the next heartbeat and the share
-// ends with the recovery, no later than either. Times are local Unix ms.
-// Call with s.f.mu held.
+// ends with the recovery, no later than either (the recovery's end
+// rounded up to the millisecond: asked again in the end's millisecond, a
+// grant is still within the recovery, and was refused until the share's
+// room freed, up to a minute more). Times are local Unix ms. Call with
+// s.f.mu held.
 func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Duration) error {
 	until := grows
 	if frees != 0 && (until == 0 || frees < until) {
@@ -581,7 +584,7 @@ func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Durat
 	}
 	if s.f.down {
 		until = min(until, n+(s.ttl/3).Milliseconds())
-	} else if end := s.f.recovers.UnixMilli(); end > n {
+	} else if end := s.f.recovers.Add(time.Millisecond - 1).UnixMilli(); end >= n {
 		until = min(until, end)
 	}
 	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until)}
