@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,6 +142,13 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 					s.log.Warn().Msg("Redis lost the cluster's state (restarted empty): this process added its day counts and recent grants again; until every slot of its last view of the cluster may have left the window (up to 91 s plus the window margin; a TTL more after an outage) its grants stay within its share of that view")
 				}
 			}
+			// Processes presumed dead after an outage, charged their
+			// share (store.Redis.DeadCharges): one line each.
+			if dc, ok := sh.(interface{ DeadCharges() []store.DeadCharge }); ok {
+				for _, c := range dc.DeadCharges() {
+					s.logDeadCharge(c)
+				}
+			}
 			// A process started with other limits while Redis had lost
 			// the registrations (restarted empty): said at every
 			// heartbeat until it stops (GET /healthz says degraded).
@@ -159,6 +168,24 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 		}
 	})
 	wg.Wait()
+}
+
+// logDeadCharge logs, at warning level, a process of the cluster presumed
+// dead after an outage and charged its share: its name and, per lane, the
+// window slots, day units and tokens added (no key).
+func (s *Scheduler) logDeadCharge(c store.DeadCharge) {
+	var b strings.Builder
+	for i, l := range c.Lanes {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %d slots, %d units of %s", l.Lane, l.Slots, l.Units, l.Day)
+		if l.Tokens > 0 {
+			fmt.Fprintf(&b, ", %d tokens", l.Tokens)
+		}
+	}
+	s.log.Warn().Str("process", c.Process).Str("lanes", b.String()).
+		Msg("a process of the cluster did not reach Redis again after the outage: presumed dead, what it may have sent on its share is counted in the shared windows and day counts")
 }
 
 // applyShared applies another process's event to this process's lanes and

@@ -477,6 +477,9 @@ func (s *Redis) heartbeat(ctx context.Context, fresh time.Duration) (int, error)
 		// epoch, are given back (redis_prefetch.go).
 		s.dropIdle(s.localNow())
 		_ = s.flushBack(ctx)
+		// Processes presumed dead after an outage, at the recovery's
+		// end (redis_dead.go).
+		err = s.chargeDead(ctx)
 	}
 	if err != nil {
 		err = unavailable(err)
@@ -1011,6 +1014,9 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []t
 // reserveRedis is one attempt of reserve's grant from Redis, within the
 // share while recovering (see sharing).
 func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, []time.Time, error) {
+	if err := s.chargeDead(ctx); err != nil { // due at a recovery's end (redis_dead.go)
+		return 0, 0, nil, err
+	}
 	now, life := s.localNow(), s.life()
 	o := s.sharing(now)
 	if o != nil {

@@ -97,12 +97,16 @@ type faultState struct {
 	times     map[LaneID]laneTimes  // cooldowns and exhaustion set meanwhile, not yet in Redis (redis_pending.go)
 	lastOp    time.Time             // the time of the last change of a key or stop made here
 	opTimeout time.Duration         // opTimeout; shorter in this package's tests
+	deads     []deadCheck           // checks of processes presumed dead, due at the recovery's end (redis_dead.go)
+	charged   []DeadCharge          // charges made, not yet taken by DeadCharges
 
 	// grantMu serializes Reserve while the process is down or recovering,
 	// so that a share's check and take are one step.
 	grantMu sync.Mutex
 	// recMu serializes reconnects.
 	recMu sync.Mutex
+	// deadMu serializes chargeDead.
+	deadMu sync.Mutex
 
 	// The disabled keys of the shared state as this process last saw them,
 	// and their version (see Watch).
@@ -127,6 +131,9 @@ type clusterView struct {
 	live           int
 	offMin, offMax int64 // local ms minus Redis ms, bounds
 	lanes          map[LaneID]laneView
+	// procs names the live processes (this one included): the ones a
+	// recovery's end charges when they did not reconcile (redis_dead.go).
+	procs []string
 	// tokens is, per lane with TPM, when the token window's budgets leave
 	// it (n: tokens), as leave; nil when no lane has TPM. See
 	// tokenViewFrom.
@@ -160,6 +167,10 @@ type outage struct {
 	// no longer alive; prev's view holds them). nil: none.
 	prev    *outage
 	prevEnd time.Time
+	// roster is the last view read when the outage began, whatever its
+	// age (nil: none): the processes whose share the recovery's end
+	// charges when they did not reconcile (redis_dead.go).
+	roster *clusterView
 }
 
 // newOutage is the outage beginning at now: with the share of the last
@@ -167,7 +178,7 @@ type outage struct {
 // more after this process joined), chained to the outage of a recovery
 // after Redis lost its state that is still under way. Call with f.mu held.
 func (s *Redis) newOutage(now time.Time) *outage {
-	o := &outage{since: now}
+	o := &outage{since: now, roster: s.f.view}
 	if v := s.f.view; v != nil && !s.f.rejoin && now.Sub(v.at) <= s.ttl && v.at.Sub(s.f.joined) >= s.ttl {
 		o.view, o.n, o.spread = v, max(1, v.live), v.offMax-v.offMin
 	}
@@ -229,7 +240,7 @@ func (s *Redis) viewKeys(keys []string, day string) []string {
 func (s *Redis) readView(ctx context.Context) error {
 	t0 := s.localNow()
 	day := t0.In(s.loc).Format(DayFormat)
-	keys := s.viewKeys([]string{s.epochKey()}, day)
+	keys := s.viewKeys([]string{s.epochKey(), s.procsKey()}, day)
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()
@@ -256,6 +267,23 @@ func (s *Redis) readView(ctx context.Context) error {
 // by a call sent at t0 whose reply came at t1 (local clock), with the live
 // processes of the last heartbeat.
 func (s *Redis) viewFrom(res []any, t0, t1 time.Time, day string) (*clusterView, error) {
+	// Redis's now, then the live processes' count and names (viewLua).
+	if len(res) < 2 {
+		return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
+	}
+	np, _ := res[1].(int64)
+	if np < 0 || int(np) > len(res)-2 {
+		return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
+	}
+	procs := make([]string, 0, np)
+	for _, x := range res[2 : 2+np] {
+		p, ok := x.(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: view: unexpected process %v", ErrUnavailable, x)
+		}
+		procs = append(procs, p)
+	}
+	res = append([]any{res[0]}, res[2+np:]...)
 	ints := make([]int64, len(res))
 	for i, x := range res {
 		n, ok := x.(int64)
@@ -268,7 +296,7 @@ func (s *Redis) viewFrom(res []any, t0, t1 time.Time, day string) (*clusterView,
 		return nil, fmt.Errorf("%w: view: empty reply", ErrUnavailable)
 	}
 	v := &clusterView{at: t1, live: s.Live(), offMin: t0.UnixMilli() - ints[0], offMax: t1.UnixMilli() - ints[0],
-		lanes: make(map[LaneID]laneView, len(s.lanes))}
+		lanes: make(map[LaneID]laneView, len(s.lanes)), procs: procs}
 	i := 1
 	for _, l := range s.lanes {
 		if i+1 >= len(ints) {
@@ -710,7 +738,14 @@ func (s *Redis) reconnect(ctx context.Context) error {
 			lanes = append(lanes, dl.lane)
 		}
 	}
+	roster := s.f.out.roster
 	s.f.mu.Unlock()
+	// Before this process adds anything: the lanes' day counts as the
+	// outage left them, when no other process recorded them first
+	// (redis_dead.go).
+	if err := s.recordOutageCounts(ctx, roster); err != nil {
+		return err
+	}
 	slices.SortFunc(lanes, compareLane)
 	for _, l := range lanes {
 		ok, err := s.reconcileLane(ctx, l)
@@ -735,6 +770,11 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	if err := s.join(ctx); err != nil {
 		return err
 	}
+	// Reconciled: the processes whose recovery ends later do not charge
+	// this one as dead (redis_dead.go).
+	if err := s.markReconciled(ctx); err != nil {
+		return err
+	}
 	// Then the keys disabled or enabled and the lanes stopped or resumed
 	// meanwhile, in order; the outage ends with the last.
 	if err := s.pushPending(ctx); err != nil {
@@ -743,6 +783,13 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	s.mu.Lock()
 	lost := s.epoch != joined
 	s.mu.Unlock()
+	// At the recovery's end, the processes of the outage's roster that
+	// did not reach Redis since are charged their share (redis_dead.go):
+	// of the day only when Redis came back empty (the longer recovery
+	// covers the window).
+	s.f.mu.Lock()
+	s.newDeadCheck(s.f.out, lost)
+	s.f.mu.Unlock()
 	if lost {
 		// Redis came back empty (or another process re-seeded it first):
 		// a restart as newEpoch counts it, and the recovery lasts until
@@ -817,6 +864,11 @@ func (s *Redis) sharing(now time.Time) *outage {
 	if s.f.down || (s.f.out != nil && now.Before(s.f.recovers)) {
 		return s.f.out
 	}
+	if len(s.f.deads) > 0 && s.f.out != nil {
+		// The recovery is over but the processes presumed dead are not
+		// charged yet (chargeDead): the share still bounds grants.
+		return s.f.out
+	}
 	return nil
 }
 
@@ -832,7 +884,9 @@ func (s *Redis) signalResync() {
 // viewLua holds view, the function that reads the cluster's view for
 // viewScript and heartbeatScript (with tokensLua before it).
 //
-// view(out, k, n, now, win, gran) appends to out Redis's now and, for the
+// view(out, k, n, now, win, gran, pk) appends to out Redis's now, the
+// live processes of the processes zset pk (heartbeat expiry after now): their
+// count, then their names; and, for the
 // n lanes whose keys start at KEYS[k] (per lane: window, day count), each
 // lane's day count, then its window's live slots counted by the second of
 // their score, rounded up (gran: 1000 ms): buckets n, then (score / gran,
@@ -842,8 +896,11 @@ func (s *Redis) signalResync() {
 // same way: buckets n, then (score / gran, rounded up; tokens) pairs. It
 // returns out.
 const viewLua = slotsLua + `
-local function view(out, k, n, now, win, gran)
+local function view(out, k, n, now, win, gran, pk)
   out[#out + 1] = now
+  local procs = redis.call('ZRANGE', pk, '(' .. now, '+inf', 'BYSCORE')
+  out[#out + 1] = #procs
+  for _, p in ipairs(procs) do out[#out + 1] = p end
   for i = 0, n - 1 do
     out[#out + 1] = tonumber(redis.call('GET', KEYS[k + 2 * i + 1]) or '0')
     local e = redis.call('ZRANGE', KEYS[k + 2 * i], '(' .. (now - win), '+inf', 'BYSCORE', 'WITHSCORES')
@@ -889,13 +946,13 @@ end
 // viewScript reads the cluster's view (viewLua) when the epoch is the one
 // this process joined.
 //
-// KEYS: 1 the epoch, then viewLua's keys. ARGV: 1 now ms (0: TIME), 2
-// window ms, 3 lanes n, 4 rounding ms (1000), 5 the epoch this process
-// joined. Reply: viewLua's, or {-1} when the epoch is not the one joined
+// KEYS: 1 the epoch, 2 processes (zset), then viewLua's keys. ARGV: 1 now
+// ms (0: TIME), 2 window ms, 3 lanes n, 4 rounding ms (1000), 5 the epoch
+// this process joined. Reply: viewLua's, or {-1} when the epoch is not the one joined
 // (Redis lost its state: its counts are not the cluster's).
 var viewScript = redis.NewScript(clockLua + tokensLua + viewLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[5] then return {-1} end
-return view({}, 2, tonumber(ARGV[3]), clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]))
+return view({}, 3, tonumber(ARGV[3]), clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4]), KEYS[2])
 `)
 
 // reconcileScript adds one lane's own-share grants, taken while Redis was

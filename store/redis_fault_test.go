@@ -159,25 +159,37 @@ func TestRedisShareNoView(t *testing.T) {
 
 // TestRedisFaultModel drives several processes against one Redis in real
 // time (a shortened window), each with its own connection and heartbeats,
-// while Redis stops and starts again, once keeping its state (append-only
-// file) and once coming back empty. Every interval of one window plus the
-// margin holds at most RPM sends of all of them, the day at most RPD, and
-// the shared day count is never below the sends.
+// while Redis stops and starts again, keeping its state (append-only file)
+// or coming back empty; in each outage one process (the seed's pick) is
+// killed after a while and never comes back (its sends on its share
+// count). Every interval of one window plus the margin holds at most RPM
+// sends of all of them, the day at most RPD, and the shared day count is
+// never below the sends (the killed processes' included). The window is
+// 300 ms with a heartbeat TTL of 600 ms; and 1.2 s, as in production
+// longer than the TTL, so that a process killed late in an outage may
+// have sent in the window after the others' recovery ended (before its
+// share was charged, 13 and 14 of RPM 12 in a window in 2 runs of 4).
 func TestRedisFaultModel(t *testing.T) {
-	for _, persist := range []bool{true, false} {
-		name := "empty"
-		if persist {
-			name = "persisted"
-		}
-		t.Run(name, func(t *testing.T) { faultModel(t, persist) })
+	for _, m := range []struct {
+		name          string
+		persist       bool
+		window, after time.Duration
+	}{
+		{"persisted", true, 300 * time.Millisecond, 1800 * time.Millisecond},
+		{"empty", false, 300 * time.Millisecond, 1800 * time.Millisecond},
+		{"persisted-long-window", true, 1200 * time.Millisecond, 3 * time.Second},
+	} {
+		t.Run(m.name, func(t *testing.T) { faultModel(t, m.persist, m.window, m.after) })
 	}
 }
 
-func faultModel(t *testing.T, persist bool) {
+// faultModel runs the model with the window, outages of after each (long
+// enough for the share to grow to RPM / N: life, margin, window and a
+// second of the view's rounding), and after again between them.
+func faultModel(t *testing.T, persist bool, window, after time.Duration) {
 	seed := modelSeed(t)
 	srv := redistest.Start(t, redistest.Options{AppendOnly: persist})
 	const (
-		window  = 300 * time.Millisecond
 		margin  = 20 * time.Millisecond
 		life    = 40 * time.Millisecond
 		hbTTL   = 600 * time.Millisecond
@@ -191,10 +203,15 @@ func faultModel(t *testing.T, persist bool) {
 	var shared int // grants taken on a share
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	kills := make([]chan struct{}, clients) // closed: that process is killed
+	for i := range kills {
+		kills[i] = make(chan struct{})
+	}
 	pacific, _ := time.LoadLocation("America/Los_Angeles")
 	day := time.Now().In(pacific).Format(store.DayFormat) // a re-seed counts today's records
 	for i := range clients {
 		rng := rand.New(rand.NewPCG(seed, uint64(i)))
+		kill := kills[i]
 		// One dial per call, and no dial circuit breaker (it probes once a
 		// second, which the model's shortened time would not scale).
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialerRetries: 1, PoolSize: 1000})
@@ -214,6 +231,8 @@ func faultModel(t *testing.T, persist bool) {
 				select {
 				case <-stop:
 					return
+				case <-kill:
+					return
 				case <-tick.C:
 					_, _ = s.Heartbeat(context.Background())
 				}
@@ -224,6 +243,8 @@ func faultModel(t *testing.T, persist bool) {
 			for {
 				select {
 				case <-stop:
+					return
+				case <-kill:
 					return
 				default:
 				}
@@ -255,6 +276,9 @@ func faultModel(t *testing.T, persist bool) {
 					case <-stop:
 						tm.Stop()
 						return
+					case <-kill:
+						tm.Stop()
+						return
 					case <-tm.C:
 					}
 					continue
@@ -265,7 +289,7 @@ func faultModel(t *testing.T, persist bool) {
 				}
 				got := time.Now()
 				mine := stampSends(rng, s, got, r.Until, covers, margin, sched)
-				mu.Lock()
+				mu.Lock() // a kill now still leaves these sent: counted
 				sends = append(sends, mine...)
 				if down && s.Unreachable() {
 					shared++
@@ -282,11 +306,23 @@ func faultModel(t *testing.T, persist bool) {
 		<-tm.C
 	}
 	pause(4 * hbTTL)
-	for range 2 {
+	krng := rand.New(rand.NewPCG(seed, clients))
+	victims := krng.Perm(clients)
+	for k := range 2 {
 		srv.Stop()
-		pause(6 * window)
+		// Killed once the share has had time to grow (every slot from
+		// before may have left the window: life, margin, window and a
+		// second of rounding), late in the outage: its last sends on
+		// its share are then still in the window when the others'
+		// recovery ends (with the longer window).
+		grown := life + margin + window + time.Second
+		before := after - 50*time.Millisecond - time.Duration(krng.Int64N(int64(min(after-grown, window/4))))
+		pause(before)
+		close(kills[victims[k]])
+		t.Logf("process p%c killed %v into outage %d", 'a'+victims[k], before, k+1)
+		pause(after - before)
 		srv.Restart()
-		pause(6 * window)
+		pause(after)
 	}
 	close(stop)
 	wg.Wait()

@@ -402,8 +402,9 @@ return 1
 // whose limits a live process registered otherwise (limitsScript refuses
 // that at start; a running process is told and keeps its registration).
 // With view lanes, and when the epoch is the one this process joined, it
-// also reads the cluster's view (viewLua: Redis's now, each lane's day
-// count and window, the token windows of the lanes with TPM), so that one
+// also reads the cluster's view (viewLua: Redis's now, the live processes'
+// names, each lane's day count and window, the token windows of the lanes
+// with TPM), so that one
 // round trip does everything a heartbeat reads.
 //
 // KEYS: 1 processes (zset), 2 epoch, then per view lane: window, day count;
@@ -444,7 +445,7 @@ if ARGV[8] ~= '' then
 end
 local n = tonumber(ARGV[7])
 if n == 0 or ARGV[4] == '' or ep ~= ARGV[4] then return out end
-return view(out, 3, n, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
+return view(out, 3, n, now, tonumber(ARGV[5]), tonumber(ARGV[6]), KEYS[1])
 `)
 
 // limitsScript registers this process's limits of each lane, for expiry ms

@@ -1,0 +1,342 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A process that dies during an outage that Redis survives with its state.
+//
+// While Redis is unreachable, every process sends on its share of each lane
+// (redis_fault.go): at most RPM / N slots in any window (livePosted counts
+// its own share grants whose slots may still be sent in the window, against
+// windowCap, at most RPM / N), and on a day at most (RPD - its view's day
+// count - the most the others may have taken after its view) / N units,
+// which is at most (RPD - C) / N, C the lane's shared day count when the
+// outage began. The first heartbeat that reaches Redis again adds those
+// grants to the shared window and day count (reconnect). A process that
+// dies before it reaches Redis again adds them nowhere: once the others'
+// recoveries are over, Redis would grant that room again.
+//
+// So, when the recovery of a process S ends (a heartbeat TTL after its
+// reconnect), S charges every process Q of its view from when the outage
+// began (the roster: the live processes of its last view, whatever its age)
+// that did not reach Redis since the outage began: Q is presumed dead. Q
+// reached Redis since then when its heartbeat in the processes zset was
+// renewed after the outage's start (its expiry minus the heartbeat TTL is
+// later: every process of a cluster has the same HeartbeatTTL, the
+// daemon's 15 s), or its reconnect wrote its reconciled mark (Redis's
+// clock) after that start. The outage's start is S's F (the end of the call
+// that failed) on Redis's clock, taken late: F minus the smallest offset of
+// S's view (F - offMin); a heartbeat from before the outage is earlier. The
+// bound assumes (as the share's does) that every live process reaches Redis
+// within a heartbeat TTL of the first one: then by the end of S's recovery
+// every live process has, and the ones that have not are dead (or cut off
+// by a partition: not covered, see the README).
+//
+// The charge is one script per Q (deadScript), once per (Q, outage): it
+// sets a mark holding Redis's time of the charge, and charges nothing when
+// that mark is not older than the outage's start (another survivor charged
+// Q already; a later outage starts after any charge of an earlier one). Per
+// lane of S (the lanes Q had are the cluster's configuration: S knows its
+// own), it adds:
+//
+//   - RPM / N window slots as sent at the script's now plus the lane's
+//     window margin (the latest Q may have sent: they leave the window 60 s
+//     plus the margin later), in one member named after Q; so every window
+//     from then on counts what Q may have sent on its share in the last
+//     minute;
+//   - TPM / N tokens to the lane's token window the same way (TPM lanes);
+//   - floor((RPD - C) / N) day units to the shared day count of the day of
+//     S's view (Q's part of it): at least Q's day share when C is at most
+//     Q's view's count plus the most the others may have taken after it.
+//     C is the smaller of two counts of the lane, each such a bound in
+//     most cases: the one S's view read (a view read later than Q's holds
+//     at most those grants more, an earlier one fewer; but day units given
+//     back between the two views, a grant settled, make it larger), and
+//     the one the first process to reconnect recorded before it added
+//     anything (recordOutageCounts: the count when the outage began, as
+//     nobody wrote during it; but grants Redis made after it came back and
+//     before that reconcile, to a process that started meanwhile or did
+//     not notice the outage, make it larger). When the Pacific day at the
+//     charge is a later one than the view's, floor(RPD / N) to that day
+//     instead (the share of a new day did not subtract the view's count).
+//
+// N is that of S's view (its live processes). Views read within a
+// heartbeat of each other count the same processes; one that expired or
+// joined between two views may make Q's N differ by one from S's.
+//
+// Until every check is done, the process's grants stay within its share
+// (sharing), so no grant from Redis alone comes before the charge. A
+// check that fails (Redis unreachable again) is tried again at the next
+// heartbeat or grant.
+//
+// A Q that reaches Redis again after it was charged (later than the bound
+// allows) adds its own share grants too: counted twice, on the safe side
+// (at most its share of a window for a minute, and its day share). It is
+// not charged again: its reconciled mark is later than the outage's start.
+// Charging costs the cluster, per dead process and lane, RPM / N of the
+// window for a minute and its day share on the day, whether or not it sent
+// them; a process that stopped (or died) within a heartbeat TTL before
+// the outage began is charged too.
+
+// deadMarkTTL is how long the charge and reconciled marks live: longer
+// than any recovery (a heartbeat TTL) after the reconnects they follow.
+const deadMarkTTL = 10 * time.Minute
+
+// deadCheck is one outage's check of the processes presumed dead, due
+// when the recovery after it ends.
+type deadCheck struct {
+	start int64 // the outage's start on Redis's clock, late (ms)
+	n     int
+	view  *clusterView
+	// dayOnly: Redis came back empty, so the recovery was long enough for
+	// every slot of the outage to leave the window; only the day units
+	// are charged.
+	dayOnly bool
+}
+
+// DeadCharge is a process presumed dead that this process charged at the
+// end of its recovery after an outage: the share it may have sent on,
+// added to the shared windows and day counts (see the README, "Faults").
+type DeadCharge struct {
+	Process string
+	Lanes   []DeadLane
+}
+
+// DeadLane is one lane of a DeadCharge: the window slots, day units (of
+// Day, a Pacific day YYYY-MM-DD) and tokens (TPM lanes; else 0) added.
+type DeadLane struct {
+	Lane   LaneID
+	Day    string
+	Slots  int
+	Units  int
+	Tokens int64
+}
+
+// DeadCharges returns the charges this process made since the last call
+// (none: nil), oldest first. Safe for concurrent use.
+func (s *Redis) DeadCharges() []DeadCharge {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	out := s.f.charged
+	s.f.charged = nil
+	return out
+}
+
+// newDeadCheck queues the check of the outage o's roster (reconnect), of
+// the day units only when Redis came back empty (dayOnly). Call with f.mu
+// held.
+func (s *Redis) newDeadCheck(o *outage, dayOnly bool) {
+	if o == nil || o.roster == nil || len(o.roster.procs) == 0 {
+		return
+	}
+	n := o.n
+	if n == 0 {
+		n = max(1, o.roster.live)
+	}
+	s.f.deads = append(s.f.deads, deadCheck{start: o.since.UnixMilli() - o.roster.offMin, n: n, view: o.roster, dayOnly: dayOnly})
+}
+
+// outageCountKey keeps lane l's day count of day as the first process to
+// reconnect after an outage found it (recordOutageCounts).
+func (s *Redis) outageCountKey(day string, l LaneID) string {
+	return s.key("outagecount", day, redisLane(l))
+}
+
+// recordOutageCounts records, for a heartbeat TTL times three (past every
+// survivor's check), each lane's day count of the day of the roster's view
+// as Redis holds it now, unless another process recorded it already or the
+// cluster's epoch is not the one this process joined (Redis came back
+// empty: its counts are not the outage's): the first process to reconnect
+// after an outage calls it before it adds its own share grants, so the
+// count is the one the outage began with. A nil roster records nothing.
+func (s *Redis) recordOutageCounts(ctx context.Context, roster *clusterView) error {
+	if roster == nil || len(s.lanes) == 0 {
+		return nil
+	}
+	keys := make([]string, 1, 1+2*len(s.lanes))
+	keys[0] = s.epochKey()
+	for _, l := range s.lanes {
+		day := roster.lanes[l].day
+		if day == "" {
+			continue
+		}
+		keys = append(keys, s.outageCountKey(day, l), s.dayKey(day, l))
+	}
+	if len(keys) == 1 {
+		return nil
+	}
+	return unavailable(outageCountScript.Run(ctx, s.rdb, keys, (3 * s.ttl).Milliseconds(), s.currentEpoch()).Err())
+}
+
+// markReconciled records in Redis (its clock) that this process reached it
+// and reconciled after an outage.
+func (s *Redis) markReconciled(ctx context.Context) error {
+	err := reconciledScript.Run(ctx, s.rdb, []string{s.key("reconciled", s.process)}, s.clock(), deadMarkTTL.Milliseconds()).Err()
+	return unavailable(err)
+}
+
+// chargeDead runs the checks due (the recovery over, Redis answering): see
+// the top of this file. It returns an error wrapping ErrUnavailable when
+// Redis did not answer (the checks left are tried again at the next call).
+func (s *Redis) chargeDead(ctx context.Context) error {
+	s.f.mu.Lock()
+	due := len(s.f.deads) > 0 && !s.f.down && !s.localNow().Before(s.f.recovers)
+	s.f.mu.Unlock()
+	if !due {
+		return nil
+	}
+	s.f.deadMu.Lock()
+	defer s.f.deadMu.Unlock()
+	for {
+		s.f.mu.Lock()
+		if len(s.f.deads) == 0 || s.f.down {
+			s.f.mu.Unlock()
+			return nil
+		}
+		dc := s.f.deads[0]
+		s.f.mu.Unlock()
+		var charges []DeadCharge
+		for _, p := range dc.view.procs {
+			if p == s.process {
+				continue
+			}
+			c, err := s.chargeOne(ctx, dc, p)
+			if err != nil {
+				return err
+			}
+			if c != nil {
+				charges = append(charges, *c)
+			}
+		}
+		s.f.mu.Lock()
+		s.f.deads = s.f.deads[1:]
+		s.f.charged = append(s.f.charged, charges...)
+		s.f.mu.Unlock()
+	}
+}
+
+// chargeOne charges process p of dc when it did not reach Redis since the
+// outage began and nobody charged it for this outage; nil when not charged.
+func (s *Redis) chargeOne(ctx context.Context, dc deadCheck, p string) (*DeadCharge, error) {
+	day := s.localNow().In(s.loc).Format(DayFormat)
+	keys := []string{s.key("dead", p), s.key("reconciled", p), s.procsKey()}
+	args := []any{p, dc.start, s.ttl.Milliseconds(), s.clock(), s.window.Milliseconds(), dayKeyTTL,
+		deadMarkTTL.Milliseconds()}
+	charge := &DeadCharge{Process: p}
+	for _, l := range s.lanes {
+		c := s.classes[l.Class]
+		dl := DeadLane{Lane: l, Day: day}
+		if !dc.dayOnly {
+			dl.Slots = c.RPM / dc.n
+			if c.TPM > 0 {
+				dl.Tokens = int64(c.TPM / dc.n)
+			}
+		}
+		count := -1 // the view's count of the day charged; -1: none (a later day)
+		if lv, ok := dc.view.lanes[l]; ok && lv.day >= day {
+			dl.Day, count = lv.day, lv.count
+		}
+		charge.Lanes = append(charge.Lanes, dl)
+		keys = append(keys, s.winKey(l), s.winCountKey(l), s.dayKey(dl.Day, l), s.useKey(dl.Day, l), s.tokKey(l),
+			s.outageCountKey(dl.Day, l))
+		args = append(args, dl.Slots, c.Margin.Milliseconds(), c.RPD, count, dc.n, dl.Tokens)
+	}
+	res, err := deadScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	if len(res) != len(charge.Lanes) {
+		return nil, fmt.Errorf("%w: dead charge: unexpected reply %v", ErrUnavailable, res)
+	}
+	for i := range charge.Lanes {
+		charge.Lanes[i].Units = int(res[i])
+	}
+	return charge, nil
+}
+
+// reconciledScript sets this process's reconciled mark to Redis's now.
+//
+// KEYS: 1 the mark. ARGV: 1 now ms (0: TIME), 2 the mark's life ms.
+var reconciledScript = redis.NewScript(clockLua + `
+redis.call('SET', KEYS[1], string.format('%d', clock(ARGV[1])), 'PX', ARGV[2])
+return 1
+`)
+
+// outageCountScript records each lane's day count, unless recorded, in the
+// epoch joined.
+//
+// KEYS: 1 the epoch, then pairs of (the record, the day count). ARGV: 1 the
+// record's life ms, 2 the epoch this process joined.
+var outageCountScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+for i = 2, #KEYS, 2 do
+  redis.call('SET', KEYS[i], redis.call('GET', KEYS[i + 1]) or '0', 'NX', 'PX', ARGV[1])
+end
+return 1
+`)
+
+// deadScript charges a process presumed dead with its share of each lane
+// (see the top of redis_dead.go): unless it reached Redis since the
+// outage's start (its reconciled mark, or its heartbeat, is later) or was
+// charged for this outage (its charge mark is not older than the start).
+//
+// KEYS: 1 the process's charge mark, 2 its reconciled mark, 3 processes
+// (zset), then per lane: window, window count, day count, use, token
+// window, the day count recorded after the outage (recordOutageCounts).
+// ARGV: 1 process, 2 the outage's start ms, 3 heartbeat ttl ms, 4 now ms
+// (0: TIME), 5 window ms, 6 day key ttl s, 7 mark life ms, then per lane:
+// slots, margin ms, RPD, the view's day count (-1: none, a later day), N,
+// tokens. Reply: the day units charged per lane, or {} when not charged.
+var deadScript = redis.NewScript(clockLua + windowLua + tokensLua + `
+local now = clock(ARGV[4])
+local start = tonumber(ARGV[2])
+if tonumber(redis.call('GET', KEYS[2]) or '0') > start then return {} end
+local hb = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if hb and tonumber(hb) - tonumber(ARGV[3]) > start then return {} end
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= start then return {} end
+redis.call('SET', KEYS[1], string.format('%d', now), 'PX', ARGV[7])
+local win = tonumber(ARGV[5])
+local out = {}
+local i = 0
+for a = 8, #ARGV - 5, 6 do
+  local k = 3 + 6 * i
+  i = i + 1
+  local slots, lead, rpd, count, n, tokens = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local score = now + lead
+  local member = ARGV[1] .. ':' .. string.format('%d', now) .. ':d:' .. i
+  if slots > 0 then
+    local w = win_open(KEYS[k + 1], KEYS[k + 2])
+    win_add(w, score, member .. '*' .. slots, slots)
+    local want = score - now + win + 1000
+    if redis.call('PTTL', KEYS[k + 1]) < want then redis.call('PEXPIRE', KEYS[k + 1], want) end
+    win_close(w)
+  end
+  if count < 0 then
+    count = 0
+  else
+    local rec = redis.call('GET', KEYS[k + 6])
+    if rec then count = math.min(count, tonumber(rec)) end
+  end
+  local units = math.floor(math.max(0, rpd - count) / n)
+  if units > 0 then
+    redis.call('INCRBY', KEYS[k + 3], units)
+    redis.call('EXPIRE', KEYS[k + 3], ARGV[6])
+    redis.call('HINCRBY', KEYS[k + 4], ARGV[1], units)
+    redis.call('EXPIRE', KEYS[k + 4], ARGV[6])
+  end
+  out[#out + 1] = units
+  if tokens > 0 then
+    tok_take(KEYS[k + 5], member, score, tokens, score - now + win + 1000)
+  end
+end
+return out
+`)

@@ -1,0 +1,248 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// deadEnv is three processes a, b, c live for a heartbeat TTL, then an
+// outage of Redis (it keeps its state) long enough for the share to be RPM
+// / 3, during which each takes its whole share of the window and the day.
+type deadEnv struct {
+	*redisEnv
+	cls     store.RedisClass
+	a, b, c *store.Redis
+	sends   []time.Time // every slot granted, as sent when granted
+	units   int         // every day unit granted
+	share   []int       // the day units a, b and c took on their share
+}
+
+func newDeadEnv(t *testing.T, rpd int) *deadEnv { return newDeadEnvWith(t, rpd, nil) }
+
+// newDeadEnvWith is newDeadEnv with before run when the three processes
+// have been live for a TTL, before the outage.
+func newDeadEnvWith(t *testing.T, rpd int, before func(*deadEnv)) *deadEnv {
+	t.Helper()
+	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+		cls: store.RedisClass{Name: "text", RPM: 9, RPD: rpd, Margin: 100 * time.Millisecond}}
+	e.a, e.b, e.c = e.open(t, "a", e.cls), e.open(t, "b", e.cls), e.open(t, "c", e.cls)
+	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
+	if before != nil {
+		before(e)
+	}
+	e.srv.Stop()
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		if _, err := s.Heartbeat(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("heartbeat with Redis stopped: %v", err)
+		}
+	}
+	// Every slot granted before the outage may have left the window 60 s,
+	// the grant life (30 s), the margin and a second after it began: the
+	// share is then RPM / 3 = 3, and of the day (RPD - the view's count -
+	// 9 the others may have taken after the view) / 3 (27 at RPD 90 with
+	// nothing before): each takes the window's and up to 27 units.
+	e.clock.add(92 * time.Second)
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		u := 27
+		for u > 0 && !e.take(t, s, 3, u) {
+			u--
+		}
+		if u == 0 {
+			t.Fatalf("%s: no share", s.Process())
+		}
+		e.share = append(e.share, u)
+		grantErr(t, reserveErr(s, e.record(1, 1)), "share")
+	}
+	return e
+}
+
+// take asks s for a grant of covers slots and units day units; it records
+// them as sent now and reports whether it was granted.
+func (e *deadEnv) take(t *testing.T, s *store.Redis, covers, units int) bool {
+	t.Helper()
+	if _, err := s.Reserve(context.Background(), e.record(covers, units)); err != nil {
+		if !errors.Is(err, store.ErrNoGrant) {
+			t.Fatalf("%s: %v", s.Process(), err)
+		}
+		return false
+	}
+	for range covers { // sent at once: stamped (no slot given back)
+		e.sends = append(e.sends, e.clock.now())
+		s.Stamped(lane, e.clock.now().Add(e.cls.Margin))
+	}
+	e.units += units
+	return true
+}
+
+// saturate runs the survivors for d of the virtual clock, heartbeats every
+// 5 s, each taking every grant of one slot and one unit Redis gives.
+func (e *deadEnv) saturate(t *testing.T, d time.Duration, ss ...*store.Redis) {
+	t.Helper()
+	for el := time.Duration(0); el < d; el += time.Second {
+		e.clock.add(time.Second)
+		for _, s := range ss {
+			if el%(5*time.Second) == 0 {
+				if _, err := s.Heartbeat(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 0; i < 20 && e.take(t, s, 1, 1); i++ {
+			}
+		}
+	}
+}
+
+func (e *deadEnv) charges(ss ...*store.Redis) []store.DeadCharge {
+	var out []store.DeadCharge
+	for _, s := range ss {
+		out = append(out, s.DeadCharges()...)
+	}
+	return out
+}
+
+// TestRedisDeadInOutage: of three processes that sent on their share of
+// an outage that Redis survives with its state, one is killed before Redis
+// answers again and never comes back. Once the survivors' recovery is
+// over, the first to end it charges the dead one its share (RPM / 3 of the
+// window as sent then, (RPD - the day count at the outage) / 3 of the day),
+// once: so no 60 s window of all the sends, the dead one's included, holds
+// more than RPM, and the day no more than RPD. Before, the survivors were
+// granted the dead one's room again: 12 in a minute of RPM 9, and 102 units
+// of RPD 90 in the 150 s; 12 in a minute with RPD 900.
+func TestRedisDeadInOutage(t *testing.T) {
+	for _, rpd := range []int{90, 900} { // the day binds, or only the window
+		t.Run(strconv.Itoa(rpd), func(t *testing.T) { deadInOutage(t, rpd) })
+	}
+}
+
+func deadInOutage(t *testing.T, rpd int) {
+	e := newDeadEnv(t, rpd)
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	for _, s := range []*store.Redis{e.a, e.b} { // c was killed
+		if _, err := s.Heartbeat(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.saturate(t, 150*time.Second, e.a, e.b)
+	worst := checkSends(t, e.sends, time.Minute, e.cls.RPM, e.cls.RPD, 0)
+	if e.units > e.cls.RPD {
+		t.Errorf("%d day units granted, c's share included; RPD %d", e.units, e.cls.RPD)
+	}
+	cs := e.charges(e.a, e.b)
+	if len(cs) != 1 || cs[0].Process != "c" || len(cs[0].Lanes) != 1 {
+		t.Fatalf("charges %+v, want c once", cs)
+	}
+	if l := cs[0].Lanes[0]; l.Lane != lane || l.Slots != 3 || l.Units != rpd/3 || l.Day != "2026-03-01" {
+		t.Errorf("c charged %+v, want 3 slots and (RPD - 0) / 3 = %d units of 2026-03-01", l, rpd/3)
+	}
+	u, err := e.a.Usage(context.Background(), "2026-03-01")
+	if err != nil || u.Lanes[0].Count != 54+rpd/3+(e.units-81) || u.Lanes[0].ByProcess["c"] != rpd/3 || e.share[2] != 27 {
+		t.Errorf("usage %+v, %v; want a's and b's 54 and their grants since, and c's %d", u, err, rpd/3)
+	}
+	t.Logf("%d sends, busiest minute %d of %d, %d units of %d", len(e.sends), worst, e.cls.RPM, e.units, e.cls.RPD)
+}
+
+// TestRedisDeadLate: a process charged as dead that reaches Redis after
+// all (later than a heartbeat TTL after the first) adds its own share
+// grants too (counted twice: on the safe side) and is not charged again;
+// it charges nobody itself (the others reconciled after the outage began).
+func TestRedisDeadLate(t *testing.T) {
+	e := newDeadEnv(t, 90)
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if _, err := s.Heartbeat(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.saturate(t, 20*time.Second, e.a, e.b)
+	if cs := e.charges(e.a, e.b); len(cs) != 1 || cs[0].Process != "c" {
+		t.Fatalf("charges %+v, want c once", cs)
+	}
+	if _, err := e.c.Heartbeat(context.Background()); err != nil { // c reconciles late
+		t.Fatal(err)
+	}
+	e.saturate(t, 150*time.Second, e.a, e.b, e.c)
+	checkSends(t, e.sends, time.Minute, e.cls.RPM, e.cls.RPD, 0)
+	if cs := e.charges(e.a, e.b, e.c); len(cs) != 0 {
+		t.Errorf("charges after c came back %+v, want none", cs)
+	}
+	u, err := e.a.Usage(context.Background(), "2026-03-01")
+	if err != nil || u.Lanes[0].ByProcess["c"] != 30+27 {
+		t.Errorf("usage %+v, %v; want c's part 30 charged + 27 its own", u, err)
+	}
+}
+
+// TestRedisNoDeadAfterOutage: when every process reaches Redis again in
+// time, nobody is charged, and the survivors' grants from Redis after the
+// recovery are Redis's alone (the window's RPM in a minute once the
+// outage's sends left it).
+func TestRedisNoDeadAfterOutage(t *testing.T) {
+	e := newDeadEnv(t, 90)
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	e.saturate(t, 150*time.Second, e.a, e.b, e.c)
+	checkSends(t, e.sends, time.Minute, e.cls.RPM, e.cls.RPD, 0)
+	if cs := e.charges(e.a, e.b, e.c); len(cs) != 0 {
+		t.Errorf("charges %+v, want none", cs)
+	}
+	if e.units != e.cls.RPD {
+		t.Errorf("%d units granted, want the whole day %d", e.units, e.cls.RPD)
+	}
+}
+
+// TestRedisDeadGivenBack: the dead process's view was read after day units
+// were given back (a grant settled) and the survivors' views before: their
+// views' count is above the dead one's, which took a larger day share than
+// (RPD - their count) / 3. The count the first survivor to reconnect
+// recorded before it added anything (the count when the outage began) is
+// the one charged from: the day stays within RPD. (From the survivors'
+// views alone: 95 units of RPD 90.)
+func TestRedisDeadGivenBack(t *testing.T) {
+	ctx := context.Background()
+	e := newDeadEnvWith(t, 90, func(e *deadEnv) {
+		if !e.take(t, e.a, 1, 30) {
+			t.Fatal("a: no grant")
+		}
+		for _, s := range []*store.Redis{e.a, e.b} { // their views: 30
+			if _, err := s.Heartbeat(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.a.Settle(ctx, store.Settlement{GiveBack: []store.DailyCount{{Day: "2026-03-01", Lane: lane, Count: 25}}}); err != nil {
+			t.Fatal(err)
+		}
+		e.units -= 25
+		if _, err := e.c.Heartbeat(ctx); err != nil { // c's: 5
+			t.Fatal(err)
+		}
+	})
+	if e.share[2] <= (90-30)/3 {
+		t.Fatalf("c's day share %d, want above (90 - 30) / 3", e.share[2])
+	}
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.saturate(t, 400*time.Second, e.a, e.b) // the day runs out
+	checkSends(t, e.sends, time.Minute, e.cls.RPM, e.cls.RPD, 0)
+	if e.units > e.cls.RPD {
+		t.Errorf("%d day units granted, c's share included; RPD %d", e.units, e.cls.RPD)
+	}
+	cs := e.charges(e.a, e.b)
+	if len(cs) != 1 || cs[0].Process != "c" || cs[0].Lanes[0].Units != (90-5)/3 {
+		t.Errorf("charges %+v, want c charged (90 - 5) / 3 units", cs)
+	}
+	t.Logf("shares %v, %d units of %d", e.share, e.units, e.cls.RPD)
+}
