@@ -30,6 +30,8 @@ const SchemaVersion = 1
 //	disabled  key id -> 0x01, time (At), reason bytes (the rest); or
 //	          0x02, time (At), uvarint(len(fingerprint)), fingerprint, reason
 //	          bytes (the rest), written when a fingerprint is set
+//	enabled   key id -> 0x01, time: when the key was last enabled, kept until
+//	          it is disabled again (KeysEnabled; see EnableTimes)
 //	jobs      job id -> the job's Data as given
 //	windows   laneKey -> 0x01, uvarint(n), n x (8-byte big-endian unix ns, uvarint tokens):
 //	          the lane's window log at the last clean stop (Ledger.Settle)
@@ -37,7 +39,7 @@ const SchemaVersion = 1
 //	          day (10 bytes), uvarint Units, uvarint Covers, 8-byte At and Until
 //	          (unix ns), uvarint PrevTokens: Ledger.Reserve's records, in write order
 //
-// The windows and records buckets came after version 1 without changing it:
+// The windows, records and enabled buckets came after version 1 without changing it:
 // Open creates them in an older file, and an older slideshowd ignores them.
 //
 // laneKey is uvarint(len(project)), project, class. A time is uvarint(len),
@@ -50,6 +52,7 @@ var (
 	bucketJobs     = []byte("jobs")
 	bucketWindows  = []byte("windows")
 	bucketRecords  = []byte("records")
+	bucketEnabled  = []byte("enabled")
 
 	keySchema = []byte("schema")
 	// keyEpoch prefixes a cluster's name in meta (SharedEpoch).
@@ -152,7 +155,7 @@ func initFile(tx *bolt.Tx, history int) error {
 		}
 		return fmt.Errorf("%w: the file has schema version %s, this slideshowd reads version %d", ErrSchema, found, SchemaVersion)
 	}
-	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs, bucketWindows, bucketRecords} {
+	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs, bucketWindows, bucketRecords, bucketEnabled} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -401,15 +404,63 @@ func (s *Bolt) DisableKey(ctx context.Context, d DisabledKey) error {
 		v = append(v, d.Fingerprint...)
 	}
 	v = append(v, d.Reason...)
-	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketDisabled).Put([]byte(d.KeyID), v) })
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketEnabled).Delete([]byte(d.KeyID)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDisabled).Put([]byte(d.KeyID), v)
+	})
 }
 
-// EnableKey implements Store.
+// EnableKey implements Store: EnableKeyAt at the current time.
 func (s *Bolt) EnableKey(ctx context.Context, keyID string) error {
+	return s.EnableKeyAt(ctx, keyID, time.Now())
+}
+
+// EnableKeyAt implements EnableTimes.
+func (s *Bolt) EnableKeyAt(ctx context.Context, keyID string, at time.Time) error {
 	if err := checkID("keyID", keyID); err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketDisabled).Delete([]byte(keyID)) })
+	v := appendTime([]byte{valueVersion}, at)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucketDisabled).Delete([]byte(keyID)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketEnabled).Put([]byte(keyID), v)
+	})
+}
+
+// KeysEnabled implements EnableTimes.
+func (s *Bolt) KeysEnabled(ctx context.Context) (map[string]time.Time, error) {
+	type enabled struct {
+		id string
+		at time.Time
+	}
+	all, err := readBucket(ctx, s, bucketEnabled, func(k, v []byte) (enabled, error) {
+		at, err := decodeEnabled(k, v)
+		return enabled{string(k), at}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(all))
+	for _, e := range all {
+		out[e.id] = e.at
+	}
+	return out, nil
+}
+
+// decodeEnabled decodes a value of the enabled bucket.
+func decodeEnabled(k, v []byte) (time.Time, error) {
+	if len(v) == 0 || v[0] != valueVersion {
+		return time.Time{}, fmt.Errorf("store: corrupt enabled key %s: %x", quote(string(k)), v)
+	}
+	at, _, err := readTime(v[1:])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: corrupt enabled key %s: %w", quote(string(k)), err)
+	}
+	return at, nil
 }
 
 // DisabledKeys implements Store.

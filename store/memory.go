@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Memory is a Store that keeps everything in memory: nothing survives the
@@ -21,6 +22,7 @@ type Memory struct {
 	newest   string                    // newest day in daily, "" when none
 	lanes    map[LaneID]LaneState
 	disabled map[string]DisabledKey
+	enabled  map[string]time.Time // EnableTimes
 	jobs     map[string][]byte
 	windows  map[LaneID][]Sent
 	records  []Record
@@ -199,11 +201,17 @@ func (m *Memory) DisableKey(ctx context.Context, d DisabledKey) error {
 	}
 	d.At = d.At.UTC()
 	m.disabled[d.KeyID] = d
+	delete(m.enabled, d.KeyID)
 	return nil
 }
 
-// EnableKey implements Store.
+// EnableKey implements Store: EnableKeyAt at the current time.
 func (m *Memory) EnableKey(ctx context.Context, keyID string) error {
+	return m.EnableKeyAt(ctx, keyID, time.Now())
+}
+
+// EnableKeyAt implements EnableTimes.
+func (m *Memory) EnableKeyAt(ctx context.Context, keyID string, at time.Time) error {
 	if err := checkID("keyID", keyID); err != nil {
 		return err
 	}
@@ -213,7 +221,21 @@ func (m *Memory) EnableKey(ctx context.Context, keyID string) error {
 		return err
 	}
 	delete(m.disabled, keyID)
+	if m.enabled == nil {
+		m.enabled = make(map[string]time.Time)
+	}
+	m.enabled[keyID] = at.UTC()
 	return nil
+}
+
+// KeysEnabled implements EnableTimes.
+func (m *Memory) KeysEnabled(ctx context.Context) (map[string]time.Time, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return nil, err
+	}
+	return maps.Clone(m.enabled), nil
 }
 
 // DisabledKeys implements Store.
@@ -310,7 +332,7 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.daily, m.lanes, m.disabled, m.jobs = nil, nil, nil, nil
+	m.daily, m.lanes, m.disabled, m.jobs, m.enabled = nil, nil, nil, nil, nil
 	m.newest = ""
 	return nil
 }

@@ -344,6 +344,9 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if err := s.publishLocal(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.publishEnables(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.agreeLocal(ctx); err != nil {
 		return nil, err
 	}
@@ -818,6 +821,12 @@ func (s *Redis) join(ctx context.Context) error {
 		}
 	}
 	if known != "" && ep != known {
+		// Redis lost its state: the enables this process keeps, with
+		// their times, so that no older disable comes back (see
+		// redis_local.go).
+		if err := s.publishEnables(ctx); err != nil {
+			return err
+		}
 		s.signalResync()
 	}
 	if c, _ := res[2].(int64); c == 1 && known == "" && added != "" {
@@ -1426,10 +1435,11 @@ func (s *Redis) DisableKey(ctx context.Context, d DisabledKey) error {
 // 5 s) the change is kept pending and pushed when it answers again (an
 // error wrapping ErrPending; the Local store has it).
 func (s *Redis) EnableKey(ctx context.Context, keyID string) error {
-	if err := s.Local.EnableKey(ctx, keyID); err != nil {
+	at := s.localNow()
+	if err := s.enableLocal(ctx, keyID, at); err != nil {
 		return err
 	}
-	return s.change(ctx, pendingOp{kind: "enabled", keyID: keyID, at: s.localNow()})
+	return s.change(ctx, pendingOp{kind: "enabled", keyID: keyID, at: at})
 }
 
 // DisabledKeys returns the keys disabled in Redis, by key id, and those

@@ -2,7 +2,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The cluster's changes, kept in the Local store.
@@ -20,6 +27,75 @@ import (
 // Local disables and stops into a Redis that lost them: an enable or
 // resume made on another process would otherwise be undone when Redis
 // restarts empty).
+//
+// An enable is kept with its time too (EnableTimes: Bolt and Memory keep
+// it until the key is disabled again), by the process that made it, by
+// every process that applied it and by every process that joins after it
+// (agreeLocal copies the cluster's enable times). When Redis lost its
+// state, each process shares the enables it keeps, with their times, as
+// pending changes (publishEnables: at its join, and when it finds the
+// cluster's epoch gone), so that a disable older than the enable, shared
+// from the Local store of a process that was stopped when the key was
+// enabled, loses to it whichever comes first (the conflict rule of
+// redis_pending.go). An enable made on a data directory with no daemon
+// while Redis was unreachable is shared the same way when a process on
+// that data directory joins.
+
+// EnableTimes is a Local store that keeps when each key was enabled, until
+// it is disabled again (Bolt and Memory implement it), so that an enable
+// takes part in the conflict rule of changes shared at a join as a
+// disable does (DisabledKey.At). Implementations are safe for concurrent
+// use.
+type EnableTimes interface {
+	// EnableKeyAt enables the key as EnableKey does and records at as the
+	// time of its enable; DisableKey forgets it.
+	EnableKeyAt(ctx context.Context, keyID string, at time.Time) error
+	// KeysEnabled returns, by key id, the time of each key's last enable
+	// not followed by a disable (none: empty or nil).
+	KeysEnabled(ctx context.Context) (map[string]time.Time, error)
+}
+
+// enableLocal enables the key in the Local store, recording at when it
+// keeps enable times.
+func (s *Redis) enableLocal(ctx context.Context, keyID string, at time.Time) error {
+	if et, ok := s.Local.(EnableTimes); ok {
+		return et.EnableKeyAt(ctx, keyID, at)
+	}
+	return s.Local.EnableKey(ctx, keyID)
+}
+
+// publishEnables shares the enables the Local store keeps (EnableTimes)
+// that Redis has no change of as late: each as a pending change at its
+// time, so a later change recorded meanwhile wins (see redis_pending.go).
+func (s *Redis) publishEnables(ctx context.Context) error {
+	et, ok := s.Local.(EnableTimes)
+	if !ok {
+		return nil
+	}
+	en, err := et.KeysEnabled(ctx)
+	if err != nil || len(en) == 0 {
+		return err
+	}
+	ats, err := s.rdb.HGetAll(ctx, s.keysAtKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable(err)
+	}
+	for _, id := range slices.Sorted(maps.Keys(en)) {
+		at := en[id].Truncate(time.Millisecond)
+		if ms, err := strconv.ParseInt(ats[id], 10, 64); err == nil && ms >= at.UnixMilli() {
+			continue // Redis has this change or a later one
+		}
+		op := pendingOp{kind: "enabled", keyID: id, at: at}
+		written, err := s.push(ctx, op, true)
+		if err != nil {
+			return err
+		}
+		if written {
+			s.noteOp(op)
+		}
+	}
+	return nil
+}
 
 // keepLocal writes ev, a change of the shared state made by another
 // process or found by a re-read, to the Local store. A key disabled keeps
@@ -46,7 +122,11 @@ func (s *Redis) keepLocal(ctx context.Context, ev SharedEvent) error {
 		}
 		return s.Local.DisableKey(ctx, DisabledKey{KeyID: ev.KeyID, Reason: ev.Reason, At: at})
 	case "enabled":
-		return s.Local.EnableKey(ctx, ev.KeyID)
+		at := ev.At
+		if at.IsZero() {
+			at = s.localNow()
+		}
+		return s.enableLocal(ctx, ev.KeyID, at)
 	case "stopped", "resumed", "cool", "exhausted":
 	default:
 		return nil
@@ -117,10 +197,38 @@ func (s *Redis) agreeLocal(ctx context.Context) error {
 			}
 		}
 	}
+	// The cluster's enable times (the last change of a key not disabled
+	// is its enable): kept where the Local store has none as late.
+	ats, err := s.rdb.HGetAll(ctx, s.keysAtKey()).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return unavailable(err)
+	}
+	var en map[string]time.Time
+	et, times := s.Local.(EnableTimes)
+	if times {
+		if en, err = et.KeysEnabled(ctx); err != nil {
+			return err
+		}
+	}
 	for _, d := range local {
 		if !keep[d.KeyID] {
-			if err := s.Local.EnableKey(ctx, d.KeyID); err != nil {
+			at := s.localNow()
+			if ms, err := strconv.ParseInt(ats[d.KeyID], 10, 64); err == nil {
+				at = time.UnixMilli(ms)
+			}
+			if err := s.enableLocal(ctx, d.KeyID, at); err != nil {
 				return fmt.Errorf("keeping key %s enabled by the cluster: %w", d.KeyID, err)
+			}
+		}
+	}
+	if times {
+		for _, id := range slices.Sorted(maps.Keys(ats)) {
+			ms, err := strconv.ParseInt(ats[id], 10, 64)
+			if err != nil || keep[id] || (!en[id].IsZero() && en[id].UnixMilli() >= ms) {
+				continue
+			}
+			if err := et.EnableKeyAt(ctx, id, time.UnixMilli(ms)); err != nil {
+				return fmt.Errorf("keeping key %s's enable by the cluster: %w", id, err)
 			}
 		}
 	}

@@ -266,3 +266,146 @@ func noAt(ev store.SharedEvent) store.SharedEvent {
 	ev.At = time.Time{}
 	return ev
 }
+
+// TestEnableTimes: Bolt and Memory keep when a key was enabled (EnableKey:
+// now; EnableKeyAt: the given time) until it is disabled again, and
+// across a reopen for Bolt.
+func TestEnableTimes(t *testing.T) {
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	path := filepath.Join(t.TempDir(), "s.db")
+	for name, open := range map[string]func() store.Store{
+		"memory": func() store.Store { return store.NewMemory() },
+		"bolt": func() store.Store {
+			b, err := store.Open(path, store.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+	} {
+		s := open()
+		et := s.(store.EnableTimes)
+		if err := s.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "leaked", At: at}); err != nil {
+			t.Fatal(err)
+		}
+		if err := et.EnableKeyAt(ctx, "k1", at.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		before := time.Now()
+		if err := s.EnableKey(ctx, "k2"); err != nil {
+			t.Fatal(err)
+		}
+		if err := et.EnableKeyAt(ctx, "k3", at); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DisableKey(ctx, store.DisabledKey{KeyID: "k3", Reason: "expired", At: at.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := et.EnableKeyAt(ctx, "", at); err == nil {
+			t.Errorf("%s: EnableKeyAt with an empty key id: no error", name)
+		}
+		check := func(when string) {
+			t.Helper()
+			en, err := et.KeysEnabled(ctx)
+			if err != nil || len(en) != 2 || !en["k1"].Equal(at.Add(time.Second)) || en["k2"].Before(before.Truncate(time.Second)) {
+				t.Errorf("%s %s: KeysEnabled = %v, %v; want k1 at %v, k2 at about %v (k3 disabled since)", name, when, en, err, at.Add(time.Second), before)
+			}
+			if dk := mustDisabled(t, s); len(dk) != 1 || dk[0].KeyID != "k3" {
+				t.Errorf("%s %s: disabled keys %+v, want k3", name, when, dk)
+			}
+		}
+		check("")
+		if name == "bolt" {
+			s.Close()
+			s = open()
+			et = s.(store.EnableTimes)
+			check("after a reopen")
+			s.Close()
+			if err := store.Verify(path, store.Options{}); err != nil {
+				t.Errorf("Verify with enable times: %v", err)
+			}
+			continue
+		}
+		s.Close()
+	}
+}
+
+// TestRedisEnableOutlivesEmptyRestart: a process stopped while another
+// enabled the key it had disabled keeps the disable in its data
+// directory; when Redis lost its state before that process joins again,
+// the enable (kept with its time by the processes that made or applied it,
+// and by those that joined after it) still wins, whichever process reaches
+// the empty Redis first. And an enable made on a data directory while
+// Redis was unreachable (no daemon) is shared with its time at the next
+// join.
+func TestRedisEnableOutlivesEmptyRestart(t *testing.T) {
+	ctx := context.Background()
+	for _, aFirst := range []bool{false, true} {
+		e := newRedisEnv(t)
+		raw := e.client(t)
+		dA, dB := t.TempDir(), t.TempDir()
+		a, b := e.openDir(t, "a", dA), e.openDir(t, "b", dB)
+		if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "by an operator", At: e.clock.now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.add(time.Second)
+		if err := b.EnableKey(ctx, "k2"); err != nil {
+			t.Fatal(err)
+		}
+		// c joins after the enable: it keeps the cluster's enable time.
+		c := e.openDir(t, "c", t.TempDir())
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.srv.Stop()
+		e.srv.RestartEmpty()
+		if aFirst {
+			a = e.openDir(t, "a", dA)
+		}
+		// c notices that Redis lost its state (its heartbeat): it
+		// re-seeds and shares the enables it keeps.
+		if _, err := c.Heartbeat(ctx); err != nil {
+			t.Fatalf("c's heartbeat after Redis restarted empty: %v", err)
+		}
+		if !aFirst {
+			a = e.openDir(t, "a", dA)
+		}
+		if rec, err := raw.HGet(ctx, "test:disabled", "k2").Result(); err == nil {
+			t.Errorf("a first %v: k2 disabled in the cluster after Redis restarted empty: %s", aFirst, rec)
+		}
+		if !aFirst {
+			if k, ok := localKeys(t, a)["k2"]; ok {
+				t.Errorf("a's Local store after joining: k2 %+v, want enabled", k)
+			}
+		}
+		a.Close()
+		c.Close()
+	}
+
+	// An enable on a's data directory while Redis was unreachable.
+	e := newRedisEnv(t)
+	raw := e.client(t)
+	dA := t.TempDir()
+	a := e.openDir(t, "a", dA)
+	if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "by an operator", At: e.clock.now()}); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	local, err := store.Open(filepath.Join(dA, "slideshowd.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.EnableKeyAt(ctx, "k2", e.clock.now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	local.Close()
+	a = e.openDir(t, "a", dA)
+	defer a.Close()
+	if rec, err := raw.HGet(ctx, "test:disabled", "k2").Result(); err == nil {
+		t.Errorf("k2 disabled in the cluster after a joined with its later enable: %s", rec)
+	}
+}

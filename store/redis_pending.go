@@ -42,7 +42,8 @@ import (
 // Pending changes live in memory: a process stopped before Redis answered
 // again has them in its Local store only, and shares what it can from
 // there when it joins again (publishLocal: disabled keys, lane stops,
-// cooldowns and exhaustion; not enables or resumes).
+// cooldowns and exhaustion; publishEnables: enables, with their times; not
+// resumes).
 
 // ErrPending: Redis is unreachable, so a change of a key or of a lane's stop
 // is stored in this process only for now; it is kept and reaches the other

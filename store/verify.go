@@ -155,6 +155,8 @@ func walkBucket(path string, b *bolt.Bucket) error {
 			_, err = decodeLaneState(k, v)
 		case path == string(bucketDisabled):
 			_, err = decodeDisabled(k, v)
+		case path == string(bucketEnabled):
+			_, err = decodeEnabled(k, v)
 		}
 		if err != nil {
 			return fmt.Errorf("bucket %s: key %q: %v", path, k, err)
