@@ -219,3 +219,41 @@ func TestRedisEmptyRestartRejoinWindow(t *testing.T) {
 		t.Errorf("c after the recovery: day count %d, %v; want 11", n, err)
 	}
 }
+
+// TestRedisEmptyRestartRejoinTokens: on a lane with TPM, a process stopped
+// cleanly with 3 sends of 100, 200 and 300 tokens in its window log puts
+// their budgets back in the shared token window when it starts after Redis
+// restarted empty (600 tokens, with their 3 slots).
+func TestRedisEmptyRestartRejoinTokens(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, TPM: 10000}
+	path := filepath.Join(t.TempDir(), "a.db")
+	a := e.openBolt(t, path, "a1", cls)
+	if _, err := a.Reserve(ctx, e.tokens(3, 600)); err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.now()
+	w := store.Window{Lane: lane, Sent: []store.Sent{{At: now, Tokens: 100}, {At: now, Tokens: 200}, {At: now, Tokens: 300}}}
+	for range 3 {
+		a.Stamped(lane, now)
+	}
+	if err := a.Settle(ctx, store.Settlement{Windows: []store.Window{w}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	e.srv.Kill()
+	e.srv.Restart()
+	e.clock.add(5 * time.Second)
+	a = e.openBolt(t, path, "a2", cls)
+	defer a.Close()
+	if got := sum(tokenWindow(t, e)); got != 600 {
+		t.Errorf("token window once a started again: %d tokens; want 600", got)
+	}
+	if n := len(e.windowScores(t, e.client(t))); n != 3 {
+		t.Errorf("window: %d slots; want 3", n)
+	}
+}
