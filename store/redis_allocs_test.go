@@ -47,7 +47,8 @@ func TestRedisStampedAllocs(t *testing.T) {
 // TestRedisGrantAllocs: one grant (Reserve of a record, each settling the
 // previous grant) allocates at most grantAllocs objects, go-redis's
 // command and reply included (84 here before the grant script's keys were
-// built once per lane and its arguments sized once; 51 after).
+// built once per lane and its arguments sized once; 51 after; 44 since the
+// script's reply gives its numbers as integers).
 func TestRedisGrantAllocs(t *testing.T) {
 	e := newRedisEnv(t)
 	s := e.open(t, "a", bigClass)

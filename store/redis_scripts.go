@@ -62,8 +62,9 @@ local function win_open(zk, nk)
   local w = {zk = zk, nk = nk, m = redis.call('ZCARD', zk), s = 0, dirty = false}
   if w.m == 0 then return w end
   local h = redis.call('HMGET', nk, 'm', 's')
-  if tonumber(h[1]) == w.m and tonumber(h[2]) then
-    w.s = tonumber(h[2])
+  local s = tonumber(h[2])
+  if s and tonumber(h[1]) == w.m then
+    w.s = s
     return w
   end
   for _, m in ipairs(redis.call('ZRANGE', zk, 0, -1)) do w.s = w.s + win_slots(m) end
@@ -92,6 +93,7 @@ end
 -- win_sweep removes the members scored at or before cut and returns the
 -- live count: the slots of the others.
 local function win_sweep(w, cut)
+  if w.m == 0 then return w.s end -- an empty window: nothing to sweep
   local old = redis.call('ZRANGE', w.zk, '-inf', cut, 'BYSCORE')
   if #old > 0 then
     redis.call('ZREMRANGEBYSCORE', w.zk, '-inf', cut)
@@ -203,9 +205,10 @@ local win = tonumber(ARGV[12])
 -- grant's expiry plus the margin (or, settled, at most redis_giveback.go's
 -- run span after its stamp), it is live while its score > now - 60 s.
 local live = win_sweep(w, now - win)
-local tpm, tneed = tonumber(ARGV[14]), tonumber(ARGV[13])
-local tsum, tlive = 0, {}
+local tpm, tneed = tonumber(ARGV[14]), 0
+local tsum, tlive = 0, nil
 if tpm > 0 then
+  tneed = tonumber(ARGV[13])
   tok_fix(KEYS[8], ARGV[15], tonumber(ARGV[16]), now, win)
   tsum, tlive = tok_live(KEYS[8], now, win)
 end
