@@ -269,7 +269,9 @@ func TestRedisEmptyRestartModel(t *testing.T) {
 		rejoins++
 	}
 	next := e.clock.now().Add(5 * time.Second)
-	for step := 0; step < 400; step++ {
+	// 400 steps, more while fewer than two minutes' RPM were sent (each
+	// restart with every process stopped holds them for a recovery).
+	for step := 0; step < 2000 && (step < 400 || len(sends) < 2*rpm); step++ {
 		e.clock.add(time.Duration(200+rng.IntN(2800)) * time.Millisecond)
 		if len(ps) > 2 && rng.IntN(25) == 0 {
 			i := rng.IntN(len(ps))
