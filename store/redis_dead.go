@@ -50,20 +50,58 @@ import (
 //     from then on counts what Q may have sent on its share in the last
 //     minute;
 //   - TPM / N tokens to the lane's token window the same way (TPM lanes);
-//   - floor((RPD - C) / N) day units to the shared day count of the day of
-//     S's view (Q's part of it): at least Q's day share when C is at most
-//     Q's view's count plus the most the others may have taken after it.
-//     C is the smaller of two counts of the lane, each such a bound in
-//     most cases: the one S's view read (a view read later than Q's holds
-//     at most those grants more, an earlier one fewer; but day units given
-//     back between the two views, a grant settled, make it larger), and
-//     the one the first process to reconnect recorded before it added
-//     anything (recordOutageCounts: the count when the outage began, as
-//     nobody wrote during it; but grants Redis made after it came back and
-//     before that reconcile, to a process that started meanwhile or did
-//     not notice the outage, make it larger). When the Pacific day at the
-//     charge is a later one than the view's, floor(RPD / N) to that day
-//     instead (the share of a new day did not subtract the view's count).
+//   - day units to the shared day count of the day of S's view (Q's part
+//     of it): the smaller of two bounds of what Q took on its share of
+//     that day, each safe alone:
+//
+//     1. floor((RPD - C) / N), Q's whole day share: at least it when C is
+//     at most Q's view's count plus the most the others may have taken
+//     after it. C is the smaller of two counts of the lane, each such a
+//     bound in most cases: the one S's view read (a view read later than
+//     Q's holds at most those grants more, an earlier one fewer; but day
+//     units given back between the two views, a grant settled, make it
+//     larger), and the one the first process to reconnect recorded before
+//     it added anything (recordOutageCounts: the count when the outage
+//     began, as nobody wrote during it; but grants Redis made after it
+//     came back and before that reconcile, to a process that started
+//     meanwhile or did not notice the outage, make it larger).
+//
+//     2. ceil(RPM / N) x (floor((now - q + 1 s) / 60 s) + 1), what Q may
+//     have taken on its share between its last reach of Redis and the
+//     charge (60 s: the window, as below; the script takes the window's
+//     length, shorter in this package's tests): Q grants itself a share grant only when its own share
+//     grants still live (livePosted: those whose slots' score, the grant's
+//     time plus its life and the margin, is later than 60 s before) plus
+//     the new one's slots are at most windowCap, which is at most
+//     floor(RPM / N) (N of Q's view); a grant's life and margin are not
+//     negative, so every share grant made less than 60 s before Q's last
+//     one is still live then: the share grants of any span shorter than
+//     60 s hold at most floor(RPM / N) slots (ceil with S's N: a little
+//     more when both views count the same processes; see N below). Q's
+//     share grants come after its last reach of Redis (before it, it was
+//     not down, or its reconnect added them) and before its death, before
+//     the charge's now (presumed dead by the end of S's recovery, above;
+//     Redis's clock, the script's; a heartbeat that reached Redis while
+//     Q was down, its reconnect then failing, is not such a reach: not
+//     covered, see the README); a span of length L is covered by
+//     floor(L / 60 s) + 1 spans of 60 s, each shorter by a millisecond.
+//     The day units of a record are at most its Covers (package bucket's
+//     records: a record's Chunk is part of what it covers, the lane's
+//     units reserved and not used; the store does not check it), so Q's
+//     share day units are at most its share slots. q, Q's last reach on
+//     Redis's clock, is the latest known of: its heartbeat's time (its
+//     score in the processes zset minus the heartbeat TTL: absent once
+//     the survivors' heartbeats pruned it, after a TTL), its reconciled
+//     mark, and the time of S's view minus the TTL (Q was live in it: its
+//     heartbeat expired after that view, so it beat less than a TTL before
+//     it); so q is at most a TTL before Q's last heartbeat, one more 60 s
+//     span charged at most. The second of slack covers the clocks'
+//     milliseconds (TIME truncated, the views' offsets rounded).
+//
+//     When the Pacific day at the charge is a later one than the view's,
+//     that day instead, at most floor(RPD / N) (the share of a new day
+//     did not subtract the view's count) and the second bound as is (Q's
+//     grants of the later day came after q too).
 //
 // N is that of S's view (its live processes). Views read within a
 // heartbeat of each other count the same processes; one that expired or
@@ -79,9 +117,15 @@ import (
 // (at most its share of a window for a minute, and its day share). It is
 // not charged again: its reconciled mark is later than the outage's start.
 // Charging costs the cluster, per dead process and lane, RPM / N of the
-// window for a minute and its day share on the day, whether or not it sent
+// window for a minute and, of the day, ceil(RPM / N) units per started
+// minute from its last reach of Redis (its view's time minus a TTL at the
+// earliest) to the charge (at most its day share), whether or not it sent
 // them; a process that stopped (or died) within a heartbeat TTL before
 // the outage began is charged too.
+
+// deadSlack is added to the span from a dead process's last reach of Redis
+// to its charge: the clocks' milliseconds (see the top of this file).
+const deadSlack = time.Second
 
 // deadMarkTTL is how long the charge and reconciled marks live: longer
 // than any recovery (a heartbeat TTL) after the reconnects they follow.
@@ -225,8 +269,11 @@ func (s *Redis) chargeDead(ctx context.Context) error {
 func (s *Redis) chargeOne(ctx context.Context, dc deadCheck, p string) (*DeadCharge, error) {
 	day := s.localNow().In(s.loc).Format(DayFormat)
 	keys := []string{s.key("dead", p), s.key("reconciled", p), s.procsKey()}
+	// p was live in the view: it beat less than a TTL before the view's
+	// time on Redis's clock (t1 - offMax).
+	seen := dc.view.at.UnixMilli() - dc.view.offMax - s.ttl.Milliseconds()
 	args := []any{p, dc.start, s.ttl.Milliseconds(), s.clock(), s.window.Milliseconds(), dayKeyTTL,
-		deadMarkTTL.Milliseconds()}
+		deadMarkTTL.Milliseconds(), seen, deadSlack.Milliseconds()}
 	charge := &DeadCharge{Process: p}
 	for _, l := range s.lanes {
 		c := s.classes[l.Class]
@@ -244,7 +291,8 @@ func (s *Redis) chargeOne(ctx context.Context, dc deadCheck, p string) (*DeadCha
 		charge.Lanes = append(charge.Lanes, dl)
 		keys = append(keys, s.winKey(l), s.winCountKey(l), s.dayKey(dl.Day, l), s.useKey(dl.Day, l), s.tokKey(l),
 			s.outageCountKey(dl.Day, l))
-		args = append(args, dl.Slots, c.Margin.Milliseconds(), c.RPD, count, dc.n, dl.Tokens)
+		rate := (c.RPM + dc.n - 1) / dc.n // ceil(RPM / N): its share's slots in any span under 60 s
+		args = append(args, dl.Slots, c.Margin.Milliseconds(), c.RPD, count, dc.n, dl.Tokens, rate)
 	}
 	res, err := deadScript.Run(ctx, s.rdb, keys, args...).Int64Slice()
 	if err != nil {
@@ -292,25 +340,35 @@ return 1
 // (zset), then per lane: window, window count, day count, use, token
 // window, the day count recorded after the outage (recordOutageCounts).
 // ARGV: 1 process, 2 the outage's start ms, 3 heartbeat ttl ms, 4 now ms
-// (0: TIME), 5 window ms, 6 day key ttl s, 7 mark life ms, then per lane:
-// slots, margin ms, RPD, the view's day count (-1: none, a later day), N,
-// tokens. Reply: the day units charged per lane, or {} when not charged.
+// (0: TIME), 5 window ms, 6 day key ttl s, 7 mark life ms, 8 the latest
+// time the process is known to have reached Redis by the view (ms), 9 the
+// slack ms (deadSlack), then per lane: slots, margin ms, RPD, the view's
+// day count (-1: none, a later day), N, tokens, ceil(RPM / N). Reply: the
+// day units charged per lane, or {} when not charged.
 var deadScript = redis.NewScript(clockLua + windowLua + tokensLua + `
 local now = clock(ARGV[4])
 local start = tonumber(ARGV[2])
-if tonumber(redis.call('GET', KEYS[2]) or '0') > start then return {} end
+local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
+if mark > start then return {} end
 local hb = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if hb and tonumber(hb) - tonumber(ARGV[3]) > start then return {} end
+local last = math.max(tonumber(ARGV[8]), mark)
+if hb then
+  last = math.max(last, tonumber(hb) - tonumber(ARGV[3]))
+  if tonumber(hb) - tonumber(ARGV[3]) > start then return {} end
+end
+-- The window-long spans from its last reach to now: its share's slots in
+-- each.
+local spans = math.floor(math.max(0, now - last + tonumber(ARGV[9])) / tonumber(ARGV[5])) + 1
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= start then return {} end
 redis.call('SET', KEYS[1], string.format('%d', now), 'PX', ARGV[7])
 local win = tonumber(ARGV[5])
 local out = {}
 local i = 0
-for a = 8, #ARGV - 5, 6 do
+for a = 10, #ARGV - 6, 7 do
   local k = 3 + 6 * i
   i = i + 1
-  local slots, lead, rpd, count, n, tokens = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
-    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5])
+  local slots, lead, rpd, count, n, tokens, rate = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
   local score = now + lead
   local member = ARGV[1] .. ':' .. string.format('%d', now) .. ':d:' .. i
   if slots > 0 then
@@ -326,7 +384,7 @@ for a = 8, #ARGV - 5, 6 do
     local rec = redis.call('GET', KEYS[k + 6])
     if rec then count = math.min(count, tonumber(rec)) end
   end
-  local units = math.floor(math.max(0, rpd - count) / n)
+  local units = math.min(math.floor(math.max(0, rpd - count) / n), rate * spans)
   if units > 0 then
     redis.call('INCRBY', KEYS[k + 3], units)
     redis.call('EXPIRE', KEYS[k + 3], ARGV[6])
