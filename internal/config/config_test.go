@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -304,6 +305,39 @@ func TestErrors(t *testing.T) {
 			"config: FILE: line 4: keys[0].projekt: unknown field"},
 		{"string for int", minimal + "classes:\n  image:\n    rpm: lots\n", vars,
 			`config: FILE: line 7: classes.image.rpm: "lots": want an integer`},
+		// Numbers that are not plain integers are refused, never truncated
+		// (18.5 was read as 18, 1e2 as 100), as the HTTP API refuses
+		// "images": 2.5 and 1e1.
+		{"fraction for int", minimal + "classes:\n  image:\n    rpm: 18.5\n", vars,
+			"config: FILE: line 7: classes.image.rpm: 18.5: want a whole number"},
+		{"exponent for int", minimal + "classes:\n  image:\n    rpd: 1e2\n", vars,
+			"config: FILE: line 7: classes.image.rpd: 1e2: want a whole number written in plain digits: 100"},
+		{"whole float for int", minimal + "max_active: 64.0\n", vars,
+			"config: FILE: line 5: max_active: 64.0: want a whole number written in plain digits: 64"},
+		{"negative fraction", minimal + "classes:\n  text:\n    burst: -0.5\n", vars,
+			"config: FILE: line 7: classes.text.burst: -0.5: want a whole number"},
+		{"infinity for int", minimal + "max_body_bytes: .inf\n", vars,
+			`config: FILE: line 5: max_body_bytes: ".inf": want a whole number`},
+		{"fraction in a flow mapping", minimal + "backups: {keep: 2.5}\n", vars,
+			"config: FILE: line 5: backups.keep: 2.5: want a whole number"},
+		{"int past 64 bits", minimal + "classes:\n  image:\n    rpm: 99999999999999999999\n", vars,
+			`config: FILE: line 7: classes.image.rpm: "99999999999999999999": out of range`},
+		{"negative int past 64 bits", minimal + "max_connections: -99999999999999999999\n", vars,
+			"config: FILE: line 5: max_connections: -99999999999999999999: out of range"},
+		{"word for bool", minimal + "classes:\n  image:\n    probe: maybe\n", vars,
+			`config: FILE: line 7: classes.image.probe: "maybe": want a boolean (true or false)`},
+		{"list for classes", minimal + "classes: [1,2]\n", vars,
+			"config: FILE: line 5: classes: a list: want a mapping of class names (text, image)"},
+		{"block list for classes", minimal + "classes:\n  - 1\n  - 2\n", vars,
+			"config: FILE: line 6: classes: a list: want a mapping of class names (text, image)"},
+		{"scalar for class", minimal + "classes:\n  image: 5\n", vars,
+			`config: FILE: line 6: classes.image: "5": want a mapping (model, rpm, rpd, tpm, concurrency, burst, probe, window_margin)`},
+		{"list for log", minimal + "log: [json]\n", vars,
+			"config: FILE: line 5: log: a list: want a mapping (format, level)"},
+		{"mapping for keys", "keys: {k1: K1}\n", vars,
+			"config: FILE: line 1: keys: a mapping: want a list"},
+		{"mapping for string", minimal + "listen: {host: x}\n", vars,
+			"config: FILE: line 5: listen: a mapping: want a string"},
 		{"negative grace", minimal + "shutdown_grace: -1s\n", vars,
 			"config: shutdown_grace: -1s: must be >= 0 (0 stops at once)"},
 		{"negative retention", minimal + "retention: -24h\n", vars,
@@ -531,5 +565,73 @@ func TestWindowMargin(t *testing.T) {
 				t.Errorf("image margin %v, want %v", got, tt.image)
 			}
 		})
+	}
+}
+
+// TestWholeNumbers: every integer field of the file refuses a fraction and
+// an exponent, naming the field and the value (the decoder truncated them:
+// rpm 18.5 ran as 18), and takes a plain integer.
+func TestWholeNumbers(t *testing.T) {
+	want := []string{"backups.keep", "max_active", "max_body_bytes", "max_connections"}
+	for _, class := range []string{"text", "image"} {
+		for _, f := range []string{"burst", "concurrency", "rpd", "rpm", "tpm"} {
+			want = append(want, "classes."+class+"."+f)
+		}
+	}
+	var got []string
+	for p := range intFields() {
+		got = append(got, p)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("integer fields %q, want %q", got, want)
+	}
+	// nested writes path: value as nested YAML mappings.
+	nested := func(path, value string) string {
+		var b strings.Builder
+		parts := strings.Split(path, ".")
+		for i, p := range parts {
+			b.WriteString(strings.Repeat("  ", i) + p + ":")
+			if i < len(parts)-1 {
+				b.WriteString("\n")
+			}
+		}
+		return b.String() + " " + value + "\n"
+	}
+	vars := map[string]string{"K1": "s3cr3t-one"}
+	for _, path := range want {
+		for value, why := range map[string]string{
+			"2.5":    "want a whole number",
+			"1e2":    "want a whole number written in plain digits: 100",
+			"7.0":    "want a whole number written in plain digits: 7",
+			"-1.5e1": "want a whole number written in plain digits: -15",
+		} {
+			_, _, err := load(t, minimal+nested(path, value), vars)
+			if err == nil || !strings.HasSuffix(err.Error(), ": "+path+": "+value+": "+why) {
+				t.Errorf("%s: %s: error %v, want one ending %q", path, value, err, path+": "+value+": "+why)
+			}
+		}
+		// A plain integer is not refused as a number (it may be out of the
+		// field's range: then the error is not about being whole).
+		_, _, err := load(t, minimal+nested(path, "70000"), vars)
+		if err != nil && strings.Contains(err.Error(), "whole number") {
+			t.Errorf("%s: 70000: %v", path, err)
+		}
+	}
+	// Check reports each one, not the first only.
+	path := filepath.Join(t.TempDir(), "f.yaml")
+	os.WriteFile(path, []byte(minimal+"classes:\n  image:\n    rpm: 18.5\n    rpd: 1e2\n"), 0o600)
+	_, _, errs := Check(Options{Path: path, Getenv: env(vars), NeedSecrets: true})
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), "rpm: 18.5") || !strings.Contains(errs[1].Error(), "rpd: 1e2") {
+		t.Errorf("Check: %q, want rpm's and rpd's", errs)
+	}
+	// Parse refuses them too.
+	if _, err := Parse("f.yaml", []byte("max_active: 3.5\n")); err == nil || err.Error() != "config: f.yaml: line 1: max_active: 3.5: want a whole number" {
+		t.Errorf("Parse: %v", err)
+	}
+	// Float fields and durations are not integer fields.
+	if _, _, err := load(t, minimal+"daily_critical: 0.5\nshutdown_grace: 1.5s\n", vars); err != nil {
+		t.Errorf("fractions where they belong: %v", err)
 	}
 }

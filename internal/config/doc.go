@@ -26,7 +26,10 @@
 // Load returns the first problem; Check returns every problem, one line
 // each (`slideshowd check` prints them). In a file, rpm, rpd, concurrency,
 // max_active, max_body_bytes and daily_critical written as 0 are errors: a
-// field left out takes its default, and 0 never silently means it.
+// field left out takes its default, and 0 never silently means it. Integer
+// fields take plain integers: a fraction or an exponent (rpm: 18.5, rpd:
+// 1e2) is an error naming the field and the value, never truncated, as the
+// HTTP API refuses "images": 2.5 and 1e1.
 //
 // # Caveats
 //

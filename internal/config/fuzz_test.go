@@ -15,6 +15,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("shutdown_grace: 1h\nlog: {format: json, level: debug}\n"))
 	f.Add([]byte("classes: {text: {rpm: 1, rpd: 2, tpm: 3, concurrency: 4, model: m}}\n"))
 	f.Add([]byte("- 1\n"))
+	f.Add([]byte("classes: {image: {rpm: 18.5, rpd: 1e2, probe: maybe}}\nmax_active: -99999999999999999999\n"))
+	f.Add([]byte("classes: [1, 2]\nlog: [x]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("f.yaml", data)
 		if err != nil {

@@ -7,9 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
@@ -66,7 +68,9 @@ func Load(opts Options) (Config, []string, error) {
 // Check is Load reporting every problem rather than the first: a file that
 // cannot be read or decoded (syntax, unknown field, wrong type) is one problem,
 // followed by those of the environment variables alone (GEMINI_API_KEYS,
-// GEMINI_BASE_URL, SLIDESHOWD_TOKEN); otherwise each field written as 0 where 0 is not allowed, each key whose
+// GEMINI_BASE_URL, SLIDESHOWD_TOKEN); otherwise each integer field written
+// with a fraction or an exponent (18.5, 1e2: refused, never truncated), each
+// field written as 0 where 0 is not allowed, each key whose
 // secret_env is not set (with Options.NeedSecrets), and each invalid field
 // is one, redacted as Load's error. The Config is valid only when there is
 // no problem.
@@ -112,6 +116,7 @@ func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (C
 			// are still found (check promises one line per problem).
 			return Config{}, nil, append([]error{err}, envProblems(getenv)...)
 		}
+		errs = append(errs, notWhole(path, root)...)
 		errs = append(errs, explicitZeros(path, root)...)
 		c.File = path
 	}
@@ -291,7 +296,7 @@ func Parse(name string, data []byte) (Config, error) {
 	var secrets []string
 	c, root, err := parse(name, data, &secrets, nil)
 	if err == nil {
-		if zs := explicitZeros(name, root); len(zs) > 0 {
+		if zs := append(notWhole(name, root), explicitZeros(name, root)...); len(zs) > 0 {
 			err = zs[0]
 		}
 	}
@@ -379,7 +384,8 @@ func explicitZeros(name string, root *yaml.Node) []error {
 var (
 	lineRe    = regexp.MustCompile(`^line (\d+): (.*)$`)
 	unknownRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-	typeRe    = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+	typeRe    = regexp.MustCompile("^cannot unmarshal !!(\\w+) (?:`(.*)` )?into (\\S+)$")
+	digitsRe  = regexp.MustCompile(`^[-+]?[0-9]+$`)
 )
 
 // describe turns a decoding error into one line with the field's path.
@@ -402,41 +408,124 @@ func describe(err error, root *yaml.Node) string {
 		}
 		return fmt.Sprintf("line %d: %s: unknown field", line, path)
 	}
-	path := valuePathAt(root, line)
-	if t := typeRe.FindStringSubmatch(rest); t != nil {
-		want := t[3]
-		switch {
-		case strings.HasPrefix(want, "int"):
-			want = "an integer"
-		case strings.HasPrefix(want, "float"):
-			want = "a number"
-		case want == "string":
-			want = "a string"
-		case strings.HasPrefix(want, "[]"):
-			want = "a list"
-		default:
-			want = "a mapping"
+	t := typeRe.FindStringSubmatch(rest)
+	if t == nil {
+		path := valuePathAt(root, line)
+		if path != "" {
+			return fmt.Sprintf("line %d: %s: %s", line, path, oneLine(rest))
 		}
-		val := t[2]
-		if t[1] == "map" || t[1] == "seq" {
-			val = t[1]
-		} else {
-			// yaml cuts long values ("AIzaSyP..."): quote the whole value,
-			// so that the caller's redaction recognises a secret in it.
-			if full, ok := scalarAt(root, line, val); ok {
-				val = full
+		return fmt.Sprintf("line %d: %s", line, oneLine(rest))
+	}
+	kind, val, into := t[1], t[2], strings.TrimLeft(t[3], "*")
+	var path string
+	switch kind {
+	case "seq", "map":
+		// The list or mapping itself, not the first scalar inside it
+		// ("classes: [1,2]" is about classes, not classes[0]).
+		path = collectionPathAt(root, line, kind)
+		val = map[string]string{"seq": "a list", "map": "a mapping"}[kind]
+	default:
+		path = valuePathAt(root, line)
+		// yaml cuts long values ("AIzaSyP..."): quote the whole value,
+		// so that the caller's redaction recognises a secret in it.
+		if full, ok := scalarAt(root, line, val); ok {
+			val = full
+		}
+		val = strconv.Quote(val)
+	}
+	why := "want " + wantOf(into)
+	if isIntType(into) && (kind == "int" || kind == "float" && digitsRe.MatchString(strings.Trim(val, `"`))) {
+		why = "out of range" // YAML makes a float of an integer past 64 bits
+	} else if isIntType(into) && kind == "float" {
+		why = "want a whole number"
+	}
+	if path == "" {
+		return fmt.Sprintf("line %d: %s: %s", line, val, why)
+	}
+	return fmt.Sprintf("line %d: %s: %s: %s", line, path, val, why)
+}
+
+func isIntType(goType string) bool {
+	return strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "uint")
+}
+
+// wantOf says what a field of the Go type named goType (as the decoder names
+// it, without '*') takes: "a boolean (true or false)", "an integer", "a
+// mapping of class names (text, image)", ... Mappings list their fields.
+func wantOf(goType string) string {
+	switch {
+	case goType == "bool":
+		return "a boolean (true or false)"
+	case isIntType(goType):
+		return "an integer"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	}
+	if w, ok := typeWants()[goType]; ok {
+		return w
+	}
+	return "a mapping"
+}
+
+// typeWants describes the named types of Config's fields, by the name the
+// decoder gives them ("config.Classes"): a struct is a mapping of its yaml
+// fields, a string type a string.
+var typeWants = sync.OnceValue(func() map[string]string {
+	wants := map[string]string{"string": "a string"}
+	var visit func(t reflect.Type)
+	visit = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if _, seen := wants[t.String()]; seen {
+			return
+		}
+		switch t.Kind() {
+		case reflect.String:
+			wants[t.String()] = "a string"
+		case reflect.Struct:
+			var names []string
+			for i := range t.NumField() {
+				f := t.Field(i)
+				name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+				if !f.IsExported() || name == "-" || name == "" {
+					continue
+				}
+				names = append(names, name)
 			}
-			val = strconv.Quote(val)
+			wants[t.String()] = "a mapping (" + strings.Join(names, ", ") + ")"
+			for i := range t.NumField() {
+				visit(t.Field(i).Type)
+			}
 		}
-		if path == "" {
-			return fmt.Sprintf("line %d: %s: want %s", line, val, want)
+	}
+	visit(reflect.TypeFor[Config]())
+	wants[reflect.TypeFor[Classes]().String()] = "a mapping of class names (text, image)"
+	wants[reflect.TypeFor[Config]().String()] = "a mapping of settings (listen, keys, classes, ...)"
+	return wants
+})
+
+// collectionPathAt returns the dotted path of the first list (kind "seq")
+// or mapping ("map") that starts on line.
+func collectionPathAt(root *yaml.Node, line int, kind string) string {
+	want := yaml.SequenceNode
+	if kind == "map" {
+		want = yaml.MappingNode
+	}
+	var found string
+	walk(root, "", func(n *yaml.Node, _ *yaml.Node, path string) bool {
+		if n.Line == line && n.Kind == want {
+			found = path
+			return false
 		}
-		return fmt.Sprintf("line %d: %s: %s: want %s", line, path, val, want)
+		return true
+	})
+	if found == "" {
+		return valuePathAt(root, line)
 	}
-	if path != "" {
-		return fmt.Sprintf("line %d: %s: %s", line, path, oneLine(rest))
-	}
-	return fmt.Sprintf("line %d: %s", line, oneLine(rest))
+	return found
 }
 
 func syntaxMessage(err error) string {
