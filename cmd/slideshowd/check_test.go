@@ -77,9 +77,10 @@ classes:
 			}
 			want := strings.Join([]string{first,
 				"slideshowd: config: GEMINI_API_KEYS: entry 2 of 3 is empty",
+				"slideshowd: config: GEMINI_API_KEYS: entry 3 of 3 is empty",
 				`slideshowd: config: base_url: "ftp://example.com/": want an absolute http or https URL`,
 				"slideshowd: config: SLIDESHOWD_TOKEN: 5 characters: must be at least 16 (the value is not shown)",
-				"slideshowd check: 4 problems"}, "\n") + "\n"
+				"slideshowd check: 5 problems"}, "\n") + "\n"
 			if r.code != 2 || r.stderr != want {
 				t.Errorf("%v: exit %d\n%s\nwant\n%s", args, r.code, r.stderr, want)
 			}

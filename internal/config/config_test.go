@@ -381,7 +381,9 @@ func TestErrors(t *testing.T) {
 		{"bad env project", minimal, map[string]string{EnvKeys: "a,b c:" + secret},
 			"config: GEMINI_API_KEYS: entry 2 of 2: the part before ':' must be a project id (1 to 64 letters, digits, '.', '_' or '-'); the value is not shown"},
 		{"env project without key", minimal, map[string]string{EnvKeys: "a,team:"},
-			`config: GEMINI_API_KEYS: entry 2 of 2: no key after project "team"`},
+			`config: GEMINI_API_KEYS: entry 2 of 2: no key after ':' (want PROJECT:SECRET); the value is not shown`},
+		{"env key with a stray colon", minimal, map[string]string{EnvKeys: "a," + secret + ":"},
+			`config: GEMINI_API_KEYS: entry 2 of 2: no key after ':' (want PROJECT:SECRET); the value is not shown`},
 		{"duplicate env entry across projects", minimal, map[string]string{EnvKeys: "p1:" + secret + ",p2:" + secret},
 			"config: GEMINI_API_KEYS: entry 2 is the same key as entry 1"},
 		{"duplicate env entry", minimal, map[string]string{EnvKeys: secret + "," + secret},
@@ -633,5 +635,46 @@ func TestWholeNumbers(t *testing.T) {
 	// Float fields and durations are not integer fields.
 	if _, _, err := load(t, minimal+"daily_critical: 0.5\nshutdown_grace: 1.5s\n", vars); err != nil {
 		t.Errorf("fractions where they belong: %v", err)
+	}
+}
+
+// TestCheckEnvKeysEachEntry: a bad GEMINI_API_KEYS reports each bad entry
+// by position, shows no part of any entry, and adds no "keys: none" line
+// (the variable is set; the file's keys are replaced by it, not checked).
+func TestCheckEnvKeysEachEntry(t *testing.T) {
+	const s1, s2 = "AIzaSyA-first-secret-0123456789abcdef", "second-secret-value"
+	path := filepath.Join(t.TempDir(), "f.yaml")
+	os.WriteFile(path, []byte("keys:\n  - id: k1\n"), 0o600) // no secret_env: a problem of the file's keys
+	vars := map[string]string{EnvKeys: s1 + ",, bad proj:" + s2 + "," + s1 + "," + s2 + ":"}
+	for _, client := range []bool{false, true} {
+		_, _, errs := Check(Options{Path: path, Getenv: env(vars), NeedSecrets: !client, Client: client})
+		want := []string{
+			"config: GEMINI_API_KEYS: entry 2 of 5 is empty",
+			"config: GEMINI_API_KEYS: entry 3 of 5: the part before ':' must be a project id (1 to 64 letters, digits, '.', '_' or '-'); the value is not shown",
+			"config: GEMINI_API_KEYS: entry 4 is the same key as entry 1",
+			"config: GEMINI_API_KEYS: entry 5 of 5: no key after ':' (want PROJECT:SECRET); the value is not shown",
+		}
+		var got []string
+		for _, e := range errs {
+			got = append(got, e.Error())
+			for _, secret := range []string{s1, s2, "bad proj"} {
+				if strings.Contains(e.Error(), secret) {
+					t.Errorf("shows an entry: %q", e)
+				}
+			}
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("client %v: problems:\n%s\nwant:\n%s", client, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	// With a file that does not decode, the variable's entries are still
+	// each reported after the file's problem.
+	os.WriteFile(path, []byte("classes: [1]\n"), 0o600)
+	_, _, errs := Check(Options{Path: path, Getenv: env(vars), NeedSecrets: true})
+	if len(errs) != 5 {
+		t.Errorf("undecodable file: %q, want its problem and the 4 entries'", errs)
+	}
+	if _, err := ParseEnvKeys("a,,b,"); err == nil || err.Error() != "config: GEMINI_API_KEYS: entry 2 of 4 is empty" {
+		t.Errorf("ParseEnvKeys: %v, want the first bad entry", err)
 	}
 }

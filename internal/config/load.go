@@ -138,9 +138,13 @@ func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (C
 	if literal && mode.Perm()&0o044 != 0 {
 		warnings = append(warnings, fmt.Sprintf("config: %s holds a literal secret and is readable by others (mode %04o); chmod 600 it", redact.String(path), mode.Perm()))
 	}
-	errs = append(errs, c.applyEnv(getenv, opts.NeedSecrets)...)
+	envErrs := c.applyEnv(getenv, opts.NeedSecrets)
+	errs = append(errs, envErrs...)
+	// A bad GEMINI_API_KEYS leaves no keys: its entries' errors say why,
+	// and "keys: none" would send the reader to set what is set.
+	keysBad := strings.TrimSpace(getenv(EnvKeys)) != "" && len(envErrs) > 0
 	c.withDefaults()
-	errs = append(errs, c.problems(opts.Client)...)
+	errs = append(errs, c.problems(opts.Client || keysBad)...)
 	return c, warnings, errs
 }
 
@@ -150,9 +154,8 @@ func checkConfig(opts Options, getenv func(string) string, secrets *[]string) (C
 func envProblems(getenv func(string) string) []error {
 	var errs []error
 	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
-		if _, err := ParseEnvKeys(v); err != nil {
-			errs = append(errs, err)
-		}
+		_, kerrs := parseEnvKeys(v)
+		errs = append(errs, kerrs...)
 	}
 	if v := getenv(EnvBaseURL); v != "" {
 		if err := checkBaseURL(v); err != nil {
@@ -229,12 +232,11 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) []error {
 		c.RedisURL = RedisURL(v)
 	}
 	if v := getenv(EnvKeys); strings.TrimSpace(v) != "" {
-		keys, err := ParseEnvKeys(v)
-		if err != nil {
-			return []error{err}
-		}
+		// The variable replaces the file's keys even when an entry is
+		// bad: its errors are then the keys' only problems.
+		keys, errs := parseEnvKeys(v)
 		c.Keys = keys
-		return nil
+		return errs
 	}
 	if !secrets {
 		return nil
@@ -258,33 +260,54 @@ func (c *Config) applyEnv(getenv func(string) string, secrets bool) []error {
 // ParseEnvKeys parses the value of GEMINI_API_KEYS: comma-separated
 // entries SECRET or PROJECT:SECRET, with ids key1..keyN in order. An entry
 // without a project is its own project (named by its id); entries naming
-// the same project share its quotas. Gemini API keys hold no ':'. Errors
-// name the entry by position and never show a value.
+// the same project share its quotas. Gemini API keys hold no ':'. The error
+// is the first bad entry's (Check reports each); errors name the entry by
+// position and never show any part of it.
 func ParseEnvKeys(v string) ([]Key, error) {
+	keys, errs := parseEnvKeys(v)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	return keys, nil
+}
+
+// parseEnvKeys is ParseEnvKeys returning one error for each bad entry (no
+// keys when there is one).
+func parseEnvKeys(v string) ([]Key, []error) {
 	parts := strings.Split(v, ",")
 	keys := make([]Key, 0, len(parts))
 	seen := make(map[string]int, len(parts))
+	var errs []error
 	for i, p := range parts {
 		p = strings.TrimSpace(p)
 		if p == "" {
-			return nil, fmt.Errorf("config: %s: entry %d of %d is empty", EnvKeys, i+1, len(parts))
+			errs = append(errs, fmt.Errorf("config: %s: entry %d of %d is empty", EnvKeys, i+1, len(parts)))
+			continue
 		}
 		id := "key" + strconv.Itoa(i+1)
 		project := id
 		if pr, secret, ok := strings.Cut(p, ":"); ok {
 			if !idPattern.MatchString(pr) {
-				return nil, fmt.Errorf("config: %s: entry %d of %d: the part before ':' must be a project id (1 to 64 letters, digits, '.', '_' or '-'); the value is not shown", EnvKeys, i+1, len(parts))
+				errs = append(errs, fmt.Errorf("config: %s: entry %d of %d: the part before ':' must be a project id (1 to 64 letters, digits, '.', '_' or '-'); the value is not shown", EnvKeys, i+1, len(parts)))
+				continue
 			}
 			if p = strings.TrimSpace(secret); p == "" {
-				return nil, fmt.Errorf("config: %s: entry %d of %d: no key after project %q", EnvKeys, i+1, len(parts), pr)
+				// The part before ':' is not shown either: it may be a key
+				// written with a stray ':'.
+				errs = append(errs, fmt.Errorf("config: %s: entry %d of %d: no key after ':' (want PROJECT:SECRET); the value is not shown", EnvKeys, i+1, len(parts)))
+				continue
 			}
 			project = pr
 		}
 		if j, dup := seen[p]; dup {
-			return nil, fmt.Errorf("config: %s: entry %d is the same key as entry %d", EnvKeys, i+1, j+1)
+			errs = append(errs, fmt.Errorf("config: %s: entry %d is the same key as entry %d", EnvKeys, i+1, j+1))
+			continue
 		}
 		seen[p] = i
 		keys = append(keys, Key{ID: id, Project: project, Secret: p})
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return keys, nil
 }
