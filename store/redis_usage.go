@@ -93,10 +93,10 @@ return out
 
 // Usage returns the cluster's view of day for the lanes of
 // RedisOptions.Projects, read in one Redis round trip (one read-only
-// script: a consistent snapshot). It wraps ErrUnavailable when Redis could
-// not answer.
+// script: a consistent snapshot), through RedisOptions.ViewClient when set.
+// It wraps ErrUnavailable when Redis could not answer.
 func (s *Redis) Usage(ctx context.Context, day string) (ClusterUsage, error) {
-	u, err := s.readUsage(ctx, day, s.lanes, s.window)
+	u, err := s.readUsage(ctx, s.view, day, s.lanes, s.window)
 	u.Process = s.process
 	return u, err
 }
@@ -133,10 +133,10 @@ func ReadClusterUsage(ctx context.Context, day string, o ClusterUsageOptions) (C
 	if win <= 0 {
 		win = time.Minute
 	}
-	return s.readUsage(ctx, day, lanes, win)
+	return s.readUsage(ctx, s.rdb, day, lanes, win)
 }
 
-func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win time.Duration) (ClusterUsage, error) {
+func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, lanes []LaneID, win time.Duration) (ClusterUsage, error) {
 	u := ClusterUsage{Cluster: strings.TrimSuffix(s.prefix, ":")}
 	if err := checkDay(day); err != nil {
 		return u, err
@@ -145,7 +145,7 @@ func (s *Redis) readUsage(ctx context.Context, day string, lanes []LaneID, win t
 	for _, l := range lanes {
 		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.winKey(l), s.tokKey(l))
 	}
-	res, err := usageScript.Run(ctx, s.rdb, keys, s.clock(), win.Milliseconds()).Slice()
+	res, err := usageScript.Run(ctx, rdb, keys, s.clock(), win.Milliseconds()).Slice()
 	if err != nil {
 		return u, unavailable(err)
 	}

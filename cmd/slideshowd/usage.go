@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/bucket"
@@ -168,11 +167,10 @@ func readCluster(ctx context.Context, cfg config.Config, sc scheduler.Config, no
 		loc = bucket.Pacific
 	}
 	day := bucket.Day(now, loc)
-	opts, err := cfg.RedisURL.Options()
+	rc, err := viewClient(cfg) // a refused connection is said at once
 	if err != nil {
 		return scheduler.ClusterView(store.ClusterUsage{Cluster: cfg.Cluster}, day, err)
 	}
-	rc := redis.NewClient(opts)
 	defer rc.Close()
 	classes := make([]store.RedisClass, len(sc.Classes))
 	for i, c := range sc.Classes {

@@ -147,8 +147,8 @@ type daemon struct {
 	cfg    config.Config
 	log    zerolog.Logger
 	store  *store.Bolt
-	shared *store.Redis // nil without redis_url
-	redis  *redis.Client
+	shared *store.Redis    // nil without redis_url
+	redis  []*redis.Client // the ledger's and the view's; none without redis_url
 	sched  *scheduler.Scheduler
 	gem    *gemini.Client
 	pipe   *pipeline.Pipeline
@@ -247,7 +247,7 @@ func registerSharedMetrics(reg prometheus.Registerer, rs *store.Redis) {
 // openShared joins the cluster's shared quota on Redis (redis_url, cluster):
 // the scheduler's store becomes the Redis ledger over the bbolt file (jobs
 // stay in the bbolt file).
-func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, local *store.Bolt, log zerolog.Logger) (*store.Redis, *redis.Client, error) {
+func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, local *store.Bolt, log zerolog.Logger) (*store.Redis, []*redis.Client, error) {
 	opts, err := cfg.RedisURL.Options()
 	if err != nil {
 		return nil, nil, err
@@ -258,19 +258,44 @@ func openShared(ctx context.Context, cfg config.Config, sc scheduler.Config, loc
 	opts.ContextTimeoutEnabled = true
 	useRedisLog(log, cfg)
 	rc := redis.NewClient(opts)
+	// The cluster's view (/v1/usage, /metrics, the status page) is read
+	// through a client that does not retry, so a Redis refusing connections
+	// is said at once, not after ClusterTimeout (see viewClient).
+	view, err := viewClient(cfg)
+	if err != nil {
+		rc.Close()
+		return nil, nil, err
+	}
 	projects := projectsOf(cfg)
 	classes := make([]store.RedisClass, len(sc.Classes))
 	for i, c := range sc.Classes {
 		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, TPM: c.Limits.TPM, Margin: c.WindowMargin}
 	}
-	rs, err := store.OpenRedis(ctx, local, store.RedisOptions{Client: rc, Cluster: cfg.Cluster, Classes: classes, Projects: projects})
+	rs, err := store.OpenRedis(ctx, local, store.RedisOptions{Client: rc, ViewClient: view, Cluster: cfg.Cluster, Classes: classes, Projects: projects})
 	if err != nil {
 		rc.Close()
+		view.Close()
 		return nil, nil, fmt.Errorf("redis_url %s: %w", cfg.RedisURL, err)
 	}
 	log.Info().Str("redis", cfg.RedisURL.String()).Str("cluster", cfg.Cluster).Str("process", rs.Process()).
 		Int("processes", rs.Live()).Msg("sharing quota through Redis")
-	return rs, rc, nil
+	return rs, []*redis.Client{rc, view}, nil
+}
+
+// viewClient returns a client of redis_url for reading the cluster's view
+// (store.RedisOptions.ViewClient): no retry of a command (MaxRetries -1) and
+// one dial of a connection (DialerRetries 1), where go-redis's defaults (4
+// tries of 5 dials 100 ms apart: about 1.6 s) outlast the view's bound; the
+// context's deadline applies to the socket, so a Redis that hangs still
+// costs the bound.
+func viewClient(cfg config.Config) (*redis.Client, error) {
+	opts, err := cfg.RedisURL.Options()
+	if err != nil {
+		return nil, err
+	}
+	opts.ContextTimeoutEnabled = true
+	opts.MaxRetries, opts.DialerRetries = -1, 1
+	return redis.NewClient(opts), nil
 }
 
 // redisLog writes go-redis's own messages (a connection pool that failed to
@@ -346,8 +371,8 @@ func (d *daemon) close() {
 	if err := d.store.Close(); err != nil {
 		d.log.Error().Err(err).Msg("closing the store")
 	}
-	if d.redis != nil {
-		d.redis.Close()
+	for _, c := range d.redis {
+		c.Close()
 	}
 }
 
