@@ -37,7 +37,17 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		return flagExit(err)
 	}
-	if len(pos) != 1 || (*out == "" && !*dryRun) {
+	var missing string
+	switch {
+	case len(pos) == 0:
+		missing = "missing FILE.json, the batch file"
+	case len(pos) > 1:
+		missing = fmt.Sprintf("unexpected argument %q: one batch file at a time", pos[1])
+	case *out == "" && !*dryRun:
+		missing = "missing -out DIR, the output directory (required unless -dry-run)"
+	}
+	if missing != "" {
+		fmt.Fprintln(e.stderr, "slideshowd batch:", missing)
 		fs.Usage()
 		return exitBadArgs
 	}
