@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/slideshowd/slideshowd/internal/pipeline"
 )
 
 // TestBatchArgumentsSayWhatIsWrong: batch without -out, without a file or
@@ -21,6 +24,20 @@ func TestBatchArgumentsSayWhatIsWrong(t *testing.T) {
 		first, rest, _ := strings.Cut(r.stderr, "\n")
 		if r.code != exitBadArgs || first != tt.want || !strings.HasPrefix(rest, "Usage: slideshowd batch FILE.json -out DIR") {
 			t.Errorf("%v: exit %d, stderr\n%s\nwant %q then the usage", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
+}
+
+// TestJobsLimitRange: -limit takes what the API's limit takes (1..500); 0
+// listed a default page where ?limit=0 is a 400, and 501 was cut to 500 on
+// the data directory where the API refuses it. Refused before anything is
+// asked (no daemon needed).
+func TestJobsLimitRange(t *testing.T) {
+	for _, n := range []int{0, -1, pipeline.MaxPageSize + 1} {
+		r := runBin(t, t.TempDir(), nil, "jobs", "-limit", fmt.Sprint(n), "-addr", "127.0.0.1:1")
+		want := fmt.Sprintf("slideshowd jobs: -limit %d: want 1..%d (leave it out for %d)\n", n, pipeline.MaxPageSize, pipeline.DefaultPageSize)
+		if r.code != exitBadArgs || r.stderr != want {
+			t.Errorf("-limit %d: exit %d, stderr %q; want 2 and %q", n, r.code, r.stderr, want)
 		}
 	}
 }

@@ -488,11 +488,19 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 	state := fs.String("state", "", "list: only these states, comma-separated (queued, analyzing, generating, done, failed, canceled)")
 	priority := fs.String("priority", "", "list: only this priority (high, normal, low)")
 	since := fs.String("since", "", "list: only jobs created since this RFC 3339 time or this long ago (24h)")
-	limit := fs.Int("limit", 0, fmt.Sprintf("list: at most this many jobs (default %d, at most %d)", pipeline.DefaultPageSize, pipeline.MaxPageSize))
+	limit := fs.Int("limit", 0, fmt.Sprintf("list: jobs per page, 1..%d (default %d)", pipeline.MaxPageSize, pipeline.DefaultPageSize))
 	cursor := fs.String("cursor", "", "list: continue after the page that printed this cursor")
 	sub, pos, cfg, code, ok := c.start(e, args)
 	if !ok {
 		return code
+	}
+	// -limit takes what the API's limit takes: 0 is refused (it listed
+	// a default page), not read as "no limit".
+	limitSet := false
+	fs.Visit(func(f *flag.Flag) { limitSet = limitSet || f.Name == "limit" })
+	if limitSet && (*limit < 1 || *limit > pipeline.MaxPageSize) {
+		fmt.Fprintf(e.stderr, "slideshowd jobs: -limit %d: want 1..%d (leave it out for %d)\n", *limit, pipeline.MaxPageSize, pipeline.DefaultPageSize)
+		return exitBadArgs
 	}
 	var err error
 	q := url.Values{}
@@ -501,7 +509,7 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 			q.Set(k, v)
 		}
 	}
-	if *limit != 0 {
+	if limitSet {
 		q.Set("limit", fmt.Sprint(*limit))
 	}
 	var (
