@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 )
 
@@ -39,5 +44,17 @@ func TestJobsLimitRange(t *testing.T) {
 		if r.code != exitBadArgs || r.stderr != want {
 			t.Errorf("-limit %d: exit %d, stderr %q; want 2 and %q", n, r.code, r.stderr, want)
 		}
+	}
+}
+
+// TestLogDurationsAreStrings: a duration in a log line says its unit
+// ("cooldown":"20s"); zerolog's default wrote float milliseconds
+// ("cooldown":20000) under names without a unit.
+func TestLogDurationsAreStrings(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(env{stdout: &buf, stderr: &buf}, config.Log{Format: "json", Level: "info"}, zerolog.InfoLevel)
+	log.Info().Dur("cooldown", 20*time.Second).Dur("duration", 1500*time.Microsecond).Msg("lane cooling down")
+	if s := buf.String(); !strings.Contains(s, `"cooldown":"20s"`) || !strings.Contains(s, `"duration":"1.5ms"`) {
+		t.Errorf("log line %s: want \"cooldown\":\"20s\" and \"duration\":\"1.5ms\"", s)
 	}
 }

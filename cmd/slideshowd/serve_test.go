@@ -472,7 +472,7 @@ func TestServeStopsAndResumes(t *testing.T) {
 	if err := d.cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v\n%s", err, d.logs())
 	}
-	if logs := d.logs(); !strings.Contains(logs, `"grace":0,`) {
+	if logs := d.logs(); !strings.Contains(logs, `"grace":"0s",`) {
 		t.Errorf("the stop did not use shutdown_grace 0:\n%s", logs)
 	}
 	inflight.waitZero()

@@ -106,6 +106,11 @@ func isTerminal(w io.Writer) bool {
 // newLogger builds the logger of cfg.Log on e.stderr: JSON, or console
 // output when asked or, by default, when stderr is a terminal. minLevel
 // raises the level (batch and demo keep info lines off a progress bar).
+// Durations in log lines are Go duration strings ("cooldown":"20s",
+// "duration":"1.2ms"): zerolog's default, float milliseconds under field
+// names without a unit, read like seconds. Set once, before any logging.
+func init() { zerolog.DurationFieldFormat = zerolog.DurationFormatString }
+
 func newLogger(e env, lc config.Log, minLevel zerolog.Level) zerolog.Logger {
 	level, err := zerolog.ParseLevel(lc.Level)
 	if err != nil || lc.Level == "" {
