@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/slideshowd/slideshowd/gemini"
 	"github.com/slideshowd/slideshowd/internal/httpapi"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 	"github.com/slideshowd/slideshowd/scheduler"
@@ -268,6 +269,7 @@ func runBatchServer(ctx context.Context, e env, server, token string, entries []
 	}
 
 	go c.watchWaits(followCtx, tr)
+	go c.watchSteps(followCtx, tr)
 
 	results := make([]batchResult, len(entries))
 	for range len(entries) {
@@ -338,6 +340,52 @@ func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
 		}
 	}
 }
+
+// stepsEvery is how often batch -server reads the daemon's running jobs
+// for the progress of their steps (the long polls answer only at a job's
+// end: the progress would jump a whole job at a time).
+const stepsEvery = time.Second
+
+// watchSteps updates the progress from the daemon's running jobs (GET
+// /v1/slideshows?state=analyzing,generating, one request for them all,
+// whatever the batch's size) every stepsEvery until ctx ends, so that it
+// moves step by step as in the local mode; steps that end within the same
+// stepsEvery count together. A listed job has no analysis (the list leaves
+// it out): one generating has made it. Jobs that end are left to their
+// long polls. Errors are left to the followers.
+func (c *daemonClient) watchSteps(ctx context.Context, tr *tracker) {
+	tick := time.NewTicker(stepsEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		q := url.Values{"state": {"analyzing,generating"}, "limit": {fmt.Sprint(pipeline.MaxPageSize)}}
+		for range maxStepPages {
+			var page pipeline.Page
+			if _, _, err := c.do(ctx, http.MethodGet, "/v1/slideshows?"+q.Encode(), nil, nil, http.StatusOK, &page); err != nil {
+				break
+			}
+			for _, st := range page.Jobs {
+				if st.State == pipeline.JobGenerating && st.Analysis == nil {
+					st.Analysis = &gemini.Analysis{} // made; tracker.update counts it by its presence
+				}
+				tr.update(st)
+			}
+			if page.Next == "" {
+				break
+			}
+			q.Set("cursor", page.Next)
+		}
+	}
+}
+
+// maxStepPages bounds the pages of running jobs watchSteps reads at a
+// time (500 each: more than a daemon runs at once with max_active's
+// default, 64).
+const maxStepPages = 10
 
 // retryFailed reopens job id of entry i when an earlier run left it
 // failed (POST /v1/slideshows/{id}/retry), as the local mode does.
