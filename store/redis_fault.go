@@ -424,6 +424,9 @@ func (s *Redis) markRecovering(ctx context.Context, end time.Time) {
 // Redis lost its state (markRecovering) has no view of the cluster from
 // before, and the slots of processes no longer alive are in no Redis
 // window: it takes no grant until that recovery ends (Reason "share").
+// The same after an outage that Redis survived, until the processes
+// presumed dead may have been charged (reconnect; redis_dead.go): their
+// share's sends are in no Redis window before.
 func (s *Redis) joinRecovery(ctx context.Context) error {
 	d, err := s.rdb.PTTL(ctx, s.recoveringKey()).Result()
 	if err != nil {
@@ -789,7 +792,20 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	// covers the window).
 	s.f.mu.Lock()
 	s.newDeadCheck(s.f.out, lost)
+	o := s.f.out
+	hold := o != nil && o.roster != nil && slices.ContainsFunc(o.roster.procs, func(p string) bool { return p != s.process })
+	holdEnd := s.f.recovers.Add(s.ttl/3 + time.Second)
 	s.f.mu.Unlock()
+	if hold && !lost {
+		// A process that joins before the processes presumed dead are
+		// charged (at the first heartbeat or grant after this recovery's
+		// end, a heartbeat interval at most) would be granted the room
+		// their share's sends hold, which no Redis window has yet (a
+		// daemon killed during the outage and restarted when Redis
+		// answers again): it is held until then, as a joiner during the
+		// recovery after Redis lost its state (joinRecovery).
+		s.markRecovering(ctx, holdEnd)
+	}
 	if lost {
 		// Redis came back empty (or another process re-seeded it first):
 		// a restart as newEpoch counts it, and the recovery lasts until
