@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,21 +19,7 @@ func TestEnableThroughAnotherDaemon(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	_, emu := startEmulate(t, "-keys", "2", "-seed", "5")
 	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\n"
-	var daemons []*daemonProc
-	var dirs []string
-	var envs []map[string]string
-	for range 2 {
-		dir := t.TempDir()
-		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), config)
-		env := map[string]string{
-			"GEMINI_API_KEYS": emu["GEMINI_API_KEYS"], "GEMINI_BASE_URL": emu["GEMINI_BASE_URL"],
-			"SLIDESHOWD_DATA": filepath.Join(dir, "data"), "SLIDESHOWD_REDIS_URL": srv.URL(),
-			"SLIDESHOWD_TOKEN": testToken,
-		}
-		d := startServe(t, dir, env)
-		d.waitLog(t, "watching the cluster's events")
-		daemons, dirs, envs = append(daemons, d), append(dirs, dir), append(envs, env)
-	}
+	daemons, dirs, envs := startClusterPair(t, srv, emu, config)
 	a, b := daemons[0], daemons[1]
 	disabled := func(args ...string) string {
 		t.Helper()

@@ -26,21 +26,7 @@ func TestSharedStopAndKeys(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
 	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
 	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\nclasses:\n  text:\n    rpm: 1000\n    rpd: 10000\n  image:\n    rpm: 600\n    rpd: 240\n"
-	var daemons []*daemonProc
-	var dirs []string
-	var envs []map[string]string
-	for range 2 {
-		dir := t.TempDir()
-		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), config)
-		env := map[string]string{
-			"GEMINI_API_KEYS": emu["GEMINI_API_KEYS"], "GEMINI_BASE_URL": emu["GEMINI_BASE_URL"],
-			"SLIDESHOWD_DATA": filepath.Join(dir, "data"), "SLIDESHOWD_REDIS_URL": srv.URL(),
-			"SLIDESHOWD_TOKEN": testToken,
-		}
-		d := startServe(t, dir, env)
-		d.waitLog(t, "watching the cluster's events")
-		daemons, dirs, envs = append(daemons, d), append(dirs, dir), append(envs, env)
-	}
+	daemons, dirs, envs := startClusterPair(t, srv, emu, config)
 	a, b := daemons[0], daemons[1]
 	images := func() int {
 		return requestsBy(emulatorStatsAt(t, emu["GEMINI_BASE_URL"]), "key1", emulator.DefaultImageModel)
@@ -155,4 +141,28 @@ func TestUsageRedisHangs(t *testing.T) {
 	if r := runBin(t, dir, vars, "usage", "-addr", d.addr); r.code != 0 || !strings.Contains(r.stdout, "usage from the running daemon") {
 		t.Errorf("usage with Redis hung: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// startClusterPair starts two serve daemons with config, each in its own
+// directory and data directory, on emu's keys and srv's Redis, and waits
+// until each watches the cluster's events; it returns them with their
+// directories and environments (to start one again).
+func startClusterPair(t *testing.T, srv *redistest.Server, emu map[string]string, config string) ([]*daemonProc, []string, []map[string]string) {
+	t.Helper()
+	var daemons []*daemonProc
+	var dirs []string
+	var envs []map[string]string
+	for range 2 {
+		dir := t.TempDir()
+		writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), config)
+		env := map[string]string{
+			"GEMINI_API_KEYS": emu["GEMINI_API_KEYS"], "GEMINI_BASE_URL": emu["GEMINI_BASE_URL"],
+			"SLIDESHOWD_DATA": filepath.Join(dir, "data"), "SLIDESHOWD_REDIS_URL": srv.URL(),
+			"SLIDESHOWD_TOKEN": testToken,
+		}
+		d := startServe(t, dir, env)
+		d.waitLog(t, "watching the cluster's events")
+		daemons, dirs, envs = append(daemons, d), append(dirs, dir), append(envs, env)
+	}
+	return daemons, dirs, envs
 }
