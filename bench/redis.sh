@@ -3,7 +3,8 @@
 # the old Redis design's key selection next to bucket.Acquire
 # (BenchmarkKeySelection*), slideshowd's Redis ledger (one grant,
 # BenchmarkRedisGrant; the scheduler's dispatch path with the ledger on
-# Redis and in memory, BenchmarkSchedulerLedger; round trips per request
+# Redis and in memory, BenchmarkSchedulerLedger, and its ledger work per
+# request with grants in hand, BenchmarkLedgerHotPath; round trips per request
 # with saturated lanes, BenchmarkRedisRoundTrips), runs the over-admission
 # test on it, compares with benchstat, and stops the server. Needs Debian's
 # redis-server package; without it, says so and exits 0 (CI does not
@@ -12,9 +13,9 @@
 #   bench/redis.sh                 # or: make bench-redis
 #   COUNT=10 BENCHTIME=2s SATURATION=30s bench/redis.sh
 #
-# BenchmarkSchedulerLedger runs a fixed LEDGER_N jobs per run (default
-# 300000x): with -benchtime 1s a quiet machine asks it for more than 90 % of
-# its lanes' day, which it refuses.
+# BenchmarkSchedulerLedger and BenchmarkLedgerHotPath run a fixed LEDGER_N
+# jobs per run (default 300000x): with -benchtime 1s a quiet machine asks
+# them for more than 90 % of their lanes' day, which they refuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +64,7 @@ echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') o
 echo "machine: $(nproc) cores; $(uptime)"
 go test ./bench/ -run 'TestOldDesign' -count=1 -v | grep -E '^(=== RUN|---|    redis_test|ok|FAIL)' || true
 go test ./bench/ -run '^$' -bench 'KeySelection|RedisGrant' -benchmem -benchtime "$BENCHTIME" -count "$COUNT" | tee "$OUT"
-go test ./bench/ -run '^$' -bench 'SchedulerLedger' -benchmem -benchtime "$LEDGER_N" -count "$COUNT" | tee -a "$OUT"
+go test ./bench/ -run '^$' -bench 'SchedulerLedger|LedgerHotPath' -benchmem -benchtime "$LEDGER_N" -count "$COUNT" | tee -a "$OUT"
 # Saturation runs for SATURATION (plus 2 s of warm-up) per case: one iteration each.
 go test ./bench/ -run '^$' -bench 'RedisRoundTrips' -benchtime 1x -count 1 -redis-saturation "$SATURATION" | tee "$SAT_OUT"
 echo "machine after: $(uptime)"

@@ -4,9 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +25,9 @@ import (
 // redis-server at REDIS_ADDR (bench/redis.sh starts one; without it these
 // benchmarks skip): the round trips a scheduler sends to Redis per request
 // while its lanes are saturated, the dispatch path with a Redis ledger
-// against the same path without one, and the cost of one grant.
+// against the same path without one (its time and CPU), the ledger's own
+// work per request with grants in hand (the grant excluded), and the cost
+// of one grant.
 
 var saturation = flag.Duration("redis-saturation", 20*time.Second, "how long BenchmarkRedisRoundTrips keeps the lanes saturated (the first 2 s are not counted)")
 
@@ -401,6 +407,16 @@ func saturateLanes(b *testing.B, cs []satClass, impl string) {
 // ledger in memory (impl=memory: store.Memory) or on Redis (impl=redis:
 // store.Redis over store.Memory, each record a grant, one Lua script round
 // trip, made by the dispatcher). Compare with go tool benchstat -col /impl.
+//
+// Besides ns/op and allocations it reports the CPU a job costs over the
+// timed part: proc-cpu-ns/job, the whole test process's user + system
+// time (getrusage RUSAGE_SELF: the scheduler, the client, the grants taken
+// ahead in the background, the garbage collector); with REDIS_ADDR set,
+// for both impls, redis-cpu-ns/job, redis-server's used_cpu_user +
+// used_cpu_sys (INFO cpu, microseconds) over the same span (on the memory
+// ledger only its idle work); and cpu-ns/job, their sum. On a machine
+// whose cores the process and redis-server share, the sum is what the
+// Redis ledger costs against the memory one whatever the load.
 func BenchmarkSchedulerLedger(b *testing.B) {
 	const lanes, rpd = 100, 10000
 	ps, keys := projects(lanes)
@@ -430,10 +446,21 @@ func BenchmarkSchedulerLedger(b *testing.B) {
 			stop := runScheduler(b, s)
 			defer stop()
 			r0 := rt.n.Load()
+			srv0, srvOK := redisCPU(b)
 			b.ReportAllocs()
+			proc0 := procCPU(b)
 			b.ResetTimer()
 			submitAll(b, s, b.N)
 			b.StopTimer()
+			proc := procCPU(b) - proc0
+			cpu := proc
+			b.ReportMetric(float64(proc.Nanoseconds())/float64(b.N), "proc-cpu-ns/job")
+			if srvOK {
+				srv1, _ := redisCPU(b)
+				cpu += srv1 - srv0
+				b.ReportMetric(float64((srv1-srv0).Nanoseconds())/float64(b.N), "redis-cpu-ns/job")
+			}
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/job")
 			if impl == "redis" {
 				b.ReportMetric(float64(rt.n.Load()-r0)/float64(b.N), "roundtrips/req")
 			}
@@ -500,4 +527,238 @@ func BenchmarkRedisGrant(b *testing.B) {
 			b.ReportMetric(float64(rt.n.Load()-r0)/float64(b.N), "roundtrips/op")
 		})
 	}
+}
+
+// hotLedger is the scheduler's ledger (scheduler/ledger.go: ledger,
+// newLedger, acquire, commit, sent) as BenchmarkLedgerHotPath drives it:
+// the same interfaces found on the store the same way, and the same calls
+// into package bucket and package store in the same order. The ledger type
+// is not exported, so this is its glue (a few lines, no work of its own);
+// every call that does work is the real one the scheduler makes.
+type hotLedger struct {
+	durable store.Ledger
+	upTo    interface {
+		ReserveUpTo(ctx context.Context, r store.Record) (count, covers int, schedule []time.Time, err error)
+	}
+	stamps interface {
+		Stamped(lane store.LaneID, at time.Time)
+	}
+	shared bool // a store with shared day counts (scheduler's sharedDays)
+	tokens interface {
+		Overran(lane store.LaneID, tokens int64)
+	}
+	tpm int
+}
+
+func newHotLedger(st store.Store, tpm int) *hotLedger {
+	l := &hotLedger{tpm: tpm}
+	l.durable, _ = st.(store.Ledger)
+	l.upTo, _ = st.(interface {
+		ReserveUpTo(ctx context.Context, r store.Record) (count, covers int, schedule []time.Time, err error)
+	})
+	l.stamps, _ = st.(interface {
+		Stamped(lane store.LaneID, at time.Time)
+	})
+	_, l.shared = st.(interface {
+		SharedDaily(ctx context.Context, day string) ([]store.DailyCount, error)
+	})
+	l.tokens, _ = st.(interface {
+		Overran(lane store.LaneID, tokens int64)
+	})
+	return l
+}
+
+// reserve is the grant part of scheduler's ledger.commit: the record's
+// Reserve (ReserveUpTo on a store that has it), nothing else.
+func (l *hotLedger) reserve(ctx context.Context, lease bucket.Lease, now time.Time) (n, covers int, sched []time.Time, err error) {
+	rec := store.Record{Lane: store.LaneID{Project: lease.Project, Class: lease.Class}, Day: lease.Day, Units: lease.Chunk,
+		Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget, PrevUnused: lease.PrevUnused}
+	if l.upTo != nil {
+		return l.upTo.ReserveUpTo(ctx, rec)
+	}
+	n, err = l.durable.Reserve(ctx, rec)
+	return n, lease.Covers, nil, err
+}
+
+// recorded is the rest of ledger.commit's work for a lease with a record,
+// once its Reserve returned.
+func (l *hotLedger) recorded(c *bucket.Class, lease bucket.Lease, now time.Time, n, covers int, sched []time.Time) {
+	if l.upTo != nil && (covers < lease.Covers || len(sched) > 0) {
+		c.Scheduled(lease, covers, sched)
+	}
+	if l.shared {
+		c.SharedDay(lease.Project, lease.Day, n, now)
+	}
+}
+
+// stamp is the end of ledger.commit, for every lease.
+func (l *hotLedger) stamp(c *bucket.Class, lease bucket.Lease) {
+	slot := c.Stamp(lease, time.Now())
+	if l.stamps != nil {
+		l.stamps.Stamped(store.LaneID{Project: lease.Project, Class: lease.Class}, slot)
+	}
+}
+
+// sent is ledger.sent and the class's Settled, as the scheduler's outcome
+// calls them for a job that succeeded (tokens -1: the work reported none).
+func (l *hotLedger) sent(c *bucket.Class, lease bucket.Lease, now time.Time, tokens int) {
+	c.Release(lease, now, tokens)
+	if l.tokens != nil && tokens > lease.Tokens && l.tpm > 0 {
+		l.tokens.Overran(store.LaneID{Project: lease.Project, Class: lease.Class}, int64(tokens-lease.Tokens))
+	}
+	c.Settled(lease, true, now)
+}
+
+// BenchmarkLedgerHotPath: the quota ledger's work per request, with grants
+// in hand, in memory (impl=memory: store.Memory) and on Redis (impl=redis:
+// store.Redis over store.Memory, against REDIS_ADDR; both skip without it,
+// so that the two are always measured in the same run). One class, 100
+// lanes limited by their day only (RPM 2^30, RPD 10,000: a record is at
+// most 1 % of RPD, 100 units), as BenchmarkSchedulerLedger, on one
+// goroutine (the class's dispatcher), on the real clock.
+//
+// An iteration is one request, what the scheduler's dispatcher and worker
+// do with the ledger for a job (scheduler/ledger.go through hotLedger, the
+// real bucket and store calls): the class's Critical (daily protection:
+// with a shared store, the shared day counts), AcquireFor (the lease), and
+// when the lease asks for a record, the record's Reserve (on Redis: the
+// grant, one script round trip, or a record served from the grant taken
+// ahead, which starts the next grant ahead in the background), then
+// Scheduled and SharedDay; Stamp and, on Redis, Stamped (the stamp kept
+// for the grant's give-back); then, the request done, Release, the TPM
+// overrun check and Settled.
+//
+// Timed: all of it except the record's Reserve call. Not timed (the timer
+// is stopped around it, for both impls): Reserve itself (the grant's round
+// trip and script, or its service from a grant taken ahead, and the
+// write-ahead record in the process's store.Memory), and on Redis the
+// goroutines it starts (the next grant taken ahead, a settlement), which
+// the benchmark waits for, timer stopped, before going on, so that no
+// grant overlaps the timed part. Garbage the excluded part allocates may
+// still be collected during the timed part (GC runs when it runs).
+// Allocations are counted in the timed part only.
+//
+// Reports, besides ns/op and allocations: records/req (leases that asked
+// for a record, each a Reserve: on Redis a grant, at once or taken ahead)
+// and, on Redis, roundtrips/req (what the client sent, grants taken ahead
+// included). Use -benchtime Nx with N at most 870,000 (see
+// BenchmarkSchedulerLedger: daily protection), e.g. 300000x; compare with
+// go tool benchstat -col /impl.
+func BenchmarkLedgerHotPath(b *testing.B) {
+	const lanes, rpd = 100, 10000
+	ps, keys := projects(lanes)
+	classes := []scheduler.ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 1 << 30, RPD: rpd}}}
+	for _, impl := range []string{"memory", "redis"} {
+		b.Run("impl="+impl, func(b *testing.B) {
+			redisAddr(b) // both impls or neither: the ratio is between cases of one run
+			if limit := lanes*rpd*9/10 - lanes*3*(rpd/100); b.N > limit {
+				b.Fatalf("b.N %d: more than %d requests (90 %% of the lanes' day, %d, less three grants of %d units per lane held ahead) would meet daily protection: use -benchtime %dx or less", b.N, limit, lanes*rpd, rpd/100, limit)
+			}
+			var st store.Store = store.NewMemory()
+			rt := &roundTrips{}
+			if impl == "redis" {
+				st, rt = redisLedger(b, classes, ps)
+			}
+			_, sharedTPM := st.(interface {
+				Overran(lane store.LaneID, tokens int64)
+			})
+			pool, err := bucket.New(bucket.Config{Keys: keys, Location: bucket.Pacific, Critical: 0.9,
+				Classes: []bucket.ClassConfig{{Name: "text", Limits: classes[0].Limits, SharedTPM: sharedTPM}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := pool.Class("text")
+			l := newHotLedger(st, classes[0].Limits.TPM)
+			ctx := context.Background()
+			base := runtime.NumGoroutine()
+			records, r0 := 0, rt.n.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				now := time.Now()
+				_ = c.Critical(now)
+				lease, ok, _ := c.AcquireFor(now, 0, b.N-i)
+				if !ok {
+					b.Fatalf("request %d: no lane ready", i)
+				}
+				if lease.Record {
+					b.StopTimer()
+					records++
+					n, covers, sched, err := l.reserve(ctx, lease, now)
+					if err != nil {
+						b.Fatalf("request %d: %v", i, err)
+					}
+					waitGoroutines(b, base)
+					b.StartTimer()
+					l.recorded(c, lease, now, n, covers, sched)
+				}
+				l.stamp(c, lease)
+				l.sent(c, lease, time.Now(), -1)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(records)/float64(b.N), "records/req")
+			if impl == "redis" {
+				b.ReportMetric(float64(rt.n.Load()-r0)/float64(b.N), "roundtrips/req")
+			}
+		})
+	}
+}
+
+// waitGoroutines waits, timer stopped, until no more goroutines run than
+// base (those a grant started in the background have returned), failing
+// after 10 s.
+func waitGoroutines(b *testing.B, base int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d goroutines after 10 s, %d before the timed loop: a grant's background work did not end", runtime.NumGoroutine(), base)
+		}
+		time.Sleep(20 * time.Microsecond) // leave the cores to the grant and redis-server
+	}
+}
+
+// procCPU returns the user + system CPU time the test process has used so
+// far (getrusage RUSAGE_SELF: every thread).
+func procCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the user + system CPU time the redis-server at
+// REDIS_ADDR has used so far (INFO cpu: used_cpu_user + used_cpu_sys, in
+// seconds to the microsecond), and false when REDIS_ADDR is not set.
+func redisCPU(tb testing.TB) (time.Duration, bool) {
+	tb.Helper()
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		return 0, false
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatalf("INFO cpu: %v", err)
+	}
+	var sum time.Duration
+	found := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, val, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || (name != "used_cpu_user" && name != "used_cpu_sys") {
+			continue
+		}
+		sec, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			tb.Fatalf("INFO cpu: %s: %q: %v", name, val, err)
+		}
+		sum += time.Duration(sec * 1e9)
+		found++
+	}
+	if found != 2 {
+		tb.Fatalf("INFO cpu: used_cpu_user and used_cpu_sys not both found in %q", info)
+	}
+	return sum, true
 }
