@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -508,6 +509,10 @@ func submitAll(b *testing.B, s *scheduler.Scheduler, n int) {
 // the process's own store (Memory here), for a record of 1 unit covering 1
 // request and of 100 (1 % of the published text RPD). Compare with the old
 // design's six round trips a request (BenchmarkKeySelection impl=redis).
+// Besides ns/op it reports a grant's CPU, as BenchmarkSchedulerLedger a
+// job's: proc-cpu-ns/op (the test process, getrusage RUSAGE_SELF, over
+// the whole b.Loop), redis-cpu-ns/op (redis-server, INFO cpu) and their
+// sum, cpu-ns/op.
 func BenchmarkRedisGrant(b *testing.B) {
 	for _, units := range []int{1, 100} {
 		b.Run(fmt.Sprintf("units=%d", units), func(b *testing.B) {
@@ -517,14 +522,21 @@ func BenchmarkRedisGrant(b *testing.B) {
 			ctx := context.Background()
 			day := bucket.Day(time.Now(), bucket.Pacific)
 			r0 := rt.n.Load()
+			srv0, _ := redisCPU(b)
 			b.ReportAllocs()
+			proc0 := procCPU(b)
 			for b.Loop() {
 				at := time.Now()
 				if _, err := st.Reserve(ctx, store.Record{Lane: lane, Day: day, Units: units, Covers: units, At: at, Until: at.Add(bucket.ChunkLife)}); err != nil {
 					b.Fatal(err)
 				}
 			}
+			proc := procCPU(b) - proc0
+			srv1, _ := redisCPU(b)
 			b.ReportMetric(float64(rt.n.Load()-r0)/float64(b.N), "roundtrips/op")
+			b.ReportMetric(float64(proc.Nanoseconds())/float64(b.N), "proc-cpu-ns/op")
+			b.ReportMetric(float64((srv1-srv0).Nanoseconds())/float64(b.N), "redis-cpu-ns/op")
+			b.ReportMetric(float64((proc+srv1-srv0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -634,11 +646,20 @@ func (l *hotLedger) sent(c *bucket.Class, lease bucket.Lease, now time.Time, tok
 // write-ahead record in the process's store.Memory), and on Redis the
 // goroutines it starts (the next grant taken ahead, a settlement), which
 // the benchmark waits for, timer stopped, before going on, so that no
-// grant overlaps the timed part. Garbage the excluded part allocates may
+// grant overlaps the timed part. Reserve runs on another goroutine while
+// the benchmark's, locked to its thread, spins (for both impls): the
+// grant's code never runs on the benchmark's thread, which never blocks,
+// as the scheduler's dispatcher served from grants taken ahead. Garbage the excluded part allocates may
 // still be collected during the timed part (GC runs when it runs).
 // Allocations are counted in the timed part only.
 //
-// Reports, besides ns/op and allocations: records/req (leases that asked
+// Reports, besides ns/op and allocations: thread-cpu-ns/op (on Linux: the
+// timed part's CPU time on the benchmark's thread, clock_gettime
+// CLOCK_THREAD_CPUTIME_ID read at each end of each timed span, less the
+// cost of a read measured before (threadCPUCost); the goroutine is
+// locked to its thread; it
+// leaves out the time the thread waited for a core, which ns/op counts,
+// and the GC's and other goroutines' work on other threads), records/req (leases that asked
 // for a record, each a Reserve: on Redis a grant, at once or taken ahead)
 // and, on Redis, roundtrips/req (what the client sent, grants taken ahead
 // included). Use -benchtime Nx with N at most 870,000 (see
@@ -670,8 +691,28 @@ func BenchmarkLedgerHotPath(b *testing.B) {
 			c := pool.Class("text")
 			l := newHotLedger(st, classes[0].Limits.TPM)
 			ctx := context.Background()
+			// The records' Reserve runs on a goroutine of its own while the
+			// benchmark's, locked to its thread, spins: so the grant's
+			// code never runs on the benchmark's thread, which never
+			// blocks (as the scheduler's dispatcher, served from grants
+			// taken ahead in the background).
+			calls := make(chan *reserveCall)
+			defer close(calls)
+			go func() {
+				for call := range calls {
+					call.n, call.covers, call.sched, call.err = l.reserve(ctx, call.lease, call.now)
+					call.done.Store(true)
+				}
+			}()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
 			base := runtime.NumGoroutine()
 			records, r0 := 0, rt.n.Load()
+			// The timed part's CPU on this goroutine's thread: unlike
+			// ns/op, it leaves out the time the thread waits for a core
+			// that another process holds.
+			var cpu time.Duration
+			cpu0, cpuOK := threadCPU()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -682,20 +723,32 @@ func BenchmarkLedgerHotPath(b *testing.B) {
 					b.Fatalf("request %d: no lane ready", i)
 				}
 				if lease.Record {
+					t, _ := threadCPU()
 					b.StopTimer()
+					cpu += t - cpu0
 					records++
-					n, covers, sched, err := l.reserve(ctx, lease, now)
-					if err != nil {
-						b.Fatalf("request %d: %v", i, err)
+					call := &reserveCall{lease: lease, now: now}
+					calls <- call
+					call.wait(b, base)
+					if call.err != nil {
+						b.Fatalf("request %d: %v", i, call.err)
 					}
-					waitGoroutines(b, base)
 					b.StartTimer()
-					l.recorded(c, lease, now, n, covers, sched)
+					cpu0, _ = threadCPU()
+					l.recorded(c, lease, now, call.n, call.covers, call.sched)
 				}
 				l.stamp(c, lease)
 				l.sent(c, lease, time.Now(), -1)
 			}
+			t, _ := threadCPU()
 			b.StopTimer()
+			if cpuOK {
+				// Each timed span counts about one read of the clock
+				// (the end of the read that opens it, the start of the
+				// one that closes it): not the path's work.
+				cpu += t - cpu0 - time.Duration(records+1)*threadCPUCost()
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "thread-cpu-ns/op")
+			}
 			b.ReportMetric(float64(records)/float64(b.N), "records/req")
 			if impl == "redis" {
 				b.ReportMetric(float64(rt.n.Load()-r0)/float64(b.N), "roundtrips/req")
@@ -704,16 +757,39 @@ func BenchmarkLedgerHotPath(b *testing.B) {
 	}
 }
 
-// waitGoroutines waits, timer stopped, until no more goroutines run than
-// base (those a grant started in the background have returned), failing
+// threadCPUCost is the thread CPU time one threadCPU call counts: the
+// median of 1,001 differences of consecutive reads.
+func threadCPUCost() time.Duration {
+	d := make([]time.Duration, 1001)
+	for i := range d {
+		a, _ := threadCPU()
+		b, _ := threadCPU()
+		d[i] = b - a
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// reserveCall is a record's Reserve that BenchmarkLedgerHotPath hands
+// to the goroutine that calls it.
+type reserveCall struct {
+	lease     bucket.Lease
+	now       time.Time
+	n, covers int
+	sched     []time.Time
+	err       error
+	done      atomic.Bool
+}
+
+// wait spins until the call returned and no more goroutines run than base
+// (those the grant started in the background have returned too), failing
 // after 10 s.
-func waitGoroutines(b *testing.B, base int) {
+func (call *reserveCall) wait(b *testing.B, base int) {
 	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d goroutines after 10 s, %d before the timed loop: a grant's background work did not end", runtime.NumGoroutine(), base)
+	for i := 0; !call.done.Load() || runtime.NumGoroutine() > base; i++ {
+		if i%(1<<16) == 0 && time.Now().After(deadline) {
+			b.Fatalf("after 10 s: Reserve returned: %v; %d goroutines, %d before the timed loop: a grant's background work did not end", call.done.Load(), runtime.NumGoroutine(), base)
 		}
-		time.Sleep(20 * time.Microsecond) // leave the cores to the grant and redis-server
 	}
 }
 

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package bench
+
+import "time"
+
+// threadCPU reports false: a thread's CPU time is read on Linux only.
+func threadCPU() (time.Duration, bool) { return 0, false }
