@@ -276,6 +276,12 @@ const (
 	HoldDay = "cluster day full"
 	// HoldShare: Redis is unreachable and this process used its safe share.
 	HoldShare = "Redis unreachable: share used"
+	// HoldConfirming: a call to Redis failed less than a heartbeat
+	// interval and a second ago (store.Redis's grace): Redis may still
+	// answer the other processes, so this process takes no share yet,
+	// sends only what its grants in hand cover and tries Redis again
+	// every second.
+	HoldConfirming = "Redis unreachable: confirming"
 	// HoldRecovery: Redis answers again (after an outage, or after it
 	// restarted empty) and this process used its share of the recovery,
 	// during which its grants also stay within the share of its last view
@@ -326,7 +332,9 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 			// The same refusal while Redis is unreachable and during the
 			// recovery after it answers again: say which.
 			hold = HoldShare
-			if u, ok := r.s.store.(interface{ Unreachable() bool }); ok && !u.Unreachable() {
+			if ge.Confirming {
+				hold = HoldConfirming
+			} else if u, ok := r.s.store.(interface{ Unreachable() bool }); ok && !u.Unreachable() {
 				hold = HoldRecovery
 			}
 		default:

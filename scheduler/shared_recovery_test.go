@@ -52,3 +52,29 @@ func TestSharedRecoveryHeld(t *testing.T) {
 	}
 	cancel()
 }
+
+// TestSharedConfirmingHeld: a lane refused in the grace after a call to
+// Redis failed (store.Redis takes no share yet: Redis may still answer the
+// other processes) is held with words that say so (HoldConfirming), not
+// "share used" (HoldShare).
+func TestSharedConfirmingHeld(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	la := newLogSignal("refused a grant")
+	a := sharedScheduler(t, srv, "a", 6, nil, la)
+	srv.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := a.Submit(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	<-la.seen("refused a grant")
+	now := time.Now()
+	l := a.Summary().Classes[0].Lanes[0]
+	if l.Held != HoldConfirming || l.HeldUntil.After(now.Add(time.Second)) {
+		t.Errorf("lane refused in the grace: held %q until %v (now %v); want %q within a second (the next retry)", l.Held, l.HeldUntil, now, HoldConfirming)
+	}
+	if got, want := HoldWords(l.Held, now.Add(time.Second), now), "Redis unreachable: confirming (1s)"; got != want {
+		t.Errorf("HoldWords %q, want %q", got, want)
+	}
+	cancel()
+}

@@ -96,11 +96,18 @@ type GrantError struct {
 	Reason string // "window" (the shared window is full), "tpm" (the shared TPM window has no room for Record.Tokens), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable, or recovering after it answers again: this process's share is used; see Unreachable)
 	Until  time.Time
 	Day    int // the lane's shared day count (Reason "day")
+	// Confirming (Reason "share"): Redis did not answer a call less than
+	// the grace ago (a heartbeat interval and a second): this process
+	// tries it again and takes no share yet (see Unreachable).
+	Confirming bool
 }
 
 func (e *GrantError) Error() string {
 	if e.Reason == "day" {
 		return fmt.Sprintf("store: redis: no grant on lane %s: day count %d at its limit", e.Lane, e.Day)
+	}
+	if e.Confirming {
+		return fmt.Sprintf("store: redis: no grant on lane %s: share (Redis unreachable: confirming) until %s", e.Lane, e.Until.Format(time.RFC3339Nano))
 	}
 	return fmt.Sprintf("store: redis: no grant on lane %s: %s until %s", e.Lane, e.Reason, e.Until.Format(time.RFC3339Nano))
 }
@@ -201,11 +208,16 @@ type SharedEvent struct {
 //
 // # Redis unreachable
 //
-// When a call to Redis fails, Reserve grants from this process's safe share
+// When a call to Redis fails, Reserve grants nothing for a grace (a
+// heartbeat interval and a second: Redis may still answer the other
+// processes), refusing with a *GrantError of Reason "share" and
+// Confirming, and tries Redis again at most once a second; when Redis
+// still does not answer, Reserve grants from this process's safe share
 // of each lane, computed from the view of the cluster its last Heartbeat
 // read (the live processes, each lane's day count and when its window's
 // slots leave it), and refuses with a *GrantError of Reason "share" beyond
-// it; no call waits on Redis meanwhile. The next Heartbeat that reaches
+// it; no call waits on Redis meanwhile but those retries (each bounded to
+// a second). The next Heartbeat that reaches
 // Redis adds those grants to the shared state (or re-seeds it), and for one
 // HeartbeatTTL grants still stay within the share. Health and Unreachable
 // report the outage, Outages counts them. The bound holds when Redis is
@@ -953,7 +965,10 @@ func compareLane(a, b LaneID) int {
 // processes' grants since, at most one grant stale; a Heartbeat's view
 // reads it again), an error wrapping ErrNoGrant (a *GrantError) when Redis
 // refused, or one wrapping ErrUnavailable when Redis could not answer; in
-// both cases nothing was recorded.
+// both cases nothing was recorded. While Redis is unreachable it grants
+// from the share or refuses (Reason "share"); during the grace after a
+// call failed, it may first try Redis again (one Heartbeat, bounded to
+// HeartbeatTTL/15, at most once per HeartbeatTTL/15 for the process).
 func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 	n, _, _, err := s.reserve(ctx, r, false)
 	return n, err
@@ -998,10 +1013,11 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []t
 	s.f.mu.Lock()
 	s.f.life = max(s.f.life, ttl)
 	s.f.mu.Unlock()
-	if s.Unreachable() {
-		// Heartbeat probes Redis and reconciles; until then every grant
-		// comes from this process's share, without a call that would wait
-		// on an unreachable Redis. The lane's last Redis grant is not
+	if s.Unreachable() && !s.retry(ctx) {
+		// Heartbeat probes Redis and reconciles (and, during the grace,
+		// retry, at most once a second); until then every grant comes
+		// from this process's share, without a call that would wait on
+		// an unreachable Redis. The lane's last Redis grant is not
 		// settled: its slots stay as granted (see Stamped).
 		s.takeGrant(r.Lane)
 		s.dropAhead(r.Lane)

@@ -17,9 +17,33 @@ import (
 //
 // While Redis answers, every Heartbeat also reads a view of the cluster:
 // the live processes and, per lane, the shared day count and when each slot
-// of the shared window leaves it. When a call to Redis fails (the outage
-// begins for this process at F, the end of that call), Reserve grants from
-// the process's own share instead of failing:
+// of the shared window leaves it. When a call to Redis fails, the outage
+// begins for this process at F, the end of that call: from F, Unreachable
+// and Health say so and Outages counts it, and every computation below
+// counts from F.
+//
+// The grace. One failed call is not yet Redis down for every process (a
+// timeout on a loaded machine, a dropped connection, a failover's blip):
+// when Redis still answers the others, they grant the whole window, and a
+// share taken on top of it would overfill it. So the share begins only at
+// F + G, G the grace: one heartbeat interval (HeartbeatTTL/3) plus
+// HeartbeatTTL/15, 6 s by default. Until then Reserve grants nothing
+// (a *GrantError of Reason "share" with Confirming set: the process sends
+// only what the grants in hand cover) and tries Redis again, at most once
+// every HeartbeatTTL/15 (1 s) counted from the last call that tried it,
+// each try one Heartbeat bounded by HeartbeatTTL/15 (retry); when Redis
+// answers, the process reconnects as below, having used no share. Why G:
+// it holds the failed call's next try (a second later) with room for a
+// slow answer, and the next regular heartbeat, which comes within an
+// interval of the last one, so a process whose failed call was a
+// heartbeat (or one whose Reserve is not called) has tried again within
+// it too; it is short next to what the share is for (Redis or its machine
+// down or restarting: many seconds), and it costs no quota: the process
+// only sends less meanwhile. A Redis really down sees one try a second
+// per process for G at most (a Reserve that asks then), none after.
+//
+// From F + G, Reserve grants from the process's own share instead of
+// failing:
 //
 //   - Window: the slots of the view that leave the window after F (all the
 //     processes' grants from before the outage) are the only sends that
@@ -32,6 +56,19 @@ import (
 //     window holds more than RPM sends of all of them together.
 //   - Day: (RPD - the view's day count - the most the others may have taken
 //     after the view) / N, rounding down, for all of the outage.
+//
+// The grace only refuses: the share's checks (windowCap, dayCap, shareCheck)
+// are the same functions of F, the view and the time as without it, and
+// the process's own grants since F are checked against them at each grant
+// as before. So every run of grants made with the grace is one the share
+// allowed without it (one that asked for nothing before F + G), and the
+// bound, which holds for every such run, holds. In particular the room
+// taken from F + G on is that of the view's slots that left after F, those
+// that left during the grace included: a send made at t' on room that
+// freed at t <= t' counts in the windows ending in [t', t' + 60 s), none of
+// which still holds the slot that left; without the grace the process may
+// have waited until t' to take that room just the same. Using room later
+// than it freed is only safer.
 //
 // A process takes no share (it sends only what its grants in hand cover)
 // when its view is older than the heartbeat TTL at F, or when it joined
@@ -52,9 +89,12 @@ import (
 // processes no longer alive.
 //
 // The bound holds when Redis is unreachable for every process alike (Redis
-// or its machine down). A partition that cuts off only some processes while
-// others still reach Redis is not covered: those others do not leave room
-// for the cut-off ones' share (see the README).
+// or its machine down), and when one process's call fails while Redis
+// answers the others, as long as Redis answers that process again within
+// G (it granted itself nothing; its grants in hand are in Redis's window).
+// A partition that cuts off some processes for longer than G while others
+// still reach Redis is not covered: those others do not leave room for the
+// cut-off ones' share (see the README).
 
 // opTimeout bounds a call that shares a change of a key, a lane stop, a
 // cooldown or an exhaustion: a Redis that does not answer within it is
@@ -97,6 +137,8 @@ type faultState struct {
 	times     map[LaneID]laneTimes  // cooldowns and exhaustion set meanwhile, not yet in Redis (redis_pending.go)
 	lastOp    time.Time             // the time of the last change of a key or stop made here
 	opTimeout time.Duration         // opTimeout; shorter in this package's tests
+	shareFrom time.Time             // down: the share begins then (the outage's start plus grace)
+	tried     time.Time             // down: the last call that tried Redis (the failed one, or retry's)
 	deads     []deadCheck           // checks of processes presumed dead, due at the recovery's end (redis_dead.go)
 	charged   []DeadCharge          // charges made, not yet taken by DeadCharges
 
@@ -105,6 +147,8 @@ type faultState struct {
 	grantMu sync.Mutex
 	// recMu serializes reconnects.
 	recMu sync.Mutex
+	// retryMu: one retry of Redis at a time (see retry).
+	retryMu sync.Mutex
 	// deadMu serializes chargeDead.
 	deadMu sync.Mutex
 
@@ -468,6 +512,7 @@ func (s *Redis) markDown(err error) {
 	s.f.down = true
 	s.f.outages++
 	s.f.out = s.newOutage(now)
+	s.f.shareFrom, s.f.tried = now.Add(s.grace()), now
 	// Own slots of an earlier outage stay counted until they leave the
 	// window (counting them twice only lowers the share); the day's units
 	// count from the new view on.
@@ -475,6 +520,58 @@ func (s *Redis) markDown(err error) {
 		s.f.posted = make(map[LaneID][]postSlot)
 	}
 	s.f.units = make(map[dayLane]int)
+}
+
+// grace is how long after the outage's start the share begins (see the
+// file's doc, "The grace"): a heartbeat interval plus HeartbeatTTL/15.
+func (s *Redis) grace() time.Duration { return s.ttl/3 + s.retryEvery() }
+
+// retryEvery is how often retry tries Redis during the grace, at most,
+// and how long one try waits for it (HeartbeatTTL/15, 1 s by default).
+func (s *Redis) retryEvery() time.Duration { return s.ttl / 15 }
+
+// confirming reports whether the outage's share has not begun at now (in
+// the grace). Call with f.mu held.
+func (s *Redis) confirming(now time.Time) bool {
+	return s.f.down && now.Before(s.f.shareFrom)
+}
+
+// retry tries Redis again while this process confirms it is unreachable
+// (the grace): one Heartbeat, bounded by retryEvery, when retryEvery has
+// passed since the last call that tried Redis and no retry is under way;
+// the heartbeat reconnects when Redis answers. It reports whether Redis
+// is reachable again. It makes no call after the grace (the heartbeats
+// probe Redis then), nor more than one per retryEvery.
+func (s *Redis) retry(ctx context.Context) bool {
+	if !s.f.retryMu.TryLock() {
+		return false
+	}
+	defer s.f.retryMu.Unlock()
+	now := s.localNow()
+	s.f.mu.Lock()
+	due := s.confirming(now) && !now.Before(s.f.tried.Add(s.retryEvery()))
+	if due {
+		s.f.tried = now
+	}
+	s.f.mu.Unlock()
+	if !due {
+		return false
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.retryEvery())
+	defer cancel()
+	_, err := s.heartbeat(rctx, 0)
+	return err == nil && !s.Unreachable()
+}
+
+// confirmRefused is the refusal of a grant during the grace: Reason
+// "share", Confirming, until the next retry is due (or the share begins,
+// if sooner). Call with f.mu held.
+func (s *Redis) confirmRefused(lane LaneID, now time.Time) error {
+	next := s.f.tried.Add(s.retryEvery())
+	if !next.After(now) {
+		next = now.Add(s.retryEvery())
+	}
+	return &GrantError{Lane: lane, Reason: "share", Until: earlier(next, s.f.shareFrom), Confirming: true}
 }
 
 // Unreachable reports whether Redis is unreachable for this process now
@@ -510,6 +607,10 @@ func (s *Redis) Health() error {
 	share := "no share (its view of the cluster was too old or too new): it sends only what grants in hand cover"
 	if o := s.f.out; o.view != nil {
 		share = fmt.Sprintf("1/%d of each lane's RPM, TPM and of the day left", o.n)
+	}
+	if now := s.localNow(); s.confirming(now) {
+		share = fmt.Sprintf("confirming: it sends only what grants in hand cover and tries Redis again every %v; from %s (in %v), %s",
+			s.retryEvery(), s.f.shareFrom.UTC().Format(time.RFC3339), s.f.shareFrom.Sub(now).Round(time.Second), share)
 	}
 	return fmt.Errorf("%w: since %s: %s; last error: %s", ErrDegraded, s.f.out.since.UTC().Format(time.RFC3339), share, s.f.reason)
 }
@@ -673,11 +774,18 @@ func (s *Redis) noteShare(r Record, c RedisClass, now time.Time, pending bool) {
 
 // reserveShare grants r from this process's share while Redis is
 // unreachable, recording it in the Local store; it refuses with a
-// *GrantError (Reason "share") when the share is used.
+// *GrantError (Reason "share") when the share is used, or has not begun
+// (the grace: Confirming).
 func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, error) {
 	now := s.localNow()
 	life := s.life()
 	s.f.mu.Lock()
+	if s.confirming(now) {
+		// The grace: Redis may still answer the others (see retry).
+		err := s.confirmRefused(r.Lane, now)
+		s.f.mu.Unlock()
+		return 0, err
+	}
 	o := s.f.out
 	if err := s.shareCheck(o, r, c, now, life); err != nil {
 		s.f.mu.Unlock()

@@ -73,14 +73,27 @@ func TestRedisShare(t *testing.T) {
 	} else {
 		t.Log(h)
 	}
+	// The grace: no share before 12:00:36 (a heartbeat interval and a
+	// second after the failed call: Redis may still answer the others);
+	// the refusal says to ask again at the next retry, a second on.
+	ge := grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
+	if want := time.Date(2026, 3, 1, 12, 0, 31, 0, time.UTC); !ge.Until.Equal(want) {
+		t.Errorf("Until %v, want %v (the next retry)", ge.Until, want)
+	}
+	e.clock.add(5*time.Second + 999*time.Millisecond)
+	ge = grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
+	if want := time.Date(2026, 3, 1, 12, 0, 36, 0, time.UTC); !ge.Until.Equal(want) {
+		t.Errorf("Until %v, want %v (the share begins)", ge.Until, want)
+	}
 	// No slot of the view has left: no room yet. The refusal says to ask
 	// again at the next heartbeat (Redis may answer then), before the
 	// first slots leave (12:01:23).
-	ge := grantErr(t, reserveErr(a, e.record(1, 1)), "share")
-	if want := time.Date(2026, 3, 1, 12, 0, 35, 0, time.UTC); !ge.Until.Equal(want) {
+	e.clock.add(time.Millisecond) // 12:00:36
+	ge = grantErr(t, reserveErr(a, e.record(1, 1)), "share")
+	if want := time.Date(2026, 3, 1, 12, 0, 41, 0, time.UTC); !ge.Until.Equal(want) {
 		t.Errorf("Until %v, want %v (the next heartbeat)", ge.Until, want)
 	}
-	e.clock.add(53 * time.Second) // 12:01:23: a's 3 slots left: room 3, a's share 1
+	e.clock.add(47 * time.Second) // 12:01:23: a's 3 slots left: room 3, a's share 1
 	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
 		t.Fatalf("a's share of the room: %v", err)
 	}
@@ -144,6 +157,8 @@ func TestRedisShareNoView(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.Stop()
+	grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
+	e.clock.add(6 * time.Second) // past the grace: no share either
 	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
 	if h := a.Health(); !errors.Is(h, store.ErrDegraded) {
 		t.Errorf("Health %v", h)

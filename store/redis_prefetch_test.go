@@ -292,8 +292,10 @@ func TestRedisPrefetchOutage(t *testing.T) {
 	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("heartbeat with Redis stopped: %v", err)
 	}
-	// The share: no room before the view's slots leave; the grant ahead is
-	// not served.
+	// The grace, then the share: no room before the view's slots leave;
+	// the grant ahead is not served.
+	grantErr(t, reserveErr(a, e.record(5, 5)), "confirming")
+	e.clock.add(6 * time.Second)
 	grantErr(t, reserveErr(a, e.record(5, 5)), "share")
 	if held := store.WaitRedisPrefetch(a); held != 0 {
 		t.Fatalf("grants held ahead in an outage %d, want 0", held)

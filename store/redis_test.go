@@ -89,11 +89,21 @@ func reserveErr(s *store.Redis, r store.Record) error {
 	return err
 }
 
+// grantErr checks that err is a grant refused for reason: "confirming" is
+// Reason "share" with Confirming (the grace after a failed call), "share"
+// the share's own refusal (not Confirming).
 func grantErr(t *testing.T, err error, reason string) *store.GrantError {
 	t.Helper()
 	var ge *store.GrantError
-	if !errors.As(err, &ge) || !errors.Is(err, store.ErrNoGrant) || ge.Reason != reason {
+	if !errors.As(err, &ge) || !errors.Is(err, store.ErrNoGrant) {
 		t.Fatalf("err = %v, want a grant refused for %q", err, reason)
+	}
+	got := ge.Reason
+	if got == "share" && ge.Confirming {
+		got = "confirming"
+	}
+	if got != reason {
+		t.Fatalf("err = %v (%s), want a grant refused for %q", err, got, reason)
 	}
 	return ge
 }
@@ -283,7 +293,10 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		b.Stamped(lane, e.clock.now().Add(2*time.Second))
 	}
 	e.srv.Kill()
-	// a joined less than a heartbeat TTL ago: it has no share of its own.
+	// The grace; then, a joined less than a heartbeat TTL ago: it has no
+	// share of its own.
+	grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
+	e.clock.add(6 * time.Second)
 	grantErr(t, reserveErr(a, e.record(1, 1)), "share")
 	e.srv.Restart()
 	// a's next heartbeat reconnects and re-seeds (4 of its own); b's grant

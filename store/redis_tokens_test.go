@@ -255,6 +255,8 @@ func TestRedisTokensOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.srv.Kill()
+	grantErr(t, reserveErr(a, e.tokens(1, 1)), "confirming")
+	e.clock.add(6 * time.Second) // past the grace: a TPM lane gets no share
 	grantErr(t, reserveErr(a, e.tokens(1, 1)), "share")
 	e.srv.Restart() // empty
 	// a's heartbeat re-seeds a's budgets (400 and 100); b's grant finds
@@ -329,8 +331,10 @@ func TestRedisTokensShare(t *testing.T) {
 	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("heartbeat with Redis stopped: %v", err)
 	}
+	grantErr(t, reserveErr(a, e.tokens(1, 1)), "confirming") // the grace, until 12:00:36
+	e.clock.add(6 * time.Second)
 	grantErr(t, reserveErr(a, e.tokens(1, 1)), "share") // nothing has left yet
-	e.clock.add(53 * time.Second)                       // 12:01:23: a's 300 left: a's share 150 (and 2 slots)
+	e.clock.add(47 * time.Second)                       // 12:01:23: a's 300 left: a's share 150 (and 2 slots)
 	grantErr(t, reserveErr(a, e.tokens(1, 151)), "share")
 	if _, err := a.Reserve(ctx, e.tokens(1, 150)); err != nil {
 		t.Fatalf("a's share of the room: %v", err)
