@@ -4,7 +4,8 @@
 # (BenchmarkKeySelection*), slideshowd's Redis ledger (one grant,
 # BenchmarkRedisGrant; the scheduler's dispatch path with the ledger on
 # Redis and in memory, BenchmarkSchedulerLedger, and its ledger work per
-# request with grants in hand, BenchmarkLedgerHotPath; round trips per request
+# request with grants in hand, scheduler's BenchmarkLedgerHotPath, on the
+# scheduler's own ledger; round trips per request
 # with saturated lanes, BenchmarkRedisRoundTrips), runs the over-admission
 # test on it, compares with benchstat, and stops the server. Needs Debian's
 # redis-server package; without it, says so and exits 0 (CI does not
@@ -64,7 +65,8 @@ echo "redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') o
 echo "machine: $(nproc) cores; $(uptime)"
 go test ./bench/ -run 'TestOldDesign' -count=1 -v | grep -E '^(=== RUN|---|    redis_test|ok|FAIL)' || true
 go test ./bench/ -run '^$' -bench 'KeySelection|RedisGrant' -benchmem -benchtime "$BENCHTIME" -count "$COUNT" | tee "$OUT"
-go test ./bench/ -run '^$' -bench 'SchedulerLedger|LedgerHotPath' -benchmem -benchtime "$LEDGER_N" -count "$COUNT" | tee -a "$OUT"
+go test ./bench/ -run '^$' -bench 'SchedulerLedger' -benchmem -benchtime "$LEDGER_N" -count "$COUNT" | tee -a "$OUT"
+go test ./scheduler/ -run '^$' -bench 'LedgerHotPath' -benchmem -benchtime "$LEDGER_N" -count "$COUNT" | tee -a "$OUT"
 # Saturation runs for SATURATION (plus 2 s of warm-up) per case: one iteration each.
 go test ./bench/ -run '^$' -bench 'RedisRoundTrips' -benchtime 1x -count 1 -redis-saturation "$SATURATION" | tee "$SAT_OUT"
 echo "machine after: $(uptime)"
