@@ -96,6 +96,10 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 		if r, ok := sh.(interface{ Restarts() int }); ok {
 			restarts = r.Restarts()
 		}
+		outages := 0
+		if o, ok := sh.(interface{ Outages() int }); ok {
+			outages = o.Outages()
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -157,13 +161,25 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 					s.log.Error().Err(cerr).Msg("a live process of the cluster has other limits for a lane; this one goes on with its own: keep the limits equal in every process")
 				}
 			}
+			// An outage this loop did not see: another call failed and
+			// a retry in the grace reached Redis before this heartbeat
+			// (store.Redis: no share was used).
+			missed := false
+			if o, ok := sh.(interface{ Outages() int }); ok {
+				if m := o.Outages(); m > outages {
+					outages = m
+					missed = err == nil && !down
+				}
+			}
 			switch {
 			case err != nil && !failing:
 				failing = true
-				s.log.Warn().Err(err).Msg("heartbeat to the cluster failed: Redis unreachable; each lane goes on with this process's safe share (GET /healthz says degraded)")
+				s.log.Warn().Err(err).Msg("heartbeat to the cluster failed: Redis unreachable; each lane goes on with the grants in hand, and with this process's safe share from a heartbeat interval and a second after the first failed call unless Redis answers by then (GET /healthz says degraded)")
 			case err == nil && down:
 				failing = false
 				s.log.Info().Int("processes", n).Msg("heartbeat to the cluster restored: what this process sent on its share, and the keys and lane stops it changed meanwhile, are in Redis again")
+			case missed:
+				s.log.Warn().Int("processes", n).Msg("a call to Redis failed and Redis answered again within the grace (a heartbeat interval and a second): this process took no share meanwhile; the keys and lane stops it changed meanwhile are in Redis again")
 			}
 		}
 	})

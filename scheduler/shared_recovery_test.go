@@ -2,10 +2,18 @@ package scheduler
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
 )
 
 // TestSharedRedisBackEmpty: Redis down, then back empty (no persistence):
@@ -77,4 +85,101 @@ func TestSharedConfirmingHeld(t *testing.T) {
 		t.Errorf("HoldWords %q, want %q", got, want)
 	}
 	cancel()
+}
+
+// failGrant is a go-redis hook that, once armed, fails the next grant (a
+// script call whose second key is a lane's window), alone or in a
+// pipeline, as a read that timed out would, without sending it.
+type failGrant struct{ armed atomic.Bool }
+
+var errInjected = errors.New("read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout (injected)")
+
+func isGrant(c redis.Cmder) bool {
+	a := c.Args()
+	if len(a) < 5 || a[0] != "evalsha" && a[0] != "eval" {
+		return false
+	}
+	k, _ := a[4].(string)
+	return strings.Contains(k, ":win:")
+}
+
+func (f *failGrant) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (f *failGrant) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if isGrant(cmd) && f.armed.CompareAndSwap(true, false) {
+			cmd.SetErr(errInjected)
+			return errInjected
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (f *failGrant) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if isGrant(c) && f.armed.CompareAndSwap(true, false) {
+				for _, c := range cmds {
+					c.SetErr(errInjected)
+				}
+				return errInjected
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestSharedOneFailedCall: one grant that fails (a read timing out) while
+// Redis answers: the lane waits for the grace's retry a second later,
+// which reaches Redis, then for the recovery (this process, younger than a
+// heartbeat TTL, has no share of it: 15 s), and the job runs. The outage
+// is logged: when no heartbeat of the loop saw it, by a line of its own
+// (else nothing would say that a call failed).
+func TestSharedOneFailedCall(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	const missed, restored = "a call to Redis failed and Redis answered again within the grace", "heartbeat to the cluster restored"
+	la := newLogSignal(missed, restored, "heartbeat to the cluster failed")
+	fail := &failGrant{}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	c.AddHook(fail)
+	t.Cleanup(func() { c.Close() })
+	st, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+		Client: c, Cluster: "sched", Process: "a",
+		Classes:  []store.RedisClass{{Name: "text", RPM: 60, RPD: 1000}},
+		Projects: []string{"key1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a := start(t, Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 1000}, Concurrency: 4}},
+		Keys: keys(1), Store: st, Logger: zerolog.New(la).Level(zerolog.DebugLevel)})
+	fail.armed.Store(true)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang, not a wait
+	defer cancel()
+	t0 := time.Now()
+	if err := a.Do(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the job ran %v after its grant failed", time.Since(t0))
+	if fail.armed.Load() || st.Outages() != 1 || st.Unreachable() {
+		t.Fatalf("armed %v, outages %d, unreachable %v", fail.armed.Load(), st.Outages(), st.Unreachable())
+	}
+	// Reported once: by the loop's own line when the grace's retry
+	// reached Redis first, else as restored by the loop's heartbeat that
+	// did (when it came within the second before the retry).
+	tm := time.NewTimer(time.Minute) // a hang, not a wait
+	defer tm.Stop()
+	select {
+	case <-la.seen(missed):
+	case <-la.seen(restored):
+		t.Log("the loop's heartbeat reached Redis before the retry")
+	case <-tm.C:
+		t.Fatalf("neither %q nor %q logged", missed, restored)
+	}
+	select {
+	case <-la.seen("heartbeat to the cluster failed"):
+		t.Error("the loop's heartbeat failed")
+	default:
+	}
 }
