@@ -15,6 +15,7 @@ import (
 
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/internal/redact"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -666,10 +667,6 @@ func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode
 	return runBatchServer(ctx, e, server, e.getenv(config.EnvToken), entries, out, mode)
 }
 
-// redactURL hides a URL's user information.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(not a URL)"
-}
+// redactURL hides a URL's user information, query values and fragment
+// (redact.URL).
+func redactURL(s string) string { return redact.URL(s, nil) }

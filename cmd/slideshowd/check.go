@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/redact"
 )
 
 // googleBaseURL is the Gemini API's endpoint, checked by check -online when
@@ -62,19 +63,21 @@ func cmdCheck(ctx context.Context, e env, args []string) int {
 		if base == "" {
 			base = googleBaseURL
 		}
+		shown := redact.URL(base, nil) // never the user information nor a query value
 		if *online {
 			if err := checkReachable(ctx, base); err != nil {
-				problems = append(problems, fmt.Sprintf("base_url: %s: not reachable: %v", base, err))
+				problems = append(problems, fmt.Sprintf("base_url: %s: not reachable: %v", shown, err))
 			} else {
-				notes = append(notes, "base URL "+base+" answers")
+				notes = append(notes, "base URL "+shown+" answers")
 			}
 		} else {
-			notes = append(notes, "base URL "+base+" (not contacted; -online checks it)")
+			notes = append(notes, "base URL "+shown+" (not contacted; -online checks it)")
 		}
 	}
+	red := redactorOf(cfg)
 	if len(problems) > 0 {
 		for _, p := range problems {
-			fmt.Fprintln(e.stderr, "slideshowd:", p)
+			fmt.Fprintln(e.stderr, "slideshowd:", red.String(p))
 		}
 		s := "s"
 		if len(problems) == 1 {
@@ -92,7 +95,7 @@ func cmdCheck(ctx context.Context, e env, args []string) int {
 	fmt.Fprintf(e.stdout, "  text: %s %d RPM %d/day per project; image: %s %d RPM %d/day per project\n",
 		cfg.Classes.Text.Model, cfg.Classes.Text.RPM, cfg.Classes.Text.RPD, cfg.Classes.Image.Model, cfg.Classes.Image.RPM, cfg.Classes.Image.RPD)
 	for _, n := range notes {
-		fmt.Fprintln(e.stdout, " ", n)
+		fmt.Fprintln(e.stdout, " ", red.String(n))
 	}
 	if cfg.Token == "" {
 		fmt.Fprintf(e.stdout, "  no %s: the HTTP API checks no token (bind it to loopback)\n", config.EnvToken)

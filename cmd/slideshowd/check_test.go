@@ -139,3 +139,44 @@ Today's use is not counted here (slideshowd usage shows it); a re-run asks only 
 		t.Errorf("bad batch: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// TestCheckBaseURLSecrets: a base URL's credentials (user information, a
+// key in its query) are refused and shown by no line of check, -online's
+// "not reachable" line included, whether the URL comes from the
+// environment or the file.
+func TestCheckBaseURLSecrets(t *testing.T) {
+	const pw = "pw123secret"
+	key := "AIzaSyA1234567890abcdefghijklmnopqrstuv"
+	for _, tt := range []struct{ name, url, want string }{
+		{"userinfo", "http://user:" + pw + "@127.0.0.1:1/", `base_url: "http://[REDACTED]@127.0.0.1:1/": must not carry credentials (user information before '@')`},
+		{"key in query", "http://127.0.0.1:1/?key=" + key, `base_url: "http://127.0.0.1:1/?key=[REDACTED]": must not carry credentials (query parameter "key"`},
+		{"token in query", "http://127.0.0.1:1/?t=1&token=" + pw, `base_url: "http://127.0.0.1:1/?t=[REDACTED]&token=[REDACTED]": must not carry credentials (query parameter "token"`},
+	} {
+		for _, from := range []string{"env", "file"} {
+			t.Run(tt.name+" "+from, func(t *testing.T) {
+				dir := t.TempDir()
+				vars := map[string]string{"K1": secrets[0], "SLIDESHOWD_DATA": filepath.Join(dir, "data")}
+				yaml := "keys:\n  - {id: main, secret_env: K1}\n"
+				if from == "env" {
+					vars["GEMINI_BASE_URL"] = tt.url
+				} else {
+					yaml += "base_url: '" + tt.url + "'\n"
+				}
+				writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), yaml)
+				r := runBin(t, dir, vars, "check", "-online")
+				out := r.stdout + r.stderr
+				if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+					t.Errorf("exit %d, stderr lacks %q:\n%s", r.code, tt.want, out)
+				}
+				if !strings.Contains(r.stderr, ": not reachable: ") {
+					t.Errorf("no online line:\n%s", out)
+				}
+				for _, s := range []string{pw, key, "user:", secrets[0]} {
+					if strings.Contains(out, s) {
+						t.Errorf("check shows %q:\n%s", s, out)
+					}
+				}
+			})
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -33,58 +32,11 @@ func (r RedisURL) String() string {
 	return shownURL(string(r))
 }
 
-// shownURL returns a URL as errors and String may show it, hiding whatever
-// may be a password however the URL was mistyped:
-//   - everything between its scheme ("redis://", or "redis:" when the
-//     slashes are mistyped) and its last '@' is replaced by "[REDACTED]": a
-//     mistyped URL ("redis:/:PASSWORD@host", "redis:PASSWORD@host",
-//     "redis//:PASSWORD@host") puts the password in the path or the opaque
-//     part, where net/url's and package redact's user information rules
-//     miss it;
-//   - without '@', a value with no scheme at all ("PASSWORD", the secret
-//     pasted alone), or whose scheme is not followed by "//" ("redis:PASSWORD"),
-//     is not shown past its scheme;
-//   - the value of every query parameter that is not one of go-redis's
-//     options ("?password=PASSWORD"), and a fragment, are replaced by
-//     "[REDACTED]".
+// shownURL returns a Redis URL as errors and String may show it:
+// redact.URL, showing the values of go-redis's options only (a mistyped
+// URL's password, "?password=PASSWORD" and a fragment are hidden).
 func shownURL(raw string) string {
-	at := strings.LastIndexByte(raw, '@')
-	m := scheme.FindStringIndex(raw)
-	keep := 0
-	if m != nil {
-		keep = m[1]
-	}
-	var out string
-	switch {
-	case at >= 0:
-		out = redact.String(raw[:keep]) + redact.Mark + raw[at:]
-	case m == nil || !strings.HasSuffix(raw[:keep], "//"):
-		return redact.String(raw[:keep]) + redact.Mark
-	default:
-		out = redact.String(raw)
-	}
-	return shownQuery(out)
-}
-
-// shownQuery replaces in s the value of every query parameter not in
-// redisOptions, and the fragment, by "[REDACTED]".
-func shownQuery(s string) string {
-	q := strings.IndexByte(s, '?')
-	if q < 0 {
-		return s
-	}
-	rest, frag := s[q+1:], ""
-	if h := strings.IndexByte(rest, '#'); h >= 0 {
-		rest, frag = rest[:h], "#"+redact.Mark
-	}
-	params := strings.Split(rest, "&")
-	for i, p := range params {
-		k, _, ok := strings.Cut(p, "=")
-		if ok && !redisOptions[k] {
-			params[i] = k + "=" + redact.Mark
-		}
-	}
-	return s[:q+1] + strings.Join(params, "&") + frag
+	return redact.URL(raw, func(k string) bool { return redisOptions[k] })
 }
 
 // redisOptions are the query options of a Redis URL that go-redis reads
@@ -98,9 +50,6 @@ var redisOptions = map[string]bool{
 	"conn_max_idle_time": true, "idle_timeout": true, "conn_max_lifetime": true, "max_conn_age": true,
 	"conn_max_lifetime_jitter": true, "skip_verify": true,
 }
-
-// scheme matches a URL's scheme and the slashes after it, at the start.
-var scheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*:/{0,2}`)
 
 // GoString is String quoted, for %#v.
 func (r RedisURL) GoString() string { return strconv.Quote(r.String()) }

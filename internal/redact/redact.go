@@ -121,3 +121,68 @@ func shapes(s string) string {
 	}
 	return s
 }
+
+// URL returns raw, a URL from the configuration or the command line, as
+// errors, logs and reports may show it, hiding whatever may be a secret
+// however the URL was mistyped:
+//   - everything between its scheme ("http://", or "redis:" when the
+//     slashes are mistyped) and its last '@' is replaced by Mark: a mistyped
+//     URL ("redis:/:PASSWORD@host", "http:PASSWORD@host") puts the password
+//     in the path or the opaque part, where net/url's user information rules
+//     miss it;
+//   - without '@', a value with no scheme at all ("PASSWORD", the secret
+//     pasted alone), or whose scheme is not followed by "//", is not shown
+//     past its scheme;
+//   - the value of every query parameter for which keep returns false
+//     ("?key=AIza...", "?password=..."), and a fragment, are replaced by
+//     Mark; keep may be nil (no value shown). keep names settings whose
+//     values are safe to show (a Redis URL's db, dial_timeout, ...).
+//
+// The rest goes through String's shapes (API keys). It is the one URL
+// redaction of the process: every URL from the configuration (base_url,
+// redis_url) and every daemon address a command prints goes through it.
+func URL(raw string, keep func(param string) bool) string {
+	at := strings.LastIndexByte(raw, '@')
+	m := urlScheme.FindStringIndex(raw)
+	end := 0
+	if m != nil {
+		end = m[1]
+	}
+	var out string
+	switch {
+	case at >= 0:
+		out = String(raw[:end]) + Mark + raw[at:]
+	case m == nil || !strings.HasSuffix(raw[:end], "//"):
+		return String(raw[:end]) + Mark
+	default:
+		out = String(raw)
+	}
+	return shownQuery(out, keep)
+}
+
+// shownQuery replaces in s the value of every query parameter keep does not
+// keep, and the fragment, by Mark.
+func shownQuery(s string, keep func(string) bool) string {
+	q := strings.IndexByte(s, '?')
+	if q < 0 {
+		if h := strings.IndexByte(s, '#'); h >= 0 {
+			return s[:h+1] + Mark
+		}
+		return s
+	}
+	rest, frag := s[q+1:], ""
+	if h := strings.IndexByte(rest, '#'); h >= 0 {
+		rest, frag = rest[:h], "#"+Mark
+	}
+	params := strings.Split(rest, "&")
+	for i, p := range params {
+		k, _, ok := strings.Cut(p, "=")
+		if ok && (keep == nil || !keep(k)) {
+			params[i] = k + "=" + Mark
+		}
+	}
+	return s[:q+1] + strings.Join(params, "&") + frag
+}
+
+// urlScheme matches a URL's scheme and the slashes after it, at the start.
+var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*:/{0,2}`)
