@@ -224,14 +224,24 @@ func Verify(path string, opts Options) error {
 }
 
 // openErr turns an error of bolt.Open into the package's: ErrLocked for a
-// held file, a *DamagedError for a file bbolt refuses (bad meta page,
-// checksum, version), else as is.
+// held file, a *DamagedError for a file bbolt refuses or panics on (bad
+// meta page, checksum, version, a truncated file), else as is. A damaged
+// file is described by checkLayout's message when the layout names the
+// damage, so Open and Verify say the same thing. The layout is read only
+// after bolt.Open failed (not before it, when a running writer may hold
+// the file: that gives ErrLocked, not a torn read taken for damage).
 func openErr(path string, opts Options, err error) error {
 	var de *DamagedError
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return fmt.Errorf("store: open %s: %w (for example a running slideshowd); gave up after %v", path, ErrLocked, opts.Timeout)
 	case errors.As(err, &de):
+		// bbolt panicked or faulted reading it (a truncated file: "invalid
+		// freelist page: <garbage>"): the layout's message names the
+		// damage, the same one Verify gives.
+		if _, lerr := checkLayout(path); lerr != nil {
+			return lerr
+		}
 		return err
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch),
 		errors.Is(err, berrors.ErrInvalidMapping), strings.Contains(err.Error(), "file size too small"),
