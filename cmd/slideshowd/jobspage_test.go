@@ -30,14 +30,21 @@ func TestPrintJobsNextPageKeepsFilters(t *testing.T) {
 		{url.Values{}, "more: slideshowd jobs list -cursor NEXT\n"},
 	} {
 		var b strings.Builder
-		printJobs(&b, pipeline.Page{Next: "NEXT"}, tc.q)
+		printJobs(&b, pipeline.Page{Next: "NEXT"}, nil, tc.q)
 		got := b.String()[strings.Index(b.String(), "more:"):]
 		if got != tc.want {
 			t.Errorf("query %v: printed %q, want %q", tc.q, got, tc.want)
 		}
 	}
+	// The -config and -addr it was run with are kept (a daemon on another
+	// address, a config elsewhere).
+	var g strings.Builder
+	printJobs(&g, pipeline.Page{Next: "NEXT"}, []string{"-config", "/etc/my slideshowd.yaml", "-addr", "10.0.0.2:9090"}, url.Values{"limit": {"2"}})
+	if want := "more: slideshowd jobs list -config '/etc/my slideshowd.yaml' -addr 10.0.0.2:9090 -limit 2 -cursor NEXT\n"; !strings.HasSuffix(g.String(), want) {
+		t.Errorf("printed %q, want it to end with %q", g.String(), want)
+	}
 	var b strings.Builder
-	printJobs(&b, pipeline.Page{}, url.Values{"limit": {"1"}})
+	printJobs(&b, pipeline.Page{}, nil, url.Values{"limit": {"1"}})
 	if strings.Contains(b.String(), "more:") {
 		t.Errorf("last page printed a next page: %q", b.String())
 	}
@@ -75,7 +82,7 @@ func TestPrintJobsTable(t *testing.T) {
 			Source: "How tides work", Images: images(0, 3), Wait: &scheduler.Wait{Class: "image", Kind: scheduler.WaitProtected, Reason: reason}},
 	}}
 	var b strings.Builder
-	printJobs(&b, pg, url.Values{})
+	printJobs(&b, pg, nil, url.Values{})
 	out := b.String()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {

@@ -135,6 +135,19 @@ func newClientCmd(name string, e env, jsonHelp string, subs map[string]int, want
 	}
 }
 
+// given returns the -config and -addr flags as they were given (name,
+// value pairs; the ones not given are left out), for a command line that
+// must reach the same daemon with the same config.
+func (c *clientCmd) given() []string {
+	var out []string
+	c.fs.Visit(func(f *flag.Flag) {
+		if f.Name == "config" || f.Name == "addr" {
+			out = append(out, "-"+f.Name, f.Value.String())
+		}
+	})
+	return out
+}
+
 // start parses args, takes the sub-command (list when none is given) and
 // checks its number of arguments, then loads the config and applies -addr.
 // When ok is false the command ends with code.
@@ -545,7 +558,7 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 	}
 	switch {
 	case sub == "list" && !*asJSON:
-		printJobs(e.stdout, page, q)
+		printJobs(e.stdout, page, c.given(), q)
 	case sub == "list":
 		printJSON(e.stdout, page)
 	case sub == "cancel" && !*asJSON:
@@ -602,7 +615,11 @@ func jobsOffline(ctx context.Context, cfg config.Config, sub string, pos []strin
 // quota is "STATE (waiting)" in the table and its reason, which can be long,
 // is on a line of its own under the table, so that it does not stretch the
 // table's columns (-json has every field).
-func printJobs(w io.Writer, pg pipeline.Page, q url.Values) {
+//
+// given are the words of the flags that chose the config and the daemon
+// (-config FILE, -addr HOST:PORT, as given): the next page's command
+// repeats them, so that it asks the same daemon.
+func printJobs(w io.Writer, pg pipeline.Page, given []string, q url.Values) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tPRIORITY\tIMAGES\tCREATED\tSOURCE")
 	var waits []string
@@ -631,12 +648,15 @@ func printJobs(w io.Writer, pg pipeline.Page, q url.Values) {
 	if pg.Next != "" {
 		var b strings.Builder
 		b.WriteString("more: slideshowd jobs list")
+		for i := 0; i+1 < len(given); i += 2 {
+			fmt.Fprintf(&b, " %s %s", given[i], shellWord(given[i+1]))
+		}
 		for _, k := range []string{"state", "priority", "since", "limit"} {
 			if v := q.Get(k); v != "" {
 				fmt.Fprintf(&b, " -%s %s", k, shellWord(v))
 			}
 		}
-		fmt.Fprintf(w, "%s -cursor %s\n", b.String(), pg.Next)
+		fmt.Fprintf(w, "%s -cursor %s\n", b.String(), shellWord(pg.Next))
 	}
 }
 

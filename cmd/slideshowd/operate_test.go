@@ -239,12 +239,13 @@ func TestJobsCommand(t *testing.T) {
 	if r.code != 0 || strings.Count(r.stdout, "Deck ") != 1 || !strings.Contains(r.stdout, "more: slideshowd jobs list ") {
 		t.Fatalf("jobs list -limit 1: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	// The next page's command, run as printed, keeps the filters.
+	// The next page's command, run as printed, keeps the filters and the
+	// -addr it was run with (it asks the same daemon, or none).
 	next := strings.Fields(strings.TrimSpace(r.stdout[strings.LastIndex(r.stdout, "more: slideshowd ")+len("more: slideshowd "):]))
-	if want := []string{"jobs", "list", "-state", "canceled", "-limit", "1", "-cursor"}; len(next) != len(want)+1 || !slices.Equal(next[:len(want)], want) {
+	if want := []string{"jobs", "list", "-addr", "127.0.0.1:1", "-state", "canceled", "-limit", "1", "-cursor"}; len(next) != len(want)+1 || !slices.Equal(next[:len(want)], want) {
 		t.Fatalf("next page's command %q, want %q and a cursor", next, want)
 	}
-	r = runBin(t, dir, cli, append(next, off...)...)
+	r = runBin(t, dir, cli, next...)
 	if r.code != 0 || strings.Count(r.stdout, "Deck ") != 1 || strings.Contains(r.stdout, "more:") {
 		t.Fatalf("jobs list page 2: %d %s %s", r.code, r.stdout, r.stderr)
 	}
