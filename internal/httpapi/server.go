@@ -205,10 +205,21 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, http.StatusUnsupportedMediaType, "Content-Type: charset "+quoteValue(cs)+": want utf-8")
 		return
 	}
-	key := r.Header.Get(idempotencyHeader)
-	if key != "" && (len(key) > maxIDLength || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0) {
-		h.writeError(w, r, http.StatusBadRequest, idempotencyHeader+": must be 1 to 128 printable ASCII characters without spaces")
-		return
+	// No header: no key. A header sent, even empty or twice, is a key that
+	// must be valid: an empty one is not read as "no key", nor the first
+	// of two as the key.
+	keys, keyed := r.Header[idempotencyHeader]
+	key := ""
+	if keyed {
+		if len(keys) != 1 {
+			h.writeError(w, r, http.StatusBadRequest, fmt.Sprintf("%s: sent %d times: send it once", idempotencyHeader, len(keys)))
+			return
+		}
+		key = keys[0]
+		if key == "" || len(key) > maxIDLength || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0 {
+			h.writeError(w, r, http.StatusBadRequest, idempotencyHeader+": must be 1 to 128 printable ASCII characters without spaces")
+			return
+		}
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
 		h.tooLarge(w, r)

@@ -113,6 +113,28 @@ func TestCreateIdempotencyKey(t *testing.T) {
 	if w.Code != 400 || !strings.HasPrefix(apiErr(t, w).Message, "Idempotency-Key:") {
 		t.Fatalf("bad key: %d %s", w.Code, w.Body)
 	}
+	// An empty header is not "no key", and of two headers the first is
+	// not silently the key: both are a 400 naming the header.
+	for _, tc := range []struct {
+		name string
+		opt  reqOpt
+		want string
+	}{
+		{"empty", withHeader("Idempotency-Key", ""), "Idempotency-Key: must be 1 to 128 printable ASCII characters"},
+		{"twice", func(r *http.Request) {
+			r.Header.Add("Idempotency-Key", "abc-1")
+			r.Header.Add("Idempotency-Key", "abc-2")
+		}, "Idempotency-Key: sent 2 times: send it once"},
+	} {
+		n := len(env.svc.requests())
+		w := env.do(t, "POST", "/v1/slideshows", validBody, tc.opt)
+		if w.Code != 400 || !strings.HasPrefix(apiErr(t, w).Message, tc.want) {
+			t.Errorf("%s key: %d %s, want 400 %q", tc.name, w.Code, w.Body, tc.want)
+		}
+		if len(env.svc.requests()) != n {
+			t.Errorf("%s key: a request was submitted", tc.name)
+		}
+	}
 }
 
 // TestCreateKeyReused: a Service refusing a key reused with a different
@@ -170,6 +192,11 @@ func TestCreateBadRequest(t *testing.T) {
 		{"image not an image", `{"slides":[{"image":"aGVsbG8gd29ybGQ="}],"images":1}`, "slides[0].image: not a PNG, JPEG, WebP or GIF image"},
 		{"source not UTF-8", "{\"source\":\"a\xffb\",\"slides\":[{\"text\":\"a\"}],\"images\":1}", "source: not valid UTF-8"},
 		{"text not UTF-8", "{\"slides\":[{\"text\":\"ok\"},{\"text\":\"\xc3\x28\"}],\"images\":1}", "slides[1].text: not valid UTF-8"},
+		{"source lone high surrogate", `{"source":"a\ud800","slides":[{"text":"a"}],"images":1}`, `source: not valid UTF-8: unpaired surrogate escape \ud800`},
+		{"source lone low surrogate", `{"source":"\uDC00x","slides":[{"text":"a"}],"images":1}`, `source: not valid UTF-8: unpaired surrogate escape \uDC00`},
+		{"text high then not low", `{"slides":[{"text":"a\ud83d\u0041"}],"images":1}`, `slides[0].text: not valid UTF-8: unpaired surrogate escape \ud83d`},
+		{"text reversed pair", `{"slides":[{"text":"\\\ude00\ud83d"}],"images":1}`, `slides[0].text: not valid UTF-8: unpaired surrogate escape \ude00`},
+		{"priority lone surrogate", `{"slides":[{"text":"a"}],"images":1,"priority":"\ud800"}`, `priority: not valid UTF-8: unpaired surrogate escape \ud800`},
 		{"priority not UTF-8", "{\"slides\":[{\"text\":\"a\"}],\"images\":1,\"priority\":\"\xfe\"}", "priority: not valid UTF-8"},
 		{"data URL not base64", `{"slides":[{"image":"data:image/png,abc"}],"images":1}`, "slides[0].image: data URL: must be base64-encoded"},
 		{"data URL without comma", `{"slides":[{"image":"data:image/png;base64"}],"images":1}`, "slides[0].image: not a valid data URL"},
@@ -205,6 +232,11 @@ func TestCreateAcceptedVariants(t *testing.T) {
 		{"null optional fields", `{"source":null,"slides":[{"text":"a","image":null}],"images":20,"priority":null}`, func(t *testing.T, r pipeline.Request) {
 			if r.Priority != "normal" || r.Images != 20 || r.Slides[0].Image != nil {
 				t.Errorf("%+v", r)
+			}
+		}},
+		{"surrogate pair and escaped backslash", `{"source":"\ud83d\ude00 \\ud800","slides":[{"text":"\uD83D\uDE00"}],"images":1}`, func(t *testing.T, r pipeline.Request) {
+			if r.Source != "\U0001F600 \\ud800" || r.Slides[0].Text != "\U0001F600" {
+				t.Errorf("source %q, text %q", r.Source, r.Slides[0].Text)
 			}
 		}},
 		{"empty priority", `{"slides":[{"text":"a"}],"images":1,"priority":""}`, func(t *testing.T, r pipeline.Request) {
