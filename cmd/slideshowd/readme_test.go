@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/slideshowd/slideshowd/internal/pipeline"
 )
 
 // readmeBlock returns the first ```lang block of the README that contains
@@ -117,5 +120,34 @@ func TestREADMELongPollLoop(t *testing.T) {
 				t.Errorf("job.json %q, want %q", job, tt.last)
 			}
 		})
+	}
+}
+
+// TestREADMEInputLimits: the README's field table of POST /v1/slideshows
+// states the limits the pipeline enforces, with the code's figures.
+func TestREADMEInputLimits(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(field string) string {
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "| `"+field+"` |") {
+				return line
+			}
+		}
+		t.Fatalf("README: no field table row for %s", field)
+		return ""
+	}
+	for _, c := range []struct{ field, want string }{
+		{"source", fmt.Sprintf("at most %d bytes", pipeline.MaxSourceBytes)},
+		{"slides", fmt.Sprintf("1 to %d slides", pipeline.MaxSlides)},
+		{"slides", fmt.Sprintf("`text` at most %d bytes", pipeline.MaxTextBytes)},
+		{"slides", fmt.Sprintf("at most %d bytes (%d MiB) together", pipeline.MaxInlineBytes, pipeline.MaxInlineBytes>>20)},
+		{"images", fmt.Sprintf("1..%d", pipeline.MaxImages)},
+	} {
+		if r := row(c.field); !strings.Contains(r, c.want) {
+			t.Errorf("README: the %s row lacks %q:\n%s", c.field, c.want, r)
+		}
 	}
 }
