@@ -70,3 +70,35 @@ func TestUsageClusterDay(t *testing.T) {
 		t.Errorf("usage without %q:\n%s", want, out.String())
 	}
 }
+
+// TestUsageKeysColumnAligned: a lane whose keys are all disabled shows
+// "(disabled: ...)" in the KEYS column where the header and the other
+// lanes' keys start (it began with a space, one column to the right).
+func TestUsageKeysColumnAligned(t *testing.T) {
+	now := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
+	sum := scheduler.Summary{Time: now, Classes: []scheduler.ClassSummary{{Name: "text", Keys: 1, RPMLimit: 10, DayLimit: 100,
+		Lanes: []scheduler.LaneSummary{
+			{Project: "team", Keys: []string{"main"}, Enabled: true, RPMLimit: 5, DayLimit: 50},
+			{Project: "other", DisabledKeys: []string{"leaky"}, RPMLimit: 5, DayLimit: 50},
+		}}}}
+	var out bytes.Buffer
+	printUsage(&out, sum, config.Config{})
+	col := -1
+	for line := range strings.Lines(out.String()) {
+		if i := strings.Index(line, "KEYS"); i >= 0 && strings.Contains(line, "PROJECT") {
+			col = i
+			continue
+		}
+		if col < 0 || len(line) <= col {
+			continue
+		}
+		for _, cell := range []string{"main", "(disabled: leaky)"} {
+			if i := strings.Index(line, cell); i >= 0 && i != col {
+				t.Errorf("%q at column %d, the KEYS header at %d:\n%s", cell, i, col, out.String())
+			}
+		}
+	}
+	if col < 0 || !strings.Contains(out.String(), "(disabled: leaky)") {
+		t.Fatalf("no lane table with the disabled key:\n%s", out.String())
+	}
+}

@@ -345,7 +345,9 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 		for _, l := range c.Lanes {
 			keys := strings.Join(l.Keys, ",")
 			if len(l.DisabledKeys) > 0 {
-				keys += " (disabled: " + strings.Join(l.DisabledKeys, ",") + ")"
+				// Without a space before it when every key of the lane is
+				// disabled: the column stays aligned.
+				keys = strings.TrimSpace(keys + " (disabled: " + strings.Join(l.DisabledKeys, ",") + ")")
 			}
 			if clusterKnown {
 				l.ClusterDayUsed = max(l.ClusterDayUsed, l.DayUsed)
