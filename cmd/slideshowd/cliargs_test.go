@@ -58,3 +58,19 @@ func TestLogDurationsAreStrings(t *testing.T) {
 		t.Errorf("log line %s: want \"cooldown\":\"20s\" and \"duration\":\"1.5ms\"", s)
 	}
 }
+
+// TestServePageRefreshRange: -page-refresh is 0 (never) or whole seconds; a
+// negative value meant never and 1500ms became 1s, without a word. Refused
+// before the config is read (no daemon starts).
+func TestServePageRefreshRange(t *testing.T) {
+	for _, tt := range []struct{ arg, want string }{
+		{"-5s", "slideshowd serve: -page-refresh -5s: must not be negative (0: never)\n"},
+		{"1500ms", "slideshowd serve: -page-refresh 1.5s: want whole seconds (1s, 5s, 1m; 0: never): the page reloads in seconds\n"},
+		{"300ms", "slideshowd serve: -page-refresh 300ms: want whole seconds (1s, 5s, 1m; 0: never): the page reloads in seconds\n"},
+	} {
+		r := runBin(t, t.TempDir(), nil, "serve", "-page-refresh", tt.arg) // no keys: the old code stopped at the config
+		if r.code != exitBadArgs || r.stderr != tt.want {
+			t.Errorf("-page-refresh %s: exit %d, stderr %q; want 2 and %q", tt.arg, r.code, r.stderr, tt.want)
+		}
+	}
+}

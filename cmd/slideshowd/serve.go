@@ -28,13 +28,23 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	fs := newFlagSet("serve", e)
 	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
 	addr := fs.String("addr", "", "listen address (default: the config's listen, 127.0.0.1:8080)")
-	refresh := fs.Duration("page-refresh", httpapi.DefaultPageRefresh, "how often the status page (GET /) reloads itself; 0: never")
+	refresh := fs.Duration("page-refresh", httpapi.DefaultPageRefresh, "how often the status page (GET /) reloads itself, in whole seconds; 0: never")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return flagExit(err)
 	}
 	if len(pos) != 0 {
 		fmt.Fprintf(e.stderr, "slideshowd serve: unexpected argument %q\n", pos[0])
+		return exitBadArgs
+	}
+	// The page reloads in whole seconds (its refresh header): a negative
+	// value read as never and 1500ms as 1s, without a word.
+	switch {
+	case *refresh < 0:
+		fmt.Fprintf(e.stderr, "slideshowd serve: -page-refresh %s: must not be negative (0: never)\n", *refresh)
+		return exitBadArgs
+	case *refresh%time.Second != 0:
+		fmt.Fprintf(e.stderr, "slideshowd serve: -page-refresh %s: want whole seconds (1s, 5s, 1m; 0: never): the page reloads in seconds\n", *refresh)
 		return exitBadArgs
 	}
 	cfg, warnings, ok := loadConfig(e, *cfgPath, forCalls)
