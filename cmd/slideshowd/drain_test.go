@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 )
@@ -113,5 +114,58 @@ func TestServeDrainsAfterSIGTERM(t *testing.T) {
 	}
 	if n := served(e, emulator.DefaultImageModel); n != 1 {
 		t.Errorf("emulator served %d image calls, want 1", n)
+	}
+}
+
+// TestServeDrainsWhenIdle: after SIGTERM with nothing running, serve keeps
+// its listener for the drain period (-drain, bounded by shutdown_grace) so
+// that a load balancer polling /readyz sees the 503 and stops sending;
+// before, it logged "stopping ... the listener stays open meanwhile" and
+// "stopped" in the same second, and a client got a refused connection.
+func TestServeDrainsWhenIdle(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 1m\n")
+	const drain = 3 * time.Second
+	d := startServeWith(t, dir, keyEnv(base, filepath.Join(dir, "data")), "-drain", drain.String())
+	signaled := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.waitLog(t, `"message":"stopping:`)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + d.addr + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz after the stop signal, nothing running: %v, want 503\n%s", err, d.logs())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("GET /readyz during the drain: %d, want 503", resp.StatusCode)
+	}
+	<-d.done
+	took := time.Since(signaled)
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v\n%s", err, d.logs())
+	}
+	if took < drain {
+		t.Errorf("serve ended %v after SIGTERM, before the %v drain", took, drain)
+	}
+	if !strings.Contains(d.logs(), `"drain":"3s"`) || !strings.Contains(d.logs(), "stopped; unfinished jobs resume") {
+		t.Errorf("no drain or no clean stop logged:\n%s", d.logs())
+	}
+}
+
+// TestServeDrainBoundedByGrace: the drain never outlasts shutdown_grace
+// (0: stops at once), and a negative -drain is refused.
+func TestServeDrainBoundedByGrace(t *testing.T) {
+	_, base := startEmulator(t, emulator.Faults{})
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig+"shutdown_grace: 0s\n")
+	d := startServeWith(t, dir, keyEnv(base, filepath.Join(dir, "data")), "-drain", "10m")
+	d.stop(t)
+	if !strings.Contains(d.logs(), `"drain":"0s"`) {
+		t.Errorf("drain not bounded by shutdown_grace 0:\n%s", d.logs())
+	}
+	r := runBin(t, dir, nil, "serve", "-drain", "-1s")
+	if want := "slideshowd serve: -drain -1s: must not be negative (0: no drain period)\n"; r.code != exitBadArgs || r.stderr != want {
+		t.Errorf("-drain -1s: exit %d, stderr %q; want 2 and %q", r.code, r.stderr, want)
 	}
 }

@@ -28,6 +28,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	fs := newFlagSet("serve", e)
 	cfgPath := fs.String("config", "", "config file (default: slideshowd.yaml when present)")
 	addr := fs.String("addr", "", "listen address (default: the config's listen, 127.0.0.1:8080)")
+	drainFlag := fs.Duration("drain", defaultDrain, "after SIGTERM or SIGINT, how long the listener stays open with /readyz 503 even when nothing runs, so load balancers see the 503 and stop sending (bounded by shutdown_grace); 0: close once running calls end")
 	refresh := fs.Duration("page-refresh", httpapi.DefaultPageRefresh, "how often the status page (GET /) reloads itself, in whole seconds; 0: never")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -45,6 +46,10 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		return exitBadArgs
 	case *refresh%time.Second != 0:
 		fmt.Fprintf(e.stderr, "slideshowd serve: -page-refresh %s: want whole seconds (1s, 5s, 1m; 0: never): the page reloads in seconds\n", *refresh)
+		return exitBadArgs
+	}
+	if *drainFlag < 0 {
+		fmt.Fprintf(e.stderr, "slideshowd serve: -drain %s: must not be negative (0: no drain period)\n", *drainFlag)
 		return exitBadArgs
 	}
 	cfg, warnings, ok := loadConfig(e, *cfgPath, forCalls)
@@ -138,22 +143,34 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	case <-ctx.Done():
 	}
 	// The whole stop takes one grace. The server keeps its listener while
-	// the core stops, so clients and load balancers get answers, not
-	// refused connections: requests other than GET and HEAD answer 503 with
-	// Retry-After, /readyz 503, long polls answer at once, and connections
-	// are not kept alive. The scheduler and pipeline start nothing new and
-	// running calls get the grace; then the listener closes and requests
-	// still running get what is left of the grace plus a second.
-	deadline := time.Now().Add(cfg.Grace() + time.Second)
+	// the core stops, and for the drain period at least (bounded by the
+	// grace) even when nothing runs, so clients and load balancers get
+	// answers, not refused connections, and a load balancer polling
+	// /readyz sees its 503 before the listener closes: requests other than
+	// GET and HEAD answer 503 with Retry-After, /readyz 503, long polls
+	// answer at once, and connections are not kept alive. The scheduler and
+	// pipeline start nothing new and running calls get the grace; then the
+	// listener closes and requests still running get what is left of the
+	// grace plus a second. A second signal ends the process at once.
+	start := time.Now()
+	deadline := start.Add(cfg.Grace() + time.Second)
+	drain := min(*drainFlag, cfg.Grace())
 	close(stopping)
 	srv.SetKeepAlivesEnabled(false)
 	// Logged once it is true: a client that reads this line and then
 	// submits gets the 503.
 	if !serverDone {
-		log.Info().Dur("grace", cfg.Grace()).Msg("stopping: new work answers 503 (Retry-After), /readyz 503; running calls may finish; the listener stays open meanwhile")
+		log.Info().Dur("grace", cfg.Grace()).Dur("drain", drain).Msg("stopping: new work answers 503 (Retry-After), /readyz 503; running calls may finish; the listener stays open meanwhile, for the drain period at least")
 	}
 	stopCore()
 	wait()
+	if left := time.Until(start.Add(drain)); left > 0 && !serverDone {
+		select {
+		case <-time.After(left):
+		case err := <-errc:
+			errc <- err // the server failed: no one to drain for
+		}
+	}
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Warn().Err(err).Msg("HTTP shutdown")
@@ -167,6 +184,12 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	log.Info().Msg("stopped; unfinished jobs resume at the next start")
 	return code
 }
+
+// defaultDrain is serve -drain's default: how long the listener stays open
+// with /readyz 503 after the stop signal, at least, so that a load balancer
+// polling /readyz every few seconds takes the process out before its
+// connections are refused.
+const defaultDrain = 5 * time.Second
 
 // loopbackAddr reports whether the listen address host:port can only be
 // reached from this machine: a loopback IP, "localhost", or a name every

@@ -79,7 +79,10 @@ func startServeWith(t *testing.T, dir string, vars map[string]string, flags ...s
 func startServeAt(t *testing.T, dir string, vars map[string]string, addr string, flags ...string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{done: make(chan struct{}), logged: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"serve", "-addr", addr}, flags...)...)
+	// -drain 0: the tests that stop serve do not wait for a load balancer
+	// (TestServeDrainsWhenIdle gives its own -drain, which comes later and
+	// wins).
+	d.cmd = exec.Command(bin, append([]string{"serve", "-addr", addr, "-drain", "0"}, flags...)...)
 	d.cmd.Dir = dir
 	d.cmd.Env = cmdEnv(t, vars)
 	d.cmd.Stdout = &lockedWriter{mu: &d.mu, w: &d.stdout}
