@@ -917,6 +917,32 @@ func (c *Class) Hold(project string, until time.Time, reason string) bool {
 	return true
 }
 
+// Unhold ends the project's lane's hold (Hold) at now when the hold has not
+// ended and is for reason: what it waited for may be there sooner (a shared
+// ledger's day count that other processes brought back under RPD by giving
+// unused units back). The lane serves again unless a cooldown, exhaustion,
+// its day or its window keeps it (Acquire checks them as always). A hold
+// for another reason, or none, is left alone. It reports whether a hold
+// ended. Safe for concurrent use, like every method of Class.
+func (c *Class) Unhold(project, reason string, now time.Time) bool {
+	n := now.UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil || l.holdReason != reason || l.holdUntil <= n {
+		return false
+	}
+	l.holdUntil, l.holdReason = 0, ""
+	// restUntil is the later of the cooldown and the hold (rest).
+	l.restUntil = l.coolUntil
+	if l.where == inWaiting {
+		// Ready again: Acquire parks it anew if something else keeps it.
+		c.removeWaiting(l)
+		c.pushReady(l)
+	}
+	return true
+}
+
 // rest keeps l from serving until u (CoolDown, Hold).
 func (c *Class) rest(l *lane, u int64) {
 	if u > l.restUntil {

@@ -223,6 +223,46 @@ func TestHoldIsNotACooldown(t *testing.T) {
 	}
 }
 
+// Unhold ends a hold of its reason at once (the lane waiting in the heap
+// serves again), leaves a hold of another reason alone, and keeps a
+// cooldown.
+func TestUnhold(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(1)})
+	c := p.Class("image")
+	if _, ok, _ := c.Acquire(t0, 0); !ok {
+		t.Fatal("not ready")
+	}
+	midnight := NextMidnight(t0, Pacific)
+	c.Hold("key1", midnight, "cluster day full")
+	now := t0.Add(3 * time.Second)
+	if _, ok, next := c.Acquire(now, 0); ok || !next.Equal(midnight) {
+		t.Fatalf("held lane: ok=%v next=%v, want not ok until %v", ok, next, midnight)
+	}
+	if c.Unhold("key1", "waiting for the cluster's window", now) || c.Unhold("nope", "cluster day full", now) {
+		t.Fatal("Unhold ended a hold of another reason, or of no lane")
+	}
+	if !c.Unhold("key1", "cluster day full", now) {
+		t.Fatal("Unhold did not end the lane's hold")
+	}
+	if lu := c.Usage(now).Lanes[0]; !lu.HeldUntil.IsZero() || lu.HeldReason != "" {
+		t.Fatalf("after Unhold: held until %v (%q)", lu.HeldUntil, lu.HeldReason)
+	}
+	if c.Unhold("key1", "cluster day full", now) {
+		t.Fatal("Unhold ended a hold twice")
+	}
+	if _, ok, next := c.Acquire(now, 0); !ok {
+		t.Fatalf("after Unhold: not ready (next %v)", next)
+	}
+	// A cooldown stays.
+	cool := now.Add(20 * time.Second)
+	c.CoolDown("key1", cool)
+	c.Hold("key1", midnight, "cluster day full")
+	c.Unhold("key1", "cluster day full", now)
+	if _, ok, next := c.Acquire(now.Add(time.Second), 0); ok || !next.Equal(cool) {
+		t.Fatalf("after Unhold during a cooldown: ok=%v next=%v, want not ok until %v", ok, next, cool)
+	}
+}
+
 func TestExhaustUntilPacificMidnight(t *testing.T) {
 	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "image", Limits: Limits{RPM: 20, RPD: 250}}}, Keys: keysN(2)})
 	c := p.Class("image")

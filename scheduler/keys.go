@@ -42,8 +42,9 @@ type KeyClassState struct {
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
 	// Until is when a cooling, held, exhausted or day_used lane serves
-	// again (for day_used and HoldDay: the next Pacific midnight); zero
-	// otherwise.
+	// again (for day_used and HoldDay: the next Pacific midnight; a HoldDay
+	// ends sooner when a heartbeat reads the lane's shared count below RPD,
+	// see HoldDay); zero otherwise.
 	Until time.Time `json:"until,omitzero"`
 }
 

@@ -288,7 +288,11 @@ const (
 	// HoldTokens: the cluster's shared TPM window has no room.
 	HoldTokens = "waiting for the cluster's token window"
 	// HoldDay: the lane's shared day count is at RPD (or has fewer units
-	// left than a grant); held until the next Pacific midnight.
+	// left than a grant). Held until the next Pacific midnight, or until
+	// the shared count is below RPD again (other processes gave unused
+	// units back), as the next heartbeat reads it (every HeartbeatEvery):
+	// then the lane asks again. A grant refused with units still left (it
+	// asked for more than the day had) holds for one HeartbeatEvery.
 	HoldDay = "cluster day full"
 	// HoldShare: Redis is unreachable and this process used its safe share.
 	HoldShare = "Redis unreachable: share used"
@@ -309,10 +313,11 @@ const (
 
 // HoldWords words a lane held for reason (a Hold... constant) until until,
 // as of now, for the status page and the CLI: "waiting for the cluster's
-// window (13s)", "cluster day full until Dec 2 00:00 PST" (HoldDay, in
-// Pacific time).
+// window (13s)", "cluster day full until Dec 2 00:00 PST" (HoldDay until
+// midnight, in Pacific time; a HoldDay of a heartbeat interval or less, a
+// grant refused with units left, reads "cluster day full (5s)").
 func HoldWords(reason string, until, now time.Time) string {
-	if reason == HoldDay {
+	if reason == HoldDay && until.Sub(now) > HeartbeatEvery {
 		return reason + " until " + until.In(bucket.Pacific).Format("Jan 2 15:04 MST")
 	}
 	return reason + " (" + ShortDuration(until.Sub(now)) + ")"
@@ -321,8 +326,10 @@ func HoldWords(reason string, until, now time.Time) string {
 // refused applies a grant the cluster refused to the lane: it waits until
 // the shared window frees room (held), or the cooldown or exhaustion another
 // process reported after its 429 ends (cooling, exhausted), or (the shared
-// day full) the next Pacific midnight (held). It reports whether err was
-// such a refusal.
+// day full) the next Pacific midnight, released sooner by the heartbeat
+// that reads the lane's shared count below RPD (applySharedDays); with
+// units still left (the grant asked for more), one HeartbeatEvery. It
+// reports whether err was such a refusal.
 func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 	var ge *store.GrantError
 	if !errors.As(err, &ge) {
@@ -333,7 +340,14 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 	case "day":
 		r.class.SharedDay(lease.Project, lease.Day, ge.Day, now)
 		hold = HoldDay
-		r.class.Hold(lease.Project, bucket.NextMidnight(now, r.s.cfg.Location), hold)
+		until := bucket.NextMidnight(now, r.s.cfg.Location)
+		if ge.Day < r.class.Limits().RPD {
+			// Units left, fewer than asked (another process took some
+			// since the lane's last count): the next grant asks for no
+			// more than are left (bucket sizes it from this count).
+			until = earliest(until, now.Add(HeartbeatEvery))
+		}
+		r.class.Hold(lease.Project, until, hold)
 	case "exhausted": // another process's per-day 429
 		r.class.ExhaustUntil(lease.Project, ge.Until)
 	case "cool": // another process's per-minute 429

@@ -37,20 +37,35 @@ func (s *Scheduler) refreshSharedDays(ctx context.Context, sd sharedDays) error 
 	return nil
 }
 
-// applySharedDays records shared day counts in the classes and wakes the
-// dispatchers of a class whose protection changed.
+// applySharedDays records shared day counts in the classes, releases the
+// lanes held "cluster day full" (HoldDay) whose count of today is below RPD
+// (other processes gave unused units back: a settlement, an idle lane's
+// give-back, a clean stop), so that each asks Redis again, and wakes the
+// dispatchers of a class whose protection changed or whose lane was
+// released. Called with the counts each heartbeat reads (every
+// HeartbeatEvery) and once at start: a lane held for the day asks again at
+// most once per heartbeat, never per request.
 func (s *Scheduler) applySharedDays(counts []store.DailyCount, now time.Time) {
 	before := make([]bool, len(s.order))
 	for i, r := range s.order {
 		before[i] = r.class.Critical(now)
 	}
+	today := bucket.Day(now, s.cfg.Location)
+	released := make(map[*runner]bool)
 	for _, dc := range counts {
-		if r := s.classes[dc.Lane.Class]; r != nil {
-			r.class.SharedDay(dc.Lane.Project, dc.Day, dc.Count, now)
+		r := s.classes[dc.Lane.Class]
+		if r == nil {
+			continue
+		}
+		r.class.SharedDay(dc.Lane.Project, dc.Day, dc.Count, now)
+		if dc.Day == today && dc.Count < r.class.Limits().RPD && r.class.Unhold(dc.Lane.Project, HoldDay, now) {
+			released[r] = true
+			s.log.Debug().Str("class", r.name).Str("project", dc.Lane.Project).Int("day_count", dc.Count).
+				Msg("the cluster's day has room again: the lane held for the day asks again")
 		}
 	}
 	for i, r := range s.order {
-		if r.class.Critical(now) != before[i] {
+		if released[r] || r.class.Critical(now) != before[i] {
 			r.signal()
 		}
 	}

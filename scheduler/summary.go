@@ -191,7 +191,9 @@ type LaneSummary struct {
 	CoolUntil time.Time `json:"cool_until,omitzero"`
 	// HeldUntil is when a lane the cluster holds (a grant refused with no
 	// 429: Held says why, one of the Hold... words) asks again: for
-	// HoldDay, the next Pacific midnight. Zero and "" when not held.
+	// HoldDay, the next Pacific midnight, or sooner when a heartbeat reads
+	// the lane's shared count below RPD (see HoldDay). Zero and "" when
+	// not held.
 	HeldUntil      time.Time `json:"held_until,omitzero"`
 	Held           string    `json:"held,omitempty"`
 	ExhaustedUntil time.Time `json:"exhausted_until,omitzero"`

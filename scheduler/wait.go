@@ -85,7 +85,7 @@ func (r *runner) waitKind(now time.Time) (string, string) {
 	var first bucket.LaneUsage
 	for _, l := range u.Lanes {
 		if !l.Enabled || l.Stopped != "" || l.ExhaustedUntil.After(now) || l.DayUsed >= u.Limits.RPD ||
-			(l.HeldReason == HoldDay && l.HeldUntil.After(now)) {
+			(l.HeldReason == HoldDay && l.HeldUntil.After(now) && l.SharedUsed >= u.Limits.RPD) {
 			continue
 		}
 		open++
