@@ -285,7 +285,9 @@ func (s *Scheduler) applyShared(ev store.SharedEvent) {
 const (
 	// HoldWindow: the cluster's shared 60 s window has no room.
 	HoldWindow = "waiting for the cluster's window"
-	// HoldTokens: the cluster's shared TPM window has no room.
+	// HoldTokens: the cluster's shared TPM window has no room. Held until
+	// enough budgets leave the window, at most a heartbeat interval: other
+	// processes may give unused budget back sooner.
 	HoldTokens = "waiting for the cluster's token window"
 	// HoldDay: the lane's shared day count is at RPD (or has fewer units
 	// left than a grant). Held until the next Pacific midnight, or until
@@ -324,7 +326,8 @@ func HoldWords(reason string, until, now time.Time) string {
 }
 
 // refused applies a grant the cluster refused to the lane: it waits until
-// the shared window frees room (held), or the cooldown or exhaustion another
+// the shared window frees room (held; the token window: at most
+// HeartbeatEvery, budgets may be given back sooner), or the cooldown or exhaustion another
 // process reported after its 429 ends (cooling, exhausted), or (the shared
 // day full) the next Pacific midnight, released sooner by the heartbeat
 // that reads the lane's shared count below RPD (applySharedDays); with
@@ -370,7 +373,15 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 		default:
 			hold = "the cluster refused a grant (" + ge.Reason + ")"
 		}
-		r.class.Hold(lease.Project, ge.Until, hold)
+		until := ge.Until
+		if ge.Reason == "tpm" {
+			// Until is when the budgets that refused it leave the window
+			// (up to a minute away); another process may give its unused
+			// budget back before then (at its lane's next grant, its clean
+			// stop): ask again at most a heartbeat interval later.
+			until = earliest(until, now.Add(HeartbeatEvery))
+		}
+		r.class.Hold(lease.Project, until, hold)
 	}
 	r.s.log.Debug().Str("class", r.name).Str("project", lease.Project).Str("reason", ge.Reason).Str("hold", hold).
 		Time("until", ge.Until).Msg("the cluster refused a grant; the lane waits")

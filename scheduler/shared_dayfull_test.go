@@ -216,3 +216,124 @@ func TestSharedDayRefusedWords(t *testing.T) {
 		t.Errorf("count 3 of RPD 6: lane still held %q until %v", l.Held, l.HeldUntil)
 	}
 }
+
+// TestSharedTokensHeldReleased: a lane held for the cluster's token window
+// asks Redis again within a heartbeat interval, not only when the budgets
+// that refused it leave the window (up to a minute later): another
+// process may give its unused budget back before then (at its lane's next
+// grant, or its clean stop). Process a (a store alone) takes a budget of
+// the whole TPM of 4,000; scheduler b, with 3 jobs of 500 estimated
+// tokens, is refused and held; a gives back 3,000 of its budget unused by
+// its clean stop's settlement. b sends its 3 jobs within a heartbeat
+// interval of that, and the token window never holds more than TPM. Before,
+// b waited for a's whole budget to leave, 62 s after it was granted.
+func TestSharedTokensHeldReleased(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	synctest.Test(t, func(t *testing.T) { sharedTokensHeld(t, srv) })
+}
+
+func sharedTokensHeld(t *testing.T, srv *redistest.Server) {
+	const tpm = 4000
+	limits := bucket.Limits{RPM: 60, RPD: 1000, TPM: tpm}
+	lane := store.LaneID{Project: "key1", Class: "text"}
+	classes := []store.RedisClass{{Name: "text", RPM: limits.RPM, RPD: limits.RPD, TPM: tpm}}
+	open := func(name string) (*store.Redis, *redis.Client) {
+		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		st, err := store.OpenRedis(t.Context(), store.NewMemory(), store.RedisOptions{Client: c, Cluster: "tokheld",
+			Process: name, Projects: []string{"key1"}, Now: time.Now, Classes: classes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, c
+	}
+	a, ca := open("a")
+	defer ca.Close()
+	day := bucket.Day(time.Now(), bucket.Pacific)
+	now := time.Now()
+	if _, err := a.Reserve(t.Context(), store.Record{Lane: lane, Day: day, Units: 1, Covers: 1, At: now, Until: now.Add(2 * time.Second), Tokens: tpm}); err != nil {
+		t.Fatalf("a's grant of the whole TPM: %v", err)
+	}
+
+	st, cb := open("b")
+	defer cb.Close()
+	defer st.Close()
+	s, err := New(Config{Keys: keys(1), Store: quietShared{st},
+		Classes: []ClassConfig{{Name: "text", Limits: limits, Concurrency: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var runs sync.WaitGroup
+	runs.Go(func() {
+		if err := s.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	var mu sync.Mutex
+	var sends []time.Time
+	var jobs sync.WaitGroup
+	defer func() { cancel(); runs.Wait(); jobs.Wait() }()
+	for range 3 {
+		jobs.Go(func() {
+			if err := s.Do(ctx, Job{Class: "text", Tokens: 500, Work: func(context.Context, Lease) error {
+				mu.Lock()
+				sends = append(sends, time.Now())
+				mu.Unlock()
+				return nil
+			}}); err != nil && ctx.Err() == nil {
+				t.Errorf("b's job: %v", err)
+			}
+		})
+	}
+
+	// The virtual clock: the scenario's time, not a wait for an event.
+	time.Sleep(8 * time.Second)
+	mu.Lock()
+	sent := len(sends)
+	mu.Unlock()
+	if l := s.Summary().Classes[0].Lanes[0]; sent != 0 || l.Held != HoldTokens {
+		t.Fatalf("before a gives back: b sent %d, lane held %q until %v; want 0 sent, held %q", sent, l.Held, l.HeldUntil, HoldTokens)
+	}
+
+	// a sent one request of 1,000 tokens and stops cleanly: 3,000 unused.
+	if _, err := a.Heartbeat(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	gave := time.Now()
+	if err := a.Settle(t.Context(), store.Settlement{Unused: []store.UnusedTokens{{Lane: lane, Tokens: 3000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Leave(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+
+	done := make(chan struct{})
+	go func() { jobs.Wait(); close(done) }()
+	tm := time.NewTimer(30 * time.Second)
+	select {
+	case <-done:
+	case <-tm.C:
+	}
+	tm.Stop()
+	mu.Lock()
+	got := append([]time.Time(nil), sends...)
+	mu.Unlock()
+	if len(got) != 3 {
+		l := s.Summary().Classes[0].Lanes[0]
+		t.Fatalf("b sent %d of its 3 jobs in the 30 s after a gave 3,000 tokens back (lane held %q until %v)", len(got), l.Held, l.HeldUntil)
+	}
+	for _, at := range got {
+		if d := at.Sub(gave); d > HeartbeatEvery+time.Second {
+			t.Errorf("b sent %v after a gave tokens back: more than a heartbeat interval (%v)", d, HeartbeatEvery)
+		}
+	}
+	// The shared token window: a's 1,000 used and b's budgets, within TPM.
+	cu, err := st.Usage(t.Context(), day)
+	if err != nil || len(cu.Lanes) != 1 {
+		t.Fatalf("cluster usage %+v, %v", cu, err)
+	}
+	if l := cu.Lanes[0]; l.Tokens > tpm || l.Tokens < 1000+3*500 {
+		t.Errorf("the shared token window holds %d: want a's 1,000 and b's 1,500 at least, at most TPM %d", l.Tokens, tpm)
+	}
+}
