@@ -488,11 +488,21 @@ func (s *Scheduler) ResumeLane(ctx context.Context, class, project string) error
 	if !r.class.Resume(project) {
 		return fmt.Errorf("%w: class %q has no lane of project %q", ErrUnknownLane, class, project)
 	}
-	if err := r.persistLane(ctx, project, time.Now()); err != nil {
+	now := time.Now()
+	if err := r.persistLane(ctx, project, now); err != nil {
 		return fmt.Errorf("scheduler: resuming lane %s/%s: %w", project, class, err)
 	}
 	r.signal()
-	if ls, ok := s.store.(laneResumer); ok {
+	ls, shared := s.store.(laneResumer)
+	if rt, ok := s.store.(store.ResumeTimes); ok && !shared {
+		// A data directory alone (slideshowd lanes resume with no
+		// daemon): the resume's time, so that a process joining a cluster
+		// on this data directory later shares it (store.ResumeTimes).
+		if err := rt.ResumeLaneAt(ctx, store.LaneID{Project: project, Class: class}, now); err != nil {
+			return fmt.Errorf("scheduler: resuming lane %s/%s: %w", project, class, err)
+		}
+	}
+	if shared {
 		// The other processes of the cluster resume it too.
 		err := ls.ResumeLane(ctx, store.LaneID{Project: project, Class: class})
 		switch {

@@ -32,6 +32,8 @@ const SchemaVersion = 1
 //	          bytes (the rest), written when a fingerprint is set
 //	enabled   key id -> 0x01, time: when the key was last enabled, kept until
 //	          it is disabled again (KeysEnabled; see EnableTimes)
+//	resumed   laneKey -> 0x01, time: when the lane was last resumed, kept
+//	          until it is stopped again (LanesResumed; see ResumeTimes)
 //	jobs      job id -> the job's Data as given
 //	windows   laneKey -> 0x01, uvarint(n), n x (8-byte big-endian unix ns, uvarint tokens):
 //	          the lane's window log at the last clean stop (Ledger.Settle)
@@ -39,7 +41,7 @@ const SchemaVersion = 1
 //	          day (10 bytes), uvarint Units, uvarint Covers, 8-byte At and Until
 //	          (unix ns), uvarint PrevTokens: Ledger.Reserve's records, in write order
 //
-// The windows, records and enabled buckets came after version 1 without changing it:
+// The windows, records, enabled and resumed buckets came after version 1 without changing it:
 // Open creates them in an older file, and an older slideshowd ignores them.
 //
 // laneKey is uvarint(len(project)), project, class. A time is uvarint(len),
@@ -53,6 +55,7 @@ var (
 	bucketWindows  = []byte("windows")
 	bucketRecords  = []byte("records")
 	bucketEnabled  = []byte("enabled")
+	bucketResumed  = []byte("resumed")
 
 	keySchema = []byte("schema")
 	// keyEpoch prefixes a cluster's name in meta (SharedEpoch).
@@ -155,7 +158,7 @@ func initFile(tx *bolt.Tx, history int) error {
 		}
 		return fmt.Errorf("%w: the file has schema version %s, this slideshowd reads version %d", ErrSchema, found, SchemaVersion)
 	}
-	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs, bucketWindows, bucketRecords, bucketEnabled} {
+	for _, name := range [][]byte{bucketDaily, bucketLanes, bucketDisabled, bucketJobs, bucketWindows, bucketRecords, bucketEnabled, bucketResumed} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -354,14 +357,26 @@ func appendDay(out []DailyCount, day string, counts *bolt.Bucket) ([]DailyCount,
 	return out, err
 }
 
-// SetLaneState implements Store.
+// SetLaneState implements Store. A state with a stop forgets the lane's
+// resume time (ResumeTimes).
 func (s *Bolt) SetLaneState(ctx context.Context, st LaneState) error {
 	if err := checkLane(st.Lane); err != nil {
 		return err
 	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return putLaneState(tx, st) })
+}
+
+// putLaneState writes st in the lanes bucket (deletes it when empty); a
+// stop deletes the lane's resume time.
+func putLaneState(tx *bolt.Tx, st LaneState) error {
 	key := laneKey(st.Lane)
+	if st.Stopped != "" {
+		if err := tx.Bucket(bucketResumed).Delete(key); err != nil {
+			return err
+		}
+	}
 	if st.empty() {
-		return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketLanes).Delete(key) })
+		return tx.Bucket(bucketLanes).Delete(key)
 	}
 	v := []byte{valueVersion}
 	v = appendTime(v, st.CoolUntil)
@@ -374,7 +389,70 @@ func (s *Bolt) SetLaneState(ctx context.Context, st LaneState) error {
 		v = binary.AppendUvarint(v, uint64(len(st.Config)))
 		v = append(v, st.Config...)
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error { return tx.Bucket(bucketLanes).Put(key, v) })
+	return tx.Bucket(bucketLanes).Put(key, v)
+}
+
+// ResumeLaneAt implements ResumeTimes: in one transaction, the lane's stop
+// and its configuration are cleared (its cooldown and exhaustion stay) and
+// at is recorded as the time of its resume.
+func (s *Bolt) ResumeLaneAt(ctx context.Context, l LaneID, at time.Time) error {
+	if err := checkLane(l); err != nil {
+		return err
+	}
+	key := laneKey(l)
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		st := LaneState{Lane: l}
+		if v := tx.Bucket(bucketLanes).Get(key); v != nil {
+			var err error
+			if st, err = decodeLaneState(key, v); err != nil {
+				return err
+			}
+		}
+		st.Stopped, st.Config = "", ""
+		if err := putLaneState(tx, st); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketResumed).Put(key, appendTime([]byte{valueVersion}, at))
+	})
+}
+
+// LanesResumed implements ResumeTimes.
+func (s *Bolt) LanesResumed(ctx context.Context) (map[LaneID]time.Time, error) {
+	type resumed struct {
+		lane LaneID
+		at   time.Time
+	}
+	all, err := readBucket(ctx, s, bucketResumed, func(k, v []byte) (resumed, error) {
+		l, at, err := decodeResumed(k, v)
+		return resumed{l, at}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[LaneID]time.Time, len(all))
+	for _, r := range all {
+		out[r.lane] = r.at
+	}
+	return out, nil
+}
+
+// decodeResumed decodes an entry of the resumed bucket.
+func decodeResumed(k, v []byte) (LaneID, time.Time, error) {
+	l, err := decodeLaneKey(k)
+	if err != nil {
+		return LaneID{}, time.Time{}, err
+	}
+	if len(v) == 0 || v[0] != valueVersion {
+		return LaneID{}, time.Time{}, fmt.Errorf("store: corrupt resume of lane %s: %x", quote(l.String()), v)
+	}
+	at, rest, err := readTime(v[1:])
+	if err == nil && len(rest) != 0 {
+		err = fmt.Errorf("%d bytes after the time", len(rest))
+	}
+	if err != nil {
+		return LaneID{}, time.Time{}, fmt.Errorf("store: corrupt resume of lane %s: %w", quote(l.String()), err)
+	}
+	return l, at, nil
 }
 
 // LaneStates implements Store.

@@ -23,6 +23,7 @@ type Memory struct {
 	lanes    map[LaneID]LaneState
 	disabled map[string]DisabledKey
 	enabled  map[string]time.Time // EnableTimes
+	resumed  map[LaneID]time.Time // ResumeTimes
 	jobs     map[string][]byte
 	windows  map[LaneID][]Sent
 	records  []Record
@@ -145,7 +146,8 @@ func (m *Memory) History(ctx context.Context) ([]DailyCount, error) {
 	return out, nil
 }
 
-// SetLaneState implements Store.
+// SetLaneState implements Store. A state with a stop forgets the lane's
+// resume time (ResumeTimes).
 func (m *Memory) SetLaneState(ctx context.Context, s LaneState) error {
 	if err := checkLane(s.Lane); err != nil {
 		return err
@@ -155,9 +157,19 @@ func (m *Memory) SetLaneState(ctx context.Context, s LaneState) error {
 	if err := m.ready(ctx); err != nil {
 		return err
 	}
+	m.putLaneState(s)
+	return nil
+}
+
+// putLaneState writes s (deletes it when empty); a stop forgets the lane's
+// resume time. Call with mu held.
+func (m *Memory) putLaneState(s LaneState) {
+	if s.Stopped != "" {
+		delete(m.resumed, s.Lane)
+	}
 	if s.empty() {
 		delete(m.lanes, s.Lane)
-		return nil
+		return
 	}
 	if m.lanes == nil {
 		m.lanes = make(map[LaneID]LaneState)
@@ -165,7 +177,39 @@ func (m *Memory) SetLaneState(ctx context.Context, s LaneState) error {
 	s.CoolUntil = s.CoolUntil.UTC()
 	s.ExhaustedUntil = s.ExhaustedUntil.UTC()
 	m.lanes[s.Lane] = s
+}
+
+// ResumeLaneAt implements ResumeTimes.
+func (m *Memory) ResumeLaneAt(ctx context.Context, l LaneID, at time.Time) error {
+	if err := checkLane(l); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.ready(ctx); err != nil {
+		return err
+	}
+	st, ok := m.lanes[l]
+	if !ok {
+		st = LaneState{Lane: l}
+	}
+	st.Stopped, st.Config = "", ""
+	m.putLaneState(st)
+	if m.resumed == nil {
+		m.resumed = make(map[LaneID]time.Time)
+	}
+	m.resumed[l] = at.UTC()
 	return nil
+}
+
+// LanesResumed implements ResumeTimes.
+func (m *Memory) LanesResumed(ctx context.Context) (map[LaneID]time.Time, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.ready(ctx); err != nil {
+		return nil, err
+	}
+	return maps.Clone(m.resumed), nil
 }
 
 // LaneStates implements Store.
@@ -332,7 +376,7 @@ func (m *Memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.daily, m.lanes, m.disabled, m.jobs, m.enabled = nil, nil, nil, nil, nil
+	m.daily, m.lanes, m.disabled, m.jobs, m.enabled, m.resumed = nil, nil, nil, nil, nil, nil
 	m.newest = ""
 	return nil
 }

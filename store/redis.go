@@ -367,7 +367,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if err := s.publishLocal(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.publishEnables(ctx); err != nil {
+	if err := s.publishKept(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.agreeLocal(ctx); err != nil {
@@ -844,10 +844,10 @@ func (s *Redis) join(ctx context.Context) error {
 		}
 	}
 	if known != "" && ep != known {
-		// Redis lost its state: the enables this process keeps, with
-		// their times, so that no older disable comes back (see
-		// redis_local.go).
-		if err := s.publishEnables(ctx); err != nil {
+		// Redis lost its state: the enables and resumes this process
+		// keeps, with their times, so that no older disable or stop
+		// comes back (see redis_local.go).
+		if err := s.publishKept(ctx); err != nil {
 			return err
 		}
 		s.signalResync()

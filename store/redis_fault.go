@@ -1194,7 +1194,7 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 		ver = p.Get(ctx, s.keysVersionKey())
 		ep = p.Get(ctx, s.epochKey())
 		for i, l := range s.lanes {
-			states[i] = p.HMGet(ctx, s.stateKey(l), "cool", "exhausted", "stopped", "config")
+			states[i] = p.HMGet(ctx, s.stateKey(l), "cool", "exhausted", "stopped", "config", "stopat")
 		}
 		return nil
 	})
@@ -1245,6 +1245,7 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 	})
 	var laneEvs []SharedEvent
 	stops := make(map[LaneID]stopInfo)
+	stopAt := make(map[LaneID]time.Time) // the change's time, for the Local store's resume time
 	for i, l := range s.lanes {
 		v := states[i].Val()
 		if len(v) < 4 {
@@ -1254,6 +1255,12 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 			config, _ := v[3].(string)
 			stops[l] = stopInfo{reason, config}
 		}
+		if len(v) > 4 {
+			sv, _ := v[4].(string)
+			if ms, err := strconv.ParseInt(sv, 10, 64); err == nil {
+				stopAt[l] = time.UnixMilli(ms).UTC()
+			}
+		}
 	}
 	s.f.keysMu.Lock()
 	for _, l := range s.lanes {
@@ -1261,9 +1268,9 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 		before, had := s.f.stops[l]
 		switch {
 		case was && (!had || before != now):
-			laneEvs = append(laneEvs, SharedEvent{Process: ResyncProcess, Kind: "stopped", Lane: l, Reason: now.reason, Config: now.config})
+			laneEvs = append(laneEvs, SharedEvent{Process: ResyncProcess, Kind: "stopped", Lane: l, Reason: now.reason, Config: now.config, At: stopAt[l]})
 		case !was && had:
-			laneEvs = append(laneEvs, SharedEvent{Process: ResyncProcess, Kind: "resumed", Lane: l})
+			laneEvs = append(laneEvs, SharedEvent{Process: ResyncProcess, Kind: "resumed", Lane: l, At: stopAt[l]})
 		}
 	}
 	s.f.stops = stops

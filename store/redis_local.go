@@ -40,6 +40,23 @@ import (
 // redis_pending.go). An enable made on a data directory with no daemon
 // while Redis was unreachable is shared the same way when a process on
 // that data directory joins.
+//
+// A lane's resume is kept with its time the same way (ResumeTimes: Bolt and
+// Memory keep it until the lane is stopped again), by the process that made
+// it (ResumeLane, also while Redis is unreachable), by every process that
+// applied it and by every process that joins after it (agreeLocal copies
+// the time Redis recorded for the lane's last change of its stop when that
+// change was a resume); publishResumes shares it as a pending change at its
+// time, at a join and when the cluster's epoch is gone, unless Redis
+// recorded a change of the lane's stop as late. So a resume made while
+// Redis was unreachable by a process that stopped before it answered, or
+// by slideshowd lanes resume on a data directory with no daemon and Redis
+// not taking it, reaches the cluster when a process on that data directory
+// joins. A stop has no time in the Local store: shared from there
+// (publishLocal) or from a running process's view (seedView), it counts
+// from the oldest time, so a kept resume wins over it even when the stop
+// came later (the lane is stopped again by its next request if its project
+// still has no quota).
 
 // EnableTimes is a Local store that keeps when each key was enabled, until
 // it is disabled again (Bolt and Memory implement it), so that an enable
@@ -53,6 +70,123 @@ type EnableTimes interface {
 	// KeysEnabled returns, by key id, the time of each key's last enable
 	// not followed by a disable (none: empty or nil).
 	KeysEnabled(ctx context.Context) (map[string]time.Time, error)
+}
+
+// ResumeTimes is a Local store that keeps when each lane was resumed (its
+// stop cleared), until it is stopped again (a SetLaneState with Stopped
+// set forgets it; Bolt and Memory implement it), so that a resume takes
+// part in the conflict rule of changes shared at a join. Implementations
+// are safe for concurrent use.
+type ResumeTimes interface {
+	// ResumeLaneAt clears the lane's stop (LaneState.Stopped and Config;
+	// its cooldown and exhaustion stay) and records at as the time of its
+	// resume. An invalid lane is an error wrapping ErrInvalid.
+	ResumeLaneAt(ctx context.Context, l LaneID, at time.Time) error
+	// LanesResumed returns, by lane, the time of each lane's last resume
+	// not followed by a stop (none: empty or nil).
+	LanesResumed(ctx context.Context) (map[LaneID]time.Time, error)
+}
+
+// resumeLocal clears the lane's stop in the Local store, recording at when
+// it keeps resume times; call with localMu held.
+func (s *Redis) resumeLocal(ctx context.Context, l LaneID, at time.Time) error {
+	if rt, ok := s.Local.(ResumeTimes); ok {
+		return rt.ResumeLaneAt(ctx, l, at)
+	}
+	states, err := s.Local.LaneStates(ctx)
+	if err != nil {
+		return err
+	}
+	for _, st := range states {
+		if st.Lane == l && st.Stopped != "" {
+			st.Stopped, st.Config = "", ""
+			return s.Local.SetLaneState(ctx, st)
+		}
+	}
+	return nil
+}
+
+// stopTimes returns, for the lanes of RedisOptions.Projects that have one,
+// the time Redis recorded for the last change of the lane's stop (a stop
+// or a resume; Unix ms) and whether the lane is stopped there.
+func (s *Redis) stopTimes(ctx context.Context) (map[LaneID]int64, map[LaneID]bool, error) {
+	cmds := make([]*redis.SliceCmd, len(s.lanes))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, l := range s.lanes {
+			cmds[i] = p.HMGet(ctx, s.stateKey(l), "stopat", "stopped")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, unavailable(err)
+	}
+	ats, stopped := make(map[LaneID]int64), make(map[LaneID]bool)
+	for i, l := range s.lanes {
+		v := cmds[i].Val()
+		if len(v) < 2 {
+			continue
+		}
+		sv, _ := v[0].(string)
+		if ms, err := strconv.ParseInt(sv, 10, 64); err == nil {
+			ats[l] = ms
+		}
+		if r, _ := v[1].(string); r != "" {
+			stopped[l] = true
+		}
+	}
+	return ats, stopped, nil
+}
+
+// publishResumes shares the resumes the Local store keeps (ResumeTimes) of
+// the lanes of RedisOptions.Projects that Redis has no change of the
+// lane's stop as late as: each as a pending change at its time, so a later
+// change recorded meanwhile wins (see redis_pending.go). A lane stopped in
+// the Local store is skipped (a file an older slideshowd stopped the lane
+// in after the resume).
+func (s *Redis) publishResumes(ctx context.Context) error {
+	rt, ok := s.Local.(ResumeTimes)
+	if !ok {
+		return nil
+	}
+	res, err := rt.LanesResumed(ctx)
+	if err != nil || len(res) == 0 {
+		return err
+	}
+	states, err := s.Local.LaneStates(ctx)
+	if err != nil {
+		return err
+	}
+	stoppedHere := make(map[LaneID]bool)
+	for _, st := range states {
+		stoppedHere[st.Lane] = st.Stopped != ""
+	}
+	ats, _, err := s.stopTimes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range s.lanes {
+		at, ok := res[l]
+		if !ok || stoppedHere[l] {
+			continue
+		}
+		at = at.Truncate(time.Millisecond)
+		if ms, ok := ats[l]; ok && ms >= at.UnixMilli() {
+			continue // Redis has this change or a later one
+		}
+		if err := s.pushNoted(ctx, pendingOp{kind: "resumed", lane: l, at: at}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publishKept shares the enables and the resumes the Local store keeps
+// with their times (publishEnables, publishResumes).
+func (s *Redis) publishKept(ctx context.Context) error {
+	if err := s.publishEnables(ctx); err != nil {
+		return err
+	}
+	return s.publishResumes(ctx)
 }
 
 // enableLocal enables the key in the Local store, recording at when it
@@ -85,13 +219,8 @@ func (s *Redis) publishEnables(ctx context.Context) error {
 		if ms, err := strconv.ParseInt(ats[id], 10, 64); err == nil && ms >= at.UnixMilli() {
 			continue // Redis has this change or a later one
 		}
-		op := pendingOp{kind: "enabled", keyID: id, at: at}
-		written, err := s.push(ctx, op, true)
-		if err != nil {
+		if err := s.pushNoted(ctx, pendingOp{kind: "enabled", keyID: id, at: at}); err != nil {
 			return err
-		}
-		if written {
-			s.noteOp(op)
 		}
 	}
 	return nil
@@ -101,9 +230,10 @@ func (s *Redis) publishEnables(ctx context.Context) error {
 // process or found by a re-read, to the Local store. A key disabled keeps
 // the Local record when the key is disabled there already (its reason,
 // time and fingerprint); otherwise its time is the change's (ev.At; the
-// Local clock's now when zero). A lane's state is read, changed and written
-// under localMu, so that it does not race with SetLaneState; a cooldown or
-// exhaustion only raises the Local time. Other kinds write nothing.
+// Local clock's now when zero), as is an enable's and a resume's. A lane's
+// state is read, changed and written under localMu, so that it does not
+// race with SetLaneState; a cooldown or exhaustion only raises the Local
+// time. Other kinds write nothing.
 func (s *Redis) keepLocal(ctx context.Context, ev SharedEvent) error {
 	switch ev.Kind {
 	case "disabled":
@@ -136,6 +266,13 @@ func (s *Redis) keepLocal(ctx context.Context, ev SharedEvent) error {
 	}
 	s.localMu.Lock()
 	defer s.localMu.Unlock()
+	if ev.Kind == "resumed" {
+		at := ev.At
+		if at.IsZero() {
+			at = s.localNow()
+		}
+		return s.resumeLocal(ctx, ev.Lane, at)
+	}
 	states, err := s.Local.LaneStates(ctx)
 	if err != nil {
 		return err
@@ -150,8 +287,6 @@ func (s *Redis) keepLocal(ctx context.Context, ev SharedEvent) error {
 	switch ev.Kind {
 	case "stopped":
 		st.Stopped, st.Config = ev.Reason, ev.Config
-	case "resumed":
-		st.Stopped, st.Config = "", ""
 	case "cool":
 		st.CoolUntil = later(st.CoolUntil, ev.Until)
 	case "exhausted":
@@ -174,7 +309,9 @@ func sameLaneState(a, b LaneState) bool {
 // the Local store that the cluster enabled since is enabled there, a key
 // the cluster has disabled is disabled there (a Local record of a disabled
 // key is kept), and each lane of RedisOptions.Projects gets the merged
-// state LaneStates returns (the cluster's stop, the later of each time).
+// state LaneStates returns (the cluster's stop, the later of each time);
+// a lane whose last change of its stop in Redis is a resume keeps that
+// change's time as its resume time unless the Local one is as late.
 func (s *Redis) agreeLocal(ctx context.Context) error {
 	local, err := s.Local.DisabledKeys(ctx)
 	if err != nil {
@@ -264,6 +401,27 @@ func (s *Redis) agreeLocal(ctx context.Context) error {
 		}
 		if err := s.Local.SetLaneState(ctx, want); err != nil {
 			return fmt.Errorf("keeping lane %s's state from the cluster: %w", l, err)
+		}
+	}
+	rt, ok := s.Local.(ResumeTimes)
+	if !ok {
+		return nil
+	}
+	stopAt, stopped, err := s.stopTimes(ctx)
+	if err != nil {
+		return err
+	}
+	res, err := rt.LanesResumed(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range s.lanes {
+		ms, ok := stopAt[l]
+		if !ok || stopped[l] || (!res[l].IsZero() && res[l].UnixMilli() >= ms) {
+			continue
+		}
+		if err := rt.ResumeLaneAt(ctx, l, time.UnixMilli(ms)); err != nil {
+			return fmt.Errorf("keeping lane %s's resume by the cluster: %w", l, err)
 		}
 	}
 	return nil

@@ -42,8 +42,8 @@ import (
 // Pending changes live in memory: a process stopped before Redis answered
 // again has them in its Local store only, and shares what it can from
 // there when it joins again (publishLocal: disabled keys, lane stops,
-// cooldowns and exhaustion; publishEnables: enables, with their times; not
-// resumes).
+// cooldowns and exhaustion; publishEnables and publishResumes: enables
+// and resumes, with their times; see redis_local.go).
 
 // ErrPending: Redis is unreachable, so a change of a key or of a lane's stop
 // is stored in this process only for now; it is kept and reaches the other
@@ -319,15 +319,26 @@ func (s *Redis) Pending() (keys []string, lanes []LaneID) {
 }
 
 // ResumeLane clears the lane's shared stop in Redis and tells the other
-// processes, which resume the lane too (the Local state is the caller's:
-// SetLaneState). Resuming a lane that is not stopped in Redis is not an
-// error and still tells them. While Redis is unreachable the resume is kept
-// pending and an error wrapping ErrPending returned.
+// processes, which resume the lane too. The Local state's cooldown and
+// exhaustion are the caller's (SetLaneState); ResumeLane clears the Local
+// stop too and, when the Local store keeps resume times (ResumeTimes),
+// records the resume's time there, so that a later join shares it if Redis
+// did not get it (see redis_local.go). Resuming a lane that is not stopped
+// in Redis is not an error and still tells them. While Redis is
+// unreachable the resume is kept pending and an error wrapping ErrPending
+// returned.
 func (s *Redis) ResumeLane(ctx context.Context, l LaneID) error {
 	if err := checkLane(l); err != nil {
 		return err
 	}
-	return s.change(ctx, pendingOp{kind: "resumed", lane: l, at: s.localNow()})
+	at := s.localNow()
+	s.localMu.Lock()
+	err := s.resumeLocal(ctx, l, at)
+	s.localMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.change(ctx, pendingOp{kind: "resumed", lane: l, at: at})
 }
 
 // seedView puts back, in a Redis that lost its state (the epoch this
@@ -371,8 +382,9 @@ func (s *Redis) seedView(ctx context.Context) error {
 // change (see the conflict rule above): a key's disable at the time it was
 // disabled (DisabledKey.At), so an enable the cluster recorded after it
 // wins; a stop at the oldest time, so any change of the lane's stop the
-// cluster recorded wins (a stop has no time in the Local store; a lane stop
-// is learned again from the lane's next request anyway). Only the lanes of
+// cluster recorded wins, and so does a resume another process keeps and
+// shares later (a stop has no time in the Local store; a lane stop is
+// learned again from the lane's next request anyway). Only the lanes of
 // RedisOptions.Projects are pushed.
 func (s *Redis) publishLocal(ctx context.Context) error {
 	keys, err := s.Local.DisabledKeys(ctx)
@@ -425,15 +437,22 @@ func (s *Redis) publishLocal(ctx context.Context) error {
 		ops = append(ops, pendingOp{kind: "stopped", lane: st.Lane, reason: st.Stopped, config: st.Config, at: time.UnixMilli(1)})
 	}
 	for _, op := range ops {
-		written, err := s.push(ctx, op, true)
-		if err != nil {
+		if err := s.pushNoted(ctx, op); err != nil {
 			return err
-		}
-		if written {
-			s.noteOp(op)
 		}
 	}
 	return nil
+}
+
+// pushNoted pushes op as a pending change (it yields to a later one, see
+// the conflict rule above) and, when it is written, records it as seen in
+// the shared state (noteOp).
+func (s *Redis) pushNoted(ctx context.Context, op pendingOp) error {
+	written, err := s.push(ctx, op, true)
+	if written {
+		s.noteOp(op)
+	}
+	return err
 }
 
 // keysAtKey holds, per key id, the time of its last change (disable or

@@ -368,7 +368,8 @@ func TestRedisSharedStop(t *testing.T) {
 	if _, err := b.Reserve(ctx, e.record(1, 1)); err != nil {
 		t.Fatal(err)
 	}
-	want = store.SharedEvent{Process: store.ResyncProcess, Kind: "stopped", Lane: lane, Reason: "no quota", Config: "c9"}
+	// The re-read event carries the change's recorded time (stopat).
+	want = store.SharedEvent{Process: store.ResyncProcess, Kind: "stopped", Lane: lane, Reason: "no quota", Config: "c9", At: time.UnixMilli(1).UTC()}
 	if ev := nextEvent(t, events, "a grant after a lost stop"); ev != want {
 		t.Errorf("event %+v, want %+v", ev, want)
 	}

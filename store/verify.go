@@ -157,6 +157,8 @@ func walkBucket(path string, b *bolt.Bucket) error {
 			_, err = decodeDisabled(k, v)
 		case path == string(bucketEnabled):
 			_, err = decodeEnabled(k, v)
+		case path == string(bucketResumed):
+			_, _, err = decodeResumed(k, v)
 		}
 		if err != nil {
 			return fmt.Errorf("bucket %s: key %q: %v", path, k, err)

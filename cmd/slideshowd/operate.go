@@ -255,7 +255,7 @@ func clusterNote(e env, cfg config.Config, pending, offline bool, shared error) 
 	switch {
 	case cfg.RedisURL == "":
 	case offline && shared != nil:
-		fmt.Fprintf(e.stdout, "note: made in the data directory only: the cluster's Redis did not take it (%v): the other processes learn a disable or an enable when a daemon on this data directory joins the cluster (the later change wins); make a resume again through a running daemon\n", shared)
+		fmt.Fprintf(e.stdout, "note: made in the data directory only: the cluster's Redis did not take it (%v): the other processes learn it when a daemon on this data directory joins the cluster (the later change of the key or lane wins)\n", shared)
 	case offline:
 		fmt.Fprintln(e.stdout, "note: made in the data directory and sent to the cluster through Redis: the running processes apply it")
 	case pending:

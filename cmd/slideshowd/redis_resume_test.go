@@ -1,0 +1,60 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// TestOfflineResumeSharedAtJoin: two daemons on one Redis, a lane stopped
+// on both (no quota). With a stopped and Redis stopped, `lanes resume` on
+// a's data directory resumes it there only (the note says Redis did not
+// take it); once Redis is back, b still has the lane stopped, and when a
+// starts again on that data directory its join shares the resume (kept in
+// the bbolt file with its time): b resumes the lane. Before, the resume was
+// lost for the cluster and b kept the lane stopped.
+func TestOfflineResumeSharedAtJoin(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
+	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\nclasses:\n  text:\n    rpm: 1000\n    rpd: 10000\n  image:\n    rpm: 600\n    rpd: 240\n"
+	daemons, dirs, envs := startClusterPair(t, srv, emu, config)
+	a, b := daemons[0], daemons[1]
+	code, body := a.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 1}`)
+	var created struct{ ID string }
+	if code != http.StatusAccepted || json.Unmarshal(body, &created) != nil {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	if st := a.waitJob(t, created.ID, testToken, nil); st.State != "failed" {
+		t.Fatalf("a's job %+v, want failed: its only image lane has no quota", st)
+	}
+	b.waitLog(t, "lane stopped by another process")
+	want := fmt.Sprint([]string{"image/key1: " + scheduler.ReasonNoQuota})
+
+	a.stop(t)
+	srv.Stop()
+	r := runBin(t, dirs[0], envs[0], "lanes", "resume", "image", "key1", "-addr", "127.0.0.1:1")
+	if r.code != 0 || !strings.Contains(r.stdout, "lane key1 of image resumed (the data directory") ||
+		!strings.Contains(r.stdout, "note: made in the data directory only: the cluster's Redis did not take it") {
+		t.Fatalf("lanes resume on a's data directory with Redis stopped: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	srv.Restart()
+	if got := stoppedLanes(lanesOf(t, dirs[1], envs[1], "-addr", b.addr)); fmt.Sprint(got) != want {
+		t.Fatalf("b's stopped lanes once Redis is back, before a joins: %q, want %q", got, want)
+	}
+	a = startServe(t, dirs[0], envs[0])
+	a.waitLog(t, "watching the cluster's events")
+	b.waitLog(t, "lane resumed by another process")
+	if got := stoppedLanes(lanesOf(t, dirs[1], envs[1], "-addr", b.addr)); len(got) != 0 {
+		t.Errorf("b's stopped lanes after a joined with its data directory's resume: %q", got)
+	}
+	if got := stoppedLanes(lanesOf(t, dirs[0], envs[0], "-addr", a.addr)); len(got) != 0 {
+		t.Errorf("a's stopped lanes after it joined: %q", got)
+	}
+	a.stop(t)
+	b.stop(t)
+}
