@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/slideshowd/slideshowd/internal/testutil"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -36,29 +36,12 @@ func (d *deadStore) DeadCharges() []store.DeadCharge {
 	return c
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestSharedDeadChargeLogged: a process presumed dead after an outage and
 // charged its share is logged once, at warning level, with its name and,
 // per lane, what was added (no key).
 func TestSharedDeadChargeLogged(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logw lockedBuffer
+		var logw testutil.Buffer
 		s := &Scheduler{log: zerolog.New(&logw)}
 		d := &deadStore{charges: []store.DeadCharge{{Process: "web-2-31-9f2c01ab", Lanes: []store.DeadLane{
 			{Lane: store.LaneID{Project: "key1", Class: "text"}, Day: "2026-03-01", Slots: 3, Units: 30, Tokens: 1000},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/testutil"
 )
 
 // deckTransport answers the analysis of the deck named bad with a 400, and
@@ -63,8 +64,7 @@ func (d *deckTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // blockingWriter calls hook (once) on the first write that contains mark.
 type blockingWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	testutil.Buffer
 	mark string
 	hook func()
 }
@@ -75,15 +75,7 @@ func (w *blockingWriter) Write(p []byte) (int, error) {
 		w.hook = nil
 		h()
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *blockingWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
+	return w.Buffer.Write(p)
 }
 
 // TestBatchRetriesOnlyEarlierFailures: a job that an earlier run left

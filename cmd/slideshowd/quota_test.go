@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/testutil"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -156,21 +156,10 @@ func storedDay(t *testing.T, dir string, vars map[string]string) map[string]int 
 // batchProc is a batch run in the background.
 type batchProc struct {
 	cmd    *exec.Cmd
-	stdout lockedBuffer
+	stdout testutil.Buffer
 	stderr bytes.Buffer
 	ready  chan struct{} // closed at the first progress line: signals are handled, Run started
 	ended  chan struct{} // closed when stdout closes
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func startBatch(t *testing.T, dir string, vars map[string]string, batch string) *batchProc {
@@ -192,9 +181,7 @@ func startBatch(t *testing.T, dir string, vars map[string]string, batch string) 
 		sc := bufio.NewScanner(out)
 		seen := false
 		for sc.Scan() {
-			b.stdout.mu.Lock()
-			b.stdout.buf.WriteString(sc.Text() + "\n")
-			b.stdout.mu.Unlock()
+			b.stdout.Write([]byte(sc.Text() + "\n"))
 			if !seen && strings.HasPrefix(sc.Text(), "progress:") {
 				seen = true
 				close(b.ready)

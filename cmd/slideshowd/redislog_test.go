@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -16,25 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/internal/config"
+	"github.com/slideshowd/slideshowd/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for the pool's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRedisLog: with useRedisLog, a go-redis client that fails to dial
 // writes its message as one JSON line of the process's logger at warn (not
@@ -49,7 +30,7 @@ func TestRedisLog(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: every dial is refused
 	cfg := config.Config{RedisURL: config.RedisURL("redis://:" + password + "@" + addr + "/0")}
-	var buf syncBuffer
+	var buf testutil.Buffer
 	useRedisLog(zerolog.New(&buf).With().Timestamp().Logger(), cfg)
 	t.Cleanup(logging.Enable) // go-redis's own logger again for the other tests
 

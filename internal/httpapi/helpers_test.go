@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/internal/testutil"
 )
 
 const (
@@ -238,23 +239,8 @@ func (f *fakeService) requests() []pipeline.Request {
 	return append([]pipeline.Request(nil), f.submitted...)
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is a log sink safe for concurrent writes, with its lines.
+type syncBuffer struct{ testutil.Buffer }
 
 // lines returns the JSON log lines.
 func (b *syncBuffer) lines(t *testing.T) []map[string]any {

@@ -1,36 +1,18 @@
 package pipeline
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/slideshowd/slideshowd/internal/testutil"
 )
-
-// lockedBuffer is a log sink safe for the pipeline's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A key pasted into a slideshow's source is not logged, nor is a
 // configured secret, nor a URL's user information; the source is cut.
 func TestSourceRedactedInLogs(t *testing.T) {
-	var buf lockedBuffer
+	var buf testutil.Buffer
 	log := zerolog.New(&buf)
 	h := newHarness(t, setup{logger: &log, secrets: []string{"configured-secret"}})
 	const key = "AIzaSyA1234567890abcdefghijklmnopqrstuv"

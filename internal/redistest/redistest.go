@@ -29,9 +29,10 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/slideshowd/slideshowd/internal/testutil"
 )
 
 // Program is the redis-server executable Start looks for in PATH.
@@ -59,7 +60,7 @@ type Server struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has been waited for
-	log  *lockedBuffer
+	log  *testutil.Buffer
 }
 
 // Start starts redis-server on a free loopback port and stops it when the
@@ -184,7 +185,7 @@ func (s *Server) start() error {
 		args = append(args, "--requirepass", s.opts.Password)
 	}
 	if s.log == nil {
-		s.log = &lockedBuffer{}
+		s.log = &testutil.Buffer{}
 	}
 	cmd := exec.Command(Program, args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
@@ -252,21 +253,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
