@@ -196,10 +196,7 @@ func TestRedisOlderProcessConflict(t *testing.T) {
 	// An older process "old", alive, with the same limits.
 	rc.ZAdd(ctx, "test:procs", redis.Z{Score: float64(e.clock.now().Add(15 * time.Second).UnixMilli()), Member: "old"})
 	rc.HSet(ctx, "test:limits:old", "p1/text", "rpm 5, rpd 8, window margin 100ms")
-	_, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: "new", Classes: []store.RedisClass{textClass},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
+	err := e.joinErr(t, "new", textClass)
 	want := "lane p1/text: rpm 5, rpd 8, window margin 100ms, window format 2 here, rpm 5, rpd 8, window margin 100ms, window format 1 (an older slideshowd: all processes of a cluster must run the same version) in process old"
 	if !errors.Is(err, store.ErrLimitsConflict) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err\n got %v\nwant one containing %s", err, want)

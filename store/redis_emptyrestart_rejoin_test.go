@@ -26,10 +26,7 @@ func (e *redisEnv) openBolt(t *testing.T, path, process string, cls store.RedisC
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := store.OpenRedis(context.Background(), local, store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: process, Classes: []store.RedisClass{cls},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
+	s, err := store.OpenRedis(context.Background(), local, e.options(t, process, cls))
 	if err != nil {
 		local.Close()
 		t.Fatalf("OpenRedis(%s): %v", process, err)
@@ -38,11 +35,21 @@ func (e *redisEnv) openBolt(t *testing.T, path, process string, cls store.RedisC
 	return s
 }
 
-// stop stops s cleanly as the daemon does (Settle, Leave, Close).
-func stop(t *testing.T, s *store.Redis) {
+// boltPair opens a1 and b1 on the Bolt files a.db and b.db of a new
+// directory (openBolt) and returns their paths, to start them again.
+func (e *redisEnv) boltPair(t *testing.T, cls store.RedisClass) (pa, pb string, a, b *store.Redis) {
+	t.Helper()
+	dir := t.TempDir()
+	pa, pb = filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
+	return pa, pb, e.openBolt(t, pa, "a1", cls), e.openBolt(t, pb, "b1", cls)
+}
+
+// stop stops s cleanly as the daemon does (Settle with windows, its window
+// logs; Leave; Close).
+func stop(t *testing.T, s *store.Redis, windows ...store.Window) {
 	t.Helper()
 	ctx := context.Background()
-	if err := s.Settle(ctx, store.Settlement{}); err != nil {
+	if err := s.Settle(ctx, store.Settlement{Windows: windows}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Leave(ctx); err != nil {
@@ -51,6 +58,15 @@ func stop(t *testing.T, s *store.Redis) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// windowOf is the lane's window log of sends, as the scheduler settles it.
+func windowOf(sends []time.Time) store.Window {
+	w := store.Window{Lane: lane}
+	for _, at := range sends {
+		w.Sent = append(w.Sent, store.Sent{At: at})
+	}
+	return w
 }
 
 // grantUnits takes n day units in grants of one.
@@ -86,9 +102,7 @@ func sharedDay(t *testing.T, s *store.Redis) int {
 func TestRedisEmptyRestartRejoin(t *testing.T) {
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 40}
-	dir := t.TempDir()
-	pa, pb := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
-	a, b := e.openBolt(t, pa, "a1", cls), e.openBolt(t, pb, "b1", cls)
+	pa, pb, a, b := e.boltPair(t, cls)
 	grantUnits(t, e, a, 5)
 	grantUnits(t, e, b, 7)
 	stop(t, a)
@@ -130,9 +144,7 @@ func TestRedisEmptyRestartRejoin(t *testing.T) {
 func TestRedisEmptyRestartRejoinSlack(t *testing.T) {
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 40}
-	dir := t.TempDir()
-	pa, pb := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
-	a, b := e.openBolt(t, pa, "a1", cls), e.openBolt(t, pb, "b1", cls)
+	pa, pb, a, b := e.boltPair(t, cls)
 	c := e.open(t, "c", cls)
 	store.SetRedisPrefetch(c, false)
 	grantUnits(t, e, a, 5)
@@ -176,22 +188,9 @@ func TestRedisEmptyRestartRejoinWindow(t *testing.T) {
 	ctx := context.Background()
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100}
-	dir := t.TempDir()
-	pa, pb := filepath.Join(dir, "a.db"), filepath.Join(dir, "b.db")
-	a, b := e.openBolt(t, pa, "a1", cls), e.openBolt(t, pb, "b1", cls)
+	pa, pb, a, b := e.boltPair(t, cls)
 	sent := e.clock.now()
-	sends := sendGranted(t, e, a, 6, sent)
-	w := store.Window{Lane: lane}
-	for _, at := range sends {
-		w.Sent = append(w.Sent, store.Sent{At: at})
-	}
-	if err := a.Settle(ctx, store.Settlement{Windows: []store.Window{w}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Leave(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
+	stop(t, a, windowOf(sendGranted(t, e, a, 6, sent)))
 	if _, err := b.Reserve(ctx, e.record(4, 4)); err != nil {
 		t.Fatal(err)
 	}
@@ -238,13 +237,7 @@ func TestRedisEmptyRestartRejoinTokens(t *testing.T) {
 	for range 3 {
 		a.Stamped(lane, now)
 	}
-	if err := a.Settle(ctx, store.Settlement{Windows: []store.Window{w}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Leave(ctx); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
+	stop(t, a, w)
 	e.srv.Kill()
 	e.srv.Restart()
 	e.clock.add(5 * time.Second)

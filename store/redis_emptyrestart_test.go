@@ -17,28 +17,31 @@ import (
 // restarted empty while every process could still reach it a moment later,
 // so no process saw a call fail. They fail on main at 399bfa6.
 
+// emptyAfterB joins a and b on one lane of cls; b takes n slots and day
+// units, both heartbeats read it (their views), then Redis restarts empty
+// (killed: nothing saved).
+func emptyAfterB(t *testing.T, cls store.RedisClass, n int) (*redisEnv, *store.Redis) {
+	t.Helper()
+	e := newRedisEnv(t)
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	if _, err := b.Reserve(context.Background(), e.record(n, n)); err != nil {
+		t.Fatal(err)
+	}
+	e.heartbeats(t, 0, a, b)
+	e.srv.Kill()
+	e.srv.Restart()
+	return e, a
+}
+
 // TestRedisEmptyRestartKeepsWindow: b holds the lane's whole minute (10
 // slots of RPM 10), a's heartbeat has seen it, Redis restarts empty, and a
 // asks first. a re-seeds only its own grants, so it is granted a slot in a
 // minute that already holds 10 (the binary run: 13 and 12 requests in a 60 s
 // window at RPM 10, 5 per-minute 429s).
 func TestRedisEmptyRestartKeepsWindow(t *testing.T) {
-	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100}
-	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
-	if _, err := b.Reserve(ctx, e.record(10, 10)); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []*store.Redis{a, b} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.srv.Kill()
-	e.srv.Restart()
+	e, a := emptyAfterB(t, store.RedisClass{Name: "text", RPM: 10, RPD: 100}, 10)
 	e.clock.add(5 * time.Second)
-	if n, err := a.Reserve(ctx, e.record(1, 1)); !errors.Is(err, store.ErrNoGrant) {
+	if n, err := a.Reserve(context.Background(), e.record(1, 1)); !errors.Is(err, store.ErrNoGrant) {
 		t.Errorf("a granted a slot (day count %d, err %v) 5 s after b took the whole minute (RPM 10): Redis restarted empty between", n, err)
 	}
 }
@@ -48,22 +51,9 @@ func TestRedisEmptyRestartKeepsWindow(t *testing.T) {
 // binary run: a shared day count of 4 after 12 requests sent at RPD 12,
 // and 2 per-day 429s).
 func TestRedisEmptyRestartKeepsDay(t *testing.T) {
-	ctx := context.Background()
-	e := newRedisEnv(t)
-	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 20}
-	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
-	if _, err := b.Reserve(ctx, e.record(15, 15)); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []*store.Redis{a, b} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.srv.Kill()
-	e.srv.Restart()
+	e, a := emptyAfterB(t, store.RedisClass{Name: "text", RPM: 100, RPD: 20}, 15)
 	e.clock.add(70 * time.Second) // the window is free again; the day is not
-	if n, err := a.Reserve(ctx, e.record(10, 10)); err == nil {
+	if n, err := a.Reserve(context.Background(), e.record(10, 10)); err == nil {
 		t.Errorf("a granted 10 day units (shared day count %d) after b's 15 of RPD 20: Redis restarted empty between", n)
 	}
 }
@@ -83,13 +73,8 @@ func TestRedisEmptyRestartKeepsLimits(t *testing.T) {
 		_, _ = a.Heartbeat(ctx)
 		_, _ = a.Reserve(ctx, e.record(1, 1))
 	}
-	other := store.RedisClass{Name: "text", RPM: 12, RPD: 100}
-	s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: "c", Classes: []store.RedisClass{other},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
+	err := e.joinErr(t, "c", store.RedisClass{Name: "text", RPM: 12, RPD: 100})
 	if err == nil {
-		s.Close()
 		t.Errorf("a process at RPM 12 joined while a (RPM 10) is alive: Redis restarted empty before; want ErrLimitsConflict")
 	} else if !errors.Is(err, store.ErrLimitsConflict) {
 		t.Errorf("OpenRedis: %v; want ErrLimitsConflict", err)
@@ -182,11 +167,7 @@ func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
 			t.Errorf("a after c joined with other limits: %v", err)
 		}
 	}
-	_, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: "d", Classes: []store.RedisClass{cls},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
-	if !errors.Is(err, store.ErrLimitsConflict) {
+	if err := e.joinErr(t, "d", cls); !errors.Is(err, store.ErrLimitsConflict) {
 		t.Errorf("d at RPM 10 with c at RPM 12 alive: %v; want ErrLimitsConflict", err)
 	}
 	// c stops: a's next heartbeat finds no conflict any more.
@@ -356,14 +337,7 @@ func TestRedisEmptyRestartGrantRegisters(t *testing.T) {
 	if a.Restarts() != 1 {
 		t.Fatalf("a's Restarts %d after its grant, want 1", a.Restarts())
 	}
-	s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: "c", Classes: []store.RedisClass{{Name: "text", RPM: 12, RPD: 100}},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
-	if err == nil {
-		s.Close()
-	}
-	if !errors.Is(err, store.ErrLimitsConflict) {
+	if err := e.joinErr(t, "c", store.RedisClass{Name: "text", RPM: 12, RPD: 100}); !errors.Is(err, store.ErrLimitsConflict) {
 		t.Errorf("c at RPM 12 right after a's grant re-seeded: %v; want ErrLimitsConflict", err)
 	}
 }

@@ -163,11 +163,7 @@ func TestRedisShareNoView(t *testing.T) {
 	if h := a.Health(); !errors.Is(h, store.ErrDegraded) {
 		t.Errorf("Health %v", h)
 	}
-	_, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: "late", Classes: []store.RedisClass{textClass},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
-	if !errors.Is(err, store.ErrUnavailable) {
+	if err := e.joinErr(t, "late", textClass); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("OpenRedis with Redis stopped: %v, want ErrUnavailable", err)
 	}
 }

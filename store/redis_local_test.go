@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,22 +11,11 @@ import (
 )
 
 // openDir opens a ledger named process on the Bolt file of dir (a
-// process's data directory); the test closes it (Close closes the file).
+// process's data directory) with textClass (openBolt); the test closes it
+// (Close closes the file).
 func (e *redisEnv) openDir(t *testing.T, process, dir string) *store.Redis {
 	t.Helper()
-	b, err := store.Open(filepath.Join(dir, "slideshowd.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.OpenRedis(context.Background(), b, store.RedisOptions{
-		Client: e.client(t), Cluster: "test", Process: process, Classes: []store.RedisClass{textClass},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
-	if err != nil {
-		b.Close()
-		t.Fatalf("OpenRedis(%s): %v", process, err)
-	}
-	return s
+	return e.openBolt(t, filepath.Join(dir, "slideshowd.db"), process, textClass)
 }
 
 // watchUntil runs s.Watch until the returned stop is called (or the test
@@ -70,9 +60,18 @@ func eventOf(t *testing.T, ch <-chan store.SharedEvent, kind string) store.Share
 	}
 }
 
-func localKeys(t *testing.T, s *store.Redis) map[string]store.DisabledKey {
+// states is where a test reads the keys' and lanes' states: a Redis ledger
+// (the cluster's, merged with its Local store) or its Local store (the
+// process's data directory).
+type states interface {
+	DisabledKeys(context.Context) ([]store.DisabledKey, error)
+	LaneStates(context.Context) ([]store.LaneState, error)
+}
+
+// keysOf returns the keys disabled in s, by key id.
+func keysOf(t *testing.T, s states) map[string]store.DisabledKey {
 	t.Helper()
-	ks, err := s.Local.DisabledKeys(context.Background())
+	ks, err := s.DisabledKeys(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +82,10 @@ func localKeys(t *testing.T, s *store.Redis) map[string]store.DisabledKey {
 	return out
 }
 
-func localLane(t *testing.T, s *store.Redis) store.LaneState {
+// laneOf returns lane's state in s (its zero state when s has none).
+func laneOf(t *testing.T, s states) store.LaneState {
 	t.Helper()
-	sts, err := s.Local.LaneStates(context.Background())
+	sts, err := s.LaneStates(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +121,14 @@ func TestRedisClusterChangesKeptLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventOf(t, events, "enabled")
-	if k, ok := localKeys(t, a)["k2"]; ok {
+	if k, ok := keysOf(t, a.Local)["k2"]; ok {
 		t.Errorf("a's Local store after b enabled k2: %+v, want enabled", k)
 	}
 	if err := b.ResumeLane(ctx, lane); err != nil {
 		t.Fatal(err)
 	}
 	eventOf(t, events, "resumed")
-	if st := localLane(t, a); st.Stopped != "" {
+	if st := laneOf(t, a.Local); st.Stopped != "" {
 		t.Errorf("a's Local lane after b resumed it: %+v, want not stopped", st)
 	}
 	// Changes the other way, and a cooldown, are kept too, with the
@@ -141,7 +141,7 @@ func TestRedisClusterChangesKeptLocal(t *testing.T) {
 	if ev := eventOf(t, events, "disabled"); !ev.At.Equal(at) {
 		t.Errorf("disabled event's time %v, want the change's %v", ev.At, at)
 	}
-	if k := localKeys(t, a)["k3"]; k.Reason != "leaked" || !k.At.Equal(at) {
+	if k := keysOf(t, a.Local)["k3"]; k.Reason != "leaked" || !k.At.Equal(at) {
 		t.Errorf("a's Local k3 after b disabled it: %+v, want leaked at %v", k, at)
 	}
 	cool := time.Now().Add(time.Hour).Truncate(time.Millisecond)
@@ -149,14 +149,14 @@ func TestRedisClusterChangesKeptLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventOf(t, events, "cool")
-	if st := localLane(t, a); !st.CoolUntil.Equal(cool) || st.Stopped != "" {
+	if st := laneOf(t, a.Local); !st.CoolUntil.Equal(cool) || st.Stopped != "" {
 		t.Errorf("a's Local lane after b's cooldown: %+v, want cooling until %v, not stopped", st, cool)
 	}
 	if err := b.SetLaneState(ctx, store.LaneState{Lane: lane, CoolUntil: cool, Stopped: "gone", Config: "c2"}); err != nil {
 		t.Fatal(err)
 	}
 	eventOf(t, events, "stopped")
-	if st := localLane(t, a); st.Stopped != "gone" || st.Config != "c2" || !st.CoolUntil.Equal(cool) {
+	if st := laneOf(t, a.Local); st.Stopped != "gone" || st.Config != "c2" || !st.CoolUntil.Equal(cool) {
 		t.Errorf("a's Local lane after b stopped it: %+v, want stopped (gone, c2), cooling until %v", st, cool)
 	}
 	if err := b.ResumeLane(ctx, lane); err != nil {
@@ -171,26 +171,14 @@ func TestRedisClusterChangesKeptLocal(t *testing.T) {
 	e.srv.RestartEmpty()
 	a = e.openDir(t, "a", dA)
 	defer a.Close()
-	if k, ok := localKeys(t, a)["k2"]; ok {
+	if k, ok := keysOf(t, a.Local)["k2"]; ok {
 		t.Errorf("a's Local store after joining again: k2 %+v, want enabled", k)
 	}
-	dk, err := a.DisabledKeys(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if d, ok := keysOf(t, a)["k2"]; ok {
+		t.Errorf("k2 disabled in the cluster again after a joined an empty Redis: %+v", d)
 	}
-	for _, d := range dk {
-		if d.KeyID == "k2" {
-			t.Errorf("k2 disabled in the cluster again after a joined an empty Redis: %+v", d)
-		}
-	}
-	sts, err := a.LaneStates(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range sts {
-		if st.Stopped != "" {
-			t.Errorf("lane stopped in the cluster again after a joined an empty Redis: %+v", st)
-		}
+	if st := laneOf(t, a); st.Stopped != "" {
+		t.Errorf("lane stopped in the cluster again after a joined an empty Redis: %+v", st)
 	}
 }
 
@@ -225,14 +213,14 @@ func TestRedisJoinAgreesLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	a = e.openDir(t, "a", dA)
-	ks := localKeys(t, a)
+	ks := keysOf(t, a.Local)
 	if k, ok := ks["k2"]; ok {
 		t.Errorf("a's Local store after joining: k2 %+v, want enabled (by b since)", k)
 	}
 	if k := ks["k4"]; k.Reason != "leaked" {
 		t.Errorf("a's Local store after joining: k4 %+v, want disabled (leaked, by b)", k)
 	}
-	if st := localLane(t, a); st.Stopped != "" {
+	if st := laneOf(t, a.Local); st.Stopped != "" {
 		t.Errorf("a's Local lane after joining: %+v, want resumed (by b since)", st)
 	}
 	if err := a.Close(); err != nil {
@@ -242,21 +230,71 @@ func TestRedisJoinAgreesLocal(t *testing.T) {
 	e.srv.RestartEmpty()
 	a = e.openDir(t, "a", dA)
 	defer a.Close()
-	dk, err := a.DisabledKeys(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(dk) != 1 || dk[0].KeyID != "k4" {
+	if dk := keysOf(t, a); len(dk) != 1 || dk["k4"].KeyID != "k4" {
 		t.Errorf("cluster's disabled keys after a joined an empty Redis: %+v, want k4 only", dk)
 	}
-	sts, err := a.LaneStates(ctx)
-	if err != nil {
-		t.Fatal(err)
+	if st := laneOf(t, a); st.Stopped != "" {
+		t.Errorf("lane stopped in the cluster again after a joined an empty Redis: %+v", st)
 	}
-	for _, st := range sts {
-		if st.Stopped != "" {
-			t.Errorf("lane stopped in the cluster again after a joined an empty Redis: %+v", st)
+}
+
+// undoCase is a change a process makes (change: a key disabled, a lane
+// stopped) and its undoing by another process (undo: the key enabled, the
+// lane resumed), with what is left of the change in the cluster and in the
+// first process's Local store ("": nothing, undone).
+type undoCase struct {
+	change  func(e *redisEnv, a *store.Redis) error
+	undo    func(b *store.Redis) error
+	cluster func(t *testing.T, e *redisEnv, a *store.Redis) string
+	local   func(t *testing.T, a *store.Redis) string
+}
+
+// undoOutlivesEmptyRestart: a makes u's change and stops; b undoes it a
+// second later; c joins after the undo (it keeps the cluster's time of
+// it) and b stops. Redis restarts empty, then a joins again before or after
+// c notices (its heartbeat: c re-seeds and shares what it keeps): the undo
+// wins in the cluster either way, and a's Local store has it when a joined
+// after c (a first: a learns it from c's push through Watch, not run here).
+func undoOutlivesEmptyRestart(t *testing.T, u undoCase) {
+	t.Helper()
+	ctx := context.Background()
+	for _, aFirst := range []bool{false, true} {
+		e := newRedisEnv(t)
+		dA, dB := t.TempDir(), t.TempDir()
+		a, b := e.openDir(t, "a", dA), e.openDir(t, "b", dB)
+		if err := u.change(e, a); err != nil {
+			t.Fatal(err)
 		}
+		if err := a.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.add(time.Second)
+		if err := u.undo(b); err != nil {
+			t.Fatal(err)
+		}
+		c := e.openDir(t, "c", t.TempDir())
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e.srv.Stop()
+		e.srv.RestartEmpty()
+		if aFirst {
+			a = e.openDir(t, "a", dA)
+		}
+		if _, err := c.Heartbeat(ctx); err != nil {
+			t.Fatalf("c's heartbeat after Redis restarted empty: %v", err)
+		}
+		if !aFirst {
+			a = e.openDir(t, "a", dA)
+		}
+		if got := u.cluster(t, e, a); got != "" {
+			t.Errorf("a first %v: a's change (%q) back in the cluster after Redis restarted empty, want it undone", aFirst, got)
+		}
+		if got := u.local(t, a); !aFirst && got != "" {
+			t.Errorf("a's Local store after joining: its change (%q) still there, want it undone", got)
+		}
+		a.Close()
+		c.Close()
 	}
 }
 
@@ -273,18 +311,8 @@ func noAt(ev store.SharedEvent) store.SharedEvent {
 func TestEnableTimes(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	path := filepath.Join(t.TempDir(), "s.db")
-	for name, open := range map[string]func() store.Store{
-		"memory": func() store.Store { return store.NewMemory() },
-		"bolt": func() store.Store {
-			b, err := store.Open(path, store.Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		},
-	} {
-		s := open()
+	var before time.Time
+	memoryAndBolt(t, func(name string, s store.Store) {
 		et := s.(store.EnableTimes)
 		if err := s.DisableKey(ctx, store.DisabledKey{KeyID: "k1", Reason: "leaked", At: at}); err != nil {
 			t.Fatal(err)
@@ -292,7 +320,7 @@ func TestEnableTimes(t *testing.T) {
 		if err := et.EnableKeyAt(ctx, "k1", at.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		before := time.Now()
+		before = time.Now()
 		if err := s.EnableKey(ctx, "k2"); err != nil {
 			t.Fatal(err)
 		}
@@ -305,29 +333,43 @@ func TestEnableTimes(t *testing.T) {
 		if err := et.EnableKeyAt(ctx, "", at); err == nil {
 			t.Errorf("%s: EnableKeyAt with an empty key id: no error", name)
 		}
-		check := func(when string) {
-			t.Helper()
-			en, err := et.KeysEnabled(ctx)
-			if err != nil || len(en) != 2 || !en["k1"].Equal(at.Add(time.Second)) || en["k2"].Before(before.Truncate(time.Second)) {
-				t.Errorf("%s %s: KeysEnabled = %v, %v; want k1 at %v, k2 at about %v (k3 disabled since)", name, when, en, err, at.Add(time.Second), before)
-			}
-			if dk := mustDisabled(t, s); len(dk) != 1 || dk[0].KeyID != "k3" {
-				t.Errorf("%s %s: disabled keys %+v, want k3", name, when, dk)
-			}
+	}, func(name, when string, s store.Store) {
+		en, err := s.(store.EnableTimes).KeysEnabled(ctx)
+		if err != nil || len(en) != 2 || !en["k1"].Equal(at.Add(time.Second)) || en["k2"].Before(before.Truncate(time.Second)) {
+			t.Errorf("%s %s: KeysEnabled = %v, %v; want k1 at %v, k2 at about %v (k3 disabled since)", name, when, en, err, at.Add(time.Second), before)
 		}
-		check("")
-		if name == "bolt" {
-			s.Close()
-			s = open()
-			et = s.(store.EnableTimes)
-			check("after a reopen")
-			s.Close()
-			if err := store.Verify(path, store.Options{}); err != nil {
-				t.Errorf("Verify with enable times: %v", err)
-			}
-			continue
+		if dk := mustDisabled(t, s); len(dk) != 1 || dk[0].KeyID != "k3" {
+			t.Errorf("%s %s: disabled keys %+v, want k3", name, when, dk)
 		}
-		s.Close()
+	})
+}
+
+// memoryAndBolt runs fill on a new Memory store and on a new Bolt file,
+// then check on each (when ""), and on the Bolt file again after a reopen
+// (when "after a reopen"); then store.Verify must accept the file.
+func memoryAndBolt(t *testing.T, fill func(name string, s store.Store), check func(name, when string, s store.Store)) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	openBolt := func() store.Store {
+		b, err := store.Open(path, store.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	m := store.NewMemory()
+	fill("memory", m)
+	check("memory", "", m)
+	m.Close()
+	b := openBolt()
+	fill("bolt", b)
+	check("bolt", "", b)
+	b.Close()
+	b = openBolt()
+	check("bolt", "after a reopen", b)
+	b.Close()
+	if err := store.Verify(path, store.Options{}); err != nil {
+		t.Errorf("Verify: %v", err)
 	}
 }
 
@@ -341,50 +383,24 @@ func TestEnableTimes(t *testing.T) {
 // join.
 func TestRedisEnableOutlivesEmptyRestart(t *testing.T) {
 	ctx := context.Background()
-	for _, aFirst := range []bool{false, true} {
-		e := newRedisEnv(t)
-		raw := e.client(t)
-		dA, dB := t.TempDir(), t.TempDir()
-		a, b := e.openDir(t, "a", dA), e.openDir(t, "b", dB)
-		if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "by an operator", At: e.clock.now()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Fatal(err)
-		}
-		e.clock.add(time.Second)
-		if err := b.EnableKey(ctx, "k2"); err != nil {
-			t.Fatal(err)
-		}
-		// c joins after the enable: it keeps the cluster's enable time.
-		c := e.openDir(t, "c", t.TempDir())
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
-		}
-		e.srv.Stop()
-		e.srv.RestartEmpty()
-		if aFirst {
-			a = e.openDir(t, "a", dA)
-		}
-		// c notices that Redis lost its state (its heartbeat): it
-		// re-seeds and shares the enables it keeps.
-		if _, err := c.Heartbeat(ctx); err != nil {
-			t.Fatalf("c's heartbeat after Redis restarted empty: %v", err)
-		}
-		if !aFirst {
-			a = e.openDir(t, "a", dA)
-		}
-		if rec, err := raw.HGet(ctx, "test:disabled", "k2").Result(); err == nil {
-			t.Errorf("a first %v: k2 disabled in the cluster after Redis restarted empty: %s", aFirst, rec)
-		}
-		if !aFirst {
-			if k, ok := localKeys(t, a)["k2"]; ok {
-				t.Errorf("a's Local store after joining: k2 %+v, want enabled", k)
+	undoOutlivesEmptyRestart(t, undoCase{
+		change: func(e *redisEnv, a *store.Redis) error {
+			return a.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "by an operator", At: e.clock.now()})
+		},
+		undo: func(b *store.Redis) error { return b.EnableKey(ctx, "k2") },
+		cluster: func(t *testing.T, e *redisEnv, _ *store.Redis) string {
+			if rec, err := e.client(t).HGet(ctx, "test:disabled", "k2").Result(); err == nil {
+				return "k2 disabled: " + rec
 			}
-		}
-		a.Close()
-		c.Close()
-	}
+			return ""
+		},
+		local: func(t *testing.T, a *store.Redis) string {
+			if k, ok := keysOf(t, a.Local)["k2"]; ok {
+				return fmt.Sprintf("k2 disabled: %+v", k)
+			}
+			return ""
+		},
+	})
 
 	// An enable on a's data directory while Redis was unreachable.
 	e := newRedisEnv(t)

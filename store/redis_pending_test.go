@@ -288,14 +288,14 @@ func TestRedisPendingConflicts(t *testing.T) {
 	}
 	// a's Local store (its data directory) has the winners too.
 	ids = ids[:0]
-	for id, d := range localKeys(t, a) {
+	for id, d := range keysOf(t, a.Local) {
 		ids = append(ids, id+" "+d.Reason)
 	}
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"k2 b's", "k3 expired", "k4 b's"}) {
 		t.Errorf("a's Local disabled keys after the re-read: %q", ids)
 	}
-	if ls := localLane(t, a); ls.Stopped != "no quota" || ls.Config != "c2" {
+	if ls := laneOf(t, a.Local); ls.Stopped != "no quota" || ls.Config != "c2" {
 		t.Errorf("a's Local lane after the re-read: %+v, want b's stop (c2)", ls)
 	}
 }

@@ -20,18 +20,7 @@ func TestResumeTimes(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	cool := at.Add(time.Hour)
 	l2 := store.LaneID{Project: "p2", Class: "text"}
-	path := filepath.Join(t.TempDir(), "s.db")
-	for name, open := range map[string]func() store.Store{
-		"memory": func() store.Store { return store.NewMemory() },
-		"bolt": func() store.Store {
-			b, err := store.Open(path, store.Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
-		},
-	} {
-		s := open()
+	memoryAndBolt(t, func(name string, s store.Store) {
 		rt := s.(store.ResumeTimes)
 		if err := s.SetLaneState(ctx, store.LaneState{Lane: lane, CoolUntil: cool, Stopped: "no quota", Config: "c1"}); err != nil {
 			t.Fatal(err)
@@ -51,46 +40,16 @@ func TestResumeTimes(t *testing.T) {
 		if err := rt.ResumeLaneAt(ctx, store.LaneID{Project: "p1"}, at); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("%s: ResumeLaneAt of a lane without a class: %v, want ErrInvalid", name, err)
 		}
-		check := func(when string) {
-			t.Helper()
-			res, err := rt.LanesResumed(ctx)
-			if err != nil || len(res) != 1 || !res[lane].Equal(at) {
-				t.Errorf("%s %s: LanesResumed = %v, %v; want %s at %v only (%s stopped since)", name, when, res, err, lane, at, l2)
-			}
-			sts, err := s.LaneStates(ctx)
-			if err != nil || len(sts) != 2 || sts[0].Stopped != "" || !sts[0].CoolUntil.Equal(cool.Add(time.Minute)) || sts[1].Stopped != "gone" {
-				t.Errorf("%s %s: lane states %+v, %v; want %s cooling, not stopped, %s stopped", name, when, sts, err, lane, l2)
-			}
+	}, func(name, when string, s store.Store) {
+		res, err := s.(store.ResumeTimes).LanesResumed(ctx)
+		if err != nil || len(res) != 1 || !res[lane].Equal(at) {
+			t.Errorf("%s %s: LanesResumed = %v, %v; want %s at %v only (%s stopped since)", name, when, res, err, lane, at, l2)
 		}
-		check("")
-		if name == "bolt" {
-			s.Close()
-			s = open()
-			rt = s.(store.ResumeTimes)
-			check("after a reopen")
-			s.Close()
-			if err := store.Verify(path, store.Options{}); err != nil {
-				t.Errorf("Verify with resume times: %v", err)
-			}
-			continue
+		sts, err := s.LaneStates(ctx)
+		if err != nil || len(sts) != 2 || sts[0].Stopped != "" || !sts[0].CoolUntil.Equal(cool.Add(time.Minute)) || sts[1].Stopped != "gone" {
+			t.Errorf("%s %s: lane states %+v, %v; want %s cooling, not stopped, %s stopped", name, when, sts, err, lane, l2)
 		}
-		s.Close()
-	}
-}
-
-// stopped reports whether the cluster has lane stopped (s reads Redis).
-func stopped(t *testing.T, s *store.Redis) string {
-	t.Helper()
-	sts, err := s.LaneStates(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range sts {
-		if st.Lane == lane {
-			return st.Stopped
-		}
-	}
-	return ""
+	})
 }
 
 // TestRedisOfflineResumeShared: a resume made on a data directory while no
@@ -126,7 +85,7 @@ func TestRedisOfflineResumeShared(t *testing.T) {
 			}
 		}
 		a = e.openDir(t, "a", dA)
-		switch got := stopped(t, b); {
+		switch got := laneOf(t, b).Stopped; {
 		case laterStop && got == "":
 			t.Errorf("the cluster's lane after a joined: resumed, want stopped (b's stop is later than a's resume)")
 		case !laterStop && got != "":
@@ -136,7 +95,7 @@ func TestRedisOfflineResumeShared(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st := localLane(t, a); laterStop && (st.Stopped == "" || !res[lane].IsZero()) {
+		if st := laneOf(t, a.Local); laterStop && (st.Stopped == "" || !res[lane].IsZero()) {
 			t.Errorf("a's Local lane after joining: %+v, resumed at %v; want b's stop, no resume time", st, res[lane])
 		}
 		a.Close()
@@ -164,12 +123,12 @@ func TestRedisOutageResumeShared(t *testing.T) {
 	}
 	a.Close()
 	e.srv.Restart()
-	if got := stopped(t, b); got == "" {
+	if got := laneOf(t, b).Stopped; got == "" {
 		t.Fatalf("the cluster's lane before a joined again: resumed, want still stopped")
 	}
 	a = e.openDir(t, "a", dA)
 	defer a.Close()
-	if got := stopped(t, b); got != "" {
+	if got := laneOf(t, b).Stopped; got != "" {
 		t.Errorf("the cluster's lane after a joined again: stopped (%q), want resumed (a's pending resume)", got)
 	}
 }
@@ -182,48 +141,17 @@ func TestRedisOutageResumeShared(t *testing.T) {
 // first.
 func TestRedisResumeOutlivesEmptyRestart(t *testing.T) {
 	ctx := context.Background()
-	for _, aFirst := range []bool{false, true} {
-		e := newRedisEnv(t)
-		dA, dB := t.TempDir(), t.TempDir()
-		a, b := e.openDir(t, "a", dA), e.openDir(t, "b", dB)
-		if err := a.SetLaneState(ctx, store.LaneState{Lane: lane, Stopped: "no quota", Config: "c1"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Close(); err != nil {
-			t.Fatal(err)
-		}
-		e.clock.add(time.Second)
-		if err := b.SetLaneState(ctx, store.LaneState{Lane: lane}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.ResumeLane(ctx, lane); err != nil {
-			t.Fatal(err)
-		}
-		// c joins after the resume: it keeps the cluster's resume time.
-		c := e.openDir(t, "c", t.TempDir())
-		if err := b.Close(); err != nil {
-			t.Fatal(err)
-		}
-		e.srv.Stop()
-		e.srv.RestartEmpty()
-		if aFirst {
-			a = e.openDir(t, "a", dA)
-		}
-		// c notices that Redis lost its state (its heartbeat): it
-		// re-seeds and shares the resumes it keeps.
-		if _, err := c.Heartbeat(ctx); err != nil {
-			t.Fatalf("c's heartbeat after Redis restarted empty: %v", err)
-		}
-		if !aFirst {
-			a = e.openDir(t, "a", dA)
-		}
-		if got := stopped(t, a); got != "" {
-			t.Errorf("a first %v: the lane stopped (%q) in the cluster after Redis restarted empty, want resumed", aFirst, got)
-		}
-		if st := localLane(t, a); !aFirst && st.Stopped != "" {
-			t.Errorf("a's Local lane after joining: %+v, want resumed", st)
-		}
-		a.Close()
-		c.Close()
-	}
+	undoOutlivesEmptyRestart(t, undoCase{
+		change: func(_ *redisEnv, a *store.Redis) error {
+			return a.SetLaneState(ctx, store.LaneState{Lane: lane, Stopped: "no quota", Config: "c1"})
+		},
+		undo: func(b *store.Redis) error {
+			if err := b.SetLaneState(ctx, store.LaneState{Lane: lane}); err != nil {
+				return err
+			}
+			return b.ResumeLane(ctx, lane)
+		},
+		cluster: func(t *testing.T, _ *redisEnv, a *store.Redis) string { return laneOf(t, a).Stopped },
+		local:   func(t *testing.T, a *store.Redis) string { return laneOf(t, a.Local).Stopped },
+	})
 }

@@ -60,16 +60,34 @@ func (e *redisEnv) client(t *testing.T) *redis.Client {
 	return c
 }
 
-// open opens a ledger named process on a fresh Memory store.
-func (e *redisEnv) open(t *testing.T, process string, classes ...store.RedisClass) *store.Redis {
-	t.Helper()
+// options are the RedisOptions of a ledger named process in the test
+// cluster: project p1 on classes (textClass when none), the virtual clock,
+// a client of its own.
+func (e *redisEnv) options(t *testing.T, process string, classes ...store.RedisClass) store.RedisOptions {
 	if len(classes) == 0 {
 		classes = []store.RedisClass{textClass}
 	}
-	s, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
+	return store.RedisOptions{
 		Client: e.client(t), Cluster: "test", Process: process, Classes: classes,
 		Projects: []string{"p1"}, Now: e.clock.now,
-	})
+	}
+}
+
+// joinErr tries to join the cluster as process with cls on a fresh Memory
+// store and returns OpenRedis's error; a ledger that joins is closed at
+// once.
+func (e *redisEnv) joinErr(t *testing.T, process string, cls store.RedisClass) error {
+	s, err := store.OpenRedis(context.Background(), store.NewMemory(), e.options(t, process, cls))
+	if err == nil {
+		s.Close()
+	}
+	return err
+}
+
+// open opens a ledger named process on a fresh Memory store.
+func (e *redisEnv) open(t *testing.T, process string, classes ...store.RedisClass) *store.Redis {
+	t.Helper()
+	s, err := store.OpenRedis(context.Background(), store.NewMemory(), e.options(t, process, classes...))
 	if err != nil {
 		t.Fatalf("OpenRedis(%s): %v", process, err)
 	}
