@@ -23,6 +23,18 @@ func lanesOf(t *testing.T, dir string, vars map[string]string, args ...string) [
 	return ll.Lanes
 }
 
+// createTides creates, through d, a slideshow of one slide with one image
+// and returns its job's id.
+func (d *daemonProc) createTides(t *testing.T) string {
+	t.Helper()
+	code, body := d.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 1}`)
+	var created struct{ ID string }
+	if code != http.StatusAccepted || json.Unmarshal(body, &created) != nil {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	return created.ID
+}
+
 // stoppedLanes returns the lanes that are stopped, as "class/project: reason".
 func stoppedLanes(lanes []laneRow) []string {
 	var out []string
@@ -50,12 +62,8 @@ func TestLanesCommand(t *testing.T) {
 	}
 	d := startServe(t, dir, vars)
 	addr := []string{"-addr", d.addr}
-	code, body := d.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 1}`)
-	var created struct{ ID string }
-	if code != http.StatusAccepted || json.Unmarshal(body, &created) != nil {
-		t.Fatalf("create: %d %s", code, body)
-	}
-	if st := d.waitJob(t, created.ID, testToken, nil); st.State != "failed" {
+	id := d.createTides(t)
+	if st := d.waitJob(t, id, testToken, nil); st.State != "failed" {
 		t.Fatalf("job %+v, want failed: its only image lane has no quota", st)
 	}
 	if n := imageRequests(); n != 1 {
@@ -103,10 +111,10 @@ func TestLanesCommand(t *testing.T) {
 	}
 	// The resumed lane serves: the retried job's image reaches the API,
 	// which still says limit 0, and the lane stops again.
-	if code, body := d.call(t, "POST", "/v1/slideshows/"+created.ID+"/retry", testToken, ""); code != http.StatusAccepted {
+	if code, body := d.call(t, "POST", "/v1/slideshows/"+id+"/retry", testToken, ""); code != http.StatusAccepted {
 		t.Fatalf("retry: %d %s", code, body)
 	}
-	if st := d.waitJob(t, created.ID, testToken, nil); st.State != "failed" {
+	if st := d.waitJob(t, id, testToken, nil); st.State != "failed" {
 		t.Fatalf("retried job %+v, want failed", st)
 	}
 	if n := imageRequests(); n != 2 {

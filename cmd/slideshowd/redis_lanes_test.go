@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -23,32 +22,16 @@ import (
 // daemon stopped, keys enable and lanes resume on its data directory reach
 // the other through Redis.
 func TestSharedStopAndKeys(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
-	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
-	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\nclasses:\n  text:\n    rpm: 1000\n    rpd: 10000\n  image:\n    rpm: 600\n    rpd: 240\n"
-	daemons, dirs, envs := startClusterPair(t, srv, emu, config)
+	srv, emu, daemons, dirs, envs := noQuotaPair(t)
 	a, b := daemons[0], daemons[1]
 	images := func() int {
 		return requestsBy(emulatorStatsAt(t, emu["GEMINI_BASE_URL"]), "key1", emulator.DefaultImageModel)
 	}
-	create := func(d *daemonProc) string {
-		t.Helper()
-		code, body := d.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 1}`)
-		var created struct{ ID string }
-		if code != http.StatusAccepted || json.Unmarshal(body, &created) != nil {
-			t.Fatalf("create: %d %s", code, body)
-		}
-		return created.ID
-	}
-	if st := a.waitJob(t, create(a), testToken, nil); st.State != "failed" {
-		t.Fatalf("a's job %+v, want failed: its only image lane has no quota", st)
-	}
-	b.waitLog(t, "lane stopped by another process")
 	want := fmt.Sprint([]string{"image/key1: " + scheduler.ReasonNoQuota})
 	if got := stoppedLanes(lanesOf(t, dirs[1], envs[1], "-addr", b.addr)); fmt.Sprint(got) != want {
 		t.Fatalf("b's stopped lanes %q, want %q", got, want)
 	}
-	if st := b.waitJob(t, create(b), testToken, nil); st.State != "failed" || !strings.Contains(st.Error, scheduler.ReasonNoQuota) {
+	if st := b.waitJob(t, b.createTides(t), testToken, nil); st.State != "failed" || !strings.Contains(st.Error, scheduler.ReasonNoQuota) {
 		t.Fatalf("b's job %+v, want failed with the reason", st)
 	}
 	if n := images(); n != 1 {
@@ -141,6 +124,26 @@ func TestUsageRedisHangs(t *testing.T) {
 	if r := runBin(t, dir, vars, "usage", "-addr", d.addr); r.code != 0 || !strings.Contains(r.stdout, "usage from the running daemon") {
 		t.Errorf("usage with Redis hung: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// noQuotaPair starts an append-only Redis, the emulator with key1 without
+// quota on the image model, and two daemons a and b on them at the
+// emulator's limits (startClusterPair); then a job through a fails, which
+// stops key1's image lane, and b logs that it applied the stop. It returns
+// Redis, the emulator's environment, a and b, their directories and
+// environments.
+func noQuotaPair(t *testing.T) (*redistest.Server, map[string]string, []*daemonProc, []string, []map[string]string) {
+	t.Helper()
+	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
+	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
+	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\nclasses:\n  text:\n    rpm: 1000\n    rpd: 10000\n  image:\n    rpm: 600\n    rpd: 240\n"
+	daemons, dirs, envs := startClusterPair(t, srv, emu, config)
+	a, b := daemons[0], daemons[1]
+	if st := a.waitJob(t, a.createTides(t), testToken, nil); st.State != "failed" {
+		t.Fatalf("a's job %+v, want failed: its only image lane has no quota", st)
+	}
+	b.waitLog(t, "lane stopped by another process")
+	return srv, emu, daemons, dirs, envs
 }
 
 // startClusterPair starts two serve daemons with config, each in its own

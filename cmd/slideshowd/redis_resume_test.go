@@ -1,13 +1,10 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -19,20 +16,8 @@ import (
 // the bbolt file with its time): b resumes the lane. Before, the resume was
 // lost for the cluster and b kept the lane stopped.
 func TestOfflineResumeSharedAtJoin(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{AppendOnly: true})
-	_, emu := startEmulate(t, "-keys", "1", "-image-rpm", "600", "-seed", "5", "-no-quota", "key1:image")
-	config := "log:\n  format: json\n  level: debug\nshutdown_grace: 5s\nclasses:\n  text:\n    rpm: 1000\n    rpd: 10000\n  image:\n    rpm: 600\n    rpd: 240\n"
-	daemons, dirs, envs := startClusterPair(t, srv, emu, config)
+	srv, _, daemons, dirs, envs := noQuotaPair(t)
 	a, b := daemons[0], daemons[1]
-	code, body := a.call(t, "POST", "/v1/slideshows", testToken, `{"source": "Tides", "slides": [{"text": "The moon pulls the sea."}], "images": 1}`)
-	var created struct{ ID string }
-	if code != http.StatusAccepted || json.Unmarshal(body, &created) != nil {
-		t.Fatalf("create: %d %s", code, body)
-	}
-	if st := a.waitJob(t, created.ID, testToken, nil); st.State != "failed" {
-		t.Fatalf("a's job %+v, want failed: its only image lane has no quota", st)
-	}
-	b.waitLog(t, "lane stopped by another process")
 	want := fmt.Sprint([]string{"image/key1: " + scheduler.ReasonNoQuota})
 
 	a.stop(t)
