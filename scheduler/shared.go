@@ -311,6 +311,13 @@ const (
 	// Redis lost its state, until every slot granted before may have left
 	// the window, 91 s plus the window margin).
 	HoldRecovery = "Redis back, recovering: share used"
+	// HoldJoin: this process joined the cluster while another may still
+	// be about to reach Redis from an outage (its heartbeat was overdue),
+	// or recover from one: it takes no grant until what the others sent
+	// on their share is in Redis (store.Redis.Joining: 12 s when a
+	// heartbeat was overdue; until a recovery's end plus a heartbeat
+	// interval and a second after an outage).
+	HoldJoin = "joined, waiting for the cluster"
 )
 
 // HoldWords words a lane held for reason (a Hold... constant) until until,
@@ -369,6 +376,9 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 				hold = HoldConfirming
 			} else if u, ok := r.s.store.(interface{ Unreachable() bool }); ok && !u.Unreachable() {
 				hold = HoldRecovery
+				if j, ok := r.s.store.(interface{ Joining() bool }); ok && j.Joining() {
+					hold = HoldJoin
+				}
 			}
 		default:
 			hold = "the cluster refused a grant (" + ge.Reason + ")"

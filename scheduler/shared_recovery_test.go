@@ -183,3 +183,38 @@ func TestSharedOneFailedCall(t *testing.T) {
 	default:
 	}
 }
+
+// TestSharedJoinHeld: a process that joins while another process's
+// heartbeat is overdue (it may be about to reach Redis from an outage) is
+// held with words that say so (HoldJoin), not as recovering.
+func TestSharedJoinHeld(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A process whose last heartbeat was 10 s ago (its entry expires 15 s
+	// after it): killed, or in an outage.
+	tm, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ZAdd(ctx, "sched:procs", redis.Z{Score: float64(tm.Add(5 * time.Second).UnixMilli()), Member: "gone"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	la := newLogSignal("refused a grant")
+	a := sharedScheduler(t, srv, "a", 6, nil, la)
+	if _, err := a.Submit(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	<-la.seen("refused a grant")
+	now := time.Now()
+	l := a.Summary().Classes[0].Lanes[0]
+	if l.Held != HoldJoin || !l.HeldUntil.After(now) {
+		t.Errorf("lane refused as it joined: held %q until %v; want %q", l.Held, l.HeldUntil, HoldJoin)
+	}
+	if got, want := HoldWords(l.Held, now.Add(12*time.Second), now), "joined, waiting for the cluster (12s)"; got != want {
+		t.Errorf("HoldWords %q, want %q", got, want)
+	}
+	cancel()
+}

@@ -222,6 +222,10 @@ type SharedEvent struct {
 // HeartbeatTTL grants still stay within the share. Health and Unreachable
 // report the outage, Outages counts them. The bound holds when Redis is
 // unreachable for every process alike; see the README for the details.
+// A process that joins while another may still be about to reach Redis
+// from an outage (its heartbeat overdue) or recovers from one takes no
+// grant until their share's grants may be in Redis (Joining;
+// redis_join.go).
 // Keys disabled or enabled and lanes stopped or resumed meanwhile are
 // stored in the Local store and kept pending (ErrPending), then pushed to
 // Redis in order by that Heartbeat, the last change by time winning a
@@ -349,6 +353,15 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 			s.pf.cancel()
 		}
 	}()
+	// Before the first heartbeat, which prunes the expired ones: a
+	// process that missed a beat may be about to reach Redis from an
+	// outage (redis_join.go).
+	var hold time.Duration
+	if n, err := s.overdueBeats(ctx); err != nil {
+		return nil, err
+	} else if n > 0 {
+		hold = s.joinWait()
+	}
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
 	}
@@ -361,7 +374,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	s.f.mu.Lock()
 	s.f.joined, s.f.rejoin = s.localNow(), false
 	s.f.mu.Unlock()
-	if err := s.joinRecovery(ctx); err != nil {
+	if err := s.joinRecovery(ctx, hold); err != nil {
 		return nil, err
 	}
 	if err := s.publishLocal(ctx); err != nil {
@@ -486,9 +499,17 @@ func (s *Redis) heartbeat(ctx context.Context, fresh time.Duration) (int, error)
 		n = s.Live()
 	} else {
 		var opening bool
-		n, opening, err = s.beatScript(ctx)
-		if opening {
-			return n, unavailable(err)
+		if s.Unreachable() {
+			// Before the script prunes the others' overdue heartbeats,
+			// which would let a process joining take grants before this
+			// one reconciled (redis_join.go).
+			err = s.markBack(ctx)
+		}
+		if err == nil {
+			n, opening, err = s.beatScript(ctx)
+			if opening {
+				return n, unavailable(err)
+			}
 		}
 	}
 	if err == nil {
@@ -1050,6 +1071,9 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []t
 // reserveRedis is one attempt of reserve's grant from Redis, within the
 // share while recovering (see sharing).
 func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, []time.Time, error) {
+	if err := s.rejoinCheck(ctx); err != nil { // due at the end of a hold as it joined (redis_join.go)
+		return 0, 0, nil, err
+	}
 	if err := s.chargeDead(ctx); err != nil { // due at a recovery's end (redis_dead.go)
 		return 0, 0, nil, err
 	}
@@ -1601,7 +1625,10 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 }
 
 // Leave removes this process from the live processes, so the others' safe
-// share grows at once; the Local store stays open.
+// share grows at once; the Local store stays open. Call it on a clean stop
+// (the scheduler's Run does as it returns), before Close: a process that
+// only closes leaves its heartbeat behind, as a killed one does, and a
+// process joining while it is overdue is held (see Joining).
 func (s *Redis) Leave(ctx context.Context) error {
 	return unavailable(s.rdb.ZRem(ctx, s.procsKey(), s.process).Err())
 }

@@ -140,6 +140,7 @@ type faultState struct {
 	shareFrom time.Time             // down: the share begins then (the outage's start plus grace)
 	tried     time.Time             // down: the last call that tried Redis (the failed one, or retry's)
 	deads     []deadCheck           // checks of processes presumed dead, due at the recovery's end (redis_dead.go)
+	joining   bool                  // held as it joined: the recovering key is read again at the hold's end (redis_join.go)
 	charged   []DeadCharge          // charges made, not yet taken by DeadCharges
 
 	// grantMu serializes Reserve while the process is down or recovering,
@@ -450,18 +451,10 @@ func (s *Redis) recoveringKey() string { return s.key("recovering") }
 
 // markRecovering tells processes that join the cluster before end (this
 // process's clock) that it recovers from a lost state until then (see
-// joinRecovery): a key that lives until the latest end any process set.
-// A failure only leaves them unwarned.
+// joinRecovery): the recovering key holds the latest end any process set
+// (holdJoiners, redis_join.go). A failure only leaves them unwarned.
 func (s *Redis) markRecovering(ctx context.Context, end time.Time) {
-	d := end.Sub(s.localNow())
-	if d <= 0 {
-		return
-	}
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.SetNX(ctx, s.recoveringKey(), "1", d)
-		p.Do(ctx, "PEXPIRE", s.recoveringKey(), d.Milliseconds(), "GT")
-		return nil
-	})
+	_ = s.holdJoiners(ctx, end.Sub(s.localNow()))
 }
 
 // joinRecovery: a process joining while the running ones recover after
@@ -470,11 +463,20 @@ func (s *Redis) markRecovering(ctx context.Context, end time.Time) {
 // window: it takes no grant until that recovery ends (Reason "share").
 // The same after an outage that Redis survived, until the processes
 // presumed dead may have been charged (reconnect; redis_dead.go): their
-// share's sends are in no Redis window before.
-func (s *Redis) joinRecovery(ctx context.Context) error {
-	d, err := s.rdb.PTTL(ctx, s.recoveringKey()).Result()
+// share's sends are in no Redis window before; and for hold at least
+// (joinWait when a heartbeat was overdue: a process may still be about to
+// reach Redis from an outage; see redis_join.go), telling the processes
+// that join after it. At the hold's end it reads the key again
+// (rejoinCheck).
+func (s *Redis) joinRecovery(ctx context.Context, hold time.Duration) error {
+	if hold > 0 {
+		if err := s.holdJoiners(ctx, hold); err != nil {
+			return err
+		}
+	}
+	d, err := s.joinHeld(ctx)
 	if err != nil {
-		return unavailable(err)
+		return err
 	}
 	if d <= 0 {
 		return nil
@@ -485,6 +487,7 @@ func (s *Redis) joinRecovery(ctx context.Context) error {
 	s.f.out = &outage{since: now}
 	s.f.recovers = now.Add(d)
 	s.f.lostEnd = s.f.recovers
+	s.f.joining = true
 	if s.f.posted == nil {
 		s.f.posted = make(map[LaneID][]postSlot)
 	}
@@ -988,9 +991,11 @@ func (s *Redis) sharing(now time.Time) *outage {
 	if s.f.down || (s.f.out != nil && now.Before(s.f.recovers)) {
 		return s.f.out
 	}
-	if len(s.f.deads) > 0 && s.f.out != nil {
+	if (len(s.f.deads) > 0 || s.f.joining) && s.f.out != nil {
 		// The recovery is over but the processes presumed dead are not
-		// charged yet (chargeDead): the share still bounds grants.
+		// charged yet (chargeDead), or the recovering key not read again
+		// after a hold as this process joined (rejoinCheck): the share
+		// still bounds grants.
 		return s.f.out
 	}
 	return nil

@@ -407,6 +407,7 @@ func TestRedisPrefetchModel(t *testing.T) {
 		return s
 	}
 	ps := []*store.Redis{open(), open(), open()}
+	procs := e.client(t)
 	var sends []time.Time
 	recorded, givenBack, kills, served := 0, 0, 0, 0
 	next := e.clock.now().Add(5 * time.Second)
@@ -444,6 +445,14 @@ func TestRedisPrefetchModel(t *testing.T) {
 			store.WaitRedisPrefetch(p)
 			served += store.RedisPrefetchServed(p)
 			p.Close()
+			// Its heartbeat as if already expired and pruned: with a kill
+			// every few seconds, the processes started after it would be
+			// held as they join (its heartbeat overdue, redis_join.go;
+			// TestRedisJoinAfterKill), and the model would seldom fill
+			// the window.
+			if err := procs.ZRem(ctx, "test:procs", p.Process()).Err(); err != nil {
+				t.Fatal(err)
+			}
 			kills++
 			ps[i] = open()
 		case 1: // a clean stop
@@ -453,6 +462,9 @@ func TestRedisPrefetchModel(t *testing.T) {
 			}
 			givenBack += back
 			served += store.RedisPrefetchServed(p)
+			if err := p.Leave(ctx); err != nil { // as the daemon's clean stop does
+				t.Fatalf("step %d: %v", step, err)
+			}
 			p.Close()
 			ps[i] = open()
 		}

@@ -154,6 +154,10 @@ local function win_close(w, r, ttl)
 end
 `
 
+// procsLife is the life of the processes zset after the last heartbeat,
+// ms (Lua text): the day counts' (dayKeyTTL).
+var procsLife = strconv.Itoa(dayKeyTTL * 1000)
+
 // clockLua returns the script's now.
 const clockLua = `
 local function clock(arg)
@@ -417,13 +421,17 @@ return 1
 // (0: no view), 8 prefix of the per-process limits hashes ("": no
 // limits), then (lane, value) pairs.
 // Reply: {live, added, epoch, lane, theirs, process} (the last three ""
-// without a conflict), then, with a view, viewLua's reply.
+// without a conflict), then, with a view, viewLua's reply. The processes
+// zset lives procsLife after the last heartbeat (an expired entry is
+// pruned by the next heartbeat): a process joining after an outage of
+// any length that Redis survived sees the heartbeats of the processes of
+// the outage as overdue (redis_join.go).
 var heartbeatScript = redis.NewScript(clockLua + tokensLua + viewLua + `
 local now = clock(ARGV[3])
 local ttl = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ttl * 2)
+redis.call('PEXPIRE', KEYS[1], math.max(ttl * 2, ` + procsLife + `))
 local ep = redis.call('GET', KEYS[2]) or ''
 local out = {redis.call('ZCARD', KEYS[1]), added, ep, '', '', ''}
 if ARGV[8] ~= '' then

@@ -1,0 +1,176 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A process that joins while the others may still be about to reconcile.
+//
+// After an outage that Redis survived with its state, what the processes
+// sent on their share (redis_fault.go), and what the ones that died during
+// it sent, is in no Redis window and no day count until the survivors reach
+// Redis again (reconnect adds their own; the end of their recovery charges
+// the dead ones', redis_dead.go). A process that joins in those seconds and
+// takes grants from Redis alone would be granted that room again: a window
+// over RPM (a daemon killed during the outage and restarted by a supervisor
+// as soon as Redis answers). So a process that joins is held (no grant:
+// Reason "share", Joining reports it) while a process of the cluster may
+// still reach Redis from an outage without the joiner knowing:
+//
+//   - Overdue heartbeats. Before its first heartbeat (which prunes the
+//     expired ones), OpenRedis counts the processes zset's entries whose
+//     last heartbeat (score minus the TTL) is a heartbeat interval (TTL/3)
+//     and a second old or older: each missed a beat, so it may be in an
+//     outage (or partitioned, or dead). Every live process in an outage
+//     reaches Redis within joinWait of the joiner's start (Redis answered
+//     the joiner, and it answers every process alike: the outages the
+//     share covers): its heartbeat comes a heartbeat interval after its
+//     last attempt, which was bounded to an interval (the daemon's is), plus
+//     go-redis's dial back-off, up to a second, and a second of slack. The
+//     joiner is held for joinWait; then it follows the recovering key (a
+//     survivor that reached Redis meanwhile set it, below), until none is
+//     left. A process that stopped cleanly left the zset (Leave: the
+//     daemon's clean stop), and the heartbeats of healthy processes are
+//     not overdue: a process joining an idle or healthy cluster is not
+//     held. One whose entry is overdue because it was killed (Redis never
+//     down) costs the joiners of the next heartbeat TTL (until a live
+//     process's heartbeat prunes it; with none, until one joins and
+//     beats) joinWait without grants; so does a joiner whose previous life
+//     was killed: its own entry is overdue.
+//   - The recovering key. A process whose call to Redis fails and that
+//     reaches it again sets it before anything else (markBack, before the
+//     heartbeat's script, which would prune the overdue entries of the
+//     others): until its recovery's end plus the charge's delay (a
+//     heartbeat interval and a second: the dead are charged at the first
+//     heartbeat or grant after the recovery's end), later when Redis came
+//     back empty (reconnect). A joiner held for overdue entries sets it
+//     too, until the end of its own hold, so that a process joining after
+//     it (whose first heartbeat no longer sees the entries its own
+//     heartbeat pruned) is held as long. The key holds that end on the
+//     scripts' clock (Redis's TIME, or RedisOptions.Now); a joiner is held
+//     until it, and at its end reads the key again (a later end set
+//     meanwhile), until the key's end is past.
+//
+// A process sends on its share only after the grace (redis_fault.go), a
+// heartbeat interval and a second after its failed call, so at least that
+// long after its last heartbeat: by then its entry is overdue. Not
+// covered: Redis answering in the last second of a process's grace, before
+// its next try (its share then begins, until its next heartbeat), and a
+// process joining in that second (the entry is not overdue yet); and a
+// cluster whose every process died during the outage (nobody charges
+// them). See the README, "Faults".
+
+// joinWait is how long a process joining is held when the processes zset
+// holds an overdue heartbeat (see the top of this file): a heartbeat
+// interval after an attempt bounded to an interval, go-redis's dial
+// back-off (a second) and a second of slack; 12 s at the daemon's TTL.
+func (s *Redis) joinWait() time.Duration { return 2*(s.ttl/3) + 2*time.Second }
+
+// overdueBeats returns how many entries of the processes zset missed a
+// heartbeat: last heartbeat (score minus the TTL) a heartbeat interval and
+// a second old or older, on the scripts' clock (the grace's length, after
+// which a process that Redis did not answer sends on its share).
+func (s *Redis) overdueBeats(ctx context.Context) (int, error) {
+	late := s.ttl - s.ttl/3 - time.Second
+	n, err := overdueScript.Run(ctx, s.rdb, []string{s.procsKey()}, s.clock(), late.Milliseconds()).Int()
+	return n, unavailable(err)
+}
+
+// holdJoiners sets the recovering key's end to d from now on the scripts'
+// clock, unless it holds a later one (see the top of this file).
+func (s *Redis) holdJoiners(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	life := max(d, deadMarkTTL) // the end in the value decides; the life only cleans up
+	err := recoveringScript.Run(ctx, s.rdb, []string{s.recoveringKey()}, s.clock(), d.Milliseconds(), life.Milliseconds()).Err()
+	return unavailable(err)
+}
+
+// markBack, called by a process that Redis was unreachable for before its
+// first call that may reach it again, holds the processes joining until
+// its recovery and the charge of the processes presumed dead may be over
+// (reconnect sets the exact end, or a later one when Redis came back
+// empty). An error is Redis still unreachable.
+func (s *Redis) markBack(ctx context.Context) error {
+	return s.holdJoiners(ctx, s.ttl+s.ttl/3+time.Second)
+}
+
+// joinHeld returns how long the recovering key still holds a process
+// joining (0: not).
+func (s *Redis) joinHeld(ctx context.Context) (time.Duration, error) {
+	ms, err := joinHeldScript.Run(ctx, s.rdb, []string{s.recoveringKey()}, s.clock()).Int64()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return time.Duration(max(0, ms)) * time.Millisecond, nil
+}
+
+// rejoinCheck, when this process was held as it joined (joinRecovery) and
+// the hold is over, reads the recovering key again: it is held until a
+// later end set meanwhile, or its hold ends. An error wraps ErrUnavailable
+// (tried again at the next grant).
+func (s *Redis) rejoinCheck(ctx context.Context) error {
+	s.f.mu.Lock()
+	due := s.f.joining && !s.localNow().Before(s.f.recovers)
+	s.f.mu.Unlock()
+	if !due {
+		return nil
+	}
+	d, err := s.joinHeld(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.localNow()
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if d <= 0 {
+		s.f.joining = false
+		return nil
+	}
+	s.f.recovers = later(s.f.recovers, now.Add(d))
+	s.f.lostEnd = later(s.f.lostEnd, s.f.recovers)
+	return nil
+}
+
+// Joining reports whether this process is held as it joined the cluster:
+// it takes no grant (Reason "share") while a process of the cluster may
+// still reach Redis from an outage, or recovers from one (see the README,
+// "Faults"). Safe for concurrent use.
+func (s *Redis) Joining() bool {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	return s.f.joining && !s.f.down
+}
+
+// overdueScript counts the processes zset's entries scored at or before
+// now plus late ms.
+//
+// KEYS: 1 processes (zset). ARGV: 1 now ms (0: TIME), 2 late ms.
+var overdueScript = redis.NewScript(clockLua + `
+local now = clock(ARGV[1])
+return redis.call('ZCOUNT', KEYS[1], '-inf', string.format('%d', now + tonumber(ARGV[2])))
+`)
+
+// recoveringScript sets the recovering key to now plus d ms (its end, on
+// the scripts' clock) unless it holds a later end.
+//
+// KEYS: 1 the key. ARGV: 1 now ms (0: TIME), 2 d ms, 3 the key's life ms.
+var recoveringScript = redis.NewScript(clockLua + `
+local e = clock(ARGV[1]) + tonumber(ARGV[2])
+if (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) < e then
+  redis.call('SET', KEYS[1], string.format('%d', e), 'PX', ARGV[3])
+end
+return 1
+`)
+
+// joinHeldScript returns the recovering key's end minus now, ms (<= 0:
+// none).
+//
+// KEYS: 1 the key. ARGV: 1 now ms (0: TIME).
+var joinHeldScript = redis.NewScript(clockLua + `
+return (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) - clock(ARGV[1])
+`)
