@@ -196,6 +196,11 @@ func str(name, at string, raw json.RawMessage) (string, error) {
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", badBatch(name, "%s: %s: want a string", at, excerpt(string(raw)))
 	}
+	// Invalid UTF-8 and an unpaired surrogate escape decoded to U+FFFD
+	// without a word: refused, as the HTTP API does.
+	if problem := pipeline.JSONStringProblem(raw); problem != "" {
+		return "", badBatch(name, "%s: %s", at, problem)
+	}
 	return s, nil
 }
 

@@ -115,3 +115,24 @@ func FuzzParseBatch(f *testing.F) {
 		}
 	})
 }
+
+// TestBatchStringsNotReplaced: a batch file string with invalid UTF-8 or an
+// unpaired surrogate escape is refused naming the entry and field, as the
+// HTTP API refuses it; encoding/json had replaced it by U+FFFD silently.
+func TestBatchStringsNotReplaced(t *testing.T) {
+	noImages := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	for _, tt := range []struct{ file, want string }{
+		{`[{"source": "a\ud800", "slides": [{"text": "t"}], "images": 1}]`, `b.json: [0].source: not valid UTF-8: unpaired surrogate escape \ud800`},
+		{`[{"source": "a", "slides": [{"text": "ok"}, {"text": "x\udc00"}], "images": 1}]`, `b.json: [0].slides[1].text: not valid UTF-8: unpaired surrogate escape \udc00`},
+		{"[{\"source\": \"a\xffb\", \"slides\": [{\"text\": \"t\"}], \"images\": 1}]", `b.json: [0].source: not valid UTF-8`},
+	} {
+		_, err := parseBatch("b.json", []byte(tt.file), noImages)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: error %v, want %q", tt.file, err, tt.want)
+		}
+	}
+	es, err := parseBatch("b.json", []byte(`[{"source": "\ud83d\ude00", "slides": [{"text": "t"}], "images": 1}]`), noImages)
+	if err != nil || es[0].req.Source != "\U0001F600" {
+		t.Errorf("a surrogate pair: %v %+v", err, es)
+	}
+}

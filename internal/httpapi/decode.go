@@ -201,56 +201,16 @@ func decodeString(raw json.RawMessage, field string) (string, error) {
 	if kind := jsonKind(raw); kind != "string" {
 		return "", &fieldError{Field: field, Value: kindValue(raw), Reason: "got " + kind + ", want a string"}
 	}
-	// encoding/json replaces invalid UTF-8 with U+FFFD without a word.
-	if !utf8.Valid(raw) {
-		return "", &fieldError{Field: field, Reason: "not valid UTF-8"}
-	}
-	// It replaces an unpaired surrogate escape ("\ud800") the same way.
-	if esc := loneSurrogate(raw); esc != "" {
-		return "", &fieldError{Field: field, Reason: "not valid UTF-8: unpaired surrogate escape " + esc}
+	// encoding/json replaces invalid UTF-8 and an unpaired surrogate escape
+	// ("\ud800") with U+FFFD without a word.
+	if problem := pipeline.JSONStringProblem(raw); problem != "" {
+		return "", &fieldError{Field: field, Reason: problem}
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", &fieldError{Field: field, Reason: err.Error()}
 	}
 	return s, nil
-}
-
-// loneSurrogate returns the first \uXXXX escape of the JSON string raw
-// that is half of a UTF-16 surrogate pair without its other half (a high
-// surrogate D800-DBFF not followed by an escaped low one DC00-DFFF, or a
-// low one alone), as written; "" when there is none. encoding/json
-// decodes such an escape to U+FFFD without an error.
-func loneSurrogate(raw []byte) string {
-	hex4 := func(i int) (rune, bool) {
-		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-			return 0, false
-		}
-		v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
-		return rune(v), err == nil
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '\\' {
-			continue
-		}
-		r, ok := hex4(i)
-		if !ok {
-			i++ // another escape: skip the escaped byte ('\\' included)
-			continue
-		}
-		switch {
-		case r >= 0xD800 && r <= 0xDBFF:
-			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
-				i += 11 // the pair
-				continue
-			}
-			return string(raw[i : i+6])
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return string(raw[i : i+6])
-		}
-		i += 5
-	}
-	return ""
 }
 
 func decodeInt(raw json.RawMessage, field string) (int, error) {

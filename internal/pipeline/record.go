@@ -309,3 +309,58 @@ func imageFile(n int, mime string) string {
 func excerpt(s string) string { return redact.Redactor{}.Excerpt(s, 80) }
 
 func quote(s string) string { return fmt.Sprintf("%q", excerpt(s)) }
+
+// JSONStringProblem says why the JSON string raw (as written, quotes
+// included) would not decode to the text it was sent as, or "" when it
+// decodes faithfully: "not valid UTF-8" for invalid bytes, "not valid
+// UTF-8: unpaired surrogate escape \ud800" for a \uD800-\uDFFF escape
+// without its other half. encoding/json replaces both with U+FFFD without
+// an error; Submit cannot tell the replacement from a U+FFFD that was sent,
+// so the decoders (the HTTP API, batch files) check the raw string with
+// this. raw is assumed to be one valid JSON string.
+func JSONStringProblem(raw []byte) string {
+	if !utf8.Valid(raw) {
+		return "not valid UTF-8"
+	}
+	if esc := loneSurrogate(raw); esc != "" {
+		return "not valid UTF-8: unpaired surrogate escape " + esc
+	}
+	return ""
+}
+
+// loneSurrogate returns the first \uXXXX escape of the JSON string raw
+// that is half of a UTF-16 surrogate pair without its other half (a high
+// surrogate D800-DBFF not followed by an escaped low one DC00-DFFF, or a
+// low one alone), as written; "" when there is none. encoding/json
+// decodes such an escape to U+FFFD without an error.
+func loneSurrogate(raw []byte) string {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+		return rune(v), err == nil
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // another escape: skip the escaped byte ('\\' included)
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+				i += 11 // the pair
+				continue
+			}
+			return string(raw[i : i+6])
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return string(raw[i : i+6])
+		}
+		i += 5
+	}
+	return ""
+}
