@@ -50,6 +50,13 @@ type RedisOptions struct {
 	Cluster string
 	// Process names this process in Redis (heartbeats, use per process,
 	// limit conflicts). Default: host name, pid and a random suffix.
+	// A name given here must be unique to this process's life, not only
+	// among the running processes: grants in Redis are named after it and
+	// numbered from 1 in each life, so a process restarted under the name
+	// of a killed one would overwrite that one's grants still in the
+	// shared window (their slots and tokens would count once, not twice,
+	// and the window could exceed RPM or TPM). Add a random suffix to a
+	// stable name (a host name) as the default does.
 	Process string
 	// Classes are the model classes and their limits (at least one).
 	Classes []RedisClass
