@@ -41,7 +41,8 @@
 // units; the record then goes to the process's own Local store
 // (write-ahead). Once the grant is over, its unused slots are given back and
 // its used ones counted from their stamps (Redis.Stamped). Heartbeats count the live processes; a process whose limits
-// for a lane differ from a live one's is refused (ErrLimitsConflict); a
+// for a lane differ from a live one's is refused (ErrLimitsConflict) and
+// leaves nothing counted alive, as does any start that fails (Abandon); a
 // Redis that restarted empty is re-seeded from the processes' own records.
 // Jobs stay in each process's Local store. Redis Cluster (sharding) is not
 // supported: the scripts touch keys of several lanes and processes.

@@ -253,8 +253,9 @@ type Redis struct {
 	loc     *time.Location
 	now     func() time.Time
 
-	seq  atomic.Uint64
-	live atomic.Int64
+	seq      atomic.Uint64
+	live     atomic.Int64
+	reserved atomic.Bool // a Reserve or ReserveUpTo was called (see Abandon)
 
 	cluster string     // RedisOptions.Cluster
 	joinMu  sync.Mutex // serializes join
@@ -292,15 +293,21 @@ type sentGrant struct {
 	tokens int64 // its entry in the TPM window; -1: none (a class without TPM)
 }
 
-// OpenRedis joins the cluster: a heartbeat, the limits of every lane
-// (refused with ErrLimitsConflict while a live process uses others), the
+// OpenRedis joins the cluster: the limits of every lane checked (refused
+// with ErrLimitsConflict while a live process uses others, before this
+// process's first heartbeat: a refused process is never counted alive), a
+// heartbeat, the limits registered (checked again: two processes starting
+// at once), the
 // epoch (re-seeding an empty Redis), and the keys disabled and lanes stopped
 // in the Local store only (see publishLocal); then it writes to the Local
 // store what the cluster changed meanwhile (agreeLocal: keys enabled or
 // disabled, lanes resumed or stopped, cooldowns and exhaustion, so that
 // a later join does not share again what the cluster superseded). The
 // returned ledger uses local for
-// everything that is not shared; closing it closes local.
+// everything that is not shared; closing it closes local. When it fails
+// after its heartbeat, it removes this process from the live processes
+// and its limits registration first (Abandon; best-effort, within a
+// second), so a start that failed leaves nothing counted.
 func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error) {
 	if o.Client == nil {
 		return nil, fmt.Errorf("%w: RedisOptions.Client: nil", ErrInvalid)
@@ -354,12 +361,23 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	s.f.resync = make(chan struct{}, 1)
 	s.f.minLife, s.f.gran, s.f.opTimeout = maxGrantLife, 1000, opTimeout
 	s.pf.init()
-	opened := false
+	opened, beaten := false, false
 	defer func() {
 		if !opened {
 			s.pf.cancel()
 		}
+		if !opened && beaten {
+			// A start that failed leaves nothing counted alive
+			// (redis_abandon.go).
+			s.abandon(ctx)
+		}
 	}()
+	// A conflict refuses before the heartbeat: the refused process is
+	// never in the live processes, nor in any view. register checks again
+	// after it, for two processes starting at once.
+	if err := s.register(ctx, true); err != nil {
+		return nil, err
+	}
 	// Before the first heartbeat, which prunes the expired ones: a
 	// process that missed a beat may be about to reach Redis from an
 	// outage (redis_join.go).
@@ -372,7 +390,8 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.register(ctx); err != nil {
+	beaten = true
+	if err := s.register(ctx, false); err != nil {
 		return nil, err
 	}
 	if err := s.join(ctx); err != nil {
@@ -736,14 +755,19 @@ func (s *Redis) renewLimits(ctx context.Context) error {
 
 // register registers this process's limits of every lane for two
 // HeartbeatTTLs (each Heartbeat renews them), or refuses with
-// ErrLimitsConflict while a live process registered others.
-func (s *Redis) register(ctx context.Context) error {
+// ErrLimitsConflict while a live process registered others; with check,
+// it only refuses (writes nothing: see OpenRedis).
+func (s *Redis) register(ctx context.Context, check bool) error {
 	if len(s.lanes) == 0 {
 		return nil
 	}
 	args := s.limitsArgs([]any{s.process, s.clock()})
+	expiry := 2 * s.ttl.Milliseconds()
+	if check {
+		expiry = 0
+	}
 	// The expiry goes before the pairs.
-	args = append(args[:3], append([]any{2 * s.ttl.Milliseconds()}, args[3:]...)...)
+	args = append(args[:3], append([]any{expiry}, args[3:]...)...)
 	res, err := limitsScript.Run(ctx, s.rdb, []string{s.procsKey()}, args...).StringSlice()
 	if err != nil {
 		return unavailable(err)
@@ -1027,6 +1051,7 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []t
 	if err := checkRecord(r); err != nil {
 		return 0, 0, nil, err
 	}
+	s.reserved.Store(true) // see Abandon
 	c, ok := s.classes[r.Lane.Class]
 	if !ok {
 		return 0, 0, nil, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)

@@ -464,8 +464,10 @@ return view(out, 3, n, now, tonumber(ARGV[5]), tonumber(ARGV[6]), KEYS[1])
 // expired) registered other limits for one of the lanes.
 //
 // KEYS: 1 processes (zset). ARGV: 1 process, 2 now ms (0: TIME), 3 prefix
-// of the per-process limits hashes, 4 expiry ms, then (lane, value) pairs.
-// Reply: {} when registered, else {lane, theirs, process}.
+// of the per-process limits hashes, 4 expiry ms (0: only check, write
+// nothing), then (lane, value) pairs.
+// Reply: {} when registered (or, checking, no conflict), else {lane,
+// theirs, process}.
 var limitsScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[2])
 local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
@@ -477,6 +479,7 @@ for _, p in ipairs(live) do
     end
   end
 end
+if tonumber(ARGV[4]) == 0 then return {} end
 local mine = ARGV[3] .. ARGV[1]
 redis.call('DEL', mine)
 for i = 5, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end

@@ -157,6 +157,7 @@ type daemon struct {
 	sched  *scheduler.Scheduler
 	gem    *gemini.Client
 	pipe   *pipeline.Pipeline
+	ran    bool // run was called: the scheduler leaves the cluster as it stops
 }
 
 type daemonOptions struct {
@@ -187,7 +188,7 @@ func openDaemon(ctx context.Context, cfg config.Config, log zerolog.Logger, o da
 	ok := false
 	defer func() {
 		if !ok {
-			st.Close()
+			d.close()
 		}
 	}()
 	obs := observers{logObserver{log.With().Str("component", "scheduler").Logger()}}
@@ -351,6 +352,7 @@ func keyIDs(cfg config.Config) []string {
 // run starts the scheduler, the pipeline and the rolling backups; wait
 // blocks until all have returned after ctx ended.
 func (d *daemon) run(ctx context.Context) (wait func()) {
+	d.ran = true
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {
@@ -373,6 +375,14 @@ func (d *daemon) run(ctx context.Context) (wait func()) {
 }
 
 func (d *daemon) close() {
+	if d.shared != nil && !d.ran {
+		// A start that failed after joining the cluster (the HTTP
+		// listener not bound, a batch entry not submitted, ...) took no
+		// grant: it leaves nothing counted alive (bounded to a second).
+		if err := d.shared.Abandon(context.Background()); err != nil {
+			d.log.Warn().Err(err).Msg("leaving the cluster after a failed start: its heartbeat expires in 15 s")
+		}
+	}
 	if err := d.store.Close(); err != nil {
 		d.log.Error().Err(err).Msg("closing the store")
 	}
