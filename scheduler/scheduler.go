@@ -816,7 +816,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 				// Protected jobs wait for the next quota day.
 				midnight := bucket.NextMidnight(now, r.s.cfg.Location)
 				wait = earliest(wait, midnight)
-				r.noteWait(now, midnight, true)
+				r.noteWait(now, midnight, 0, true)
 			} else {
 				r.noteIdle()
 			}
@@ -834,7 +834,7 @@ func (r *runner) dispatchReady(workers *pool.Pool, workCtx context.Context) time
 				continue
 			}
 			t.handle.start.Store(next.UnixNano())
-			r.noteWait(now, next, false)
+			r.noteWait(now, next, t.job.Tokens, false)
 			return earliest(wait, next)
 		}
 		r.queues[level(t.job.Priority)].popFront()

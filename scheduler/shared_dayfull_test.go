@@ -186,7 +186,7 @@ func TestSharedDayRefusedWords(t *testing.T) {
 	if l.Held != HoldDay || !l.HeldUntil.Equal(now.Add(HeartbeatEvery)) {
 		t.Errorf("refused with 2 units left: held %q until %v, want %q until %v", l.Held, l.HeldUntil, HoldDay, now.Add(HeartbeatEvery))
 	}
-	if kind, held := r.waitKind(now); kind != WaitCluster || held != HoldDay {
+	if kind, held := r.waitKind(now, 0); kind != WaitCluster || held != HoldDay {
 		t.Errorf("wait kind %q (%q), want %q (%q)", kind, held, WaitCluster, HoldDay)
 	}
 	if got, want := HoldWords(l.Held, l.HeldUntil, now), "cluster day full (5s)"; got != want {
@@ -202,7 +202,7 @@ func TestSharedDayRefusedWords(t *testing.T) {
 	if l := s.Summary().Classes[0].Lanes[0]; l.Held != HoldDay || !l.HeldUntil.Equal(midnight) {
 		t.Errorf("refused at RPD: held %q until %v, want %q until %v", l.Held, l.HeldUntil, HoldDay, midnight)
 	}
-	if kind, _ := r.waitKind(later); kind != WaitDay {
+	if kind, _ := r.waitKind(later, 0); kind != WaitDay {
 		t.Errorf("wait kind %q at RPD, want %q", kind, WaitDay)
 	}
 	for _, dc := range []store.DailyCount{{Day: day, Lane: lane, Count: 6}, {Day: "2000-01-01", Lane: lane, Count: 0}} {

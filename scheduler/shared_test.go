@@ -133,7 +133,7 @@ func TestSharedWindowHeld(t *testing.T) {
 	if cs := a.Keys()[0].Classes[0]; cs.State != "held" || cs.Reason != HoldWindow || !cs.Until.Equal(l.HeldUntil) {
 		t.Errorf("key state %+v, want held: %q until %v", cs, HoldWindow, l.HeldUntil)
 	}
-	kind, held := a.classes["text"].waitKind(now)
+	kind, held := a.classes["text"].waitKind(now, 0)
 	if kind != WaitCluster || held != HoldWindow {
 		t.Errorf("wait kind %q (%q), want %q (%q)", kind, held, WaitCluster, HoldWindow)
 	}

@@ -12,9 +12,13 @@ const (
 	// WaitDay: every lane of the class is out for the Pacific day (its RPD
 	// spent or a per-day 429); work resumes at the next Pacific midnight.
 	WaitDay = "day"
-	// WaitRPM: the lanes' 60 s windows (or pacing, or TPM) hold the next
-	// request until a slot frees.
+	// WaitRPM: the lanes' 60 s windows (or pacing) hold the next request
+	// until a slot frees.
 	WaitRPM = "rpm"
+	// WaitTPM: the class has TPM and every lane that could serve has room
+	// in its 60 s window of requests but not in its window of input tokens
+	// for the next job's estimate: it waits until enough tokens leave.
+	WaitTPM = "tpm"
 	// WaitCooldown: every lane that could serve cools down after a 429.
 	WaitCooldown = "cooldown"
 	// WaitCluster: with a shared Store, every lane that could serve waits
@@ -39,12 +43,13 @@ const WaitReportAfter = 10 * time.Second
 // until when at the earliest.
 type Wait struct {
 	Class string `json:"class"`
-	// Kind is WaitDay, WaitRPM, WaitCooldown, WaitCluster or WaitProtected.
+	// Kind is WaitDay, WaitRPM, WaitTPM, WaitCooldown, WaitCluster or
+	// WaitProtected.
 	Kind string `json:"kind"`
 	// Reason says it in words, as of the moment the Wait was read:
 	// "image quota of all projects used for today, resets 2026-12-01 00:00
-	// PST", "RPM window, next slot in 12s", "cooldown after 429, next slot
-	// in 20s", "daily protection: ...".
+	// PST", "RPM window, next slot in 12s", "TPM window, next slot in 12s",
+	// "cooldown after 429, next slot in 20s", "daily protection: ...".
 	Reason string    `json:"reason"`
 	Since  time.Time `json:"since"`
 	// Until is the estimated start: the earliest moment a lane can take
@@ -70,6 +75,8 @@ func (w Wait) reason(now time.Time, loc *time.Location) string {
 		return "cooldown after 429, next slot " + in()
 	case WaitCluster:
 		return w.held + ", next slot " + in()
+	case WaitTPM:
+		return "TPM window, next slot " + in()
 	case WaitProtected:
 		return "daily protection: " + w.Class + " has used its critical share of today's quota; only high priority starts until " +
 			w.Until.In(loc).Format("2006-01-02 15:04 MST")
@@ -77,11 +84,12 @@ func (w Wait) reason(now time.Time, loc *time.Location) string {
 	return "RPM window, next slot " + in()
 }
 
-// waitKind tells why no lane of the class can take a request at now, and
-// for WaitCluster the words of the hold that ends first.
-func (r *runner) waitKind(now time.Time) (string, string) {
+// waitKind tells why no lane of the class can take a request of tokens
+// (the head job's estimate) at now, and for WaitCluster the words of the
+// hold that ends first.
+func (r *runner) waitKind(now time.Time, tokens int) (string, string) {
 	u := r.class.Usage(now)
-	open, cooling, held := 0, 0, 0
+	open, cooling, held, byTokens := 0, 0, 0, 0
 	var first bucket.LaneUsage
 	for _, l := range u.Lanes {
 		if !l.Enabled || l.Stopped != "" || l.ExhaustedUntil.After(now) || l.DayUsed >= u.Limits.RPD ||
@@ -100,6 +108,8 @@ func (r *runner) waitKind(now time.Time) (string, string) {
 			}
 		case l.CoolUntil.After(now):
 			cooling++
+		case u.Limits.TPM > 0 && l.RPMUsed < u.Limits.RPM && l.TPMUsed+tokens > u.Limits.TPM:
+			byTokens++ // room for a request, not for its tokens
 		}
 	}
 	switch {
@@ -109,6 +119,8 @@ func (r *runner) waitKind(now time.Time) (string, string) {
 		return WaitCluster, first.HeldReason
 	case cooling == open:
 		return WaitCooldown, ""
+	case byTokens > 0 && cooling+held+byTokens == open:
+		return WaitTPM, ""
 	}
 	return WaitRPM, ""
 }
@@ -122,11 +134,11 @@ func ShortDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-// noteWait records that the class's head job waits until until (protected:
-// for daily protection), and reports a wait long enough to matter, or a
-// change of its kind, with EventWaiting.
-func (r *runner) noteWait(now, until time.Time, protected bool) {
-	kind, held := r.waitKind(now)
+// noteWait records that the class's head job, of tokens estimated input
+// tokens, waits until until (protected: for daily protection), and reports
+// a wait long enough to matter, or a change of its kind, with EventWaiting.
+func (r *runner) noteWait(now, until time.Time, tokens int, protected bool) {
+	kind, held := r.waitKind(now, tokens)
 	if protected && kind != WaitDay {
 		kind = WaitProtected // a day used up says more than protection
 	}

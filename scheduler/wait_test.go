@@ -117,6 +117,28 @@ func TestWaitReasons(t *testing.T) {
 			waitsThenRuns(t, h, rec, WaitRPM, "RPM window, next slot in 48s")
 		})
 	})
+	// A lane with room in its RPM window (1 of 60 used) but not in its
+	// TPM window waits for TPM, and says so (it said "rpm", "RPM window").
+	t.Run("tpm", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			rec := &recorder{}
+			s := start(t, Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100, TPM: 1000}, Concurrency: 2}},
+				Keys: keys(1), Observer: rec})
+			if err := s.Do(t.Context(), Job{Class: "text", Tokens: 900, Work: ok}); err != nil {
+				t.Fatal(err)
+			}
+			h, err := s.Submit(t.Context(), Job{Class: "text", Tokens: 900, Work: ok})
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			time.Sleep(12 * time.Second) // in the bubble: the wait is 48s away now
+			if cw := classWaitOf(s, "text"); cw == nil || cw.Kind != WaitTPM || cw.Reason != "TPM window, next slot in 48s" {
+				t.Fatalf("Summary wait = %+v", cw)
+			}
+			waitsThenRuns(t, h, rec, WaitTPM, "TPM window, next slot in 48s")
+		})
+	})
 	t.Run("short waits are not reported", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			rec := &recorder{}
