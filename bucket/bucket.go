@@ -347,7 +347,13 @@ type Lease struct {
 	// covers, this one included, when the class shares its TPM
 	// (ClassConfig.SharedTPM; 0 otherwise, and when Record is false): this
 	// lease's Tokens plus, for each of the other Covers-1 requests, the
-	// lane's recent tokens per request, at most TPM. A later lease whose
+	// lane's recent tokens per request, at most what the lane's own TPM
+	// window has room for at the acquisition (TPM less its live tokens;
+	// never below this lease's Tokens): a budget larger than that could
+	// not be used before its tokens leave the window, and a shared TPM
+	// window refuses a grant's budget whole, so it could keep out a
+	// smaller one that fits (two processes on Redis, rounds of 2 requests
+	// where 4 fit, TestRedisTPMShare). A later lease whose
 	// Tokens do not fit in what its record's budget has left records again
 	// (Record with Chunk 0 unless new units are due: a top-up).
 	Budget int64
@@ -815,7 +821,11 @@ func (c *Class) spend(l *lane, tok int64, record bool, covers int) int64 {
 		return 0
 	}
 	per := (l.avgTok + 15) >> 4
-	b := min(int64(c.limits.TPM), tok+int64(covers-1)*per)
+	// At most the room the lane's own TPM window has left (readyAt checked
+	// that tok fits): a budget no lease could use until the window frees
+	// would only be refused whole by a shared window that has room for
+	// part of it (see Lease.Budget).
+	b := max(tok, min(int64(c.limits.TPM)-l.win.tokens, tok+int64(covers-1)*per))
 	l.budget = b - tok
 	return b
 }

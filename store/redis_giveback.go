@@ -126,6 +126,30 @@ import (
 // (at most bucket.MaxChunkLife, 30 s, ahead), and leave the window a
 // minute after; its day units are the record's (at most bucket.MaxChunk).
 //
+// Token budgets. On a lane with TPM the grant's token budget (its entry in
+// the token window, redis_tokens.go) is at the grant's score too, and a
+// TPM-bound lane is slow: its grants live up to bucket.MaxChunkLife (30 s),
+// so a budget whose requests all went out at the grant stayed in the token
+// window up to 30 s longer than they, and two processes sharing TPM 4,000
+// with requests of 900 tokens sent a round of 4 every 82 to 89 s (about
+// 60 % of TPM) where one process alone sends one every 60 s (90 %). So the
+// settlement also moves the budget's entry back to the grant's latest kept
+// stamp (the first run's score, on Redis's clock and capped at the grant's
+// score, as above), when that is earlier. Why the bound still holds: the
+// budget is taken for the leases the grant covers, which are exactly those
+// stamped between it and the lane's next grant (as above), and each of
+// their requests reaches the API no later than its own stamp, so no later
+// than the latest stamp; the entry then still counts in every window that
+// may hold any of them (a check at now counts it while its score > now -
+// 60 s). What else the entry holds stays covered: the overruns added to it
+// before the settlement are of requests sent before the grant was taken
+// (earlier stamps, by the stamping order), and those added after it (at
+// the next heartbeat, when the lane is idle) are of requests stamped no
+// later than its latest stamp or under earlier grants; the unused budget
+// given back only lowers it. A grant with no stamp kept keeps its entry
+// where it was. As for slots, the re-seed of an empty Redis keeps the
+// budget at the grant's score (later, on the safe side).
+//
 // A lane's grant taken on the safe share while Redis is unreachable is not
 // tracked (its slots are added to Redis at the latest moment they could be
 // sent when the process reconciles, and stay so), and the lane's Redis grant
@@ -336,7 +360,7 @@ func (s *Redis) settleGrants(ctx context.Context, now time.Time, all bool) error
 	keeps := make([][]keptRun, len(ds))
 	for i, d := range ds {
 		keeps[i] = d.g.settlement()
-		keys = append(keys, s.winKey(d.lane), s.winCountKey(d.lane))
+		keys = append(keys, s.winKey(d.lane), s.winCountKey(d.lane), s.tokKey(d.lane))
 		args = settleArgs(args, d.g, keeps[i])
 	}
 	n, err := settleScript.Run(ctx, s.rdb, keys, args...).Int()
@@ -355,11 +379,14 @@ func (s *Redis) settleGrants(ctx context.Context, now time.Time, all bool) error
 // lane's window (opened with win_open, see windowLua): the grant's member
 // removed and, in its place, one member per run of kept stamps holding the
 // run's slots, at the run's score, never later than the grant's (a grant
-// already gone stays gone: its runs are not added). It reads ARGV from a
-// (member prefix, "" for none; covers; runs n; then n (score, slots) pairs)
-// and returns the index after them.
+// already gone stays gone: its runs are not added). With tk, the lane's
+// token window (a lane with TPM; nil for none), it also moves the grant's
+// token budget back to its latest kept stamp (see "Token budgets" above;
+// it needs tokensLua). It reads ARGV from a (member prefix, "" for none;
+// covers; runs n; then n (score, slots) pairs) and returns the index after
+// them.
 const settleLua = `
-local function settle(w, a)
+local function settle(w, a, tk)
   -- cs is covers' decimal text (settleArgs), as in the grant's member.
   local prefix, cs, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
@@ -376,6 +403,9 @@ local function settle(w, a)
       end
     end
   end
+  -- The first run's score is the latest kept stamp (capped at the
+  -- grant's score by settlement).
+  if tk and n > 0 then tok_settle(tk, prefix, tonumber(ARGV[a])) end
   return a + 2 * n
 end
 `
@@ -383,15 +413,16 @@ end
 // settleScript settles grants that are over (see settleLua) in the current
 // epoch.
 //
-// KEYS: 1 epoch, then per grant: its lane's window, the window's count.
-// ARGV: 1 epoch, then per grant a settlement (settleLua). Reply: 1, or 0
-// when the epoch changed (nothing done).
-var settleScript = redis.NewScript(windowLua + settleLua + `
+// KEYS: 1 epoch, then per grant: its lane's window, the window's count, its
+// lane's token window (read only when it holds the grant's budget). ARGV: 1
+// epoch, then per grant a settlement (settleLua). Reply: 1, or 0 when the
+// epoch changed (nothing done).
+var settleScript = redis.NewScript(tokensLua + windowLua + settleLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local a = 2
-for i = 2, #KEYS, 2 do
+for i = 2, #KEYS, 3 do
   local w = win_open(KEYS[i], KEYS[i + 1])
-  a = settle(w, a)
+  a = settle(w, a, KEYS[i + 2])
   win_close(w)
 end
 return 1

@@ -333,7 +333,7 @@ func (s *Redis) giveBackAhead(lane LaneID, prev *laneGrant, flush bool) {
 	}
 	keep := prev.settlement()
 	args := settleArgs([]any{s.currentEpoch()}, prev, keep)
-	n, err := settleScript.Run(ctx, s.rdb, []string{s.epochKey(), s.winKey(lane), s.winCountKey(lane)}, args...).Int()
+	n, err := settleScript.Run(ctx, s.rdb, []string{s.epochKey(), s.winKey(lane), s.winCountKey(lane), s.tokKey(lane)}, args...).Int()
 	if err == nil && n == 1 {
 		s.settled(lane, prev, keep)
 	}

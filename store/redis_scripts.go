@@ -202,7 +202,9 @@ var grantScript = redis.NewScript(clockLua + tokensLua + windowLua + settleLua +
 local g = redis.call('MGET', KEYS[1], KEYS[3], KEYS[7])
 if g[1] ~= ARGV[1] then return {'epoch', g[1] or ''} end
 local w = win_open(KEYS[2], KEYS[9])
-settle(w, 18)
+local tk = nil
+if tonumber(ARGV[14]) > 0 then tk = KEYS[8] end
+settle(w, 18, tk)
 local now = clock(ARGV[10])
 local win = tonumber(ARGV[12])
 -- A slot counts in every window that may hold its send: stored at the

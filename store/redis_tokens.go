@@ -23,7 +23,10 @@ import (
 // every window that may hold a request it covers, and no 60 s window (plus
 // the margin) of all the processes' grants together holds more than TPM
 // tokens of budgets. Each grant reads the lane's live entries: O(grants in
-// the last minute), about one a second per busy lane.
+// the last minute), about one a second per busy lane. Once a grant is
+// over, its settlement moves its entry back to its latest kept stamp (see
+// "Token budgets" in redis_giveback.go), so a budget counts from the
+// latest send it covers, not the grant's expiry.
 //
 // Actual counts above the estimates (Overran) are added, by the next grant
 // of the lane from the same process (first thing in its script, whether it
@@ -89,6 +92,14 @@ local function tok_free_at(es, sum, need, tpm, win)
     if sum + need <= tpm then return math.floor(e[1]) + win + 1 end
   end
   return 0
+end
+-- tok_settle moves the entry of field back to at (a settled grant's
+-- latest kept stamp) when at is earlier than its score.
+local function tok_settle(hk, field, at)
+  local v = redis.call('HGET', hk, field)
+  if not v then return end
+  local sc, tk = tok_parse(v)
+  if at < sc then redis.call('HSET', hk, field, string.format('%.0f %.0f', at, tk)) end
 end
 -- tok_take records a grant's budget.
 local function tok_take(hk, field, score, tokens, keep)
