@@ -380,12 +380,14 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	}
 	// Before the first heartbeat, which prunes the expired ones: a
 	// process that missed a beat may be about to reach Redis from an
-	// outage (redis_join.go).
-	var hold time.Duration
+	// outage; the recovering key holds the processes joining after this
+	// heartbeat, also when this start fails (redis_join.go).
 	if n, err := s.overdueBeats(ctx); err != nil {
 		return nil, err
 	} else if n > 0 {
-		hold = s.joinWait()
+		if err := s.holdJoiners(ctx, s.joinWait()); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
@@ -400,7 +402,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	s.f.mu.Lock()
 	s.f.joined, s.f.rejoin = s.localNow(), false
 	s.f.mu.Unlock()
-	if err := s.joinRecovery(ctx, hold); err != nil {
+	if err := s.joinRecovery(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.publishLocal(ctx); err != nil {

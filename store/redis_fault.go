@@ -463,17 +463,12 @@ func (s *Redis) markRecovering(ctx context.Context, end time.Time) {
 // window: it takes no grant until that recovery ends (Reason "share").
 // The same after an outage that Redis survived, until the processes
 // presumed dead may have been charged (reconnect; redis_dead.go): their
-// share's sends are in no Redis window before; and for hold at least
-// (joinWait when a heartbeat was overdue: a process may still be about to
-// reach Redis from an outage; see redis_join.go), telling the processes
-// that join after it. At the hold's end it reads the key again
+// share's sends are in no Redis window before; and for joinWait at least
+// when a heartbeat was overdue (a process may still be about to reach
+// Redis from an outage: OpenRedis set the key before its first heartbeat;
+// see redis_join.go). At the hold's end it reads the key again
 // (rejoinCheck).
-func (s *Redis) joinRecovery(ctx context.Context, hold time.Duration) error {
-	if hold > 0 {
-		if err := s.holdJoiners(ctx, hold); err != nil {
-			return err
-		}
-	}
+func (s *Redis) joinRecovery(ctx context.Context) error {
 	d, err := s.joinHeld(ctx)
 	if err != nil {
 		return err

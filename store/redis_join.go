@@ -46,13 +46,18 @@ import (
 //     others): until its recovery's end plus the charge's delay (a
 //     heartbeat interval and a second: the dead are charged at the first
 //     heartbeat or grant after the recovery's end), later when Redis came
-//     back empty (reconnect). A joiner held for overdue entries sets it
-//     too, until the end of its own hold, so that a process joining after
-//     it (whose first heartbeat no longer sees the entries its own
-//     heartbeat pruned) is held as long. The key holds that end on the
-//     scripts' clock (Redis's TIME, or RedisOptions.Now); a joiner is held
-//     until it, and at its end reads the key again (a later end set
-//     meanwhile), until the key's end is past.
+//     back empty (reconnect). A joiner that counted overdue entries sets
+//     it too, before its first heartbeat (which prunes them), until the
+//     end of its own hold, so that a process joining after that
+//     heartbeat (which sees neither those entries nor, were the key set
+//     later, any key), while the first is still in OpenRedis or after
+//     its OpenRedis failed, is held as long. A start that fails leaves
+//     that hold: its heartbeat may have pruned the entries; when it
+//     failed before, the entries themselves hold the next joiner at
+//     least as long. The key holds that end on the scripts' clock
+//     (Redis's TIME, or RedisOptions.Now); a joiner is held until it,
+//     and at its end reads the key again (a later end set meanwhile),
+//     until the key's end is past.
 //
 // A process sends on its share only after the grace (redis_fault.go), a
 // heartbeat interval and a second after its failed call, so at least that
