@@ -32,7 +32,10 @@ import (
 // only what the grants in hand cover) and tries Redis again, at most once
 // every HeartbeatTTL/15 (1 s) counted from the last call that tried it,
 // each try one Heartbeat bounded by HeartbeatTTL/15 (retry); when Redis
-// answers, the process reconnects as below, having used no share. Why G:
+// answers, the process reconnects as below, having used no share. The
+// first Reserve at or after F + G makes a last try (retry), so that Redis
+// answering in the grace's last second is found too: the share begins
+// only once a try at or after F + G failed. Why G:
 // it holds the failed call's next try (a second later) with room for a
 // slow answer, and the next regular heartbeat, which comes within an
 // interval of the last one, so a process whose failed call was a
@@ -40,7 +43,7 @@ import (
 // it too; it is short next to what the share is for (Redis or its machine
 // down or restarting: many seconds), and it costs no quota: the process
 // only sends less meanwhile. A Redis really down sees one try a second
-// per process for G at most (a Reserve that asks then), none after.
+// per process for G at most (a Reserve that asks then), and one after.
 //
 // From F + G, Reserve grants from the process's own share instead of
 // failing:
@@ -528,18 +531,24 @@ func (s *Redis) grace() time.Duration { return s.ttl/3 + s.retryEvery() }
 // and how long one try waits for it (HeartbeatTTL/15, 1 s by default).
 func (s *Redis) retryEvery() time.Duration { return s.ttl / 15 }
 
-// confirming reports whether the outage's share has not begun at now (in
-// the grace). Call with f.mu held.
+// confirming reports whether the outage's share has not begun at now: in
+// the grace, or after it until a try at or after its end failed (the last
+// try: see retry). Call with f.mu held.
 func (s *Redis) confirming(now time.Time) bool {
-	return s.f.down && now.Before(s.f.shareFrom)
+	return s.f.down && (now.Before(s.f.shareFrom) || s.f.tried.Before(s.f.shareFrom))
 }
 
 // retry tries Redis again while this process confirms it is unreachable
 // (the grace): one Heartbeat, bounded by retryEvery, when retryEvery has
 // passed since the last call that tried Redis and no retry is under way;
-// the heartbeat reconnects when Redis answers. It reports whether Redis
-// is reachable again. It makes no call after the grace (the heartbeats
-// probe Redis then), nor more than one per retryEvery.
+// the heartbeat reconnects when Redis answers. After the grace, the first
+// call makes the last try (whatever the time since the one before), so
+// that Redis answering in the grace's last retryEvery is found before any
+// share: the share begins only once that try failed (it sets tried when
+// done, so a Reserve during it is refused as in the grace). It reports
+// whether Redis is reachable again. It makes no call after the last try
+// (the heartbeats probe Redis then), nor more than one per retryEvery
+// during the grace.
 func (s *Redis) retry(ctx context.Context) bool {
 	if !s.f.retryMu.TryLock() {
 		return false
@@ -547,8 +556,9 @@ func (s *Redis) retry(ctx context.Context) bool {
 	defer s.f.retryMu.Unlock()
 	now := s.localNow()
 	s.f.mu.Lock()
-	due := s.confirming(now) && !now.Before(s.f.tried.Add(s.retryEvery()))
-	if due {
+	last := !now.Before(s.f.shareFrom)
+	due := s.confirming(now) && (last || !now.Before(s.f.tried.Add(s.retryEvery())))
+	if due && !last {
 		s.f.tried = now
 	}
 	s.f.mu.Unlock()
@@ -558,6 +568,11 @@ func (s *Redis) retry(ctx context.Context) bool {
 	rctx, cancel := context.WithTimeout(ctx, s.retryEvery())
 	defer cancel()
 	_, err := s.heartbeat(rctx, 0)
+	if last {
+		s.f.mu.Lock()
+		s.f.tried = later(s.f.tried, now)
+		s.f.mu.Unlock()
+	}
 	return err == nil && !s.Unreachable()
 }
 
@@ -569,7 +584,10 @@ func (s *Redis) confirmRefused(lane LaneID, now time.Time) error {
 	if !next.After(now) {
 		next = now.Add(s.retryEvery())
 	}
-	return &GrantError{Lane: lane, Reason: "share", Until: earlier(next, s.f.shareFrom), Confirming: true}
+	if s.f.shareFrom.After(now) {
+		next = earlier(next, s.f.shareFrom)
+	}
+	return &GrantError{Lane: lane, Reason: "share", Until: next, Confirming: true}
 }
 
 // Unreachable reports whether Redis is unreachable for this process now
@@ -608,7 +626,7 @@ func (s *Redis) Health() error {
 	}
 	if now := s.localNow(); s.confirming(now) {
 		share = fmt.Sprintf("confirming: it sends only what grants in hand cover and tries Redis again every %v; from %s (in %v), %s",
-			s.retryEvery(), s.f.shareFrom.UTC().Format(time.RFC3339), s.f.shareFrom.Sub(now).Round(time.Second), share)
+			s.retryEvery(), s.f.shareFrom.UTC().Format(time.RFC3339), max(0, s.f.shareFrom.Sub(now)).Round(time.Second), share)
 	}
 	return fmt.Errorf("%w: since %s: %s; last error: %s", ErrDegraded, s.f.out.since.UTC().Format(time.RFC3339), share, s.f.reason)
 }

@@ -60,13 +60,11 @@ import (
 //     until the key's end is past.
 //
 // A process sends on its share only after the grace (redis_fault.go), a
-// heartbeat interval and a second after its failed call, so at least that
-// long after its last heartbeat: by then its entry is overdue. Not
-// covered: Redis answering in the last second of a process's grace, before
-// its next try (its share then begins, until its next heartbeat), and a
-// process joining in that second (the entry is not overdue yet); and a
-// cluster whose every process died during the outage (nobody charges
-// them). See the README, "Faults".
+// heartbeat interval and a second after its failed call, and once a try
+// at or after the grace's end failed (so Redis did not answer it in the
+// grace), so at least that long after its last heartbeat: by then its
+// entry is overdue. Not covered: a cluster whose every process died
+// during the outage (nobody charges them). See the README, "Faults".
 
 // joinWait is how long a process joining is held when the processes zset
 // holds an overdue heartbeat (see the top of this file): a heartbeat
