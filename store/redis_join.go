@@ -22,9 +22,10 @@ import (
 //
 //   - Overdue heartbeats. Before its first heartbeat (which prunes the
 //     expired ones), OpenRedis counts the processes zset's entries whose
-//     last heartbeat (score minus the TTL) is a heartbeat interval (TTL/3)
-//     and a second old or older: each missed a beat, so it may be in an
-//     outage (or partitioned, or dead). Every live process in an outage
+//     last heartbeat (score minus the TTL) is the grace (redis_fault.go: a
+//     heartbeat interval, TTL/3, plus TTL/15; 6 s at the daemon's TTL)
+//     old or older: each missed a beat, so it may be in an outage (or
+//     partitioned, or dead). Every live process in an outage
 //     reaches Redis within joinWait of the joiner's start (Redis answered
 //     the joiner, and it answers every process alike: the outages the
 //     share covers): its heartbeat comes a heartbeat interval after its
@@ -34,8 +35,9 @@ import (
 //     survivor that reached Redis meanwhile set it, below), until none is
 //     left. A process that stopped cleanly left the zset (Leave: the
 //     daemon's clean stop), and the heartbeats of healthy processes are
-//     not overdue: a process joining an idle or healthy cluster is not
-//     held. One whose entry is overdue because it was killed (Redis never
+//     not overdue (they come every TTL/3; one later than that by TTL/15
+//     or more, a second at the daemon's TTL, holds the joiner: the safe
+//     side): a process joining an idle or healthy cluster is not held. One whose entry is overdue because it was killed (Redis never
 //     down) costs the joiners of the next heartbeat TTL (until a live
 //     process's heartbeat prunes it; with none, until one joins and
 //     beats) joinWait without grants; so does a joiner whose previous life
@@ -59,11 +61,11 @@ import (
 //     and at its end reads the key again (a later end set meanwhile),
 //     until the key's end is past.
 //
-// A process sends on its share only after the grace (redis_fault.go), a
-// heartbeat interval and a second after its failed call, and once a try
-// at or after the grace's end failed (so Redis did not answer it in the
-// grace), so at least that long after its last heartbeat: by then its
-// entry is overdue. Not covered: a cluster whose every process died
+// A process sends on its share only after the grace (redis_fault.go)
+// after its failed call, and once a try at or after the grace's end failed
+// (so Redis did not answer it in the grace), so at least the grace after
+// its last heartbeat: by then its entry is overdue, whatever the TTL (the
+// same length). Not covered: a cluster whose every process died
 // during the outage (nobody charges them). See the README, "Faults".
 
 // joinWait is how long a process joining is held when the processes zset
@@ -73,11 +75,12 @@ import (
 func (s *Redis) joinWait() time.Duration { return 2*(s.ttl/3) + 2*time.Second }
 
 // overdueBeats returns how many entries of the processes zset missed a
-// heartbeat: last heartbeat (score minus the TTL) a heartbeat interval and
-// a second old or older, on the scripts' clock (the grace's length, after
-// which a process that Redis did not answer sends on its share).
+// heartbeat: last heartbeat (score minus the TTL) the grace old or older,
+// on the scripts' clock (the grace's length, after which a process that
+// Redis did not answer may send on its share: overdue at or before its
+// share can begin, at every TTL).
 func (s *Redis) overdueBeats(ctx context.Context) (int, error) {
-	late := s.ttl - s.ttl/3 - time.Second
+	late := s.ttl - s.grace()
 	n, err := overdueScript.Run(ctx, s.rdb, []string{s.procsKey()}, s.clock(), late.Milliseconds()).Int()
 	return n, unavailable(err)
 }
