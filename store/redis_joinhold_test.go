@@ -60,6 +60,34 @@ func newJoinEnv(t *testing.T) *deadEnv {
 	return e
 }
 
+// sharesThenBack saturates the lane with a and b for 70 s, stops Redis
+// (keeping its state) so that both heartbeats fail, lets every slot granted
+// before the outage leave the window (92 s) and has a and b each take their
+// share, RPM / 2 = 5 slots; then Redis answers again and a second passes,
+// before either heartbeat reaches it.
+func (e *deadEnv) sharesThenBack(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	e.saturate(t, 70*time.Second, e.a, e.b)
+	e.srv.Stop()
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("heartbeat with Redis stopped: %v", err)
+		}
+	}
+	// Every slot granted before the outage has left the window: the share
+	// is RPM / 2 = 5 each.
+	e.clock.add(92 * time.Second)
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if !e.take(t, s, 5, 5) {
+			t.Fatalf("%s: no share", s.Process())
+		}
+	}
+	e.clock.add(2 * time.Second)
+	e.srv.Restart()
+	e.clock.add(time.Second)
+}
+
 // heldFor asks d for a grant of one slot every second of the virtual clock
 // (heartbeats of ss every 5 s) until one is granted or d is no longer held
 // as it joined (a refusal then is Redis's), at most limit, and returns how
@@ -94,24 +122,7 @@ func (e *deadEnv) heldFor(t *testing.T, d *store.Redis, limit time.Duration, ss 
 func TestRedisJoinBeforeReconnect(t *testing.T) {
 	ctx := context.Background()
 	e := newJoinEnv(t)
-	e.saturate(t, 70*time.Second, e.a, e.b)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
-	// Every slot granted before the outage has left the window: the share
-	// is RPM / 2 = 5 each.
-	e.clock.add(92 * time.Second)
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if !e.take(t, s, 5, 5) {
-			t.Fatalf("%s: no share", s.Process())
-		}
-	}
-	e.clock.add(2 * time.Second)
-	e.srv.Restart()
-	e.clock.add(time.Second)
+	e.sharesThenBack(t)
 	d := e.open(t, "d", e.cls)
 	n := 0
 	for n < e.cls.RPM && e.take(t, d, 1, 1) {
@@ -265,22 +276,7 @@ func TestRedisJoinDuringReconnect(t *testing.T) {
 	t.Cleanup(func() { a.Close() })
 	e.a, e.b = a, e.open(t, "b", e.cls)
 	e.heartbeats(t, 20*time.Second, e.a, e.b)
-	e.saturate(t, 70*time.Second, e.a, e.b)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
-	e.clock.add(92 * time.Second)
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if !e.take(t, s, 5, 5) {
-			t.Fatalf("%s: no share", s.Process())
-		}
-	}
-	e.clock.add(2 * time.Second)
-	e.srv.Restart()
-	e.clock.add(time.Second)
+	e.sharesThenBack(t)
 	h.armed.Store(true)
 	if _, err := e.a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)

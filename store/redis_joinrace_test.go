@@ -51,22 +51,7 @@ func TestRedisJoinAfterFailedStartHeld(t *testing.T) {
 func joinRace(t *testing.T, fail error) {
 	ctx := context.Background()
 	e := newJoinEnv(t)
-	e.saturate(t, 70*time.Second, e.a, e.b)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
-	e.clock.add(92 * time.Second)
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if !e.take(t, s, 5, 5) {
-			t.Fatalf("%s: no share", s.Process())
-		}
-	}
-	e.clock.add(2 * time.Second)
-	e.srv.Restart()
-	e.clock.add(time.Second)
+	e.sharesThenBack(t)
 	var j2 *store.Redis
 	openJ2 := func() { j2 = e.open(t, "j2", e.cls) }
 	l := &joinerLocal{Local: store.NewMemory(), fn: openJ2, err: fail}
