@@ -65,3 +65,10 @@ func WaitRedisPrefetch(s *Redis) int {
 // RedisPrefetchServed returns how many records s served from grants taken
 // ahead.
 func RedisPrefetchServed(s *Redis) int { return int(s.pf.served.Load()) }
+
+// RedisLife returns the name of s's life in Redis: its heartbeat's member
+// in the processes zset, its limits registration's key suffix.
+func RedisLife(s *Redis) string { return s.id }
+
+// DisplayName is displayName: the process name of a life's name in Redis.
+func DisplayName(id string) string { return displayName(id) }

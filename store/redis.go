@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,15 +49,17 @@ type RedisOptions struct {
 	// Cluster prefixes every Redis key (required): processes with the same
 	// Cluster on the same Redis share their quota.
 	Cluster string
-	// Process names this process in Redis (heartbeats, use per process,
-	// limit conflicts). Default: host name, pid and a random suffix.
-	// A name given here must be unique to this process's life, not only
-	// among the running processes: grants in Redis are named after it and
-	// numbered from 1 in each life, so a process restarted under the name
-	// of a killed one would overwrite that one's grants still in the
-	// shared window (their slots and tokens would count once, not twice,
-	// and the window could exceed RPM or TPM). Add a random suffix to a
-	// stable name (a host name) as the default does.
+	// Process names this process in the cluster's usage (Usage, the use
+	// per process), limit conflicts and charges. Default: host name, pid
+	// and a random suffix. A stable name (a host name) may be given again
+	// to each life of the process: in Redis, every life's heartbeat,
+	// limits registration and grants are named after Process plus a
+	// random suffix drawn at each OpenRedis, so a process restarted under
+	// the name of a killed one overwrites none of that one's grants still
+	// in the shared window, and the killed life is counted alive until its
+	// heartbeat expires (and presumed dead after an outage) as any other.
+	// Give each running process its own name: the per-process use of two
+	// processes of one name is shown as one.
 	Process string
 	// Classes are the model classes and their limits (at least one).
 	Classes []RedisClass
@@ -245,7 +248,14 @@ type Redis struct {
 	rdb     *redis.Client
 	view    *redis.Client // Usage's client: RedisOptions.ViewClient, else rdb
 	prefix  string
-	process string
+	process string // RedisOptions.Process: the name shown (usage, logs)
+	// id names this life of the process in Redis: process, "~" and a
+	// random suffix drawn at each OpenRedis (lifeID). Its heartbeat, limits
+	// registration, reconciled and charge marks, and every window member
+	// and token entry it writes are named after it, so a process restarted
+	// under the name of a killed one writes nothing over the killed life's
+	// grants, nor passes for it (see displayName).
+	id      string
 	classes map[string]RedisClass
 	lanes   []LaneID
 	ttl     time.Duration
@@ -358,6 +368,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 		_, _ = rand.Read(b[:])
 		s.process = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
+	s.id = lifeID(s.process)
 	s.f.resync = make(chan struct{}, 1)
 	s.f.minLife, s.f.gran, s.f.opTimeout = maxGrantLife, 1000, opTimeout
 	s.pf.init()
@@ -423,8 +434,36 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 
 var pacific, _ = time.LoadLocation("America/Los_Angeles")
 
-// Process returns the name of this process in the cluster.
+// Process returns the name of this process in the cluster
+// (RedisOptions.Process, or the default), as usage and logs show it.
 func (s *Redis) Process() string { return s.process }
+
+// lifeSep separates a process's name from its life's suffix in Redis.
+const lifeSep = '~'
+
+// lifeID returns the name of a new life of process in Redis: process,
+// lifeSep and 8 random hex digits.
+func lifeID(process string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return process + string(lifeSep) + hex.EncodeToString(b[:])
+}
+
+// displayName returns the process name of id, a life's name in Redis
+// (lifeID), for usage and logs: id without its life's suffix; id itself
+// when it has none (written by an older slideshowd, or by a test).
+func displayName(id string) string {
+	i := strings.LastIndexByte(id, lifeSep)
+	if i < 0 || len(id)-i != 9 {
+		return id
+	}
+	for _, c := range id[i+1:] {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return id
+		}
+	}
+	return id[:i]
+}
 
 // Live returns how many processes were alive at the last heartbeat (this
 // one included; at least 1).
@@ -650,7 +689,7 @@ func (s *Redis) beatCall(opening bool) beatArgs {
 	s.mu.Unlock()
 	b.day = b.t0.In(s.loc).Format(DayFormat)
 	b.keys = []string{s.procsKey(), s.epochKey()}
-	b.args = []any{s.process, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0}
+	b.args = []any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0}
 	if !opening {
 		b.keys = s.viewKeys(b.keys, b.day)
 		b.args[3], b.args[6] = b.joined, len(s.lanes)
@@ -719,7 +758,7 @@ func (s *Redis) conflictText(lane, theirs, proc string) string {
 		}
 	}
 	theirs, mine = formatText(theirs, mine)
-	return fmt.Sprintf("lane %s: %s here, %s in process %s", lane, mine, theirs, proc)
+	return fmt.Sprintf("lane %s: %s here, %s in process %s", lane, mine, theirs, displayName(proc))
 }
 
 // noteConflict records the limits conflict of a heartbeat's reply: c is
@@ -743,7 +782,7 @@ func (s *Redis) renewLimits(ctx context.Context) error {
 	if len(s.lanes) == 0 {
 		return nil
 	}
-	args := s.limitsArgs([]any{s.process, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0})
+	args := s.limitsArgs([]any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0})
 	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
 	if err == nil && len(res) < 6 {
 		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
@@ -763,7 +802,7 @@ func (s *Redis) register(ctx context.Context, check bool) error {
 	if len(s.lanes) == 0 {
 		return nil
 	}
-	args := s.limitsArgs([]any{s.process, s.clock()})
+	args := s.limitsArgs([]any{s.id, s.clock()})
 	expiry := 2 * s.ttl.Milliseconds()
 	if check {
 		expiry = 0
@@ -989,7 +1028,7 @@ func (s *Redis) startSlots(ctx context.Context, now time.Time) error {
 			}
 			i++
 			s.grants[l] = append(s.grants[l], sentGrant{score: base + x.at.Sub(now).Milliseconds(),
-				member: s.process + ":r." + strconv.Itoa(i) + ":", covers: x.covers, tokens: tok})
+				member: s.id + ":r." + strconv.Itoa(i) + ":", covers: x.covers, tokens: tok})
 		}
 	}
 	return nil
@@ -1222,7 +1261,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		epoch := s.epoch
 		last, over := s.tokArgs(r.Lane)
 		s.mu.Unlock()
-		member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
+		member := s.id + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":"
 		// Sized once: the settlement's runs follow (settleArgs).
 		args := make([]any, 0, 20+2*len(keep))
 		args = append(args, epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
@@ -1664,5 +1703,5 @@ func (s *Redis) Watch(ctx context.Context, ready chan<- struct{}, fn func(Shared
 // only closes leaves its heartbeat behind, as a killed one does, and a
 // process joining while it is overdue is held (see Joining).
 func (s *Redis) Leave(ctx context.Context) error {
-	return unavailable(s.rdb.ZRem(ctx, s.procsKey(), s.process).Err())
+	return unavailable(s.rdb.ZRem(ctx, s.procsKey(), s.id).Err())
 }

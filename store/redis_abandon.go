@@ -62,8 +62,8 @@ func (s *Redis) abandon(ctx context.Context) error {
 	if s.reserved.Load() {
 		mark = "0"
 	}
-	keys := []string{s.procsKey(), s.key("limits") + ":" + s.process, s.key("reconciled", s.process)}
-	err := abandonScript.Run(ctx, s.rdb, keys, s.process, s.clock(), s.ttl.Milliseconds(), deadMarkTTL.Milliseconds(), mark).Err()
+	keys := []string{s.procsKey(), s.key("limits") + ":" + s.id, s.key("reconciled", s.id)}
+	err := abandonScript.Run(ctx, s.rdb, keys, s.id, s.clock(), s.ttl.Milliseconds(), deadMarkTTL.Milliseconds(), mark).Err()
 	return unavailable(err)
 }
 

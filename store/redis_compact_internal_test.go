@@ -124,7 +124,7 @@ func TestOlderProcessRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res) != 3 || res[0] != "p1/text" || res[1] != limitsValue(s.classes["text"])+windowFormat || res[2] != "new" {
+	if len(res) != 3 || res[0] != "p1/text" || res[1] != limitsValue(s.classes["text"])+windowFormat || res[2] != s.id {
 		t.Errorf("an older process's registration: %q, want refused naming p1/text, this one's limits and new", res)
 	}
 }

@@ -220,7 +220,7 @@ func (s *Redis) recordOutageCounts(ctx context.Context, roster *clusterView) err
 // markReconciled records in Redis (its clock) that this process reached it
 // and reconciled after an outage.
 func (s *Redis) markReconciled(ctx context.Context) error {
-	err := reconciledScript.Run(ctx, s.rdb, []string{s.key("reconciled", s.process)}, s.clock(), deadMarkTTL.Milliseconds()).Err()
+	err := reconciledScript.Run(ctx, s.rdb, []string{s.key("reconciled", s.id)}, s.clock(), deadMarkTTL.Milliseconds()).Err()
 	return unavailable(err)
 }
 
@@ -246,7 +246,7 @@ func (s *Redis) chargeDead(ctx context.Context) error {
 		s.f.mu.Unlock()
 		var charges []DeadCharge
 		for _, p := range dc.view.procs {
-			if p == s.process {
+			if p == s.id {
 				continue
 			}
 			c, err := s.chargeOne(ctx, dc, p)
@@ -273,8 +273,8 @@ func (s *Redis) chargeOne(ctx context.Context, dc deadCheck, p string) (*DeadCha
 	// time on Redis's clock (t1 - offMax).
 	seen := dc.view.at.UnixMilli() - dc.view.offMax - s.ttl.Milliseconds()
 	args := []any{p, dc.start, s.ttl.Milliseconds(), s.clock(), s.window.Milliseconds(), dayKeyTTL,
-		deadMarkTTL.Milliseconds(), seen, deadSlack.Milliseconds()}
-	charge := &DeadCharge{Process: p}
+		deadMarkTTL.Milliseconds(), seen, deadSlack.Milliseconds(), displayName(p)}
+	charge := &DeadCharge{Process: displayName(p)}
 	for _, l := range s.lanes {
 		c := s.classes[l.Class]
 		dl := DeadLane{Lane: l, Day: day}
@@ -339,10 +339,11 @@ return 1
 // KEYS: 1 the process's charge mark, 2 its reconciled mark, 3 processes
 // (zset), then per lane: window, window count, day count, use, token
 // window, the day count recorded after the outage (recordOutageCounts).
-// ARGV: 1 process, 2 the outage's start ms, 3 heartbeat ttl ms, 4 now ms
-// (0: TIME), 5 window ms, 6 day key ttl s, 7 mark life ms, 8 the latest
-// time the process is known to have reached Redis by the view (ms), 9 the
-// slack ms (deadSlack), then per lane: slots, margin ms, RPD, the view's
+// ARGV: 1 process (its life's name in Redis: Redis.id), 2 the outage's
+// start ms, 3 heartbeat ttl ms, 4 now ms (0: TIME), 5 window ms, 6 day key
+// ttl s, 7 mark life ms, 8 the latest time the process is known to have
+// reached Redis by the view (ms), 9 the slack ms (deadSlack), 10 its name
+// (displayName: its field of the use hash), then per lane: slots, margin ms, RPD, the view's
 // day count (-1: none, a later day), N, tokens, ceil(RPM / N). Reply: the
 // day units charged per lane, or {} when not charged.
 var deadScript = redis.NewScript(clockLua + windowLua + tokensLua + `
@@ -364,7 +365,7 @@ redis.call('SET', KEYS[1], string.format('%d', now), 'PX', ARGV[7])
 local win = tonumber(ARGV[5])
 local out = {}
 local i = 0
-for a = 10, #ARGV - 6, 7 do
+for a = 11, #ARGV - 6, 7 do
   local k = 3 + 6 * i
   i = i + 1
   local slots, lead, rpd, count, n, tokens, rate = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
@@ -388,7 +389,7 @@ for a = 10, #ARGV - 6, 7 do
   if units > 0 then
     redis.call('INCRBY', KEYS[k + 3], units)
     redis.call('EXPIRE', KEYS[k + 3], ARGV[6])
-    redis.call('HINCRBY', KEYS[k + 4], ARGV[1], units)
+    redis.call('HINCRBY', KEYS[k + 4], ARGV[10], units)
     redis.call('EXPIRE', KEYS[k + 4], ARGV[6])
   end
   out[#out + 1] = units

@@ -150,7 +150,7 @@ func TestRedisEmptyRestartLimitsConflict(t *testing.T) {
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ttl, err := rc.PTTL(ctx, "test:limits:a").Result(); err != nil || ttl <= 0 || ttl > 30*time.Second {
+	if ttl, err := rc.PTTL(ctx, "test:limits:"+store.RedisLife(a)).Result(); err != nil || ttl <= 0 || ttl > 30*time.Second {
 		t.Errorf("a's limits registration expires in %v (%v); want within two heartbeat TTLs", ttl, err)
 	}
 	if err := a.LimitsConflict(); err != nil {

@@ -823,7 +823,7 @@ func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, 
 	// have scored them (never earlier).
 	s.mu.Lock()
 	lead := r.Until.Sub(r.At) + c.Margin
-	member := s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:"
+	member := s.id + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":s:"
 	s.grants[r.Lane] = append(s.grants[r.Lane], sentGrant{score: now.Add(lead).UnixMilli() - offMin,
 		member: member, covers: r.Covers, tokens: grantTokens(r, c)})
 	s.noteShareTokens(r, c, member, now.Add(lead).UnixMilli())
@@ -917,7 +917,7 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	s.f.mu.Lock()
 	s.newDeadCheck(s.f.out, lost)
 	o := s.f.out
-	hold := o != nil && o.roster != nil && slices.ContainsFunc(o.roster.procs, func(p string) bool { return p != s.process })
+	hold := o != nil && o.roster != nil && slices.ContainsFunc(o.roster.procs, func(p string) bool { return p != s.id })
 	holdEnd := s.f.recovers.Add(s.ttl/3 + time.Second)
 	s.f.mu.Unlock()
 	if hold && !lost {
@@ -971,7 +971,7 @@ func (s *Redis) reconcileLane(ctx context.Context, l LaneID) (bool, error) {
 	s.mu.Unlock()
 	now := s.localNow().UnixMilli()
 	keys := []string{s.epochKey(), s.winKey(l), s.winCountKey(l)}
-	args := []any{epoch, s.process, s.process + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":r:", dayKeyTTL,
+	args := []any{epoch, s.process, s.id + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":r:", dayKeyTTL,
 		s.window.Milliseconds(), s.clock(), len(days)}
 	for i, d := range days {
 		keys = append(keys, s.dayKey(d, l), s.useKey(d, l))

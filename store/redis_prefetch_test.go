@@ -450,7 +450,7 @@ func TestRedisPrefetchModel(t *testing.T) {
 			// held as they join (its heartbeat overdue, redis_join.go;
 			// TestRedisJoinAfterKill), and the model would seldom fill
 			// the window.
-			if err := procs.ZRem(ctx, "test:procs", p.Process()).Err(); err != nil {
+			if err := procs.ZRem(ctx, "test:procs", store.RedisLife(p)).Err(); err != nil {
 				t.Fatal(err)
 			}
 			kills++

@@ -13,7 +13,8 @@ import (
 // virtual clock), else Redis's TIME, so process clocks need not agree.
 
 // The shared window of a lane is a sorted set (winKey) whose members each
-// hold one or more slots: a member is "<process>:<seq>:<tail>*<n>", n its
+// hold one or more slots: a member is "<process>:<seq>:<tail>*<n>", process
+// the writer's life's name (Redis.id: unique to each life), n its
 // slots (a member without "*<n>", written by an older slideshowd, holds
 // one), scored at the latest moment its slots may be sent (Redis ms). A
 // grant is one member ("<prefix>g*<covers>"), a settlement a few ("<prefix>

@@ -295,7 +295,7 @@ func liveTokens(lu *LaneUse, h []string, since int64, alive []string) {
 			continue
 		}
 		lu.Tokens += n
-		lu.TokensByProcess[slotOwner(h[j], alive, lu.ByProcess)] += n
+		lu.TokensByProcess[displayName(slotOwner(h[j], alive, lu.ByProcess))] += n
 	}
 }
 

@@ -51,9 +51,12 @@ type LaneUse struct {
 // ClusterUsage is the cluster's view: the processes alive and every lane's
 // shared use.
 type ClusterUsage struct {
-	Cluster   string   // the cluster's name (the prefix of its Redis keys)
-	Process   string   // this process's name; "" when read without joining (ReadClusterUsage)
-	Processes []string // the processes alive (heartbeat not expired), sorted
+	Cluster string // the cluster's name (the prefix of its Redis keys)
+	Process string // this process's name; "" when read without joining (ReadClusterUsage)
+	// Processes are the names of the processes alive (heartbeat not
+	// expired), sorted, each once: a process restarted under the name of
+	// a killed one is one name while the killed life's heartbeat lasts.
+	Processes []string
 	Lanes     []LaneUse
 }
 
@@ -153,8 +156,14 @@ func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, la
 		return u, fmt.Errorf("%w: usage: unexpected reply of %d values", ErrUnavailable, len(res))
 	}
 	now, _ := strconv.ParseInt(fmt.Sprint(res[0]), 10, 64)
-	u.Processes = stringsOf(res[1])
+	// The lives alive, as Redis names them (lifeID): a window member or
+	// token entry starts with its writer's.
+	lives := stringsOf(res[1])
+	for _, id := range lives {
+		u.Processes = append(u.Processes, displayName(id))
+	}
 	slices.Sort(u.Processes)
+	u.Processes = slices.Compact(u.Processes)
 	for i, l := range lanes {
 		v := res[2+4*i:]
 		c := s.classes[l.Class]
@@ -172,11 +181,11 @@ func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, la
 		for _, m := range stringsOf(v[2]) {
 			n := memberSlots(m)
 			lu.Window += n
-			lu.WindowByProcess[slotOwner(m, u.Processes, lu.ByProcess)] += n
+			lu.WindowByProcess[displayName(slotOwner(m, lives, lu.ByProcess))] += n
 		}
 		if c.TPM > 0 {
 			lu.TPM, lu.TokensByProcess = c.TPM, make(map[string]int64)
-			liveTokens(&lu, stringsOf(v[3]), now-win.Milliseconds(), u.Processes)
+			liveTokens(&lu, stringsOf(v[3]), now-win.Milliseconds(), lives)
 		}
 		u.Lanes = append(u.Lanes, lu)
 	}
