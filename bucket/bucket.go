@@ -737,6 +737,51 @@ func (c *Class) Stamp(l Lease, now time.Time) time.Time {
 	return time.Unix(0, at)
 }
 
+// Restamp moves a stamped lease's window slot for a request written
+// (handed to the network) late: the class's WindowMargin is split in two,
+// its first half for the time from the stamp (the dispatch) to the write,
+// its second half for the time from the write until the API has the
+// request. So a request counts from the later of its stamp (the dispatch
+// plus the margin) and its write plus half the margin (WriteMargin):
+// Restamp moves the slot to wrote plus WriteMargin when that is later than
+// where the slot is, and returns the time the slot counts from then and
+// whether it moved. A write within the first half of the margin moves
+// nothing. Call it only while the lease's request is in flight, not after
+// Refund. A slot that already left the window (written more than 60 s
+// after its stamp) is counted again from wrote plus WriteMargin, as a new
+// entry at the end of the lane's log (or at its last entry's time, when
+// that is later), with the lease's estimated tokens; its day unit is not
+// touched. A moved slot may leave the log out of time order: the entries
+// behind it then stay counted until it leaves (later, the safe side). The
+// cost is a lock; safe for concurrent use.
+func (c *Class) Restamp(l Lease, wrote time.Time) (time.Time, bool) {
+	at := wrote.UnixNano() + c.margin/2
+	if l.lane == nil {
+		return time.Unix(0, at), false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	e := ln.win.find(l.seq)
+	switch {
+	case e == nil:
+		// Left the window: the API counts it from now on, so must we.
+		if k := ln.win.n; k > 0 && ln.win.at(k-1).at > at {
+			at = ln.win.at(k - 1).at
+		}
+		ln.win.push(at, int64(max(l.Tokens, 0)))
+		return time.Unix(0, at), true
+	case e.dead || at <= e.at:
+		return time.Unix(0, e.at), false
+	}
+	e.at = at
+	return time.Unix(0, at), true
+}
+
+// WriteMargin is the part of the class's WindowMargin left for the time
+// from a request's write until the API has it: half of it (see Restamp).
+func (c *Class) WriteMargin() time.Duration { return time.Duration(c.margin / 2) }
+
 // Release ends a lease whose request was sent, with the actual input tokens
 // the answer reported (negative: unknown, keep the estimate). The lane's TPM
 // accounting is reconciled to the actual count.

@@ -96,17 +96,20 @@ func (w *window) oldestLive() (int64, bool) {
 }
 
 // tokensFreeAt returns the earliest time at which the live tokens in the
-// window leave room for need more under limit.
+// window leave room for need more under limit. Entries leave in log order
+// (expire), and a slot moved later by Class.Restamp may hold the entries
+// behind it: the first i have all left at the latest of their times.
 func (w *window) tokensFreeAt(need, limit int64) int64 {
-	sum := w.tokens
+	sum, latest := w.tokens, int64(0)
 	for i := 0; i < w.n; i++ {
 		e := w.at(i)
 		if e.dead {
-			continue
+			continue // dead entries leave at once
 		}
+		latest = max(latest, e.at)
 		sum -= e.tok
 		if sum+need <= limit {
-			return e.at + windowNanos
+			return latest + windowNanos
 		}
 	}
 	return 0 // unreachable when need <= limit: an empty window has room

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,9 @@ type Client struct {
 	// reportTokens hands the answer's prompt token count to the lease; a
 	// field so tests can observe it.
 	reportTokens func(scheduler.Lease, int)
+	// reportWrote hands the time a request was written to the lease
+	// (scheduler.Lease.Wrote); a field so tests can observe it.
+	reportWrote func(scheduler.Lease, time.Time)
 }
 
 type keyClient struct {
@@ -52,6 +56,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		cfg:          cfg,
 		keys:         make(map[string]*keyClient, len(cfg.Keys)),
 		reportTokens: func(l scheduler.Lease, n int) { l.ReportTokens(n) },
+		reportWrote:  func(l scheduler.Lease, at time.Time) { l.Wrote(at) },
 	}
 	for _, k := range cfg.Keys {
 		sdk, err := genai.NewClient(ctx, &genai.ClientConfig{
@@ -92,7 +97,7 @@ func (c *Client) generate(ctx context.Context, l scheduler.Lease, model string, 
 	// One request per lease: a continuation would send (and bill) more.
 	gcfg.AutomaticContinuation = new(bool)
 	p := new(probe)
-	resp, err := kc.safeGenerate(context.WithValue(ctx, probeKey{}, p), model, contents, gcfg)
+	resp, err := kc.safeGenerate(c.traceWrites(context.WithValue(ctx, probeKey{}, p), l), model, contents, gcfg)
 	sent, status, retryAfter := p.result()
 	if err == nil && resp == nil {
 		err = fmt.Errorf("%w: no response and no error from the SDK", ErrDecode)
@@ -114,6 +119,30 @@ func (c *Client) generate(ctx context.Context, l scheduler.Lease, model string, 
 		out = notSent(out)
 	}
 	return nil, out
+}
+
+// traceWrites returns ctx with an httptrace.ClientTrace (composed with any
+// trace ctx already holds) that reports to the lease the time each request
+// made with ctx was written: the window slot counts from then plus the
+// class's margin when that is later than the stamp (scheduler.Lease.Wrote).
+//
+// Why WroteRequest: the transport calls it once the request (headers and
+// the whole body, the slides' base64 images included) has been written to
+// the connection's buffer, after dialing a new connection if it needed one,
+// so it comes after everything that can delay a request in this process
+// (scheduling, encoding, dialing, writing) but the flush of the buffer's
+// last bytes (4 KiB at most) and the network. The body's EOF comes before
+// the last buffer is written, and RoundTrip returns only with the answer's
+// headers (seconds later for a generateContent call): counting from there
+// would hold every slot for a call's length. It is called for every write
+// of the call's requests (a write retried by the transport or the SDK
+// included) and also when the write failed (the API may have read part of
+// it: the safe side); the lease keeps the latest.
+func (c *Client) traceWrites(ctx context.Context, l scheduler.Lease) context.Context {
+	report := c.reportWrote
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { report(l, time.Now()) },
+	})
 }
 
 // safeGenerate calls the SDK and turns a panic into an error: the SDK

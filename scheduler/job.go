@@ -3,8 +3,11 @@ package scheduler
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
 )
 
 // Priority orders jobs within a class. The zero value is PriorityNormal.
@@ -69,13 +72,33 @@ type Lease struct {
 	Project string
 	// Attempt counts the tries of this job, from 1.
 	Attempt int
-	// Slot is the time this request counts from in its lane's 60 s window:
-	// when the dispatcher stamped it, plus the class's WindowMargin. The
-	// request should reach the API before then; one that arrives later may
-	// meet a per-minute 429 (raise the margin).
+	// Slot is the time this request counts from in its lane's 60 s window
+	// when the work starts: when the dispatcher stamped it, plus the
+	// class's WindowMargin. The margin's first half is for the time until
+	// the request is written (handed to the network), its second half for
+	// the time from the write until the API has it: the request should be
+	// written before Slot minus half the margin and reach the API within
+	// half the margin after its write. One written later must say so with
+	// Wrote (package gemini does), which moves its slot later, else it may
+	// meet a per-minute 429. Slot itself is not updated by Wrote.
 	Slot time.Time
 
-	tokens *atomic.Int64 // actual tokens reported by the work; -1 when none
+	st *leaseState // nil in a Lease not made by a Scheduler
+}
+
+// leaseState is what a Lease's methods share with the worker that runs it.
+type leaseState struct {
+	tokens atomic.Int64 // actual tokens reported by the work; -1 when none
+	// slot is where the lease's window slot is, in Unix nanoseconds: Slot,
+	// or later after Wrote. Read without the lock: a write within the
+	// margin costs one atomic load.
+	slot   atomic.Int64
+	margin int64 // the class's WindowMargin, in nanoseconds
+
+	mu    sync.Mutex
+	done  bool // the work returned: Wrote does nothing
+	r     *runner
+	lease bucket.Lease
 }
 
 // ReportTokens records the actual input tokens the request used (from the
@@ -85,9 +108,52 @@ type Lease struct {
 // the lane or heartbeat (store.Redis.Overran); a count below gives nothing
 // back there.
 func (l Lease) ReportTokens(n int) {
-	if l.tokens != nil && n >= 0 {
-		l.tokens.Store(int64(n))
+	if l.st != nil && n >= 0 {
+		l.st.tokens.Store(int64(n))
 	}
+}
+
+// Wrote reports that the lease's request was written at at (the time its
+// last byte was handed to the network; package gemini reports it from an
+// httptrace.ClientTrace's WroteRequest). When at plus half the class's
+// WindowMargin (bucket.Class.WriteMargin) is later than the lease's slot
+// (Slot, or where an earlier Wrote moved it), the slot moves there in this
+// process's lane window (a store with a Restamped method is told too), so
+// the request counts from when it can reach the API, not from its dispatch. A write within the first half
+// of the margin after the dispatch costs one atomic load and changes
+// nothing. Several calls keep the latest time (a request written again,
+// e.g. on a new connection). A write more than 60 s after the stamp, when
+// the slot has left the window, counts the slot again from then (the
+// window bound may not hold for that request: other requests may have used
+// its slot meanwhile). A call after the work returned, or on a Lease not
+// made by a Scheduler (the zero value), does nothing. Safe for concurrent
+// use.
+func (l Lease) Wrote(at time.Time) {
+	st := l.st
+	if st == nil {
+		return
+	}
+	n := at.UnixNano() + st.margin
+	if n <= st.slot.Load() {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done || n <= st.slot.Load() {
+		return
+	}
+	from := time.Unix(0, st.slot.Load())
+	to, moved := st.r.s.ledger.restamp(st.r.class, st.lease, from, at)
+	if moved {
+		st.slot.Store(to.UnixNano())
+	}
+}
+
+// end marks the work returned: Wrote does nothing from then on.
+func (st *leaseState) end() {
+	st.mu.Lock()
+	st.done = true
+	st.mu.Unlock()
 }
 
 // State is the life-cycle stage of a submitted job.

@@ -68,6 +68,8 @@ type ledger struct {
 	// stamps is the store told of every lease stamped (store.Redis): it
 	// gives a grant's unused window slots back once the grant is over.
 	stamps stamper
+	// restamps is the store told of every slot moved later (store.Redis).
+	restamps restamper
 	// upTo is the durable store when it may grant a record fewer Covers, or
 	// some of them scheduled for later (store.Redis.ReserveUpTo).
 	upTo upToLedger
@@ -89,11 +91,19 @@ type stamper interface {
 	Stamped(lane store.LaneID, at time.Time)
 }
 
+// restamper is a shared store told of a stamped lease whose request was
+// written late (store.Redis.Restamped): its slot, at from, now counts from
+// to, later.
+type restamper interface {
+	Restamped(lane store.LaneID, from, to time.Time)
+}
+
 func newLedger(st store.Store, classes []ClassConfig) *ledger {
 	l := &ledger{store: st, margin: make(map[string]time.Duration), tpm: make(map[string]int)}
 	l.durable, _ = st.(store.Ledger)
 	_, l.shared = st.(sharedDays)
 	l.stamps, _ = st.(stamper)
+	l.restamps, _ = st.(restamper)
 	l.upTo, _ = st.(upToLedger)
 	for _, c := range classes {
 		l.margin[c.Name] = c.WindowMargin
@@ -163,6 +173,18 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 		l.stamps.Stamped(store.LaneID{Project: lease.Project, Class: lease.Class}, slot)
 	}
 	return slot, nil
+}
+
+// restamp moves a committed lease's window slot, now at from, to wrote
+// plus the class's margin when that is later (bucket.Class.Restamp), and
+// tells a restamper store (store.Redis.Restamped), which moves it in the
+// shared window too. It returns where the slot is and whether it moved.
+func (l *ledger) restamp(c *bucket.Class, lease bucket.Lease, from, wrote time.Time) (time.Time, bool) {
+	to, moved := c.Restamp(lease, wrote)
+	if moved && l.restamps != nil {
+		l.restamps.Restamped(store.LaneID{Project: lease.Project, Class: lease.Class}, from, to)
+	}
+	return to, moved
 }
 
 // abandon gives back a lease that was not committed.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync/atomic"
 	"time"
 
 	"github.com/slideshowd/slideshowd/bucket"
@@ -36,17 +35,21 @@ func DefaultClassifier(err error) error {
 func (r *runner) run(workCtx context.Context, t *task, lease bucket.Lease, slot time.Time) {
 	ctx, cancel := context.WithCancel(t.ctx)
 	stop := context.AfterFunc(workCtx, cancel)
-	var tokens atomic.Int64
-	tokens.Store(-1)
-	l := Lease{Class: r.name, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, Slot: slot, tokens: &tokens}
+	st := &leaseState{margin: int64(r.class.WriteMargin()), r: r, lease: lease}
+	st.tokens.Store(-1)
+	st.slot.Store(slot.UnixNano())
+	l := Lease{Class: r.name, KeyID: lease.KeyID, Project: lease.Project, Attempt: t.attempts, Slot: slot, st: st}
 	start := time.Now()
 	err := callWork(ctx, t.job.Work, l)
+	// A write reported from now on (a transport's late callback) is of a
+	// request whose outcome is being applied: it no longer moves the slot.
+	st.end()
 	stop()
 	cancel()
 	if d := time.Since(start); !isNotSent(err) {
 		r.observeLatency(d)
 	}
-	r.outcome(workCtx, t, lease, err, int(tokens.Load()), start)
+	r.outcome(workCtx, t, lease, err, int(st.tokens.Load()), start)
 }
 
 // isNotSent reports whether the work said its request never left.
