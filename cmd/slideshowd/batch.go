@@ -57,6 +57,9 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "slideshowd: -progress: %q: want auto, bar, lines or none\n", *progress)
 		return exitBadArgs
 	}
+	if *out != "" && !outDirOK(e, "batch", *out) {
+		return exitBadArgs
+	}
 	file := pos[0]
 	if *server != "" && !*dryRun {
 		return cmdBatchServer(ctx, e, file, *server, *cfgPath, *out, mode)
@@ -83,6 +86,19 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 		log.Warn().Msg(w)
 	}
 	return runBatch(ctx, e, cfg, log, entries, *out, mode, daemonOptions{})
+}
+
+// outDirOK checks command's -out dir before anything runs: an existing
+// directory where a file can be created, or a path that can be created as
+// one; else it prints why, naming the flag and the path ("slideshowd batch:
+// -out afile: not a directory"), and returns false (exit 2). An -out found
+// unwritable only when the first slideshow ended would have spent its quota.
+func outDirOK(e env, command, dir string) bool {
+	if _, problem := dirProblem(dir); problem != "" {
+		fmt.Fprintf(e.stderr, "slideshowd %s: -out %s: %s\n", command, dir, problem)
+		return false
+	}
+	return true
 }
 
 // quietLevel keeps info lines off the progress display unless -v.

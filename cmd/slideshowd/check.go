@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/slideshowd/slideshowd/internal/config"
@@ -107,21 +108,38 @@ func cmdCheck(ctx context.Context, e env, args []string) int {
 // directory where a file can be created, or a path whose nearest existing
 // parent is such a directory (serve and batch create it).
 func checkDataDir(dir string) (note, problem string) {
+	exists, problem := dirProblem(dir)
+	switch {
+	case problem != "":
+		return "", "data: " + dir + ": " + problem
+	case !exists:
+		return "data directory " + dir + " does not exist yet; it will be created", ""
+	}
+	note = "data directory " + dir + " is writable"
+	if _, err := os.Stat(filepath.Join(dir, StoreFile)); err == nil {
+		note += " (holds " + StoreFile + ")"
+	}
+	return note, ""
+}
+
+// dirProblem says whether a directory can be dir: an existing directory
+// where a file can be created (exists), or a path whose nearest existing
+// parent is such a directory, so that dir can be created. problem is empty
+// when it can, else why not ("not a directory", "cannot be created: a is
+// not a directory", "not writable: permission denied"), without dir. It
+// creates nothing but a probe file, removed at once.
+func dirProblem(dir string) (exists bool, problem string) {
 	fi, err := os.Stat(dir)
 	switch {
 	case err == nil && !fi.IsDir():
-		return "", fmt.Sprintf("data: %s: not a directory", dir)
+		return true, "not a directory"
 	case err == nil:
 		if err := probeWrite(dir); err != nil {
-			return "", fmt.Sprintf("data: %s: not writable: %s", dir, fileProblem(err))
+			return true, "not writable: " + fileProblem(err)
 		}
-		note = "data directory " + dir + " is writable"
-		if _, err := os.Stat(filepath.Join(dir, StoreFile)); err == nil {
-			note += " (holds " + StoreFile + ")"
-		}
-		return note, ""
-	case !errors.Is(err, fs.ErrNotExist):
-		return "", fmt.Sprintf("data: %s: %s", dir, fileProblem(err))
+		return true, ""
+	case !missing(err):
+		return false, fileProblem(err)
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	for {
@@ -129,15 +147,22 @@ func checkDataDir(dir string) (note, problem string) {
 		if err == nil && fi.IsDir() {
 			break
 		}
-		if err == nil || !errors.Is(err, fs.ErrNotExist) || parent == filepath.Dir(parent) {
-			return "", fmt.Sprintf("data: %s: cannot be created: %s is not a directory", dir, parent)
+		if err == nil || !missing(err) || parent == filepath.Dir(parent) {
+			return false, fmt.Sprintf("cannot be created: %s is not a directory", parent)
 		}
 		parent = filepath.Dir(parent)
 	}
 	if err := probeWrite(parent); err != nil {
-		return "", fmt.Sprintf("data: %s: does not exist and cannot be created in %s: %s", dir, parent, fileProblem(err))
+		return false, fmt.Sprintf("does not exist and cannot be created in %s: %s", parent, fileProblem(err))
 	}
-	return "data directory " + dir + " does not exist yet; it will be created", ""
+	return false, ""
+}
+
+// missing is whether err, from a Stat, says the path does not exist: no
+// such file, or a part of it is not a directory (a/b with a a file), which
+// the walk up to the nearest existing parent then names.
+func missing(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // probeWrite creates, syncs and removes a file in dir.

@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
 )
@@ -72,5 +77,69 @@ func TestServePageRefreshRange(t *testing.T) {
 		if r.code != exitBadArgs || r.stderr != tt.want {
 			t.Errorf("-page-refresh %s: exit %d, stderr %q; want 2 and %q", tt.arg, r.code, r.stderr, tt.want)
 		}
+	}
+}
+
+// TestBatchOutCheckedFirst: an -out that can never hold the outputs (a
+// regular file, a path under one, a directory that cannot be written) is
+// refused before anything runs, naming the flag and the path (exit 2), in
+// every mode of batch and in demo. Before, the batch ran, spent the quota
+// of its first slideshow and only then failed to write it (exit 1); with
+// -server it submitted the batch first.
+func TestBatchOutCheckedFirst(t *testing.T) {
+	e, base := startEmulator(t, emulator.Faults{})
+	var daemonCalls atomic.Int32
+	daemon := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		daemonCalls.Add(1)
+		http.Error(w, `{"error":{"code":401,"message":"unauthorized"}}`, http.StatusUnauthorized)
+	}))
+	dir := t.TempDir()
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), fastConfig)
+	batch := smallBatch(t, dir, 1, 1)
+	writeTestFile(t, filepath.Join(dir, "afile"), "not a directory\n")
+	vars := keyEnv(base, filepath.Join(dir, "data"))
+	vars["SLIDESHOWD_TOKEN"] = testToken
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"batch", batch, "-out", "afile", "-progress", "lines"}, "slideshowd batch: -out afile: not a directory\n"},
+		{[]string{"batch", batch, "-out", "afile/out"}, "slideshowd batch: -out afile/out: cannot be created: afile is not a directory\n"},
+		{[]string{"batch", batch, "-out", "afile/a/b"}, "slideshowd batch: -out afile/a/b: cannot be created: afile is not a directory\n"},
+		{[]string{"batch", batch, "-out", "afile", "-server", strings.TrimSuffix(daemon, "/")}, "slideshowd batch: -out afile: not a directory\n"},
+		{[]string{"batch", batch, "-out", "afile", "-dry-run"}, "slideshowd batch: -out afile: not a directory\n"},
+		{[]string{"demo", "-out", "afile", "-progress", "none"}, "slideshowd demo: -out afile: not a directory\n"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(dir, "ro")
+		if err := os.Mkdir(ro, 0o555); err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases,
+			struct {
+				args []string
+				want string
+			}{[]string{"batch", batch, "-out", "ro"}, "slideshowd batch: -out ro: not writable: permission denied\n"},
+			struct {
+				args []string
+				want string
+			}{[]string{"batch", batch, "-out", "ro/out"}, "slideshowd batch: -out ro/out: does not exist and cannot be created in ro: permission denied\n"})
+	}
+	for _, tt := range cases {
+		r := runBin(t, dir, vars, tt.args...)
+		if r.code != exitBadArgs || r.stderr != tt.want {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tt.args, r.code, r.stderr, tt.want)
+		}
+	}
+	if n := len(e.Stats().Requests); n != 0 || daemonCalls.Load() != 0 {
+		t.Errorf("the emulator saw %d kinds of request, the daemon %d requests; want none: -out is checked first", n, daemonCalls.Load())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+		t.Error("a bad -out opened the data directory")
+	}
+	// A directory that does not exist yet, in one that can be written, is
+	// fine: the batch creates it.
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "new/out", "-progress", "none"); r.code != exitOK {
+		t.Errorf("-out new/out: exit %d, stderr %s", r.code, r.stderr)
 	}
 }

@@ -41,6 +41,9 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "slideshowd: -progress: %q: want auto, bar, lines or none\n", *progress)
 		return exitBadArgs
 	}
+	if !outDirOK(e, "demo", *out) {
+		return exitBadArgs
+	}
 
 	// The batch: built in, or a file.
 	name, data, readImage := examples.BatchFile, []byte(nil), func(p string) ([]byte, error) {
