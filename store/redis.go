@@ -400,10 +400,13 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 			return nil, err
 		}
 	}
+	// Set before the call: a heartbeat whose script ran but whose reply
+	// was lost (a timeout, a dropped connection) counts this process
+	// alive all the same, so a failure removes it too.
+	beaten = true
 	if _, err := s.Heartbeat(ctx); err != nil {
 		return nil, err
 	}
-	beaten = true
 	if err := s.register(ctx, false); err != nil {
 		return nil, err
 	}

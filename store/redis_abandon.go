@@ -15,11 +15,14 @@ import (
 // slideshowd_cluster_processes), the N of an outage's share, and the
 // roster of the processes presumed dead after an outage, each charged its
 // share of every lane (redis_dead.go). A process that fails after that
-// heartbeat (limits that differ, found by register's second check; any
-// later error of OpenRedis; an error of the program's own start after
-// OpenRedis returned, which calls Abandon) took no grant: abandon removes
-// what joining wrote about the process itself (its heartbeat and its
-// limits registration, as Leave and the registration's expiry would) and
+// heartbeat (limits that differ, found by register's second check; that
+// heartbeat's reply lost, the script having run; any later error of
+// OpenRedis; an error of the program's own start after OpenRedis
+// returned, which calls Abandon) took no grant: abandon removes what
+// joining wrote about this life of the process (its heartbeat and its
+// limits registration, named after Redis.id, never those of a live
+// process given the same name; as Leave and the registration's expiry
+// would) and
 // sets its reconciled mark to Redis's now plus a HeartbeatTTL, so that a
 // survivor whose view still held it (a view is read again at every
 // heartbeat, every HeartbeatTTL/3) does not charge it for an outage that
@@ -69,8 +72,9 @@ func (s *Redis) abandon(ctx context.Context) error {
 
 // Abandon undoes this process's join after a start that failed once
 // OpenRedis returned (a program whose own start-up then fails, before it
-// reserved anything): it removes this process from the live processes
-// (as Leave does) and its limits registration, so no other process counts
+// reserved anything): it removes this life of the process from the live
+// processes (as Leave does) and its limits registration (not those of
+// another process given the same name), so no other process counts
 // it alive, in its usage, its share of an outage or the processes it
 // presumes dead after one (an OpenRedis that fails does this itself).
 // Call it instead of Leave, then Close; do not use the ledger afterwards
