@@ -16,6 +16,7 @@ import (
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/internal/config"
 	"github.com/slideshowd/slideshowd/internal/pipeline"
+	"github.com/slideshowd/slideshowd/store"
 )
 
 // TestBatchArgumentsSayWhatIsWrong: batch without -out, without a file or
@@ -141,5 +142,67 @@ func TestBatchOutCheckedFirst(t *testing.T) {
 	// fine: the batch creates it.
 	if r := runBin(t, dir, vars, "batch", batch, "-out", "new/out", "-progress", "none"); r.code != exitOK {
 		t.Errorf("-out new/out: exit %d, stderr %s", r.code, r.stderr)
+	}
+}
+
+// TestJobsFiltersCheckedFirst: every list filter the daemon or the data
+// directory would refuse is refused by jobs itself, before it asks
+// anything, with one message naming the flag and the value (exit 2),
+// whether a daemon answers, a data directory is there, or neither. Before,
+// -since yesterday was the daemon's 400 (exit 1) and "pipeline: since: ..."
+// from the data directory (exit 2); a bad -cursor and a bad -state were the
+// daemon's word.
+func TestJobsFiltersCheckedFirst(t *testing.T) {
+	var asked atomic.Int32
+	daemon := newLoopbackServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"slideshows":[]}`)
+	}))
+	daemonAddr := strings.TrimSuffix(strings.TrimPrefix(daemon, "http://"), "/")
+	dir := t.TempDir()
+	withData := filepath.Join(dir, "data")
+	if err := os.Mkdir(withData, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(withData, StoreFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	since := `slideshowd jobs: -since "yesterday": ` + pipeline.SinceReason + "\n"
+	for _, tt := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"-since", "yesterday"}, since},
+		{[]string{"-since", "-5h"}, `slideshowd jobs: -since "-5h": ` + pipeline.SinceReason + "\n"},
+		{[]string{"-state", "queued,lost"}, `slideshowd jobs: -state "lost": want queued, analyzing, generating, done, failed or canceled` + "\n"},
+		{[]string{"-priority", "urgent"}, `slideshowd jobs: -priority "urgent": want "high", "normal" or "low"` + "\n"},
+		{[]string{"-cursor", "not-a-cursor"}, `slideshowd jobs: -cursor "not-a-cursor": not a cursor this server gave (next_cursor of a page)` + "\n"},
+	} {
+		for _, where := range []struct {
+			name string
+			vars map[string]string
+			addr string
+		}{
+			{"daemon", map[string]string{"SLIDESHOWD_DATA": filepath.Join(dir, "none")}, daemonAddr},
+			{"data directory", map[string]string{"SLIDESHOWD_DATA": withData}, "127.0.0.1:1"},
+			{"neither", map[string]string{"SLIDESHOWD_DATA": filepath.Join(dir, "none")}, "127.0.0.1:1"},
+		} {
+			args := append([]string{"jobs", "list", "-addr", where.addr}, tt.flags...)
+			r := runBin(t, dir, where.vars, args...)
+			if r.code != exitBadArgs || r.stderr != tt.want {
+				t.Errorf("%s, %v: exit %d, stderr %q; want 2 and %q", where.name, tt.flags, r.code, r.stderr, tt.want)
+			}
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the daemon was asked %d times; want none: the filters are checked first", n)
+	}
+	// Good filters go to the daemon as given.
+	r := runBin(t, dir, nil, "jobs", "list", "-addr", daemonAddr, "-since", "24h", "-state", "queued,done", "-priority", "low")
+	if r.code != exitOK || asked.Load() != 1 {
+		t.Errorf("good filters: exit %d, %d requests, stderr %q; want 0 and one request", r.code, asked.Load(), r.stderr)
 	}
 }

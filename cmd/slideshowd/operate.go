@@ -515,6 +515,14 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "slideshowd jobs: -limit %d: want 1..%d (leave it out for %d)\n", *limit, pipeline.MaxPageSize, pipeline.DefaultPageSize)
 		return exitBadArgs
 	}
+	// Every filter the daemon (or the data directory) would refuse is
+	// refused here, naming the flag, whatever answers (exit 2): -since
+	// yesterday was the daemon's 400 (exit 1), and "pipeline: since: ..."
+	// from the data directory (exit 2).
+	if err := checkJobFilters(*state, *priority, *since, *cursor); err != nil {
+		fmt.Fprintf(e.stderr, "slideshowd jobs: -%s %s: %s\n", err.Field, err.Value, err.Reason)
+		return exitBadArgs
+	}
 	var err error
 	q := url.Values{}
 	for k, v := range map[string]string{"state": *state, "priority": *priority, "since": *since, "cursor": *cursor} {
@@ -569,6 +577,35 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 	return exitOK
 }
 
+// checkJobFilters checks the list filters of jobs (as given; "" is not
+// given) as GET /v1/slideshows and the data directory check them, with
+// the pipeline's own checks: the first bad one is an *pipeline.InputError
+// naming the query field (the flag's name) and the value.
+func checkJobFilters(state, priority, since, cursor string) *pipeline.InputError {
+	f := pipeline.Filter{Priority: priority, Cursor: cursor, States: jobStates(state)}
+	err := f.Check()
+	if err == nil && since != "" {
+		_, err = pipeline.ParseSince(since, time.Now())
+	}
+	var ie *pipeline.InputError
+	if errors.As(err, &ie) {
+		return ie
+	}
+	return nil
+}
+
+// jobStates splits -state (comma-separated, as ?state= takes it); "" is
+// every state.
+func jobStates(s string) []pipeline.JobState {
+	var states []pipeline.JobState
+	if s != "" {
+		for v := range strings.SplitSeq(s, ",") {
+			states = append(states, pipeline.JobState(v))
+		}
+	}
+	return states
+}
+
 // jobsOffline does a jobs sub-command on the data directory; the filters
 // are the query GET /v1/slideshows would get.
 func jobsOffline(ctx context.Context, cfg config.Config, sub string, pos []string, q url.Values, daemonErr error) (pipeline.Page, pipeline.Status, error) {
@@ -585,24 +622,16 @@ func jobsOffline(ctx context.Context, cfg config.Config, sub string, pos []strin
 		st, err := pipeline.CancelStored(ctx, bs, pos[0])
 		return pipeline.Page{}, st, err
 	}
-	f := pipeline.Filter{Priority: q.Get("priority"), Cursor: q.Get("cursor")}
-	if s := q.Get("state"); s != "" {
-		for v := range strings.SplitSeq(s, ",") {
-			f.States = append(f.States, pipeline.JobState(v))
-		}
-	}
+	f := pipeline.Filter{Priority: q.Get("priority"), Cursor: q.Get("cursor"), States: jobStates(q.Get("state"))}
 	if v := q.Get("limit"); v != "" {
 		fmt.Sscan(v, &f.Limit)
 	}
 	if v := q.Get("since"); v != "" {
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
-			f.Since = t
-		} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-			f.Since = time.Now().Add(-d)
-		} else {
-			return pipeline.Page{}, pipeline.Status{}, &pipeline.InputError{Field: "since", Value: fmt.Sprintf("%q", v),
-				Reason: "want an RFC 3339 time (2026-03-01T12:00:00Z) or a duration back from now (24h)"}
+		t, err := pipeline.ParseSince(v, time.Now()) // checked by cmdJobs
+		if err != nil {
+			return pipeline.Page{}, pipeline.Status{}, err
 		}
+		f.Since = t
 	}
 	pg, err := pipeline.StoredJobs(ctx, bs, f)
 	return pg, pipeline.Status{}, err

@@ -52,14 +52,11 @@ func listFilter(q url.Values, now time.Time) (pipeline.Filter, error) {
 	f.Priority = q.Get("priority")
 	f.Cursor = q.Get("cursor")
 	if v := q.Get("since"); v != "" {
-		if t, err := time.Parse(time.RFC3339, v); err == nil {
-			f.Since = t
-		} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-			f.Since = now.Add(-d)
-		} else {
-			return f, &fieldError{Field: "since", Value: quoteValue(v),
-				Reason: "want an RFC 3339 time (2026-03-01T12:00:00Z) or a duration back from now (24h)"}
+		t, err := pipeline.ParseSince(v, now)
+		if err != nil {
+			return f, &fieldError{Field: "since", Value: quoteValue(v), Reason: pipeline.SinceReason}
 		}
+		f.Since = t
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

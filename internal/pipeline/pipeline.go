@@ -923,6 +923,53 @@ func decodeCursor(s string) (cursorPos, error) {
 	return cursorPos{}, &InputError{Field: "cursor", Value: quote(s), Reason: "not a cursor this server gave (next_cursor of a page)"}
 }
 
+// Check says whether Jobs takes f: every state one of the six, the
+// priority "", "high", "normal" or "low", Limit not negative (above
+// MaxPageSize it is capped) and the cursor "" or the Next of a page. Else
+// it returns an *InputError naming the field and the value, as Jobs would;
+// a client (slideshowd jobs) checks its arguments with it before asking.
+func (f Filter) Check() error {
+	for _, st := range f.States {
+		switch st {
+		case JobQueued, JobAnalyzing, JobGenerating, JobDone, JobFailed, JobCanceled:
+		default:
+			return &InputError{Field: "state", Value: quote(string(st)),
+				Reason: "want queued, analyzing, generating, done, failed or canceled"}
+		}
+	}
+	if f.Priority != "" {
+		if _, ok := scheduler.ParsePriority(f.Priority); !ok {
+			return &InputError{Field: "priority", Value: quote(f.Priority), Reason: `want "high", "normal" or "low"`}
+		}
+	}
+	if f.Limit < 0 {
+		return &InputError{Field: "limit", Value: strconv.Itoa(f.Limit), Reason: fmt.Sprintf("must be 1..%d", MaxPageSize)}
+	}
+	if f.Cursor != "" {
+		if _, err := decodeCursor(f.Cursor); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SinceReason is why a since filter is refused.
+const SinceReason = "want an RFC 3339 time (2026-03-01T12:00:00Z) or a duration back from now (24h)"
+
+// ParseSince reads the since filter of a listing (Filter.Since) as the
+// HTTP API's ?since= and slideshowd jobs -since take it: an RFC 3339 time,
+// or a Go duration back from now ("24h"; not negative). Anything else is an
+// *InputError with Field "since", the value and SinceReason.
+func ParseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, &InputError{Field: "since", Value: quote(v), Reason: SinceReason}
+}
+
 // Jobs returns one page of the stored jobs that pass f, newest first.
 // It reads every record (the store keeps them by id, not by creation), so a
 // page costs time in proportion to all jobs stored, but memory in
@@ -939,21 +986,8 @@ func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
 // StoredJobs is Jobs over the job records of st, for a program that reads
 // a data directory no Pipeline runs on (slideshowd jobs without a daemon).
 func StoredJobs(ctx context.Context, st store.Store, f Filter) (Page, error) {
-	for _, st := range f.States {
-		switch st {
-		case JobQueued, JobAnalyzing, JobGenerating, JobDone, JobFailed, JobCanceled:
-		default:
-			return Page{}, &InputError{Field: "state", Value: quote(string(st)),
-				Reason: "want queued, analyzing, generating, done, failed or canceled"}
-		}
-	}
-	if f.Priority != "" {
-		if _, ok := scheduler.ParsePriority(f.Priority); !ok {
-			return Page{}, &InputError{Field: "priority", Value: quote(f.Priority), Reason: `want "high", "normal" or "low"`}
-		}
-	}
-	if f.Limit < 0 {
-		return Page{}, &InputError{Field: "limit", Value: strconv.Itoa(f.Limit), Reason: fmt.Sprintf("must be 1..%d", MaxPageSize)}
+	if err := f.Check(); err != nil {
+		return Page{}, err
 	}
 	limit := cmp.Or(f.Limit, DefaultPageSize)
 	limit = min(limit, MaxPageSize)

@@ -580,3 +580,41 @@ type service interface {
 }
 
 var _ service = (*Pipeline)(nil)
+
+// TestParseSinceAndCheck: ParseSince takes what ?since= and jobs -since
+// take (an RFC 3339 time, a duration back from now, not negative) and
+// Filter.Check refuses what Jobs refuses, each an *InputError naming the
+// field, so a client can check its arguments before asking.
+func TestParseSinceAndCheck(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if got, err := ParseSince("24h", now); err != nil || !got.Equal(now.Add(-24*time.Hour)) {
+		t.Errorf("24h: %v, %v", got, err)
+	}
+	if got, err := ParseSince("2026-02-01T00:00:00Z", now); err != nil || !got.Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("RFC 3339: %v, %v", got, err)
+	}
+	for _, v := range []string{"yesterday", "-5h", ""} {
+		_, err := ParseSince(v, now)
+		var ie *InputError
+		if !errors.As(err, &ie) || ie.Field != "since" || ie.Reason != SinceReason {
+			t.Errorf("%q: %v; want an *InputError on since", v, err)
+		}
+	}
+	for _, tt := range []struct {
+		f     Filter
+		field string
+	}{
+		{Filter{}, ""},
+		{Filter{States: []JobState{JobDone, JobQueued}, Priority: "low", Limit: MaxPageSize + 1}, ""},
+		{Filter{States: []JobState{JobDone, "lost"}}, "state"},
+		{Filter{Priority: "urgent"}, "priority"},
+		{Filter{Limit: -1}, "limit"},
+		{Filter{Cursor: "x"}, "cursor"},
+	} {
+		err := tt.f.Check()
+		var ie *InputError
+		if tt.field == "" && err != nil || tt.field != "" && (!errors.As(err, &ie) || ie.Field != tt.field) {
+			t.Errorf("%+v: %v; want an error on %q", tt.f, err, tt.field)
+		}
+	}
+}
