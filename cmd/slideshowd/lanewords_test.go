@@ -102,3 +102,26 @@ func TestUsageKeysColumnAligned(t *testing.T) {
 		t.Fatalf("no lane table with the disabled key:\n%s", out.String())
 	}
 }
+
+// TestUsageLanesOutOfService: the class's day counts its enabled lanes
+// only, so a lane stopped (or with every key disabled) after sending took
+// its requests out of "today N used" without a word (0 used while the lane
+// below said 1); the line now says them apart.
+func TestUsageLanesOutOfService(t *testing.T) {
+	now := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
+	sum := scheduler.Summary{Time: now, Classes: []scheduler.ClassSummary{{Name: "image", Keys: 0, RPMLimit: 0, DayLimit: 0,
+		Lanes: []scheduler.LaneSummary{
+			{Project: "project1", DisabledKeys: []string{"key1"}, Stopped: "no quota on this model", RPMLimit: 20, DayLimit: 240, DayUsed: 1},
+		}}}}
+	var out bytes.Buffer
+	printUsage(&out, sum, config.Config{})
+	if want := "today 0 used, 0 left (plus 1 used today by this process on lanes out of service)\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("usage without %q:\n%s", want, out.String())
+	}
+	sum.Classes[0].Lanes[0].Enabled, sum.Classes[0].DayUsed = true, 1
+	out.Reset()
+	printUsage(&out, sum, config.Config{})
+	if strings.Contains(out.String(), "out of service") {
+		t.Errorf("an enabled lane's use is said apart:\n%s", out.String())
+	}
+}

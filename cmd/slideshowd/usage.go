@@ -328,6 +328,19 @@ func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 		default:
 			fmt.Fprintf(w, "today %s used, %s left", thousands(c.DayUsed), thousands(c.DayRemaining))
 		}
+		// The class's day counts its enabled lanes only (they are what
+		// its limit and daily protection compare): the use of a lane out of
+		// service (stopped, or every key disabled) is said apart, so the
+		// requests sent today do not vanish from the line.
+		out := 0
+		for _, l := range c.Lanes {
+			if !l.Enabled {
+				out += l.DayUsed
+			}
+		}
+		if out > 0 {
+			fmt.Fprintf(w, " (plus %s used today by %s on lanes out of service)", thousands(out), own)
+		}
 		if c.Critical {
 			fmt.Fprint(w, " (CRITICAL: only high priority starts)")
 		}
