@@ -220,20 +220,21 @@ func decodeInt(raw json.RawMessage, field string) (int, error) {
 	s := string(bytes.TrimSpace(raw))
 	n, err := strconv.ParseInt(s, 10, 32)
 	if errors.Is(err, strconv.ErrRange) {
-		return 0, &fieldError{Field: field, Value: quoteValue(s), Reason: "out of range"}
+		return 0, &fieldError{Field: field, Value: writtenValue(s), Reason: "out of range"}
 	}
 	if err != nil {
-		return 0, &fieldError{Field: field, Value: quoteValue(s), Reason: "want an integer"}
+		return 0, &fieldError{Field: field, Value: writtenValue(s), Reason: "want an integer"}
 	}
 	return int(n), nil
 }
 
-// kindValue renders a short JSON scalar for an error message; composite
-// values are not echoed.
+// kindValue renders a short JSON scalar for an error message as it was
+// written: a number or a boolean bare (2.0, true), a string quoted;
+// composite values are not echoed.
 func kindValue(raw json.RawMessage) string {
 	switch jsonKind(raw) {
 	case "number", "boolean":
-		return quoteValue(string(bytes.TrimSpace(raw)))
+		return writtenValue(string(bytes.TrimSpace(raw)))
 	case "string":
 		var s string
 		if json.Unmarshal(raw, &s) == nil {
@@ -241,6 +242,16 @@ func kindValue(raw json.RawMessage) string {
 		}
 	}
 	return ""
+}
+
+// writtenValue renders a JSON number or boolean for an error message as it
+// was written, without quotes (a number is not a string: "images: 2.0",
+// as the config's errors write it), cut after maxValueRunes runes.
+func writtenValue(s string) string {
+	if len(s) > maxValueRunes { // a valid JSON number or boolean is ASCII
+		return s[:maxValueRunes] + "..."
+	}
+	return s
 }
 
 // syntaxError describes a body that is not one JSON value.
