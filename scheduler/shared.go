@@ -138,6 +138,7 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 				// The shared day counts, for daily protection: read by
 				// the heartbeat itself.
 				s.heartbeatDays(hctx)
+				s.releaseJoined(time.Now())
 			}
 			cancel()
 			if r, ok := sh.(interface{ Restarts() int }); ok {
@@ -184,6 +185,30 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 		}
 	})
 	wg.Wait()
+}
+
+// releaseJoined ends the lanes' HoldJoin holds once the store no longer
+// holds this process as it joined (store.Redis.Joining: the heartbeats
+// that held it beat again, released before the hold's end), so that each
+// lane asks Redis again at once rather than at the hold's end. Called
+// after each heartbeat.
+func (s *Scheduler) releaseJoined(now time.Time) {
+	j, ok := s.store.(interface{ Joining() bool })
+	if !ok || j.Joining() {
+		return
+	}
+	for _, r := range s.order {
+		released := false
+		for _, k := range s.cfg.Keys {
+			if r.class.Unhold(k.Project, HoldJoin, now) {
+				released = true
+			}
+		}
+		if released {
+			s.log.Debug().Str("class", r.name).Msg("the cluster no longer holds this process as it joined: its lanes ask again")
+			r.signal()
+		}
+	}
 }
 
 // logDeadCharge logs, at warning level, a process of the cluster presumed

@@ -393,10 +393,13 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	// process that missed a beat may be about to reach Redis from an
 	// outage; the recovering key holds the processes joining after this
 	// heartbeat, also when this start fails (redis_join.go).
-	if n, err := s.overdueBeats(ctx); err != nil {
+	overdue, err := s.overdueBeats(ctx)
+	if err != nil {
 		return nil, err
-	} else if n > 0 {
-		if err := s.holdJoiners(ctx, s.joinWait()); err != nil {
+	}
+	var holdEnd int64
+	if len(overdue) > 0 {
+		if holdEnd, err = s.holdJoinersEnd(ctx, s.joinWait()); err != nil {
 			return nil, err
 		}
 	}
@@ -419,6 +422,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if err := s.joinRecovery(ctx); err != nil {
 		return nil, err
 	}
+	s.joinOverdue(overdue, holdEnd)
 	if err := s.publishLocal(ctx); err != nil {
 		return nil, err
 	}
@@ -597,6 +601,11 @@ func (s *Redis) heartbeat(ctx context.Context, fresh time.Duration) (int, error)
 		// Processes presumed dead after an outage, at the recovery's
 		// end (redis_dead.go).
 		err = s.chargeDead(ctx)
+		if err == nil {
+			// Held as it joined: released early once the overdue
+			// heartbeats beat again (redis_join.go).
+			err = s.releaseJoin(ctx)
+		}
 	}
 	if err != nil {
 		err = unavailable(err)

@@ -144,6 +144,8 @@ type faultState struct {
 	tried     time.Time             // down: the last call that tried Redis (the failed one, or retry's)
 	deads     []deadCheck           // checks of processes presumed dead, due at the recovery's end (redis_dead.go)
 	joining   bool                  // held as it joined: the recovering key is read again at the hold's end (redis_join.go)
+	overdue   []redis.Z             // joining: the heartbeats overdue at the join, with their scores (releaseJoin)
+	joinEnd   int64                 // joining: the end of the hold they caused (ms, the scripts' clock)
 	charged   []DeadCharge          // charges made, not yet taken by DeadCharges
 
 	// grantMu serializes Reserve while the process is down or recovering,

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -61,6 +63,21 @@ import (
 //     and at its end reads the key again (a later end set meanwhile),
 //     until the key's end is past.
 //
+// Early release. The hold ends before joinWait when every heartbeat that
+// was overdue as the process joined (joinOverdue) beat again, as the
+// joiner's own heartbeat reads them (releaseJoin, every heartbeat while
+// held), and the recovering key holds no later end than the joiner's
+// own: a process that reaches Redis again from an outage sets the key
+// (markBack, for its recovery and the charge of the dead) before its
+// heartbeat's script renews its entry, so an entry renewed with the key
+// still at the joiner's end is one of a process that was late but never
+// unreachable (a stall), which took no share. An entry pruned (its
+// heartbeat expired) releases nothing: a process in an outage longer than
+// the TTL has an expired entry (the joiner's own first heartbeat prunes
+// it) and may still reach Redis with its share's sends within joinWait;
+// nor does a process killed, which never beats again. A joiner held by
+// the key alone (it counted no overdue entry) is not released early.
+//
 // A process sends on its share only after the grace (redis_fault.go)
 // after its failed call, and once a try at or after the grace's end failed
 // (so Redis did not answer it in the grace), so at least the grace after
@@ -74,26 +91,100 @@ import (
 // back-off (a second) and a second of slack; 12 s at the daemon's TTL.
 func (s *Redis) joinWait() time.Duration { return 2*(s.ttl/3) + 2*time.Second }
 
-// overdueBeats returns how many entries of the processes zset missed a
-// heartbeat: last heartbeat (score minus the TTL) the grace old or older,
-// on the scripts' clock (the grace's length, after which a process that
-// Redis did not answer may send on its share: overdue at or before its
-// share can begin, at every TTL).
-func (s *Redis) overdueBeats(ctx context.Context) (int, error) {
+// overdueBeats returns the entries of the processes zset that missed a
+// heartbeat, each with its score: last heartbeat (score minus the TTL) the
+// grace old or older, on the scripts' clock (the grace's length, after
+// which a process that Redis did not answer may send on its share:
+// overdue at or before its share can begin, at every TTL).
+func (s *Redis) overdueBeats(ctx context.Context) ([]redis.Z, error) {
 	late := s.ttl - s.grace()
-	n, err := overdueScript.Run(ctx, s.rdb, []string{s.procsKey()}, s.clock(), late.Milliseconds()).Int()
-	return n, unavailable(err)
+	zs, err := overdueScript.Run(ctx, s.rdb, []string{s.procsKey()}, s.clock(), late.Milliseconds()).StringSlice()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]redis.Z, 0, len(zs)/2)
+	for i := 0; i+1 < len(zs); i += 2 {
+		sc, err := strconv.ParseFloat(zs[i+1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: overdue heartbeats: unexpected score %q", ErrUnavailable, zs[i+1])
+		}
+		out = append(out, redis.Z{Member: zs[i], Score: sc})
+	}
+	return out, nil
 }
 
 // holdJoiners sets the recovering key's end to d from now on the scripts'
 // clock, unless it holds a later one (see the top of this file).
 func (s *Redis) holdJoiners(ctx context.Context, d time.Duration) error {
+	_, err := s.holdJoinersEnd(ctx, d)
+	return err
+}
+
+// holdJoinersEnd is holdJoiners; it returns the end it asked for (ms, the
+// scripts' clock; 0 for none).
+func (s *Redis) holdJoinersEnd(ctx context.Context, d time.Duration) (int64, error) {
 	if d <= 0 {
-		return nil
+		return 0, nil
 	}
 	life := max(d, deadMarkTTL) // the end in the value decides; the life only cleans up
-	err := recoveringScript.Run(ctx, s.rdb, []string{s.recoveringKey()}, s.clock(), d.Milliseconds(), life.Milliseconds()).Err()
-	return unavailable(err)
+	end, err := recoveringScript.Run(ctx, s.rdb, []string{s.recoveringKey()}, s.clock(), d.Milliseconds(), life.Milliseconds()).Int64()
+	return end, unavailable(err)
+}
+
+// joinOverdue records, for releaseJoin, the heartbeats overdue as this
+// process joined and the end of the hold they caused (ms, the scripts'
+// clock). Call after joinRecovery.
+func (s *Redis) joinOverdue(zs []redis.Z, end int64) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.joining && len(zs) > 0 && end > 0 {
+		s.f.overdue, s.f.joinEnd = zs, end
+	}
+}
+
+// releaseJoin ends this process's hold as it joined before its end when
+// every heartbeat overdue at its join beat again and the recovering key
+// holds no later end than the hold's own (see "Early release" at the top
+// of this file); a heartbeat calls it while the process is held. An error
+// wraps ErrUnavailable (the hold stays; tried again at the next
+// heartbeat).
+func (s *Redis) releaseJoin(ctx context.Context) error {
+	s.f.mu.Lock()
+	zs, end := s.f.overdue, s.f.joinEnd
+	held := s.f.joining && !s.f.down && len(zs) > 0 && s.localNow().Before(s.f.recovers)
+	s.f.mu.Unlock()
+	if !held {
+		return nil
+	}
+	args := make([]any, 0, 2+2*len(zs))
+	args = append(args, s.clock(), end)
+	for _, z := range zs {
+		args = append(args, z.Member, strconv.FormatFloat(z.Score, 'f', -1, 64))
+	}
+	ok, err := releaseJoinScript.Run(ctx, s.rdb, []string{s.procsKey(), s.recoveringKey()}, args...).Int()
+	if err != nil {
+		return unavailable(err)
+	}
+	if ok != 1 {
+		return nil
+	}
+	now := s.localNow()
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	if s.f.joining && !s.f.down && s.f.joinEnd == end {
+		s.f.joining = false
+		s.f.recovers = earliest(s.f.recovers, now)
+		s.f.lostEnd = earliest(s.f.lostEnd, now)
+		s.f.overdue, s.f.joinEnd = nil, 0
+	}
+	return nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // markBack, called by a process that Redis was unreachable for before its
@@ -135,6 +226,7 @@ func (s *Redis) rejoinCheck(ctx context.Context) error {
 	defer s.f.mu.Unlock()
 	if d <= 0 {
 		s.f.joining = false
+		s.f.overdue, s.f.joinEnd = nil, 0
 		return nil
 	}
 	s.f.recovers = later(s.f.recovers, now.Add(d))
@@ -152,25 +244,42 @@ func (s *Redis) Joining() bool {
 	return s.f.joining && !s.f.down
 }
 
-// overdueScript counts the processes zset's entries scored at or before
-// now plus late ms.
+// overdueScript returns the processes zset's entries scored at or before
+// now plus late ms, with their scores (member, score, ...).
 //
 // KEYS: 1 processes (zset). ARGV: 1 now ms (0: TIME), 2 late ms.
 var overdueScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[1])
-return redis.call('ZCOUNT', KEYS[1], '-inf', string.format('%d', now + tonumber(ARGV[2])))
+return redis.call('ZRANGE', KEYS[1], '-inf', string.format('%d', now + tonumber(ARGV[2])), 'BYSCORE', 'WITHSCORES')
+`)
+
+// releaseJoinScript answers 1 when every entry given beat again (its
+// score in the processes zset later than the one given) and the
+// recovering key's end is not later than the hold's, else 0.
+//
+// KEYS: 1 processes (zset), 2 the recovering key. ARGV: 1 now ms (0:
+// TIME), 2 the hold's end ms, then (member, score) pairs.
+var releaseJoinScript = redis.NewScript(clockLua + `
+local now = clock(ARGV[1])
+if (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) > tonumber(ARGV[2]) then return 0 end
+for i = 3, #ARGV, 2 do
+  local sc = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if not sc or tonumber(sc) <= tonumber(ARGV[i + 1]) or tonumber(sc) <= now then return 0 end
+end
+return 1
 `)
 
 // recoveringScript sets the recovering key to now plus d ms (its end, on
 // the scripts' clock) unless it holds a later end.
 //
 // KEYS: 1 the key. ARGV: 1 now ms (0: TIME), 2 d ms, 3 the key's life ms.
+// Reply: now plus d ms.
 var recoveringScript = redis.NewScript(clockLua + `
 local e = clock(ARGV[1]) + tonumber(ARGV[2])
 if (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) < e then
   redis.call('SET', KEYS[1], string.format('%d', e), 'PX', ARGV[3])
 end
-return 1
+return e
 `)
 
 // joinHeldScript returns the recovering key's end minus now, ms (<= 0:
