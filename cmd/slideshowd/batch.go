@@ -400,6 +400,7 @@ type tracker struct {
 	images  []int          // images done, per entry
 	failed  []int          // steps failed, per entry
 	notMade []int          // steps never made: their job failed or was canceled first, per entry
+	ended   []bool         // the job ended (done, failed or canceled), per entry
 	started bool
 	shownN  int
 	shownF  int
@@ -410,7 +411,7 @@ type tracker struct {
 func newTracker(w io.Writer, mode string, entries []batchEntry) *tracker {
 	t := &tracker{w: w, mode: mode, byID: make(map[string]int),
 		analyze: make([]bool, len(entries)), images: make([]int, len(entries)), failed: make([]int, len(entries)),
-		notMade: make([]int, len(entries))}
+		notMade: make([]int, len(entries)), ended: make([]bool, len(entries))}
 	for _, en := range entries {
 		t.total += 1 + en.req.Images
 	}
@@ -431,6 +432,7 @@ func (t *tracker) update(st pipeline.Status) {
 	if !ok {
 		return
 	}
+	t.ended[i] = st.State.Final()
 	done, failed := 0, 0
 	for _, is := range st.Images {
 		switch is.State {
@@ -470,6 +472,34 @@ func (t *tracker) update(st pipeline.Status) {
 	if t.started {
 		t.showLocked(false)
 	}
+}
+
+// waitsOn reports whether a job of the batch may wait on class: one not
+// ended that has its analysis to make ("text") or its images ("image");
+// any class but those two counts while a job has not ended. batch -server
+// shows the daemon's wait on a class only then: the daemon's waits are
+// for all its jobs, and a re-run of a finished batch printed one.
+func (t *tracker) waitsOn(class string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, ended := range t.ended {
+		if ended {
+			continue
+		}
+		switch class {
+		case "text":
+			if !t.analyze[i] {
+				return true
+			}
+		case "image":
+			if t.analyze[i] {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // wrote tells that entry r's folder is written: a line in lines mode,

@@ -199,9 +199,11 @@ func runBatchServer(ctx context.Context, e env, server, token string, entries []
 		http: &http.Client{Timeout: httpapi.MaxWait + 30*time.Second}}
 	tr := newTracker(e.stdout, mode, entries)
 	ids := make([]string, len(entries))
+	found := 0 // entries an earlier run submitted
 	for i, en := range entries {
 		id, existing, err := c.submit(ctx, en)
 		if err == nil && existing {
+			found++
 			err = c.retryFailed(ctx, e, i, id)
 		}
 		if err != nil {
@@ -214,8 +216,20 @@ func runBatchServer(ctx context.Context, e env, server, token string, entries []
 		}
 		ids[i] = id
 		tr.add(i, id)
+		if existing {
+			// Where the earlier run's job is (after the retry, if
+			// any): its steps done, and whether it has ended.
+			if st, err := c.status(ctx, id, 0); err == nil {
+				tr.update(st)
+			}
+		}
 	}
-	fmt.Fprintf(e.stdout, "%s submitted to %s; following them\n", plural(len(entries), "slideshow", "slideshows"), c.base)
+	if found == 0 {
+		fmt.Fprintf(e.stdout, "%s submitted to %s; following them\n", plural(len(entries), "slideshow", "slideshows"), c.base)
+	} else {
+		fmt.Fprintf(e.stdout, "%s submitted to %s, %d found there from an earlier run; following them\n",
+			plural(len(entries)-found, "slideshow", "slideshows"), c.base, found)
+	}
 	tr.start()
 
 	ended := make(chan batchResult)
@@ -311,7 +325,8 @@ const waitsEvery = 5 * time.Second
 // watchWaits prints, as the local mode does from the scheduler's events, a
 // line with the time when a class of the daemon starts waiting for quota
 // (a wait expected to last WaitReportAfter or more, or a change of its
-// kind) and when it resumes, from GET /v1/usage every waitsEvery until ctx
+// kind) while a job of the batch may wait on it (tracker.waitsOn), and
+// when a wait it printed ends, from GET /v1/usage every waitsEvery until ctx
 // ends. Errors are left to the followers, which report a daemon that does
 // not answer.
 func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
@@ -324,7 +339,7 @@ func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
 			for _, cs := range sum.Classes {
 				prev, was := reported[cs.Name]
 				switch w := cs.Wait; {
-				case w != nil && ((!was && w.Until.Sub(w.Since) >= scheduler.WaitReportAfter) || (was && prev.Kind != w.Kind)):
+				case w != nil && ((!was && w.Until.Sub(w.Since) >= scheduler.WaitReportAfter) || (was && prev.Kind != w.Kind)) && tr.waitsOn(cs.Name):
 					reported[cs.Name] = *w
 					tr.note(fmt.Sprintf("%s %s: waiting: %s", w.Since.Local().Format(time.TimeOnly), cs.Name, w.Reason))
 				case w == nil && was:

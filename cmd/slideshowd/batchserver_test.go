@@ -67,6 +67,10 @@ func TestBatchToDaemon(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "2 of 2 slideshows done") {
 		t.Fatalf("second run: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+	// It says what it found: it said "2 slideshows submitted".
+	if want := "0 slideshows submitted to " + server + ", 2 found there from an earlier run; following them\n"; !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("second run: stdout\n%s\nwant it to start with %q", r.stdout, want)
+	}
 	if n := emulatorServed(t, base); n != 6 {
 		t.Errorf("after the second run the emulator served %d requests, want still 6", n)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/slideshowd/slideshowd/gemini"
+	"github.com/slideshowd/slideshowd/internal/pipeline"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -58,7 +60,7 @@ func TestWatchWaits(t *testing.T) {
 			{Classes: none},
 		}}
 		var out bytes.Buffer
-		tr := &tracker{w: &out, mode: "lines"}
+		tr := generatingTracker(&out)
 		c := &daemonClient{base: "http://daemon.test", http: &http.Client{Transport: seq}}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -72,6 +74,55 @@ func TestWatchWaits(t *testing.T) {
 			at(30*time.Second) + " image: resumed after 15s\n"
 		if out.String() != want {
 			t.Errorf("lines:\n%s\nwant:\n%s", out.String(), want)
+		}
+	})
+}
+
+// generatingTracker is the tracker of a batch of one entry whose job,
+// j1, has made its analysis and makes its image: it may wait on the image
+// class, not on the text class.
+func generatingTracker(w io.Writer) *tracker {
+	tr := newTracker(w, "lines", []batchEntry{{req: pipeline.Request{Images: 1}}})
+	tr.add(0, "j1")
+	tr.update(pipeline.Status{ID: "j1", State: pipeline.JobGenerating, Analysis: &gemini.Analysis{},
+		Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImagePending}}})
+	return tr
+}
+
+// TestWatchWaitsOnlyForTheBatch: batch -server shows the daemon's wait on
+// a class only while a job of the batch may wait on it (the daemon's waits
+// are for all its jobs): not the text class's for a job that has its
+// analysis, and nothing once the job has ended. A re-run of a finished
+// batch printed the daemon's image wait, for other jobs.
+func TestWatchWaitsOnlyForTheBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		wait := func(class string) *scheduler.Wait {
+			return &scheduler.Wait{Class: class, Kind: "day", Reason: class + " quota used for today",
+				Since: start, Until: start.Add(24 * time.Hour)}
+		}
+		seq := &usageSequence{sums: []scheduler.Summary{{Classes: []scheduler.ClassSummary{{Name: "text", Wait: wait("text")}, {Name: "image", Wait: wait("image")}}}}}
+		c := &daemonClient{base: "http://daemon.test", http: &http.Client{Transport: seq}}
+		watch := func(tr *tracker) {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); c.watchWaits(ctx, tr) }()
+			time.Sleep(2 * waitsEvery)
+			cancel()
+			<-done
+		}
+		var out bytes.Buffer
+		watch(generatingTracker(&out))
+		if want := start.Local().Format(time.TimeOnly) + " image: waiting: image quota used for today\n"; out.String() != want {
+			t.Errorf("a job making its image: lines\n%s\nwant\n%s", out.String(), want)
+		}
+		out.Reset()
+		tr := generatingTracker(&out)
+		tr.update(pipeline.Status{ID: "j1", State: pipeline.JobDone, Analysis: &gemini.Analysis{},
+			Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}})
+		watch(tr)
+		if out.String() != "" {
+			t.Errorf("the batch's job has ended: lines\n%s\nwant none", out.String())
 		}
 	})
 }
