@@ -95,7 +95,7 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 // unwritable only when the first slideshow ended would have spent its quota.
 func outDirOK(e env, command, dir string) bool {
 	if _, problem := dirProblem(dir); problem != "" {
-		fmt.Fprintf(e.stderr, "slideshowd %s: -out %s: %s\n", command, dir, problem)
+		fmt.Fprintln(e.stderr, redact.New().String(fmt.Sprintf("slideshowd %s: -out %s: %s", command, dir, problem))) // nothing shaped like a key
 		return false
 	}
 	return true

@@ -206,3 +206,51 @@ func TestJobsFiltersCheckedFirst(t *testing.T) {
 		t.Errorf("good filters: exit %d, %d requests, stderr %q; want 0 and one request", r.code, asked.Load(), r.stderr)
 	}
 }
+
+// TestClientAddrChecked: -addr of the client commands is the daemon's
+// HOST:PORT; anything else is refused before anything is asked, naming the
+// flag and the value (exit 2). A URL there (http://127.0.0.1:8080) was
+// asked as http://http://127.0.0.1:8080, answered nothing, and the command
+// went on to the data directory (exit 1, or the data directory's answer).
+func TestClientAddrChecked(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"SLIDESHOWD_DATA": filepath.Join(dir, "data")}
+	for _, cmd := range [][]string{{"jobs"}, {"keys"}, {"lanes"}, {"usage"}, {"store", "backup", "copy.db"}} {
+		for _, addr := range []string{"http://127.0.0.1:8080", "localhost", "127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1:http"} {
+			r := runBin(t, dir, vars, append(cmd, "-addr", addr)...)
+			want := fmt.Sprintf("slideshowd %s: -addr %q: want the running daemon's HOST:PORT, like 127.0.0.1:8080\n", cmd[0], addr)
+			if r.code != exitBadArgs || r.stderr != want {
+				t.Errorf("%v -addr %s: exit %d, stderr %q; want 2 and %q", cmd, addr, r.code, r.stderr, want)
+			}
+		}
+		// A good one is asked (no daemon there, no data directory: exit 1).
+		if r := runBin(t, dir, vars, append(cmd, "-addr", "127.0.0.1:1")...); r.code != exitFailed || strings.Contains(r.stderr, "-addr") {
+			t.Errorf("%v -addr 127.0.0.1:1: exit %d, stderr %q; want 1, not about -addr", cmd, r.code, r.stderr)
+		}
+	}
+}
+
+// TestFlagLinesHoldNoSecret: the lines that refuse -addr, a jobs filter
+// and -out never show a key put there by mistake.
+func TestFlagLinesHoldNoSecret(t *testing.T) {
+	const key = "AIzaSyB0123456789abcdefghijklmnopqrstuv" // a key's shape: AIza + 35
+	dir := t.TempDir()
+	vars := map[string]string{"GEMINI_API_KEYS": "plain-configured-secret", "SLIDESHOWD_DATA": filepath.Join(dir, "data")}
+	for _, args := range [][]string{
+		{"usage", "-addr", key},
+		{"jobs", "-addr", "plain-configured-secret"},
+		{"jobs", "-since", key},
+		{"jobs", "-cursor", "plain-configured-secret"},
+		{"batch", "b.json", "-out", filepath.Join(writeTestFile(t, filepath.Join(dir, key), ""), "out")},
+	} {
+		r := runBin(t, dir, vars, args...)
+		if r.code != exitBadArgs {
+			t.Errorf("%v: exit %d, want 2; stderr %q", args, r.code, r.stderr)
+		}
+		for _, s := range []string{key, "AIza", "plain-configured-secret"} {
+			if strings.Contains(r.stderr+r.stdout, s) {
+				t.Errorf("%v: output shows %q: %s", args, s, r.stderr)
+			}
+		}
+	}
+}

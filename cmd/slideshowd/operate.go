@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,6 +38,25 @@ func daemonBase(listen string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
+}
+
+// addrOK checks command's -addr (the running daemon's address; "" is not
+// given): HOST:PORT, the host possibly empty (this machine), the port a
+// number in 1..65535; else it prints one line naming the flag and the
+// value and returns false (exit 2). A URL given there (http://host:port)
+// was asked as http://http://host:port, answered nothing, and the command
+// went on to the data directory. The line holds no secret of cfg (nor
+// anything shaped like a key).
+func addrOK(e env, cfg config.Config, command, addr string) bool {
+	if addr == "" {
+		return true
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if p, perr := strconv.Atoi(port); err == nil && perr == nil && p >= 1 && p <= 65535 {
+		return true
+	}
+	fmt.Fprintln(e.stderr, redactorOf(cfg).String(fmt.Sprintf("slideshowd %s: -addr %q: want the running daemon's HOST:PORT, like 127.0.0.1:8080", command, addr)))
+	return false
 }
 
 // errNoDaemon wraps the failure to reach a daemon: the command then works
@@ -174,6 +194,9 @@ func (c *clientCmd) start(e env, args []string) (sub string, pos []string, cfg c
 	}
 	cfg, _, ok = loadConfig(e, *c.cfgPath, forClient)
 	if !ok {
+		return "", nil, cfg, exitBadArgs, false
+	}
+	if !addrOK(e, cfg, c.name, *c.addr) {
 		return "", nil, cfg, exitBadArgs, false
 	}
 	if *c.addr != "" {
@@ -520,7 +543,7 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 	// yesterday was the daemon's 400 (exit 1), and "pipeline: since: ..."
 	// from the data directory (exit 2).
 	if err := checkJobFilters(*state, *priority, *since, *cursor); err != nil {
-		fmt.Fprintf(e.stderr, "slideshowd jobs: -%s %s: %s\n", err.Field, err.Value, err.Reason)
+		fmt.Fprintln(e.stderr, redactorOf(cfg).String(fmt.Sprintf("slideshowd jobs: -%s %s: %s", err.Field, err.Value, err.Reason)))
 		return exitBadArgs
 	}
 	var err error

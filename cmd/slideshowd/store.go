@@ -79,6 +79,9 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 	if !ok {
 		return exitBadArgs
 	}
+	if !addrOK(e, cfg, "store", *addr) {
+		return exitBadArgs
+	}
 	if *addr != "" {
 		cfg.Listen = *addr
 	}

@@ -41,6 +41,9 @@ func cmdUsage(ctx context.Context, e env, args []string) int {
 	if !ok {
 		return exitBadArgs
 	}
+	if !addrOK(e, cfg, "usage", *addr) {
+		return exitBadArgs
+	}
 	if *addr != "" {
 		cfg.Listen = *addr
 	}
