@@ -23,8 +23,8 @@
 // Stats tells what was served: requests by key name, model and status, the
 // most requests any 60 s window held per (project, model), 429s by quota id,
 // and the day's count; and what the API saw per (project, model), so a test
-// can judge a client by it: the arrival time of every request that reached
-// the quota check, admitted or not, the most of them in any sliding 60 s
+// can judge a client by it: the arrival time (when its body had been
+// received) of every request that reached the quota check, admitted or not, the most of them in any sliding 60 s
 // window, and the 429s for a per-minute quota. Keys appear by name only; a
 // secret never appears in a response, an error or the statistics.
 //
@@ -54,11 +54,24 @@
 //     requests (one admitted at t counts during [t, t+60s)), TPM over the same
 //     window of input tokens, RPD per calendar day in Config.Location
 //     (America/Los_Angeles: 23 and 25 hour days on DST changes). A rejected
-//     request counts for nothing. One 429 lists every violated quota
+//     request counts for nothing. A request counts when its body has been
+//     received: its t, its day and its arrival in Stats are that moment, not
+//     the later one when the emulator has parsed it and taken its lock (on a
+//     loaded machine those take hundreds of milliseconds of the emulator's
+//     own CPU, which the real API does not share with its clients). So
+//     requests reach the quota check out of time order; one received at t
+//     is admitted only if every 60 s window containing t, requests received
+//     after it and counted first included, has room for it: no 60 s interval
+//     ever holds more admitted requests than RPM (or tokens than TPM), and a
+//     per-minute 429 means the requests received in some 60 s interval
+//     exceeded the limit. A request received more than 30 s before the
+//     latest one counted on its lane (not seen in practice) counts as
+//     received 30 s before that one. One 429 lists every violated quota
 //     (per-day, per-minute, tokens, in that order) with the quota ids of
 //     GEMINI.md, quotaDimensions {location: global, model} and quotaValue.
-//     RetryInfo.retryDelay is the exact wait until the per-minute windows
-//     take the request ("26s", "7.967587226s"), or "0s" when only the daily
+//     RetryInfo.retryDelay is the exact wait, from the request's receive
+//     time, until the per-minute windows take the request ("26s",
+//     "7.967587226s"), or "0s" when only the daily
 //     quota is violated. Config.TruncateRetryDelay cuts it to whole seconds as
 //     the real API does. A request bigger than the TPM limit can never pass;
 //     its retryDelay is the time until the window is empty. countTokens does

@@ -199,8 +199,7 @@ func (e *Emulator) Spend(project, model string, n int, tokens int) int {
 	defer e.mu.Unlock()
 	now := time.Now()
 	l := e.laneLocked(project, model)
-	l.check(now, lim, tokens, e.loc) // prunes the window and rolls the day
-	k := l.room(lim, max(tokens, 0), n)
+	k := l.room(now, lim, max(tokens, 0), n, e.loc)
 	if k > 0 {
 		l.admit(now, k, max(tokens, 0), e.loc)
 		l.spent += k
@@ -223,6 +222,11 @@ func (e *Emulator) record(key, model string, status int) {
 	e.requests[RequestKey{key, model, status}]++
 	e.mu.Unlock()
 }
+
+// testHookReceived, when set (by tests only), runs in serveGenerate right
+// after a request's receive time is taken, before it is parsed: a test can
+// delay a request between its arrival and the quota check.
+var testHookReceived func()
 
 // route is a parsed request path.
 type route struct {
@@ -360,6 +364,13 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 		fail(ae)
 		return
 	}
+	// The request counts (in the quotas and the statistics) when its body
+	// has been received, as the API counts it: parsing it and waiting for
+	// the lock take this process's time, not the API's.
+	received := time.Now()
+	if testHookReceived != nil {
+		testHookReceived()
+	}
 	req, ae := parseGenerate(body)
 	if ae == nil {
 		ae = req.validate("")
@@ -401,7 +412,7 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 		fail(ae)
 		return
 	}
-	now := time.Now()
+	now := received
 	l := e.laneLocked(project, rt.model)
 	l.arrive(now)
 	if vs := l.check(now, lim, tokens, e.loc); len(vs) > 0 {

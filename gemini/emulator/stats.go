@@ -13,7 +13,8 @@ type Stats struct {
 	// key name, model and status.
 	Requests map[RequestKey]int
 	// MaxWindow is, per (project, model), the most requests admitted in any
-	// sliding 60 s window so far (requests spent through Spend included).
+	// sliding 60 s window so far (requests spent through Spend included), by
+	// the times they were received, whatever order they were checked in.
 	MaxWindow map[LaneKey]int
 	// RateLimited counts 429 answers by quota id ("GenerateRequestsPerMinutePerProjectPerModel",
 	// with "-FreeTier" when Config.FreeTier). A 429 that violated several
@@ -32,7 +33,8 @@ type Stats struct {
 	// answer (200, 429, 5xx): a client that respects the quota keeps
 	// MaxSentWindow at most the lane's RPM and RateLimitedPerMinute at 0.
 	//
-	// Sent holds their arrival times, oldest first.
+	// Sent holds their arrival times, oldest first: the moment each one's
+	// body had been received (when it counts), before it was parsed.
 	Sent map[LaneKey][]time.Time
 	// MaxSentWindow is the most of them that arrived in any sliding 60 s
 	// window (one arriving at t counts during [t, t+60s)).
