@@ -44,7 +44,8 @@ const WaitReportAfter = 10 * time.Second
 type Wait struct {
 	Class string `json:"class"`
 	// Kind is WaitDay, WaitRPM, WaitTPM, WaitCooldown, WaitCluster or
-	// WaitProtected.
+	// WaitProtected (package pipeline adds "slot" for a job waiting for a
+	// max_active slot).
 	Kind string `json:"kind"`
 	// Reason says it in words, as of the moment the Wait was read:
 	// "image quota of all projects used for today, resets 2026-12-01 00:00
@@ -54,7 +55,9 @@ type Wait struct {
 	Since  time.Time `json:"since"`
 	// Until is the estimated start: the earliest moment a lane can take
 	// the class's next job (for a job, its own estimated start when later).
-	Until time.Time `json:"until"`
+	// Zero (absent in JSON) when unknown: a job of package pipeline waiting
+	// for a max_active slot (kind "slot").
+	Until time.Time `json:"until,omitzero"`
 
 	held string // WaitCluster: the hold's words (a Hold... constant)
 }

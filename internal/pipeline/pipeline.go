@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -120,6 +121,10 @@ type Pipeline struct {
 
 	submitMu sync.Mutex // one keyed Submit at a time: they are idempotent
 	retryMu  sync.Mutex // one Retry at a time
+
+	// inProgress is the jobs Run works at once (at most MaxActive): a
+	// queued job waits for a slot while it is MaxActive.
+	inProgress atomic.Int32
 
 	mu       sync.Mutex
 	state    int // stateNew, stateRunning, stateStopped
@@ -250,6 +255,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				break
 			}
 			running++
+			p.inProgress.Store(int32(running))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -261,6 +267,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		case e := <-done:
 			running--
+			p.inProgress.Store(int32(running))
 			if e.final {
 				if rec := e.j.snapshot(); p.cfg.Retention > 0 {
 					ret.keep(rec.ID, rec.UpdatedAt)
@@ -683,11 +690,25 @@ func (p *Pipeline) addWait(st *Status) {
 	}
 	p.mu.Lock()
 	j := p.active[st.ID]
+	started := j != nil && j.cancel != nil
 	p.mu.Unlock()
-	if j != nil {
+	switch {
+	case j == nil:
+	case started:
 		st.Wait = j.waiting()
+	case int(p.inProgress.Load()) >= p.cfg.MaxActive:
+		// Queued behind MaxActive jobs in progress, which may themselves
+		// wait for quota (until midnight, under daily protection): it
+		// starts, highest priority first, when one of them ends.
+		st.Wait = &scheduler.Wait{Kind: WaitSlot, Since: st.UpdatedAt,
+			Reason: fmt.Sprintf("max_active: all %d slots taken by slideshows in progress; starts when one ends, highest priority first", p.cfg.MaxActive)}
 	}
 }
+
+// WaitSlot is the Kind of a queued job's Wait while max_active jobs are
+// in progress: it waits for one of them to end, not for quota. Its Class
+// is "" and its Until zero (unknown).
+const WaitSlot = "slot"
 
 // ImagePath returns the file of image n (1-based) of job id. It wraps
 // ErrNotFound when the job is unknown, n is out of range or the image is

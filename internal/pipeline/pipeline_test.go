@@ -63,6 +63,7 @@ type setup struct {
 	noRun     bool
 	logger    *zerolog.Logger // nil: none
 	secrets   []string
+	maxActive int // 0: the default
 }
 
 func newHarness(t *testing.T, s setup) *harness {
@@ -114,7 +115,7 @@ func newHarness(t *testing.T, s setup) *harness {
 		log = *s.logger
 	}
 	h.sched = s2
-	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange, Retention: s.retention, Logger: log, Secrets: s.secrets})
+	h.p, err = New(Config{Store: h.st, Gemini: gc, DataDir: h.dir, OnChange: s.onChange, Retention: s.retention, Logger: log, Secrets: s.secrets, MaxActive: s.maxActive})
 	if err != nil {
 		t.Fatal(err)
 	}
