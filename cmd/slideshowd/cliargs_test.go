@@ -254,3 +254,36 @@ func TestFlagLinesHoldNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreBackupDestChecked: store backup's FILE is checked before the
+// copy is made: a directory, or a file in a directory that does not exist
+// or is not one, is refused naming it (exit 2). Before, the copy was made
+// and then failed (exit 1): "rename d.tmp d: file exists", "open
+// afile/x.db.tmp: not a directory".
+func TestStoreBackupDestChecked(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(data, StoreFile), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	writeTestFile(t, filepath.Join(dir, "afile"), "")
+	vars := map[string]string{"SLIDESHOWD_DATA": data}
+	for _, tt := range []struct{ dest, want string }{
+		{"data", "slideshowd store backup: data: a directory: want the copy's file name\n"},
+		{"afile/x.db", "slideshowd store backup: afile/x.db: cannot be written in afile: not a directory\n"},
+		{"none/x.db", "slideshowd store backup: none/x.db: cannot be written: none does not exist\n"},
+	} {
+		r := runBin(t, dir, vars, "store", "backup", tt.dest, "-addr", "127.0.0.1:1")
+		if r.code != exitBadArgs || r.stderr != tt.want {
+			t.Errorf("backup %s: exit %d, stderr %q; want 2 and %q", tt.dest, r.code, r.stderr, tt.want)
+		}
+	}
+	if r := runBin(t, dir, vars, "store", "backup", "copy.db", "-addr", "127.0.0.1:1"); r.code != exitOK {
+		t.Errorf("backup copy.db: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

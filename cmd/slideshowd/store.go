@@ -116,6 +116,10 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stdout, "%s: ok\n", path)
 		return exitOK
 	case "backup":
+		if problem := backupDestProblem(rest[0]); problem != "" {
+			fmt.Fprintln(e.stderr, redactorOf(cfg).String(fmt.Sprintf("slideshowd store backup: %s: %s", rest[0], problem)))
+			return exitBadArgs
+		}
 		n, via, err := backupStore(ctx, cfg, rest[0])
 		if err != nil {
 			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
@@ -134,6 +138,26 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 	}
 	fmt.Fprintf(e.stderr, "slideshowd store: unknown subcommand %q (check, backup or restore)\n", sub)
 	return exitBadArgs
+}
+
+// backupDestProblem says why dest cannot take a backup ("" when it can):
+// a directory, or a file in a directory that does not exist or where no
+// file can be created. Found before the copy is made (exit 2), not when
+// its temporary file is opened or renamed (exit 1, "rename d.tmp d: file
+// exists").
+func backupDestProblem(dest string) string {
+	if fi, err := os.Stat(dest); err == nil && fi.IsDir() {
+		return "a directory: want the copy's file name"
+	}
+	dir := filepath.Dir(dest)
+	exists, problem := dirProblem(dir)
+	switch {
+	case problem != "":
+		return "cannot be written in " + dir + ": " + problem
+	case !exists:
+		return "cannot be written: " + dir + " does not exist"
+	}
+	return ""
 }
 
 // backupStore writes a consistent copy of the store to dest: through the
