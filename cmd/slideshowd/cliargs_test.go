@@ -200,6 +200,15 @@ func TestJobsFiltersCheckedFirst(t *testing.T) {
 	if n := asked.Load(); n != 0 {
 		t.Errorf("the daemon was asked %d times; want none: the filters are checked first", n)
 	}
+	// An unknown job in the data directory is said in words, without the
+	// pipeline's prefix ("pipeline: not found: job ...").
+	for _, sub := range []string{"show", "cancel"} {
+		r := runBin(t, dir, map[string]string{"SLIDESHOWD_DATA": withData}, "jobs", sub, "0123456789abcdef01234567", "-addr", "127.0.0.1:1")
+		want := `slideshowd: job "0123456789abcdef01234567": not found in the data directory ` + withData + "\n"
+		if r.code != exitFailed || r.stderr != want {
+			t.Errorf("jobs %s of an unknown job: exit %d, stderr %q; want 1 and %q", sub, r.code, r.stderr, want)
+		}
+	}
 	// Good filters go to the daemon as given.
 	r := runBin(t, dir, nil, "jobs", "list", "-addr", daemonAddr, "-since", "24h", "-state", "queued,done", "-priority", "low")
 	if r.code != exitOK || asked.Load() != 1 {

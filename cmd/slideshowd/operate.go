@@ -574,6 +574,15 @@ func cmdJobs(ctx context.Context, e env, args []string) int {
 	}
 	if errors.Is(err, errNoDaemon) {
 		page, st, err = jobsOffline(ctx, cfg, sub, pos, q, err)
+		// The data directory's refusals in words, as the daemon's 404
+		// and 409 say them, not the pipeline's ("pipeline: not found:
+		// job ...").
+		switch {
+		case errors.Is(err, pipeline.ErrNotFound):
+			err = fmt.Errorf("job %q: not found in the data directory %s", pos[0], cfg.Data)
+		case errors.Is(err, pipeline.ErrFinal) && st.State != "":
+			err = fmt.Errorf("job %s is %s: only a queued or running slideshow can be canceled", pos[0], st.State)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd:", err)

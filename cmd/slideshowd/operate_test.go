@@ -235,6 +235,12 @@ func TestJobsCommand(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("jobs cancel offline: %d %s %s", r.code, r.stdout, r.stderr)
 	}
+	// Again: refused in words, as the daemon's 409 (it said "pipeline:
+	// job already ended: job ... is canceled").
+	r = runBin(t, dir, cli, append([]string{"jobs", "cancel", ids[2]}, off...)...)
+	if want := "slideshowd: job " + ids[2] + " is canceled: only a queued or running slideshow can be canceled\n"; r.code != 1 || r.stderr != want {
+		t.Errorf("jobs cancel offline again: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+	}
 	r = runBin(t, dir, cli, append([]string{"jobs", "list", "-state", "canceled", "-limit", "1"}, off...)...)
 	if r.code != 0 || strings.Count(r.stdout, "Deck ") != 1 || !strings.Contains(r.stdout, "more: slideshowd jobs list ") {
 		t.Fatalf("jobs list -limit 1: %d %s %s", r.code, r.stdout, r.stderr)
