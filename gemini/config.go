@@ -7,10 +7,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	redactlib "github.com/slideshowd/slideshowd/internal/redact"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -150,11 +153,25 @@ func (c Config) Validate() error {
 		}
 		return fmt.Errorf("gemini: base_url: not a URL: %v", err)
 	}
+	// Shown without its user information, its query values and its
+	// fragment (internal/redact.URL: a URL without a scheme wholly), never
+	// a credential; one with none of them as it is, but for API-key
+	// shapes.
+	shown := strconv.Quote(redactlib.URL(c.BaseURL, nil))
+	if !strings.ContainsAny(c.BaseURL, "@?#") {
+		shown = strconv.Quote(redactlib.String(c.BaseURL))
+	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("gemini: base_url: %q: want an absolute http or https URL", u.Redacted())
+		return fmt.Errorf("gemini: base_url: %s: want an absolute http or https URL", shown)
 	}
 	if u.User != nil {
-		return fmt.Errorf("gemini: base_url: %s: must not carry credentials", u.Redacted())
+		return fmt.Errorf("gemini: base_url: %s: must not carry credentials (user information before '@')", shown)
+	}
+	if p := redactlib.CredentialParam(u.Query()); p != "" {
+		// The SDK sends the key in a header; one in the URL would be
+		// sent with every request of every key, and shown wherever the
+		// URL is.
+		return fmt.Errorf("gemini: base_url: %s: must not carry credentials (query parameter %q; a key goes in Config.Keys)", shown, p)
 	}
 	return nil
 }

@@ -32,6 +32,12 @@ func TestConfigValidate(t *testing.T) {
 		{"other scheme", Config{Keys: ok, BaseURL: "ftp://example.com"}, `base_url: "ftp://example.com"`},
 		{"unparsable base URL", Config{Keys: ok, BaseURL: "http://a b.com/\x7f"}, "base_url: not a URL"},
 		{"credentials in base URL", Config{Keys: ok, BaseURL: "https://user:hunter2@proxy.example"}, "must not carry credentials"},
+		{"key in base URL's query", Config{Keys: ok, BaseURL: "https://proxy.example/v1?key=hunter2"},
+			`base_url: "https://proxy.example/v1?key=[REDACTED]": must not carry credentials (query parameter "key"`},
+		{"API key shaped query value", Config{Keys: ok, BaseURL: "https://proxy.example/?x=AIzaSyA1234567890abcdefghijklmnopqrstuv"},
+			`(query parameter "x"`},
+		{"key in the query of a bad scheme", Config{Keys: ok, BaseURL: "ftp://proxy.example/?key=hunter2"}, `base_url: "ftp://proxy.example/?key=[REDACTED]"`},
+		{"token in base URL's query", Config{Keys: ok, BaseURL: "http://127.0.0.1:8080/?access_token=hunter2&v=1"}, `query parameter "access_token"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,7 +51,7 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Validate = %v, want an error naming %q", err, tt.want)
 			}
-			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "s1") {
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "s1") || strings.Contains(err.Error(), "AIza") {
 				t.Errorf("error shows a secret: %v", err)
 			}
 			if _, err := New(t.Context(), tt.cfg); err == nil {

@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -557,35 +555,10 @@ func checkBaseURL(s string) error {
 	if u.User != nil {
 		return fieldErr("base_url", shown, "must not carry credentials (user information before '@')")
 	}
-	if p := credentialParam(u.Query()); p != "" {
+	if p := redact.CredentialParam(u.Query()); p != "" {
 		return fieldErr("base_url", shown, fmt.Sprintf("must not carry credentials (query parameter %q; a Gemini API key goes in keys[].secret_env)", p))
 	}
 	return nil
-}
-
-// credentialParam returns the first (by name) query parameter that may
-// carry a credential: a name such as key, api_key, token, password,
-// secret or signature, or a value shaped like an API key; "" when none.
-func credentialParam(q url.Values) string {
-	names := make([]string, 0, len(q))
-	for k := range q {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		n := strings.ToLower(k)
-		for _, w := range []string{"key", "token", "secret", "pass", "pwd", "auth", "sig", "cred"} {
-			if strings.Contains(n, w) {
-				return k
-			}
-		}
-		for _, v := range q[k] {
-			if redact.String(v) != v {
-				return k
-			}
-		}
-	}
-	return ""
 }
 
 func fieldErr(field, value, why string) error {

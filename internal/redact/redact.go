@@ -11,8 +11,10 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"net/url"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -186,3 +188,30 @@ func shownQuery(s string, keep func(string) bool) string {
 
 // urlScheme matches a URL's scheme and the slashes after it, at the start.
 var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.\-]*:/{0,2}`)
+
+// CredentialParam returns the first (by name) query parameter that may
+// carry a credential: a name such as key, api_key, token, password,
+// secret or signature, or a value shaped like an API key (String); ""
+// when none. The configuration's base_url checks (internal/config and
+// package gemini) refuse a URL with one.
+func CredentialParam(q url.Values) string {
+	names := make([]string, 0, len(q))
+	for k := range q {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		n := strings.ToLower(k)
+		for _, w := range []string{"key", "token", "secret", "pass", "pwd", "auth", "sig", "cred"} {
+			if strings.Contains(n, w) {
+				return k
+			}
+		}
+		for _, v := range q[k] {
+			if String(v) != v {
+				return k
+			}
+		}
+	}
+	return ""
+}
