@@ -93,7 +93,7 @@ type leaseState struct {
 	// or later after Wrote. Read without the lock: a write within the
 	// margin costs one atomic load.
 	slot   atomic.Int64
-	margin int64 // the class's WindowMargin, in nanoseconds
+	margin int64 // half the class's WindowMargin (bucket.Class.WriteMargin), in nanoseconds
 
 	mu    sync.Mutex
 	done  bool // the work returned: Wrote does nothing
@@ -117,12 +117,13 @@ func (l Lease) ReportTokens(n int) {
 // last byte was handed to the network; package gemini reports it from an
 // httptrace.ClientTrace's WroteRequest). When at plus half the class's
 // WindowMargin (bucket.Class.WriteMargin) is later than the lease's slot
-// (Slot, or where an earlier Wrote moved it), the slot moves there in this
-// process's lane window (a store with a Restamped method is told too), so
-// the request counts from when it can reach the API, not from its dispatch. A write within the first half
-// of the margin after the dispatch costs one atomic load and changes
-// nothing. Several calls keep the latest time (a request written again,
-// e.g. on a new connection). A write more than 60 s after the stamp, when
+// (Slot, or where an earlier Wrote moved it), the slot moves there, in this
+// process's lane window and in a shared store's (store.Redis.Restamped: a
+// lock, or one Redis round trip, synchronous, bounded to 2 s), so the
+// request counts from when it can reach the API, not from its dispatch. A
+// write within the first half of the margin after the dispatch costs one
+// atomic load and changes nothing. Several calls keep the latest time (a
+// request written again, e.g. on a new connection). A write more than 60 s after the stamp, when
 // the slot has left the window, counts the slot again from then (the
 // window bound may not hold for that request: other requests may have used
 // its slot meanwhile). A call after the work returned, or on a Lease not
@@ -143,8 +144,9 @@ func (l Lease) Wrote(at time.Time) {
 		return
 	}
 	from := time.Unix(0, st.slot.Load())
-	to, moved := st.r.s.ledger.restamp(st.r.class, st.lease, from, at)
-	if moved {
+	// Where the slot is now: moved to at plus the write margin, or already
+	// later than that in the lane's window.
+	if to, _ := st.r.s.ledger.restamp(st.r.class, st.lease, from, at); to.UnixNano() > st.slot.Load() {
 		st.slot.Store(to.UnixNano())
 	}
 }

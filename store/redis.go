@@ -282,6 +282,7 @@ type Redis struct {
 
 	stampMu sync.Mutex
 	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
+	floor   map[LaneID]int64      // each lane's latest stamp of a grant no longer in cur (local ms; see Restamped)
 
 	keysMu sync.Mutex
 	gkeys  map[LaneID]*grantKeys // the grant script's keys per lane (see grantKeysOf)

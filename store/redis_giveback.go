@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -285,6 +286,7 @@ func (s *Redis) takeGrant(lane LaneID) *laneGrant {
 	defer s.stampMu.Unlock()
 	g := s.cur[lane]
 	delete(s.cur, lane)
+	s.leftCur(lane, g)
 	return g
 }
 
@@ -345,6 +347,7 @@ func (s *Redis) settleGrants(ctx context.Context, now time.Time, all bool) error
 		if all || g.end <= idle {
 			ds = append(ds, due{l, g})
 			delete(s.cur, l)
+			s.leftCur(l, g)
 		}
 	}
 	s.stampMu.Unlock()
@@ -426,4 +429,130 @@ for i = 2, #KEYS, 3 do
   win_close(w)
 end
 return 1
+`)
+
+// Late writes.
+//
+// A request counts in the window from its stamp, the dispatch time plus
+// the class's margin, as long as it is written within the first half of
+// the margin (bucket.Class.Restamp): its second half covers the time from
+// the write until the API has it. A request written later (a loaded
+// machine: goroutine scheduling, encoding its body, dialing a connection)
+// is told with Restamped: its slot then counts from to, its write plus half
+// the margin, later than its stamp, from. Two ways:
+//
+//   - Its grant is the lane's current one, not settled yet, and to is no
+//     later than the grant's score (where its slots are until then): one of
+//     the grant's stamps equal to from is replaced by to, so the settlement
+//     keeps a slot at to. No Redis call. The lease is known to be of the
+//     current grant when from is later than every stamp of the lane's
+//     earlier grants (floor): a lane's leases are stamped in order, each
+//     after its grant was set, so the stamps of earlier grants are no later
+//     than floor, and any stamp of the current grant equal to from is as
+//     good as the lease's own (the grant's stamps are counted as a set:
+//     the argument above only uses their order statistics, and replacing
+//     one by a later value only raises them).
+//   - Otherwise (its grant was settled, or another grant is current, or to
+//     is beyond the grant's score, or its stamp was trimmed, or it moved
+//     before): one slot of its own is added to the lane's window at to on
+//     Redis's clock, in one round trip, and its early slot stays. The
+//     bound holds: the request has a slot scored no earlier than its
+//     arrival, and its early slot is one slot too many, as a stamped lease
+//     refunded is. The cost: the early slot stays counted until it leaves
+//     the window, one slot of the lane's RPM for up to a minute.
+
+// leftCur notes that g (nil: none) is no longer lane's current grant: no
+// lease stamped later than its stamps is of it (see "Late writes"). Call
+// it with stampMu held.
+func (s *Redis) leftCur(lane LaneID, g *laneGrant) {
+	if g == nil || len(g.stamps) == 0 {
+		return
+	}
+	m := slices.Max(g.stamps)
+	if s.floor == nil {
+		s.floor = make(map[LaneID]int64)
+	}
+	if m > s.floor[lane] {
+		s.floor[lane] = m
+	}
+}
+
+// restampCur moves a stamp of lane's current grant equal to from (local
+// ms) to to, when the lease is of that grant and to is no later than its
+// score (see "Late writes"); it reports whether it did.
+func (s *Redis) restampCur(lane LaneID, from, to int64) bool {
+	s.stampMu.Lock()
+	defer s.stampMu.Unlock()
+	g := s.cur[lane]
+	if g == nil || from <= s.floor[lane] || to+g.offset > g.score {
+		return false
+	}
+	i := slices.Index(g.stamps, from)
+	if i < 0 {
+		return false
+	}
+	g.stamps[i] = to
+	return true
+}
+
+// Restamped tells the ledger that a stamped lease of lane was written late:
+// its request, whose slot counted from from (its stamp, or where an earlier
+// Restamped put it), counts from to (later: its write plus half the class's
+// margin; see bucket.Class.Restamp). When the lease is of the lane's current
+// grant and to is no later than the grant's score, one of the grant's
+// stamps equal to from becomes to, so its settlement keeps a slot at to: a
+// lock, no Redis call. Otherwise it adds one slot to the lane's shared
+// window at to, converted to Redis's clock with the offset measured by this
+// call (Redis's now minus the local clock before the call, plus a
+// millisecond: never below the true offset, so the slot is never earlier
+// than the request's arrival on Redis's clock), in one Redis round trip
+// bounded to 2 s, and the slot at from stays (see "Late writes" above);
+// that slot is also kept for a re-seed of an empty Redis, as a grant of one
+// slot. Nothing is added when to is not after from, in an outage (the
+// process's grants on its share are added at the latest moment they could
+// be sent when it reconciles), or when the call fails or finds another
+// epoch: then the early slot alone holds the request (the window may count
+// it from before it arrived). Call it for a lease stamped with Stamped,
+// while its request is in flight. Safe for concurrent use.
+func (s *Redis) Restamped(lane LaneID, from, to time.Time) {
+	if !to.After(from) || s.restampCur(lane, ceilMilli(from), ceilMilli(to)) || s.Unreachable() {
+		return
+	}
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	member := s.id + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":w*1"
+	before := s.localNow().UnixMilli()
+	sc, err := restampScript.Run(ctx, s.rdb, []string{s.epochKey(), s.winKey(lane), s.winCountKey(lane)},
+		epoch, member, ceilMilli(to), before, s.clock(), s.window.Milliseconds()).Int64()
+	if err != nil || sc <= 0 {
+		return
+	}
+	s.mu.Lock()
+	s.grants[lane] = append(pruneGrants(s.grants[lane], s.localNow()), sentGrant{score: sc, member: member, covers: 1, tokens: -1})
+	s.mu.Unlock()
+}
+
+// restampScript adds a late write's slot to its lane's window (see "Late
+// writes" above) in the current epoch.
+//
+// KEYS: 1 epoch, 2 window, 3 the window's count. ARGV: 1 epoch, 2 member
+// (one slot), 3 the slot's time on the local clock (ms), 4 the local clock
+// before the call (ms), 5 now ms (0: Redis TIME), 6 window ms. Reply: the
+// slot's score (Redis ms), or 0 when the epoch changed (nothing done).
+var restampScript = redis.NewScript(clockLua + windowLua + `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local now = clock(ARGV[5])
+local sc = tonumber(ARGV[3]) + now - tonumber(ARGV[4]) + 1
+local w = win_open(KEYS[2], KEYS[3])
+win_add(w, sc, ARGV[2], 1)
+local keep = math.max(sc - now, 0) + tonumber(ARGV[6]) + 1000
+local p = redis.call('PTTL', KEYS[2])
+if p < keep then
+  redis.call('PEXPIRE', KEYS[2], keep)
+  p = keep
+end
+return win_close(w, sc, p)
 `)
