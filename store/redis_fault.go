@@ -1206,6 +1206,22 @@ func (s *Redis) keysVersion(v string) {
 // another epoch than this process joined, is retried at the next
 // re-subscription or signal.
 func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
+	// Under joinMu: a join that finds the epoch gone sets the new epoch
+	// and then puts back the keys and stops it saw (seedView); a read
+	// between the two would take the half-seeded state as every key
+	// enabled and every lane resumed, and forget what the seed was to put
+	// back. fn is called after, unlocked.
+	s.joinMu.Lock()
+	evs := s.resyncEvents(ctx)
+	s.joinMu.Unlock()
+	for _, ev := range evs {
+		fn(ev)
+	}
+}
+
+// resyncEvents is resyncShared's read (under joinMu): the events to report,
+// none when the read fails or finds another epoch.
+func (s *Redis) resyncEvents(ctx context.Context) []SharedEvent {
 	var all *redis.MapStringStringCmd
 	var ver, ep *redis.StringCmd
 	states := make([]*redis.SliceCmd, len(s.lanes))
@@ -1219,7 +1235,7 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	known := s.epoch
@@ -1230,7 +1246,7 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 		// enabled and every lane resumed. This process re-seeds at its
 		// next grant or reconnect, puts back what it saw (seedView), then
 		// re-reads.
-		return
+		return nil
 	}
 	var evs []SharedEvent
 	shared := all.Val()
@@ -1309,9 +1325,7 @@ func (s *Redis) resyncShared(ctx context.Context, fn func(SharedEvent)) {
 			}
 		}
 	}
-	for _, ev := range evs {
-		fn(ev)
-	}
+	return evs
 }
 
 // LimitsConflict returns an error wrapping ErrLimitsConflict, naming the
