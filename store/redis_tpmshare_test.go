@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/slideshowd/slideshowd/bucket"
@@ -38,10 +39,25 @@ type tpmProc struct {
 // the ledger; every process heartbeats every 5 s. It returns every send.
 func tpmShareRun(t *testing.T, procs int, d time.Duration, tokens func() int) []tpmSend {
 	t.Helper()
+	e := newRedisEnv(t)
+	var all []tpmSend
+	// In a bubble: time.Now stands still while the processes wait for
+	// Redis, so a refusal's Until (local time.Now at the call plus the
+	// wait on Redis's clock) is held for exactly that wait, whatever the
+	// machine's load; outside, the hold came short by the call's real
+	// time and the processes' order, and so their use of TPM, depended on
+	// the scheduling of the test.
+	synctest.Test(t, func(t *testing.T) {
+		all = tpmShareBubble(t, e, procs, d, tokens)
+	})
+	return all
+}
+
+// tpmShareBubble is tpmShareRun's processes on e, run in a synctest bubble.
+func tpmShareBubble(t *testing.T, e *redisEnv, procs int, d time.Duration, tokens func() int) []tpmSend {
 	ctx := context.Background()
 	const margin = 250 * time.Millisecond
 	limits := bucket.Limits{RPM: 60, RPD: 100_000, TPM: 4000}
-	e := newRedisEnv(t)
 	var ps []*tpmProc
 	for i := range max(procs, 1) {
 		pool, err := bucket.New(bucket.Config{
