@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -418,14 +419,47 @@ func stampSends(rng *rand.Rand, s *store.Redis, got, until time.Time, covers int
 	return sends
 }
 
+// TestRedisModel runs the randomized model of 4 processes on one Redis in
+// rounds: each round must keep every window and the day within their limits;
+// and the model must exercise the lane, saturated and with scheduled slots
+// granted. Both depend on the machine's speed (the processes and their
+// grants' expiry run on the real clock; the day's RPD ends a round): a
+// round that exercised them too little is run again on a fresh cluster, up
+// to modelRounds rounds (under two busy loops about 1 round in 30 granted no
+// scheduled slot).
 func TestRedisModel(t *testing.T) {
 	seed := modelSeed(t)
 	srv := redistest.Start(t, redistest.Options{})
+	const modelRounds = 5
+	for round := range modelRounds {
+		sends, future := redisModelRound(t, srv.Addr(), seed, round)
+		if t.Failed() {
+			return
+		}
+		if future > 0 && sends >= 2*redisModelRPM {
+			return
+		}
+		t.Logf("round %d: %d sends, %d scheduled slots granted: run again", round, sends, future)
+	}
+	t.Errorf("in %d rounds none saturated the lane (at least %d sends) with a scheduled slot granted: the model did not exercise them", modelRounds, 2*redisModelRPM)
+}
+
+// redisModelRPM is TestRedisModel's RPM.
+const redisModelRPM = 12
+
+// redisModelRound is one round of TestRedisModel on a cluster of its own
+// (round 0: "model"); it checks the limits and returns the sends and the
+// scheduled slots granted.
+func redisModelRound(t *testing.T, addr string, seed uint64, round int) (int, int) {
+	cluster := "model"
+	if round > 0 {
+		cluster += strconv.Itoa(round)
+	}
 	const (
 		window  = 300 * time.Millisecond
 		margin  = 20 * time.Millisecond
 		ttl     = 40 * time.Millisecond
-		rpm     = 12
+		rpm     = redisModelRPM
 		rpd     = 80
 		clients = 4
 		run     = 3 * time.Second
@@ -437,15 +471,15 @@ func TestRedisModel(t *testing.T) {
 	var wg sync.WaitGroup
 	deadline := time.Now().Add(run)
 	for i := range clients {
-		rng := rand.New(rand.NewPCG(seed, uint64(i)))
-		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		rng := rand.New(rand.NewPCG(seed+uint64(round), uint64(i)))
+		c := redis.NewClient(&redis.Options{Addr: addr})
 		defer c.Close()
 		wg.Go(func() {
 			ctx := context.Background()
 			gen := 0
 			open := func() *store.Redis {
 				gen++
-				s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "model",
+				s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: cluster,
 					Process: "p" + string(rune('a'+i)) + string(rune('0'+gen%10)), Classes: []store.RedisClass{cls}, Projects: []string{"p1"}})
 				if err != nil {
 					t.Error(err)
@@ -493,9 +527,9 @@ func TestRedisModel(t *testing.T) {
 	wg.Wait()
 	span := window + margin
 	worst := checkSends(t, sends, span, rpm, rpd, seed)
-	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
-	keys, _ := c.Keys(context.Background(), "model:day:*").Result()
+	keys, _ := c.Keys(context.Background(), cluster+":day:*").Result()
 	if len(keys) != 1 {
 		t.Fatalf("day keys %v", keys)
 	}
@@ -503,13 +537,8 @@ func TestRedisModel(t *testing.T) {
 	if err != nil || count < len(sends) || count > rpd {
 		t.Errorf("shared day count %d (%v), sends %d, RPD %d (seed %d)", count, err, len(sends), rpd, seed)
 	}
-	t.Logf("%d sends, busiest %v interval %d of %d, day count %d of %d, %d scheduled slots granted", len(sends), span, worst, rpm, count, rpd, future)
-	if future == 0 {
-		t.Errorf("no scheduled slot granted: the model did not exercise them")
-	}
-	if len(sends) < rpm*2 {
-		t.Errorf("only %d sends: the model did not saturate the lane", len(sends))
-	}
+	t.Logf("round %d: %d sends, busiest %v interval %d of %d, day count %d of %d, %d scheduled slots granted", round, len(sends), span, worst, rpm, count, rpd, future)
+	return len(sends), future
 }
 
 // checkSends fails t when an interval of span (the window plus the margin)
