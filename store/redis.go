@@ -280,9 +280,11 @@ type Redis struct {
 	// and those of the changes the cluster made (keepLocal, agreeLocal).
 	localMu sync.Mutex
 
-	stampMu sync.Mutex
-	cur     map[LaneID]*laneGrant // each lane's last grant from Redis and its stamps (see Stamped)
-	floor   map[LaneID]int64      // each lane's latest stamp of a grant no longer in cur (local ms; see Restamped)
+	stampMu   sync.Mutex
+	cur       map[LaneID]*laneStamps  // each lane's place for its last grant from Redis and its stamps (see Stamped)
+	stampIdx  *[stampSlots]laneStamps // most of cur's entries, by their strings (stampsOf)
+	stampIdxN int                     // entries in stampIdx, with stampMu
+	floor     map[LaneID]int64        // each lane's latest stamp of a grant no longer in cur (local ms; see Restamped)
 
 	keysMu sync.Mutex
 	gkeys  map[LaneID]*grantKeys // the grant script's keys per lane (see grantKeysOf)
@@ -331,7 +333,7 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	}
 	s := &Redis{Local: local, rdb: o.Client, prefix: o.Cluster + ":", cluster: o.Cluster, process: o.Process,
 		classes: make(map[string]RedisClass), ttl: o.HeartbeatTTL, window: time.Minute, loc: o.Location, now: o.Now,
-		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant), cur: make(map[LaneID]*laneGrant),
+		seen: make(map[dayLane]int), grants: make(map[LaneID][]sentGrant), cur: make(map[LaneID]*laneStamps), stampIdx: new([stampSlots]laneStamps),
 		gkeys: make(map[LaneID]*grantKeys), view: o.ViewClient}
 	if s.view == nil {
 		s.view = o.Client
@@ -1313,11 +1315,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			// re-seed adds prev's slots as granted (its settlement was
 			// not applied): the next grant settles them.
 			if prev != nil {
-				s.stampMu.Lock()
-				if s.cur[r.Lane] == nil {
-					s.cur[r.Lane] = prev
-				}
-				s.stampMu.Unlock()
+				s.restoreGrant(r.Lane, prev)
 			}
 			if err := s.newEpoch(ctx); err != nil {
 				return 0, 0, nil, 0, nil, err
@@ -1377,7 +1375,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			// stampsKept of them).
 			g = &laneGrant{member: member, covers: covers, score: score, offset: rnow - before + 1,
 				end: before + ttlMillis + c.Margin.Milliseconds()}
-			g.stamps = make([]int64, 0, g.stampsKept()+1)
+			g.newStamps()
 		case "day":
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
@@ -1415,9 +1413,7 @@ func (s *Redis) Settle(ctx context.Context, st Settlement) error {
 		shared = err
 	}
 	if s.Unreachable() {
-		s.stampMu.Lock()
-		clear(s.cur)
-		s.stampMu.Unlock()
+		s.dropGrants()
 	} else if err := s.settleGrants(ctx, s.localNow(), true); err != nil && shared == nil {
 		shared = err
 	}

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -159,12 +162,216 @@ import (
 
 // laneGrant is a lane's last grant from Redis and the stamps since.
 type laneGrant struct {
+	// n: the stamps published in buf[:n&stampCount], and the stamp*
+	// flags; read and written with sync/atomic only (first: 64-bit
+	// aligned on 32-bit platforms too).
+	n int64
+
 	member string // member prefix: its window member is grantMember(member, covers)
 	covers int
 	score  int64 // Redis ms: where its slots are
 	offset int64 // Redis ms minus local ms, never below the true offset
 	end    int64 // local ms: the grant's expiry plus the margin
+
+	// While the grant is the lane's current one, Stamped writes its stamps
+	// to buf (room for stampsKept()+1, made with the grant: newStamps) and
+	// publishes them through n (see stamp); once it is taken (close), stamps
+	// is what was published, read by settlement. A grant built without buf
+	// (a test's) has only stamps.
+	buf    []int64
 	stamps []int64
+}
+
+// The flags of laneGrant.n. stampClosed: the grant was taken (close), its
+// stamps are final and a stamp is the lane's next grant's. stampBusy: buf
+// is being rewritten (a trim, or update) and is not read or written by
+// anyone else meanwhile.
+const (
+	stampClosed = 1 << 62
+	stampBusy   = 1 << 61
+	stampCount  = stampBusy - 1
+)
+
+// newStamps makes g's room for its stamps, once, before it is handed out
+// (setGrant): Stamped then allocates nothing.
+func (g *laneGrant) newStamps() { g.buf = make([]int64, g.stampsKept()+1) }
+
+// stamp adds ms to g's stamps, and reports false when g was closed first
+// (the stamp then belongs to the lane's next grant, or to none). It costs
+// one atomic compare-and-swap (a trim, once every Covers + 9 stamps, two
+// more and a sort). Only one goroutine at a time stamps a lane (Stamped's
+// precondition): the others (close, update) only set flags, so the slot at
+// n is written by this goroutine alone and read by nobody until the
+// compare-and-swap publishes it; a close in between fails it (the slot,
+// past the count close took, is never read), as does an update (it is
+// written again once the update is over).
+func (g *laneGrant) stamp(ms int64) bool {
+	for {
+		v := atomic.LoadInt64(&g.n)
+		switch {
+		case v&stampClosed != 0:
+			return false
+		case v&stampBusy != 0: // an update: wait for it
+			runtime.Gosched()
+			continue
+		}
+		i := int(v & stampCount)
+		if i >= len(g.buf) {
+			// Full: keep the Covers latest, in place, while busy.
+			if !atomic.CompareAndSwapInt64(&g.n, v, v|stampBusy) {
+				continue
+			}
+			if g.buf == nil {
+				// A grant made without its room (not by grantFrom).
+				g.newStamps()
+				atomic.StoreInt64(&g.n, 0)
+				continue
+			}
+			st := g.buf[:i]
+			if !slices.IsSorted(st) {
+				slices.Sort(st)
+			}
+			k := min(i, g.covers)
+			copy(st, st[i-k:])
+			atomic.StoreInt64(&g.n, int64(k))
+			continue
+		}
+		g.buf[i] = ms
+		if atomic.CompareAndSwapInt64(&g.n, v, v+1) {
+			return true
+		}
+	}
+}
+
+// lock waits until no update or trim rewrites g's stamps and marks them
+// busy; it returns the count of stamps in buf and whether g was closed.
+// The caller ends it by storing the count (and the closed flag) in g.n.
+func (g *laneGrant) lock() (n int64, closed bool) {
+	for {
+		v := atomic.LoadInt64(&g.n)
+		if v&stampBusy != 0 {
+			runtime.Gosched()
+			continue
+		}
+		if atomic.CompareAndSwapInt64(&g.n, v, v|stampBusy) {
+			return v & stampCount, v&stampClosed != 0
+		}
+	}
+}
+
+// close ends g's stamping: the stamps published before it are final, in
+// g.stamps; a stamp after it is the lane's next grant's (Stamped).
+func (g *laneGrant) close() {
+	n, closed := g.lock()
+	if !closed && g.buf != nil {
+		g.stamps = g.buf[:n]
+	}
+	atomic.StoreInt64(&g.n, n|stampClosed)
+}
+
+// reopen makes a closed g take stamps again, after those it had (the
+// lane's grant again: restoreGrant). Call it only with g held by nobody
+// else (taken, not yet handed out again).
+func (g *laneGrant) reopen() {
+	if g.buf == nil {
+		return // no room: it stays closed, as a test's grant
+	}
+	atomic.StoreInt64(&g.n, int64(len(g.stamps)))
+}
+
+// update runs f on g's stamps, the published ones (f may change their
+// values, not their number), while no stamp is added or taken, and reports
+// whether g was still open (f ran): after close, g's stamps are its
+// settlement's. Safe for concurrent use with stamp and close.
+func (g *laneGrant) update(f func(stamps []int64)) bool {
+	n, closed := g.lock()
+	if !closed {
+		f(g.buf[:n])
+	}
+	v := n
+	if closed {
+		v |= stampClosed
+	}
+	atomic.StoreInt64(&g.n, v)
+	return !closed
+}
+
+// laneStamps is a lane's place for its current grant, made once per lane
+// and never removed (Redis.stampsOf), so Stamped finds it without a lock.
+type laneStamps struct {
+	ready atomic.Bool // in Redis.stampIdx: lane is set (read lane only then)
+	lane  LaneID
+	g     atomic.Pointer[laneGrant] // nil: no grant stamped
+	_     [16]byte                  // 64 bytes a lane in stampIdx (not aligned to a cache line: at most two)
+}
+
+// stampSlots is the size of Redis.stampIdx: the laneStamps of up to
+// stampSlots/2 lanes, each at the first free slot of the stampProbes from
+// its strings' hash (open addressing, linear probing), never removed.
+const (
+	stampSlots  = 512
+	stampProbes = 16
+)
+
+// stampHash hashes where lane's strings are in memory, not their text: the
+// scheduler passes the same strings for a lane every time (its lane's
+// project and its class's name), so a look-up hashes two pointers where a
+// map hashes both texts.
+func stampHash(lane LaneID) uint64 {
+	p := uint64(uintptr(unsafe.Pointer(unsafe.StringData(lane.Project))))
+	c := uint64(uintptr(unsafe.Pointer(unsafe.StringData(lane.Class))))
+	return ((p ^ c<<1) * 0x9e3779b97f4a7c15) >> 32 // its high bits, mixed; stampsOf takes it modulo stampSlots
+}
+
+// sameStrings reports whether a and b are held by the same strings.
+func sameStrings(a, b LaneID) bool {
+	return unsafe.StringData(a.Project) == unsafe.StringData(b.Project) && len(a.Project) == len(b.Project) &&
+		unsafe.StringData(a.Class) == unsafe.StringData(b.Class) && len(a.Class) == len(b.Class)
+}
+
+// stampsOf returns lane's laneStamps, making it on first use; safe for
+// concurrent use. A lane is indexed (stampIdx) by the strings it was first
+// given with: given with those again (the scheduler's), it is found
+// without a lock, hashing two pointers and reading one cache line; given
+// with other strings of the same text, or when the index is half full or
+// its probes are, it is found in s.cur, with stampMu, as before the index.
+func (s *Redis) stampsOf(lane LaneID) *laneStamps {
+	h := stampHash(lane)
+	if idx := s.stampIdx; idx != nil {
+		for i := range uint64(stampProbes) {
+			e := &idx[(h+i)%stampSlots]
+			if !e.ready.Load() {
+				break
+			}
+			if sameStrings(e.lane, lane) {
+				return e
+			}
+		}
+	}
+	s.stampMu.Lock()
+	defer s.stampMu.Unlock()
+	if ls := s.cur[lane]; ls != nil {
+		return ls
+	}
+	if s.cur == nil {
+		s.cur = make(map[LaneID]*laneStamps)
+	}
+	ls := &laneStamps{lane: lane}
+	if idx := s.stampIdx; idx != nil && s.stampIdxN < stampSlots/2 {
+		// Inserts are serialized by stampMu; a reader reads lane only
+		// once ready.
+		for i := range uint64(stampProbes) {
+			if e := &idx[(h+i)%stampSlots]; !e.ready.Load() {
+				e.lane = lane
+				e.ready.Store(true)
+				s.stampIdxN++
+				ls = e
+				break
+			}
+		}
+	}
+	s.cur[lane] = ls
+	return ls
 }
 
 // stampsKept is how many stamps a grant keeps before trimming to its
@@ -263,38 +470,67 @@ func ceilMilli(t time.Time) int64 {
 // the Reserve of the lease's record (if it has one) returned; a lease
 // refunded afterwards stays stamped. The lane's last grant uses the stamps
 // to give its unused window slots back when it is over (see the package's
-// file redis_giveback.go for why the bound holds). It costs a lock and no
-// Redis call; it is safe for concurrent use, but every lane must be used by
-// one caller at a time (a lane's stamps are attributed to its last grant).
+// file redis_giveback.go for why the bound holds). It makes no Redis call
+// and takes no lock: the lane's place is found by its strings' addresses
+// (stampsOf: with a lock the first time, and whenever the lane comes with
+// other strings than the first time), and the stamp is written to the
+// grant's room and published with one atomic compare-and-swap (stamp),
+// which also orders it against the grant's settlement on another goroutine
+// (the heartbeat's): a stamp is in the settlement exactly when it came
+// before the grant was taken, as under the lock it replaced. It is safe for
+// concurrent use, but every lane must be used by one caller at a time (a
+// lane's stamps are attributed to its last grant; two callers stamping
+// one lane at once would write the same place).
 func (s *Redis) Stamped(lane LaneID, at time.Time) {
 	ms := ceilMilli(at)
-	s.stampMu.Lock()
-	if g := s.cur[lane]; g != nil {
-		g.stamps = append(g.stamps, ms)
-		if len(g.stamps) > g.stampsKept() {
-			slices.Sort(g.stamps)
-			g.stamps = slices.Delete(g.stamps, 0, len(g.stamps)-g.covers)
+	ls := s.stampsOf(lane)
+	for {
+		g := ls.g.Load()
+		if g == nil || g.stamp(ms) {
+			return
 		}
+		// g was taken meanwhile (close): the stamp is the lane's grant's
+		// after it, as if it came after the take.
 	}
-	s.stampMu.Unlock()
 }
 
 // takeGrant removes lane's last grant from those being stamped and returns
-// it (nil when none).
+// it (nil when none), its stamps final (close).
 func (s *Redis) takeGrant(lane LaneID) *laneGrant {
+	ls := s.stampsOf(lane)
+	// With stampMu, as restampCur: the floor moves with the take.
 	s.stampMu.Lock()
 	defer s.stampMu.Unlock()
-	g := s.cur[lane]
-	delete(s.cur, lane)
-	s.leftCur(lane, g)
+	g := ls.g.Swap(nil)
+	if g != nil {
+		g.close()
+		s.leftCur(lane, g)
+	}
 	return g
 }
 
 // setGrant makes g lane's last grant, whose leases are stamped from now on.
 func (s *Redis) setGrant(lane LaneID, g *laneGrant) {
+	s.stampsOf(lane).g.Store(g)
+}
+
+// restoreGrant makes g, taken from lane (takeGrant) and not settled, lane's
+// last grant again, its stamps kept, unless another was set since.
+func (s *Redis) restoreGrant(lane LaneID, g *laneGrant) {
+	g.reopen()
+	s.stampsOf(lane).g.CompareAndSwap(nil, g)
+}
+
+// dropGrants forgets every lane's last grant: they are not settled (their
+// slots stay as granted) and the stamps after this have no grant.
+func (s *Redis) dropGrants() {
 	s.stampMu.Lock()
-	s.cur[lane] = g
-	s.stampMu.Unlock()
+	defer s.stampMu.Unlock()
+	for _, ls := range s.cur {
+		if g := ls.g.Swap(nil); g != nil {
+			g.close()
+		}
+	}
 }
 
 // settled records that g's settlement keep was applied in Redis, so that a
@@ -343,10 +579,10 @@ func (s *Redis) settleGrants(ctx context.Context, now time.Time, all bool) error
 	}
 	var ds []due
 	s.stampMu.Lock()
-	for l, g := range s.cur {
-		if all || g.end <= idle {
+	for l, ls := range s.cur {
+		if g := ls.g.Load(); g != nil && (all || g.end <= idle) && ls.g.CompareAndSwap(g, nil) {
+			g.close()
 			ds = append(ds, due{l, g})
-			delete(s.cur, l)
 			s.leftCur(l, g)
 		}
 	}
@@ -481,18 +717,23 @@ func (s *Redis) leftCur(lane LaneID, g *laneGrant) {
 // ms) to to, when the lease is of that grant and to is no later than its
 // score (see "Late writes"); it reports whether it did.
 func (s *Redis) restampCur(lane LaneID, from, to int64) bool {
+	ls := s.stampsOf(lane)
+	// With stampMu, no grant of the lane is taken (takeGrant,
+	// settleGrants, dropGrants) and its floor does not move; a Stamped
+	// may still add to g meanwhile (update orders them).
 	s.stampMu.Lock()
 	defer s.stampMu.Unlock()
-	g := s.cur[lane]
+	g := ls.g.Load()
 	if g == nil || from <= s.floor[lane] || to+g.offset > g.score {
 		return false
 	}
-	i := slices.Index(g.stamps, from)
-	if i < 0 {
-		return false
-	}
-	g.stamps[i] = to
-	return true
+	found := false
+	return g.update(func(st []int64) {
+		if i := slices.Index(st, from); i >= 0 {
+			st[i] = to
+			found = true
+		}
+	}) && found
 }
 
 // Restamped tells the ledger that a stamped lease of lane was written late:
