@@ -332,7 +332,7 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 		json.NewEncoder(w).Encode(statsJSON(em.Stats()))
 	})
 	mux.Handle("/", em)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv, ln := emulatorServer(mux, ln)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -348,6 +348,16 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 	}
 	<-errc
 	return exitOK
+}
+
+// emulatorServer returns the server of `slideshowd emulate` and the
+// listener to serve it on: ln, through emulator.RecordReceiveTimes, so the
+// emulator counts a request when its bytes reached this machine (the
+// kernel's receive time), as a remote API would, not when this process got
+// the CPU to read them.
+func emulatorServer(h http.Handler, ln net.Listener) (*http.Server, net.Listener) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return srv, emulator.RecordReceiveTimes(srv, ln)
 }
 
 // emulatorStats is the JSON form of emulator.Stats.

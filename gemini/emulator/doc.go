@@ -9,7 +9,9 @@
 // keys of one project share its quotas), the models served with each
 // project's limits on them, the layout of 429 bodies, injected faults and a
 // seed. An Emulator is an http.Handler: serve it on a socket with
-// net/http, or hand Transport() to the genai client so requests never leave
+// net/http (through RecordReceiveTimes, so it counts each request when its
+// bytes reached the machine, see Quotas), or hand Transport() to the genai
+// client so requests never leave
 // the process — which also works inside a testing/synctest bubble, where the
 // fake clock drives every quota window and day:
 //
@@ -58,7 +60,14 @@
 //     received: its t, its day and its arrival in Stats are that moment, not
 //     the later one when the emulator has parsed it and taken its lock (on a
 //     loaded machine those take hundreds of milliseconds of the emulator's
-//     own CPU, which the real API does not share with its clients). So
+//     own CPU, which the real API does not share with its clients). Served
+//     on a listener from RecordReceiveTimes (slideshowd emulate does), on
+//     Linux, that moment is the kernel's receive time of the body's last
+//     TCP segment: a remote API receives a request when its bytes arrive,
+//     however loaded its clients' machine is, while this process, sharing
+//     that machine, may get the CPU to read them up to a second later
+//     (measured at load 10-20). Otherwise (Transport, another server or
+//     system) it is when the emulator's read of the body completed. So
 //     requests reach the quota check out of time order; one received at t
 //     is admitted only if every 60 s window containing t, requests received
 //     after it and counted first included, has room for it: no 60 s interval

@@ -366,8 +366,11 @@ func (e *Emulator) serveGenerate(w http.ResponseWriter, r *http.Request, rt rout
 	}
 	// The request counts (in the quotas and the statistics) when its body
 	// has been received, as the API counts it: parsing it and waiting for
-	// the lock take this process's time, not the API's.
-	received := time.Now()
+	// the lock take this process's time, not the API's. Served through
+	// RecordReceiveTimes (slideshowd emulate), it is when the body's last
+	// bytes reached this machine (the kernel's stamp), however long this
+	// process took to get the CPU and read them.
+	received := ReceivedAt(r)
 	if testHookReceived != nil {
 		testHookReceived()
 	}
