@@ -93,9 +93,9 @@ type stamper interface {
 
 // restamper is a shared store told of a stamped lease whose request was
 // written late (store.Redis.Restamped): its slot, at from, now counts from
-// to, later.
+// to, later, and so do its estimated tokens on a lane with TPM.
 type restamper interface {
-	Restamped(lane store.LaneID, from, to time.Time)
+	Restamped(lane store.LaneID, from, to time.Time, tokens int64)
 }
 
 func newLedger(st store.Store, classes []ClassConfig) *ledger {
@@ -182,7 +182,7 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 func (l *ledger) restamp(c *bucket.Class, lease bucket.Lease, from, wrote time.Time) (time.Time, bool) {
 	to, moved := c.Restamp(lease, wrote)
 	if moved && l.restamps != nil {
-		l.restamps.Restamped(store.LaneID{Project: lease.Project, Class: lease.Class}, from, to)
+		l.restamps.Restamped(store.LaneID{Project: lease.Project, Class: lease.Class}, from, to, int64(lease.Tokens))
 	}
 	return to, moved
 }

@@ -695,7 +695,14 @@ return 1
 //     bound holds: the request has a slot scored no earlier than its
 //     arrival, and its early slot is one slot too many, as a stamped lease
 //     refunded is. The cost: the early slot stays counted until it leaves
-//     the window, one slot of the lane's RPM for up to a minute.
+//     the window, one slot of the lane's RPM for up to a minute. On a lane
+//     with TPM the same script adds the request's estimated tokens to the
+//     lane's token window at to, an entry of their own: its grant's budget
+//     may already have been moved back to an earlier kept stamp by the
+//     settlement (or will be, to a stamp no later than the grant's score,
+//     earlier than to), and would leave the window while the API still
+//     counts the request. The budget's copy stays too (counted twice until
+//     it leaves: the safe side).
 
 // leftCur notes that g (nil: none) is no longer lane's current grant: no
 // lease stamped later than its stamps is of it (see "Late writes"). Call
@@ -748,14 +755,16 @@ func (s *Redis) restampCur(lane LaneID, from, to int64) bool {
 // millisecond: never below the true offset, so the slot is never earlier
 // than the request's arrival on Redis's clock), in one Redis round trip
 // bounded to 2 s, and the slot at from stays (see "Late writes" above);
-// that slot is also kept for a re-seed of an empty Redis, as a grant of one
-// slot. Nothing is added when to is not after from, in an outage (the
+// on a lane whose class has TPM the same call adds tokens (the request's
+// estimated input tokens, bucket.Lease.Tokens; below 0 counts as 0) to the
+// lane's token window at to, an entry of their own. The slot and its tokens
+// are also kept for a re-seed of an empty Redis, as a grant of one slot. Nothing is added when to is not after from, in an outage (the
 // process's grants on its share are added at the latest moment they could
 // be sent when it reconciles), or when the call fails or finds another
 // epoch: then the early slot alone holds the request (the window may count
 // it from before it arrived). Call it for a lease stamped with Stamped,
 // while its request is in flight. Safe for concurrent use.
-func (s *Redis) Restamped(lane LaneID, from, to time.Time) {
+func (s *Redis) Restamped(lane LaneID, from, to time.Time, tokens int64) {
 	if !to.After(from) || s.restampCur(lane, ceilMilli(from), ceilMilli(to)) || s.Unreachable() {
 		return
 	}
@@ -765,25 +774,31 @@ func (s *Redis) Restamped(lane LaneID, from, to time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	member := s.id + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":w*1"
+	tok := int64(-1)
+	if s.classes[lane.Class].TPM > 0 {
+		tok = max(tokens, 0)
+	}
 	before := s.localNow().UnixMilli()
-	sc, err := restampScript.Run(ctx, s.rdb, []string{s.epochKey(), s.winKey(lane), s.winCountKey(lane)},
-		epoch, member, ceilMilli(to), before, s.clock(), s.window.Milliseconds()).Int64()
+	sc, err := restampScript.Run(ctx, s.rdb, []string{s.epochKey(), s.winKey(lane), s.winCountKey(lane), s.tokKey(lane)},
+		epoch, member, ceilMilli(to), before, s.clock(), s.window.Milliseconds(), tok).Int64()
 	if err != nil || sc <= 0 {
 		return
 	}
 	s.mu.Lock()
-	s.grants[lane] = append(pruneGrants(s.grants[lane], s.localNow()), sentGrant{score: sc, member: member, covers: 1, tokens: -1})
+	s.grants[lane] = append(pruneGrants(s.grants[lane], s.localNow()), sentGrant{score: sc, member: member, covers: 1, tokens: tok})
 	s.mu.Unlock()
 }
 
 // restampScript adds a late write's slot to its lane's window (see "Late
 // writes" above) in the current epoch.
 //
-// KEYS: 1 epoch, 2 window, 3 the window's count. ARGV: 1 epoch, 2 member
-// (one slot), 3 the slot's time on the local clock (ms), 4 the local clock
-// before the call (ms), 5 now ms (0: Redis TIME), 6 window ms. Reply: the
+// KEYS: 1 epoch, 2 window, 3 the window's count, 4 the lane's token
+// window (written only with tokens >= 0). ARGV: 1 epoch, 2 member (one
+// slot; also the token entry's field), 3 the slot's time on the local clock
+// (ms), 4 the local clock before the call (ms), 5 now ms (0: Redis TIME),
+// 6 window ms, 7 the request's tokens (-1: a lane without TPM). Reply: the
 // slot's score (Redis ms), or 0 when the epoch changed (nothing done).
-var restampScript = redis.NewScript(clockLua + windowLua + `
+var restampScript = redis.NewScript(clockLua + tokensLua + windowLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local now = clock(ARGV[5])
 local sc = tonumber(ARGV[3]) + now - tonumber(ARGV[4]) + 1
@@ -795,5 +810,7 @@ if p < keep then
   redis.call('PEXPIRE', KEYS[2], keep)
   p = keep
 end
+local tk = tonumber(ARGV[7])
+if tk >= 0 then tok_take(KEYS[4], ARGV[2], sc, tk, keep) end
 return win_close(w, sc, p)
 `)

@@ -35,12 +35,12 @@ func TestRedisRestamped(t *testing.T) {
 	for range 3 {
 		a.Stamped(lane, stamp)
 	}
-	a.Restamped(lane, stamp, stamp) // not later: nothing
+	a.Restamped(lane, stamp, stamp, 0) // not later: nothing
 	e.clock.add(time.Second)
 	// Of the current grant, before its score (t0 + 2.1 s): the stamp moves,
 	// the window does not change until the settlement.
 	to := t0.Add(1050 * time.Millisecond)
-	a.Restamped(lane, stamp, to)
+	a.Restamped(lane, stamp, to, 0)
 	e.checkWindow(t, rc, "after a late write of the current grant", rep(ms(2100*time.Millisecond), 3))
 	// a's next grant (a record of 1, no new unit) settles the first: its
 	// stamps kept, the late one at its write.
@@ -54,10 +54,10 @@ func TestRedisRestamped(t *testing.T) {
 	// Of the settled grant: a slot added.
 	e.clock.add(time.Second)
 	to2 := t0.Add(3050 * time.Millisecond)
-	a.Restamped(lane, stamp, to2)
+	a.Restamped(lane, stamp, to2, 0)
 	// Of the current grant, after its score (t0 + 4.1 s): a slot added.
 	to3 := t0.Add(4200 * time.Millisecond)
-	a.Restamped(lane, stamp2, to3)
+	a.Restamped(lane, stamp2, to3, 0)
 	e.checkWindow(t, rc, "after two late writes that add slots", sorted(ms(101*time.Millisecond), ms(101*time.Millisecond),
 		ms(1051*time.Millisecond), ms(3051*time.Millisecond), ms(4100*time.Millisecond), ms(4201*time.Millisecond)))
 	// A minute after the first stamps the early slots have left; the late
