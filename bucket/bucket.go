@@ -346,16 +346,17 @@ type Lease struct {
 	// Budget is the input tokens the record reserves for the requests it
 	// covers, this one included, when the class shares its TPM
 	// (ClassConfig.SharedTPM; 0 otherwise, and when Record is false): this
-	// lease's Tokens plus, for each of the other Covers-1 requests, the
-	// lane's recent tokens per request, at most what the lane's own TPM
-	// window has room for at the acquisition (TPM less its live tokens;
-	// never below this lease's Tokens): a budget larger than that could
-	// not be used before its tokens leave the window, and a shared TPM
-	// window refuses a grant's budget whole, so it could keep out a
-	// smaller one that fits (two processes on Redis, rounds of 2 requests
-	// where 4 fit, TestRedisTPMShare). A later lease whose
-	// Tokens do not fit in what its record's budget has left records again
-	// (Record with Chunk 0 unless new units are due: a top-up).
+	// lease's Tokens plus, for each of the other Covers-1 requests (no more
+	// than AcquireFor's demand less one: units reserved before may cover
+	// more requests than wait, and a budget for them would hold a shared
+	// token window unused), the lane's recent tokens per request, at most
+	// what the lane's own TPM window has room for at the acquisition (TPM
+	// less its live tokens; never below this lease's Tokens): a budget
+	// larger than that could not be used before its tokens leave the
+	// window. A shared token window may grant less (Budgeted). A later
+	// lease whose Tokens do not fit in what its record's budget has left
+	// records again (Record with Chunk 0 unless new units are due: a
+	// top-up).
 	Budget int64
 	// PrevUnused is, on a record when the class shares its TPM, the tokens
 	// of the lane's previous record's Budget that no lease used (a new
@@ -690,7 +691,7 @@ func (c *Class) take(l *lane, n, tok int64, demand int) Lease {
 		if record {
 			unused = max(l.budget, 0)
 		}
-		budget = c.spend(l, tok, record, covers)
+		budget = c.spend(l, tok, record, covers, demand)
 	}
 	l.recordTokens += tok
 	l.secCount++
@@ -804,7 +805,8 @@ func (c *Class) Release(l Lease, now time.Time, actualTokens int) {
 }
 
 // Refund returns a lease whose request never left the process: its RPM and
-// TPM window slots and its daily unit come back. (The pacing token is not
+// TPM window slots, its tokens of the lane's TPM pacing and its daily unit
+// come back. (The pacing token is not
 // returned: pacing smooths, the window bounds.)
 func (c *Class) Refund(l Lease, now time.Time) {
 	if l.lane == nil {
@@ -817,6 +819,15 @@ func (c *Class) Refund(l Lease, now time.Time) {
 		e.dead = true
 		ln.win.live--
 		ln.win.tokens -= e.tok
+	}
+	if ln.tpm != nil && l.Tokens > 0 {
+		// Its tokens back to the TPM limiter too: a lane whose grants a
+		// shared token window refused (each lease refunded) would
+		// otherwise drain it, and then wait for it to refill (about 15 s
+		// for a quarter of TPM) once the window had room. A negative n
+		// adds to the limiter's tokens; the next read caps them at its
+		// burst, TPM.
+		ln.tpm.AllowN(now, -l.Tokens)
 	}
 	if l.rec == ln.recSeq {
 		ln.coverLeft++ // its record covers another request instead
@@ -851,9 +862,10 @@ func (c *Class) ChunkFailed(l Lease) {
 }
 
 // spend takes tok from the lane's record budget (ClassConfig.SharedTPM);
-// for a new record of covers requests it sizes the budget first and returns
-// it (see Lease.Budget), else it returns 0.
-func (c *Class) spend(l *lane, tok int64, record bool, covers int) int64 {
+// for a new record of covers requests it sizes the budget first, for no
+// more of them than demand (when > 0), and returns it (see Lease.Budget),
+// else it returns 0.
+func (c *Class) spend(l *lane, tok int64, record bool, covers, demand int) int64 {
 	// The moving average of the tokens per request, in 1/16 tokens,
 	// starting at the first request's.
 	if l.avgTok == 0 {
@@ -866,6 +878,13 @@ func (c *Class) spend(l *lane, tok int64, record bool, covers int) int64 {
 		return 0
 	}
 	per := (l.avgTok + 15) >> 4
+	if demand > 0 {
+		// Units reserved before may cover more requests than wait: a
+		// budget for them would hold the shared token window, unused,
+		// until its minute passes (no record after it gives it back).
+		// More work later tops the budget up.
+		covers = min(covers, demand)
+	}
 	// At most the room the lane's own TPM window has left (readyAt checked
 	// that tok fits): a budget no lease could use until the window frees
 	// would only be refused whole by a shared window that has room for
@@ -873,6 +892,26 @@ func (c *Class) spend(l *lane, tok int64, record bool, covers int) int64 {
 	b := max(tok, min(int64(c.limits.TPM)-l.win.tokens, tok+int64(covers-1)*per))
 	l.budget = b - tok
 	return b
+}
+
+// Budgeted records that the lease's record was granted a token budget of
+// budget (a shared token window had room for part of the lease's Budget:
+// store.Redis.ReserveFit): the lane's next leases under the record spend
+// from what is left of budget, and one whose Tokens do not fit records
+// again (a top-up). budget is at least the lease's Tokens and at most its
+// Budget; a larger one changes nothing. Call it, from the caller that
+// acquired the lease, before the lane's next Acquire (with Scheduled, for
+// the Covers granted); it does nothing for a lease that took no record or
+// whose record is no longer the lane's last.
+func (c *Class) Budgeted(l Lease, budget int64) {
+	if l.lane == nil || !l.Record || budget >= l.Budget {
+		return
+	}
+	c.mu.Lock()
+	if l.rec == l.lane.recSeq {
+		l.lane.budget = max(0, l.lane.budget-(l.Budget-budget))
+	}
+	c.mu.Unlock()
 }
 
 // CoverOne records that the lease's record was granted for the lease alone

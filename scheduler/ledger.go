@@ -73,6 +73,17 @@ type ledger struct {
 	// upTo is the durable store when it may grant a record fewer Covers, or
 	// some of them scheduled for later (store.Redis.ReserveUpTo).
 	upTo upToLedger
+	// fit is the durable store when it may also grant a record a smaller
+	// token budget, for fewer Covers (store.Redis.ReserveFit).
+	fit fitLedger
+}
+
+// fitLedger is an upToLedger whose grant may also take, for a class with
+// TPM, the part of the record's token budget that fits in the shared token
+// window (at least its first request's tokens) for as many of its Covers
+// as that part holds, rather than refusing it whole (store.Redis).
+type fitLedger interface {
+	ReserveFit(ctx context.Context, r store.Record, first int64) (store.Fit, error)
 }
 
 // upToLedger is a Ledger whose Reserve may grant less than the record's
@@ -105,6 +116,7 @@ func newLedger(st store.Store, classes []ClassConfig) *ledger {
 	l.stamps, _ = st.(stamper)
 	l.restamps, _ = st.(restamper)
 	l.upTo, _ = st.(upToLedger)
+	l.fit, _ = st.(fitLedger)
 	for _, c := range classes {
 		l.margin[c.Name] = c.WindowMargin
 		l.tpm[c.Name] = c.Limits.TPM
@@ -142,7 +154,20 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 			rec := store.Record{Lane: lane, Day: lease.Day, Units: lease.Chunk,
 				Covers: lease.Covers, At: now, Until: lease.Until(), PrevTokens: lease.PrevTokens, Tokens: lease.Budget, PrevUnused: lease.PrevUnused}
 			var n int
-			if l.upTo != nil {
+			if l.fit != nil && lease.Budget > 0 {
+				// The same, and a token budget that does not fit
+				// whole takes the part that does, for fewer Covers:
+				// the lane spends no more than granted.
+				var f store.Fit
+				f, err = l.fit.ReserveFit(ctx, rec, int64(max(lease.Tokens, 0)))
+				n = f.Count
+				if err == nil {
+					if f.Covers < lease.Covers || len(f.Schedule) > 0 {
+						c.Scheduled(lease, f.Covers, f.Schedule)
+					}
+					c.Budgeted(lease, f.Tokens)
+				}
+			} else if l.upTo != nil {
 				// A shared window with room for this request but not for
 				// the lease's Covers grants the others as its slots free
 				// (or fewer): the lane takes them no earlier (or records

@@ -1078,8 +1078,8 @@ func compareLane(a, b LaneID) int {
 // call failed, it may first try Redis again (one Heartbeat, bounded to
 // HeartbeatTTL/15, at most once per HeartbeatTTL/15 for the process).
 func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
-	n, _, _, err := s.reserve(ctx, r, false)
-	return n, err
+	f, err := s.reserve(ctx, r, fitAsk{first: -1})
+	return f.Count, err
 }
 
 // ReserveUpTo is Reserve, except that when the shared window has room for r
@@ -1100,23 +1100,24 @@ func (s *Redis) Reserve(ctx context.Context, r Record) (int, error) {
 // fewer Covers than r's gets that grant's Covers. The record in the Local
 // store has the Covers granted.
 func (s *Redis) ReserveUpTo(ctx context.Context, r Record) (count, covers int, schedule []time.Time, err error) {
-	return s.reserve(ctx, r, true)
+	f, err := s.reserve(ctx, r, fitAsk{upTo: true, first: -1})
+	return f.Count, f.Covers, f.Schedule, err
 }
 
-func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []time.Time, error) {
+func (s *Redis) reserve(ctx context.Context, r Record, fit fitAsk) (Fit, error) {
 	if err := checkRecord(r); err != nil {
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
 	s.reserved.Store(true) // see Abandon
 	c, ok := s.classes[r.Lane.Class]
 	if !ok {
-		return 0, 0, nil, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
+		return Fit{}, fmt.Errorf("%w: Record.Lane.Class: %q: not a class of the Redis ledger", ErrInvalid, r.Lane.Class)
 	}
 	if err := checkTokens(r, c); err != nil {
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
 	ttl := r.Until.Sub(r.At)
 	s.f.mu.Lock()
@@ -1131,15 +1132,15 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []t
 		s.takeGrant(r.Lane)
 		s.dropAhead(r.Lane)
 		n, err := s.reserveShare(ctx, r, c)
-		return n, covered(r, err), nil, err
+		return shareFit(r, n, err), err
 	}
 	// A grant taken ahead for the lane serves r without a round trip
 	// (redis_prefetch.go).
-	if n, covers, ok, err := s.fromAhead(ctx, r, c, ttl, upTo); ok || err != nil {
-		return n, covers, nil, err
+	if n, covers, ok, err := s.fromAhead(ctx, r, c, ttl, fit.upTo); ok || err != nil {
+		return Fit{Count: n, Covers: covers, Tokens: r.Tokens}, err
 	}
 	for attempt := 0; ; attempt++ {
-		n, covers, sched, err := s.reserveRedis(ctx, r, c, ttl, upTo)
+		f, err := s.reserveRedis(ctx, r, c, ttl, fit)
 		if err == nil {
 			s.ahead(r, c, ttl, nil)
 		}
@@ -1150,20 +1151,20 @@ func (s *Redis) reserve(ctx context.Context, r Record, upTo bool) (int, int, []t
 		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 			s.markDown(err)
 			n, err := s.reserveShare(ctx, r, c)
-			return n, covered(r, err), nil, err
+			return shareFit(r, n, err), err
 		}
-		return n, covers, sched, err
+		return f, err
 	}
 }
 
 // reserveRedis is one attempt of reserve's grant from Redis, within the
 // share while recovering (see sharing).
-func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, []time.Time, error) {
+func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl time.Duration, fit fitAsk) (Fit, error) {
 	if err := s.rejoinCheck(ctx); err != nil { // due at the end of a hold as it joined (redis_join.go)
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
 	if err := s.chargeDead(ctx); err != nil { // due at a recovery's end (redis_dead.go)
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
 	now, life := s.localNow(), s.life()
 	o := s.sharing(now)
@@ -1176,23 +1177,23 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 		err := s.shareCheck(o, r, c, now, life)
 		s.f.mu.Unlock()
 		if err != nil {
-			return 0, 0, nil, err
+			return Fit{}, err
 		}
 	}
-	count, covers, sched, err := s.grant(ctx, r, c, ttl, upTo)
+	f, err := s.grant(ctx, r, c, ttl, fit)
 	if err != nil {
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
-	r.Covers = covers
+	r.Covers, r.Tokens = f.Covers, f.Tokens
 	if o != nil {
 		s.f.mu.Lock()
 		s.noteShare(r, c, now, false)
 		s.f.mu.Unlock()
 	}
 	if _, err = s.Local.Reserve(ctx, r); err != nil {
-		return 0, 0, nil, err
+		return Fit{}, err
 	}
-	return count, covers, sched, nil
+	return f, nil
 }
 
 // pruneGrants drops the leading grants of a lane's own grants (oldest
@@ -1241,13 +1242,13 @@ func covered(r Record, err error) int {
 // times, see ReserveUpTo). The grant script first settles the lane's
 // previous grant (see Stamped), whatever it answers after that; when the
 // call fails, that settlement is dropped.
-func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool) (int, int, []time.Time, error) {
-	count, covers, sched, live, g, err := s.grantFrom(ctx, r, c, ttl, upTo, s.takeGrant(r.Lane))
+func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Duration, fit fitAsk) (Fit, error) {
+	f, live, g, err := s.grantFrom(ctx, r, c, ttl, fit, s.takeGrant(r.Lane))
 	if g != nil {
 		s.setGrant(r.Lane, g)
-		s.noteRoom(r.Lane, count, live)
+		s.noteRoom(r.Lane, f.Count, live)
 	}
-	return count, covers, sched, err
+	return f, err
 }
 
 // grantFrom is one grant script call for r, settling prev (the lane's
@@ -1257,7 +1258,7 @@ func (s *Redis) grant(ctx context.Context, r Record, c RedisClass, ttl time.Dura
 // the grant (0 when the reply has none) and the grant, whose leases the caller
 // attributes stamps to (setGrant) once it hands it out: grant at once, a
 // grant taken ahead when a record is served from it (redis_prefetch.go).
-func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.Duration, upTo bool, prev *laneGrant) (int, int, []time.Time, int, *laneGrant, error) {
+func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.Duration, fit fitAsk, prev *laneGrant) (Fit, int, *laneGrant, error) {
 	ttlMillis := int64((ttl + time.Millisecond - 1) / time.Millisecond)
 	local := time.Now()
 	var keep []keptRun
@@ -1265,10 +1266,14 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		keep = prev.settlement()
 	}
 	count, covers, live := 0, r.Covers, 0
+	var tokens int64 // the budget granted (see Fit.Tokens)
 	var sched []time.Time
 	var g *laneGrant
-	partial := 0
-	if upTo {
+	partial, first := 0, int64(0)
+	switch {
+	case fit.upTo && fit.first >= 0 && c.TPM > 0:
+		partial, first = 2, fit.first
+	case fit.upTo:
 		partial = 1
 	}
 	{ // one attempt: an epoch found gone returns errEpoch (see newEpoch)
@@ -1280,7 +1285,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		// Sized once: the settlement's runs follow (settleArgs).
 		args := make([]any, 0, 20+2*len(keep))
 		args = append(args, epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
-			r.Tokens, c.TPM, last, over-r.PrevUnused, partial)
+			r.Tokens, c.TPM, last, over-r.PrevUnused, partial, first)
 		args = settleArgs(args, prev, keep)
 		before := s.localNow().UnixMilli()
 		// runGrant: grantScript.Run, carrying a heartbeat when one is due
@@ -1289,7 +1294,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		// decimal text (replyInt).
 		res, rerr := s.runGrant(ctx, s.grantKeysOf(r.Lane, r.Day), args...).Slice()
 		if rerr != nil {
-			return 0, 0, nil, 0, nil, unavailable(rerr)
+			return Fit{}, 0, nil, unavailable(rerr)
 		}
 		kind := ""
 		if len(res) > 0 {
@@ -1307,7 +1312,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			s.mu.Unlock()
 		}
 		if len(res) == 0 {
-			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
+			return Fit{}, 0, nil, fmt.Errorf("%w: grant: empty reply", ErrUnavailable)
 		}
 		if kind == "epoch" {
 			// Redis lost its state: re-seed and start the recovery (see
@@ -1318,12 +1323,12 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 				s.restoreGrant(r.Lane, prev)
 			}
 			if err := s.newEpoch(ctx); err != nil {
-				return 0, 0, nil, 0, nil, err
+				return Fit{}, 0, nil, err
 			}
-			return 0, 0, nil, 0, nil, errEpoch
+			return Fit{}, 0, nil, errEpoch
 		}
 		if len(res) < 3 {
-			return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
+			return Fit{}, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
 		}
 		s.settled(r.Lane, prev, keep)
 		a, _ := replyInt(res[1])
@@ -1344,28 +1349,36 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 					covers = int(n)
 				}
 			}
-			if len(res) > 6 {
+			tokens = grantTokens(r, c)
+			if len(res) >= 7 && tokens >= 0 {
+				// The budget granted: r.Tokens, or less for a fitted
+				// grant (ReserveFit).
+				if n, ok := replyInt(res[6]); ok && n >= 0 && n <= r.Tokens {
+					tokens = n
+				}
+			}
+			if len(res) > 7 {
 				// Future slots: a "not before" time e on Redis's clock is
 				// local e - (rnow - after), after read once the reply is
 				// here: Redis's now was read no later than after, so at
 				// that local time Redis's clock reads e or later (the
 				// stamps' offset below errs the other way).
 				after := s.localNow().UnixMilli()
-				for _, f := range res[6:] {
+				for _, f := range res[7:] {
 					e, ok := replyInt(f)
 					if !ok {
-						return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
+						return Fit{}, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
 					}
 					sched = append(sched, time.UnixMilli(e-rnow+after))
 				}
 				if len(sched) >= covers {
-					return 0, 0, nil, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
+					return Fit{}, 0, nil, fmt.Errorf("%w: grant: unexpected reply %v", ErrUnavailable, res)
 				}
 			}
 			score := rnow + ttlMillis + c.Margin.Milliseconds()
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = count
-			s.grants[r.Lane] = append(pruneGrants(s.grants[r.Lane], s.localNow()), sentGrant{score: score, member: member, covers: covers, tokens: grantTokens(r, c)})
+			s.grants[r.Lane] = append(pruneGrants(s.grants[r.Lane], s.localNow()), sentGrant{score: score, member: member, covers: covers, tokens: tokens})
 			s.mu.Unlock()
 			// The offset is Redis's now minus the local clock before the
 			// call: never below the true one (plus a millisecond for
@@ -1380,7 +1393,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			s.mu.Lock()
 			s.seen[dayLane{r.Day, r.Lane}] = int(a)
 			s.mu.Unlock()
-			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
+			return Fit{}, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
 		default: // window, tpm, cool, exhausted: a time on Redis's clock
 			until := local.Add(time.Duration(a-rnow) * time.Millisecond)
 			if kind == "window" {
@@ -1390,10 +1403,13 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 				// heartbeat (see Stamped). Ask again by then.
 				until = earlier(until, local.Add(ttl+c.Margin+2*s.ttl/3+time.Second))
 			}
-			return 0, 0, nil, 0, nil, &GrantError{Lane: r.Lane, Reason: kind, Until: until}
+			return Fit{}, 0, nil, &GrantError{Lane: r.Lane, Reason: kind, Until: until}
 		}
 	}
-	return count, covers, sched, live, g, nil
+	if tokens < 0 {
+		tokens = r.Tokens // no TPM: the record's, unused
+	}
+	return Fit{Count: count, Covers: covers, Tokens: tokens, Schedule: sched}, live, g, nil
 }
 
 // Settle settles every lane's last grant in the shared window (its unused

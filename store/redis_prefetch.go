@@ -356,7 +356,9 @@ func (s *Redis) takeAhead(a *aheadLane, rec Record, c RedisClass, epoch string, 
 		err                 = ferr
 	)
 	if err == nil {
-		count, covers, _, live, g, err = s.grantFrom(ctx, rec, c, rec.Until.Sub(rec.At), false, prev) // not upTo: no schedule
+		var f Fit
+		f, live, g, err = s.grantFrom(ctx, rec, c, rec.Until.Sub(rec.At), fitAsk{first: -1}, prev) // not upTo: no schedule
+		count, covers = f.Count, f.Covers
 	}
 	s.pf.mu.Lock()
 	if err == nil && g != nil {

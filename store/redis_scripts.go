@@ -189,11 +189,16 @@ end
 // >= 1 but not for covers, grant a scheduled grant: the r slots free now
 // and up to covers - r future slots, each sent no earlier than a slot of
 // the window leaves it, due before now + ttl, the grant's expiry; see
-// redis_giveback.go, "Scheduled slots"), 18.. the settlement of the lane's previous grant (settleLua),
-// applied before anything else is checked.
+// redis_giveback.go, "Scheduled slots"; 2: that, and with TPM, when the
+// token window has room for ARGV 18's tokens but not for ARGV 13's, a
+// fitted grant: the budget that fits, for fewer covers, see
+// Redis.ReserveFit), 18 the first covered request's tokens (0 unless
+// partial is 2), 19.. the settlement of the lane's previous grant
+// (settleLua), applied before anything else is checked.
 //
 // Replies: {"ok", dayCount, now, windowCount, keysVersion, covers granted,
-// then the "not before" time of each future slot, Redis ms, ascending};
+// tokens granted (0 without TPM), then the "not before" time of each
+// future slot, Redis ms, ascending};
 // {"epoch", current or ""};
 // {"exhausted"|"cool", until, now}; {"window"|"tpm", freeAt, now};
 // {"day", dayCount, now}.
@@ -205,7 +210,7 @@ if g[1] ~= ARGV[1] then return {'epoch', g[1] or ''} end
 local w = win_open(KEYS[2], KEYS[9])
 local tk = nil
 if tonumber(ARGV[14]) > 0 then tk = KEYS[8] end
-settle(w, 18, tk)
+settle(w, 19, tk)
 local now = clock(ARGV[10])
 local win = tonumber(ARGV[12])
 -- A slot counts in every window that may hold its send: stored at the
@@ -228,7 +233,7 @@ local covers, units = tonumber(ARGV[3]), tonumber(ARGV[4])
 local asked = covers
 local ttl, rpm, rpd, margin = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local sched = {}
-if live + covers > rpm and live < rpm and ARGV[17] == '1' then
+if live + covers > rpm and live < rpm and ARGV[17] ~= '0' then
   -- A scheduled grant (see redis_giveback.go, "Scheduled slots"): the
   -- rpm - live slots free now, and future slots, the j-th of them not sent
   -- before the j-th oldest slot of the window (its live count, promised
@@ -245,7 +250,22 @@ if live + covers - #sched > rpm then
   return win_close(w, {'window', tostring(at + win + 1), tostring(now)})
 end
 if tpm > 0 and tsum + tneed > tpm then
-  return win_close(w, {'tpm', tostring(tok_free_at(tlive, tsum, tneed, tpm, win)), tostring(now)})
+  local first = tonumber(ARGV[18])
+  if ARGV[17] ~= '2' or tsum + first > tpm or asked < 2 or tneed <= first then
+    -- Refused whole; a fitted grant asks again once its first fits.
+    local need = tneed
+    if ARGV[17] == '2' then need = first end
+    return win_close(w, {'tpm', tostring(tok_free_at(tlive, tsum, need, tpm, win)), tostring(now)})
+  end
+  -- A fitted grant (Redis.ReserveFit): the first request's tokens and k
+  -- of the others' parts, (tneed - first) / (asked - 1) each, that fit;
+  -- covers k + 1, the scheduled slots beyond them dropped. The budget is
+  -- rounded up from exact integers, never beyond the room.
+  local k = math.min(covers - 1, math.floor((tpm - tsum - first) * (asked - 1) / (tneed - first)))
+  local nowSlots = covers - #sched
+  covers = k + 1
+  while #sched > 0 and #sched > covers - nowSlots do sched[#sched] = nil end
+  tneed = math.min(tpm - tsum, first + math.floor((k * (tneed - first) + asked - 2) / (asked - 1)))
 end
 local used = tonumber(g[2] or '0')
 if used + units > rpd then return win_close(w, {'day', tostring(used), tostring(now)}) end
@@ -266,7 +286,7 @@ redis.call('PEXPIRE', KEYS[2], keep)
 if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, keep) end
 w.dirty = true
 -- Numbers as integers (no text to format here and parse in Go).
-local out = {'ok', used, now, live + covers, g[3] or '0', covers}
+local out = {'ok', used, now, live + covers, g[3] or '0', covers, tneed}
 for _, t in ipairs(sched) do out[#out + 1] = t end
 return win_close(w, out, keep)
 `)

@@ -19,7 +19,8 @@ import (
 // grant's slots' (its expiry plus the class's margin, Redis ms). A grant
 // takes Record.Tokens there in the same script as its slots, or is refused
 // whole with Reason "tpm" when the live budgets (score > now - 60 s) plus
-// Record.Tokens would pass TPM; so, like the slots, a budget counts in
+// Record.Tokens would pass TPM (ReserveFit: takes the part that fits, for
+// fewer Covers, when its first request fits); so, like the slots, a budget counts in
 // every window that may hold a request it covers, and no 60 s window (plus
 // the margin) of all the processes' grants together holds more than TPM
 // tokens of budgets. Each grant reads the lane's live entries: O(grants in
@@ -503,4 +504,59 @@ func (s *Redis) unusedTokens(us []UnusedTokens) {
 		}
 		t.unused += u.Tokens
 	}
+}
+
+// Fit is what ReserveFit granted a record.
+type Fit struct {
+	// Count is the lane's day count after the grant (see Reserve).
+	Count int
+	// Covers is the record's Covers granted: r.Covers or fewer, at least
+	// 1.
+	Covers int
+	// Tokens is the token budget granted: r.Tokens or, for a class with
+	// TPM whose shared token window had room for fewer of the record's
+	// requests, less (see ReserveFit).
+	Tokens int64
+	// Schedule is as ReserveUpTo's: the local time before which each of
+	// the last len(Schedule) Covers must not be sent, ascending; nil when
+	// all may be sent now.
+	Schedule []time.Time
+}
+
+// fitAsk is what a grant may take less of than the record asks:
+// nothing (Reserve), fewer Covers (upTo: ReserveUpTo), and with first >= 0
+// a smaller token budget too (ReserveFit).
+type fitAsk struct {
+	upTo  bool
+	first int64
+}
+
+// shareFit is the Fit of a record granted whole from the process's share
+// while Redis is unreachable (n its day count), or none with an error.
+func shareFit(r Record, n int, err error) Fit {
+	return Fit{Count: n, Covers: covered(r, err), Tokens: r.Tokens}
+}
+
+// ReserveFit is ReserveUpTo, except that for a class with TPM, when the
+// lane's shared token window has room for first (the estimated input
+// tokens of the record's first request, 0 <= first <= r.Tokens) but not for
+// r.Tokens, it grants the budget that fits instead of refusing the record
+// whole: Covers k+1 (and no more than the window of slots grants), k the
+// most of the record's other r.Covers-1 requests whose part of the budget
+// ((r.Tokens-first)/(r.Covers-1) each) fits beside first, and Tokens first
+// plus those k parts (rounded up, never beyond the room). A record whose
+// first request does not fit is refused with Reason "tpm" and Until when
+// enough budgets have left the window for first. The caller sends no more
+// than the Covers granted under the record and spends no more than the
+// Tokens granted (bucket.Class.Budgeted), so the bound on the shared token
+// window holds as for a budget granted whole. The Local store's record has
+// the Covers and Tokens granted. For a class without TPM, or a record from
+// the process's share while Redis is unreachable, it is ReserveUpTo with
+// Tokens r.Tokens. Errors are Reserve's, and ErrInvalid for first outside
+// [0, r.Tokens].
+func (s *Redis) ReserveFit(ctx context.Context, r Record, first int64) (Fit, error) {
+	if first < 0 || first > r.Tokens {
+		return Fit{}, fmt.Errorf("%w: ReserveFit: first: %d: must be in [0, Record.Tokens %d]", ErrInvalid, first, r.Tokens)
+	}
+	return s.reserve(ctx, r, fitAsk{upTo: true, first: first})
 }
