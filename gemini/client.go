@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"google.golang.org/genai"
 
+	redactlib "github.com/slideshowd/slideshowd/internal/redact"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
 
@@ -72,7 +74,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		if err != nil {
 			// The SDK prints its whole config (the key included) in some
 			// errors: keep only the redacted text.
-			return nil, fmt.Errorf("gemini: key %q: building the SDK client: %s", k.ID, redact(err.Error(), k.Secret))
+			return nil, fmt.Errorf("gemini: key %q: building the SDK client: %s", k.ID, redactURLs(redact(err.Error(), k.Secret), err))
 		}
 		c.keys[k.ID] = &keyClient{id: k.ID, secret: k.Secret, sdk: sdk}
 	}
@@ -106,7 +108,7 @@ func (c *Client) generate(ctx context.Context, l scheduler.Lease, model string, 
 		return resp, nil
 	}
 	ce := &callError{keyID: kc.id, model: model, status: status, retryAfter: retryAfter,
-		msg: redact(err.Error(), kc.secret), err: redactAPIError(err, kc.secret)}
+		msg: redactURLs(redact(err.Error(), kc.secret), err), err: redactAPIError(err, kc.secret)}
 	var out error
 	if ctx.Err() == nil && isContextErr(err) {
 		// A deadline of the HTTP client (Config.HTTPClient.Timeout), not of
@@ -252,6 +254,21 @@ func redact(s, secret string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, secret, redacted)
+}
+
+// redactURLs returns s, err's text, with every URL of err's *url.Errors
+// (the HTTP client's "Post \"URL\": dial tcp ...", which quotes the base
+// URL) shown as check shows a configured URL (internal/redact.URL), and
+// nothing shaped like an API key; those *url.Errors' URLs are redacted
+// the same way in place, for a caller that prints an unwrapped error.
+func redactURLs(s string, err error) string {
+	s = redactlib.URLErrors(s, err)
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if ue, ok := e.(*url.Error); ok {
+			ue.URL = redactlib.URL(ue.URL, nil)
+		}
+	}
+	return s
 }
 
 // redactAPIError returns err with the secret removed from an APIError's text

@@ -161,11 +161,9 @@ func (c Config) Validate() error {
 	}
 	u, err := url.Parse(c.BaseURL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL, which may hold credentials
-		}
-		return fmt.Errorf("gemini: base_url: not a URL: %v", err)
+		// A fixed text: net/url's quotes the input (a password typed
+		// where the port goes: "invalid port \":PASSWORD\" after host").
+		return fmt.Errorf("gemini: base_url: not a URL: %s (the value is not shown)", redactlib.ParseError(err))
 	}
 	// Shown without its user information, its query values and its
 	// fragment (internal/redact.URL: a URL without a scheme wholly), never
@@ -181,11 +179,23 @@ func (c Config) Validate() error {
 	if u.User != nil {
 		return fmt.Errorf("gemini: base_url: %s: must not carry credentials (user information before '@')", shown)
 	}
-	if p := redactlib.CredentialParam(u.Query()); p != "" {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		// u.Query() would drop every pair of such a query ("?a=1;key=..."),
+		// credentials included, unseen.
+		return fmt.Errorf("gemini: base_url: %s: want a query of name=value pairs separated by '&' (';' or a bad '%%' escape found)", shown)
+	}
+	if p := redactlib.CredentialParam(q); p != "" {
 		// The SDK sends the key in a header; one in the URL would be
 		// sent with every request of every key, and shown wherever the
 		// URL is.
 		return fmt.Errorf("gemini: base_url: %s: must not carry credentials (query parameter %q; a key goes in Config.Keys)", shown, p)
+	}
+	if redactlib.String(c.BaseURL) != c.BaseURL {
+		// A key in the host or the path would be sent with every request
+		// of every key, and shown wherever the URL is (the HTTP client's
+		// errors quote it).
+		return fmt.Errorf("gemini: base_url: %s: must not carry credentials (a part shaped like an API key; a key goes in Config.Keys)", shown)
 	}
 	return nil
 }

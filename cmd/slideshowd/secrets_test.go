@@ -13,6 +13,7 @@ import (
 // log level, an aspect ratio, a model name or the -addr flag.
 func TestStartupErrorsHoldNoSecret(t *testing.T) {
 	const key = "AIzaSyB0123456789abcdefghijklmnopqrstuv" // a key's shape: AIza + 35
+	const password = "s3cretPassw0rd"
 	tests := []struct {
 		name, yaml string
 		vars       map[string]string
@@ -28,6 +29,17 @@ func TestStartupErrorsHoldNoSecret(t *testing.T) {
 		{"image model", "classes:\n  image:\n    model: " + key + "/x\n", nil, nil},
 		{"rpm", "classes:\n  image:\n    rpm: " + key + "\n", nil, nil},
 		{"unknown field", key + ": 1\n", nil, nil},
+		// A key or a password typed where the port goes: net/url's error
+		// quotes it ("invalid port \":...\" after host").
+		{"base url port", "", map[string]string{"GEMINI_BASE_URL": "http://127.0.0.1:" + key + "/"}, nil},
+		{"base_url port", "base_url: http://127.0.0.1:" + key + "/\n", nil, nil},
+		{"redis_url port", "redis_url: redis://127.0.0.1:" + password + "/0\n", nil, nil},
+		{"SLIDESHOWD_REDIS_URL port", "", map[string]string{"SLIDESHOWD_REDIS_URL": "redis://127.0.0.1:" + password + "/0"}, nil},
+		// A key in the path: the HTTP client's errors would quote it.
+		{"base url path", "", map[string]string{"GEMINI_BASE_URL": "http://127.0.0.1:18090/" + key + "/"}, nil},
+		// A ';' hid the key parameter from the check (url.Values drops
+		// the whole query).
+		{"base url semicolon", "", map[string]string{"GEMINI_BASE_URL": "http://127.0.0.1:18090/?a=1;key=" + password}, nil},
 		{"-addr", "", nil, []string{"-addr", key}},
 		{"-addr host", "", nil, []string{"-addr", key + ":99999"}},
 		{"configured secret in -addr", "", map[string]string{"GEMINI_API_KEYS": "plain-configured-secret"}, []string{"-addr", "plain-configured-secret"}},
@@ -44,7 +56,7 @@ func TestStartupErrorsHoldNoSecret(t *testing.T) {
 			if r.code != exitBadArgs {
 				t.Errorf("exit %d, want %d; stderr %q", r.code, exitBadArgs, r.stderr)
 			}
-			for _, s := range []string{key, "AIza", "plain-configured-secret", secrets[0]} {
+			for _, s := range []string{key, "AIza", password, "plain-configured-secret", secrets[0]} {
 				if strings.Contains(r.stderr+r.stdout, s) {
 					t.Errorf("output shows %q: %s", s, r.stderr)
 				}

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -542,11 +541,9 @@ func (cl Class) validate(f string) []error {
 func checkBaseURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL: it may hold credentials
-		}
-		return fmt.Errorf("config: base_url: not a URL: %v", err)
+		// A fixed text: net/url's quotes the input (a key typed where
+		// the port goes: "invalid port \":AIza...\" after host").
+		return fmt.Errorf("config: base_url: not a URL: %s (the value is not shown)", redact.ParseError(err))
 	}
 	shown := strconv.Quote(redact.URL(s, nil))
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -555,8 +552,19 @@ func checkBaseURL(s string) error {
 	if u.User != nil {
 		return fieldErr("base_url", shown, "must not carry credentials (user information before '@')")
 	}
-	if p := redact.CredentialParam(u.Query()); p != "" {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		// u.Query() would drop every pair of such a query ("?a=1;key=..."),
+		// credentials included, unseen.
+		return fieldErr("base_url", shown, "want a query of name=value pairs separated by '&' (';' or a bad '%' escape found)")
+	}
+	if p := redact.CredentialParam(q); p != "" {
 		return fieldErr("base_url", shown, fmt.Sprintf("must not carry credentials (query parameter %q; a Gemini API key goes in keys[].secret_env)", p))
+	}
+	if redact.String(s) != s {
+		// A key in the host or the path would be sent with every request
+		// and shown wherever the URL is (the HTTP client's errors quote it).
+		return fieldErr("base_url", shown, "must not carry credentials (a part shaped like an API key; a Gemini API key goes in keys[].secret_env)")
 	}
 	return nil
 }

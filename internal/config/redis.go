@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -60,11 +59,9 @@ func (r RedisURL) GoString() string { return strconv.Quote(r.String()) }
 func (r RedisURL) Options() (*redis.Options, error) {
 	u, err := url.Parse(string(r))
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // without the URL: it holds the password
-		}
-		return nil, fmt.Errorf("config: redis_url: not a URL: %v (the value is not shown)", err)
+		// A fixed text: net/url's quotes the input (a password typed
+		// where the port goes: "invalid port \":PASSWORD\" after host").
+		return nil, fmt.Errorf("config: redis_url: not a URL: %s (the value is not shown)", redact.ParseError(err))
 	}
 	shown := strconv.Quote(shownURL(string(r)))
 	if u.User == nil && strings.Contains(string(r), "@") {

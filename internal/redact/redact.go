@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
+	"errors"
 	"net/url"
 	"regexp"
 	"slices"
@@ -214,4 +215,68 @@ func CredentialParam(q url.Values) string {
 		}
 	}
 	return ""
+}
+
+// ParseError returns a fixed text for err, an error of url.Parse (or
+// url.ParseRequestURI), that says what kind of mistake the URL holds
+// without quoting any of it: net/url's own texts quote the input ("invalid
+// port \":PASSWORD\" after host", a bad escape, a host's character) and
+// the *url.Error holds the whole URL, so neither may be shown.
+func ParseError(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ee url.EscapeError
+	var he url.InvalidHostError
+	switch {
+	case err == nil:
+		return "malformed URL"
+	case errors.As(err, &ee):
+		return "invalid URL escape (a '%' not followed by two hexadecimal digits, or an escape not allowed where it is)"
+	case errors.As(err, &he):
+		return "invalid character in the host"
+	}
+	msg := err.Error()
+	for _, k := range []struct{ prefix, text string }{
+		{"invalid port", "invalid port after the host (want a number after ':')"},
+		{"missing protocol scheme", "missing protocol scheme"},
+		{"first path segment in URL cannot contain colon", "no scheme, and a ':' in the first path segment"},
+		{"net/url: invalid control character", "invalid control character in the URL"},
+		{"net/url: invalid userinfo", "invalid user information (before '@')"},
+		{"invalid IP-literal", "invalid IP literal in the host ('[...]')"},
+		{"invalid host", "invalid IP literal in the host ('[...]')"},
+		{"missing ']' in host", "missing ']' in the host"},
+		{"empty url", "empty"},
+		{"invalid URI for request", "not an absolute URL or path"},
+	} {
+		if strings.HasPrefix(msg, k.prefix) {
+			return k.text
+		}
+	}
+	return "malformed URL"
+}
+
+// URLErrors returns s, the text of err or of an error wrapping it, with the
+// URL of every *url.Error in err's chain (an HTTP client's "Post
+// \"URL\": dial tcp ...") shown as URL shows it, then through String's
+// shapes: the same rule as a configured URL printed by check.
+func URLErrors(s string, err error) string {
+	for e := err; e != nil; {
+		if ue, ok := e.(*url.Error); ok && ue.URL != "" {
+			s = strings.ReplaceAll(s, ue.URL, URL(ue.URL, nil))
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, c := range u.Unwrap() {
+				s = URLErrors(s, c)
+			}
+			e = nil
+		default:
+			e = nil
+		}
+	}
+	return String(s)
 }
