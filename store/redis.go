@@ -1132,7 +1132,9 @@ func (s *Redis) reserve(ctx context.Context, r Record, fit fitAsk) (Fit, error) 
 		s.takeGrant(r.Lane)
 		s.dropAhead(r.Lane)
 		n, err := s.reserveShare(ctx, r, c)
-		return shareFit(r, n, err), err
+		if !errors.Is(err, errReconnected) {
+			return shareFit(r, n, err), err
+		}
 	}
 	// A grant taken ahead for the lane serves r without a round trip
 	// (redis_prefetch.go).
@@ -1151,6 +1153,9 @@ func (s *Redis) reserve(ctx context.Context, r Record, fit fitAsk) (Fit, error) 
 		if errors.Is(err, ErrUnavailable) && ctx.Err() == nil {
 			s.markDown(err)
 			n, err := s.reserveShare(ctx, r, c)
+			if errors.Is(err, errReconnected) {
+				continue
+			}
 			return shareFit(r, n, err), err
 		}
 		return f, err

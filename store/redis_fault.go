@@ -153,6 +153,15 @@ type faultState struct {
 	grantMu sync.Mutex
 	// recMu serializes reconnects.
 	recMu sync.Mutex
+	// shareMu: a grant from the share holds it for reading from its check
+	// until the Local store has its record (reserveShare), a reconnect for
+	// writing, so that the pending grants it adds to Redis, or the Local
+	// counts its re-seed adds instead (join), hold every grant of the
+	// share taken until then, and none is taken from the share meanwhile.
+	shareMu sync.RWMutex
+	// reconnectHook, when set (tests), is called as a reconnect is about
+	// to wait for the share's grants under way (shareMu).
+	reconnectHook func()
 	// retryMu: one retry of Redis at a time (see retry).
 	retryMu sync.Mutex
 	// deadMu serializes chargeDead.
@@ -790,14 +799,27 @@ func (s *Redis) noteShare(r Record, c RedisClass, now time.Time, pending bool) {
 	}
 }
 
+// errReconnected: reserveShare found the outage over (a reconnect ended
+// since the caller found Redis unreachable); the caller asks Redis.
+var errReconnected = errors.New("store: redis: reconnected: ask Redis")
+
 // reserveShare grants r from this process's share while Redis is
 // unreachable, recording it in the Local store; it refuses with a
 // *GrantError (Reason "share") when the share is used, or has not begun
-// (the grace: Confirming).
+// (the grace: Confirming), and returns errReconnected when Redis is
+// reachable again.
 func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, error) {
+	s.f.shareMu.RLock() // until the Local store has r (see reconnect)
+	defer s.f.shareMu.RUnlock()
 	now := s.localNow()
 	life := s.life()
 	s.f.mu.Lock()
+	if !s.f.down {
+		// Reconnected since the caller found Redis unreachable: a grant
+		// from the share now would stay pending, never added to Redis.
+		s.f.mu.Unlock()
+		return 0, errReconnected
+	}
 	if s.confirming(now) {
 		// The grace: Redis may still answer the others (see retry).
 		err := s.confirmRefused(r.Lane, now)
@@ -850,6 +872,15 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	}
 	s.f.recMu.Lock()
 	defer s.f.recMu.Unlock()
+	if h := s.f.reconnectHook; h != nil {
+		h()
+	}
+	// A grant from the share under way is in pending (noteShare) before
+	// it is in the Local store: wait for it, so that a re-seed (join
+	// reads the Local counts, then pending is dropped) counts it, and let
+	// none start until the outage has ended (pushPending).
+	s.f.shareMu.Lock()
+	defer s.f.shareMu.Unlock()
 	s.f.mu.Lock()
 	if !s.f.down {
 		s.f.mu.Unlock()
