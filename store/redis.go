@@ -543,6 +543,28 @@ func (s *Redis) clock() int64 {
 	return s.now().UnixMilli()
 }
 
+// sentClock returns t0, the local time a call is made at, on the scripts'
+// clock and as early as it may be there: t0 itself with RedisOptions.Now,
+// else t0 less the largest offset of the last view (local minus Redis's
+// TIME); 0 (none: the script takes its now) before the first view. A
+// script that counts liveness from it (the heartbeat's, the reconciled
+// mark's) counts nothing later than the call was made, whenever Redis
+// runs it: one written to the socket before this process took it for
+// failed (and went down) and delivered after a partition heals cannot
+// count the process alive after it went down (redis_join.go).
+func (s *Redis) sentClock(t0 time.Time) int64 {
+	if s.now != nil {
+		return t0.UnixMilli()
+	}
+	s.f.mu.Lock()
+	v := s.f.view
+	s.f.mu.Unlock()
+	if v == nil {
+		return 0
+	}
+	return t0.UnixMilli() - v.offMax
+}
+
 func unavailable(err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrUnavailable) {
 		return err // already said (not "unavailable: unavailable: ...")
@@ -704,7 +726,7 @@ func (s *Redis) beatCall(opening bool) beatArgs {
 	s.mu.Unlock()
 	b.day = b.t0.In(s.loc).Format(DayFormat)
 	b.keys = []string{s.procsKey(), s.epochKey()}
-	b.args = []any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0}
+	b.args = []any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0, s.sentClock(b.t0)}
 	if !opening {
 		b.keys = s.viewKeys(b.keys, b.day)
 		b.args[3], b.args[6] = b.joined, len(s.lanes)
@@ -797,7 +819,8 @@ func (s *Redis) renewLimits(ctx context.Context) error {
 	if len(s.lanes) == 0 {
 		return nil
 	}
-	args := s.limitsArgs([]any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0})
+	args := s.limitsArgs([]any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0,
+		s.sentClock(s.localNow())})
 	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
 	if err == nil && len(res) < 6 {
 		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)

@@ -218,9 +218,12 @@ func (s *Redis) recordOutageCounts(ctx context.Context, roster *clusterView) err
 }
 
 // markReconciled records in Redis (its clock) that this process reached it
-// and reconciled after an outage.
+// and reconciled after an outage, as of when the call was made (sentClock:
+// a mark delivered late does not say the process reached Redis after a
+// later outage began).
 func (s *Redis) markReconciled(ctx context.Context) error {
-	err := reconciledScript.Run(ctx, s.rdb, []string{s.key("reconciled", s.id)}, s.clock(), deadMarkTTL.Milliseconds()).Err()
+	err := reconciledScript.Run(ctx, s.rdb, []string{s.key("reconciled", s.id)}, s.clock(), deadMarkTTL.Milliseconds(),
+		s.sentClock(s.localNow())).Err()
 	return unavailable(err)
 }
 
@@ -310,11 +313,19 @@ func (s *Redis) chargeOne(ctx context.Context, dc deadCheck, p string) (*DeadCha
 	return charge, nil
 }
 
-// reconciledScript sets this process's reconciled mark to Redis's now.
+// reconciledScript sets this process's reconciled mark to when the call
+// was made (never later than Redis's now, nor earlier than the mark).
 //
-// KEYS: 1 the mark. ARGV: 1 now ms (0: TIME), 2 the mark's life ms.
+// KEYS: 1 the mark. ARGV: 1 now ms (0: TIME), 2 the mark's life ms, 3 when
+// the call was made (ms, the scripts' clock, early: Redis.sentClock; 0:
+// now).
 var reconciledScript = redis.NewScript(clockLua + `
-redis.call('SET', KEYS[1], string.format('%d', clock(ARGV[1])), 'PX', ARGV[2])
+local now = clock(ARGV[1])
+local at = tonumber(ARGV[3]) or 0
+if at <= 0 or at > now then at = now end
+if at > (tonumber(redis.call('GET', KEYS[1]) or '0') or 0) then
+  redis.call('SET', KEYS[1], string.format('%d', at), 'PX', ARGV[2])
+end
 return 1
 `)
 

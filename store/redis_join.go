@@ -71,7 +71,24 @@ import (
 // (markBack, for its recovery and the charge of the dead) before its
 // heartbeat's script renews its entry, so an entry renewed with the key
 // still at the joiner's end is one of a process that was late but never
-// unreachable (a stall), which took no share. An entry pruned (its
+// unreachable (a stall), which took no share.
+//
+// Heartbeats delivered late. A heartbeat's call may be written to the
+// socket before a partition, time out (the process goes down: its share
+// may begin a grace later) and still be run by Redis when the partition
+// heals, before the process's next heartbeat and its markBack. So a
+// heartbeat counts from when it was made, never from when Redis runs it
+// (heartbeatScript's ARGV 8, Redis.sentClock: the call's local time on
+// Redis's clock, early): its entry then says the process beat no later
+// than it went down, so it is overdue when the share may begin, and a
+// joiner is held by it; it prunes only the entries expired by then; and
+// it beat again for releaseJoin only when made after the join (its score
+// less the TTL later than the hold's end less joinWait), so a call made
+// before the join and delivered during the hold releases nothing. The
+// reconciled mark (redis_dead.go) counts from when its call was made the
+// same way. Grants, give-backs and re-stamps neither renew an entry nor
+// touch the recovering key: delivered late, they only count more (a
+// grant whose reply was lost) or give back what was not used. An entry pruned (its
 // heartbeat expired) releases nothing: a process in an outage longer than
 // the TTL has an expired entry (the joiner's own first heartbeat prunes
 // it) and may still reach Redis with its share's sends within joinWait;
@@ -156,8 +173,11 @@ func (s *Redis) releaseJoin(ctx context.Context) error {
 	if !held {
 		return nil
 	}
-	args := make([]any, 0, 2+2*len(zs))
-	args = append(args, s.clock(), end)
+	args := make([]any, 0, 3+2*len(zs))
+	// A heartbeat counts from when it was made (heartbeatScript): it beat
+	// again only when made after the process joined (when the hold's end
+	// was set, joinWait before it), not one made before and delivered late.
+	args = append(args, s.clock(), end, end-s.joinWait().Milliseconds()+s.ttl.Milliseconds())
 	for _, z := range zs {
 		args = append(args, z.Member, strconv.FormatFloat(z.Score, 'f', -1, 64))
 	}
@@ -254,17 +274,20 @@ return redis.call('ZRANGE', KEYS[1], '-inf', string.format('%d', now + tonumber(
 `)
 
 // releaseJoinScript answers 1 when every entry given beat again (its
-// score in the processes zset later than the one given) and the
-// recovering key's end is not later than the hold's, else 0.
+// score in the processes zset later than the one given, than now and than
+// the floor: a heartbeat made after the join) and the recovering key's end
+// is not later than the hold's, else 0.
 //
 // KEYS: 1 processes (zset), 2 the recovering key. ARGV: 1 now ms (0:
-// TIME), 2 the hold's end ms, then (member, score) pairs.
+// TIME), 2 the hold's end ms, 3 the floor (the join's time plus the TTL,
+// ms), then (member, score) pairs.
 var releaseJoinScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[1])
 if (tonumber(redis.call('GET', KEYS[2]) or '0') or 0) > tonumber(ARGV[2]) then return 0 end
-for i = 3, #ARGV, 2 do
+local floor = tonumber(ARGV[3])
+for i = 4, #ARGV, 2 do
   local sc = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if not sc or tonumber(sc) <= tonumber(ARGV[i + 1]) or tonumber(sc) <= now then return 0 end
+  if not sc or tonumber(sc) <= tonumber(ARGV[i + 1]) or tonumber(sc) <= now or tonumber(sc) <= floor then return 0 end
 end
 return 1
 `)

@@ -441,8 +441,15 @@ return 1
 // then per view lane with TPM: token window.
 // ARGV: 1 process, 2 ttl ms, 3 now ms (0: TIME), 4 the epoch this process
 // joined ("": no view), 5 window ms, 6 rounding ms (1000), 7 view lanes n
-// (0: no view), 8 prefix of the per-process limits hashes ("": no
-// limits), then (lane, value) pairs.
+// (0: no view), 8 when the call was made (ms, on the scripts' clock, as
+// early as it may have been: Redis.sentClock; 0: now), 9 prefix of the
+// per-process limits hashes ("": no limits), then (lane, value) pairs.
+// The process's liveness counts from ARGV 8, never from a later now: a
+// call delivered late (written to the socket before a partition, run when
+// it heals, after the process took its call for failed and may have begun
+// its outage's share) renews the entry only as of when it was made (never
+// lowering a later one's), and prunes only the entries expired by then;
+// one older than the TTL renews nothing (see redis_join.go).
 // Reply: {live, added, epoch, lane, theirs, process} (the last three ""
 // without a conflict), then, with a view, viewLua's reply. The processes
 // zset lives procsLife after the last heartbeat (an expired entry is
@@ -452,18 +459,23 @@ return 1
 var heartbeatScript = redis.NewScript(clockLua + tokensLua + viewLua + `
 local now = clock(ARGV[3])
 local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local added = redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+local at = tonumber(ARGV[8]) or 0
+if at <= 0 or at > now then at = now end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at)
+local old = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+local added = 0
+if old <= now then added = 1 end
+if at + ttl > now and at + ttl > old then redis.call('ZADD', KEYS[1], at + ttl, ARGV[1]) end
 redis.call('PEXPIRE', KEYS[1], math.max(ttl * 2, ` + procsLife + `))
 local ep = redis.call('GET', KEYS[2]) or ''
-local out = {redis.call('ZCARD', KEYS[1]), added, ep, '', '', ''}
-if ARGV[8] ~= '' then
+local out = {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), added, ep, '', '', ''}
+if ARGV[9] ~= '' then
   local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
   local found = false
   for _, p in ipairs(live) do
     if p ~= ARGV[1] and not found then
-      for i = 9, #ARGV, 2 do
-        local v = redis.call('HGET', ARGV[8] .. p, ARGV[i])
+      for i = 10, #ARGV, 2 do
+        local v = redis.call('HGET', ARGV[9] .. p, ARGV[i])
         if v and v ~= ARGV[i + 1] then
           out[4], out[5], out[6] = ARGV[i], v, p
           found = true
@@ -472,9 +484,9 @@ if ARGV[8] ~= '' then
       end
     end
   end
-  local mine = ARGV[8] .. ARGV[1]
+  local mine = ARGV[9] .. ARGV[1]
   redis.call('DEL', mine)
-  for i = 9, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
+  for i = 10, #ARGV, 2 do redis.call('HSET', mine, ARGV[i], ARGV[i + 1]) end
   redis.call('PEXPIRE', mine, ttl * 2)
 end
 local n = tonumber(ARGV[7])
