@@ -54,11 +54,38 @@ type disabledInfo struct {
 	since  time.Time
 }
 
-// noteDisabled records when and why a key went out of service.
-func (s *Scheduler) noteDisabled(id, reason string, at time.Time) {
+// setDisabled takes a key out of service on every class and records when
+// and why, replacing an earlier reason.
+func (s *Scheduler) setDisabled(id, reason string, at time.Time) {
 	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	s.pool.Disable(id, reason)
 	s.disabledKeys[id] = disabledInfo{reason: reason, since: at}
-	s.keysMu.Unlock()
+}
+
+// disableOnce takes a key out of service on every class, as setDisabled,
+// unless it is out already (its reason and since are kept then); it reports
+// whether this call took it out. The check and the change are one step under
+// keysMu, so of the classes that find the same key unusable at once exactly
+// one is told true: that one stores, logs and emits the disable.
+func (s *Scheduler) disableOnce(id, reason string, at time.Time) bool {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if _, out := s.disabledKeys[id]; out {
+		return false
+	}
+	s.pool.Disable(id, reason)
+	s.disabledKeys[id] = disabledInfo{reason: reason, since: at}
+	return true
+}
+
+// setEnabled puts a key back into service on every class and forgets when
+// and why it was disabled.
+func (s *Scheduler) setEnabled(id string) {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	s.pool.Enable(id)
+	delete(s.disabledKeys, id)
 }
 
 func (s *Scheduler) disabledSince(id string) time.Time {
@@ -90,8 +117,7 @@ func (s *Scheduler) DisableKey(ctx context.Context, keyID, reason string) error 
 		}
 		s.log.Warn().Err(err).Str("key", keyID).Msg("key disabled here; the other processes learn it when Redis answers")
 	}
-	s.pool.Disable(keyID, reason)
-	s.noteDisabled(keyID, reason, now)
+	s.setDisabled(keyID, reason, now)
 	s.log.Warn().Str("key", keyID).Str("project", project).Str("reason", reason).Msg("key disabled by an operator")
 	s.emit(Event{Kind: EventKeyDisabled, Time: now, KeyID: keyID, Project: project, Reason: reason})
 	for _, r := range s.order {

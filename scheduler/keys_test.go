@@ -1,11 +1,15 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/store"
@@ -146,6 +150,74 @@ func TestKeysLaneStates(t *testing.T) {
 		// key1 served both jobs (the second after key2's 429): its day of 2 is spent.
 		if day := ks[0].Classes[0]; day.State != "day_used" || !day.Until.Equal(bucket.NextMidnight(now, bucket.Pacific)) {
 			t.Fatalf("key1 text = %+v, want day_used until the next Pacific midnight", day)
+		}
+	})
+}
+
+// lineCounter counts the log lines that contain want; safe for concurrent
+// writers (zerolog writes each line in one Write).
+type lineCounter struct {
+	want string
+	mu   sync.Mutex
+	n    int
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += bytes.Count(p, []byte(c.want))
+	return len(p), nil
+}
+
+func (c *lineCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// A leaked key answers every model alike: when the text and the image class
+// both get that answer on the same key at once, the key is disabled once,
+// so it is logged and emitted once (an operator reads one line per key
+// disabled, and slideshowd_keys_disabled_total counts it once). Both calls
+// are in flight before either answers, so the two classes' disables run
+// concurrently (run with -race).
+func TestKeyDisabledOnceByTwoClasses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := store.NewMemory()
+		rec := &recorder{}
+		logs := &lineCounter{want: "key disabled on every class"}
+		s := start(t, Config{Classes: textImage(60, 100, 10, 10, 2), Keys: keys(1), Store: st, Observer: rec,
+			Logger: zerolog.New(logs)})
+		inFlight, answer := make(chan struct{}), make(chan struct{})
+		done := make(chan error, 2)
+		for _, class := range []string{"text", "image"} {
+			go func() {
+				done <- s.Do(t.Context(), Job{Class: class, Work: func(ctx context.Context, l Lease) error {
+					inFlight <- struct{}{}
+					<-answer
+					return &KeyError{Reason: ReasonLeaked}
+				}})
+			}()
+		}
+		<-inFlight
+		<-inFlight
+		close(answer)
+		for range 2 {
+			if err := <-done; !errors.Is(err, ErrNoLanes) {
+				t.Fatalf("Do = %v, want ErrNoLanes once the only key is disabled", err)
+			}
+		}
+		if ev := rec.of(EventKeyDisabled); len(ev) != 1 || ev[0].KeyID != "key1" || ev[0].Reason != ReasonLeaked {
+			t.Errorf("key disabled events = %+v, want one for key1", ev)
+		}
+		if n := logs.count(); n != 1 {
+			t.Errorf("%q logged %d times, want once", logs.want, n)
+		}
+		if k := s.Keys()[0]; k.Disabled != ReasonLeaked || k.Classes[0].State != "disabled" || k.Classes[1].State != "disabled" {
+			t.Errorf("Keys()[0] = %+v, want key1 disabled on both classes", k)
+		}
+		if ds, err := st.DisabledKeys(t.Context()); err != nil || len(ds) != 1 || ds[0].Reason != ReasonLeaked {
+			t.Errorf("stored disabled keys = %+v, %v", ds, err)
 		}
 	})
 }

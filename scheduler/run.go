@@ -283,8 +283,13 @@ func (r *runner) keyUnusable(lease bucket.Lease, ke *KeyError, now time.Time) {
 		}
 	}
 	for _, id := range ids {
-		r.s.pool.Disable(id, ke.Reason)
-		r.s.noteDisabled(id, ke.Reason, now)
+		// Another class may have found the key unusable at the same time
+		// (a leaked key answers every model alike): only the one that takes
+		// it out stores, logs and emits it, so an operator reads one line
+		// per key disabled.
+		if !r.s.disableOnce(id, ke.Reason, now) {
+			continue
+		}
 		err := r.s.store.DisableKey(context.Background(), store.DisabledKey{KeyID: id, Reason: ke.Reason, At: now,
 			Fingerprint: r.s.cfg.Fingerprints[id]})
 		switch {

@@ -304,8 +304,7 @@ func (s *Scheduler) restore(ctx context.Context) error {
 			continue
 		}
 		if _, ok := s.pool.KeyProject(d.KeyID); ok {
-			s.pool.Disable(d.KeyID, d.Reason)
-			s.noteDisabled(d.KeyID, d.Reason, d.At)
+			s.setDisabled(d.KeyID, d.Reason, d.At)
 		}
 	}
 	return nil
@@ -463,10 +462,7 @@ func (s *Scheduler) EnableKey(ctx context.Context, keyID string) error {
 		}
 		s.log.Warn().Err(err).Str("key", keyID).Msg("key enabled here; the other processes learn it when Redis answers")
 	}
-	s.pool.Enable(keyID)
-	s.keysMu.Lock()
-	delete(s.disabledKeys, keyID)
-	s.keysMu.Unlock()
+	s.setEnabled(keyID)
 	for _, r := range s.order {
 		r.signal()
 	}

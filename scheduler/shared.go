@@ -285,17 +285,13 @@ func (s *Scheduler) applyShared(ev store.SharedEvent) {
 		if _, ok := s.pool.KeyProject(ev.KeyID); !ok {
 			return
 		}
-		s.pool.Disable(ev.KeyID, ev.Reason)
-		s.noteDisabled(ev.KeyID, ev.Reason, time.Now())
+		s.setDisabled(ev.KeyID, ev.Reason, time.Now())
 		s.log.Warn().Str("key", ev.KeyID).Str("reason", ev.Reason).Str("from", ev.Process).Msg("key disabled by another process")
 	case "enabled":
 		if _, ok := s.pool.KeyProject(ev.KeyID); !ok {
 			return
 		}
-		s.pool.Enable(ev.KeyID)
-		s.keysMu.Lock()
-		delete(s.disabledKeys, ev.KeyID)
-		s.keysMu.Unlock()
+		s.setEnabled(ev.KeyID)
 		s.log.Info().Str("key", ev.KeyID).Str("from", ev.Process).Msg("key enabled by another process")
 	default:
 		return
