@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -700,9 +701,8 @@ func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode
 		fmt.Fprintln(e.stderr, "slideshowd: -config: not used with -server (the daemon's configuration applies)")
 		return exitBadArgs
 	}
-	u, err := url.Parse(server)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		fmt.Fprintf(e.stderr, "slideshowd: -server: %q: want the daemon's base URL, like http://127.0.0.1:8080\n", redactURL(server))
+	if problem := serverURLProblem(server); problem != "" {
+		fmt.Fprintln(e.stderr, "slideshowd: -server: "+problem)
 		return exitBadArgs
 	}
 	entries, err := readBatch(file)
@@ -711,6 +711,31 @@ func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode
 		return exitBadArgs
 	}
 	return runBatchServer(ctx, e, server, e.getenv(config.EnvToken), entries, out, mode)
+}
+
+// serverURLProblem says what is wrong with batch -server's URL, "" when it
+// is a daemon's base URL (http or https, a host, no path but "/", no query).
+// The text names the kind of mistake; it quotes the URL only as redactURL
+// shows it (user information, query values and fragment hidden, key shapes
+// replaced), and not at all when it does not parse (net/url's error quotes
+// the input). User information and a fragment are refused: neither is
+// sent to the daemon (the token goes in SLIDESHOWD_TOKEN), and both were
+// printed back as given.
+func serverURLProblem(server string) string {
+	u, err := url.Parse(server)
+	if err != nil {
+		return "not a URL: " + redact.ParseError(err) + " (the value is not shown); want the daemon's base URL, like http://127.0.0.1:8080"
+	}
+	shown := strconv.Quote(redactURL(server))
+	switch {
+	case u.User != nil:
+		return shown + ": must not carry credentials (user information before '@'); the daemon's token goes in SLIDESHOWD_TOKEN"
+	case strings.Contains(server, "#"):
+		return shown + ": must not have a fragment ('#...'); want the daemon's base URL, like http://127.0.0.1:8080"
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
+		return shown + ": want the daemon's base URL, like http://127.0.0.1:8080"
+	}
+	return ""
 }
 
 // redactURL hides a URL's user information, query values and fragment

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -147,4 +150,52 @@ func TestBatchToDaemonSurvivesRestart(t *testing.T) {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 	checkOutputs(t, filepath.Join(dir, "out"), 1, 1)
+}
+
+// TestBatchServerURLRefused: batch -server takes the daemon's base URL
+// only. User information and a fragment are refused (exit 2) before
+// anything is asked, with one line naming the flag and the kind of
+// mistake that never shows the secret-looking part: a fragment was
+// accepted and printed back as given.
+func TestBatchServerURLRefused(t *testing.T) {
+	const key = "AIzaSyB0123456789abcdefghijklmnopqrstuv" // a key's shape: AIza + 35
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		http.Error(w, "not here", http.StatusTeapot)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	batch := smallBatch(t, dir, 1, 1)
+	vars := map[string]string{"SLIDESHOWD_TOKEN": testToken}
+	for _, tt := range []struct {
+		server, want string
+	}{
+		{"http://" + host + "/#" + key, `slideshowd: -server: "http://` + host + `/#[REDACTED]": must not have a fragment ('#...')`},
+		{"http://" + host + "#token=hunter2secret", `slideshowd: -server: "http://` + host + `#[REDACTED]": must not have a fragment ('#...')`},
+		{"http://" + host + "/#", `slideshowd: -server: "http://` + host + `/#[REDACTED]": must not have a fragment ('#...')`},
+		{"http://admin:hunter2secret@" + host, `slideshowd: -server: "http://[REDACTED]@` + host + `": must not carry credentials (user information before '@'); the daemon's token goes in SLIDESHOWD_TOKEN`},
+		{"http://" + key + "@" + host + "/", `slideshowd: -server: "http://[REDACTED]@` + host + `/": must not carry credentials`},
+		{"http://" + host + "/?token=hunter2secret", `slideshowd: -server: "http://` + host + `/?token=[REDACTED]": want the daemon's base URL`},
+		{"http://127.0.0.1:hunter2secret/", `slideshowd: -server: not a URL: invalid port after the host (want a number after ':') (the value is not shown)`},
+		{"127.0.0.1:8080", `slideshowd: -server: not a URL: no scheme, and a ':' in the first path segment (the value is not shown)`},
+	} {
+		r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-server", tt.server)
+		if r.code != exitBadArgs || !strings.HasPrefix(r.stderr, tt.want) || strings.Count(r.stderr, "\n") != 1 || r.stdout != "" {
+			t.Errorf("-server %s: exit %d, stdout %q, stderr %q; want 2 and one line starting %q", tt.server, r.code, r.stdout, r.stderr, tt.want)
+		}
+		for _, s := range []string{key, "AIza", "hunter2secret", "admin"} {
+			if strings.Contains(r.stderr, s) {
+				t.Errorf("-server %s: stderr shows %q: %s", tt.server, s, r.stderr)
+			}
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Errorf("the server was asked %d times by refused URLs", n)
+	}
+	// The base URL itself is taken (and asked).
+	if r := runBin(t, dir, vars, "batch", batch, "-out", "out", "-server", srv.URL+"/"); r.code == exitBadArgs || asked.Load() == 0 {
+		t.Errorf("-server %s/: exit %d, %d requests; want it asked\n%s", srv.URL, r.code, asked.Load(), r.stderr)
+	}
 }
