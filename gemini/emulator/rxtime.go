@@ -95,7 +95,7 @@ type rxConn struct {
 	raw      interface {
 		Read(func(fd uintptr) bool) error
 	}
-	base time.Time    // set at accept; has a monotonic reading
+	base time.Time    // rxBeforeAccept before the accept; has a monotonic reading
 	last atomic.Int64 // receive time of the bytes last read, ns after base; 0: none yet
 	// stamped tells whether the last read had the kernel's stamp (the kernel
 	// turns stamping on asynchronously: the first packets after the first
@@ -121,10 +121,21 @@ func (c *rxConn) lastReceived() (time.Time, bool) {
 func (c *rxConn) setReceived(t time.Time) {
 	d := t.Sub(c.base)
 	if d <= 0 {
-		d = 1 // received before the accept: keep "some time" distinct from "none"
+		// Received more than rxBeforeAccept before the accept: keep "some
+		// time" distinct from "none".
+		d = 1
 	}
 	c.last.Store(int64(d))
 }
+
+// rxBeforeAccept is how long before its accept a connection's base is set.
+// A new connection's bytes can reach the kernel well before this process
+// accepts it (the kernel completes the handshake and queues the data; a busy
+// process runs its accept loop late): their receive time is then before
+// the accept, and is kept as it is, not moved to the accept (which counted
+// a request up to a second after it arrived). An hour is far longer than any
+// connection waits in the listen queue.
+const rxBeforeAccept = time.Hour
 
 // receivedAt converts a kernel receive stamp (wall clock) to a time with a
 // monotonic reading: now shifted back by the stamp's age; a stamp that

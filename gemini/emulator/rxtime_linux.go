@@ -39,7 +39,7 @@ func newRxConn(c *net.TCPConn) (*rxConn, bool) {
 	if err != nil || !setTimestampNS(raw) {
 		return nil, false
 	}
-	return &rxConn{Conn: c, tcp: c, raw: raw, base: time.Now()}, true
+	return &rxConn{Conn: c, tcp: c, raw: raw, base: time.Now().Add(-rxBeforeAccept)}, true
 }
 
 // Read implements net.Conn: it reads with recvmsg and keeps the kernel's

@@ -26,6 +26,13 @@ var errReset = syscall.ECONNRESET
 // returns the address; the listener must keep receive stamps (Linux).
 func serveRx(t *testing.T, h http.Handler, config func(*http.Server)) (string, *atomic.Int64) {
 	t.Helper()
+	return serveRxWrapped(t, h, config, nil)
+}
+
+// serveRxWrapped is serveRx with the server's listener wrapped by wrap (when
+// not nil) after RecordReceiveTimes.
+func serveRxWrapped(t *testing.T, h http.Handler, config func(*http.Server), wrap func(net.Listener) net.Listener) (string, *atomic.Int64) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -52,8 +59,12 @@ func serveRx(t *testing.T, h http.Handler, config func(*http.Server)) (string, *
 		fmt.Fprint(w, rc != nil && rc.stamped.Load())
 	})
 	srv.Handler = mux
+	served := rl
+	if wrap != nil {
+		served = wrap(rl)
+	}
 	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(rl) }()
+	go func() { defer close(done); srv.Serve(served) }()
 	t.Cleanup(func() { srv.Close(); <-done })
 	warmUp(t, rl.Addr().String())
 	conns.Store(0)
@@ -164,6 +175,54 @@ func TestReceivedAtIsWhenTheBytesArrived(t *testing.T) {
 	t.Logf("received %v after the write began, %v before the handler read", rx.Sub(w0), start.Sub(rx))
 	if rx.Before(w0.Add(-clockSlack)) || !rx.Before(start) {
 		t.Errorf("ReceivedAt %v after the write began and %v before the handler read: want >= 0 and > 0", rx.Sub(w0), start.Sub(rx))
+	}
+}
+
+// acceptGate lets its first Accept through (serveRx's warm-up connection)
+// and holds every later one until open is closed.
+type acceptGate struct {
+	net.Listener
+	calls atomic.Int64
+	open  chan struct{}
+}
+
+func (g *acceptGate) Accept() (net.Conn, error) {
+	if g.calls.Add(1) > 1 {
+		<-g.open
+	}
+	return g.Listener.Accept()
+}
+
+// TestReceivedAtBeforeAccept: a new connection's request reaches the
+// kernel while the server is too busy to accept it (here: its accept loop
+// held for 300 ms). ReceivedAt is when the bytes arrived, before the
+// accept, not the accept's time (the emulator counted such requests up to
+// a second late when a loaded machine ran its accept loop late).
+func TestReceivedAtBeforeAccept(t *testing.T) {
+	gate := &acceptGate{open: make(chan struct{})}
+	got := make(chan time.Time, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		got <- ReceivedAt(r)
+		io.WriteString(w, "ok")
+	})
+	addr, _ := serveRxWrapped(t, h, nil, func(l net.Listener) net.Listener {
+		gate.Listener = l
+		return gate
+	})
+	c := dial(t, addr) // the kernel completes the handshake; nobody accepts yet
+	w0 := time.Now()
+	write(t, c, "POST /x HTTP/1.1\r\nHost: e\r\nContent-Length: 5\r\n\r\nhello")
+	w1 := time.Now()
+	<-time.After(300 * time.Millisecond) // the accept loop is late
+	accepted := time.Now()
+	close(gate.open)
+	readOK(t, c)
+	rx := <-got
+	t.Logf("received %v after the write began, %v before the accept was let through", rx.Sub(w0), accepted.Sub(rx))
+	if rx.Before(w0.Add(-clockSlack)) || rx.After(w1.Add(clockSlack)) {
+		t.Errorf("ReceivedAt %v after the write began, %v after it ended (the accept %v after it): want within the write",
+			rx.Sub(w0), rx.Sub(w1), accepted.Sub(w1))
 	}
 }
 
