@@ -41,6 +41,9 @@ func TestClientCommandsNeedNoKeys(t *testing.T) {
 	}
 
 	d.stop(t)
+	// No daemon: nothing listens on port 1 (the stopped daemon's port may
+	// be taken again by anything).
+	writeTestFile(t, filepath.Join(dir, "slideshowd.yaml"), "listen: 127.0.0.1:1\n")
 	needs := "needs the keys by id and project"
 	for _, tt := range []struct {
 		args []string

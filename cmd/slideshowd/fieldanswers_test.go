@@ -59,8 +59,9 @@ func TestBatchProjectCannotServe(t *testing.T) {
 						t.Errorf("%s: %d requests on the bad project, want at most 1: %+v", class, n, st.Requests)
 					}
 				}
-				// usage names the reason of the bad project's lanes or keys.
-				u := runBin(t, dir, vars, "usage")
+				// usage names the reason of the bad project's lanes or keys
+				// (from the data directory: nothing listens on port 1).
+				u := runBin(t, dir, vars, "usage", "-addr", "127.0.0.1:1")
 				if u.code != 0 || !strings.Contains(u.stdout, tt.reason) {
 					t.Errorf("usage does not say %q: exit %d\n%s\n%s", tt.reason, u.code, u.stdout, u.stderr)
 				}
@@ -102,7 +103,7 @@ func TestBatchExpiredKey(t *testing.T) {
 	if n := requestsBy(st, "key1", emulator.DefaultTextModel) + requestsBy(st, "key1", emulator.DefaultImageModel); n > 1 {
 		t.Errorf("%d requests on the expired key, want at most 1", n)
 	}
-	u := runBin(t, dir, vars, "usage")
+	u := runBin(t, dir, vars, "usage", "-addr", "127.0.0.1:1") // the data directory: nothing listens on port 1
 	if requestsBy(st, "key1", emulator.DefaultTextModel)+requestsBy(st, "key1", emulator.DefaultImageModel) == 1 &&
 		(u.code != 0 || !strings.Contains(u.stdout, "expired")) {
 		t.Errorf("usage does not say expired: exit %d\n%s\n%s", u.code, u.stdout, u.stderr)

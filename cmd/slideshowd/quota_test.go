@@ -130,10 +130,10 @@ func checkAPISaw(t *testing.T, q quotaLimits, st emulatorStats) map[string]int {
 }
 
 // storedDay reads the day counts slideshowd stored, per lane, from the data
-// directory (`usage -json`, no daemon running).
+// directory (`usage -json` asking no daemon: nothing listens on port 1).
 func storedDay(t *testing.T, dir string, vars map[string]string) map[string]int {
 	t.Helper()
-	r := runBin(t, dir, vars, "usage", "-json")
+	r := runBin(t, dir, vars, "usage", "-json", "-addr", "127.0.0.1:1")
 	if r.code != 0 {
 		t.Fatalf("usage -json: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
