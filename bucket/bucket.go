@@ -226,9 +226,15 @@ type lane struct {
 
 	dayStart, dayEnd int64 // current Pacific day, unix nanoseconds
 	day              string
-	used             int   // daily units used today
-	reserved         int   // daily units durably recorded today (>= used)
-	renewAt          int64 // a lease acquired from then on records again (ChunkLife/4 before the last record's Until)
+	used             int // daily units used today
+	reserved         int // daily units durably recorded today (>= used)
+	// nextDay is the daily units already charged on the Pacific day after
+	// the lane's current one (from dayEnd): requests whose slot crossed
+	// the midnight (CrossDay), or that day's count restored (Restore).
+	// When the lane rolls to that day it starts with them used and
+	// reserved; 0 when none.
+	nextDay int
+	renewAt int64 // a lease acquired from then on records again (ChunkLife/4 before the last record's Until)
 	// The last record's number (counting from 1) and how many more leases
 	// it covers: a lease with none left records again, so a record never
 	// covers more requests sent than its Covers, even when a lease of an
@@ -312,8 +318,12 @@ type Lease struct {
 	Class   string
 	KeyID   string
 	Project string
-	Day     string // store.DayFormat date of the Pacific day the request counts on
-	Tokens  int    // estimated input tokens taken from the lane's TPM
+	// Day is the store.DayFormat date of the Pacific day the request
+	// counts on: the day of its acquisition. A request whose window slot
+	// moves past that day's end (a late stamp or write) may reach the API
+	// on the next day: CrossDay charges it there too.
+	Day    string
+	Tokens int // estimated input tokens taken from the lane's TPM
 	// Record reports that the caller must durably record a reservation of
 	// the lane before sending the request (write-ahead): Chunk new daily
 	// units for (Day, Project, Class), which may be 0 when the lane only
@@ -368,6 +378,7 @@ type Lease struct {
 	seq      uint64
 	rec      uint64 // the lane's record covering the lease (lane.recSeq)
 	dayStart int64
+	dayEnd   int64 // the end of Day (the next Pacific midnight), unix nanoseconds
 	until    int64 // see Until
 }
 
@@ -537,9 +548,13 @@ func (c *Class) rollDay(l *lane, now time.Time, n int64) {
 		return
 	}
 	start, end := dayBounds(now, c.loc)
+	carry := 0
+	if start.UnixNano() == l.dayEnd {
+		carry = l.nextDay // charged on this day before it began (CrossDay, Restore)
+	}
 	l.dayStart, l.dayEnd = start.UnixNano(), end.UnixNano()
 	l.day = start.Format("2006-01-02")
-	l.used, l.reserved = 0, 0
+	l.used, l.reserved, l.nextDay = carry, carry, 0
 	c.protOK = false
 }
 
@@ -595,6 +610,14 @@ func (c *Class) readyAt(l *lane, now time.Time, n, tok int64) int64 {
 	}
 	c.rollDay(l, now, n)
 	if l.used >= c.limits.RPD {
+		return l.dayEnd
+	}
+	if n+c.margin >= l.dayEnd {
+		// The day's last WindowMargin: a request taken now may reach the
+		// API after midnight, which counts it on the next day. Held until
+		// midnight instead (at most WindowMargin, once a day), so that it
+		// counts on one day; a lease stamped or written late across
+		// midnight is charged on both (CrossDay).
 		return l.dayEnd
 	}
 	if at := l.schedAt(n); at > n {
@@ -717,6 +740,7 @@ func (c *Class) take(l *lane, n, tok int64, demand int) Lease {
 		seq:        seq,
 		rec:        l.recSeq,
 		dayStart:   l.dayStart,
+		dayEnd:     l.dayEnd,
 		until:      n + life,
 	}
 }
@@ -751,8 +775,9 @@ func (c *Class) Stamp(l Lease, now time.Time) time.Time {
 // Refund. A slot that already left the window (written more than 60 s
 // after its stamp) is counted again from wrote plus WriteMargin, as a new
 // entry at the end of the lane's log (or at its last entry's time, when
-// that is later), with the lease's estimated tokens; its day unit is not
-// touched. A moved slot may leave the log out of time order: the entries
+// that is later), with the lease's estimated tokens. Its day unit is not
+// touched: a slot moved past the end of the lease's Day is charged on the
+// next day by CrossDay, which the caller calls. A moved slot may leave the log out of time order: the entries
 // behind it then stay counted until it leaves (later, the safe side). The
 // cost is a lock; safe for concurrent use.
 func (c *Class) Restamp(l Lease, wrote time.Time) (time.Time, bool) {
@@ -777,6 +802,56 @@ func (c *Class) Restamp(l Lease, wrote time.Time) (time.Time, bool) {
 	}
 	e.at = at
 	return time.Unix(0, at), true
+}
+
+// dayAfter is the date (store.DayFormat) of the Pacific day after the
+// lane's current one.
+func (c *Class) dayAfter(l *lane) string {
+	return time.Unix(0, l.dayEnd).In(c.loc).Format("2006-01-02")
+}
+
+// CrossDay charges a lease whose window slot moved across the end of its
+// Day: from (where the slot was; the zero Time for the acquisition's slot,
+// which Acquire keeps before the day's end) is before the next Pacific
+// midnight, to (where Stamp or Restamp moved it) at or after it. The
+// request may then reach the API on either day, and the API counts it on
+// the day it arrives, so it counts on both: the lease's unit of Day stays
+// (the safe side) and one daily unit of the next day is taken, at once
+// when the lane has rolled to that day (used and reserved), else kept
+// until it does (the lane starts that day with it used and reserved). The
+// caller records that unit durably (a store's day count of the day
+// returned; reserved says it is recorded), at most once per lease: call it
+// with every move of the slot (from the slot before the move), so only the
+// move that crosses charges. A lease refunded afterwards gives back its
+// unit of Day, not this one. It returns the next day's date
+// (store.DayFormat) and true when it charged; "" and false when the slot
+// did not cross, for a Lease not from Acquire, or when the lane is already
+// past that day. Daylight-saving days (23 h, 25 h) end at their own
+// midnight. Safe for concurrent use.
+func (c *Class) CrossDay(l Lease, from, to time.Time) (string, bool) {
+	if l.lane == nil || to.UnixNano() < l.dayEnd || (!from.IsZero() && from.UnixNano() >= l.dayEnd) {
+		return "", false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	switch ln.dayStart {
+	case l.dayStart:
+		ln.nextDay++
+	case l.dayEnd:
+		ln.used++
+		ln.reserved++
+		c.protOK = false
+		if ln.dayStart == c.dayStart && len(ln.keys) > 0 {
+			c.dayUsed++
+		}
+		if ln.where == inReady && ln.used >= c.limits.RPD {
+			c.park(ln, ln.dayEnd)
+		}
+	default:
+		return "", false
+	}
+	return time.Unix(0, l.dayEnd).In(c.loc).Format("2006-01-02"), true
 }
 
 // WriteMargin is the part of the class's WindowMargin left for the time
@@ -1072,8 +1147,11 @@ func (c *Class) ExhaustUntil(project string, until time.Time) bool {
 
 // Restore sets the project's daily count for day (store.DayFormat) from
 // durable storage: used and reserved both become count, so the lane never
-// serves more than RPD - count more that day. Counts of other days than the
-// one containing now are ignored. It reports whether they were applied.
+// serves more than RPD - count more that day. A count of the day after the
+// one containing now (units charged on it before it began: CrossDay) is
+// kept until the lane rolls to that day, which then starts with them used
+// and reserved. A count never lowers what the lane has. Counts of other
+// days are ignored. It reports whether the count was applied or kept.
 func (c *Class) Restore(project, day string, count int, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1083,7 +1161,11 @@ func (c *Class) Restore(project, day string, count int, now time.Time) bool {
 	}
 	c.roll(now, now.UnixNano())
 	if l.day != day {
-		return false
+		if day != c.dayAfter(l) {
+			return false
+		}
+		l.nextDay = max(l.nextDay, count)
+		return true
 	}
 	if count > l.used {
 		if len(l.keys) > 0 {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/store"
 )
@@ -55,6 +57,15 @@ import (
 // the margin plus 30 s after its last record on a slow lane
 // (TestSlowLaneKilled), 2 s on a fast one.
 //
+// Pacific midnight: the API counts a request on the day it arrives. Acquire
+// holds a lane in its day's last WindowMargin, so a request stamped at once
+// counts on one day; one whose slot still moves past midnight (a late stamp
+// after a slow record, a late write: Lease.Wrote) is charged on both days
+// (bucket.Class.CrossDay): its unit of the old day stays, and one unit of
+// the new day is added to the store's count of that day (AddDaily; for a
+// dayCharger, also the shared day count), which a
+// restart before midnight restores as the new day's start.
+//
 // A ledger is safe for concurrent use: its state lives in the bucket classes
 // (one lock each) and the store.
 type ledger struct {
@@ -76,6 +87,17 @@ type ledger struct {
 	// fit is the durable store when it may also grant a record a smaller
 	// token budget, for fewer Covers (store.Redis.ReserveFit).
 	fit fitLedger
+	// days is the store when it shares the day counts: a unit charged on
+	// the next Pacific day goes to its shared count too.
+	days dayCharger
+	log  zerolog.Logger // a day charge that could not be recorded
+}
+
+// dayCharger is a shared store that adds units to a lane's day count of all
+// the processes sharing it, and to its own durable count, at once: it
+// returns the shared count after.
+type dayCharger interface {
+	ChargeDay(ctx context.Context, day string, lane store.LaneID, n int) (int, error)
 }
 
 // fitLedger is an upToLedger whose grant may also take, for a class with
@@ -117,6 +139,8 @@ func newLedger(st store.Store, classes []ClassConfig) *ledger {
 	l.restamps, _ = st.(restamper)
 	l.upTo, _ = st.(upToLedger)
 	l.fit, _ = st.(fitLedger)
+	l.days, _ = st.(dayCharger)
+	l.log = zerolog.Nop()
 	for _, c := range classes {
 		l.margin[c.Name] = c.WindowMargin
 		l.tpm[c.Name] = c.Limits.TPM
@@ -197,17 +221,56 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 	if l.stamps != nil {
 		l.stamps.Stamped(store.LaneID{Project: lease.Project, Class: lease.Class}, slot)
 	}
+	// The acquisition's slot was before the day's end (Acquire holds a
+	// lane in its day's last margin): a stamp after a slow record may
+	// still move it past midnight.
+	l.crossDay(ctx, c, lease, time.Time{}, slot, now)
 	return slot, nil
+}
+
+// crossDay charges the lease on the next Pacific day when its slot moved
+// from from to to across its day's end (bucket.Class.CrossDay), and records
+// that unit: in a dayCharger's shared and own counts (the lane's shared
+// count of that day then known to daily protection), else with AddDaily.
+// A failed write is logged: the unit stays charged in memory, and a
+// restart before the next day's record loses it (README, "Quota model").
+func (l *ledger) crossDay(ctx context.Context, c *bucket.Class, lease bucket.Lease, from, to, now time.Time) {
+	day, ok := c.CrossDay(lease, from, to)
+	if !ok {
+		return
+	}
+	lane := store.LaneID{Project: lease.Project, Class: lease.Class}
+	var err error
+	if l.days != nil {
+		var n int
+		if n, err = l.days.ChargeDay(ctx, day, lane, 1); err == nil && l.shared {
+			c.SharedDay(lease.Project, day, n, now)
+		}
+	} else {
+		_, err = l.store.AddDaily(ctx, day, lane, 1)
+	}
+	if err != nil {
+		l.log.Error().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
+			Msg("recording the next day's unit of a request that crossed midnight failed; it stays counted in memory")
+	}
 }
 
 // restamp moves a committed lease's window slot, now at from, to wrote
 // plus the class's margin when that is later (bucket.Class.Restamp), and
 // tells a restamper store (store.Redis.Restamped), which moves it in the
 // shared window too. It returns where the slot is and whether it moved.
+//
+// A slot moved past midnight is charged on the next day too (crossDay),
+// recorded before it returns (bounded to 2 s).
 func (l *ledger) restamp(c *bucket.Class, lease bucket.Lease, from, wrote time.Time) (time.Time, bool) {
 	to, moved := c.Restamp(lease, wrote)
 	if moved && l.restamps != nil {
 		l.restamps.Restamped(store.LaneID{Project: lease.Project, Class: lease.Class}, from, to, int64(lease.Tokens))
+	}
+	if moved {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		l.crossDay(ctx, c, lease, from, to, wrote)
+		cancel()
 	}
 	return to, moved
 }
@@ -275,16 +338,19 @@ func (l *ledger) settle(ctx context.Context, classes []*bucket.Class, now time.T
 	return nil
 }
 
-// restore loads today's day counts and the lanes' windows into the classes
-// (the scheduler restores cooldowns, exhaustion and stopped lanes).
+// restore loads today's day counts, tomorrow's (units charged on it before
+// it began: crossDay) and the lanes' windows into the classes (the
+// scheduler restores cooldowns, exhaustion and stopped lanes).
 func (l *ledger) restore(ctx context.Context, classes map[string]*runner, loc *time.Location, now time.Time) error {
-	counts, err := l.store.Daily(ctx, bucket.Day(now, loc))
-	if err != nil {
-		return err
-	}
-	for _, dc := range counts {
-		if r := classes[dc.Lane.Class]; r != nil {
-			r.class.Restore(dc.Lane.Project, dc.Day, dc.Count, now)
+	for _, day := range []string{bucket.Day(now, loc), bucket.Day(bucket.NextMidnight(now, loc), loc)} {
+		counts, err := l.store.Daily(ctx, day)
+		if err != nil {
+			return err
+		}
+		for _, dc := range counts {
+			if r := classes[dc.Lane.Class]; r != nil {
+				r.class.Restore(dc.Lane.Project, dc.Day, dc.Count, now)
+			}
 		}
 	}
 	if l.durable == nil {

@@ -241,6 +241,7 @@ func New(cfg Config) (*Scheduler, error) {
 
 		disabledKeys: make(map[string]disabledInfo),
 	}
+	s.ledger.log = s.log
 	for _, cc := range cfg.Classes {
 		r := newRunner(s, cc, p.Class(cc.Name))
 		s.classes[cc.Name] = r

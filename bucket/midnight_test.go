@@ -1,0 +1,270 @@
+package bucket
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// The Pacific days these tests end: an ordinary one, and the two
+// daylight-saving days of 2026 (23 h: March 8, 25 h: November 1).
+var midnightDays = []struct {
+	name  string
+	start time.Time
+	hours float64
+}{
+	{"24h", time.Date(2026, 11, 27, 0, 0, 0, 0, Pacific), 24},
+	{"23h", time.Date(2026, 3, 8, 0, 0, 0, 0, Pacific), 23},
+	{"25h", time.Date(2026, 11, 1, 0, 0, 0, 0, Pacific), 25},
+}
+
+const midnightMargin = 250 * time.Millisecond
+
+func midnightClass(t *testing.T, rpd int) *Class {
+	t.Helper()
+	return mustPool(t, Config{Classes: []ClassConfig{{Name: "c", Limits: Limits{RPM: 1000, RPD: rpd}, WindowMargin: midnightMargin}},
+		Keys: keysN(1)}).Class("c")
+}
+
+// dayEndOf returns the end of the day that starts at start, checking the
+// day's length (the daylight-saving days are 23 h and 25 h).
+func dayEndOf(t *testing.T, start time.Time, hours float64) time.Time {
+	t.Helper()
+	end := NextMidnight(start, Pacific)
+	if got := end.Sub(start).Hours(); got != hours {
+		t.Fatalf("the day starting %v lasts %v h, want %v", start, got, hours)
+	}
+	return end
+}
+
+// TestMidnightHold: in its day's last WindowMargin a lane takes nothing (a
+// request taken then could reach the API after midnight, which counts it on
+// the next day); it serves again at midnight, on the new day. On every kind
+// of day. Before the hold, the lane served until the last nanosecond.
+func TestMidnightHold(t *testing.T) {
+	for _, d := range midnightDays {
+		t.Run(d.name, func(t *testing.T) {
+			c := midnightClass(t, 1000)
+			end := dayEndOf(t, d.start, d.hours)
+			day, next := Day(d.start, Pacific), Day(end, Pacific)
+			if l, ok, _ := c.Acquire(end.Add(-midnightMargin-time.Nanosecond), 0); !ok || l.Day != day {
+				t.Fatalf("just before the day's last margin: ok %v, day %q, want true, %q", ok, l.Day, day)
+			}
+			for _, at := range []time.Time{end.Add(-midnightMargin), end.Add(-time.Nanosecond)} {
+				if _, ok, wake := c.Acquire(at, 0); ok || !wake.Equal(end) {
+					t.Fatalf("at %v (midnight %v): ok %v, next %v: want held until midnight", at, end, ok, wake)
+				}
+			}
+			l, ok, _ := c.Acquire(end, 0)
+			if !ok || l.Day != next {
+				t.Fatalf("at midnight: ok %v, day %q, want true, %q", ok, l.Day, next)
+			}
+		})
+	}
+}
+
+// TestCrossDayLateStamp (the margin alone crosses midnight): a lease taken
+// before the day's last margin and stamped in it (a slow record) has its
+// slot after midnight; CrossDay charges it on the next day too, once, and
+// that day starts with it used: at RPD 2 the lane sends one more request
+// there, not two (the API counts the late one on the new day).
+func TestCrossDayLateStamp(t *testing.T) {
+	for _, d := range midnightDays {
+		t.Run(d.name, func(t *testing.T) {
+			c := midnightClass(t, 2)
+			end := dayEndOf(t, d.start, d.hours)
+			next := Day(end, Pacific)
+			l, ok, _ := c.Acquire(end.Add(-400*time.Millisecond), 0)
+			if !ok {
+				t.Fatal("refused")
+			}
+			slot := c.Stamp(l, end.Add(-100*time.Millisecond))
+			if slot.Before(end) {
+				t.Fatalf("slot %v before midnight %v", slot, end)
+			}
+			if got, ok := c.CrossDay(l, time.Time{}, slot); !ok || got != next {
+				t.Fatalf("CrossDay: %q %v, want %q true", got, ok, next)
+			}
+			// Once per lease: a later move from the crossed slot charges nothing.
+			if _, again := c.CrossDay(l, slot, slot.Add(time.Second)); again {
+				t.Fatal("a second move of the crossed slot charged again")
+			}
+			if u := c.Usage(end.Add(-time.Millisecond)).Lanes[0].DayUsed; u != 1 {
+				t.Fatalf("the old day's use %d, want 1 (its unit stays charged)", u)
+			}
+			checkNewDay(t, c, end, 1)
+		})
+	}
+}
+
+// checkNewDay checks, from midnight end on, that the lane starts the day
+// with want units used and reserved and takes only RPD (2) less them.
+func checkNewDay(t *testing.T, c *Class, end time.Time, want int) {
+	t.Helper()
+	lu := c.Usage(end).Lanes[0]
+	if lu.DayUsed != want || lu.Reserved != want {
+		t.Fatalf("the new day starts with %d used, %d reserved, want %d and %d", lu.DayUsed, lu.Reserved, want, want)
+	}
+	got := 0
+	for at := end; ; at = at.Add(time.Second) {
+		l, ok, next := c.Acquire(at, 0)
+		if !ok {
+			if want := NextMidnight(end, Pacific); !next.Equal(want) {
+				t.Fatalf("refused until %v, want the next midnight %v", next, want)
+			}
+			break
+		}
+		c.Stamp(l, at)
+		got++
+	}
+	if got != 2-want {
+		t.Fatalf("the new day took %d, want %d (RPD 2, %d charged before)", got, 2-want, want)
+	}
+}
+
+// TestCrossDayLateWrite (a late write crosses midnight): a lease stamped
+// before midnight and written 1.5 s after it, its slot moved by Restamp to
+// the write plus WriteMargin, is charged on the new day too: kept until the
+// lane rolls to it, or at once when it has (a lease taken after midnight
+// before the write). Either way the new day has RPD (2) requests, the late
+// one included. A move that stays within the day charges nothing.
+func TestCrossDayLateWrite(t *testing.T) {
+	for _, d := range midnightDays {
+		for _, rolled := range []bool{false, true} {
+			name := d.name + "/pending"
+			if rolled {
+				name = d.name + "/rolled"
+			}
+			t.Run(name, func(t *testing.T) {
+				c := midnightClass(t, 2)
+				end := dayEndOf(t, d.start, d.hours)
+				// A move within the day: nothing.
+				l0, _, _ := c.Acquire(end.Add(-10*time.Second), 0)
+				s0 := c.Stamp(l0, end.Add(-10*time.Second))
+				if to, moved := c.Restamp(l0, end.Add(-5*time.Second)); !moved {
+					t.Fatal("a late write within the day did not move the slot")
+				} else if _, ok := c.CrossDay(l0, s0, to); ok {
+					t.Fatal("a slot moved within the day charged the next day")
+				}
+				l, _, _ := c.Acquire(end.Add(-500*time.Millisecond), 0)
+				from := c.Stamp(l, end.Add(-500*time.Millisecond))
+				taken := 0
+				if rolled {
+					nl, ok, _ := c.Acquire(end.Add(time.Second), 0)
+					if !ok {
+						t.Fatal("refused after midnight")
+					}
+					c.Stamp(nl, end.Add(time.Second))
+					taken = 1
+				}
+				to, moved := c.Restamp(l, end.Add(1500*time.Millisecond))
+				if !moved {
+					t.Fatal("the late write did not move the slot")
+				}
+				if day, ok := c.CrossDay(l, from, to); !ok || day != Day(end, Pacific) {
+					t.Fatalf("CrossDay: %q %v, want %q true", day, ok, Day(end, Pacific))
+				}
+				after := end.Add(2 * time.Second)
+				if u := c.Usage(after).Lanes[0].DayUsed; u != 1+taken {
+					t.Fatalf("the new day's use %d after the late write, want %d", u, 1+taken)
+				}
+				if l, ok, _ := c.Acquire(after, 0); ok == (taken == 1) {
+					t.Fatalf("after the late write: a lease %v, want one only when the lane took none after midnight", ok)
+				} else if ok {
+					c.Stamp(l, after)
+				}
+				if _, ok, _ := c.Acquire(after.Add(time.Second), 0); ok {
+					t.Fatal("the new day took more than RPD (2) with the late write")
+				}
+			})
+		}
+	}
+}
+
+// TestCrossDayRestartBolt: a unit charged on the next day before it began
+// (both cases: a late stamp, a late write) is recorded, as the scheduler's
+// ledger does, in a Bolt file's count of that day; the process stops
+// before midnight and a new one restores today's and tomorrow's counts from
+// the file: at midnight its lane starts the day with them used (RPD 3: one
+// more request, not three).
+func TestCrossDayRestartBolt(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	const rpd = 3
+	newClass := func() *Class {
+		return mustPool(t, Config{Classes: []ClassConfig{{Name: "c", Limits: Limits{RPM: 1000, RPD: rpd}, WindowMargin: midnightMargin}},
+			Keys: keysN(1)}).Class("c")
+	}
+	d := midnightDays[1] // the 23 h day
+	end := dayEndOf(t, d.start, d.hours)
+	lane := store.LaneID{Project: "key1", Class: "c"}
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClass()
+	// (a) taken before the last margin, stamped in it.
+	la, _, _ := c.Acquire(end.Add(-time.Second), 0)
+	sa := c.Stamp(la, end.Add(-10*time.Millisecond))
+	// (b) stamped before it, written after midnight.
+	lb, _, _ := c.Acquire(end.Add(-time.Second), 0)
+	fb := c.Stamp(lb, end.Add(-time.Second))
+	tb, _ := c.Restamp(lb, end.Add(time.Second))
+	for _, cr := range []struct {
+		l        Lease
+		from, to time.Time
+	}{{la, time.Time{}, sa}, {lb, fb, tb}} {
+		if _, err := st.AddDaily(ctx, cr.l.Day, lane, 1); err != nil { // the lease's own record
+			t.Fatal(err)
+		}
+		day, ok := c.CrossDay(cr.l, cr.from, cr.to)
+		if !ok {
+			t.Fatalf("CrossDay(%v -> %v) charged nothing (midnight %v)", cr.from, cr.to, end)
+		}
+		if _, err := st.AddDaily(ctx, day, lane, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The restart, 0.5 s before midnight.
+	st, err = store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := end.Add(-500 * time.Millisecond)
+	c = newClass()
+	for _, day := range []string{Day(now, Pacific), Day(end, Pacific)} {
+		counts, err := st.Daily(ctx, day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(counts) != 1 || counts[0].Count != 2 {
+			t.Fatalf("stored counts of %s: %v, want 2 on %v", day, counts, lane)
+		}
+		if !c.Restore(lane.Project, counts[0].Day, counts[0].Count, now) {
+			t.Fatalf("Restore of %s not applied", day)
+		}
+	}
+	if lu := c.Usage(now).Lanes[0]; lu.DayUsed != 2 {
+		t.Fatalf("today's use after the restart %d, want 2", lu.DayUsed)
+	}
+	got := 0
+	for at := end; ; at = at.Add(time.Second) {
+		l, ok, _ := c.Acquire(at, 0)
+		if !ok {
+			break
+		}
+		c.Stamp(l, at)
+		got++
+	}
+	if got != rpd-2 {
+		t.Fatalf("the new day took %d after the restart, want %d (RPD %d, 2 charged before it began)", got, rpd-2, rpd)
+	}
+}

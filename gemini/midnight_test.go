@@ -1,0 +1,94 @@
+package gemini
+
+import (
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/gemini/emulator"
+	"github.com/slideshowd/slideshowd/scheduler"
+)
+
+// firstLate writes the first request it carries late by delay (it waits,
+// reports the write to the request's trace as http.Transport does, then
+// hands it to the emulator, which counts it on arrival); the others at once.
+type firstLate struct {
+	base  http.RoundTripper
+	delay time.Duration
+	n     atomic.Int64
+}
+
+func (f *firstLate) RoundTrip(req *http.Request) (*http.Response, error) {
+	if f.n.Add(1) == 1 {
+		time.Sleep(f.delay)
+	}
+	if tr := httptrace.ContextClientTrace(req.Context()); tr != nil && tr.WroteRequest != nil {
+		tr.WroteRequest(httptrace.WroteRequestInfo{})
+	}
+	return f.base.RoundTrip(req)
+}
+
+// TestLateWriteAcrossMidnight (review 8, F1): the real genai client, the
+// scheduler and the emulator at equal limits (RPM 10, RPD 2, margin
+// 250 ms). A request dispatched 0.5 s before Pacific midnight is written
+// 2 s late, after midnight: the API counts it on the new day. Two more
+// requests come 2.5 s after midnight. Before the fix the lane counted the
+// late one on the old day only, sent both at once, and the new day got 3
+// arrivals and a per-day 429 (which exhausts the lane until the next
+// midnight); now the late write charges the new day too: one is sent, the
+// other waits for the next day, and no day gets more than RPD.
+func TestLateWriteAcrossMidnight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const rpd = 2
+		st := newStack(t, emulator.Config{Models: map[string]emulator.Limits{DefaultTextModel: {RPM: 10, RPD: rpd}}},
+			[]stackKey{{"k1", "secret-1", "p1", true}}, func(cfg *scheduler.Config) {
+				cfg.Classes[0].Limits = bucket.Limits{RPM: 10, RPD: rpd}
+				cfg.Classes[0].WindowMargin = 250 * time.Millisecond
+			})
+		c, err := New(t.Context(), Config{Keys: []Key{{ID: "k1", Secret: "secret-1"}}, BaseURL: testBase,
+			HTTPClient: &http.Client{Transport: &firstLate{base: st.emu.Transport(), delay: 2 * time.Second}}, Scheduler: st.sched})
+		if err != nil {
+			t.Fatal(err)
+		}
+		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+		time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
+		var wg sync.WaitGroup
+		analyze := func() {
+			wg.Go(func() {
+				if _, err := c.AnalyzeSlideshow(t.Context(), testSlideshow()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		analyze()
+		time.Sleep(3 * time.Second) // 2.5 s after midnight
+		analyze()
+		analyze()
+		wg.Wait()
+
+		stats := st.emu.Stats()
+		lane := emulator.LaneKey{Project: "p1", Model: DefaultTextModel}
+		perDay := make(map[string]int)
+		for _, at := range stats.Sent[lane] {
+			perDay[bucket.Day(at, bucket.Pacific)]++
+		}
+		newDay := bucket.Day(midnight, bucket.Pacific)
+		t.Logf("arrivals %v; per Pacific day %v; 429s %v", stats.Sent[lane], perDay, stats.RateLimited)
+		if n := stats.RateLimited[emulator.QuotaRequestsPerDay]; n != 0 {
+			t.Errorf("%d per-day 429s", n)
+		}
+		for day, n := range perDay {
+			if n > rpd {
+				t.Errorf("%d requests reached the API on the Pacific day %s, RPD %d", n, day, rpd)
+			}
+		}
+		if perDay[newDay] != rpd {
+			t.Errorf("%d requests on the new day %s, want %d (the late one and one more)", perDay[newDay], newDay, rpd)
+		}
+	})
+}

@@ -1,0 +1,154 @@
+package scheduler
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/slideshowd/slideshowd/bucket"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// slowRecords is a Bolt store whose records take 400 ms to write.
+type slowRecords struct{ *store.Bolt }
+
+func (s slowRecords) Reserve(ctx context.Context, r store.Record) (int, error) {
+	time.Sleep(400 * time.Millisecond)
+	return s.Bolt.Reserve(ctx, r)
+}
+
+// TestCrossMidnightCharged: a request dispatched 0.5 s before Pacific
+// midnight at RPD 2 (margin 250 ms) whose slot moves past midnight, by a
+// record that takes 400 ms (stamped 0.1 s before midnight: the slot 0.15 s
+// after it) or by a write 2 s late (reported with Lease.Wrote), is counted
+// on the new day too, in the Bolt file's count of that day before the
+// request leaves or as its late write is reported; with a clean restart in
+// between (before midnight for the stamp, after it for the write) as
+// without: of two requests submitted 1 s after midnight, one is sent that
+// day, the other at the next midnight. Before, both were sent at once: 3
+// on a day of RPD 2 for the API when the late one arrived after midnight.
+func TestCrossMidnightCharged(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		late    string // "stamp" or "write"
+		restart bool
+	}{
+		{"stamp", "stamp", false}, {"stamp restart", "stamp", true},
+		{"write", "write", false}, {"write restart", "write", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := t.TempDir() + "/slideshowd.db"
+			synctest.Test(t, func(t *testing.T) { testCrossMidnight(t, tt.late, tt.restart, path) })
+		})
+	}
+}
+
+func testCrossMidnight(t *testing.T, late string, restart bool, path string) {
+	b, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var st store.Store = b
+	if late == "stamp" {
+		st = slowRecords{b}
+	}
+	cfg := Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
+		Keys: keys(1), Store: st}
+	midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+	oldDay, newDay := bucket.Day(midnight.Add(-time.Second), bucket.Pacific), bucket.Day(midnight, bucket.Pacific)
+	var (
+		mu   sync.Mutex
+		sent []time.Time
+	)
+	work := func(writeAfter time.Duration) func(context.Context, Lease) error {
+		return func(_ context.Context, l Lease) error {
+			time.Sleep(writeAfter)
+			w := time.Now()
+			l.Wrote(w)
+			mu.Lock()
+			sent = append(sent, w)
+			mu.Unlock()
+			return nil
+		}
+	}
+	start := func() (*Scheduler, func()) {
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return s, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run := func(s *Scheduler, n int, writeAfter time.Duration) {
+		var wg sync.WaitGroup
+		for range n {
+			h, err := s.Submit(context.Background(), Job{Class: "text", Work: work(writeAfter)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				if err := h.Wait(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	count := func(day string) int {
+		counts, err := b.Daily(context.Background(), day)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range counts {
+			n += c.Count
+		}
+		return n
+	}
+
+	s, stop := start()
+	defer func() { stop() }()
+	time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
+	writeAfter := time.Duration(0)
+	if late == "write" {
+		writeAfter = 2 * time.Second
+	}
+	run(s, 1, writeAfter)
+	if got := count(newDay); got != 1 {
+		t.Fatalf("the stored count of the new day is %d once the late request is sent, want 1", got)
+	}
+	if restart {
+		stop()
+		if got := count(oldDay); got != 1 {
+			t.Fatalf("the stored count of the old day is %d after a clean stop, want 1", got)
+		}
+		s, stop = start()
+	}
+	time.Sleep(time.Until(midnight.Add(time.Second)))
+	mu.Lock()
+	first := len(sent)
+	mu.Unlock()
+	run(s, 2, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	onNew := 0
+	for _, at := range sent[first:] {
+		if bucket.Day(at, bucket.Pacific) == newDay {
+			onNew++
+		}
+	}
+	if onNew != 1 {
+		t.Fatalf("sent %v: %d of the two submitted after midnight on the new day %s (RPD 2, the late one charged there), want 1",
+			sent, onNew, newDay)
+	}
+}
