@@ -5,15 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
@@ -372,101 +368,106 @@ func TestRedisTokensShare(t *testing.T) {
 }
 
 // TestRedisTokensModel drives several processes, each with its own
-// connection, against one Redis in real time (a shortened window): grants
-// of random sizes whose budgets are their requests' estimates, sends at
-// random times within each grant, unused requests, actual counts above the
-// estimates reported as overruns, kills (a process drops its grants and
-// its pending overruns, a new one starts). Every interval of one window
-// plus the margin holds sends of at most TPM estimated tokens.
+// connection, against one Redis on a virtual clock (the scripts take its
+// now): at each step, in a random order, each process takes a grant of a
+// random size whose budget is its requests' estimates, sends at random
+// times within the grant, leaves requests unused, reports actual counts
+// above the estimates as overruns, and is sometimes killed (it drops its
+// grants and its pending overruns, a new one starts); each sends its
+// heartbeat every HeartbeatTTL/3, as the scheduler does. Every interval of
+// one window plus the margin holds sends of at most TPM estimated tokens.
+//
+// The window is the real one (60 s) and the grants live 8 s: Redis expires
+// a lane's token window on its own clock, real time, ttl + margin + window
+// + 1 s after the lane's last grant, so on a virtual clock the window must
+// outlast any stall of the test between two grants (with a 300 ms window
+// it was 1.36 s, less than a loaded -race run spent between grants: the
+// budgets vanished and grants passed TPM).
 func TestRedisTokensModel(t *testing.T) {
 	seed := modelSeed(t)
-	srv := redistest.Start(t, redistest.Options{})
+	ctx := context.Background()
+	e := newRedisEnv(t)
 	const (
-		window  = 300 * time.Millisecond
-		margin  = 20 * time.Millisecond
-		ttl     = 40 * time.Millisecond
+		window  = time.Minute // the shared window's default
+		margin  = 4 * time.Second
+		ttl     = 8 * time.Second
 		tpm     = 1000
 		clients = 4
-		run     = 3 * time.Second
+		step    = 200 * time.Millisecond
+		beat    = 5 * time.Second // HeartbeatTTL/3
+		run     = 10 * time.Minute
 	)
 	cls := store.RedisClass{Name: "text", RPM: 1000, RPD: 1_000_000, TPM: tpm, Margin: margin}
 	type send struct {
 		at  time.Time
 		est int
 	}
-	var mu sync.Mutex
-	var sends []send
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(run)
-	refused := 0
-	for i := range clients {
-		rng := rand.New(rand.NewPCG(seed, uint64(i)))
-		c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-		defer c.Close()
-		wg.Go(func() {
-			ctx := context.Background()
-			gen := 0
-			open := func() *store.Redis {
-				gen++
-				s, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "tokmodel",
-					Process: fmt.Sprintf("p%d-%d", i, gen), Classes: []store.RedisClass{cls}, Projects: []string{"p1"}})
-				if err != nil {
-					t.Error(err)
-					return nil
-				}
-				store.SetRedisWindow(s, window)
-				return s
-			}
-			s := open()
-			for s != nil && time.Now().Before(deadline) {
-				covers := 1 + rng.IntN(4)
-				ests := make([]int, covers)
-				budget := 0
-				for k := range ests {
-					ests[k] = 20 + rng.IntN(180)
-					budget += ests[k]
-				}
-				at := time.Now()
-				r := store.Record{Lane: lane, Day: "2026-03-01", Units: covers, Covers: covers, At: at, Until: at.Add(ttl), Tokens: int64(budget)}
-				_, err := s.Reserve(ctx, r)
-				if errors.Is(err, store.ErrNoGrant) {
-					mu.Lock()
-					refused++
-					mu.Unlock()
-					runtime.Gosched()
-					continue
-				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				got := time.Now()
-				var mine []send
-				for _, est := range ests {
-					if rng.IntN(5) == 0 {
-						continue // unused
-					}
-					if room := r.Until.Sub(got); room > 0 {
-						mine = append(mine, send{got.Add(time.Duration(rng.Int64N(int64(room)))), est})
-						if rng.IntN(3) == 0 {
-							s.Overran(lane, int64(1+rng.IntN(est))) // its actual count was above the estimate
-						}
-					}
-				}
-				mu.Lock()
-				sends = append(sends, mine...)
-				mu.Unlock()
-				if rng.IntN(20) == 0 { // killed
-					s.Close()
-					s = open()
-				}
-			}
-			if s != nil {
-				s.Close()
-			}
-		})
+	rng := rand.New(rand.NewPCG(seed, 1))
+	gens := make([]int, clients)
+	open := func(i int) *store.Redis {
+		gens[i]++
+		s, err := store.OpenRedis(ctx, store.NewMemory(), e.options(t, fmt.Sprintf("p%d-%d", i, gens[i]), cls))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
 	}
-	wg.Wait()
+	ps := make([]*store.Redis, clients)
+	for i := range ps {
+		ps[i] = open(i)
+	}
+	t.Cleanup(func() {
+		for _, s := range ps {
+			s.Close()
+		}
+	})
+	var sends []send
+	refused, kills := 0, 0
+	start := e.clock.now()
+	for e.clock.now().Before(start.Add(run)) {
+		now := e.clock.now()
+		if now.Sub(start)%beat == 0 {
+			for _, s := range ps {
+				if _, err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for _, i := range rng.Perm(clients) {
+			s := ps[i]
+			covers := 1 + rng.IntN(4)
+			ests := make([]int, covers)
+			budget := 0
+			for k := range ests {
+				ests[k] = 20 + rng.IntN(180)
+				budget += ests[k]
+			}
+			r := store.Record{Lane: lane, Day: "2026-03-01", Units: covers, Covers: covers, At: now, Until: now.Add(ttl), Tokens: int64(budget)}
+			_, err := s.Reserve(ctx, r)
+			if errors.Is(err, store.ErrNoGrant) {
+				refused++
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, est := range ests {
+				if rng.IntN(5) == 0 {
+					continue // unused
+				}
+				sends = append(sends, send{now.Add(time.Duration(rng.Int64N(int64(ttl)))), est})
+				if rng.IntN(3) == 0 {
+					s.Overran(lane, int64(1+rng.IntN(est))) // its actual count was above the estimate
+				}
+			}
+			if rng.IntN(20) == 0 { // killed
+				s.Close()
+				ps[i] = open(i)
+				kills++
+			}
+		}
+		e.clock.add(step)
+	}
 	slices.SortFunc(sends, func(a, b send) int { return a.at.Compare(b.at) })
 	span := window + margin
 	worst, total := 0, 0
@@ -481,8 +482,8 @@ func TestRedisTokensModel(t *testing.T) {
 	if worst > tpm {
 		t.Errorf("an interval of %v held sends of %d estimated tokens, TPM %d (seed %d)", span, worst, tpm, seed)
 	}
-	t.Logf("%d sends, %d tokens, %d refusals; busiest %v interval %d of %d tokens", len(sends), total, refused, span, worst, tpm)
+	t.Logf("%d sends, %d tokens, %d refusals, %d kills; busiest %v interval %d of %d tokens (seed %d)", len(sends), total, refused, kills, span, worst, tpm, seed)
 	if total < 4*tpm {
-		t.Errorf("only %d tokens sent in %v: the model did not cross several windows", total, run)
+		t.Errorf("only %d tokens sent in %v: the model did not cross several windows (seed %d)", total, run, seed)
 	}
 }
