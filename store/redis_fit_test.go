@@ -131,13 +131,9 @@ func TestRedisReserveFitModel(t *testing.T) {
 		run     = 30 * time.Second
 	)
 	cls := store.RedisClass{Name: "text", RPM: 1000, RPD: 1_000_000, TPM: tpm, Margin: margin}
-	type send struct {
-		at  time.Time
-		est int
-	}
 	type proc struct {
 		s       *store.Redis
-		pending []send // planned sends of its grant in hand, in order
+		pending []tokenSend // planned sends of its grant in hand, in order
 	}
 	rng := rand.New(rand.NewPCG(seed, 1))
 	ps := make([]*proc, clients)
@@ -146,7 +142,7 @@ func TestRedisReserveFitModel(t *testing.T) {
 		store.SetRedisWindow(s, window)
 		ps[i] = &proc{s: s}
 	}
-	var sends []send
+	var sends []tokenSend
 	refused, partial := 0, 0
 	start := e.clock.now()
 	for e.clock.now().Before(start.Add(run)) {
@@ -193,22 +189,13 @@ func TestRedisReserveFitModel(t *testing.T) {
 			}
 			slices.SortFunc(ats, func(a, b time.Time) int { return a.Compare(b) })
 			for k, at := range ats {
-				p.pending = append(p.pending, send{at, ests[k]})
+				p.pending = append(p.pending, tokenSend{at, ests[k]})
 			}
 		}
 		e.clock.add(step)
 	}
-	slices.SortFunc(sends, func(a, b send) int { return a.at.Compare(b.at) })
 	span := window + margin
-	worst, total := 0, 0
-	for i := range sends {
-		sum := 0
-		for j := i; j < len(sends) && sends[j].at.Before(sends[i].at.Add(span)); j++ {
-			sum += sends[j].est
-		}
-		worst = max(worst, sum)
-		total += sends[i].est
-	}
+	worst, total := busiestTokens(sends, span)
 	if worst > tpm {
 		t.Errorf("an interval of %v held sends of %d estimated tokens, TPM %d (seed %d)", span, worst, tpm, seed)
 	}

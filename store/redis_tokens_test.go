@@ -398,10 +398,6 @@ func TestRedisTokensModel(t *testing.T) {
 		run     = 10 * time.Minute
 	)
 	cls := store.RedisClass{Name: "text", RPM: 1000, RPD: 1_000_000, TPM: tpm, Margin: margin}
-	type send struct {
-		at  time.Time
-		est int
-	}
 	rng := rand.New(rand.NewPCG(seed, 1))
 	gens := make([]int, clients)
 	open := func(i int) *store.Redis {
@@ -421,7 +417,7 @@ func TestRedisTokensModel(t *testing.T) {
 			s.Close()
 		}
 	})
-	var sends []send
+	var sends []tokenSend
 	refused, kills := 0, 0
 	start := e.clock.now()
 	for e.clock.now().Before(start.Add(run)) {
@@ -455,7 +451,7 @@ func TestRedisTokensModel(t *testing.T) {
 				if rng.IntN(5) == 0 {
 					continue // unused
 				}
-				sends = append(sends, send{now.Add(time.Duration(rng.Int64N(int64(ttl)))), est})
+				sends = append(sends, tokenSend{now.Add(time.Duration(rng.Int64N(int64(ttl)))), est})
 				if rng.IntN(3) == 0 {
 					s.Overran(lane, int64(1+rng.IntN(est))) // its actual count was above the estimate
 				}
@@ -468,9 +464,29 @@ func TestRedisTokensModel(t *testing.T) {
 		}
 		e.clock.add(step)
 	}
-	slices.SortFunc(sends, func(a, b send) int { return a.at.Compare(b.at) })
 	span := window + margin
-	worst, total := 0, 0
+	worst, total := busiestTokens(sends, span)
+	if worst > tpm {
+		t.Errorf("an interval of %v held sends of %d estimated tokens, TPM %d (seed %d)", span, worst, tpm, seed)
+	}
+	t.Logf("%d sends, %d tokens, %d refusals, %d kills; busiest %v interval %d of %d tokens (seed %d)", len(sends), total, refused, kills, span, worst, tpm, seed)
+	if total < 4*tpm {
+		t.Errorf("only %d tokens sent in %v: the model did not cross several windows (seed %d)", total, run, seed)
+	}
+}
+
+// tokenSend is a request of a model test as sent: when, and its estimated
+// tokens.
+type tokenSend struct {
+	at  time.Time
+	est int
+}
+
+// busiestTokens sorts sends by time and returns the most estimated tokens
+// any interval of span holds (the busiest interval starts at a send: one
+// starting elsewhere holds no more) and the tokens of all the sends.
+func busiestTokens(sends []tokenSend, span time.Duration) (worst, total int) {
+	slices.SortFunc(sends, func(a, b tokenSend) int { return a.at.Compare(b.at) })
 	for i := range sends {
 		sum := 0
 		for j := i; j < len(sends) && sends[j].at.Before(sends[i].at.Add(span)); j++ {
@@ -479,11 +495,5 @@ func TestRedisTokensModel(t *testing.T) {
 		worst = max(worst, sum)
 		total += sends[i].est
 	}
-	if worst > tpm {
-		t.Errorf("an interval of %v held sends of %d estimated tokens, TPM %d (seed %d)", span, worst, tpm, seed)
-	}
-	t.Logf("%d sends, %d tokens, %d refusals, %d kills; busiest %v interval %d of %d tokens (seed %d)", len(sends), total, refused, kills, span, worst, tpm, seed)
-	if total < 4*tpm {
-		t.Errorf("only %d tokens sent in %v: the model did not cross several windows (seed %d)", total, run, seed)
-	}
+	return worst, total
 }
