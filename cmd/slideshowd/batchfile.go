@@ -156,39 +156,24 @@ func parseEntry(name string, i int, raw json.RawMessage, readImage func(string) 
 	return batchEntry{req: r, slug: slug(r.Source)}, nil
 }
 
-// object decodes a JSON object, refusing members other than allowed.
+// object decodes a JSON object as the HTTP API does
+// (pipeline.JSONObjectMembers): members other than allowed and a member
+// written twice are refused, naming the entry and field; null members are
+// left out.
 func object(name, at string, raw json.RawMessage, allowed ...string) (map[string]json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, badBatch(name, "%s: %s: want an object", at, excerpt(string(raw)))
 	}
-	// Report unknown members in the order they appear.
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.Token() // {
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			break
+	m, err := pipeline.JSONObjectMembers(raw, allowed...)
+	var me *pipeline.MemberError
+	if errors.As(err, &me) {
+		if me.Name == "" {
+			return nil, badBatch(name, "%s: %s", at, me.Reason)
 		}
-		k, _ := t.(string)
-		known := false
-		for _, a := range allowed {
-			known = known || k == a
-		}
-		if !known {
-			return nil, badBatch(name, "%s.%s: unknown field (want %s)", at, k, strings.Join(allowed, ", "))
-		}
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			break
-		}
+		return nil, badBatch(name, "%s.%s: %s", at, me.Name, me.Reason)
 	}
-	for k, v := range m {
-		if string(v) == "null" {
-			delete(m, k)
-		}
-	}
-	return m, nil
+	return m, err
 }
 
 func str(name, at string, raw json.RawMessage) (string, error) {

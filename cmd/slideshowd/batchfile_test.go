@@ -136,3 +136,23 @@ func TestBatchStringsNotReplaced(t *testing.T) {
 		t.Errorf("a surrogate pair: %v %+v", err, es)
 	}
 }
+
+// TestBatchDuplicateFields: a member written twice in an entry or a slide
+// is refused naming the entry and field, as the HTTP API refuses it
+// ("source: duplicate field"); encoding/json had kept the last silently, so
+// a batch with "images" twice spent another number of image calls.
+func TestBatchDuplicateFields(t *testing.T) {
+	noImages := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	for _, tt := range []struct{ file, want string }{
+		{`[{"source": "a", "slides": [{"text": "x"}], "images": 2, "images": 3}]`, `b.json: [0].images: duplicate field`},
+		{`[{"source": "a", "slides": [{"text": "x"}], "images": 1}, {"source": "a", "slides": [{"text": "x"}], "images": 1, "source": "b"}]`, `b.json: [1].source: duplicate field`},
+		{`[{"source": "a", "slides": [{"text": "x", "text": "y"}], "images": 1}]`, `b.json: [0].slides[0].text: duplicate field`},
+		{`[{"source": "a", "slides": [{"text": "x", "image": null, "image": "p.png"}], "images": 1}]`, `b.json: [0].slides[0].image: duplicate field`},
+		{`[{"source": "a", "slides": [{"txt": "x"}], "images": 1}]`, `b.json: [0].slides[0].txt: unknown field (want text, image)`},
+	} {
+		_, err := parseBatch("b.json", []byte(tt.file), noImages)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: error %v, want %q", tt.file, err, tt.want)
+		}
+	}
+}

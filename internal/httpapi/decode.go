@@ -129,51 +129,26 @@ func decodeSlide(raw json.RawMessage, path string) (pipeline.SlideInput, error) 
 }
 
 // objectMembers reads the JSON object raw (already known to be valid JSON)
-// into its members. Names are matched exactly against allowed; unknown and
-// duplicate names are errors; null members are left out.
+// into its members with pipeline.JSONObjectMembers, the check batch files
+// share: names are matched exactly against allowed; unknown and duplicate
+// names are errors naming the field under path; null members are left out.
 func objectMembers(raw json.RawMessage, path string, allowed ...string) (map[string]json.RawMessage, error) {
 	if kind := jsonKind(raw); kind != "object" {
 		return nil, &fieldError{Field: path, Reason: "got " + kind + ", want an object"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil { // '{'
-		return nil, &fieldError{Field: path, Reason: err.Error()}
-	}
-	members := make(map[string]json.RawMessage, len(allowed))
-	seen := make(map[string]bool, len(allowed))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, &fieldError{Field: path, Reason: err.Error()}
-		}
-		name, _ := tok.(string)
-		field := name
+	members, err := pipeline.JSONObjectMembers(raw, allowed...)
+	var me *pipeline.MemberError
+	if errors.As(err, &me) {
+		field := me.Name
 		if path != "" {
-			field = path + "." + name
-		}
-		known := false
-		for _, a := range allowed {
-			if a == name {
-				known = true
-				break
+			field = path
+			if me.Name != "" {
+				field += "." + me.Name
 			}
 		}
-		if !known {
-			return nil, &fieldError{Field: field, Reason: "unknown field (want " + strings.Join(allowed, ", ") + ")"}
-		}
-		if seen[name] {
-			return nil, &fieldError{Field: field, Reason: "duplicate field"}
-		}
-		seen[name] = true
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, &fieldError{Field: field, Reason: err.Error()}
-		}
-		if jsonKind(v) != "null" {
-			members[name] = v
-		}
+		return nil, &fieldError{Field: field, Reason: me.Reason}
 	}
-	return members, nil
+	return members, err
 }
 
 // jsonKind names the JSON type of a valid JSON value.
