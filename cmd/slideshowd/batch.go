@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -73,10 +75,9 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 	if !ok {
 		return exitBadArgs
 	}
-	entries, err := readBatch(file)
+	entries, err := readBatch(ctx, file)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
-		return exitBadArgs
+		return batchCheckFailed(e, err, func(err error) string { return redactError(cfg, err) })
 	}
 	if *dryRun {
 		printPlan(e.stdout, cfg, file, entries, *out)
@@ -251,8 +252,45 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 
 // readBatch reads and parses a batch file; the slides' relative paths are
 // relative to its folder. A file it cannot read gives "FILE: no such file"
-// or the like.
-func readBatch(file string) ([]batchEntry, error) {
+// or the like; an image that is not a regular file (a FIFO, a device: a
+// read could block for ever) is refused naming the entry and path. It
+// returns an error wrapping errBatchCheckInterrupted at ctx's end (the first SIGINT or
+// SIGTERM: nothing runs yet, so there is nothing to let finish), also while
+// a read blocks (a hung network file system): that read is left to end on
+// its own, the process exits.
+func readBatch(ctx context.Context, file string) ([]batchEntry, error) {
+	type result struct {
+		entries []batchEntry
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		entries, err := readBatchFile(file)
+		done <- result{entries, err}
+	}()
+	select {
+	case r := <-done:
+		return r.entries, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", file, errBatchCheckInterrupted)
+	}
+}
+
+// errBatchCheckInterrupted is readBatch's error when a signal came before
+// the check ended.
+var errBatchCheckInterrupted = errors.New("interrupted while checking the batch file; nothing was sent")
+
+// batchCheckFailed prints readBatch's err, shown as show renders it, and
+// returns the exit code: 130 for a signal, 2 for a bad file.
+func batchCheckFailed(e env, err error, show func(error) string) int {
+	fmt.Fprintln(e.stderr, "slideshowd:", show(err))
+	if errors.Is(err, errBatchCheckInterrupted) {
+		return exitSignal
+	}
+	return exitBadArgs
+}
+
+func readBatchFile(file string) ([]batchEntry, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s", file, fileProblem(err))
@@ -262,8 +300,37 @@ func readBatch(file string) ([]batchEntry, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(base, p)
 		}
-		return os.ReadFile(p)
+		return readRegularFile(p)
 	})
+}
+
+// readRegularFile reads the regular file p; anything else (a FIFO, a
+// device, a socket: opening or reading one can block for ever) is an
+// *fs.PathError "not a regular file (a named pipe)", without opening it.
+func readRegularFile(p string) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() && !fi.IsDir() { // a directory's read says "is a directory"
+		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))}
+	}
+	return os.ReadFile(p)
+}
+
+// fileKind names a file type that is not a regular file or a directory.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "type " + m.Type().String()
 }
 
 // retryFailed reopens entry i's job when an earlier run of the batch left it
@@ -705,10 +772,9 @@ func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode
 		fmt.Fprintln(e.stderr, "slideshowd: -server: "+problem)
 		return exitBadArgs
 	}
-	entries, err := readBatch(file)
+	entries, err := readBatch(ctx, file)
 	if err != nil {
-		fmt.Fprintln(e.stderr, "slideshowd:", err)
-		return exitBadArgs
+		return batchCheckFailed(e, err, error.Error)
 	}
 	return runBatchServer(ctx, e, server, e.getenv(config.EnvToken), entries, out, mode)
 }
