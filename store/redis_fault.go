@@ -745,6 +745,13 @@ func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Durat
 		until = min(until, n+(s.ttl/3).Milliseconds())
 	} else if end := s.f.recovers.Add(time.Millisecond - 1).UnixMilli(); end >= n {
 		until = min(until, end)
+		if s.f.joining && grows == 0 && frees == 0 {
+			// Held as it joined (joinRecovery): nothing is granted before
+			// the hold's end, the wait's end; an earlier release wakes
+			// the lanes (scheduler releaseJoined), a later end set
+			// meanwhile is refused again then (rejoinCheck).
+			until = end
+		}
 	}
 	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until)}
 }

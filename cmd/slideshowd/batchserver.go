@@ -324,13 +324,21 @@ const waitsEvery = 5 * time.Second
 
 // watchWaits prints, as the local mode does from the scheduler's events, a
 // line with the time when a class of the daemon starts waiting for quota
-// (a wait expected to last WaitReportAfter or more, or a change of its
-// kind) while a job of the batch may wait on it (tracker.waitsOn), and
-// when a wait it printed ends, from GET /v1/usage every waitsEvery until ctx
-// ends. Errors are left to the followers, which report a daemon that does
-// not answer.
+// (a wait expected to last WaitReportAfter or more) while a job of the
+// batch may wait on it (tracker.waitsOn), again when a printed wait changes
+// (its kind or words, or its estimated end, until, by WaitReportAfter or
+// more between two reads: a held lane's hold extended), and when a wait
+// it printed ends, from GET /v1/usage every waitsEvery until ctx ends. A
+// printed wait that ended and another that began between two reads (a new
+// since, e.g. across a restart of the daemon) are two: the first one's end
+// is printed at the second's start. Errors are left to the followers,
+// which report a daemon that does not answer.
 func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
-	reported := map[string]scheduler.Wait{}
+	type shown struct {
+		w     scheduler.Wait // as printed
+		until time.Time      // as last read
+	}
+	reported := map[string]shown{}
 	tick := time.NewTicker(waitsEvery)
 	defer tick.Stop()
 	for {
@@ -338,13 +346,37 @@ func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
 		if _, _, err := c.do(ctx, http.MethodGet, "/v1/usage", nil, nil, http.StatusOK, &sum); err == nil {
 			for _, cs := range sum.Classes {
 				prev, was := reported[cs.Name]
-				switch w := cs.Wait; {
-				case w != nil && ((!was && w.Until.Sub(w.Since) >= scheduler.WaitReportAfter) || (was && prev.Kind != w.Kind)) && tr.waitsOn(cs.Name):
-					reported[cs.Name] = *w
-					tr.note(fmt.Sprintf("%s %s: waiting: %s", w.Since.Local().Format(time.TimeOnly), cs.Name, w.Reason))
-				case w == nil && was:
+				w := cs.Wait
+				if was && (w == nil || !w.Since.Equal(prev.w.Since)) {
+					end := sum.Time
+					if w != nil {
+						end = w.Since // it ended by then
+					}
 					delete(reported, cs.Name)
-					tr.note(fmt.Sprintf("%s %s: resumed after %s", sum.Time.Local().Format(time.TimeOnly), cs.Name, sum.Time.Sub(prev.Since).Round(time.Second)))
+					tr.note(fmt.Sprintf("%s %s: resumed after %s", end.Local().Format(time.TimeOnly), cs.Name, max(0, end.Sub(prev.w.Since)).Round(time.Second)))
+				}
+				if w == nil {
+					continue
+				}
+				show := false
+				switch {
+				case was && w.Since.Equal(prev.w.Since):
+					moved := w.Until.Sub(prev.until)
+					show = w.Kind != prev.w.Kind || waitWords(*w) != waitWords(prev.w) || moved >= scheduler.WaitReportAfter || moved <= -scheduler.WaitReportAfter
+					prev.until = w.Until
+					reported[cs.Name] = prev
+				case was: // another wait began
+					show = w.Until.Sub(w.Since) >= scheduler.WaitReportAfter || w.Kind != prev.w.Kind || waitWords(*w) != waitWords(prev.w)
+				default:
+					show = w.Until.Sub(w.Since) >= scheduler.WaitReportAfter
+				}
+				if show && tr.waitsOn(cs.Name) {
+					reported[cs.Name] = shown{w: *w, until: w.Until}
+					at := w.Since
+					if was && w.Since.Equal(prev.w.Since) && w.Kind == prev.w.Kind {
+						at = sum.Time // the same wait, its end moved: when seen
+					}
+					tr.note(fmt.Sprintf("%s %s: waiting: %s", at.Local().Format(time.TimeOnly), cs.Name, w.Reason))
 				}
 			}
 		}
@@ -354,6 +386,13 @@ func (c *daemonClient) watchWaits(ctx context.Context, tr *tracker) {
 			return
 		}
 	}
+}
+
+// waitWords is a wait's reason without the countdown that changes with
+// every read ("RPM window" of "RPM window, next slot in 12s").
+func waitWords(w scheduler.Wait) string {
+	words, _, _ := strings.Cut(w.Reason, ", next slot ")
+	return words
 }
 
 // stepsEvery is how often batch -server reads the daemon's running jobs
