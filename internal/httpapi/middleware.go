@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -155,7 +156,40 @@ func (h *handler) serveLogged(w http.ResponseWriter, r *http.Request) {
 		h.shuttingDown(rec, r, stoppingRetryAfter, "the service is shutting down and takes no new work; try again later")
 		return
 	}
+	if p := r.URL.Path; p != "" && cleanPath(p) != p {
+		// The mux would answer a redirect to the cleaned path, in HTML
+		// ("/v1/slideshows//images/1", an empty id, to
+		// "/v1/slideshows/images/1"): every error is JSON.
+		var unclean http.Handler = http.HandlerFunc(h.uncleanPath)
+		if strings.HasPrefix(p, "/v1/") {
+			unclean = h.requireToken(unclean)
+		}
+		unclean.ServeHTTP(rec, r)
+		return
+	}
 	h.mux.ServeHTTP(rec, r)
+}
+
+// cleanPath is the path the mux serves p as (net/http's cleaning: no
+// empty, "." or ".." segment; a trailing slash kept).
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
+// uncleanPath answers a path with an empty, "." or ".." segment: 404, in
+// JSON, naming the path (redacted).
+func (h *handler) uncleanPath(w http.ResponseWriter, r *http.Request) {
+	h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("no such endpoint: the path %q has an empty, \".\" or \"..\" segment (an id left empty?)", h.logPath(r)))
 }
 
 // stoppingRetryAfter is the Retry-After (seconds) of the 503s answered while

@@ -49,3 +49,33 @@ func TestNotFoundListsEveryEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// A path with an empty, "." or ".." segment (an id left empty by an unset
+// shell variable) is answered a JSON 404 naming it, after the token check
+// under /v1/; the mux had answered a 307 redirect in HTML to the cleaned
+// path ("/v1/slideshows/images/1"), against "every error is JSON".
+func TestUncleanPathJSON(t *testing.T) {
+	env := newEnv(t, nil)
+	for _, p := range []string{"/v1/slideshows//images/1", "/v1/slideshows/", "/v1/slideshows/j/../j", "/v1//usage", "//healthz"} {
+		w := env.do(t, "GET", p, "")
+		if p == "/v1/slideshows/" { // clean: the /v1/ catch-all's 404
+			if w.Code != http.StatusNotFound {
+				t.Errorf("%s: %d %s", p, w.Code, w.Body)
+			}
+			continue
+		}
+		if w.Code != http.StatusNotFound || w.Header().Get("Location") != "" || !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+			t.Errorf("%s: %d %v %s, want a JSON 404", p, w.Code, w.Header(), w.Body)
+			continue
+		}
+		if want := `no such endpoint: the path "` + p + `" has an empty, "." or ".." segment (an id left empty?)`; apiErr(t, w).Message != want {
+			t.Errorf("%s: %q, want %q", p, apiErr(t, w).Message, want)
+		}
+	}
+	h := New(Config{Service: newFakeService(), Logger: zerolog.Nop(), Token: strings.Repeat("t", 32)})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/v1/slideshows//images/1", nil))
+	if w.Code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d %s, want 401", w.Code, w.Body)
+	}
+}

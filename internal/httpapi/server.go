@@ -387,8 +387,9 @@ func waitParam(q url.Values) (time.Duration, error) {
 }
 
 // image serves GET /v1/slideshows/{id}/images/{n}: the image file when it
-// is done; 404 for an unknown job or image, or one that failed or will
-// never be made; 409 while it is still pending or running.
+// is done; 404 for an unknown job or image (n beyond the job's images,
+// whatever its state), or one that failed or will never be made; 409
+// while it is still pending or running.
 func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	n, err := strconv.Atoi(r.PathValue("n"))
@@ -410,11 +411,8 @@ func (h *handler) image(w http.ResponseWriter, r *http.Request) {
 	}
 	final := st.State.Final()
 	switch {
-	case img == nil && final:
+	case img == nil: // beyond the job's images (listed from its submission on): never made
 		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d not found: the slideshow has %d image%s", n, len(st.Images), map[bool]string{true: "", false: "s"}[len(st.Images) == 1]))
-		return
-	case img == nil:
-		h.writeError(w, r, http.StatusConflict, fmt.Sprintf("image %d is not ready: the slideshow is %s; wait for the job with GET /v1/slideshows/{id}?wait=60s", n, st.State))
 		return
 	case img.State == pipeline.ImageFailed:
 		h.writeError(w, r, http.StatusNotFound, fmt.Sprintf("image %d failed; see GET /v1/slideshows/{id} for the reason", n))

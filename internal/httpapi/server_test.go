@@ -428,7 +428,12 @@ func TestImage(t *testing.T) {
 		{"n not a number", pipeline.Status{ID: "j"}, false, "", "/v1/slideshows/j/images/one", 404, "image not found", ""},
 		{"n beyond a finished job", pipeline.Status{ID: "j", State: pipeline.JobDone, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}}},
 			true, "", "/v1/slideshows/j/images/2", 404, "image 2 not found: the slideshow has 1 image", ""},
-		{"no images yet", pipeline.Status{ID: "j", State: pipeline.JobAnalyzing}, false, "", "/v1/slideshows/j/images/1", 409, "image 1 is not ready: the slideshow is analyzing", ""},
+		{"n beyond a running job", pipeline.Status{ID: "j", State: pipeline.JobGenerating, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageDone}, {N: 2, State: pipeline.ImageRunning}, {N: 3}}},
+			false, "", "/v1/slideshows/j/images/4", 404, "image 4 not found: the slideshow has 3 images", ""}, // 409 "not ready" before: it never would be
+		{"n beyond an analyzing job", pipeline.Status{ID: "j", State: pipeline.JobAnalyzing, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImagePending}}},
+			false, "", "/v1/slideshows/j/images/2", 404, "image 2 not found: the slideshow has 1 image", ""},
+		{"pending, analyzing", pipeline.Status{ID: "j", State: pipeline.JobAnalyzing, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImagePending}}},
+			false, "", "/v1/slideshows/j/images/1", 409, "image 1 is not ready: it is pending", ""},
 		{"pending", pipeline.Status{ID: "j", State: pipeline.JobGenerating, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImagePending}}},
 			false, "", "/v1/slideshows/j/images/1", 409, "image 1 is not ready: it is pending", ""},
 		{"running", pipeline.Status{ID: "j", State: pipeline.JobGenerating, Images: []pipeline.ImageStatus{{N: 1, State: pipeline.ImageRunning}}},
