@@ -120,12 +120,12 @@ func cmdStore(ctx context.Context, e env, args []string) int {
 			fmt.Fprintln(e.stderr, redactorOf(cfg).String(fmt.Sprintf("slideshowd store backup: %s: %s", rest[0], problem)))
 			return exitBadArgs
 		}
-		n, via, err := backupStore(ctx, cfg, rest[0])
+		n, of, via, err := backupStore(ctx, cfg, rest[0])
 		if err != nil {
 			fmt.Fprintln(e.stderr, "slideshowd:", redactError(cfg, err))
 			return exitFailed
 		}
-		fmt.Fprintf(e.stdout, "%s: %d bytes, a consistent copy of %s (%s)\n", rest[0], n, path, via)
+		fmt.Fprintf(e.stdout, "%s: %d bytes, a consistent copy of %s (%s)\n", rest[0], n, of, via)
 		return exitOK
 	case "restore":
 		msg, code := restoreStore(cfg, rest[0], time.Now())
@@ -163,40 +163,42 @@ func backupDestProblem(dest string) string {
 // backupStore writes a consistent copy of the store to dest: through the
 // running daemon's API (GET /v1/store/backup, which streams one read
 // transaction: the daemon holds the file's lock), else by opening the file
-// read-only.
-func backupStore(ctx context.Context, cfg config.Config, dest string) (int64, string, error) {
+// read-only. It returns the bytes copied, what was copied ("the daemon's
+// store": its data directory may not be this one's; else the file's
+// path) and how.
+func backupStore(ctx context.Context, cfg config.Config, dest string) (int64, string, string, error) {
 	path := filepath.Join(cfg.Data, StoreFile)
 	tmp := dest + ".tmp"
 	at := time.Now() // before the copy's transaction: the safe side for restore
 	n, err := fetchBackup(ctx, cfg, tmp)
-	via := "through the running daemon at " + backupURL(cfg.Listen)
+	of, via := "the daemon's store", "through the running daemon at "+backupURL(cfg.Listen)
 	var he *httpStatusError
 	if errors.As(err, &he) {
 		_ = os.Remove(tmp)
-		return 0, "", err
+		return 0, "", "", err
 	}
 	if err != nil {
 		// No daemon answered: copy the file read-only.
-		via = "read-only, no daemon answered"
+		of, via = path, "read-only, no daemon answered"
 		if verr := store.Verify(path, store.Options{Timeout: 500 * time.Millisecond}); verr != nil {
 			if errors.Is(verr, store.ErrLocked) {
 				// Held, most likely by a daemon serving elsewhere: say
 				// where we asked and how to ask the right one.
-				return 0, "", fmt.Errorf("no daemon answered at %s (%v), and %s is held by another process (for example a running slideshowd): "+
+				return 0, "", "", fmt.Errorf("no daemon answered at %s (%v), and %s is held by another process (for example a running slideshowd): "+
 					"if a daemon serves on another address (its serve -addr), give it with -addr HOST:PORT or listen: in the config", backupURL(cfg.Listen), err, path)
 			}
-			return 0, "", verr
+			return 0, "", "", verr
 		}
 		if n, err = copyFile(path, tmp); err != nil {
 			_ = os.Remove(tmp)
-			return 0, "", err
+			return 0, "", "", err
 		}
 	}
 	if err := store.FinishBackup(tmp, dest, at); err != nil {
 		_ = os.Remove(tmp)
-		return 0, "", err
+		return 0, "", "", err
 	}
-	return n, via, nil
+	return n, of, via, nil
 }
 
 // backupURL is the daemon's GET /v1/store/backup at listen.
