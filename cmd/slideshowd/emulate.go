@@ -43,7 +43,7 @@ type emulateFlags struct {
 func (f *emulateFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8090", "listen address")
 	fs.IntVar(&f.keys, "keys", 3, "number of keys to generate (key1..keyN), unless GEMINI_API_KEYS is set")
-	fs.IntVar(&f.projects, "projects", 0, "number of projects the keys are spread over, round-robin (default: one per key)")
+	fs.IntVar(&f.projects, "projects", 0, "number of projects the keys are spread over, round-robin, named project1..N (at most -keys; default: one per key, named as the key: key1..)")
 	fs.StringVar(&f.leaked, "leaked", "", "comma-separated key ids answered 403 'reported as leaked'")
 	fs.StringVar(&f.expired, "expired", "", "comma-separated key ids answered 400 'API key expired' (ErrorInfo API_KEY_INVALID)")
 	fs.StringVar(&f.outOfCredit, "out-of-credit", "", "comma-separated projects whose every request answers 429 'Your prepayment credits are depleted' (no details)")
@@ -159,8 +159,8 @@ func (f *emulateFlags) emulatorConfig(given []config.Key) (emulator.Config, erro
 		name := fmt.Sprintf("key%d", i+1)
 		secret := demoSecret()
 		project := fmt.Sprintf("project%d", i%projects+1)
-		if projects == n {
-			project = name
+		if f.projects <= 0 {
+			project = name // one per key, named as the key
 		}
 		if len(given) > 0 {
 			secret, project = given[i].Secret, given[i].Project
@@ -312,8 +312,9 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stdout, "keys: %d from %s (not shown)\n", len(ecfg.Keys), config.EnvKeys)
 	} else {
 		fmt.Fprintln(e.stdout, "These keys are the emulator's own, generated now; they are not Gemini keys and work nowhere else:")
-		// The export line keeps the grouping: PROJECT:SECRET entries when
-		// keys share projects (an entry alone is a project of its own).
+		// The export line keeps the grouping: PROJECT:SECRET entries for
+		// -projects' project1..N (a key alone is a project of its own,
+		// named as the key).
 		var all []string
 		for _, k := range ecfg.Keys {
 			fmt.Fprintf(e.stdout, "  %s (project %s): %s\n", k.Name, k.Project, k.Secret)
