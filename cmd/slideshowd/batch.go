@@ -313,24 +313,9 @@ func readRegularFile(p string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() && !fi.IsDir() { // a directory's read says "is a directory"
-		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("not a regular file (%s)", fileKind(fi.Mode()))}
+		return nil, &fs.PathError{Op: "read", Path: p, Err: fmt.Errorf("not a regular file (%s)", config.FileKind(fi.Mode()))}
 	}
 	return os.ReadFile(p)
-}
-
-// fileKind names a file type that is not a regular file or a directory.
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	}
-	return "type " + m.Type().String()
 }
 
 // retryFailed reopens entry i's job when an earlier run of the batch left it

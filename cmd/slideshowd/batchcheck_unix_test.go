@@ -23,7 +23,7 @@ func TestBatchImageNotRegularFile(t *testing.T) {
 		t.Skip("no FIFO here:", err)
 	}
 	for _, tt := range []struct{ image, want string }{
-		{"/dev/null", `[0].slides[0].image: "/dev/null": not a regular file (a character device)`},
+		{"/dev/null", `[0].slides[0].image: "/dev/null": not a regular file (a device)`},
 		{"fifo.png", `[0].slides[0].image: "fifo.png": not a regular file (a named pipe)`},
 	} {
 		file := writeTestFile(t, filepath.Join(dir, "b.json"), `[{"source": "a", "slides": [{"text": "x", "image": "`+tt.image+`"}], "images": 2}]`)

@@ -36,23 +36,31 @@ func TestWatchWaitsChanges(t *testing.T) {
 			{Classes: wait("joined, waiting for the cluster, next slot in 1m41s", 15*time.Second, 126*time.Second)}, // t 25: the hold extended
 			{Classes: none}, // t 30
 		}}
-		var out bytes.Buffer
-		tr := generatingTracker(&out)
-		c := &daemonClient{base: "http://daemon.test", http: &http.Client{Transport: seq}}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); c.watchWaits(ctx, tr) }()
-		time.Sleep(7 * waitsEvery)
-		cancel()
-		<-done
+		out := watchWaitsFor(seq, 7*waitsEvery)
 		at := func(d time.Duration) string { return start.Add(d).Local().Format(time.TimeOnly) }
 		want := at(0) + " image: waiting: waiting for the cluster's window, next slot in 12s\n" +
 			at(15*time.Second) + " image: resumed after 15s\n" +
 			at(15*time.Second) + " image: waiting: joined, waiting for the cluster, next slot in 1m31s\n" +
 			at(25*time.Second) + " image: waiting: joined, waiting for the cluster, next slot in 1m41s\n" +
 			at(30*time.Second) + " image: resumed after 15s\n"
-		if out.String() != want {
-			t.Errorf("lines:\n%s\nwant:\n%s", out.String(), want)
+		if out != want {
+			t.Errorf("lines:\n%s\nwant:\n%s", out, want)
 		}
 	})
+}
+
+// watchWaitsFor runs watchWaits for d (in a synctest bubble) on the
+// daemon's usage answers seq, for a batch whose job makes its image, and
+// returns the lines it printed.
+func watchWaitsFor(seq *usageSequence, d time.Duration) string {
+	var out bytes.Buffer
+	tr := generatingTracker(&out)
+	c := &daemonClient{base: "http://daemon.test", http: &http.Client{Transport: seq}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.watchWaits(ctx, tr) }()
+	time.Sleep(d)
+	cancel()
+	<-done
+	return out.String()
 }

@@ -59,21 +59,13 @@ func TestWatchWaits(t *testing.T) {
 			{Classes: wait("day", "image quota of all projects used for today, resets 2026-12-02 00:00 PST", 15*time.Second, 24*time.Hour)},
 			{Classes: none},
 		}}
-		var out bytes.Buffer
-		tr := generatingTracker(&out)
-		c := &daemonClient{base: "http://daemon.test", http: &http.Client{Transport: seq}}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); c.watchWaits(ctx, tr) }()
-		time.Sleep(7 * waitsEvery)
-		cancel()
-		<-done
+		out := watchWaitsFor(seq, 7*waitsEvery)
 		at := func(d time.Duration) string { return start.Add(d).Local().Format(time.TimeOnly) }
 		want := at(15*time.Second) + " image: waiting: cooldown after 429, next slot in 20s\n" +
 			at(15*time.Second) + " image: waiting: image quota of all projects used for today, resets 2026-12-02 00:00 PST\n" +
 			at(30*time.Second) + " image: resumed after 15s\n"
-		if out.String() != want {
-			t.Errorf("lines:\n%s\nwant:\n%s", out.String(), want)
+		if out != want {
+			t.Errorf("lines:\n%s\nwant:\n%s", out, want)
 		}
 	})
 }

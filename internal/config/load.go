@@ -191,7 +191,7 @@ func readFile(path string) ([]byte, fs.FileMode, error) {
 		return nil, 0, fmt.Errorf("config: %s: %v", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("config: %s: not a regular file (%s): want a YAML file", path, fileKind(fi.Mode()))
+		return nil, 0, fmt.Errorf("config: %s: not a regular file (%s): want a YAML file", path, FileKind(fi.Mode()))
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
@@ -203,8 +203,10 @@ func readFile(path string) ([]byte, fs.FileMode, error) {
 	return data, fi.Mode(), nil
 }
 
-// fileKind names the type of a file that is not regular.
-func fileKind(m fs.FileMode) string {
+// FileKind names the type of a file that is not regular, for an error
+// ("a directory", "a named pipe", "a socket", "a device"; else "mode"
+// and the mode). The config and batch files' images use it.
+func FileKind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"
