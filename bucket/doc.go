@@ -15,7 +15,12 @@
 //     at TPM/60 per second.
 //   - RPD per Pacific calendar day: the count resets at midnight
 //     America/Los_Angeles, so a quota day lasts 23 or 25 hours on
-//     daylight-saving changes.
+//     daylight-saving changes. The API counts a request on the day it
+//     arrives: a lane takes nothing in its day's last WindowMargin (it
+//     waits for midnight), and a lease whose slot still moves past
+//     midnight (stamped or written late) is charged on both days
+//     (Class.CrossDay: its unit of the old day stays, one unit of the new
+//     day is taken, kept until the lane rolls to that day).
 //
 // Class.Acquire returns a Lease (key id, project, day) on a ready lane,
 // rotating round-robin over ready lanes and over each lane's enabled keys, or,

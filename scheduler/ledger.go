@@ -63,7 +63,7 @@ import (
 // after a slow record, a late write: Lease.Wrote) is charged on both days
 // (bucket.Class.CrossDay): its unit of the old day stays, and one unit of
 // the new day is added to the store's count of that day (AddDaily; for a
-// dayCharger, also the shared day count), which a
+// dayCharger, store.Redis.ChargeDay, also the shared day count), which a
 // restart before midnight restores as the new day's start.
 //
 // A ledger is safe for concurrent use: its state lives in the bucket classes
@@ -87,15 +87,15 @@ type ledger struct {
 	// fit is the durable store when it may also grant a record a smaller
 	// token budget, for fewer Covers (store.Redis.ReserveFit).
 	fit fitLedger
-	// days is the store when it shares the day counts: a unit charged on
-	// the next Pacific day goes to its shared count too.
+	// days is the store when it shares the day counts (store.Redis): a
+	// unit charged on the next Pacific day goes to its shared count too.
 	days dayCharger
 	log  zerolog.Logger // a day charge that could not be recorded
 }
 
 // dayCharger is a shared store that adds units to a lane's day count of all
-// the processes sharing it, and to its own durable count, at once: it
-// returns the shared count after.
+// the processes sharing it, and to its own durable count, at once
+// (store.Redis.ChargeDay): it returns the shared count after.
 type dayCharger interface {
 	ChargeDay(ctx context.Context, day string, lane store.LaneID, n int) (int, error)
 }

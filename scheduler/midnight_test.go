@@ -152,3 +152,70 @@ func testCrossMidnight(t *testing.T, late string, restart bool, path string) {
 			sent, onNew, newDay)
 	}
 }
+
+// dayCharges is a Memory store that shares its day counts (a dayCharger,
+// as store.Redis is): it records each ChargeDay and counts it in the
+// Memory store, and counts AddDaily calls.
+type dayCharges struct {
+	*store.Memory
+	mu      sync.Mutex
+	charges []string // day/project/class per unit charged
+	adds    int
+}
+
+func (d *dayCharges) ChargeDay(ctx context.Context, day string, lane store.LaneID, n int) (int, error) {
+	d.mu.Lock()
+	d.charges = append(d.charges, day+"/"+lane.String())
+	d.mu.Unlock()
+	return d.Memory.AddDaily(ctx, day, lane, n)
+}
+
+func (d *dayCharges) AddDaily(ctx context.Context, day string, lane store.LaneID, n int) (int, error) {
+	d.mu.Lock()
+	d.adds++
+	d.mu.Unlock()
+	return d.Memory.AddDaily(ctx, day, lane, n)
+}
+
+// TestCrossMidnightSharedStore: with a store that shares its day counts
+// (store.Redis), the unit of the new day a late write charges goes through
+// its ChargeDay (the cluster's count and its own), once, not AddDaily.
+func TestCrossMidnightSharedStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &dayCharges{Memory: store.NewMemory()}
+		s, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
+			Keys: keys(1), Store: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}()
+		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+		time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
+		h, err := s.Submit(context.Background(), Job{Class: "text", Work: func(_ context.Context, l Lease) error {
+			time.Sleep(2 * time.Second)
+			l.Wrote(time.Now())
+			l.Wrote(time.Now().Add(time.Second)) // a second move: no second charge
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		want := bucket.Day(midnight, bucket.Pacific) + "/" + store.LaneID{Project: "key1", Class: "text"}.String()
+		if len(st.charges) != 1 || st.charges[0] != want || st.adds != 0 {
+			t.Fatalf("ChargeDay calls %v, AddDaily calls %d; want [%s] and 0", st.charges, st.adds, want)
+		}
+	})
+}
