@@ -2,14 +2,17 @@ package gemini
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genai"
@@ -25,6 +28,14 @@ const APIVersion = "v1beta"
 // through the scheduler, on whichever key the scheduler leases. It holds one
 // *genai.Client per key. Safe for concurrent use; the zero value is not
 // usable: build one with New.
+//
+// Each request's write time goes to its lease (scheduler.Lease.Wrote), so
+// a request written late counts from its write: on DefaultHTTPClient's
+// HTTP/1.1 connections the end of the last Write of the request's bytes to
+// the socket; over HTTP/2 and through another client's transport the time
+// the transport reports it written (httptrace's WroteRequest: over HTTP/2
+// after its last frame was flushed, over HTTP/1.1 before the transport's
+// buffer's last bytes, up to 4 KiB, were).
 type Client struct {
 	cfg  Config
 	keys map[string]*keyClient
@@ -32,8 +43,11 @@ type Client struct {
 	// field so tests can observe it.
 	reportTokens func(scheduler.Lease, int)
 	// reportWrote hands the time a request was written to the lease
-	// (scheduler.Lease.Wrote); a field so tests can observe it.
+	// (scheduler.Lease.Wrote), and slotMoves tells whether that would move
+	// its slot (scheduler.Lease.MovesSlot); fields so tests can observe
+	// them.
 	reportWrote func(scheduler.Lease, time.Time)
+	slotMoves   func(scheduler.Lease, time.Time) bool
 }
 
 type keyClient struct {
@@ -59,6 +73,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		keys:         make(map[string]*keyClient, len(cfg.Keys)),
 		reportTokens: func(l scheduler.Lease, n int) { l.ReportTokens(n) },
 		reportWrote:  func(l scheduler.Lease, at time.Time) { l.Wrote(at) },
+		slotMoves:    func(l scheduler.Lease, at time.Time) bool { return l.MovesSlot(at) },
 	}
 	for _, k := range cfg.Keys {
 		sdk, err := genai.NewClient(ctx, &genai.ClientConfig{
@@ -99,7 +114,9 @@ func (c *Client) generate(ctx context.Context, l scheduler.Lease, model string, 
 	// One request per lease: a continuation would send (and bill) more.
 	gcfg.AutomaticContinuation = new(bool)
 	p := new(probe)
-	resp, err := kc.safeGenerate(c.traceWrites(context.WithValue(ctx, probeKey{}, p), l), model, contents, gcfg)
+	tctx, ws := c.traceWrites(context.WithValue(ctx, probeKey{}, p), l)
+	resp, err := kc.safeGenerate(tctx, model, contents, gcfg)
+	ws.finish()
 	sent, status, retryAfter := p.result()
 	if err == nil && resp == nil {
 		err = fmt.Errorf("%w: no response and no error from the SDK", ErrDecode)
@@ -124,27 +141,249 @@ func (c *Client) generate(ctx context.Context, l scheduler.Lease, model string, 
 }
 
 // traceWrites returns ctx with an httptrace.ClientTrace (composed with any
-// trace ctx already holds) that reports to the lease the time each request
-// made with ctx was written: the window slot counts from then plus the
-// class's margin when that is later than the stamp (scheduler.Lease.Wrote).
+// trace ctx already holds) that follows the writes of the requests made
+// with ctx, and the writeStamp that reports them to the lease: the window
+// slot counts from the request's write plus the class's margin when that
+// is later than the stamp (scheduler.Lease.Wrote). Call finish on it when
+// the call has returned, before the work does.
 //
-// Why WroteRequest: the transport calls it once the request (headers and
-// the whole body, the slides' base64 images included) has been written to
-// the connection's buffer, after dialing a new connection if it needed one,
-// so it comes after everything that can delay a request in this process
-// (scheduling, encoding, dialing, writing) but the flush of the buffer's
-// last bytes (4 KiB at most) and the network. The body's EOF comes before
-// the last buffer is written, and RoundTrip returns only with the answer's
-// headers (seconds later for a generateContent call): counting from there
-// would hold every slot for a call's length. It is called for every write
-// of the call's requests (a write retried by the transport or the SDK
-// included) and also when the write failed (the API may have read part of
-// it: the safe side); the lease keeps the latest.
-func (c *Client) traceWrites(ctx context.Context, l scheduler.Lease) context.Context {
-	report := c.reportWrote
+// The write time is when the request's last byte went to the socket: the
+// end of the connection's last Write for the request (the kernel has the
+// bytes; sending them on is the network's part, the margin's second
+// half). On a connection of the default HTTP client over HTTP/1.1
+// (DefaultHTTPClient's dialer wraps each connection, TLS or not), GotConn
+// ties the connection to this call until the answer's first byte (HTTP/1.1
+// sends one request at a time on a connection), and each Write to it in
+// that time reports its end, whichever goroutine makes it (the transport
+// writes from its own). Why not the transport's WroteRequest there: it
+// fires once the request is in the connection's buffer, before the
+// transport writes the buffer's last bytes (up to 4 KiB: a whole small
+// request) to the socket; a sender descheduled between the two sent its
+// request late with no report, and the report itself (a Redis round trip
+// when the slot moves) ran inside the hook, before that flush.
+//
+// Over HTTP/2, and with a caller's HTTP client whose connections are not
+// DefaultHTTPClient's, the time is WroteRequest's: HTTP/2 interleaves
+// several requests' frames on one connection, so a Write cannot be tied to
+// one request; its transport calls WroteRequest after flushing the last
+// DATA frame to the connection, so that is the last byte's time there too.
+// Through another HTTP/1.1 transport it is the buffered time above, and
+// the flush after it is not covered.
+//
+// Every write of the call's requests reports (a request the transport
+// writes again on a new connection, a redirect the http.Client follows;
+// the SDK's own retries are off), failed ones included (the API may have
+// read part of it: the safe side); the lease keeps the latest. Writes
+// after the answer began, e.g. a body still being written when the API
+// answered early, do not move the slot: the API had decided by then.
+func (c *Client) traceWrites(ctx context.Context, l scheduler.Lease) (context.Context, *writeStamp) {
+	w := &writeStamp{c: c, l: l}
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { report(l, time.Now()) },
-	})
+		GotConn: func(info httptrace.GotConnInfo) {
+			sc := stampable(info.Conn)
+			w.onWire.Store(sc != nil)
+			if sc != nil {
+				w.attach(sc)
+			}
+		},
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			if !w.onWire.Load() {
+				w.wrote(time.Now())
+			}
+		},
+		GotFirstResponseByte: w.detach,
+	}), w
+}
+
+// writeStamp reports the writes of one call's requests to its lease. A
+// write whose report would move the slot (scheduler.Lease.MovesSlot) is
+// reported at once from another goroutine, so the writer, the transport's,
+// never waits for a shared store (a Redis round trip) between two writes of
+// a request; finish reports the latest write once more and waits for that
+// goroutine, so every write made before the call returned is applied
+// before the work returns (a report after it does nothing).
+type writeStamp struct {
+	c *Client
+	l scheduler.Lease
+	// latest is the end of the latest write, in Unix nanoseconds (0: none).
+	latest atomic.Int64
+	// writing counts writes under way on connections tied to the call.
+	writing atomic.Int32
+	// onWire: the request being written is on a connection whose Writes
+	// report (stampable), so WroteRequest is not used.
+	onWire atomic.Bool
+
+	mu       sync.Mutex
+	conns    []*stampConn // connections tied to the call
+	reported int64        // latest time handed to the lease
+	busy     bool         // a report goroutine runs
+	finished bool         // finish was called: no more report goroutines
+	wg       sync.WaitGroup
+}
+
+// wrote records a write that ended at at and, when it would move the slot,
+// starts the report goroutine if none runs.
+func (w *writeStamp) wrote(at time.Time) {
+	n := at.UnixNano()
+	for {
+		old := w.latest.Load()
+		if n <= old {
+			return // a later write was recorded, and reported if due
+		}
+		if w.latest.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	if !w.c.slotMoves(w.l, at) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.busy || w.finished {
+		return
+	}
+	w.busy = true
+	w.wg.Add(1)
+	go w.report()
+}
+
+// report hands the latest write to the lease until none is newer. The
+// check is under the lock that wrote takes after recording, so a write
+// recorded while this goroutine ends is never left unreported.
+func (w *writeStamp) report() {
+	defer w.wg.Done()
+	for {
+		w.mu.Lock()
+		v := w.latest.Load()
+		if v <= w.reported {
+			w.busy = false
+			w.mu.Unlock()
+			return
+		}
+		w.reported = v
+		w.mu.Unlock()
+		w.c.reportWrote(w.l, time.Unix(0, v))
+	}
+}
+
+// attach ties sc to the call: its Writes report to it.
+func (w *writeStamp) attach(sc *stampConn) {
+	w.mu.Lock()
+	w.conns = append(w.conns, sc)
+	w.mu.Unlock()
+	sc.owner.Store(w)
+}
+
+// detach unties the call's connections (those still tied to it).
+func (w *writeStamp) detach() {
+	w.mu.Lock()
+	conns := w.conns
+	w.conns = nil
+	w.mu.Unlock()
+	for _, sc := range conns {
+		sc.owner.CompareAndSwap(w, nil)
+	}
+}
+
+// finish ends the call's reports: it unties its connections, waits for the
+// report goroutine and reports the latest write if it was not; a write
+// still under way counts as ending now (it ends later: the safe side).
+func (w *writeStamp) finish() {
+	w.detach()
+	w.mu.Lock()
+	w.finished = true
+	w.mu.Unlock()
+	w.wg.Wait()
+	v := w.latest.Load()
+	if w.writing.Load() > 0 {
+		v = max(v, time.Now().UnixNano())
+	}
+	w.mu.Lock()
+	due := v > w.reported
+	w.reported = max(w.reported, v)
+	w.mu.Unlock()
+	if due {
+		w.c.reportWrote(w.l, time.Unix(0, v))
+	}
+}
+
+// stampConn is a connection of DefaultHTTPClient: while a call's request
+// owns it (writeStamp.attach), the end of each Write is reported to the
+// call. Unowned, a Write costs two atomic loads more than the connection's.
+type stampConn struct {
+	net.Conn
+	owner atomic.Pointer[writeStamp]
+	// proto is what its first Write showed: 0 none yet, protoOther, or
+	// protoH2 (the HTTP/2 client preface: unencrypted HTTP/2, where
+	// requests share the connection).
+	proto atomic.Int32
+}
+
+const (
+	protoOther = 1
+	protoH2    = 2
+)
+
+// h2Preface starts the first bytes an HTTP/2 client writes.
+const h2Preface = "PRI * HTTP/2.0\r\n"
+
+func (sc *stampConn) Write(p []byte) (int, error) {
+	if sc.proto.Load() == 0 {
+		if len(p) >= len(h2Preface) && string(p[:len(h2Preface)]) == h2Preface {
+			sc.proto.CompareAndSwap(0, protoH2)
+		} else {
+			sc.proto.CompareAndSwap(0, protoOther)
+		}
+	}
+	w := sc.owner.Load()
+	if w == nil {
+		return sc.Conn.Write(p)
+	}
+	// Counted before the owner is read again, so that finish, which
+	// unties the connection and then reads the count, either sees this
+	// write under way or this write sees the connection untied.
+	w.writing.Add(1)
+	if sc.owner.Load() != w {
+		w.writing.Add(-1)
+		return sc.Conn.Write(p)
+	}
+	n, err := sc.Conn.Write(p)
+	if n > 0 {
+		w.wrote(time.Now())
+	}
+	w.writing.Add(-1)
+	return n, err
+}
+
+// stampable returns the stampConn under conn when its Writes can be tied
+// to one request: an HTTP/1 connection made by stampDial, directly or
+// under TLS (the TLS records' Writes are what goes to the socket); nil
+// for anything else, HTTP/2 included.
+func stampable(conn net.Conn) *stampConn {
+	if tc, ok := conn.(*tls.Conn); ok {
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			return nil
+		}
+		conn = tc.NetConn()
+	}
+	sc, _ := conn.(*stampConn)
+	if sc == nil || sc.proto.Load() == protoH2 {
+		return nil
+	}
+	return sc
+}
+
+// stampDial wraps dial (an http.Transport's DialContext) so that the
+// connections it makes report their writes to the call whose request owns
+// them (see Client.traceWrites).
+func stampDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil || c == nil {
+			return c, err
+		}
+		return &stampConn{Conn: c}, nil
+	}
 }
 
 // safeGenerate calls the SDK and turns a panic into an error: the SDK

@@ -60,7 +60,13 @@ type Config struct {
 	BaseURL string
 	// HTTPClient sends the requests of every key. Default: a client with
 	// dial, TLS-handshake and response-header timeouts, a RequestTimeout
-	// overall timeout and connection reuse (see DefaultHTTPClient).
+	// overall timeout and connection reuse (see DefaultHTTPClient). A
+	// request's write time, which its window slot may count from, is when
+	// its last byte went to the socket on DefaultHTTPClient's HTTP/1.1
+	// connections; with another client's it is when the transport reports
+	// the request written (httptrace's WroteRequest), over HTTP/1.1 before
+	// the transport's buffer's last bytes (up to 4 KiB) reach the socket.
+	// See Client.
 	HTTPClient *http.Client
 	// TextModel analyses slideshows. Default DefaultTextModel.
 	TextModel string
@@ -96,14 +102,17 @@ const DefaultIdleConnsPerHost = 512
 // is nil: 10 s to dial and for the TLS handshake, up to 4 min for the
 // response headers (image generation answers only when done), RequestTimeout
 // overall, HTTP/2 and up to DefaultIdleConnsPerHost idle connections per
-// host kept for reuse.
+// host kept for reuse. Its dialer wraps each connection so that, over
+// HTTP/1.1, the Client learns when each request's last byte went to the
+// socket (each Write while a request owns the connection); used for other
+// requests, the wrapper only passes the Writes through.
 func DefaultHTTPClient() *http.Client {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
 		Timeout: RequestTimeout,
 		Transport: &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           dialer.DialContext,
+			DialContext:           stampDial(dialer.DialContext), // see Client.traceWrites
 			ForceAttemptHTTP2:     true,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 4 * time.Minute,

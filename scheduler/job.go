@@ -114,8 +114,9 @@ func (l Lease) ReportTokens(n int) {
 }
 
 // Wrote reports that the lease's request was written at at (the time its
-// last byte was handed to the network; package gemini reports it from an
-// httptrace.ClientTrace's WroteRequest). When at plus half the class's
+// last byte was handed to the network: package gemini reports the end of
+// each write of the request's bytes to its connection, see gemini.Client).
+// When at plus half the class's
 // WindowMargin (bucket.Class.WriteMargin) is later than the lease's slot
 // (Slot, or where an earlier Wrote moved it), the slot moves there, in this
 // process's lane window and in a shared store's (store.Redis.Restamped: a
@@ -149,6 +150,19 @@ func (l Lease) Wrote(at time.Time) {
 	if to, _ := st.r.s.ledger.restamp(st.r.class, st.lease, from, at); to.UnixNano() > st.slot.Load() {
 		st.slot.Store(to.UnixNano())
 	}
+}
+
+// MovesSlot reports whether Wrote(at) would move the lease's slot now: at
+// plus half the class's WindowMargin is later than where the slot is. It
+// moves nothing and costs one atomic load, no lock and no round trip, so a
+// caller can check every write of a request and call Wrote, which may wait
+// for a shared store (up to 2 s), only when it would act, e.g. from another
+// goroutine than the one writing. It does not check whether the work has
+// returned (Wrote then does nothing). False on a Lease not made by a
+// Scheduler. Safe for concurrent use.
+func (l Lease) MovesSlot(at time.Time) bool {
+	st := l.st
+	return st != nil && at.UnixNano()+st.margin > st.slot.Load()
 }
 
 // end marks the work returned: Wrote does nothing from then on.

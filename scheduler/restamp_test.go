@@ -65,10 +65,15 @@ func testLateWrite(t *testing.T, bolt, restart bool, path string) {
 		return func(_ context.Context, l Lease) error {
 			time.Sleep(delay)
 			w := time.Now()
+			moves := l.MovesSlot(w)
 			l.Wrote(w)
 			mu.Lock()
 			arrivals = append(arrivals, w.Add(margin/2))
 			moved = append(moved, l.st.slot.Load() != l.Slot.UnixNano())
+			if moves != moved[len(moved)-1] || l.MovesSlot(w) {
+				t.Errorf("write %v after the dispatch: MovesSlot said %v before Wrote, %v after; the slot moved: %v",
+					delay, moves, l.MovesSlot(w), moved[len(moved)-1])
+			}
 			mu.Unlock()
 			return nil
 		}
