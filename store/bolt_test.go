@@ -285,7 +285,8 @@ func TestOptionsValidate(t *testing.T) {
 		field string
 	}{
 		{store.Options{}, ""},
-		{store.Options{Timeout: time.Millisecond, History: 1, NoSync: true}, ""},
+		{store.Options{Timeout: time.Millisecond, History: 2, NoSync: true}, ""},
+		{store.Options{History: 1}, "Options.History: 1"}, // the day running and the next are both needed
 		{store.Options{History: 36600}, ""},
 		{store.Options{Timeout: -1}, "Options.Timeout: -1ns"},
 		{store.Options{History: -7}, "Options.History: -7"},

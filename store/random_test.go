@@ -25,7 +25,7 @@ func TestRandomBoltAgainstMemory(t *testing.T) {
 	t.Logf("seed %d (rerun: go test ./store -run TestRandomBoltAgainstMemory -seed=%d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>32|1))
 
-	opts := store.Options{History: 1 + rng.IntN(9), NoSync: true}
+	opts := store.Options{History: 2 + rng.IntN(8), NoSync: true}
 	t.Logf("History %d", opts.History)
 	path := filepath.Join(t.TempDir(), "random.db")
 	b := mustOpen(t, path, opts)

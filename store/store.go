@@ -124,7 +124,10 @@ type Options struct {
 	// ErrLocked. Default 1s.
 	Timeout time.Duration
 	// History is how many calendar days of daily counters are kept, counted
-	// back from the newest day written. Default 7.
+	// back from the newest day written: at least 2, because the scheduler
+	// writes the next Pacific day's unit of a request that may reach the API
+	// after midnight before that midnight (its cross-day charge), and the
+	// day still running must be kept then. Default 7.
 	History int
 	// NoSync skips fsync on commit: counts are then NOT durable across a
 	// machine crash. For tests and benchmarks only. Default false.
@@ -137,9 +140,13 @@ const (
 	DefaultHistory = 7
 )
 
-// maxHistory bounds Options.History (about 100 years), so that date arithmetic
-// stays far from overflow.
-const maxHistory = 36600
+// minHistory and maxHistory bound Options.History: at least the day
+// running and the next one (see Options.History), at most about 100 years,
+// so that date arithmetic stays far from overflow.
+const (
+	minHistory = 2
+	maxHistory = 36600
+)
 
 func (o Options) withDefaults() Options {
 	if o.Timeout == 0 {
@@ -158,8 +165,8 @@ func (o Options) Validate() error {
 	if o.Timeout < 0 {
 		return fmt.Errorf("%w: Options.Timeout: %v: must be > 0 (0 = default %v)", ErrInvalid, o.Timeout, DefaultTimeout)
 	}
-	if o.History < 0 || o.History > maxHistory {
-		return fmt.Errorf("%w: Options.History: %d: must be in 1..%d days (0 = default %d)", ErrInvalid, o.History, maxHistory, DefaultHistory)
+	if o.History < minHistory || o.History > maxHistory {
+		return fmt.Errorf("%w: Options.History: %d: must be in %d..%d days (0 = default %d)", ErrInvalid, o.History, minHistory, maxHistory, DefaultHistory)
 	}
 	return nil
 }
