@@ -311,10 +311,10 @@ func testHistory(t *testing.T, open opener) {
 			wantDays: dayRange(1, 3),
 		},
 		{
-			name:     "one day",
-			history:  1,
-			adds:     []add{{0, nil}, {1, nil}, {0, store.ErrTooOld}, {1, nil}},
-			wantDays: []string{day(1)},
+			name:     "two days, the fewest",
+			history:  2,
+			adds:     []add{{0, nil}, {1, nil}, {2, nil}, {0, store.ErrTooOld}, {1, nil}},
+			wantDays: []string{day(1), day(2)},
 		},
 		{
 			name: "across a year boundary",
