@@ -397,7 +397,12 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 				hold = HoldConfirming
 			} else if u, ok := r.s.store.(interface{ Unreachable() bool }); ok && !u.Unreachable() {
 				hold = HoldRecovery
-				if j, ok := r.s.store.(interface{ Joining() bool }); ok && j.Joining() {
+				if j, ok := r.s.store.(interface{ Joining() bool }); ge.Joining || (ok && j.Joining()) {
+					// From the refusal, not from a second read alone: a
+					// heartbeat may release the hold in between, and a
+					// lane held until the hold's end under another name
+					// would not be released (releaseJoined ends HoldJoin
+					// holds only).
 					hold = HoldJoin
 				}
 			}
@@ -413,6 +418,15 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 			until = earliest(until, now.Add(HeartbeatEvery))
 		}
 		r.class.Hold(lease.Project, until, hold)
+		if hold == HoldJoin {
+			// The heartbeat may have released the join before this hold
+			// was set, and releaseJoined then found nothing to end: read
+			// again after setting it (a release after this read runs
+			// releaseJoined after it, which ends the hold).
+			if j, ok := r.s.store.(interface{ Joining() bool }); ok && !j.Joining() && r.class.Unhold(lease.Project, HoldJoin, now) {
+				r.signal()
+			}
+		}
 	}
 	r.s.log.Debug().Str("class", r.name).Str("project", lease.Project).Str("reason", ge.Reason).Str("hold", hold).
 		Time("until", ge.Until).Msg("the cluster refused a grant; the lane waits")

@@ -110,6 +110,11 @@ type GrantError struct {
 	// the grace ago (a heartbeat interval and a second): this process
 	// tries it again and takes no share yet (see Unreachable).
 	Confirming bool
+	// Joining (Reason "share"): the refusal is the hold of a process that
+	// joined the cluster (see Redis.Joining), and Until is the hold's end,
+	// as the store saw it when it refused; the hold may have been released
+	// since (Joining then reads false).
+	Joining bool
 }
 
 func (e *GrantError) Error() string {

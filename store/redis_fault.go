@@ -734,7 +734,7 @@ func (f *faultState) livePosted(l LaneID, now, window int64) (int, int64) {
 // room freed, up to a minute more). Times are local Unix ms. Call with
 // s.f.mu held.
 func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Duration) error {
-	until := grows
+	until, joining := grows, false
 	if frees != 0 && (until == 0 || frees < until) {
 		until = frees
 	}
@@ -750,10 +750,10 @@ func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Durat
 			// the hold's end, the wait's end; an earlier release wakes
 			// the lanes (scheduler releaseJoined), a later end set
 			// meanwhile is refused again then (rejoinCheck).
-			until = end
+			until, joining = end, true
 		}
 	}
-	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until)}
+	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until), Joining: joining}
 }
 
 // shareCheck refuses r when it does not fit in this process's share of the

@@ -53,6 +53,9 @@ func TestRedisJoinerRefusalUntilHoldEnd(t *testing.T) {
 		t.Fatal("c not granted in the 200 s after it joined")
 	}
 	t.Logf("c joined at %v, refused until %v (in %v), first granted %v after", joined.Format(time.TimeOnly), ge.Until.Format(time.TimeOnly), ge.Until.Sub(joined), granted.Sub(joined))
+	if !ge.Joining {
+		t.Errorf("the refusal of a joining process: GrantError.Joining false (%v)", ge)
+	}
 	if ge.Until.After(granted) || !ge.Until.After(granted.Add(-time.Second)) {
 		t.Errorf("the refusal's Until %v after the join, want the hold's end: c was first granted %v after (asked each second)", ge.Until.Sub(joined), granted.Sub(joined))
 	}
