@@ -34,6 +34,16 @@ type ClusterSummary struct {
 	// second); the other fields but Name, Process and Day are then empty.
 	Error string             `json:"error,omitempty"`
 	Lanes []ClusterLaneUsage `json:"lanes"`
+	// Reseeding is true while Redis lost the cluster's state (restarted
+	// empty) and not every process has put its counts back yet
+	// (store.ClusterUsage.Reseeding): Processes may then miss live
+	// processes, and each lane's DayUsed is at least this process's own
+	// count and the last shared count it saw, RedisDayUsed being what
+	// Redis holds. Absent (false) otherwise.
+	Reseeding bool `json:"reseeding,omitempty"`
+	// ReseedWaiting names, while Reseeding, the processes this process
+	// last saw alive that have not re-seeded yet (absent when not known).
+	ReseedWaiting []string `json:"reseed_waiting,omitempty"`
 }
 
 // ClusterLaneUsage is one lane's shared use. Window counts the slots granted
@@ -55,6 +65,11 @@ type ClusterLaneUsage struct {
 	TokensUsed int64                `json:"tokens_used,omitempty"`
 	TPMLimit   int                  `json:"tpm_limit,omitempty"`
 	Processes  []ClusterProcessLane `json:"processes"`
+	// RedisDayUsed is, while the cluster is Reseeding, the day count
+	// Redis holds (day units; DayUsed is then raised to at least this
+	// process's own count and the last count it saw); nil (absent)
+	// otherwise.
+	RedisDayUsed *int `json:"redis_day_used,omitempty"`
 }
 
 // ClusterProcessLane is one process's part of a lane's shared use. A
@@ -85,9 +100,14 @@ func ClusterView(u store.ClusterUsage, day string, err error) *ClusterSummary {
 		return cs
 	}
 	cs.Processes = append(cs.Processes, u.Processes...)
+	cs.Reseeding, cs.ReseedWaiting = u.Reseeding, u.ReseedWaiting
 	for _, l := range u.Lanes {
 		cl := ClusterLaneUsage{Class: l.Lane.Class, Project: l.Lane.Project, WindowUsed: l.Window, RPMLimit: l.RPM,
 			DayUsed: l.Count, DayLimit: l.RPD, TokensUsed: l.Tokens, TPMLimit: l.TPM, Processes: []ClusterProcessLane{}}
+		if u.Reseeding {
+			n := l.Count
+			cl.DayUsed, cl.RedisDayUsed = max(l.Count, l.Least), &n
+		}
 		var names []string
 		for p := range l.ByProcess {
 			names = append(names, p)
@@ -102,10 +122,17 @@ func ClusterView(u store.ClusterUsage, day string, err error) *ClusterSummary {
 				names = append(names, p)
 			}
 		}
+		if u.Reseeding && l.Own > 0 && !slices.Contains(names, u.Process) {
+			names = append(names, u.Process)
+		}
 		slices.Sort(names)
 		for _, p := range names {
+			day := l.ByProcess[p]
+			if p == u.Process && u.Reseeding {
+				day = max(day, l.Own) // this process's own, not re-seeded yet
+			}
 			cl.Processes = append(cl.Processes, ClusterProcessLane{Process: p, Alive: slices.Contains(u.Processes, p),
-				WindowUsed: l.WindowByProcess[p], DayUsed: l.ByProcess[p], TokensUsed: l.TokensByProcess[p]})
+				WindowUsed: l.WindowByProcess[p], DayUsed: day, TokensUsed: l.TokensByProcess[p]})
 		}
 		cs.Lanes = append(cs.Lanes, cl)
 	}

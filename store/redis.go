@@ -979,6 +979,11 @@ func (s *Redis) join(ctx context.Context) error {
 			return err
 		}
 	}
+	if (known != "" && ep != known) || (res[2] == int64(1) && known == "" && added != "") {
+		// Re-seeded after Redis lost its state: the cluster's view says
+		// so until the others have too (Usage).
+		s.noteReseed(now)
+	}
 	if known != "" && ep != known {
 		// Redis lost its state: the enables and resumes this process
 		// keeps, with their times, so that no older disable or stop

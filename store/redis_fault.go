@@ -147,6 +147,7 @@ type faultState struct {
 	overdue   []redis.Z             // joining: the heartbeats overdue at the join, with their scores (releaseJoin)
 	joinEnd   int64                 // joining: the end of the hold they caused (ms, the scripts' clock)
 	charged   []DeadCharge          // charges made, not yet taken by DeadCharges
+	reseed    reseedMark            // the last re-seed after Redis lost its state (redis_usage.go)
 
 	// grantMu serializes Reserve while the process is down or recovering,
 	// so that a share's check and take are one step.

@@ -337,6 +337,9 @@ return redis.call('DECRBY', KEYS[2], n)
 // longer running sent after the last count seen, and that it never adds
 // again, are the bound's one gap (see the README).
 //
+// When it adds them, it also records the process's name in the epoch key's
+// ":seeded" hash (name -> epoch, for 10 minutes: see seededKey).
+//
 // KEYS: 1 epoch, then per lane: day count, use, re-seed (hash: ep, own,
 // seen); then per lane with grants: window, window count, token window.
 // ARGV: 1 the epoch the own counts were last added to ("" for none), 2
@@ -359,6 +362,11 @@ elseif known ~= ep then
   contribute = true
 end
 if not contribute then return {ep, 0, 0} end
+-- Who has added its counts to this epoch (the cluster's view says
+-- re-seeding until every process it last saw has: redis_usage.go).
+local sk = KEYS[1] .. ':seeded'
+redis.call('HSET', sk, ARGV[3], ep)
+redis.call('EXPIRE', sk, 600)
 local n = tonumber(ARGV[5])
 for i = 1, n do
   local own = tonumber(ARGV[5 + 2 * i - 1])

@@ -46,6 +46,15 @@ type LaneUse struct {
 	TPM    int // the class's TPM (all processes together); 0: not enforced
 	// TokensByProcess is each process's part of Tokens; nil without TPM.
 	TokensByProcess map[string]int64
+	// Least is, while the view is ClusterUsage.Reseeding, the least the
+	// day count is: the larger of Count (what Redis holds), this
+	// process's own count of Day in its Local store (Own) and the last
+	// shared count of Day it saw; 0 otherwise. A view shows it rather
+	// than Count then.
+	Least int
+	// Own is, while Reseeding, this process's own count of Day in its
+	// Local store (its part of Least); 0 otherwise.
+	Own int
 }
 
 // ClusterUsage is the cluster's view: the processes alive and every lane's
@@ -58,6 +67,63 @@ type ClusterUsage struct {
 	// a killed one is one name while the killed life's heartbeat lasts.
 	Processes []string
 	Lanes     []LaneUse
+	// Reseeding is true while Redis lost the cluster's state (restarted
+	// empty) and the day counts may not hold every process's use yet:
+	// Redis holds no epoch (no process has re-seeded), or this process
+	// has not re-seeded yet, or it has and some process alive in the last
+	// view it read before noticing has not, for at most a re-seed grace
+	// (HeartbeatTTL/3 and a second: every live process re-seeds at its
+	// next heartbeat) after this process's re-seed; a process that joined
+	// an empty Redis with a data directory that had joined the cluster
+	// before is re-seeding for that grace too. Each lane's Least is then
+	// set (see LaneUse.Least). Always false from ReadClusterUsage (it knows
+	// no process's counts). The zero value: not re-seeding.
+	Reseeding bool
+	// ReseedWaiting names, while Reseeding, the processes of that last
+	// view that have not re-seeded into Redis's epoch yet (this one
+	// included when it has not), sorted; empty when not known.
+	ReseedWaiting []string
+}
+
+// reseedGrace is how long after its own re-seed a process's view says
+// re-seeding while a process it last saw has not re-seeded: each live
+// process notices at its next heartbeat (every HeartbeatTTL/3), and one
+// that has not by then is not running (or cut off from Redis).
+func (s *Redis) reseedGrace() time.Duration { return s.ttl/3 + time.Second }
+
+// seededKey is the hash of the processes that added their counts to the
+// cluster's epoch (name -> epoch; seedScript writes it, for 10 minutes).
+func (s *Redis) seededKey() string { return s.epochKey() + ":seeded" }
+
+// reseedMark is this process's last re-seed after Redis lost the
+// cluster's state: when (local clock) and the processes of the last view
+// it had read before (display names; nil: none known).
+type reseedMark struct {
+	at     time.Time
+	roster []string
+}
+
+// noteReseed records that this process re-seeded Redis after it lost the
+// cluster's state (join), at now, with the processes of its last view.
+func (s *Redis) noteReseed(now time.Time) {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	m := reseedMark{at: now}
+	if v := s.f.view; v != nil {
+		for _, p := range v.procs {
+			m.roster = append(m.roster, displayName(p))
+		}
+		slices.Sort(m.roster)
+		m.roster = slices.Compact(m.roster)
+	}
+	s.f.reseed = m
+}
+
+// usageMeta is what readUsage read besides the view: Redis's epoch ("":
+// none) and who re-seeded into which epoch (seededKey).
+type usageMeta struct {
+	epoch  string
+	seeded map[string]string
 }
 
 // ClusterUsageOptions say which cluster and lanes ReadClusterUsage reads.
@@ -76,16 +142,19 @@ type ClusterUsageOptions struct {
 // usageScript reads a consistent snapshot of the processes alive and the
 // lanes' shared use. It writes nothing.
 //
-// KEYS: 1 processes (zset), then per lane: day count, use (hash), window
-// (zset), token window (hash). ARGV: 1 now ms (0: Redis TIME), 2 window ms.
-// Reply: {now, alive processes, then per lane: day count, use (flat hash),
-// live window members (each holding memberSlots slots), token window (flat
-// hash, live or not)}.
+// KEYS: 1 processes (zset), 2 epoch, 3 re-seeded processes (hash, see
+// seededKey), then per lane: day count, use (hash), window (zset), token
+// window (hash). ARGV: 1 now ms (0: Redis TIME), 2 window ms.
+// Reply: {now, alive processes, epoch ("" for none), re-seeded processes
+// (flat hash), then per lane: day count, use (flat hash), live window
+// members (each holding memberSlots slots), token window (flat hash, live
+// or not)}.
 var usageScript = redis.NewScript(clockLua + `
 local now = clock(ARGV[1])
 local win = tonumber(ARGV[2])
-local out = {tostring(now), redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE')}
-for i = 2, #KEYS, 4 do
+local out = {tostring(now), redis.call('ZRANGE', KEYS[1], '(' .. now, '+inf', 'BYSCORE'),
+  redis.call('GET', KEYS[2]) or '', redis.call('HGETALL', KEYS[3])}
+for i = 4, #KEYS, 4 do
   out[#out + 1] = redis.call('GET', KEYS[i]) or '0'
   out[#out + 1] = redis.call('HGETALL', KEYS[i + 1])
   out[#out + 1] = redis.call('ZRANGE', KEYS[i + 2], '(' .. (now - win), '+inf', 'BYSCORE')
@@ -98,10 +167,74 @@ return out
 // RedisOptions.Projects, read in one Redis round trip (one read-only
 // script: a consistent snapshot), through RedisOptions.ViewClient when set.
 // It wraps ErrUnavailable when Redis could not answer.
+//
+// While Redis lost the cluster's state and not every process has re-seeded
+// (ClusterUsage.Reseeding), each lane's Least is the larger of its count,
+// this process's own (read from its Local store) and the last count it saw.
 func (s *Redis) Usage(ctx context.Context, day string) (ClusterUsage, error) {
-	u, err := s.readUsage(ctx, s.view, day, s.lanes, s.window)
+	u, m, err := s.readUsage(ctx, s.view, day, s.lanes, s.window)
 	u.Process = s.process
-	return u, err
+	if err != nil {
+		return u, err
+	}
+	s.reseedView(&u, m, s.localNow())
+	if !u.Reseeding {
+		return u, nil
+	}
+	own, err := s.Local.Daily(ctx, day)
+	if err != nil {
+		return u, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range u.Lanes {
+		lu := &u.Lanes[i]
+		for _, dc := range own {
+			if dc.Lane == lu.Lane {
+				lu.Own = dc.Count
+			}
+		}
+		lu.Least = max(lu.Count, lu.Own, s.seen[dayLane{day, lu.Lane}])
+	}
+	return u, nil
+}
+
+// reseedView sets u's Reseeding and ReseedWaiting from m, read with it,
+// and this process's last re-seed, at now (local clock).
+func (s *Redis) reseedView(u *ClusterUsage, m usageMeta, now time.Time) {
+	s.mu.Lock()
+	joined := s.epoch
+	s.mu.Unlock()
+	s.f.mu.Lock()
+	mark := s.f.reseed
+	var roster []string
+	if v := s.f.view; v != nil {
+		for _, p := range v.procs {
+			roster = append(roster, displayName(p))
+		}
+	}
+	s.f.mu.Unlock()
+	switch {
+	case m.epoch == "" || m.epoch != joined:
+		// Lost and not re-seeded by this process yet (nor, with no
+		// epoch, by any): its last view is from before.
+	case !mark.at.IsZero() && now.Before(mark.at.Add(s.reseedGrace())):
+		roster = mark.roster
+		if roster == nil {
+			u.Reseeding = true // joined an empty Redis: the others unknown
+			return
+		}
+	default:
+		return
+	}
+	for _, p := range roster {
+		if m.epoch == "" || m.seeded[p] != m.epoch {
+			u.ReseedWaiting = append(u.ReseedWaiting, p)
+		}
+	}
+	slices.Sort(u.ReseedWaiting)
+	u.ReseedWaiting = slices.Compact(u.ReseedWaiting)
+	u.Reseeding = len(u.ReseedWaiting) > 0 || m.epoch == "" || m.epoch != joined
 }
 
 // ReadClusterUsage reads the cluster's view of day without joining the
@@ -136,25 +269,33 @@ func ReadClusterUsage(ctx context.Context, day string, o ClusterUsageOptions) (C
 	if win <= 0 {
 		win = time.Minute
 	}
-	return s.readUsage(ctx, s.rdb, day, lanes, win)
+	u, _, err := s.readUsage(ctx, s.rdb, day, lanes, win)
+	return u, err
 }
 
-func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, lanes []LaneID, win time.Duration) (ClusterUsage, error) {
+func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, lanes []LaneID, win time.Duration) (ClusterUsage, usageMeta, error) {
 	u := ClusterUsage{Cluster: strings.TrimSuffix(s.prefix, ":")}
+	var m usageMeta
 	if err := checkDay(day); err != nil {
-		return u, err
+		return u, m, err
 	}
-	keys := []string{s.procsKey()}
+	keys := []string{s.procsKey(), s.epochKey(), s.seededKey()}
 	for _, l := range lanes {
 		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.winKey(l), s.tokKey(l))
 	}
 	res, err := usageScript.Run(ctx, rdb, keys, s.clock(), win.Milliseconds()).Slice()
 	if err != nil {
-		return u, unavailable(err)
+		return u, m, unavailable(err)
 	}
-	if len(res) != 2+4*len(lanes) {
-		return u, fmt.Errorf("%w: usage: unexpected reply of %d values", ErrUnavailable, len(res))
+	if len(res) != 4+4*len(lanes) {
+		return u, m, fmt.Errorf("%w: usage: unexpected reply of %d values", ErrUnavailable, len(res))
 	}
+	m.epoch, _ = res[2].(string)
+	m.seeded = make(map[string]string)
+	for h, j := stringsOf(res[3]), 0; j+1 < len(h); j += 2 {
+		m.seeded[h[j]] = h[j+1]
+	}
+	res = append(res[:2:2], res[4:]...)
 	now, _ := strconv.ParseInt(fmt.Sprint(res[0]), 10, 64)
 	// The lives alive, as Redis names them (lifeID): a window member or
 	// token entry starts with its writer's.
@@ -189,7 +330,7 @@ func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, la
 		}
 		u.Lanes = append(u.Lanes, lu)
 	}
-	return u, nil
+	return u, m, nil
 }
 
 // memberSlots returns how many slots a window member holds: the number

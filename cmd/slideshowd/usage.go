@@ -205,11 +205,23 @@ func printCluster(w io.Writer, c *scheduler.ClusterSummary) {
 		}
 		fmt.Fprintf(w, "  %s%s\n", p, mark)
 	}
+	if c.Reseeding {
+		waiting := ""
+		if len(c.ReseedWaiting) > 0 {
+			waiting = " (waiting for " + strings.Join(c.ReseedWaiting, ", ") + ")"
+		}
+		fmt.Fprintf(w, "  re-seeding: Redis lost the cluster's state (restarted empty) and not every process has put its counts back%s;\n"+
+			"  today's counts are at least this process's own and the last it saw, what Redis holds in parentheses\n", waiting)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  CLASS\tPROJECT\tPROCESS\tWINDOW USED/RPM\tTODAY USED/RPD")
 	for _, l := range c.Lanes {
-		fmt.Fprintf(tw, "  %s\t%s\t(all)\t%s/%s\t%s/%s\n", l.Class, l.Project,
-			thousands(l.WindowUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit))
+		redis := ""
+		if l.RedisDayUsed != nil {
+			redis = " (Redis " + thousands(*l.RedisDayUsed) + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t(all)\t%s/%s\t%s/%s%s\n", l.Class, l.Project,
+			thousands(l.WindowUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), redis)
 		for _, p := range l.Processes {
 			name := p.Process
 			if !p.Alive {
