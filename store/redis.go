@@ -274,6 +274,15 @@ type Redis struct {
 
 	cluster string     // RedisOptions.Cluster
 	joinMu  sync.Mutex // serializes join
+	// flightMu: a grant script call holds it for reading from before it
+	// is sent until its reply is noted (the count seen, the grant among
+	// grants), join for writing before it reads them: a grant Redis made
+	// just before it lost its state, whose reply was still on its way as
+	// a heartbeat found the epoch gone, is in the re-seed.
+	flightMu sync.RWMutex
+	// joinHook, when set (tests), is called as join is about to wait for
+	// the grants in flight (flightMu).
+	joinHook func()
 
 	mu     sync.Mutex
 	epoch  string
@@ -878,6 +887,16 @@ type epochRecorder interface {
 func (s *Redis) join(ctx context.Context) error {
 	s.joinMu.Lock()
 	defer s.joinMu.Unlock()
+	if h := s.joinHook; h != nil {
+		h()
+	}
+	// The grants whose replies are on their way are in the counts seen
+	// and the grants re-seeded below (flightMu: held until they are
+	// read); their Local records may come later: the count seen holds
+	// their units.
+	s.flightMu.Lock()
+	read := sync.OnceFunc(s.flightMu.Unlock)
+	defer read()
 	now := time.Now()
 	if s.now != nil {
 		now = s.now()
@@ -947,6 +966,7 @@ func (s *Redis) join(ctx context.Context) error {
 		args = appendTokenSeed(args, gs)
 	}
 	s.mu.Unlock()
+	read()
 	res, err := seedScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return unavailable(err)
@@ -1325,6 +1345,17 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 		args = append(args, epoch, member, r.Covers, r.Units, ttlMillis, c.RPM, c.RPD, c.Margin.Milliseconds(), dayKeyTTL, s.clock(), s.process, s.window.Milliseconds(),
 			r.Tokens, c.TPM, last, over-r.PrevUnused, partial, first)
 		args = settleArgs(args, prev, keep)
+		// Until the reply is noted (seen, grants): a join waits for it
+		// (see flightMu).
+		s.flightMu.RLock()
+		inFlight := true
+		noted := func() {
+			if inFlight {
+				inFlight = false
+				s.flightMu.RUnlock()
+			}
+		}
+		defer noted()
 		before := s.localNow().UnixMilli()
 		// runGrant: grantScript.Run, carrying a heartbeat when one is due
 		// (redis_beat.go).
@@ -1360,6 +1391,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			if prev != nil {
 				s.restoreGrant(r.Lane, prev)
 			}
+			noted()
 			if err := s.newEpoch(ctx); err != nil {
 				return Fit{}, 0, nil, err
 			}

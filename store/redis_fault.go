@@ -163,6 +163,9 @@ type faultState struct {
 	// reconnectHook, when set (tests), is called as a reconnect is about
 	// to wait for the share's grants under way (shareMu).
 	reconnectHook func()
+	// shareHook, when set (tests), is called as a grant from the share
+	// is about to wait for a reconnect under way (shareMu).
+	shareHook func()
 	// retryMu: one retry of Redis at a time (see retry).
 	retryMu sync.Mutex
 	// deadMu serializes chargeDead.
@@ -817,6 +820,9 @@ var errReconnected = errors.New("store: redis: reconnected: ask Redis")
 // (the grace: Confirming), and returns errReconnected when Redis is
 // reachable again.
 func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, error) {
+	if h := s.f.shareHook; h != nil {
+		h()
+	}
 	s.f.shareMu.RLock() // until the Local store has r (see reconnect)
 	defer s.f.shareMu.RUnlock()
 	now := s.localNow()
