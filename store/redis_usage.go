@@ -76,8 +76,10 @@ type ClusterUsage struct {
 	// next heartbeat) after this process's re-seed; a process that joined
 	// an empty Redis with a data directory that had joined the cluster
 	// before is re-seeding for that grace too. Each lane's Least is then
-	// set (see LaneUse.Least). Always false from ReadClusterUsage (it knows
-	// no process's counts). The zero value: not re-seeding.
+	// set (see LaneUse.Least). From ReadClusterUsage: true when the
+	// reader's data directory's counts were added to an epoch Redis no
+	// longer holds (ClusterUsageOptions.Epoch), its Least at least those
+	// counts. The zero value: not re-seeding.
 	Reseeding bool
 	// ReseedWaiting names, while Reseeding, the processes of that last
 	// view that have not re-seeded into Redis's epoch yet (this one
@@ -137,6 +139,16 @@ type ClusterUsageOptions struct {
 	// Now, when set, is the clock sent to the script instead of Redis's
 	// TIME (as RedisOptions.Now).
 	Now func() time.Time
+	// Epoch is the epoch of the cluster's state the reader's data
+	// directory last added its day counts to (Bolt.SharedEpoch); "" for
+	// none. When set and Redis holds no epoch or another one, that data
+	// directory's counts are not in Redis's (it lost its state and the
+	// directory's process has not started since): the view is Reseeding
+	// (ReseedWaiting empty: the process's name is not known).
+	Epoch string
+	// Own is the reader's data directory's day counts of the day read
+	// (Local.Daily): while Reseeding each lane's Least is at least them.
+	Own []DailyCount
 }
 
 // usageScript reads a consistent snapshot of the processes alive and the
@@ -269,8 +281,22 @@ func ReadClusterUsage(ctx context.Context, day string, o ClusterUsageOptions) (C
 	if win <= 0 {
 		win = time.Minute
 	}
-	u, _, err := s.readUsage(ctx, s.rdb, day, lanes, win)
-	return u, err
+	u, m, err := s.readUsage(ctx, s.rdb, day, lanes, win)
+	if err != nil || o.Epoch == "" || m.epoch == o.Epoch {
+		return u, err
+	}
+	// Redis lost the state the data directory's counts were added to.
+	u.Reseeding = true
+	for i := range u.Lanes {
+		lu := &u.Lanes[i]
+		for _, dc := range o.Own {
+			if dc.Lane == lu.Lane && dc.Day == day {
+				lu.Own = dc.Count
+			}
+		}
+		lu.Least = max(lu.Count, lu.Own)
+	}
+	return u, nil
 }
 
 func (s *Redis) readUsage(ctx context.Context, rdb *redis.Client, day string, lanes []LaneID, win time.Duration) (ClusterUsage, usageMeta, error) {

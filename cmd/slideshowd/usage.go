@@ -179,10 +179,16 @@ func readCluster(ctx context.Context, cfg config.Config, sc scheduler.Config, no
 	for i, c := range sc.Classes {
 		classes[i] = store.RedisClass{Name: c.Name, RPM: c.Limits.RPM, RPD: c.Limits.RPD, TPM: c.Limits.TPM, Margin: c.WindowMargin}
 	}
+	o := store.ClusterUsageOptions{Client: rc, Cluster: cfg.Cluster, Classes: classes, Projects: projectsOf(cfg)}
+	if b, ok := sc.Store.(*store.Bolt); ok {
+		// The data directory's counts: when Redis lost the state they
+		// were added to, the view says re-seeding, never below them.
+		o.Epoch, _ = b.SharedEpoch(ctx, cfg.Cluster)
+		o.Own, _ = b.Daily(ctx, day)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*scheduler.ClusterTimeout)
 	defer cancel()
-	u, err := store.ReadClusterUsage(ctx, day, store.ClusterUsageOptions{Client: rc, Cluster: cfg.Cluster,
-		Classes: classes, Projects: projectsOf(cfg)})
+	u, err := store.ReadClusterUsage(ctx, day, o)
 	if u.Cluster == "" {
 		u.Cluster = cfg.Cluster
 	}
