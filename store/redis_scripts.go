@@ -281,14 +281,22 @@ local score = now + ttl + margin
 local cs = ARGV[3]
 if covers ~= asked then cs = string.format('%d', covers) end
 win_add(w, score, ARGV[2] .. 'g*' .. cs, covers)
+-- The window lives until this grant's slots leave it, and never less
+-- than it did: an earlier grant of a longer life (a slow lane's, up to 30
+-- s) may need it longer (its process killed, or idle: nothing writes the
+-- window again before Redis would drop it with those slots in it).
 local keep = ttl + margin + win + 1000
-redis.call('PEXPIRE', KEYS[2], keep)
+local pt = redis.call('PTTL', KEYS[2])
+if pt < keep then
+  redis.call('PEXPIRE', KEYS[2], keep)
+  pt = keep
+end
 if tpm > 0 then tok_take(KEYS[8], ARGV[2], score, tneed, keep) end
 w.dirty = true
 -- Numbers as integers (no text to format here and parse in Go).
 local out = {'ok', used, now, live + covers, g[3] or '0', covers, tneed}
 for _, t in ipairs(sched) do out[#out + 1] = t end
-return win_close(w, out, keep)
+return win_close(w, out, pt)
 `)
 
 // giveBackScript subtracts unused day units (never below zero) in the
