@@ -23,7 +23,8 @@ const SchemaVersion = 1
 //
 //	meta      "schema" -> decimal ASCII version ("1"); "epoch:<cluster>" ->
 //	          the Redis epoch this file's day counts were last added to
-//	          (SetSharedEpoch)
+//	          (SetSharedEpoch); "life:<cluster>" -> JSON, the last life of
+//	          a process on the file in that cluster (SetSharedLife)
 //	daily     one nested bucket per day, named by the day ("2026-03-08");
 //	          inside: laneKey -> count, 8-byte big-endian uint64
 //	lanes     laneKey -> 0x01, time, time (CoolUntil, ExhaustedUntil)

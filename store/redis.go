@@ -433,6 +433,11 @@ func OpenRedis(ctx context.Context, local Local, o RedisOptions) (*Redis, error)
 	if err := s.join(ctx); err != nil {
 		return nil, err
 	}
+	// The previous life on this data directory's dead charge, replaced by
+	// what it took (redis_dead.go).
+	if err := s.fixDead(ctx); err != nil {
+		return nil, err
+	}
 	s.f.mu.Lock()
 	s.f.joined, s.f.rejoin = s.localNow(), false
 	s.f.mu.Unlock()

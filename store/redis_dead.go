@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -121,7 +123,8 @@ import (
 // minute from its last reach of Redis (its view's time minus a TTL at the
 // earliest) to the charge (at most its day share), whether or not it sent
 // them; a process that stopped (or died) within a heartbeat TTL before
-// the outage began is charged too.
+// the outage began is charged too. The day's part of that cost lasts until
+// its data directory starts again ("The charge replaced", below).
 
 // deadSlack is added to the span from a dead process's last reach of Redis
 // to its charge: the clocks' milliseconds (see the top of this file).
@@ -231,6 +234,10 @@ func (s *Redis) markReconciled(ctx context.Context) error {
 // the top of this file. It returns an error wrapping ErrUnavailable when
 // Redis did not answer (the checks left are tried again at the next call).
 func (s *Redis) chargeDead(ctx context.Context) error {
+	// The previous life's charge replaced, when it was left (fixDead).
+	if err := s.retryFix(ctx); err != nil {
+		return err
+	}
 	s.f.mu.Lock()
 	due := len(s.f.deads) > 0 && !s.f.down && !s.localNow().Before(s.f.recovers)
 	s.f.mu.Unlock()
@@ -271,12 +278,12 @@ func (s *Redis) chargeDead(ctx context.Context) error {
 // outage began and nobody charged it for this outage; nil when not charged.
 func (s *Redis) chargeOne(ctx context.Context, dc deadCheck, p string) (*DeadCharge, error) {
 	day := s.localNow().In(s.loc).Format(DayFormat)
-	keys := []string{s.key("dead", p), s.key("reconciled", p), s.procsKey()}
+	keys := []string{s.key("dead", p), s.key("reconciled", p), s.procsKey(), s.fixKey(p), s.chargedKey(p)}
 	// p was live in the view: it beat less than a TTL before the view's
 	// time on Redis's clock (t1 - offMax).
 	seen := dc.view.at.UnixMilli() - dc.view.offMax - s.ttl.Milliseconds()
 	args := []any{p, dc.start, s.ttl.Milliseconds(), s.clock(), s.window.Milliseconds(), dayKeyTTL,
-		deadMarkTTL.Milliseconds(), seen, deadSlack.Milliseconds(), displayName(p)}
+		deadMarkTTL.Milliseconds(), seen, deadSlack.Milliseconds(), displayName(p), s.prefix}
 	charge := &DeadCharge{Process: displayName(p)}
 	for _, l := range s.lanes {
 		c := s.classes[l.Class]
@@ -348,13 +355,16 @@ return 1
 // charged for this outage (its charge mark is not older than the start).
 //
 // KEYS: 1 the process's charge mark, 2 its reconciled mark, 3 processes
-// (zset), then per lane: window, window count, day count, use, token
-// window, the day count recorded after the outage (recordOutageCounts).
+// (zset), 4 its fix mark (deadFixScript: no day units then), 5 its charged
+// units (day:lane -> units, for deadFixScript), then per lane: window,
+// window count, day count, use, token window, the day count recorded after
+// the outage (recordOutageCounts).
 // ARGV: 1 process (its life's name in Redis: Redis.id), 2 the outage's
 // start ms, 3 heartbeat ttl ms, 4 now ms (0: TIME), 5 window ms, 6 day key
 // ttl s, 7 mark life ms, 8 the latest time the process is known to have
 // reached Redis by the view (ms), 9 the slack ms (deadSlack), 10 its name
-// (displayName: its field of the use hash), then per lane: slots, margin ms, RPD, the view's
+// (displayName: its field of the use hash), 11 the cluster's key prefix,
+// then per lane: slots, margin ms, RPD, the view's
 // day count (-1: none, a later day), N, tokens, ceil(RPM / N). Reply: the
 // day units charged per lane, or {} when not charged.
 var deadScript = redis.NewScript(clockLua + windowLua + tokensLua + `
@@ -374,10 +384,11 @@ local spans = math.floor(math.max(0, now - last + tonumber(ARGV[9])) / tonumber(
 if tonumber(redis.call('GET', KEYS[1]) or '0') >= start then return {} end
 redis.call('SET', KEYS[1], string.format('%d', now), 'PX', ARGV[7])
 local win = tonumber(ARGV[5])
+local fixed = redis.call('EXISTS', KEYS[4]) == 1
 local out = {}
 local i = 0
-for a = 11, #ARGV - 6, 7 do
-  local k = 3 + 6 * i
+for a = 12, #ARGV - 6, 7 do
+  local k = 5 + 6 * i
   i = i + 1
   local slots, lead, rpd, count, n, tokens, rate = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
     tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
@@ -397,11 +408,14 @@ for a = 11, #ARGV - 6, 7 do
     if rec then count = math.min(count, tonumber(rec)) end
   end
   local units = math.min(math.floor(math.max(0, rpd - count) / n), rate * spans)
+  if fixed then units = 0 end
   if units > 0 then
     redis.call('INCRBY', KEYS[k + 3], units)
     redis.call('EXPIRE', KEYS[k + 3], ARGV[6])
     redis.call('HINCRBY', KEYS[k + 4], ARGV[10], units)
     redis.call('EXPIRE', KEYS[k + 4], ARGV[6])
+    redis.call('HINCRBY', KEYS[5], string.sub(KEYS[k + 3], #ARGV[11] + 5), units)
+    redis.call('EXPIRE', KEYS[5], ARGV[6])
   end
   out[#out + 1] = units
   if tokens > 0 then
@@ -409,4 +423,219 @@ for a = 11, #ARGV - 6, 7 do
   end
 end
 return out
+`)
+
+// The charge replaced. A process presumed dead is charged a bound of what
+// it may have taken on its share (above), whether or not it sent anything
+// (a daemon killed during an outage was charged 13 % of a day in the
+// verifier's runs, though it sent nothing). Its data directory knows
+// better: when the Local store keeps lives (lifeRecorder: Bolt), each life
+// records there, durably, its name in Redis, the epoch it joined, and the
+// day units it granted itself on a share and had not added to Redis yet
+// (pending: written before the grant is used, so never below it; emptied
+// once its reconnect added them, or re-seeded them). When a process starts
+// on that data directory (whatever its name now), before it takes any
+// grant, it replaces the previous life's charge by those units (fixDead,
+// deadFixScript, one atomic script): per day and lane, the day count and
+// the previous life's part of it (its name's field of the use hash) move by
+// pending minus the units charged to that life (the deadScript records
+// them per life, day and lane); when that life was not charged yet, its
+// pending units are added now, and a charge that comes later adds its
+// window slots and tokens but no day units. Once per life and epoch (a
+// mark), so two lives that start on copies of one file, or a start that
+// fails after it and is tried again, correct it once. In an epoch that
+// life did not join (Redis lost its state, and the mark), pending is not
+// added (this process's re-seed of its Local day counts, which hold it,
+// did) and a charge made there (of the day only) is removed: the process
+// does it again in each epoch it joins for deadMarkTTL. While that life
+// beat within the grace, it is left to the next heartbeats (fixDead).
+// What the cluster then counts of the dead life's share is what it
+// granted itself, never below what it sent; a data directory that never
+// starts again leaves the charge (the bound above).
+
+// lifeRecorder is a Local store that keeps the last life of a process in
+// a cluster (Bolt; see SharedLife).
+type lifeRecorder interface {
+	SharedLife(ctx context.Context, cluster string) (SharedLife, error)
+	SetSharedLife(ctx context.Context, cluster string, l SharedLife) error
+}
+
+// fixKey marks the charge of life p replaced (deadFixScript).
+func (s *Redis) fixKey(p string) string { return s.key("deadfix", p) }
+
+// chargedKey holds the day units charged to life p (deadScript): day:lane
+// -> units.
+func (s *Redis) chargedKey(p string) string { return s.key("charged", p) }
+
+// recordLife writes this life, its epoch and its pending share units to
+// the Local store when it keeps lives (see "The charge replaced" above).
+// Writes are serialized, each one the state when it is made, so the last
+// one holds every unit noted before it.
+func (s *Redis) recordLife(ctx context.Context) error {
+	lr, ok := s.Local.(lifeRecorder)
+	if !ok {
+		return nil
+	}
+	s.f.lifeMu.Lock()
+	defer s.f.lifeMu.Unlock()
+	s.mu.Lock()
+	l := SharedLife{Life: s.id, Epoch: s.epoch}
+	s.mu.Unlock()
+	s.f.mu.Lock()
+	for dl, n := range s.f.pendDays {
+		if n > 0 {
+			l.Pending = append(l.Pending, DailyCount{Day: dl.day, Lane: dl.lane, Count: n})
+		}
+	}
+	s.f.mu.Unlock()
+	slices.SortFunc(l.Pending, func(a, b DailyCount) int {
+		if a.Day != b.Day {
+			return strings.Compare(a.Day, b.Day)
+		}
+		return compareLane(a.Lane, b.Lane)
+	})
+	return lr.SetSharedLife(ctx, s.cluster, l)
+}
+
+// fixDead, as this process starts (joined, before any grant), replaces the
+// charge of the previous life recorded in the Local store by its pending
+// share units (see "The charge replaced" above), then records this life.
+// The replacement is made again in each epoch this process joins later,
+// for deadMarkTTL (Redis restarted empty loses the mark, and a charge of
+// the day only may come in the new epoch: retryFix). While that life beat
+// within the grace (a restart at once after a kill; or a process still
+// running on a copy of the file, which must keep its charge), it is left
+// to this process's next heartbeats, fixTries in all, until that life's
+// heartbeat is overdue.
+func (s *Redis) fixDead(ctx context.Context) error {
+	lr, ok := s.Local.(lifeRecorder)
+	if !ok {
+		return nil
+	}
+	prev, err := lr.SharedLife(ctx, s.cluster)
+	if err != nil {
+		return err
+	}
+	if prev.Life != "" && prev.Life != s.id {
+		s.f.mu.Lock()
+		s.f.fixPrev, s.f.fixUntil = &prev, s.localNow().Add(deadMarkTTL)
+		s.f.mu.Unlock()
+		if err := s.runFix(ctx); err != nil {
+			return err
+		}
+	}
+	return s.recordLife(ctx)
+}
+
+// retryFix runs the replacement of fixDead again when it is due: not made
+// in the epoch this process joined (left, or made in another), Redis
+// answering, at most once per heartbeat interval, for deadMarkTTL from the
+// start. An error wraps ErrUnavailable (tried again later).
+func (s *Redis) retryFix(ctx context.Context) error {
+	now := s.localNow()
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	s.f.mu.Lock()
+	due := s.f.fixPrev != nil && !s.f.down && !now.Before(s.f.fixNext) && s.f.fixEpoch != epoch
+	if s.f.fixPrev != nil && !now.Before(s.f.fixUntil) {
+		s.f.fixPrev, due = nil, false
+	}
+	s.f.mu.Unlock()
+	if !due {
+		return nil
+	}
+	return s.runFix(ctx)
+}
+
+// runFix runs deadFixScript for the life fixDead found (see fixDead).
+func (s *Redis) runFix(ctx context.Context) error {
+	s.f.mu.Lock()
+	prev := s.f.fixPrev
+	s.f.mu.Unlock()
+	if prev == nil {
+		return nil
+	}
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.procsKey()}
+	args := []any{epoch, displayName(prev.Life), dayKeyTTL, s.prefix, prev.Life, s.clock(),
+		(s.ttl - s.grace()).Milliseconds(), prev.Epoch}
+	for _, p := range prev.Pending {
+		args = append(args, p.Day+":"+redisLane(p.Lane), p.Count)
+	}
+	res, err := deadFixScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return unavailable(err)
+	}
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	switch res {
+	case 2:
+		if s.f.fixTries++; s.f.fixTries >= fixTries {
+			s.f.fixPrev = nil
+		}
+	case -1: // not joined the epoch Redis holds yet: later
+	default:
+		s.f.fixEpoch = epoch
+	}
+	s.f.fixNext = s.localNow().Add(s.ttl / 3)
+	return nil
+}
+
+// fixTries is how many times fixDead and retryFix try to replace the
+// previous life's charge while it beats within the grace: a killed life's
+// heartbeat is overdue at the second try (a heartbeat interval apart);
+// a life that goes on beating is a process running on a copy of the Local
+// store, and keeps its charge.
+const fixTries = 6
+
+// deadFixScript replaces the day units charged to a dead life by its
+// pending share units, once per life and epoch, unless that life beat
+// within the grace: per day and lane, the day count and the life's part
+// move by pending minus charged, pending counted only in the epoch the
+// life joined (in a later one the re-seed of the caller's Local counts,
+// which hold them, added them).
+//
+// KEYS: 1 the life's fix mark, 2 its charged units (hash: day:lane ->
+// units), 3 the epoch, 4 processes (zset). ARGV: 1 the epoch the caller
+// joined (its Local counts are in it), 2 the life's name (its field of the
+// use hashes), 3 day key ttl s, 4 the cluster's key prefix, 5 the life (its
+// member of the processes), 6 now ms (0: TIME), 7 ms: a score above now
+// plus it is a heartbeat within the grace (TTL - grace), 8 the epoch the
+// life joined, then (day:lane, pending units) pairs. Reply: 1 when
+// replaced, 0 when replaced before in this epoch, -1 when the epoch is
+// not the caller's, 2 when the life beat within the grace (nothing done).
+var deadFixScript = redis.NewScript(clockLua + `
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local sc = redis.call('ZSCORE', KEYS[4], ARGV[5])
+if sc and tonumber(sc) > clock(ARGV[6]) + tonumber(ARGV[7]) then return 2 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+local want, order = {}, {}
+local from = #ARGV + 1
+if ARGV[8] == ARGV[1] then from = 9 end
+for i = from, #ARGV, 2 do
+  if not want[ARGV[i]] then order[#order + 1] = ARGV[i] end
+  want[ARGV[i]] = (want[ARGV[i]] or 0) + tonumber(ARGV[i + 1])
+end
+local got = {}
+local c = redis.call('HGETALL', KEYS[2])
+for i = 1, #c, 2 do
+  if not want[c[i]] and not got[c[i]] then order[#order + 1] = c[i] end
+  got[c[i]] = tonumber(c[i + 1])
+end
+for _, f in ipairs(order) do
+  local d = (want[f] or 0) - (got[f] or 0)
+  if d ~= 0 then
+    local dk, uk = ARGV[4] .. 'day:' .. f, ARGV[4] .. 'use:' .. f
+    local n = math.max(0, tonumber(redis.call('GET', dk) or '0') + d)
+    redis.call('SET', dk, string.format('%d', n), 'EX', ARGV[3])
+    local u = math.max(0, tonumber(redis.call('HGET', uk, ARGV[2]) or '0') + d)
+    redis.call('HSET', uk, ARGV[2], string.format('%d', u))
+    redis.call('EXPIRE', uk, ARGV[3])
+  end
+end
+return 1
 `)

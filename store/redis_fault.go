@@ -170,6 +170,17 @@ type faultState struct {
 	retryMu sync.Mutex
 	// deadMu serializes chargeDead.
 	deadMu sync.Mutex
+	// lifeMu serializes recordLife (redis_dead.go).
+	lifeMu sync.Mutex
+	// fixPrev is the previous life on the Local store whose dead charge
+	// fixDead replaces (nil: none, or no more), in each epoch joined
+	// (fixEpoch: the last one it was replaced in) until fixUntil, not
+	// before fixNext; fixTries counts the tries it beat within the grace.
+	fixPrev  *SharedLife
+	fixEpoch string
+	fixNext  time.Time
+	fixUntil time.Time
+	fixTries int
 
 	// The disabled keys of the shared state as this process last saw them,
 	// and their version (see Watch).
@@ -866,6 +877,12 @@ func (s *Redis) reserveShare(ctx context.Context, r Record, c RedisClass) (int, 
 		member: member, covers: r.Covers, tokens: grantTokens(r, c)})
 	s.noteShareTokens(r, c, member, now.Add(lead).UnixMilli())
 	s.mu.Unlock()
+	// Durable before it is used: a start on this data directory after a
+	// kill replaces this life's dead charge by it (redis_dead.go).
+	if err := s.recordLife(ctx); err != nil {
+		// The share stays counted: on the safe side.
+		return 0, err
+	}
 	if _, err := s.Local.Reserve(ctx, r); err != nil {
 		// The share stays counted: on the safe side.
 		return 0, err
@@ -993,6 +1010,9 @@ func (s *Redis) reconnect(ctx context.Context) error {
 	}
 	_ = s.readView(ctx)
 	s.signalResync()
+	// The pending share units are in Redis now: this life's record in the
+	// Local store says so (a failure leaves it larger: the safe side).
+	_ = s.recordLife(ctx)
 	return nil
 }
 

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// keyLife prefixes a cluster's name in the meta bucket: the life of the
+// Redis ledger that last ran on the file, as JSON (SetSharedLife). A
+// slideshowd before it ignores the key.
+const keyLife = "life:"
+
+// SharedLife is what a Bolt file keeps of the last life of a process that
+// used it in a cluster on Redis (see Redis, "Faults"): the life's name in
+// Redis (the process name and its life's suffix), the cluster's epoch it
+// joined, and the day units it granted itself on an outage's share that
+// were not yet added to Redis (Pending, per day and lane; none once its
+// reconnect added them). A process that starts on the file replaces the
+// charge that life got as presumed dead after an outage by Pending.
+type SharedLife struct {
+	Life    string       `json:"life"`
+	Epoch   string       `json:"epoch"`
+	Pending []DailyCount `json:"pending,omitempty"`
+}
+
+// SharedLife returns the last life of cluster recorded in the file
+// (SetSharedLife); the zero SharedLife when none was (a new file, or one
+// a slideshowd before this wrote). Safe for concurrent use; ErrClosed after
+// Close; a record that does not decode is an error naming the key.
+func (s *Bolt) SharedLife(ctx context.Context, cluster string) (SharedLife, error) {
+	var l SharedLife
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get([]byte(keyLife + cluster))
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("store: meta %q: %w", keyLife+cluster, err)
+		}
+		return nil
+	})
+	return l, err
+}
+
+// SetSharedLife records l as the last life of cluster in the file, in one
+// synced transaction (see SharedLife). Safe for concurrent use; ErrClosed
+// after Close.
+func (s *Bolt) SetSharedLife(ctx context.Context, cluster string, l SharedLife) error {
+	v, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(keyLife+cluster), v)
+	})
+}
