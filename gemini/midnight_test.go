@@ -11,7 +11,6 @@ import (
 
 	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/gemini/emulator"
-	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 // firstLate writes the first request it carries late by delay (it waits,
@@ -45,40 +44,23 @@ func (f *firstLate) RoundTrip(req *http.Request) (*http.Response, error) {
 func TestLateWriteAcrossMidnight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const rpd = 2
-		st := newStack(t, emulator.Config{Models: map[string]emulator.Limits{DefaultTextModel: {RPM: 10, RPD: rpd}}},
-			[]stackKey{{"k1", "secret-1", "p1", true}}, func(cfg *scheduler.Config) {
-				cfg.Classes[0].Limits = bucket.Limits{RPM: 10, RPD: rpd}
-				cfg.Classes[0].WindowMargin = 250 * time.Millisecond
-			})
-		c, err := New(t.Context(), Config{Keys: []Key{{ID: "k1", Secret: "secret-1"}}, BaseURL: testBase,
-			HTTPClient: &http.Client{Transport: &firstLate{base: st.emu.Transport(), delay: 2 * time.Second}}, Scheduler: st.sched})
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := newLateWriteRig(t, 10, rpd)
+		c := r.client(t, &firstLate{base: r.emu.Transport(), delay: 2 * time.Second})
 		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
 		time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
 		var wg sync.WaitGroup
-		analyze := func() {
-			wg.Go(func() {
-				if _, err := c.AnalyzeSlideshow(t.Context(), testSlideshow()); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		analyze()
+		startAnalyses(t, &wg, c, 1)
 		time.Sleep(3 * time.Second) // 2.5 s after midnight
-		analyze()
-		analyze()
+		startAnalyses(t, &wg, c, 2)
 		wg.Wait()
 
-		stats := st.emu.Stats()
-		lane := emulator.LaneKey{Project: "p1", Model: DefaultTextModel}
+		stats := r.emu.Stats()
 		perDay := make(map[string]int)
-		for _, at := range stats.Sent[lane] {
+		for _, at := range stats.Sent[r.lane] {
 			perDay[bucket.Day(at, bucket.Pacific)]++
 		}
 		newDay := bucket.Day(midnight, bucket.Pacific)
-		t.Logf("arrivals %v; per Pacific day %v; 429s %v", stats.Sent[lane], perDay, stats.RateLimited)
+		t.Logf("arrivals %v; per Pacific day %v; 429s %v", stats.Sent[r.lane], perDay, stats.RateLimited)
 		if n := stats.RateLimited[emulator.QuotaRequestsPerDay]; n != 0 {
 			t.Errorf("%d per-day 429s", n)
 		}

@@ -12,7 +12,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
@@ -135,47 +134,25 @@ func (lw *lateWriter) RoundTrip(req *http.Request) (*http.Response, error) {
 // next minute's burst reused its slot and the emulator answered per-minute
 // 429s; with it, none, and no 60 s window of arrivals over RPM.
 func TestLateWritesNoMinute429(t *testing.T) {
-	for _, report := range []bool{true, false} {
-		name := "reported"
-		if !report {
-			name = "not reported (the old code)"
-		}
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				const rpm = 10
-				st := newStack(t, emulator.Config{Models: map[string]emulator.Limits{DefaultTextModel: {RPM: rpm, RPD: 10000}}},
-					[]stackKey{{"k1", "secret-1", "p1", true}}, func(cfg *scheduler.Config) {
-						cfg.Classes[0].Limits = bucket.Limits{RPM: rpm, RPD: 10000}
-						cfg.Classes[0].WindowMargin = 250 * time.Millisecond
-					})
-				c, err := New(t.Context(), Config{Keys: []Key{{ID: "k1", Secret: "secret-1"}}, BaseURL: testBase,
-					HTTPClient: &http.Client{Transport: &lateWriter{base: st.emu.Transport()}}, Scheduler: st.sched})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !report {
-					c.reportWrote = func(scheduler.Lease, time.Time) {}
-				}
-				var wg sync.WaitGroup
-				for range 4 * rpm {
-					wg.Go(func() {
-						if _, err := c.AnalyzeSlideshow(t.Context(), testSlideshow()); err != nil {
-							t.Error(err)
-						}
-					})
-				}
-				wg.Wait()
-				stats := st.emu.Stats()
-				lane := emulator.LaneKey{Project: "p1", Model: DefaultTextModel}
-				n429, maxWin := stats.RateLimitedPerMinute[lane], stats.MaxSentWindow[lane]
-				t.Logf("per-minute 429s %d, most arrivals in a 60 s window %d (RPM %d)", n429, maxWin, rpm)
-				if report && (n429 != 0 || maxWin > rpm) {
-					t.Fatalf("per-minute 429s %d, most arrivals in a 60 s window %d: want 0 and at most %d", n429, maxWin, rpm)
-				}
-				if !report && n429 == 0 {
-					t.Fatalf("no per-minute 429 without the write reports: the test does not show the fault")
-				}
-			})
+	oldAndNew(t, "reported", "not reported (the old code)", func(t *testing.T, report bool) {
+		synctest.Test(t, func(t *testing.T) {
+			const rpm = 10
+			r := newLateWriteRig(t, rpm, 10000)
+			c := r.client(t, &lateWriter{base: r.emu.Transport()})
+			if !report {
+				c.reportWrote = func(scheduler.Lease, time.Time) {}
+			}
+			var wg sync.WaitGroup
+			startAnalyses(t, &wg, c, 4*rpm)
+			wg.Wait()
+			n429, maxWin := r.minuteCounts()
+			t.Logf("per-minute 429s %d, most arrivals in a 60 s window %d (RPM %d)", n429, maxWin, rpm)
+			if report && (n429 != 0 || maxWin > rpm) {
+				t.Fatalf("per-minute 429s %d, most arrivals in a 60 s window %d: want 0 and at most %d", n429, maxWin, rpm)
+			}
+			if !report && n429 == 0 {
+				t.Fatalf("no per-minute 429 without the write reports: the test does not show the fault")
+			}
 		})
-	}
+	})
 }

@@ -17,7 +17,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/slideshowd/slideshowd/bucket"
 	"github.com/slideshowd/slideshowd/gemini/emulator"
 	"github.com/slideshowd/slideshowd/scheduler"
 )
@@ -154,65 +153,55 @@ func (r *byteReader) Read(p []byte) (int, error) {
 // WroteRequest's, a second early: what the old code reported on every
 // transport.
 func TestWriteTimeIsLastByte(t *testing.T) {
-	for _, stamped := range []bool{true, false} {
-		name := "default dialer"
-		if !stamped {
-			name = "other dialer (WroteRequest, the old code)"
-		}
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				pn := &pipeNet{h: slowHandler(newEmulator(t, emulator.Config{}), 10*time.Second)}
-				defer pn.Close()
-				dial := pn.dial
-				if stamped {
-					dial = stampDial(pn.dial)
-				}
-				tr := &http.Transport{DialContext: dial}
-				defer tr.CloseIdleConnections()
-				hf := &holdFlush{t: t, base: tr, every: 1}
-				c, err := New(t.Context(), Config{Keys: []Key{{ID: testKeyID, Secret: testSecret}}, BaseURL: testBase,
-					HTTPClient: &http.Client{Transport: hf}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var (
-					mu               sync.Mutex
-					reported, called []time.Time
-				)
-				c.reportWrote = func(_ scheduler.Lease, at time.Time) {
-					mu.Lock()
-					reported = append(reported, at)
-					called = append(called, time.Now())
-					mu.Unlock()
-				}
-				c.slotMoves = func(scheduler.Lease, time.Time) bool { return true }
-				start := time.Now()
-				if _, err := c.analyze(t.Context(), testLease(DefaultTextClass), testSlideshow()); err != nil {
-					t.Fatal(err)
-				}
+	oldAndNew(t, "default dialer", "other dialer (WroteRequest, the old code)", func(t *testing.T, stamped bool) {
+		synctest.Test(t, func(t *testing.T) {
+			pn := &pipeNet{h: slowHandler(newEmulator(t, emulator.Config{}), 10*time.Second)}
+			defer pn.Close()
+			dial := pn.dial
+			if stamped {
+				dial = stampDial(pn.dial)
+			}
+			tr := &http.Transport{DialContext: dial}
+			defer tr.CloseIdleConnections()
+			hf := &holdFlush{t: t, base: tr, every: 1}
+			c := newTestClientRT(t, hf)
+			var (
+				mu               sync.Mutex
+				reported, called []time.Time
+			)
+			c.reportWrote = func(_ scheduler.Lease, at time.Time) {
 				mu.Lock()
-				defer mu.Unlock()
-				if len(hf.wrote) != 1 || len(reported) == 0 {
-					t.Fatalf("WroteRequest %v, reported %v: want one WroteRequest and a report", hf.wrote, reported)
+				reported = append(reported, at)
+				called = append(called, time.Now())
+				mu.Unlock()
+			}
+			c.slotMoves = func(scheduler.Lease, time.Time) bool { return true }
+			start := time.Now()
+			if _, err := c.analyze(t.Context(), testLease(DefaultTextClass), testSlideshow()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(hf.wrote) != 1 || len(reported) == 0 {
+				t.Fatalf("WroteRequest %v, reported %v: want one WroteRequest and a report", hf.wrote, reported)
+			}
+			wrote, last := hf.wrote[0], slices.MaxFunc(reported, time.Time.Compare)
+			t.Logf("WroteRequest %v after the call began; reported %v, the last one %v after WroteRequest, reports made %v after the call began",
+				wrote.Sub(start), len(reported), last.Sub(wrote), called[len(called)-1].Sub(start))
+			if !stamped {
+				if !last.Equal(wrote) {
+					t.Fatalf("reported written %v after WroteRequest, want WroteRequest's time", last.Sub(wrote))
 				}
-				wrote, last := hf.wrote[0], slices.MaxFunc(reported, time.Time.Compare)
-				t.Logf("WroteRequest %v after the call began; reported %v, the last one %v after WroteRequest, reports made %v after the call began",
-					wrote.Sub(start), len(reported), last.Sub(wrote), called[len(called)-1].Sub(start))
-				if !stamped {
-					if !last.Equal(wrote) {
-						t.Fatalf("reported written %v after WroteRequest, want WroteRequest's time", last.Sub(wrote))
-					}
-					return
-				}
-				if want := wrote.Add(time.Second); !last.Equal(want) {
-					t.Fatalf("reported written %v after WroteRequest, want %v: when its last byte went", last.Sub(wrote), time.Second)
-				}
-				if late := called[len(called)-1].Sub(last); late != 0 {
-					t.Fatalf("the last write was reported %v after it, want at once (before the answer)", late)
-				}
-			})
+				return
+			}
+			if want := wrote.Add(time.Second); !last.Equal(want) {
+				t.Fatalf("reported written %v after WroteRequest, want %v: when its last byte went", last.Sub(wrote), time.Second)
+			}
+			if late := called[len(called)-1].Sub(last); late != 0 {
+				t.Fatalf("the last write was reported %v after it, want at once (before the answer)", late)
+			}
 		})
-	}
+	})
 }
 
 // TestLateFlushNoMinute429: TestLateWritesNoMinute429's scenario (the
@@ -227,61 +216,39 @@ func TestWriteTimeIsLastByte(t *testing.T) {
 // requests' slots stay at their dispatch and the emulator answers
 // per-minute 429s.
 func TestLateFlushNoMinute429(t *testing.T) {
-	for _, stamped := range []bool{true, false} {
-		name := "default dialer"
-		if !stamped {
-			name = "other dialer (WroteRequest, the old code)"
-		}
-		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				const rpm = 10
-				st := newStack(t, emulator.Config{Models: map[string]emulator.Limits{DefaultTextModel: {RPM: rpm, RPD: 10000}}},
-					[]stackKey{{"k1", "secret-1", "p1", true}}, func(cfg *scheduler.Config) {
-						cfg.Classes[0].Limits = bucket.Limits{RPM: rpm, RPD: 10000}
-						cfg.Classes[0].WindowMargin = 250 * time.Millisecond
-					})
-				pn := &pipeNet{h: st.emu}
-				defer pn.Close()
-				dial := pn.dial
-				if stamped {
-					dial = stampDial(pn.dial)
-				}
-				tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: DefaultIdleConnsPerHost}
-				defer tr.CloseIdleConnections()
-				hf := &holdFlush{t: t, base: tr, every: 3}
-				c, err := New(t.Context(), Config{Keys: []Key{{ID: "k1", Secret: "secret-1"}}, BaseURL: testBase,
-					HTTPClient: &http.Client{Transport: hf}, Scheduler: st.sched})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var wg sync.WaitGroup
-				for range 4 * rpm {
-					wg.Go(func() {
-						if _, err := c.AnalyzeSlideshow(t.Context(), testSlideshow()); err != nil {
-							t.Error(err)
-						}
-					})
-				}
-				wg.Wait()
-				stats := st.emu.Stats()
-				lane := emulator.LaneKey{Project: "p1", Model: DefaultTextModel}
-				n429, maxWin := stats.RateLimitedPerMinute[lane], stats.MaxSentWindow[lane]
-				hf.mu.Lock()
-				held := len(hf.wrote)
-				hf.mu.Unlock()
-				t.Logf("%d requests held 1 s after WroteRequest; per-minute 429s %d, most arrivals in a 60 s window %d (RPM %d)", held, n429, maxWin, rpm)
-				if held == 0 {
-					t.Fatalf("no request held: the test does not show the fault")
-				}
-				if stamped && (n429 != 0 || maxWin > rpm) {
-					t.Fatalf("per-minute 429s %d, most arrivals in a 60 s window %d: want 0 and at most %d", n429, maxWin, rpm)
-				}
-				if !stamped && n429 == 0 {
-					t.Fatalf("no per-minute 429 with WroteRequest's time: the test does not show the fault")
-				}
-			})
+	oldAndNew(t, "default dialer", "other dialer (WroteRequest, the old code)", func(t *testing.T, stamped bool) {
+		synctest.Test(t, func(t *testing.T) {
+			const rpm = 10
+			r := newLateWriteRig(t, rpm, 10000)
+			pn := &pipeNet{h: r.emu}
+			defer pn.Close()
+			dial := pn.dial
+			if stamped {
+				dial = stampDial(pn.dial)
+			}
+			tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: DefaultIdleConnsPerHost}
+			defer tr.CloseIdleConnections()
+			hf := &holdFlush{t: t, base: tr, every: 3}
+			c := r.client(t, hf)
+			var wg sync.WaitGroup
+			startAnalyses(t, &wg, c, 4*rpm)
+			wg.Wait()
+			n429, maxWin := r.minuteCounts()
+			hf.mu.Lock()
+			held := len(hf.wrote)
+			hf.mu.Unlock()
+			t.Logf("%d requests held 1 s after WroteRequest; per-minute 429s %d, most arrivals in a 60 s window %d (RPM %d)", held, n429, maxWin, rpm)
+			if held == 0 {
+				t.Fatalf("no request held: the test does not show the fault")
+			}
+			if stamped && (n429 != 0 || maxWin > rpm) {
+				t.Fatalf("per-minute 429s %d, most arrivals in a 60 s window %d: want 0 and at most %d", n429, maxWin, rpm)
+			}
+			if !stamped && n429 == 0 {
+				t.Fatalf("no per-minute 429 with WroteRequest's time: the test does not show the fault")
+			}
 		})
-	}
+	})
 }
 
 // TestWriteStampOwnership: a connection's Writes report to the call that
@@ -523,11 +490,7 @@ func TestBlockingReportDoesNotDelayWrite(t *testing.T) {
 					return &countConn{Conn: c, n: &writes, mu: &mu}, err
 				})}
 				defer tr.CloseIdleConnections()
-				c, err := New(t.Context(), Config{Keys: []Key{{ID: testKeyID, Secret: testSecret}}, BaseURL: testBase,
-					HTTPClient: &http.Client{Transport: tr}})
-				if err != nil {
-					t.Fatal(err)
-				}
+				c := newTestClientRT(t, tr)
 				c.slotMoves = func(scheduler.Lease, time.Time) bool { return true }
 				c.reportWrote = func(_ scheduler.Lease, at time.Time) {
 					time.Sleep(2 * time.Second) // a slow Redis round trip
