@@ -125,6 +125,9 @@ func New(cfg Config) http.Handler {
 	}
 	h.registerPage()
 	h.endpoints = append(h.endpoints, "GET / (the status page)")
+	// "/v1" too: without it the mux answers "/v1" a 307 redirect in HTML
+	// to the "/v1/" catch-all; every answer under /v1 is JSON.
+	h.mux.Handle("/v1", auth(http.HandlerFunc(h.notFound)))
 	h.mux.Handle("/v1/", auth(http.HandlerFunc(h.notFound)))
 	h.mux.HandleFunc("/", h.notFound)
 	return http.HandlerFunc(h.serveLogged)
