@@ -280,6 +280,10 @@ var (
 		"Processes of the cluster alive (heartbeat not expired), as Redis shows them (only with redis_url).", nil, nil)
 	descClusterUp = prometheus.NewDesc("slideshowd_cluster_view_up",
 		"1 when Redis answered the cluster's view at this scrape, else 0 (only with redis_url).", nil, nil)
+	descClusterReseeding = prometheus.NewDesc("slideshowd_cluster_reseeding",
+		"1 while this process's view of the cluster is re-seeding: Redis lost the cluster's state (restarted empty) and not every process has put its day counts back yet; else 0 (only with redis_url, when Redis answered the view).", nil, nil)
+	descClusterReseedWaiting = prometheus.NewDesc("slideshowd_cluster_reseed_waiting",
+		"Processes this process waits for in a re-seed: those it last saw alive that have not put their day counts back yet (0 when not re-seeding, or when not known) (only with redis_url, when Redis answered the view).", nil, nil)
 	descClusterWindow = prometheus.NewDesc("slideshowd_cluster_lane_window_used",
 		"Slots in a lane's shared 60 s window, granted to all the processes (sent or not; at most RPM) (only with redis_url).",
 		[]string{"class", "project"}, nil)
@@ -297,7 +301,8 @@ var summaryDescs = []*prometheus.Desc{
 	descLaneRPMUsed, descLaneRPMLimit, descLaneTPMUsed, descLaneTPMLimit,
 	descLaneDayUsed, descLaneDayLimit, descLaneDayRemaining,
 	descLaneEnabled, descLaneCooldown, descLaneHeld, descLaneExhausted, descLaneOut, descKeyDisabled,
-	descClusterProcesses, descClusterUp, descClusterWindow, descClusterDay, descClusterTokens,
+	descClusterProcesses, descClusterUp, descClusterReseeding, descClusterReseedWaiting,
+	descClusterWindow, descClusterDay, descClusterTokens,
 }
 
 func (c summaryCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -381,6 +386,8 @@ func (c summaryCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descClusterUp, boolGauge(c.Error == ""))
 		if c.Error == "" {
 			gauge(descClusterProcesses, float64(len(c.Processes)))
+			gauge(descClusterReseeding, boolGauge(c.Reseeding))
+			gauge(descClusterReseedWaiting, float64(len(c.ReseedWaiting)))
 		}
 		for _, l := range c.Lanes {
 			gauge(descClusterWindow, float64(l.WindowUsed), l.Class, l.Project)

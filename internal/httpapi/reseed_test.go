@@ -3,11 +3,13 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/slideshowd/slideshowd/internal/redistest"
@@ -20,8 +22,10 @@ import (
 // both re-seed, a's /v1/usage says "reseeding" with the processes waited
 // for, and the lane's day_used is the 8 the cluster had used (the last
 // count a saw), with redis_day_used the 0 Redis holds; the status page says
-// so in words. Before, both showed day 0 and no process alive, as if the
-// quota were fresh. Once both re-seeded, no marker.
+// so in words, and GET /metrics has slideshowd_cluster_reseeding 1 and
+// slideshowd_cluster_reseed_waiting the number waited for. Before, both
+// showed day 0 and no process alive, as if the quota were fresh. Once both
+// re-seeded, no marker (the gauges 0).
 func TestUsageClusterReseeding(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t, redistest.Options{})
@@ -73,7 +77,9 @@ func TestUsageClusterReseeding(t *testing.T) {
 		u, err := a.Usage(ctx, "2026-03-01")
 		return scheduler.Summary{Time: clock(), Cluster: scheduler.ClusterView(u, "2026-03-01", err)}
 	}
-	env := newEnv(t, func(c *Config) { c.Summary = sum })
+	metrics := NewMetrics(prometheus.NewRegistry())
+	metrics.Attach(sum)
+	env := newEnv(t, func(c *Config) { c.Summary = sum; c.Metrics = metrics })
 	type view struct {
 		Cluster struct {
 			Reseeding     bool     `json:"reseeding"`
@@ -110,6 +116,18 @@ func TestUsageClusterReseeding(t *testing.T) {
 		}
 		if waiting == nil && strings.Contains(body, `id="cluster-reseeding"`) {
 			t.Errorf("%s: the status page says re-seeding:\n%s", what, body)
+		}
+		// GET /metrics: the re-seeding gauge and the processes waited for.
+		scrape := env.do(t, "GET", "/metrics", "")
+		reseeding := 0
+		if waiting != nil {
+			reseeding = 1
+		}
+		for _, want := range []string{fmt.Sprintf("\nslideshowd_cluster_reseeding %d\n", reseeding),
+			fmt.Sprintf("\nslideshowd_cluster_reseed_waiting %d\n", len(waiting))} {
+			if scrape.Code != 200 || !strings.Contains(scrape.Body.String(), want) {
+				t.Errorf("%s: GET /metrics %d without %q:\n%s", what, scrape.Code, strings.TrimSpace(want), scrape.Body)
+			}
 		}
 	}
 	zero, eight := 0, 8
