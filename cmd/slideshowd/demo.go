@@ -95,18 +95,12 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
 		return exitFailed
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	emAddr, stopEmulator, err := startDemoEmulator(emulatorHandler(em))
 	if err != nil {
 		fmt.Fprintln(e.stderr, "slideshowd demo:", err)
 		return exitFailed
 	}
-	srv := &http.Server{Handler: em, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan struct{})
-	go func() { defer close(served); srv.Serve(ln) }()
-	defer func() {
-		srv.Close()
-		<-served
-	}()
+	defer stopEmulator()
 
 	dataDir, err := os.MkdirTemp("", "slideshowd-demo-")
 	if err != nil {
@@ -118,7 +112,7 @@ func cmdDemo(ctx context.Context, e env, args []string) int {
 	// emulator and temporary data directory in place of the environment.
 	demoEnv := map[string]string{
 		config.EnvKeys:    strings.Join(demoSecrets, ","),
-		config.EnvBaseURL: "http://" + ln.Addr().String() + "/",
+		config.EnvBaseURL: "http://" + emAddr + "/",
 		config.EnvData:    dataDir,
 	}
 	cfg, warnings, ok := loadConfig(env{stderr: e.stderr, getenv: func(k string) string { return demoEnv[k] }}, *cfgPath, forCalls)
@@ -165,4 +159,23 @@ func modelRequests(s emulator.Stats, model string) int {
 // fsReadFile reads a slash-separated path relative to the root of fsys.
 func fsReadFile(fsys fs.FS, p string) ([]byte, error) {
 	return fs.ReadFile(fsys, path.Clean(p))
+}
+
+// startDemoEmulator serves h (the demo's emulator) on a loopback port, as
+// `slideshowd emulate` serves its own (emulatorServer: requests count at
+// the kernel's receive time, not when the emulator got the CPU to read
+// them). It returns the address (host:port) and a stop that closes the
+// server and waits for it.
+func startDemoEmulator(h http.Handler) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv, ln := emulatorServer(h, ln)
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	return ln.Addr().String(), func() {
+		srv.Close()
+		<-served
+	}, nil
 }

@@ -327,13 +327,7 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 		fmt.Fprintln(e.stdout, "Point slideshowd at it (GEMINI_API_KEYS entries are SECRET or PROJECT:SECRET):")
 		fmt.Fprintf(e.stdout, "  export GEMINI_BASE_URL=%s GEMINI_API_KEYS=%s\n", base, strings.Join(all, ","))
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+StatsPath, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(statsJSON(em.Stats()))
-	})
-	mux.Handle("/", em)
-	srv, ln := emulatorServer(mux, ln)
+	srv, ln := emulatorServer(emulatorHandler(em), ln)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -349,6 +343,18 @@ func cmdEmulate(ctx context.Context, e env, args []string) int {
 	}
 	<-errc
 	return exitOK
+}
+
+// emulatorHandler serves em, and its stats as JSON on GET StatsPath: the
+// handler of `slideshowd emulate` and of the demo's emulator.
+func emulatorHandler(em *emulator.Emulator) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+StatsPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(statsJSON(em.Stats()))
+	})
+	mux.Handle("/", em)
+	return mux
 }
 
 // emulatorServer returns the server of `slideshowd emulate` and the

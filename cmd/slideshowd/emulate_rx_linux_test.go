@@ -19,24 +19,51 @@ func TestEmulateReceiveTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	got := make(chan [2]time.Time, 1)
-	srv, ln := emulatorServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h, entered, release, got := heldHandler()
+	srv, ln := emulatorServer(h, ln)
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	defer func() { srv.Close(); <-done }()
+	checkReceiveTimes(t, ln.Addr().String(), entered, release, got)
+}
+
+// TestDemoEmulatorReceiveTimes: `slideshowd demo` serves its emulator as
+// `slideshowd emulate` does, with the kernel's receive times (it had
+// served it on a plain listener: a request counted when the emulator got
+// the CPU to read it).
+func TestDemoEmulatorReceiveTimes(t *testing.T) {
+	h, entered, release, got := heldHandler()
+	addr, stop, err := startDemoEmulator(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	checkReceiveTimes(t, addr, entered, release, got)
+}
+
+// heldHandler returns a handler that says it entered, waits for release,
+// reads the body and sends ReceivedAt and when it began to read.
+func heldHandler() (h http.Handler, entered, release chan struct{}, got chan [2]time.Time) {
+	entered, release = make(chan struct{}, 1), make(chan struct{})
+	got = make(chan [2]time.Time, 1)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
 		start := time.Now()
 		io.ReadAll(r.Body)
 		got <- [2]time.Time{emulator.ReceivedAt(r), start}
-	}), ln)
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
-	defer func() { srv.Close(); <-done }()
+	}), entered, release, got
+}
 
+// checkReceiveTimes sends held requests to addr until one reads as
+// received when it was written.
+func checkReceiveTimes(t *testing.T, addr string, entered, release chan struct{}, got chan [2]time.Time) {
+	t.Helper()
 	// The kernel turns receive stamping on asynchronously after the first
 	// socket asks for it (the listener's, just now): the first requests
 	// can come without a stamp and count when read. A few tries.
 	for try := 1; ; try++ {
-		w0, rx, start := heldRequest(t, ln.Addr().String(), entered, release, got)
+		w0, rx, start := heldRequest(t, addr, entered, release, got)
 		if !rx.Before(w0.Add(-time.Millisecond)) && rx.Before(start) {
 			t.Logf("try %d: received %v after the write began, %v before the handler read", try, rx.Sub(w0), start.Sub(rx))
 			return
