@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -45,8 +44,7 @@ func newDeadEnv(t *testing.T, rpd int) *deadEnv {
 func newDeadEnvOpts(t *testing.T, o deadOpts) *deadEnv {
 	t.Helper()
 	rpd := o.rpd
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 		cls: store.RedisClass{Name: "text", RPM: 9, RPD: rpd, Margin: 100 * time.Millisecond}}
 	e.a, e.b, e.c = e.open(t, "a", e.cls), e.open(t, "b", e.cls), e.open(t, "c", e.cls)
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)

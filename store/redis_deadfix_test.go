@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -57,8 +56,7 @@ func TestRedisDeadChargeReplaced(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-				clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+			e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 				cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
 			dir := t.TempDir()
 			path := filepath.Join(dir, "c.db")
@@ -190,8 +188,7 @@ func TestRedisDeadChargeReplacedLater(t *testing.T) {
 
 func deadChargeReplacedLater(t *testing.T, empty bool) {
 	ctx := context.Background()
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
 	path := filepath.Join(t.TempDir(), "c.db")
 	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)

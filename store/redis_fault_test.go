@@ -44,8 +44,7 @@ func (e *redisEnv) heartbeats(t *testing.T, d time.Duration, ss ...*store.Redis)
 // stay within the share.
 func TestRedisShare(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
 	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
 	e.heartbeats(t, 20*time.Second, a, b)

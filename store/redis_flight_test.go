@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -39,17 +38,22 @@ func (h *replyHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if res, ok := c.Val().([]any); !ok || len(res) == 0 || res[0] != "ok" {
 			return err
 		}
-		h.mu.Lock()
-		fn := h.fn
-		if !h.armed {
-			fn = nil
-		}
-		h.armed = false
-		h.mu.Unlock()
-		if fn != nil {
-			fn()
-		}
+		h.fire()
 		return err
+	}
+}
+
+// fire disarms h and calls its fn if it was armed (once per arm).
+func (h *replyHook) fire() {
+	h.mu.Lock()
+	fn := h.fn
+	if !h.armed {
+		fn = nil
+	}
+	h.armed = false
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
 	}
 }
 
@@ -71,14 +75,8 @@ func TestRedisGrantReplyDuringReseed(t *testing.T) {
 	ctx := context.Background()
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 20, RPD: 100}
-	oa := e.options(t, "a", cls)
 	hook := &replyHook{}
-	oa.Client.AddHook(hook)
-	a, err := store.OpenRedis(ctx, store.NewMemory(), oa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a := e.openHooked(t, "a", nil, hook, cls)
 	store.SetRedisPrefetch(a, false)
 	b := e.open(t, "b", cls)
 	e.heartbeats(t, 15*time.Second, a, b)
@@ -152,16 +150,7 @@ func (h *reconcileHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if !found {
 			return err
 		}
-		h.mu.Lock()
-		fn := h.fn
-		if !h.armed {
-			fn = nil
-		}
-		h.armed = false
-		h.mu.Unlock()
-		if fn != nil {
-			fn()
-		}
+		h.fire()
 		return err
 	}
 }
@@ -177,33 +166,14 @@ func (h *reconcileHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 // (1569e63): the grant waits, finds Redis reachable and asks it (3 of 3).
 func TestRedisShareGrantDuringReconcile(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
-	oa := e.options(t, "a", cls)
 	hook := &reconcileHook{}
-	oa.Client.AddHook(hook)
 	local := store.NewMemory()
-	a, err := store.OpenRedis(ctx, local, oa)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a := e.openHooked(t, "a", local, hook, cls)
 	store.SetRedisPrefetch(a, false)
 	b := e.open(t, "b", cls)
-	e.heartbeats(t, 20*time.Second, a, b)
-	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
-		t.Fatal(err)
-	}
-	e.srv.Stop()
-	if _, err := a.Heartbeat(ctx); err == nil {
-		t.Fatal("heartbeat with Redis stopped: no error")
-	}
-	e.clock.add(100 * time.Second) // past the grace; every slot of the view left
-	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
-		t.Fatalf("the share: %v", err)
-	}
-	e.srv.Restart()
+	e.outageOnShare(t, a, b)
 	entered := make(chan struct{}, 1)
 	store.SetRedisShareHook(a, func() {
 		select {

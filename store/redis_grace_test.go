@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -92,15 +91,7 @@ func TestRedisOneFailedCall(t *testing.T) {
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 1000, Margin: 100 * time.Millisecond}
 	fail := &failNext{}
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
-	c.AddHook(fail)
-	t.Cleanup(func() { c.Close() })
-	sa, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "test", Process: "a",
-		Classes: []store.RedisClass{cls}, Projects: []string{"p1"}, Now: e.clock.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sa.Close() })
+	sa := e.openHooked(t, "a", nil, fail, cls)
 	sb := e.open(t, "b", cls)
 	// Grants taken ahead in the background would make the run depend on
 	// the goroutines' timing.
@@ -184,8 +175,7 @@ func TestRedisOneFailedCall(t *testing.T) {
 // the view's slots left (3 s after its failed call here).
 func TestRedisShareAfterGrace(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 1000, Margin: 100 * time.Millisecond}
 	sa, sb := e.open(t, "a", cls), e.open(t, "b", cls)
 	store.SetRedisPrefetch(sa, false)

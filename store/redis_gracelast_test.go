@@ -53,15 +53,7 @@ func TestRedisGraceLastSecondRetry(t *testing.T) {
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 1000, Margin: 100 * time.Millisecond}
 	cut := &cutHook{}
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
-	c.AddHook(cut)
-	t.Cleanup(func() { c.Close() })
-	sa, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "test", Process: "a",
-		Classes: []store.RedisClass{cls}, Projects: []string{"p1"}, Now: e.clock.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sa.Close() })
+	sa := e.openHooked(t, "a", nil, cut, cls)
 	sb := e.open(t, "b", cls)
 	// Grants taken ahead in the background would make the run depend on
 	// the goroutines' timing.

@@ -89,15 +89,7 @@ func TestRedisHeartbeatRoundTrips(t *testing.T) {
 	image := store.RedisClass{Name: "image", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
 	imageLane := store.LaneID{Project: "p1", Class: "image"}
 	cmds := &commands{}
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
-	c.AddHook(cmds)
-	t.Cleanup(func() { c.Close() })
-	a, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "test", Process: "a",
-		Classes: []store.RedisClass{tpmClass, image}, Projects: []string{"p1"}, Now: e.clock.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a := e.openHooked(t, "a", nil, cmds, tpmClass, image)
 	b := e.open(t, "b", tpmClass, image)
 	// Grants taken ahead in the background (redis_prefetch.go) would add
 	// commands at any moment: off, to count a heartbeat's.
@@ -175,15 +167,7 @@ func TestRedisBeatRides(t *testing.T) {
 	e := newRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 1000, Margin: 100 * time.Millisecond}
 	cmds := &commands{}
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
-	c.AddHook(cmds)
-	t.Cleanup(func() { c.Close() })
-	a, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "test", Process: "a",
-		Classes: []store.RedisClass{cls}, Projects: []string{"p1"}, Now: e.clock.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
+	a := e.openHooked(t, "a", nil, cmds, cls)
 	store.SetRedisBeatClock(a, e.clock.now)
 	b := e.open(t, "b", cls)
 	store.SetRedisBeatClock(b, e.clock.now)
@@ -264,9 +248,7 @@ func TestRedisBeatRides(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := a.LastBeat()
-	if err := e.client(t).FlushAll(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	e.flushAll(t)
 	e.clock.add(4 * time.Second)
 	cmds.since()
 	if _, err := a.Reserve(ctx, e.record(1, 1)); err == nil || a.Restarts() != 1 {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -52,8 +51,7 @@ func TestRedisJoinBeforeDeadCharged(t *testing.T) {
 // heartbeat TTL, every slot they take recorded as sent when granted.
 func newJoinEnv(t *testing.T) *deadEnv {
 	t.Helper()
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 		cls: store.RedisClass{Name: "text", RPM: 10, RPD: 10000, Margin: 100 * time.Millisecond}}
 	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 	e.heartbeats(t, 20*time.Second, e.a, e.b)
@@ -255,8 +253,7 @@ func (h *afterScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 // minute of RPM 10.
 func TestRedisJoinDuringReconnect(t *testing.T) {
 	ctx := context.Background()
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 		cls: store.RedisClass{Name: "text", RPM: 10, RPD: 10000, Margin: 100 * time.Millisecond}}
 	var d *store.Redis
 	granted := 0
@@ -266,15 +263,7 @@ func TestRedisJoinDuringReconnect(t *testing.T) {
 			granted++
 		}
 	}}
-	c := e.client(t)
-	c.AddHook(h)
-	a, err := store.OpenRedis(ctx, store.NewMemory(), store.RedisOptions{Client: c, Cluster: "test", Process: "a",
-		Classes: []store.RedisClass{e.cls}, Projects: []string{"p1"}, Now: e.clock.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	e.a, e.b = a, e.open(t, "b", e.cls)
+	e.a, e.b = e.openHooked(t, "a", nil, h, e.cls), e.open(t, "b", e.cls)
 	e.heartbeats(t, 20*time.Second, e.a, e.b)
 	e.sharesThenBack(t)
 	h.armed.Store(true)

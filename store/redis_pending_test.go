@@ -102,8 +102,7 @@ func pendingErr(t *testing.T, err error, what string) {
 // so another process learns them.
 func TestRedisPendingChanges(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	a, b := e.open(t, "a"), e.open(t, "b")
 	raw := e.client(t)
 	if err := a.DisableKey(ctx, store.DisabledKey{KeyID: "k2", Reason: "leaked", At: e.clock.now()}); err != nil {
@@ -186,8 +185,7 @@ func TestRedisPendingChanges(t *testing.T) {
 // the process that made it applies the winner (Watch reports it).
 func TestRedisPendingConflicts(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	a, b := e.open(t, "a"), e.open(t, "b")
 	for _, k := range []string{"k2", "k4"} {
 		if err := a.DisableKey(ctx, store.DisabledKey{KeyID: k, Reason: "leaked", At: e.clock.now()}); err != nil {

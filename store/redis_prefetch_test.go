@@ -12,7 +12,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -70,18 +69,7 @@ func (g *gate) close() (open func()) {
 func (e *redisEnv) openGated(t *testing.T, process string, cls store.RedisClass) (*store.Redis, *gate) {
 	t.Helper()
 	g := &gate{}
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
-	c.AddHook(g)
-	t.Cleanup(func() { c.Close() })
-	s, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
-		Client: c, Cluster: "test", Process: process, Classes: []store.RedisClass{cls},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
-	if err != nil {
-		t.Fatalf("OpenRedis(%s): %v", process, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, g
+	return e.openHooked(t, process, nil, g, cls), g
 }
 
 // dayCount is the lane's shared day count of 2026-03-01 and this
@@ -274,8 +262,7 @@ func TestRedisPrefetchNotServed(t *testing.T) {
 // count is the units recorded, and the window holds no slot of it.
 func TestRedisPrefetchOutage(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 100, RPD: 1000, Margin: 100 * time.Millisecond}
 	a := e.open(t, "a", cls)
 	e.heartbeats(t, 20*time.Second, a)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -94,8 +93,7 @@ func outage(t *testing.T, e *redisEnv, n int, a, c *store.Redis) []string {
 // processes in /v1/usage and 8 charged on every lane).
 func TestRedisRefusedLeavesNothing(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
 	a, c := e.open(t, "a", cls), e.open(t, "c", cls)
 	e.heartbeats(t, 20*time.Second, a, c)

@@ -93,15 +93,9 @@ func TestRedisNoGrantBeforeReseed(t *testing.T) {
 			var hooks []*seededHook
 			var locals []store.Local
 			open := func(name string) *store.Redis {
-				o := e.options(t, name, tc.cls)
 				h := &seededHook{process: name, check: e.client(t)}
-				o.Client.AddHook(h)
 				local := store.NewMemory()
-				s, err := store.OpenRedis(ctx, local, o)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
+				s := e.openHooked(t, name, local, h, tc.cls)
 				hooks, locals = append(hooks, h), append(locals, local)
 				return s
 			}
@@ -134,9 +128,7 @@ func TestRedisNoGrantBeforeReseed(t *testing.T) {
 			}
 			store.WaitRedisPrefetch(a)
 			store.WaitRedisPrefetch(b)
-			if err := e.client(t).FlushAll(ctx).Err(); err != nil {
-				t.Fatal(err)
-			}
+			e.flushAll(t)
 			for _, h := range hooks {
 				h.mu.Lock()
 				h.armed = true

@@ -28,9 +28,7 @@ func reseedFlushed(t *testing.T) (*redisEnv, *store.Redis, *store.Redis) {
 		}
 	}
 	e.heartbeats(t, 0, a, b)
-	if err := e.client(t).FlushAll(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	e.flushAll(t)
 	return e, a, b
 }
 

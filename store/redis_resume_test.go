@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -108,8 +107,7 @@ func TestRedisOfflineResumeShared(t *testing.T) {
 // shares the resume when it joins again (Redis kept its state).
 func TestRedisOutageResumeShared(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	dA := t.TempDir()
 	a, b := e.openDir(t, "a", dA), e.openDir(t, "b", t.TempDir())
 	defer b.Close()

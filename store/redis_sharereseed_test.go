@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -59,8 +58,12 @@ func TestRedisShareGrantDuringReconnect(t *testing.T) {
 	}{{"came back empty", false}, {"kept its state", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: tc.persist}),
-				clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+			var e *redisEnv
+			if tc.persist {
+				e = newPersistentRedisEnv(t)
+			} else {
+				e = newRedisEnv(t) // no persistence: RestartEmpty below
+			}
 			cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
 			local := &heldLocal{Local: store.NewMemory()}
 			a, err := store.OpenRedis(ctx, local, e.options(t, "a", cls))
@@ -70,19 +73,7 @@ func TestRedisShareGrantDuringReconnect(t *testing.T) {
 			t.Cleanup(func() { a.Close() })
 			b := e.open(t, "b", cls)
 			store.SetRedisPrefetch(a, false)
-			e.heartbeats(t, 20*time.Second, a, b)
-			if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
-				t.Fatal(err)
-			}
-			e.srv.Stop()
-			if _, err := a.Heartbeat(ctx); err == nil {
-				t.Fatal("heartbeat with Redis stopped: no error")
-			}
-			e.clock.add(100 * time.Second) // past the grace; every slot of the view left
-			if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
-				t.Fatalf("the share: %v", err)
-			}
-			e.srv.Restart()
+			e.outageOnShare(t, a, b)
 			if !tc.persist {
 				e.srv.Stop()
 				e.srv.RestartEmpty()

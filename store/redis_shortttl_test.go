@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -19,8 +18,7 @@ import (
 // granted the room of a's share sends: 15 in a minute of RPM 10.
 func TestRedisShortTTLJoinHeld(t *testing.T) {
 	ctx := context.Background()
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 		cls: store.RedisClass{Name: "text", RPM: 10, RPD: 10000, Margin: 100 * time.Millisecond}}
 	open := func(name string) *store.Redis {
 		o := e.options(t, name, e.cls)

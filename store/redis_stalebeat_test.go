@@ -112,18 +112,7 @@ func (p *partition) deliver(t *testing.T, rc *redis.Client, now time.Time) {
 func (e *redisEnv) openCut(t *testing.T, process string, cls store.RedisClass) (*store.Redis, *partition) {
 	t.Helper()
 	p := &partition{}
-	c := redis.NewClient(&redis.Options{Addr: e.srv.Addr(), MaxRetries: -1})
-	c.AddHook(p)
-	t.Cleanup(func() { c.Close() })
-	s, err := store.OpenRedis(context.Background(), store.NewMemory(), store.RedisOptions{
-		Client: c, Cluster: "test", Process: process, Classes: []store.RedisClass{cls},
-		Projects: []string{"p1"}, Now: e.clock.now,
-	})
-	if err != nil {
-		t.Fatalf("OpenRedis(%s): %v", process, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, p
+	return e.openHooked(t, process, nil, p, cls), p
 }
 
 // TestRedisStaleHeartbeat (review 8, F3): a heartbeat written to the

@@ -307,8 +307,7 @@ func TestRedisTokensOutage(t *testing.T) {
 // process that saw no outage is checked against them.
 func TestRedisTokensShare(t *testing.T) {
 	ctx := context.Background()
-	e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}}
+	e := newPersistentRedisEnv(t)
 	a, b := e.open(t, "a", tpmClass), e.open(t, "b", tpmClass)
 	e.heartbeats(t, 20*time.Second, a, b)
 	if _, err := a.Reserve(ctx, e.tokens(4, 300)); err != nil { // leaves at 12:01:22.1
