@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -74,35 +75,8 @@ func testCrossMidnight(t *testing.T, late string, restart bool, path string) {
 			return nil
 		}
 	}
-	start := func() (*Scheduler, func()) {
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		return s, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	run := func(s *Scheduler, n int, writeAfter time.Duration) {
-		var wg sync.WaitGroup
-		for range n {
-			h, err := s.Submit(context.Background(), Job{Class: "text", Work: work(writeAfter)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Go(func() {
-				if err := h.Wait(context.Background()); err != nil {
-					t.Error(err)
-				}
-			})
-		}
-		wg.Wait()
+		runJobs(t, s, slices.Repeat([]func(context.Context, Lease) error{work(writeAfter)}, n)...)
 	}
 	count := func(day string) int {
 		counts, err := b.Daily(context.Background(), day)
@@ -116,7 +90,7 @@ func testCrossMidnight(t *testing.T, late string, restart bool, path string) {
 		return n
 	}
 
-	s, stop := start()
+	s, stop := startStoppable(t, context.Background(), cfg)
 	defer func() { stop() }()
 	time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
 	writeAfter := time.Duration(0)
@@ -132,7 +106,7 @@ func testCrossMidnight(t *testing.T, late string, restart bool, path string) {
 		if got := count(oldDay); got != 1 {
 			t.Fatalf("the stored count of the old day is %d after a clean stop, want 1", got)
 		}
-		s, stop = start()
+		s, stop = startStoppable(t, context.Background(), cfg)
 	}
 	time.Sleep(time.Until(midnight.Add(time.Second)))
 	mu.Lock()
@@ -183,20 +157,9 @@ func (d *dayCharges) AddDaily(ctx context.Context, day string, lane store.LaneID
 func TestCrossMidnightSharedStore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		st := &dayCharges{Memory: store.NewMemory()}
-		s, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
+		s, stop := startStoppable(t, context.Background(), Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
 			Keys: keys(1), Store: st})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
-		}()
+		defer stop()
 		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
 		time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
 		h, err := s.Submit(context.Background(), Job{Class: "text", Work: func(_ context.Context, l Lease) error {

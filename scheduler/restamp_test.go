@@ -79,47 +79,23 @@ func testLateWrite(t *testing.T, bolt, restart bool, path string) {
 		}
 	}
 	run := func(s *Scheduler, delays ...time.Duration) {
-		var wg sync.WaitGroup
+		var works []func(context.Context, Lease) error
 		for _, d := range delays {
-			h, err := s.Submit(context.Background(), Job{Class: "text", Work: work(d)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Go(func() {
-				if err := h.Wait(context.Background()); err != nil {
-					t.Error(err)
-				}
-			})
+			works = append(works, work(d))
 		}
-		wg.Wait()
+		runJobs(t, s, works...)
 	}
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	s, stop := startStoppable(t, context.Background(), cfg)
 	run(s, 0, time.Second, 100*time.Millisecond)
 	if want := []bool{false, false, true}; !slices.Equal(moved, want) {
 		t.Fatalf("slots moved %v, want %v (writes after 0, 100 ms and 1 s; half the margin is 125 ms)", moved, want)
 	}
 	if restart {
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-		if s, err = New(cfg); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel = context.WithCancel(context.Background())
-		go func() { done <- s.Run(ctx) }()
+		stop()
+		s, stop = startStoppable(t, context.Background(), cfg)
 	}
 	run(s, 0, 0, 0)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
 	for i := 3; i < len(arrivals); i++ {
 		if d := arrivals[i].Sub(arrivals[i-3]); d < time.Minute {

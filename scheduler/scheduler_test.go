@@ -48,19 +48,8 @@ func textImage(textRPM, textRPD, imageRPM, imageRPD, conc int) []ClassConfig {
 // real redis-server (the shared-store tests).
 func start(t *testing.T, cfg Config) *Scheduler {
 	t.Helper()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	s, stop := startStoppable(t, t.Context(), cfg)
+	t.Cleanup(stop)
 	return s
 }
 
@@ -969,24 +958,12 @@ func TestDefaultConcurrency(t *testing.T) {
 // tpm_used in the summary's JSON (its tokens are counted, with no limit to
 // count them against); one with TPM has tpm_used and tpm_limit.
 func TestSummaryTPMOnlyWithLimit(t *testing.T) {
-	s, err := New(Config{Classes: []ClassConfig{
+	s := start(t, Config{Classes: []ClassConfig{
 		{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100}},
 		{Name: "image", Limits: bucket.Limits{RPM: 60, RPD: 100, TPM: 5000}},
 	}, Keys: keys(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
 	for _, class := range []string{"text", "image"} {
-		if err := s.Do(ctx, Job{Class: class, Tokens: 1200, Work: func(context.Context, Lease) error { return nil }}); err != nil {
+		if err := s.Do(t.Context(), Job{Class: class, Tokens: 1200, Work: func(context.Context, Lease) error { return nil }}); err != nil {
 			t.Fatal(err)
 		}
 	}
