@@ -18,11 +18,16 @@ const keyLife = "life:"
 // Redis (the process name and its life's suffix), the cluster's epoch it
 // joined, and the day units it granted itself on an outage's share that
 // were not yet added to Redis (Pending, per day and lane; none once its
-// reconnect added them). A process that starts on the file replaces the
+// reconnect added them). Gen numbers the life's records, from 1, each
+// written with the next (0: a record from before it): the reconnect that
+// adds Pending to Redis records there the Gen of the last record written
+// (see Redis, "The charge replaced"), so a record its crash left unemptied
+// is not added twice. A process that starts on the file replaces the
 // charge that life got as presumed dead after an outage by Pending.
 type SharedLife struct {
 	Life    string       `json:"life"`
 	Epoch   string       `json:"epoch"`
+	Gen     uint64       `json:"gen,omitempty"`
 	Pending []DailyCount `json:"pending,omitempty"`
 }
 

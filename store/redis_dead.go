@@ -433,7 +433,14 @@ return out
 // records there, durably, its name in Redis, the epoch it joined, and the
 // day units it granted itself on a share and had not added to Redis yet
 // (pending: written before the grant is used, so never below it; emptied
-// once its reconnect added them, or re-seeded them). When a process starts
+// once its reconnect added them, or re-seeded them). Each record is
+// numbered (Gen); the reconnect's script that adds the pending units to a
+// day count (reconcileScript) marks that day count, in the life's added
+// hash, with the number of the last record written, in the same script:
+// a life killed after that script and before its emptied record was
+// written leaves a record whose units are marked added, and they are not
+// added again (the units of a later record, number above the mark, are).
+// When a process starts
 // on that data directory (whatever its name now), before it takes any
 // grant, it replaces the previous life's charge by those units (fixDead,
 // deadFixScript, one atomic script): per day and lane, the day count and
@@ -467,6 +474,11 @@ func (s *Redis) fixKey(p string) string { return s.key("deadfix", p) }
 // -> units.
 func (s *Redis) chargedKey(p string) string { return s.key("charged", p) }
 
+// addedKey holds, per day count that life p's reconnects added its
+// pending share units to (reconcileScript), the number (Gen) of p's last
+// record in its Local store then: day count key -> Gen.
+func (s *Redis) addedKey(p string) string { return s.key("added", p) }
+
 // recordLife writes this life, its epoch and its pending share units to
 // the Local store when it keeps lives (see "The charge replaced" above).
 // Writes are serialized, each one the state when it is made, so the last
@@ -478,8 +490,9 @@ func (s *Redis) recordLife(ctx context.Context) error {
 	}
 	s.f.lifeMu.Lock()
 	defer s.f.lifeMu.Unlock()
+	s.f.lifeSeq++
 	s.mu.Lock()
-	l := SharedLife{Life: s.id, Epoch: s.epoch}
+	l := SharedLife{Life: s.id, Epoch: s.epoch, Gen: s.f.lifeSeq}
 	s.mu.Unlock()
 	s.f.mu.Lock()
 	for dl, n := range s.f.pendDays {
@@ -494,7 +507,13 @@ func (s *Redis) recordLife(ctx context.Context) error {
 		}
 		return compareLane(a.Lane, b.Lane)
 	})
-	return lr.SetSharedLife(ctx, s.cluster, l)
+	if err := lr.SetSharedLife(ctx, s.cluster, l); err != nil {
+		return err
+	}
+	s.f.mu.Lock()
+	s.f.lifeGen = l.Gen
+	s.f.mu.Unlock()
+	return nil
 }
 
 // fixDead, as this process starts (joined, before any grant), replaces the
@@ -559,9 +578,9 @@ func (s *Redis) runFix(ctx context.Context) error {
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()
-	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.procsKey()}
+	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.procsKey(), s.addedKey(prev.Life)}
 	args := []any{epoch, displayName(prev.Life), dayKeyTTL, s.prefix, prev.Life, s.clock(),
-		(s.ttl - s.grace()).Milliseconds(), prev.Epoch}
+		(s.ttl - s.grace()).Milliseconds(), prev.Epoch, prev.Gen}
 	for _, p := range prev.Pending {
 		args = append(args, p.Day+":"+redisLane(p.Lane), p.Count)
 	}
@@ -596,15 +615,19 @@ const fixTries = 6
 // within the grace: per day and lane, the day count and the life's part
 // move by pending minus charged, pending counted only in the epoch the
 // life joined (in a later one the re-seed of the caller's Local counts,
-// which hold them, added them).
+// which hold them, added them) and when that life's reconnect did not add
+// them already (its added hash holds the record's number or a later one
+// for that day count: a crash before the record was emptied).
 //
 // KEYS: 1 the life's fix mark, 2 its charged units (hash: day:lane ->
-// units), 3 the epoch, 4 processes (zset). ARGV: 1 the epoch the caller
+// units), 3 the epoch, 4 processes (zset), 5 its added hash
+// (reconcileScript). ARGV: 1 the epoch the caller
 // joined (its Local counts are in it), 2 the life's name (its field of the
 // use hashes), 3 day key ttl s, 4 the cluster's key prefix, 5 the life (its
 // member of the processes), 6 now ms (0: TIME), 7 ms: a score above now
 // plus it is a heartbeat within the grace (TTL - grace), 8 the epoch the
-// life joined, then (day:lane, pending units) pairs. Reply: 1 when
+// life joined, 9 the record's number (Gen; 0: none), then (day:lane,
+// pending units) pairs. Reply: 1 when
 // replaced, 0 when replaced before in this epoch, -1 when the epoch is
 // not the caller's, 2 when the life beat within the grace (nothing done).
 var deadFixScript = redis.NewScript(clockLua + `
@@ -615,10 +638,14 @@ if sc and tonumber(sc) > clock(ARGV[6]) + tonumber(ARGV[7]) then return 2 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 local want, order = {}, {}
 local from = #ARGV + 1
-if ARGV[8] == ARGV[1] then from = 9 end
+if ARGV[8] == ARGV[1] then from = 10 end
+local gen = tonumber(ARGV[9])
 for i = from, #ARGV, 2 do
+  local u = tonumber(ARGV[i + 1])
+  local added = tonumber(redis.call('HGET', KEYS[5], ARGV[4] .. 'day:' .. ARGV[i]) or '0')
+  if gen > 0 and added >= gen then u = 0 end
   if not want[ARGV[i]] then order[#order + 1] = ARGV[i] end
-  want[ARGV[i]] = (want[ARGV[i]] or 0) + tonumber(ARGV[i + 1])
+  want[ARGV[i]] = (want[ARGV[i]] or 0) + u
 end
 local got = {}
 local c = redis.call('HGETALL', KEYS[2])

@@ -170,8 +170,12 @@ type faultState struct {
 	retryMu sync.Mutex
 	// deadMu serializes chargeDead.
 	deadMu sync.Mutex
-	// lifeMu serializes recordLife (redis_dead.go).
-	lifeMu sync.Mutex
+	// lifeMu serializes recordLife (redis_dead.go), which numbers the
+	// records (lifeSeq: the last one tried; lifeGen, under mu: the last
+	// one written).
+	lifeMu  sync.Mutex
+	lifeSeq uint64
+	lifeGen uint64
 	// fixPrev is the previous life on the Local store whose dead charge
 	// fixDead replaces (nil: none, or no more), in each epoch joined
 	// (fixEpoch: the last one it was replaced in) until fixUntil, not
@@ -1032,6 +1036,9 @@ func (s *Redis) reconcileLane(ctx context.Context, l LaneID) (bool, error) {
 	for i, d := range days {
 		units[i] = s.f.pendDays[dayLane{d, l}]
 	}
+	// The last record of this life in the Local store holds at most
+	// these units (redis_dead.go): marked added with them.
+	gen := s.f.lifeGen
 	s.f.mu.Unlock()
 	s.mu.Lock()
 	epoch := s.epoch
@@ -1044,6 +1051,8 @@ func (s *Redis) reconcileLane(ctx context.Context, l LaneID) (bool, error) {
 		keys = append(keys, s.dayKey(d, l), s.useKey(d, l))
 		args = append(args, units[i])
 	}
+	keys = append(keys, s.addedKey(s.id))
+	args = append(args, gen)
 	for _, p := range slots {
 		args = append(args, p.score-now, p.covers)
 	}
@@ -1170,15 +1179,22 @@ return view({}, 3, tonumber(ARGV[3]), clock(ARGV[1]), tonumber(ARGV[2]), tonumbe
 // (Redis's now plus what was left of their lead when the call left), one
 // member per grant (see windowLua).
 //
-// KEYS: 1 epoch, 2 window, 3 window count, then per day: day count, use.
+// Each day's count it adds to is marked in this life's added hash with the
+// number of its last record in the Local store (redis_dead.go: a start
+// after a crash before that record was emptied does not add it again).
+//
+// KEYS: 1 epoch, 2 window, 3 window count, then per day: day count, use;
+// then this life's added hash (day count key -> record number).
 // ARGV: 1 epoch, 2 process, 3 member prefix, 4 day key ttl s, 5 window ms,
-// 6 now ms (0: TIME), 7 days n, then units per day, then (lead ms, covers)
-// pairs. Reply: 1, or 0 when the epoch changed (nothing done).
+// 6 now ms (0: TIME), 7 days n, then units per day, then the record
+// number (0: none kept), then (lead ms, covers) pairs. Reply: 1, or 0 when
+// the epoch changed (nothing done).
 var reconcileScript = redis.NewScript(clockLua + windowLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local now = clock(ARGV[6])
 local win = tonumber(ARGV[5])
 local nd = tonumber(ARGV[7])
+local gen = ARGV[8 + nd]
 for i = 1, nd do
   local u = tonumber(ARGV[7 + i])
   if u > 0 then
@@ -1186,11 +1202,15 @@ for i = 1, nd do
     redis.call('EXPIRE', KEYS[2 + 2 * i], ARGV[4])
     redis.call('HINCRBY', KEYS[3 + 2 * i], ARGV[2], u)
     redis.call('EXPIRE', KEYS[3 + 2 * i], ARGV[4])
+    if gen ~= '0' then
+      redis.call('HSET', KEYS[#KEYS], KEYS[2 + 2 * i], gen)
+      redis.call('EXPIRE', KEYS[#KEYS], ARGV[4])
+    end
   end
 end
 local w = win_open(KEYS[2], KEYS[3])
 local k, top = 0, 0
-for a = 8 + nd, #ARGV - 1, 2 do
+for a = 9 + nd, #ARGV - 1, 2 do
   local score = now + tonumber(ARGV[a])
   local n = tonumber(ARGV[a + 1])
   if score > now - win and n > 0 then

@@ -1,0 +1,166 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/internal/redistest"
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// crashLife is a Bolt store whose records of the Redis ledger's life
+// (SetSharedLife) fail once crash is set: the process dies before the
+// record is written (what is already written stays).
+type crashLife struct {
+	*store.Bolt
+	crash atomic.Bool
+}
+
+func (c *crashLife) SetSharedLife(ctx context.Context, cluster string, l store.SharedLife) error {
+	if c.crash.Load() {
+		return errors.New("crashed")
+	}
+	return c.Bolt.SetSharedLife(ctx, cluster, l)
+}
+
+// openCrash opens a ledger named process on the Bolt file at path, its
+// life records failing once the returned crashLife's crash is set (from
+// the start with crashed: OpenRedis fails as it records its life, after
+// it replaced the previous one's charge).
+func (e *redisEnv) openCrash(t *testing.T, path, process string, cls store.RedisClass, crashed bool) (*store.Redis, *crashLife, error) {
+	t.Helper()
+	b, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := &crashLife{Bolt: b}
+	local.crash.Store(crashed)
+	s, err := store.OpenRedis(context.Background(), local, e.options(t, process, cls))
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	store.SetRedisPrefetch(s, false)
+	return s, local, nil
+}
+
+// TestRedisDeadChargeCrashAfterReconcile: c takes 1 unit on its share of
+// an outage (its Bolt file records it, pending), its reconnect adds it to
+// the cluster's day count, and c dies before the record saying so is
+// written (a kill between the two). When c's data directory starts again,
+// that unit must not be added a second time: the cluster's day count is
+// the units granted, never below them. With c's reconcile marked (not
+// charged) and without (killed before it marked, its heartbeat gone by
+// the survivors' check: charged as dead, and that charge removed). A start
+// that replaces the charge and dies before it records its own life leaves
+// it replaced once. Before, the record's unit was added again: the day
+// count one above.
+func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		charged bool
+	}{
+		{"reconciled, then killed", false},
+		{"killed before its reconciled mark", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+				clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+				cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+			path := filepath.Join(t.TempDir(), "c.db")
+			e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
+			var cl *crashLife
+			var err error
+			if e.c, cl, err = e.openCrash(t, path, "c", e.cls, false); err != nil {
+				t.Fatal(err)
+			}
+			closed := false
+			t.Cleanup(func() {
+				if !closed {
+					e.c.Close()
+				}
+			})
+			e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
+			for _, s := range []*store.Redis{e.a, e.b, e.c} {
+				if !e.take(t, s, 1, 1) {
+					t.Fatalf("%s: no grant", s.Process())
+				}
+			}
+			e.clock.add(time.Second)
+			e.srv.Stop()
+			for _, s := range []*store.Redis{e.a, e.b, e.c} {
+				if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+					t.Fatalf("heartbeat with Redis stopped: %v", err)
+				}
+			}
+			e.clock.add(92 * time.Second)
+			for _, s := range []*store.Redis{e.a, e.b} {
+				if !e.take(t, s, 3, 3) {
+					t.Fatalf("%s: no share", s.Process())
+				}
+			}
+			if !e.take(t, e.c, 1, 1) { // recorded pending in c's file
+				t.Fatal("c: no share")
+			}
+			e.clock.add(time.Second)
+			e.srv.Restart()
+			cl.crash.Store(true) // c dies before its record is emptied
+			if _, err := e.c.Heartbeat(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.c.Close(); err != nil { // killed: no settlement, no Leave
+				t.Fatal(err)
+			}
+			closed = true
+			rc := e.client(t)
+			if tc.charged {
+				// Killed before it marked its reconcile: only its
+				// heartbeat, renewed as it reconnected, says it reached
+				// Redis, and it is pruned a TTL later, before the
+				// survivors' check (they reconnect 5 s after c).
+				if err := rc.Del(ctx, "test:reconciled:"+store.RedisLife(e.c)).Err(); err != nil {
+					t.Fatal(err)
+				}
+				e.clock.add(4 * time.Second)
+			}
+			e.clock.add(time.Second)
+			for _, s := range []*store.Redis{e.a, e.b} {
+				if _, err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.saturate(t, 30*time.Second, e.a, e.b)
+			cs := e.charges(e.a, e.b)
+			count, cUse := dayCount(t, rc, "c")
+			t.Logf("charges %+v; day count %d, c's part %d, units granted %d", cs, count, cUse, e.units)
+			if tc.charged {
+				if len(cs) != 1 || cs[0].Process != "c" || cs[0].Lanes[0].Units == 0 || count <= e.units {
+					t.Fatalf("charges %+v, day count %d: want c charged units, the count above %d (the test's premise)", cs, count, e.units)
+				}
+			} else if len(cs) != 0 || count != e.units {
+				t.Fatalf("charges %+v, day count %d: want none and %d (the test's premise)", cs, count, e.units)
+			}
+			// A start that replaces c's charge and dies before it records
+			// its own life: the next start does not replace it again.
+			if _, _, err := e.openCrash(t, path, "c1", e.cls, true); err == nil {
+				t.Fatal("c1 started though its life could not be recorded")
+			}
+			if n, _ := dayCount(t, rc, "c"); n != e.units {
+				t.Errorf("after a start that replaced c's charge and died: day count %d, want %d", n, e.units)
+			}
+			c2 := e.openBolt(t, path, "c2", e.cls)
+			t.Cleanup(func() { c2.Close() })
+			e.saturate(t, 10*time.Second, e.a, e.b, c2)
+			count, cUse = dayCount(t, rc, "c")
+			if count != e.units || cUse != 2 {
+				t.Errorf("after c's data directory started again: day count %d, c's part %d; want %d (the units granted, c's share unit once) and 2",
+					count, cUse, e.units)
+			}
+		})
+	}
+}
