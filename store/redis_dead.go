@@ -454,8 +454,11 @@ return out
 // life did not join (Redis lost its state, and the mark), pending is not
 // added (this process's re-seed of its Local day counts, which hold it,
 // did) and a charge made there (of the day only) is removed: the process
-// does it again in each epoch it joins for deadMarkTTL. While that life
-// beat within the grace, it is left to the next heartbeats (fixDead).
+// does it again in each epoch it joins, as long as it runs (a charge comes
+// at the end of a recovery, after an outage of any length: with a time
+// limit, 10 minutes before, a charge in an epoch joined after an outage
+// longer than that stayed). While that life beat within the grace, it is
+// left to the next heartbeats (fixDead).
 // What the cluster then counts of the dead life's share is what it
 // granted itself, never below what it sent; a data directory that never
 // starts again leaves the charge (the bound above).
@@ -520,8 +523,8 @@ func (s *Redis) recordLife(ctx context.Context) error {
 // charge of the previous life recorded in the Local store by its pending
 // share units (see "The charge replaced" above), then records this life.
 // The replacement is made again in each epoch this process joins later,
-// for deadMarkTTL (Redis restarted empty loses the mark, and a charge of
-// the day only may come in the new epoch: retryFix). While that life beat
+// as long as it runs (Redis restarted empty loses the mark, and a charge
+// of the day only may come in the new epoch: retryFix). While that life beat
 // within the grace (a restart at once after a kill; or a process still
 // running on a copy of the file, which must keep its charge), it is left
 // to this process's next heartbeats, fixTries in all, until that life's
@@ -537,7 +540,7 @@ func (s *Redis) fixDead(ctx context.Context) error {
 	}
 	if prev.Life != "" && prev.Life != s.id {
 		s.f.mu.Lock()
-		s.f.fixPrev, s.f.fixUntil = &prev, s.localNow().Add(deadMarkTTL)
+		s.f.fixPrev = &prev
 		s.f.mu.Unlock()
 		if err := s.runFix(ctx); err != nil {
 			return err
@@ -548,8 +551,8 @@ func (s *Redis) fixDead(ctx context.Context) error {
 
 // retryFix runs the replacement of fixDead again when it is due: not made
 // in the epoch this process joined (left, or made in another), Redis
-// answering, at most once per heartbeat interval, for deadMarkTTL from the
-// start. An error wraps ErrUnavailable (tried again later).
+// answering, at most once per heartbeat interval. An error wraps
+// ErrUnavailable (tried again later).
 func (s *Redis) retryFix(ctx context.Context) error {
 	now := s.localNow()
 	s.mu.Lock()
@@ -557,9 +560,6 @@ func (s *Redis) retryFix(ctx context.Context) error {
 	s.mu.Unlock()
 	s.f.mu.Lock()
 	due := s.f.fixPrev != nil && !s.f.down && !now.Before(s.f.fixNext) && s.f.fixEpoch != epoch
-	if s.f.fixPrev != nil && !now.Before(s.f.fixUntil) {
-		s.f.fixPrev, due = nil, false
-	}
 	s.f.mu.Unlock()
 	if !due {
 		return nil

@@ -180,13 +180,18 @@ func TestRedisDeadChargeReplaced(t *testing.T) {
 // lost with its state, and c2 makes it again in the new epoch): the day
 // count is what was granted.
 func TestRedisDeadChargeReplacedLater(t *testing.T) {
-	t.Run("Redis back with its state", func(t *testing.T) { deadChargeReplacedLater(t, false) })
+	t.Run("Redis back with its state", func(t *testing.T) { deadChargeReplacedLater(t, false, 92*time.Second) })
 	// The charge is then of the day only, in the new epoch, at the end of
 	// the longer recovery: c2 replaces it again in that epoch.
-	t.Run("Redis back empty", func(t *testing.T) { deadChargeReplacedLater(t, true) })
+	t.Run("Redis back empty", func(t *testing.T) { deadChargeReplacedLater(t, true, 92*time.Second) })
+	// After an outage longer than 10 minutes (the charge then comes more
+	// than 10 minutes after c2 started): before, c2 made the replacement
+	// again only in the epochs it joined in its first 10 minutes, and the
+	// charge stayed (c's part 9 units).
+	t.Run("Redis back empty after 11 minutes", func(t *testing.T) { deadChargeReplacedLater(t, true, 11*time.Minute) })
 }
 
-func deadChargeReplacedLater(t *testing.T, empty bool) {
+func deadChargeReplacedLater(t *testing.T, empty bool, outage time.Duration) {
 	ctx := context.Background()
 	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
 		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
@@ -226,7 +231,7 @@ func deadChargeReplacedLater(t *testing.T, empty bool) {
 			t.Fatalf("heartbeat with Redis stopped: %v", err)
 		}
 	}
-	e.clock.add(92 * time.Second)
+	e.clock.add(outage)
 	for _, s := range []*store.Redis{e.a, e.b} { // their share: RPM / 4 (c2 and c in their views)
 		if !e.take(t, s, 2, 2) {
 			t.Fatalf("%s: no share", s.Process())

@@ -178,12 +178,11 @@ type faultState struct {
 	lifeGen uint64
 	// fixPrev is the previous life on the Local store whose dead charge
 	// fixDead replaces (nil: none, or no more), in each epoch joined
-	// (fixEpoch: the last one it was replaced in) until fixUntil, not
-	// before fixNext; fixTries counts the tries it beat within the grace.
+	// (fixEpoch: the last one it was replaced in), not before fixNext;
+	// fixTries counts the tries it beat within the grace.
 	fixPrev  *SharedLife
 	fixEpoch string
 	fixNext  time.Time
-	fixUntil time.Time
 	fixTries int
 
 	// The disabled keys of the shared state as this process last saw them,
