@@ -154,6 +154,14 @@ func (s *Scheduler) runShared(ctx context.Context, sh sharedStore) {
 					s.logDeadCharge(c)
 				}
 			}
+			// A dead life's day charge replaced by what its data
+			// directory recorded (store.Redis.DeadFixes): one line per
+			// lane.
+			if df, ok := sh.(interface{ DeadFixes() []store.DeadFix }); ok {
+				for _, f := range df.DeadFixes() {
+					s.logDeadFix(f)
+				}
+			}
 			// A process started with other limits while Redis had lost
 			// the registrations (restarted empty): said at every
 			// heartbeat until it stops (GET /healthz says degraded).
@@ -227,6 +235,16 @@ func (s *Scheduler) logDeadCharge(c store.DeadCharge) {
 	}
 	s.log.Warn().Str("process", c.Process).Str("lanes", b.String()).
 		Msg("a process of the cluster did not reach Redis again after the outage: presumed dead, what it may have sent on its share is counted in the shared windows and day counts")
+}
+
+// logDeadFix logs, at info level, one lane's day charge of a dead life
+// replaced by what its data directory recorded: the life, the lane, the
+// Pacific day, the units charged before and counted now, the units
+// recorded and the day count after (no key).
+func (s *Scheduler) logDeadFix(f store.DeadFix) {
+	s.log.Info().Str("life", f.Life).Str("lane", f.Lane.String()).Str("day", f.Day).Int("charged", f.Charged).
+		Int("counted", f.Counted).Int("recorded", f.Recorded).Int("day_count", f.Count).
+		Msg("a dead process's day charge replaced by what its data directory recorded it took on its share and Redis did not have")
 }
 
 // applyShared applies another process's event to this process's lanes and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -459,9 +460,10 @@ return out
 // limit, 10 minutes before, a charge in an epoch joined after an outage
 // longer than that stayed). While that life beat within the grace, it is
 // left to the next heartbeats (fixDead).
-// What the cluster then counts of the dead life's share is what it
-// granted itself, never below what it sent; a data directory that never
-// starts again leaves the charge (the bound above).
+// Each lane and day replaced is reported (DeadFixes; the scheduler logs
+// one line each). What the cluster then counts of the dead life's share
+// is what it granted itself, never below what it sent; a data directory
+// that never starts again leaves the charge (the bound above).
 
 // lifeRecorder is a Local store that keeps the last life of a process in
 // a cluster (Bolt; see SharedLife).
@@ -584,12 +586,17 @@ func (s *Redis) runFix(ctx context.Context) error {
 	for _, p := range prev.Pending {
 		args = append(args, p.Day+":"+redisLane(p.Lane), p.Count)
 	}
-	res, err := deadFixScript.Run(ctx, s.rdb, keys, args...).Int()
+	reply, err := deadFixScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		return unavailable(err)
 	}
+	res, fixes, err := s.fixReply(prev.Life, reply)
+	if err != nil {
+		return err
+	}
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
+	s.f.fixes = append(s.f.fixes, fixes...)
 	switch res {
 	case 2:
 		if s.f.fixTries++; s.f.fixTries >= fixTries {
@@ -601,6 +608,82 @@ func (s *Redis) runFix(ctx context.Context) error {
 	}
 	s.f.fixNext = s.localNow().Add(s.ttl / 3)
 	return nil
+}
+
+// DeadFix is one lane's day charge of a dead life replaced, as this
+// process started on that life's data directory or joined a new epoch
+// after (see the README, "Faults"): the dead life's name in Redis (its
+// process name and life suffix), the lane and Pacific day (YYYY-MM-DD),
+// the day units the survivors had charged it (0: not charged yet; a charge
+// that comes later adds no day units), the units it counts now (its share
+// units its data directory recorded and Redis did not have), the units
+// recorded (more than counted when its reconnect added them before it was
+// killed, or Redis lost its state and this process's re-seed added them),
+// and the lane's day count after it.
+type DeadFix struct {
+	Life     string
+	Lane     LaneID
+	Day      string
+	Charged  int
+	Counted  int
+	Recorded int
+	Count    int
+}
+
+// DeadFixes returns the replacements of a dead life's day charge this
+// process made since the last call (none: nil), oldest first, one per
+// lane and day. Safe for concurrent use.
+func (s *Redis) DeadFixes() []DeadFix {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
+	out := s.f.fixes
+	s.f.fixes = nil
+	return out
+}
+
+// fixReply decodes deadFixScript's reply for life: its code and, when
+// replaced, the lanes replaced. A reply of another shape is an error
+// wrapping ErrUnavailable.
+func (s *Redis) fixReply(life string, reply []any) (int64, []DeadFix, error) {
+	bad := fmt.Errorf("%w: dead charge replaced: unexpected reply %v", ErrUnavailable, reply)
+	if len(reply) == 0 || (len(reply)-1)%5 != 0 {
+		return 0, nil, bad
+	}
+	code, ok := reply[0].(int64)
+	if !ok {
+		return 0, nil, bad
+	}
+	var fixes []DeadFix
+	for i := 1; i < len(reply); i += 5 {
+		f, ok := reply[i].(string)
+		day, l, good := parseDayLane(f)
+		if !ok || !good {
+			return 0, nil, bad
+		}
+		var n [4]int64
+		for j := range n {
+			if n[j], ok = reply[i+1+j].(int64); !ok {
+				return 0, nil, bad
+			}
+		}
+		fixes = append(fixes, DeadFix{Life: life, Lane: l, Day: day, Charged: int(n[0]), Counted: int(n[1]),
+			Recorded: int(n[2]), Count: int(n[3])})
+	}
+	return code, fixes, nil
+}
+
+// parseDayLane splits a charged or pending field, day:redisLane(lane).
+func parseDayLane(f string) (string, LaneID, bool) {
+	day, rest, ok := strings.Cut(f, ":")
+	if !ok || len(day) != len(DayFormat) {
+		return "", LaneID{}, false
+	}
+	ns, rest, ok := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(ns)
+	if !ok || err != nil || n < 0 || n >= len(rest) || rest[n] != '/' {
+		return "", LaneID{}, false
+	}
+	return day, LaneID{Project: rest[:n], Class: rest[n+1:]}, true
 }
 
 // fixTries is how many times fixDead and retryFix try to replace the
@@ -627,42 +710,49 @@ const fixTries = 6
 // member of the processes), 6 now ms (0: TIME), 7 ms: a score above now
 // plus it is a heartbeat within the grace (TTL - grace), 8 the epoch the
 // life joined, 9 the record's number (Gen; 0: none), then (day:lane,
-// pending units) pairs. Reply: 1 when
-// replaced, 0 when replaced before in this epoch, -1 when the epoch is
-// not the caller's, 2 when the life beat within the grace (nothing done).
+// pending units) pairs. Reply: {1, then per day:lane charged or recorded:
+// day:lane, the units charged, the units counted now, the units recorded,
+// the day count after} when replaced, {0} when replaced before in this
+// epoch, {-1} when the epoch is not the caller's, {2} when the life beat
+// within the grace (nothing done).
 var deadFixScript = redis.NewScript(clockLua + `
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {-1} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local sc = redis.call('ZSCORE', KEYS[4], ARGV[5])
-if sc and tonumber(sc) > clock(ARGV[6]) + tonumber(ARGV[7]) then return 2 end
+if sc and tonumber(sc) > clock(ARGV[6]) + tonumber(ARGV[7]) then return {2} end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
-local want, order = {}, {}
-local from = #ARGV + 1
-if ARGV[8] == ARGV[1] then from = 10 end
+local want, rec, order = {}, {}, {}
+local same = ARGV[8] == ARGV[1]
 local gen = tonumber(ARGV[9])
-for i = from, #ARGV, 2 do
-  local u = tonumber(ARGV[i + 1])
-  local added = tonumber(redis.call('HGET', KEYS[5], ARGV[4] .. 'day:' .. ARGV[i]) or '0')
-  if gen > 0 and added >= gen then u = 0 end
-  if not want[ARGV[i]] then order[#order + 1] = ARGV[i] end
-  want[ARGV[i]] = (want[ARGV[i]] or 0) + u
+for i = 10, #ARGV, 2 do
+  local f, u = ARGV[i], tonumber(ARGV[i + 1])
+  if not rec[f] then order[#order + 1] = f end
+  rec[f] = (rec[f] or 0) + u
+  local added = tonumber(redis.call('HGET', KEYS[5], ARGV[4] .. 'day:' .. f) or '0')
+  if not same or (gen > 0 and added >= gen) then u = 0 end
+  want[f] = (want[f] or 0) + u
 end
 local got = {}
 local c = redis.call('HGETALL', KEYS[2])
 for i = 1, #c, 2 do
-  if not want[c[i]] and not got[c[i]] then order[#order + 1] = c[i] end
+  if not rec[c[i]] and not got[c[i]] then order[#order + 1] = c[i] end
   got[c[i]] = tonumber(c[i + 1])
 end
+local out = {1}
 for _, f in ipairs(order) do
   local d = (want[f] or 0) - (got[f] or 0)
+  local dk, uk = ARGV[4] .. 'day:' .. f, ARGV[4] .. 'use:' .. f
+  local n = tonumber(redis.call('GET', dk) or '0')
   if d ~= 0 then
-    local dk, uk = ARGV[4] .. 'day:' .. f, ARGV[4] .. 'use:' .. f
-    local n = math.max(0, tonumber(redis.call('GET', dk) or '0') + d)
+    n = math.max(0, n + d)
     redis.call('SET', dk, string.format('%d', n), 'EX', ARGV[3])
     local u = math.max(0, tonumber(redis.call('HGET', uk, ARGV[2]) or '0') + d)
     redis.call('HSET', uk, ARGV[2], string.format('%d', u))
     redis.call('EXPIRE', uk, ARGV[3])
   end
+  if (got[f] or 0) ~= 0 or (want[f] or 0) ~= 0 or (rec[f] or 0) ~= 0 then
+    for _, v in ipairs({f, got[f] or 0, want[f] or 0, rec[f] or 0, n}) do out[#out + 1] = v end
+  end
 end
-return 1
+return out
 `)

@@ -155,6 +155,9 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 			}
 			c2 := e.openBolt(t, path, "c2", e.cls)
 			t.Cleanup(func() { c2.Close() })
+			if fx := c2.DeadFixes(); len(fx) != 0 {
+				t.Errorf("c2 replaced %+v, want nothing (c1 did)", fx)
+			}
 			e.saturate(t, 10*time.Second, e.a, e.b, c2)
 			count, cUse = dayCount(t, rc, "c")
 			if count != e.units || cUse != 2 {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -145,6 +146,12 @@ func TestRedisDeadChargeReplaced(t *testing.T) {
 				copyFile(t, path, filepath.Join(dir, "c-copy.db"))
 				c2 = e.openBolt(t, path, "c2", e.cls)
 				t.Cleanup(func() { c2.Close() })
+				// Said once, for the log: c's 9 units replaced by its 1.
+				want := []store.DeadFix{{Life: store.RedisLife(e.c), Lane: lane, Day: "2026-03-01", Charged: 9, Counted: 1,
+					Recorded: 1, Count: e.units}}
+				if fx := c2.DeadFixes(); !reflect.DeepEqual(fx, want) {
+					t.Errorf("c2's replacements %+v, want %+v", fx, want)
+				}
 			} else if cs[0].Lanes[0].Units != 0 {
 				t.Errorf("c charged %d units after its data directory started again, want 0 (replaced)", cs[0].Lanes[0].Units)
 			}
@@ -264,6 +271,16 @@ func deadChargeReplacedLater(t *testing.T, empty bool, outage time.Duration) {
 	}
 	count, cUse := dayCount(t, rc, "c")
 	t.Logf("c charged %+v; then day count %d, c's part %d, units granted %d", cs[0].Lanes[0], count, cUse, e.units)
+	// Said for the log when the charge added day units (c2 replaced it
+	// before, by nothing, in each epoch: the charge then adds none).
+	fx := c2.DeadFixes()
+	var want []store.DeadFix
+	if u := cs[0].Lanes[0].Units; u > 0 {
+		want = []store.DeadFix{{Life: store.RedisLife(e.c), Lane: lane, Day: "2026-03-01", Charged: u, Count: count}}
+	}
+	if !reflect.DeepEqual(fx, want) {
+		t.Errorf("c2's replacements %+v, want %+v", fx, want)
+	}
 	if empty {
 		// Its grant is in its data directory's counts, re-seeded under c2.
 		if count < e.units || cUse != 0 {

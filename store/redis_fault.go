@@ -184,6 +184,7 @@ type faultState struct {
 	fixEpoch string
 	fixNext  time.Time
 	fixTries int
+	fixes    []DeadFix // replacements made, not yet taken by DeadFixes
 
 	// The disabled keys of the shared state as this process last saw them,
 	// and their version (see Watch).
