@@ -167,3 +167,110 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisDeadChargeReplacedAcrossMidnight: c takes 1 unit of its share
+// on a Pacific day (2026-03-01) and is killed in the outage; Redis answers
+// again after Pacific midnight, and the survivors charge c on the new day
+// (2026-03-02: it may have sent on its share until then). When c's data
+// directory starts again, each day's count is corrected on its own: the
+// old day gets c's recorded unit, the new day loses the charge (c sent
+// nothing on it), each equal to the units granted on it.
+func TestRedisDeadChargeReplacedAcrossMidnight(t *testing.T) {
+	ctx := context.Background()
+	const d1, d2 = "2026-03-01", "2026-03-02"
+	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 2, 7, 56, 0, 0, time.UTC)}}, // 23:56 Pacific
+		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	granted := map[string]int{}
+	take := func(s *store.Redis, day string, n int) bool {
+		t.Helper()
+		r := e.record(n, n)
+		r.Day = day
+		if _, err := s.Reserve(ctx, r); err != nil {
+			if !errors.Is(err, store.ErrNoGrant) {
+				t.Fatalf("%s: %v", s.Process(), err)
+			}
+			return false
+		}
+		for range n {
+			s.Stamped(lane, e.clock.now().Add(e.cls.Margin))
+		}
+		granted[day] += n
+		return true
+	}
+	path := filepath.Join(t.TempDir(), "c.db")
+	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
+	e.c = e.openBolt(t, path, "c", e.cls)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			e.c.Close()
+		}
+	})
+	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		if !take(s, d1, 1) {
+			t.Fatalf("%s: no grant", s.Process())
+		}
+	}
+	e.clock.add(time.Second)
+	e.srv.Stop()
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("heartbeat with Redis stopped: %v", err)
+		}
+	}
+	e.clock.add(92 * time.Second) // 23:57:53
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if !take(s, d1, 3) {
+			t.Fatalf("%s: no share", s.Process())
+		}
+	}
+	if !take(e.c, d1, 1) {
+		t.Fatal("c: no share")
+	}
+	if err := e.c.Close(); err != nil { // killed
+		t.Fatal(err)
+	}
+	closed = true
+	e.clock.add(3 * time.Minute) // 00:00:53, the new day
+	e.srv.Restart()
+	var cs []store.DeadCharge
+	for el := time.Duration(0); el < 30*time.Second; el += time.Second {
+		for _, s := range []*store.Redis{e.a, e.b} {
+			if el%(5*time.Second) == 0 {
+				if _, err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := 0; i < 20 && take(s, d2, 1); i++ {
+			}
+			cs = append(cs, s.DeadCharges()...)
+		}
+		e.clock.add(time.Second)
+	}
+	if len(cs) != 1 || cs[0].Process != "c" || cs[0].Lanes[0].Day != d2 || cs[0].Lanes[0].Units == 0 {
+		t.Fatalf("charges %+v, want c's once, on %s (the test's premise)", cs, d2)
+	}
+	rc := e.client(t)
+	count := func(day string) int {
+		n, err := rc.Get(ctx, "test:day:"+day+":2:p1/text").Int()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Logf("c charged %+v; day counts %d, %d; granted %v", cs[0].Lanes[0], count(d1), count(d2), granted)
+	c2 := e.openBolt(t, path, "c2", e.cls)
+	t.Cleanup(func() { c2.Close() })
+	for _, day := range []string{d1, d2} {
+		if n := count(day); n != granted[day] {
+			t.Errorf("after c's data directory started again: %s's count %d, want %d (granted on it)", day, n, granted[day])
+		}
+	}
+	fx := c2.DeadFixes()
+	if len(fx) != 2 || fx[0].Day != d1 || fx[0].Counted != 1 || fx[0].Charged != 0 ||
+		fx[1].Day != d2 || fx[1].Counted != 0 || fx[1].Charged != cs[0].Lanes[0].Units {
+		t.Errorf("c2's replacements %+v, want %s counted 1, %s charged %d counted 0", fx, d1, d2, cs[0].Lanes[0].Units)
+	}
+}
