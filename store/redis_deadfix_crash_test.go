@@ -274,3 +274,76 @@ func TestRedisDeadChargeReplacedAcrossMidnight(t *testing.T) {
 		t.Errorf("c2's replacements %+v, want %s counted 1, %s charged %d counted 0", fx, d1, d2, cs[0].Lanes[0].Units)
 	}
 }
+
+// TestRedisDeadChargeSecondOutage: c's reconnect after a first outage adds
+// its share unit to Redis (and marks it added with its record's number);
+// in a second outage c takes another unit on its share and is killed
+// before it reconnects. When its data directory starts again, that unit,
+// in a record written after the mark, is added: the day count is the units
+// granted, never below them (a mark that skipped every later record would
+// leave it one below).
+func TestRedisDeadChargeSecondOutage(t *testing.T) {
+	ctx := context.Background()
+	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
+		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	path := filepath.Join(t.TempDir(), "c.db")
+	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
+	e.c = e.openBolt(t, path, "c", e.cls)
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			e.c.Close()
+		}
+	})
+	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
+	outage := func(cTakes bool) {
+		t.Helper()
+		e.clock.add(time.Second)
+		e.srv.Stop()
+		for _, s := range []*store.Redis{e.a, e.b, e.c} {
+			if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("heartbeat with Redis stopped: %v", err)
+			}
+		}
+		e.clock.add(92 * time.Second)
+		for _, s := range []*store.Redis{e.a, e.b} {
+			if !e.take(t, s, 3, 3) {
+				t.Fatalf("%s: no share", s.Process())
+			}
+		}
+		if cTakes && !e.take(t, e.c, 1, 1) {
+			t.Fatal("c: no share")
+		}
+	}
+	outage(true)
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	e.saturate(t, 30*time.Second, e.a, e.b, e.c) // c reconnects: its unit in Redis
+	rc := e.client(t)
+	if n, _ := dayCount(t, rc, "c"); n != e.units {
+		t.Fatalf("day count %d after the first outage, want %d", n, e.units)
+	}
+	outage(true)
+	if err := e.c.Close(); err != nil { // killed
+		t.Fatal(err)
+	}
+	closed = true
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.saturate(t, 30*time.Second, e.a, e.b)
+	cs := e.charges(e.a, e.b)
+	count, cUse := dayCount(t, rc, "c")
+	t.Logf("charges %+v; day count %d, c's part %d, units granted %d", cs, count, cUse, e.units)
+	c2 := e.openBolt(t, path, "c2", e.cls)
+	t.Cleanup(func() { c2.Close() })
+	if count, cUse = dayCount(t, rc, "c"); count != e.units {
+		t.Errorf("after c's data directory started again: day count %d, c's part %d; want %d (the units granted)",
+			count, cUse, e.units)
+	}
+}
