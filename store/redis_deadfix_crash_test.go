@@ -57,22 +57,28 @@ func (e *redisEnv) openCrash(t *testing.T, path, process string, cls store.Redis
 // charged) and without (killed before it marked, its heartbeat gone by
 // the survivors' check: charged as dead, and that charge removed). A start
 // that replaces the charge and dies before it records its own life leaves
-// it replaced once. Before, the record's unit was added again: the day
-// count one above.
+// it replaced once, and so does a start on a copy of c's file. When Redis
+// then comes back empty, c2's re-seed of c's file's counts holds the unit
+// once, and the record adds nothing in the new epoch (a start on a copy
+// re-seeds the copy's counts again: over, on the safe side). Before, the
+// record's unit was added again: the day count one above.
 func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		charged bool
+		empty   bool // then Redis restarted empty: re-seeded once
 	}{
-		{"reconciled, then killed", false},
-		{"killed before its reconciled mark", true},
+		{"reconciled, then killed", false, false},
+		{"killed before its reconciled mark", true, false},
+		{"reconciled, killed, Redis back empty", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
 				clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
 				cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
-			path := filepath.Join(t.TempDir(), "c.db")
+			dir := t.TempDir()
+			path := filepath.Join(dir, "c.db")
 			e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 			var cl *crashLife
 			var err error
@@ -145,6 +151,24 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 			} else if len(cs) != 0 || count != e.units {
 				t.Fatalf("charges %+v, day count %d: want none and %d (the test's premise)", cs, count, e.units)
 			}
+			if tc.empty {
+				// Every process re-seeds its own data directory's counts
+				// (c's by the next start on it): c's unit once.
+				e.srv.Stop()
+				for _, s := range []*store.Redis{e.a, e.b} {
+					if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+						t.Fatalf("heartbeat with Redis stopped: %v", err)
+					}
+				}
+				e.clock.add(time.Second)
+				e.srv.RestartEmpty()
+				for _, s := range []*store.Redis{e.a, e.b} {
+					if _, err := s.Heartbeat(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			copyFile(t, path, filepath.Join(dir, "c-copy.db"))
 			// A start that replaces c's charge and dies before it records
 			// its own life: the next start does not replace it again.
 			if _, _, err := e.openCrash(t, path, "c1", e.cls, true); err == nil {
@@ -158,9 +182,30 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 			if fx := c2.DeadFixes(); len(fx) != 0 {
 				t.Errorf("c2 replaced %+v, want nothing (c1 did)", fx)
 			}
+			if tc.empty {
+				// The longer recovery, and the survivors' charge of c (of
+				// the day only) in the new epoch.
+				e.saturate(t, 130*time.Second, e.a, e.b, c2)
+			}
+			if n, _ := dayCount(t, rc, "c"); n != e.units {
+				t.Errorf("after c2 started on c's file: day count %d, want %d", n, e.units)
+			}
+			// A second start, on a copy of c's file made before c1 and c2.
+			c3 := e.openBolt(t, filepath.Join(dir, "c-copy.db"), "c3", e.cls)
+			t.Cleanup(func() { c3.Close() })
 			e.saturate(t, 10*time.Second, e.a, e.b, c2)
 			count, cUse = dayCount(t, rc, "c")
-			if count != e.units || cUse != 2 {
+			switch {
+			case tc.empty:
+				// c's units are in its file's counts, re-seeded under c2;
+				// the copy's start re-seeds them again (join: a data
+				// directory's counts are added once per epoch per copy;
+				// over, never below).
+				if count < e.units || cUse != 0 {
+					t.Errorf("after a start on a copy of c's file: day count %d, c's part %d; want at least %d and 0", count, cUse, e.units)
+				}
+				t.Logf("after a start on a copy of c's file, Redis back empty: day count %d for %d granted", count, e.units)
+			case count != e.units || cUse != 2:
 				t.Errorf("after c's data directory started again: day count %d, c's part %d; want %d (the units granted, c's share unit once) and 2",
 					count, cUse, e.units)
 			}
