@@ -223,6 +223,11 @@ type lane struct {
 	paced int           // pacing tokens taken from pace and not yet used
 	tpm   *rate.Limiter // nil when TPM is not enforced
 	win   window
+	// pacedAt is when paced was taken (unix nanoseconds); paceBurst and
+	// pacePerNano are pace's burst and rate, read without its lock.
+	pacedAt     int64
+	paceBurst   int
+	pacePerNano float64
 
 	dayStart, dayEnd int64 // current Pacific day, unix nanoseconds
 	day              string
@@ -300,6 +305,7 @@ func (c *Class) newLane(project string) *lane {
 		burst = max(1, c.limits.RPM)
 	}
 	l.pace = rate.NewLimiter(rate.Limit(float64(c.limits.RPM)/60), burst)
+	l.paceBurst, l.pacePerNano = burst, float64(c.limits.RPM)/60/1e9
 	if c.limits.TPM > 0 {
 		l.tpm = rate.NewLimiter(rate.Limit(float64(c.limits.TPM)/60), c.limits.TPM)
 	}
@@ -484,14 +490,28 @@ func (c *Class) Earliest(now time.Time, tokens int) time.Time {
 
 // takePace takes one pacing token. It takes every token the limiter has at
 // once and hands them out one by one, so a lane that is not saturated calls
-// the limiter once per burst rather than once per request.
+// the limiter once per burst rather than once per request. Tokens taken
+// ahead count against the burst: the limiter refills while they wait, so
+// those beyond the burst less what it has regained since are dropped (else
+// after an idle spell the lane could start the burst and the tokens taken
+// ahead at once, up to twice the burst; now at most the burst and one).
 func (l *lane) takePace(now time.Time) bool {
+	if l.paced > 0 {
+		// The whole tokens the limiter has regained since (it may hold
+		// a fraction more, left when they were taken): dropping only
+		// those beyond the burst never drops a token the lane is owed,
+		// and the limiter is full when all are dropped.
+		regained := int(float64(now.UnixNano()-l.pacedAt) * l.pacePerNano)
+		if room := l.paceBurst - regained; l.paced > room {
+			l.paced = max(0, room)
+		}
+	}
 	if l.paced == 0 {
 		k := int(l.pace.TokensAt(now))
 		if k < 1 || !l.pace.AllowN(now, k) {
 			return false
 		}
-		l.paced = k
+		l.paced, l.pacedAt = k, now.UnixNano()
 	}
 	l.paced--
 	return true

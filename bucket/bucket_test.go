@@ -1140,3 +1140,31 @@ func TestRecordCoversSends(t *testing.T) {
 	}
 	t.Logf("%d records", len(recs))
 }
+
+// Pacing tokens taken ahead from the limiter (takePace takes all it has at
+// once) and not used yet count against the burst: after an idle spell a
+// lane starts at most the burst at once, however many it had taken ahead.
+// The limiter refilled to its burst while tokens taken ahead waited, so a
+// lane could start the burst plus those tokens in a second (299 where the
+// burst and a second's refill allow 200; TestCrashNeverUnderCounts saw
+// chunks of 214 to 249 units under load, sized from a lane's last second).
+func TestPacingTakenAheadWithinBurst(t *testing.T) {
+	p := mustPool(t, Config{Classes: []ClassConfig{{Name: "text", Limits: Limits{RPM: 6000, RPD: 1_000_000}, Burst: 100}}, Keys: keysN(1)})
+	c := p.Class("text")
+	if _, ok, _ := c.Acquire(t0, 0); !ok { // takes the burst ahead, uses 1
+		t.Fatal("no first request")
+	}
+	start := t0.Add(time.Second) // idle a second: the limiter is full again
+	n := 0
+	for now := start; now.Before(start.Add(time.Second)); {
+		if _, ok, next := c.Acquire(now, 0); ok {
+			n++
+		} else {
+			now = next
+		}
+	}
+	// The burst at once, then 100 a second (at most one more at the end).
+	if n > 201 {
+		t.Errorf("%d requests started in a second at 6,000 RPM with a burst of 100, want at most 201", n)
+	}
+}
