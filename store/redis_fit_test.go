@@ -116,19 +116,29 @@ func TestRedisReserveFitRounding(t *testing.T) {
 // processes), some requests unused: no interval of the window plus the
 // margin holds sends of more than TPM estimated tokens, and the processes
 // together use most of TPM (a grant refused whole until the window is
-// empty would leave it half idle).
+// empty would leave it half idle). Every process sends its heartbeat every
+// HeartbeatTTL/3, as the scheduler does.
+//
+// The window is the real one (60 s): Redis expires a lane's windows on its
+// own clock, real time, ttl + margin + window + 1 s after the lane's last
+// grant, so on a virtual clock the window must outlast any stall of the
+// test between two grants (with a 3 s window it was 4.4 s: a loaded -race
+// run could stall that long, the budgets vanish while the virtual window
+// still held them, and grants pass TPM; TestRedisTokensModel, ff8ee75).
+// The times are the old ones x 20.
 func TestRedisReserveFitModel(t *testing.T) {
 	seed := modelSeed(t)
 	ctx := context.Background()
 	e := newRedisEnv(t)
 	const (
-		window  = 3 * time.Second
-		margin  = 20 * time.Millisecond
-		ttl     = 400 * time.Millisecond
+		window  = time.Minute // the shared window's default
+		margin  = 400 * time.Millisecond
+		ttl     = 8 * time.Second
 		tpm     = 1000
 		clients = 3
-		step    = 10 * time.Millisecond
-		run     = 30 * time.Second
+		step    = 200 * time.Millisecond
+		beat    = 5 * time.Second // HeartbeatTTL/3
+		run     = 10 * time.Minute
 	)
 	cls := store.RedisClass{Name: "text", RPM: 1000, RPD: 1_000_000, TPM: tpm, Margin: margin}
 	type proc struct {
@@ -138,15 +148,22 @@ func TestRedisReserveFitModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	ps := make([]*proc, clients)
 	for i := range ps {
-		s := e.open(t, fmt.Sprintf("p%d", i), cls)
-		store.SetRedisWindow(s, window)
-		ps[i] = &proc{s: s}
+		ps[i] = &proc{s: e.open(t, fmt.Sprintf("p%d", i), cls)}
 	}
 	var sends []tokenSend
 	refused, partial := 0, 0
 	start := e.clock.now()
+	nextBeat := start
 	for e.clock.now().Before(start.Add(run)) {
 		now := e.clock.now()
+		if !now.Before(nextBeat) {
+			for _, p := range ps {
+				if _, err := p.s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			nextBeat = now.Add(beat)
+		}
 		for _, i := range rng.Perm(clients) {
 			p := ps[i]
 			for len(p.pending) > 0 && !p.pending[0].at.After(now) {

@@ -370,15 +370,24 @@ func TestRedisPrefetchUpTo(t *testing.T) {
 // count is the units recorded less those given back, plus at most one
 // grant taken ahead per process killed (the crash bound: the other grant,
 // the one in use, is in the units recorded).
+//
+// Redis expires a lane's window on its own clock, real time, life + margin
+// + window + 1 s after the lane's last grant, so on a virtual clock the
+// window must outlast any stall of the test between two grants: with a
+// 300 ms window and records of 200 ms it was 1.52 s, which a loaded -race
+// run can spend (the slots vanish while the virtual window still holds
+// them; TestRedisTokensModel, ff8ee75). The times are the old ones x 10
+// (6.2 s), not the real window's scale: grants are taken ahead only for
+// records of at most bucket.ChunkLife (2 s), the life used here.
 func TestRedisPrefetchModel(t *testing.T) {
 	seed := modelSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 17))
 	ctx := context.Background()
 	e := newRedisEnv(t)
 	const (
-		window = 300 * time.Millisecond
-		margin = 20 * time.Millisecond
-		life   = 200 * time.Millisecond
+		window = 3 * time.Second
+		margin = 200 * time.Millisecond
+		life   = 2 * time.Second
 		rpm    = 120
 		rpd    = 4500
 		// A grant taken ahead holds at most the largest of the lane's last
@@ -399,9 +408,9 @@ func TestRedisPrefetchModel(t *testing.T) {
 	recorded, givenBack, kills, served := 0, 0, 0, 0
 	next := e.clock.now().Add(5 * time.Second)
 	for step := range 2000 {
-		gap := 60 // fast lanes with room in the window, or a burst that fills it
+		gap := 600 // fast lanes with room in the window, or a burst that fills it
 		if step/200%3 == 2 {
-			gap = 2
+			gap = 20
 		}
 		e.clock.add(time.Duration(rng.IntN(gap)) * time.Millisecond)
 		if now := e.clock.now(); !now.Before(next) {
