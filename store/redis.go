@@ -906,10 +906,18 @@ func (s *Redis) join(ctx context.Context) error {
 	if s.now != nil {
 		now = s.now()
 	}
+	// Today's counts, and tomorrow's: units charged on the next Pacific
+	// day before it began (ChargeDay: a request whose slot crossed
+	// midnight), which a Redis restarted empty before midnight lost too.
 	day := now.In(s.loc).Format(DayFormat)
-	own, err := s.Local.Daily(ctx, day)
-	if err != nil {
-		return err
+	days := []string{day, nextDay(now, s.loc)}
+	var own []DailyCount
+	for _, d := range days {
+		dc, err := s.Local.Daily(ctx, d)
+		if err != nil {
+			return err
+		}
+		own = append(own, dc...)
 	}
 	er, durable := s.Local.(epochRecorder)
 	s.mu.Lock()
@@ -919,6 +927,7 @@ func (s *Redis) join(ctx context.Context) error {
 	if known == "" && durable {
 		// Starting: the epoch this data directory's counts were last
 		// added to, whatever this process's name was then.
+		var err error
 		if added, err = er.SharedEpoch(ctx, s.cluster); err != nil {
 			return err
 		}
@@ -929,31 +938,36 @@ func (s *Redis) join(ctx context.Context) error {
 		}
 	}
 	s.mu.Lock()
-	counts := make(map[LaneID][2]int)
+	counts := make(map[dayLane][2]int)
 	for _, dc := range own {
 		if _, ok := s.classes[dc.Lane.Class]; ok {
-			counts[dc.Lane] = [2]int{dc.Count, 0}
+			counts[dayLane{dc.Day, dc.Lane}] = [2]int{dc.Count, 0}
 		}
 	}
 	for dl, n := range s.seen {
-		if dl.day == day {
-			c := counts[dl.lane]
+		if slices.Contains(days, dl.day) {
+			c := counts[dl]
 			c[1] = n
-			counts[dl.lane] = c
+			counts[dl] = c
 		}
 	}
-	lanes := make([]LaneID, 0, len(counts))
-	for l := range counts {
-		lanes = append(lanes, l)
+	lanes := make([]dayLane, 0, len(counts))
+	for dl := range counts {
+		lanes = append(lanes, dl)
 	}
-	slices.SortFunc(lanes, func(a, b LaneID) int { return compareLane(a, b) })
+	slices.SortFunc(lanes, func(a, b dayLane) int {
+		if c := strings.Compare(a.day, b.day); c != 0 {
+			return c
+		}
+		return compareLane(a.lane, b.lane)
+	})
 	keys := []string{s.epochKey()}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	args := []any{added, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes)}
-	for _, l := range lanes {
-		keys = append(keys, s.dayKey(day, l), s.useKey(day, l), s.key("seed", day, redisLane(l)))
-		args = append(args, counts[l][0], counts[l][1])
+	for _, dl := range lanes {
+		keys = append(keys, s.dayKey(dl.day, dl.lane), s.useKey(dl.day, dl.lane), s.key("seed", dl.day, redisLane(dl.lane)))
+		args = append(args, counts[dl][0], counts[dl][1])
 	}
 	cutoff := now.Add(-2 * time.Minute).UnixMilli()
 	for l, gs := range s.grants {

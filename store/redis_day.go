@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,7 +20,8 @@ import (
 // on. When Redis is unreachable (see Unreachable), or its state changed
 // epoch since this process joined, only the Local store has the unit: the
 // count returned is the Local one and the error wraps ErrUnavailable (a
-// re-seed of an empty Redis on day adds the Local count of day). Safe for
+// re-seed of an empty Redis on day, or on the day before it, adds the Local
+// count of day: join re-seeds today's and tomorrow's counts). Safe for
 // concurrent use.
 func (s *Redis) ChargeDay(ctx context.Context, day string, lane LaneID, n int) (int, error) {
 	if err := checkAdd(day, lane, n); err != nil {
@@ -68,3 +70,11 @@ redis.call('HINCRBY', KEYS[3], ARGV[3], ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 return n
 `)
+
+// nextDay is the Pacific day (DayFormat) after the one containing t in loc:
+// the day a unit charged before midnight by ChargeDay is for, which a
+// re-seed adds too (join). Daylight-saving days end at their own midnight.
+func nextDay(t time.Time, loc *time.Location) string {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, loc).Format(DayFormat)
+}

@@ -98,3 +98,59 @@ func ownDayCount(t *testing.T, s store.Store, day string) int {
 	}
 	return 0
 }
+
+// TestRedisReseedKeepsTomorrow (gap 3 of the midnight charge): a charges
+// the next Pacific day one unit 0.5 s before midnight (ChargeDay: a request
+// written late across it), then Redis restarts empty before midnight. The
+// re-seed of a's heartbeat adds its own store's count of tomorrow too, so
+// the new day starts with that unit in the cluster's count: after the
+// recovery b is refused the new day's 2 units of RPD 2 and granted 1.
+// Before, the re-seed added today's counts only: the new day's count was 0
+// and b was granted 2 (3 requests reached the API that day).
+func TestRedisReseedKeepsTomorrow(t *testing.T) {
+	ctx := context.Background()
+	e := newRedisEnv(t)
+	// 23:59:59 Pacific on 2026-03-01 (PST).
+	e.clock.add(time.Date(2026, 3, 1, 23, 59, 59, 0, pacific(t)).Sub(e.clock.now()))
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 2, Margin: 250 * time.Millisecond}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	const newDay = "2026-03-02"
+	if n, err := a.ChargeDay(ctx, newDay, lane, 1); err != nil || n != 1 {
+		t.Fatalf("a's charge of the new day: %d, %v; want 1", n, err)
+	}
+	e.srv.Kill()
+	e.srv.Restart()
+	e.clock.add(500 * time.Millisecond) // still before midnight
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc := e.client(t)
+	key := "test:day:" + newDay + ":2:p1/text"
+	if n, err := rc.Get(ctx, key).Int(); err != nil || n != 1 {
+		t.Fatalf("the new day's count after a's re-seed: %d, %v; want 1 (a's unit charged before midnight)", n, err)
+	}
+	if _, err := b.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Past midnight and the recovery after the restart (every slot
+	// granted before it may have left the window).
+	e.clock.add(5 * time.Minute)
+	for _, s := range []*store.Redis{a, b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := func(n int) store.Record {
+		at := e.clock.now()
+		return store.Record{Lane: lane, Day: newDay, Units: n, Covers: n, At: at, Until: at.Add(2 * time.Second)}
+	}
+	if n, err := b.Reserve(ctx, rec(2)); err == nil {
+		t.Fatalf("b granted the new day's 2 units of RPD 2 (count %d): a's unit charged before midnight was lost by the re-seed", n)
+	}
+	if n, err := b.Reserve(ctx, rec(1)); err != nil || n != 2 {
+		t.Fatalf("b's grant of 1 on the new day: %d, %v; want the count 2", n, err)
+	}
+	if n, err := rc.Get(ctx, key).Int(); err != nil || n != 2 {
+		t.Fatalf("Redis's count of the new day %d, %v; want 2", n, err)
+	}
+}
