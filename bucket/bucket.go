@@ -3,6 +3,7 @@ package bucket
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -239,6 +240,25 @@ type lane struct {
 	// When the lane rolls to that day it starts with them used and
 	// reserved; 0 when none.
 	nextDay int
+	// In flight at midnight (gap 1 of the midnight charge): flight counts
+	// the leases of the lane's current day stamped (Stamp), not yet Landed
+	// and not charged on the next day (CrossDay); stampedSeq is one more
+	// than the seq of the last of them stamped (a lane's leases are
+	// stamped in the order they are taken). When the lane rolls to the
+	// next day, each of them may still be written after midnight (its
+	// write not reported yet), so each holds one provisional unit of the
+	// new day: prov of them, used and reserved, the leases of the old day
+	// with seq < provSeq. Landed
+	// releases one (its request's write time is known and did not cross);
+	// CrossDay confirms one (the unit stays, the caller records it).
+	flight     int
+	stampedSeq uint64
+	prov       int
+	provSeq    uint64
+	// crossed lists the leases CrossDay charged (seq and Day's end) until
+	// they land: Landed then leaves flight and prov alone. Only leases
+	// whose slot crossed midnight are in it: empty almost always.
+	crossed []crossedLease
 	renewAt int64 // a lease acquired from then on records again (ChunkLife/4 before the last record's Until)
 	// The last record's number (counting from 1) and how many more leases
 	// it covers: a lease with none left records again, so a record never
@@ -293,6 +313,12 @@ type lane struct {
 	coolUntil  int64
 	holdUntil  int64
 	holdReason string
+}
+
+// crossedLease is a lease CrossDay charged, until it lands.
+type crossedLease struct {
+	seq    uint64
+	dayEnd int64
 }
 
 func (c *Class) newLane(project string) *lane {
@@ -568,13 +594,23 @@ func (c *Class) rollDay(l *lane, now time.Time, n int64) {
 		return
 	}
 	start, end := dayBounds(now, c.loc)
-	carry := 0
+	carry, prov := 0, 0
 	if start.UnixNano() == l.dayEnd {
 		carry = l.nextDay // charged on this day before it began (CrossDay, Restore)
+		// The old day's requests in flight whose write is not reported
+		// yet: each may reach the API on this day (see lane.prov).
+		prov = l.flight
+		l.provSeq = l.stampedSeq
 	}
 	l.dayStart, l.dayEnd = start.UnixNano(), end.UnixNano()
 	l.day = start.Format("2006-01-02")
-	l.used, l.reserved, l.nextDay = carry, carry, 0
+	l.used, l.reserved, l.nextDay = carry+prov, carry+prov, 0
+	l.flight, l.prov = 0, prov
+	if len(l.crossed) > 0 {
+		// Leases of days before the one just ended no longer change
+		// anything when they land.
+		l.crossed = slices.DeleteFunc(l.crossed, func(x crossedLease) bool { return x.dayEnd < l.dayStart })
+	}
 	c.protOK = false
 }
 
@@ -775,8 +811,14 @@ func (c *Class) Stamp(l Lease, now time.Time) time.Time {
 		return time.Unix(0, at)
 	}
 	c.mu.Lock()
-	if e := l.lane.win.find(l.seq); e != nil && !e.dead && at > e.at {
+	ln := l.lane
+	if e := ln.win.find(l.seq); e != nil && !e.dead && at > e.at {
 		e.at = at
+	}
+	if l.dayStart == ln.dayStart && l.seq >= ln.stampedSeq {
+		// In flight until it lands (see lane.flight); stamped once.
+		ln.flight++
+		ln.stampedSeq = l.seq + 1
 	}
 	c.mu.Unlock()
 	return time.Unix(0, at)
@@ -855,10 +897,17 @@ func (c *Class) CrossDay(l Lease, from, to time.Time) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ln := l.lane
-	switch ln.dayStart {
-	case l.dayStart:
+	switch {
+	case ln.dayStart == l.dayStart:
 		ln.nextDay++
-	case l.dayEnd:
+		if ln.flight > 0 && l.seq < ln.stampedSeq {
+			ln.flight-- // charged: it holds no provisional unit at midnight
+		}
+	case ln.dayStart == l.dayEnd && ln.prov > 0 && l.seq < ln.provSeq:
+		// In flight when the lane rolled: its provisional unit of this
+		// day is confirmed (already used and reserved here).
+		ln.prov--
+	case ln.dayStart == l.dayEnd:
 		ln.used++
 		ln.reserved++
 		c.protOK = false
@@ -871,7 +920,68 @@ func (c *Class) CrossDay(l Lease, from, to time.Time) (string, bool) {
 	default:
 		return "", false
 	}
+	ln.crossed = append(ln.crossed, crossedLease{seq: l.seq, dayEnd: l.dayEnd})
 	return time.Unix(0, l.dayEnd).In(c.loc).Format("2006-01-02"), true
+}
+
+// Landed reports that the write time of the lease's request is known (the
+// caller's work returned: every write of the request was reported, with
+// Restamp and CrossDay, or the request never left): it is no longer in
+// flight. A stamped lease of the lane's current day leaves the count of
+// requests in flight; one of the day before, in flight when the lane
+// rolled to its day (see Provisional) and not charged on it by CrossDay,
+// gives its provisional unit of the day back: the lane may take it again.
+// Call it once per stamped lease, after its last Restamp and CrossDay;
+// nothing else changes (its old day's unit, its window slot). A lease not
+// from Acquire, not stamped, or of an earlier day does nothing. Safe for
+// concurrent use.
+func (c *Class) Landed(l Lease) {
+	if l.lane == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ln := l.lane
+	if len(ln.crossed) > 0 {
+		if i := slices.IndexFunc(ln.crossed, func(x crossedLease) bool { return x.seq == l.seq && x.dayEnd == l.dayEnd }); i >= 0 {
+			ln.crossed = slices.Delete(ln.crossed, i, i+1)
+			return // charged on the next day: counted neither in flight nor provisional
+		}
+	}
+	switch {
+	case ln.dayStart == l.dayStart:
+		if ln.flight > 0 && l.seq < ln.stampedSeq {
+			ln.flight--
+		}
+	case ln.dayStart == l.dayEnd && ln.prov > 0 && l.seq < ln.provSeq:
+		ln.prov--
+		ln.used = max(ln.used-1, 0)
+		ln.reserved = max(ln.reserved-1, ln.used)
+		c.protOK = false
+		if ln.dayStart == c.dayStart && len(ln.keys) > 0 {
+			c.dayUsed--
+		}
+		if ln.where == inWaiting {
+			c.removeWaiting(ln)
+			c.pushReady(ln)
+		}
+	}
+}
+
+// Provisional returns how many provisional units of its current day the
+// project's lane holds at now: requests of the day before that were in
+// flight, their write time not yet reported, when the lane rolled to it
+// (see Landed, CrossDay). They count as used and reserved on the day until
+// they land; 0 for no such lane.
+func (c *Class) Provisional(project string, now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.byProj[project]
+	if l == nil {
+		return 0
+	}
+	c.roll(now, now.UnixNano())
+	return l.prov
 }
 
 // WriteMargin is the part of the class's WindowMargin left for the time

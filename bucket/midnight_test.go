@@ -149,6 +149,7 @@ func TestCrossDayLateWrite(t *testing.T) {
 				} else if _, ok := c.CrossDay(l0, s0, to); ok {
 					t.Fatal("a slot moved within the day charged the next day")
 				}
+				c.Landed(l0) // its work returned: not in flight at midnight
 				l, _, _ := c.Acquire(end.Add(-500*time.Millisecond), 0)
 				from := c.Stamp(l, end.Add(-500*time.Millisecond))
 				taken := 0
@@ -266,5 +267,100 @@ func TestCrossDayRestartBolt(t *testing.T) {
 	}
 	if got != rpd-2 {
 		t.Fatalf("the new day took %d after the restart, want %d (RPD %d, 2 charged before it began)", got, rpd-2, rpd)
+	}
+}
+
+// TestMidnightInFlight (gap 1 of the midnight charge): a request stamped
+// 0.5 s before midnight is still in flight when the lane rolls to the new
+// day, its write not reported yet: it holds one provisional unit of the new
+// day, so at RPD 2 the lane takes one request after midnight, not two.
+// Written late (its slot moved past midnight), CrossDay confirms that unit
+// (the new day's 2 are the late one and one more); landed without crossing
+// (its write was in time), the unit comes back and the lane takes a second
+// request. Before, the lane took 2 at midnight and the late write made 3
+// on a day of RPD 2 (a per-day 429). On every kind of day.
+func TestMidnightInFlight(t *testing.T) {
+	for _, d := range midnightDays {
+		for _, late := range []bool{true, false} {
+			name := d.name + "/in-time"
+			if late {
+				name = d.name + "/late"
+			}
+			t.Run(name, func(t *testing.T) {
+				c := midnightClass(t, 2)
+				end := dayEndOf(t, d.start, d.hours)
+				newDay := Day(end, Pacific)
+				l, ok, _ := c.Acquire(end.Add(-500*time.Millisecond), 0)
+				if !ok {
+					t.Fatal("refused before the day's last margin")
+				}
+				from := c.Stamp(l, end.Add(-500*time.Millisecond))
+				n1, ok, _ := c.Acquire(end.Add(time.Second), 0)
+				if !ok || n1.Day != newDay {
+					t.Fatalf("after midnight: ok %v, day %q; want a lease of %s", ok, n1.Day, newDay)
+				}
+				c.Stamp(n1, end.Add(time.Second))
+				if _, ok, next := c.Acquire(end.Add(1500*time.Millisecond), 0); ok {
+					t.Fatal("the lane took RPD (2) requests on the new day with one in flight since before midnight")
+				} else if want := NextMidnight(end, Pacific); !next.Equal(want) {
+					t.Fatalf("refused until %v, want the next midnight %v", next, want)
+				}
+				if p := c.Provisional("key1", end.Add(time.Second)); p != 1 {
+					t.Fatalf("provisional units of the new day %d, want 1 (the request in flight at midnight)", p)
+				}
+				want := 2 // the lane's use of the new day at the end
+				if late {
+					to, moved := c.Restamp(l, end.Add(2*time.Second))
+					if !moved {
+						t.Fatal("the late write did not move the slot")
+					}
+					if day, ok := c.CrossDay(l, from, to); !ok || day != newDay {
+						t.Fatalf("CrossDay: %q %v, want %q true (the caller records the unit)", day, ok, newDay)
+					}
+				}
+				c.Landed(l)
+				c.Landed(n1)
+				at := end.Add(3 * time.Second)
+				if p := c.Provisional("key1", at); p != 0 {
+					t.Fatalf("provisional units after the request landed %d, want 0", p)
+				}
+				if nl, ok, _ := c.Acquire(at, 0); ok == late {
+					t.Fatalf("after the request landed (late %v): a lease %v", late, ok)
+				} else if ok {
+					c.Stamp(nl, at)
+				}
+				if _, ok, _ := c.Acquire(at.Add(time.Second), 0); ok {
+					t.Fatal("the new day took more than RPD (2)")
+				}
+				if lu := c.Usage(at).Lanes[0]; lu.DayUsed != want || lu.Reserved < want {
+					t.Fatalf("the new day's use %d, reserved %d; want %d", lu.DayUsed, lu.Reserved, want)
+				}
+			})
+		}
+	}
+}
+
+// TestMidnightLandedBefore: a request that lands before midnight, or is
+// charged on the next day by a late stamp (CrossDay), holds no provisional
+// unit: the lane takes the new day's whole RPD (less the charged unit).
+func TestMidnightLandedBefore(t *testing.T) {
+	c := midnightClass(t, 2)
+	d := midnightDays[0]
+	end := dayEndOf(t, d.start, d.hours)
+	l, _, _ := c.Acquire(end.Add(-time.Second), 0)
+	c.Stamp(l, end.Add(-time.Second))
+	c.Landed(l)
+	la, _, _ := c.Acquire(end.Add(-400*time.Millisecond), 0)
+	slot := c.Stamp(la, end.Add(-100*time.Millisecond))
+	if _, ok := c.CrossDay(la, time.Time{}, slot); !ok {
+		t.Fatal("the late stamp was not charged on the next day")
+	}
+	if p := c.Provisional("key1", end); p != 0 {
+		t.Fatalf("provisional units %d, want 0", p)
+	}
+	checkNewDay(t, c, end, 1)
+	c.Landed(la) // charged: nothing more comes back
+	if lu := c.Usage(end.Add(time.Minute)).Lanes[0]; lu.DayUsed != 2 {
+		t.Fatalf("the new day's use %d after the charged lease landed, want 2", lu.DayUsed)
 	}
 }

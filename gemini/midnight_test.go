@@ -42,35 +42,52 @@ func (f *firstLate) RoundTrip(req *http.Request) (*http.Response, error) {
 // midnight); now the late write charges the new day too: one is sent, the
 // other waits for the next day, and no day gets more than RPD.
 func TestLateWriteAcrossMidnight(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const rpd = 2
-		r := newLateWriteRig(t, 10, rpd)
-		c := r.client(t, &firstLate{base: r.emu.Transport(), delay: 2 * time.Second})
-		midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
-		time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
-		var wg sync.WaitGroup
-		startAnalyses(t, &wg, c, 1)
-		time.Sleep(3 * time.Second) // 2.5 s after midnight
-		startAnalyses(t, &wg, c, 2)
-		wg.Wait()
+	synctest.Test(t, func(t *testing.T) { lateAcrossMidnight(t, 3*time.Second) })
+}
 
-		stats := r.emu.Stats()
-		perDay := make(map[string]int)
-		for _, at := range stats.Sent[r.lane] {
-			perDay[bucket.Day(at, bucket.Pacific)]++
+// TestInFlightAcrossMidnight (gap 1 of the midnight charge): as
+// TestLateWriteAcrossMidnight, but the two more requests come 0.5 s after
+// midnight, while the late one is still being written (its write reported
+// 1.5 s after midnight). The request in flight at midnight holds one
+// provisional unit of the new day, so one of the two is sent then, the
+// other the next day, and no day gets more than RPD. Before, both were sent
+// at once (the lane did not know of the late write yet): 3 arrivals on the
+// new day and a per-day 429.
+func TestInFlightAcrossMidnight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { lateAcrossMidnight(t, time.Second) })
+}
+
+// lateAcrossMidnight runs the midnight tests: one request dispatched 0.5 s
+// before Pacific midnight and written 2 s late, two more after, from the
+// first's dispatch (RPD 2, RPM 10).
+func lateAcrossMidnight(t *testing.T, after time.Duration) {
+	const rpd = 2
+	r := newLateWriteRig(t, 10, rpd)
+	c := r.client(t, &firstLate{base: r.emu.Transport(), delay: 2 * time.Second})
+	midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+	time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
+	var wg sync.WaitGroup
+	startAnalyses(t, &wg, c, 1)
+	time.Sleep(after)
+	startAnalyses(t, &wg, c, 2)
+	wg.Wait()
+
+	stats := r.emu.Stats()
+	perDay := make(map[string]int)
+	for _, at := range stats.Sent[r.lane] {
+		perDay[bucket.Day(at, bucket.Pacific)]++
+	}
+	newDay := bucket.Day(midnight, bucket.Pacific)
+	t.Logf("arrivals %v; per Pacific day %v; 429s %v", stats.Sent[r.lane], perDay, stats.RateLimited)
+	if n := stats.RateLimited[emulator.QuotaRequestsPerDay]; n != 0 {
+		t.Errorf("%d per-day 429s", n)
+	}
+	for day, n := range perDay {
+		if n > rpd {
+			t.Errorf("%d requests reached the API on the Pacific day %s, RPD %d", n, day, rpd)
 		}
-		newDay := bucket.Day(midnight, bucket.Pacific)
-		t.Logf("arrivals %v; per Pacific day %v; 429s %v", stats.Sent[r.lane], perDay, stats.RateLimited)
-		if n := stats.RateLimited[emulator.QuotaRequestsPerDay]; n != 0 {
-			t.Errorf("%d per-day 429s", n)
-		}
-		for day, n := range perDay {
-			if n > rpd {
-				t.Errorf("%d requests reached the API on the Pacific day %s, RPD %d", n, day, rpd)
-			}
-		}
-		if perDay[newDay] != rpd {
-			t.Errorf("%d requests on the new day %s, want %d (the late one and one more)", perDay[newDay], newDay, rpd)
-		}
-	})
+	}
+	if perDay[newDay] != rpd {
+		t.Errorf("%d requests on the new day %s, want %d (the late one and one more)", perDay[newDay], newDay, rpd)
+	}
 }

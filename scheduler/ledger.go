@@ -64,7 +64,10 @@ import (
 // (bucket.Class.CrossDay): its unit of the old day stays, and one unit of
 // the new day is added to the store's count of that day (AddDaily; for a
 // dayCharger, store.Redis.ChargeDay, also the shared day count), which a
-// restart before midnight restores as the new day's start.
+// restart before midnight restores as the new day's start. A request still
+// in flight when its lane rolls to the new day (its write not reported
+// yet) holds one provisional unit of that day until its work returns
+// (landed): confirmed when its write crossed midnight, else given back.
 //
 // A ledger is safe for concurrent use: its state lives in the bucket classes
 // (one lock each) and the store.
@@ -273,6 +276,15 @@ func (l *ledger) restamp(c *bucket.Class, lease bucket.Lease, from, wrote time.T
 		cancel()
 	}
 	return to, moved
+}
+
+// landed tells the class that the write time of a committed lease's
+// request is known (its work returned, every write reported through
+// restamp): a request in flight at its day's end held one provisional unit
+// of the next day (bucket.Class.Landed), which comes back unless its slot
+// crossed midnight (then crossDay charged and recorded it).
+func (l *ledger) landed(c *bucket.Class, lease bucket.Lease) {
+	c.Landed(lease)
 }
 
 // abandon gives back a lease that was not committed.

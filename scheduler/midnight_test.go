@@ -182,3 +182,100 @@ func TestCrossMidnightSharedStore(t *testing.T) {
 		}
 	})
 }
+
+// TestMidnightInFlightHeld (gap 1 of the midnight charge): a request
+// dispatched 0.5 s before Pacific midnight (RPD 2, margin 250 ms) is still
+// being written at midnight; two more are submitted 0.5 s after it, before
+// its write is reported. The one in flight holds a provisional unit of the
+// new day, so one of the two is sent then. Written late (reported 1.5 s
+// after midnight, its slot past it), the unit is confirmed: the other waits
+// for the next midnight, and the new day has 2 requests for the API. Written
+// in time (no late report), the unit comes back when its work returns and
+// the other is sent then. Before, both were sent at once, and the late write
+// made 3 arrivals on the new day: a per-day 429.
+func TestMidnightInFlightHeld(t *testing.T) {
+	for _, late := range []bool{true, false} {
+		name := "in time"
+		if late {
+			name = "late"
+		}
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { testInFlightHeld(t, late) })
+		})
+	}
+}
+
+func testInFlightHeld(t *testing.T, late bool) {
+	st := store.NewMemory()
+	s, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
+		Keys: keys(1), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+	newDay := bucket.Day(midnight, bucket.Pacific)
+	var (
+		mu   sync.Mutex
+		sent []time.Time
+	)
+	time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
+	h, err := s.Submit(context.Background(), Job{Class: "text", Work: func(_ context.Context, l Lease) error {
+		time.Sleep(2 * time.Second) // its write ends 1.5 s after midnight
+		if late {
+			l.Wrote(time.Now())
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(midnight.Add(500 * time.Millisecond)))
+	for range 2 {
+		if _, err := s.Submit(context.Background(), Job{Class: "text", Work: func(context.Context, Lease) error {
+			mu.Lock()
+			sent = append(sent, time.Now())
+			mu.Unlock()
+			return nil
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(midnight.Add(10 * time.Second)))
+	mu.Lock()
+	got := slices.Clone(sent)
+	mu.Unlock()
+	want := 2
+	if late {
+		want = 1
+	}
+	if len(got) != want {
+		t.Fatalf("sent on the new day %s (RPD 2) by 10 s after midnight: %v; want %d (the request in flight at midnight, written late %v)",
+			newDay, got, want, late)
+	}
+	if len(got) > 0 && got[0].After(midnight.Add(600*time.Millisecond)) {
+		t.Fatalf("the first request of the new day sent at %v, want at once (0.5 s after midnight %v)", got[0], midnight)
+	}
+	counts, err := st.Daily(context.Background(), newDay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range counts {
+		n += c.Count
+	}
+	if wantN := len(got) + map[bool]int{true: 1}[late]; n < wantN {
+		t.Fatalf("the store's count of the new day %d, want at least %d", n, wantN)
+	}
+}

@@ -44,6 +44,9 @@ func (r *runner) run(workCtx context.Context, t *task, lease bucket.Lease, slot 
 	// A write reported from now on (a transport's late callback) is of a
 	// request whose outcome is being applied: it no longer moves the slot.
 	st.end()
+	// Its write time is known now: a provisional unit of the next day it
+	// held since midnight comes back (ledger.landed).
+	r.s.ledger.landed(r.class, lease)
 	stop()
 	cancel()
 	if d := time.Since(start); !isNotSent(err) {
