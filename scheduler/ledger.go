@@ -2,8 +2,11 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -94,6 +97,21 @@ type ledger struct {
 	// unit charged on the next Pacific day goes to its shared count too.
 	days dayCharger
 	log  zerolog.Logger // a day charge that could not be recorded
+	// unrecorded holds the next day's units crossDay could not record
+	// (the store's own write failed: a bbolt error), retried before each
+	// record and at settle; nUnrec is its length, read without the lock
+	// on the hot path.
+	unrecMu    sync.Mutex
+	unrecorded []dayUnit
+	nUnrec     atomic.Int32
+}
+
+// dayUnit is one unit of a lane's day that crossDay charged in memory and
+// the store has not recorded yet.
+type dayUnit struct {
+	c    *bucket.Class
+	lane store.LaneID
+	day  string
 }
 
 // dayCharger is a shared store that adds units to a lane's day count of all
@@ -174,6 +192,7 @@ func (r *runner) demandLocked() int {
 // given back and the error returned.
 func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease, now time.Time) (time.Time, error) {
 	if lease.Record {
+		l.retryDays(ctx, now)
 		lane := store.LaneID{Project: lease.Project, Class: lease.Class}
 		var err error
 		switch {
@@ -235,27 +254,72 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 // from from to to across its day's end (bucket.Class.CrossDay), and records
 // that unit: in a dayCharger's shared and own counts (the lane's shared
 // count of that day then known to daily protection), else with AddDaily.
-// A failed write is logged: the unit stays charged in memory, and a
-// restart before the next day's record loses it (README, "Quota model").
+// A unit the store's own write did not take (a bbolt error) stays charged
+// in memory and is written again before the next record and at settle
+// (retryDays), so a restart after that finds it; a dayCharger that has it
+// in its own store but could not reach the cluster adds it there itself
+// (store.Redis.ChargeDay). Either is logged.
 func (l *ledger) crossDay(ctx context.Context, c *bucket.Class, lease bucket.Lease, from, to, now time.Time) {
 	day, ok := c.CrossDay(lease, from, to)
 	if !ok {
 		return
 	}
-	lane := store.LaneID{Project: lease.Project, Class: lease.Class}
-	var err error
-	if l.days != nil {
-		var n int
-		if n, err = l.days.ChargeDay(ctx, day, lane, 1); err == nil && l.shared {
-			c.SharedDay(lease.Project, day, n, now)
-		}
-	} else {
-		_, err = l.store.AddDaily(ctx, day, lane, 1)
-	}
-	if err != nil {
+	u := dayUnit{c: c, lane: store.LaneID{Project: lease.Project, Class: lease.Class}, day: day}
+	err := l.recordDay(ctx, u, now)
+	switch {
+	case err == nil:
+	case l.days != nil && errors.Is(err, store.ErrUnavailable):
+		l.log.Warn().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
+			Msg("the next day's unit of a request that crossed midnight is in this process's data directory; the cluster's count gets it when Redis answers again")
+	case errors.Is(err, store.ErrInvalid):
 		l.log.Error().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
 			Msg("recording the next day's unit of a request that crossed midnight failed; it stays counted in memory")
+	default:
+		l.unrecMu.Lock()
+		l.unrecorded = append(l.unrecorded, u)
+		l.nUnrec.Store(int32(len(l.unrecorded)))
+		l.unrecMu.Unlock()
+		l.log.Error().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
+			Msg("recording the next day's unit of a request that crossed midnight failed; it stays counted in memory and is written again before the next record")
 	}
+}
+
+// recordDay writes one unit of u's day: through a dayCharger (its own
+// store, then the cluster's count, which daily protection then knows),
+// else with AddDaily.
+func (l *ledger) recordDay(ctx context.Context, u dayUnit, now time.Time) error {
+	if l.days != nil {
+		n, err := l.days.ChargeDay(ctx, u.day, u.lane, 1)
+		if err == nil && l.shared {
+			u.c.SharedDay(u.lane.Project, u.day, n, now)
+		}
+		return err
+	}
+	_, err := l.store.AddDaily(ctx, u.day, u.lane, 1)
+	return err
+}
+
+// retryDays writes again the units crossDay could not record; those the
+// store still does not take stay for the next call. One atomic load when
+// there are none.
+func (l *ledger) retryDays(ctx context.Context, now time.Time) {
+	if l.nUnrec.Load() == 0 {
+		return
+	}
+	l.unrecMu.Lock()
+	defer l.unrecMu.Unlock()
+	keep := l.unrecorded[:0]
+	for _, u := range l.unrecorded {
+		if err := l.recordDay(ctx, u, now); err != nil && !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrInvalid) {
+			keep = append(keep, u)
+			continue
+		}
+		l.log.Info().Str("class", u.lane.Class).Str("project", u.lane.Project).Str("day", u.day).
+			Msg("the next day's unit of a request that crossed midnight is recorded now")
+	}
+	clear(l.unrecorded[len(keep):])
+	l.unrecorded = keep
+	l.nUnrec.Store(int32(len(keep)))
 }
 
 // restamp moves a committed lease's window slot, now at from, to wrote
@@ -321,6 +385,7 @@ func (l *ledger) coolUntil(c *bucket.Class, project string, now time.Time, fallb
 // stores the exact window logs. Call it once the dispatchers and their
 // workers have returned.
 func (l *ledger) settle(ctx context.Context, classes []*bucket.Class, now time.Time) error {
+	l.retryDays(ctx, now)
 	if l.durable == nil {
 		return nil
 	}

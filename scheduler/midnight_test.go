@@ -2,8 +2,10 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -277,5 +279,134 @@ func testInFlightHeld(t *testing.T, late bool) {
 	}
 	if wantN := len(got) + map[bool]int{true: 1}[late]; n < wantN {
 		t.Fatalf("the store's count of the new day %d, want at least %d", n, wantN)
+	}
+}
+
+// failDaily is a Bolt store whose AddDaily of day fails while fail is set
+// (a disk error), and counts the calls.
+type failDaily struct {
+	*store.Bolt
+	day  string
+	fail atomic.Bool
+	n    atomic.Int32
+}
+
+func (f *failDaily) AddDaily(ctx context.Context, day string, lane store.LaneID, n int) (int, error) {
+	f.n.Add(1)
+	if day == f.day && f.fail.Load() {
+		return 0, errors.New("bbolt: input/output error (test)")
+	}
+	return f.Bolt.AddDaily(ctx, day, lane, n)
+}
+
+// TestCrossMidnightRecordRetried (gap 2 of the midnight charge): the late
+// write's unit of the new day is not written (the data directory's write
+// fails); the next record writes it again, or, with no record before it,
+// the clean stop does: a restart then starts the new day with it (RPD 2: one
+// of two requests sent, not both). Before, it stayed in memory only, and
+// the restart sent both: 3 on the new day for the API.
+func TestCrossMidnightRecordRetried(t *testing.T) {
+	for _, next := range []string{"record", "stop"} {
+		t.Run(next, func(t *testing.T) {
+			path := t.TempDir() + "/slideshowd.db"
+			synctest.Test(t, func(t *testing.T) { testRecordRetried(t, next == "record", path) })
+		})
+	}
+}
+
+func testRecordRetried(t *testing.T, record bool, path string) {
+	b, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+	newDay := bucket.Day(midnight, bucket.Pacific)
+	st := &failDaily{Bolt: b, day: newDay}
+	st.fail.Store(true)
+	cfg := Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 3}, WindowMargin: 250 * time.Millisecond}},
+		Keys: keys(1), Store: st}
+	var sent atomic.Int32
+	start := func() (*Scheduler, func()) {
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return s, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	submit := func(s *Scheduler, work func(context.Context, Lease) error) *Handle {
+		h, err := s.Submit(context.Background(), Job{Class: "text", Work: work})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	count := func() int {
+		counts, err := b.Daily(context.Background(), newDay)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, c := range counts {
+			n += c.Count
+		}
+		return n
+	}
+	s, stop := start()
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
+	time.Sleep(time.Until(midnight.Add(-500 * time.Millisecond)))
+	h := submit(s, func(_ context.Context, l Lease) error {
+		time.Sleep(2 * time.Second)
+		l.Wrote(time.Now())
+		return nil
+	})
+	if err := h.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("the new day's stored count %d with its write failing, want 0", n)
+	}
+	st.fail.Store(false) // the disk is back
+	want := 1
+	if record {
+		// The next request's record writes the unit again first.
+		if err := submit(s, func(context.Context, Lease) error { return nil }).Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		want = 2
+		if n := count(); n < want {
+			t.Fatalf("the new day's stored count %d after the next record, want at least %d (the late write's unit written again)", n, want)
+		}
+	}
+	stop()
+	stop = nil
+	if n := count(); n != want {
+		t.Fatalf("the new day's stored count %d after a clean stop, want %d", n, want)
+	}
+	s, stop = start()
+	var wg sync.WaitGroup
+	for range 3 {
+		h := submit(s, func(context.Context, Lease) error { sent.Add(1); return nil })
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = h.Wait(ctx)
+		})
+	}
+	wg.Wait()
+	if got, wantSent := int(sent.Load()), 3-want; got != wantSent {
+		t.Fatalf("after the restart the new day (RPD 3, %d stored) sent %d, want %d", want, got, wantSent)
 	}
 }

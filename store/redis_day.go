@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,11 +18,17 @@ import (
 // before (dispatched before Pacific midnight, its slot after it: see
 // bucket.Class.CrossDay): the request is sent, or on its way, so the unit is
 // taken even at RPD. The other processes' grants of day count it from then
-// on. When Redis is unreachable (see Unreachable), or its state changed
-// epoch since this process joined, only the Local store has the unit: the
-// count returned is the Local one and the error wraps ErrUnavailable (a
-// re-seed of an empty Redis on day, or on the day before it, adds the Local
-// count of day: join re-seeds today's and tomorrow's counts). Safe for
+// on. A Local store that fails returns its error and nothing is charged
+// (the caller may call again). When Redis is unreachable (see Unreachable),
+// or does not answer within 5 s (then it is taken as unreachable, as a
+// failed grant is), the units are kept with this process's pending share
+// grants and added to the cluster's count when Redis answers again
+// (reconnect; a Redis that came back empty gets them with the Local counts
+// its re-seed adds), and the count returned is the Local one with an error
+// wrapping ErrUnavailable. When Redis's state changed epoch since this
+// process joined, the Local store has them and this process's re-seed of
+// the new epoch adds them (join re-seeds today's and tomorrow's counts): the
+// same error. The caller's ctx bounds the Local write only. Safe for
 // concurrent use.
 func (s *Redis) ChargeDay(ctx context.Context, day string, lane LaneID, n int) (int, error) {
 	if err := checkAdd(day, lane, n); err != nil {
@@ -34,26 +41,76 @@ func (s *Redis) ChargeDay(ctx context.Context, day string, lane LaneID, n int) (
 	if err != nil {
 		return 0, err
 	}
-	if s.Unreachable() {
-		return local, fmt.Errorf("%w: lane %s: day %s: charged in the local store only (Redis unreachable)", ErrUnavailable, quote(lane.String()), day)
+	// The Local store has the units: from here on they reach Redis now,
+	// or at the reconnect, whatever becomes of the caller's ctx.
+	ctx = context.WithoutCancel(ctx)
+	for {
+		if s.Unreachable() {
+			if s.pendDay(ctx, day, lane, n) {
+				return local, fmt.Errorf("%w: lane %s: day %s: charged in the local store; added to the cluster's count when Redis answers again", ErrUnavailable, quote(lane.String()), day)
+			}
+			continue // reconnected meanwhile: Redis takes them
+		}
+		s.mu.Lock()
+		epoch := s.epoch
+		s.mu.Unlock()
+		bctx, cancel := context.WithTimeout(ctx, s.f.opTimeout)
+		count, err := chargeDayScript.Run(bctx, s.rdb, []string{s.epochKey(), s.dayKey(day, lane), s.useKey(day, lane)},
+			epoch, n, s.process, dayKeyTTL).Int()
+		cancel()
+		if err != nil {
+			// Unreachable, or no answer in time: kept pending (when the
+			// script ran after all, the units are counted twice: the
+			// safe side).
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer within %v", s.f.opTimeout)
+			}
+			s.markDown(unavailable(err))
+			continue
+		}
+		if count < 0 {
+			return local, fmt.Errorf("%w: lane %s: day %s: charged in the local store; added to the cluster's count by this process's re-seed (Redis's shared state changed epoch)", ErrUnavailable, quote(lane.String()), day)
+		}
+		s.mu.Lock()
+		if dl := (dayLane{day, lane}); count > s.seen[dl] {
+			s.seen[dl] = count
+		}
+		s.mu.Unlock()
+		return count, nil
 	}
-	s.mu.Lock()
-	epoch := s.epoch
-	s.mu.Unlock()
-	count, err := chargeDayScript.Run(ctx, s.rdb, []string{s.epochKey(), s.dayKey(day, lane), s.useKey(day, lane)},
-		epoch, n, s.process, dayKeyTTL).Int()
-	if err != nil {
-		return local, unavailable(err)
+}
+
+// pendDay keeps n units of day that the Local store has and Redis did not
+// take (ChargeDay) with this process's pending share grants, while Redis is
+// unreachable: reconnect adds them to the cluster's count (reconcileLane),
+// or, when Redis came back empty, its re-seed counts them from the Local
+// store (join) and drops them. They count in this process's use of the day
+// during the outage (its share), and in the life record (recordLife). It
+// reports false, keeping nothing, when Redis is reachable again: the caller
+// asks Redis. Like a grant from the share, it waits for a reconnect under
+// way (shareMu).
+func (s *Redis) pendDay(ctx context.Context, day string, lane LaneID, n int) bool {
+	s.f.shareMu.RLock()
+	defer s.f.shareMu.RUnlock()
+	s.f.mu.Lock()
+	if !s.f.down {
+		s.f.mu.Unlock()
+		return false
 	}
-	if count < 0 {
-		return local, fmt.Errorf("%w: lane %s: day %s: charged in the local store only (Redis's shared state changed epoch)", ErrUnavailable, quote(lane.String()), day)
+	if s.f.pending == nil {
+		s.f.pending = make(map[LaneID][]postSlot)
 	}
-	s.mu.Lock()
-	if dl := (dayLane{day, lane}); count > s.seen[dl] {
-		s.seen[dl] = count
+	if s.f.pendDays == nil {
+		s.f.pendDays = make(map[dayLane]int)
 	}
-	s.mu.Unlock()
-	return count, nil
+	dl := dayLane{day, lane}
+	s.f.pendDays[dl] += n
+	if s.f.units != nil {
+		s.f.units[dl] += n
+	}
+	s.f.mu.Unlock()
+	_ = s.recordLife(ctx) // a failure leaves the record smaller: the re-seed still counts them
+	return true
 }
 
 // chargeDayScript adds units to a lane's day count and to this process's

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -152,5 +153,73 @@ func TestRedisReseedKeepsTomorrow(t *testing.T) {
 	}
 	if n, err := rc.Get(ctx, key).Int(); err != nil || n != 2 {
 		t.Fatalf("Redis's count of the new day %d, %v; want 2", n, err)
+	}
+}
+
+// TestRedisChargeDayUnreachable (gap 2 of the midnight charge): a's charge
+// of the new day finds Redis stopped (it kept its state: append-only). The
+// unit is in a's own store at once and, from a's heartbeat that reaches
+// Redis again, in the cluster's count of the new day: b is then refused the
+// new day's 2 units of RPD 2. When Redis comes back empty instead, a's
+// re-seed adds it (once, not twice). Before, the unit stayed in a's own
+// store: with Redis's state kept, no re-seed ran, and the cluster's count of
+// the new day never had it.
+func TestRedisChargeDayUnreachable(t *testing.T) {
+	for _, empty := range []bool{false, true} {
+		name := "kept"
+		if empty {
+			name = "empty"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			// 23:59:59 Pacific on 2026-03-01 (PST).
+			e := &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+				clock: &vclock{t: time.Date(2026, 3, 1, 23, 59, 59, 0, pacific(t))}}
+			cls := store.RedisClass{Name: "text", RPM: 10, RPD: 2, Margin: 250 * time.Millisecond}
+			a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+			const newDay = "2026-03-02"
+			e.srv.Stop()
+			n, err := a.ChargeDay(ctx, newDay, lane, 1)
+			if !errors.Is(err, store.ErrUnavailable) || n != 1 {
+				t.Fatalf("a's charge with Redis stopped: %d, %v; want the own count 1 and ErrUnavailable", n, err)
+			}
+			t.Log(err)
+			if empty {
+				e.srv.RestartEmpty()
+			} else {
+				e.srv.Restart()
+			}
+			e.clock.add(2 * time.Second) // past midnight
+			for _, s := range []*store.Redis{a, b} {
+				if _, err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rc := e.client(t)
+			key := "test:day:" + newDay + ":2:p1/text"
+			if n, err := rc.Get(ctx, key).Int(); err != nil || n != 1 {
+				t.Fatalf("the new day's count after a reached Redis again: %d, %v; want 1 (a's unit, once)", n, err)
+			}
+			if got := ownDayCount(t, a, newDay); got != 1 {
+				t.Fatalf("a's own store counts %d on the new day, want 1", got)
+			}
+			// After the recovery, b's grants of the new day count it.
+			e.clock.add(5 * time.Minute)
+			for _, s := range []*store.Redis{a, b} {
+				if _, err := s.Heartbeat(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rec := func(n int) store.Record {
+				at := e.clock.now()
+				return store.Record{Lane: lane, Day: newDay, Units: n, Covers: n, At: at, Until: at.Add(2 * time.Second)}
+			}
+			if n, err := b.Reserve(ctx, rec(2)); err == nil {
+				t.Fatalf("b granted the new day's 2 units of RPD 2 (count %d): a's unit charged while Redis was stopped is not in it", n)
+			}
+			if n, err := b.Reserve(ctx, rec(1)); err != nil || n != 2 {
+				t.Fatalf("b's grant of 1 on the new day: %d, %v; want the count 2", n, err)
+			}
+		})
 	}
 }
