@@ -255,6 +255,17 @@ type lane struct {
 	stampedSeq uint64
 	prov       int
 	provSeq    uint64
+	// PreCharge, in the day's last WindowMargin, moves the leases in
+	// flight to pre (those with seq < preSeq): each has a unit of the next
+	// day charged (in nextDay) for the caller to record at once, so that
+	// every process sharing the lane counts it from midnight on. nextFree
+	// counts those of them that landed before the lane rolled (their unit
+	// stays reserved on the new day, not used). After the roll, pre counts
+	// those still in flight (used and reserved on the new day).
+	pre      int
+	preSeq   uint64
+	preEnd   int64 // the end of the day of the leases in pre
+	nextFree int
 	// crossed lists the leases CrossDay charged (seq and Day's end) until
 	// they land: Landed then leaves flight and prov alone. Only leases
 	// whose slot crossed midnight are in it: empty almost always.
@@ -313,6 +324,12 @@ type lane struct {
 	coolUntil  int64
 	holdUntil  int64
 	holdReason string
+}
+
+// isPre reports whether lease l is one of the lane's leases PreCharge
+// charged on the next day and still in flight.
+func (ln *lane) isPre(l Lease) bool {
+	return ln.pre > 0 && l.dayEnd == ln.preEnd && l.seq < ln.preSeq && (ln.dayStart == l.dayStart || ln.dayStart == l.dayEnd)
 }
 
 // crossedLease is a lease CrossDay charged, until it lands.
@@ -594,18 +611,23 @@ func (c *Class) rollDay(l *lane, now time.Time, n int64) {
 		return
 	}
 	start, end := dayBounds(now, c.loc)
-	carry, prov := 0, 0
+	carry, free, prov, pre := 0, 0, 0, 0
 	if start.UnixNano() == l.dayEnd {
-		carry = l.nextDay // charged on this day before it began (CrossDay, Restore)
+		// Charged on this day before it began (CrossDay, PreCharge,
+		// Restore), free of them reserved but not used (PreCharge's
+		// leases landed in time).
+		carry, free, pre = l.nextDay, l.nextFree, l.pre
 		// The old day's requests in flight whose write is not reported
-		// yet: each may reach the API on this day (see lane.prov).
+		// yet and that PreCharge did not charge: each may reach the API
+		// on this day (see lane.prov).
 		prov = l.flight
 		l.provSeq = l.stampedSeq
 	}
 	l.dayStart, l.dayEnd = start.UnixNano(), end.UnixNano()
 	l.day = start.Format("2006-01-02")
-	l.used, l.reserved, l.nextDay = carry+prov, carry+prov, 0
-	l.flight, l.prov = 0, prov
+	l.used, l.reserved = max(carry-free, 0)+prov, carry+prov
+	l.nextDay, l.nextFree = 0, 0
+	l.flight, l.prov, l.pre = 0, prov, pre
 	if len(l.crossed) > 0 {
 		// Leases of days before the one just ended no longer change
 		// anything when they land.
@@ -804,7 +826,10 @@ func (c *Class) take(l *lane, n, tok int64, demand int) Lease {
 // Stamp moves the lease's window slot to now plus the class's WindowMargin
 // (never earlier than it was): call it after the lease's record is durable,
 // as late as possible before the request leaves. It returns the time the
-// slot counts from; the request should reach the API before it.
+// slot counts from; the request should reach the API before it. Stamped on
+// its lane's day, the lease is in flight until Landed (or CrossDay): call
+// Landed once its request's write time is known, else it holds a unit of
+// the next day from its day's end on (see PreCharge). Once per lease.
 func (c *Class) Stamp(l Lease, now time.Time) time.Time {
 	at := now.UnixNano() + c.margin
 	if l.lane == nil {
@@ -887,8 +912,9 @@ func (c *Class) dayAfter(l *lane) string {
 // move that crosses charges. A lease refunded afterwards gives back its
 // unit of Day, not this one. It returns the next day's date
 // (store.DayFormat) and true when it charged; "" and false when the slot
-// did not cross, for a Lease not from Acquire, or when the lane is already
-// past that day. Daylight-saving days (23 h, 25 h) end at their own
+// did not cross, for a Lease not from Acquire, when the lane is already
+// past that day, or when PreCharge charged the lease's unit of that day
+// already (recorded by the caller then: nothing more to record). Daylight-saving days (23 h, 25 h) end at their own
 // midnight. Safe for concurrent use.
 func (c *Class) CrossDay(l Lease, from, to time.Time) (string, bool) {
 	if l.lane == nil || to.UnixNano() < l.dayEnd || (!from.IsZero() && from.UnixNano() >= l.dayEnd) {
@@ -898,6 +924,12 @@ func (c *Class) CrossDay(l Lease, from, to time.Time) (string, bool) {
 	defer c.mu.Unlock()
 	ln := l.lane
 	switch {
+	case ln.isPre(l):
+		// PreCharge charged its unit of the next day (used there once
+		// the lane rolls), and the caller recorded it: nothing more.
+		ln.pre--
+		ln.crossed = append(ln.crossed, crossedLease{seq: l.seq, dayEnd: l.dayEnd})
+		return "", false
 	case ln.dayStart == l.dayStart:
 		ln.nextDay++
 		if ln.flight > 0 && l.seq < ln.stampedSeq {
@@ -931,6 +963,8 @@ func (c *Class) CrossDay(l Lease, from, to time.Time) (string, bool) {
 // requests in flight; one of the day before, in flight when the lane
 // rolled to its day (see Provisional) and not charged on it by CrossDay,
 // gives its provisional unit of the day back: the lane may take it again.
+// One PreCharge charged on the next day leaves that unit reserved there,
+// not used: the lane takes it with its next request of that day.
 // Call it once per stamped lease, after its last Restamp and CrossDay;
 // nothing else changes (its old day's unit, its window slot). A lease not
 // from Acquire, not stamped, or of an earlier day does nothing. Safe for
@@ -949,9 +983,26 @@ func (c *Class) Landed(l Lease) {
 		}
 	}
 	switch {
+	case ln.dayStart == l.dayStart && ln.isPre(l):
+		// Its unit of the next day (PreCharge) stays reserved there,
+		// not used: the lane takes it on that day.
+		ln.pre--
+		ln.nextFree++
 	case ln.dayStart == l.dayStart:
 		if ln.flight > 0 && l.seq < ln.stampedSeq {
 			ln.flight--
+		}
+	case ln.dayStart == l.dayEnd && ln.isPre(l):
+		// The same after the roll: used no more, still reserved.
+		ln.pre--
+		ln.used = max(ln.used-1, 0)
+		c.protOK = false
+		if ln.dayStart == c.dayStart && len(ln.keys) > 0 {
+			c.dayUsed--
+		}
+		if ln.where == inWaiting {
+			c.removeWaiting(ln)
+			c.pushReady(ln)
 		}
 	case ln.dayStart == l.dayEnd && ln.prov > 0 && l.seq < ln.provSeq:
 		ln.prov--
@@ -968,6 +1019,47 @@ func (c *Class) Landed(l Lease) {
 	}
 }
 
+// DayUnits is a number of daily units of a lane on a Pacific day
+// (PreCharge).
+type DayUnits struct {
+	Project string
+	Day     string // store.DayFormat
+	Units   int
+}
+
+// PreCharge, called in the last WindowMargin of the lanes' day (from
+// midnight less the margin, or less 1 ms when the margin is smaller, until
+// midnight: the lanes take nothing then), charges the next Pacific day one
+// unit per request of each lane still in flight (stamped, not Landed, not
+// charged by CrossDay): its write not reported yet, it may reach the API
+// after midnight. It returns those units per lane for the caller to record
+// at once (a store's count of Day; a shared store's too, so that every
+// process sharing the lane counts them from midnight on, not only this one:
+// a provisional unit taken when the lane rolls is in its memory only). The
+// lane starts the new day with them used and reserved. A lease of them that
+// lands without crossing midnight (Landed) leaves its unit reserved but not
+// used (the lane takes it on the new day); one that crosses (CrossDay)
+// charges nothing more. Lanes whose day does not end within that time, or
+// with nothing in flight, return nothing. Safe for concurrent use.
+func (c *Class) PreCharge(now time.Time) []DayUnits {
+	n := now.UnixNano()
+	lead := max(c.margin, int64(time.Millisecond))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []DayUnits
+	for _, l := range c.lanes {
+		if l.flight == 0 || n >= l.dayEnd || n+lead < l.dayEnd {
+			continue
+		}
+		l.pre += l.flight
+		l.preSeq, l.preEnd = l.stampedSeq, l.dayEnd
+		l.nextDay += l.flight
+		out = append(out, DayUnits{Project: l.project, Day: c.dayAfter(l), Units: l.flight})
+		l.flight = 0
+	}
+	return out
+}
+
 // Provisional returns how many provisional units of its current day the
 // project's lane holds at now: requests of the day before that were in
 // flight, their write time not yet reported, when the lane rolled to it
@@ -981,6 +1073,9 @@ func (c *Class) Provisional(project string, now time.Time) int {
 		return 0
 	}
 	c.roll(now, now.UnixNano())
+	if l.dayStart == l.preEnd {
+		return l.prov + l.pre
+	}
 	return l.prov
 }
 

@@ -21,10 +21,14 @@
 //     midnight (stamped or written late) is charged on both days
 //     (Class.CrossDay: its unit of the old day stays, one unit of the new
 //     day is taken, kept until the lane rolls to that day). A stamped
-//     lease still in flight when its lane rolls to the new day (its write
-//     not reported: Class.Landed not called yet) holds one provisional
-//     unit of that day, confirmed by CrossDay or given back by Landed, so
-//     the new day never takes more than RPD less those units.
+//     lease still in flight at midnight (its write not reported:
+//     Class.Landed not called yet) holds one unit of the new day:
+//     Class.PreCharge, in the day's last WindowMargin, charges them for
+//     the caller to record (in a shared store too) before midnight; one
+//     not charged so holds a provisional unit from the lane's roll on.
+//     CrossDay confirms it, Landed leaves it to the lane's next request
+//     (or gives the provisional one back), so the new day never takes
+//     more than RPD less those units.
 //
 // Class.Acquire returns a Lease (key id, project, day) on a ready lane,
 // rotating round-robin over ready lanes and over each lane's enabled keys, or,

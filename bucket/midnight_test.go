@@ -364,3 +364,72 @@ func TestMidnightLandedBefore(t *testing.T) {
 		t.Fatalf("the new day's use %d after the charged lease landed, want 2", lu.DayUsed)
 	}
 }
+
+// TestPreCharge: in the day's last margin PreCharge charges the next day one
+// unit per request in flight (returned for the caller to record before
+// midnight, so other processes count it). Written late, CrossDay charges
+// nothing more; landed in time (before midnight or after), the unit stays
+// reserved on the new day for the lane to use: either way the new day takes
+// RPD (2) in all, and never more.
+func TestPreCharge(t *testing.T) {
+	for _, d := range midnightDays {
+		for _, how := range []string{"late", "landed before midnight", "landed after midnight"} {
+			t.Run(d.name+"/"+how, func(t *testing.T) {
+				c := midnightClass(t, 2)
+				end := dayEndOf(t, d.start, d.hours)
+				newDay := Day(end, Pacific)
+				l, _, _ := c.Acquire(end.Add(-time.Second), 0)
+				from := c.Stamp(l, end.Add(-time.Second))
+				if got := c.PreCharge(end.Add(-midnightMargin - time.Millisecond)); len(got) != 0 {
+					t.Fatalf("PreCharge before the day's last margin: %v, want nothing", got)
+				}
+				got := c.PreCharge(end.Add(-midnightMargin))
+				if len(got) != 1 || got[0] != (DayUnits{Project: "key1", Day: newDay, Units: 1}) {
+					t.Fatalf("PreCharge in the last margin: %v, want 1 unit of %s", got, newDay)
+				}
+				if again := c.PreCharge(end.Add(-time.Millisecond)); len(again) != 0 {
+					t.Fatalf("a second PreCharge: %v, want nothing (charged once)", again)
+				}
+				switch how {
+				case "late":
+					to, _ := c.Restamp(l, end.Add(time.Second))
+					if day, ok := c.CrossDay(l, from, to); ok {
+						t.Fatalf("CrossDay of a pre-charged lease: %q, true; want nothing more to record", day)
+					}
+					c.Landed(l)
+				case "landed before midnight":
+					c.Landed(l)
+				}
+				at := end.Add(2 * time.Second)
+				want := 1 // the new day's leases after midnight
+				if how != "late" {
+					want = 2
+				}
+				n := 0
+				for i := range 3 {
+					nl, ok, _ := c.Acquire(at.Add(time.Duration(i)*time.Second), 0)
+					if !ok {
+						break
+					}
+					c.Stamp(nl, at)
+					n++
+					if how == "landed after midnight" && i == 0 {
+						if p := c.Provisional("key1", at); p != 1 {
+							t.Fatalf("provisional units %d after midnight, want 1", p)
+						}
+						c.Landed(l)
+					}
+				}
+				if how == "landed after midnight" {
+					want = 2
+				}
+				if n != want {
+					t.Fatalf("the new day took %d, want %d (RPD 2)", n, want)
+				}
+				if lu := c.Usage(at.Add(5 * time.Second)).Lanes[0]; lu.Reserved != 2 || lu.DayUsed != 2 {
+					t.Fatalf("the new day's use %d, reserved %d; want 2 and 2", lu.DayUsed, lu.Reserved)
+				}
+			})
+		}
+	}
+}

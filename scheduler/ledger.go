@@ -68,9 +68,13 @@ import (
 // the new day is added to the store's count of that day (AddDaily; for a
 // dayCharger, store.Redis.ChargeDay, also the shared day count), which a
 // restart before midnight restores as the new day's start. A request still
-// in flight when its lane rolls to the new day (its write not reported
-// yet) holds one provisional unit of that day until its work returns
-// (landed): confirmed when its write crossed midnight, else given back.
+// in flight at midnight (its write not reported yet) holds one unit of the
+// new day until its work returns (landed): runMidnights charges and records
+// them (preCharge; a dayCharger's shared count too) at the start of the
+// day's last margin, before midnight, so every process counts them; one not
+// charged so holds a provisional unit in memory from its lane's roll on.
+// Its write crossing midnight confirms the unit; landed in time, it is left
+// to the lane's next request (a provisional one is given back).
 //
 // A ledger is safe for concurrent use: its state lives in the bucket classes
 // (one lock each) and the store.
@@ -106,12 +110,13 @@ type ledger struct {
 	nUnrec     atomic.Int32
 }
 
-// dayUnit is one unit of a lane's day that crossDay charged in memory and
-// the store has not recorded yet.
+// dayUnit is n units of a lane's day that the ledger charged in memory
+// (crossDay, preCharge) and the store has not recorded yet.
 type dayUnit struct {
 	c    *bucket.Class
 	lane store.LaneID
 	day  string
+	n    int
 }
 
 // dayCharger is a shared store that adds units to a lane's day count of all
@@ -264,23 +269,79 @@ func (l *ledger) crossDay(ctx context.Context, c *bucket.Class, lease bucket.Lea
 	if !ok {
 		return
 	}
-	u := dayUnit{c: c, lane: store.LaneID{Project: lease.Project, Class: lease.Class}, day: day}
+	l.record(ctx, dayUnit{c: c, lane: store.LaneID{Project: lease.Project, Class: lease.Class}, day: day, n: 1}, now)
+}
+
+// record writes u (recordDay), keeping it for retryDays when the store's
+// own write failed; failures are logged.
+func (l *ledger) record(ctx context.Context, u dayUnit, now time.Time) {
 	err := l.recordDay(ctx, u, now)
 	switch {
 	case err == nil:
 	case l.days != nil && errors.Is(err, store.ErrUnavailable):
-		l.log.Warn().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
-			Msg("the next day's unit of a request that crossed midnight is in this process's data directory; the cluster's count gets it when Redis answers again")
+		l.log.Warn().Err(err).Str("class", u.lane.Class).Str("project", u.lane.Project).Str("day", u.day).Int("units", u.n).
+			Msg("next day's units of requests in flight across midnight are in this process's data directory; the cluster's count gets them when Redis answers again")
 	case errors.Is(err, store.ErrInvalid):
-		l.log.Error().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
-			Msg("recording the next day's unit of a request that crossed midnight failed; it stays counted in memory")
+		l.log.Error().Err(err).Str("class", u.lane.Class).Str("project", u.lane.Project).Str("day", u.day).Int("units", u.n).
+			Msg("recording next day's units of requests in flight across midnight failed; they stay counted in memory")
 	default:
 		l.unrecMu.Lock()
 		l.unrecorded = append(l.unrecorded, u)
 		l.nUnrec.Store(int32(len(l.unrecorded)))
 		l.unrecMu.Unlock()
-		l.log.Error().Err(err).Str("class", lease.Class).Str("project", lease.Project).Str("day", day).
-			Msg("recording the next day's unit of a request that crossed midnight failed; it stays counted in memory and is written again before the next record")
+		l.log.Error().Err(err).Str("class", u.lane.Class).Str("project", u.lane.Project).Str("day", u.day).Int("units", u.n).
+			Msg("recording next day's units of requests in flight across midnight failed; they stay counted in memory and are written again before the next record")
+	}
+}
+
+// preCharge charges, in its lanes' day's last margin, the next day one unit
+// per request of c still in flight (bucket.Class.PreCharge) and records
+// them, the shared store's count included, before midnight: the other
+// processes' grants of the new day count them from its start.
+func (l *ledger) preCharge(ctx context.Context, c *bucket.Class, now time.Time) {
+	for _, du := range c.PreCharge(now) {
+		l.record(ctx, dayUnit{c: c, lane: store.LaneID{Project: du.Project, Class: c.Name()}, day: du.Day, n: du.Units}, now)
+	}
+}
+
+// classList is the scheduler's classes, in configuration order.
+func (s *Scheduler) classList() []*bucket.Class {
+	out := make([]*bucket.Class, len(s.order))
+	for i, r := range s.order {
+		out[i] = r.class
+	}
+	return out
+}
+
+// runMidnights calls preCharge for every class once a day, at its lanes'
+// day's last margin (Pacific midnight in loc less the class's
+// WindowMargin, at least 1 ms), until ctx ends.
+func (l *ledger) runMidnights(ctx context.Context, classes []*bucket.Class, loc *time.Location) {
+	done := make(map[*bucket.Class]time.Time, len(classes)) // the midnight each was pre-charged for
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		mid := bucket.NextMidnight(now, loc)
+		next := mid // at the latest, to move on to the next day
+		for _, c := range classes {
+			if done[c].Equal(mid) {
+				continue
+			}
+			at := mid.Add(-max(l.margin[c.Name()], time.Millisecond))
+			if !now.Before(at) {
+				l.preCharge(ctx, c, now)
+				done[c] = mid
+				continue
+			}
+			next = earliest(next, at)
+		}
+		t.Reset(time.Until(next))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 
@@ -289,13 +350,13 @@ func (l *ledger) crossDay(ctx context.Context, c *bucket.Class, lease bucket.Lea
 // else with AddDaily.
 func (l *ledger) recordDay(ctx context.Context, u dayUnit, now time.Time) error {
 	if l.days != nil {
-		n, err := l.days.ChargeDay(ctx, u.day, u.lane, 1)
+		n, err := l.days.ChargeDay(ctx, u.day, u.lane, u.n)
 		if err == nil && l.shared {
 			u.c.SharedDay(u.lane.Project, u.day, n, now)
 		}
 		return err
 	}
-	_, err := l.store.AddDaily(ctx, u.day, u.lane, 1)
+	_, err := l.store.AddDaily(ctx, u.day, u.lane, u.n)
 	return err
 }
 

@@ -346,6 +346,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if sh, ok := s.store.(sharedStore); ok {
 		shared.Go(func() { s.runShared(ctx, sh) })
 	}
+	shared.Go(func() { s.ledger.runMidnights(ctx, s.classList(), s.cfg.Location) }) // ledger.go
 	<-ctx.Done()
 	shared.Wait()
 
