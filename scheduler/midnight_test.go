@@ -209,20 +209,9 @@ func TestMidnightInFlightHeld(t *testing.T) {
 
 func testInFlightHeld(t *testing.T, late bool) {
 	st := store.NewMemory()
-	s, err := New(Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
+	s, stop := startStoppable(t, context.Background(), Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 2}, WindowMargin: 250 * time.Millisecond}},
 		Keys: keys(1), Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
+	defer stop()
 	midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
 	newDay := bucket.Day(midnight, bucket.Pacific)
 	var (
@@ -327,21 +316,7 @@ func testRecordRetried(t *testing.T, record bool, path string) {
 	cfg := Config{Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 3}, WindowMargin: 250 * time.Millisecond}},
 		Keys: keys(1), Store: st}
 	var sent atomic.Int32
-	start := func() (*Scheduler, func()) {
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		return s, func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	start := func() (*Scheduler, func()) { return startStoppable(t, context.Background(), cfg) }
 	submit := func(s *Scheduler, work func(context.Context, Lease) error) *Handle {
 		h, err := s.Submit(context.Background(), Job{Class: "text", Work: work})
 		if err != nil {
