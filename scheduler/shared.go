@@ -350,6 +350,13 @@ const (
 	// Redis lost its state, until every slot granted before may have left
 	// the window, 91 s plus the window margin).
 	HoldRecovery = "Redis back, recovering: share used"
+	// HoldRecoveryNone: as HoldRecovery, but this process has no share
+	// of the lane yet (store.GrantError.NoShare: it took nothing of it
+	// since Redis lost its state or the outage began: its last view had
+	// no window slot of the lane leaving before now, the day's share is
+	// 0, or it had no recent view at all). Held until the recovery's
+	// end, or until a slot of its view leaves the window if sooner.
+	HoldRecoveryNone = "Redis back, recovering: no share yet"
 	// HoldJoin: this process joined the cluster while another may still
 	// be about to reach Redis from an outage (its heartbeat was overdue),
 	// or recover from one: it takes no grant until what the others sent
@@ -415,6 +422,9 @@ func (r *runner) refused(err error, lease bucket.Lease, now time.Time) bool {
 				hold = HoldConfirming
 			} else if u, ok := r.s.store.(interface{ Unreachable() bool }); ok && !u.Unreachable() {
 				hold = HoldRecovery
+				if ge.NoShare {
+					hold = HoldRecoveryNone
+				}
 				if j, ok := r.s.store.(interface{ Joining() bool }); ge.Joining || (ok && j.Joining()) {
 					// From the refusal, not from a second read alone: a
 					// heartbeat may release the hold in between, and a

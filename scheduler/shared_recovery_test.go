@@ -32,7 +32,11 @@ func TestSharedRedisBackEmpty(t *testing.T) {
 
 // TestSharedRecoveryHeld: a lane refused within the share of the recovery
 // after Redis restarted empty, while Redis answers, is held with words that
-// say so (HoldRecovery), not "Redis unreachable" (HoldShare).
+// say so, not "Redis unreachable" (HoldShare); a process with no share of
+// it (it joined less than a heartbeat TTL before its view) says so
+// (HoldRecoveryNone), not "share used" (HoldRecovery), and is held until
+// the recovery's end (91 s after it noticed), its real start, not one
+// grant life (30 s) as before (newcomer10 N10-2).
 func TestSharedRecoveryHeld(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	la := newLogSignal("refused a grant")
@@ -41,6 +45,7 @@ func TestSharedRecoveryHeld(t *testing.T) {
 	srv.Restart() // empty
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	noticed := time.Now()
 	// The grant finds the epoch gone and re-seeds; a, which joined less
 	// than a heartbeat TTL before its view, has no share of the recovery.
 	if _, err := a.Submit(ctx, Job{Class: "text", Work: func(context.Context, Lease) error { return nil }}); err != nil {
@@ -49,13 +54,18 @@ func TestSharedRecoveryHeld(t *testing.T) {
 	<-la.seen("refused a grant")
 	now := time.Now()
 	l := a.Summary().Classes[0].Lanes[0]
-	if l.Held != HoldRecovery || !l.HeldUntil.After(now) {
-		t.Errorf("lane refused in the recovery with Redis answering: held %q until %v; want %q", l.Held, l.HeldUntil, HoldRecovery)
+	// The recovery ends 91 s after the notice (between noticed and now).
+	if end := noticed.Add(91 * time.Second); l.Held != HoldRecoveryNone || l.HeldUntil.Before(end) || l.HeldUntil.After(now.Add(91*time.Second+time.Millisecond)) {
+		t.Errorf("lane refused in the recovery with Redis answering and no share: held %q until %v (in %v); want %q until the recovery's end (about 91 s)",
+			l.Held, l.HeldUntil, l.HeldUntil.Sub(now), HoldRecoveryNone)
 	}
-	if cs := a.Keys()[0].Classes[0]; cs.State != "held" || cs.Reason != HoldRecovery {
-		t.Errorf("key state %+v, want held: %q", cs, HoldRecovery)
+	if cs := a.Keys()[0].Classes[0]; cs.State != "held" || cs.Reason != HoldRecoveryNone {
+		t.Errorf("key state %+v, want held: %q", cs, HoldRecoveryNone)
 	}
-	if got, want := HoldWords(l.Held, now.Add(12*time.Second), now), "Redis back, recovering: share used (12s)"; got != want {
+	if got, want := HoldWords(l.Held, now.Add(12*time.Second), now), "Redis back, recovering: no share yet (12s)"; got != want {
+		t.Errorf("HoldWords %q, want %q", got, want)
+	}
+	if got, want := HoldWords(HoldRecovery, now.Add(12*time.Second), now), "Redis back, recovering: share used (12s)"; got != want {
 		t.Errorf("HoldWords %q, want %q", got, want)
 	}
 	cancel()

@@ -103,7 +103,7 @@ var (
 // Pacific midnight, which the caller knows).
 type GrantError struct {
 	Lane   LaneID
-	Reason string // "window" (the shared window is full), "tpm" (the shared TPM window has no room for Record.Tokens), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable, or recovering after it answers again: this process's share is used; see Unreachable)
+	Reason string // "window" (the shared window is full), "tpm" (the shared TPM window has no room for Record.Tokens), "day" (RPD reached), "cool", "exhausted", "share" (Redis unreachable, or recovering after it answers again: this process's share is used, or it has none: NoShare; see Unreachable)
 	Until  time.Time
 	Day    int // the lane's shared day count (Reason "day")
 	// Confirming (Reason "share"): Redis did not answer a call less than
@@ -115,6 +115,13 @@ type GrantError struct {
 	// as the store saw it when it refused; the hold may have been released
 	// since (Joining then reads false).
 	Joining bool
+	// NoShare (Reason "share"): this process has taken nothing of the
+	// refused share on the lane (no window slot, or for a day refusal no
+	// day unit, since the outage began): it has no share before Until,
+	// not a share it used. While recovering after Redis answers again,
+	// Until is then the recovery's end or the earlier time the share
+	// grows (a slot of the last view leaves the window).
+	NoShare bool
 }
 
 func (e *GrantError) Error() string {

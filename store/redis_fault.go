@@ -750,9 +750,12 @@ func (f *faultState) livePosted(l LaneID, now, window int64) (int, int64) {
 // ends with the recovery, no later than either (the recovery's end
 // rounded up to the millisecond: asked again in the end's millisecond, a
 // grant is still within the recovery, and was refused until the share's
-// room freed, up to a minute more). Times are local Unix ms. Call with
-// s.f.mu held.
-func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Duration) error {
+// room freed, up to a minute more). While recovering, when neither grows
+// nor frees is known, nothing grows the share before the recovery's end
+// (no view, or the share is already all it will be): until then. none
+// says the process took nothing of this share (GrantError.NoShare).
+// Times are local Unix ms. Call with s.f.mu held.
+func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Duration, none bool) error {
 	until, joining := grows, false
 	if frees != 0 && (until == 0 || frees < until) {
 		until = frees
@@ -764,15 +767,19 @@ func (s *Redis) shareRefused(lane LaneID, grows, frees, n int64, life time.Durat
 		until = min(until, n+(s.ttl/3).Milliseconds())
 	} else if end := s.f.recovers.Add(time.Millisecond - 1).UnixMilli(); end >= n {
 		until = min(until, end)
-		if s.f.joining && grows == 0 && frees == 0 {
+		if grows == 0 && frees == 0 {
+			// Nothing frees room of the share before the recovery's end
+			// (N10-2: the wait said one grant life, then the next
+			// heartbeat, while the lane could only start at the end).
+			until = end
 			// Held as it joined (joinRecovery): nothing is granted before
 			// the hold's end, the wait's end; an earlier release wakes
 			// the lanes (scheduler releaseJoined), a later end set
 			// meanwhile is refused again then (rejoinCheck).
-			until, joining = end, true
+			joining = s.f.joining
 		}
 	}
-	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until), Joining: joining}
+	return &GrantError{Lane: lane, Reason: "share", Until: time.UnixMilli(until), Joining: joining, NoShare: none}
 }
 
 // shareCheck refuses r when it does not fit in this process's share of the
@@ -790,18 +797,35 @@ func (s *Redis) shareCheck(o *outage, r Record, c RedisClass, now time.Time, lif
 		}
 		limit, grows := s.windowCap(p, r.Lane, c, n, life)
 		if live+r.Covers > limit {
-			return s.shareRefused(r.Lane, grows, oldest, n, life)
+			return s.shareRefused(r.Lane, grows, oldest, n, life, live == 0)
 		}
 		if err := s.tokenShare(p, r, c, n, life); err != nil {
 			return err
 		}
 	}
-	if r.Units > 0 && s.f.units[dayLane{r.Day, r.Lane}]+r.Units > s.dayCap(o, r.Lane, c, r.Day) {
-		// The share of the day is spent; Redis may grant more once it
-		// answers: ask again at the next heartbeat.
-		return &GrantError{Lane: r.Lane, Reason: "share", Until: now.Add(s.ttl / 3)}
+	if used := s.f.units[dayLane{r.Day, r.Lane}]; r.Units > 0 && used+r.Units > s.dayCap(o, r.Lane, c, r.Day) {
+		// The share of the day is spent (or none: dayCap 0); while Redis
+		// is unreachable, it may grant more once it answers: ask again at
+		// the next heartbeat. While it answers and the recovery lasts,
+		// the day's share grows only with the day (the view and the
+		// count of live processes are the outage's): ask again at the
+		// recovery's end, or at the next Pacific midnight if sooner
+		// (N10-2: the wait said the next heartbeat, sliding, for up to
+		// the recovery's last 45 s).
+		until := now.Add(s.ttl / 3)
+		if end := time.UnixMilli(s.f.recovers.Add(time.Millisecond - 1).UnixMilli()); !s.f.down && end.After(until) {
+			until = earlier(end, nextDayStart(now, s.loc))
+		}
+		return &GrantError{Lane: r.Lane, Reason: "share", Until: until, NoShare: used == 0}
 	}
 	return nil
+}
+
+// nextDayStart is the first midnight in loc after t: when the day of t
+// ends.
+func nextDayStart(t time.Time, loc *time.Location) time.Time {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 }
 
 // noteShare counts r, granted at now, in this process's share.

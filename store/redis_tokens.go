@@ -427,7 +427,7 @@ func (s *Redis) tokenShare(o *outage, r Record, c RedisClass, n int64, life time
 	if oldest != 0 {
 		frees = oldest + w + 1
 	}
-	return s.shareRefused(r.Lane, grows, frees, n, life)
+	return s.shareRefused(r.Lane, grows, frees, n, life, live == 0)
 }
 
 // tokensReconcileScript adds a lane's share grants' budgets to its token
