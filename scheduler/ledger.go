@@ -294,14 +294,32 @@ func (l *ledger) record(ctx context.Context, u dayUnit, now time.Time) {
 	}
 }
 
-// preCharge charges, in its lanes' day's last margin, the next day one unit
-// per request of c still in flight (bucket.Class.PreCharge) and records
-// them, the shared store's count included, before midnight: the other
-// processes' grants of the new day count them from its start.
-func (l *ledger) preCharge(ctx context.Context, c *bucket.Class, now time.Time) {
+// preCharge charges the next day one unit per request of c still in flight
+// at now, in its lanes' day's last margin (bucket.Class.PreCharge), in
+// memory only: the units it returns are recorded by recordAll.
+func (l *ledger) preCharge(c *bucket.Class, now time.Time) []dayUnit {
+	var out []dayUnit
 	for _, du := range c.PreCharge(now) {
-		l.record(ctx, dayUnit{c: c, lane: store.LaneID{Project: du.Project, Class: c.Name()}, day: du.Day, n: du.Units}, now)
+		out = append(out, dayUnit{c: c, lane: store.LaneID{Project: du.Project, Class: c.Name()}, day: du.Day, n: du.Units})
 	}
+	return out
+}
+
+// recordAll records the pre-charged units, the shared store's count
+// included, each lane's on its own goroutine, and returns when all are
+// recorded: a slow round trip for one lane (up to ChargeDay's 5 s) does
+// not hold another lane's units back past midnight, when the other
+// processes' grants of the new day must already count them.
+func (l *ledger) recordAll(ctx context.Context, units []dayUnit, now time.Time) {
+	if len(units) == 1 {
+		l.record(ctx, units[0], now)
+		return
+	}
+	var wg sync.WaitGroup
+	for _, u := range units {
+		wg.Go(func() { l.record(ctx, u, now) })
+	}
+	wg.Wait()
 }
 
 // classList is the scheduler's classes, in configuration order.
@@ -313,30 +331,51 @@ func (s *Scheduler) classList() []*bucket.Class {
 	return out
 }
 
-// runMidnights calls preCharge for every class once a day, at its lanes'
-// day's last margin (Pacific midnight in loc less the class's
-// WindowMargin, at least 1 ms), until ctx ends.
+// runMidnights pre-charges every class once a day, at its lanes' day's
+// last margin (Pacific midnight in loc less the class's WindowMargin, at
+// least 1 ms), until ctx ends: every class due is charged in memory first,
+// then all are recorded at once (recordAll), so one class's slow record
+// does not make another's miss its margin. A timer that fires after the
+// midnight it waited for (a loaded machine) charges as at that midnight's
+// last instant: the lanes that have not rolled to the new day yet still
+// hold their requests in flight, which it charges and records then; a lane
+// rolled before (an Acquire after midnight) holds them as provisional
+// units in this process's memory only (bucket.Class.Provisional), which
+// the cluster's count gets as each of their late writes is reported.
 func (l *ledger) runMidnights(ctx context.Context, classes []*bucket.Class, loc *time.Location) {
 	done := make(map[*bucket.Class]time.Time, len(classes)) // the midnight each was pre-charged for
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	mid := bucket.NextMidnight(time.Now(), loc) // the midnight waited for
 	for {
+		all := true
+		for _, c := range classes {
+			all = all && done[c].Equal(mid)
+		}
+		if all {
+			mid = bucket.NextMidnight(mid, loc)
+		}
 		now := time.Now()
-		mid := bucket.NextMidnight(now, loc)
+		at := now
+		if !at.Before(mid) {
+			at = mid.Add(-time.Nanosecond) // late: as at the day's last instant
+		}
 		next := mid // at the latest, to move on to the next day
+		var units []dayUnit
 		for _, c := range classes {
 			if done[c].Equal(mid) {
 				continue
 			}
-			at := mid.Add(-max(l.margin[c.Name()], time.Millisecond))
-			if !now.Before(at) {
-				l.preCharge(ctx, c, now)
-				done[c] = mid
+			from := mid.Add(-max(l.margin[c.Name()], time.Millisecond))
+			if now.Before(from) {
+				next = earliest(next, from)
 				continue
 			}
-			next = earliest(next, at)
+			units = append(units, l.preCharge(c, at)...)
+			done[c] = mid
 		}
-		t.Reset(time.Until(next))
+		l.recordAll(ctx, units, now)
+		t.Reset(max(time.Until(next), 0))
 		select {
 		case <-ctx.Done():
 			return
