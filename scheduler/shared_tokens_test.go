@@ -31,9 +31,9 @@ type tokenSend struct {
 // window), the estimates of all the sends together stay within TPM, and so
 // do the actual counts when none is above its estimate; the shared token
 // window holds, once the schedulers stopped cleanly, no less than the
-// actual tokens sent (the overruns were added); the lane's TPM is used at
-// least in part by all three. Alone, each scheduler would send its whole
-// TPM.
+// actual tokens sent (the overruns were added); at least a third of the
+// lane's TPM is used, and the view's split among the processes adds up.
+// Alone, each scheduler would send its whole TPM.
 func TestSharedTPM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 2 x 4 s")
@@ -142,8 +142,12 @@ func sharedTPMRun(t *testing.T, seed uint64, above bool) {
 	if !above && act > tpm {
 		t.Errorf("actual tokens of the sends in one minute, none above its estimate: %d, TPM %d", act, tpm)
 	}
-	if est < tpm/3 || len(by) != 3 {
-		t.Errorf("estimates %d of TPM %d by %d processes: want a third of TPM used, by all three", est, tpm, len(by))
+	// How the lane's TPM splits among the processes is a race (the one
+	// whose scheduler starts last may find it all taken within these 4 s
+	// on a loaded machine: a 2,363 / 1,204 / 0 split was seen at load 45);
+	// the bounds above are what is guaranteed.
+	if est < tpm/3 {
+		t.Errorf("estimates %d of TPM %d by %d processes: want a third of TPM used", est, tpm, len(by))
 	}
 	if view == nil || len(view.Lanes) != 1 {
 		t.Fatalf("cluster view %+v", view)
@@ -153,8 +157,13 @@ func sharedTPMRun(t *testing.T, seed uint64, above bool) {
 	for _, p := range l.Processes {
 		parts += p.TokensUsed
 	}
-	if l.TPMLimit != tpm || l.TokensUsed < int64(est) || (!above && l.TokensUsed > tpm) || parts != l.TokensUsed || len(l.Processes) != 3 {
-		t.Errorf("cluster lane %+v: want TPM %d, tokens used between the estimates sent (%d) and TPM, split among a, b and c", l, tpm, est)
+	for _, p := range l.Processes {
+		if _, ok := by[p.Process]; !ok && p.TokensUsed > 0 {
+			t.Errorf("cluster lane: process %s holds %d tokens but sent nothing", p.Process, p.TokensUsed)
+		}
+	}
+	if l.TPMLimit != tpm || l.TokensUsed < int64(est) || (!above && l.TokensUsed > tpm) || parts != l.TokensUsed || len(l.Processes) < len(by) {
+		t.Errorf("cluster lane %+v: want TPM %d, tokens used between the estimates sent (%d) and TPM, split among the processes that sent (%v)", l, tpm, est, by)
 	}
 	// The shared window holds every grant's budget, the overruns added:
 	// never less than what was sent.
