@@ -1218,7 +1218,10 @@ func (s *Redis) reserve(ctx context.Context, r Record, fit fitAsk) (Fit, error) 
 	// A grant taken ahead for the lane serves r without a round trip
 	// (redis_prefetch.go).
 	if n, covers, ok, err := s.fromAhead(ctx, r, c, ttl, fit.upTo); ok || err != nil {
-		return Fit{Count: n, Covers: covers, Tokens: r.Tokens}, err
+		if err != nil {
+			return Fit{Count: n, Covers: covers, Tokens: r.Tokens}, err
+		}
+		return s.handOut(ctx, r, c, ttl, fit, Fit{Count: n, Covers: covers, Tokens: r.Tokens}, false)
 	}
 	for attempt := 0; ; attempt++ {
 		f, err := s.reserveRedis(ctx, r, c, ttl, fit)
@@ -1277,7 +1280,51 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 	if _, err = s.Local.Reserve(ctx, r); err != nil {
 		return Fit{}, err
 	}
-	return f, nil
+	return s.handOut(ctx, r, c, ttl, fit, f, o != nil)
+}
+
+// handOut returns f, r's grant, when the record's first lease, which the
+// caller stamps (and sends) once Reserve returns, can still be sent under
+// the lane's grant: every send of a grant must come before its expiry (its
+// slots count in the shared window at the expiry plus the margin, and a
+// settlement keeps a stamp no later than that, so a slot sent later would
+// leave the window before the request leaves the API's minute; see
+// redis_giveback.go). The Local store's write of the record comes after
+// Redis granted it and may outlive the grant: in a daemon just restarted
+// (its bbolt file busy with the jobs it resumes) it took 5 to 12 s, where a
+// fast lane's grant lives 2 s, and the heartbeat may even have settled the
+// grant, idle, meanwhile (a stamp with no grant never reaches Redis). Then
+// r is granted again from now, for its Covers and with no units (its units
+// are in the day count already), the stale grant settled by that script
+// (no stamp: its slots leave the window); a refusal is returned as is (the
+// caller gives the lease back). While recovering (the grant checked against
+// the share), or after a few tries, the stale record is refused instead:
+// Reason "window" until now, so the caller records again at once.
+func (s *Redis) handOut(ctx context.Context, r Record, c RedisClass, ttl time.Duration, fit fitAsk, f Fit, recovering bool) (Fit, error) {
+	// The lease is stamped a little after Reserve returns: at least this
+	// long before the grant's expiry (a quarter of its life, at most half a
+	// second, as the scheduler's records stop covering new leases half a
+	// second before their end).
+	lead := min(ttl/4, 500*time.Millisecond).Milliseconds()
+	for try := 0; ; try++ {
+		now := s.localNow()
+		if g := s.stampsOf(r.Lane).g.Load(); g != nil && now.UnixMilli()+c.Margin.Milliseconds()+lead < g.end {
+			return f, nil
+		}
+		if recovering || try >= 3 || ctx.Err() != nil {
+			return Fit{}, &GrantError{Lane: r.Lane, Reason: "window", Until: now}
+		}
+		again := r
+		again.Units, again.At, again.Until = 0, now, now.Add(ttl)
+		if f.Covers > 0 {
+			again.Covers = f.Covers
+		}
+		nf, err := s.grant(ctx, again, c, ttl, fit)
+		if err != nil {
+			return Fit{}, err
+		}
+		f = nf
+	}
 }
 
 // pruneGrants drops the leading grants of a lane's own grants (oldest
