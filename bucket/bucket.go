@@ -192,9 +192,10 @@ type Class struct {
 	shared bool
 	// protUsed is that sum while protOK: take keeps it up to date (a
 	// request taken adds one when the lane's use passes its shared count),
-	// every other change of a lane's use, day, keys or shared count clears
-	// protOK, and the next read sums the lanes again (O(lanes)); so
-	// Critical costs O(1) per request on a shared ledger too.
+	// and so does SharedDay (the lane's term, old and new); every other
+	// change of a lane's use, day or keys clears protOK, and the next read
+	// sums the lanes again (O(lanes)); so Critical costs O(1) per request
+	// on a shared ledger too, a record's SharedDay included.
 	protUsed int
 	protOK   bool
 }
@@ -1795,13 +1796,39 @@ func (c *Class) SharedDay(project, day string, count int, now time.Time) bool {
 	if l == nil {
 		return false
 	}
+	c.sharedDayLocked(l, day, count, now)
+	return true
+}
+
+// SharedDayOf is SharedDay for the lane of l, a lease of this class (its
+// record's grant returns the count): the same, without finding the lane by
+// its project. A zero Lease is ignored. Safe for concurrent use.
+func (c *Class) SharedDayOf(l Lease, day string, count int, now time.Time) {
+	if l.lane == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sharedDayLocked(l.lane, day, count, now)
+}
+
+// sharedDayLocked is SharedDay for lane l. Call it with c.mu held.
+func (c *Class) sharedDayLocked(l *lane, day string, count int, now time.Time) {
 	c.roll(now, now.UnixNano())
 	if day < l.day {
-		return true // an older day's count: nothing to protect any more
+		return // an older day's count: nothing to protect any more
 	}
-	c.shared, c.protOK = true, false
+	if !c.shared {
+		c.shared, c.protOK = true, false // protUsed was not kept: sum once
+	}
+	// Only this lane's term of daily protection's sum changes: keep the
+	// sum up to date instead of summing every lane again at the next read
+	// (a shared ledger calls this after each record).
+	before := c.protectedLaneUsed(l)
 	l.sharedCount, l.sharedDay = max(count, 0), day
-	return true
+	if c.protOK && len(l.keys) > 0 {
+		c.protUsed += c.protectedLaneUsed(l) - before
+	}
 }
 
 func (c *Class) String() string { return fmt.Sprintf("bucket.Class(%s)", c.name) }

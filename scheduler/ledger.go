@@ -234,7 +234,7 @@ func (l *ledger) commit(ctx context.Context, c *bucket.Class, lease bucket.Lease
 				n, err = l.durable.Reserve(ctx, rec)
 			}
 			if err == nil && l.shared {
-				c.SharedDay(lease.Project, lease.Day, n, now)
+				c.SharedDayOf(lease, lease.Day, n, now)
 			}
 		case lease.Chunk > 0:
 			_, err = l.store.AddDaily(ctx, lease.Day, lane, lease.Chunk)

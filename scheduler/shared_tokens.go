@@ -17,8 +17,11 @@ type sharedTokens interface {
 // overran reports to a sharedTokens store the tokens a sent request used
 // beyond its estimate (tokens: the actual count, negative when unknown).
 func (l *ledger) overran(lease bucket.Lease, tokens int) {
+	if tokens <= lease.Tokens {
+		return // the common case, checked first: no overrun
+	}
 	st, ok := l.store.(sharedTokens)
-	if !ok || tokens <= lease.Tokens || l.tpm[lease.Class] <= 0 {
+	if !ok || l.tpm[lease.Class] <= 0 {
 		return
 	}
 	st.Overran(store.LaneID{Project: lease.Project, Class: lease.Class}, int64(tokens-lease.Tokens))
