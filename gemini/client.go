@@ -50,6 +50,10 @@ type Client struct {
 	slotMoves   func(scheduler.Lease, time.Time) bool
 }
 
+// Scheduler returns the scheduler the calls go through (Config.Scheduler;
+// nil when none was configured).
+func (c *Client) Scheduler() *scheduler.Scheduler { return c.cfg.Scheduler }
+
 type keyClient struct {
 	id     string
 	secret string

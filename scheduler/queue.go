@@ -150,6 +150,7 @@ type Handle struct {
 	id    uint64
 	class string
 	run   *runner // its class, for Waiting
+	t     *task   // for Withdraw
 	done  chan struct{}
 	state atomic.Int32
 	start atomic.Int64 // estimated start, unix nanoseconds

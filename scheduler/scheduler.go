@@ -403,7 +403,7 @@ func (s *Scheduler) Submit(ctx context.Context, j Job) (*Handle, error) {
 		queuedAt: now,
 		heapIdx:  -1,
 	}
-	t.handle = &Handle{id: t.id, class: j.Class, run: r, done: make(chan struct{})}
+	t.handle = &Handle{id: t.id, class: j.Class, run: r, t: t, done: make(chan struct{})}
 	if d, ok := ctx.Deadline(); ok {
 		t.deadline = d
 		earliest := r.class.Earliest(now, j.Tokens)
@@ -669,11 +669,15 @@ func (r *runner) requeue(t *task, notBefore time.Time) {
 }
 
 // cancelQueued ends a queued task whose context ended.
-func (r *runner) cancelQueued(t *task) {
+func (r *runner) cancelQueued(t *task) { r.withdraw(t, nil) }
+
+// withdraw takes t out of the queue if it is still queued and ends it with
+// cause (nil: its context's error); it reports whether it did.
+func (r *runner) withdraw(t *task, cause error) bool {
 	r.mu.Lock()
 	if t.canceled || t.handle.State() != StateQueued {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	t.canceled = true
 	if t.heapIdx >= 0 {
@@ -691,7 +695,10 @@ func (r *runner) cancelQueued(t *task) {
 		r.queues[level(t.job.Priority)].live--
 	}
 	r.mu.Unlock()
-	err := t.ctx.Err()
+	err := cause
+	if err == nil {
+		err = t.ctx.Err()
+	}
 	if t.lastErr != nil {
 		err = fmt.Errorf("%w (last attempt: %v)", err, t.lastErr)
 	}
@@ -700,6 +707,7 @@ func (r *runner) cancelQueued(t *task) {
 			Priority: t.job.Priority, Attempt: t.attempts, Outcome: "canceled", Err: err, Final: true})
 	})
 	r.signal()
+	return true
 }
 
 // closeQueued ends every queued job with ErrClosed after Run stopped.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/slideshowd/slideshowd/internal/httpapi"
+	"github.com/slideshowd/slideshowd/scheduler"
 )
 
 // HTTP server timeouts of serve. Writes allow for the longest long poll
@@ -80,7 +81,10 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 		return openError(e, cfg, err)
 	}
 	defer d.close()
-	metrics.Attach(d.sched.Summary)
+	// The scheduler's summary with the waits of the jobs parked for the
+	// next day (their calls are out of the scheduler's queues).
+	summary := func() scheduler.Summary { return d.pipe.WithParked(d.sched.Summary()) }
+	metrics.Attach(summary)
 	if d.shared != nil {
 		registerSharedMetrics(reg, d.shared)
 	}
@@ -88,7 +92,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	// Closed at the signal: new work answers 503, long polls answer.
 	stopping := make(chan struct{})
 	hcfg := httpapi.Config{
-		Service: d.pipe, Summary: d.sched.Summary, Keys: d.sched, Lanes: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
+		Service: d.pipe, Summary: summary, Keys: d.sched, Lanes: d.sched, Token: cfg.Token, MaxBodyBytes: cfg.MaxBodyBytes,
 		Secrets: configSecrets(cfg), Logger: log, Metrics: metrics,
 		Stopping: stopping, Backup: d.store.Backup, PageRefresh: *refresh,
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,14 +31,21 @@ type job struct {
 	steps []*scheduler.Handle // its calls queued or running in the scheduler
 
 	// Guarded by p.mu: cancel ends the running job's context (nil until
-	// work starts); canceled is set by Pipeline.Cancel.
+	// work starts, and while parked); canceled is set by Pipeline.Cancel;
+	// parkWait is the wait for the next Pacific day the job gave up its
+	// slot for (see park.go), nil when not parking or parked.
 	cancel   context.CancelFunc
 	canceled bool
+	parkWait *scheduler.Wait
+	// parking is set with parkWait: the job's calls are withdrawn from the
+	// scheduler as they come (track) and it starts no new one.
+	parking atomic.Bool
 }
 
-// work runs j as far as it goes and releases it; it reports whether the
-// job reached a final state.
-func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) bool {
+// work runs j as far as it goes and releases it, or parks it (see
+// park.go); it reports whether the job reached a final state, and whether
+// it parked.
+func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) (final, parked bool) {
 	ctx, cancel := context.WithCancel(workCtx)
 	defer cancel()
 	p.mu.Lock()
@@ -47,9 +55,12 @@ func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) bool {
 	if canceled {
 		cancel() // canceled between leaving the queue and now
 	}
-	final := j.run(ctx, runCtx)
+	final = j.run(ctx, runCtx)
+	if !final && runCtx.Err() == nil && p.park(j) {
+		return false, true
+	}
 	p.release(j, final)
-	return final
+	return final, false
 }
 
 // track follows a call of the job in the scheduler (scheduler.OnSubmit).
@@ -58,6 +69,11 @@ func (j *job) track(h *scheduler.Handle) {
 	defer j.mu.Unlock()
 	j.steps = slices.DeleteFunc(j.steps, func(h *scheduler.Handle) bool { return h.State().Final() })
 	j.steps = append(j.steps, h)
+	if j.parking.Load() {
+		// Submitted as the job parked: withdrawn too (not from here:
+		// this runs inside the scheduler's Submit).
+		go h.Withdraw(errParked)
+	}
 }
 
 // waiting returns why the job waits for quota: nil when a step of it runs
@@ -128,7 +144,7 @@ func (j *job) snapshot() record {
 // interrupted reports whether err ends a step because slideshowd is
 // stopping rather than because the step failed.
 func interrupted(err error, runCtx context.Context) bool {
-	return errors.Is(err, scheduler.ErrClosed) || errors.Is(err, errInterrupted) || runCtx.Err() != nil
+	return errors.Is(err, scheduler.ErrClosed) || errors.Is(err, errInterrupted) || errors.Is(err, errParked) || runCtx.Err() != nil
 }
 
 // run works the job; it reports whether the job reached a final state.
@@ -143,6 +159,9 @@ func (j *job) run(ctx, runCtx context.Context) bool {
 	if err != nil {
 		if j.isCanceled() {
 			return j.endCanceled(log)
+		}
+		if errors.Is(err, errParked) {
+			return false
 		}
 		if interrupted(err, runCtx) {
 			log.Info().Err(err).Msg("analysis interrupted; resumes at the next start")
@@ -329,6 +348,9 @@ func (j *job) existingImage(n int) (string, bool) {
 // failure is stored in the image's state).
 func (j *job) image(ctx, runCtx context.Context, log zerolog.Logger, n int, prompt gemini.Prompt, opts gemini.ImageOptions) error {
 	i := n - 1
+	if j.parking.Load() {
+		return errParked // stays pending
+	}
 	if err := j.update(func(r *record) { r.ImageStates[i].State = ImageRunning }); err != nil {
 		log.Error().Err(err).Msg("cannot store an image's state")
 		return err

@@ -51,7 +51,10 @@ type Config struct {
 	// user information (see internal/redact). Default none.
 	Secrets []string
 	// MaxActive is the most jobs in progress at once; the others wait,
-	// stored, highest priority first. Default DefaultMaxActive.
+	// stored, highest priority first. A job in progress whose every
+	// queued call waits for the next Pacific day gives its slot up until
+	// its quota comes back (parked: see park.go). Default
+	// DefaultMaxActive.
 	MaxActive int
 	// AspectRatio and ImageSize of generated images (see
 	// gemini.ImageOptions). Defaults "9:16" and "1K".
@@ -130,6 +133,7 @@ type Pipeline struct {
 	state    int // stateNew, stateRunning, stateStopped
 	active   map[string]*job
 	queue    [3][]*job                  // waiting for a slot, by priority level (low, normal, high)
+	parked   []*job                     // active, waiting for their quota without a slot (park.go)
 	waiters  map[string][]chan struct{} // Wait: closed when the job ends
 	released map[string][]chan struct{} // Retry: closed when the job leaves active
 	creating map[string]bool            // Submit: directory made, record not stored yet
@@ -230,10 +234,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		ret.expire(ctx)
 	}
 	type ended struct {
-		j     *job
-		final bool
+		j      *job
+		final  bool
+		parked bool
 	}
 	running := 0
+	working := make(map[*job]bool) // the jobs in progress
+	parkTick := time.NewTicker(parkEvery)
+	defer parkTick.Stop()
 	done := make(chan ended, p.cfg.MaxActive)
 	var (
 		requeueMu sync.Mutex
@@ -256,18 +264,27 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			running++
 			p.inProgress.Store(int32(running))
+			working[j] = true
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				done <- ended{j, p.work(workCtx, ctx, j)}
+				final, parked := p.work(workCtx, ctx, j)
+				done <- ended{j, final, parked}
 			}()
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-parkTick.C:
+			p.parkWaiting(working)
+			p.readmit()
 		case e := <-done:
 			running--
 			p.inProgress.Store(int32(running))
+			delete(working, e.j)
+			if e.parked {
+				continue
+			}
 			if e.final {
 				if rec := e.j.snapshot(); p.cfg.Retention > 0 {
 					ret.keep(rec.ID, rec.UpdatedAt)
@@ -294,6 +311,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				requeueMu.Unlock()
 			}
 		case <-p.wake:
+			if running >= p.cfg.MaxActive {
+				// A job queued for a slot (a submit): the jobs in
+				// progress that wait for the next day give theirs up now.
+				p.parkWaiting(working)
+			}
 			p.mu.Lock()
 			ended := p.endedQueued
 			p.endedQueued = nil
@@ -691,9 +713,18 @@ func (p *Pipeline) addWait(st *Status) {
 	p.mu.Lock()
 	j := p.active[st.ID]
 	started := j != nil && j.cancel != nil
+	var parked *scheduler.Wait
+	if j != nil && j.parkWait != nil {
+		pw := *j.parkWait
+		parked = &pw
+	}
 	p.mu.Unlock()
 	switch {
 	case j == nil:
+	case parked != nil:
+		// Parked (or parking): it gave up its slot until the next
+		// Pacific day's quota, or the class takes its priority again.
+		st.Wait = parked
 	case started:
 		st.Wait = j.waiting()
 	case int(p.inProgress.Load()) >= p.cfg.MaxActive:
@@ -817,6 +848,10 @@ func (p *Pipeline) Cancel(ctx context.Context, id string) (Status, error) {
 			// Queued: take it out of the queue and store its end here.
 			p.queue[lv] = slices.Delete(p.queue[lv], i, i+1)
 			delete(p.active, id)
+		} else if i := slices.Index(p.parked, j); i >= 0 {
+			// Parked: likewise, out of the parked jobs.
+			p.parked = slices.Delete(p.parked, i, i+1)
+			delete(p.active, id)
 		} else {
 			// Running (or about to): its steps stop and it stores its
 			// cancellation itself.
@@ -844,10 +879,14 @@ func (p *Pipeline) Cancel(ctx context.Context, id string) (Status, error) {
 	defer p.mu.Unlock()
 	rec := r.canceled(time.Now().UTC())
 	if err := p.put(ctx, rec); err != nil {
-		if active { // still queued, at the back
+		if active { // still queued (a parked job too: it waits again), at the back
 			p.active[id] = j
-			lv := priorityLevel(r.Priority)
-			p.queue[lv] = append(p.queue[lv], j)
+			if j.parkWait != nil && j.cancel == nil {
+				p.parked = append(p.parked, j)
+			} else {
+				lv := priorityLevel(r.Priority)
+				p.queue[lv] = append(p.queue[lv], j)
+			}
 		}
 		return Status{}, err
 	}

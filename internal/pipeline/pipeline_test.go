@@ -64,6 +64,10 @@ type setup struct {
 	logger    *zerolog.Logger // nil: none
 	secrets   []string
 	maxActive int // 0: the default
+	// imageLimits replaces the image class's limits (RPM 18, RPD 240)
+	// when RPD is set; critical is the scheduler's Critical (0: default).
+	imageLimits bucket.Limits
+	critical    float64
 }
 
 func newHarness(t *testing.T, s setup) *harness {
@@ -88,13 +92,18 @@ func newHarness(t *testing.T, s setup) *harness {
 		bkeys = append(bkeys, bucket.Key{ID: k.Name, Project: k.Name})
 		gkeys = append(gkeys, gemini.Key{ID: k.Name, Secret: k.Secret})
 	}
+	imageLimits := bucket.Limits{RPM: 18, RPD: 240}
+	if s.imageLimits.RPD > 0 {
+		imageLimits = s.imageLimits
+	}
 	s2, err := scheduler.New(scheduler.Config{
 		Classes: []scheduler.ClassConfig{
 			{Name: "text", Limits: bucket.Limits{RPM: 900, RPD: 9000}},
 			// Burst 1 (not the default, RPM): a lane paces its images, so
 			// tests can have one waiting in the scheduler.
-			{Name: "image", Limits: bucket.Limits{RPM: 18, RPD: 240}, Burst: 1},
+			{Name: "image", Limits: imageLimits, Burst: 1},
 		},
+		Critical:   s.critical,
 		Keys:       bkeys,
 		Store:      h.st,
 		Classifier: gemini.Classify,

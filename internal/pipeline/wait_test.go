@@ -57,22 +57,17 @@ func TestStatusShowsQuotaWait(t *testing.T) {
 }
 
 // A job queued behind max_active jobs in progress says so in its wait
-// (kind slot), also a high-priority one behind normal jobs that wait for
-// tomorrow's quota: it showed "queued" with no reason.
+// (kind slot), also a high-priority one: it showed "queued" with no
+// reason. (A job in progress that waits for the next day gives its slot
+// up instead: TestParkedForTheDay.)
 func TestStatusShowsSlotWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		models := emulator.DefaultModels()
-		models[emulator.DefaultImageModel] = emulator.Limits{RPM: 20, RPD: 1} // one image per project and day
-		e, err := emulator.New(emulator.Config{Keys: testKeys, Seed: 1, Models: models})
+		h := newHarness(t, setup{maxActive: 1})
+		first, err := h.p.Submit(t.Context(), request(12)) // paced: 4 images a lane, 3.3 s apart
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := newHarness(t, setup{emu: e, maxActive: 1})
-		first, err := h.p.Submit(t.Context(), request(5))
-		if err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Minute) // its last two images wait for the day
+		time.Sleep(time.Second)
 		synctest.Wait()
 		r := request(1)
 		r.Priority = "high"
@@ -90,19 +85,22 @@ func TestStatusShowsSlotWait(t *testing.T) {
 			st.Wait.Reason != "max_active: all 1 slots taken by slideshows in progress; starts when one ends, highest priority first" {
 			t.Fatalf("the high job: %+v, wait %+v; want queued, waiting for a slot", st, st.Wait)
 		}
-		if st, _ := h.p.Status(t.Context(), first); st.Wait == nil || st.Wait.Kind != scheduler.WaitDay {
-			t.Errorf("the first job: wait %+v, want its day wait", st.Wait)
+		if st, _ := h.p.Status(t.Context(), first); st.State.Final() || (st.Wait != nil && st.Wait.Kind != scheduler.WaitRPM) {
+			t.Errorf("the first job: %s, wait %+v, want in progress, paced", st.State, st.Wait)
 		}
 		pg, err := h.p.Jobs(t.Context(), Filter{States: []JobState{JobQueued}})
 		if err != nil || len(pg.Jobs) != 1 || pg.Jobs[0].Wait == nil || pg.Jobs[0].Wait.Kind != WaitSlot {
 			t.Fatalf("Jobs = %+v, %v: want the slot wait there too", pg, err)
 		}
-		// Once the first job ends (at midnight), the high one starts and
-		// its slot wait is gone.
-		ctx, cancel := context.WithTimeout(t.Context(), 48*time.Hour)
+		// Once the first job ends, the high one starts and its slot wait
+		// is gone.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Hour)
 		defer cancel()
 		if st, err := h.p.Wait(ctx, high); err != nil || st.State != JobDone || st.Wait != nil {
 			t.Fatalf("the high job = %+v, %v", st, err)
+		}
+		if st, _ := h.p.Status(t.Context(), first); st.State != JobDone {
+			t.Errorf("the first job: %s, want done before the high one started", st.State)
 		}
 	})
 }
