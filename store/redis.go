@@ -751,7 +751,7 @@ func (s *Redis) beatCall(opening bool) beatArgs {
 	b := beatArgs{joined: s.epoch, t0: s.localNow()}
 	s.mu.Unlock()
 	b.day = b.t0.In(s.loc).Format(DayFormat)
-	b.keys = []string{s.procsKey(), s.epochKey()}
+	b.keys = []string{s.procsKey(), s.epochKey(), s.fixKey(s.id)}
 	b.args = []any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0, s.sentClock(b.t0)}
 	if !opening {
 		b.keys = s.viewKeys(b.keys, b.day)
@@ -847,7 +847,7 @@ func (s *Redis) renewLimits(ctx context.Context) error {
 	}
 	args := s.limitsArgs([]any{s.id, s.ttl.Milliseconds(), s.clock(), "", s.window.Milliseconds(), s.f.gran, 0,
 		s.sentClock(s.localNow())})
-	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey()}, args...).Slice()
+	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.procsKey(), s.epochKey(), s.fixKey(s.id)}, args...).Slice()
 	if err == nil && len(res) < 6 {
 		err = fmt.Errorf("%w: heartbeat: unexpected reply %v", ErrUnavailable, res)
 	}

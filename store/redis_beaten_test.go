@@ -27,8 +27,8 @@ func (h *loseBeatReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		a := cmd.Args()
-		if err == nil && len(a) > 5 && (a[0] == "evalsha" || a[0] == "eval") && fmt.Sprint(a[2]) == "2" && a[3] == "test:procs" &&
-			strings.HasPrefix(fmt.Sprint(a[5]), h.process+"~") && h.done.CompareAndSwap(false, true) {
+		if err == nil && len(a) > 6 && (a[0] == "evalsha" || a[0] == "eval") && fmt.Sprint(a[2]) == "3" && a[3] == "test:procs" &&
+			strings.HasPrefix(fmt.Sprint(a[6]), h.process+"~") && h.done.CompareAndSwap(false, true) {
 			cmd.SetErr(errInjected)
 			return errInjected
 		}

@@ -459,7 +459,11 @@ return out
 // at the end of a recovery, after an outage of any length: with a time
 // limit, 10 minutes before, a charge in an epoch joined after an outage
 // longer than that stayed). While that life beat within the grace, it is
-// left to the next heartbeats (fixDead).
+// left to the next heartbeats (fixDead). A life taken for dead that was
+// only late (a start on a copy of its file while its heartbeat was past
+// the grace) deletes its mark with its next heartbeat (heartbeatScript):
+// a later charge of it adds day units again, and its own data directory's
+// next start replaces that one.
 // Each lane and day replaced is reported (DeadFixes; the scheduler logs
 // one line each). What the cluster then counts of the dead life's share
 // is what it granted itself, never below what it sent; a data directory

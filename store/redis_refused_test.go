@@ -153,7 +153,7 @@ func (h *beforeBeat) DialHook(next redis.DialHook) redis.DialHook { return next 
 func (h *beforeBeat) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		a := cmd.Args()
-		if len(a) > 5 && (a[0] == "evalsha" || a[0] == "eval") && fmt.Sprint(a[2]) == "2" && a[3] == "test:procs" && strings.HasPrefix(fmt.Sprint(a[5]), h.process+"~") {
+		if len(a) > 6 && (a[0] == "evalsha" || a[0] == "eval") && fmt.Sprint(a[2]) == "3" && a[3] == "test:procs" && strings.HasPrefix(fmt.Sprint(a[6]), h.process+"~") {
 			h.once.Do(h.fn)
 		}
 		return next(ctx, cmd)

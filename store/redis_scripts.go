@@ -453,8 +453,13 @@ return 1
 // with TPM), so that one
 // round trip does everything a heartbeat reads.
 //
-// KEYS: 1 processes (zset), 2 epoch, then per view lane: window, day count;
-// then per view lane with TPM: token window.
+// It also deletes this process's fix mark (deadFixScript: set when another
+// process took it for dead as it started on a copy of its Local store while
+// its heartbeat was late): a process that beats after the mark is alive,
+// and a later charge of it must add its day units again.
+//
+// KEYS: 1 processes (zset), 2 epoch, 3 this process's fix mark, then per
+// view lane: window, day count; then per view lane with TPM: token window.
 // ARGV: 1 process, 2 ttl ms, 3 now ms (0: TIME), 4 the epoch this process
 // joined ("": no view), 5 window ms, 6 rounding ms (1000), 7 view lanes n
 // (0: no view), 8 when the call was made (ms, on the scripts' clock, as
@@ -483,6 +488,7 @@ local added = 0
 if old <= now then added = 1 end
 if at + ttl > now and at + ttl > old then redis.call('ZADD', KEYS[1], at + ttl, ARGV[1]) end
 redis.call('PEXPIRE', KEYS[1], math.max(ttl * 2, ` + procsLife + `))
+redis.call('DEL', KEYS[3])
 local ep = redis.call('GET', KEYS[2]) or ''
 local out = {redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf'), added, ep, '', '', ''}
 if ARGV[9] ~= '' then
@@ -507,7 +513,7 @@ if ARGV[9] ~= '' then
 end
 local n = tonumber(ARGV[7])
 if n == 0 or ARGV[4] == '' or ep ~= ARGV[4] then return out end
-return view(out, 3, n, now, tonumber(ARGV[5]), tonumber(ARGV[6]), KEYS[1])
+return view(out, 4, n, now, tonumber(ARGV[5]), tonumber(ARGV[6]), KEYS[1])
 `)
 
 // limitsScript registers this process's limits of each lane, for expiry ms
