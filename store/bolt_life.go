@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,4 +62,33 @@ func (s *Bolt) SetSharedLife(ctx context.Context, cluster string, l SharedLife) 
 	return s.update(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put([]byte(keyLife+cluster), v)
 	})
+}
+
+// ForgetSharedLives deletes the life records of every cluster from the
+// file (see SharedLife) and returns how many there were, in one synced
+// transaction. `slideshowd store restore` calls it on the copy it puts in
+// place: a backup's record is the life as it was when the backup was
+// taken, and a start on it would replace that life's charge as presumed
+// dead by the pending units of then, dropping the share units the life
+// took after the backup (see Redis, "The charge replaced"); without a
+// record the charge stays, a bound of what the life sent. Safe for
+// concurrent use; ErrClosed after Close.
+func (s *Bolt) ForgetSharedLives(ctx context.Context) (int, error) {
+	n := 0
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.Seek([]byte(keyLife)); k != nil && bytes.HasPrefix(k, []byte(keyLife)); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	return n, err
 }

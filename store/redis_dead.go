@@ -463,7 +463,10 @@ return out
 // only late (a start on a copy of its file while its heartbeat was past
 // the grace) deletes its mark with its next heartbeat (heartbeatScript):
 // a later charge of it adds day units again, and its own data directory's
-// next start replaces that one.
+// next start replaces that one. `slideshowd store restore` forgets the
+// restored file's records (Bolt.ForgetSharedLives): a backup's record is
+// the life as it was then, and would replace the charge by the units
+// pending then, not those taken after; without a record the charge stays.
 // Each lane and day replaced is reported (DeadFixes; the scheduler logs
 // one line each). What the cluster then counts of the dead life's share
 // is what it granted itself, never below what it sent; a data directory

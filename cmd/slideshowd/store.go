@@ -337,7 +337,10 @@ func restoreStore(cfg config.Config, src string, now time.Time) (string, int) {
 // capped at the lane's RPD. Days before today need nothing: their quota is
 // over. The rule is the fastest the lane could have gone, so the restored
 // count is never below the real one; its cost is at most a day of a lane's
-// quota held back after a restore.
+// quota held back after a restore. It also forgets the file's life records
+// (store.Bolt.ForgetSharedLives): a backup's record is stale, and a start on
+// it would replace the charge of a life presumed dead after an outage by the
+// units it had pending when the backup was taken, not what it took after.
 func restoreAllowance(cfg config.Config, path string, at, now time.Time) (string, error) {
 	st, err := store.Open(path, store.Options{})
 	if err != nil {
@@ -345,6 +348,9 @@ func restoreAllowance(cfg config.Config, path string, at, now time.Time) (string
 	}
 	defer st.Close()
 	ctx := context.Background()
+	if _, err := st.ForgetSharedLives(ctx); err != nil {
+		return "", err
+	}
 	today := bucket.Day(now, bucket.Pacific)
 	since := at
 	if midnight := bucket.NextMidnight(now.AddDate(0, 0, -1), bucket.Pacific); bucket.Day(at, bucket.Pacific) != today || at.Before(midnight) {

@@ -38,6 +38,34 @@ func TestREADMEDamageExamples(t *testing.T) {
 	}
 }
 
+// setLife writes l as cluster "c1"'s life record in the store file at path.
+func setLife(t *testing.T, path string, l store.SharedLife) {
+	t.Helper()
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.SetSharedLife(context.Background(), "c1", l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sharedLife returns cluster "c1"'s life record in the store file at path.
+func sharedLife(t *testing.T, path string) store.SharedLife {
+	t.Helper()
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.SharedLife(context.Background(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 // todayCounts reads today's counts from a store file, by lane.
 func todayCounts(t *testing.T, path string) map[store.LaneID]int {
 	t.Helper()
@@ -132,6 +160,11 @@ func TestStoreDamageBackupRestore(t *testing.T) {
 		})
 	}
 
+	// A life record in the backup (a process on Redis wrote it): restore
+	// forgets it, so no start replaces a dead life's charge by the stale
+	// units of the backup (review10 R10-1).
+	setLife(t, backup, store.SharedLife{Life: "c:1", Epoch: "e1", Gen: 1})
+
 	// Restore: the counts are the backup's plus the allowance. The store
 	// is missing (the last damage): no previous file is kept, none made up.
 	r = runBin(t, dir, vars, "store", "restore", backup)
@@ -140,6 +173,9 @@ func TestStoreDamageBackupRestore(t *testing.T) {
 	}
 	if kept, _ := filepath.Glob(db + ".replaced-*"); len(kept) != 0 || strings.Contains(r.stdout, "previous file") {
 		t.Errorf("restore over a missing store kept a phantom previous file %v: %s", kept, r.stdout)
+	}
+	if l := sharedLife(t, db); l.Life != "" {
+		t.Errorf("life record after restore: %+v, want none (forgotten)", l)
 	}
 	after := todayCounts(t, db)
 	for _, p := range []string{"key1", "key2", "key3"} {

@@ -1,0 +1,99 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/slideshowd/slideshowd/store"
+)
+
+// TestRedisDeadChargeKeptAfterRestore: c (bbolt) is backed up (a copy of
+// the file) before an outage; during the outage c takes its share (3
+// units) and is killed; the survivors charge it 9. The operator restores
+// the backup (`slideshowd store restore`: the copy put in place, its life
+// records forgotten, ForgetSharedLives) and starts the daemon on it. The
+// backup's record named c with no pending units: before, the start
+// replaced c's charge by those 0 units, and c's 3 share units, sent, were
+// in no count of the cluster's day (count 9, 12 granted; review10 R10-1).
+// Now the restored file has no record: the charge stays, and the cluster's
+// day count is not below the units granted.
+func TestRedisDeadChargeKeptAfterRestore(t *testing.T) {
+	ctx := context.Background()
+	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
+		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.db")
+	backup := filepath.Join(dir, "backup.db")
+	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
+	e.c = e.openBolt(t, path, "c", e.cls)
+	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		if !e.take(t, s, 1, 1) {
+			t.Fatalf("%s: no grant", s.Process())
+		}
+	}
+	copyFile(t, path, backup) // the backup, before the outage
+	e.clock.add(time.Second)
+	e.srv.Stop()
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("heartbeat with Redis stopped: %v", err)
+		}
+	}
+	e.clock.add(92 * time.Second)
+	for _, s := range []*store.Redis{e.a, e.b, e.c} {
+		if !e.take(t, s, 3, 3) {
+			t.Fatalf("%s: no share", s.Process())
+		}
+	}
+	if err := e.c.Close(); err != nil { // killed
+		t.Fatal(err)
+	}
+	e.clock.add(time.Second)
+	e.srv.Restart()
+	for _, s := range []*store.Redis{e.a, e.b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.saturate(t, 30*time.Second, e.a, e.b)
+	cs := e.charges(e.a, e.b)
+	if len(cs) != 1 || cs[0].Process != "c" {
+		t.Fatalf("charges %+v, want c once", cs)
+	}
+	rc := e.client(t)
+	before, _ := dayCount(t, rc, "c")
+	// store restore: the backup put in place, its life records forgotten.
+	copyFile(t, backup, path)
+	st, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := st.SharedLife(ctx, "test"); err != nil || l.Life == "" {
+		t.Fatalf("the backup's life record: %+v, %v; want c's", l, err)
+	}
+	if n, err := st.ForgetSharedLives(ctx); err != nil || n != 1 {
+		t.Fatalf("ForgetSharedLives: %d, %v; want 1 record", n, err)
+	}
+	if l, err := st.SharedLife(ctx, "test"); err != nil || l.Life != "" {
+		t.Fatalf("life record after ForgetSharedLives: %+v, %v; want none", l, err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := e.openBolt(t, path, "c2", e.cls)
+	t.Cleanup(func() { c2.Close() })
+	e.saturate(t, 10*time.Second, e.a, e.b, c2)
+	count, cUse := dayCount(t, rc, "c")
+	t.Logf("c charged %+v; day count %d before the restored start, %d after (c's part %d); units granted %d",
+		cs[0].Lanes[0], before, count, cUse, e.units)
+	if count < e.units {
+		t.Fatalf("cluster day count %d below the units granted (and sent) %d: c's share units removed by the backup's stale life record", count, e.units)
+	}
+	if fixes := c2.DeadFixes(); len(fixes) != 0 {
+		t.Errorf("c2 replaced a charge from a restored file: %+v", fixes)
+	}
+}
