@@ -400,13 +400,16 @@ func slotOwner(member string, alive []string, byDay map[string]int) string {
 // slotProcess returns the process of a window member, written as
 // process:sequence:tail (a grant's "g*n", a settlement's "k<j>*n"; an older
 // slideshowd's: a slot's number), process:sequence:s:tail (a grant on the
-// share of an outage) or process:sequence:r:tail (its reconciliation).
+// share of an outage), process:sequence:r:tail (its reconciliation) or
+// process:time:d:tail (the charge of a process presumed dead after an
+// outage, redis_dead.go: its process is that life's, not a process of its
+// own).
 func slotProcess(member string) string {
 	i := strings.LastIndexByte(member, ':')
 	if i < 0 {
 		return member
 	}
-	if rest := member[:i]; strings.HasSuffix(rest, ":s") || strings.HasSuffix(rest, ":r") {
+	if rest := member[:i]; strings.HasSuffix(rest, ":s") || strings.HasSuffix(rest, ":r") || strings.HasSuffix(rest, ":d") {
 		i -= 2
 	}
 	j := strings.LastIndexByte(member[:i], ':')
