@@ -52,12 +52,7 @@ func newDeadEnvOpts(t *testing.T, o deadOpts) *deadEnv {
 		o.before(e)
 	}
 	e.lastHB = e.clock.now()
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if _, err := s.Heartbeat(context.Background()); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
+	e.stopRedis(t, e.a, e.b, e.c)
 	// Every slot granted before the outage may have left the window 60 s,
 	// the grant life (30 s), the margin and a second after it began: the
 	// share is then RPM / 3 = 3, and of the day (RPD - the view's count -

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,18 +22,13 @@ import (
 // data directory's next start replaces that charge by its record.
 func TestRedisDeadChargeCopyStartWhileBeatLate(t *testing.T) {
 	ctx := context.Background()
-	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
-		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	e := newDeadFixEnv(t)
 	dir := t.TempDir()
 	path, cpy := filepath.Join(dir, "c.db"), filepath.Join(dir, "copy.db")
-	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 	e.c = e.openBolt(t, path, "c", e.cls)
+	kill := closeAtEnd(t, e.c)
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if !e.take(t, s, 1, 1) {
-			t.Fatalf("%s: no grant", s.Process())
-		}
-	}
+	e.takeAll(t, 1, "no grant", e.a, e.b, e.c)
 	copyFile(t, path, cpy)
 	beat(t, e.a, e.b, e.c)
 	e.clock.add(7 * time.Second) // c's next heartbeat 2 s late
@@ -51,27 +45,11 @@ func TestRedisDeadChargeCopyStartWhileBeatLate(t *testing.T) {
 		t.Fatalf("c's fix mark after c's heartbeat: %d, %v; want deleted", n, err)
 	}
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c, d) // c goes on beating
-	e.clock.add(time.Second)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b, e.c, d} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
-	e.clock.add(92 * time.Second)
-	if !e.take(t, e.c, 2, 2) { // c takes its share
-		t.Fatal("c: no share")
-	}
-	if err := e.c.Close(); err != nil { // killed during the outage
-		t.Fatal(err)
-	}
-	e.clock.add(time.Second)
-	e.srv.Restart()
-	for _, s := range []*store.Redis{e.a, e.b, d} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.outage(t, e.a, e.b, e.c, d)
+	e.takeAll(t, 2, "no share", e.c) // c takes its share
+	kill()                           // killed during the outage
+	e.restartRedis(false)
+	beat(t, e.a, e.b, d)
 	e.saturate(t, 30*time.Second, e.a, e.b, d)
 	cs := e.charges(e.a, e.b, d)
 	if len(cs) != 1 || cs[0].Process != "c" || cs[0].Lanes[0].Units == 0 {

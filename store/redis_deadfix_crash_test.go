@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slideshowd/slideshowd/internal/redistest"
 	"github.com/slideshowd/slideshowd/store"
 )
 
@@ -74,55 +73,24 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-				clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
-				cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+			e := newDeadFixEnv(t)
 			dir := t.TempDir()
 			path := filepath.Join(dir, "c.db")
-			e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 			var cl *crashLife
 			var err error
 			if e.c, cl, err = e.openCrash(t, path, "c", e.cls, false); err != nil {
 				t.Fatal(err)
 			}
-			closed := false
-			t.Cleanup(func() {
-				if !closed {
-					e.c.Close()
-				}
-			})
+			kill := closeAtEnd(t, e.c)
 			e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
-			for _, s := range []*store.Redis{e.a, e.b, e.c} {
-				if !e.take(t, s, 1, 1) {
-					t.Fatalf("%s: no grant", s.Process())
-				}
-			}
-			e.clock.add(time.Second)
-			e.srv.Stop()
-			for _, s := range []*store.Redis{e.a, e.b, e.c} {
-				if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-					t.Fatalf("heartbeat with Redis stopped: %v", err)
-				}
-			}
-			e.clock.add(92 * time.Second)
-			for _, s := range []*store.Redis{e.a, e.b} {
-				if !e.take(t, s, 3, 3) {
-					t.Fatalf("%s: no share", s.Process())
-				}
-			}
-			if !e.take(t, e.c, 1, 1) { // recorded pending in c's file
-				t.Fatal("c: no share")
-			}
-			e.clock.add(time.Second)
-			e.srv.Restart()
+			e.takeAll(t, 1, "no grant", e.a, e.b, e.c)
+			e.outage(t, e.a, e.b, e.c)
+			e.takeAll(t, 3, "no share", e.a, e.b)
+			e.takeAll(t, 1, "no share", e.c) // recorded pending in c's file
+			e.restartRedis(false)
 			cl.crash.Store(true) // c dies before its record is emptied
-			if _, err := e.c.Heartbeat(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.c.Close(); err != nil { // killed: no settlement, no Leave
-				t.Fatal(err)
-			}
-			closed = true
+			beat(t, e.c)
+			kill() // killed: no settlement, no Leave
 			rc := e.client(t)
 			if tc.charged {
 				// Killed before it marked its reconcile: only its
@@ -135,11 +103,7 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 				e.clock.add(4 * time.Second)
 			}
 			e.clock.add(time.Second)
-			for _, s := range []*store.Redis{e.a, e.b} {
-				if _, err := s.Heartbeat(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
+			beat(t, e.a, e.b)
 			e.saturate(t, 30*time.Second, e.a, e.b)
 			cs := e.charges(e.a, e.b)
 			count, cUse := dayCount(t, rc, "c")
@@ -154,19 +118,9 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 			if tc.empty {
 				// Every process re-seeds its own data directory's counts
 				// (c's by the next start on it): c's unit once.
-				e.srv.Stop()
-				for _, s := range []*store.Redis{e.a, e.b} {
-					if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-						t.Fatalf("heartbeat with Redis stopped: %v", err)
-					}
-				}
-				e.clock.add(time.Second)
-				e.srv.RestartEmpty()
-				for _, s := range []*store.Redis{e.a, e.b} {
-					if _, err := s.Heartbeat(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
+				e.stopRedis(t, e.a, e.b)
+				e.restartRedis(true)
+				beat(t, e.a, e.b)
 			}
 			copyFile(t, path, filepath.Join(dir, "c-copy.db"))
 			// A start that replaces c's charge and dies before it records
@@ -223,9 +177,7 @@ func TestRedisDeadChargeCrashAfterReconcile(t *testing.T) {
 func TestRedisDeadChargeReplacedAcrossMidnight(t *testing.T) {
 	ctx := context.Background()
 	const d1, d2 = "2026-03-01", "2026-03-02"
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 2, 7, 56, 0, 0, time.UTC)}}, // 23:56 Pacific
-		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	e := newDeadFixEnvAt(t, time.Date(2026, 3, 2, 7, 56, 0, 0, time.UTC)) // 23:56 Pacific
 	granted := map[string]int{}
 	take := func(s *store.Redis, day string, n int) bool {
 		t.Helper()
@@ -244,28 +196,15 @@ func TestRedisDeadChargeReplacedAcrossMidnight(t *testing.T) {
 		return true
 	}
 	path := filepath.Join(t.TempDir(), "c.db")
-	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 	e.c = e.openBolt(t, path, "c", e.cls)
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			e.c.Close()
-		}
-	})
+	kill := closeAtEnd(t, e.c)
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
 	for _, s := range []*store.Redis{e.a, e.b, e.c} {
 		if !take(s, d1, 1) {
 			t.Fatalf("%s: no grant", s.Process())
 		}
 	}
-	e.clock.add(time.Second)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
-	e.clock.add(92 * time.Second) // 23:57:53
+	e.outage(t, e.a, e.b, e.c) // 23:57:53
 	for _, s := range []*store.Redis{e.a, e.b} {
 		if !take(s, d1, 3) {
 			t.Fatalf("%s: no share", s.Process())
@@ -274,10 +213,7 @@ func TestRedisDeadChargeReplacedAcrossMidnight(t *testing.T) {
 	if !take(e.c, d1, 1) {
 		t.Fatal("c: no share")
 	}
-	if err := e.c.Close(); err != nil { // killed
-		t.Fatal(err)
-	}
-	closed = true
+	kill()                       // killed
 	e.clock.add(3 * time.Minute) // 00:00:53, the new day
 	e.srv.Restart()
 	var cs []store.DeadCharge
@@ -328,59 +264,28 @@ func TestRedisDeadChargeReplacedAcrossMidnight(t *testing.T) {
 // granted, never below them (a mark that skipped every later record would
 // leave it one below).
 func TestRedisDeadChargeSecondOutage(t *testing.T) {
-	ctx := context.Background()
-	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
-		clock: &vclock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}},
-		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	e := newDeadFixEnv(t)
 	path := filepath.Join(t.TempDir(), "c.db")
-	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 	e.c = e.openBolt(t, path, "c", e.cls)
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			e.c.Close()
-		}
-	})
+	kill := closeAtEnd(t, e.c)
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
-	outage := func(cTakes bool) {
+	outage := func() {
 		t.Helper()
-		e.clock.add(time.Second)
-		e.srv.Stop()
-		for _, s := range []*store.Redis{e.a, e.b, e.c} {
-			if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-				t.Fatalf("heartbeat with Redis stopped: %v", err)
-			}
-		}
-		e.clock.add(92 * time.Second)
-		for _, s := range []*store.Redis{e.a, e.b} {
-			if !e.take(t, s, 3, 3) {
-				t.Fatalf("%s: no share", s.Process())
-			}
-		}
-		if cTakes && !e.take(t, e.c, 1, 1) {
-			t.Fatal("c: no share")
-		}
+		e.outage(t, e.a, e.b, e.c)
+		e.takeAll(t, 3, "no share", e.a, e.b)
+		e.takeAll(t, 1, "no share", e.c)
 	}
-	outage(true)
-	e.clock.add(time.Second)
-	e.srv.Restart()
+	outage()
+	e.restartRedis(false)
 	e.saturate(t, 30*time.Second, e.a, e.b, e.c) // c reconnects: its unit in Redis
 	rc := e.client(t)
 	if n, _ := dayCount(t, rc, "c"); n != e.units {
 		t.Fatalf("day count %d after the first outage, want %d", n, e.units)
 	}
-	outage(true)
-	if err := e.c.Close(); err != nil { // killed
-		t.Fatal(err)
-	}
-	closed = true
-	e.clock.add(time.Second)
-	e.srv.Restart()
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	outage()
+	kill() // killed
+	e.restartRedis(false)
+	beat(t, e.a, e.b)
 	e.saturate(t, 30*time.Second, e.a, e.b)
 	cs := e.charges(e.a, e.b)
 	count, cUse := dayCount(t, rc, "c")

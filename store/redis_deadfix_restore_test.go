@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -22,43 +21,20 @@ import (
 // day count is not below the units granted.
 func TestRedisDeadChargeKeptAfterRestore(t *testing.T) {
 	ctx := context.Background()
-	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
-		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	e := newDeadFixEnv(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "c.db")
 	backup := filepath.Join(dir, "backup.db")
-	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 	e.c = e.openBolt(t, path, "c", e.cls)
+	kill := closeAtEnd(t, e.c)
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if !e.take(t, s, 1, 1) {
-			t.Fatalf("%s: no grant", s.Process())
-		}
-	}
+	e.takeAll(t, 1, "no grant", e.a, e.b, e.c)
 	copyFile(t, path, backup) // the backup, before the outage
-	e.clock.add(time.Second)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
-	e.clock.add(92 * time.Second)
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if !e.take(t, s, 3, 3) {
-			t.Fatalf("%s: no share", s.Process())
-		}
-	}
-	if err := e.c.Close(); err != nil { // killed
-		t.Fatal(err)
-	}
-	e.clock.add(time.Second)
-	e.srv.Restart()
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.outage(t, e.a, e.b, e.c)
+	e.takeAll(t, 3, "no share", e.a, e.b, e.c)
+	kill() // killed
+	e.restartRedis(false)
+	beat(t, e.a, e.b)
 	e.saturate(t, 30*time.Second, e.a, e.b)
 	cs := e.charges(e.a, e.b)
 	if len(cs) != 1 || cs[0].Process != "c" {

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,51 +55,18 @@ func TestRedisDeadChargeReplaced(t *testing.T) {
 		{"restarted, Redis back empty, then charged", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
-				cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+			e := newDeadFixEnv(t)
 			dir := t.TempDir()
 			path := filepath.Join(dir, "c.db")
-			e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 			e.c = e.openBolt(t, path, "c", e.cls)
-			closed := false
-			t.Cleanup(func() {
-				if !closed {
-					e.c.Close()
-				}
-			})
+			kill := closeAtEnd(t, e.c)
 			e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
-			for _, s := range []*store.Redis{e.a, e.b, e.c} { // a little of the day from Redis
-				if !e.take(t, s, 1, 1) {
-					t.Fatalf("%s: no grant", s.Process())
-				}
-			}
-			e.clock.add(time.Second)
-			e.srv.Stop()
-			for _, s := range []*store.Redis{e.a, e.b, e.c} {
-				if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-					t.Fatalf("heartbeat with Redis stopped: %v", err)
-				}
-			}
-			e.clock.add(92 * time.Second)
-			for _, s := range []*store.Redis{e.a, e.b} {
-				if !e.take(t, s, 3, 3) {
-					t.Fatalf("%s: no share", s.Process())
-				}
-			}
-			if !e.take(t, e.c, 1, 1) { // c takes 1 of its share of 3
-				t.Fatal("c: no share")
-			}
-			if err := e.c.Close(); err != nil { // killed: no settlement, no Leave
-				t.Fatal(err)
-			}
-			closed = true
-			e.clock.add(time.Second)
-			if tc.empty {
-				e.srv.RestartEmpty()
-			} else {
-				e.srv.Restart()
-			}
+			e.takeAll(t, 1, "no grant", e.a, e.b, e.c) // a little of the day from Redis
+			e.outage(t, e.a, e.b, e.c)
+			e.takeAll(t, 3, "no share", e.a, e.b)
+			e.takeAll(t, 1, "no share", e.c) // c takes 1 of its share of 3
+			kill()                           // killed: no settlement, no Leave
+			e.restartRedis(tc.empty)
 			var c2 *store.Redis
 			if !tc.restartLate {
 				c2 = e.openBolt(t, path, "c2", e.cls)
@@ -109,11 +75,7 @@ func TestRedisDeadChargeReplaced(t *testing.T) {
 					t.Error("c2 not held as it joined right after the outage")
 				}
 			}
-			for _, s := range []*store.Redis{e.a, e.b} {
-				if _, err := s.Heartbeat(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
+			beat(t, e.a, e.b)
 			if tc.empty {
 				// The longer recovery (92 s and a TTL), then the charge of
 				// the day only; c2 beats with the survivors.
@@ -200,20 +162,13 @@ func TestRedisDeadChargeReplacedLater(t *testing.T) {
 
 func deadChargeReplacedLater(t *testing.T, empty bool, outage time.Duration) {
 	ctx := context.Background()
-	e := &deadEnv{redisEnv: newPersistentRedisEnv(t),
-		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	e := newDeadFixEnv(t)
 	path := filepath.Join(t.TempDir(), "c.db")
-	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
 	e.c = e.openBolt(t, path, "c", e.cls)
+	kill := closeAtEnd(t, e.c)
 	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
-	for _, s := range []*store.Redis{e.a, e.b, e.c} {
-		if !e.take(t, s, 1, 1) {
-			t.Fatalf("%s: no grant", s.Process())
-		}
-	}
-	if err := e.c.Close(); err != nil { // killed
-		t.Fatal(err)
-	}
+	e.takeAll(t, 1, "no grant", e.a, e.b, e.c)
+	kill()                                 // killed
 	c2 := e.openBolt(t, path, "c2", e.cls) // at once
 	t.Cleanup(func() { c2.Close() })
 	rc := e.client(t)
@@ -232,29 +187,11 @@ func deadChargeReplacedLater(t *testing.T, empty bool, outage time.Duration) {
 		t.Fatalf("c's charge not replaced at c2's heartbeat after c's was overdue (%d, %v)", n, err)
 	}
 	e.clock.add(time.Second)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b, c2} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
+	e.stopRedis(t, e.a, e.b, c2)
 	e.clock.add(outage)
-	for _, s := range []*store.Redis{e.a, e.b} { // their share: RPM / 4 (c2 and c in their views)
-		if !e.take(t, s, 2, 2) {
-			t.Fatalf("%s: no share", s.Process())
-		}
-	}
-	e.clock.add(time.Second)
-	if empty {
-		e.srv.RestartEmpty()
-	} else {
-		e.srv.Restart()
-	}
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.takeAll(t, 2, "no share", e.a, e.b) // their share: RPM / 4 (c2 and c in their views)
+	e.restartRedis(empty)
+	beat(t, e.a, e.b)
 	// c2 beats with them from now on.
 	wait, slots := 30*time.Second, 2 // RPM / 4
 	if empty {

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,14 +64,8 @@ func newJoinEnv(t *testing.T) *deadEnv {
 // before either heartbeat reaches it.
 func (e *deadEnv) sharesThenBack(t *testing.T) {
 	t.Helper()
-	ctx := context.Background()
 	e.saturate(t, 70*time.Second, e.a, e.b)
-	e.srv.Stop()
-	for _, s := range []*store.Redis{e.a, e.b} {
-		if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("heartbeat with Redis stopped: %v", err)
-		}
-	}
+	e.stopRedis(t, e.a, e.b)
 	// Every slot granted before the outage has left the window: the share
 	// is RPM / 2 = 5 each.
 	e.clock.add(92 * time.Second)

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -77,4 +78,94 @@ func (e *redisEnv) outageOnShare(t *testing.T, a, b *store.Redis) {
 		t.Fatalf("the share: %v", err)
 	}
 	e.srv.Restart()
+}
+
+// newDeadFixEnv is the set-up of the dead-charge replacement tests:
+// newDeadFixEnvAt with the virtual clock at 12:00 UTC, 2026-03-01 (as
+// newPersistentRedisEnv's).
+func newDeadFixEnv(t *testing.T) *deadEnv {
+	t.Helper()
+	return newDeadFixEnvAt(t, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+}
+
+// newDeadFixEnvAt is a deadEnv whose Redis server writes an append-only
+// file (its Restart comes back with the state it had; RestartEmpty
+// empties it), the virtual clock at start, a lane of class text at RPM 9,
+// RPD 900 and a 100 ms margin, and a and b open on Memory stores (closed
+// at the test's end). c is the test's to open (on a Bolt file, so that its
+// data directory can start again).
+func newDeadFixEnvAt(t *testing.T, start time.Time) *deadEnv {
+	t.Helper()
+	e := &deadEnv{redisEnv: &redisEnv{srv: redistest.Start(t, redistest.Options{AppendOnly: true}),
+		clock: &vclock{t: start}},
+		cls: store.RedisClass{Name: "text", RPM: 9, RPD: 900, Margin: 100 * time.Millisecond}}
+	e.a, e.b = e.open(t, "a", e.cls), e.open(t, "b", e.cls)
+	return e
+}
+
+// closeAtEnd closes s at the test's end unless the returned kill closed it
+// before. kill closes s as a process killed (no settlement, no Leave) and
+// fails the test if Close fails; it must not be called twice.
+func closeAtEnd(t *testing.T, s *store.Redis) (kill func()) {
+	t.Helper()
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.Close()
+		}
+	})
+	return func() {
+		t.Helper()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		closed = true
+	}
+}
+
+// takeAll has each of ss take one grant of n slots and n day units
+// (e.take); it fails the test, "<process>: <what>", on the first refused.
+func (e *deadEnv) takeAll(t *testing.T, n int, what string, ss ...*store.Redis) {
+	t.Helper()
+	for _, s := range ss {
+		if !e.take(t, s, n, n) {
+			t.Fatalf("%s: %s", s.Process(), what)
+		}
+	}
+}
+
+// stopRedis stops Redis (a Restart brings its state back on a
+// newPersistentRedisEnv) and runs a heartbeat of each of ss, failing the
+// test unless each fails with store.ErrUnavailable. The clock stays.
+func (e *redisEnv) stopRedis(t *testing.T, ss ...*store.Redis) {
+	t.Helper()
+	e.srv.Stop()
+	for _, s := range ss {
+		if _, err := s.Heartbeat(context.Background()); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("heartbeat with Redis stopped: %v", err)
+		}
+	}
+}
+
+// outage is the dead-charge tests' outage: a second passes, Redis stops
+// and the heartbeats of ss fail (stopRedis), and 92 s pass: every slot
+// granted before it has left the window (60 s, the grant life of 30 s,
+// the margin and a second), so the share is RPM / the processes in the
+// views. Redis stays stopped.
+func (e *redisEnv) outage(t *testing.T, ss ...*store.Redis) {
+	t.Helper()
+	e.clock.add(time.Second)
+	e.stopRedis(t, ss...)
+	e.clock.add(92 * time.Second)
+}
+
+// restartRedis lets a second pass and restarts Redis: with its state
+// (Restart), or empty (RestartEmpty). No process has reached it yet.
+func (e *redisEnv) restartRedis(empty bool) {
+	e.clock.add(time.Second)
+	if empty {
+		e.srv.RestartEmpty()
+	} else {
+		e.srv.Restart()
+	}
 }
