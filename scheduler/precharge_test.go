@@ -44,13 +44,17 @@ func since(ts []time.Time, m time.Time) []time.Duration {
 	return out
 }
 
+// preChargeJob is a job of class submitted before (a duration) midnight
+// whose request is written wrote after it.
+type preChargeJob struct {
+	class         string
+	before, wrote time.Duration
+}
+
 // preChargeRun starts a scheduler on st with the classes, submits at each
 // offset before midnight a job of the class whose request is written at the
 // given offset after it, waits for them and returns the midnight.
-func preChargeRun(t *testing.T, st *slowCharges, classes []ClassConfig, jobs []struct {
-	class         string
-	before, wrote time.Duration
-}) time.Time {
+func preChargeRun(t *testing.T, st *slowCharges, classes []ClassConfig, jobs []preChargeJob) time.Time {
 	t.Helper()
 	s, err := New(Config{Classes: classes, Keys: keys(1), Store: st})
 	if err != nil {
@@ -100,20 +104,8 @@ func TestPreChargeClassesNotSerial(t *testing.T) {
 		m := preChargeRun(t, st, []ClassConfig{
 			{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 100}, WindowMargin: 250 * time.Millisecond},
 			{Name: "image", Limits: bucket.Limits{RPM: 10, RPD: 100}, WindowMargin: 250 * time.Millisecond},
-		}, []struct {
-			class         string
-			before, wrote time.Duration
-		}{{"text", 500 * time.Millisecond, 1500 * time.Millisecond}, {"image", 500 * time.Millisecond, 1500 * time.Millisecond}})
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		t.Logf("ChargeDay after midnight: text %v, image %v", since(st.at["text"], m), since(st.at["image"], m))
-		if len(st.at["image"]) != 1 || !st.at["image"][0].Before(m) || st.units["image"] != 1 {
-			t.Errorf("image's new-day unit charged %d times (%d units) at %v after midnight; want once, before it",
-				len(st.at["image"]), st.units["image"], since(st.at["image"], m))
-		}
-		if st.units["text"] != 1 {
-			t.Errorf("text's new-day units %d, want 1", st.units["text"])
-		}
+		}, []preChargeJob{{"text", 500 * time.Millisecond, 1500 * time.Millisecond}, {"image", 500 * time.Millisecond, 1500 * time.Millisecond}})
+		checkPreCharged(t, st, m, "image", 0, "before it", "text")
 	})
 }
 
@@ -130,19 +122,25 @@ func TestPreChargeAfterLateWake(t *testing.T) {
 		m := preChargeRun(t, st, []ClassConfig{
 			{Name: "text", Limits: bucket.Limits{RPM: 10, RPD: 100}, WindowMargin: 250 * time.Millisecond},
 			{Name: "image", Limits: bucket.Limits{RPM: 10, RPD: 100}, WindowMargin: 2 * time.Second},
-		}, []struct {
-			class         string
-			before, wrote time.Duration
-		}{{"image", 2500 * time.Millisecond, 3 * time.Second}, {"text", 500 * time.Millisecond, 1500 * time.Millisecond}})
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		t.Logf("ChargeDay after midnight: text %v, image %v", since(st.at["text"], m), since(st.at["image"], m))
-		if len(st.at["text"]) != 1 || !st.at["text"][0].Before(m.Add(1500*time.Millisecond)) || st.units["text"] != 1 {
-			t.Errorf("text's new-day unit charged %d times (%d units) at %v after midnight; want once, before its write (1.5 s)",
-				len(st.at["text"]), st.units["text"], since(st.at["text"], m))
-		}
-		if st.units["image"] != 1 {
-			t.Errorf("image's new-day units %d, want 1", st.units["image"])
-		}
+		}, []preChargeJob{{"image", 2500 * time.Millisecond, 3 * time.Second}, {"text", 500 * time.Millisecond, 1500 * time.Millisecond}})
+		checkPreCharged(t, st, m, "text", 1500*time.Millisecond, "before its write (1.5 s)", "image")
 	})
+}
+
+// checkPreCharged logs when text's and image's ChargeDay calls came after
+// midnight m, and fails the test unless class's new-day unit was charged
+// once, one unit, strictly before m + by (when says that instant in the
+// message), and other's new-day units are 1 (charged, at any time).
+func checkPreCharged(t *testing.T, st *slowCharges, m time.Time, class string, by time.Duration, when, other string) {
+	t.Helper()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t.Logf("ChargeDay after midnight: text %v, image %v", since(st.at["text"], m), since(st.at["image"], m))
+	if len(st.at[class]) != 1 || !st.at[class][0].Before(m.Add(by)) || st.units[class] != 1 {
+		t.Errorf("%s's new-day unit charged %d times (%d units) at %v after midnight; want once, %s",
+			class, len(st.at[class]), st.units[class], since(st.at[class], m), when)
+	}
+	if st.units[other] != 1 {
+		t.Errorf("%s's new-day units %d, want 1", other, st.units[other])
+	}
 }
