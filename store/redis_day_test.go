@@ -100,6 +100,28 @@ func ownDayCount(t *testing.T, s store.Store, day string) int {
 	return 0
 }
 
+// newDayHoldsOne lets 5 minutes pass (past midnight and a recovery:
+// every slot granted before may have left the window), runs a heartbeat of
+// a and b, and fails the test unless b, on newDay at RPD 2, is refused a
+// grant of 2 units ("..., why" in the message) and then granted 1 with the
+// day count 2: the cluster's count of newDay held a's one unit.
+func (e *redisEnv) newDayHoldsOne(t *testing.T, newDay string, a, b *store.Redis, why string) {
+	t.Helper()
+	ctx := context.Background()
+	e.clock.add(5 * time.Minute)
+	beat(t, a, b)
+	rec := func(n int) store.Record {
+		at := e.clock.now()
+		return store.Record{Lane: lane, Day: newDay, Units: n, Covers: n, At: at, Until: at.Add(2 * time.Second)}
+	}
+	if n, err := b.Reserve(ctx, rec(2)); err == nil {
+		t.Fatalf("b granted the new day's 2 units of RPD 2 (count %d): %s", n, why)
+	}
+	if n, err := b.Reserve(ctx, rec(1)); err != nil || n != 2 {
+		t.Fatalf("b's grant of 1 on the new day: %d, %v; want the count 2", n, err)
+	}
+}
+
 // TestRedisReseedKeepsTomorrow (gap 3 of the midnight charge): a charges
 // the next Pacific day one unit 0.5 s before midnight (ChargeDay: a request
 // written late across it), then Redis restarts empty before midnight. The
@@ -135,22 +157,7 @@ func TestRedisReseedKeepsTomorrow(t *testing.T) {
 	}
 	// Past midnight and the recovery after the restart (every slot
 	// granted before it may have left the window).
-	e.clock.add(5 * time.Minute)
-	for _, s := range []*store.Redis{a, b} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rec := func(n int) store.Record {
-		at := e.clock.now()
-		return store.Record{Lane: lane, Day: newDay, Units: n, Covers: n, At: at, Until: at.Add(2 * time.Second)}
-	}
-	if n, err := b.Reserve(ctx, rec(2)); err == nil {
-		t.Fatalf("b granted the new day's 2 units of RPD 2 (count %d): a's unit charged before midnight was lost by the re-seed", n)
-	}
-	if n, err := b.Reserve(ctx, rec(1)); err != nil || n != 2 {
-		t.Fatalf("b's grant of 1 on the new day: %d, %v; want the count 2", n, err)
-	}
+	e.newDayHoldsOne(t, newDay, a, b, "a's unit charged before midnight was lost by the re-seed")
 	if n, err := rc.Get(ctx, key).Int(); err != nil || n != 2 {
 		t.Fatalf("Redis's count of the new day %d, %v; want 2", n, err)
 	}
@@ -204,22 +211,7 @@ func TestRedisChargeDayUnreachable(t *testing.T) {
 				t.Fatalf("a's own store counts %d on the new day, want 1", got)
 			}
 			// After the recovery, b's grants of the new day count it.
-			e.clock.add(5 * time.Minute)
-			for _, s := range []*store.Redis{a, b} {
-				if _, err := s.Heartbeat(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			rec := func(n int) store.Record {
-				at := e.clock.now()
-				return store.Record{Lane: lane, Day: newDay, Units: n, Covers: n, At: at, Until: at.Add(2 * time.Second)}
-			}
-			if n, err := b.Reserve(ctx, rec(2)); err == nil {
-				t.Fatalf("b granted the new day's 2 units of RPD 2 (count %d): a's unit charged while Redis was stopped is not in it", n)
-			}
-			if n, err := b.Reserve(ctx, rec(1)); err != nil || n != 2 {
-				t.Fatalf("b's grant of 1 on the new day: %d, %v; want the count 2", n, err)
-			}
+			e.newDayHoldsOne(t, newDay, a, b, "a's unit charged while Redis was stopped is not in it")
 		})
 	}
 }
