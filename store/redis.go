@@ -211,9 +211,12 @@ type SharedEvent struct {
 // script checks it: within one heartbeat) re-seeds: the first process to notice
 // creates a new epoch, and each live process adds its own Local day counts
 // of today (never below what it sent) and the window slots of its grants
-// of the last two minutes, with the last shared count it saw (from its
-// grants and its views); per lane the count is the larger of the sum of
-// the own counts and the largest count seen. It also puts back the
+// of the last two minutes, with each process's part of the day as its
+// last view read it (alive or not) and the last shared count it saw (from
+// its grants and its views); per lane the count is the sum of the
+// processes' parts (each the larger of its own count and its part in the
+// views), or the last count seen when larger (see seedScript). It also
+// puts back the
 // disabled keys and lane stops it last saw (seedView), and its next
 // Heartbeat registers its limits again. Then its grants stay within its
 // share of its last view, as after an outage, until every slot granted
@@ -226,7 +229,8 @@ type SharedEvent struct {
 // (Bolt.SharedEpoch), so it adds nothing when Redis kept its state, and
 // one that finds Redis empty with such a record begins the recovery
 // itself. The use of a process that does not start again is lost beyond
-// the counts the others saw: run Redis with persistence (see the README).
+// its part in the others' views: run Redis with persistence (see the
+// README).
 //
 // # Redis unreachable
 //
@@ -293,9 +297,16 @@ type Redis struct {
 
 	mu     sync.Mutex
 	epoch  string
-	seen   map[dayLane]int        // last shared count seen per lane and day
+	seen   map[dayLane]int        // last shared count seen per lane and day (noteSeen)
 	grants map[LaneID][]sentGrant // own grants, for re-seeding the window
 	tok    map[LaneID]*laneTokens // own part of the TPM windows (redis_tokens.go)
+
+	// seenAt is when Redis held each count of seen (its clock, ms).
+	seenAt map[dayLane]int64
+	// prevName is the name of the previous life on the Local store
+	// (lifeRecorder), when another than process: its units are in the
+	// own counts a re-seed adds (seedScript). Set as it joins at start.
+	prevName string
 
 	// localMu serializes the Local lane state's writes: SetLaneState's
 	// and those of the changes the cluster made (keepLocal, agreeLocal).
@@ -943,7 +954,13 @@ func (s *Redis) join(ctx context.Context) error {
 		if err := s.startSlots(ctx, now); err != nil {
 			return err
 		}
+		if err := s.notePrevLife(ctx); err != nil {
+			return err
+		}
 	}
+	s.f.mu.Lock()
+	view := s.f.view // the processes' parts of the day (seedScript)
+	s.f.mu.Unlock()
 	s.mu.Lock()
 	counts := make(map[dayLane][2]int)
 	for _, dc := range own {
@@ -956,6 +973,12 @@ func (s *Redis) join(ctx context.Context) error {
 			c := counts[dl]
 			c[1] = n
 			counts[dl] = c
+		}
+	}
+	parts := viewParts(view, days)
+	for dl := range parts {
+		if _, ok := counts[dl]; !ok {
+			counts[dl] = [2]int{}
 		}
 	}
 	lanes := make([]dayLane, 0, len(counts))
@@ -971,10 +994,10 @@ func (s *Redis) join(ctx context.Context) error {
 	keys := []string{s.epochKey()}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	args := []any{added, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes)}
+	args := []any{added, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes), s.prevName}
 	for _, dl := range lanes {
 		keys = append(keys, s.dayKey(dl.day, dl.lane), s.useKey(dl.day, dl.lane), s.key("seed", dl.day, redisLane(dl.lane)))
-		args = append(args, counts[dl][0], counts[dl][1])
+		args = appendParts(append(args, counts[dl][0], counts[dl][1]), parts[dl])
 	}
 	cutoff := now.Add(-2 * time.Minute).UnixMilli()
 	for l, gs := range s.grants {
@@ -1520,7 +1543,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			}
 			score := rnow + ttlMillis + c.Margin.Milliseconds()
 			s.mu.Lock()
-			s.seen[dayLane{r.Day, r.Lane}] = count
+			s.noteSeen(dayLane{r.Day, r.Lane}, count, rnow)
 			s.grants[r.Lane] = append(pruneGrants(s.grants[r.Lane], s.localNow()), sentGrant{score: score, member: member, covers: covers, tokens: tokens})
 			s.mu.Unlock()
 			// The offset is Redis's now minus the local clock before the
@@ -1534,7 +1557,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			g.newStamps()
 		case "day":
 			s.mu.Lock()
-			s.seen[dayLane{r.Day, r.Lane}] = int(a)
+			s.noteSeen(dayLane{r.Day, r.Lane}, int(a), rnow)
 			s.mu.Unlock()
 			return Fit{}, 0, nil, &GrantError{Lane: r.Lane, Reason: "day", Day: int(a)}
 		default: // window, tpm, cool, exhausted: a time on Redis's clock

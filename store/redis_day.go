@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -134,4 +135,73 @@ return n
 func nextDay(t time.Time, loc *time.Location) string {
 	y, m, d := t.In(loc).Date()
 	return time.Date(y, m, d+1, 0, 0, 0, 0, loc).Format(DayFormat)
+}
+
+// noteSeen records count as lane and day dl's last shared count seen
+// (seen), read when Redis's clock said at (ms), unless a count read later
+// is there: the last count, not the largest, so that units given back
+// (a settlement, a dead charge replaced) are not put back by a re-seed
+// (see seedScript). Call with mu held.
+func (s *Redis) noteSeen(dl dayLane, count int, at int64) {
+	if s.seenAt == nil {
+		s.seenAt = make(map[dayLane]int64)
+	}
+	if last, ok := s.seenAt[dl]; ok && at < last {
+		return
+	}
+	s.seen[dl], s.seenAt[dl] = count, at
+}
+
+// viewParts returns the processes' parts (the use hashes) of the lanes of
+// v whose day is one of days (a re-seed's: seedScript); nil for a nil v.
+func viewParts(v *clusterView, days []string) map[dayLane]map[string]int {
+	if v == nil {
+		return nil
+	}
+	out := make(map[dayLane]map[string]int)
+	for l, lv := range v.lanes {
+		if len(lv.parts) > 0 && slices.Contains(days, lv.day) {
+			out[dayLane{lv.day, l}] = lv.parts
+		}
+	}
+	return out
+}
+
+// appendParts appends parts to a re-seed's arguments (seedScript): their
+// count, then (process, units) pairs, in the processes' order.
+func appendParts(args []any, parts map[string]int) []any {
+	args = append(args, len(parts))
+	names := make([]string, 0, len(parts))
+	for p := range parts {
+		names = append(names, p)
+	}
+	slices.Sort(names)
+	for _, p := range names {
+		args = append(args, p, parts[p])
+	}
+	return args
+}
+
+// notePrevLife records, as this process starts, the name of the previous
+// life on its Local store (lifeRecorder: Bolt) when it is not this
+// process's: a re-seed counts that life's part of the views within this
+// process's own counts, which hold its units (seedScript).
+func (s *Redis) notePrevLife(ctx context.Context) error {
+	lr, ok := s.Local.(lifeRecorder)
+	if !ok {
+		return nil
+	}
+	prev, err := lr.SharedLife(ctx, s.cluster)
+	if err != nil {
+		return err
+	}
+	if prev.Life == "" || prev.Life == s.id {
+		return nil
+	}
+	if name := displayName(prev.Life); name != s.process {
+		s.mu.Lock()
+		s.prevName = name
+		s.mu.Unlock()
+	}
+	return nil
 }

@@ -208,6 +208,7 @@ type clusterView struct {
 	at             time.Time // local clock, when the reply came
 	live           int
 	offMin, offMax int64 // local ms minus Redis ms, bounds
+	rnow           int64 // Redis's now when it was read (ms)
 	lanes          map[LaneID]laneView
 	// procs names the live processes (this one included): the ones a
 	// recovery's end charges when they did not reconcile (redis_dead.go).
@@ -221,6 +222,10 @@ type clusterView struct {
 type laneView struct {
 	day   string
 	count int
+	// parts is the lane's use of the day per process (the use hash:
+	// process name -> units; nil when none), alive or not: what a re-seed
+	// of an empty Redis puts back (see seedScript).
+	parts map[string]int
 	// leave is when the window's slots leave it, on the local clock rounded
 	// up to the second and shifted by offMax (never earlier than they do),
 	// ascending.
@@ -298,11 +303,14 @@ func (s *Redis) localNow() time.Time {
 }
 
 // viewKeys appends the keys of the cluster's view of day to keys: per lane,
-// its window and day count; then per lane with TPM, its token window (see
-// viewLua).
+// its window and day count; then per lane, its use of the day; then per
+// lane with TPM, its token window (see viewLua).
 func (s *Redis) viewKeys(keys []string, day string) []string {
 	for _, l := range s.lanes {
 		keys = append(keys, s.winKey(l), s.dayKey(day, l))
+	}
+	for _, l := range s.lanes {
+		keys = append(keys, s.useKey(day, l))
 	}
 	for _, l := range s.lanes {
 		if s.classes[l.Class].TPM > 0 {
@@ -361,7 +369,32 @@ func (s *Redis) viewFrom(res []any, t0, t1 time.Time, day string) (*clusterView,
 		}
 		procs = append(procs, p)
 	}
-	res = append([]any{res[0]}, res[2+np:]...)
+	// Then each lane's use of the day per process (its parts).
+	i := 2 + int(np)
+	parts := make([]map[string]int, len(s.lanes))
+	for li := range s.lanes {
+		if i >= len(res) {
+			return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
+		}
+		nf, _ := res[i].(int64)
+		i++
+		if nf < 0 || int(nf) > (len(res)-i)/2 {
+			return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
+		}
+		if nf > 0 {
+			parts[li] = make(map[string]int, nf)
+		}
+		for j := range int(nf) {
+			p, ok := res[i+2*j].(string)
+			n, ok2 := res[i+2*j+1].(int64)
+			if !ok || !ok2 {
+				return nil, fmt.Errorf("%w: view: unexpected use %v %v", ErrUnavailable, res[i+2*j], res[i+2*j+1])
+			}
+			parts[li][p] = int(n)
+		}
+		i += 2 * int(nf)
+	}
+	res = append([]any{res[0]}, res[i:]...)
 	ints := make([]int64, len(res))
 	for i, x := range res {
 		n, ok := x.(int64)
@@ -374,13 +407,13 @@ func (s *Redis) viewFrom(res []any, t0, t1 time.Time, day string) (*clusterView,
 		return nil, fmt.Errorf("%w: view: empty reply", ErrUnavailable)
 	}
 	v := &clusterView{at: t1, live: s.Live(), offMin: t0.UnixMilli() - ints[0], offMax: t1.UnixMilli() - ints[0],
-		lanes: make(map[LaneID]laneView, len(s.lanes)), procs: procs}
-	i := 1
-	for _, l := range s.lanes {
+		rnow: ints[0], lanes: make(map[LaneID]laneView, len(s.lanes)), procs: procs}
+	i = 1
+	for li, l := range s.lanes {
 		if i+1 >= len(ints) {
 			return nil, fmt.Errorf("%w: view: short reply", ErrUnavailable)
 		}
-		lv := laneView{day: day, count: int(ints[i])}
+		lv := laneView{day: day, count: int(ints[i]), parts: parts[li]}
 		nb := int(ints[i+1])
 		i += 2
 		if nb < 0 || i+2*nb > len(ints) {
@@ -409,13 +442,11 @@ func (s *Redis) setView(v *clusterView) {
 	}
 	s.f.mu.Unlock()
 	// The day counts are the cluster's: a re-seed of an empty Redis raises
-	// each lane's count to at least them, also on a lane this process
-	// has not been granted anything on lately.
+	// each lane's count to at least the last one seen, also on a lane this
+	// process has not been granted anything on lately.
 	s.mu.Lock()
 	for l, lv := range v.lanes {
-		if dl := (dayLane{lv.day, l}); lv.count > s.seen[dl] {
-			s.seen[dl] = lv.count
-		}
+		s.noteSeen(dayLane{lv.day, l}, lv.count, v.rnow)
 	}
 	s.mu.Unlock()
 }
@@ -1128,9 +1159,11 @@ func (s *Redis) signalResync() {
 //
 // view(out, k, n, now, win, gran, pk) appends to out Redis's now, the
 // live processes of the processes zset pk (heartbeat expiry after now): their
-// count, then their names; and, for the
-// n lanes whose keys start at KEYS[k] (per lane: window, day count), each
-// lane's day count, then its window's live slots counted by the second of
+// count, then their names; then, for the n lanes whose keys start at
+// KEYS[k] (per lane: window, day count; then the n lanes' use hashes),
+// each lane's use of the day per process (the use hash: every process
+// with a part, alive or not): fields n, then (process, units) pairs; then
+// each lane's day count, then its window's live slots counted by the second of
 // their score, rounded up (gran: 1000 ms): buckets n, then (score / gran,
 // rounded up; slots, summed over the members: see windowLua) pairs; then,
 // for each key after those (the token
@@ -1143,6 +1176,14 @@ local function view(out, k, n, now, win, gran, pk)
   local procs = redis.call('ZRANGE', pk, '(' .. now, '+inf', 'BYSCORE')
   out[#out + 1] = #procs
   for _, p in ipairs(procs) do out[#out + 1] = p end
+  for i = 0, n - 1 do
+    local use = redis.call('HGETALL', KEYS[k + 2 * n + i])
+    out[#out + 1] = #use / 2
+    for j = 1, #use, 2 do
+      out[#out + 1] = use[j]
+      out[#out + 1] = tonumber(use[j + 1]) or 0
+    end
+  end
   for i = 0, n - 1 do
     out[#out + 1] = tonumber(redis.call('GET', KEYS[k + 2 * i + 1]) or '0')
     local e = redis.call('ZRANGE', KEYS[k + 2 * i], '(' .. (now - win), '+inf', 'BYSCORE', 'WITHSCORES')
@@ -1161,7 +1202,7 @@ local function view(out, k, n, now, win, gran, pk)
       out[#out + 1] = b[sec]
     end
   end
-  for i = k + 2 * n, #KEYS do
+  for i = k + 3 * n, #KEYS do
     local all = redis.call('HGETALL', KEYS[i])
     local b, order = {}, {}
     for j = 2, #all, 2 do

@@ -326,38 +326,100 @@ return redis.call('DECRBY', KEYS[2], n)
 // name then, and one whose Redis kept its state adds nothing (its grants
 // are in the day count already).
 //
-// Per lane, the epoch's re-seed keeps own, the sum of the own counts
-// added, and seen, the largest last shared count a running process saw
-// (from its grants and views: a count Redis held before it lost its state,
-// so at least what every process had sent until then); the day count's
-// re-seeded part is max(own, seen), and the grants of the new epoch come on
-// top of it. seen - own, when positive, is slack: units some process sent
-// that no own count added so far accounts for (those of processes not
-// running yet, or no longer). Adding q, a process's own count, raises the
-// count by max(0, q - slack) and the slack falls by min(q, slack): the
-// processes that join one after the other consume it in turn, and once k
-// of them added q1..qk the re-seeded part is max(seen, q1 + ... + qk).
-// That is never below what those k processes sent (each q is at least
-// what its process sent today: its Local store counts a grant before it is
-// used), never below what any process had sent when a count was seen, and
-// counts no unit twice when the seen count already held a joiner's units
-// (a sum of the own counts and the seen one would). Units a process no
-// longer running sent after the last count seen, and that it never adds
-// again, are the bound's one gap (see the README).
+// Per lane and Pacific day, the epoch's re-seed keeps each process's part
+// (a hash, field per process name as the use hash names it: Redis.Process
+// of a life, or of a dead life charged): o, the sum of the own counts its
+// lives added (its Local store's day count: at least what its data
+// directory granted itself today, since its Local store counts a grant
+// before it is used, share grants of an outage included); v, the largest
+// part of it that a re-seeding process's last view of the cluster read in
+// the use hash (units Redis granted it or charged it and did not take
+// back: at least what it sent through Redis until that view, whether it
+// is alive, stopped cleanly or dead); and f, the last shared day count a
+// re-seeding process saw (a grant's reply or a view, the last one by
+// Redis's clock: it holds what every process had sent until then). A
+// process's re-seeded part is max(o, v); the day count's re-seeded part
+// is max(f, the sum of the parts), and the grants of the new epoch come
+// on top of it: never below what any process sent until the last view
+// any re-seeding process read, nor what a re-seeding process's data
+// directory granted itself since. Each field only rises (o: each life
+// adds its counts once per epoch), and the count is a function of the
+// fields, so processes re-seeding in any order leave the same count;
+// each re-seed adds the difference, and moves each process's field of
+// the use hash by the difference of its part (so a later view, and a
+// second empty restart, hold it).
+//
+// A life started on the data directory of an earlier one under another
+// name (a default name holds the pid) has that life's units in its own
+// count, and the views hold them under the earlier name: ARGV[6] names the
+// previous life of its Local store (its Redis.Process, "" for none or the
+// same name), recorded a (alias) to this process. A process with no o of
+// its own (it has not re-seeded: dead, or stopped) that a re-seeding
+// process names so is part of its group: the group's part is max(o,
+// the sum of the group's v), not their sum, all of it under the re-seeding
+// process's name in the use hash (as when both lives have one name). A
+// life named so that re-seeds
+// itself (a copy of the file running) is not grouped (counted twice:
+// the safe side). The lives before the previous one are not known: their
+// parts are counted twice, in their v and in the own count (the
+// README's bound).
 //
 // When it adds them, it also records the process's name in the epoch key's
 // ":seeded" hash (name -> epoch, for 10 minutes: see seededKey).
 //
-// KEYS: 1 epoch, then per lane: day count, use, re-seed (hash: ep, own,
-// seen); then per lane with grants: window, window count, token window.
+// KEYS: 1 epoch, then per lane: day count, use, re-seed (hash: ep, f,
+// o:name, v:name, a:name); then per lane with grants: window, window
+// count, token window.
 // ARGV: 1 the epoch the own counts were last added to ("" for none), 2
-// candidate epoch, 3 process, 4 day key ttl s, 5 lanes n, then per lane:
-// own count, last seen; then per lane with grants: window members count,
-// then (score, member) pairs (a member holds the slots its name says, see
-// windowLua), then token entries count, then (field, "score tokens")
-// pairs.
+// candidate epoch, 3 process, 4 day key ttl s, 5 lanes n, 6 the previous
+// life's name ("" for none), then per lane: own count, last seen, parts
+// n, then (process, part) pairs of the last view; then per lane with
+// grants: window members count, then (score, member) pairs (a member holds
+// the slots its name says, see windowLua), then token entries count, then
+// (field, "score tokens") pairs.
 // Reply: {epoch, contributed (0/1), created (0/1)}.
 var seedScript = redis.NewScript(windowLua + `
+-- The parts of a re-seed hash's fields h (HGETALL): per process its
+-- part, and the day count's re-seeded part.
+local function seed_parts(h)
+  local o, v, al, names, known = {}, {}, {}, {}, {}
+  local f = 0
+  for j = 1, #h, 2 do
+    local k, x = h[j], h[j + 1]
+    local t, name = string.sub(k, 1, 2), string.sub(k, 3)
+    if k == 'f' then
+      f = tonumber(x) or 0
+    elseif t == 'o:' or t == 'v:' or t == 'a:' then
+      if t == 'o:' then o[name] = tonumber(x) or 0 end
+      if t == 'v:' then v[name] = tonumber(x) or 0 end
+      if t == 'a:' then al[name] = x end
+      if not known[name] then
+        known[name] = true
+        names[#names + 1] = name
+      end
+    end
+  end
+  table.sort(names)
+  local grp, member = {}, {}
+  for _, m in ipairs(names) do
+    local g = al[m]
+    if g and g ~= m and o[g] and not o[m] then
+      member[m] = true
+      grp[g] = (grp[g] or 0) + (v[m] or 0)
+    end
+  end
+  local part, sum = {}, 0
+  for _, m in ipairs(names) do
+    if member[m] then
+      part[m] = 0
+    else
+      part[m] = math.max(o[m] or 0, (v[m] or 0) + (grp[m] or 0))
+    end
+    sum = sum + part[m]
+  end
+  return part, names, math.max(f, sum)
+end
+
 local ep = redis.call('GET', KEYS[1])
 local known = ARGV[1]
 local contribute = false
@@ -376,26 +438,36 @@ local sk = KEYS[1] .. ':seeded'
 redis.call('HSET', sk, ARGV[3], ep)
 redis.call('EXPIRE', sk, 600)
 local n = tonumber(ARGV[5])
+local me, prev = ARGV[3], ARGV[6]
+local a = 7
 for i = 1, n do
-  local own = tonumber(ARGV[5 + 2 * i - 1])
-  local seen = tonumber(ARGV[5 + 2 * i])
+  local own, seen, np = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
   local dk, uk, hk = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
-  local sown, sseen = 0, 0
-  local h = redis.call('HMGET', hk, 'ep', 'own', 'seen')
-  if h[1] == ep then
-    sown, sseen = tonumber(h[2] or '0') or 0, tonumber(h[3] or '0') or 0
+  if redis.call('HGET', hk, 'ep') ~= ep then redis.call('DEL', hk) end
+  local before, _, base = seed_parts(redis.call('HGETALL', hk))
+  redis.call('HSET', hk, 'ep', ep)
+  if seen > (tonumber(redis.call('HGET', hk, 'f') or '0') or 0) then redis.call('HSET', hk, 'f', seen) end
+  redis.call('HINCRBY', hk, 'o:' .. me, own)
+  if prev ~= '' and prev ~= me then
+    local cur = redis.call('HGET', hk, 'a:' .. prev)
+    if not cur or me < cur then redis.call('HSET', hk, 'a:' .. prev, me) end
   end
-  local base = math.max(sown, sseen)
-  sown, sseen = sown + own, math.max(sseen, seen)
-  local nb = math.max(sown, sseen)
-  if nb > base then redis.call('INCRBY', dk, nb - base) end
-  if own > 0 then redis.call('HINCRBY', uk, ARGV[3], own) end
-  redis.call('HSET', hk, 'ep', ep, 'own', sown, 'seen', sseen)
+  for j = 1, np do
+    local p, x = ARGV[a], tonumber(ARGV[a + 1])
+    a = a + 2
+    if x > (tonumber(redis.call('HGET', hk, 'v:' .. p) or '0') or 0) then redis.call('HSET', hk, 'v:' .. p, x) end
+  end
+  local after, names, nb = seed_parts(redis.call('HGETALL', hk))
+  if nb ~= base then redis.call('INCRBY', dk, nb - base) end
+  for _, p in ipairs(names) do
+    local d = after[p] - (before[p] or 0)
+    if d ~= 0 and redis.call('HINCRBY', uk, p, d) < 0 then redis.call('HSET', uk, p, 0) end
+  end
   redis.call('EXPIRE', dk, ARGV[4])
   redis.call('EXPIRE', uk, ARGV[4])
   redis.call('EXPIRE', hk, ARGV[4])
 end
-local a = 6 + 2 * n
 for k = 1 + 3 * n + 1, #KEYS, 3 do
   local m = tonumber(ARGV[a])
   a = a + 1
@@ -459,7 +531,8 @@ return 1
 // and a later charge of it must add its day units again.
 //
 // KEYS: 1 processes (zset), 2 epoch, 3 this process's fix mark, then per
-// view lane: window, day count; then per view lane with TPM: token window.
+// view lane: window, day count; then per view lane: use of the day; then
+// per view lane with TPM: token window.
 // ARGV: 1 process, 2 ttl ms, 3 now ms (0: TIME), 4 the epoch this process
 // joined ("": no view), 5 window ms, 6 rounding ms (1000), 7 view lanes n
 // (0: no view), 8 when the call was made (ms, on the scripts' clock, as
