@@ -1234,6 +1234,9 @@ func (s *Redis) reserve(ctx context.Context, r Record, fit fitAsk) (Fit, error) 
 		s.takeGrant(r.Lane)
 		s.dropAhead(r.Lane)
 		n, err := s.reserveShare(ctx, r, c)
+		if err == nil {
+			s.shareGranted(r, c)
+		}
 		if !errors.Is(err, errReconnected) {
 			return shareFit(r, n, err), err
 		}
@@ -1260,6 +1263,9 @@ func (s *Redis) reserve(ctx context.Context, r Record, fit fitAsk) (Fit, error) 
 			n, err := s.reserveShare(ctx, r, c)
 			if errors.Is(err, errReconnected) {
 				continue
+			}
+			if err == nil {
+				s.shareGranted(r, c)
 			}
 			return shareFit(r, n, err), err
 		}
@@ -1322,7 +1328,9 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 // (no stamp: its slots leave the window); a refusal is returned as is (the
 // caller gives the lease back). While recovering (the grant checked against
 // the share), or after a few tries, the stale record is refused instead:
-// Reason "window" until now, so the caller records again at once.
+// Reason "window" until now, so the caller records again at once. A stall
+// after this check still sends late: Stamped then adds the request's slot
+// at its stamp (a round trip); this check keeps that rare.
 func (s *Redis) handOut(ctx context.Context, r Record, c RedisClass, ttl time.Duration, fit fitAsk, f Fit, recovering bool) (Fit, error) {
 	// The lease is stamped a little after Reserve returns: at least this
 	// long before the grant's expiry (a quarter of its life, at most half a
@@ -1553,7 +1561,7 @@ func (s *Redis) grantFrom(ctx context.Context, r Record, c RedisClass, ttl time.
 			// Its stamps' room allocated once (Stamped keeps at most
 			// stampsKept of them).
 			g = &laneGrant{member: member, covers: covers, score: score, offset: rnow - before + 1,
-				end: before + ttlMillis + c.Margin.Milliseconds()}
+				end: before + ttlMillis + c.Margin.Milliseconds(), tokens: tokens}
 			g.newStamps()
 		case "day":
 			s.mu.Lock()

@@ -98,7 +98,7 @@ func TestRedisEmptyRestartRecovery(t *testing.T) {
 		s *store.Redis
 		n int
 	}{{a, 3}, {b, 10}} {
-		sendGranted(t, e, g.s, g.n, e.clock.now().Add(2*time.Second)) // sent at the grant's expiry
+		sendGranted(t, e, g.s, g.n, e.clock.now().Add(2*time.Second-time.Millisecond)) // sent in the grant's last millisecond (see TestRedisReserveUpTo)
 	}
 	e.heartbeats(t, 0, a, b) // both views: 13 slots and day count 13
 	e.srv.Kill()

@@ -49,6 +49,25 @@ import (
 // Redis's clock either. The grant script counts the slots scored after now
 // minus 60 s: every send of that window still has its slot there.
 //
+// Late stamps. The argument needs every send no later than its grant's
+// score: the settlement keeps a stamp no later than that. The scheduler
+// sends a record's requests before its Until (the grant's expiry or
+// earlier) and Reserve hands a record out only when its first request can
+// still go under the grant (handOut), but a dispatcher stalled between the
+// two sends later. So Stamped tells such a stamp apart (later than the
+// score even with the offset, which is never below the true one) and adds
+// a slot of its own at the stamp, as a late write's second way does (see
+// "Late writes" below), and on a lane with TPM the grant's token budget
+// again at the stamp (its requests all went out no later than that stamp,
+// by the stamping order); the grant's slot at the score stays, one slot
+// too many, as a stamped lease refunded. A stamp with no grant (the grant
+// settled meanwhile: its settlement has no slot for it) adds its slot the
+// same way, except one of a record granted on the outage share up to that
+// record's end plus the margin (shareGranted: the reconcile adds its
+// slots at the latest moment they could be sent). Nothing is added while
+// Redis is unreachable or when the call fails: such a send then counts
+// from its grant's score only (from nowhere, with no grant).
+//
 // Few members. The window stores a grant as one member holding its Covers
 // slots (see windowLua in redis_scripts.go), and a settlement as one member
 // per run of the k kept scores (keptRuns): from the latest kept score not
@@ -172,6 +191,7 @@ type laneGrant struct {
 	score  int64 // Redis ms: where its slots are
 	offset int64 // Redis ms minus local ms, never below the true offset
 	end    int64 // local ms: the grant's expiry plus the margin
+	tokens int64 // its token budget on a lane with TPM; below 0: none
 
 	// While the grant is the lane's current one, Stamped writes its stamps
 	// to buf (room for stampsKept()+1, made with the grant: newStamps) and
@@ -302,7 +322,14 @@ type laneStamps struct {
 	ready atomic.Bool // in Redis.stampIdx: lane is set (read lane only then)
 	lane  LaneID
 	g     atomic.Pointer[laneGrant] // nil: no grant stamped
-	_     [16]byte                  // 64 bytes a lane in stampIdx (not aligned to a cache line: at most two)
+	// last is the lane's last grant set (setGrant), kept once it is no
+	// longer g: a stamp with no grant is of its record (its token budget).
+	last atomic.Pointer[laneGrant]
+	// share is a local ms up to which a stamp with no grant is of a
+	// record granted on the outage share (see shareGranted): the
+	// reconcile adds its slots.
+	share atomic.Int64
+	// 64 bytes a lane in stampIdx (not aligned to a cache line: at most two).
 }
 
 // stampSlots is the size of Redis.stampIdx: the laneStamps of up to
@@ -470,28 +497,77 @@ func ceilMilli(t time.Time) int64 {
 // the Reserve of the lease's record (if it has one) returned; a lease
 // refunded afterwards stays stamped. The lane's last grant uses the stamps
 // to give its unused window slots back when it is over (see the package's
-// file redis_giveback.go for why the bound holds). It makes no Redis call
-// and takes no lock: the lane's place is found by its strings' addresses
-// (stampsOf: with a lock the first time, and whenever the lane comes with
-// other strings than the first time), and the stamp is written to the
-// grant's room and published with one atomic compare-and-swap (stamp),
-// which also orders it against the grant's settlement on another goroutine
-// (the heartbeat's): a stamp is in the settlement exactly when it came
-// before the grant was taken, as under the lock it replaced. It is safe for
-// concurrent use, but every lane must be used by one caller at a time (a
-// lane's stamps are attributed to its last grant; two callers stamping
-// one lane at once would write the same place).
+// file redis_giveback.go for why the bound holds). Unless the stamp is
+// late (below) it makes no Redis call and takes no lock: the lane's place
+// is found by its strings' addresses (stampsOf: with a lock the first
+// time, and whenever the lane comes with other strings than the first
+// time), and the stamp is written to the grant's room and published with
+// one atomic compare-and-swap (stamp), which also orders it against the
+// grant's settlement on another goroutine (the heartbeat's): a stamp is in
+// the settlement exactly when it came before the grant was taken, as under
+// the lock it replaced. It is safe for concurrent use, but every lane must
+// be used by one caller at a time (a lane's stamps are attributed to its
+// last grant; two callers stamping one lane at once would write the same
+// place).
+//
+// A stamp later than its grant's score on Redis's clock (the dispatcher
+// stalled after Reserve handed the record out for longer than handOut's
+// lead plus the margin; the scheduler itself stops covering leases with a
+// record half a second before its end: bucket's renewLead) is a late
+// send: the settlement keeps its slot no later than the score, which would
+// leave the shared window before the request leaves the API's minute. So
+// such a stamp also adds one slot of its own at the stamp, as a late
+// write's Restamped does (stampedLate: one Redis round trip bounded to 2
+// s, on the caller; on a lane with TPM, the grant's token budget again at
+// the stamp). So does a stamp that finds no grant (the heartbeat settled
+// the lane's grant, idle, during the stall; or Settle came first), except
+// up to the end of a record granted on the outage share (its slots are
+// added when the process reconciles) and while Redis is unreachable
+// (nothing is added then). The normal case stays one comparison more: no
+// lock, no allocation.
 func (s *Redis) Stamped(lane LaneID, at time.Time) {
 	ms := ceilMilli(at)
 	ls := s.stampsOf(lane)
 	for {
 		g := ls.g.Load()
-		if g == nil || g.stamp(ms) {
+		if g == nil {
+			if ms > ls.share.Load() {
+				s.stampedLate(lane, at, ls.last.Load())
+			}
+			return
+		}
+		if g.stamp(ms) {
+			if ms+g.offset > g.score {
+				// ms + offset bounds the stamp on Redis's clock
+				// from above (the offset is never below the true
+				// one): past the score, the stamp may be after it.
+				s.stampedLate(lane, at, g)
+			}
 			return
 		}
 		// g was taken meanwhile (close): the stamp is the lane's grant's
 		// after it, as if it came after the take.
 	}
+}
+
+// stampedLate adds a slot of lane at its stamp at (local clock) to the
+// shared window, for a lease stamped past its grant's score or with no
+// grant (see Stamped); on a lane with TPM also g's token budget (g: the
+// lease's grant, the lane's last one; nil: none known, no tokens) at the
+// stamp, in one entry per grant that each of its late stamps moves later
+// (every request of the grant is sent no later than its latest stamp).
+// Nothing is added in an outage, nor when the call fails: the early slot
+// (at the grant's score) alone holds the request then. Its slot at the
+// score stays as well (one slot too many until it leaves: the safe side).
+func (s *Redis) stampedLate(lane LaneID, at time.Time, g *laneGrant) {
+	if s.Unreachable() {
+		return
+	}
+	tokens, field := int64(-1), ""
+	if g != nil && g.tokens >= 0 {
+		tokens, field = g.tokens, g.member+"late"
+	}
+	s.addSlot(lane, at, tokens, field)
 }
 
 // takeGrant removes lane's last grant from those being stamped and returns
@@ -511,7 +587,23 @@ func (s *Redis) takeGrant(lane LaneID) *laneGrant {
 
 // setGrant makes g lane's last grant, whose leases are stamped from now on.
 func (s *Redis) setGrant(lane LaneID, g *laneGrant) {
-	s.stampsOf(lane).g.Store(g)
+	ls := s.stampsOf(lane)
+	ls.last.Store(g)
+	ls.g.Store(g)
+}
+
+// shareGranted notes that r was granted on the outage share: a stamp of
+// its lane with no grant, up to r's end plus the class's margin, is one of
+// its leases, whose slots the reconcile adds (see Stamped).
+func (s *Redis) shareGranted(r Record, c RedisClass) {
+	ls := s.stampsOf(r.Lane)
+	end := r.Until.Add(c.Margin).UnixMilli()
+	for {
+		v := ls.share.Load()
+		if v >= end || ls.share.CompareAndSwap(v, end) {
+			return
+		}
+	}
 }
 
 // restoreGrant makes g, taken from lane (takeGrant) and not settled, lane's
@@ -768,6 +860,14 @@ func (s *Redis) Restamped(lane LaneID, from, to time.Time, tokens int64) {
 	if !to.After(from) || s.restampCur(lane, ceilMilli(from), ceilMilli(to)) || s.Unreachable() {
 		return
 	}
+	s.addSlot(lane, to, max(tokens, 0), "")
+}
+
+// addSlot adds one slot of lane at to (local clock) to its shared window
+// in the current epoch, as Restamped's second way (see "Late writes"),
+// with tokens in its token window on a lane with TPM (below 0: none) in
+// the entry field ("": the slot's own).
+func (s *Redis) addSlot(lane LaneID, to time.Time, tokens int64, field string) {
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()
@@ -775,12 +875,15 @@ func (s *Redis) Restamped(lane LaneID, from, to time.Time, tokens int64) {
 	defer cancel()
 	member := s.id + ":" + strconv.FormatUint(s.seq.Add(1), 36) + ":w*1"
 	tok := int64(-1)
-	if s.classes[lane.Class].TPM > 0 {
-		tok = max(tokens, 0)
+	if s.classes[lane.Class].TPM > 0 && tokens >= 0 {
+		tok = tokens
+	}
+	if field == "" {
+		field = member
 	}
 	before := s.localNow().UnixMilli()
 	sc, err := restampScript.Run(ctx, s.rdb, []string{s.epochKey(), s.winKey(lane), s.winCountKey(lane), s.tokKey(lane)},
-		epoch, member, ceilMilli(to), before, s.clock(), s.window.Milliseconds(), tok).Int64()
+		epoch, member, ceilMilli(to), before, s.clock(), s.window.Milliseconds(), tok, field).Int64()
 	if err != nil || sc <= 0 {
 		return
 	}
@@ -794,10 +897,12 @@ func (s *Redis) Restamped(lane LaneID, from, to time.Time, tokens int64) {
 //
 // KEYS: 1 epoch, 2 window, 3 the window's count, 4 the lane's token
 // window (written only with tokens >= 0). ARGV: 1 epoch, 2 member (one
-// slot; also the token entry's field), 3 the slot's time on the local clock
-// (ms), 4 the local clock before the call (ms), 5 now ms (0: Redis TIME),
-// 6 window ms, 7 the request's tokens (-1: a lane without TPM). Reply: the
-// slot's score (Redis ms), or 0 when the epoch changed (nothing done).
+// slot), 3 the slot's time on the local clock (ms), 4 the local clock
+// before the call (ms), 5 now ms (0: Redis TIME), 6 window ms, 7 the
+// request's tokens (-1: a lane without TPM), 8 the token entry's field (set
+// at the slot's score, replacing an entry of that field; absent: member).
+// Reply: the slot's score (Redis ms), or 0 when the epoch changed (nothing
+// done).
 var restampScript = redis.NewScript(clockLua + tokensLua + windowLua + `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local now = clock(ARGV[5])
@@ -811,6 +916,6 @@ if p < keep then
   p = keep
 end
 local tk = tonumber(ARGV[7])
-if tk >= 0 then tok_take(KEYS[4], ARGV[2], sc, tk, keep) end
+if tk >= 0 then tok_take(KEYS[4], ARGV[8] or ARGV[2], sc, tk, keep) end
 return win_close(w, sc, p)
 `)

@@ -130,7 +130,10 @@ func TestRedisGiveBack(t *testing.T) {
 // TestRedisGiveBackIdle: a grant with no grant after it (its lane's work
 // ended) is settled at the first heartbeat once it has been expired for a
 // third of the heartbeat TTL, and every lane's last grant at Settle (a
-// clean stop). A stamp never moves a slot later than its grant put it.
+// clean stop). A stamp never moves a slot later than its grant put it: a
+// stamp after the grant's score (a dispatcher stalled) keeps a slot there
+// and adds one of its own at the stamp, and so does a stamp with no grant
+// in hand (TestRedisStampAfterScore has why).
 func TestRedisGiveBackIdle(t *testing.T) {
 	ctx := context.Background()
 	e, a, rc := openMargin(t, 10, 100)
@@ -139,8 +142,9 @@ func TestRedisGiveBackIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Stamped(lane, t0.Add(300*time.Millisecond))
-	a.Stamped(lane, t0.Add(5*time.Second)) // late: kept at the grant's score
-	full := rep(e.ms(2100*time.Millisecond), 5)
+	a.Stamped(lane, t0.Add(5*time.Second)) // late: kept at the grant's score, and a slot of its own
+	late := t0.Add(5*time.Second).UnixMilli() + 1
+	full := append(rep(e.ms(2100*time.Millisecond), 5), late)
 	// Expired (2.1 s) but not for 5 s yet: nothing changes.
 	e.clock.add(7 * time.Second)
 	if _, err := a.Heartbeat(ctx); err != nil {
@@ -151,7 +155,7 @@ func TestRedisGiveBackIdle(t *testing.T) {
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := []int64{t0.Add(300*time.Millisecond).UnixMilli() + 1, t0.Add(2100 * time.Millisecond).UnixMilli()}
+	want := []int64{t0.Add(300*time.Millisecond).UnixMilli() + 1, t0.Add(2100 * time.Millisecond).UnixMilli(), late}
 	e.checkWindow(t, rc, "once the grant was idle", want)
 	// A clean stop settles the last grant at once; a settled grant is not
 	// settled again.
@@ -166,7 +170,9 @@ func TestRedisGiveBackIdle(t *testing.T) {
 	want = append(want, t1.Add(150*time.Millisecond).UnixMilli()+1)
 	slices.Sort(want)
 	e.checkWindow(t, rc, "after Settle", want)
-	a.Stamped(lane, t1.Add(time.Second)) // no grant in hand: ignored
+	a.Stamped(lane, t1.Add(time.Second)) // no grant in hand: a slot of its own
+	want = append(want, t1.Add(time.Second).UnixMilli()+1)
+	slices.Sort(want)
 	e.clock.add(10 * time.Second)
 	if _, err := a.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
@@ -232,8 +238,12 @@ func TestRedisReserveUpTo(t *testing.T) {
 	if _, err := a.Reserve(ctx, e.record(3, 3)); err != nil {
 		t.Fatal(err)
 	}
-	for range 3 { // a sends its 3 at the grant's expiry
-		a.Stamped(lane, e.clock.now().Add(2*time.Second))
+	// a sends its 3 in the grant's last millisecond (stamped at its
+	// expiry itself, the offset's millisecond of rounding puts them past
+	// its score: late stamps, each with a slot of its own; the scheduler
+	// covers no lease in a record's last half second).
+	for range 3 {
+		a.Stamped(lane, e.clock.now().Add(2*time.Second-time.Millisecond))
 	}
 	grantErr(t, reserveErr(b, e.record(2, 2)), "window")
 	n, covers, sched, err := b.ReserveUpTo(ctx, e.record(2, 2))

@@ -308,8 +308,8 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	if _, err := b.Reserve(ctx, e.record(5, 5)); err != nil {
 		t.Fatal(err)
 	}
-	for range 5 { // b sends its 5 at the grant's expiry
-		b.Stamped(lane, e.clock.now().Add(2*time.Second))
+	for range 5 { // b sends its 5 in the grant's last millisecond (see TestRedisReserveUpTo)
+		b.Stamped(lane, e.clock.now().Add(2*time.Second-time.Millisecond))
 	}
 	e.srv.Kill()
 	// The grace; then, a joined less than a heartbeat TTL ago: it has no
