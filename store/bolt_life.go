@@ -23,19 +23,32 @@ const keyLife = "life:"
 // written with the next (0: a record from before it): the reconnect that
 // adds Pending to Redis records there the Gen of the last record written
 // (see Redis, "The charge replaced"), so a record its crash left unemptied
-// is not added twice. A process that starts on the file replaces the
-// charge that life got as presumed dead after an outage by Pending.
+// is not added twice. File identifies the file the record was written to
+// (its device and inode numbers; SetSharedLife sets it, "" where they are
+// not read), and Copy, set by SharedLife (never stored), says the file
+// read is another one, or the record names none (written by a slideshowd
+// before it): a copy of the file, made by hand or moved to another file
+// system, whose life may still run on the original. A process that starts
+// on the file replaces the charge that life got as presumed dead after an
+// outage by Pending; on a Copy it only raises that charge to Pending.
 type SharedLife struct {
 	Life    string       `json:"life"`
 	Epoch   string       `json:"epoch"`
 	Gen     uint64       `json:"gen,omitempty"`
 	Pending []DailyCount `json:"pending,omitempty"`
+	File    string       `json:"file,omitempty"`
+	Copy    bool         `json:"-"`
 }
 
 // SharedLife returns the last life of cluster recorded in the file
-// (SetSharedLife); the zero SharedLife when none was (a new file, or one
-// a slideshowd before this wrote). Safe for concurrent use; ErrClosed after
-// Close; a record that does not decode is an error naming the key.
+// (SetSharedLife), Copy set when that record was written to another file
+// (see SharedLife's type); the zero SharedLife when none was (a new file,
+// or one a slideshowd before this wrote). Read by the process that opened
+// the file, a record written to this file by another names a life that
+// no longer runs on it: the file is locked while open (Open), so that
+// life closed it or died. Safe for concurrent use;
+// ErrClosed after Close; a record that does not decode is an error naming
+// the key.
 func (s *Bolt) SharedLife(ctx context.Context, cluster string) (SharedLife, error) {
 	var l SharedLife
 	err := s.view(ctx, func(tx *bolt.Tx) error {
@@ -48,13 +61,18 @@ func (s *Bolt) SharedLife(ctx context.Context, cluster string) (SharedLife, erro
 		}
 		return nil
 	})
+	if err == nil && l.Life != "" {
+		l.Copy = l.File == "" || l.File != fileID(s.path)
+	}
 	return l, err
 }
 
 // SetSharedLife records l as the last life of cluster in the file, in one
-// synced transaction (see SharedLife). Safe for concurrent use; ErrClosed
-// after Close.
+// synced transaction (see SharedLife), its File set to this file's
+// identity (l.File and l.Copy are ignored). Safe for concurrent use;
+// ErrClosed after Close.
 func (s *Bolt) SetSharedLife(ctx context.Context, cluster string, l SharedLife) error {
+	l.File, l.Copy = fileID(s.path), false
 	v, err := json.Marshal(l)
 	if err != nil {
 		return err

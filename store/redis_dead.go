@@ -450,20 +450,31 @@ return out
 // them per life, day and lane); when that life was not charged yet, its
 // pending units are added now, and a charge that comes later adds its
 // window slots and tokens but no day units. Once per life and epoch (a
-// mark), so two lives that start on copies of one file, or a start that
-// fails after it and is tried again, correct it once. In an epoch that
+// mark), so a start that fails after it and is tried again corrects it
+// once. In an epoch that
 // life did not join (Redis lost its state, and the mark), pending is not
 // added (this process's re-seed of its Local day counts, which hold it,
 // did) and a charge made there (of the day only) is removed: the process
 // does it again in each epoch it joins, as long as it runs (a charge comes
 // at the end of a recovery, after an outage of any length: with a time
 // limit, 10 minutes before, a charge in an epoch joined after an outage
-// longer than that stayed). While that life beat within the grace, it is
-// left to the next heartbeats (fixDead). A life taken for dead that was
-// only late (a start on a copy of its file while its heartbeat was past
-// the grace) deletes its mark with its next heartbeat (heartbeatScript):
-// a later charge of it adds day units again, and its own data directory's
-// next start replaces that one. `slideshowd store restore` forgets the
+// longer than that stayed). That life is dead: its record is in the very
+// file this process opened (same device and inode: SharedLife.Copy false),
+// which stays locked while a process has it open, so that life no longer
+// runs, and every unit it took on a share is in that record. A record read
+// on another file (a copy of the data directory: that life may still run
+// on the original, or may have taken more on a share after the copy, so
+// the record may be short) only raises the charge to pending, once, and
+// marks nothing: a later charge adds its day units, and the original's
+// next start replaces both. Before, any start whose previous life's
+// heartbeat was past the grace took that life for dead, so a copy started
+// while the original's heartbeat was late marked the live original, and
+// again in each new epoch, before the original could beat there
+// (review10 R10-2): its share units of a later outage were in no count. A
+// life whose heartbeat finds its own mark deletes it (heartbeatScript: a
+// killed life's last heartbeat delivered late; a later charge of it then
+// adds day units again: the safe side).
+// `slideshowd store restore` forgets the
 // restored file's records (Bolt.ForgetSharedLives): a backup's record is
 // the life as it was then, and would replace the charge by the units
 // pending then, not those taken after; without a record the charge stays.
@@ -482,8 +493,8 @@ type lifeRecorder interface {
 // fixKey marks the charge of life p replaced (deadFixScript).
 func (s *Redis) fixKey(p string) string { return s.key("deadfix", p) }
 
-// chargedKey holds the day units charged to life p (deadScript): day:lane
-// -> units.
+// chargedKey holds the day units life p counts for from its charges
+// (deadScript) and their replacements (deadFixScript): day:lane -> units.
 func (s *Redis) chargedKey(p string) string { return s.key("charged", p) }
 
 // addedKey holds, per day count that life p's reconnects added its
@@ -531,13 +542,13 @@ func (s *Redis) recordLife(ctx context.Context) error {
 // fixDead, as this process starts (joined, before any grant), replaces the
 // charge of the previous life recorded in the Local store by its pending
 // share units (see "The charge replaced" above), then records this life.
-// The replacement is made again in each epoch this process joins later,
-// as long as it runs (Redis restarted empty loses the mark, and a charge
-// of the day only may come in the new epoch: retryFix). While that life beat
-// within the grace (a restart at once after a kill; or a process still
-// running on a copy of the file, which must keep its charge), it is left
-// to this process's next heartbeats, fixTries in all, until that life's
-// heartbeat is overdue.
+// On a record written to this very file (the file is locked while open, so
+// that life no longer runs) the replacement is exact, and made again in
+// each epoch this process joins later, as long as it runs (Redis restarted
+// empty loses the mark, and a charge of the day only may come in the new
+// epoch: retryFix). On a Copy (another file: that life may still run on
+// the original, and take more on a share than the copy recorded) it only
+// raises the charge, once.
 func (s *Redis) fixDead(ctx context.Context) error {
 	lr, ok := s.Local.(lifeRecorder)
 	if !ok {
@@ -587,9 +598,12 @@ func (s *Redis) runFix(ctx context.Context) error {
 	s.mu.Lock()
 	epoch := s.epoch
 	s.mu.Unlock()
-	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.procsKey(), s.addedKey(prev.Life)}
-	args := []any{epoch, displayName(prev.Life), dayKeyTTL, s.prefix, prev.Life, s.clock(),
-		(s.ttl - s.grace()).Milliseconds(), prev.Epoch, prev.Gen}
+	raise := "0"
+	if prev.Copy {
+		raise = "1"
+	}
+	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.addedKey(prev.Life)}
+	args := []any{epoch, displayName(prev.Life), dayKeyTTL, s.prefix, raise, prev.Epoch, prev.Gen}
 	for _, p := range prev.Pending {
 		args = append(args, p.Day+":"+redisLane(p.Lane), p.Count)
 	}
@@ -604,12 +618,10 @@ func (s *Redis) runFix(ctx context.Context) error {
 	s.f.mu.Lock()
 	defer s.f.mu.Unlock()
 	s.f.fixes = append(s.f.fixes, fixes...)
-	switch res {
-	case 2:
-		if s.f.fixTries++; s.f.fixTries >= fixTries {
-			s.f.fixPrev = nil
-		}
-	case -1: // not joined the epoch Redis holds yet: later
+	switch {
+	case res == -1: // not joined the epoch Redis holds yet: later
+	case prev.Copy: // raised once: in a later epoch its units count 0
+		s.f.fixPrev = nil
 	default:
 		s.f.fixEpoch = epoch
 	}
@@ -619,11 +631,13 @@ func (s *Redis) runFix(ctx context.Context) error {
 
 // DeadFix is one lane's day charge of a dead life replaced, as this
 // process started on that life's data directory or joined a new epoch
-// after (see the README, "Faults"): the dead life's name in Redis (its
-// process name and life suffix), the lane and Pacific day (YYYY-MM-DD),
-// the day units the survivors had charged it (0: not charged yet; a charge
-// that comes later adds no day units), the units it counts now (its share
-// units its data directory recorded and Redis did not have), the units
+// after, or raised, as it started on a copy of that directory (see the
+// README, "Faults"): the dead life's name in Redis (its process name and
+// life suffix), the lane and Pacific day (YYYY-MM-DD), the day units the
+// survivors had charged it, with any earlier replacement (0: not charged
+// yet; after a replacement a charge that comes later adds no day units),
+// the units it counts now (its share units its data directory recorded
+// and Redis did not have; raised: at least those charged), the units
 // recorded (more than counted when its reconnect added them before it was
 // killed, or Redis lost its state and this process's re-seed added them),
 // and the lane's day count after it.
@@ -693,49 +707,46 @@ func parseDayLane(f string) (string, LaneID, bool) {
 	return day, LaneID{Project: rest[:n], Class: rest[n+1:]}, true
 }
 
-// fixTries is how many times fixDead and retryFix try to replace the
-// previous life's charge while it beats within the grace: a killed life's
-// heartbeat is overdue at the second try (a heartbeat interval apart);
-// a life that goes on beating is a process running on a copy of the Local
-// store, and keeps its charge.
-const fixTries = 6
-
 // deadFixScript replaces the day units charged to a dead life by its
-// pending share units, once per life and epoch, unless that life beat
-// within the grace: per day and lane, the day count and the life's part
-// move by pending minus charged, pending counted only in the epoch the
-// life joined (in a later one the re-seed of the caller's Local counts,
-// which hold them, added them) and when that life's reconnect did not add
-// them already (its added hash holds the record's number or a later one
-// for that day count: a crash before the record was emptied).
+// pending share units, once per life and epoch; or, for a record read on a
+// copy of the life's file, only raises them to those units (never lower,
+// no mark: the life may still run on the original). Per day and lane, the
+// day count and the life's part move by pending minus charged (raise: by
+// that when positive), pending counted only in the epoch the life joined
+// (in a later one the re-seed of the caller's Local counts, which hold
+// them, added them) and when that life's reconnect did not add them
+// already (its added hash holds the record's number or a later one for
+// that day count: a crash before the record was emptied); the charged
+// hash then holds the units the life counts for now (charged plus the
+// move), so a later replacement moves from there.
 //
 // KEYS: 1 the life's fix mark, 2 its charged units (hash: day:lane ->
-// units), 3 the epoch, 4 processes (zset), 5 its added hash
-// (reconcileScript). ARGV: 1 the epoch the caller
-// joined (its Local counts are in it), 2 the life's name (its field of the
-// use hashes), 3 day key ttl s, 4 the cluster's key prefix, 5 the life (its
-// member of the processes), 6 now ms (0: TIME), 7 ms: a score above now
-// plus it is a heartbeat within the grace (TTL - grace), 8 the epoch the
-// life joined, 9 the record's number (Gen; 0: none), then (day:lane,
-// pending units) pairs. Reply: {1, then per day:lane charged or recorded:
-// day:lane, the units charged, the units counted now, the units recorded,
-// the day count after} when replaced, {0} when replaced before in this
-// epoch, {-1} when the epoch is not the caller's, {2} when the life beat
-// within the grace (nothing done).
-var deadFixScript = redis.NewScript(clockLua + `
+// units), 3 the epoch, 4 its added hash (reconcileScript). ARGV: 1 the
+// epoch the caller joined (its Local counts are in it), 2 the life's name
+// (its field of the use hashes), 3 day key ttl s, 4 the cluster's key
+// prefix, 5 "1": raise only (a copy), else exact, 6 the epoch the life
+// joined, 7 the record's number (Gen; 0: none), then (day:lane, pending
+// units) pairs. Reply: {1, then per day:lane charged or recorded:
+// day:lane, the units charged, the units counted now (pending; raise: at
+// least the units charged), the units recorded,
+// the day count after} when replaced (or raised), {0} when replaced
+// before in this epoch (exact only), {-1} when the epoch is not the
+// caller's.
+var deadFixScript = redis.NewScript(`
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {-1} end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
-local sc = redis.call('ZSCORE', KEYS[4], ARGV[5])
-if sc and tonumber(sc) > clock(ARGV[6]) + tonumber(ARGV[7]) then return {2} end
-redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+local raise = ARGV[5] == '1'
+if not raise then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+end
 local want, rec, order = {}, {}, {}
-local same = ARGV[8] == ARGV[1]
-local gen = tonumber(ARGV[9])
-for i = 10, #ARGV, 2 do
+local same = ARGV[6] == ARGV[1]
+local gen = tonumber(ARGV[7])
+for i = 8, #ARGV, 2 do
   local f, u = ARGV[i], tonumber(ARGV[i + 1])
   if not rec[f] then order[#order + 1] = f end
   rec[f] = (rec[f] or 0) + u
-  local added = tonumber(redis.call('HGET', KEYS[5], ARGV[4] .. 'day:' .. f) or '0')
+  local added = tonumber(redis.call('HGET', KEYS[4], ARGV[4] .. 'day:' .. f) or '0')
   if not same or (gen > 0 and added >= gen) then u = 0 end
   want[f] = (want[f] or 0) + u
 end
@@ -748,6 +759,7 @@ end
 local out = {1}
 for _, f in ipairs(order) do
   local d = (want[f] or 0) - (got[f] or 0)
+  if raise and d < 0 then d = 0 end
   local dk, uk = ARGV[4] .. 'day:' .. f, ARGV[4] .. 'use:' .. f
   local n = tonumber(redis.call('GET', dk) or '0')
   if d ~= 0 then
@@ -756,9 +768,11 @@ for _, f in ipairs(order) do
     local u = math.max(0, tonumber(redis.call('HGET', uk, ARGV[2]) or '0') + d)
     redis.call('HSET', uk, ARGV[2], string.format('%d', u))
     redis.call('EXPIRE', uk, ARGV[3])
+    redis.call('HSET', KEYS[2], f, string.format('%d', (got[f] or 0) + d))
+    redis.call('EXPIRE', KEYS[2], ARGV[3])
   end
   if (got[f] or 0) ~= 0 or (want[f] or 0) ~= 0 or (rec[f] or 0) ~= 0 then
-    for _, v in ipairs({f, got[f] or 0, want[f] or 0, rec[f] or 0, n}) do out[#out + 1] = v end
+    for _, v in ipairs({f, got[f] or 0, (got[f] or 0) + d, rec[f] or 0, n}) do out[#out + 1] = v end
   end
 end
 return out

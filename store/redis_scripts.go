@@ -525,10 +525,11 @@ return 1
 // with TPM), so that one
 // round trip does everything a heartbeat reads.
 //
-// It also deletes this process's fix mark (deadFixScript: set when another
-// process took it for dead as it started on a copy of its Local store while
-// its heartbeat was late): a process that beats after the mark is alive,
-// and a later charge of it must add its day units again.
+// It also deletes this process's fix mark (deadFixScript: set only by a
+// process started on this process's own Local store file after it died; a
+// heartbeat of it delivered after that start deletes it): a process that
+// beats after the mark may be alive, and a later charge of it then adds
+// its day units again (the safe side).
 //
 // KEYS: 1 processes (zset), 2 epoch, 3 this process's fix mark, then per
 // view lane: window, day count; then per view lane: use of the day; then
