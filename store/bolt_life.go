@@ -30,7 +30,12 @@ const keyLife = "life:"
 // before it): a copy of the file, made by hand or moved to another file
 // system, whose life may still run on the original. A process that starts
 // on the file replaces the charge that life got as presumed dead after an
-// outage by Pending; on a Copy it only raises that charge to Pending.
+// outage by Pending; on a Copy it only raises that charge to Pending. Prev
+// names the lives on the file before it, as the use of the day names them
+// (their process names, newest first, at most maxPrevLives, none of them
+// Life's own name): a re-seed of an empty Redis counts their parts within
+// the own counts of the process on the file (see Redis, "Redis restarted
+// empty").
 type SharedLife struct {
 	Life    string       `json:"life"`
 	Epoch   string       `json:"epoch"`
@@ -38,6 +43,7 @@ type SharedLife struct {
 	Pending []DailyCount `json:"pending,omitempty"`
 	File    string       `json:"file,omitempty"`
 	Copy    bool         `json:"-"`
+	Prev    []string     `json:"prev,omitempty"`
 }
 
 // SharedLife returns the last life of cluster recorded in the file

@@ -303,10 +303,11 @@ type Redis struct {
 
 	// seenAt is when Redis held each count of seen (its clock, ms).
 	seenAt map[dayLane]int64
-	// prevName is the name of the previous life on the Local store
-	// (lifeRecorder), when another than process: its units are in the
-	// own counts a re-seed adds (seedScript). Set as it joins at start.
-	prevName string
+	// prevNames are the names of the lives before this one on the Local
+	// store (lifeRecorder; SharedLife.Prev), newest first, this process's
+	// own excluded: their units are in the own counts a re-seed adds
+	// (seedScript). Set as it joins at start.
+	prevNames []string
 
 	// localMu serializes the Local lane state's writes: SetLaneState's
 	// and those of the changes the cluster made (keepLocal, agreeLocal).
@@ -994,7 +995,10 @@ func (s *Redis) join(ctx context.Context) error {
 	keys := []string{s.epochKey()}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	args := []any{added, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes), s.prevName}
+	args := []any{added, hex.EncodeToString(b[:]), s.process, dayKeyTTL, len(lanes), len(s.prevNames)}
+	for _, p := range s.prevNames {
+		args = append(args, p)
+	}
 	for _, dl := range lanes {
 		keys = append(keys, s.dayKey(dl.day, dl.lane), s.useKey(dl.day, dl.lane), s.key("seed", dl.day, redisLane(dl.lane)))
 		args = appendParts(append(args, counts[dl][0], counts[dl][1]), parts[dl])

@@ -182,10 +182,18 @@ func appendParts(args []any, parts map[string]int) []any {
 	return args
 }
 
-// notePrevLife records, as this process starts, the name of the previous
-// life on its Local store (lifeRecorder: Bolt) when it is not this
-// process's: a re-seed counts that life's part of the views within this
-// process's own counts, which hold its units (seedScript).
+// maxPrevLives is the most earlier lives' names a Local store keeps
+// (SharedLife.Prev): a process restarted more often than that under new
+// names in a day has its oldest lives' parts counted twice by a re-seed
+// (over, on the safe side).
+const maxPrevLives = 32
+
+// notePrevLife records, as this process starts, the names of the lives
+// before it on its Local store (lifeRecorder: Bolt): the last one's and
+// those it recorded before it (SharedLife.Prev), newest first, this
+// process's own name excluded, at most maxPrevLives. A re-seed counts
+// their parts of the views within this process's own counts, which hold
+// their units (seedScript); this life's records carry them on.
 func (s *Redis) notePrevLife(ctx context.Context) error {
 	lr, ok := s.Local.(lifeRecorder)
 	if !ok {
@@ -198,10 +206,14 @@ func (s *Redis) notePrevLife(ctx context.Context) error {
 	if prev.Life == "" || prev.Life == s.id {
 		return nil
 	}
-	if name := displayName(prev.Life); name != s.process {
-		s.mu.Lock()
-		s.prevName = name
-		s.mu.Unlock()
+	var names []string
+	for _, n := range append([]string{displayName(prev.Life)}, prev.Prev...) {
+		if n != "" && n != s.process && !slices.Contains(names, n) && len(names) < maxPrevLives {
+			names = append(names, n)
+		}
 	}
+	s.mu.Lock()
+	s.prevNames = names
+	s.mu.Unlock()
 	return nil
 }

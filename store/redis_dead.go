@@ -515,7 +515,7 @@ func (s *Redis) recordLife(ctx context.Context) error {
 	defer s.f.lifeMu.Unlock()
 	s.f.lifeSeq++
 	s.mu.Lock()
-	l := SharedLife{Life: s.id, Epoch: s.epoch, Gen: s.f.lifeSeq}
+	l := SharedLife{Life: s.id, Epoch: s.epoch, Gen: s.f.lifeSeq, Prev: s.prevNames}
 	s.mu.Unlock()
 	s.f.mu.Lock()
 	for dl, n := range s.f.pendDays {

@@ -349,20 +349,19 @@ return redis.call('DECRBY', KEYS[2], n)
 // the use hash by the difference of its part (so a later view, and a
 // second empty restart, hold it).
 //
-// A life started on the data directory of an earlier one under another
-// name (a default name holds the pid) has that life's units in its own
-// count, and the views hold them under the earlier name: ARGV[6] names the
-// previous life of its Local store (its Redis.Process, "" for none or the
-// same name), recorded a (alias) to this process. A process with no o of
-// its own (it has not re-seeded: dead, or stopped) that a re-seeding
-// process names so is part of its group: the group's part is max(o,
-// the sum of the group's v), not their sum, all of it under the re-seeding
-// process's name in the use hash (as when both lives have one name). A
-// life named so that re-seeds
-// itself (a copy of the file running) is not grouped (counted twice:
-// the safe side). The lives before the previous one are not known: their
-// parts are counted twice, in their v and in the own count (the
-// README's bound).
+// A life started on the data directory of earlier ones under another
+// name (a default name holds the pid) has their units in its own count,
+// and the views hold them under the earlier names: ARGV[6] on name the
+// earlier lives of its Local store (their Redis.Process, this process's
+// own excluded: SharedLife.Prev), each recorded a (alias) to this process
+// (the smallest name when several do). A process with no o of its own (it
+// has not re-seeded: dead, or stopped) that a re-seeding process names so
+// is part of its group: the group's part is max(o, the sum of the group's
+// v), not their sum, all of it under the re-seeding process's name in the
+// use hash (as when the lives have one name). A life named so that
+// re-seeds itself (a copy of the file running) is not grouped (counted
+// twice: the safe side), nor is a life the file no longer names (more
+// than maxPrevLives before, or a file restored: its part counted twice).
 //
 // When it adds them, it also records the process's name in the epoch key's
 // ":seeded" hash (name -> epoch, for 10 minutes: see seededKey).
@@ -371,8 +370,8 @@ return redis.call('DECRBY', KEYS[2], n)
 // o:name, v:name, a:name); then per lane with grants: window, window
 // count, token window.
 // ARGV: 1 the epoch the own counts were last added to ("" for none), 2
-// candidate epoch, 3 process, 4 day key ttl s, 5 lanes n, 6 the previous
-// life's name ("" for none), then per lane: own count, last seen, parts
+// candidate epoch, 3 process, 4 day key ttl s, 5 lanes n, 6 earlier lives
+// n, then their names, then per lane: own count, last seen, parts
 // n, then (process, part) pairs of the last view; then per lane with
 // grants: window members count, then (score, member) pairs (a member holds
 // the slots its name says, see windowLua), then token entries count, then
@@ -438,8 +437,10 @@ local sk = KEYS[1] .. ':seeded'
 redis.call('HSET', sk, ARGV[3], ep)
 redis.call('EXPIRE', sk, 600)
 local n = tonumber(ARGV[5])
-local me, prev = ARGV[3], ARGV[6]
-local a = 7
+local me = ARGV[3]
+local prevs = {}
+for j = 1, tonumber(ARGV[6]) do prevs[j] = ARGV[6 + j] end
+local a = 7 + #prevs
 for i = 1, n do
   local own, seen, np = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
@@ -449,9 +450,11 @@ for i = 1, n do
   redis.call('HSET', hk, 'ep', ep)
   if seen > (tonumber(redis.call('HGET', hk, 'f') or '0') or 0) then redis.call('HSET', hk, 'f', seen) end
   redis.call('HINCRBY', hk, 'o:' .. me, own)
-  if prev ~= '' and prev ~= me then
-    local cur = redis.call('HGET', hk, 'a:' .. prev)
-    if not cur or me < cur then redis.call('HSET', hk, 'a:' .. prev, me) end
+  for _, prev in ipairs(prevs) do
+    if prev ~= me then
+      local cur = redis.call('HGET', hk, 'a:' .. prev)
+      if not cur or me < cur then redis.call('HSET', hk, 'a:' .. prev, me) end
+    end
   end
   for j = 1, np do
     local p, x = ARGV[a], tonumber(ARGV[a + 1])
