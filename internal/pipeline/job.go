@@ -29,6 +29,10 @@ type job struct {
 	mu    sync.Mutex
 	rec   record
 	steps []*scheduler.Handle // its calls queued or running in the scheduler
+	// calls holds the scheduler call of each image being made, by index,
+	// from its Submit until its end is stored: the image reads running
+	// (Status) only while that call is not queued.
+	calls map[int]*scheduler.Handle
 
 	// Guarded by p.mu: cancel ends the running job's context (nil until
 	// work starts, and while parked); canceled is set by Pipeline.Cancel;
@@ -67,6 +71,38 @@ func (p *Pipeline) work(workCtx, runCtx context.Context, j *job) (final, parked 
 func (j *job) track(h *scheduler.Handle) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.trackLocked(h)
+}
+
+// trackImage is track for the call of image index i.
+func (j *job) trackImage(i int, h *scheduler.Handle) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.calls == nil {
+		j.calls = make(map[int]*scheduler.Handle)
+	}
+	j.calls[i] = h
+	j.trackLocked(h)
+}
+
+// running reports which images have their call sent (or ended, its result
+// not yet stored): those of calls no longer queued in the scheduler.
+func (j *job) running() map[int]bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out map[int]bool
+	for i, h := range j.calls {
+		if h.State() != scheduler.StateQueued {
+			if out == nil {
+				out = make(map[int]bool)
+			}
+			out[i] = true
+		}
+	}
+	return out
+}
+
+func (j *job) trackLocked(h *scheduler.Handle) {
 	j.steps = slices.DeleteFunc(j.steps, func(h *scheduler.Handle) bool { return h.State().Final() })
 	j.steps = append(j.steps, h)
 	if j.parking.Load() {
@@ -351,12 +387,16 @@ func (j *job) image(ctx, runCtx context.Context, log zerolog.Logger, n int, prom
 	if j.parking.Load() {
 		return errParked // stays pending
 	}
-	if err := j.update(func(r *record) { r.ImageStates[i].State = ImageRunning }); err != nil {
-		log.Error().Err(err).Msg("cannot store an image's state")
-		return err
-	}
+	// The image stays pending in the record: it reads running (Status)
+	// while its call is sent, not while the call waits in the scheduler's
+	// queue; nothing is stored until it ends.
+	defer func() {
+		j.mu.Lock()
+		delete(j.calls, i)
+		j.mu.Unlock()
+	}()
 	start := time.Now()
-	img, err := j.p.cfg.Gemini.GenerateImage(ctx, prompt, opts)
+	img, err := j.p.cfg.Gemini.GenerateImage(scheduler.OnSubmit(ctx, func(h *scheduler.Handle) { j.trackImage(i, h) }), prompt, opts)
 	if err == nil {
 		err = writeFileAtomic(j.dir, imageFile(n, img.MIMEType), img.Data)
 		if err != nil {

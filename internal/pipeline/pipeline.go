@@ -701,15 +701,32 @@ func (p *Pipeline) Status(ctx context.Context, id string) (Status, error) {
 		return Status{}, err
 	}
 	st := r.status()
-	p.addWait(&st)
+	p.addLive(&st)
 	return st, nil
+}
+
+// addLive fills in what is not stored from the job's calls in the
+// scheduler: st.Wait, and which pending images have their call sent
+// (running).
+func (p *Pipeline) addLive(st *Status) {
+	if st.State.Final() {
+		return
+	}
+	p.mu.Lock()
+	j := p.active[st.ID]
+	p.mu.Unlock()
+	if j != nil {
+		for i := range j.running() {
+			if i < len(st.Images) && st.Images[i].State == ImagePending {
+				st.Images[i].State = ImageRunning
+			}
+		}
+	}
+	p.addWait(st)
 }
 
 // addWait fills in st.Wait from the job's calls in the scheduler.
 func (p *Pipeline) addWait(st *Status) {
-	if st.State.Final() {
-		return
-	}
 	p.mu.Lock()
 	j := p.active[st.ID]
 	started := j != nil && j.cancel != nil
@@ -1038,7 +1055,7 @@ func ParseSince(v string, now time.Time) (time.Time, error) {
 func (p *Pipeline) Jobs(ctx context.Context, f Filter) (Page, error) {
 	pg, err := StoredJobs(ctx, p.cfg.Store, f)
 	for i := range pg.Jobs {
-		p.addWait(&pg.Jobs[i])
+		p.addLive(&pg.Jobs[i])
 	}
 	return pg, err
 }

@@ -129,6 +129,15 @@ func (r record) status() Status {
 	if s.Images == nil {
 		s.Images = []ImageStatus{}
 	}
+	for i := range s.Images {
+		if s.Images[i].State == ImageRunning {
+			// Stored by a process stopped while the call was sent (or
+			// by a version that stored it before the scheduler sent
+			// it): nothing runs it now. A running Pipeline's Status
+			// says running while the call is in flight.
+			s.Images[i].State = ImagePending
+		}
+	}
 	return s
 }
 

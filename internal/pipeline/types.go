@@ -42,7 +42,12 @@ const (
 	JobCanceled JobState = "canceled"
 )
 
-// ImageState is the stage of one image of a job.
+// ImageState is the stage of one image of a job: pending until the
+// scheduler sends its call (also while the call waits in its queue for
+// quota), running while the call is in flight and its result is stored,
+// then done or failed. Running is not stored: Status and Jobs of a
+// running Pipeline fill it in from the scheduler, and a record stored
+// with it reads pending.
 type ImageState string
 
 const (
