@@ -45,9 +45,14 @@ func (s *Scheduler) DayWait(class string, pr Priority) (Wait, bool) {
 		w.Kind, w.Until = WaitDay, earliest
 	case pr < *s.cfg.Protect && s.cfg.Critical < 1 && r.class.Critical(now):
 		w.Kind, w.Until = WaitProtected, midnight
+		if kind, _ := r.waitKind(now, 0); kind == WaitDay {
+			// Every lane is out for the day too (a shared day count at
+			// RPD that no refused grant has held yet): that says more.
+			w.Kind = WaitDay
+		}
 	default:
 		return Wait{}, false
 	}
 	w.Reason = w.reason(now, s.cfg.Location)
-	return w, true
+	return w.utc(), true
 }

@@ -51,8 +51,10 @@ type Wait struct {
 	// "image quota of all projects used for today, resets 2026-12-01 00:00
 	// PST", "RPM window, next slot in 12s", "TPM window, next slot in 12s",
 	// "cooldown after 429, next slot in 20s", "daily protection: ...".
-	Reason string    `json:"reason"`
-	Since  time.Time `json:"since"`
+	Reason string `json:"reason"`
+	// Since and Until are UTC as Summary, Handle.Waiting and DayWait
+	// return them.
+	Since time.Time `json:"since"`
 	// Until is the estimated start: the earliest moment a lane can take
 	// the class's next job (for a job, its own estimated start when later).
 	// Zero (absent in JSON) when unknown: a job of package pipeline waiting
@@ -95,8 +97,11 @@ func (r *runner) waitKind(now time.Time, tokens int) (string, string) {
 	open, cooling, held, byTokens := 0, 0, 0, 0
 	var first bucket.LaneUsage
 	for _, l := range u.Lanes {
-		if !l.Enabled || l.Stopped != "" || l.ExhaustedUntil.After(now) || l.DayUsed >= u.Limits.RPD ||
-			(l.HeldReason == HoldDay && l.HeldUntil.After(now) && l.SharedUsed >= u.Limits.RPD) {
+		// SharedUsed is DayUsed, or with a shared store the lane's
+		// cluster day count when larger: at RPD, the lane is out for the
+		// day whether or not a refused grant holds it (a class held by
+		// daily protection asks no grant).
+		if !l.Enabled || l.Stopped != "" || l.ExhaustedUntil.After(now) || l.SharedUsed >= u.Limits.RPD {
 			continue
 		}
 		open++
@@ -205,7 +210,14 @@ func (r *runner) classWait(now time.Time) (Wait, bool) {
 	}
 	w := *r.wait
 	w.Reason = w.reason(now, r.s.cfg.Location)
-	return w, true
+	return w.utc(), true
+}
+
+// utc returns w with its times in UTC, as JSON shows every wait (the
+// next Pacific midnight is computed in Config.Location).
+func (w Wait) utc() Wait {
+	w.Since, w.Until = w.Since.UTC(), w.Until.UTC()
+	return w
 }
 
 // Waiting reports whether the job is queued waiting for quota, and why:
@@ -225,7 +237,7 @@ func (h *Handle) Waiting() (Wait, bool) {
 		w.Until = est
 		w.Reason = w.reason(now, h.run.s.cfg.Location)
 	}
-	return w, true
+	return w.utc(), true
 }
 
 // submitHookKey keys the function OnSubmit puts in a context.
