@@ -42,7 +42,9 @@ const WaitReportAfter = 10 * time.Second
 // Wait says why the queued jobs of a class wait for quota, since when, and
 // until when at the earliest.
 type Wait struct {
-	Class string `json:"class"`
+	// Class is the class waited for; "" (absent in JSON) for a job of
+	// package pipeline waiting for a max_active slot (kind "slot").
+	Class string `json:"class,omitempty"`
 	// Kind is WaitDay, WaitRPM, WaitTPM, WaitCooldown, WaitCluster or
 	// WaitProtected (package pipeline adds "slot" for a job waiting for a
 	// max_active slot).

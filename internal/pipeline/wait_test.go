@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -84,6 +85,10 @@ func TestStatusShowsSlotWait(t *testing.T) {
 		if st.State != JobQueued || st.Wait == nil || st.Wait.Kind != WaitSlot || st.Wait.Class != "" || !st.Wait.Until.IsZero() ||
 			st.Wait.Reason != "max_active: all 1 slots taken by slideshows in progress; starts when one ends, highest priority first" {
 			t.Fatalf("the high job: %+v, wait %+v; want queued, waiting for a slot", st, st.Wait)
+		}
+		// No class and no until in JSON (README; the class was there, "").
+		if data, err := json.Marshal(st.Wait); err != nil || strings.Contains(string(data), `"class"`) || strings.Contains(string(data), `"until"`) {
+			t.Errorf("the slot wait in JSON: %s, %v; want no class and no until", data, err)
 		}
 		if st, _ := h.p.Status(t.Context(), first); st.State.Final() || (st.Wait != nil && st.Wait.Kind != scheduler.WaitRPM) {
 			t.Errorf("the first job: %s, wait %+v, want in progress, paced", st.State, st.Wait)
