@@ -134,6 +134,7 @@ func runBatch(ctx context.Context, e env, cfg config.Config, log zerolog.Logger,
 		return openError(e, cfg, err)
 	}
 	defer d.close()
+	d.writeHolder("batch")
 
 	// Every entry is submitted, and the failures of earlier runs reopened,
 	// before the core runs: a job resumed from an earlier run and failing in

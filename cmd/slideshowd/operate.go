@@ -108,7 +108,7 @@ func openDataStore(cfg config.Config, daemonErr error) (*store.Bolt, error) {
 	}
 	b, err := store.Open(path, store.Options{Timeout: 500 * time.Millisecond})
 	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("%s is locked by a running slideshowd that did not answer (%v): if it serves on another address (its serve -addr), give it with -addr HOST:PORT", path, daemonErr)
+		return nil, lockedError(cfg.Data, path, "", daemonErr, "what you asked for")
 	}
 	return b, err
 }

@@ -136,6 +136,7 @@ func cmdServe(ctx context.Context, e env, args []string) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info().Str("addr", ln.Addr().String()).Bool("auth", cfg.Token != "").Msg("serving the HTTP API")
+	d.writeHolder("serve " + ln.Addr().String())
 
 	code := exitOK
 	serverDone := false

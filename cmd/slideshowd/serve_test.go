@@ -296,7 +296,9 @@ func TestServeAndNoSecretAnywhere(t *testing.T) {
 	// No daemon at that address, and the data directory locked: say so.
 	r = runBin(t, dir, uvars, "usage", "-addr", "127.0.0.1:1")
 	seen.WriteString(r.stdout + r.stderr)
-	if r.code != 1 || !strings.Contains(r.stderr, "slideshowd.db is locked by a running slideshowd that did not answer at http://127.0.0.1:1/v1/usage") {
+	if r.code != 1 || !strings.Contains(r.stderr, "slideshowd.db is locked by a running slideshowd serve (pid ") ||
+		!strings.Contains(r.stderr, "serving on "+d.addr+", not asked there (no daemon answered at http://127.0.0.1:1/v1/usage") ||
+		!strings.Contains(r.stderr, "give it with -addr "+d.addr) {
 		t.Errorf("usage with the file locked: exit %d\n%s", r.code, r.stderr)
 	}
 	// A second daemon on the same data directory refuses to start.

@@ -27,7 +27,53 @@ const (
 	usedMarker = "slideshowd.db.created"
 	// backupDir holds the daemon's rolling backups.
 	backupDir = "backups"
+	// holderNote says which slideshowd holds the store open (serve and its
+	// address, or batch), so that a command refused by the lock can say
+	// how to reach it; written after the store opened, removed at close.
+	holderNote = "slideshowd.db.holder"
 )
+
+// writeHolder writes the holder note of the data directory: what holds its
+// store ("serve 127.0.0.1:8080", "batch") and the process id. A failure is
+// logged: the note only words the advice of a command refused by the lock.
+func (d *daemon) writeHolder(what string) {
+	line := fmt.Sprintf("%s pid %d\n", what, os.Getpid())
+	if err := os.WriteFile(filepath.Join(d.cfg.Data, holderNote), []byte(line), 0o600); err != nil {
+		d.log.Warn().Err(err).Msg("cannot write the data directory's holder note")
+		return
+	}
+	d.holder = true
+}
+
+// lockedError words why a client command that found no daemon (at u, when
+// known: daemonErr) cannot read the data directory's store at path: it is
+// locked. The holder note says by what, and so how to get what the command
+// wanted (want: "the usage", "the keys"): a batch serves nothing, so only
+// the data directory once it ends (or, with redis_url, a daemon of the
+// cluster) has it; a daemon is asked at the address it serves on. Without
+// a note (a store held by another command, or by a version that wrote
+// none) it gives both ways.
+func lockedError(data, path, u string, daemonErr error, want string) error {
+	note, _ := os.ReadFile(filepath.Join(data, holderNote))
+	f := strings.Fields(string(note))
+	at := ""
+	if u != "" {
+		at = " at " + u
+	}
+	switch {
+	case len(f) == 3 && f[0] == "batch" && f[1] == "pid":
+		return fmt.Errorf("%s is locked by a running slideshowd batch (pid %s), which serves no HTTP API (no daemon answered%s: %v): %s can be read from the data directory once the batch ends (with redis_url, a daemon of the cluster shows the cluster's use: give its -addr HOST:PORT)",
+			path, f[2], at, daemonErr, want)
+	case len(f) == 4 && f[0] == "serve" && f[2] == "pid" && u != "" && strings.Contains(u, "//"+f[1]+"/"):
+		return fmt.Errorf("%s is locked by a running slideshowd serve (pid %s) that did not answer at its address %s (%v): it may be stopping or overloaded; try again",
+			path, f[3], u, daemonErr)
+	case len(f) == 4 && f[0] == "serve" && f[2] == "pid":
+		return fmt.Errorf("%s is locked by a running slideshowd serve (pid %s) serving on %s, not asked there (no daemon answered%s: %v): give it with -addr %s",
+			path, f[3], f[1], at, daemonErr, f[1])
+	}
+	return fmt.Errorf("%s is locked by a running slideshowd that did not answer%s (%v): if it is a daemon serving on another address (its serve -addr), give it with -addr HOST:PORT; if it is a batch, which serves nothing, %s can be read from the data directory once it ends",
+		path, at, daemonErr, want)
+}
 
 // checkStorePresent refuses a missing store in a data directory that shows
 // earlier use: that is damage (a lost file), not a new store.

@@ -102,7 +102,7 @@ func usageSummary(ctx context.Context, cfg config.Config) (scheduler.Summary, st
 	} else {
 		b, oerr := store.Open(path, store.Options{Timeout: 500 * time.Millisecond})
 		if errors.Is(oerr, store.ErrLocked) {
-			return scheduler.Summary{}, "", fmt.Errorf("%s is locked by a running slideshowd that did not answer at %s (%v): if it serves on another address (its serve -addr), give it with -addr HOST:PORT", path, u, err)
+			return scheduler.Summary{}, "", lockedError(cfg.Data, path, u, err, "the usage")
 		}
 		if oerr != nil {
 			return scheduler.Summary{}, "", oerr

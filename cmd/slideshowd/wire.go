@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -158,6 +159,7 @@ type daemon struct {
 	gem    *gemini.Client
 	pipe   *pipeline.Pipeline
 	ran    bool // run was called: the scheduler leaves the cluster as it stops
+	holder bool // the holder note was written (writeHolder): removed at close
 }
 
 type daemonOptions struct {
@@ -381,6 +383,11 @@ func (d *daemon) close() {
 		// grant: it leaves nothing counted alive (bounded to a second).
 		if err := d.shared.Abandon(context.Background()); err != nil {
 			d.log.Warn().Err(err).Msg("leaving the cluster after a failed start: its heartbeat expires in 15 s")
+		}
+	}
+	if d.holder {
+		if err := os.Remove(filepath.Join(d.cfg.Data, holderNote)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn().Err(err).Msg("cannot remove the data directory's holder note")
 		}
 	}
 	if err := d.store.Close(); err != nil {
