@@ -43,6 +43,14 @@ func parseBatch(name string, data []byte, readImage func(string) ([]byte, error)
 	if len(data) > MaxBatchFileBytes {
 		return nil, badBatch(name, "larger than %d bytes", MaxBatchFileBytes)
 	}
+	// A UTF-8 byte-order mark (Windows editors write one) says nothing:
+	// read the file as without it. UTF-16 is not JSON's encoding here.
+	switch {
+	case bytes.HasPrefix(data, []byte("\xef\xbb\xbf")):
+		data = data[3:]
+	case bytes.HasPrefix(data, []byte("\xff\xfe")), bytes.HasPrefix(data, []byte("\xfe\xff")):
+		return nil, badBatch(name, "starts with a UTF-16 byte-order mark: save it as UTF-8")
+	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {
 		var se *json.SyntaxError

@@ -156,3 +156,34 @@ func TestBatchDuplicateFields(t *testing.T) {
 		}
 	}
 }
+
+// A batch file that starts with a UTF-8 byte-order mark (as Windows editors
+// write it) is read as without it, same entries and keys; it was refused
+// with "invalid character 'ï' looking for beginning of value" (newcomer10
+// N10-4). A UTF-16 file is refused naming its byte-order mark.
+func TestBatchByteOrderMark(t *testing.T) {
+	noImages := func(string) ([]byte, error) { return nil, fs.ErrNotExist }
+	a := `[{"source": "a", "slides": [{"text": "t"}], "images": 1}]`
+	plain, err := parseBatch("b.json", []byte(a), noImages)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bom, err := parseBatch("b.json", append([]byte("\xef\xbb\xbf"), a...), noImages)
+	if err != nil {
+		t.Fatalf("with a UTF-8 byte-order mark: %v", err)
+	}
+	if len(bom) != 1 || bom[0].req.Key != plain[0].req.Key || bom[0].req.Source != "a" {
+		t.Errorf("with a UTF-8 byte-order mark: %+v, want the entries without it", bom)
+	}
+	for _, mark := range []string{"\xff\xfe", "\xfe\xff"} {
+		_, err := parseBatch("b.json", append([]byte(mark), a...), noImages)
+		if err == nil || err.Error() != "b.json: starts with a UTF-16 byte-order mark: save it as UTF-8" {
+			t.Errorf("UTF-16 mark % x: %v", mark, err)
+		}
+	}
+	// A mark later in the file is an ordinary bad character, with its place.
+	_, err = parseBatch("b.json", []byte("[\n\xef\xbb\xbf{}]"), noImages)
+	if err == nil || !strings.HasPrefix(err.Error(), "b.json: line 2, column 1: ") {
+		t.Errorf("a mark on line 2: %v", err)
+	}
+}
