@@ -172,7 +172,7 @@ func readCluster(ctx context.Context, cfg config.Config, sc scheduler.Config, no
 	day := bucket.Day(now, loc)
 	rc, err := viewClient(cfg) // a refused connection is said at once
 	if err != nil {
-		return scheduler.ClusterView(store.ClusterUsage{Cluster: cfg.Cluster}, day, err)
+		return scheduler.ClusterView(store.ClusterUsage{Cluster: cfg.Cluster, Process: dataDirPart}, day, err)
 	}
 	defer rc.Close()
 	classes := make([]store.RedisClass, len(sc.Classes))
@@ -192,8 +192,19 @@ func readCluster(ctx context.Context, cfg config.Config, sc scheduler.Config, no
 	if u.Cluster == "" {
 		u.Cluster = cfg.Cluster
 	}
+	if u.Process == "" {
+		// No process of the cluster reads it: the data directory's own
+		// part (while re-seeding) is labelled as such, not a nameless
+		// process.
+		u.Process = dataDirPart
+	}
 	return scheduler.ClusterView(u, day, err)
 }
+
+// dataDirPart is the cluster view's name of the data directory read with
+// no daemon answering (its "process", and its part of a lane while the
+// cluster re-seeds): it has no name in the cluster.
+const dataDirPart = "this data directory"
 
 // printCluster writes the cluster's view: the processes alive, then per lane
 // the shared window and day with each process's part.
@@ -230,7 +241,7 @@ func printCluster(w io.Writer, c *scheduler.ClusterSummary) {
 			thousands(l.WindowUsed), thousands(l.RPMLimit), thousands(l.DayUsed), thousands(l.DayLimit), redis)
 		for _, p := range l.Processes {
 			name := p.Process
-			if !p.Alive {
+			if !p.Alive && p.Process != dataDirPart {
 				name += " (gone)"
 			}
 			fmt.Fprintf(tw, "  \t\t%s\t%s\t%s\n", name, thousands(p.WindowUsed), thousands(p.DayUsed))
@@ -325,9 +336,10 @@ func fetchUsage(ctx context.Context, u, token string) (scheduler.Summary, error)
 func printUsage(w io.Writer, s scheduler.Summary, cfg config.Config) {
 	models := map[string]string{"text": cfg.Classes.Text.Model, "image": cfg.Classes.Image.Model}
 	shared := s.Cluster != nil
-	// A cluster's view read without joining (Process "") is the data
-	// directory's reading: no daemon answered.
-	offline := shared && s.Cluster.Process == ""
+	// A cluster's view read without joining (Process dataDirPart, or ""
+	// from an older reader) is the data directory's reading: no daemon
+	// answered.
+	offline := shared && (s.Cluster.Process == "" || s.Cluster.Process == dataDirPart)
 	own := "this process"
 	if offline {
 		own = "this data directory"

@@ -52,21 +52,34 @@ func TestUsageOfflineReseeding(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "  re-seeding: Redis lost the cluster's state (restarted empty) and not every process has put its counts back;") {
 		t.Fatalf("usage after Redis lost its state: exit %d, no re-seeding line\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// The data directory's own part of a lane is labelled as such, not a
+	// nameless process "(gone)" (newcomer11 N11-2).
+	if strings.Contains(r.stdout, " (gone)") || !strings.Contains(r.stdout, "  this data directory  ") {
+		t.Errorf("usage after Redis lost its state: want the data directory's part labelled, no process gone\n%s", r.stdout)
+	}
 	r = runBin(t, dir, vars, "usage", "-addr", "127.0.0.1:1", "-json")
 	var sum struct {
 		Cluster struct {
-			Reseeding bool `json:"reseeding"`
+			Process   string `json:"process"`
+			Reseeding bool   `json:"reseeding"`
 			Lanes     []struct {
 				Class        string `json:"class"`
 				DayUsed      int    `json:"day_used"`
 				RedisDayUsed *int   `json:"redis_day_used"`
+				Processes    []struct {
+					Process string `json:"process"`
+					DayUsed int    `json:"day_used"`
+				} `json:"processes"`
 			} `json:"lanes"`
 		} `json:"cluster"`
 	}
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &sum) != nil || !sum.Cluster.Reseeding {
 		t.Fatalf("usage -json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	images := 0
+	if sum.Cluster.Process != "this data directory" {
+		t.Errorf("usage -json: cluster.process %q, want \"this data directory\"", sum.Cluster.Process)
+	}
+	images, own := 0, 0
 	for _, l := range sum.Cluster.Lanes {
 		if l.RedisDayUsed == nil || *l.RedisDayUsed != 0 {
 			t.Errorf("lane %+v: want redis_day_used 0", l)
@@ -74,6 +87,17 @@ func TestUsageOfflineReseeding(t *testing.T) {
 		if l.Class == "image" {
 			images += l.DayUsed
 		}
+		for _, p := range l.Processes {
+			if p.Process != "this data directory" {
+				t.Errorf("lane %s: process %q, want only the data directory's part", l.Class, p.Process)
+			}
+			if l.Class == "image" {
+				own += p.DayUsed
+			}
+		}
+	}
+	if own < 4 {
+		t.Errorf("the data directory's part of the image lanes %d, want at least the 4 images sent\n%s", own, r.stdout)
 	}
 	if images < 4 {
 		t.Errorf("image lanes' day used %d, want at least the 4 images sent\n%s", images, r.stdout)
