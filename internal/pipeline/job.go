@@ -86,13 +86,15 @@ func (j *job) trackImage(i int, h *scheduler.Handle) {
 }
 
 // running reports which images have their call sent (or ended, its result
-// not yet stored): those of calls no longer queued in the scheduler.
+// not yet stored): those of calls running, done or failed in the
+// scheduler; not one queued, nor one withdrawn or canceled (its image goes
+// back to pending: parked, canceled or stopping).
 func (j *job) running() map[int]bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out map[int]bool
 	for i, h := range j.calls {
-		if h.State() != scheduler.StateQueued {
+		if st := h.State(); st == scheduler.StateRunning || st == scheduler.StateDone || st == scheduler.StateFailed {
 			if out == nil {
 				out = make(map[int]bool)
 			}
