@@ -127,7 +127,11 @@ func (p *Pipeline) readmit() bool {
 		class string
 		pr    scheduler.Priority
 	}
-	held := make(map[key]bool)
+	type hold struct {
+		held bool
+		wait scheduler.Wait // the scheduler's, when held
+	}
+	held := make(map[key]hold)
 	type queued struct {
 		j   *job
 		rec record
@@ -147,14 +151,29 @@ func (p *Pipeline) readmit() bool {
 		if !known {
 			switch {
 			case s != nil:
-				_, h = s.DayWait(w.Class, pr)
+				h.wait, h.held = s.DayWait(w.Class, pr)
 			default:
-				h = now.Before(w.Until)
+				h.held = now.Before(w.Until)
 			}
 			held[k] = h
 		}
-		if !h {
+		if !h.held {
 			back = append(back, queued{j, rec})
+			continue
+		}
+		if s != nil && (h.wait.Kind != w.Kind || !h.wait.Until.Equal(w.Until)) {
+			// Still held, for another reason now: protected, then the
+			// whole day spent (day), say so. Since stays while the kind
+			// does, as the scheduler's class waits keep it.
+			nw := h.wait
+			if nw.Kind == w.Kind {
+				nw.Since = w.Since
+			}
+			p.mu.Lock()
+			if j.parkWait == w {
+				j.parkWait = &nw
+			}
+			p.mu.Unlock()
 		}
 	}
 	if len(back) == 0 {
