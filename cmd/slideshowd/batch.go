@@ -64,7 +64,10 @@ func cmdBatch(ctx context.Context, e env, args []string) int {
 		return exitBadArgs
 	}
 	file := pos[0]
-	if *server != "" && !*dryRun {
+	if *server != "" {
+		if *dryRun {
+			return cmdBatchServerPlan(ctx, e, file, *server, *cfgPath, *out)
+		}
 		return cmdBatchServer(ctx, e, file, *server, *cfgPath, *out, mode)
 	}
 	lm := forCalls
@@ -685,20 +688,7 @@ func (t *tracker) drawBar() {
 // printPlan prints what a batch would do: per entry its calls and output
 // folder, then the calls per class against the configured quota.
 func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry, out string) {
-	images := 0
-	fmt.Fprintf(w, "%s: %s, valid; nothing is sent (dry run)\n", file, plural(len(entries), "slideshow", "slideshows"))
-	for i, en := range entries {
-		images += en.req.Images
-		pr := en.req.Priority
-		if pr == "" {
-			pr = "normal"
-		}
-		dest := ""
-		if out != "" {
-			dest = " -> " + filepath.Join(out, outDirName(i, len(entries), en.slug))
-		}
-		fmt.Fprintf(w, "  [%d] %q (%s, %s): 1 analysis + %s%s\n", i, en.req.Source, pr, plural(len(en.req.Slides), "slide", "slides"), plural(en.req.Images, "image", "images"), dest)
-	}
+	images := printPlanEntries(w, file, entries, out)
 	projects := map[string]bool{}
 	for _, k := range cfg.Keys {
 		projects[k.Project] = true
@@ -713,21 +703,86 @@ func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry
 		return
 	}
 	fmt.Fprintf(w, "calls: %d text, %d image, over %s in %s\n", len(entries), images, plural(len(cfg.Keys), "key", "keys"), plural(np, "project", "projects"))
-	for _, c := range []struct {
-		name  string
-		class config.Class
-		calls int
-	}{{"text", cfg.Classes.Text, len(entries)}, {"image", cfg.Classes.Image, images}} {
-		day, rpm := c.class.RPD*np, c.class.RPM*np
-		minutes := (c.calls + rpm - 1) / max(rpm, 1)
-		line := fmt.Sprintf("  %s (%s): %s of %s/day (%s RPM); at least %s at full RPM",
-			c.name, c.class.Model, pluralN(c.calls, "call", "calls"), thousands(day), thousands(rpm), plural(minutes, "minute", "minutes"))
-		if c.calls > day {
-			line += fmt.Sprintf("; more than a day's quota: at least %s", plural((c.calls+day-1)/max(day, 1), "Pacific day", "Pacific days"))
+	printPlanClass(w, "text", cfg.Classes.Text.Model, len(entries), cfg.Classes.Text.RPD*np, cfg.Classes.Text.RPM*np)
+	printPlanClass(w, "image", cfg.Classes.Image.Model, images, cfg.Classes.Image.RPD*np, cfg.Classes.Image.RPM*np)
+	fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
+}
+
+// cmdBatchServerPlan is batch -dry-run -server: the plan of the batch file
+// against the daemon's limits, read from its GET /v1/usage (the token from
+// SLIDESHOWD_TOKEN); the built-in defaults are not the daemon's. When the
+// daemon does not answer, the plan says so and leaves the quota out.
+func cmdBatchServerPlan(ctx context.Context, e env, file, server, cfgPath, out string) int {
+	if cfgPath != "" {
+		fmt.Fprintln(e.stderr, "slideshowd: -config: not used with -server (the daemon's configuration applies)")
+		return exitBadArgs
+	}
+	if problem := serverURLProblem(server); problem != "" {
+		fmt.Fprintln(e.stderr, "slideshowd: -server: "+problem)
+		return exitBadArgs
+	}
+	entries, err := readBatch(ctx, file)
+	if err != nil {
+		return batchCheckFailed(e, err, error.Error)
+	}
+	w := e.stdout
+	images := printPlanEntries(w, file, entries, out)
+	u := strings.TrimSuffix(server, "/") + "/v1/usage"
+	sum, err := fetchUsage(ctx, u, e.getenv(config.EnvToken))
+	if err != nil {
+		fmt.Fprintf(w, "calls: %d text, %d image; the daemon did not answer %s (%s), so its quota is not planned (its limits are not known here)\n",
+			len(entries), images, redactURL(u), redact.New().String(err.Error()))
+		return exitOK
+	}
+	calls := map[string]int{"text": len(entries), "image": images}
+	keys, projects := 0, 0
+	for _, cs := range sum.Classes {
+		if _, ok := calls[cs.Name]; ok {
+			keys, projects = max(keys, cs.Keys), max(projects, len(cs.Lanes))
 		}
-		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "calls: %d text, %d image, over the daemon's %s in %s (its limits, from %s)\n", len(entries), images,
+		plural(keys, "key", "keys"), plural(projects, "project", "projects"), redactURL(u))
+	for _, cs := range sum.Classes {
+		if n, ok := calls[cs.Name]; ok {
+			np := len(cs.Lanes)
+			printPlanClass(w, cs.Name, "the daemon's", n, cs.Limits.RPD*np, cs.Limits.RPM*np)
+		}
 	}
 	fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
+	return exitOK
+}
+
+// printPlanEntries prints a plan's first lines: the file and, per entry,
+// its calls and output folder; it returns the images asked for.
+func printPlanEntries(w io.Writer, file string, entries []batchEntry, out string) int {
+	images := 0
+	fmt.Fprintf(w, "%s: %s, valid; nothing is sent (dry run)\n", file, plural(len(entries), "slideshow", "slideshows"))
+	for i, en := range entries {
+		images += en.req.Images
+		pr := en.req.Priority
+		if pr == "" {
+			pr = "normal"
+		}
+		dest := ""
+		if out != "" {
+			dest = " -> " + filepath.Join(out, outDirName(i, len(entries), en.slug))
+		}
+		fmt.Fprintf(w, "  [%d] %q (%s, %s): 1 analysis + %s%s\n", i, en.req.Source, pr, plural(len(en.req.Slides), "slide", "slides"), plural(en.req.Images, "image", "images"), dest)
+	}
+	return images
+}
+
+// printPlanClass prints a plan's line of class (its model, or whose
+// limits): calls against day and rpm, summed over its projects.
+func printPlanClass(w io.Writer, class, model string, calls, day, rpm int) {
+	minutes := (calls + rpm - 1) / max(rpm, 1)
+	line := fmt.Sprintf("  %s (%s): %s of %s/day (%s RPM); at least %s at full RPM",
+		class, model, pluralN(calls, "call", "calls"), thousands(day), thousands(rpm), plural(minutes, "minute", "minutes"))
+	if calls > day {
+		line += fmt.Sprintf("; more than a day's quota: at least %s", plural((calls+day-1)/max(day, 1), "Pacific day", "Pacific days"))
+	}
+	fmt.Fprintln(w, line)
 }
 
 // plural is n and the noun: one for 1, many otherwise ("1 slideshow",
