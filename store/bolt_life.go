@@ -24,11 +24,13 @@ const keyLife = "life:"
 // adds Pending to Redis records there the Gen of the last record written
 // (see Redis, "The charge replaced"), so a record its crash left unemptied
 // is not added twice. File identifies the file the record was written to
-// (its device and inode numbers; SetSharedLife sets it, "" where they are
-// not read), and Copy, set by SharedLife (never stored), says the file
-// read is another one, or the record names none (written by a slideshowd
-// before it): a copy of the file, made by hand or moved to another file
-// system, whose life may still run on the original. A process that starts
+// (the kernel's boot id and the file's device and inode numbers;
+// SetSharedLife sets it, "" where they are not read: off Linux), and Copy,
+// set by SharedLife (never stored), says the file read is another one, or
+// was written before the machine's last boot, or the record names none
+// (written by a slideshowd before it): a copy of the file, made by hand or
+// moved to another file system or machine, whose life may still run on
+// the original. A process that starts
 // on the file replaces the charge that life got as presumed dead after an
 // outage by Pending; on a Copy it only raises that charge to Pending. Prev
 // names the lives on the file before it, as the use of the day names them

@@ -1,8 +1,8 @@
-//go:build !unix
+//go:build !linux
 
 package store
 
-// fileID identifies the file at path; "" (unknown) where device and inode
-// numbers are not read (not a Unix system): every life record is then
-// taken as one written to another file (see SharedLife.Copy).
+// fileID identifies the file at path; "" (unknown) off Linux, where the
+// kernel's boot id is not read: every life record is then taken as one
+// written to another file (see SharedLife.Copy).
 func fileID(string) string { return "" }

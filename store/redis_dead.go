@@ -459,9 +459,14 @@ return out
 // at the end of a recovery, after an outage of any length: with a time
 // limit, 10 minutes before, a charge in an epoch joined after an outage
 // longer than that stayed). That life is dead: its record is in the very
-// file this process opened (same device and inode: SharedLife.Copy false),
-// which stays locked while a process has it open, so that life no longer
-// runs, and every unit it took on a share is in that record. A record read
+// file this process opened (the same boot id, device and inode:
+// SharedLife.Copy false), which stays locked while a process has it open,
+// so that life no longer runs, and every unit it took on a share is in
+// that record. While that life beat within the grace, it is left to the
+// next heartbeats (fixDead: a clone of the disk under the same boot id
+// would read as this file). The mark holds the record's number: a later
+// record of that life (its own file, after a clone's replacement from a
+// shorter one) replaces again. A record read
 // on another file (a copy of the data directory: that life may still run
 // on the original, or may have taken more on a share after the copy, so
 // the record may be short) only raises the charge to pending, once, and
@@ -546,9 +551,12 @@ func (s *Redis) recordLife(ctx context.Context) error {
 // that life no longer runs) the replacement is exact, and made again in
 // each epoch this process joins later, as long as it runs (Redis restarted
 // empty loses the mark, and a charge of the day only may come in the new
-// epoch: retryFix). On a Copy (another file: that life may still run on
-// the original, and take more on a share than the copy recorded) it only
-// raises the charge, once.
+// epoch: retryFix); while that life beat within the grace (a restart at
+// once after a kill; or a clone of the disk, which reads as this file), it
+// is left to this process's next heartbeats, fixTries in all, until that
+// life's heartbeat is overdue. On a Copy (another file: that life may
+// still run on the original, and take more on a share than the copy
+// recorded) it only raises the charge, once.
 func (s *Redis) fixDead(ctx context.Context) error {
 	lr, ok := s.Local.(lifeRecorder)
 	if !ok {
@@ -602,8 +610,9 @@ func (s *Redis) runFix(ctx context.Context) error {
 	if prev.Copy {
 		raise = "1"
 	}
-	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.addedKey(prev.Life)}
-	args := []any{epoch, displayName(prev.Life), dayKeyTTL, s.prefix, raise, prev.Epoch, prev.Gen}
+	keys := []string{s.fixKey(prev.Life), s.chargedKey(prev.Life), s.epochKey(), s.addedKey(prev.Life), s.procsKey()}
+	args := []any{epoch, displayName(prev.Life), dayKeyTTL, s.prefix, raise, prev.Epoch, prev.Gen, prev.Life, s.clock(),
+		(s.ttl - s.grace()).Milliseconds()}
 	for _, p := range prev.Pending {
 		args = append(args, p.Day+":"+redisLane(p.Lane), p.Count)
 	}
@@ -620,6 +629,10 @@ func (s *Redis) runFix(ctx context.Context) error {
 	s.f.fixes = append(s.f.fixes, fixes...)
 	switch {
 	case res == -1: // not joined the epoch Redis holds yet: later
+	case res == 2: // that life beat within the grace
+		if s.f.fixTries++; s.f.fixTries >= fixTries {
+			s.f.fixPrev = nil
+		}
 	case prev.Copy: // raised once: in a later epoch its units count 0
 		s.f.fixPrev = nil
 	default:
@@ -707,6 +720,14 @@ func parseDayLane(f string) (string, LaneID, bool) {
 	return day, LaneID{Project: rest[:n], Class: rest[n+1:]}, true
 }
 
+// fixTries is how many times fixDead and retryFix try to replace the
+// previous life's charge while it beats within the grace, though its
+// record is in this very file: a killed life's heartbeat is overdue at
+// the second try (a heartbeat interval apart); a life that goes on beating
+// runs on a file that reads as this one (a clone of the disk that the
+// boot id did not tell apart), and keeps its charge.
+const fixTries = 6
+
 // deadFixScript replaces the day units charged to a dead life by its
 // pending share units, once per life and epoch; or, for a record read on a
 // copy of the life's file, only raises them to those units (never lower,
@@ -720,29 +741,45 @@ func parseDayLane(f string) (string, LaneID, bool) {
 // hash then holds the units the life counts for now (charged plus the
 // move), so a later replacement moves from there.
 //
+// An exact replacement is made unless that life beat within the grace
+// (nothing done), and once per life, epoch and record: the mark holds the
+// record's number, and a record of that life numbered above it (a later
+// one: the file the earlier replacement read was a copy that read as the
+// life's own) replaces again, from the charged hash.
+//
 // KEYS: 1 the life's fix mark, 2 its charged units (hash: day:lane ->
-// units), 3 the epoch, 4 its added hash (reconcileScript). ARGV: 1 the
+// units), 3 the epoch, 4 its added hash (reconcileScript), 5 processes
+// (zset). ARGV: 1 the
 // epoch the caller joined (its Local counts are in it), 2 the life's name
 // (its field of the use hashes), 3 day key ttl s, 4 the cluster's key
 // prefix, 5 "1": raise only (a copy), else exact, 6 the epoch the life
-// joined, 7 the record's number (Gen; 0: none), then (day:lane, pending
+// joined, 7 the record's number (Gen; 0: none), 8 the life (its member of
+// the processes), 9 now ms (0: TIME), 10 ms: a score above now plus it is
+// a heartbeat within the grace (TTL - grace), then (day:lane, pending
 // units) pairs. Reply: {1, then per day:lane charged or recorded:
 // day:lane, the units charged, the units counted now (pending; raise: at
 // least the units charged), the units recorded,
 // the day count after} when replaced (or raised), {0} when replaced
-// before in this epoch (exact only), {-1} when the epoch is not the
-// caller's.
-var deadFixScript = redis.NewScript(`
+// before in this epoch by this record or a later one (exact only), {-1}
+// when the epoch is not the caller's, {2} when the life beat within the
+// grace (exact only; nothing done).
+var deadFixScript = redis.NewScript(clockLua + `
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {-1} end
 local raise = ARGV[5] == '1'
+local gen = tonumber(ARGV[7])
 if not raise then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
-  redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+  local m = redis.call('GET', KEYS[1])
+  if m then
+    local mg = tonumber(string.match(m, '^g:(%d+)$') or '')
+    if not mg or gen <= mg then return {0} end
+  end
+  local sc = redis.call('ZSCORE', KEYS[5], ARGV[8])
+  if sc and tonumber(sc) > clock(ARGV[9]) + tonumber(ARGV[10]) then return {2} end
+  redis.call('SET', KEYS[1], 'g:' .. string.format('%d', gen), 'EX', ARGV[3])
 end
 local want, rec, order = {}, {}, {}
 local same = ARGV[6] == ARGV[1]
-local gen = tonumber(ARGV[7])
-for i = 8, #ARGV, 2 do
+for i = 11, #ARGV, 2 do
   local f, u = ARGV[i], tonumber(ARGV[i + 1])
   if not rec[f] then order[#order + 1] = f end
   rec[f] = (rec[f] or 0) + u

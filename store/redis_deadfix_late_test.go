@@ -143,3 +143,69 @@ func TestRedisDeadChargeCopyNewEpoch(t *testing.T) {
 		t.Errorf("after c's data directory started again: day count %d below the units granted %d", n, e.units)
 	}
 }
+
+// TestRedisDeadChargeCopySameFileID (review11 R11-3): a copy of c's data
+// directory whose file reads as c's own (the same boot id, device and
+// inode numbers: a clone of the disk that the boot id did not tell apart;
+// simulated by rewriting the copy's record through Bolt.SetSharedLife,
+// which stamps the copy's identity). d starts on it while c runs, beating
+// on time; an outage begins before c's next heartbeat, c takes 2 units of
+// its share and is killed in it. Before, d's start took the running c for
+// dead at once (its record read as in d's own file): an exact replacement
+// and c's fix mark, and c's own data directory's next start changed
+// nothing (marked): the day count 9 for 11 granted. Now d leaves c while c
+// beats within the grace; its replacement after the outage (c overdue,
+// from the copy's short record) is made again by c's own next start, whose
+// record is numbered later: the day count is the units granted.
+func TestRedisDeadChargeCopySameFileID(t *testing.T) {
+	ctx := context.Background()
+	e := newDeadFixEnv(t)
+	dir := t.TempDir()
+	path, cpy := filepath.Join(dir, "c.db"), filepath.Join(dir, "copy.db")
+	e.c = e.openBolt(t, path, "c", e.cls)
+	kill := closeAtEnd(t, e.c)
+	e.heartbeats(t, 20*time.Second, e.a, e.b, e.c)
+	e.takeAll(t, 1, "no grant", e.a, e.b, e.c)
+	copyFile(t, path, cpy)
+	// The copy's file reads as the one c's record was written to.
+	cs, err := store.Open(cpy, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := cs.SharedLife(ctx, "test")
+	if err != nil || l.Life == "" || !l.Copy {
+		t.Fatalf("copy's record %+v, %v; want c's, read as a copy", l, err)
+	}
+	if err := cs.SetSharedLife(ctx, "test", l); err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	beat(t, e.a, e.b, e.c) // c beats on time
+	d := e.openBolt(t, cpy, "d", e.cls)
+	t.Cleanup(func() { d.Close() })
+	rc := e.client(t)
+	fixMark := "test:deadfix:" + store.RedisLife(e.c)
+	if n, err := rc.Exists(ctx, fixMark).Result(); err != nil || n != 0 {
+		t.Errorf("c's fix mark after d's start, c beating on time: %d, %v; want none", n, err)
+	}
+	e.outage(t, e.a, e.b, e.c, d) // before c's next heartbeat
+	e.takeAll(t, 2, "no share", e.c)
+	kill()
+	e.restartRedis(false)
+	beat(t, e.a, e.b, d)
+	e.saturate(t, 30*time.Second, e.a, e.b, d)
+	cs2 := e.charges(e.a, e.b, d)
+	c2 := e.openBolt(t, path, "c2", e.cls) // c's data directory again
+	t.Cleanup(func() { c2.Close() })
+	count, cUse := dayCount(t, rc, "c")
+	t.Logf("charges %+v; after c's data directory started again: day count %d, c's part %d, units granted %d", cs2, count, cUse, e.units)
+	if count != e.units || cUse != 3 {
+		t.Errorf("after c's data directory started again: day count %d, c's part %d; want %d (the units granted) and 3", count, cUse, e.units)
+	}
+	e.saturate(t, 10*time.Second, e.a, e.b, d, c2)
+	if n, _ := dayCount(t, rc, "c"); n < e.units {
+		t.Errorf("day count %d below the units granted %d", n, e.units)
+	}
+}

@@ -141,14 +141,13 @@ func TestRedisDeadChargeReplaced(t *testing.T) {
 // once on its data directory (a supervisor), just before an outage: its
 // killed life is still in the views (it beat within the grace), so the
 // survivors charge it after the outage though it took nothing on a share;
-// the new life replaces the charge as it starts, though that life beat
-// within the grace (its record is in the very file the new life opened:
-// that life no longer runs), here before the outage: the charge then adds
-// no day units; when Redis comes back empty, that replacement is lost with
-// its state, and c2 makes it again in the new epoch: the day count is what
-// was granted. (Before, a life beating within the grace was left to the
-// new life's heartbeats until it was overdue, as it might have been a
-// process running on a copy of the file; a copy is now told apart.)
+// the new life, which found that life beating within the grace as it
+// started (it may still run on a file that reads as this one, a clone: not
+// replaced then), replaces the charge at a heartbeat once the killed
+// life's heartbeat is overdue (here before the outage: the charge then
+// adds no day units; when Redis comes back empty, that replacement is
+// lost with its state, and c2 makes it again in the new epoch): the day
+// count is what was granted.
 func TestRedisDeadChargeReplacedLater(t *testing.T) {
 	t.Run("Redis back with its state", func(t *testing.T) { deadChargeReplacedLater(t, false, 92*time.Second) })
 	// The charge is then of the day only, in the new epoch, at the end of
@@ -177,13 +176,16 @@ func deadChargeReplacedLater(t *testing.T, empty bool, outage time.Duration) {
 		t.Fatalf("day count %d before the outage, want %d", n, e.units)
 	}
 	fixMark := "test:deadfix:" + store.RedisLife(e.c)
-	if n, err := rc.Exists(ctx, fixMark).Result(); err != nil || n != 1 {
-		t.Fatalf("c's charge not replaced as c2 started on c's file, c beating within the grace (%d, %v)", n, err)
+	if n, err := rc.Exists(ctx, fixMark).Result(); err != nil || n != 0 {
+		t.Fatalf("c's charge replaced as c2 started, c beating within the grace (%d, %v)", n, err)
 	}
 	e.clock.add(5 * time.Second)
 	beat(t, e.a, e.b) // their views still hold c (its heartbeat expires 15 s after its last)
 	e.clock.add(2 * time.Second)
-	beat(t, c2)
+	beat(t, c2) // c's heartbeat is overdue: replaced (by nothing: no charge yet)
+	if n, err := rc.Exists(ctx, fixMark).Result(); err != nil || n != 1 {
+		t.Fatalf("c's charge not replaced at c2's heartbeat after c's was overdue (%d, %v)", n, err)
+	}
 	e.clock.add(time.Second)
 	e.stopRedis(t, e.a, e.b, c2)
 	e.clock.add(outage)

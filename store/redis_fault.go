@@ -178,10 +178,12 @@ type faultState struct {
 	lifeGen uint64
 	// fixPrev is the previous life on the Local store whose dead charge
 	// fixDead replaces (nil: none, or no more), in each epoch joined
-	// (fixEpoch: the last one it was replaced in), not before fixNext.
+	// (fixEpoch: the last one it was replaced in), not before fixNext;
+	// fixTries counts the tries it beat within the grace.
 	fixPrev  *SharedLife
 	fixEpoch string
 	fixNext  time.Time
+	fixTries int
 	fixes    []DeadFix // replacements made, not yet taken by DeadFixes
 
 	// The disabled keys of the shared state as this process last saw them,
