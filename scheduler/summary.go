@@ -177,8 +177,8 @@ type ClassSummary struct {
 	// ClusterDayUsed). 0 (absent) without one, or while 0. DayUsed stays
 	// this process's own use.
 	ClusterDayUsed int `json:"cluster_day_used,omitempty"`
-	// DayResetsAt is the next Pacific midnight: when every lane's day
-	// count starts again.
+	// DayResetsAt is the next Pacific midnight (in UTC, as a Wait's
+	// Until): when every lane's day count starts again.
 	DayResetsAt time.Time `json:"day_resets_at"`
 	// Wait says why the class's queued jobs wait for quota; nil when they
 	// do not (or nothing is queued).
@@ -256,7 +256,7 @@ func (s *Scheduler) Summary() Summary {
 		cs := ClassSummary{
 			Name: r.name, Limits: u.Limits,
 			Day: u.Day, DayUsed: u.Used, DayLimit: u.Limit, DayRemaining: u.Remaining,
-			RPMLimit: u.RPMLimit, Critical: u.Critical, DayResetsAt: bucket.NextMidnight(now, s.cfg.Location),
+			RPMLimit: u.RPMLimit, Critical: u.Critical, DayResetsAt: bucket.NextMidnight(now, s.cfg.Location).UTC(),
 		}
 		if s.ledger.shared {
 			cs.ClusterDayUsed = u.SharedUsed

@@ -96,3 +96,22 @@ func TestProtectedWaitWithDaySpentSaysDay(t *testing.T) {
 		}
 	})
 }
+
+// TestDayResetsAtIsUTC: a class's day_resets_at is UTC in JSON, as its
+// waits' until and the lanes' held_until (it was the next Pacific midnight
+// with its offset, -08:00; newcomer11's re-check of N10-4).
+func TestDayResetsAtIsUTC(t *testing.T) {
+	s, err := New(Config{Keys: keys(1), Classes: []ClassConfig{{Name: "text", Limits: bucket.Limits{RPM: 60, RPD: 100}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := s.Summary().Classes[0]
+	data, err := json.Marshal(cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	midnight := bucket.NextMidnight(time.Now(), bucket.Pacific)
+	if want := `"day_resets_at":"` + midnight.UTC().Format(time.RFC3339) + `"`; !strings.Contains(string(data), want) {
+		t.Errorf("class summary %s, want %s", data, want)
+	}
+}
