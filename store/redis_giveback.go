@@ -327,7 +327,7 @@ type laneStamps struct {
 	last atomic.Pointer[laneGrant]
 	// share is a local ms up to which a stamp with no grant is of a
 	// record granted on the outage share (see shareGranted): the
-	// reconcile adds its slots.
+	// reconcile adds its slots. 0 once the lane has a grant after it.
 	share atomic.Int64
 	// 64 bytes a lane in stampIdx (not aligned to a cache line: at most two).
 }
@@ -585,9 +585,12 @@ func (s *Redis) takeGrant(lane LaneID) *laneGrant {
 	return g
 }
 
-// setGrant makes g lane's last grant, whose leases are stamped from now on.
+// setGrant makes g lane's last grant, whose leases are stamped from now on:
+// a later stamp is of g's record or a newer one, never of a record granted
+// on the outage share before (the lane's share end is cleared).
 func (s *Redis) setGrant(lane LaneID, g *laneGrant) {
 	ls := s.stampsOf(lane)
+	ls.share.Store(0)
 	ls.last.Store(g)
 	ls.g.Store(g)
 }

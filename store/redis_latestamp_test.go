@@ -194,3 +194,97 @@ func TestRedisStampShareNoSlot(t *testing.T) {
 		t.Errorf("window after a stamp past the share record's end %v, want %v and %d", got, reconciled, late.UnixMilli()+1)
 	}
 }
+
+// TestRedisStampNoGrantAfterShare (review11 R11-2): a slow lane's record r
+// (30 s) is granted on the outage share and its request sent; Redis comes
+// back (the reconcile adds r's slot at r's end plus the margin). The lane
+// then records again on Redis (grant G, 2 s), and the dispatcher stalls 8 s
+// before the stamp: the heartbeat settles G idle (no stamp: its slot
+// leaves), and the stamp finds no grant. It is before r's end: Stamped took
+// it for one of r's leases (the lane's share end was never cleared) and
+// added nothing, so G's request was in no count and b was then granted the
+// RPM less r's slot while r's, G's and b's requests were all in the API's
+// minute (11 within 60 s at RPM 10). Now a grant clears the share end: the
+// stamp adds its own slot.
+func TestRedisStampNoGrantAfterShare(t *testing.T) {
+	ctx := context.Background()
+	e := newPersistentRedisEnv(t)
+	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
+	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
+	store.SetRedisPrefetch(a, false)
+	store.SetRedisPrefetch(b, false)
+	e.heartbeats(t, 20*time.Second, a, b)
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	a.Stamped(lane, e.clock.now().Add(cls.Margin))
+	for _, s := range []*store.Redis{b, a} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
+	e.clock.add(110 * time.Second)
+	var sends []time.Time
+	at := e.clock.now()
+	r := store.Record{Lane: lane, Day: "2026-03-01", Units: 1, Covers: 1, At: at, Until: at.Add(30 * time.Second)}
+	if _, err := a.Reserve(ctx, r); err != nil {
+		t.Fatalf("a's share: %v", err)
+	}
+	a.Stamped(lane, e.clock.now().Add(cls.Margin))
+	sends = append(sends, e.clock.now())
+	e.srv.Restart()
+	e.clock.add(500 * time.Millisecond)
+	for _, s := range []*store.Redis{a, b} {
+		if _, err := s.Heartbeat(ctx); err != nil || s.Unreachable() {
+			t.Fatalf("%s back: %v", s.Process(), err)
+		}
+	}
+	// The lane records again on Redis: G, 2 s.
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatalf("a's grant G: %v", err)
+	}
+	e.clock.add(8 * time.Second) // the dispatcher stalls
+	if _, err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc := e.client(t)
+	before := e.windowScores(t, rc)
+	a.Stamped(lane, e.clock.now().Add(cls.Margin))
+	sends = append(sends, e.clock.now())
+	after := e.windowScores(t, rc)
+	t.Logf("window before G's late stamp %v, after %v (r's end %v)", before, after, r.Until.UnixMilli())
+	// b asks for the whole RPM 59.9 s after r's send, past the recovery.
+	target := sends[0].Add(59900 * time.Millisecond)
+	e.heartbeats(t, target.Sub(e.clock.now())-5*time.Second, a, b)
+	e.clock.add(target.Sub(e.clock.now()))
+	for _, s := range []*store.Redis{a, b} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at = e.clock.now()
+	_, covers, sched, err := b.ReserveUpTo(ctx, store.Record{Lane: lane, Day: "2026-03-01", Units: 10, Covers: 10, At: at, Until: at.Add(2 * time.Second)})
+	if err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	for range covers - len(sched) {
+		b.Stamped(lane, e.clock.now().Add(cls.Margin))
+		sends = append(sends, e.clock.now())
+	}
+	slices.SortFunc(sends, func(x, y time.Time) int { return x.Compare(y) })
+	n := 0
+	for _, s := range sends {
+		if s.Sub(sends[0]) < time.Minute {
+			n++
+		}
+	}
+	t.Logf("b granted %d now; sends within 60 s of r's: %d (RPM %d)", covers-len(sched), n, cls.RPM)
+	if n > cls.RPM {
+		t.Errorf("%d requests sent within 60 s (RPM %d): G's late stamp with no grant was taken for the share record's", n, cls.RPM)
+	}
+}
