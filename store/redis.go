@@ -1179,7 +1179,10 @@ func compareLane(a, b LaneID) int {
 // processes' grants since, at most one grant stale; a Heartbeat's view
 // reads it again), an error wrapping ErrNoGrant (a *GrantError) when Redis
 // refused, or one wrapping ErrUnavailable when Redis could not answer; in
-// both cases nothing was recorded. While Redis is unreachable it grants
+// both cases nothing was recorded, except for a record refused when it is
+// handed out, after Redis granted it and the Local store wrote it (see
+// handOut): its day units are given back in Redis (when that call works)
+// and stay in the Local store. While Redis is unreachable it grants
 // from the share or refuses (Reason "share"); during the grace after a
 // call failed, it may first try Redis again (one Heartbeat, bounded to
 // HeartbeatTTL/15, at most once per HeartbeatTTL/15 for the process).
@@ -1332,7 +1335,8 @@ func (s *Redis) reserveRedis(ctx context.Context, r Record, c RedisClass, ttl ti
 // (no stamp: its slots leave the window); a refusal is returned as is (the
 // caller gives the lease back). While recovering (the grant checked against
 // the share), or after a few tries, the stale record is refused instead:
-// Reason "window" until now, so the caller records again at once. A stall
+// Reason "window" until now, so the caller records again at once. A
+// refused record's day units are given back in Redis (giveBackRefused). A stall
 // after this check still sends late: Stamped then adds the request's slot
 // at its stamp (a round trip); this check keeps that rare.
 func (s *Redis) handOut(ctx context.Context, r Record, c RedisClass, ttl time.Duration, fit fitAsk, f Fit, recovering bool) (Fit, error) {
@@ -1347,6 +1351,7 @@ func (s *Redis) handOut(ctx context.Context, r Record, c RedisClass, ttl time.Du
 			return f, nil
 		}
 		if recovering || try >= 3 || ctx.Err() != nil {
+			s.giveBackRefused(r)
 			return Fit{}, &GrantError{Lane: r.Lane, Reason: "window", Until: now}
 		}
 		again := r
@@ -1356,10 +1361,37 @@ func (s *Redis) handOut(ctx context.Context, r Record, c RedisClass, ttl time.Du
 		}
 		nf, err := s.grant(ctx, again, c, ttl, fit)
 		if err != nil {
+			var ge *GrantError
+			if errors.As(err, &ge) {
+				s.giveBackRefused(r)
+			}
 			return Fit{}, err
 		}
 		f = nf
 	}
+}
+
+// giveBackRefused gives r's day units back in the cluster's day count (and
+// this process's part of it) when handOut refuses r after Redis granted it:
+// the caller gives the lease back and records its units again (the
+// scheduler: ledger.abandon), so they would be counted twice for the day
+// (review11 R11-1). One round trip bounded to 2 s, in the current epoch;
+// when it fails, or when the re-grant failed with Redis unreachable or
+// restarted empty (not a refusal: r's units stay), they stay counted, on
+// the safe side. The Local store keeps r (it takes no units back before
+// Settle): this process's own day count, read at its next start and in a
+// re-seed of an empty Redis, is higher by them (the safe side too).
+func (s *Redis) giveBackRefused(r Record) {
+	if r.Units <= 0 {
+		return
+	}
+	s.mu.Lock()
+	epoch := s.epoch
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = giveBackScript.Run(ctx, s.rdb, []string{s.epochKey(), s.dayKey(r.Day, r.Lane), s.useKey(r.Day, r.Lane)},
+		epoch, r.Units, s.process).Err()
 }
 
 // pruneGrants drops the leading grants of a lane's own grants (oldest
