@@ -341,3 +341,85 @@ func TestRedisEmptyRestartGrantRegisters(t *testing.T) {
 		t.Errorf("c at RPM 12 right after a's grant re-seeded: %v; want ErrLimitsConflict", err)
 	}
 }
+
+// TestRedisEmptyRestartRecoveryKeptOverOutage (review11 R11-4): Redis
+// restarts empty at T while d, just killed, has 8 requests in the API's
+// minute (its grant's slots are lost with Redis's state). a and b notice at
+// T+1: their grants stay within their shares until every slot granted
+// before T may have left the window (newEpoch: about T+92). At T+20 Redis
+// is unreachable for 10 s and comes back with its state: the reconnect
+// (pushPending) used to set the recovery's end to now + HeartbeatTTL
+// (T+45), cutting the longer recovery short, so from T+45 a was granted the
+// whole RPM while d's 8 were still in the API's minute (18 in 60 s at RPM
+// 10). The control runs the same events without the outage.
+func TestRedisEmptyRestartRecoveryKeptOverOutage(t *testing.T) {
+	for _, blip := range []bool{false, true} {
+		name := "control"
+		if blip {
+			name = "outage during the recovery"
+		}
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newPersistentRedisEnv(t)
+			cls := store.RedisClass{Name: "text", RPM: 10, RPD: 1000, Margin: 100 * time.Millisecond}
+			a, b, d := e.open(t, "a", cls), e.open(t, "b", cls), e.open(t, "d", cls)
+			for _, s := range []*store.Redis{a, b, d} {
+				store.SetRedisPrefetch(s, false)
+			}
+			e.heartbeats(t, 20*time.Second, a, b, d)
+			var sends []time.Time
+			at := e.clock.now()
+			if _, err := d.Reserve(ctx, store.Record{Lane: lane, Day: "2026-03-01", Units: 8, Covers: 8, At: at, Until: at.Add(30 * time.Second)}); err != nil {
+				t.Fatal(err)
+			}
+			for range 8 {
+				d.Stamped(lane, e.clock.now().Add(cls.Margin))
+				sends = append(sends, e.clock.now())
+			}
+			e.clock.add(time.Second)
+			T := e.clock.now()
+			e.srv.Kill()
+			e.srv.RestartEmpty() // d is killed now too: it never re-seeds
+			d.Close()
+			e.clock.add(time.Second)
+			beat(t, a, b) // both notice and re-seed: recovery until about T+92
+			if blip {
+				e.clock.add(T.Add(20 * time.Second).Sub(e.clock.now()))
+				e.srv.Stop()
+				for _, s := range []*store.Redis{a, b} {
+					if _, err := s.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+						t.Fatalf("heartbeat with Redis stopped: %v", err)
+					}
+				}
+				e.clock.add(10 * time.Second)
+				e.srv.Restart()
+				beat(t, a, b) // reconnect
+			}
+			// Heartbeats every 5 s to T+50, then a asks for the whole RPM.
+			for e.clock.now().Before(T.Add(50 * time.Second)) {
+				e.clock.add(5 * time.Second)
+				beat(t, a, b)
+			}
+			at = e.clock.now()
+			_, covers, sched, err := a.ReserveUpTo(ctx, store.Record{Lane: lane, Day: "2026-03-01", Units: 10, Covers: 10, At: at, Until: at.Add(2 * time.Second)})
+			n := 0
+			if err == nil {
+				n = covers - len(sched)
+			}
+			for range n {
+				a.Stamped(lane, e.clock.now().Add(cls.Margin))
+				sends = append(sends, e.clock.now())
+			}
+			in := 0
+			for _, s := range sends {
+				if e.clock.now().Sub(s) < time.Minute {
+					in++
+				}
+			}
+			t.Logf("at T+%v a granted %d now (err %v); requests in the last 60 s: %d (d's 8 sent at T-1 s)", e.clock.now().Sub(T), n, err, in)
+			if in > cls.RPM {
+				t.Errorf("%d requests within 60 s at RPM %d: the recovery after the empty restart was cut short by the outage's reconnect", in, cls.RPM)
+			}
+		})
+	}
+}

@@ -250,7 +250,12 @@ func (s *Redis) pushPending(ctx context.Context) error {
 		s.f.mu.Lock()
 		if len(s.f.ops) == 0 {
 			s.f.down = false
-			s.f.recovers = s.localNow().Add(s.ttl)
+			// At least one heartbeat's life, and never earlier than a
+			// recovery already under way: an outage within the longer
+			// recovery after an empty restart (newEpoch) must not cut it
+			// short, since the slots lost with Redis's state are still
+			// in the API's minute until then.
+			s.f.recovers = later(s.f.recovers, s.localNow().Add(s.ttl))
 			s.f.mu.Unlock()
 			return nil
 		}
