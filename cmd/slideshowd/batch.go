@@ -708,22 +708,34 @@ func printPlan(w io.Writer, cfg config.Config, file string, entries []batchEntry
 	fmt.Fprintln(w, "Today's use is not counted here (slideshowd usage shows it); a re-run asks only for what is not stored yet.")
 }
 
+// serverBatchEntries checks batch -server's arguments (no -config: the
+// daemon's configuration applies; a usable -server URL) and reads the batch
+// file. It returns the entries and true, or the exit status and false
+// after writing the error to e.stderr.
+func serverBatchEntries(ctx context.Context, e env, file, server, cfgPath string) ([]batchEntry, int, bool) {
+	if cfgPath != "" {
+		fmt.Fprintln(e.stderr, "slideshowd: -config: not used with -server (the daemon's configuration applies)")
+		return nil, exitBadArgs, false
+	}
+	if problem := serverURLProblem(server); problem != "" {
+		fmt.Fprintln(e.stderr, "slideshowd: -server: "+problem)
+		return nil, exitBadArgs, false
+	}
+	entries, err := readBatch(ctx, file)
+	if err != nil {
+		return nil, batchCheckFailed(e, err, error.Error), false
+	}
+	return entries, 0, true
+}
+
 // cmdBatchServerPlan is batch -dry-run -server: the plan of the batch file
 // against the daemon's limits, read from its GET /v1/usage (the token from
 // SLIDESHOWD_TOKEN); the built-in defaults are not the daemon's. When the
 // daemon does not answer, the plan says so and leaves the quota out.
 func cmdBatchServerPlan(ctx context.Context, e env, file, server, cfgPath, out string) int {
-	if cfgPath != "" {
-		fmt.Fprintln(e.stderr, "slideshowd: -config: not used with -server (the daemon's configuration applies)")
-		return exitBadArgs
-	}
-	if problem := serverURLProblem(server); problem != "" {
-		fmt.Fprintln(e.stderr, "slideshowd: -server: "+problem)
-		return exitBadArgs
-	}
-	entries, err := readBatch(ctx, file)
-	if err != nil {
-		return batchCheckFailed(e, err, error.Error)
+	entries, code, ok := serverBatchEntries(ctx, e, file, server, cfgPath)
+	if !ok {
+		return code
 	}
 	w := e.stdout
 	images := printPlanEntries(w, file, entries, out)
@@ -805,17 +817,9 @@ func pluralN(n int, one, many string) string {
 // cmdBatchServer is batch -server: the daemon's configuration applies, so
 // none is read here; the token comes from SLIDESHOWD_TOKEN.
 func cmdBatchServer(ctx context.Context, e env, file, server, cfgPath, out, mode string) int {
-	if cfgPath != "" {
-		fmt.Fprintln(e.stderr, "slideshowd: -config: not used with -server (the daemon's configuration applies)")
-		return exitBadArgs
-	}
-	if problem := serverURLProblem(server); problem != "" {
-		fmt.Fprintln(e.stderr, "slideshowd: -server: "+problem)
-		return exitBadArgs
-	}
-	entries, err := readBatch(ctx, file)
-	if err != nil {
-		return batchCheckFailed(e, err, error.Error)
+	entries, code, ok := serverBatchEntries(ctx, e, file, server, cfgPath)
+	if !ok {
+		return code
 	}
 	return runBatchServer(ctx, e, server, e.getenv(config.EnvToken), entries, out, mode)
 }
