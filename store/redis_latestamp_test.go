@@ -151,21 +151,7 @@ func TestRedisStampShareNoSlot(t *testing.T) {
 	cls := store.RedisClass{Name: "text", RPM: 10, RPD: 100, Margin: 100 * time.Millisecond}
 	a, b := e.open(t, "a", cls), e.open(t, "b", cls)
 	e.heartbeats(t, 20*time.Second, a, b)
-	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil { // the lane's day count in a's view
-		t.Fatal(err)
-	}
-	a.Stamped(lane, e.clock.now().Add(cls.Margin))
-	for _, s := range []*store.Redis{b, a} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.srv.Stop()
-	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("heartbeat with Redis stopped: %v", err)
-	}
-	grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
-	e.clock.add(110 * time.Second) // past the grace, and the pre-outage slots gone: a's share is RPM / 2
+	outageAfterOneSend(t, e, a, b, cls) // a's share is RPM / 2
 	r := e.record(3, 3)
 	if _, err := a.Reserve(ctx, r); err != nil {
 		t.Fatalf("a's share: %v", err)
@@ -214,21 +200,7 @@ func TestRedisStampNoGrantAfterShare(t *testing.T) {
 	store.SetRedisPrefetch(a, false)
 	store.SetRedisPrefetch(b, false)
 	e.heartbeats(t, 20*time.Second, a, b)
-	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
-		t.Fatal(err)
-	}
-	a.Stamped(lane, e.clock.now().Add(cls.Margin))
-	for _, s := range []*store.Redis{b, a} {
-		if _, err := s.Heartbeat(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.srv.Stop()
-	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("heartbeat with Redis stopped: %v", err)
-	}
-	grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
-	e.clock.add(110 * time.Second)
+	outageAfterOneSend(t, e, a, b, cls) // a's share is RPM / 2
 	var sends []time.Time
 	at := e.clock.now()
 	r := store.Record{Lane: lane, Day: "2026-03-01", Units: 1, Covers: 1, At: at, Until: at.Add(30 * time.Second)}
@@ -287,4 +259,28 @@ func TestRedisStampNoGrantAfterShare(t *testing.T) {
 	if n > cls.RPM {
 		t.Errorf("%d requests sent within 60 s (RPM %d): G's late stamp with no grant was taken for the share record's", n, cls.RPM)
 	}
+}
+
+// outageAfterOneSend: a sends one request granted from Redis (the lane's
+// day count in its view), b and a beat, Redis stops, a finds it unreachable
+// (its grants are confirming), and the clock moves 110 s: past the grace,
+// and the pre-outage slots gone, so a's share of the lane is RPM / 2.
+func outageAfterOneSend(t *testing.T, e *redisEnv, a, b *store.Redis, cls store.RedisClass) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := a.Reserve(ctx, e.record(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	a.Stamped(lane, e.clock.now().Add(cls.Margin))
+	for _, s := range []*store.Redis{b, a} {
+		if _, err := s.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Stop()
+	if _, err := a.Heartbeat(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("heartbeat with Redis stopped: %v", err)
+	}
+	grantErr(t, reserveErr(a, e.record(1, 1)), "confirming")
+	e.clock.add(110 * time.Second)
 }
